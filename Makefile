@@ -1,0 +1,69 @@
+# The README's two commands: `make up` (run the product locally) and `make test` (pass the tests).
+# Both install whatever is missing on a fresh Debian machine first.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+STAMPS := $(ROOT)/.stamps
+UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
+APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: help up test deps py-deps node-deps apt-deps lint typecheck pytest frontend frontend-test schema bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+up: py-deps frontend ## install what is missing, then run agent + preview router + editor locally
+	$(VENV)/bin/amicable up $(ARGS)
+
+test: deps lint typecheck frontend-test pytest ## install what is missing, then lint, type-check and run every test
+
+deps: apt-deps py-deps node-deps frontend
+
+$(ROOT)/.tools/bin/uv:
+	python3 -m venv $(ROOT)/.tools
+	$(ROOT)/.tools/bin/pip install --quiet uv
+
+py-deps: $(UV) ## the uv workspace in .venv (uv sync --locked)
+	$(UV) sync --locked --all-packages --quiet
+
+apt-deps: ## Debian packages the tests use (Chromium, nginx, wrk, bubblewrap)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+node-deps: ## npm dependencies of the editor
+	@if [ -f frontend/package-lock.json ]; then \
+	  if [ ! -d frontend/node_modules ] || [ frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]; then \
+	    cd frontend && npm ci --no-audit --no-fund --loglevel=error; fi; fi
+
+frontend: node-deps ## build the editor into frontend/dist when its sources changed
+	@if [ -f frontend/package.json ]; then $(MAKE) --no-print-directory -C frontend -f build.mk dist; fi
+
+frontend-test: node-deps ## vitest + type-check of the editor
+	@if [ -f frontend/package.json ]; then cd frontend && npm run --silent check && npm run --silent test; fi
+
+lint: py-deps ## ruff (lint + format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: py-deps ## mypy strict on libs/ and services/
+	$(VENV)/bin/mypy
+
+pytest: py-deps ## every Python test (real servers, real Vite, real Chromium)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+schema: py-deps ## regenerate frontend/src/protocol/schema.json + TypeScript types
+	$(VENV)/bin/python -m amicable_protocol.schema --out frontend/src/protocol/schema.json
+
+bench: py-deps ## run every benchmark (prints ratios against a same-run baseline)
+	@for b in benchmarks/*/run.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+clean: ## remove build products (keeps .venv)
+	rm -rf frontend/dist $(STAMPS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""The one cattrs converter every wire type goes through (never the global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn
+from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
+
+from .errors import ProtocolError
+
+T = TypeVar("T")
+
+#: Lenient converter: unknown keys are ignored (peers we do not own, e.g. the existing editor).
+converter = make_converter(omit_if_default=False)
+#: Strict converter: unknown keys are rejected (peers we own: runtime API, resolver answers).
+strict_converter = make_converter(forbid_extra_keys=True, omit_if_default=False)
+
+
+def _omitting_none(fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    def unstructure(obj: Any) -> dict[str, Any]:
+        return {k: v for k, v in fn(obj).items() if v is not None}
+
+    return unstructure
+
+
+def register_omit_none(*classes: type[Any]) -> None:
+    """Drop ``None``-valued optional fields when these classes are sent on the wire."""
+    for cls in classes:
+        for conv in (converter, strict_converter):
+            conv.register_unstructure_hook(cls, _omitting_none(make_dict_unstructure_fn(cls, conv)))
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, ProtocolError):
+        return exc.message
+    return format_exception(exc, type_)
+
+
+def structure(data: Any, cls: type[T], *, strict: bool = False) -> T:
+    """Structure ``data`` into ``cls``, translating cattrs errors into ``ProtocolError``."""
+    conv = strict_converter if strict else converter
+    try:
+        return conv.structure(data, cls)
+    except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
+        details = "; ".join(
+            cattrs.transform_error(exc, path="data", format_exception=_format_exception)
+        )
+        raise ProtocolError("invalid_field", details) from exc
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ProtocolError("invalid_field", f"invalid value: {exc}") from exc
+
+
+def unstructure(obj: Any) -> Any:
+    """Turn a wire object into JSON-ready Python data."""
+    return converter.unstructure(obj)

@@ -1,0 +1,43 @@
+"""Errors of the agent service.
+
+Exception tree::
+
+    AgentError
+    ├── SandboxError                 a sandbox backend could not do what was asked
+    │   ├── SandboxNotFound          no such sandbox (unknown id, already deleted)
+    │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
+    └── RuntimeClientError           the sandbox runtime API answered with an error
+                                     (``status``, ``code``, ``detail`` from its error body)
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class SandboxError(AgentError):
+    """A sandbox backend operation failed."""
+
+
+class SandboxNotFound(SandboxError):
+    """The sandbox does not exist."""
+
+
+class SandboxProvisionError(SandboxError):
+    """Provisioning failed; ``reason`` is a sentence for the user (no secrets)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RuntimeClientError(AgentError):
+    """The sandbox runtime answered with an error body (or not at all: ``status`` 0)."""
+
+    def __init__(self, status: int, code: str, detail: str = "") -> None:
+        super().__init__(f"{status} {code}: {detail}" if detail else f"{status} {code}")
+        self.status = status
+        self.code = code
+        self.detail = detail
