@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn
@@ -11,6 +10,9 @@ from cattrs.preconf.json import make_converter
 from cattrs.v import format_exception
 
 from .errors import ProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 T = TypeVar("T")
 
