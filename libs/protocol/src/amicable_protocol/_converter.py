@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 from cattrs.v import format_exception
 
@@ -40,6 +40,19 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, ProtocolError):
         return exc.message
     return format_exception(exc, type_)
+
+
+def register_renames(cls: type[Any], **renames: str) -> None:
+    """Use other JSON keys for some fields (``from_`` is ``from`` on the wire)."""
+    for conv in (converter, strict_converter):
+        overrides: dict[str, Any] = {name: override(rename=key) for name, key in renames.items()}
+        conv.register_structure_hook(
+            cls,
+            make_dict_structure_fn(
+                cls, conv, _cattrs_forbid_extra_keys=conv is strict_converter, **overrides
+            ),
+        )
+        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **overrides))
 
 
 def structure(data: Any, cls: type[T], *, strict: bool = False) -> T:
