@@ -42,8 +42,13 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     return format_exception(exc, type_)
 
 
+#: Field renames registered with :func:`register_renames` (class -> field -> JSON key).
+renamed_fields: dict[type[Any], dict[str, str]] = {}
+
+
 def register_renames(cls: type[Any], **renames: str) -> None:
     """Use other JSON keys for some fields (``from_`` is ``from`` on the wire)."""
+    renamed_fields[cls] = {**renamed_fields.get(cls, {}), **renames}
     for conv in (converter, strict_converter):
         overrides: dict[str, Any] = {name: override(rename=key) for name, key in renames.items()}
         conv.register_structure_hook(
