@@ -22,9 +22,15 @@ converter = make_converter(omit_if_default=False)
 strict_converter = make_converter(forbid_extra_keys=True, omit_if_default=False)
 
 
-def _omitting_none(fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+def _omitting_none(cls: type[Any], conv: cattrs.Converter) -> Callable[[Any], dict[str, Any]]:
+    # Generated lazily: the generated function binds the hooks of nested classes when it is
+    # made, so making it at registration time would miss classes registered after ``cls``.
+    generated: list[Callable[[Any], dict[str, Any]]] = []
+
     def unstructure(obj: Any) -> dict[str, Any]:
-        return {k: v for k, v in fn(obj).items() if v is not None}
+        if not generated:
+            generated.append(make_dict_unstructure_fn(cls, conv))
+        return {k: v for k, v in generated[0](obj).items() if v is not None}
 
     return unstructure
 
@@ -33,7 +39,7 @@ def register_omit_none(*classes: type[Any]) -> None:
     """Drop ``None``-valued optional fields when these classes are sent on the wire."""
     for cls in classes:
         for conv in (converter, strict_converter):
-            conv.register_unstructure_hook(cls, _omitting_none(make_dict_unstructure_fn(cls, conv)))
+            conv.register_unstructure_hook(cls, _omitting_none(cls, conv))
 
 
 def _format_exception(exc: BaseException, type_: Any) -> str:

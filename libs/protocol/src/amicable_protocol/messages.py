@@ -209,8 +209,9 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
     """Decode one client WebSocket frame.
 
     Accepts what the existing editor sends: ``{type, data, id?, timestamp?}``, a top-level
-    ``session_id`` (copied into ``data`` when ``data`` lacks one), and the legacy nested form
-    where the type sits in ``data.type``.
+    ``session_id`` (copied into ``data`` when ``data`` lacks one), a top-level ``error``
+    (copied into ``data`` likewise), and the legacy nested form where the type sits in
+    ``data.type``. Unknown keys are ignored.
 
     Raises:
         ProtocolError: ``too_large``, ``invalid_json``, ``unknown_message_type`` or
@@ -241,6 +242,8 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
         mtype = None
     if mtype is None or mtype not in _CLIENT_DATA:
         raise ProtocolError("unknown_message_type", f"unknown message type {type_name!r}")
+    if "error" in raw and "error" not in data:
+        data = {**data, "error": raw["error"]}  # the editor may send runtime_error's at top level
     top_session = raw.get("session_id")
     if isinstance(top_session, str) and top_session and not data.get("session_id"):
         data = {**data, "session_id": top_session}
