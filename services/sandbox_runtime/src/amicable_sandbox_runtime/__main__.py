@@ -1,0 +1,89 @@
+"""Command line: ``amicable-sandbox-runtime [serve] | init-workspace | templates``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from .config import load_config
+from .errors import ConfigError, TemplateError
+from .server import serve
+from .templates import DEFAULT_CACHE_DIR, DEFAULT_TEMPLATE, init_workspace, template_ids
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amicable-sandbox-runtime",
+        description="Amicable sandbox runtime: authenticated file/exec API for one workspace "
+        "and supervisor of its dev server. Configured by environment variables "
+        "(see the README); with no subcommand it serves.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    serve_p = sub.add_parser("serve", help="serve the runtime API (the default)")
+    for p in (parser, serve_p):
+        p.add_argument(
+            "--insecure-no-auth",
+            action="store_true",
+            help="serve /v1 without a bearer token (development only)",
+        )
+        p.add_argument("--no-preview", action="store_true", help="do not start the dev server")
+        p.add_argument(
+            "--ready-file",
+            type=Path,
+            help='once listening, atomically write {"port": …, "pid": …} JSON here',
+        )
+        p.add_argument("--port", type=int, help="override AMICABLE_RUNTIME_PORT (0 = any free)")
+        p.add_argument("--workspace", type=Path, help="override AMICABLE_WORKSPACE")
+    init_p = sub.add_parser(
+        "init-workspace", help="copy a template into DEST and provide its node_modules"
+    )
+    init_p.add_argument("dest", type=Path, metavar="DEST")
+    init_p.add_argument("--template", default=DEFAULT_TEMPLATE, help="template id (default vite)")
+    init_p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help=f"node_modules cache (default {DEFAULT_CACHE_DIR})",
+    )
+    sub.add_parser("templates", help="list the bundled template ids")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``amicable-sandbox-runtime``."""
+    args = _parser().parse_args(argv)
+    if args.command == "templates":
+        print("\n".join(template_ids()))
+        return
+    if args.command == "init-workspace":
+        log = partial(print, flush=True)
+        try:
+            trio.run(partial(init_workspace, args.dest, args.template, args.cache_dir, log))
+        except TemplateError as exc:
+            sys.exit(f"init-workspace: {exc}")
+        return
+    try:
+        config = load_config(
+            os.environ,
+            insecure_no_auth=args.insecure_no_auth,
+            no_preview=args.no_preview,
+            ready_file=args.ready_file,
+            port=args.port,
+            workspace=args.workspace,
+        )
+    except ConfigError as exc:
+        sys.exit(f"amicable-sandbox-runtime: {exc}")
+    if not config.workspace.is_dir():
+        sys.exit(f"amicable-sandbox-runtime: workspace {config.workspace} is not a directory")
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(serve, config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Running shell commands in the workspace: own process group, timeout, output caps.
+
+Each command runs as ``sh -c <command>`` in a new session (so its process group id is its
+pid). When the shell exits, when the timeout fires, or when the caller is cancelled (client
+disconnect), the *whole group* is killed with SIGKILL, so background jobs and grandchildren
+never outlive the request.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Literal
+
+import trio
+from amicable_protocol.runtime import ExecExit, ExecRequest, ExecResult
+
+from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+Stream = Literal["stdout", "stderr"]
+OutputCallback = Callable[[Stream, str], Awaitable[None]]
+TRUNCATION_MARKER = "\n<output truncated>"
+TIMEOUT_EXIT_CODE = 124
+#: After the shell exits, how long escaped holders of the pipes may keep them open.
+_DRAIN_TIMEOUT_S = 2.0
+_REAP_TIMEOUT_S = 5.0
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal the process group led by ``pid``; a group that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class _Capture:
+    """Decodes one output stream incrementally and enforces the per-stream cap."""
+
+    def __init__(self, name: Stream, limit: int, on_output: OutputCallback) -> None:
+        self.name: Stream = name
+        self.limit = limit
+        self.on_output = on_output
+        self.used = 0
+        self.truncated = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    async def feed(self, data: bytes | bytearray, *, final: bool = False) -> None:
+        text = self._decoder.decode(data, final)
+        if not text or self.truncated:
+            return
+        room = self.limit - self.used
+        if len(text) > room:
+            text = text[:room] + TRUNCATION_MARKER
+            self.truncated = True
+        self.used += len(text)
+        await self.on_output(self.name, text)
+
+    async def pump(self, stream: trio.abc.ReceiveStream, done: trio.Event) -> None:
+        try:
+            while chunk := await stream.receive_some(65536):
+                await self.feed(chunk)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        await self.feed(b"", final=True)
+        done.set()
+
+
+async def run_command(
+    request: ExecRequest,
+    *,
+    cwd: Path,
+    default_timeout_s: float,
+    max_output_chars: int,
+    on_output: OutputCallback,
+) -> ExecExit:
+    """Run ``request.command`` and report output chunks through ``on_output`` as they arrive.
+
+    Args:
+        cwd: host directory to run in (already confined by the caller).
+        default_timeout_s: used when the request has no ``timeout_s``.
+        max_output_chars: cap per stream; the excess is dropped after a truncation marker.
+        on_output: awaited for every decoded chunk, in arrival order per stream.
+
+    Returns:
+        The exit frame; ``exit_code`` is 124 on timeout, ``128 + n`` when killed by signal n.
+
+    Cancellation:
+        The process group is killed (SIGKILL) and reaped, shielded, before re-raising.
+    """
+    timeout = request.timeout_s if request.timeout_s is not None else default_timeout_s
+    if not timeout > 0:
+        raise InvalidRequest("timeout_s must be positive")
+    env = {**os.environ, **(request.env or {})}
+    started = trio.current_time()
+    proc = await trio.lowlevel.open_process(
+        ["sh", "-c", request.command],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    out = _Capture("stdout", max_output_chars, on_output)
+    err = _Capture("stderr", max_output_chars, on_output)
+    out_done, err_done = trio.Event(), trio.Event()
+    timed_out = False
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(out.pump, proc.stdout, out_done)
+            nursery.start_soon(err.pump, proc.stderr, err_done)
+            with trio.move_on_after(timeout) as scope:
+                await proc.wait()
+            timed_out = scope.cancelled_caught
+            # the shell is gone (or timed out): take its whole group with it
+            kill_group(proc.pid)
+            with trio.move_on_after(_DRAIN_TIMEOUT_S):
+                await out_done.wait()
+                await err_done.wait()
+            nursery.cancel_scope.cancel()
+        if timed_out:
+            await err.feed(f"\nCommand timed out after {timeout:g}s".encode())
+    finally:
+        with trio.CancelScope(shield=True):
+            kill_group(proc.pid)
+            with trio.move_on_after(_REAP_TIMEOUT_S):
+                await proc.wait()
+            await proc.stdout.aclose()
+            await proc.stderr.aclose()
+    code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    if timed_out:
+        code = TIMEOUT_EXIT_CODE
+    elif code < 0:
+        code = 128 - code
+    return ExecExit(
+        exit_code=code,
+        timed_out=timed_out,
+        duration_ms=int((trio.current_time() - started) * 1000),
+        truncated=out.truncated or err.truncated,
+    )
+
+
+async def run_collected(
+    request: ExecRequest, *, cwd: Path, default_timeout_s: float, max_output_chars: int
+) -> ExecResult:
+    """Run a command and collect its output (``POST /v1/exec``); see :func:`run_command`."""
+    chunks: dict[Stream, list[str]] = {"stdout": [], "stderr": []}
+
+    async def collect(stream: Stream, data: str) -> None:
+        chunks[stream].append(data)
+
+    done = await run_command(
+        request,
+        cwd=cwd,
+        default_timeout_s=default_timeout_s,
+        max_output_chars=max_output_chars,
+        on_output=collect,
+    )
+    return ExecResult(
+        exit_code=done.exit_code,
+        stdout="".join(chunks["stdout"]),
+        stderr="".join(chunks["stderr"]),
+        truncated=done.truncated,
+        timed_out=done.timed_out,
+        duration_ms=done.duration_ms,
+    )

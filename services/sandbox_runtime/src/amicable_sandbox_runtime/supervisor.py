@@ -1,0 +1,225 @@
+"""Supervision of the workspace's dev server (``AMICABLE_PREVIEW_CMD``).
+
+The command runs through ``sh -c`` in its own process group in the workspace. When it exits
+it is restarted after an exponential backoff, at most ``max_restarts`` times (then the state is
+``exhausted`` until an explicit restart). Its merged stdout/stderr is kept in a ring buffer
+(and appended to ``AMICABLE_PREVIEW_LOG_PATH`` when set). Readiness is a TCP connect to the
+preview port, probed while the process runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+from typing import TYPE_CHECKING
+
+import trio
+from amicable_protocol.runtime import PreviewLogs, PreviewState, PreviewStatus
+
+from .execs import kill_group
+
+if TYPE_CHECKING:
+    from .config import RuntimeConfig
+
+#: A run this long resets the backoff (the crash was not a crash loop).
+_STABLE_RUN_S = 30.0
+_REAP_TIMEOUT_S = 5.0
+_PROBE_TIMEOUT_S = 1.0
+
+
+def probe_host(listen_host: str) -> str:
+    """The address to probe for a server listening on ``listen_host``."""
+    if listen_host in ("", "0.0.0.0", "*"):
+        return "127.0.0.1"
+    if listen_host == "::":
+        return "::1"
+    return listen_host
+
+
+class PreviewSupervisor:
+    """Keeps the dev server running; owns its process group.
+
+    Use ``await nursery.start(supervisor.run)``; status and logs are sync snapshots.
+
+    Args:
+        config: the runtime config (command, port, restart bound, backoff, log path).
+    """
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.state: PreviewState = "stopped" if config.preview_cmd is None else "starting"
+        self.pid: int | None = None
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self.ready = False
+        self._lines: collections.deque[str] = collections.deque(maxlen=config.preview_log_lines)
+        self._partial = b""
+        self._restart = trio.Event()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a dev-server command is configured."""
+        return self.config.preview_cmd is not None
+
+    def status(self) -> PreviewStatus:
+        """An immutable snapshot for ``GET /v1/preview`` and ``/readyz``."""
+        return PreviewStatus(
+            state=self.state,
+            pid=self.pid,
+            restarts=self.restarts,
+            max_restarts=self.config.preview_max_restarts,
+            last_exit_code=self.last_exit_code,
+            port=self.config.preview_port,
+            ready=self.ready,
+        )
+
+    def logs(self, tail: int | None = None) -> PreviewLogs:
+        """The last ``tail`` output lines (all kept lines when ``None``)."""
+        lines = list(self._lines)
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        return PreviewLogs(lines=tuple(lines))
+
+    def request_restart(self) -> None:
+        """Kill the current process (if any) and start again now, also after ``exhausted``."""
+        if self.enabled:
+            self._restart.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Supervise until cancelled; ``started()`` once the first process is spawned.
+
+        Cancellation:
+            The dev server's process group is killed and reaped (shielded) before returning.
+        """
+        if not self.enabled:
+            task_status.started()
+            await trio.sleep_forever()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._probe_loop)
+            failures = 0
+            while True:
+                self._restart = trio.Event()
+                began = trio.current_time()
+                code = await self._run_once(task_status)
+                task_status = trio.TASK_STATUS_IGNORED
+                if self._restart.is_set():
+                    failures = 0
+                    continue
+                self.last_exit_code = code
+                self._log(f"[amicable] dev server exited with code {code}")
+                if trio.current_time() - began >= _STABLE_RUN_S:
+                    failures = 0
+                if self.restarts >= self.config.preview_max_restarts:
+                    self.state = "exhausted"
+                    self._log("[amicable] restart limit reached; waiting for an explicit restart")
+                    await self._restart.wait()
+                    self.restarts = 0
+                    failures = 0
+                    continue
+                self.state = "backoff"
+                delay = min(
+                    self.config.preview_backoff_initial_s * 2**failures,
+                    self.config.preview_backoff_max_s,
+                )
+                failures += 1
+                with trio.move_on_after(delay):
+                    await self._restart.wait()
+                if not self._restart.is_set():
+                    self.restarts += 1
+
+    async def _run_once(self, task_status: trio.TaskStatus[None]) -> int:
+        config = self.config
+        assert config.preview_cmd is not None
+        env = {
+            **os.environ,
+            "AMICABLE_PREVIEW_HOST": config.preview_host,
+            "AMICABLE_PREVIEW_PORT": str(config.preview_port),
+        }
+        self.state = "starting"
+        self.ready = False
+        self._log(f"[amicable] starting: {config.preview_cmd}")
+        proc = await trio.lowlevel.open_process(
+            ["sh", "-c", config.preview_cmd],
+            cwd=config.workspace,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        self.pid = proc.pid
+        task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, proc.stdout)
+
+                async def restart_requested() -> None:
+                    await self._restart.wait()
+                    kill_group(proc.pid)
+
+                nursery.start_soon(restart_requested)
+                await proc.wait()
+                kill_group(proc.pid)  # leftovers of the group (e.g. esbuild) go too
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                kill_group(proc.pid)
+                with trio.move_on_after(_REAP_TIMEOUT_S):
+                    await proc.wait()
+                await proc.stdout.aclose()
+                self.pid = None
+                self.ready = False
+        code = proc.returncode if proc.returncode is not None else -9
+        return 128 - code if code < 0 else code
+
+    async def _pump(self, stream: trio.abc.ReceiveStream) -> None:
+        log_file = None
+        if self.config.preview_log_path is not None:
+            log_file = await trio.open_file(self.config.preview_log_path, "ab")
+        try:
+            while chunk := await stream.receive_some(65536):
+                if log_file is not None:
+                    await log_file.write(chunk)
+                    await log_file.flush()
+                self._feed(chunk)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        finally:
+            if log_file is not None:
+                with trio.CancelScope(shield=True):
+                    await log_file.aclose()
+
+    def _feed(self, chunk: bytes | bytearray) -> None:
+        data = self._partial + bytes(chunk)
+        *complete, self._partial = data.split(b"\n")
+        for raw in complete:
+            self._lines.append(raw.decode("utf-8", errors="replace").rstrip("\r"))
+        if len(self._partial) > 8192:  # a line without end: keep it bounded
+            self._lines.append(self._partial.decode("utf-8", errors="replace"))
+            self._partial = b""
+
+    def _log(self, line: str) -> None:
+        self._lines.append(line)
+
+    async def _probe_loop(self) -> None:
+        host = probe_host(self.config.preview_host)
+        while True:
+            if self.pid is not None:
+                ok = await self._probe(host)
+                if self.pid is not None:
+                    self.ready = ok
+                    if self.state in ("starting", "running"):
+                        self.state = "running" if ok else "starting"
+            await trio.sleep(self.config.preview_probe_interval_s)
+
+    async def _probe(self, host: str) -> bool:
+        with trio.move_on_after(_PROBE_TIMEOUT_S):
+            try:
+                stream = await trio.open_tcp_stream(host, self.config.preview_port)
+            except OSError:
+                return False
+            await stream.aclose()
+            return True
+        return False
