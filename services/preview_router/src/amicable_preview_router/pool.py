@@ -1,0 +1,153 @@
+"""Keep-alive pool of upstream connections, keyed by ``(host, port)``.
+
+Idle connections are reused most-recently-used first and dropped after
+``pool_idle_timeout_s`` (below Node's 5 s keep-alive timeout, so Vite rarely closes one under
+us; when it does, the proxy retries a body-less request once on a fresh connection).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+from contextlib import asynccontextmanager
+
+_RECV = 65536
+
+
+class BufferedStream:
+    """A stream plus the bytes read from it but not consumed yet."""
+
+    __slots__ = ("buf", "stream")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def fill(self) -> bool:
+        """Read more bytes into :attr:`buf`; False at end of stream."""
+        data = await self.stream.receive_some(_RECV)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+
+class UpstreamConnection(BufferedStream):
+    """One connection to an upstream; ``reused`` tells whether it came from the pool."""
+
+    __slots__ = ("idle_since", "key", "pooled", "reused")
+
+    def __init__(self, stream: trio.SocketStream, key: tuple[str, int]) -> None:
+        super().__init__(stream)
+        self.key = key
+        self.reused = False
+        self.pooled = False
+        self.idle_since = 0.0
+
+    def close(self) -> None:
+        """Close the socket now (no checkpoint); idempotent."""
+        self.pooled = False
+        self.stream.socket.close()
+
+
+class UpstreamPool:
+    """Idle upstream connections ready for reuse.
+
+    Use :func:`open_upstream_pool`; it owns the reaper task and closes every idle connection
+    on exit.
+    """
+
+    def __init__(self, *, connect_timeout_s: float, idle_timeout_s: float, max_idle: int) -> None:
+        self._connect_timeout_s = connect_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._max_idle = max_idle
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+
+    async def acquire(self, key: tuple[str, int]) -> UpstreamConnection:
+        """A connection to ``key``: a fresh enough idle one, else a new one.
+
+        Raises:
+            OSError: the connection was refused or the address did not resolve.
+            trio.TooSlowError: connecting took longer than the connect timeout.
+        """
+        idle = self._idle.get(key)
+        if idle:
+            horizon = trio.current_time() - self._idle_timeout_s
+            while idle:
+                conn = idle.pop()
+                if conn.idle_since > horizon and not conn.buf:
+                    await trio.lowlevel.checkpoint()
+                    conn.reused = True
+                    conn.pooled = False
+                    return conn
+                conn.close()
+        with trio.fail_after(self._connect_timeout_s):
+            stream = await trio.open_tcp_stream(*key)
+        return UpstreamConnection(stream, key)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return a connection whose last response was fully read and that may be reused."""
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= self._max_idle or conn.buf:
+            conn.close()
+            return
+        conn.idle_since = trio.current_time()
+        conn.pooled = True
+        idle.append(conn)
+
+    def idle_count(self) -> int:
+        """How many idle connections the pool holds."""
+        return sum(len(v) for v in self._idle.values())
+
+    def reap(self) -> None:
+        """Close idle connections older than the idle timeout."""
+        horizon = trio.current_time() - self._idle_timeout_s
+        for key in list(self._idle):
+            keep = []
+            for conn in self._idle[key]:
+                if conn.idle_since > horizon:
+                    keep.append(conn)
+                else:
+                    conn.close()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+
+    async def serve_reaper(self) -> None:
+        """Reap expired idle connections forever (so sockets to dead sandboxes close)."""
+        while True:
+            await trio.sleep(self._idle_timeout_s)
+            self.reap()
+
+    def close_all(self) -> None:
+        """Close every idle connection."""
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+
+@asynccontextmanager
+async def open_upstream_pool(
+    *, connect_timeout_s: float, idle_timeout_s: float, max_idle: int
+) -> AsyncIterator[UpstreamPool]:
+    """An :class:`UpstreamPool` with its reaper running.
+
+    Cancellation: the reaper stops and every idle connection is closed.
+    """
+    pool = UpstreamPool(
+        connect_timeout_s=connect_timeout_s, idle_timeout_s=idle_timeout_s, max_idle=max_idle
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pool.serve_reaper)
+            yield pool
+            nursery.cancel_scope.cancel()
+    finally:
+        pool.close_all()

@@ -1,0 +1,104 @@
+"""Host header -> preview label (pure, synchronous, no I/O).
+
+A preview host is exactly ``<label>.<base domain>`` (optionally with a numeric port), where the
+label matches ``^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$``. Everything else is either *foreign*
+(not under the base domain at all: health checks, metrics scrapes) or *invalid* (under the base
+domain but not exactly one valid label, or syntactically broken) and is never proxied.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import attrs
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# A hostname made of LDH labels; deliberately narrower than RFC 3986 reg-name.
+_HOSTNAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+class HostKind(enum.Enum):
+    """How the router treats a request, decided by its Host header alone."""
+
+    PREVIEW = "preview"  #: proxy to the sandbox named by ``label``
+    FOREIGN = "foreign"  #: not a preview host: only /healthz and /metrics answer
+    INVALID = "invalid"  #: 404, never proxied
+
+
+@attrs.frozen
+class HostMatch:
+    """The classification of one Host header.
+
+    Attributes:
+        kind: what to do with the request.
+        host: the normalised host (lower case, no port); empty when invalid.
+        label: the preview label when ``kind`` is PREVIEW, else ``""``.
+    """
+
+    kind: HostKind
+    host: str = ""
+    label: str = ""
+
+
+_INVALID = HostMatch(HostKind.INVALID)
+
+
+def is_valid_label(label: str) -> bool:
+    """True when ``label`` is a single lower-case DNS label (1-63 chars, no edge hyphens)."""
+    return _LABEL.fullmatch(label) is not None
+
+
+def normalise_base_domain(base_domain: str) -> str:
+    """Lower-case a configured base domain and check it is a plain hostname.
+
+    Raises:
+        ValueError: the base domain is empty or not made of LDH labels.
+    """
+    base = base_domain.strip().lower().rstrip(".")
+    if not base or _HOSTNAME.fullmatch(base) is None:
+        raise ValueError(f"invalid preview base domain: {base_domain!r}")
+    if not all(is_valid_label(part) for part in base.split(".")):
+        raise ValueError(f"invalid preview base domain: {base_domain!r}")
+    return base
+
+
+def classify_host(raw: bytes | str | None, base_domain: str) -> HostMatch:
+    """Classify a Host header value against ``base_domain`` (already normalised).
+
+    Lower-cases, strips a numeric port, and accepts a preview host only when exactly one valid
+    label precedes the base domain. IP literals, userinfo, extra labels, empty hosts, trailing
+    dots, percent-escapes and any byte outside ``[a-z0-9.-]`` are invalid.
+
+    Args:
+        raw: the Host header value as received (``None`` when absent).
+        base_domain: output of :func:`normalise_base_domain`.
+
+    Returns:
+        The classification; only ``HostKind.PREVIEW`` may be proxied.
+    """
+    if raw is None:
+        return _INVALID
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return _INVALID
+    else:
+        text = raw
+    if not text.isascii():
+        return _INVALID
+    text = text.lower()
+    name, sep, port = text.partition(":")
+    if sep and (_PORT.fullmatch(port) is None or int(port) > 65535):
+        return _INVALID
+    if not name or _HOSTNAME.fullmatch(name) is None or len(name) > 253:
+        return _INVALID
+    suffix = "." + base_domain
+    if name == base_domain or not name.endswith(suffix):
+        return HostMatch(HostKind.FOREIGN, name)
+    label = name[: -len(suffix)]
+    if "." in label or not is_valid_label(label):
+        return _INVALID
+    return HostMatch(HostKind.PREVIEW, name, label)
