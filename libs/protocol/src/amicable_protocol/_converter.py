@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
-from cattrs.v import format_exception
 
+from . import _validation
+from ._validation import renamed_fields as renamed_fields
 from .errors import ProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import cattrs
 
 T = TypeVar("T")
 
@@ -20,6 +22,9 @@ T = TypeVar("T")
 converter = make_converter(omit_if_default=False)
 #: Strict converter: unknown keys are rejected (peers we own: runtime API, resolver answers).
 strict_converter = make_converter(forbid_extra_keys=True, omit_if_default=False)
+# Both refuse coercions (``5`` is not a string) and word their errors for people.
+_validation.install(converter, strict=False)
+_validation.install(strict_converter, strict=True)
 
 
 def _omitting_none(cls: type[Any], conv: cattrs.Converter) -> Callable[[Any], dict[str, Any]]:
@@ -42,16 +47,6 @@ def register_omit_none(*classes: type[Any]) -> None:
             conv.register_unstructure_hook(cls, _omitting_none(cls, conv))
 
 
-def _format_exception(exc: BaseException, type_: Any) -> str:
-    if isinstance(exc, ProtocolError):
-        return exc.message
-    return format_exception(exc, type_)
-
-
-#: Field renames registered with :func:`register_renames` (class -> field -> JSON key).
-renamed_fields: dict[type[Any], dict[str, str]] = {}
-
-
 def register_renames(cls: type[Any], **renames: str) -> None:
     """Use other JSON keys for some fields (``from_`` is ``from`` on the wire)."""
     renamed_fields[cls] = {**renamed_fields.get(cls, {}), **renames}
@@ -59,25 +54,30 @@ def register_renames(cls: type[Any], **renames: str) -> None:
         overrides: dict[str, Any] = {name: override(rename=key) for name, key in renames.items()}
         conv.register_structure_hook(
             cls,
-            make_dict_structure_fn(
-                cls, conv, _cattrs_forbid_extra_keys=conv is strict_converter, **overrides
+            _validation.require_mapping(
+                make_dict_structure_fn(
+                    cls, conv, _cattrs_forbid_extra_keys=conv is strict_converter, **overrides
+                )
             ),
         )
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **overrides))
 
 
-def structure(data: Any, cls: type[T], *, strict: bool = False) -> T:
-    """Structure ``data`` into ``cls``, translating cattrs errors into ``ProtocolError``."""
+def structure(data: Any, cls: type[T], *, strict: bool = False, path: str = "data") -> T:
+    """Structure ``data`` into ``cls``, translating cattrs errors into ``ProtocolError``.
+
+    ``strict`` also refuses unknown keys; ``path`` names ``data`` in error messages.
+
+    Raises:
+        ProtocolError: ``invalid_field``, one ``<path> <problem>`` per problem, ``; ``-joined.
+    """
     conv = strict_converter if strict else converter
     try:
         return conv.structure(data, cls)
-    except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
-        details = "; ".join(
-            cattrs.transform_error(exc, path="data", format_exception=_format_exception)
-        )
-        raise ProtocolError("invalid_field", details) from exc
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ProtocolError("invalid_field", f"invalid value: {exc}") from exc
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError("invalid_field", "; ".join(_validation.messages(exc, path))) from exc
 
 
 def unstructure(obj: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import time
 import uuid
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import attrs
 
 from ._converter import converter, register_omit_none, structure
+from ._validation import structure_items, wrong_type
 from .errors import ProtocolError
 
 #: Largest frame the agent accepts (the server closes the socket with 1009 above it).
@@ -184,25 +186,53 @@ class ClientMessage:
         return self.data.session_id
 
 
-def _structure_content_block(obj: Any, _: Any) -> ContentBlock | None:
+_CONTENT_BLOCKS = tuple[ContentBlock, ...]
+
+
+def _structure_content_block(obj: Any) -> ContentBlock | None:
     if not isinstance(obj, dict):
-        raise ProtocolError("invalid_field", "content_blocks items must be objects")
+        raise wrong_type("an object", obj)
     kind = obj.get("type")
     if kind == "text":
-        return structure(obj, TextBlock)
+        return converter.structure(obj, TextBlock)
     if kind == "image":
-        return structure(obj, ImageBlock)
+        return converter.structure(obj, ImageBlock)
     return None  # other block types are dropped, as the existing agent does
 
 
 def _structure_blocks(obj: Any, _: Any) -> tuple[ContentBlock, ...]:
-    if not isinstance(obj, list):
-        raise ProtocolError("invalid_field", "content_blocks must be a list")
-    blocks = [_structure_content_block(item, None) for item in obj]
+    blocks = structure_items(obj, _CONTENT_BLOCKS, _structure_content_block)
     return tuple(b for b in blocks if b is not None)
 
 
-converter.register_structure_hook_func(lambda t: t == tuple[ContentBlock, ...], _structure_blocks)
+converter.register_structure_hook_func(lambda t: t == _CONTENT_BLOCKS, _structure_blocks)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _load_json(frame: str | bytes) -> Any:
+    """``json.loads`` without NaN/Infinity, every failure as ``invalid_json``."""
+    try:
+        return json.loads(frame, parse_float=_finite_float, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise ProtocolError("invalid_json", "frame is nested too deeply") from exc
+    except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from exc
+
+
+def _frame_size(frame: str | bytes) -> int:
+    if isinstance(frame, bytes) or len(frame) * 4 <= MAX_FRAME_BYTES:
+        return len(frame)  # a str this short cannot exceed the limit once encoded
+    return len(frame.encode("utf-8", "surrogatepass"))
 
 
 def decode_client_frame(frame: str | bytes) -> ClientMessage:
@@ -217,12 +247,9 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
         ProtocolError: ``too_large``, ``invalid_json``, ``unknown_message_type`` or
             ``invalid_field`` with a message naming the problem.
     """
-    if len(frame) > MAX_FRAME_BYTES:
+    if _frame_size(frame) > MAX_FRAME_BYTES:
         raise ProtocolError("too_large", f"frame exceeds {MAX_FRAME_BYTES} bytes")
-    try:
-        raw = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from exc
+    raw = _load_json(frame)
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_json", "frame must be a JSON object")
     data = raw.get("data", {})
@@ -481,10 +508,7 @@ def decode_server_message(frame: str | bytes) -> ServerMessage:
     Raises:
         ProtocolError: the frame is not a valid server message.
     """
-    try:
-        raw = json.loads(frame)
-    except ValueError as exc:
-        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from exc
+    raw = _load_json(frame)
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_json", "frame must be a JSON object")
     try:

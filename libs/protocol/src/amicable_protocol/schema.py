@@ -30,7 +30,7 @@ from typing import Any, Literal, Union
 import attrs
 
 from . import http, messages, runtime
-from ._converter import renamed_fields
+from ._validation import renamed_fields
 
 __all__ = ["json_schema", "main"]
 
