@@ -1,0 +1,647 @@
+"""The turn engine: one ``user`` message becomes model calls, tool calls, QA and messages.
+
+Implements :class:`amicable_agent.turn_api.TurnEngine`. The wire order of a turn is
+``update_in_progress``; interleaved ``agent_partial`` / ``update_file`` / ``trace_event``;
+then ``agent_final``, ``trace_event reasoning_summary``, ``usage``, ``update_completed``.
+A turn paused for approval sends ``hitl_request`` and ends without ``update_completed``;
+:meth:`Engine.resume_hitl` continues it.
+
+The model conversation is saved after every model answer and tool round, so after an agent
+restart the next turn continues it (:func:`compaction.repair` closes a round that was cut).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+import trio
+from amicable_protocol._converter import structure, unstructure
+from amicable_protocol.messages import (
+    Empty,
+    ErrorData,
+    HistoryEntry,
+    HitlRequestData,
+    MessageType,
+    QaResult,
+    TextData,
+    TraceEvent,
+    Usage,
+    UserData,
+)
+
+from . import qa as qa_mod
+from .autoheal import AutoHealLimiter, build_prompt, fingerprint_of, paused_detail
+from .compaction import compact, fit_context, repair
+from .errors import RuntimeClientError
+from .hitl import (
+    STATE_KEY,
+    HitlValidationError,
+    PendingCall,
+    PendingHitl,
+    build_pending,
+    rejection_message,
+    validate_response,
+)
+from .llm import LlmClient, LlmError, TokenUsage, estimate_cost_usd
+from .prompts import (
+    SYSTEM_PROMPT,
+    load_workspace_instructions,
+    request_text,
+    user_content,
+    wrap_user_text,
+)
+from .redact import redact_payload
+from .safety import needs_approval
+from .tools import run_tool, status_line, tool_definitions
+
+if TYPE_CHECKING:
+    from amicable_protocol.messages import (
+        HitlPending,
+        HitlResponseData,
+        RuntimeErrorData,
+    )
+
+    from .loop_config import LoopSettings
+    from .turn_api import SessionHost, TurnEngine
+
+HITL_PENDING_ERROR = "HITL approval pending. Approve/reject the pending tool call to continue."
+CHAT_KEY = "chat_history"
+SUMMARY_KEY = "conversation_summary"
+CHAT_TAIL = 20
+_CLEANUP_TIMEOUT_S = 10.0
+
+Outcome = Literal["done", "paused"]
+
+
+def create_engine(settings: LoopSettings) -> TurnEngine:
+    """The production turn engine for ``settings`` (one per agent process)."""
+    return Engine(settings)
+
+
+@attrs.define
+class TurnState:
+    """Counters and buffers of one turn (persisted while it waits for approval)."""
+
+    assistant_msg_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    file_msg_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    text: str = ""
+    tool_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    changed_files: list[str] = attrs.field(factory=list)
+    changed_since_qa: bool = False
+    commands: int = 0
+    qa_rounds: int = 0
+    qa_passed: bool | None = None
+    streaming: str = attrs.field(default="", metadata={"transient": True})
+    pending_results: list[dict[str, Any]] = attrs.field(factory=list)
+
+    @property
+    def usage(self) -> TokenUsage:
+        return TokenUsage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_input_tokens,
+            self.cache_creation_input_tokens,
+        )
+
+    def add_usage(self, usage: TokenUsage) -> None:
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cache_read_input_tokens += usage.cache_read_input_tokens
+        self.cache_creation_input_tokens += usage.cache_creation_input_tokens
+
+    def visible(self, current: str = "") -> str:
+        """The turn's cumulative text with ``current`` (the message being streamed)."""
+        if not current:
+            return self.text
+        return f"{self.text}\n\n{current}" if self.text else current
+
+    def commit(self, text: str) -> None:
+        if text.strip():
+            self.text = self.visible(text.strip())
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = unstructure(self)
+        data.pop("streaming", None)
+        data.pop("pending_results", None)
+        return data
+
+    @classmethod
+    def from_json(cls, value: Any) -> TurnState:
+        if not isinstance(value, dict):
+            return cls()
+        try:
+            return structure(value, cls)
+        except Exception:
+            return cls()
+
+
+class Engine:
+    """The LLM loop shared by every session of one agent process.
+
+    Args:
+        settings: loop settings.
+        llm: the model client (tests may pass one; otherwise created from ``settings``).
+    """
+
+    def __init__(self, settings: LoopSettings, *, llm: LlmClient | None = None) -> None:
+        self.settings = settings
+        self.llm = llm or LlmClient(settings)
+        self._limiters: dict[str, AutoHealLimiter] = {}
+        self._secrets = tuple(s for s in (settings.api_key,) if s)
+
+    async def aclose(self) -> None:
+        """Close the model client's connections."""
+        await self.llm.aclose()
+
+    # --- TurnEngine ----------------------------------------------------------------------
+
+    async def run_user_turn(self, host: SessionHost, data: UserData) -> None:
+        """One ``user`` turn: ``update_in_progress`` … ``update_completed``.
+
+        Cancellation: the conversation keeps what was done plus a note that the turn was
+        stopped; ``agent_final``, ``usage`` and ``update_completed`` are still sent
+        (shielded, bounded), then ``Cancelled`` propagates.
+        """
+        await self._user_turn(host, data, request_text(data))
+
+    async def resume_hitl(self, host: SessionHost, data: HitlResponseData) -> None:
+        """Apply the approval decisions and continue the paused turn."""
+        pid = host.project.project_id
+        pending = PendingHitl.from_json(await host.store.load_state(pid, STATE_KEY))
+        try:
+            decisions = validate_response(pending, data)
+        except HitlValidationError as exc:
+            await host.send(MessageType.ERROR, ErrorData(error=str(exc)))
+            return
+        assert pending is not None
+        await host.store.save_state(pid, STATE_KEY, None)
+        state = TurnState.from_json(pending.turn)
+        messages = await host.store.load_conversation(pid)
+        decided = {c.tool_use_id: (c, d) for c, d in zip(pending.calls, decisions, strict=True)}
+        last = messages[-1] if messages else {}
+        if last.get("role") != "assistant":  # conversation changed under us: nothing to run
+            await self._send_final(host, state)
+            return
+
+        async def body() -> Outcome:
+            tool_uses = [b for b in last["content"] if b.get("type") == "tool_use"]
+            for block in tool_uses:
+                entry = decided.get(block["id"])
+                if entry and entry[1].type == "edit" and entry[1].edited_action is not None:
+                    block["name"] = entry[1].edited_action.name
+                    block["input"] = dict(entry[1].edited_action.args)
+            rejected = {
+                tid: rejection_message(d, c)
+                for tid, (c, d) in decided.items()
+                if d.type == "reject"
+            }
+            await self._run_tools(host, messages, tool_uses, state, rejected=rejected)
+            return await self._loop(host, messages, state)
+
+        await self._drive(host, messages, state, body)
+
+    async def run_runtime_error(self, host: SessionHost, data: RuntimeErrorData) -> None:
+        """Start an auto-heal turn unless cooldown, dedupe cap or settings say no."""
+        if not self.settings.auto_heal_enabled:
+            return
+        if await self.hitl_pending(host) is not None:
+            await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING_ERROR))
+            return
+        error = data.error
+        fingerprint = fingerprint_of(error)
+        limiter = self._limiters.setdefault(
+            host.session_id, AutoHealLimiter.from_settings(self.settings)
+        )
+        now = trio.current_time()
+        decision = limiter.decide(fingerprint, now)
+        if decision == "paused":
+            await host.send(
+                MessageType.ERROR,
+                ErrorData(
+                    error="runtime_auto_heal_paused",
+                    detail=paused_detail(fingerprint, self.settings),
+                    fingerprint=fingerprint,
+                ),
+            )
+            return
+        if decision == "cooldown":
+            return
+        limiter.record(fingerprint, now)
+        log_tail: list[str] | None = None
+        if error.kind == "preview_load_failed":
+            try:
+                with trio.fail_after(10):
+                    log_tail = list((await host.runtime.preview_logs(200)).lines)
+            except (RuntimeClientError, trio.TooSlowError):
+                log_tail = None
+        prompt = build_prompt(error, log_tail)
+        await self._user_turn(
+            host,
+            UserData(session_id=data.session_id, text=prompt),
+            f"Auto-fix runtime error ({error.kind}): {error.message[:200]}",
+        )
+
+    async def hitl_pending(self, host: SessionHost) -> HitlPending | None:
+        """The outstanding approval request, if any."""
+        value = await host.store.load_state(host.project.project_id, STATE_KEY)
+        pending = PendingHitl.from_json(value)
+        return pending.public() if pending is not None else None
+
+    async def history(self, host: SessionHost) -> list[HistoryEntry]:
+        """The last 20 user-visible ``{role, text}`` entries."""
+        value = await host.store.load_state(host.project.project_id, CHAT_KEY)
+        entries = []
+        for item in value if isinstance(value, list) else []:
+            if isinstance(item, dict) and item.get("role") in ("user", "assistant"):
+                entries.append(HistoryEntry(role=item["role"], text=str(item.get("text", ""))))
+        return entries[-CHAT_TAIL:]
+
+    # --- turn plumbing -------------------------------------------------------------------
+
+    async def _user_turn(self, host: SessionHost, data: UserData, display_text: str) -> None:
+        pid = host.project.project_id
+        await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())
+        messages = repair(await host.store.load_conversation(pid))
+        summary = await host.store.load_state(pid, SUMMARY_KEY) or ""
+        compacted = compact(
+            messages,
+            str(summary),
+            trigger=self.settings.compaction_trigger_messages,
+            keep=self.settings.compaction_keep_messages,
+        )
+        if compacted is not None:
+            before = len(messages)
+            messages, summary = compacted
+            await host.store.save_state(pid, SUMMARY_KEY, summary)
+            await self._trace(host, None, TraceEvent(
+                phase="pre_compact", tool_name="compaction",
+                output={"history_before": before, "history_after": len(messages),
+                        "summary_chars": len(summary),
+                        "threshold": self.settings.compaction_trigger_messages},
+            ))  # fmt: skip
+        instructions = await load_workspace_instructions(host.runtime)
+        wrapped = wrap_user_text(
+            request_text(data),
+            thinking_level=host.thinking_level,
+            ui_context=data.ui_context,
+            instructions=instructions,
+        )
+        messages.append({"role": "user", "content": user_content(data, wrapped)})
+        await host.store.save_conversation(pid, messages)
+        await self._chat(host, "user", display_text)
+        state = TurnState()
+
+        async def body() -> Outcome:
+            return await self._loop(host, messages, state)
+
+        await self._drive(host, messages, state, body)
+
+    async def _drive(
+        self,
+        host: SessionHost,
+        messages: list[dict[str, Any]],
+        state: TurnState,
+        body: Any,
+    ) -> None:
+        """Run ``body`` under the turn deadline; finish the turn however it ends."""
+        finished = False
+        note = ""
+        try:
+            outcome: Outcome = "done"
+            with trio.move_on_after(self.settings.turn_timeout_s) as deadline:
+                try:
+                    outcome = await body()
+                except LlmError as exc:
+                    await host.send(
+                        MessageType.ERROR, ErrorData(error=exc.code, detail=exc.message)
+                    )
+                    note = f"The model API failed ({exc.message}). What was done so far is kept."
+                except RuntimeClientError as exc:
+                    await host.send(
+                        MessageType.ERROR, ErrorData(error="sandbox_error", detail=str(exc))
+                    )
+                    note = "The sandbox stopped answering. What was done so far is kept."
+            if deadline.cancelled_caught:
+                note = (
+                    f"I stopped because this turn reached its time limit "
+                    f"({int(self.settings.turn_timeout_s)} s). What was done so far is kept; "
+                    "send another message to continue."
+                )
+            if outcome == "paused":
+                finished = True
+                return
+            await self._close_round(host, messages, state, note)
+            finished = True
+            await self._send_final(host, state)
+        finally:
+            if not finished:
+                with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
+                    await self._close_round(
+                        host, messages, state, "The user stopped this turn. What was done so "
+                        "far is kept.",
+                    )  # fmt: skip
+                    await self._send_final(host, state)
+
+    async def _close_round(
+        self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, note: str
+    ) -> None:
+        """Make the conversation consistent after an interrupted turn and save it."""
+        if state.pending_results:
+            messages.append({"role": "user", "content": state.pending_results})
+            state.pending_results = []
+        if state.streaming.strip():
+            state.commit(state.streaming)
+            messages.append(
+                {"role": "assistant", "content": [{"type": "text", "text": state.streaming}]}
+            )
+            state.streaming = ""
+        if note:
+            state.commit(f"_{note}_")
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": note}]})
+        messages[:] = repair(messages)
+        await host.store.save_conversation(host.project.project_id, messages)
+
+    async def _send_final(self, host: SessionHost, state: TurnState) -> None:
+        if state.text:
+            await host.send(
+                MessageType.AGENT_FINAL, TextData(state.text), msg_id=state.assistant_msg_id
+            )
+            await self._chat(host, "assistant", state.text)
+        await self._trace(host, state, TraceEvent(
+            phase="reasoning_summary", tool_name="reasoning_summary",
+            text=reasoning_summary(state),
+        ))  # fmt: skip
+        usage = state.usage
+        await host.send(
+            MessageType.USAGE,
+            Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                cost_usd=estimate_cost_usd(self.settings.model, usage),
+                model=self.settings.model,
+            ),
+        )
+        await host.send(MessageType.UPDATE_COMPLETED, Empty())
+
+    async def _chat(self, host: SessionHost, role: str, text: str) -> None:
+        pid = host.project.project_id
+        await host.store.append_chat(pid, role, text)
+        value = await host.store.load_state(pid, CHAT_KEY)
+        tail = value if isinstance(value, list) else []
+        tail = [*tail, {"role": role, "text": text}][-CHAT_TAIL:]
+        await host.store.save_state(pid, CHAT_KEY, tail)
+
+    async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
+        if state is not None and event.assistant_msg_id is None:
+            event = attrs.evolve(event, assistant_msg_id=state.assistant_msg_id)
+        await host.send(MessageType.TRACE_EVENT, event)
+
+    async def _status(self, host: SessionHost, state: TurnState, text: str) -> None:
+        await host.send(MessageType.UPDATE_FILE, TextData(text), msg_id=state.file_msg_id)
+
+    # --- the model loop ------------------------------------------------------------------
+
+    def _system(self, summary: str) -> str:
+        if not summary:
+            return SYSTEM_PROMPT
+        return f"{SYSTEM_PROMPT}\n\nSummary of the earlier conversation:\n{summary}"
+
+    def _budget_note(self, state: TurnState) -> str | None:
+        s = self.settings
+        if state.tool_calls >= s.turn_max_tool_calls:
+            return (
+                f"I stopped because this turn reached its budget of {s.turn_max_tool_calls} "
+                "tool calls. What was done so far is kept; send another message to continue."
+            )
+        if state.usage.total >= s.turn_max_tokens:
+            return (
+                f"I stopped because this turn reached its budget of {s.turn_max_tokens} "
+                "tokens. What was done so far is kept; send another message to continue."
+            )
+        return None
+
+    async def _loop(
+        self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
+    ) -> Outcome:
+        pid = host.project.project_id
+        summary = str(await host.store.load_state(pid, SUMMARY_KEY) or "")
+        while True:
+            budget = self._budget_note(state)
+            if budget is not None:
+                state.commit(f"_{budget}_")
+                messages.append(
+                    {"role": "assistant", "content": [{"type": "text", "text": budget}]}
+                )
+                await host.store.save_conversation(pid, messages)
+                return "done"
+            answer = await self._stream(host, messages, state, summary)
+            content = answer.content or [{"type": "text", "text": "(no reply)"}]
+            messages.append({"role": "assistant", "content": content})
+            state.commit(answer.text)
+            await host.store.save_conversation(pid, messages)
+            tool_uses = answer.tool_uses
+            if not tool_uses:
+                if await self._qa_round(host, messages, state):
+                    continue
+                return "done"
+            gated = [
+                PendingCall(b["id"], b["name"], dict(b.get("input") or {}))
+                for b in tool_uses
+                if needs_approval(b["name"], b.get("input") or {}, host.permission_mode,
+                                  self.settings.hitl_interrupt_on)
+            ]  # fmt: skip
+            if gated:
+                await self._pause(host, state, gated)
+                return "paused"
+            await self._run_tools(host, messages, tool_uses, state)
+
+    async def _stream(
+        self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, summary: str
+    ) -> Any:
+        last_sent = -1e9
+        sent_text = state.visible()
+
+        async def on_text(text: str) -> None:
+            nonlocal last_sent, sent_text
+            state.streaming = text
+            now = trio.current_time()
+            if now - last_sent >= self.settings.partial_interval_s:
+                last_sent = now
+                sent_text = state.visible(text)
+                await host.send(
+                    MessageType.AGENT_PARTIAL, TextData(sent_text), msg_id=state.assistant_msg_id
+                )
+
+        request = fit_context(messages, self.settings.context_budget_chars)
+        answer = await self.llm.stream_message(
+            system=self._system(summary), messages=request, tools=tool_definitions(),
+            on_text=on_text,
+        )  # fmt: skip
+        state.add_usage(answer.usage)
+        state.streaming = ""
+        final = state.visible(answer.text.strip())
+        if final != sent_text and answer.text.strip():
+            await host.send(
+                MessageType.AGENT_PARTIAL, TextData(final), msg_id=state.assistant_msg_id
+            )
+        return answer
+
+    async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
+        pending = build_pending(gated, state.to_json())
+        await host.store.save_state(host.project.project_id, STATE_KEY, pending.to_json())
+        await host.send(
+            MessageType.HITL_REQUEST,
+            HitlRequestData(interrupt_id=pending.interrupt_id, request=pending.request),
+        )
+        await host.send(
+            MessageType.AGENT_FINAL,
+            TextData(state.text or "Awaiting approval..."),
+            msg_id=state.assistant_msg_id,
+        )
+        await self._trace(host, state, TraceEvent(
+            phase="reasoning_summary", tool_name="reasoning_summary",
+            text="I paused to ask for your approval before running a tool call that can "
+                 "delete or change things.",
+        ))  # fmt: skip
+
+    async def _run_tools(
+        self,
+        host: SessionHost,
+        messages: list[dict[str, Any]],
+        tool_uses: list[dict[str, Any]],
+        state: TurnState,
+        *,
+        rejected: dict[str, str] | None = None,
+    ) -> None:
+        """Run the calls of one assistant message in order and append their results."""
+        state.pending_results = []
+        rejected = rejected or {}
+        for block in tool_uses:
+            tid, name = block["id"], block["name"]
+            args = dict(block.get("input") or {})
+            if tid in rejected:
+                result = {"type": "tool_result", "tool_use_id": tid,
+                          "content": rejected[tid], "is_error": True}  # fmt: skip
+                state.pending_results.append(result)
+                continue
+            if state.tool_calls >= self.settings.turn_max_tool_calls:
+                state.pending_results.append({
+                    "type": "tool_result", "tool_use_id": tid, "is_error": True,
+                    "content": "Not run: this turn's tool-call budget is used up.",
+                })  # fmt: skip
+                continue
+            state.tool_calls += 1
+            safe_input = redact_payload(args, secrets=self._secrets)
+            await self._trace(host, state, TraceEvent(
+                phase="tool_start", tool_name=name, input=safe_input, run_id=tid))  # fmt: skip
+            line = status_line(name, args)
+            if line:
+                await self._status(host, state, line)
+            started = trio.current_time()
+            outcome = await run_tool(
+                host.runtime, name, args, mode=host.permission_mode,
+                output_max_chars=self.settings.tool_output_max_chars,
+            )  # fmt: skip
+            if name == "execute":
+                state.commands += 1
+            if outcome.changed_path:
+                state.changed_since_qa = True
+                if outcome.changed_path not in state.changed_files:
+                    state.changed_files.append(outcome.changed_path)
+            await self._trace(host, state, TraceEvent(
+                phase="tool_error" if outcome.is_error else "tool_end", tool_name=name,
+                input=safe_input, run_id=tid,
+                output=redact_payload(outcome.content, secrets=self._secrets),
+                error=redact_payload(outcome.content, secrets=self._secrets, limit=500)
+                if outcome.is_error else None,
+                duration_ms=int((trio.current_time() - started) * 1000),
+            ))  # fmt: skip
+            state.pending_results.append({
+                "type": "tool_result", "tool_use_id": tid, "content": outcome.content,
+                "is_error": outcome.is_error,
+            })  # fmt: skip
+        messages.append({"role": "user", "content": state.pending_results})
+        state.pending_results = []
+        await host.store.save_conversation(host.project.project_id, messages)
+
+    # --- QA ------------------------------------------------------------------------------
+
+    async def _qa_round(
+        self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
+    ) -> bool:
+        """Run QA if files changed; True when the model gets another (self-heal) round."""
+        if not (self.settings.qa_enabled and state.changed_since_qa):
+            return False
+        state.changed_since_qa = False
+        await self._status(host, state, "Running QA checks (lint/typecheck/build)...")
+
+        async def on_check(check: qa_mod.QaCheck) -> None:
+            await self._trace(host, state, TraceEvent(
+                phase="qa_check", tool_name="qa", input={"command": check.command},
+                output={"exit_code": check.exit_code, "truncated": check.truncated,
+                        "output": redact_payload(check.output[-2000:], secrets=self._secrets)},
+                duration_ms=check.duration_ms,
+            ))  # fmt: skip
+
+        outcome = await qa_mod.run_qa(host.runtime, self.settings, on_check=on_check)
+        state.qa_passed = outcome.passed
+        failed = outcome.first_failure
+        if failed is None:
+            return False
+        await host.send(MessageType.ERROR, ErrorData(
+            error="qa_failed", detail=qa_mod.failure_detail(failed),
+            qa_results=tuple(QaResult(c.command, c.exit_code, c.truncated, c.duration_ms)
+                             for c in outcome.checks),
+        ))  # fmt: skip
+        pid = host.project.project_id
+        if outcome.failure_kind == "environment":
+            note = (
+                f"QA failed due to a sandbox environment/setup issue on `{failed.command}` "
+                "(a required tool is missing), so I did not try to fix it by editing code."
+            )
+        elif state.qa_rounds < self.settings.self_heal_max_rounds:
+            state.qa_rounds += 1
+            await self._status(host, state, "QA failed, attempting self-heal...")
+            messages.append({"role": "user", "content": qa_mod.self_heal_message(failed)})
+            await host.store.save_conversation(pid, messages)
+            return True
+        else:
+            await self._status(
+                host, state, "QA still failing after self-heal attempts; preparing summary..."
+            )
+            note = (
+                f"I couldn't get the project into a passing state after {state.qa_rounds} "
+                f"self-heal round(s) (max {self.settings.self_heal_max_rounds}); "
+                f"`{failed.command}` still fails (exit {failed.exit_code})."
+            )
+        state.commit(note)
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": note}]})
+        messages[:] = repair(messages)
+        await host.store.save_conversation(pid, messages)
+        return False
+
+
+def reasoning_summary(state: TurnState) -> str:
+    """The heuristic one-sentence ``reasoning_summary`` of a turn."""
+    parts = []
+    if state.changed_files:
+        shown = ", ".join(state.changed_files[:5])
+        more = f" and {len(state.changed_files) - 5} more" if len(state.changed_files) > 5 else ""
+        parts.append(f"updated {shown}{more}")
+    if state.commands:
+        parts.append(f"ran {state.commands} command(s)")
+    if state.qa_passed is True:
+        parts.append("QA checks passed")
+    elif state.qa_passed is False:
+        parts.append("QA checks still fail")
+    if not parts:
+        return "I looked into your request and answered without changing files."
+    return "I " + "; ".join(parts) + f" ({state.tool_calls} tool call(s))."
