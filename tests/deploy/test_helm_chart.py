@@ -1,0 +1,409 @@
+"""The Helm chart: lint, the seed guide's install commands, a values matrix, and what must hold
+in every rendering (schemas, secure pod defaults, RBAC, NetworkPolicy reachability)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from deploy_support import (
+    CHART,
+    MIN_KUBERNETES_VERSION,
+    REPO,
+    CommandFailed,
+    Doc,
+    container_env,
+    find,
+    ingress_allowed,
+    run_tool,
+)
+
+# The two install commands of the seed guide (§4 steps 2 and 3), verbatim; the second one
+# reuses the first one's values.
+SEED_INSTALL = r"""
+helm upgrade --install amicable ./deploy/helm/amicable \
+  --namespace amicable --create-namespace \
+  --set sandboxNamespace=amicable \
+  --set sandboxTemplate.additionalAllowedHosts=.preview.example.com \
+  --set agent.ingress.host=agent.example.com \
+  --set agent.env.previewBaseDomain=preview.example.com \
+  --set previewRouter.ingress.wildcardHost=\"*.preview.example.com\"
+"""
+SEED_EDITOR = r"""
+helm upgrade --install amicable ./deploy/helm/amicable \
+  --namespace amicable --create-namespace --reuse-values \
+  --set editor.enabled=true \
+  --set editor.ingress.host=editor.example.com \
+  --set editor.runtimeConfig.VITE_AGENT_WS_URL=wss://agent.example.com/
+"""
+
+
+def helm_template_args(command: str) -> list[str]:
+    """Turn a `helm upgrade --install NAME CHART ...` shell command into `helm template` args."""
+    argv = shlex.split(command.replace("\\\n", " ").strip())  # shell line continuations
+    assert argv[:3] == ["helm", "upgrade", "--install"], argv
+    out: list[str] = []
+    rest = argv[3:]
+    positional = 0
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg in ("--create-namespace", "--reuse-values", "--wait", "--atomic"):
+            pass
+        elif arg in ("--namespace", "-n", "--set", "--set-string", "-f", "--values"):
+            out += [arg, rest[i + 1]]
+            i += 1
+        elif arg.startswith("-"):
+            raise AssertionError(f"unexpected flag {arg}")
+        else:
+            positional += 1  # release name, then chart path (both fixed by the fixture)
+            if positional == 2:
+                assert (REPO / arg).resolve() == CHART, arg
+        i += 1
+    assert positional == 2, argv
+    return out
+
+
+async def test_helm_lint_strict(helm_bin: Path) -> None:
+    out = await run_tool([helm_bin, "lint", "--strict", CHART])
+    assert "0 chart(s) failed" in out
+    kind = await run_tool([helm_bin, "lint", "--strict", CHART, "-f", CHART / "values.kind.yaml"])
+    assert "0 chart(s) failed" in kind
+
+
+async def test_seed_install_commands_render_and_validate(render, validate) -> None:
+    first = helm_template_args(SEED_INSTALL)
+    docs = await render(*first)
+    await validate(docs)
+    assert not [d for d in docs if d["metadata"]["name"].endswith("editor")]
+
+    both = await render(*first, *helm_template_args(SEED_EDITOR))  # --reuse-values
+    await validate(both)
+    agent = find(both, "Deployment", "amicable-agent")
+    env = container_env(agent)
+    assert env["K8S_SANDBOX_NAMESPACE"] == "amicable"
+    assert env["PREVIEW_BASE_DOMAIN"] == "preview.example.com"
+    assert env["PREVIEW_SCHEME"] == "https"
+    assert env["AMICABLE_SANDBOX_BACKEND"] == "kubernetes"
+    assert env["K8S_SANDBOX_TEMPLATE_NAME"] == "amicable-sandbox-vite"
+    assert env["AMICABLE_ALLOWED_ORIGINS"] == "https://editor.example.com"
+    assert env["ANTHROPIC_API_KEY"]["secretKeyRef"] == {
+        "name": "amicable-agent-secrets",
+        "key": "ANTHROPIC_API_KEY",
+    }
+    assert env["OPENAI_API_KEY"]["secretKeyRef"]["optional"] is True
+
+    router = find(both, "Ingress", "amicable-preview-router")
+    assert [r["host"] for r in router["spec"]["rules"]] == ["*.preview.example.com"]
+    assert find(both, "Ingress", "amicable-agent")["spec"]["rules"][0]["host"] == (
+        "agent.example.com"
+    )
+    assert find(both, "Ingress", "amicable-editor")["spec"]["rules"][0]["host"] == (
+        "editor.example.com"
+    )
+    config_js = find(both, "ConfigMap", "amicable-editor-config")["data"]["config.js"]
+    match = re.fullmatch(r"window\.__AMICABLE_CONFIG__ = (\{.*\});\n", config_js)
+    assert match, config_js
+    assert json.loads(match.group(1)) == {"VITE_AGENT_WS_URL": "wss://agent.example.com/"}
+
+    template = find(both, "SandboxTemplate", "amicable-sandbox-vite")
+    assert template["metadata"]["namespace"] == "amicable"
+    sandbox_env = container_env(template["spec"]["podTemplate"])
+    assert sandbox_env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] == ".preview.example.com"
+    assert sandbox_env["AMICABLE_HMR_CLIENT_PORT"] == "443"
+    assert sandbox_env["AMICABLE_HMR_PROTOCOL"] == "wss"
+
+
+MATRIX: dict[str, list[str]] = {
+    "defaults": [],
+    "editor-on": ["--set", "editor.enabled=true"],
+    "editor-off-no-ingress": [
+        "--set",
+        "editor.enabled=false",
+        "--set",
+        "agent.ingress.enabled=false",
+        "--set",
+        "previewRouter.ingress.enabled=false",
+    ],
+    "tls": [
+        "--set",
+        "editor.enabled=true",
+        "--set",
+        "agent.ingress.tls.enabled=true",
+        "--set",
+        "previewRouter.ingress.tls.enabled=true",
+        "--set",
+        "editor.ingress.tls.enabled=true",
+        "--set",
+        "agent.ingress.className=nginx",
+        "--set-string",
+        "agent.ingress.annotations.cert-manager\\.io/cluster-issuer=letsencrypt",
+    ],
+    "warm-pool": [
+        "--set",
+        "sandboxWarmPools.enabled=true",
+        "--set",
+        "sandboxTemplate.runtimeAuth.mode=networkPolicyOnly",
+    ],
+    "warm-pool-v1beta1": [
+        "--set",
+        "sandboxWarmPools.enabled=true",
+        "--set",
+        "sandboxTemplate.runtimeAuth.mode=networkPolicyOnly",
+        "--set",
+        "sandboxApi.extensionsVersion=extensions.agents.x-k8s.io/v1beta1",
+        "--set",
+        "sandboxApi.claimVersion=v1beta1",
+    ],
+    "traefik-force-http1": [
+        "--set",
+        "agent.ingress.className=traefik",
+        "--set",
+        "agent.ingress.tls.enabled=true",
+        "--set",
+        "agent.ingress.traefik.forceHttp1.enabled=true",
+    ],
+    "network-policy-off": ["--set", "networkPolicy.enabled=false"],
+    "separate-sandbox-namespace": ["--set", "sandboxNamespace=amicable-sandboxes"],
+    "hardened-sandboxes": [
+        "--set",
+        "sandboxTemplate.runtimeClassName=gvisor",
+        "--set",
+        "sandboxTemplate.nodeSelector.pool=sandboxes",
+        "--set",
+        "imagePullSecrets[0]=ghcr",
+        "--set",
+        "networkPolicy.sandboxEgress.allowInternet=false",
+    ],
+    "no-persistence": ["--set", "agent.persistence.enabled=false"],
+    "existing-claim-and-secret": [
+        "--set",
+        "agent.persistence.existingClaim=my-data",
+        "--set",
+        "internalSecret.existingSecret=my-internal",
+    ],
+    "external-db-two-replicas": [
+        "--set",
+        "agent.replicaCount=2",
+        "--set",
+        "agent.database.url=postgresql://amicable@db/amicable",
+    ],
+    "kind": ["-f", str(CHART / "values.kind.yaml")],
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX))
+async def test_values_matrix_validates(case: str, render, validate) -> None:
+    docs = await render(*MATRIX[case])
+    await validate(docs)
+    check_secure_defaults(docs)
+    check_network_isolation(docs)
+
+
+async def test_isolation_check_catches_an_open_policy(render) -> None:
+    docs = await render()
+    open_all = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "allow-all", "namespace": "amicable"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]},
+    }
+    with pytest.raises(AssertionError):
+        check_network_isolation([*docs, open_all])
+
+
+async def test_default_render_validates_on_minimum_kubernetes(render, validate) -> None:
+    docs = await render("--set", "editor.enabled=true")
+    await validate(docs, version=MIN_KUBERNETES_VERSION)
+
+
+def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
+    specs = {
+        f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
+    for d in docs:
+        if d["kind"] == "SandboxTemplate":
+            specs[f"SandboxTemplate/{d['metadata']['name']}"] = d["spec"]["podTemplate"]["spec"]
+    return specs
+
+
+def check_secure_defaults(docs: list[Doc]) -> None:
+    for name, spec in pod_specs(docs).items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is name.startswith("Deployment/amicable-agent")
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert "limits" in c["resources"], name
+            if not name.startswith("SandboxTemplate/"):
+                assert sc["readOnlyRootFilesystem"] is True, name
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "amicable",
+        "app.kubernetes.io/instance": "amicable",
+        "app.kubernetes.io/component": component,
+    }
+
+
+def check_network_isolation(docs: list[Doc]) -> None:
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if not policies:
+        return
+    template = next(d for d in docs if d["kind"] == "SandboxTemplate")
+    sandbox_ns = template["metadata"]["namespace"]
+    sandbox = template["spec"]["podTemplate"]["metadata"]["labels"]
+    assert template["spec"]["networkPolicyManagement"] == "Unmanaged"
+
+    def reach(src: str, dst: dict[str, str], dst_ns: str, port: int) -> bool:
+        src_ns = sandbox_ns if src == "sandbox" else "amicable"
+        labels = sandbox if src == "sandbox" else _labels(src)
+        return ingress_allowed(
+            policies,
+            namespace=dst_ns,
+            labels=dst,
+            src_namespace=src_ns,
+            src_labels=labels,
+            port=port,
+        )
+
+    assert reach("agent", sandbox, sandbox_ns, 8888)
+    assert reach("preview-router", sandbox, sandbox_ns, 3000)
+    for src, port in [
+        ("preview-router", 8888),
+        ("agent", 3000),
+        ("sandbox", 8888),
+        ("sandbox", 3000),
+        ("editor", 8888),
+        ("editor", 3000),
+    ]:
+        assert not reach(src, sandbox, sandbox_ns, port), (src, port)
+    agent = _labels("agent")
+    assert reach("preview-router", agent, "amicable", 8001)
+    assert reach("editor", agent, "amicable", 8000)
+    assert not reach("editor", agent, "amicable", 8001)
+    assert not reach("sandbox", agent, "amicable", 8001)
+
+
+async def test_rbac_is_limited_to_what_the_agent_uses(render) -> None:
+    docs = await render("--set", "sandboxNamespace=sandboxes")
+    role = find(docs, "Role")
+    assert role["metadata"]["namespace"] == "sandboxes"
+    rules = {
+        (g, r): sorted(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert rules == {
+        ("extensions.agents.x-k8s.io", "sandboxclaims"): sorted(
+            ["create", "get", "list", "watch", "delete", "patch"]
+        ),
+        ("agents.x-k8s.io", "sandboxes"): ["get", "list", "watch"],
+        ("coordination.k8s.io", "leases"): ["create", "get", "update"],
+    }
+    binding = find(docs, "RoleBinding")
+    assert binding["metadata"]["namespace"] == "sandboxes"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "amicable-agent", "namespace": "amicable"}
+    ]
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+
+
+async def test_force_http1_points_the_agent_ingress_at_the_tls_option(render) -> None:
+    docs = await render(*MATRIX["traefik-force-http1"])
+    option = find(docs, "TLSOption")
+    assert option["spec"]["alpnProtocols"] == ["http/1.1"]
+    ingress = find(docs, "Ingress", "amicable-agent")
+    annotation = ingress["metadata"]["annotations"][
+        "traefik.ingress.kubernetes.io/router.tls.options"
+    ]
+    assert annotation == f"amicable-{option['metadata']['name']}@kubernetescrd"
+    assert not [d for d in await render() if d["kind"] == "TLSOption"]
+
+
+async def test_tls_sections_name_their_hosts(render) -> None:
+    docs = await render(*MATRIX["tls"])
+    for name, host in [
+        ("amicable-agent", "agent.example.com"),
+        ("amicable-preview-router", "*.preview.example.com"),
+        ("amicable-editor", "editor.example.com"),
+    ]:
+        ingress = find(docs, "Ingress", name)
+        assert ingress["spec"]["tls"][0]["hosts"] == [host]
+        assert ingress["spec"]["tls"][0]["secretName"]
+    agent = find(docs, "Ingress", "amicable-agent")
+    assert agent["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert "tls" not in find(await render(), "Ingress", "amicable-agent")["spec"]
+
+
+async def test_warm_pool_references_the_template(render) -> None:
+    docs = await render(*MATRIX["warm-pool"])
+    pool = find(docs, "SandboxWarmPool")
+    template = find(docs, "SandboxTemplate")
+    assert pool["spec"]["sandboxTemplateRef"]["name"] == template["metadata"]["name"]
+    assert pool["spec"]["replicas"] == 1
+    container = template["spec"]["podTemplate"]["spec"]["containers"][0]
+    assert "--insecure-no-auth" in container["args"]
+    assert (
+        container_env(find(docs, "Deployment", "amicable-agent"))["AMICABLE_SANDBOX_WARM_POOL_NAME"]
+        == (pool["metadata"]["name"])
+    )
+
+
+async def test_per_claim_tokens_allow_env_injection(render) -> None:
+    template = find(await render(), "SandboxTemplate")
+    assert template["spec"]["envVarsInjectionPolicy"] == "Allowed"
+    container = template["spec"]["podTemplate"]["spec"]["containers"][0]
+    assert "args" not in container  # the runtime's default: refuse requests without a token
+    agent = container_env(find(await render(), "Deployment", "amicable-agent"))
+    assert agent["AMICABLE_RUNTIME_TOKEN_SECRET"]["secretKeyRef"]["key"] == "RUNTIME_TOKEN_SECRET"
+    router = container_env(find(await render(), "Deployment", "amicable-preview-router"))
+    assert router["AMICABLE_PREVIEW_RESOLVER_TOKEN"] == agent["AMICABLE_PREVIEW_RESOLVER_TOKEN"]
+    assert router["AMICABLE_PREVIEW_RESOLVER_URL"] == (
+        "http://amicable-agent-internal.amicable.svc.cluster.local:8001/internal/preview/resolve"
+    )
+    assert router["SANDBOX_NAMESPACE"] == "amicable"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--set", "agent.replicaCount=2"], "needs a shared store"),
+        (["--set", "sandboxWarmPools.enabled=true"], "networkPolicyOnly"),
+        (
+            [
+                "--set",
+                "sandboxTemplate.runtimeAuth.mode=networkPolicyOnly",
+                "--set",
+                "networkPolicy.enabled=false",
+            ],
+            "open to the whole cluster",
+        ),
+        (["--set", "sandboxApi.claimVersion=v1beta1"], "warmPoolRef"),
+        (["--set", "previewRouter.ingress.wildcardHost=*.other.example.com"], "must be"),
+        (["--set", "agent.ingress.hots=agent.example.com"], "hots"),
+        (["--set", "agent.env.previewScheme=ftp"], "previewScheme"),
+    ],
+)
+async def test_unworkable_values_are_refused(flags: list[str], message: str, render) -> None:
+    with pytest.raises(CommandFailed, match=message):
+        await render(*flags)
+
+
+async def test_plain_http_for_local_clusters(render) -> None:
+    docs = await render("-f", str(CHART / "values.kind.yaml"))
+    template = find(docs, "SandboxTemplate")
+    env = container_env(template["spec"]["podTemplate"])
+    assert env["AMICABLE_HMR_PROTOCOL"] == "ws"
+    assert env["AMICABLE_HMR_CLIENT_PORT"] == "80"
+    config_js = find(docs, "ConfigMap", "amicable-editor-config")["data"]["config.js"]
+    assert '"VITE_AGENT_WS_URL":"ws://agent.127.0.0.1.nip.io/"' in config_js
