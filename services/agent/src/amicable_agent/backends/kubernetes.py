@@ -1,0 +1,686 @@
+"""``KubernetesBackend``: one agent-sandbox ``SandboxClaim`` per session.
+
+On :meth:`KubernetesBackend.ensure` the backend creates (or reconnects to) the claim named
+:func:`~amicable_agent.sandboxes.sandbox_id_for` of the session, waits with a watch bounded
+by ``K8S_SANDBOX_READY_TIMEOUT`` until the claim is bound to a ``Sandbox`` and that Sandbox
+is ``Ready`` (a pre-warmed one from a ``SandboxWarmPool`` binds at once), then probes the
+runtime at ``http://<sandbox>.<ns>.svc.cluster.local:8888/healthz``.
+
+Idle TTL: claims carry ``spec.lifecycle.shutdownTime`` = last activity + idle TTL (both
+claim API versions have it), renewed by :meth:`~KubernetesBackend.touch`; the
+:mod:`~amicable_agent.backends.reaper` deletes idle and orphaned claims in case the
+controller does not.
+
+Runtime token: with ``AMICABLE_RUNTIME_TOKEN_SECRET`` set, every sandbox gets its own token,
+``HMAC-SHA256(secret, sandbox id)``, passed to the sandbox in the claim's ``spec.env``
+(the SandboxTemplate must set ``envVarsInjectionPolicy: Allowed``). Anyone allowed to read
+claims in the sandbox namespace can read it; without a secret the runtime URL is protected
+by NetworkPolicy alone (only the agent may reach port 8888).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+import httpx
+import trio
+
+from amicable_agent.backends import _kube_api as kube
+from amicable_agent.errors import SandboxError, SandboxProvisionError
+from amicable_agent.sandboxes import (
+    SandboxHandle,
+    SandboxInfo,
+    StageCallback,
+    ignore_stage,
+    sandbox_id_for,
+)
+
+if TYPE_CHECKING:
+    from amicable_agent.backends.reaper import SandboxReaper
+
+logger = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+ClaimApiVersion = Literal["v1alpha1", "v1beta1"]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "amicable"
+PROJECT_LABEL = "amicable.dev/project-id"
+SESSION_ANNOTATION = "amicable.dev/session-id"
+PROJECT_ANNOTATION = "amicable.dev/project-id"
+LAST_ACTIVE_ANNOTATION = "amicable.dev/last-active"
+TOKEN_ENV = "AMICABLE_RUNTIME_TOKEN"
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _claims(version: ClaimApiVersion) -> kube.Resource:
+    return kube.Resource("extensions.agents.x-k8s.io", version, "sandboxclaims", "SandboxClaim")
+
+
+def _sandboxes(version: ClaimApiVersion) -> kube.Resource:
+    return kube.Resource("agents.x-k8s.io", version, "sandboxes", "Sandbox")
+
+
+def _templates(version: ClaimApiVersion) -> kube.Resource:
+    return kube.Resource(
+        "extensions.agents.x-k8s.io", version, "sandboxtemplates", "SandboxTemplate"
+    )
+
+
+def _warm_pools(version: ClaimApiVersion) -> kube.Resource:
+    return kube.Resource(
+        "extensions.agents.x-k8s.io", version, "sandboxwarmpools", "SandboxWarmPool"
+    )
+
+
+def format_time(epoch_s: float) -> str:
+    """RFC 3339 UTC with seconds, as Kubernetes ``date-time`` fields use."""
+    return datetime.datetime.fromtimestamp(epoch_s, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: object) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp, ``None`` if absent or malformed."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def ready_condition(obj: Obj | None) -> Obj | None:
+    """The ``Ready`` entry of ``status.conditions``, if any."""
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Ready":
+            return cond
+    return None
+
+
+def is_ready(obj: Obj | None) -> bool:
+    """``status.conditions`` has ``Ready`` with status ``True``."""
+    cond = ready_condition(obj)
+    return cond is not None and str(cond.get("status")).lower() == "true"
+
+
+def describe_conditions(obj: Obj | None) -> str:
+    """``[Ready=False (Reason): message, …]`` for error messages."""
+    parts = []
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict):
+            text = f"{cond.get('type')}={cond.get('status')} ({cond.get('reason', '')})"
+            if cond.get("message"):
+                text += f": {cond['message']}"
+            parts.append(text)
+    return "[" + ", ".join(parts) + "]"
+
+
+def derive_runtime_token(secret: str, sandbox_id: str) -> str:
+    """The per-sandbox runtime token: hex HMAC-SHA256 of the sandbox id under the secret."""
+    return hmac.new(secret.encode(), sandbox_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _read_secret(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
+    if not value and path:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read().strip()
+    return value or None
+
+
+@attrs.frozen
+class KubernetesBackendConfig:
+    """Configuration of :class:`KubernetesBackend` (see :meth:`from_env` for the names).
+
+    Attributes:
+        namespace: where claims live (``K8S_SANDBOX_NAMESPACE``).
+        template_name: fallback SandboxTemplate (``K8S_SANDBOX_TEMPLATE_NAME``); with the
+            ``v1beta1`` claim API this names a SandboxWarmPool (claims reference pools).
+        template_map: project template id -> SandboxTemplate (or pool) name
+            (``AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON``, e.g. ``{"vite": "amicable-vite"}``).
+        ready_timeout_s: bound on claim -> Sandbox Ready (``K8S_SANDBOX_READY_TIMEOUT``).
+        claim_api_version: ``v1alpha1`` | ``v1beta1`` (``AMICABLE_SANDBOX_CLAIM_API_VERSION``).
+        idle_ttl_s: idle lifetime of a sandbox (``AMICABLE_SANDBOX_IDLE_TTL_S``; 0 = forever).
+        runtime_port / preview_port: ``SANDBOX_RUNTIME_PORT`` / ``SANDBOX_PREVIEW_PORT``.
+        service_host_template: host of a sandbox's Service, ``{name}`` and ``{namespace}``
+            substituted (``AMICABLE_K8S_SERVICE_HOST_TEMPLATE``; tests point it at loopback).
+        runtime_token_secret: ``AMICABLE_RUNTIME_TOKEN_SECRET`` (or ``_FILE``).
+        runtime_probe_timeout_s: runtime must answer this soon after a new sandbox is Ready
+            (``K8S_RUNTIME_READY_NEW_TIMEOUT_S``); ``runtime_probe_existing_timeout_s`` for a
+            reconnect (``K8S_RUNTIME_READY_TIMEOUT_S``); polled every
+            ``runtime_probe_interval_s`` (``K8S_RUNTIME_READY_POLL_MS``).
+        reap_interval_s: reaper period (``AMICABLE_SANDBOX_REAP_INTERVAL_S``; 0 = no reaper).
+        replica_id: this agent's identity in the reaper Lease (``HOSTNAME``).
+        lease_name: the reaper's ``coordination.k8s.io`` Lease.
+        kubeconfig: kubeconfig path when not in a cluster (``KUBECONFIG``).
+        request_timeout_s: deadline of each API request.
+    """
+
+    namespace: str = "default"
+    template_name: str = "amicable-sandbox"
+    template_map: Mapping[str, str] = attrs.field(factory=dict)
+    ready_timeout_s: float = 180.0
+    claim_api_version: ClaimApiVersion = "v1alpha1"
+    idle_ttl_s: float = 1800.0
+    runtime_port: int = 8888
+    preview_port: int = 3000
+    service_host_template: str = "{name}.{namespace}.svc.cluster.local"
+    runtime_token_secret: str | None = attrs.field(default=None, repr=False)
+    runtime_probe_timeout_s: float = 30.0
+    runtime_probe_existing_timeout_s: float = 5.0
+    runtime_probe_interval_s: float = 0.25
+    reap_interval_s: float = 60.0
+    replica_id: str = "amicable-agent"
+    lease_name: str = "amicable-sandbox-reaper"
+    kubeconfig: str | None = None
+    request_timeout_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KubernetesBackendConfig:
+        """Read the configuration from environment variables (unset = default).
+
+        Raises:
+            ValueError: a variable has a value the backend cannot use.
+        """
+        version = env.get("AMICABLE_SANDBOX_CLAIM_API_VERSION", "v1alpha1").strip() or "v1alpha1"
+        if version not in ("v1alpha1", "v1beta1"):
+            raise ValueError(
+                f"AMICABLE_SANDBOX_CLAIM_API_VERSION must be v1alpha1|v1beta1, got {version!r}"
+            )
+        mapping_raw = env.get("AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON", "").strip()
+        mapping = json.loads(mapping_raw) if mapping_raw else {}
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ValueError(
+                "AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON must be a JSON object of strings"
+            )
+        return cls(
+            namespace=env.get("K8S_SANDBOX_NAMESPACE", "").strip() or "default",
+            template_name=env.get("K8S_SANDBOX_TEMPLATE_NAME", "").strip() or "amicable-sandbox",
+            template_map={str(k): v for k, v in mapping.items()},
+            ready_timeout_s=_env_float(env, "K8S_SANDBOX_READY_TIMEOUT", 180.0),
+            claim_api_version=version,  # type: ignore[arg-type]
+            idle_ttl_s=_env_float(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
+            runtime_port=int(_env_float(env, "SANDBOX_RUNTIME_PORT", 8888)),
+            preview_port=int(_env_float(env, "SANDBOX_PREVIEW_PORT", 3000)),
+            service_host_template=env.get("AMICABLE_K8S_SERVICE_HOST_TEMPLATE", "").strip()
+            or "{name}.{namespace}.svc.cluster.local",
+            runtime_token_secret=_read_secret(env, "AMICABLE_RUNTIME_TOKEN_SECRET"),
+            runtime_probe_timeout_s=_env_float(env, "K8S_RUNTIME_READY_NEW_TIMEOUT_S", 30.0),
+            runtime_probe_existing_timeout_s=_env_float(env, "K8S_RUNTIME_READY_TIMEOUT_S", 5.0),
+            runtime_probe_interval_s=max(
+                0.05, _env_float(env, "K8S_RUNTIME_READY_POLL_MS", 250.0) / 1000
+            ),
+            reap_interval_s=_env_float(env, "AMICABLE_SANDBOX_REAP_INTERVAL_S", 60.0),
+            replica_id=env.get("HOSTNAME", "").strip() or "amicable-agent",
+            kubeconfig=env.get("KUBECONFIG", "").strip() or None,
+        )
+
+    def template_for(self, template_id: str) -> str:
+        """The SandboxTemplate (v1alpha1) or SandboxWarmPool (v1beta1) of a project template."""
+        return self.template_map.get(template_id, self.template_name)
+
+
+class KubernetesBackend:
+    """:class:`~amicable_agent.sandboxes.SandboxBackend` on agent-sandbox SandboxClaims.
+
+    Create with :func:`open_kubernetes_backend`, which also runs the reaper.
+    """
+
+    def __init__(
+        self,
+        config: KubernetesBackendConfig,
+        api: kube.KubeApi,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._api = api
+        self._clock = clock
+        self._claims = _claims(config.claim_api_version)
+        self._sandboxes = _sandboxes(config.claim_api_version)
+        self._last_touch: dict[str, float] = {}
+        #: the reaper :func:`open_kubernetes_backend` runs (``None`` if disabled)
+        self.reaper: SandboxReaper | None = None
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+
+    # ----- helpers --------------------------------------------------------------------
+
+    def _token(self, sandbox_id: str) -> str | None:
+        secret = self.config.runtime_token_secret
+        return derive_runtime_token(secret, sandbox_id) if secret else None
+
+    def _handle(self, claim_name: str, sandbox_name: str, *, existed: bool) -> SandboxHandle:
+        host = self.config.service_host_template.format(
+            name=sandbox_name, namespace=self.config.namespace
+        )
+        return SandboxHandle(
+            sandbox_id=claim_name,
+            runtime_url=f"http://{host}:{self.config.runtime_port}",
+            runtime_token=self._token(claim_name),
+            preview_upstream=f"http://{host}:{self.config.preview_port}",
+            existed=existed,
+        )
+
+    def _lifecycle(self) -> Obj:
+        if self.config.idle_ttl_s <= 0:
+            return {}
+        expires = format_time(self._clock() + self.config.idle_ttl_s)
+        return {"lifecycle": {"shutdownTime": expires, "shutdownPolicy": "Delete"}}
+
+    def claim_body(self, session_id: str, *, project_id: str, template_id: str) -> Obj:
+        """The SandboxClaim this backend creates for a session (pure; see the CRDs)."""
+        name = sandbox_id_for(session_id)
+        labels = {MANAGED_BY_LABEL: MANAGED_BY}
+        if len(project_id) <= 63 and _LABEL_VALUE.match(project_id):
+            labels[PROJECT_LABEL] = project_id
+        ref = "warmPoolRef" if self.config.claim_api_version == "v1beta1" else "sandboxTemplateRef"
+        spec: Obj = {ref: {"name": self.config.template_for(template_id)}, **self._lifecycle()}
+        token = self._token(name)
+        if token is not None:
+            spec["env"] = [{"name": TOKEN_ENV, "value": token}]
+        return {
+            "apiVersion": self._claims.api_version,
+            "kind": "SandboxClaim",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {
+                    SESSION_ANNOTATION: session_id,
+                    PROJECT_ANNOTATION: project_id,
+                    LAST_ACTIVE_ANNOTATION: format_time(self._clock()),
+                },
+            },
+            "spec": spec,
+        }
+
+    def _api_error(self, exc: kube.KubeApiError, action: str) -> SandboxProvisionError:
+        ns = self.config.namespace
+        if isinstance(exc, kube.KubeForbidden):
+            return SandboxProvisionError(
+                f"The agent is not allowed to {action} in namespace {ns!r} (RBAC): {exc.message}"
+            )
+        if isinstance(exc, kube.KubeNotFound) and not exc.named:
+            return SandboxProvisionError(
+                "The agent-sandbox CRDs are not installed in this cluster (the API server does "
+                f"not serve {self._claims.plural}.{self._claims.group}/{self._claims.version}); "
+                "install agent-sandbox with its extensions."
+            )
+        if isinstance(exc, kube.KubeInvalid):
+            return SandboxProvisionError(f"The cluster rejected the sandbox claim: {exc.message}")
+        return SandboxProvisionError(f"Kubernetes API error while trying to {action}: {exc}")
+
+    # ----- SandboxBackend -------------------------------------------------------------
+
+    async def ensure(
+        self,
+        session_id: str,
+        *,
+        project_id: str,
+        template_id: str,
+        on_stage: StageCallback = ignore_stage,
+    ) -> SandboxHandle:
+        """Create or reconnect to the session's claim and wait until the runtime answers.
+
+        Raises:
+            SandboxProvisionError: missing CRDs, RBAC denial, missing template, timeout (with
+                the Sandbox's conditions) or an unreachable runtime.
+
+        Cancellation: a cancelled ensure leaves the claim in place; the next ensure
+        reconnects to it and the reaper removes it if nobody does.
+        """
+        name = sandbox_id_for(session_id)
+        ns = self.config.namespace
+        started = trio.current_time()
+        await on_stage("queued", "Requesting a sandbox…")
+        with trio.move_on_after(self.config.ready_timeout_s) as scope:
+            try:
+                claim, existed = await self._create_or_reconnect(
+                    session_id, project_id=project_id, template_id=template_id, on_stage=on_stage
+                )
+                sandbox = await self._wait_bound_and_ready(claim)
+            except kube.KubeApiError as exc:
+                raise self._api_error(exc, "manage sandbox claims") from exc
+        if scope.cancelled_caught:
+            last = await self._last_seen(name)
+            raise SandboxProvisionError(
+                f"Timed out after {self.config.ready_timeout_s:g} s waiting for the sandbox to "
+                f"become Ready (claim={name}, namespace={ns}, conditions={describe_conditions(last)})"
+            )
+        ready_s = trio.current_time() - started
+        sandbox_name = str(sandbox["metadata"]["name"])
+        logger.info(
+            "sandbox claim %s ready in %.2f s (sandbox=%s, warm=%s, existed=%s)",
+            name, ready_s, sandbox_name, sandbox_name != name, existed,
+        )  # fmt: skip
+        handle = self._handle(name, sandbox_name, existed=existed)
+        await on_stage("starting_runtime", "Starting the sandbox runtime…")
+        probe_timeout = (
+            self.config.runtime_probe_existing_timeout_s
+            if existed
+            else self.config.runtime_probe_timeout_s
+        )
+        await self._probe_runtime(handle, probe_timeout)
+        self._last_touch[name] = self._clock()
+        await on_stage("ready", "Sandbox ready")
+        return handle
+
+    async def _last_seen(self, name: str) -> Obj | None:
+        """The Sandbox (or, before it exists, the claim) for a timeout message."""
+        with trio.move_on_after(self.config.request_timeout_s):
+            try:
+                claim = await self._api.find(self._claims, self.config.namespace, name)
+                bound = ((claim or {}).get("status") or {}).get("sandbox", {}).get("name")
+                sandbox = await self._api.find(
+                    self._sandboxes, self.config.namespace, bound or name
+                )
+                return sandbox or claim
+            except kube.KubeApiError:
+                return None
+        return None
+
+    async def _create_or_reconnect(
+        self, session_id: str, *, project_id: str, template_id: str, on_stage: StageCallback
+    ) -> tuple[Obj, bool]:
+        name = sandbox_id_for(session_id)
+        ns = self.config.namespace
+        while True:
+            claim = await self._api.find(self._claims, ns, name)
+            if claim is not None and claim["metadata"].get("deletionTimestamp"):
+                await on_stage("queued", "Waiting for the previous sandbox to be removed…")
+                await self._wait_gone(claim)
+                continue
+            if claim is not None:
+                await self._renew(name)
+                return claim, True
+            await self._check_template(template_id)
+            await on_stage("creating", "Creating sandbox…")
+            body = self.claim_body(session_id, project_id=project_id, template_id=template_id)
+            try:
+                return await self._api.create(self._claims, ns, body), False
+            except kube.KubeConflict:
+                continue  # another replica created it first: reconnect to theirs
+
+    async def _check_template(self, template_id: str) -> None:
+        beta = self.config.claim_api_version == "v1beta1"
+        res = (_warm_pools if beta else _templates)(self.config.claim_api_version)
+        wanted = self.config.template_for(template_id)
+        try:
+            found = await self._api.find(res, self.config.namespace, wanted)
+        except (kube.KubeForbidden, kube.KubeNotFound):
+            return  # not allowed to look (RBAC) or type not served: the claim will tell
+        if found is None:
+            raise SandboxProvisionError(
+                f"{res.kind} {wanted!r} (for template {template_id!r}) does not exist in "
+                f"namespace {self.config.namespace!r}; apply the sandbox templates first."
+            )
+
+    async def _wait_gone(self, obj: Obj) -> None:
+        await self._wait_for(
+            self._claims, str(obj["metadata"]["name"]), lambda o: o is None, initial=obj
+        )
+
+    async def _wait_bound_and_ready(self, claim: Obj) -> Obj:
+        name = str(claim["metadata"]["name"])
+
+        def bound(o: Obj | None) -> bool:
+            if o is None:
+                raise SandboxProvisionError(f"The sandbox claim {name} was deleted while starting.")
+            cond = ready_condition(o)
+            if cond is not None and "NotFound" in str(cond.get("reason")) and not is_ready(o):
+                raise SandboxProvisionError(
+                    f"The sandbox claim {name} cannot be satisfied: {cond.get('message') or cond.get('reason')}"
+                )
+            return bool((o.get("status") or {}).get("sandbox", {}).get("name"))
+
+        bound_claim = await self._wait_for(self._claims, name, bound, initial=claim)
+        assert bound_claim is not None  # bound() raises on None
+        sandbox_name = str(bound_claim["status"]["sandbox"]["name"])
+        sandbox = await self._wait_for(self._sandboxes, sandbox_name, is_ready)
+        assert sandbox is not None
+        return sandbox
+
+    async def _wait_for(
+        self,
+        res: kube.Resource,
+        name: str,
+        done: Callable[[Obj | None], bool],
+        *,
+        initial: Obj | None = None,
+    ) -> Obj | None:
+        """GET, then watch from that resourceVersion until ``done(obj)``; survives lost
+        connections (re-watch) and expired resourceVersions (re-GET). Bounded by the caller.
+        """
+        ns = self.config.namespace
+        obj = initial if initial is not None else await self._api.find(res, ns, name)
+        backoff = 0.05
+        while True:
+            if done(obj):
+                return obj
+            rv = obj["metadata"]["resourceVersion"] if obj is not None else None
+            if rv is None:
+                _, rv = await self._api.list(res, ns, label_selector="")
+            try:
+                async with self._api.watch(res, ns, name=name, resource_version=rv) as stream:
+                    while (event := await stream.next()) is not None:
+                        current = event["object"]
+                        obj = None if event["type"] == "DELETED" else current
+                        if done(obj):
+                            return obj
+                        rv = current["metadata"]["resourceVersion"]
+                        backoff = 0.05
+            except (kube.KubeGone, kube.KubeUnavailable) as exc:
+                logger.info("watch on %s/%s restarting: %s", res.plural, name, exc)
+            # Stream ended (server timeout, lost connection, 410): re-read and watch again,
+            # backing off so a server that keeps cutting watches is not hammered.
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+            obj = await self._api.find(res, ns, name)
+
+    async def _probe_runtime(self, handle: SandboxHandle, timeout_s: float) -> None:
+        headers = (
+            {"authorization": f"Bearer {handle.runtime_token}"} if handle.runtime_token else {}
+        )
+        last_error = "no answer"
+        with trio.move_on_after(timeout_s):
+            while True:
+                try:
+                    response = await self._http.get(
+                        f"{handle.runtime_url}/healthz", headers=headers
+                    )
+                    if response.status_code == 200:
+                        return
+                    last_error = f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                await trio.sleep(self.config.runtime_probe_interval_s)
+        raise SandboxProvisionError(
+            f"runtime_unreachable: the sandbox {handle.sandbox_id} is Ready but its runtime at "
+            f"{handle.runtime_url} did not answer within {timeout_s:g} s ({last_error})"
+        )
+
+    async def lookup(self, sandbox_id: str) -> SandboxHandle | None:
+        """The handle of an existing, bound claim (no probe, no creation)."""
+        try:
+            claim = await self._api.find(self._claims, self.config.namespace, sandbox_id)
+        except kube.KubeApiError as exc:
+            raise SandboxError(f"cannot look up sandbox {sandbox_id}: {exc}") from exc
+        if claim is None or claim["metadata"].get("deletionTimestamp"):
+            return None
+        bound = (claim.get("status") or {}).get("sandbox", {}).get("name")
+        if not bound:
+            return None
+        return self._handle(sandbox_id, str(bound), existed=True)
+
+    async def _renew(self, sandbox_id: str) -> None:
+        patch: Obj = {
+            "metadata": {"annotations": {LAST_ACTIVE_ANNOTATION: format_time(self._clock())}}
+        }
+        if self._lifecycle():
+            patch["spec"] = self._lifecycle()
+        await self._api.patch(self._claims, self.config.namespace, sandbox_id, patch)
+        self._last_touch[sandbox_id] = self._clock()
+
+    async def touch(self, sandbox_id: str) -> None:
+        """Renew the claim's ``shutdownTime`` and last-activity annotation.
+
+        Throttled to once per ``min(60 s, idle TTL / 10)`` per sandbox; a missing claim is
+        ignored (the next ensure recreates it).
+
+        Raises:
+            SandboxError: the API refused the update.
+        """
+        interval = min(60.0, self.config.idle_ttl_s / 10) if self.config.idle_ttl_s > 0 else 60.0
+        last = self._last_touch.get(sandbox_id)
+        if last is not None and self._clock() - last < interval:
+            return
+        try:
+            await self._renew(sandbox_id)
+        except kube.KubeNotFound:
+            self._last_touch.pop(sandbox_id, None)
+        except kube.KubeApiError as exc:
+            raise SandboxError(f"cannot renew sandbox {sandbox_id}: {exc}") from exc
+
+    async def delete(self, sandbox_id: str) -> None:
+        """Delete the claim with foreground propagation (its Sandbox goes first); idempotent.
+
+        Raises:
+            SandboxError: the API refused the deletion.
+        """
+        self._last_touch.pop(sandbox_id, None)
+        try:
+            await self._api.delete(self._claims, self.config.namespace, sandbox_id)
+        except kube.KubeNotFound:
+            return
+        except kube.KubeApiError as exc:
+            raise SandboxError(f"cannot delete sandbox {sandbox_id}: {exc}") from exc
+
+    async def delete_if_unchanged(self, claim: Obj) -> None:
+        """Delete a claim only if it still has the ``resourceVersion`` it was listed with.
+
+        Used by the reaper, so that a claim renewed by another replica meanwhile survives.
+
+        Raises:
+            KubeConflict: it changed since it was listed.
+            KubeNotFound: it is already gone.
+        """
+        meta = claim["metadata"]
+        self._last_touch.pop(str(meta["name"]), None)
+        await self._api.delete(
+            self._claims,
+            self.config.namespace,
+            str(meta["name"]),
+            resource_version=str(meta["resourceVersion"]),
+        )
+
+    async def list_claims(self) -> list[Obj]:
+        """Every claim this backend manages (label ``app.kubernetes.io/managed-by``)."""
+        items, _ = await self._api.list(
+            self._claims, self.config.namespace, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        )
+        return items
+
+    async def list(self) -> list[SandboxInfo]:
+        """Every managed sandbox.
+
+        Raises:
+            SandboxError: the claims cannot be listed.
+        """
+        try:
+            claims = await self.list_claims()
+        except kube.KubeApiError as exc:
+            raise SandboxError(f"cannot list sandboxes: {exc}") from exc
+        return [claim_info(c) for c in claims]
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the API connection pool."""
+        await self._http.aclose()
+        self._api.close()
+
+
+def claim_info(claim: Obj) -> SandboxInfo:
+    """A :class:`SandboxInfo` from a claim object."""
+    meta = claim.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return SandboxInfo(
+        sandbox_id=str(meta.get("name")),
+        session_id=annotations.get(SESSION_ANNOTATION),
+        project_id=annotations.get(PROJECT_ANNOTATION)
+        or (meta.get("labels") or {}).get(PROJECT_LABEL),
+        last_active_s=parse_time(annotations.get(LAST_ACTIVE_ANNOTATION)),
+        ready=is_ready(claim),
+    )
+
+
+@asynccontextmanager
+async def open_kubernetes_backend(
+    config: KubernetesBackendConfig,
+    *,
+    project_exists: Callable[[str], Awaitable[bool]],
+    configuration: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[KubernetesBackend]:
+    """Open the backend and run its reaper for the duration of the block.
+
+    Args:
+        config: the backend configuration.
+        project_exists: ``await project_exists(project_id)``; claims of deleted projects are
+            reaped.
+        configuration: a ``kubernetes.client.Configuration`` (tests); default: in-cluster
+            config, else the kubeconfig.
+        clock: wall clock (epoch seconds) for TTLs and the Lease.
+
+    Raises:
+        SandboxError: no cluster configuration could be loaded.
+
+    Cancellation: leaving the block cancels the reaper and closes the API client; sandboxes
+    are left running (they belong to the cluster, not to this process).
+    """
+    from amicable_agent.backends.reaper import SandboxReaper  # cycle: reaper uses this module
+
+    if configuration is None:
+        try:
+            configuration = kube.load_configuration(config.kubeconfig)
+        except kube.KubeApiError as exc:
+            raise SandboxError(f"cannot configure the Kubernetes client: {exc.message}") from exc
+    api = kube.KubeApi(configuration, request_timeout_s=config.request_timeout_s)
+    backend = KubernetesBackend(config, api, clock=clock)
+    try:
+        async with trio.open_nursery() as nursery:
+            if config.reap_interval_s > 0:
+                backend.reaper = SandboxReaper(
+                    backend, api, project_exists=project_exists, clock=clock
+                )
+                await nursery.start(backend.reaper.run)
+            yield backend
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await backend.aclose()
+
+
+__all__ = [
+    "KubernetesBackend",
+    "KubernetesBackendConfig",
+    "derive_runtime_token",
+    "open_kubernetes_backend",
+]
