@@ -237,6 +237,16 @@ class ChunkedScanner:
                 if self._remaining == 0:
                     self._state = 2
                 continue
+            if state == 2:
+                if end - pos < 2:
+                    if buf[pos : pos + 1] != b"\r":
+                        raise error
+                    return pos, False
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise error
+                pos += 2
+                self._state = 0
+                continue
             nl = buf.find(b"\r\n", pos)
             if nl < 0:
                 if end - pos > self._MAX_LINE:
@@ -250,10 +260,6 @@ class ChunkedScanner:
                     raise error
                 self._remaining = int(size, 16)
                 self._state = 1 if self._remaining else 3
-            elif state == 2:
-                if line:
-                    raise error
-                self._state = 0
             else:
                 if not line:
                     return pos, True
