@@ -1,0 +1,109 @@
+/**
+ * JSON API of the agent: projects (upstream §2.3) and the sandbox file system (§2.5).
+ */
+import { editorConfig } from "../config";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly detail?: string,
+    readonly body?: unknown,
+  ) {
+    super(detail ? `${code}: ${detail}` : code);
+  }
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const init: RequestInit = { method, credentials: "include", headers: {} };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers = { "content-type": "application/json" };
+  }
+  const res = await fetch(`${editorConfig().httpUrl}${path}`, init);
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  if (!res.ok) {
+    const rec = (typeof json === "object" && json !== null ? json : {}) as Record<string, unknown>;
+    const code = typeof rec.error === "string" ? rec.error : `http_${res.status}`;
+    const detail = typeof rec.detail === "string" ? rec.detail : text.slice(0, 300) || undefined;
+    throw new ApiError(res.status, code, detail, json);
+  }
+  return json as T;
+}
+
+export interface ProjectSummary {
+  project_id: string;
+  name: string;
+  slug: string;
+  template_id: string;
+  created_at?: string;
+  updated_at?: string;
+}
+
+export interface CreatedProject {
+  project_id: string;
+  name: string;
+  slug: string;
+  prompt?: string | null;
+  template_id: string;
+}
+
+export const projectsApi = {
+  list: () => request<{ projects: ProjectSummary[] }>("GET", "/api/projects").then((r) => r.projects),
+  create: (body: { name?: string; prompt?: string; template_id?: string }) =>
+    request<CreatedProject>("POST", "/api/projects", body),
+  bySlug: (slug: string) =>
+    request<ProjectSummary>("GET", `/api/projects/by-slug/${encodeURIComponent(slug)}`),
+  rename: (id: string, name: string) =>
+    request<{ project_id: string; name: string; slug: string }>("PATCH", `/api/projects/${id}`, { name }),
+  remove: (id: string) => request<{ status: string }>("DELETE", `/api/projects/${id}`),
+};
+
+export interface FsEntry {
+  path: string;
+  name: string;
+  is_dir: boolean;
+}
+
+export interface FileContent {
+  path: string;
+  content: string | null;
+  sha256: string;
+  is_binary: boolean;
+}
+
+function q(path: string): string {
+  return encodeURIComponent(path);
+}
+
+/** The Code pane's file API for one project's sandbox. */
+export function sandboxFs(projectId: string) {
+  const base = `/api/sandbox/${encodeURIComponent(projectId)}`;
+  return {
+    ls: (path: string) => request<{ path: string; entries: FsEntry[] }>("GET", `${base}/ls?path=${q(path)}`),
+    read: (path: string) => request<FileContent>("GET", `${base}/read?path=${q(path)}`),
+    write: (path: string, content: string, expectedSha256?: string) =>
+      request<{ path: string; sha256: string }>("PUT", `${base}/write`, {
+        path,
+        content,
+        ...(expectedSha256 ? { expected_sha256: expectedSha256 } : {}),
+      }),
+    create: (path: string, kind: "file" | "dir", content = "") =>
+      request<{ path: string; sha256?: string }>("POST", `${base}/create`, {
+        path,
+        kind,
+        ...(kind === "file" ? { content } : {}),
+      }),
+    rename: (from: string, to: string) => request<{ from: string; to: string }>("POST", `${base}/rename`, { from, to }),
+    rm: (path: string, recursive: boolean) =>
+      request<{ path: string }>("DELETE", `${base}/rm?path=${q(path)}&recursive=${recursive ? 1 : 0}`),
+  };
+}
+
+export type SandboxFs = ReturnType<typeof sandboxFs>;

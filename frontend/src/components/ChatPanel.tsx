@@ -1,0 +1,128 @@
+/** The chat column: connection state, messages, approvals and the prompt input. */
+import { useEffect, useRef } from "react";
+import type { ContentBlock } from "../protocol/messages";
+import { canSend } from "../state/session";
+import type { SessionHandle } from "../state/useSession";
+import { AssistantBubble, ErrorBubble, UserBubble } from "./Bubbles";
+import { Composer } from "./Composer";
+import { HitlPanel } from "./HitlPanel";
+
+interface Props {
+  session: SessionHandle;
+  onSend: (text: string, blocks: ContentBlock[]) => boolean;
+}
+
+function ConnectionPill({ session }: { session: SessionHandle }) {
+  const c = session.connection;
+  if (c.kind === "open") {
+    return (
+      <span className="pill ok" data-testid="connection" data-state="open">
+        Connected
+      </span>
+    );
+  }
+  if (c.kind === "closed") {
+    return (
+      <span className="pill bad" data-testid="connection" data-state="closed">
+        Disconnected{c.code === 1008 ? " (not allowed)" : ""}
+        <button className="link-btn" onClick={session.reconnect} data-testid="reconnect">
+          Reconnect
+        </button>
+      </span>
+    );
+  }
+  return (
+    <span className="pill warn" data-testid="connection" data-state={c.kind}>
+      {c.kind === "waiting" ? `Reconnecting (try ${c.attempt})…` : "Connecting…"}
+    </span>
+  );
+}
+
+export function ChatPanel({ session, onSend }: Props) {
+  const { state } = session;
+  const listRef = useRef<HTMLDivElement>(null);
+  const stickRef = useRef(true);
+  const connected = session.connection.kind === "open";
+
+  // Follow the stream only while the reader is at the bottom (no jumps while reading).
+  useEffect(() => {
+    const el = listRef.current;
+    if (el && stickRef.current) el.scrollTop = el.scrollHeight;
+  }, [state.items, state.hitl, state.busy]);
+
+  const cancel = () => {
+    if (session.send("cancel", {})) session.dispatch({ type: "local/cancel" });
+  };
+
+  return (
+    <aside className="chat-panel" aria-label="Chat">
+      <div className="chat-header">
+        <span className="chat-title">Chat</span>
+        <ConnectionPill session={session} />
+      </div>
+      <div
+        className="chat-list"
+        ref={listRef}
+        data-testid="chat-list"
+        aria-live="polite"
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          stickRef.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+        }}
+      >
+        {state.items.length === 0 && (
+          <div className="chat-empty muted">
+            {state.init ? "Workspace ready. Describe what to build or change." : "Connecting to your workspace…"}
+          </div>
+        )}
+        {state.items.map((item) => {
+          switch (item.kind) {
+            case "user":
+              return <UserBubble key={item.key} item={item} />;
+            case "assistant":
+              return (
+                <AssistantBubble
+                  key={item.key}
+                  item={item}
+                  streaming={state.busy && item.key === state.turnKey}
+                />
+              );
+            case "error":
+              return <ErrorBubble key={item.key} item={item} />;
+          }
+        })}
+        {state.hitl && (
+          <HitlPanel
+            pending={state.hitl}
+            onSubmit={(decisions) => {
+              const ok = session.send("hitl_response", {
+                interrupt_id: state.hitl?.interrupt_id ?? "",
+                response: { decisions },
+              });
+              if (ok) session.dispatch({ type: "local/hitl_answered" });
+            }}
+          />
+        )}
+      </div>
+      <Composer
+        enabled={canSend(state, connected)}
+        busy={state.busy}
+        cancelling={state.cancelling}
+        placeholder={
+          !connected
+            ? "Waiting for the connection…"
+            : !state.init
+              ? "Waiting for the sandbox…"
+              : state.hitl
+                ? "Approve or reject the pending action first"
+                : state.busy
+                  ? "The agent is working…"
+                  : "Describe a change… (Enter to send, Shift+Enter for a new line)"
+        }
+        onSend={onSend}
+        onCancel={cancel}
+        usage={state.lastUsage}
+      />
+    </aside>
+  );
+}

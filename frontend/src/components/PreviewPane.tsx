@@ -1,0 +1,141 @@
+/** The live preview: provisioning progress, address bar, device toggles and the iframe. */
+import { useEffect, useMemo, useRef, useState } from "react";
+import type { RuntimeErrorInfo } from "../protocol/messages";
+import type { SessionState } from "../state/session";
+import { normaliseRuntimeError, RuntimeErrorDeduper } from "../runtimeErrors";
+import { Provisioning } from "./Provisioning";
+
+export type Device = "mobile" | "tablet" | "desktop";
+
+export const DEVICE_SIZES: Record<Device, { width: string; height: string; label: string }> = {
+  mobile: { width: "390px", height: "844px", label: "Mobile (390×844)" },
+  tablet: { width: "768px", height: "1024px", label: "Tablet (768×1024)" },
+  desktop: { width: "100%", height: "100%", label: "Desktop (full width)" },
+};
+
+interface Props {
+  hidden: boolean;
+  state: SessionState;
+  device: Device;
+  onDevice: (d: Device) => void;
+  path: string;
+  onPath: (p: string) => void;
+  onRuntimeError: (error: RuntimeErrorInfo) => void;
+}
+
+function frameUrl(base: string, path: string): string {
+  const url = new URL(path.startsWith("/") ? path : `/${path}`, base);
+  url.searchParams.set("amicableParentOrigin", window.location.origin);
+  return url.toString();
+}
+
+export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onRuntimeError }: Props) {
+  const [manualReloads, setManualReloads] = useState(0);
+  const [draftPath, setDraftPath] = useState(path);
+  const iframeRef = useRef<HTMLIFrameElement>(null);
+  const deduper = useMemo(() => new RuntimeErrorDeduper(), []);
+  const base = state.init?.url;
+  const src = base ? frameUrl(base, path) : undefined;
+  const previewOrigin = base ? new URL(base).origin : undefined;
+
+  // Runtime errors and location updates from the injected bridge (only from the preview origin).
+  useEffect(() => {
+    if (!previewOrigin) return;
+    const onMessage = (event: MessageEvent) => {
+      if (event.origin !== previewOrigin || event.source !== iframeRef.current?.contentWindow) return;
+      const data: unknown = event.data;
+      if (typeof data !== "object" || data === null) return;
+      const rec = data as { type?: unknown; payload?: unknown; path?: unknown };
+      if (rec.type === "amicable_runtime_error") {
+        const info = normaliseRuntimeError(rec.payload, Date.now());
+        if (info?.fingerprint && deduper.accept(info.fingerprint, Date.now())) onRuntimeError(info);
+      } else if (rec.type === "amicable_location" && typeof rec.path === "string") {
+        setDraftPath(rec.path);
+      }
+    };
+    window.addEventListener("message", onMessage);
+    return () => window.removeEventListener("message", onMessage);
+  }, [previewOrigin, deduper, onRuntimeError]);
+
+  const size = DEVICE_SIZES[device];
+  const ready = src !== undefined;
+  return (
+    <section className="preview-pane" hidden={hidden} aria-label="Preview">
+      <div className="preview-toolbar">
+        <button
+          className="icon-btn"
+          title="Reload preview"
+          aria-label="Reload preview"
+          data-testid="preview-reload"
+          disabled={!ready}
+          onClick={() => setManualReloads((n) => n + 1)}
+        >
+          ↻
+        </button>
+        <form
+          className="address-bar"
+          onSubmit={(e) => {
+            e.preventDefault();
+            onPath(draftPath.startsWith("/") ? draftPath : `/${draftPath}`);
+            setManualReloads((n) => n + 1);
+          }}
+        >
+          <span className="address-host">{base ? new URL(base).host : "preview"}</span>
+          <input
+            data-testid="preview-path"
+            aria-label="Preview path"
+            value={draftPath}
+            onChange={(e) => setDraftPath(e.target.value)}
+            disabled={!ready}
+          />
+        </form>
+        <a
+          className={`icon-btn${ready ? "" : " disabled"}`}
+          href={src}
+          target="_blank"
+          rel="noreferrer"
+          title="Open in new tab"
+          aria-label="Open preview in new tab"
+          data-testid="preview-open"
+        >
+          ↗
+        </a>
+        <div className="device-toggles" role="group" aria-label="Device">
+          {(Object.keys(DEVICE_SIZES) as Device[]).map((d) => (
+            <button
+              key={d}
+              className={device === d ? "seg active" : "seg"}
+              aria-pressed={device === d}
+              title={DEVICE_SIZES[d].label}
+              data-testid={`device-${d}`}
+              onClick={() => onDevice(d)}
+            >
+              {d === "mobile" ? "📱" : d === "tablet" ? "▭" : "🖥"}
+              <span className="seg-label">{d}</span>
+            </button>
+          ))}
+        </div>
+      </div>
+      <div className={`preview-stage device-${device}`}>
+        {state.busy && state.statusLine && (
+          <div className="updating-pill" data-testid="status-line" role="status">
+            <span className="spinner" /> {state.statusLine}
+          </div>
+        )}
+        {ready ? (
+          <iframe
+            key={`${src}#${state.previewReloads}#${manualReloads}`}
+            ref={iframeRef}
+            data-testid="preview-frame"
+            title="Preview"
+            src={src}
+            style={{ width: size.width, height: size.height }}
+            sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals"
+          />
+        ) : (
+          <Provisioning status={state.sandbox} />
+        )}
+      </div>
+    </section>
+  );
+}

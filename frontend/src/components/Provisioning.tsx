@@ -1,0 +1,39 @@
+/** Sandbox provisioning progress (`sandbox_status` stages) shown until the preview is ready. */
+import type { SandboxStage, SandboxStatus } from "../protocol/messages";
+
+const STAGES: { stage: SandboxStage; label: string }[] = [
+  { stage: "queued", label: "Queued" },
+  { stage: "creating", label: "Creating sandbox" },
+  { stage: "starting_runtime", label: "Starting runtime" },
+  { stage: "starting_preview", label: "Starting dev server" },
+  { stage: "ready", label: "Ready" },
+];
+
+export function Provisioning({ status }: { status: SandboxStatus | undefined }) {
+  const failed = status?.stage === "failed";
+  const current = status ? STAGES.findIndex((s) => s.stage === status.stage) : -1;
+  const percent = failed ? 100 : Math.round(((current + 1) / STAGES.length) * 100);
+  return (
+    <div className="provisioning card" data-testid="provisioning" data-stage={status?.stage ?? "connecting"}>
+      <h3>{failed ? "The sandbox could not start" : "Preparing your workspace"}</h3>
+      <div className={`progress ${failed ? "failed" : ""}`} role="progressbar" aria-valuenow={percent} aria-valuemin={0} aria-valuemax={100}>
+        <div className="progress-fill" style={{ width: `${Math.max(percent, 4)}%` }} />
+      </div>
+      <ol className="stage-list">
+        {STAGES.map((s, idx) => {
+          const state = failed && idx === Math.max(current, 0) ? "error" : idx < current ? "done" : idx === current ? "active" : "todo";
+          return (
+            <li key={s.stage} className={`stage ${state}`} data-testid={`stage-${s.stage}`}>
+              <span className="stage-dot" />
+              {s.label}
+            </li>
+          );
+        })}
+      </ol>
+      <p className="muted small">
+        {status?.message || (status ? "" : "Connecting to the agent…")}
+        {status?.elapsed_ms != null ? ` · ${(status.elapsed_ms / 1000).toFixed(1)} s` : ""}
+      </p>
+    </div>
+  );
+}

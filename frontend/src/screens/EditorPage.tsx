@@ -1,0 +1,163 @@
+/** The editor of one project: chat on the right, preview or code on the left. */
+import { useCallback, useEffect, useRef, useState } from "react";
+import { ApiError, projectsApi, type ProjectSummary } from "../api/http";
+import type { ContentBlock, UiContext } from "../protocol/messages";
+import { useSession } from "../state/useSession";
+import type { Theme } from "../theme";
+import { ChatPanel } from "../components/ChatPanel";
+import { PreviewPane, type Device } from "../components/PreviewPane";
+import { CodePane } from "../components/CodePane";
+import { Logo, ThemeToggle } from "../components/ThemeToggle";
+
+interface Props {
+  slug: string;
+  theme: Theme;
+  onToggleTheme: () => void;
+}
+
+type View = "preview" | "code";
+
+function readInitialPrompt(): string | undefined {
+  const state: unknown = window.history.state;
+  if (typeof state === "object" && state !== null && "initialPrompt" in state) {
+    const value = (state as { initialPrompt?: unknown }).initialPrompt;
+    return typeof value === "string" && value.trim() !== "" ? value : undefined;
+  }
+  return undefined;
+}
+
+let keyCounter = 0;
+const localKey = () => `local-${Date.now()}-${keyCounter++}`;
+
+export function EditorPage({ slug, theme, onToggleTheme }: Props) {
+  const [project, setProject] = useState<ProjectSummary | undefined>();
+  const [loadError, setLoadError] = useState<string | undefined>();
+  const [view, setView] = useState<View>("preview");
+  const [device, setDevice] = useState<Device>("desktop");
+  const [previewPath, setPreviewPath] = useState("/");
+  const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
+  const session = useSession(project?.project_id);
+  const { state, send, dispatch } = session;
+  const initialPromptSent = useRef(false);
+
+  useEffect(() => {
+    projectsApi
+      .bySlug(slug)
+      .then((p) => {
+        setProject(p);
+        document.title = `${p.name} · Amicable`;
+      })
+      .catch((err: unknown) =>
+        setLoadError(err instanceof ApiError && err.status === 404 ? "Project not found" : String(err)),
+      );
+  }, [slug]);
+
+  const sendPrompt = useCallback(
+    (text: string, blocks: ContentBlock[]) => {
+      const ui: UiContext = { active_view: view, preview_path: previewPath, device_type: device };
+      const data = blocks.length > 0 ? { text, content_blocks: blocks, ui_context: ui } : { text, ui_context: ui };
+      if (!send("user", data)) return false;
+      dispatch({ type: "local/user", key: localKey(), text, blocks });
+      return true;
+    },
+    [send, dispatch, view, previewPath, device],
+  );
+
+  // The first prompt from the projects page is sent once the new project's sandbox exists.
+  useEffect(() => {
+    if (!state.init || initialPromptSent.current) return;
+    initialPromptSent.current = true;
+    const prompt = readInitialPrompt();
+    if (prompt && !state.init.exists && state.items.length === 0) {
+      sendPrompt(prompt, []);
+      window.history.replaceState(null, "");
+    }
+  }, [state.init, state.items.length, sendPrompt]);
+
+  const startResize = (event: React.PointerEvent) => {
+    event.preventDefault();
+    const startX = event.clientX;
+    const startWidth = chatWidth;
+    const move = (e: PointerEvent) => {
+      const w = Math.min(Math.max(340, startWidth - (e.clientX - startX)), window.innerWidth - 360);
+      setChatWidth(w);
+      window.localStorage.setItem("amicable-chat-width", String(w));
+    };
+    const up = () => {
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", up);
+      document.body.classList.remove("resizing");
+    };
+    document.body.classList.add("resizing");
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", up);
+  };
+
+  if (loadError) {
+    return (
+      <div className="center-page">
+        <div className="card notice-card">
+          <h2>{loadError}</h2>
+          <p className="muted">The project “{slug}” does not exist or you cannot open it.</p>
+          <a className="btn primary" href="/">
+            Back to projects
+          </a>
+        </div>
+      </div>
+    );
+  }
+
+  return (
+    <div className="editor-page" style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}>
+      <header className="topbar">
+        <Logo />
+        <div className="project-title">
+          <strong data-testid="project-name">{state.init?.project.name ?? project?.name ?? slug}</strong>
+          <span className="muted">/{state.init?.project.slug ?? slug}</span>
+        </div>
+        <nav className="view-tabs" role="tablist" aria-label="Main view">
+          <button
+            role="tab"
+            aria-selected={view === "preview"}
+            className={view === "preview" ? "tab active" : "tab"}
+            data-testid="tab-preview"
+            onClick={() => setView("preview")}
+          >
+            Preview
+          </button>
+          <button
+            role="tab"
+            aria-selected={view === "code"}
+            className={view === "code" ? "tab active" : "tab"}
+            data-testid="tab-code"
+            onClick={() => setView("code")}
+          >
+            Code
+          </button>
+        </nav>
+        <div className="topbar-right">
+          <ThemeToggle theme={theme} onToggle={onToggleTheme} />
+        </div>
+      </header>
+      <div className="editor-body">
+        <main className="main-view">
+          <PreviewPane
+            hidden={view !== "preview"}
+            state={state}
+            device={device}
+            onDevice={setDevice}
+            path={previewPath}
+            onPath={setPreviewPath}
+            onRuntimeError={(error) => send("runtime_error", { error })}
+          />
+          {view === "code" && project && state.init && (
+            <CodePane projectId={project.project_id} agentWrites={state.agentWrites} theme={theme} />
+          )}
+          {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
+        </main>
+        <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
+        <ChatPanel session={session} onSend={sendPrompt} />
+      </div>
+    </div>
+  );
+}

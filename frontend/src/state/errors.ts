@@ -1,0 +1,80 @@
+/**
+ * Readable explanations of the agent's `error` codes: what happened and what to do.
+ */
+
+export interface ErrorExplanation {
+  title: string;
+  action: string;
+}
+
+const KNOWN: Record<string, ErrorExplanation> = {
+  qa_failed: {
+    title: "The checks (lint, type-check, build) still fail",
+    action: "Ask the agent to fix the errors below, or fix them yourself in the Code tab.",
+  },
+  missing_session_id: {
+    title: "The editor did not say which project to open",
+    action: "Go back to the projects page and open the project again.",
+  },
+  project_init_failed: {
+    title: "The project could not be opened",
+    action: "Reload the page; if it keeps failing, check that the agent can start sandboxes.",
+  },
+  runtime_auto_heal_paused: {
+    title: "Automatic fixing of preview errors is paused for this error",
+    action: "The agent already tried twice. Describe the problem in the chat to try again.",
+  },
+  turn_cancelled: {
+    title: "Stopped",
+    action: "The turn was stopped; files written so far are kept. Send a new prompt to continue.",
+  },
+  cancelled: {
+    title: "Stopped",
+    action: "The turn was stopped; files written so far are kept. Send a new prompt to continue.",
+  },
+  turn_timeout: {
+    title: "The turn took too long and was stopped",
+    action: "Split the request into smaller steps and send it again.",
+  },
+  budget_exceeded: {
+    title: "The token budget for this turn is used up",
+    action: "Send a narrower request, or raise the budget in the agent's configuration.",
+  },
+  llm_error: {
+    title: "The language model could not be reached",
+    action: "Check the agent's API key and network, then send the prompt again.",
+  },
+  sandbox_failed: {
+    title: "The sandbox could not be started",
+    action: "Reload the page to retry; the agent log says why it failed.",
+  },
+  invalid_json: { title: "The agent could not read a message", action: "Reload the page." },
+  invalid_field: { title: "The agent rejected a message", action: "Reload the page and retry." },
+  unknown_message_type: { title: "The agent does not understand this editor", action: "Update the editor and the agent to the same version." },
+  hitl_pending: {
+    title: "An approval is waiting",
+    action: "Approve or reject the pending tool call to continue.",
+  },
+  connection_lost: {
+    title: "Connection to the agent lost",
+    action: "Check that the agent is running, then press Reconnect.",
+  },
+  save_failed: { title: "Saving failed", action: "Try again; the file was not changed." },
+};
+
+/** The explanation for `code` (codes and legacy free-text errors alike). */
+export function describeError(code: string, detail?: string): ErrorExplanation {
+  const known = KNOWN[code];
+  if (known) return known;
+  if (code.startsWith("HITL approval pending")) return KNOWN.hitl_pending as ErrorExplanation;
+  if (code.startsWith("git_sync_failed")) {
+    return { title: "Saving the changes to Git failed", action: "Your files are safe in the sandbox; retry later." };
+  }
+  if (/too large|too many images/.test(code)) {
+    return { title: code, action: "Attach fewer or smaller images (at most 4, 5 MB each)." };
+  }
+  if (/^[a-z_]+$/.test(code)) {
+    return { title: code.replace(/_/g, " "), action: detail ? "See the details below." : "Try again." };
+  }
+  return { title: code, action: "Try again, or rephrase your request." };
+}

@@ -1,0 +1,341 @@
+/**
+ * The editor session state and its reducer: every server message and every local action
+ * (sending a prompt, answering an approval, …) goes through `reduce`. Pure and unit-tested.
+ */
+import type {
+  ContentBlock,
+  ErrorData,
+  HitlPending,
+  InitReply,
+  QaResult,
+  SandboxStatus,
+  ServerMessage,
+  TraceEvent,
+  Usage,
+} from "../protocol/messages";
+import { parseAssistantText } from "./uiBlocks";
+import { describeError, type ErrorExplanation } from "./errors";
+
+export type ToolStatus = "running" | "ok" | "error";
+
+export interface ToolRun {
+  runId: string;
+  name: string;
+  status: ToolStatus;
+  input?: unknown;
+  output?: unknown;
+  error?: string;
+  explanation?: string;
+  startedAt: number;
+  durationMs?: number;
+}
+
+/** A tool card placed in the bubble after `anchor` characters of (ui-block-free) text. */
+export interface TimelineTool {
+  runId: string;
+  anchor: number;
+}
+
+export interface AssistantItem {
+  kind: "assistant";
+  key: string;
+  serverIds: string[];
+  text: string;
+  final: boolean;
+  runs: Record<string, ToolRun>;
+  timeline: TimelineTool[];
+  reasoning?: string;
+  usage?: Usage;
+}
+
+export interface UserItem {
+  kind: "user";
+  key: string;
+  text: string;
+  images: { mime_type: string; base64: string }[];
+}
+
+export interface ErrorItem {
+  kind: "error";
+  key: string;
+  code: string;
+  explanation: ErrorExplanation;
+  detail?: string;
+  qaResults?: QaResult[];
+}
+
+export type ChatItem = AssistantItem | UserItem | ErrorItem;
+
+export interface SessionState {
+  init?: InitReply;
+  items: ChatItem[];
+  /** A turn is running (between update_in_progress / first output and update_completed). */
+  busy: boolean;
+  cancelling: boolean;
+  /** Key of the assistant bubble of the running turn. */
+  turnKey?: string;
+  /** Latest update_file line, shown while the turn runs. */
+  statusLine?: string;
+  hitl?: HitlPending;
+  sandbox?: SandboxStatus;
+  /** Bumped on every update_completed: the preview reloads when it changes. */
+  previewReloads: number;
+  /** Public path -> how many times the agent wrote it (the code pane compares counters). */
+  agentWrites: Record<string, number>;
+  lastUsage?: Usage;
+}
+
+export const initialSession: SessionState = {
+  items: [],
+  busy: false,
+  cancelling: false,
+  previewReloads: 0,
+  agentWrites: {},
+};
+
+export type LocalAction =
+  | { type: "local/user"; key: string; text: string; blocks?: ContentBlock[] }
+  | { type: "local/cancel" }
+  | { type: "local/hitl_answered" }
+  | { type: "local/error"; key: string; code: string; detail?: string };
+
+export type SessionAction = { type: "server"; msg: ServerMessage } | LocalAction;
+
+const WRITE_TOOLS = new Set(["write_file", "edit_file", "create_file", "delete_file", "write", "edit"]);
+
+function hash(text: string): string {
+  let h = 5381;
+  for (let i = 0; i < text.length; i++) h = ((h << 5) + h) ^ text.charCodeAt(i);
+  return (h >>> 0).toString(36);
+}
+
+function newAssistant(key: string, serverId?: string): AssistantItem {
+  return {
+    kind: "assistant",
+    key,
+    serverIds: serverId ? [serverId] : [],
+    text: "",
+    final: false,
+    runs: {},
+    timeline: [],
+  };
+}
+
+function replaceItem(state: SessionState, item: ChatItem): SessionState {
+  return { ...state, items: state.items.map((it) => (it.key === item.key ? item : it)) };
+}
+
+/**
+ * Find the assistant bubble for server id `id`, adopting the running turn's still-anonymous
+ * bubble, or appending a new one. A message for an unknown bubble while no turn is known to
+ * run means the turn started before this page loaded (reload mid-turn): mark busy.
+ */
+function bubbleFor(state: SessionState, id: string | undefined): [SessionState, AssistantItem] {
+  if (id) {
+    const found = state.items.find(
+      (it): it is AssistantItem => it.kind === "assistant" && it.serverIds.includes(id),
+    );
+    if (found) return [state, found];
+  }
+  const turn = state.items.find(
+    (it): it is AssistantItem => it.kind === "assistant" && it.key === state.turnKey,
+  );
+  if (turn && (id === undefined || turn.serverIds.length === 0)) {
+    if (id === undefined) return [state, turn];
+    const adopted = { ...turn, serverIds: [id] };
+    return [replaceItem(state, adopted), adopted];
+  }
+  const fresh = newAssistant(id ? `a-${id}` : `a-${state.items.length}`, id);
+  return [{ ...state, items: [...state.items, fresh], busy: true, turnKey: fresh.key }, fresh];
+}
+
+function touchedPath(event: TraceEvent): string | undefined {
+  if (!WRITE_TOOLS.has(event.tool_name)) return undefined;
+  const input = event.input;
+  if (typeof input !== "object" || input === null) return undefined;
+  const rec = input as Record<string, unknown>;
+  const path = rec.file_path ?? rec.path;
+  if (typeof path !== "string" || path === "") return undefined;
+  return path.startsWith("/") ? path : `/${path}`;
+}
+
+function applyTrace(state: SessionState, event: TraceEvent, ts: number): SessionState {
+  if (event.phase === "reasoning_summary") {
+    const [s, bubble] = bubbleFor(state, event.assistant_msg_id ?? undefined);
+    const text = (event.text ?? "").replace(/^\[reasoning\]\s*/, "");
+    return replaceItem(s, { ...bubble, reasoning: text });
+  }
+  const isTool = ["tool_start", "tool_end", "tool_error", "tool_explain", "qa_check"].includes(
+    event.phase,
+  );
+  if (!isTool) return state; // hook phases: not shown
+  const [s, bubble] = bubbleFor(state, event.assistant_msg_id ?? undefined);
+  const runId = event.run_id ?? `${event.tool_name}-${bubble.timeline.length}`;
+  const existing = bubble.runs[runId];
+  let run: ToolRun = existing ?? {
+    runId,
+    name: event.tool_name,
+    status: "running",
+    startedAt: ts,
+  };
+  const timeline = existing
+    ? bubble.timeline
+    : [...bubble.timeline, { runId, anchor: parseAssistantText(bubble.text).markdown.length }];
+  const duration = event.duration_ms ?? Math.max(0, ts - run.startedAt);
+  switch (event.phase) {
+    case "tool_start":
+      run = { ...run, input: event.input ?? run.input, status: "running" };
+      break;
+    case "tool_end":
+      run = { ...run, output: event.output, status: "ok", durationMs: duration };
+      break;
+    case "tool_error":
+      run = { ...run, error: event.error ?? String(event.output ?? "failed"), status: "error", durationMs: duration };
+      break;
+    case "tool_explain":
+      run = { ...run, explanation: event.text ?? undefined };
+      break;
+    case "qa_check": {
+      const out = event.output as { exit_code?: unknown } | undefined;
+      const failed = event.error != null || (typeof out?.exit_code === "number" && out.exit_code !== 0);
+      run = {
+        ...run,
+        input: event.input ?? run.input,
+        output: event.output,
+        error: event.error ?? undefined,
+        status: event.output === undefined && event.error == null ? "running" : failed ? "error" : "ok",
+        durationMs: event.output === undefined ? undefined : duration,
+      };
+      break;
+    }
+  }
+  let next = replaceItem(s, { ...bubble, runs: { ...bubble.runs, [runId]: run }, timeline });
+  const path = event.phase === "tool_start" || event.phase === "tool_end" ? touchedPath(event) : undefined;
+  if (path !== undefined && event.phase === "tool_end") {
+    next = { ...next, agentWrites: { ...next.agentWrites, [path]: (next.agentWrites[path] ?? 0) + 1 } };
+  }
+  return next;
+}
+
+function applyInit(state: SessionState, init: InitReply): SessionState {
+  let items = state.items;
+  const history = init.conversation_history ?? [];
+  if (items.length === 0 && history.length > 0) {
+    items = history.map((entry, idx): ChatItem => {
+      const key = `history-${init.app_id}-${idx}-${hash(entry.text)}`;
+      return entry.role === "user"
+        ? { kind: "user", key, text: entry.text, images: [] }
+        : { ...newAssistant(key), text: entry.text, final: true };
+    });
+  }
+  return {
+    ...state,
+    init,
+    items,
+    hitl: init.hitl_pending ?? undefined,
+    sandbox: { stage: "ready", sandbox_id: init.sandbox_id },
+  };
+}
+
+function applyError(state: SessionState, key: string, data: ErrorData): SessionState {
+  const item: ErrorItem = {
+    kind: "error",
+    key,
+    code: data.error,
+    explanation: describeError(data.error, data.detail ?? undefined),
+  };
+  if (data.detail) item.detail = data.detail;
+  if (data.qa_results) item.qaResults = data.qa_results;
+  return { ...state, items: [...state.items, item], cancelling: false };
+}
+
+function applyServer(state: SessionState, msg: ServerMessage): SessionState {
+  switch (msg.type) {
+    case "init":
+      return applyInit(state, msg.data);
+    case "sandbox_status":
+      return { ...state, sandbox: msg.data };
+    case "update_in_progress": {
+      const bubble = newAssistant(`turn-${msg.id}`);
+      return {
+        ...state,
+        items: [...state.items, bubble],
+        busy: true,
+        cancelling: false,
+        turnKey: bubble.key,
+        statusLine: undefined,
+      };
+    }
+    case "agent_partial":
+    case "agent_final": {
+      const [s, bubble] = bubbleFor(state, msg.id);
+      const text = msg.data.text ?? "";
+      // Cumulative text: never let an out-of-order shorter partial shrink the bubble.
+      const keep = msg.type === "agent_partial" && bubble.text.length > text.length && bubble.text.startsWith(text);
+      return replaceItem(s, {
+        ...bubble,
+        text: keep ? bubble.text : text,
+        final: bubble.final || msg.type === "agent_final",
+      });
+    }
+    case "update_file":
+      return { ...state, statusLine: msg.data.text };
+    case "trace_event":
+      return applyTrace(state, msg.data, msg.timestamp);
+    case "hitl_request":
+      return { ...state, hitl: { interrupt_id: msg.data.interrupt_id, request: msg.data.request } };
+    case "usage": {
+      const s = { ...state, lastUsage: msg.data };
+      const turn = s.items.find(
+        (it): it is AssistantItem => it.kind === "assistant" && it.key === s.turnKey,
+      );
+      const last = turn ?? [...s.items].reverse().find((it): it is AssistantItem => it.kind === "assistant");
+      return last ? replaceItem(s, { ...last, usage: msg.data }) : s;
+    }
+    case "error":
+      return applyError(state, `err-${msg.id}`, msg.data);
+    case "update_completed": {
+      const items = state.items
+        .filter((it) => !(it.kind === "assistant" && it.key === state.turnKey && it.text === "" && it.timeline.length === 0 && !it.reasoning))
+        .map((it) => (it.kind === "assistant" && it.key === state.turnKey ? { ...it, final: true } : it));
+      return {
+        ...state,
+        items,
+        busy: false,
+        cancelling: false,
+        turnKey: undefined,
+        statusLine: undefined,
+        previewReloads: state.previewReloads + 1,
+      };
+    }
+    case "ping":
+    case "pong":
+      return state;
+  }
+}
+
+/** The session reducer. */
+export function reduce(state: SessionState, action: SessionAction): SessionState {
+  switch (action.type) {
+    case "server":
+      return applyServer(state, action.msg);
+    case "local/user": {
+      const images = (action.blocks ?? []).flatMap((b) =>
+        b.type === "image" ? [{ mime_type: b.mime_type, base64: b.base64 }] : [],
+      );
+      const item: UserItem = { kind: "user", key: action.key, text: action.text, images };
+      return { ...state, items: [...state.items, item] };
+    }
+    case "local/cancel":
+      return state.busy ? { ...state, cancelling: true } : state;
+    case "local/hitl_answered":
+      return { ...state, hitl: undefined, busy: true };
+    case "local/error":
+      return applyError(state, action.key, { error: action.code, detail: action.detail ?? null });
+  }
+}
+
+/** Whether the prompt input accepts a new message. */
+export function canSend(state: SessionState, connected: boolean): boolean {
+  return connected && state.init !== undefined && state.hitl === undefined && !state.busy;
+}
