@@ -67,13 +67,23 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     return copy
 
 
+# Values that break naive decoders (json.dumps writes inf/nan as Infinity/NaN, which Python's
+# json.loads accepts); drawn often so short runs still hit them.
+edge = st.sampled_from(
+    [float("inf"), float("-inf"), float("nan"), 1e308, 2**64, -1, 0, 0.5, "", True, None, [], {}]
+)
+scalars = edge | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+field_names = st.sampled_from(
+    ["session_id", "text", "permission_mode", "interrupt_id", "error", "response", "type"]
+)
+datas = st.none() | st.dictionaries(field_names, scalars | json_values, max_size=4) | json_values
 envelopes = st.fixed_dictionaries(
     {"type": st.sampled_from(["init", "user", "ping", "cancel", "runtime_error", "hitl_response"])},
     optional={
-        "data": json_values,
-        "id": json_values,
-        "timestamp": json_values,
-        "session_id": json_values,
+        "data": datas,
+        "id": scalars,
+        "timestamp": scalars,
+        "session_id": scalars,
         "error": json_values,
     },
 )
@@ -84,7 +94,7 @@ def mutated(draw: st.DrawFn, kind: str) -> Any:
     """A golden frame with one sub-value replaced by arbitrary JSON."""
     frame = draw(st.sampled_from(_golden(kind)))
     path = draw(st.sampled_from(_paths(frame)))
-    return _replace(frame, path, draw(json_values))
+    return _replace(frame, path, draw(scalars | json_values))
 
 
 def _decodes_or_rejects(frame: str | bytes) -> None:
