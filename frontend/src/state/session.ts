@@ -149,9 +149,9 @@ function bubbleFor(state: SessionState, id: string | undefined): [SessionState, 
   return [{ ...state, items: [...state.items, fresh], busy: true, turnKey: fresh.key }, fresh];
 }
 
-function touchedPath(event: TraceEvent): string | undefined {
-  if (!WRITE_TOOLS.has(event.tool_name)) return undefined;
-  const input = event.input;
+function touchedPath(run: ToolRun): string | undefined {
+  if (!WRITE_TOOLS.has(run.name)) return undefined;
+  const input = run.input;
   if (typeof input !== "object" || input === null) return undefined;
   const rec = input as Record<string, unknown>;
   const path = rec.file_path ?? rec.path;
@@ -210,8 +210,9 @@ function applyTrace(state: SessionState, event: TraceEvent, ts: number): Session
     }
   }
   let next = replaceItem(s, { ...bubble, runs: { ...bubble.runs, [runId]: run }, timeline });
-  const path = event.phase === "tool_start" || event.phase === "tool_end" ? touchedPath(event) : undefined;
-  if (path !== undefined && event.phase === "tool_end") {
+  // The file counts as changed when the write finished (tool_end carries no input: use the run's).
+  const path = event.phase === "tool_end" ? touchedPath(run) : undefined;
+  if (path !== undefined) {
     next = { ...next, agentWrites: { ...next.agentWrites, [path]: (next.agentWrites[path] ?? 0) + 1 } };
   }
   return next;
