@@ -248,3 +248,82 @@ def ingress_allowed(
                 if "ipBlock" not in peer and ns_ok and pod_ok:
                     return True
     return False
+
+
+def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
+    specs = {
+        f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
+    for d in docs:
+        if d["kind"] == "SandboxTemplate":
+            specs[f"SandboxTemplate/{d['metadata']['name']}"] = d["spec"]["podTemplate"]["spec"]
+    return specs
+
+
+def check_secure_defaults(docs: list[Doc]) -> None:
+    for name, spec in pod_specs(docs).items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is name.startswith("Deployment/amicable-agent")
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert "limits" in c["resources"], name
+            if not name.startswith("SandboxTemplate/"):
+                assert sc["readOnlyRootFilesystem"] is True, name
+
+
+def check_network_isolation(docs: list[Doc]) -> None:
+    """Only the agent reaches sandbox :8888, only the router reaches sandbox :3000 and the
+    agent's internal port; sandboxes reach neither each other nor the agent's internal port.
+    Pods are identified by the labels their Deployment/SandboxTemplate really gives them."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if not policies:
+        return
+    template = next(d for d in docs if d["kind"] == "SandboxTemplate")
+    assert template["spec"]["networkPolicyManagement"] == "Unmanaged"
+    agent_deploy = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-agent")
+    )
+    router_deploy = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-router")
+    )
+    release_ns = agent_deploy["metadata"]["namespace"]
+    pods = {
+        "sandbox": (
+            template["metadata"]["namespace"],
+            template["spec"]["podTemplate"]["metadata"]["labels"],
+        ),
+        "agent": (release_ns, agent_deploy["spec"]["template"]["metadata"]["labels"]),
+        "router": (release_ns, router_deploy["spec"]["template"]["metadata"]["labels"]),
+        "other": (release_ns, {"app.kubernetes.io/component": "editor", "app": "whatever"}),
+    }
+
+    def reach(src: str, dst: str, port: int) -> bool:
+        return ingress_allowed(
+            policies,
+            namespace=pods[dst][0],
+            labels=pods[dst][1],
+            src_namespace=pods[src][0],
+            src_labels=pods[src][1],
+            port=port,
+        )
+
+    assert reach("agent", "sandbox", 8888)
+    assert reach("router", "sandbox", 3000)
+    assert reach("router", "agent", 8001)
+    assert reach("other", "agent", 8000)
+    for src, dst, port in [
+        ("router", "sandbox", 8888),
+        ("agent", "sandbox", 3000),
+        ("sandbox", "sandbox", 8888),
+        ("sandbox", "sandbox", 3000),
+        ("other", "sandbox", 8888),
+        ("other", "sandbox", 3000),
+        ("other", "agent", 8001),
+        ("sandbox", "agent", 8001),
+    ]:
+        assert not reach(src, dst, port), (src, dst, port)

@@ -14,10 +14,10 @@ from deploy_support import (
     MIN_KUBERNETES_VERSION,
     REPO,
     CommandFailed,
-    Doc,
+    check_network_isolation,
+    check_secure_defaults,
     container_env,
     find,
-    ingress_allowed,
     run_tool,
 )
 
@@ -218,79 +218,6 @@ async def test_isolation_check_catches_an_open_policy(render) -> None:
 async def test_default_render_validates_on_minimum_kubernetes(render, validate) -> None:
     docs = await render("--set", "editor.enabled=true")
     await validate(docs, version=MIN_KUBERNETES_VERSION)
-
-
-def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
-    specs = {
-        f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"]
-        for d in docs
-        if d["kind"] == "Deployment"
-    }
-    for d in docs:
-        if d["kind"] == "SandboxTemplate":
-            specs[f"SandboxTemplate/{d['metadata']['name']}"] = d["spec"]["podTemplate"]["spec"]
-    return specs
-
-
-def check_secure_defaults(docs: list[Doc]) -> None:
-    for name, spec in pod_specs(docs).items():
-        assert spec["securityContext"]["runAsNonRoot"] is True, name
-        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
-        assert spec["automountServiceAccountToken"] is name.startswith("Deployment/amicable-agent")
-        for c in spec["containers"]:
-            sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False, name
-            assert sc["capabilities"]["drop"] == ["ALL"], name
-            assert "limits" in c["resources"], name
-            if not name.startswith("SandboxTemplate/"):
-                assert sc["readOnlyRootFilesystem"] is True, name
-
-
-def _labels(component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "amicable",
-        "app.kubernetes.io/instance": "amicable",
-        "app.kubernetes.io/component": component,
-    }
-
-
-def check_network_isolation(docs: list[Doc]) -> None:
-    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
-    if not policies:
-        return
-    template = next(d for d in docs if d["kind"] == "SandboxTemplate")
-    sandbox_ns = template["metadata"]["namespace"]
-    sandbox = template["spec"]["podTemplate"]["metadata"]["labels"]
-    assert template["spec"]["networkPolicyManagement"] == "Unmanaged"
-
-    def reach(src: str, dst: dict[str, str], dst_ns: str, port: int) -> bool:
-        src_ns = sandbox_ns if src == "sandbox" else "amicable"
-        labels = sandbox if src == "sandbox" else _labels(src)
-        return ingress_allowed(
-            policies,
-            namespace=dst_ns,
-            labels=dst,
-            src_namespace=src_ns,
-            src_labels=labels,
-            port=port,
-        )
-
-    assert reach("agent", sandbox, sandbox_ns, 8888)
-    assert reach("preview-router", sandbox, sandbox_ns, 3000)
-    for src, port in [
-        ("preview-router", 8888),
-        ("agent", 3000),
-        ("sandbox", 8888),
-        ("sandbox", 3000),
-        ("editor", 8888),
-        ("editor", 3000),
-    ]:
-        assert not reach(src, sandbox, sandbox_ns, port), (src, port)
-    agent = _labels("agent")
-    assert reach("preview-router", agent, "amicable", 8001)
-    assert reach("editor", agent, "amicable", 8000)
-    assert not reach("editor", agent, "amicable", 8001)
-    assert not reach("sandbox", agent, "amicable", 8001)
 
 
 async def test_rbac_is_limited_to_what_the_agent_uses(render) -> None:

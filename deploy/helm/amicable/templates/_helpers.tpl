@@ -63,15 +63,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" $repo (toString .image.tag) -}}
 {{- end -}}
 
-{{- define "amicable.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-{{- range . }}
-  - name: {{ . }}
-{{- end }}
-{{- end }}
-{{- end -}}
-
 {{/*
 A host value as the seed guide passes it: `--set x=\"*.preview.example.com\"` reaches Helm with
 the double quotes still on, so strip them (and stray whitespace) wherever a host is used.
