@@ -119,6 +119,13 @@ def test_sandbox_image_bakes_the_template() -> None:
         assert var in env
 
 
+def test_sandbox_image_is_deterministic() -> None:
+    """The sandbox installs from committed lockfiles only: no scaffolding, clones or @latest."""
+    text = dockerfile("sandbox")
+    for banned in ("git clone", "@latest", "create-vite", "npm create", "npm init", "npm install "):
+        assert banned not in text, banned
+
+
 @pytest.mark.parametrize("name", list(PYTHON_IMAGES))
 async def test_uv_step_of_the_image_works(name: str, tmp_path: Path) -> None:
     """Run the Dockerfile's own uv sync line into a fresh venv and start its console script."""

@@ -1,0 +1,69 @@
+"""The CI workflows: images.yml builds all four images and publishes main + sha-<shortsha> to
+GHCR only from main; the chart's default image names are the ones CI publishes."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from deploy_support import CHART, REPO
+
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def load(name: str) -> dict:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads a bare `on` as true
+    return data
+
+
+def test_images_workflow_builds_every_image_from_its_dockerfile() -> None:
+    flow = load("images.yml")
+    job = flow["jobs"]["build"]
+    matrix = {m["image"]: m["dockerfile"] for m in job["strategy"]["matrix"]["include"]}
+    assert set(matrix) == {
+        "amicable-agent",
+        "amicable-sandbox",
+        "amicable-preview-router",
+        "amicable-editor",
+    }
+    for dockerfile in matrix.values():
+        assert (REPO / dockerfile).is_file(), dockerfile
+    build = next(
+        s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action")
+    )
+    assert build["with"]["context"] == "."
+    assert build["with"]["file"] == "${{ matrix.dockerfile }}"
+    assert job["permissions"]["packages"] == "write"
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    chart_images = {
+        values[c]["image"]["repository"]
+        for c in ("agent", "previewRouter", "editor", "sandboxTemplate")
+    }
+    assert chart_images == set(matrix)
+
+
+def test_images_are_published_only_from_main_with_main_and_sha_tags() -> None:
+    flow = load("images.yml")
+    assert flow["on"]["push"]["branches"] == ["main"]
+    job = flow["jobs"]["build"]
+    publish = job["env"]["PUBLISH"]
+    assert "github.event_name == 'push'" in publish
+    assert "refs/heads/main" in publish
+    meta = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/metadata-action"))
+    tags = meta["with"]["tags"]
+    assert re.search(
+        r"type=raw,value=main,enable=\$\{\{ github.ref == 'refs/heads/main' \}\}", tags
+    )
+    assert "type=sha,prefix=sha-,format=short" in tags
+    assert "ghcr.io/" in next(s for s in job["steps"] if s.get("id") == "name")["run"]
+    login = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/login-action"))
+    assert login["if"] == "env.PUBLISH == 'true'"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    flow = load("test.yml")
+    steps = flow["jobs"]["test"]["steps"]
+    assert any(s.get("run") == ".ci/run" for s in steps)
+    assert "pull_request" in flow["on"]
