@@ -45,6 +45,15 @@ def truncate_middle(text: str, limit: int) -> str:
     return f"{text[:head]}\n… [{len(text) - limit} chars omitted] …\n{text[-tail:]}"
 
 
+def append_user(messages: list[dict[str, Any]], content: str | list[dict[str, Any]]) -> None:
+    """Append a user message, merging it into a trailing user message (roles alternate)."""
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if messages and messages[-1].get("role") == "user":
+        messages[-1] = {"role": "user", "content": [*_blocks(messages[-1]), *blocks]}
+    else:
+        messages.append({"role": "user", "content": content})
+
+
 def repair(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A copy of ``messages`` that the API accepts.
 

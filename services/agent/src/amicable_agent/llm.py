@@ -197,27 +197,39 @@ class LlmClient:
 
         Cancellation: closes the HTTP stream (the API stops generating) and re-raises.
         """
-        prefix = ""
+        prefix = ""  # text streamed by failed attempts, kept on screen
+        prefill = True  # continue ``prefix`` by assistant prefill (some models refuse it)
         usage = TokenUsage()
         attempt = 0
         while True:
+            base = prefix.rstrip() if prefill else ""
             request_messages = messages
-            if prefix.rstrip():
+            if base:
                 request_messages = [
                     *messages,
-                    {"role": "assistant", "content": [{"type": "text", "text": prefix.rstrip()}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": base}]},
                 ]
             acc = _Accumulator()
-            base = prefix.rstrip() if prefix.rstrip() else ""
+            floor = prefix
+
+            async def show(text: str, floor: str = floor) -> None:
+                # Without prefill a retry restarts the text: keep the longer one on screen.
+                await on_text(text if len(text) >= len(floor) else floor)
+
             try:
-                await self._stream_once(system, request_messages, tools, acc, base, on_text)
+                await self._stream_once(system, request_messages, tools, acc, base, show)
             except Exception as exc:
-                verdict = _classify(exc)
                 usage = usage + acc.usage
+                if base and isinstance(exc, anthropic.BadRequestError):
+                    prefill = False  # "prefill not supported": retry from scratch at once
+                    continue
+                verdict = _classify(exc)
                 if isinstance(verdict, LlmError):
                     raise verdict from exc
                 attempt += 1
-                prefix = base + _text_of(acc)
+                streamed = base + _text_of(acc)
+                if len(streamed) >= len(prefix):
+                    prefix = streamed
                 if attempt > self.settings.llm_max_retries:
                     raise LlmError(
                         f"llm_{verdict.code}",

@@ -95,7 +95,8 @@ def needs_approval(
         return True
     if name == "execute":
         command = args.get("command")
-        return isinstance(command, str) and is_destructive(command)
+        # Catastrophic commands are refused outright by the tool; never offered for approval.
+        return isinstance(command, str) and is_destructive(command) and not is_catastrophic(command)
     return False
 
 

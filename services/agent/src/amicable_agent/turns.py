@@ -33,7 +33,7 @@ from amicable_protocol.messages import (
 
 from . import qa as qa_mod
 from .autoheal import AutoHealLimiter, build_prompt, fingerprint_of, paused_detail
-from .compaction import compact, fit_context, repair
+from .compaction import append_user, compact, fit_context, repair
 from .errors import RuntimeClientError
 from .hitl import (
     STATE_KEY,
@@ -292,7 +292,7 @@ class Engine:
             ui_context=data.ui_context,
             instructions=instructions,
         )
-        messages.append({"role": "user", "content": user_content(data, wrapped)})
+        append_user(messages, user_content(data, wrapped))
         await host.store.save_conversation(pid, messages)
         await self._chat(host, "user", display_text)
         state = TurnState()
@@ -361,10 +361,10 @@ class Engine:
                 {"role": "assistant", "content": [{"type": "text", "text": state.streaming}]}
             )
             state.streaming = ""
+        messages[:] = repair(messages)  # answers every dangling tool call first
         if note:
             state.commit(f"_{note}_")
             messages.append({"role": "assistant", "content": [{"type": "text", "text": note}]})
-        messages[:] = repair(messages)
         await host.store.save_conversation(host.project.project_id, messages)
 
     async def _send_final(self, host: SessionHost, state: TurnState) -> None:

@@ -1,0 +1,155 @@
+"""Helpers for the agent-loop tests: an in-memory store and session host, the fake model."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from amicable_agent.llm import LlmClient
+from amicable_agent.loop_config import LoopSettings
+from amicable_agent.testing.fake_anthropic import FakeAnthropic
+from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
+from amicable_agent.turns import Engine
+from amicable_protocol.messages import (
+    MessageType,
+    PermissionMode,
+    ProjectInfo,
+    ServerMessage,
+    ThinkingLevel,
+    server_message_to_json,
+)
+
+
+class MemoryStore:
+    """A ConversationStore in memory; values are deep-copied like a real store would."""
+
+    def __init__(self) -> None:
+        self.conversations: dict[str, list[dict[str, Any]]] = {}
+        self.chat: dict[str, list[tuple[str, str]]] = {}
+        self.state: dict[tuple[str, str], Any] = {}
+        self.saves = 0
+
+    async def load_conversation(self, project_id: str) -> list[dict[str, Any]]:
+        await trio.lowlevel.checkpoint()
+        return copy.deepcopy(self.conversations.get(project_id, []))
+
+    async def save_conversation(self, project_id: str, messages: list[dict[str, Any]]) -> None:
+        await trio.lowlevel.checkpoint()
+        json.dumps(messages)  # must be JSON
+        self.saves += 1
+        self.conversations[project_id] = copy.deepcopy(messages)
+
+    async def append_chat(self, project_id: str, role: str, text: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self.chat.setdefault(project_id, []).append((role, text))
+
+    async def load_state(self, project_id: str, key: str) -> Any:
+        await trio.lowlevel.checkpoint()
+        return copy.deepcopy(self.state.get((project_id, key)))
+
+    async def save_state(self, project_id: str, key: str, value: Any) -> None:
+        await trio.lowlevel.checkpoint()
+        if value is None:
+            self.state.pop((project_id, key), None)
+        else:
+            json.dumps(value)
+            self.state[(project_id, key)] = copy.deepcopy(value)
+
+
+PROJECT = ProjectInfo("proj-1", "Demo", "demo", "vite-react")
+
+
+@attrs.define
+class Host:
+    """A SessionHost that records every message it would broadcast."""
+
+    runtime: Any
+    store: MemoryStore
+    permission_mode: PermissionMode = "default"
+    thinking_level: ThinkingLevel = "none"
+    session_id: str = "sess-1"
+    project: ProjectInfo = PROJECT
+    sent: list[ServerMessage] = attrs.field(factory=list)
+    changed: trio.Event = attrs.field(factory=trio.Event)
+
+    async def send(self, type: MessageType, data: Any, *, msg_id: str | None = None) -> None:
+        await trio.lowlevel.checkpoint()
+        kwargs = {"msg_id": msg_id} if msg_id else {}
+        msg = ServerMessage(type=type, data=data, session_id=self.session_id,
+                            **({"id": kwargs["msg_id"]} if kwargs else {}))  # fmt: skip
+        server_message_to_json(msg)  # must encode
+        self.sent.append(msg)
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def types(self) -> list[str]:
+        return [str(m.type) for m in self.sent]
+
+    def of(self, type_: str) -> list[ServerMessage]:
+        return [m for m in self.sent if str(m.type) == type_]
+
+    def traces(self, phase: str) -> list[Any]:
+        return [m.data for m in self.of("trace_event") if m.data.phase == phase]  # type: ignore[union-attr]
+
+    async def wait_for(self, predicate: Any) -> None:
+        with trio.fail_after(30):
+            while not predicate(self):
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def fake_llm(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeAnthropic, str]]:
+    fake = FakeAnthropic()
+    base_url = await nursery.start(fake.serve)
+    return fake, base_url
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "App.tsx").write_text(
+        "export default function App() {\n  return <h1>Hi</h1>;\n}\n"
+    )
+    (root / "AGENTS.md").write_text("Always use TypeScript.\n")
+    (root / "package.json").write_text(json.dumps({"name": "demo", "scripts": {}}))
+    return root
+
+
+def settings_for(base_url: str, **overrides: Any) -> LoopSettings:
+    base: dict[str, Any] = {
+        "api_key": "sk-ant-test-key-123456",
+        "base_url": base_url,
+        "llm_retry_base_s": 0.01,
+        "llm_retry_max_s": 0.05,
+        "partial_interval_s": 0.0,
+        "qa_enabled": False,
+    }
+    base.update(overrides)
+    return LoopSettings(**base)
+
+
+@pytest.fixture
+async def make_engine() -> AsyncIterator[Any]:
+    engines: list[Engine] = []
+
+    def make(base_url: str, **overrides: Any) -> Engine:
+        settings = settings_for(base_url, **overrides)
+        engine = Engine(settings, llm=LlmClient(settings))
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.aclose()
+
+
+@pytest.fixture
+def host(workspace: Path) -> Host:
+    return Host(runtime=WorkspaceRuntime(workspace), store=MemoryStore())
