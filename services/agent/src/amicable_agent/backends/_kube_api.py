@@ -10,6 +10,7 @@ with a sentence for the user.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -183,9 +184,11 @@ class WatchStream:
             return event
 
     def close(self) -> None:
-        # shutdown() unblocks a worker thread stuck reading this socket.
-        self._response.shutdown()
-        self._response.release_conn()
+        # shutdown() unblocks a worker thread stuck reading this socket; close() drops the
+        # connection (half-read, it must not go back to the pool) so the server sees EOF.
+        with contextlib.suppress(ValueError, OSError):  # ValueError: already released
+            self._response.shutdown()
+        self._response.close()
 
 
 class KubeApi:

@@ -185,7 +185,9 @@ class SandboxReaper:
             duration_s=max(15.0, 3 * config.reap_interval_s),
             clock=clock,
         )
+        #: every claim this reaper deleted (for tests and ``statistics()``-style reporting)
         self.reaped: list[str] = []
+        self._reaped_event = trio.Event()
 
     async def _exists(self, project_id: str | None) -> bool | None:
         if not project_id:
@@ -232,8 +234,15 @@ class SandboxReaper:
                 raise SandboxError(f"reaper cannot delete {info.sandbox_id}: {exc}") from exc
             logger.info("reaper: deleted sandbox claim %s (%s)", info.sandbox_id, reason)
             deleted.append(info.sandbox_id)
-        self.reaped.extend(deleted)
+            self.reaped.append(info.sandbox_id)
+            self._reaped_event.set()
+            self._reaped_event = trio.Event()
         return deleted
+
+    async def wait_reaped(self, count: int) -> None:
+        """Wait until this reaper has deleted at least ``count`` claims in total."""
+        while len(self.reaped) < count:
+            await self._reaped_event.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reap every ``reap_interval_s`` while this replica holds the Lease; never returns.

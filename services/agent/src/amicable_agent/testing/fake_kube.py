@@ -44,7 +44,7 @@ import h11
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 Obj = dict[str, Any]
 ResKey = tuple[str, str]  # (group, plural)
@@ -755,47 +755,71 @@ class FakeKube:
             line = json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
             await stream.send_all(conn.send(h11.Data(data=line)) or b"")
 
-        rv_text = query.get("resourceVersion", "")
+        async def detect_client_close(scope: trio.CancelScope) -> None:
+            # A real API server ends a watch when its client goes away; so does this one.
+            try:
+                while await stream.receive_some(4096):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            scope.cancel()
+
         with trio.CancelScope() as scope:
             self._watch_scopes.add(scope)
             self._poke()
             try:
-                timeout = float(query.get("timeoutSeconds", "0") or 0) or float("inf")
-                with trio.move_on_after(timeout):
-                    too_old = rv_text and rv_text != "0" and int(rv_text) < self._floor - 1
-                    if too_old or self.expire_watches > 0:
-                        self.expire_watches = max(0, self.expire_watches - 1)
-                        expired = KubeStatusError(
-                            410, "Expired", f"too old resource version: {rv_text} ({self._floor})"
-                        )
-                        await send("ERROR", expired.body())
-                        await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
-                        return
-                    if not rv_text or rv_text == "0":
-                        for obj in self._select(res, ns, query):
-                            await send("ADDED", self._as_version(obj, res, version))
-                        cursor = self._last_rv
-                    else:
-                        cursor = int(rv_text)
-                    while True:
-                        changed = self._changed
-                        for ev in [e for e in self._history if e.rv > cursor]:
-                            cursor = ev.rv
-                            labels = ev.obj["metadata"].get("labels", {})
-                            if (
-                                ev.res == res
-                                and ev.obj["metadata"]["namespace"] == ns
-                                and match_labels(query.get("labelSelector", ""), labels)
-                                and _match_fields(query.get("fieldSelector", ""), ev.obj)
-                            ):
-                                await send(ev.type, self._as_version(ev.obj, res, version))
-                        await changed.wait()
-                # timeoutSeconds elapsed: end the stream cleanly, as the server does
-                await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+                async with trio.open_nursery() as watchers:
+                    watchers.start_soon(detect_client_close, scope)
+                    await self._stream_events(conn, stream, res, version, ns, query, send)
+                    watchers.cancel_scope.cancel()
             finally:
                 self._watch_scopes.discard(scope)
                 self._poke()
         # cancelled by drop_watches(): the caller closes the socket without a last chunk
+
+    async def _stream_events(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        res: ResKey,
+        version: str,
+        ns: str,
+        query: dict[str, str],
+        send: Callable[[str, Obj], Awaitable[None]],
+    ) -> None:
+        rv_text = query.get("resourceVersion", "")
+        timeout = float(query.get("timeoutSeconds", "0") or 0) or float("inf")
+        with trio.move_on_after(timeout):
+            too_old = rv_text and rv_text != "0" and int(rv_text) < self._floor - 1
+            if too_old or self.expire_watches > 0:
+                self.expire_watches = max(0, self.expire_watches - 1)
+                expired = KubeStatusError(
+                    410, "Expired", f"too old resource version: {rv_text} ({self._floor})"
+                )
+                await send("ERROR", expired.body())
+                await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+                return
+            if not rv_text or rv_text == "0":
+                for obj in self._select(res, ns, query):
+                    await send("ADDED", self._as_version(obj, res, version))
+                cursor = self._last_rv
+            else:
+                cursor = int(rv_text)
+            while True:
+                changed = self._changed
+                for ev in [e for e in self._history if e.rv > cursor]:
+                    cursor = ev.rv
+                    labels = ev.obj["metadata"].get("labels", {})
+                    if (
+                        ev.res == res
+                        and ev.obj["metadata"]["namespace"] == ns
+                        and match_labels(query.get("labelSelector", ""), labels)
+                        and _match_fields(query.get("fieldSelector", ""), ev.obj)
+                    ):
+                        await send(ev.type, self._as_version(ev.obj, res, version))
+                await changed.wait()
+        # timeoutSeconds elapsed: end the stream cleanly, as the server does
+        await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
 
 
 @asynccontextmanager
