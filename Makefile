@@ -11,7 +11,7 @@ APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help up test deps py-deps node-deps apt-deps lint typecheck pytest frontend frontend-test schema bench clean
+.PHONY: help up test schema-check deps py-deps node-deps apt-deps lint typecheck pytest frontend frontend-test schema bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ help: ## list the targets
 up: py-deps frontend ## install what is missing, then run agent + preview router + editor locally
 	$(VENV)/bin/amicable up $(ARGS)
 
-test: deps lint typecheck frontend-test pytest ## install what is missing, then lint, type-check and run every test
+test: deps lint typecheck schema-check frontend-test pytest ## install what is missing, then lint, type-check and run every test
 
 deps: apt-deps py-deps node-deps frontend
 
@@ -61,6 +61,13 @@ pytest: py-deps ## every Python test (real servers, real Vite, real Chromium)
 
 schema: py-deps ## regenerate frontend/src/protocol/schema.json + TypeScript types
 	$(VENV)/bin/python -m amicable_protocol.schema --out frontend/src/protocol/schema.json
+
+schema-check: py-deps ## fail when frontend/src/protocol/schema.json is stale w.r.t. libs/protocol
+	@if [ -f frontend/src/protocol/schema.json ]; then \
+	  tmp=$$(mktemp); $(VENV)/bin/python -m amicable_protocol.schema --out $$tmp && \
+	  if ! diff -q frontend/src/protocol/schema.json $$tmp >/dev/null; then \
+	    echo "frontend/src/protocol/schema.json is stale: run 'make schema' and commit"; \
+	    diff -u frontend/src/protocol/schema.json $$tmp | head -40; rm -f $$tmp; exit 1; fi; rm -f $$tmp; fi
 
 bench: py-deps ## run every benchmark (prints ratios against a same-run baseline)
 	@for b in benchmarks/*/run.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
