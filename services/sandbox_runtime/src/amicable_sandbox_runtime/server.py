@@ -9,20 +9,17 @@ from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from .app import create_app
+from .listener import serve_isolated
 from .paths import Jail
 from .supervisor import PreviewSupervisor
+from .wsguard import WebSocketRejectionGuard
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from .config import RuntimeConfig
-
-
-def _bound_port(binds: list[str]) -> int:
-    return int(binds[0].rsplit(":", 1)[1])
 
 
 def write_ready_file(path: Path, port: int) -> None:
@@ -48,7 +45,7 @@ async def serve(
     jail = Jail(config.workspace)
     try:
         supervisor = PreviewSupervisor(config)
-        app = create_app(config, jail, supervisor)
+        app = WebSocketRejectionGuard(create_app(config, jail, supervisor))
         hconfig = HypercornConfig()
         hconfig.bind = [
             f"[{config.host}]:{config.port}"
@@ -60,8 +57,7 @@ async def serve(
         hconfig.graceful_timeout = 2.0
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            binds = await nursery.start(hypercorn_serve, app, hconfig)
-            port = _bound_port(binds)
+            port = await nursery.start(serve_isolated, app, hconfig)
             if config.ready_file is not None:
                 write_ready_file(config.ready_file, port)
             task_status.started(port)

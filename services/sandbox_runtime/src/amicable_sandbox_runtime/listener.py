@@ -1,0 +1,75 @@
+"""Run an ASGI app on hypercorn's trio protocol stack with per-connection fault isolation.
+
+``hypercorn.trio.serve`` runs every connection in one nursery, so an exception escaping a
+single connection's protocol handler stops the whole server. hypercorn 0.18 has such
+exceptions on hostile input (bytes sent during a WebSocket handshake make h11 raise
+``LocalProtocolError`` inside hypercorn's WebSocket stream), which would let any client stop
+the runtime. This module is hypercorn's ``worker_serve`` reduced to what the runtime uses
+(plain TCP, lifespan) with each connection wrapped so its errors are logged and end only that
+connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import wrap_app
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config
+
+log = logging.getLogger(__name__)
+
+
+async def serve_isolated(
+    app: Any, config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve ``app`` on ``config.bind`` (first bind only) until cancelled.
+
+    Calls ``task_status.started(port)`` with the bound port once listening.
+
+    Cancellation:
+        Every connection is cancelled, then the app's lifespan shutdown runs (shielded,
+        bounded by ``config.graceful_timeout``).
+    """
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, config, state)
+    context = WorkerContext(None)
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        sockets = config.create_sockets()
+        listeners = []
+        for sock in sockets.insecure_sockets:
+            sock.listen(config.backlog)
+            listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        port = int(sockets.insecure_sockets[0].getsockname()[1])
+
+        async def handle(stream: trio.SocketStream) -> None:
+            try:
+                await TCPServer(wrapped, config, context, ConnectionState(state.copy()), stream)
+            except Exception:
+                log.warning("connection failed in the HTTP stack; closed it", exc_info=True)
+                await trio.aclose_forcefully(stream)
+
+        try:
+            async with trio.open_nursery() as connections:
+                task_status.started(port)
+                await trio.serve_listeners(handle, listeners, handler_nursery=connections)
+        finally:
+            # the lifespan task may already be cancelled with us (closed channel)
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(config.graceful_timeout),
+                contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError),
+            ):
+                await lifespan.wait_for_shutdown()
+            lifespan_nursery.cancel_scope.cancel()
