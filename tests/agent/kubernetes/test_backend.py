@@ -9,11 +9,8 @@ import jsonschema
 import pytest
 import trio
 import yaml
-from amicable_agent.backends.kubernetes import (
-    KubernetesBackendConfig,
-    derive_runtime_token,
-    parse_time,
-)
+from amicable_agent.backends._kube_objects import parse_time
+from amicable_agent.backends.kubernetes import KubernetesBackendConfig, derive_runtime_token
 from amicable_agent.errors import SandboxProvisionError
 from amicable_agent.sandboxes import sandbox_id_for
 from amicable_agent.testing.fake_kube import CLAIMS, SANDBOXES, TEMPLATES, FakeKube
@@ -343,3 +340,52 @@ def test_runtime_token_is_per_sandbox_and_secret_dependent():
     assert a == derive_runtime_token("secret", "amicable-aaaaaaaaaaaa")
     assert a != derive_runtime_token("secret", "amicable-bbbbbbbbbbbb")
     assert a != derive_runtime_token("other", "amicable-aaaaaaaaaaaa")
+
+
+async def test_kubeconfig_is_used_outside_a_cluster(fake, runtime, tmp_path, monkeypatch):
+    from amicable_agent.backends.kubernetes import open_kubernetes_backend
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
+                "users": [{"name": "me", "user": {"token": "t"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    config = KubernetesBackendConfig(
+        namespace=NS,
+        template_name=TEMPLATE,
+        service_host_template="127.0.0.1",
+        runtime_port=runtime.port,
+        reap_interval_s=0,
+        kubeconfig=str(kubeconfig),
+    )
+
+    async def exists(project_id: str) -> bool:
+        return True
+
+    async with open_kubernetes_backend(config, project_exists=exists) as backend:
+        handle = await backend.ensure("sess-kc", project_id="p1", template_id="vite")
+    assert fake.get(CLAIMS, NS, handle.sandbox_id) is not None
+
+
+async def test_no_cluster_configuration_is_a_clear_error(tmp_path, monkeypatch):
+    from amicable_agent.backends.kubernetes import open_kubernetes_backend
+    from amicable_agent.errors import SandboxError
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    config = KubernetesBackendConfig(kubeconfig=str(tmp_path / "missing"))
+
+    async def exists(project_id: str) -> bool:
+        return True
+
+    with pytest.raises(SandboxError, match="cannot configure the Kubernetes client"):
+        async with open_kubernetes_backend(config, project_exists=exists):
+            pass

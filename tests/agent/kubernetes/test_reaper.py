@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import trio
-from amicable_agent.backends.kubernetes import format_time
+from amicable_agent.backends._kube_objects import format_time
 from amicable_agent.backends.reaper import SandboxReaper, reap_reason
 from amicable_agent.sandboxes import sandbox_id_for
 from amicable_agent.testing.fake_kube import CLAIMS, LEASES, SANDBOXES

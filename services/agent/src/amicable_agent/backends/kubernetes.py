@@ -15,27 +15,47 @@ Runtime token: with ``AMICABLE_RUNTIME_TOKEN_SECRET`` set, every sandbox gets it
 ``HMAC-SHA256(secret, sandbox id)``, passed to the sandbox in the claim's ``spec.env``
 (the SandboxTemplate must set ``envVarsInjectionPolicy: Allowed``). Anyone allowed to read
 claims in the sandbox namespace can read it; without a secret the runtime URL is protected
-by NetworkPolicy alone (only the agent may reach port 8888).
+by NetworkPolicy alone (only the agent may reach port 8888). A sandbox taken from a warm
+pool was started before its claim existed, so it cannot receive a claim's env: with warm
+pools, either run without a token secret (NetworkPolicy only) or accept that binding fails
+where the controller refuses env on pre-warmed sandboxes.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import hmac
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import httpx
 import trio
 
 from amicable_agent.backends import _kube_api as kube
+from amicable_agent.backends._kube_objects import (
+    LABEL_VALUE,
+    LAST_ACTIVE_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PROJECT_ANNOTATION,
+    PROJECT_LABEL,
+    SESSION_ANNOTATION,
+    TOKEN_ENV,
+    ClaimApiVersion,
+    claim_info,
+    claims,
+    derive_runtime_token,
+    describe_conditions,
+    format_time,
+    is_ready,
+    ready_condition,
+    sandboxes,
+    templates,
+    warm_pools,
+)
 from amicable_agent.errors import SandboxError, SandboxProvisionError
 from amicable_agent.sandboxes import (
     SandboxHandle,
@@ -51,82 +71,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-ClaimApiVersion = Literal["v1alpha1", "v1beta1"]
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "amicable"
-PROJECT_LABEL = "amicable.dev/project-id"
-SESSION_ANNOTATION = "amicable.dev/session-id"
-PROJECT_ANNOTATION = "amicable.dev/project-id"
-LAST_ACTIVE_ANNOTATION = "amicable.dev/last-active"
-TOKEN_ENV = "AMICABLE_RUNTIME_TOKEN"
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-def _claims(version: ClaimApiVersion) -> kube.Resource:
-    return kube.Resource("extensions.agents.x-k8s.io", version, "sandboxclaims", "SandboxClaim")
-
-
-def _sandboxes(version: ClaimApiVersion) -> kube.Resource:
-    return kube.Resource("agents.x-k8s.io", version, "sandboxes", "Sandbox")
-
-
-def _templates(version: ClaimApiVersion) -> kube.Resource:
-    return kube.Resource(
-        "extensions.agents.x-k8s.io", version, "sandboxtemplates", "SandboxTemplate"
-    )
-
-
-def _warm_pools(version: ClaimApiVersion) -> kube.Resource:
-    return kube.Resource(
-        "extensions.agents.x-k8s.io", version, "sandboxwarmpools", "SandboxWarmPool"
-    )
-
-
-def format_time(epoch_s: float) -> str:
-    """RFC 3339 UTC with seconds, as Kubernetes ``date-time`` fields use."""
-    return datetime.datetime.fromtimestamp(epoch_s, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: object) -> float | None:
-    """Epoch seconds of an RFC 3339 timestamp, ``None`` if absent or malformed."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def ready_condition(obj: Obj | None) -> Obj | None:
-    """The ``Ready`` entry of ``status.conditions``, if any."""
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if isinstance(cond, dict) and cond.get("type") == "Ready":
-            return cond
-    return None
-
-
-def is_ready(obj: Obj | None) -> bool:
-    """``status.conditions`` has ``Ready`` with status ``True``."""
-    cond = ready_condition(obj)
-    return cond is not None and str(cond.get("status")).lower() == "true"
-
-
-def describe_conditions(obj: Obj | None) -> str:
-    """``[Ready=False (Reason): message, …]`` for error messages."""
-    parts = []
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if isinstance(cond, dict):
-            text = f"{cond.get('type')}={cond.get('status')} ({cond.get('reason', '')})"
-            if cond.get("message"):
-                text += f": {cond['message']}"
-            parts.append(text)
-    return "[" + ", ".join(parts) + "]"
-
-
-def derive_runtime_token(secret: str, sandbox_id: str) -> str:
-    """The per-sandbox runtime token: hex HMAC-SHA256 of the sandbox id under the secret."""
-    return hmac.new(secret.encode(), sandbox_id.encode(), hashlib.sha256).hexdigest()
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -256,8 +200,8 @@ class KubernetesBackend:
         self.config = config
         self._api = api
         self._clock = clock
-        self._claims = _claims(config.claim_api_version)
-        self._sandboxes = _sandboxes(config.claim_api_version)
+        self._claims = claims(config.claim_api_version)
+        self._sandboxes = sandboxes(config.claim_api_version)
         self._last_touch: dict[str, float] = {}
         #: the reaper :func:`open_kubernetes_backend` runs (``None`` if disabled)
         self.reaper: SandboxReaper | None = None
@@ -291,7 +235,7 @@ class KubernetesBackend:
         """The SandboxClaim this backend creates for a session (pure; see the CRDs)."""
         name = sandbox_id_for(session_id)
         labels = {MANAGED_BY_LABEL: MANAGED_BY}
-        if len(project_id) <= 63 and _LABEL_VALUE.match(project_id):
+        if len(project_id) <= 63 and LABEL_VALUE.match(project_id):
             labels[PROJECT_LABEL] = project_id
         ref = "warmPoolRef" if self.config.claim_api_version == "v1beta1" else "sandboxTemplateRef"
         spec: Obj = {ref: {"name": self.config.template_for(template_id)}, **self._lifecycle()}
@@ -381,7 +325,7 @@ class KubernetesBackend:
         )
         await self._probe_runtime(handle, probe_timeout)
         self._last_touch[name] = self._clock()
-        await on_stage("ready", "Sandbox ready")
+        await on_stage("ready", f"Sandbox ready (claim to Ready in {ready_s:.1f} s)")
         return handle
 
     async def _last_seen(self, name: str) -> Obj | None:
@@ -422,7 +366,7 @@ class KubernetesBackend:
 
     async def _check_template(self, template_id: str) -> None:
         beta = self.config.claim_api_version == "v1beta1"
-        res = (_warm_pools if beta else _templates)(self.config.claim_api_version)
+        res = (warm_pools if beta else templates)(self.config.claim_api_version)
         wanted = self.config.template_for(template_id)
         try:
             found = await self._api.find(res, self.config.namespace, wanted)
@@ -617,20 +561,6 @@ class KubernetesBackend:
         self._api.close()
 
 
-def claim_info(claim: Obj) -> SandboxInfo:
-    """A :class:`SandboxInfo` from a claim object."""
-    meta = claim.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    return SandboxInfo(
-        sandbox_id=str(meta.get("name")),
-        session_id=annotations.get(SESSION_ANNOTATION),
-        project_id=annotations.get(PROJECT_ANNOTATION)
-        or (meta.get("labels") or {}).get(PROJECT_LABEL),
-        last_active_s=parse_time(annotations.get(LAST_ACTIVE_ANNOTATION)),
-        ready=is_ready(claim),
-    )
-
-
 @asynccontextmanager
 async def open_kubernetes_backend(
     config: KubernetesBackendConfig,
@@ -659,7 +589,9 @@ async def open_kubernetes_backend(
 
     if configuration is None:
         try:
-            configuration = kube.load_configuration(config.kubeconfig)
+            configuration = await trio.to_thread.run_sync(
+                kube.load_configuration, config.kubeconfig
+            )
         except kube.KubeApiError as exc:
             raise SandboxError(f"cannot configure the Kubernetes client: {exc.message}") from exc
     api = kube.KubeApi(configuration, request_timeout_s=config.request_timeout_s)

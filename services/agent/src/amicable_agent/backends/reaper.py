@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from amicable_agent.backends import _kube_api as kube
-from amicable_agent.backends.kubernetes import (
+from amicable_agent.backends._kube_objects import (
     LAST_ACTIVE_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
