@@ -234,6 +234,8 @@ async def test_rbac_is_limited_to_what_the_agent_uses(render) -> None:
         ("extensions.agents.x-k8s.io", "sandboxclaims"): sorted(
             ["create", "get", "list", "watch", "delete", "patch"]
         ),
+        ("extensions.agents.x-k8s.io", "sandboxtemplates"): ["get"],
+        ("extensions.agents.x-k8s.io", "sandboxwarmpools"): ["get"],
         ("agents.x-k8s.io", "sandboxes"): ["get", "list", "watch"],
         ("coordination.k8s.io", "leases"): ["create", "get", "update"],
     }
@@ -280,10 +282,17 @@ async def test_warm_pool_references_the_template(render) -> None:
     assert pool["spec"]["replicas"] == 1
     container = template["spec"]["podTemplate"]["spec"]["containers"][0]
     assert "--insecure-no-auth" in container["args"]
-    assert (
-        container_env(find(docs, "Deployment", "amicable-agent"))["AMICABLE_SANDBOX_WARM_POOL_NAME"]
-        == (pool["metadata"]["name"])
-    )
+    assert template["spec"]["envVarsInjectionPolicy"] == "Disallowed"
+    agent = container_env(find(docs, "Deployment", "amicable-agent"))
+    assert agent["K8S_SANDBOX_TEMPLATE_NAME"] == template["metadata"]["name"]
+    assert "AMICABLE_RUNTIME_TOKEN_SECRET" not in agent  # no token a warm pod could not get
+
+    beta = await render(*MATRIX["warm-pool-v1beta1"])
+    beta_agent = container_env(find(beta, "Deployment", "amicable-agent"))
+    assert beta_agent["AMICABLE_SANDBOX_CLAIM_API_VERSION"] == "v1beta1"
+    # v1beta1 claims reference the pool (spec.warmPoolRef), not the template.
+    pool_name = find(beta, "SandboxWarmPool")["metadata"]["name"]
+    assert beta_agent["K8S_SANDBOX_TEMPLATE_NAME"] == pool_name
 
 
 async def test_per_claim_tokens_allow_env_injection(render) -> None:
