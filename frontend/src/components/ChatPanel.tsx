@@ -106,6 +106,7 @@ export function ChatPanel({ session, onSend }: Props) {
       </div>
       <Composer
         enabled={canSend(state, connected)}
+        typable={connected && state.init !== undefined && state.hitl === undefined}
         busy={state.busy}
         cancelling={state.cancelling}
         placeholder={

@@ -7,6 +7,7 @@ import { ConfirmDialog, PromptDialog } from "./Dialog";
 import { FileTree } from "./FileTree";
 
 interface Props {
+  hidden: boolean;
   projectId: string;
   agentWrites: Record<string, number>;
   theme: Theme;
@@ -40,7 +41,7 @@ function join(dir: string, name: string): string {
   return dir === "/" ? `/${name}` : `${dir}/${name}`;
 }
 
-export function CodePane({ projectId, agentWrites, theme }: Props) {
+export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
   const fs = useMemo(() => sandboxFs(projectId), [projectId]);
   const [file, setFile] = useState<OpenFile | undefined>();
   const [draft, setDraft] = useState("");
@@ -130,7 +131,7 @@ export function CodePane({ projectId, agentWrites, theme }: Props) {
   const baseDir = file ? parentDir(file.path) : "/";
 
   return (
-    <section className="code-pane" aria-label="Code">
+    <section className="code-pane" aria-label="Code" hidden={hidden}>
       <div className="code-sidebar">
         <div className="code-sidebar-actions">
           <button className="btn ghost small" data-testid="code-new-file" onClick={() => setDialog({ kind: "new", dirKind: "file", base: baseDir })}>

@@ -6,7 +6,10 @@ const MAX_IMAGES = 4;
 const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
 
 interface Props {
+  /** Sending is possible now. */
   enabled: boolean;
+  /** Typing is possible (also while a turn runs, to prepare the next prompt). */
+  typable: boolean;
   busy: boolean;
   cancelling: boolean;
   placeholder: string;
@@ -27,7 +30,7 @@ function readImage(file: File): Promise<ImageBlock> {
   });
 }
 
-export function Composer({ enabled, busy, cancelling, placeholder, onSend, onCancel, usage }: Props) {
+export function Composer({ enabled, typable, busy, cancelling, placeholder, onSend, onCancel, usage }: Props) {
   const [text, setText] = useState("");
   const [images, setImages] = useState<ImageBlock[]>([]);
   const [attachError, setAttachError] = useState<string | undefined>();
@@ -83,7 +86,7 @@ export function Composer({ enabled, busy, cancelling, placeholder, onSend, onCan
           aria-label="Message"
           value={text}
           rows={3}
-          disabled={!enabled && !busy}
+          disabled={!typable}
           placeholder={placeholder}
           onChange={(e) => setText(e.target.value)}
           onKeyDown={(e) => {

@@ -23,8 +23,10 @@ interface Props {
   onRuntimeError: (error: RuntimeErrorInfo) => void;
 }
 
-function frameUrl(base: string, path: string): string {
-  const url = new URL(path.startsWith("/") ? path : `/${path}`, base);
+/** The iframe URL: `path` below the preview base URL (which may itself have a path). */
+export function frameUrl(base: string, path: string): string {
+  const url = new URL(base);
+  url.pathname = url.pathname.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`);
   url.searchParams.set("amicableParentOrigin", window.location.origin);
   return url.toString();
 }

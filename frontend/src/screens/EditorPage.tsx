@@ -150,8 +150,13 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             onPath={setPreviewPath}
             onRuntimeError={(error) => send("runtime_error", { error })}
           />
-          {view === "code" && project && state.init && (
-            <CodePane projectId={project.project_id} agentWrites={state.agentWrites} theme={theme} />
+          {project && state.init && (
+            <CodePane
+              hidden={view !== "code"}
+              projectId={project.project_id}
+              agentWrites={state.agentWrites}
+              theme={theme}
+            />
           )}
           {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
         </main>

@@ -1,0 +1,289 @@
+"""End-to-end: the built editor in real Chromium against the scripted fake agent."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from conftest import FakeAgentHandle, provisioned_project, screenshot
+from playwright.sync_api import expect
+
+
+def open_editor(page: Any, slug: str) -> None:
+    page.goto(f"/p/{slug}")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+    expect(page.get_by_test_id("preview-frame")).to_be_visible()
+
+
+def send(page: Any, text: str) -> None:
+    box = page.get_by_test_id("chat-input")
+    expect(box).to_be_enabled()
+    box.fill(text)
+    box.press("Enter")
+
+
+def heading(page: Any) -> Any:
+    return page.frame_locator("[data-testid=preview-frame]").locator("#heading")
+
+
+def test_create_project_streams_a_turn_and_updates_the_preview(
+    page: Any, fake_agent: FakeAgentHandle
+) -> None:
+    provisioned_project(fake_agent, "Recipe box")
+    page.goto("/")
+    expect(page.get_by_test_id("project-item")).to_have_count(1)
+    page.get_by_test_id("new-project-prompt").fill("Welcome to the habit tracker")
+    page.get_by_test_id("new-project-name").fill("Habit tracker")
+    screenshot(page, "projects")
+    page.get_by_test_id("new-project").click()
+
+    expect(page).to_have_url(re.compile(r"/p/habit-tracker$"))
+    expect(page.get_by_test_id("provisioning")).to_be_visible()
+    expect(page.get_by_test_id("stage-starting_runtime")).to_have_class(re.compile("active"))
+    screenshot(page, "provisioning")
+
+    # The first prompt is sent once the sandbox is ready; text streams, tools show as cards.
+    expect(page.get_by_test_id("user-message")).to_have_text("Welcome to the habit tracker")
+    bubble = page.get_by_test_id("assistant-message").last
+    expect(bubble).to_contain_text("I'll update the heading")
+    expect(page.get_by_test_id("chat-cancel")).to_be_visible()
+    write_card = bubble.locator("[data-testid=tool-card][data-tool=write_file]")
+    expect(write_card).to_have_attribute("data-status", "ok")
+    expect(bubble.get_by_test_id("ui-steps")).to_contain_text("Update the heading")
+    expect(bubble).to_have_attribute("data-final", "true")
+    expect(bubble).to_contain_text("the heading is updated")
+    expect(bubble.get_by_test_id("usage")).to_contain_text("1,200 in")
+    expect(bubble.get_by_test_id("reasoning")).to_contain_text("Reasoning summary")
+    expect(page.get_by_test_id("chat-send")).to_be_visible()
+
+    # update_completed reloads the preview, which now shows the change.
+    expect(heading(page)).to_have_text("Welcome to the habit tracker")
+    write_card.locator(".tool-head").click()
+    expect(write_card.get_by_test_id("tool-body")).to_contain_text("/src/App.tsx")
+    screenshot(page, "editor-chat")
+
+
+def test_device_toggles_resize_the_preview(page: Any, fake_agent: FakeAgentHandle) -> None:
+    project = provisioned_project(fake_agent, "Devices")
+    open_editor(page, project.slug)
+    frame = page.get_by_test_id("preview-frame")
+    inner_width = page.frame_locator("[data-testid=preview-frame]").locator("#width")
+    desktop = frame.bounding_box()["width"]
+    assert desktop > 800
+
+    page.get_by_test_id("device-mobile").click()
+    expect(inner_width).to_have_text("width 390")
+    assert round(frame.bounding_box()["width"]) == 390 + 16  # 8px device bezel on each side
+    screenshot(page, "preview-mobile")
+
+    page.get_by_test_id("device-tablet").click()
+    expect(inner_width).to_have_text("width 768")
+
+    page.get_by_test_id("device-desktop").click()
+    expect(inner_width).to_have_text(f"width {round(desktop)}")
+
+
+def test_code_pane_edit_save_conflict_and_agent_notice(
+    page: Any, fake_agent: FakeAgentHandle
+) -> None:
+    project = provisioned_project(fake_agent, "Code pane")
+    open_editor(page, project.slug)
+    page.get_by_test_id("tab-code").click()
+    tree = page.get_by_test_id("file-tree")
+    tree.locator("[data-path='/src']").click()
+    tree.locator("[data-path='/src/App.tsx']").click()
+    editor = page.locator(".cm-content")
+    expect(editor).to_contain_text("Hello from Amicable")
+
+    # Edit and save; the preview shows the saved file.
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("export default () => <h1>Edited in the code pane</h1>;\n")
+    expect(page.get_by_test_id("code-dirty")).to_be_visible()
+    screenshot(page, "code-pane")
+    page.get_by_test_id("code-save").click()
+    expect(page.get_by_test_id("code-message")).to_contain_text("Saved /src/App.tsx")
+    page.get_by_test_id("tab-preview").click()
+    page.get_by_test_id("preview-reload").click()
+    expect(heading(page)).to_have_text("Edited in the code pane")
+
+    # Someone else writes the file: saving now asks before overwriting.
+    def change_on_disk() -> None:
+        project.files["/src/App.tsx"] = "export default () => <h1>Changed elsewhere</h1>;\n"
+
+    fake_agent.call(change_on_disk)
+    page.get_by_test_id("tab-code").click()
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("// mine\n")
+    page.get_by_test_id("code-save").click()
+    dialog = page.get_by_test_id("conflict-dialog")
+    expect(dialog).to_be_visible()
+    screenshot(page, "code-conflict")
+    dialog.get_by_test_id("dialog-confirm").click()
+    expect(page.get_by_test_id("code-message")).to_contain_text("Saved")
+    saved = fake_agent.call(lambda: project.files["/src/App.tsx"])
+    assert "Edited in the code pane" in saved
+    assert "// mine" in saved
+
+    # The agent rewrites the open file: the pane says so.
+    send(page, "Agent heading")
+    expect(page.get_by_test_id("code-agent-changed")).to_be_visible()
+    page.get_by_test_id("code-reload").click()
+    expect(page.locator(".cm-content")).to_contain_text("Agent heading")
+
+
+def test_code_pane_creates_renames_and_deletes_files(
+    page: Any, fake_agent: FakeAgentHandle
+) -> None:
+    project = provisioned_project(fake_agent, "Files")
+    open_editor(page, project.slug)
+    page.get_by_test_id("tab-code").click()
+    page.get_by_test_id("code-new-file").click()
+    page.get_by_test_id("prompt-input").fill("notes.md")
+    page.get_by_test_id("dialog-confirm").click()
+    expect(page.get_by_test_id("code-path")).to_contain_text("/notes.md")
+    page.get_by_test_id("code-rename").click()
+    page.get_by_test_id("prompt-input").fill("todo.md")
+    page.get_by_test_id("dialog-confirm").click()
+    expect(page.get_by_test_id("file-tree").locator("[data-path='/todo.md']")).to_be_visible()
+    page.get_by_test_id("code-delete").click()
+    page.get_by_test_id("dialog-confirm").click()
+    expect(page.get_by_test_id("file-tree").locator("[data-path='/todo.md']")).to_have_count(0)
+    files = fake_agent.call(lambda: sorted(project.files))
+    assert "/todo.md" not in files
+    assert "/notes.md" not in files
+
+
+def test_hitl_approve_edit_and_reject(page: Any, fake_agent: FakeAgentHandle) -> None:
+    project = provisioned_project(fake_agent, "Approvals")
+    open_editor(page, project.slug)
+
+    send(page, "please approve a build")
+    panel = page.get_by_test_id("hitl-panel")
+    expect(panel).to_contain_text("npm run build")
+    expect(page.get_by_test_id("chat-input")).to_be_disabled()
+    screenshot(page, "approval")
+    panel.get_by_test_id("hitl-approve").click()
+    expect(panel).to_have_count(0)
+    bubble = page.get_by_test_id("assistant-message").last
+    expect(bubble).to_contain_text("Approved: ran npm run build")
+    expect(bubble.locator("[data-tool=execute]")).to_have_attribute("data-status", "ok")
+    expect(page.get_by_test_id("chat-input")).to_be_enabled()
+
+    # Edit the arguments: invalid JSON blocks approval, a valid edit is sent as `edit`.
+    send(page, "approve with a different command")
+    panel = page.get_by_test_id("hitl-panel")
+    panel.get_by_test_id("hitl-edit").click()
+    args = panel.get_by_test_id("hitl-edit-args")
+    args.fill("{not json")
+    expect(panel.get_by_test_id("hitl-edit-error")).to_be_visible()
+    expect(panel.get_by_test_id("hitl-approve")).to_be_disabled()
+    args.fill('{"command": "npm run lint"}')
+    panel.get_by_test_id("hitl-approve").click()
+    expect(page.get_by_test_id("assistant-message").last).to_contain_text(
+        "Approved: ran npm run lint"
+    )
+
+    send(page, "approve it again")
+    panel = page.get_by_test_id("hitl-panel")
+    panel.get_by_test_id("hitl-reject-message").fill("not now")
+    panel.get_by_test_id("hitl-reject").click()
+    bubble = page.get_by_test_id("assistant-message").last
+    expect(bubble).to_contain_text("rejected")
+    expect(bubble.locator("[data-tool=execute]")).to_have_attribute("data-status", "error")
+
+    decisions = fake_agent.call(
+        lambda: [
+            m["data"]["response"]["decisions"]
+            for m in project.received
+            if m["type"] == "hitl_response"
+        ]
+    )
+    assert decisions == [
+        [{"type": "approve"}],
+        [
+            {
+                "type": "edit",
+                "edited_action": {"name": "execute", "args": {"command": "npm run lint"}},
+            }
+        ],
+        [{"type": "reject", "message": "not now"}],
+    ]
+
+
+def test_stop_cancels_the_running_turn(page: Any, fake_agent: FakeAgentHandle) -> None:
+    project = provisioned_project(fake_agent, "Stop")
+    open_editor(page, project.slug)
+    send(page, "a slow one")
+    bubble = page.get_by_test_id("assistant-message").last
+    expect(bubble).to_contain_text("tick 2")
+    page.get_by_test_id("chat-cancel").click()
+    expect(page.get_by_test_id("error-message")).to_have_attribute("data-code", "cancelled")
+    expect(page.get_by_test_id("chat-send")).to_be_visible()
+    expect(page.get_by_test_id("chat-input")).to_be_enabled()
+    sent = fake_agent.call(lambda: [m["type"] for m in project.received])
+    assert "cancel" in sent
+
+
+def test_reload_mid_turn_reattaches_to_the_running_turn(
+    page: Any, fake_agent: FakeAgentHandle
+) -> None:
+    project = provisioned_project(fake_agent, "Reload")
+    open_editor(page, project.slug)
+    send(page, "another slow one")
+    expect(page.get_by_test_id("assistant-message").last).to_contain_text("tick 3")
+    page.reload()
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+    bubble = page.get_by_test_id("assistant-message").last
+    # History (the prompt) is restored and the same turn keeps streaming into the page.
+    expect(page.get_by_test_id("user-message")).to_have_text("another slow one")
+    expect(bubble).to_contain_text("tick 8")
+    expect(page.get_by_test_id("chat-cancel")).to_be_visible()
+    page.get_by_test_id("chat-cancel").click()
+    expect(page.get_by_test_id("chat-send")).to_be_visible()
+
+
+def test_errors_are_readable(page: Any, fake_agent: FakeAgentHandle) -> None:
+    project = provisioned_project(fake_agent, "Errors")
+    open_editor(page, project.slug)
+    send(page, "this will fail")
+    error = page.get_by_test_id("error-message")
+    expect(error).to_have_attribute("data-code", "qa_failed")
+    expect(error).to_contain_text("Ask the agent to fix the errors")
+    expect(error.get_by_test_id("qa-results")).to_contain_text("npm run build")
+
+
+def test_projects_rename_and_delete_with_confirmation(
+    page: Any, fake_agent: FakeAgentHandle
+) -> None:
+    provisioned_project(fake_agent, "Old name")
+    provisioned_project(fake_agent, "Keep me")
+    page.goto("/")
+    items = page.get_by_test_id("project-item")
+    expect(items).to_have_count(2)
+    expect(items.first).to_contain_text("Keep me")  # most recent first
+
+    target = items.filter(has_text="Old name")
+    target.get_by_test_id("project-rename").click()
+    page.get_by_test_id("rename-input").fill("New name")
+    page.get_by_test_id("rename-save").click()
+    expect(page.get_by_test_id("project-item").filter(has_text="New name")).to_contain_text(
+        "/new-name"
+    )
+
+    page.get_by_test_id("project-item").filter(has_text="New name").get_by_test_id(
+        "project-delete"
+    ).click()
+    page.get_by_test_id("dialog-cancel").click()
+    expect(page.get_by_test_id("project-item")).to_have_count(2)
+    page.get_by_test_id("project-item").filter(has_text="New name").get_by_test_id(
+        "project-delete"
+    ).click()
+    page.get_by_test_id("dialog-confirm").click()
+    expect(page.get_by_test_id("project-item")).to_have_count(1)
+    page.reload()
+    expect(page.get_by_test_id("project-item")).to_have_count(1)
+    assert fake_agent.call(lambda: [p.name for p in fake_agent.agent.projects.values()]) == [
+        "Keep me"
+    ]
