@@ -55,7 +55,13 @@ async def serve_isolated(
 
         async def handle(stream: trio.SocketStream) -> None:
             try:
-                await TCPServer(wrapped, config, context, ConnectionState(state.copy()), stream)
+                await TCPServer(
+                    wrapped,
+                    config,
+                    context,
+                    ConnectionState(state.copy()),
+                    stream,  # type: ignore[arg-type]  # annotated SSL-only, takes any stream
+                )
             except Exception:
                 log.warning("connection failed in the HTTP stack; closed it", exc_info=True)
                 await trio.aclose_forcefully(stream)
