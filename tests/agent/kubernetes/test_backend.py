@@ -144,6 +144,16 @@ async def test_v1beta1_claim_binds_to_a_prewarmed_sandbox(fake, open_backend, ca
     )
 
 
+async def test_controller_without_sandbox_name_means_same_named_sandbox(fake, open_backend):
+    fake.report_sandbox_name = False
+    async with open_backend() as backend:
+        handle = await backend.ensure("sess-old", project_id="p1", template_id="vite")
+    claim = fake.get(CLAIMS, NS, handle.sandbox_id)
+    assert claim is not None
+    assert "sandbox" not in claim["status"]
+    assert claim["status"]["conditions"][0]["status"] == "True"
+
+
 async def test_timeout_names_the_claim_and_the_sandbox_conditions(fake, open_backend):
     fake.ready_delay_s = None
     async with open_backend(ready_timeout_s=0.5) as backend:

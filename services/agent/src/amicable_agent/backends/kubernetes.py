@@ -318,9 +318,11 @@ class KubernetesBackend:
         )  # fmt: skip
         handle = self._handle(name, sandbox_name, existed=existed)
         await on_stage("starting_runtime", "Starting the sandbox runtime…")
+        # A sandbox that was already Ready when we found it should answer at once; a new
+        # (or still starting) one gets the longer grace period.
         probe_timeout = (
             self.config.runtime_probe_existing_timeout_s
-            if existed
+            if existed and is_ready(claim)
             else self.config.runtime_probe_timeout_s
         )
         await self._probe_runtime(handle, probe_timeout)
@@ -394,11 +396,13 @@ class KubernetesBackend:
                 raise SandboxProvisionError(
                     f"The sandbox claim {name} cannot be satisfied: {cond.get('message') or cond.get('reason')}"
                 )
-            return bool((o.get("status") or {}).get("sandbox", {}).get("name"))
+            # Bound = the controller named the Sandbox; a Ready claim without that field (older
+            # controllers) means the Sandbox has the claim's name, as upstream assumes.
+            return bool((o.get("status") or {}).get("sandbox", {}).get("name")) or is_ready(o)
 
         bound_claim = await self._wait_for(self._claims, name, bound, initial=claim)
         assert bound_claim is not None  # bound() raises on None
-        sandbox_name = str(bound_claim["status"]["sandbox"]["name"])
+        sandbox_name = str((bound_claim.get("status") or {}).get("sandbox", {}).get("name") or name)
         sandbox = await self._wait_for(self._sandboxes, sandbox_name, is_ready)
         assert sandbox is not None
         return sandbox

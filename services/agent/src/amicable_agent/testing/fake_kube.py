@@ -239,6 +239,8 @@ class FakeKube:
         self._nursery: trio.Nursery | None = None
         #: answer this many upcoming watches with a ``410 Expired`` ERROR event
         self.expire_watches = 0
+        #: the controller fills ``status.sandbox.name`` of claims (False: older controllers)
+        self.report_sandbox_name = True
 
     # ----- direct state access for tests (no HTTP) -----------------------------------
 
@@ -484,6 +486,8 @@ class FakeKube:
             return False
         new = copy.deepcopy(claim)
         new["status"] = status
+        if not self.report_sandbox_name:
+            new["status"].pop("sandbox", None)
         self._store(CLAIMS, (*CLAIMS, ns, name), new, "MODIFIED")
         return True
 
