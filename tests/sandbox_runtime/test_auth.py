@@ -43,7 +43,7 @@ async def test_v1_routes_reject_missing_or_wrong_token(
     runtime: Runtime, method: str, path: str, body: bytes | None
 ) -> None:
     async with httpx.AsyncClient(base_url=runtime.url) as anon:
-        for auth in (None, "Bearer wrong-token", "test-token-0123456789", "Basic x", "Bearer "):
+        for auth in (None, "Bearer wrong-token", "test-token-0123456789", "Basic x", "Bearer"):
             headers = {"Authorization": auth} if auth else {}
             resp = await anon.request(method, path, content=body, headers=headers)
             assert resp.status_code == 401, auth
