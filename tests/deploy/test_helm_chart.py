@@ -117,6 +117,27 @@ async def test_seed_install_commands_render_and_validate(render, validate) -> No
     assert sandbox_env["AMICABLE_HMR_PROTOCOL"] == "wss"
 
 
+@pytest.mark.parametrize("doc", ["kubernetes.md", "local_kind.md"])
+async def test_docs_helm_commands_render(doc: str, render, validate) -> None:
+    """Every `helm upgrade --install` in the install guides works as written."""
+    text = (REPO / "docs" / doc).read_text()
+    commands = re.findall(r"^(helm upgrade --install (?:.*\\\n)*.*)$", text, re.M)
+    assert len(commands) >= 2, commands
+    if doc == "kubernetes.md":  # the guide keeps the seed's commands verbatim
+        assert SEED_INSTALL.strip() in commands
+        assert SEED_EDITOR.strip() in commands
+    previous: list[str] = []
+    for command in commands:
+        args = helm_template_args(command)
+        if "--reuse-values" in command:
+            args = previous + args
+        docs = await render(*args)
+        await validate(docs)
+        check_secure_defaults(docs)
+        check_network_isolation(docs)
+        previous = args
+
+
 MATRIX: dict[str, list[str]] = {
     "defaults": [],
     "editor-on": ["--set", "editor.enabled=true"],
