@@ -244,8 +244,9 @@ def runtime_error(kind: str = "console_error", fingerprint: str | None = "fp1") 
 
 
 async def test_runtime_error_auto_heal_policy(
-    fake_llm: Any, make_engine: Any, host: Any, autojump_clock: Any
+    fake_llm: Any, make_engine: Any, host: Any, mock_clock: Any
 ) -> None:
+    # A manual clock: time moves only when the test jumps it (real I/O still works).
     fake, url = fake_llm
     engine = make_engine(url, auto_heal_cooldown_s=30, auto_heal_max_attempts_per_fingerprint=2)
     await engine.run_runtime_error(host, runtime_error())
@@ -257,12 +258,10 @@ async def test_runtime_error_auto_heal_policy(
     await engine.run_runtime_error(host, runtime_error())  # within the cooldown: silent
     assert len(fake.requests) == 1
     assert not host.of("error")
-    import trio
-
-    await trio.sleep(31)
+    mock_clock.jump(31)
     await engine.run_runtime_error(host, runtime_error())
     assert len(fake.requests) == 2
-    await trio.sleep(31)
+    mock_clock.jump(31)
     await engine.run_runtime_error(host, runtime_error())  # third time: paused
     assert len(fake.requests) == 2
     error = host.of("error")[-1].data
@@ -270,7 +269,7 @@ async def test_runtime_error_auto_heal_policy(
     assert error.fingerprint == "fp1"
     await engine.run_runtime_error(host, runtime_error(fingerprint="fp2"))  # another error
     assert len(fake.requests) == 3
-    await trio.sleep(700)  # the dedupe window passed
+    mock_clock.jump(700)  # the dedupe window passed
     await engine.run_runtime_error(host, runtime_error())
     assert len(fake.requests) == 4
 

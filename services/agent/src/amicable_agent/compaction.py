@@ -132,20 +132,14 @@ def compact(
     """
     if len(messages) < trigger:
         return None
-    start = max(1, len(messages) - keep)
-    while start < len(messages) and (
+    # Walk back from ``len - keep`` to a person's request so at least ``keep`` stay.
+    start = max(0, len(messages) - keep)
+    while start > 0 and (
         messages[start].get("role") != "user" or is_tool_result_message(messages[start])
     ):
-        start += 1
-    if start >= len(messages):
-        # No request boundary within the tail: keep the last request's whole exchange.
-        start = max(
-            (i for i, m in enumerate(messages)
-             if m.get("role") == "user" and not is_tool_result_message(m)),
-            default=0,
-        )  # fmt: skip
-        if start == 0:
-            return None
+        start -= 1
+    if start == 0:
+        return None
     summary = summarise(messages[:start], previous_summary)
     return messages[start:], summary
 

@@ -45,7 +45,7 @@ _FORK_BOMB = ":(){:|:&};:"
 
 _DESTRUCTIVE_RE = (
     re.compile(r"(?:^|[;&|()`\s])(?:sudo\s+)?(?:rm|unlink|rmdir|shred)\s"),
-    re.compile(r"(?:^|[;&|()`\s])git\s+(?:-\S+\s+)*clean\b"),
+    re.compile(r"(?:^|[;&|()`\s])git\s[^;&|]*?\bclean\b"),
     re.compile(r"(?:^|[;&|()`\s])find\s.*\s-delete\b"),
 )
 
@@ -64,7 +64,7 @@ def is_catastrophic(command: str) -> bool:
 
 def is_destructive(command: str) -> bool:
     """True for commands that delete files (need approval unless the mode is ``bypass``)."""
-    normal = _normalise(command) + " "
+    normal = _normalise(command)
     return any(p.search(normal) for p in _DESTRUCTIVE_RE)
 
 
