@@ -22,6 +22,7 @@ from amicable_protocol.runtime import (
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import PathConverter
 
 from . import archive, execs, listing
 from .errors import InvalidRequest, RuntimeApiError, Unauthorized
@@ -37,6 +38,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _FIRST_FRAME_TIMEOUT_S = 30.0
 _THREADS = trio.CapacityLimiter(8)
+
+
+class _AnyPath(PathConverter):
+    """Like ``path`` but also matches empty and ``/``-leading paths (``/v1/files//src/a``)."""
+
+    regex = ".*?"
+    part_isolating = False
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -86,6 +94,7 @@ def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor)
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_file_bytes
     app.url_map.merge_slashes = False
+    app.url_map.converters["anypath"] = _AnyPath
     files = Files(jail, max_file_bytes=config.max_file_bytes)
     expected = f"Bearer {config.token}".encode() if config.token else None
 
@@ -130,14 +139,14 @@ def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor)
 
     # --- files --------------------------------------------------------------------------
 
-    @app.get("/v1/files/<path:path>")
+    @app.get("/v1/files/<anypath:path>")
     async def get_file(path: str) -> Response:
         data, digest = await _thread(files.read, path)
         return Response(
             data, mimetype="application/octet-stream", headers={"X-Content-SHA256": digest}
         )
 
-    @app.put("/v1/files/<path:path>")
+    @app.put("/v1/files/<anypath:path>")
     async def put_file(path: str) -> Response:
         length = request.content_length
         if length is not None and length > config.max_file_bytes:
@@ -148,7 +157,7 @@ def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor)
         result = await _thread(lambda: files.write(path, data, if_match=if_match))
         return _json(result)
 
-    @app.delete("/v1/files/<path:path>")
+    @app.delete("/v1/files/<anypath:path>")
     async def delete_file(path: str) -> Response:
         recursive = _flag("recursive")
         return _json(await _thread(lambda: files.delete(path, recursive=recursive)))
