@@ -47,7 +47,7 @@ function toolSummary(run: ToolRun): string {
 const TOOL_ICONS: Record<string, string> = {
   write_file: "✎",
   edit_file: "✎",
-  read_file: "👁",
+  read_file: "◉",
   execute: "›_",
   run: "›_",
   qa: "✓",

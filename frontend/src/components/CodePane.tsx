@@ -5,6 +5,7 @@ import type { Theme } from "../theme";
 import { CodeEditor } from "./CodeEditor";
 import { ConfirmDialog, PromptDialog } from "./Dialog";
 import { FileTree } from "./FileTree";
+import { ReloadIcon } from "./Icons";
 
 interface Props {
   hidden: boolean;
@@ -141,7 +142,7 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
             + Folder
           </button>
           <button className="icon-btn" title="Refresh" aria-label="Refresh files" onClick={() => setTreeToken((t) => t + 1)}>
-            ↻
+            <ReloadIcon />
           </button>
         </div>
         <FileTree

@@ -1,6 +1,7 @@
 /** The prompt input: Enter sends, Shift+Enter adds a line, image attachments, Stop. */
 import { useRef, useState } from "react";
 import type { ContentBlock, ImageBlock, Usage } from "../protocol/messages";
+import { ClipIcon, StopIcon } from "./Icons";
 
 const MAX_IMAGES = 4;
 const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
@@ -123,14 +124,18 @@ export function Composer({ enabled, typable, busy, cancelling, placeholder, onSe
             disabled={!enabled}
             onClick={() => fileRef.current?.click()}
           >
-            📎
+            <ClipIcon />
           </button>
           <span className="usage muted small" data-testid="usage-total">
             {usage ? `${usage.input_tokens + usage.output_tokens} tokens · $${(usage.cost_usd ?? 0).toFixed(4)}` : ""}
           </span>
           {busy ? (
             <button className="btn danger small" data-testid="chat-cancel" onClick={onCancel} disabled={cancelling}>
-              {cancelling ? "Stopping…" : "■ Stop"}
+              {cancelling ? "Stopping…" : (
+                <>
+                  <StopIcon /> Stop
+                </>
+              )}
             </button>
           ) : (
             <button className="btn primary small" data-testid="chat-send" disabled={!enabled || (text.trim() === "" && images.length === 0)} onClick={submit}>

@@ -4,6 +4,7 @@ import type { RuntimeErrorInfo } from "../protocol/messages";
 import type { SessionState } from "../state/session";
 import { normaliseRuntimeError, RuntimeErrorDeduper } from "../runtimeErrors";
 import { Provisioning } from "./Provisioning";
+import { DesktopIcon, ExternalIcon, MobileIcon, ReloadIcon, TabletIcon } from "./Icons";
 
 export type Device = "mobile" | "tablet" | "desktop";
 
@@ -72,7 +73,7 @@ export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onR
           disabled={!ready}
           onClick={() => setManualReloads((n) => n + 1)}
         >
-          ↻
+          <ReloadIcon />
         </button>
         <form
           className="address-bar"
@@ -100,7 +101,7 @@ export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onR
           aria-label="Open preview in new tab"
           data-testid="preview-open"
         >
-          ↗
+          <ExternalIcon />
         </a>
         <div className="device-toggles" role="group" aria-label="Device">
           {(Object.keys(DEVICE_SIZES) as Device[]).map((d) => (
@@ -112,7 +113,7 @@ export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onR
               data-testid={`device-${d}`}
               onClick={() => onDevice(d)}
             >
-              {d === "mobile" ? "📱" : d === "tablet" ? "▭" : "🖥"}
+              {d === "mobile" ? <MobileIcon /> : d === "tablet" ? <TabletIcon /> : <DesktopIcon />}
               <span className="seg-label">{d}</span>
             </button>
           ))}

@@ -1,4 +1,5 @@
 import type { Theme } from "../theme";
+import { MoonIcon, SunIcon } from "./Icons";
 
 export function ThemeToggle({ theme, onToggle }: { theme: Theme; onToggle: () => void }) {
   return (
@@ -10,7 +11,7 @@ export function ThemeToggle({ theme, onToggle }: { theme: Theme; onToggle: () =>
       title={theme === "dark" ? "Switch to light theme" : "Switch to dark theme"}
       aria-label="Toggle theme"
     >
-      {theme === "dark" ? "☀" : "☾"}
+      {theme === "dark" ? <SunIcon /> : <MoonIcon />}
     </button>
   );
 }

@@ -1,12 +1,11 @@
 /** The editor of one project: chat on the right, preview or code on the left. */
-import { useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 import { ApiError, projectsApi, type ProjectSummary } from "../api/http";
 import type { ContentBlock, UiContext } from "../protocol/messages";
 import { useSession } from "../state/useSession";
 import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
 import { PreviewPane, type Device } from "../components/PreviewPane";
-import { CodePane } from "../components/CodePane";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
 
 interface Props {
@@ -26,13 +25,21 @@ function readInitialPrompt(): string | undefined {
   return undefined;
 }
 
+// CodeMirror is most of the bundle: load it with the first visit of the Code tab.
+const CodePane = lazy(() => import("../components/CodePane").then((m) => ({ default: m.CodePane })));
+
 let keyCounter = 0;
 const localKey = () => `local-${Date.now()}-${keyCounter++}`;
 
 export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const [project, setProject] = useState<ProjectSummary | undefined>();
   const [loadError, setLoadError] = useState<string | undefined>();
-  const [view, setView] = useState<View>("preview");
+  const [view, setViewState] = useState<View>("preview");
+  const [codeVisited, setCodeVisited] = useState(false);
+  const setView = (v: View) => {
+    if (v === "code") setCodeVisited(true);
+    setViewState(v);
+  };
   const [device, setDevice] = useState<Device>("desktop");
   const [previewPath, setPreviewPath] = useState("/");
   const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
@@ -150,13 +157,15 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             onPath={setPreviewPath}
             onRuntimeError={(error) => send("runtime_error", { error })}
           />
-          {project && state.init && (
-            <CodePane
-              hidden={view !== "code"}
-              projectId={project.project_id}
-              agentWrites={state.agentWrites}
-              theme={theme}
-            />
+          {project && state.init && (codeVisited || view === "code") && (
+            <Suspense fallback={<div className="pane-placeholder muted">Loading the code editor…</div>}>
+              <CodePane
+                hidden={view !== "code"}
+                projectId={project.project_id}
+                agentWrites={state.agentWrites}
+                theme={theme}
+              />
+            </Suspense>
           )}
           {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
         </main>

@@ -16,6 +16,8 @@ def open_editor(page: Any, slug: str) -> None:
 
 
 def send(page: Any, text: str) -> None:
+    """Type a prompt and press Enter once no turn is running (Send is shown, not Stop)."""
+    expect(page.get_by_test_id("chat-send")).to_be_visible()
     box = page.get_by_test_id("chat-input")
     expect(box).to_be_enabled()
     box.fill(text)
@@ -61,6 +63,9 @@ def test_create_project_streams_a_turn_and_updates_the_preview(
     write_card.locator(".tool-head").click()
     expect(write_card.get_by_test_id("tool-body")).to_contain_text("/src/App.tsx")
     screenshot(page, "editor-chat")
+    page.get_by_test_id("theme-toggle").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    screenshot(page, "editor-chat-dark")
 
 
 def test_device_toggles_resize_the_preview(page: Any, fake_agent: FakeAgentHandle) -> None:
