@@ -364,3 +364,23 @@ async def test_plain_http_for_local_clusters(render) -> None:
     assert env["AMICABLE_HMR_CLIENT_PORT"] == "80"
     config_js = find(docs, "ConfigMap", "amicable-editor-config")["data"]["config.js"]
     assert '"VITE_AGENT_WS_URL":"ws://agent.127.0.0.1.nip.io/"' in config_js
+
+
+async def test_notes_tell_the_user_what_to_check(helm_bin: Path) -> None:
+    async def notes(*flags: str) -> str:
+        out = await run_tool(
+            [helm_bin, "install", "amicable", CHART, "-n", "amicable", "--dry-run=client", *flags]
+        )
+        return out.split("NOTES:", 1)[1]
+
+    text = await notes(
+        "--set", "editor.enabled=true", "--set", "editor.ingress.host=ed.example.org"
+    )
+    assert "editor:   https://ed.example.org/" in text
+    assert "kubectl -n amicable get secret amicable-agent-secrets" in text
+    assert "WARNING" not in text
+    insecure = await notes(
+        "--set", "networkPolicy.enabled=false", "--set", "agent.env.previewScheme=http"
+    )
+    assert "networkPolicy.enabled=false" in insecure
+    assert "previewScheme=http" in insecure
