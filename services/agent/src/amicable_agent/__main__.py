@@ -1,0 +1,72 @@
+"""``amicable-agent``: run the agent service (reads the environment once, here)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from .config import AgentConfig, ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .turn_api import TurnEngine
+
+log = logging.getLogger("amicable_agent")
+
+
+def build_engine(env: Mapping[str, str]) -> TurnEngine | None:
+    """The LLM loop if it is part of this build and a model is configured, else None."""
+    try:
+        from .loop_config import LoopSettings  # type: ignore[attr-defined,unused-ignore]
+        from .turns import create_engine  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    settings = LoopSettings.from_env(env)
+    if not settings.model_configured:
+        return None
+    engine: TurnEngine = create_engine(settings)
+    return engine
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``amicable-agent``."""
+    parser = argparse.ArgumentParser(
+        prog="amicable-agent",
+        description="Amicable agent: editor WebSocket, projects API, sandbox lifecycle. "
+        "Configured by environment variables (see services/agent/README.md).",
+    )
+    parser.add_argument("--port", type=int, help="public port (overrides AMICABLE_AGENT_PORT)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    env = dict(os.environ)
+    try:
+        config = AgentConfig.from_env(env)
+    except ConfigError as exc:
+        sys.exit(f"amicable-agent: {exc}")
+    if args.port is not None:
+        import attrs
+
+        config = attrs.evolve(config, port=args.port)
+    engine = build_engine(env)
+    kube_config = None
+    if config.sandbox_backend == "kubernetes":
+        from amicable_agent.backends.kubernetes import KubernetesBackendConfig
+
+        kube_config = KubernetesBackendConfig.from_env(env)
+    from .server import serve
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(partial(serve, config, engine=engine, kube_config=kube_config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The agent's two quart-trio apps (routes only).
+
+Public: WebSocket on ``/`` and ``/ws``, ``/healthz``, ``/api/*``, ``/config.js`` and, in
+local mode, the built editor. Internal: ``/internal/preview/resolve`` and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from typing import TYPE_CHECKING
+
+from quart import Response, jsonify, request, websocket
+from quart_trio import QuartTrio
+
+from . import api_projects, api_sandbox, resolver
+from .http_util import HttpError
+from .ws import CLOSE_POLICY, origin_allowed, serve_socket
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .state import AppState
+
+
+def _own_origin(scheme: str, host: str) -> str:
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return f"{scheme}://{host}"
+
+
+def _static(dist: Path, rel: str) -> Response | None:
+    root = dist.resolve()
+    target = (root / rel).resolve()
+    if root not in target.parents and target != root:
+        return None
+    if not target.is_file():
+        return None
+    mime = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    resp = Response(target.read_bytes(), mimetype=mime)
+    if rel.startswith("assets/"):
+        resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:
+        resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+def create_public_app(state: AppState) -> QuartTrio:
+    """The public app on ``AMICABLE_AGENT_PORT``."""
+    app = QuartTrio("amicable_agent")
+    app.config["AMICABLE_STATE"] = state
+    app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
+    app.register_blueprint(api_projects.bp)
+    app.register_blueprint(api_sandbox.bp)
+    config = state.config
+
+    @app.errorhandler(HttpError)
+    async def http_error(exc: HttpError) -> Response:
+        return exc.response()
+
+    @app.before_request
+    async def check_origin() -> Response | None:
+        if not request.path.startswith("/api/"):
+            return None
+        own = _own_origin(request.scheme, request.host)
+        if not origin_allowed(request.headers.get("Origin"), config.allowed_origins, own):
+            return HttpError(403, "forbidden_origin", "this origin may not use the API").response()
+        return None
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return jsonify({"status": "ok", **state.manager.statistics()})
+
+    @app.get("/config.js")
+    async def config_js() -> Response:
+        body = "window.__AMICABLE_CONFIG__ = " + json.dumps({}) + ";\n"
+        resp = Response(body, mimetype="application/javascript")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    async def ws_handler() -> None:
+        own = _own_origin(websocket.scheme, websocket.host)
+        allowed = origin_allowed(websocket.headers.get("Origin"), config.allowed_origins, own)
+        await websocket.accept()
+        if not allowed:
+            await websocket.close(CLOSE_POLICY, "origin not allowed")
+            return
+        await serve_socket(state.manager, websocket, queue_size=config.ws_send_queue_size)
+
+    app.add_websocket("/", "ws_root", ws_handler)
+    app.add_websocket("/ws", "ws_path", ws_handler)
+
+    @app.get("/")
+    async def index() -> Response:
+        dist = config.editor_dist
+        if dist is not None:
+            page = _static(dist, "index.html")
+            if page is not None:
+                return page
+        return jsonify({"status": "ok"})
+
+    @app.get("/<path:rel>")
+    async def editor_file(rel: str) -> Response:
+        dist = config.editor_dist
+        if dist is None or rel.startswith(("api/", "internal/")):
+            raise HttpError(404, "not_found")
+        found = _static(dist, rel)
+        if found is None:
+            if "." in rel.rsplit("/", 1)[-1]:
+                raise HttpError(404, "not_found")
+            found = _static(dist, "index.html")  # SPA route
+            if found is None:
+                raise HttpError(404, "not_found")
+        return found
+
+    return app
+
+
+def create_internal_app(state: AppState) -> QuartTrio:
+    """The internal app on ``AMICABLE_AGENT_INTERNAL_PORT`` (never exposed publicly)."""
+    app = QuartTrio("amicable_agent_internal")
+    app.config["AMICABLE_STATE"] = state
+    app.register_blueprint(resolver.bp)
+
+    @app.errorhandler(HttpError)
+    async def http_error(exc: HttpError) -> Response:
+        return exc.response()
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    return app

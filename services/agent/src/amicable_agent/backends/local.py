@@ -1,0 +1,575 @@
+"""``LocalBackend``: sandboxes as local ``amicable-sandbox-runtime`` processes (embedded mode).
+
+Each sandbox is a workspace directory ``<data>/sandboxes/<sandbox id>/workspace`` made by the
+runtime's own CLI (``init-workspace``: template copy + node_modules hard-linked from a cache
+prepared once with ``npm ci``) and one runtime process on free loopback ports with a random
+bearer token; the runtime supervises Vite. Processes are children of the agent, each in its
+own process group (optionally inside bubblewrap) and stop with it; after a restart the next
+``ensure`` brings the same workspace back. A warm pool keeps ``warm_pool_size`` sandboxes
+with the dev server already running; ``ensure`` for a new session adopts one (its directory is
+linked under the new sandbox id). Sandboxes idle for ``idle_ttl_s`` are stopped (not deleted).
+"""
+
+from __future__ import annotations
+
+import builtins  # noqa: TC003 - `list` is a method name here
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import time
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Literal
+
+import attrs
+import httpx
+import trio
+
+from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.sandboxes import (
+    SandboxHandle,
+    SandboxInfo,
+    StageCallback,
+    ignore_stage,
+    sandbox_id_for,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from amicable_agent.config import AgentConfig
+
+log = logging.getLogger(__name__)
+
+POOL_PREFIX = "pool-"
+
+
+@attrs.frozen
+class LocalBackendConfig:
+    """Configuration of :class:`LocalBackend`.
+
+    Attributes:
+        data_dir: sandboxes live in ``<data_dir>/sandboxes``, the npm cache in
+            ``<data_dir>/cache``.
+        runtime_command: argv prefix of ``amicable-sandbox-runtime``.
+        preview_base_domain: allowed as a host suffix by Vite.
+        hmr_client_port: the preview router's port (the browser's HMR socket goes there).
+        isolation: ``none`` or ``bwrap`` (bubblewrap: read-only system, private /tmp and PID
+            namespace, only the sandbox directory writable).
+        warm_pool_size: sandboxes kept ready for new sessions.
+        idle_ttl_s: stop a sandbox after this long without activity (0 = never).
+        start_timeout_s: deadline for workspace creation + runtime + dev server.
+        cache_dir: node_modules cache (default ``<data_dir>/cache``).
+    """
+
+    data_dir: Path
+    runtime_command: tuple[str, ...] = ("amicable-sandbox-runtime",)
+    preview_base_domain: str = "preview.localhost"
+    hmr_client_port: int | None = None
+    isolation: Literal["none", "bwrap"] = "none"
+    warm_pool_size: int = 1
+    idle_ttl_s: float = 1800.0
+    start_timeout_s: float = 600.0
+    cache_dir: Path | None = None
+
+    @classmethod
+    def from_agent_config(cls, config: AgentConfig) -> LocalBackendConfig:
+        """The local backend settings of an agent config."""
+        return cls(
+            data_dir=config.data_dir,
+            runtime_command=config.runtime_command,
+            preview_base_domain=config.preview_base_domain,
+            hmr_client_port=config.preview_public_port,
+            isolation=config.local_isolation,
+            warm_pool_size=config.warm_pool_size,
+            idle_ttl_s=config.sandbox_idle_ttl_s,
+        )
+
+
+def free_port() -> int:
+    """A currently free loopback TCP port (for the dev server, which must be told one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+@attrs.define
+class _Sandbox:
+    sandbox_id: str
+    root: Path
+    token: str
+    preview_port: int
+    runtime_port: int = 0
+    pid: int | None = None
+    preview_pid: int | None = None
+    ready: bool = False
+    session_id: str | None = None
+    last_active: float = attrs.field(factory=time.monotonic)
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    stopped: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace"
+
+    def handle(self, existed: bool) -> SandboxHandle:
+        return SandboxHandle(
+            sandbox_id=self.sandbox_id,
+            runtime_url=f"http://127.0.0.1:{self.runtime_port}",
+            runtime_token=self.token,
+            preview_upstream=f"http://127.0.0.1:{self.preview_port}",
+            existed=existed,
+        )
+
+
+class LocalBackend:
+    """The embedded sandbox backend. Create with :func:`open_local_backend`.
+
+    Cancellation: closing the backend stops every runtime (SIGINT so it stops its dev
+    server, then SIGKILL to both process groups) and leaves the workspaces on disk.
+    """
+
+    def __init__(self, config: LocalBackendConfig, nursery: trio.Nursery) -> None:
+        self._config = config
+        self._nursery = nursery
+        self._root = config.data_dir / "sandboxes"
+        self._cache = config.cache_dir or config.data_dir / "cache"
+        self._running: dict[str, _Sandbox] = {}
+        self._locks: dict[str, trio.Lock] = {}
+        self._pool: list[_Sandbox] = []
+        self._pool_changed = trio.Event()
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
+
+    # --- SandboxBackend ---------------------------------------------------------------
+
+    async def ensure(
+        self,
+        session_id: str,
+        *,
+        project_id: str,
+        template_id: str,
+        on_stage: StageCallback = ignore_stage,
+    ) -> SandboxHandle:
+        """Reconnect to the running sandbox, restart it from its workspace, adopt a warm
+        one, or create it from the template.
+
+        Raises:
+            SandboxProvisionError: with a reason for the user.
+        """
+        sandbox_id = sandbox_id_for(session_id)
+        lock = self._locks.setdefault(sandbox_id, trio.Lock())
+        async with lock:
+            running = self._running.get(sandbox_id)
+            if running is not None and running.ready:
+                running.last_active = time.monotonic()
+                await trio.lowlevel.checkpoint()
+                return running.handle(existed=True)
+            root = self._root / sandbox_id
+            existed = (root / "workspace" / "package.json").exists()
+            if not existed and template_id == "vite":
+                adopted = self._adopt_warm(sandbox_id, root)
+                if adopted is not None:
+                    adopted.session_id = session_id
+                    await on_stage("starting_preview", "Using a prepared workspace")
+                    return adopted.handle(existed=False)
+            try:
+                with trio.fail_after(self._config.start_timeout_s):
+                    if not existed:
+                        await on_stage("creating", "Creating the workspace from the template")
+                        await self._init_workspace(root / "workspace", template_id)
+                    sandbox = await self._start(sandbox_id, root, on_stage)
+            except trio.TooSlowError as exc:
+                raise SandboxProvisionError("the sandbox did not start in time") from exc
+            sandbox.session_id = session_id
+            return sandbox.handle(existed=existed)
+
+    async def lookup(self, sandbox_id: str) -> SandboxHandle | None:
+        """The running sandbox's handle, or None."""
+        await trio.lowlevel.checkpoint()
+        sandbox = self._running.get(sandbox_id)
+        if sandbox is None or not sandbox.ready:
+            return None
+        return sandbox.handle(existed=True)
+
+    async def touch(self, sandbox_id: str) -> None:
+        """Restart the idle clock."""
+        await trio.lowlevel.checkpoint()
+        sandbox = self._running.get(sandbox_id)
+        if sandbox is not None:
+            sandbox.last_active = time.monotonic()
+
+    async def delete(self, sandbox_id: str) -> None:
+        """Stop the sandbox and remove its workspace (idempotent)."""
+        await self.stop(sandbox_id)
+        link = self._root / sandbox_id
+
+        def remove() -> None:
+            if link.is_symlink():
+                target = link.resolve()
+                link.unlink()
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                shutil.rmtree(link, ignore_errors=True)
+
+        await trio.to_thread.run_sync(remove)
+
+    async def list(self) -> builtins.list[SandboxInfo]:
+        """Running sandboxes and workspaces on disk."""
+
+        def scan() -> list[str]:
+            if not self._root.is_dir():
+                return []
+            return sorted(p.name for p in self._root.iterdir() if p.name.startswith("amicable-"))
+
+        names = set(await trio.to_thread.run_sync(scan)) | set(self._running)
+        now = time.monotonic()
+        out = []
+        for name in sorted(names):
+            sb = self._running.get(name)
+            out.append(
+                SandboxInfo(
+                    sandbox_id=name,
+                    session_id=sb.session_id if sb else None,
+                    project_id=sb.session_id if sb else None,
+                    last_active_s=(now - sb.last_active) if sb else None,
+                    ready=bool(sb and sb.ready),
+                )
+            )
+        return out
+
+    async def stop(self, sandbox_id: str) -> None:
+        """Stop a sandbox's processes (the workspace stays)."""
+        sandbox = self._running.get(sandbox_id)
+        if sandbox is None:
+            await trio.lowlevel.checkpoint()
+            return
+        sandbox.scope.cancel()
+        with trio.CancelScope(shield=True):
+            await sandbox.stopped.wait()
+
+    async def aclose(self) -> None:
+        """Stop every sandbox (the owning context manager calls this)."""
+        for sandbox_id in list(self._running):
+            await self.stop(sandbox_id)
+        for sandbox in list(self._pool):
+            sandbox.scope.cancel()
+            with trio.CancelScope(shield=True):
+                await sandbox.stopped.wait()
+        with trio.CancelScope(shield=True):
+            await self._http.aclose()
+
+    def statistics(self) -> dict[str, int]:
+        """Running and warm sandbox counts."""
+        return {"running": len(self._running), "warm": len(self._pool)}
+
+    # --- processes --------------------------------------------------------------------
+
+    async def _init_workspace(self, dest: Path, template_id: str) -> None:
+        await trio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
+        argv = [
+            *self._config.runtime_command,
+            "init-workspace",
+            str(dest),
+            "--template",
+            template_id,
+            "--cache-dir",
+            str(self._cache),
+        ]
+        try:
+            result = await trio.run_process(
+                argv,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                start_new_session=True,
+                deliver_cancel=_deliver_cancel,
+            )
+        except OSError as exc:
+            raise SandboxProvisionError(f"cannot run the sandbox runtime: {exc}") from exc
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout or b"").decode("utf-8", "replace")[-800:]
+            raise SandboxProvisionError(f"creating the workspace failed: {tail.strip()}")
+
+    def _argv(self, sandbox: _Sandbox, ready_file: Path) -> builtins.list[str]:
+        runtime = [*self._config.runtime_command, "--ready-file", str(ready_file)]
+        if self._config.isolation != "bwrap":
+            return runtime
+        bwrap = shutil.which("bwrap") or "bwrap"
+        return [
+            bwrap,
+            "--ro-bind", "/", "/",
+            "--dev", "/dev",
+            "--proc", "/proc",
+            "--tmpfs", "/tmp",
+            "--bind", str(sandbox.root), str(sandbox.root),
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--die-with-parent",
+            "--chdir", str(sandbox.workspace),
+            "--",
+            *runtime,
+        ]  # fmt: skip
+
+    def _env(self, sandbox: _Sandbox) -> dict[str, str]:
+        env = dict(os.environ)
+        for key in list(env):
+            if key.startswith(("AMICABLE_", "ANTHROPIC_")) or key.endswith("_TOKEN"):
+                del env[key]  # no agent secrets inside the sandbox
+        env.update(
+            AMICABLE_RUNTIME_PORT="0",
+            AMICABLE_RUNTIME_HOST="127.0.0.1",
+            AMICABLE_WORKSPACE=str(sandbox.workspace),
+            AMICABLE_RUNTIME_TOKEN=sandbox.token,
+            AMICABLE_PREVIEW_HOST="127.0.0.1",
+            AMICABLE_PREVIEW_PORT=str(sandbox.preview_port),
+            AMICABLE_PREVIEW_LOG_PATH=str(sandbox.root / "preview.log"),
+            __VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS="." + self._config.preview_base_domain,
+            AMICABLE_HMR_PROTOCOL="ws",
+            BROWSER="none",
+        )
+        if self._config.hmr_client_port:
+            env["AMICABLE_HMR_CLIENT_PORT"] = str(self._config.hmr_client_port)
+        return env
+
+    async def _start(self, sandbox_id: str, root: Path, on_stage: StageCallback) -> _Sandbox:
+        sandbox = _Sandbox(
+            sandbox_id=sandbox_id,
+            root=root,
+            token=secrets.token_urlsafe(32),
+            preview_port=free_port(),
+        )
+        await on_stage("starting_runtime", "Starting the sandbox runtime")
+        try:
+            await self._nursery.start(self._run_sandbox, sandbox)
+        except OSError as exc:
+            raise SandboxProvisionError(f"cannot start the sandbox runtime: {exc}") from exc
+        self._running[sandbox_id] = sandbox
+        try:
+            await on_stage("starting_preview", "Starting the dev server")
+            await self._wait_preview(sandbox)
+        except BaseException:
+            await self.stop(sandbox_id)
+            raise
+        sandbox.ready = True
+        return sandbox
+
+    async def _run_sandbox(
+        self, sandbox: _Sandbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run one runtime process until cancelled; started() once its port is known.
+
+        Raises:
+            SandboxProvisionError: the runtime exited or stalled before listening.
+        """
+        ready_file = sandbox.root / "runtime.ready.json"
+        with suppress(FileNotFoundError):
+            ready_file.unlink()
+        log_file = (sandbox.root / "runtime.log").open("ab")
+        failure: str | None = None
+        started = False
+        try:
+            with sandbox.scope:
+                async with trio.open_nursery() as nursery:
+                    process = await nursery.start(
+                        _run_process_group,
+                        self._argv(sandbox, ready_file),
+                        self._env(sandbox),
+                        sandbox.workspace,
+                        log_file,
+                        lambda: sandbox.preview_pid,
+                    )
+                    sandbox.pid = process.pid
+                    with trio.move_on_after(60) as waiting:
+                        # Another process writes the file: poll (no event to wait on).
+                        while not ready_file.exists() and process.returncode is None:  # noqa: ASYNC110
+                            await trio.sleep(0.05)
+                    if waiting.cancelled_caught or process.returncode is not None:
+                        failure = (
+                            "the sandbox runtime did not start in time"
+                            if waiting.cancelled_caught
+                            else _exit_reason(sandbox)
+                        )
+                        nursery.cancel_scope.cancel()
+                    else:
+                        info = json.loads(ready_file.read_text())
+                        sandbox.runtime_port = int(info["port"])
+                        started = True
+                        task_status.started()
+                        await process.wait()
+                        log.warning(
+                            "sandbox %s runtime exited (%s)", sandbox.sandbox_id, process.returncode
+                        )
+                        nursery.cancel_scope.cancel()
+        finally:
+            log_file.close()
+            if self._running.get(sandbox.sandbox_id) is sandbox:
+                del self._running[sandbox.sandbox_id]
+            if sandbox in self._pool:
+                self._pool.remove(sandbox)
+            sandbox.ready = False
+            sandbox.stopped.set()
+        if not started:
+            raise SandboxProvisionError(failure or "the sandbox was stopped while starting")
+
+    async def _wait_preview(self, sandbox: _Sandbox) -> None:
+        url = f"http://127.0.0.1:{sandbox.runtime_port}/readyz"
+        while True:
+            if sandbox.stopped.is_set():
+                raise SandboxProvisionError(_exit_reason(sandbox))
+            try:
+                response = await self._http.get(url)
+            except httpx.HTTPError:
+                response = None
+            if response is not None:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = {}
+                if isinstance(body, dict) and isinstance(body.get("pid"), int):
+                    sandbox.preview_pid = body["pid"]
+                if response.status_code == 200:
+                    return
+                if isinstance(body, dict) and body.get("state") == "exhausted":
+                    raise SandboxProvisionError(
+                        "the dev server keeps crashing; see preview.log in the sandbox directory"
+                    )
+            await trio.sleep(0.1)
+
+    # --- warm pool --------------------------------------------------------------------
+
+    def _adopt_warm(self, sandbox_id: str, link: Path) -> _Sandbox | None:
+        while self._pool:
+            sandbox = self._pool.pop(0)
+            if not sandbox.ready or sandbox.stopped.is_set():
+                continue
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink():
+                link.unlink()
+            elif link.exists():
+                shutil.rmtree(link, ignore_errors=True)
+            link.symlink_to(sandbox.root.name)
+            sandbox.sandbox_id = sandbox_id
+            sandbox.last_active = time.monotonic()
+            self._running[sandbox_id] = sandbox
+            self._pool_changed.set()
+            return sandbox
+        return None
+
+    async def run_warm_pool(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep ``warm_pool_size`` sandboxes ready (runs for the backend's lifetime)."""
+        await trio.to_thread.run_sync(self._remove_orphan_pool_dirs)
+        task_status.started()
+        while True:
+            self._pool_changed = trio.Event()
+            while len(self._pool) < self._config.warm_pool_size:
+                name = POOL_PREFIX + secrets.token_hex(6)
+                root = self._root / name
+                try:
+                    await self._init_workspace(root / "workspace", "vite")
+                    sandbox = await self._start(name, root, ignore_stage)
+                except SandboxProvisionError as exc:
+                    log.warning("warm pool: %s", exc.reason)
+                    await trio.sleep(30)
+                    continue
+                self._running.pop(name, None)
+                self._pool.append(sandbox)
+            await self._pool_changed.wait()
+
+    def _remove_orphan_pool_dirs(self) -> None:
+        if not self._root.is_dir():
+            return
+        linked = {os.readlink(p) for p in self._root.iterdir() if p.is_symlink()}
+        for entry in self._root.iterdir():
+            if entry.name.startswith(POOL_PREFIX) and entry.name not in linked:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    async def run_idle_reaper(self) -> None:
+        """Stop sandboxes idle for longer than ``idle_ttl_s``."""
+        ttl = self._config.idle_ttl_s
+        if ttl <= 0:
+            return
+        while True:
+            await trio.sleep(min(ttl / 4, 30.0))
+            now = time.monotonic()
+            for sandbox_id, sandbox in list(self._running.items()):
+                if sandbox.ready and now - sandbox.last_active > ttl:
+                    log.info("stopping idle sandbox %s", sandbox_id)
+                    await self.stop(sandbox_id)
+
+
+def _exit_reason(sandbox: _Sandbox) -> str:
+    try:
+        tail = (sandbox.root / "runtime.log").read_text(errors="replace")[-600:].strip()
+    except OSError:
+        tail = ""
+    return "the sandbox runtime exited" + (f": {tail}" if tail else "")
+
+
+async def _deliver_cancel(process: trio.Process) -> None:
+    _kill_group(process.pid, signal.SIGKILL)
+
+
+async def _run_process_group(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log_file: BinaryIO,
+    preview_pid: Callable[[], int | None],
+    *,
+    task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``argv`` in a new session; on cancellation SIGINT the group (the runtime stops
+    its dev server), then SIGKILL it and the dev server's group."""
+
+    async def deliver_cancel(process: trio.Process) -> None:
+        _kill_group(process.pid, signal.SIGINT)
+        with trio.move_on_after(5):
+            await process.wait()
+        pid = preview_pid()
+        _kill_group(process.pid, signal.SIGKILL)
+        if isinstance(pid, int):
+            _kill_group(pid, signal.SIGKILL)
+
+    await trio.run_process(
+        argv,
+        env=env,
+        cwd=str(cwd),
+        stdin=None,
+        stdout=log_file,
+        stderr=log_file,
+        check=False,
+        start_new_session=True,
+        deliver_cancel=deliver_cancel,
+        task_status=task_status,
+    )
+
+
+@asynccontextmanager
+async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalBackend]:
+    """Run a :class:`LocalBackend` (with its warm pool and idle reaper) for the block.
+
+    Cancellation: leaving the block stops every sandbox process; workspaces stay on disk.
+    """
+    async with trio.open_nursery() as nursery:
+        backend = LocalBackend(config, nursery)
+        try:
+            if config.warm_pool_size > 0:
+                await nursery.start(backend.run_warm_pool)
+            nursery.start_soon(backend.run_idle_reaper)
+            yield backend
+        finally:
+            with trio.CancelScope(shield=True):
+                await backend.aclose()
+            nursery.cancel_scope.cancel()

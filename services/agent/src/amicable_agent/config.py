@@ -1,0 +1,179 @@
+"""The agent's configuration: one frozen attrs class, loaded once in ``__main__`` from env.
+
+Nothing else in the package reads ``os.environ``; everything gets its config passed down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+SandboxBackendName = Literal["local", "kubernetes"]
+LocalIsolation = Literal["none", "bwrap"]
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the agent cannot use."""
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/amicable`` or ``~/.local/share/amicable``."""
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".local" / "share"
+    return base / "amicable"
+
+
+@attrs.frozen
+class AgentConfig:
+    """Everything the agent service needs to run.
+
+    Attributes:
+        host: interface for both ports (``AMICABLE_AGENT_HOST``).
+        port: public port (``AMICABLE_AGENT_PORT``, 8000; 0 = pick a free one).
+        internal_port: internal port for ``/internal/*`` (``AMICABLE_AGENT_INTERNAL_PORT``).
+        internal_host: interface of the internal port (``AMICABLE_AGENT_INTERNAL_HOST``).
+        allowed_origins: editor origins accepted for WebSocket and ``/api`` (comma list in
+            ``AMICABLE_ALLOWED_ORIGINS``; ``*`` as the port matches any port, e.g.
+            ``http://localhost:*``). Empty = the local default (own origin + localhost).
+        data_dir: ``AMICABLE_DATA_DIR`` (workspaces, cache, SQLite file).
+        database_url: ``AMICABLE_DATABASE_URL`` (``sqlite:///path``; default in data_dir).
+        sandbox_backend: ``AMICABLE_SANDBOX_BACKEND`` (``local`` | ``kubernetes``).
+        warm_pool_size: ``AMICABLE_WARM_POOL_SIZE`` (local backend).
+        sandbox_idle_ttl_s: ``AMICABLE_SANDBOX_IDLE_TTL_S`` (0 = never stop idle sandboxes).
+        session_idle_timeout_s: ``AMICABLE_SESSION_IDLE_TIMEOUT_S``.
+        local_isolation: ``AMICABLE_LOCAL_ISOLATION`` (``none`` | ``bwrap``).
+        preview_base_domain: ``PREVIEW_BASE_DOMAIN``.
+        preview_scheme: ``PREVIEW_SCHEME``.
+        preview_public_port: port shown in preview URLs (``AMICABLE_PREVIEW_PUBLIC_PORT``;
+            ``amicable up`` sets the router's port; None = scheme default).
+        preview_resolver_token: ``AMICABLE_PREVIEW_RESOLVER_TOKEN`` (or ``_FILE``).
+        model_configured: ``ANTHROPIC_API_KEY`` is set (the key itself is not kept here).
+        editor_dist: ``AMICABLE_EDITOR_DIST`` — the built editor served on ``/`` locally.
+        runtime_command: how to start ``amicable-sandbox-runtime`` (``AMICABLE_RUNTIME_COMMAND``).
+        template_id: default project template.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    internal_port: int = 8001
+    internal_host: str = "127.0.0.1"
+    allowed_origins: tuple[str, ...] = ()
+    data_dir: Path = attrs.field(factory=lambda: default_data_dir({}))
+    database_url: str | None = None
+    sandbox_backend: SandboxBackendName = "local"
+    warm_pool_size: int = 1
+    sandbox_idle_ttl_s: float = 1800.0
+    session_idle_timeout_s: float = 600.0
+    local_isolation: LocalIsolation = "none"
+    preview_base_domain: str = "preview.localhost"
+    preview_scheme: str = "http"
+    preview_public_port: int | None = None
+    preview_resolver_token: str | None = attrs.field(default=None, repr=False)
+    model_configured: bool = False
+    editor_dist: Path | None = None
+    runtime_command: tuple[str, ...] = ("amicable-sandbox-runtime",)
+    template_id: str = "vite"
+    provision_timeout_s: float = 300.0
+    ws_send_queue_size: int = 256
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file named by ``database_url`` (default ``<data_dir>/amicable.db``).
+
+        Raises:
+            ConfigError: the URL is not a ``sqlite:///`` URL.
+        """
+        if not self.database_url:
+            return self.data_dir / "amicable.db"
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            raise ConfigError(
+                "AMICABLE_DATABASE_URL: only sqlite:///<path> is supported by this build"
+            )
+        return Path("/" + self.database_url[len(prefix) :].lstrip("/"))
+
+    def preview_url(self, label: str) -> str:
+        """The browser URL of a preview (``http://<label>.<base>[:port]/``)."""
+        port = f":{self.preview_public_port}" if self.preview_public_port else ""
+        return f"{self.preview_scheme}://{label}.{self.preview_base_domain}{port}/"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AgentConfig:
+        """Build the config from environment variables (see the class docstring).
+
+        Raises:
+            ConfigError: a variable is malformed.
+        """
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return int(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name} must be an integer, not {raw!r}") from exc
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            raw = env.get(name, "").strip().lower() or default
+            if raw not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+            return raw
+
+        token = env.get("AMICABLE_PREVIEW_RESOLVER_TOKEN") or None
+        token_file = env.get("AMICABLE_PREVIEW_RESOLVER_TOKEN_FILE")
+        if not token and token_file:
+            token = Path(token_file).read_text().strip() or None
+        data_dir = Path(env["AMICABLE_DATA_DIR"]) if env.get("AMICABLE_DATA_DIR") else None
+        origins = tuple(
+            o.strip().rstrip("/") for o in env.get("AMICABLE_ALLOWED_ORIGINS", "").split(",")
+        )
+        dist = env.get("AMICABLE_EDITOR_DIST")
+        public_port = integer("AMICABLE_PREVIEW_PUBLIC_PORT", 0)
+        runtime_cmd = tuple(env.get("AMICABLE_RUNTIME_COMMAND", "").split())
+        return cls(
+            host=env.get("AMICABLE_AGENT_HOST", "127.0.0.1"),
+            port=integer("AMICABLE_AGENT_PORT", 8000),
+            internal_port=integer("AMICABLE_AGENT_INTERNAL_PORT", 8001),
+            internal_host=env.get("AMICABLE_AGENT_INTERNAL_HOST", "127.0.0.1"),
+            allowed_origins=tuple(o for o in origins if o),
+            data_dir=data_dir or default_data_dir(env),
+            database_url=env.get("AMICABLE_DATABASE_URL") or None,
+            sandbox_backend=choice(  # type: ignore[arg-type]
+                "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
+            ),
+            warm_pool_size=integer("AMICABLE_WARM_POOL_SIZE", 1),
+            sandbox_idle_ttl_s=number("AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
+            session_idle_timeout_s=number("AMICABLE_SESSION_IDLE_TIMEOUT_S", 600.0),
+            local_isolation=choice(  # type: ignore[arg-type]
+                "AMICABLE_LOCAL_ISOLATION", "none", ("none", "bwrap")
+            ),
+            preview_base_domain=env.get("PREVIEW_BASE_DOMAIN", "preview.localhost").strip("."),
+            preview_scheme=env.get("PREVIEW_SCHEME", "http"),
+            preview_public_port=public_port or None,
+            preview_resolver_token=token,
+            model_configured=bool(env.get("ANTHROPIC_API_KEY", "").strip()),
+            editor_dist=Path(dist) if dist else None,
+            runtime_command=runtime_cmd or ("amicable-sandbox-runtime",),
+            template_id=env.get("AMICABLE_DEFAULT_TEMPLATE", "vite"),
+        )
+
+
+def random_token() -> str:
+    """A fresh random secret (per-sandbox runtime tokens, the local resolver token)."""
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,137 @@
+"""``serve(config)``: open the store, the sandbox backend and the session manager, then run
+hypercorn on the public and internal ports."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from amicable_protocol.messages import MAX_FRAME_BYTES
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .app import create_internal_app, create_public_app
+from .config import ConfigError
+from .runtime_client import runtime_client_for
+from .sessions import SessionDeps, open_session_manager
+from .sqlite_store import open_sqlite_store
+from .state import AppState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+
+    from .config import AgentConfig
+    from .sandboxes import SandboxBackend, SandboxHandle
+    from .store import Store
+    from .turn_api import RuntimeClient, TurnEngine
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ServerPorts:
+    """The bound ports, given to ``task_status.started``."""
+
+    public: int
+    internal: int
+
+
+def _hypercorn_config(host: str, port: int) -> HypercornConfig:
+    cfg = HypercornConfig()
+    cfg.bind = [f"{host}:{port}"]
+    cfg.websocket_max_message_size = MAX_FRAME_BYTES
+    cfg.graceful_timeout = 2.0
+    cfg.accesslog = None
+    cfg.errorlog = log
+    return cfg
+
+
+def _port(binds: list[str]) -> int:
+    return int(binds[0].rsplit(":", 1)[1])
+
+
+async def open_backend(
+    config: AgentConfig, store: Store, stack: AsyncExitStack, kube_config: Any = None
+) -> SandboxBackend:
+    """The configured sandbox backend, closed when ``stack`` closes.
+
+    Raises:
+        ConfigError: ``kubernetes`` was chosen without a Kubernetes backend config.
+    """
+    if config.sandbox_backend == "kubernetes":
+        from amicable_agent.backends.kubernetes import open_kubernetes_backend
+
+        if kube_config is None:
+            raise ConfigError("AMICABLE_SANDBOX_BACKEND=kubernetes needs its configuration")
+
+        async def project_exists(project_id: str) -> bool:
+            return await store.get_project(project_id) is not None
+
+        backend: SandboxBackend = await stack.enter_async_context(
+            open_kubernetes_backend(kube_config, project_exists=project_exists)
+        )
+        return backend
+    from amicable_agent.backends.local import LocalBackendConfig, open_local_backend
+
+    return await stack.enter_async_context(
+        open_local_backend(LocalBackendConfig.from_agent_config(config))
+    )
+
+
+async def serve(
+    config: AgentConfig,
+    *,
+    backend: SandboxBackend | None = None,
+    engine: TurnEngine | None = None,
+    runtime_factory: Callable[[SandboxHandle], AbstractAsyncContextManager[RuntimeClient]]
+    | None = None,
+    kube_config: Any = None,
+    task_status: trio.TaskStatus[ServerPorts] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the agent until cancelled.
+
+    Args:
+        config: the agent config (ports may be 0).
+        backend: a sandbox backend to use instead of the configured one (tests).
+        engine: the LLM loop, or None (``user`` then answers ``model_not_configured``).
+        runtime_factory: how to open a runtime client for a handle (tests).
+        kube_config: ``KubernetesBackendConfig`` when the backend is ``kubernetes``.
+        task_status: receives :class:`ServerPorts` once both ports listen.
+
+    Cancellation: sessions are closed (turns cancelled), the backend stops its sandboxes,
+    the store is closed.
+    """
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_sqlite_store(config.sqlite_path))
+        if backend is None:
+            backend = await open_backend(config, store, stack, kube_config)
+        deps = SessionDeps(
+            store=store,
+            backend=backend,
+            runtime_factory=runtime_factory or runtime_client_for,
+            engine=engine,
+            preview_url=config.preview_url,
+            default_template=config.template_id,
+            idle_timeout_s=config.session_idle_timeout_s,
+            provision_timeout_s=config.provision_timeout_s,
+        )
+        manager = await stack.enter_async_context(open_session_manager(deps))
+        async with trio.open_nursery() as nursery:
+            state = AppState(
+                config=config, store=store, backend=backend, manager=manager, background=nursery
+            )
+            public_binds = await nursery.start(
+                hypercorn_serve,
+                create_public_app(state),
+                _hypercorn_config(config.host, config.port),
+            )
+            internal_binds = await nursery.start(
+                hypercorn_serve,
+                create_internal_app(state),
+                _hypercorn_config(config.internal_host, config.internal_port),
+            )
+            task_status.started(ServerPorts(_port(public_binds), _port(internal_binds)))

@@ -1,0 +1,541 @@
+"""Sessions: one per session id, owning its sandbox handle, runtime client, turns and idle timer.
+
+A :class:`SessionManager` owns one nursery in which every :class:`Session` runs. Sockets
+*attach* to a session through an :class:`Attachment` (a bounded send queue drained by the
+socket's writer task); a session broadcasts to all attachments with ``send_nowait`` and drops
+an attachment whose queue is full, so a slow socket never blocks a turn. A turn belongs to the
+session, not to a socket: a reload re-attaches to the running turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from amicable_protocol.messages import (
+    ErrorData,
+    HitlResponseData,
+    InitData,
+    InitReply,
+    MessageType,
+    PermissionMode,
+    ProjectInfo,
+    RuntimeErrorData,
+    SandboxStage,
+    SandboxStatus,
+    ServerData,
+    ServerMessage,
+    ThinkingLevel,
+    UserData,
+)
+
+from .errors import AgentError, SandboxProvisionError
+from .sandboxes import SandboxBackend, SandboxHandle, sandbox_id_for
+from .store import Store
+from .turn_api import RuntimeClient, TurnEngine
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from .store import Project
+
+log = logging.getLogger(__name__)
+
+MODEL_NOT_CONFIGURED = (
+    "No language model is configured. Set ANTHROPIC_API_KEY in the agent's environment "
+    "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it) "
+    "and restart the agent."
+)
+HITL_PENDING = "HITL approval pending. Approve/reject the pending tool call to continue."
+
+
+@attrs.frozen
+class SessionDeps:
+    """What sessions need from the server (passed down explicitly, no globals).
+
+    Attributes:
+        store: the projects store.
+        backend: the sandbox backend.
+        runtime_factory: opens a :class:`RuntimeClient` for a sandbox handle.
+        engine: the LLM loop, or None when no model is configured.
+        preview_url: maps a label (slug) to the browser URL of the preview.
+        default_template: template of projects created by ``init`` with an unknown id.
+        idle_timeout_s: an unattended, idle session closes after this long.
+        provision_timeout_s: deadline for ``backend.ensure``.
+    """
+
+    store: Store
+    backend: SandboxBackend
+    runtime_factory: Callable[[SandboxHandle], AbstractAsyncContextManager[RuntimeClient]]
+    engine: TurnEngine | None
+    preview_url: Callable[[str], str]
+    default_template: str = "vite"
+    idle_timeout_s: float = 600.0
+    provision_timeout_s: float = 300.0
+
+
+class Attachment:
+    """One socket's view of a session: a bounded queue of outgoing messages.
+
+    The socket's writer task drains :attr:`receive`; the session (and the socket's own
+    reader) push with :meth:`send_nowait`. When the queue is full the attachment is
+    *dropped*: the send side closes and :attr:`dropped` is set, and the socket closes.
+    """
+
+    def __init__(self, queue_size: int = 256) -> None:
+        self._send, self.receive = trio.open_memory_channel[ServerMessage](queue_size)
+        self.dropped = False
+        self.session: Session | None = None
+
+    def send_nowait(self, message: ServerMessage) -> bool:
+        """Queue ``message``; returns False (and drops the socket) if it cannot."""
+        if self.dropped:
+            return False
+        try:
+            self._send.send_nowait(message)
+        except trio.WouldBlock:
+            log.warning("dropping a slow WebSocket client")
+            self.drop()
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self.dropped = True
+            return False
+        return True
+
+    def drop(self) -> None:
+        """Stop accepting messages; the writer ends after draining what is queued."""
+        self.dropped = True
+        self._send.close()
+
+
+@attrs.frozen
+class _Job:
+    kind: MessageType
+    data: Any
+    origin: Attachment | None
+
+
+class Session:
+    """One editing session (== project id). Implements :class:`turn_api.SessionHost`.
+
+    Created and run by :class:`SessionManager`; don't construct directly.
+
+    Cancellation: closing the session (idle timeout, project deletion, manager exit) cancels
+    provisioning and the running turn; the runtime client is closed; attached sockets are
+    dropped.
+    """
+
+    def __init__(self, session_id: str, deps: SessionDeps) -> None:
+        self._session_id = session_id
+        self._deps = deps
+        self._attachments: set[Attachment] = set()
+        self._changed = trio.Event()
+        self._ready = trio.Event()
+        self._closed = trio.Event()
+        self._failed: str | None = None
+        self._project: Project | None = None
+        self._handle: SandboxHandle | None = None
+        self._runtime: RuntimeClient | None = None
+        self._permission_mode: PermissionMode = "default"
+        self._thinking_level: ThinkingLevel = "none"
+        self._jobs_send, self._jobs_recv = trio.open_memory_channel[_Job](32)
+        self._queued = 0
+        self._turn_scope: trio.CancelScope | None = None
+        self._cancel_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._started_at = time.monotonic()
+
+    # --- SessionHost ------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        """The session id (== project id == app id)."""
+        return self._session_id
+
+    @property
+    def project(self) -> ProjectInfo:
+        """The project's public info (after provisioning)."""
+        if self._project is None:
+            raise AgentError("session is not ready")
+        return self._project.info()
+
+    @property
+    def permission_mode(self) -> PermissionMode:
+        """The mode set by the last ``init``."""
+        return self._permission_mode
+
+    @property
+    def thinking_level(self) -> ThinkingLevel:
+        """The thinking level set by the last ``init``."""
+        return self._thinking_level
+
+    @property
+    def runtime(self) -> RuntimeClient:
+        """The sandbox runtime client (after provisioning)."""
+        if self._runtime is None:
+            raise AgentError("session is not ready")
+        return self._runtime
+
+    @property
+    def store(self) -> Store:
+        """The conversation store."""
+        return self._deps.store
+
+    @property
+    def handle(self) -> SandboxHandle | None:
+        """The sandbox handle once provisioned."""
+        return self._handle
+
+    @property
+    def closed(self) -> bool:
+        """The session has ended (a new ``init`` starts a fresh one)."""
+        return self._closed.is_set()
+
+    @property
+    def turn_running(self) -> bool:
+        """A turn is running or queued."""
+        return self._turn_scope is not None or self._queued > 0
+
+    @property
+    def attachment_count(self) -> int:
+        """How many sockets are attached."""
+        return len(self._attachments)
+
+    async def send(self, type: MessageType, data: ServerData, *, msg_id: str | None = None) -> None:
+        """Broadcast to every attached socket; never blocks (slow sockets are dropped)."""
+        self.broadcast(type, data, msg_id=msg_id)
+        await trio.lowlevel.checkpoint()
+
+    def broadcast(self, type: MessageType, data: ServerData, *, msg_id: str | None = None) -> None:
+        """Synchronous :meth:`send`."""
+        message = self.message(type, data, msg_id=msg_id)
+        for attachment in list(self._attachments):
+            if not attachment.send_nowait(message):
+                self.detach(attachment)
+
+    def message(
+        self, type: MessageType, data: ServerData, *, msg_id: str | None = None
+    ) -> ServerMessage:
+        """A server envelope of this session."""
+        if msg_id is None:
+            return ServerMessage(type=type, data=data, session_id=self._session_id)
+        return ServerMessage(type=type, data=data, session_id=self._session_id, id=msg_id)
+
+    # --- attachments ------------------------------------------------------------------
+
+    def attach(self, attachment: Attachment) -> None:
+        """Attach a socket: it receives every later broadcast."""
+        self._attachments.add(attachment)
+        attachment.session = self
+        self._poke()
+
+    def detach(self, attachment: Attachment) -> None:
+        """Detach a socket (closed by the client, or dropped as slow)."""
+        self._attachments.discard(attachment)
+        if attachment.session is self:
+            attachment.session = None
+        self._poke()
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Provision, then serve turns until idle or closed.
+
+        Cancellation: everything the session owns is cancelled; the runtime client closes.
+        """
+        try:
+            async with AsyncExitStack() as stack:
+                with self._cancel_scope:
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        task_status.started()
+                        await self._provision(stack)
+                        nursery.start_soon(self._idle_watch)
+                        nursery.start_soon(self._turn_worker)
+        finally:
+            self._closed.set()
+            self._ready.set()
+            for attachment in list(self._attachments):
+                attachment.drop()
+            self._attachments.clear()
+
+    def close(self) -> None:
+        """Close the session now (sync; the session's task finishes shortly)."""
+        self._cancel_scope.cancel()
+
+    async def wait_ready(self) -> None:
+        """Wait until provisioning finished (successfully or not)."""
+        await self._ready.wait()
+
+    async def _stage(self, stage: SandboxStage, message: str) -> None:
+        elapsed = int((time.monotonic() - self._started_at) * 1000)
+        sandbox_id = self._handle.sandbox_id if self._handle else sandbox_id_for(self._session_id)
+        await self.send(
+            MessageType.SANDBOX_STATUS,
+            SandboxStatus(stage=stage, message=message, sandbox_id=sandbox_id, elapsed_ms=elapsed),
+        )
+
+    async def _provision(self, stack: AsyncExitStack) -> None:
+        deps = self._deps
+        try:
+            await self._stage("queued", "Preparing your workspace…")
+            project = await deps.store.get_project(self._session_id)
+            if project is None:
+                project = await deps.store.create_project(
+                    "Untitled", template_id=deps.default_template, project_id=self._session_id
+                )
+            self._project = project
+            with trio.fail_after(deps.provision_timeout_s):
+                handle = await deps.backend.ensure(
+                    self._session_id,
+                    project_id=project.project_id,
+                    template_id=project.template_id,
+                    on_stage=self._stage,
+                )
+            self._handle = handle
+            if project.sandbox_id != handle.sandbox_id:
+                await deps.store.set_sandbox_id(project.project_id, handle.sandbox_id)
+            self._runtime = await stack.enter_async_context(deps.runtime_factory(handle))
+            await self._stage("ready", "Workspace ready")
+        except (SandboxProvisionError, trio.TooSlowError, AgentError, ValueError) as exc:
+            reason = (
+                exc.reason
+                if isinstance(exc, SandboxProvisionError)
+                else "timed out while starting the sandbox"
+                if isinstance(exc, trio.TooSlowError)
+                else str(exc)
+            )
+            self._failed = reason
+            await self._stage("failed", reason)
+            self._ready.set()
+            self.close()
+            return
+        self._ready.set()
+
+    async def _idle_watch(self) -> None:
+        while True:
+            changed = self._changed
+            if self._attachments or self.turn_running:
+                await changed.wait()
+                continue
+            with trio.move_on_after(self._deps.idle_timeout_s):
+                await changed.wait()
+                continue
+            log.info("session %s idle, closing", self._session_id)
+            self.close()
+            return
+
+    # --- client messages ----------------------------------------------------------------
+
+    async def init_reply(self, data: InitData) -> InitReply:
+        """Apply ``init`` controls and build the INIT answer (waits for provisioning).
+
+        Raises:
+            SandboxProvisionError: provisioning failed (the session is closing).
+        """
+        if data.permission_mode is not None:
+            self._permission_mode = data.permission_mode
+        if data.thinking_level is not None:
+            self._thinking_level = data.thinking_level
+        await self.wait_ready()
+        if self._failed is not None or self._handle is None or self._project is None:
+            raise SandboxProvisionError(self._failed or "the session closed")
+        await self._deps.backend.touch(self._handle.sandbox_id)
+        engine = self._deps.engine
+        if engine is not None:
+            history = await engine.history(self)
+            pending = await engine.hitl_pending(self)
+        else:
+            history = await self._deps.store.chat_history(self._session_id)
+            pending = None
+        project = self._project
+        return InitReply(
+            url=self._deps.preview_url(project.slug),
+            sandbox_id=self._handle.sandbox_id,
+            exists=self._handle.existed,
+            app_id=self._session_id,
+            template_id=project.template_id,
+            project=project.info(),
+            conversation_history=tuple(history[-20:]),
+            permission_mode=self._permission_mode,
+            thinking_level=self._thinking_level,
+            hitl_pending=pending,
+        )
+
+    def refresh_project(self, project: Project) -> None:
+        """Take a renamed project row (the sandbox id stays)."""
+        self._project = project
+
+    def submit(self, kind: MessageType, data: Any, origin: Attachment | None) -> None:
+        """Route a turn-related client message (``user``, ``hitl_response``,
+        ``runtime_error``, ``cancel``). Never blocks."""
+        if self._handle is not None:
+            self._nursery_touch()
+        if kind is MessageType.CANCEL:
+            if self._turn_scope is not None:
+                self._turn_scope.cancel()
+            return
+        if self._deps.engine is None:
+            if kind is MessageType.USER and origin is not None:
+                origin.send_nowait(
+                    self.message(
+                        MessageType.ERROR,
+                        ErrorData(error="model_not_configured", detail=MODEL_NOT_CONFIGURED),
+                    )
+                )
+            return
+        if kind is MessageType.RUNTIME_ERROR and self.turn_running:
+            return  # auto-heal only when idle, as upstream
+        try:
+            self._jobs_send.send_nowait(_Job(kind, data, origin))
+        except trio.WouldBlock:
+            if origin is not None:
+                origin.send_nowait(
+                    self.message(
+                        MessageType.ERROR,
+                        ErrorData(error="busy", detail="Too many queued requests; try again."),
+                    )
+                )
+            return
+        self._queued += 1
+        self._poke()
+
+    def _nursery_touch(self) -> None:
+        # Activity keeps the sandbox's idle TTL fresh; touch must not block the caller.
+        handle = self._handle
+        if handle is not None and self._nursery is not None:
+            self._nursery.start_soon(self._deps.backend.touch, handle.sandbox_id)
+
+    async def _turn_worker(self) -> None:
+        engine = self._deps.engine
+        async for job in self._jobs_recv:
+            self._queued -= 1
+            if engine is None:  # pragma: no cover - submit() never queues then
+                continue
+            with trio.CancelScope() as scope:
+                self._turn_scope = scope
+                self._poke()
+                try:
+                    await self._run_job(engine, job)
+                except AgentError as exc:
+                    await self.send(
+                        MessageType.ERROR, ErrorData(error="turn_failed", detail=str(exc))
+                    )
+                except Exception as exc:
+                    log.exception("turn failed in session %s", self._session_id)
+                    await self.send(
+                        MessageType.ERROR,
+                        ErrorData(error="turn_failed", detail=type(exc).__name__),
+                    )
+            self._turn_scope = None
+            self._poke()
+
+    async def _run_job(self, engine: TurnEngine, job: _Job) -> None:
+        if job.kind in (MessageType.USER, MessageType.RUNTIME_ERROR):
+            if await engine.hitl_pending(self) is not None:
+                if job.kind is MessageType.USER:
+                    await self.send(MessageType.ERROR, ErrorData(error=HITL_PENDING))
+                return
+            if job.kind is MessageType.USER:
+                assert isinstance(job.data, UserData)
+                await engine.run_user_turn(self, job.data)
+            else:
+                assert isinstance(job.data, RuntimeErrorData)
+                await engine.run_runtime_error(self, job.data)
+        elif job.kind is MessageType.HITL_RESPONSE:
+            assert isinstance(job.data, HitlResponseData)
+            await engine.resume_hitl(self, job.data)
+
+
+class SessionManager:
+    """Owns every session in one nursery. Create with :func:`open_session_manager`."""
+
+    def __init__(self, deps: SessionDeps, nursery: trio.Nursery) -> None:
+        self._deps = deps
+        self._nursery = nursery
+        self._sessions: dict[str, Session] = {}
+
+    @property
+    def deps(self) -> SessionDeps:
+        """The dependencies sessions are built with."""
+        return self._deps
+
+    def get(self, session_id: str) -> Session | None:
+        """The live session of ``session_id``, if any."""
+        session = self._sessions.get(session_id)
+        return session if session is not None and not session.closed else None
+
+    async def attach(self, session_id: str, attachment: Attachment) -> Session:
+        """Attach a socket to the session (creating and starting it if needed)."""
+        session = self.get(session_id)
+        if session is None:
+            session = Session(session_id, self._deps)
+            self._sessions[session_id] = session
+            session.attach(attachment)
+            await self._nursery.start(self._run_session, session)
+        else:
+            session.attach(attachment)
+        return session
+
+    async def _run_session(
+        self, session: Session, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await session.run(task_status=task_status)
+        finally:
+            if self._sessions.get(session.session_id) is session:
+                del self._sessions[session.session_id]
+
+    async def ensure_runtime(self, project: Project) -> AbstractAsyncContextManager[RuntimeClient]:
+        """A runtime client for a project's sandbox (for the file API), provisioning it if
+        needed. Returned as a context manager the caller closes."""
+        session = self.get(project.project_id)
+        handle = session.handle if session is not None else None
+        if handle is None:
+            with trio.fail_after(self._deps.provision_timeout_s):
+                handle = await self._deps.backend.ensure(
+                    project.project_id,
+                    project_id=project.project_id,
+                    template_id=project.template_id,
+                )
+        else:
+            await self._deps.backend.touch(handle.sandbox_id)
+        return self._deps.runtime_factory(handle)
+
+    def close_session(self, session_id: str) -> None:
+        """Close a session if it is live (project deleted)."""
+        session = self.get(session_id)
+        if session is not None:
+            session.close()
+
+    def statistics(self) -> dict[str, int]:
+        """Counts for ``/healthz`` and tests."""
+        live = [s for s in self._sessions.values() if not s.closed]
+        return {
+            "sessions": len(live),
+            "sockets": sum(s.attachment_count for s in live),
+            "turns": sum(1 for s in live if s.turn_running),
+        }
+
+
+@asynccontextmanager
+async def open_session_manager(deps: SessionDeps) -> AsyncIterator[SessionManager]:
+    """Run a :class:`SessionManager` for the duration of the block.
+
+    Cancellation: leaving the block closes every session (turns cancelled, sockets dropped).
+    """
+    async with trio.open_nursery() as nursery:
+        manager = SessionManager(deps, nursery)
+        try:
+            yield manager
+        finally:
+            nursery.cancel_scope.cancel()

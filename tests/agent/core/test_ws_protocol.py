@@ -1,0 +1,164 @@
+"""Protocol conformance over a real WebSocket against a real agent server (fake sandboxes)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from amicable_agent.testing import ws_expect_close, ws_recv, ws_recv_until, ws_send
+from amicable_protocol.messages import MAX_FRAME_BYTES
+from trio_websocket import open_websocket_url
+
+
+def editor_init(session_id: str) -> dict[str, object]:
+    """An init frame exactly as the existing editor sends it."""
+    return {
+        "type": "init",
+        "data": {"session_id": session_id, "permission_mode": "default", "thinking_level": "none"},
+        "id": str(uuid.uuid4()),
+        "timestamp": 1760000000000,
+    }
+
+
+async def test_init_reports_stages_then_public_init_reply(agent) -> None:
+    sid = str(uuid.uuid4())
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, editor_init(sid))
+        msgs = await ws_recv_until(ws, "init")
+    stages = [m.data.stage for m in msgs if str(m.type) == "sandbox_status"]
+    assert stages == ["queued", "creating", "starting_runtime", "starting_preview", "ready"]
+    init = msgs[-1]
+    assert init.session_id == sid
+    raw = json.loads(
+        json.dumps(__import__("amicable_protocol.messages").messages.server_message_to_json(init))
+    )["data"]
+    assert set(raw) == {
+        "url",
+        "sandbox_id",
+        "exists",
+        "app_id",
+        "template_id",
+        "project",
+        "conversation_history",
+        "permission_mode",
+        "thinking_level",
+    }
+    assert raw["app_id"] == sid
+    assert raw["exists"] is False
+    assert raw["project"]["name"] == "Untitled"
+    assert raw["url"] == f"http://{raw['project']['slug']}.preview.localhost:8123/"
+    assert raw["sandbox_id"].startswith("amicable-")
+
+
+async def test_second_init_resumes_with_exists(agent) -> None:
+    sid = str(uuid.uuid4())
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, editor_init(sid))
+        first = (await ws_recv_until(ws, "init"))[-1]
+    async with open_websocket_url(agent.ws + "ws") as ws:
+        await ws_send(ws, editor_init(sid))
+        second = (await ws_recv_until(ws, "init"))[-1]
+    assert second.data.sandbox_id == first.data.sandbox_id
+    assert second.data.project.slug == first.data.project.slug
+
+
+async def test_ping_gets_pong_never_ping(agent) -> None:
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, {"type": "ping", "data": {}})
+        msg = await ws_recv(ws)
+        assert str(msg.type) == "pong"
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1,2]", "invalid_json"),
+        ('{"type": "nope", "data": {}}', "unknown_message_type"),
+        ('{"type": "user", "data": {"session_id": 5}}', "invalid_field"),
+        (
+            '{"type": "init", "data": {"session_id": "x", "permission_mode": "yolo"}}',
+            "invalid_field",
+        ),
+        ('{"type": 3}', "invalid_field"),
+    ],
+)
+async def test_bad_frames_get_error_and_socket_stays_open(agent, frame: str, code: str) -> None:
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, frame)
+        msg = await ws_recv(ws)
+        assert str(msg.type) == "error"
+        assert msg.data.error == code
+        assert msg.data.detail
+        await ws_send(ws, {"type": "ping", "data": {}})
+        assert str((await ws_recv(ws)).type) == "pong"
+
+
+async def test_user_before_init_is_an_error_not_a_close(agent) -> None:
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, {"type": "user", "data": {"session_id": "abc", "text": "hi"}})
+        msg = await ws_recv(ws)
+        assert msg.data.error == "not_initialized"
+
+
+@pytest.mark.parametrize("data", [{}, {"session_id": ""}, {"session_id": "   "}])
+async def test_init_without_session_id_closes_1008(agent, data: dict[str, str]) -> None:
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, {"type": "init", "data": data})
+        msg = await ws_recv(ws)
+        assert msg.data.error == "missing_session_id"
+        assert await ws_expect_close(ws) == 1008
+
+
+async def test_user_without_model_explains_api_key(agent) -> None:
+    sid = str(uuid.uuid4())
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, editor_init(sid))
+        await ws_recv_until(ws, "init")
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "make a todo app"}})
+        msg = await ws_recv(ws)
+        assert msg.data.error == "model_not_configured"
+        assert "ANTHROPIC_API_KEY" in msg.data.detail
+
+
+async def test_frame_over_16_mib_closes_1009(agent) -> None:
+    async with open_websocket_url(agent.ws, max_message_size=MAX_FRAME_BYTES * 2) as ws:
+        await ws_send(ws, "x" * (MAX_FRAME_BYTES + 10))
+        assert await ws_expect_close(ws) == 1009
+
+
+async def test_foreign_origin_closes_1008_and_api_403(agent) -> None:
+    async with open_websocket_url(
+        agent.ws, extra_headers=[("Origin", "https://evil.example")]
+    ) as ws:
+        assert await ws_expect_close(ws) == 1008
+    async with httpx.AsyncClient() as client:
+        bad = await client.get(
+            agent.http + "/api/projects", headers={"Origin": "https://evil.example"}
+        )
+        assert bad.status_code == 403
+        good = await client.get(
+            agent.http + "/api/projects", headers={"Origin": "http://localhost:5173"}
+        )
+        assert good.status_code == 200
+
+
+async def test_local_origin_allowed_on_websocket(agent) -> None:
+    async with open_websocket_url(
+        agent.ws, extra_headers=[("Origin", "http://localhost:5173")]
+    ) as ws:
+        await ws_send(ws, {"type": "ping", "data": {}})
+        assert str((await ws_recv(ws)).type) == "pong"
+
+
+async def test_failed_provisioning_reports_failed_stage(agent) -> None:
+    agent.backend.fail_reason = "template missing"
+    async with open_websocket_url(agent.ws) as ws:
+        await ws_send(ws, editor_init(str(uuid.uuid4())))
+        msgs = await ws_recv_until(ws, "error")
+    failed = [m for m in msgs if str(m.type) == "sandbox_status" and m.data.stage == "failed"]
+    assert failed
+    assert failed[0].data.message == "template missing"
+    assert msgs[-1].data.error == "sandbox_failed"
