@@ -187,10 +187,13 @@ class LlmClient:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         on_text: Callable[[str], Awaitable[None]],
+        on_text_done: Callable[[], Awaitable[None]] | None = None,
     ) -> AssistantMessage:
         """Stream one assistant message, calling ``on_text(text_so_far)`` as text arrives.
 
         ``text_so_far`` is this message's cumulative text; it never shrinks across retries.
+        ``on_text_done()`` is called when a text block ends (callers that throttle
+        ``on_text`` flush then, instead of waiting for the end of the message).
 
         Raises:
             LlmError: a non-retryable error, or retries exhausted.
@@ -217,7 +220,9 @@ class LlmClient:
                 await on_text(text if len(text) >= len(floor) else floor)
 
             try:
-                await self._stream_once(system, request_messages, tools, acc, base, show)
+                await self._stream_once(
+                    system, request_messages, tools, acc, base, show, on_text_done
+                )
             except Exception as exc:
                 usage = usage + acc.usage
                 if base and isinstance(exc, anthropic.BadRequestError):
@@ -257,6 +262,7 @@ class LlmClient:
         acc: _Accumulator,
         base: str,
         on_text: Callable[[str], Awaitable[None]],
+        on_text_done: Callable[[], Awaitable[None]] | None,
     ) -> None:
         stream = await self._client.messages.create(
             model=self.settings.model,
@@ -269,6 +275,12 @@ class LlmClient:
         async with stream:
             async for event in stream:
                 await self._on_event(event, acc, base, on_text)
+                if (
+                    on_text_done is not None
+                    and event.type == "content_block_stop"
+                    and acc.blocks.get(event.index, {}).get("type") == "text"
+                ):
+                    await on_text_done()
         if acc.stop_reason is None:
             raise _DroppedStream()
 

@@ -480,10 +480,19 @@ class Engine:
                     MessageType.AGENT_PARTIAL, TextData(sent_text), msg_id=state.assistant_msg_id
                 )
 
+        async def flush() -> None:
+            nonlocal sent_text
+            text = state.visible(state.streaming)
+            if text != sent_text:
+                sent_text = text
+                await host.send(
+                    MessageType.AGENT_PARTIAL, TextData(text), msg_id=state.assistant_msg_id
+                )
+
         request = fit_context(messages, self.settings.context_budget_chars)
         answer = await self.llm.stream_message(
             system=self._system(summary), messages=request, tools=tool_definitions(),
-            on_text=on_text,
+            on_text=on_text, on_text_done=flush,
         )  # fmt: skip
         state.add_usage(answer.usage)
         state.streaming = ""
