@@ -60,6 +60,20 @@ const KNOWN: Record<string, ErrorExplanation> = {
     action: "Check that the agent is running, then press Reconnect.",
   },
   save_failed: { title: "Saving failed", action: "Try again; the file was not changed." },
+  turn_failed: {
+    title: "The agent hit an error during this turn",
+    action: "Files written so far are kept. Send the request again, or rephrase it.",
+  },
+  busy: { title: "The agent is busy with earlier requests", action: "Wait for them to finish, then send again." },
+  model_not_configured: {
+    title: "No language model is configured",
+    action: "Set ANTHROPIC_API_KEY (and optionally AMICABLE_MODEL) for the agent, then restart it.",
+  },
+  not_initialized: { title: "The session is not open yet", action: "Reload the page." },
+  sandbox_error: {
+    title: "The sandbox reported an error",
+    action: "Reload the page; if it persists, the agent log says what went wrong.",
+  },
 };
 
 /** The explanation for `code` (codes and legacy free-text errors alike). */

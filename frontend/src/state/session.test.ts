@@ -181,3 +181,13 @@ describe("decodeServerFrame", () => {
     expect(m?.type === "error" && m.data.error).toBe("boom");
   });
 });
+
+describe("stop", () => {
+  it("notes a stopped turn when the agent ends it without an error", () => {
+    let state = run([INIT_NO_HITL, msg("update_in_progress", {}, "u"), msg("agent_partial", { text: "Half" }, "p")]);
+    state = reduce(state, { type: "local/cancel" });
+    state = run([msg("update_completed", {}, "c")], state);
+    const last = state.items[state.items.length - 1];
+    expect(last?.kind === "error" && last.code).toBe("turn_cancelled");
+  });
+});

@@ -296,7 +296,11 @@ function applyServer(state: SessionState, msg: ServerMessage): SessionState {
     case "error":
       return applyError(state, `err-${msg.id}`, msg.data);
     case "update_completed": {
-      const items = state.items
+      // Stopped by the user and the agent did not say so itself: note it in the chat.
+      const stopped: ChatItem[] = state.cancelling
+        ? [{ kind: "error", key: `stopped-${msg.id}`, code: "turn_cancelled", explanation: describeError("turn_cancelled") }]
+        : [];
+      const items = [...state.items, ...stopped]
         .filter((it) => !(it.kind === "assistant" && it.key === state.turnKey && it.text === "" && it.timeline.length === 0 && !it.reasoning))
         .map((it) => (it.kind === "assistant" && it.key === state.turnKey ? { ...it, final: true } : it));
       return {
