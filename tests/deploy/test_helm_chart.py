@@ -111,6 +111,7 @@ async def test_seed_install_commands_render_and_validate(render, validate) -> No
 
     template = find(both, "SandboxTemplate", "amicable-sandbox-vite")
     assert template["metadata"]["namespace"] == "amicable"
+    assert template["spec"]["service"] is True  # <sandbox>.<ns>.svc.cluster.local must exist
     sandbox_env = container_env(template["spec"]["podTemplate"])
     assert sandbox_env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] == ".preview.example.com"
     assert sandbox_env["AMICABLE_HMR_CLIENT_PORT"] == "443"
