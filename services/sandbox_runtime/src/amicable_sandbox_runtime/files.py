@@ -54,10 +54,15 @@ class Files:
         return data, sha256_hex(data)
 
     def _read_located(self, loc: Located) -> bytes:
-        fd = open_file(loc, os.O_RDONLY)
-        with os.fdopen(fd, "rb") as fh:
-            if stat.S_ISDIR(os.fstat(fh.fileno()).st_mode):
+        # O_NONBLOCK: a FIFO planted in the workspace must not hang a worker thread
+        fd = open_file(loc, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            if stat.S_ISDIR(mode):
                 raise IsDirectory(f"is a directory: {loc.rel}")
+            raise InvalidRequest(f"not a regular file: {loc.rel}")
+        with os.fdopen(fd, "rb") as fh:
             return fh.read()
 
     # --- writing ------------------------------------------------------------------------

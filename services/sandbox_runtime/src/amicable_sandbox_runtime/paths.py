@@ -138,21 +138,8 @@ class Jail:
                 if target is None:
                     return part
             else:
-                try:
-                    fd = os.open(part, _DIR_FLAGS, dir_fd=top)
-                except FileNotFoundError:
-                    if not create_parents:
-                        raise NotFound(f"no such directory: {path!r}") from None
-                    with suppress(FileExistsError):
-                        os.mkdir(part, dir_fd=top)
-                    fd = os.open(part, _DIR_FLAGS, dir_fd=top)
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    target = self._readlink(part, top)
-                    if target is None:
-                        raise InvalidPath(f"not a directory: {part!r} in {path!r}") from None
-                else:
+                fd, target = self._open_dir(part, top, path, create_parents=create_parents)
+                if fd is not None:
                     stack.append((fd, part))
                     continue
             hops += 1
@@ -161,6 +148,27 @@ class Jail:
             assert target is not None
             pending = self._expand(target, stack, path) + pending
         return ""
+
+    def _open_dir(
+        self, part: str, top: int, path: str, *, create_parents: bool
+    ) -> tuple[int | None, str | None]:
+        """Open an intermediate directory: ``(fd, None)``, or ``(None, link target)``."""
+        try:
+            return os.open(part, _DIR_FLAGS, dir_fd=top), None
+        except FileNotFoundError:
+            if not create_parents:
+                raise NotFound(f"no such directory: {path!r}") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            target = self._readlink(part, top)
+            if target is None:
+                raise InvalidPath(f"not a directory: {part!r} in {path!r}") from None
+            return None, target
+        with suppress(FileExistsError):
+            os.mkdir(part, dir_fd=top)
+        # O_NOFOLLOW again: whatever now sits there must be a real directory
+        return os.open(part, _DIR_FLAGS, dir_fd=top), None
 
     def _readlink(self, name: str, dir_fd: int) -> str | None:
         try:
