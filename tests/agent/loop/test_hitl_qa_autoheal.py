@@ -297,3 +297,14 @@ async def test_auto_heal_disabled_and_refused_while_hitl_pending(
     engine = await _pause_on_rm(fake, url, make_engine, host, workspace)
     await engine.run_runtime_error(host, runtime_error())
     assert host.of("error")[-1].data.error.startswith("HITL approval pending")
+
+
+async def test_user_turn_refused_while_hitl_pending(
+    fake_llm: Any, make_engine: Any, host: Any, workspace: Path
+) -> None:
+    fake, url = fake_llm
+    engine = await _pause_on_rm(fake, url, make_engine, host, workspace)
+    before = len(fake.requests)
+    await engine.run_user_turn(host, user("something else"))
+    assert len(fake.requests) == before
+    assert host.of("error")[-1].data.error.startswith("HITL approval pending")
