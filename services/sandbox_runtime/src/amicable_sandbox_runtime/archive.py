@@ -93,7 +93,9 @@ def _add_dir(tar: tarfile.TarFile, fd: int, base: str, patterns: tuple[str, ...]
                 os.close(sub)
         elif stat.S_ISREG(st.st_mode):
             try:
-                ffd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                ffd = os.open(
+                    name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
+                )
             except OSError:
                 continue
             with os.fdopen(ffd, "rb") as fh:

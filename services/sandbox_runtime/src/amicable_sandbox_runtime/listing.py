@@ -211,7 +211,9 @@ def grep(
 
 def _lines(e: _Entry) -> Iterator[tuple[int, str]]:
     try:
-        fd = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=e.dir_fd)
+        fd = os.open(
+            e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=e.dir_fd
+        )
     except OSError:
         return
     with os.fdopen(fd, "rb") as fh:
