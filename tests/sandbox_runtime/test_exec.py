@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 import trio_websocket
-from amicable_sandbox_runtime.testing import process_alive
+from amicable_sandbox_runtime.testing import wait_for_exit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -68,22 +68,14 @@ async def test_timeout_kills_grandchildren(runtime: Runtime) -> None:
     assert result["stdout"] == "started\n"
     assert "timed out" in result["stderr"]
     pids = [int((runtime.workspace / f).read_text()) for f in ("bg.pid", "nested.pid")]
-
-    async def all_dead() -> bool:
-        return not any(process_alive(pid) for pid in pids)
-
-    with trio.fail_after(10):
-        while not await all_dead():
-            await trio.sleep(0.05)
+    await wait_for_exit(*pids)
 
 
 async def test_background_jobs_do_not_outlive_the_command(runtime: Runtime) -> None:
     result = await run(runtime, command="sleep 1000 & echo $! > bg.pid; echo done")
     assert (result["exit_code"], result["stdout"]) == (0, "done\n")
     pid = int((runtime.workspace / "bg.pid").read_text())
-    with trio.fail_after(10):
-        while process_alive(pid):
-            await trio.sleep(0.05)
+    await wait_for_exit(pid)
 
 
 async def test_truncation(start_runtime: StartRuntime) -> None:
@@ -184,6 +176,4 @@ async def test_client_disconnect_kills_the_command(runtime: Runtime, how: str) -
                 await ws.aclose()
             await stream.aclose()  # "drop": the TCP connection just goes away
             nursery.cancel_scope.cancel()
-        pid = int((runtime.workspace / "child.pid").read_text())
-        while process_alive(pid):
-            await trio.sleep(0.05)
+    await wait_for_exit(int((runtime.workspace / "child.pid").read_text()))

@@ -37,3 +37,16 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout_s: float 
     with trio.fail_after(timeout_s):
         while not await predicate():  # noqa: ASYNC110 - polling another process's state
             await trio.sleep(0.05)
+
+
+async def wait_for_exit(*pids: int, timeout_s: float = 10.0) -> None:
+    """Wait until none of ``pids`` is alive.
+
+    Raises:
+        trio.TooSlowError: one is still alive after ``timeout_s``.
+    """
+
+    async def all_dead() -> bool:
+        return not any(process_alive(pid) for pid in pids)
+
+    await wait_until(all_dead, timeout_s)
