@@ -268,6 +268,13 @@ class LocalBackend:
         with trio.CancelScope(shield=True):
             await self._http.aclose()
 
+    def process_ids(self, sandbox_id: str) -> builtins.list[int]:
+        """Process-group ids of a running sandbox (runtime, dev server), for diagnostics."""
+        sandbox = self._running.get(sandbox_id)
+        if sandbox is None:
+            return []
+        return [p for p in (sandbox.pid, sandbox.preview_pid) if p is not None]
+
     def statistics(self) -> dict[str, int]:
         """Running and warm sandbox counts."""
         return {"running": len(self._running), "warm": len(self._pool)}

@@ -1,0 +1,129 @@
+"""LocalBackend against the real ``amicable-sandbox-runtime`` and a real Vite dev server,
+plus the HTTP runtime client against that runtime."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import aclosing
+from pathlib import Path
+
+import attrs
+import httpx
+import pytest
+import trio
+from amicable_agent.backends.local import LocalBackendConfig, open_local_backend
+from amicable_agent.errors import RuntimeClientError
+from amicable_agent.runtime_client import open_runtime_client
+from amicable_protocol.runtime import ExecExit, ExecOutput
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[3]
+RUNTIME = str(Path(sys.executable).parent / "amicable-sandbox-runtime")
+CACHE = ROOT / ".cache" / "node_modules"
+
+
+def backend_config(data_dir: Path, **overrides: object) -> LocalBackendConfig:
+    base: dict[str, object] = {
+        "data_dir": data_dir,
+        "runtime_command": (RUNTIME,),
+        "warm_pool_size": 0,
+        "cache_dir": CACHE,
+        "start_timeout_s": 600.0,
+    }
+    base.update(overrides)
+    return LocalBackendConfig(**base)  # type: ignore[arg-type]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    # A zombie is dead for our purposes (PID 1 in this container does not reap).
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+async def test_create_preview_runtime_api_and_resume_after_restart(tmp_path: Path) -> None:
+    stages: list[str] = []
+
+    async def on_stage(stage: str, message: str) -> None:
+        stages.append(stage)
+
+    async with open_local_backend(backend_config(tmp_path)) as backend:
+        handle = await backend.ensure(
+            "s-1", project_id="s-1", template_id="vite", on_stage=on_stage
+        )
+        assert stages == ["creating", "starting_runtime", "starting_preview"]
+        assert handle.existed is False
+        assert (await backend.lookup(handle.sandbox_id)) == attrs.evolve(handle, existed=True)
+        async with httpx.AsyncClient(trust_env=False) as client:
+            page = await client.get(handle.preview_upstream + "/")
+        assert page.status_code == 200
+        assert "/@vite/client" in page.text
+
+        async with open_runtime_client(handle.runtime_url, handle.runtime_token) as rt:
+            written = await rt.write_file("/notes/keep.txt", b"kept")
+            data, sha = await rt.read_file("/notes/keep.txt")
+            assert (data, sha) == (b"kept", written.sha256)
+            with pytest.raises(RuntimeClientError) as conflict:
+                await rt.write_file("/notes/keep.txt", b"x", if_match="0" * 64)
+            assert (conflict.value.status, conflict.value.code) == (409, "conflict")
+            with pytest.raises(RuntimeClientError) as missing:
+                await rt.read_file("/nope.txt")
+            assert missing.value.code == "not_found"
+            result = await rt.exec("echo hi; echo err >&2; exit 3")
+            assert (result.exit_code, result.stdout.strip(), result.stderr.strip()) == (
+                3,
+                "hi",
+                "err",
+            )
+            items = []
+            async with aclosing(rt.exec_stream("echo one; echo two")) as stream:
+                async for item in stream:
+                    items.append(item)
+            out = "".join(i.data for i in items if isinstance(i, ExecOutput))
+            assert out.split() == ["one", "two"]
+            assert isinstance(items[-1], ExecExit)
+            assert items[-1].exit_code == 0
+            status = await rt.preview_status()
+            assert status.ready
+        async with open_runtime_client(handle.runtime_url, "wrong") as bad:
+            with pytest.raises(RuntimeClientError) as unauthorized:
+                await bad.read_file("/package.json")
+            assert unauthorized.value.status == 401
+        pids = backend.process_ids(handle.sandbox_id)
+
+    assert len(pids) == 2
+    for pid in pids:
+        assert not alive(pid), f"process {pid} survived the backend"
+
+    async with open_local_backend(backend_config(tmp_path)) as backend:
+        stages.clear()
+        again = await backend.ensure("s-1", project_id="s-1", template_id="vite", on_stage=on_stage)
+        assert again.existed is True
+        assert "creating" not in stages
+        async with open_runtime_client(again.runtime_url, again.runtime_token) as rt:
+            assert (await rt.read_file("/notes/keep.txt"))[0] == b"kept"
+        await backend.delete(again.sandbox_id)
+        assert await backend.lookup(again.sandbox_id) is None
+        assert not (tmp_path / "sandboxes" / again.sandbox_id).exists()
+
+
+async def test_exec_stream_closed_early_kills_the_command(tmp_path: Path) -> None:
+    async with open_local_backend(backend_config(tmp_path)) as backend:
+        handle = await backend.ensure("s-2", project_id="s-2", template_id="vite")
+        marker = tmp_path / "sleeper.pid"
+        async with open_runtime_client(handle.runtime_url, handle.runtime_token) as rt:
+            async with aclosing(
+                rt.exec_stream(f"echo $$ > {marker}; echo started; sleep 300")
+            ) as stream:
+                async for item in stream:
+                    if isinstance(item, ExecOutput) and "started" in item.data:
+                        break
+            pid = int(marker.read_text())
+            with trio.fail_after(10):
+                while alive(pid):
+                    await trio.sleep(0.05)
