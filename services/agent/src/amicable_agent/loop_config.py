@@ -3,6 +3,32 @@
 Names follow the upstream implementation where it has one (``DEEPAGENTS_*``,
 ``AMICABLE_RUNTIME_AUTO_HEAL*``) and ``AMICABLE_*`` otherwise. ``ANTHROPIC_BASE_URL`` is
 honoured by passing it to the SDK client explicitly.
+
+=========================================================  ============================
+variable                                                   default
+=========================================================  ============================
+DEEPAGENTS_MODEL (``anthropic:<id>`` ok) / AMICABLE_MODEL  claude-sonnet-5-5
+ANTHROPIC_API_KEY / ANTHROPIC_API_KEY_FILE                 unset (no model: no engine)
+ANTHROPIC_BASE_URL                                         SDK default
+AMICABLE_MAX_OUTPUT_TOKENS                                 8192
+AMICABLE_TURN_TIMEOUT_S                                    900
+AMICABLE_TURN_MAX_TOOL_CALLS                               60
+AMICABLE_TURN_MAX_TOKENS (input+output, all calls)         2000000
+AMICABLE_LLM_REQUEST_TIMEOUT_S / AMICABLE_LLM_MAX_RETRIES  300 / 4
+DEEPAGENTS_QA (or legacy DEEPAGENTS_VALIDATE)              true
+DEEPAGENTS_QA_COMMANDS (CSV, overrides detection)          unset
+DEEPAGENTS_QA_RUN_TESTS                                    false
+DEEPAGENTS_QA_TIMEOUT_S                                    600
+AMICABLE_QA_PARALLEL                                       true
+DEEPAGENTS_SELF_HEAL_MAX_ROUNDS                            2
+DEEPAGENTS_HITL_INTERRUPT_ON_JSON (object or list)         {}
+AMICABLE_RUNTIME_AUTO_HEAL                                 true
+AMICABLE_RUNTIME_AUTO_HEAL_COOLDOWN_S                      30
+AMICABLE_RUNTIME_AUTO_HEAL_DEDUPE_WINDOW_S                 600
+AMICABLE_RUNTIME_AUTO_HEAL_MAX_ATTEMPTS_PER_FINGERPRINT    2
+AMICABLE_COMPACTION_TRIGGER_MESSAGES                       50 (min 5)
+DEEPAGENTS_SUMMARIZATION_KEEP_MESSAGES                     20
+=========================================================  ============================
 """
 
 from __future__ import annotations
@@ -166,11 +192,8 @@ class LoopSettings:
         Raises:
             LoopConfigError: a variable has a value that cannot be used.
         """
-        trigger = (
-            max(5, _int(env, "AMICABLE_COMPACTION_TRIGGER_MESSAGES", 0))
-            if env.get("AMICABLE_COMPACTION_TRIGGER_MESSAGES")
-            else max(5, _int(env, "DEEPAGENTS_SUMMARIZATION_TRIGGER_MESSAGES", 50))
-        )
+        trigger_default = _int(env, "DEEPAGENTS_SUMMARIZATION_TRIGGER_MESSAGES", 50)
+        trigger = max(5, _int(env, "AMICABLE_COMPACTION_TRIGGER_MESSAGES", trigger_default))
         qa_enabled = _bool(env, "DEEPAGENTS_QA", True) or _bool(env, "DEEPAGENTS_VALIDATE", False)
         return cls(
             model=_model(env),

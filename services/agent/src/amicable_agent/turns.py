@@ -266,6 +266,9 @@ class Engine:
 
     async def _user_turn(self, host: SessionHost, data: UserData, display_text: str) -> None:
         pid = host.project.project_id
+        if await self.hitl_pending(host) is not None:  # the session checks too; be safe
+            await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING_ERROR))
+            return
         await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())
         messages = repair(await host.store.load_conversation(pid))
         summary = await host.store.load_state(pid, SUMMARY_KEY) or ""
