@@ -136,7 +136,7 @@ export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onR
             sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals"
           />
         ) : (
-          <Provisioning status={state.sandbox} />
+          <Provisioning status={state.sandbox} failedAt={state.sandboxFailedAt} />
         )}
       </div>
     </section>

@@ -9,9 +9,15 @@ const STAGES: { stage: SandboxStage; label: string }[] = [
   { stage: "ready", label: "Ready" },
 ];
 
-export function Provisioning({ status }: { status: SandboxStatus | undefined }) {
+interface Props {
+  status: SandboxStatus | undefined;
+  failedAt?: SandboxStage;
+}
+
+export function Provisioning({ status, failedAt }: Props) {
   const failed = status?.stage === "failed";
-  const current = status ? STAGES.findIndex((s) => s.stage === status.stage) : -1;
+  const shown = failed ? (failedAt ?? "queued") : status?.stage;
+  const current = shown ? STAGES.findIndex((s) => s.stage === shown) : -1;
   const percent = failed ? 100 : Math.round(((current + 1) / STAGES.length) * 100);
   return (
     <div className="provisioning card" data-testid="provisioning" data-stage={status?.stage ?? "connecting"}>
@@ -21,7 +27,7 @@ export function Provisioning({ status }: { status: SandboxStatus | undefined }) 
       </div>
       <ol className="stage-list">
         {STAGES.map((s, idx) => {
-          const state = failed && idx === Math.max(current, 0) ? "error" : idx < current ? "done" : idx === current ? "active" : "todo";
+          const state = failed && idx === current ? "error" : idx < current ? "done" : idx === current ? "active" : "todo";
           return (
             <li key={s.stage} className={`stage ${state}`} data-testid={`stage-${s.stage}`}>
               <span className="stage-dot" />

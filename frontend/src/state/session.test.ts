@@ -191,3 +191,15 @@ describe("stop", () => {
     expect(last?.kind === "error" && last.code).toBe("turn_cancelled");
   });
 });
+
+describe("provisioning", () => {
+  it("remembers the stage that failed", () => {
+    const state = run([
+      msg("sandbox_status", { stage: "queued" }, "s1"),
+      msg("sandbox_status", { stage: "creating" }, "s2"),
+      msg("sandbox_status", { stage: "failed", message: "no runtime" }, "s3"),
+    ]);
+    expect(state.sandbox?.stage).toBe("failed");
+    expect(state.sandboxFailedAt).toBe("creating");
+  });
+});

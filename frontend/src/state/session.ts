@@ -78,6 +78,8 @@ export interface SessionState {
   statusLine?: string;
   hitl?: HitlPending;
   sandbox?: SandboxStatus;
+  /** The last stage reached before provisioning failed (shown as the failed step). */
+  sandboxFailedAt?: SandboxStatus["stage"];
   /** Bumped on every update_completed: the preview reloads when it changes. */
   previewReloads: number;
   /** Public path -> how many times the agent wrote it (the code pane compares counters). */
@@ -255,7 +257,11 @@ function applyServer(state: SessionState, msg: ServerMessage): SessionState {
     case "init":
       return applyInit(state, msg.data);
     case "sandbox_status":
-      return { ...state, sandbox: msg.data };
+      if (msg.data.stage === "failed") {
+        const reached = state.sandbox?.stage;
+        return { ...state, sandbox: msg.data, sandboxFailedAt: reached && reached !== "failed" ? reached : "queued" };
+      }
+      return { ...state, sandbox: msg.data, sandboxFailedAt: undefined };
     case "update_in_progress": {
       const bubble = newAssistant(`turn-${msg.id}`);
       return {
