@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import pytest
 import trio
 from amicable_agent.llm import LlmClient
 from amicable_agent.loop_config import LoopSettings
+from amicable_agent.runtime_client import open_runtime_client
 from amicable_agent.testing.fake_anthropic import FakeAnthropic
 from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
 from amicable_agent.turns import Engine
@@ -153,3 +158,38 @@ async def make_engine() -> AsyncIterator[Any]:
 @pytest.fixture
 def host(workspace: Path) -> Host:
     return Host(runtime=WorkspaceRuntime(workspace), store=MemoryStore())
+
+
+TOKEN = "loop-test-token-0123456789"
+
+
+@pytest.fixture
+async def real_runtime_url(
+    nursery: trio.Nursery, workspace: Path, tmp_path: Path
+) -> AsyncIterator[str]:
+    ready = tmp_path / "ready.json"
+    exe = str(Path(sys.executable).parent / "amicable-sandbox-runtime")
+    env = {**os.environ, "AMICABLE_RUNTIME_TOKEN": TOKEN, "AMICABLE_RUNTIME_HOST": "127.0.0.1"}
+    proc = await trio.lowlevel.open_process(
+        [exe, "--no-preview", "--port", "0", "--ready-file", str(ready), "--workspace",
+         str(workspace)],
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        with trio.fail_after(30):
+            while not ready.exists():  # noqa: ASYNC110 - written by another process
+                await trio.sleep(0.05)
+        port = json.loads(ready.read_text())["port"]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with trio.CancelScope(shield=True):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+@pytest.fixture
+async def real_runtime(real_runtime_url: str) -> AsyncIterator[Any]:
+    """The real HTTP runtime client connected to :func:`real_runtime_url`."""
+    async with open_runtime_client(real_runtime_url, TOKEN) as client:
+        yield client

@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
-from amicable_agent.runtime_client import open_runtime_client
 from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
 from amicable_protocol.messages import UserData
-
-TOKEN = "loop-test-token-0123456789"
-
-
-@pytest.fixture
-async def real_runtime(
-    nursery: trio.Nursery, workspace: Path, tmp_path: Path
-) -> AsyncIterator[Any]:
-    ready = tmp_path / "ready.json"
-    exe = str(Path(sys.executable).parent / "amicable-sandbox-runtime")
-    env = {**os.environ, "AMICABLE_RUNTIME_TOKEN": TOKEN, "AMICABLE_RUNTIME_HOST": "127.0.0.1"}
-    proc = await trio.lowlevel.open_process(
-        [exe, "--no-preview", "--port", "0", "--ready-file", str(ready), "--workspace",
-         str(workspace)],
-        env=env, start_new_session=True,
-    )  # fmt: skip
-    try:
-        with trio.fail_after(30):
-            while not ready.exists():  # noqa: ASYNC110 - written by another process
-                await trio.sleep(0.05)
-        port = json.loads(ready.read_text())["port"]
-        async with open_runtime_client(f"http://127.0.0.1:{port}", TOKEN) as client:
-            yield client
-    finally:
-        with trio.CancelScope(shield=True):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
 
 
 def user(text: str) -> UserData:
