@@ -57,6 +57,10 @@ class AgentConfig:
         editor_dist: ``AMICABLE_EDITOR_DIST`` — the built editor served on ``/`` locally.
         runtime_command: how to start ``amicable-sandbox-runtime`` (``AMICABLE_RUNTIME_COMMAND``).
         template_id: default project template.
+        provision_timeout_s: deadline for creating/starting a sandbox.
+        node_modules_cache_dir: ``AMICABLE_NODE_MODULES_CACHE_DIR`` (local backend npm
+            cache; default ``<data_dir>/cache``).
+        ws_send_queue_size: messages queued per socket before it counts as slow.
     """
 
     host: str = "127.0.0.1"
@@ -79,7 +83,8 @@ class AgentConfig:
     editor_dist: Path | None = None
     runtime_command: tuple[str, ...] = ("amicable-sandbox-runtime",)
     template_id: str = "vite"
-    provision_timeout_s: float = 300.0
+    provision_timeout_s: float = 600.0
+    node_modules_cache_dir: Path | None = None
     ws_send_queue_size: int = 256
 
     @property
@@ -171,6 +176,11 @@ class AgentConfig:
             editor_dist=Path(dist) if dist else None,
             runtime_command=runtime_cmd or ("amicable-sandbox-runtime",),
             template_id=env.get("AMICABLE_DEFAULT_TEMPLATE", "vite"),
+            node_modules_cache_dir=(
+                Path(env["AMICABLE_NODE_MODULES_CACHE_DIR"])
+                if env.get("AMICABLE_NODE_MODULES_CACHE_DIR")
+                else None
+            ),
         )
 
 

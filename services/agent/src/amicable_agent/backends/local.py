@@ -87,6 +87,7 @@ class LocalBackendConfig:
             isolation=config.local_isolation,
             warm_pool_size=config.warm_pool_size,
             idle_ttl_s=config.sandbox_idle_ttl_s,
+            cache_dir=config.node_modules_cache_dir,
         )
 
 

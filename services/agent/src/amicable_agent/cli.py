@@ -1,0 +1,251 @@
+"""``amicable up``: the whole product on one machine, in one Trio nursery.
+
+The agent runs in-process; ``amicable-preview-router`` runs as a child in its own process
+group, resolving preview hosts through the agent's internal port with a random shared token.
+Ctrl-C or SIGTERM stops everything: sessions, sandboxes (runtime + Vite process groups), the
+router. Nothing is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from contextlib import suppress
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from .config import AgentConfig, ConfigError, random_token
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .turn_api import TurnEngine
+
+log = logging.getLogger("amicable")
+
+ROUTER_START_TIMEOUT_S = 30.0
+
+
+@attrs.frozen
+class UpOptions:
+    """What ``amicable up`` was asked to do."""
+
+    config: AgentConfig
+    preview_port: int
+    router_command: tuple[str, ...]
+    ready_file: Path | None = None
+
+
+def _router_command(env: Mapping[str, str]) -> tuple[str, ...]:
+    explicit = env.get("AMICABLE_PREVIEW_ROUTER_COMMAND", "").split()
+    if explicit:
+        return tuple(explicit)
+    sibling = Path(sys.executable).parent / "amicable-preview-router"
+    return (str(sibling),) if sibling.exists() else ("amicable-preview-router",)
+
+
+def _default_editor_dist() -> Path | None:
+    for base in (Path.cwd(), Path(__file__).resolve().parents[4]):
+        dist = base / "frontend" / "dist"
+        if (dist / "index.html").is_file():
+            return dist
+    return None
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _kill_group_gracefully(process: trio.Process) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with trio.move_on_after(5):
+        await process.wait()
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def run_router(
+    options: UpOptions,
+    internal_port: int,
+    token: str,
+    *,
+    task_status: trio.TaskStatus[tuple[int, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the preview router child until cancelled; started((port, pid)) once it listens.
+
+    Cancellation: the router's process group gets SIGTERM, then SIGKILL after 5 s.
+    """
+    config = options.config
+    with tempfile.TemporaryDirectory(prefix="amicable-router-") as tmp:
+        ready = Path(tmp) / "ready.json"
+        env = dict(os.environ)
+        env.update(
+            PREVIEW_BASE_DOMAIN=config.preview_base_domain,
+            AMICABLE_PREVIEW_ROUTER_PORT=str(options.preview_port),
+            AMICABLE_PREVIEW_ROUTER_HOST=config.host,
+            AMICABLE_PREVIEW_RESOLVER_URL=(
+                f"http://127.0.0.1:{internal_port}/internal/preview/resolve"
+            ),
+            AMICABLE_PREVIEW_RESOLVER_TOKEN=token,
+        )
+        env.pop("AMICABLE_PREVIEW_RESOLVER_TOKEN_FILE", None)
+        argv = [*options.router_command, "--ready-file", str(ready)]
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    argv,
+                    env=env,
+                    check=False,
+                    start_new_session=True,
+                    deliver_cancel=_kill_group_gracefully,
+                )
+            )
+            with trio.fail_after(ROUTER_START_TIMEOUT_S):
+                # The router writes the file; there is nothing to wait on but the file.
+                while not ready.exists():
+                    if process.returncode is not None:
+                        raise ConfigError(f"the preview router exited ({process.returncode})")
+                    await trio.sleep(0.05)
+            port = int(json.loads(ready.read_text())["port"])
+            task_status.started((port, process.pid))
+            await process.wait()
+            raise ConfigError(f"the preview router exited ({process.returncode})")
+
+
+async def up(
+    options: UpOptions,
+    engine: TurnEngine | None,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run router + agent until cancelled; ``started(editor_url)``."""
+    from .server import serve
+
+    config = options.config
+    internal_port = config.internal_port or _free_port("127.0.0.1")
+    token = config.preview_resolver_token or random_token()
+    async with trio.open_nursery() as nursery:
+        router_port, router_pid = await nursery.start(run_router, options, internal_port, token)
+        agent_config = attrs.evolve(
+            config,
+            internal_port=internal_port,
+            internal_host="127.0.0.1",
+            preview_resolver_token=token,
+            preview_public_port=router_port,
+        )
+        ports = await nursery.start(partial(serve, agent_config, engine=engine))
+        shown_host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0", "::") else config.host
+        url = f"http://{shown_host}:{ports.public}/"
+        if options.ready_file is not None:
+            tmp = options.ready_file.with_suffix(".tmp")
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "url": url,
+                        "port": ports.public,
+                        "internal_port": ports.internal,
+                        "preview_port": router_port,
+                        "router_pid": router_pid,
+                        "pid": os.getpid(),
+                    }
+                )
+            )
+            tmp.replace(options.ready_file)
+        print(f"Amicable is running: open {url}", flush=True)
+        print(
+            f"Previews: http://<project>.{config.preview_base_domain}:{router_port}/ "
+            "- press Ctrl-C to stop.",
+            flush=True,
+        )
+        task_status.started(url)
+
+
+async def _main(options: UpOptions, engine: TurnEngine | None) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(up, options, engine)
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    print(f"\nstopping ({signal.Signals(signum).name})…", flush=True)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``amicable``."""
+    parser = argparse.ArgumentParser(
+        prog="amicable", description="Amicable, the self-hostable AI web-app builder."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_p = sub.add_parser(
+        "up", help="run agent, preview router and editor on this machine (Ctrl-C stops all)"
+    )
+    up_p.add_argument("--data-dir", type=Path, help="projects and sandboxes (AMICABLE_DATA_DIR)")
+    up_p.add_argument("--port", type=int, help="editor/agent port (default 8000; 0 = any)")
+    up_p.add_argument("--preview-port", type=int, help="preview router port (default 8080)")
+    up_p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    up_p.add_argument("--ready-file", type=Path, help="write the URLs/ports here as JSON once up")
+    up_p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    env = dict(os.environ)
+    try:
+        config = AgentConfig.from_env(env)
+    except ConfigError as exc:
+        sys.exit(f"amicable: {exc}")
+    changes: dict[str, object] = {}
+    if args.data_dir is not None:
+        changes["data_dir"] = args.data_dir.expanduser().resolve()
+    if args.port is not None:
+        changes["port"] = args.port
+    if args.host is not None:
+        changes["host"] = args.host
+    if config.editor_dist is None:
+        changes["editor_dist"] = _default_editor_dist()
+    runtime = Path(sys.executable).parent / "amicable-sandbox-runtime"
+    if not env.get("AMICABLE_RUNTIME_COMMAND") and runtime.exists():
+        changes["runtime_command"] = (str(runtime),)
+    if "AMICABLE_AGENT_INTERNAL_PORT" not in env:
+        changes["internal_port"] = 0  # private to this machine: any free port
+    config = attrs.evolve(config, **changes)  # type: ignore[arg-type]
+    preview_port = args.preview_port
+    if preview_port is None:
+        preview_port = int(env.get("AMICABLE_PREVIEW_ROUTER_PORT", "8080") or 8080)
+    options = UpOptions(
+        config=config,
+        preview_port=preview_port,
+        router_command=_router_command(env),
+        ready_file=args.ready_file,
+    )
+    from .__main__ import build_engine
+
+    engine = build_engine(env)
+    if engine is None:
+        print("note: ANTHROPIC_API_KEY is not set; the editor works but cannot run the agent.")
+    try:
+        trio.run(_main, options, engine)
+    except* ConfigError as group:
+        sys.exit(f"amicable: {group.exceptions[0]}")
+
+
+if __name__ == "__main__":
+    main()
