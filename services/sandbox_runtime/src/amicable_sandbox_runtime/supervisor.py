@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 #: A run this long resets the backoff (the crash was not a crash loop).
 _STABLE_RUN_S = 30.0
 _REAP_TIMEOUT_S = 5.0
+_DRAIN_TIMEOUT_S = 2.0
 _PROBE_TIMEOUT_S = 1.0
 
 
@@ -152,8 +153,9 @@ class PreviewSupervisor:
         self.pid = proc.pid
         task_status.started()
         try:
+            pumped = trio.Event()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, proc.stdout)
+                nursery.start_soon(self._pump, proc.stdout, pumped)
 
                 async def restart_requested() -> None:
                     await self._restart.wait()
@@ -162,6 +164,8 @@ class PreviewSupervisor:
                 nursery.start_soon(restart_requested)
                 await proc.wait()
                 kill_group(proc.pid)  # leftovers of the group (e.g. esbuild) go too
+                with trio.move_on_after(_DRAIN_TIMEOUT_S):
+                    await pumped.wait()  # keep the last lines (often the crash reason)
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
@@ -174,7 +178,7 @@ class PreviewSupervisor:
         code = proc.returncode if proc.returncode is not None else -9
         return 128 - code if code < 0 else code
 
-    async def _pump(self, stream: trio.abc.ReceiveStream) -> None:
+    async def _pump(self, stream: trio.abc.ReceiveStream, done: trio.Event) -> None:
         log_file = None
         if self.config.preview_log_path is not None:
             log_file = await trio.open_file(self.config.preview_log_path, "ab")
@@ -187,6 +191,7 @@ class PreviewSupervisor:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
+            done.set()
             if log_file is not None:
                 with trio.CancelScope(shield=True):
                     await log_file.aclose()
