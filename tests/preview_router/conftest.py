@@ -189,7 +189,7 @@ class H11Upstream:
 
 
 async def _ws_echo(request: WebSocketRequest) -> None:
-    ws = await request.accept(subprotocol=(request.subprotocols or [None])[0])
+    ws = await request.accept(subprotocol=(list(request.proposed_subprotocols) or [None])[0])
     try:
         while True:
             message = await ws.get_message()
@@ -273,13 +273,15 @@ async def router(
     return RouterUnderTest(port, config, metrics, upstream, resolver, ws_port)
 
 
-async def raw_exchange(port: int, data: bytes, *, read_until_close: bool = True) -> bytes:
+async def raw_exchange(
+    port: int, data: bytes, *, read_until_close: bool = True, deadline_s: float = 10
+) -> bytes:
     """Send raw bytes to the router and return everything it answers until it closes."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(data)
         out = b""
-        with trio.fail_after(10):
+        with trio.fail_after(deadline_s):
             while True:
                 try:
                     chunk = await stream.receive_some(65536)

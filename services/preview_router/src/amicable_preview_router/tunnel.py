@@ -5,17 +5,14 @@ from __future__ import annotations
 import trio
 
 _RECV = 65536
-#: After one direction ended, how long the other may still run (close handshakes).
-_LINGER_S = 10.0
-
 
 async def splice(a: trio.SocketStream, b: trio.SocketStream, *, idle_timeout_s: float) -> None:
-    """Relay bytes both ways until both directions end, either side breaks, or nothing moved
-    in either direction for ``idle_timeout_s``.
+    """Relay bytes both ways until either side ends or breaks, or nothing moved in either
+    direction for ``idle_timeout_s``.
 
-    End of stream on one side is passed on as a half-close (``send_eof``) to the other, so
-    WebSocket close frames and the TCP close that follows them propagate in both directions.
-    The caller closes both streams afterwards.
+    As in nginx, end of stream from either side ends the tunnel: WebSocket has no half-close,
+    so a peer that sent FIN (after its close frame, already relayed) is gone, and the caller
+    closes both streams at once, which propagates the close to the other peer.
 
     Cancellation: both pumps stop at once; nothing is left running.
     """
@@ -35,8 +32,6 @@ async def _pump(
                 break
             await dst.send_all(data)
             scope.deadline = trio.current_time() + idle_s
-        await dst.send_eof()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
-        scope.cancel()
-        return
-    scope.deadline = min(scope.deadline, trio.current_time() + _LINGER_S)
+        pass
+    scope.cancel()
