@@ -10,6 +10,7 @@ What a turn does depends on the prompt:
 * contains ``approve`` — asks for approval (``hitl_request``) before running ``npm run build``;
 * contains ``slow`` — streams ``tick N`` for up to a minute until cancelled (stop, reload);
 * contains ``fail`` — reports ``qa_failed``;
+* contains ``drop`` — closes the socket with 1012 (service restart) instead of a turn;
 * anything else — streams text with a ``steps`` ui block, writes ``/src/App.tsx`` (its
   ``<h1>`` becomes the prompt), runs QA, sends usage and a reasoning summary.
 """
@@ -40,6 +41,9 @@ APP_TSX = """export default function App() {
   );
 }
 """
+
+# Put on a connection's queue to make its writer close the socket with 1012.
+CLOSE_SENTINEL = "\x00close"
 
 # Delay between streamed chunks: long enough for the browser to render intermediate states.
 STEP_S = 0.15
@@ -401,6 +405,10 @@ class FakeAgent:
         async def writer() -> None:
             async with recv:
                 async for frame in recv:
+                    if frame == CLOSE_SENTINEL:
+                        await websocket.close(1012)
+                        nursery.cancel_scope.cancel()
+                        return
                     await websocket.send(frame)
 
         async with trio.open_nursery() as nursery:
@@ -469,6 +477,9 @@ class FakeAgent:
                 )
                 return
             text = data.get("text") or ""
+            if "drop" in text:
+                await send.send(CLOSE_SENTINEL)
+                return
             p.history.append({"role": "user", "text": text})
             assert self.nursery is not None
             self.nursery.start_soon(self.run_turn, p, text)

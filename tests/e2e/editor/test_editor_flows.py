@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -292,3 +293,53 @@ def test_projects_rename_and_delete_with_confirmation(
     assert fake_agent.call(lambda: [p.name for p in fake_agent.agent.projects.values()]) == [
         "Keep me"
     ]
+
+
+# A 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cfc0f01f0005000201a5f1d3e10000000049454e44ae426082"
+)
+
+
+def test_keyboard_and_image_attachments(page: Any, fake_agent: FakeAgentHandle) -> None:
+    project = provisioned_project(fake_agent, "Attachments")
+    open_editor(page, project.slug)
+    page.get_by_test_id("chat-attach-input").set_input_files(
+        files=[{"name": "dot.png", "mimeType": "image/png", "buffer": PNG}]
+    )
+    expect(page.get_by_test_id("attachments").locator("img")).to_have_count(1)
+    box = page.get_by_test_id("chat-input")
+    box.fill("line one")
+    box.press("Shift+Enter")
+    box.press_sequentially("line two")
+    box.press("Enter")
+    expect(page.get_by_test_id("user-message").locator("img")).to_have_count(1)
+    expect(page.get_by_test_id("assistant-message").last).to_have_attribute("data-final", "true")
+
+    users = fake_agent.call(lambda: [m["data"] for m in project.received if m["type"] == "user"])
+    assert len(users) == 1
+    assert users[0]["text"] == "line one\nline two"
+    blocks = users[0]["content_blocks"]
+    assert blocks[0] == {"type": "text", "text": "line one\nline two"}
+    assert blocks[1]["type"] == "image"
+    assert blocks[1]["mime_type"] == "image/png"
+    assert base64.b64decode(blocks[1]["base64"]) == PNG
+    assert users[0]["ui_context"]["active_view"] == "preview"
+    assert users[0]["session_id"] == project.project_id
+
+
+def test_reconnects_after_an_abnormal_close_and_sends_init_again(
+    page: Any, fake_agent: FakeAgentHandle
+) -> None:
+    project = provisioned_project(fake_agent, "Reconnect")
+    open_editor(page, project.slug)
+    send(page, "drop the connection please")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "waiting")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+    inits = fake_agent.call(lambda: [m for m in project.received if m["type"] == "init"])
+    assert len(inits) == 2
+    assert all(m["data"]["session_id"] == project.project_id for m in inits)
+    # The restored session still works.
+    send(page, "Back again")
+    expect(heading(page)).to_have_text("Back again")
