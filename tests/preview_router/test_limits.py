@@ -80,9 +80,11 @@ async def test_connections_over_the_limit_are_refused(
         lambda task_status: serve(config, metrics=metrics, task_status=task_status)
     )
     held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
-    with trio.fail_after(10):
-        while metrics.connections_open < 2:
-            await trio.sleep(0.01)
+    for stream in held:  # an answered keep-alive request proves the connection is counted
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        with trio.fail_after(10):
+            assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+    assert metrics.connections_open == 2
     out = await raw_exchange(port, f"GET / HTTP/1.1\r\nHost: {APP}\r\n\r\n".encode())
     assert out.startswith(b"HTTP/1.1 503 ")
     assert metrics.connections_rejected == 1

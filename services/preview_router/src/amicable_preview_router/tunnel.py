@@ -6,6 +6,7 @@ import trio
 
 _RECV = 65536
 
+
 async def splice(a: trio.SocketStream, b: trio.SocketStream, *, idle_timeout_s: float) -> None:
     """Relay bytes both ways until either side ends or breaks, or nothing moved in either
     direction for ``idle_timeout_s``.
