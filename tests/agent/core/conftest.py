@@ -23,6 +23,8 @@ class Agent:
     ports: ServerPorts
     backend: Any
     cancel: trio.CancelScope
+    client: Any = None
+    workspaces: Any = None
 
     @property
     def http(self) -> str:

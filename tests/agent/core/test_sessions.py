@@ -1,0 +1,206 @@
+"""SessionManager/Session without sockets: attachments, idle close on autojump_clock, slow
+sockets, turn serialisation and cancellation (fake TurnEngine)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+import trio.testing
+from amicable_agent.sessions import (
+    Attachment,
+    SessionDeps,
+    SessionManager,
+    open_session_manager,
+)
+from amicable_agent.testing import FakeSandboxBackend, MemoryStore, unused_runtime_factory
+from amicable_protocol.messages import (
+    Empty,
+    HistoryEntry,
+    InitData,
+    MessageType,
+    ServerMessage,
+    TextData,
+    UserData,
+)
+
+
+class FakeEngine:
+    """A TurnEngine that records calls and blocks each turn until released."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.cancelled: list[str] = []
+        self.release = trio.Event()
+        self.pending: Any = None
+
+    async def run_user_turn(self, host: Any, data: UserData) -> None:
+        self.started.append(data.text)
+        await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())
+        try:
+            await self.release.wait()
+        except trio.Cancelled:
+            self.cancelled.append(data.text)
+            raise
+        await host.send(MessageType.AGENT_FINAL, TextData(text=f"done {data.text}"))
+        await host.send(MessageType.UPDATE_COMPLETED, Empty())
+        self.finished.append(data.text)
+
+    async def resume_hitl(self, host: Any, data: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def run_runtime_error(self, host: Any, data: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def hitl_pending(self, host: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return self.pending
+
+    async def history(self, host: Any) -> list[HistoryEntry]:
+        await trio.lowlevel.checkpoint()
+        return [HistoryEntry(role="user", text="earlier")]
+
+
+@asynccontextmanager
+async def manager(
+    engine: Any = None, idle_timeout_s: float = 600.0
+) -> AsyncIterator[SessionManager]:
+    deps = SessionDeps(
+        store=MemoryStore(),
+        backend=FakeSandboxBackend(),
+        runtime_factory=unused_runtime_factory,
+        engine=engine,
+        preview_url=lambda label: f"http://{label}.preview.localhost/",
+        idle_timeout_s=idle_timeout_s,
+    )
+    async with open_session_manager(deps) as mgr:
+        yield mgr
+
+
+def drain(attachment: Attachment) -> list[ServerMessage]:
+    out = []
+    while True:
+        try:
+            out.append(attachment.receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return out
+
+
+def types(messages: list[ServerMessage]) -> list[str]:
+    return [str(m.type) for m in messages]
+
+
+async def test_two_sockets_both_receive_session_events() -> None:
+    async with manager() as mgr:
+        a, b = Attachment(), Attachment()
+        session = await mgr.attach("s1", a)
+        assert await mgr.attach("s1", b) is session
+        await session.init_reply(InitData(session_id="s1"))
+        drain(a)
+        drain(b)
+        await session.send(MessageType.UPDATE_FILE, TextData(text="Writing /src/App.tsx"))
+        assert types(drain(a)) == ["update_file"]
+        assert types(drain(b)) == ["update_file"]
+
+
+async def test_unattended_session_closes_after_idle_timeout(autojump_clock: Any) -> None:
+    async with manager(idle_timeout_s=600) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))
+        await trio.sleep(5000)
+        assert mgr.get("s1") is session, "an attached session never idles out"
+        session.detach(a)
+        await trio.sleep(599)
+        assert mgr.get("s1") is session
+        b = Attachment()
+        await mgr.attach("s1", b)  # a reload re-attaches in time: the timer restarts
+        session.detach(b)
+        await trio.sleep(599)
+        assert mgr.get("s1") is session
+        await trio.sleep(2)
+        assert mgr.get("s1") is None
+        assert session.closed
+
+
+async def test_slow_socket_is_dropped_without_blocking_others() -> None:
+    async with manager() as mgr:
+        slow, fast = Attachment(queue_size=3), Attachment(queue_size=100)
+        session = await mgr.attach("s1", slow)
+        await mgr.attach("s1", fast)
+        await session.init_reply(InitData(session_id="s1"))
+        drain(fast)
+        for i in range(10):
+            await session.send(MessageType.AGENT_PARTIAL, TextData(text=str(i)))
+        assert slow.dropped
+        assert session.attachment_count == 1
+        assert [m.data.text for m in drain(fast)] == [str(i) for i in range(10)]  # type: ignore[union-attr]
+
+
+async def test_user_without_engine_answers_model_not_configured() -> None:
+    async with manager(engine=None) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))
+        drain(a)
+        session.submit(MessageType.USER, UserData(session_id="s1", text="hi"), a)
+        (msg,) = drain(a)
+        assert msg.data.error == "model_not_configured"  # type: ignore[union-attr]
+
+
+async def test_turns_are_serialised_and_cancel_stops_only_the_running_one() -> None:
+    engine = FakeEngine()
+    async with manager(engine=engine) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        reply = await session.init_reply(InitData(session_id="s1", permission_mode="bypass"))
+        assert reply.conversation_history == (HistoryEntry(role="user", text="earlier"),)
+        assert reply.permission_mode == "bypass"
+        session.submit(MessageType.USER, UserData(session_id="s1", text="one"), a)
+        session.submit(MessageType.USER, UserData(session_id="s1", text="two"), a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert engine.started == ["one"], "the second turn waits for the first"
+        session.submit(MessageType.CANCEL, None, a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert engine.cancelled == ["one"]
+        assert engine.started == ["one", "two"]
+        engine.release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert engine.finished == ["two"]
+        assert "update_completed" in types(drain(a))
+
+
+async def test_turn_survives_socket_reload() -> None:
+    engine = FakeEngine()
+    async with manager(engine=engine) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))
+        session.submit(MessageType.USER, UserData(session_id="s1", text="build"), a)
+        await trio.testing.wait_all_tasks_blocked()
+        session.detach(a)  # the page reloads
+        b = Attachment()
+        assert await mgr.attach("s1", b) is session
+        engine.release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert engine.cancelled == []
+        got = types(drain(b))
+        assert got[-2:] == ["agent_final", "update_completed"]
+
+
+async def test_user_turn_refused_while_hitl_pending() -> None:
+    engine = FakeEngine()
+    engine.pending = object()
+    async with manager(engine=engine) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))
+        drain(a)
+        session.submit(MessageType.USER, UserData(session_id="s1", text="x"), a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert engine.started == []
+        (msg,) = drain(a)
+        assert "HITL approval pending" in msg.data.error  # type: ignore[union-attr]

@@ -1,0 +1,80 @@
+"""The SQLite store: migrations, slugs, soft delete, chat/conversation/state, persistence."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from amicable_agent.sqlite_store import MIGRATIONS, migrate, open_sqlite_store
+from amicable_agent.store import slugify
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("My Todo App", "my-todo-app"),
+        ("  --Hello,   World!!  ", "hello-world"),
+        ("", "project"),
+        ("ÄÖÜ", "project"),
+        ("x" * 80, "x" * 50),
+    ],
+)
+def test_slugify(name: str, slug: str) -> None:
+    assert slugify(name) == slug
+
+
+def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    assert migrate(conn) == len(MIGRATIONS)
+    assert migrate(conn) == len(MIGRATIONS)
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    conn.close()
+
+
+async def test_projects_slugs_rename_soft_delete(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "a.db") as store:
+        a = await store.create_project("Todo App", template_id="vite")
+        b = await store.create_project("Todo App", template_id="vite")
+        assert a.slug == "todo-app"
+        assert b.slug != a.slug
+        assert b.slug.startswith("todo-app-")
+        assert (await store.get_project_by_slug(b.slug)) == b
+        renamed = await store.rename_project(a.project_id, "Shop")
+        assert renamed is not None
+        assert (renamed.slug, renamed.name) == ("shop", "Shop")
+        assert (await store.list_projects())[0].project_id == a.project_id
+        await store.set_sandbox_id(a.project_id, "amicable-abc")
+        assert (await store.get_project(a.project_id)).sandbox_id == "amicable-abc"  # type: ignore[union-attr]
+        assert await store.soft_delete_project(a.project_id) is not None
+        assert await store.get_project(a.project_id) is None
+        assert await store.soft_delete_project(a.project_id) is None
+        assert [p.project_id for p in await store.list_projects()] == [b.project_id]
+        again = await store.create_project("Shop", template_id="vite")
+        assert again.slug == "shop", "a deleted project's slug is free again"
+        with pytest.raises(ValueError, match="already exists"):
+            await store.create_project("x", template_id="vite", project_id=b.project_id)
+
+
+async def test_chat_conversation_state_events_persist(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    async with open_sqlite_store(path) as store:
+        p = await store.create_project("App", template_id="vite", project_id="sess-1")
+        for i in range(25):
+            await store.append_chat(p.project_id, "user" if i % 2 == 0 else "assistant", f"m{i}")
+        await store.save_conversation(p.project_id, [{"role": "user", "content": "hi"}])
+        await store.save_state(p.project_id, "hitl_pending", {"interrupt_id": "i1"})
+        await store.append_turn_event(p.project_id, "turn_started", {"n": 1})
+    async with open_sqlite_store(path) as store:
+        history = await store.chat_history("sess-1")
+        assert len(history) == 20
+        assert history[0].text == "m5"
+        assert history[-1].text == "m24"
+        assert await store.load_conversation("sess-1") == [{"role": "user", "content": "hi"}]
+        assert await store.load_state("sess-1", "hitl_pending") == {"interrupt_id": "i1"}
+        await store.save_state("sess-1", "hitl_pending", None)
+        assert await store.load_state("sess-1", "hitl_pending") is None
+        assert await store.turn_events("sess-1") == [("turn_started", {"n": 1})]
+        await store.purge_project("sess-1")
+        assert await store.chat_history("sess-1") == []
