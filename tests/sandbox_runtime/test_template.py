@@ -1,0 +1,168 @@
+"""The Vite template: init-workspace (cache + hard links), build, dev server with HMR."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import trio
+import trio_websocket
+from amicable_sandbox_runtime.templates import cache_key, template_ids
+from amicable_sandbox_runtime.testing import free_port, wait_until
+
+if TYPE_CHECKING:
+    from conftest import StartRuntime
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_CACHE = REPO / ".cache" / "node_modules"
+
+
+def init_workspace(dest: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as the local backend and the sandbox Dockerfile run it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "amicable_sandbox_runtime",
+            "init-workspace",
+            str(dest),
+            "--template",
+            "vite",
+            "--cache-dir",
+            str(NODE_CACHE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def prepared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fills the node_modules cache once (npm ci only when the lockfile hash is new)."""
+    init_workspace(tmp_path_factory.mktemp("first-workspace"))
+    return NODE_CACHE
+
+
+@pytest.fixture
+def vite_workspace(prepared_cache: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "app"
+    out = init_workspace(dest)
+    assert "linked node_modules" in out.stdout
+    return dest
+
+
+def test_templates_listed() -> None:
+    assert "vite" in template_ids()
+    out = subprocess.run(
+        [sys.executable, "-m", "amicable_sandbox_runtime", "templates"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == template_ids()
+
+
+def test_template_files() -> None:
+    root = REPO / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite"
+    package = json.loads((root / "package.json").read_text())
+    assert {"dev", "build", "lint", "typecheck"} <= set(package["scripts"])
+    assert (root / "package-lock.json").is_file()
+    agents = (root / "AGENTS.md").read_text()
+    for tool in ("read_file", "write_file", "edit_file", "glob", "grep", "execute", "/src/App.tsx"):
+        assert tool in agents
+    assert not (root / "node_modules").exists()
+
+
+def test_init_workspace_never_clobbers(tmp_path: Path) -> None:
+    dest = tmp_path / "existing"
+    (dest / "node_modules").mkdir(parents=True)
+    (dest / "package.json").write_text('{"name": "mine"}')
+    out = init_workspace(dest)
+    assert "keeping its files" in out.stdout
+    assert json.loads((dest / "package.json").read_text()) == {"name": "mine"}
+    assert not (dest / "src").exists()
+
+
+@pytest.mark.slow
+def test_node_modules_hard_linked_from_cache(vite_workspace: Path) -> None:
+    entry = NODE_CACHE / cache_key("vite", vite_workspace)
+    cached = entry / "node_modules" / "vite" / "package.json"
+    linked = vite_workspace / "node_modules" / "vite" / "package.json"
+    assert os.stat(cached).st_ino == os.stat(linked).st_ino
+    assert (vite_workspace / "src" / "App.tsx").is_file()
+    assert (vite_workspace / "AGENTS.md").is_file()
+
+
+@pytest.mark.slow
+async def test_template_builds_lints_and_typechecks(vite_workspace: Path) -> None:
+    for script in ("typecheck", "lint", "build"):
+        result = await trio.run_process(
+            ["npm", "run", script],
+            cwd=vite_workspace,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert result.returncode == 0, (script, result.stdout[-2000:], result.stderr[-2000:])
+    html = (vite_workspace / "dist" / "index.html").read_text()
+    assert '<div id="root">' in html
+    assert list((vite_workspace / "dist" / "assets").glob("*.css"))
+
+
+@pytest.mark.slow
+async def test_dev_server_serves_root_and_hmr(
+    vite_workspace: Path, start_runtime: StartRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS", ".preview.example.test")
+    port = free_port()
+    runtime = await start_runtime(
+        workspace=vite_workspace,
+        preview_cmd=f"npm run dev -- --host 127.0.0.1 --port {port}",
+        preview_port=port,
+        preview_host="127.0.0.1",
+    )
+
+    async def ready() -> bool:
+        return (await runtime.client.get("/readyz")).status_code == 200
+
+    await wait_until(ready, 90)
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as dev:
+        root = await dev.get("/")
+        assert root.status_code == 200
+        assert '<div id="root">' in root.text
+        assert "/@vite/client" in root.text
+        assert (await dev.get("/src/App.tsx")).status_code == 200
+        allowed = await dev.get("/", headers={"Host": "abc123.preview.example.test"})
+        assert allowed.status_code == 200
+        denied = await dev.get("/", headers={"Host": "evil.example.org"})
+        assert denied.status_code == 403
+        client_js = (await dev.get("/@vite/client")).text
+    token = re.search(r'wsToken\s*=\s*"([^"]+)"', client_js)
+    query = f"?token={token.group(1)}" if token else ""
+
+    with trio.fail_after(60):
+        async with trio_websocket.open_websocket_url(
+            f"ws://127.0.0.1:{port}/{query}", subprotocols=["vite-hmr"]
+        ) as ws:
+            assert json.loads(await ws.get_message())["type"] == "connected"
+            # an edit through the runtime API reaches the browser as an HMR message
+            source = (vite_workspace / "src" / "App.tsx").read_text()
+            changed = source.replace("Your app starts here", "Edited through the runtime")
+            put = await runtime.client.put("/v1/files/src/App.tsx", content=changed.encode())
+            assert put.status_code == 200
+            message: dict[str, Any] = {}
+            while message.get("type") not in ("update", "full-reload"):
+                message = json.loads(await ws.get_message())
+    logs = (await runtime.client.get("/v1/preview/logs")).json()["lines"]
+    assert any("VITE" in line or "Local" in line for line in logs)
