@@ -60,6 +60,8 @@ async def test_second_init_resumes_with_exists(agent) -> None:
     async with open_websocket_url(agent.ws + "ws") as ws:
         await ws_send(ws, editor_init(sid))
         second = (await ws_recv_until(ws, "init"))[-1]
+    assert first.data.exists is False
+    assert second.data.exists is True, "a reload must not resend the creation prompt"
     assert second.data.sandbox_id == first.data.sandbox_id
     assert second.data.project.slug == first.data.project.slug
 

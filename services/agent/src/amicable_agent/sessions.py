@@ -148,6 +148,7 @@ class Session:
         self._turn_scope: trio.CancelScope | None = None
         self._cancel_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
+        self._init_replies = 0
         self._started_at = time.monotonic()
 
     # --- SessionHost ------------------------------------------------------------------
@@ -358,10 +359,14 @@ class Session:
             history = await self._deps.store.chat_history(self._session_id)
             pending = None
         project = self._project
+        # Only the very first INIT of a fresh sandbox says "new": a reload must not make the
+        # editor send the creation prompt again.
+        exists = self._handle.existed or self._init_replies > 0
+        self._init_replies += 1
         return InitReply(
             url=self._deps.preview_url(project.slug),
             sandbox_id=self._handle.sandbox_id,
-            exists=self._handle.existed,
+            exists=exists,
             app_id=self._session_id,
             template_id=project.template_id,
             project=project.info(),
