@@ -16,6 +16,8 @@ from trio_websocket import open_websocket_url
 
 GOLDEN = Path(__file__).resolve().parents[2] / "protocol" / "golden"
 FRAMES = sorted((GOLDEN / "client").glob("*.json")) + sorted((GOLDEN / "editor").glob("*.json"))
+EDITOR_INIT = json.loads((GOLDEN / "editor" / "init.json").read_text())
+GOLDEN_INIT = json.loads((GOLDEN / "server" / "init.fresh.json").read_text())
 
 
 class RecordingEngine:
@@ -56,14 +58,13 @@ def golden_type(path: Path) -> str:
 @pytest.mark.parametrize("frame_path", FRAMES, ids=lambda p: f"{p.parent.name}/{p.name}")
 async def test_golden_client_frame_is_accepted(agent_factory: Any, frame_path: Path) -> None:
     engine = RecordingEngine()
-    frame = json.loads(frame_path.read_text())
+    frame = json.loads(frame_path.read_text())  # noqa: ASYNC240 - tiny fixture file
     kind = golden_type(frame_path)
     session_id = "0b7e6c2a-5d1f-4c8e-9a3b-2f6d8e1c4a70"
     async with agent_factory(engine=engine) as agent, open_websocket_url(agent.ws) as ws:
-        init_frame = json.loads((GOLDEN / "editor" / "init.json").read_text())
-        await ws_send(ws, init_frame)
+        await ws_send(ws, EDITOR_INIT)
         init = (await ws_recv_until(ws, "init"))[-1]
-        golden_init = json.loads((GOLDEN / "server" / "init.fresh.json").read_text())
+        golden_init = GOLDEN_INIT
         got = server_message_to_json(init)
         assert set(got) == set(golden_init)
         assert set(got["data"]) == set(golden_init["data"])
