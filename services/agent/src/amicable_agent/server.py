@@ -97,7 +97,8 @@ async def serve(
     Args:
         config: the agent config (ports may be 0).
         backend: a sandbox backend to use instead of the configured one (tests).
-        engine: the LLM loop, or None (``user`` then answers ``model_not_configured``).
+        engine: the LLM loop, or None (``user`` then answers ``model_not_configured``);
+            closed (``aclose``) when the server stops.
         runtime_factory: how to open a runtime client for a handle (tests).
         kube_config: ``KubernetesBackendConfig`` when the backend is ``kubernetes``.
         task_status: receives :class:`ServerPorts` once both ports listen.
@@ -106,6 +107,9 @@ async def serve(
     the store is closed.
     """
     async with AsyncExitStack() as stack:
+        engine_close = getattr(engine, "aclose", None)
+        if engine_close is not None:
+            stack.push_async_callback(engine_close)  # serve owns the engine it was given
         store = await stack.enter_async_context(open_sqlite_store(config.sqlite_path))
         if backend is None:
             backend = await open_backend(config, store, stack, kube_config)

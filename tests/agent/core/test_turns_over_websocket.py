@@ -1,0 +1,95 @@
+"""The real LLM loop (``turns.create_engine``) wired into the real server: a ``user`` turn over
+a real WebSocket against the fake Anthropic API, tools running in a workspace runtime; the
+history comes back on INIT; ``cancel`` stops a running turn and the session stays usable."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+from amicable_agent.loop_config import LoopSettings
+from amicable_agent.sandboxes import SandboxHandle
+from amicable_agent.testing import ws_recv, ws_recv_until, ws_send
+from amicable_agent.testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
+from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
+from amicable_agent.turns import create_engine
+from trio_websocket import open_websocket_url
+
+
+def settings(base_url: str) -> LoopSettings:
+    return LoopSettings(
+        api_key="sk-ant-test-key-123456",
+        base_url=base_url,
+        qa_enabled=False,
+        partial_interval_s=0.0,
+        llm_retry_base_s=0.01,
+        llm_retry_max_s=0.05,
+    )
+
+
+async def test_user_turn_cancel_and_history(agent_factory: Any, tmp_path: Path) -> None:
+    workspaces = tmp_path / "ws"
+
+    @asynccontextmanager
+    async def factory(handle: SandboxHandle) -> AsyncIterator[WorkspaceRuntime]:
+        root = workspaces / handle.sandbox_id
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "package.json").write_text('{"name": "demo", "scripts": {}}')
+        await trio.lowlevel.checkpoint()
+        yield WorkspaceRuntime(root)
+
+    hold = trio.Event()
+    fake = FakeAnthropic(
+        [
+            Reply(
+                [
+                    Text("Adding a file."),
+                    ToolUse("write_file", {"file_path": "/src/hello.txt", "content": "hi"}),
+                ]
+            ),
+            Reply([Text("Added hello.txt.")]),
+            Reply([Text("This will take forever")], hold=hold),
+            Reply([Text("Still here.")]),
+        ]
+    )
+    sid = str(uuid.uuid4())
+    async with trio.open_nursery() as nursery:
+        base_url = await nursery.start(fake.serve)
+        engine = create_engine(settings(base_url))
+        async with agent_factory(engine=engine, runtime_factory=factory) as agent:
+            async with open_websocket_url(agent.ws) as ws:
+                await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+                init = (await ws_recv_until(ws, "init"))[-1]
+                await ws_send(
+                    ws, {"type": "user", "data": {"session_id": sid, "text": "add hello"}}
+                )
+                turn = await ws_recv_until(ws, "update_completed", timeout_s=60)
+                kinds = [str(m.type) for m in turn]
+                assert kinds[0] == "update_in_progress"
+                assert "agent_final" in kinds
+                assert "error" not in kinds, [m.data for m in turn if str(m.type) == "error"]
+                written = workspaces / init.data.sandbox_id / "src" / "hello.txt"
+                assert written.read_text() == "hi"
+
+                await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "slow one"}})
+                await ws_recv_until(ws, "agent_partial", timeout_s=60)
+                await ws_send(ws, {"type": "cancel", "data": {"session_id": sid}})
+                await ws_recv_until(ws, "update_completed", timeout_s=60)
+                await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "again"}})
+                again = await ws_recv_until(ws, "update_completed", timeout_s=60)
+                finals = [m.data.text for m in again if str(m.type) == "agent_final"]
+                assert finals == ["Still here."]
+            async with open_websocket_url(agent.ws) as ws:
+                await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+                reloaded = (await ws_recv_until(ws, "init"))[-1]
+                texts = [(h.role, h.text) for h in reloaded.data.conversation_history]
+                assert ("user", "add hello") in texts
+                assert reloaded.data.exists is True
+                await ws_send(ws, {"type": "ping", "data": {}})
+                assert str((await ws_recv(ws)).type) == "pong"
+        hold.set()
+        nursery.cancel_scope.cancel()
