@@ -128,3 +128,73 @@ async def test_exec_stream_closed_early_kills_the_command(tmp_path: Path) -> Non
                 # Another process's death: nothing to wait on but polling.
                 while alive(pid):  # noqa: ASYNC110
                     await trio.sleep(0.05)
+
+
+async def test_warm_pool_is_adopted_and_refilled(tmp_path: Path) -> None:
+    stages: list[str] = []
+
+    async def on_stage(stage: str, message: str) -> None:
+        stages.append(stage)
+
+    async with open_local_backend(backend_config(tmp_path, warm_pool_size=1)) as backend:
+        with trio.fail_after(300):
+            await backend.wait_pool_filled()
+        handle = await backend.ensure(
+            "warm-1", project_id="warm-1", template_id="vite", on_stage=on_stage
+        )
+        assert "creating" not in stages, "a warm sandbox needs no workspace creation"
+        assert "starting_runtime" not in stages
+        assert handle.existed is False
+        async with httpx.AsyncClient(trust_env=False) as client:
+            page = await client.get(handle.preview_upstream + "/")
+        assert page.status_code == 200
+        async with open_runtime_client(handle.runtime_url, handle.runtime_token) as rt:
+            await rt.write_file("/kept.txt", b"warm")
+        with trio.fail_after(300):
+            await backend.wait_pool_filled()
+        assert backend.statistics() == {"running": 1, "warm": 1}
+    link = tmp_path / "sandboxes" / handle.sandbox_id
+    assert link.is_symlink()
+    assert (link / "workspace" / "kept.txt").read_text() == "warm"
+
+    async with open_local_backend(backend_config(tmp_path)) as backend:
+        again = await backend.ensure("warm-1", project_id="warm-1", template_id="vite")
+        assert again.existed is True
+        async with open_runtime_client(again.runtime_url, again.runtime_token) as rt:
+            assert (await rt.read_file("/kept.txt"))[0] == b"warm"
+    leftover_pools = [
+        p.name for p in (tmp_path / "sandboxes").iterdir() if p.name.startswith("pool-")
+    ]
+    assert len(leftover_pools) == 2, "the adopted pool dir and the refilled one"
+
+
+async def test_bwrap_isolation(tmp_path: Path) -> None:
+    async with open_local_backend(backend_config(tmp_path, isolation="bwrap")) as backend:
+        handle = await backend.ensure("iso-1", project_id="iso-1", template_id="vite")
+        async with httpx.AsyncClient(trust_env=False) as client:
+            page = await client.get(handle.preview_upstream + "/")
+        assert page.status_code == 200
+        async with open_runtime_client(handle.runtime_url, handle.runtime_token) as rt:
+            outside = await rt.exec(f"touch {ROOT}/bwrap-escape 2>&1; echo $?")
+            assert outside.stdout.strip().splitlines()[-1] != "0"
+            assert not (ROOT / "bwrap-escape").exists()
+            inside = await rt.exec("touch ok.txt && echo yes")
+            assert inside.stdout.strip() == "yes"
+            pids = await rt.exec("ls /proc | grep -c '^[0-9]'")
+            assert int(pids.stdout.strip()) < 20, "a private PID namespace"
+        group = backend.process_ids(handle.sandbox_id)[0]
+    assert not alive(group)
+    assert not processes_in(tmp_path)
+
+
+def processes_in(root: Path) -> list[Path]:
+    return [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cwd_under(p, root)]
+
+
+def _cwd_under(proc: Path, root: Path) -> bool:
+    try:
+        if "\nState:\tZ" in (proc / "status").read_text():
+            return False
+        return os.readlink(proc / "cwd").startswith(str(root))
+    except OSError:
+        return False

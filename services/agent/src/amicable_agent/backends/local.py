@@ -20,7 +20,6 @@ import secrets
 import shutil
 import signal
 import socket
-import time
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
@@ -115,7 +114,7 @@ class _Sandbox:
     preview_pid: int | None = None
     ready: bool = False
     session_id: str | None = None
-    last_active: float = attrs.field(factory=time.monotonic)
+    last_active: float = attrs.field(factory=trio.current_time)
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     stopped: trio.Event = attrs.field(factory=trio.Event)
 
@@ -149,6 +148,7 @@ class LocalBackend:
         self._locks: dict[str, trio.Lock] = {}
         self._pool: list[_Sandbox] = []
         self._pool_changed = trio.Event()
+        self._pool_filled = trio.Event()
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
 
     # --- SandboxBackend ---------------------------------------------------------------
@@ -172,7 +172,7 @@ class LocalBackend:
         async with lock:
             running = self._running.get(sandbox_id)
             if running is not None and running.ready:
-                running.last_active = time.monotonic()
+                running.last_active = trio.current_time()
                 await trio.lowlevel.checkpoint()
                 return running.handle(existed=True)
             root = self._root / sandbox_id
@@ -207,7 +207,7 @@ class LocalBackend:
         await trio.lowlevel.checkpoint()
         sandbox = self._running.get(sandbox_id)
         if sandbox is not None:
-            sandbox.last_active = time.monotonic()
+            sandbox.last_active = trio.current_time()
 
     async def delete(self, sandbox_id: str) -> None:
         """Stop the sandbox and remove its workspace (idempotent)."""
@@ -233,7 +233,7 @@ class LocalBackend:
             return sorted(p.name for p in self._root.iterdir() if p.name.startswith("amicable-"))
 
         names = set(await trio.to_thread.run_sync(scan)) | set(self._running)
-        now = time.monotonic()
+        now = trio.current_time()
         out = []
         for name in sorted(names):
             sb = self._running.get(name)
@@ -394,7 +394,11 @@ class LocalBackend:
                         self._env(sandbox),
                         sandbox.workspace,
                         log_file,
-                        lambda: sandbox.preview_pid,
+                        # Inside bubblewrap the reported pid is in another PID namespace;
+                        # there the namespace dies with bwrap and takes the dev server along.
+                        (lambda: None)
+                        if self._config.isolation == "bwrap"
+                        else (lambda: sandbox.preview_pid),
                     )
                     sandbox.pid = process.pid
                     with trio.move_on_after(60) as waiting:
@@ -467,7 +471,7 @@ class LocalBackend:
                 shutil.rmtree(link, ignore_errors=True)
             link.symlink_to(sandbox.root.name)
             sandbox.sandbox_id = sandbox_id
-            sandbox.last_active = time.monotonic()
+            sandbox.last_active = trio.current_time()
             self._running[sandbox_id] = sandbox
             self._pool_changed.set()
             return sandbox
@@ -493,7 +497,14 @@ class LocalBackend:
                     continue
                 self._running.pop(name, None)
                 self._pool.append(sandbox)
+            self._pool_filled.set()
+            self._pool_filled = trio.Event()
             await self._pool_changed.wait()
+
+    async def wait_pool_filled(self) -> None:
+        """Wait until the warm pool holds ``warm_pool_size`` ready sandboxes."""
+        while len(self._pool) < self._config.warm_pool_size:
+            await self._pool_filled.wait()
 
     def _remove_orphan_pool_dirs(self) -> None:
         if not self._root.is_dir():
@@ -510,7 +521,7 @@ class LocalBackend:
             return
         while True:
             await trio.sleep(min(ttl / 4, 30.0))
-            now = time.monotonic()
+            now = trio.current_time()
             for sandbox_id, sandbox in list(self._running.items()):
                 if sandbox.ready and now - sandbox.last_active > ttl:
                     log.info("stopping idle sandbox %s", sandbox_id)
