@@ -68,7 +68,11 @@ def create_public_app(state: AppState) -> QuartTrio:
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return jsonify({"status": "ok", **state.manager.statistics()})
+        body: dict[str, object] = {"status": "ok", **state.manager.statistics()}
+        stats = getattr(state.backend, "statistics", None)
+        if callable(stats):
+            body["sandboxes"] = stats()
+        return jsonify(body)
 
     @app.get("/config.js")
     async def config_js() -> Response:
