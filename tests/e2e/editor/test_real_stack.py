@@ -1,0 +1,270 @@
+"""The full flow in real Chromium against `amicable up` with the fake Anthropic server.
+
+Real agent, real preview router, real sandbox runtime and Vite; only the model is fake (the
+real `anthropic` client talks to `amicable_agent.testing.fake_anthropic` via
+ANTHROPIC_BASE_URL). One test walks a person's session: create a project with a first prompt,
+watch the turn stream with tool cards, see the preview change, resize it, edit a file in the
+code pane and see the preview update, approve and reject a command, stop a turn, reload
+mid-turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from amicable_agent.testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
+from conftest import CHROMIUM, ROOT, screenshot
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.slow
+
+AMICABLE = str(Path(sys.executable).parent / "amicable")
+NODE_CACHE = ROOT / ".cache" / "node_modules"
+PREVIEW_TIMEOUT_MS = 180_000
+
+APP = """export default function App() {{
+  return (
+    <main style={{{{ fontFamily: 'system-ui', padding: 32 }}}}>
+      <h1 id="title">{title}</h1>
+    </main>
+  )
+}}
+"""
+
+
+HAND_EDIT = 'export default function App() {\n  return <h1 id="title">Edited by hand</h1>\n}\n'
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.get("text", "") for b in content if isinstance(b, dict))
+
+
+def respond(body: dict[str, Any]) -> Reply:
+    """The scripted model: what to answer depends on the last message."""
+    messages = body.get("messages") or [{"content": ""}]
+    content = messages[-1].get("content", "")
+    if isinstance(content, list) and any(b.get("type") == "tool_result" for b in content):
+        results = [b for b in content if b.get("type") == "tool_result"]
+        if any(b.get("is_error") for b in results):
+            return Reply([Text("Skipped the command as you asked.")])
+        return Reply([Text("Done: the change is in place.")])
+    text = _text_of(content)
+    if "approve" in text:
+        return Reply(
+            [Text("I need to run a command first."), ToolUse("execute", {"command": "echo ok"})]
+        )
+    if "slow" in text:
+        return Reply([Text("Working slowly" + " and steadily" * 80, chunk=6)], delay_s=0.1)
+    match = re.search(r"Title: (.+)", text)
+    title = match.group(1).strip() if match else "Hello"
+    return Reply(
+        [
+            Text(f"I'll set the title to **{title}**."),
+            ToolUse(
+                "write_file", {"file_path": "/src/App.tsx", "content": APP.format(title=title)}
+            ),
+        ]
+    )
+
+
+class RealStack:
+    """The fake model server and an `amicable up` child, run from a background Trio loop."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.fake = FakeAnthropic(responder=respond)
+        self.info: dict[str, Any] = {}
+        self.returncode: int | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        ready = self.data_dir.parent / f"ready-{uuid.uuid4().hex}.json"
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(self.fake.serve)
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("AMICABLE_", "ANTHROPIC_", "DEEPAGENTS_"))
+            }
+            env.update(
+                ANTHROPIC_API_KEY="sk-fake",
+                ANTHROPIC_BASE_URL=base_url,
+                AMICABLE_WARM_POOL_SIZE="0",
+                AMICABLE_NODE_MODULES_CACHE_DIR=str(NODE_CACHE),
+                DEEPAGENTS_QA_COMMANDS="true",
+                DEEPAGENTS_HITL_INTERRUPT_ON_JSON='["execute"]',
+                AMICABLE_RUNTIME_AUTO_HEAL="false",
+            )
+            argv = [AMICABLE, "up", "--data-dir", str(self.data_dir), "--port", "0"]
+            argv += ["--preview-port", "0", "--ready-file", str(ready)]
+            process: trio.Process = await nursery.start(
+                partial(trio.run_process, argv, env=env, check=False, start_new_session=True)
+            )
+            try:
+                with trio.fail_after(180):
+                    # `amicable up` writes the file when it listens; there is no event to await.
+                    while not ready.exists():
+                        if process.returncode is not None:
+                            raise RuntimeError("amicable up exited early")
+                        await trio.sleep(0.1)
+                self.info = json.loads(ready.read_text())
+                self._ready.set()
+                await self._stop.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    if process.returncode is None:
+                        process.send_signal(signal.SIGINT)
+                        with trio.move_on_after(60):
+                            await process.wait()
+                    if process.returncode is None:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        await process.wait()
+                    self.returncode = process.returncode
+                nursery.cancel_scope.cancel()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(240) or self._error is not None:
+            self.stop()
+            raise RuntimeError("amicable up did not start") from self._error
+
+    def stop(self) -> None:
+        if self._token is not None and self._stop is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(90)
+
+
+@pytest.fixture
+def real_stack(tmp_path: Path) -> Any:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    stack = RealStack(tmp_path / "data")
+    stack.start()
+    yield stack
+    stack.stop()
+    assert stack.returncode == 0, "amicable up did not stop cleanly"
+
+
+def send(page: Any, text: str) -> None:
+    expect(page.get_by_test_id("chat-send")).to_be_visible(timeout=60_000)
+    box = page.get_by_test_id("chat-input")
+    box.fill(text)
+    box.press("Enter")
+    expect(page.get_by_test_id("user-message").last).to_have_text(text)
+
+
+def test_full_flow_against_amicable_up(browser: Any, real_stack: RealStack) -> None:
+    origin = f"http://127.0.0.1:{real_stack.info['port']}"
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=origin)
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    title = page.frame_locator("[data-testid=preview-frame]").locator("#title")
+    try:
+        page.goto("/")
+        page.get_by_test_id("new-project-name").fill("Real stack")
+        page.get_by_test_id("new-project-prompt").fill("Title: Hello from the real stack")
+        page.get_by_test_id("new-project").click()
+        expect(page).to_have_url(re.compile(r"/p/real-stack$"))
+        expect(page.get_by_test_id("provisioning")).to_be_visible()
+
+        # First prompt: streamed text, a write_file card, the preview shows the new title.
+        expect(page.get_by_test_id("preview-frame")).to_be_visible(timeout=PREVIEW_TIMEOUT_MS)
+        expect(page.get_by_test_id("user-message").first).to_have_text(
+            "Title: Hello from the real stack"
+        )
+        bubble = page.get_by_test_id("assistant-message").first
+        expect(bubble).to_contain_text("I'll set the title to Hello from the real stack")
+        expect(bubble.locator("[data-tool=write_file]")).to_have_attribute("data-status", "ok")
+        expect(bubble).to_contain_text("Done: the change is in place.")
+        expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
+        expect(page.get_by_test_id("chat-send")).to_be_visible()
+        screenshot(page, "real-stack-editor")
+
+        # Device toggle resizes the iframe.
+        page.get_by_test_id("device-mobile").click()
+        frame = page.get_by_test_id("preview-frame")
+        expect(frame).to_have_css("width", "390px")
+        page.get_by_test_id("device-desktop").click()
+
+        # Edit the file in the code pane; Vite updates the preview.
+        page.get_by_test_id("tab-code").click()
+        tree = page.get_by_test_id("file-tree")
+        tree.locator("[data-path='/src']").click()
+        tree.locator("[data-path='/src/App.tsx']").click()
+        expect(page.locator(".cm-content")).to_contain_text("Hello from the real stack")
+        page.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        # insert_text, not type: typing would trigger CodeMirror's bracket and tag completion.
+        page.keyboard.insert_text(HAND_EDIT)
+        page.get_by_test_id("code-save").click()
+        expect(page.get_by_test_id("code-message")).to_contain_text("Saved /src/App.tsx")
+        workspace = next(real_stack.data_dir.glob("sandboxes/*/workspace"))
+        assert (workspace / "src" / "App.tsx").read_text() == HAND_EDIT
+        page.get_by_test_id("tab-preview").click()
+        expect(title).to_have_text("Edited by hand", timeout=PREVIEW_TIMEOUT_MS)
+
+        # Approve, then reject, a command the agent wants to run.
+        send(page, "please approve: run a command")
+        panel = page.get_by_test_id("hitl-panel")
+        expect(panel).to_contain_text("echo ok")
+        expect(page.get_by_test_id("chat-input")).to_be_disabled()
+        panel.get_by_test_id("hitl-approve").click()
+        expect(page.get_by_test_id("assistant-message").last).to_contain_text(
+            "Done: the change is in place."
+        )
+        send(page, "approve another command")
+        panel = page.get_by_test_id("hitl-panel")
+        panel.get_by_test_id("hitl-reject-message").fill("not now")
+        panel.get_by_test_id("hitl-reject").click()
+        expect(page.get_by_test_id("assistant-message").last).to_contain_text("Skipped")
+
+        # Stop a running turn.
+        send(page, "a slow answer")
+        expect(page.get_by_test_id("assistant-message").last).to_contain_text("and steadily")
+        page.get_by_test_id("chat-cancel").click()
+        expect(page.get_by_test_id("chat-send")).to_be_visible()
+
+        # Reload mid-turn: the turn keeps streaming into the reloaded page.
+        send(page, "another slow answer")
+        last = page.get_by_test_id("assistant-message").last
+        expect(last).to_contain_text("and steadily")
+        page.reload()
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        expect(page.get_by_test_id("chat-cancel")).to_be_visible()
+        streamed = page.get_by_test_id("assistant-message").last
+        expect(streamed).to_contain_text("and steadily and steadily and steadily")
+        page.get_by_test_id("chat-cancel").click()
+        expect(page.get_by_test_id("chat-send")).to_be_visible()
+    finally:
+        context.close()
+    assert errors == []
