@@ -204,3 +204,27 @@ async def test_user_turn_refused_while_hitl_pending() -> None:
         assert engine.started == []
         (msg,) = drain(a)
         assert "HITL approval pending" in msg.data.error  # type: ignore[union-attr]
+
+
+async def test_a_broken_session_does_not_take_down_the_others() -> None:
+    class BrokenStore(MemoryStore):
+        async def get_project(self, project_id: str) -> Any:
+            if project_id == "bad":
+                raise RuntimeError("database is on fire")
+            return await super().get_project(project_id)
+
+    deps = SessionDeps(
+        store=BrokenStore(),
+        backend=FakeSandboxBackend(),
+        runtime_factory=unused_runtime_factory,
+        engine=None,
+        preview_url=lambda label: f"http://{label}.preview.localhost/",
+    )
+    async with open_session_manager(deps) as mgr:
+        good = await mgr.attach("good", Attachment())
+        await good.init_reply(InitData(session_id="good"))
+        bad = await mgr.attach("bad", Attachment())
+        await trio.testing.wait_all_tasks_blocked()
+        assert bad.closed
+        assert mgr.get("good") is good
+        assert not good.closed

@@ -496,6 +496,9 @@ class SessionManager:
     ) -> None:
         try:
             await session.run(task_status=task_status)
+        except Exception:
+            # One broken session (e.g. a database error) must not take down the others.
+            log.exception("session %s failed", session.session_id)
         finally:
             if self._sessions.get(session.session_id) is session:
                 del self._sessions[session.session_id]

@@ -489,10 +489,11 @@ class LocalBackend:
                 name = POOL_PREFIX + secrets.token_hex(6)
                 root = self._root / name
                 try:
-                    await self._init_workspace(root / "workspace", "vite")
-                    sandbox = await self._start(name, root, ignore_stage)
-                except SandboxProvisionError as exc:
-                    log.warning("warm pool: %s", exc.reason)
+                    with trio.fail_after(self._config.start_timeout_s):
+                        await self._init_workspace(root / "workspace", "vite")
+                        sandbox = await self._start(name, root, ignore_stage)
+                except (SandboxProvisionError, trio.TooSlowError) as exc:
+                    log.warning("warm pool: %s", getattr(exc, "reason", "start timed out"))
                     await trio.sleep(30)
                     continue
                 self._running.pop(name, None)
