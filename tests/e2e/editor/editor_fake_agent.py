@@ -483,6 +483,20 @@ class FakeAgent:
             p.history.append({"role": "user", "text": text})
             assert self.nursery is not None
             self.nursery.start_soon(self.run_turn, p, text)
+        elif mtype == "runtime_error":
+            # Observable answer for tests: the agent declines to auto-heal.
+            fingerprint = (data.get("error") or {}).get("fingerprint")
+            await send.send(
+                self.envelope(
+                    p,
+                    "error",
+                    {
+                        "error": "runtime_auto_heal_paused",
+                        "detail": "fake agent",
+                        "fingerprint": fingerprint,
+                    },
+                )
+            )
         elif mtype == "cancel":
             if p.turn_scope is not None:
                 p.turn_scope.cancel()
@@ -690,6 +704,13 @@ def build_preview_app(agent: FakeAgent) -> QuartTrio:
             return "no such preview", 404
         m = re.search(r"<h1>(.*?)</h1>", p.files.get("/src/App.tsx", ""))
         heading = m.group(1) if m else "(no heading)"
+        # /boom imitates the runtime bridge reporting an uncaught error to the editor.
+        boom = (
+            "<script>parent.postMessage({type:'amicable_runtime_error',payload:{kind:'window_error',"
+            "message:'boom is not defined',stack:'at App (App.tsx:3)',url:location.href}},'*')</script>"
+            if rel == "boom"
+            else ""
+        )
         page = (
             "<!doctype html><html><head><style>body{font-family:system-ui,sans-serif;margin:0;"
             "display:grid;place-items:center;min-height:100vh;background:#fafafa;color:#222}"
@@ -697,7 +718,7 @@ def build_preview_app(agent: FakeAgent) -> QuartTrio:
             f"<body><main><h1 id='heading'>{heading}</h1><p id='path'>/{html.escape(rel)}</p>"
             "<p id='width'></p></main><script>const w=()=>{document.getElementById('width')"
             ".textContent='width ' + window.innerWidth};w();addEventListener('resize', w)"
-            "</script></body></html>"
+            "</script>" + boom + "</body></html>"
         )
         return Response(page, mimetype="text/html")
 

@@ -342,3 +342,35 @@ def test_reconnects_after_an_abnormal_close_and_sends_init_again(
     # The restored session still works.
     send(page, "Back again")
     expect(heading(page)).to_have_text("Back again")
+
+
+def test_preview_runtime_errors_are_forwarded_once(page: Any, fake_agent: FakeAgentHandle) -> None:
+    project = provisioned_project(fake_agent, "Runtime errors")
+    open_editor(page, project.slug)
+    address = page.get_by_test_id("preview-path")
+    address.fill("/boom")
+    address.press("Enter")
+    frame = page.frame_locator("[data-testid=preview-frame]")
+    expect(frame.locator("#path")).to_have_text("/boom")
+
+    def runtime_errors() -> list[dict[str, Any]]:
+        return [m["data"] for m in project.received if m["type"] == "runtime_error"]
+
+    # The fake answers a runtime_error with runtime_auto_heal_paused: wait for that bubble.
+    expect(page.get_by_test_id("error-message")).to_have_attribute(
+        "data-code", "runtime_auto_heal_paused"
+    )
+    reports = fake_agent.call(runtime_errors)
+    assert len(reports) == 1
+    error = reports[0]["error"]
+    assert error["kind"] == "window_error"
+    assert error["message"] == "boom is not defined"
+    assert error["fingerprint"].startswith("rt_")
+
+    # The same error again (preview reload) is not reported twice.
+    page.get_by_test_id("preview-reload").click()
+    expect(frame.locator("#path")).to_have_text("/boom")
+    send(page, "Still fine")
+    expect(page.get_by_test_id("assistant-message").last).to_have_attribute("data-final", "true")
+    assert len(fake_agent.call(runtime_errors)) == 1
+    expect(page.get_by_test_id("error-message")).to_have_count(1)
