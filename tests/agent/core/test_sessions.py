@@ -228,3 +228,12 @@ async def test_a_broken_session_does_not_take_down_the_others() -> None:
         assert bad.closed
         assert mgr.get("good") is good
         assert not good.closed
+
+
+def test_idle_sandbox_selection() -> None:
+    from amicable_agent.backends.local import idle_sandboxes
+
+    seen = {"a": 100.0, "b": 500.0, "c": 899.0}
+    assert idle_sandboxes(seen, now=1000.0, ttl_s=300) == ["a", "b"]
+    assert idle_sandboxes(seen, now=1000.0, ttl_s=0) == []
+    assert idle_sandboxes({}, now=1000.0, ttl_s=1) == []

@@ -522,11 +522,17 @@ class LocalBackend:
             return
         while True:
             await trio.sleep(min(ttl / 4, 30.0))
-            now = trio.current_time()
-            for sandbox_id, sandbox in list(self._running.items()):
-                if sandbox.ready and now - sandbox.last_active > ttl:
-                    log.info("stopping idle sandbox %s", sandbox_id)
-                    await self.stop(sandbox_id)
+            last_active = {k: v.last_active for k, v in self._running.items() if v.ready}
+            for sandbox_id in idle_sandboxes(last_active, trio.current_time(), ttl):
+                log.info("stopping idle sandbox %s", sandbox_id)
+                await self.stop(sandbox_id)
+
+
+def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> builtins.list[str]:
+    """The ids whose last activity is more than ``ttl_s`` before ``now`` (0 = never idle)."""
+    if ttl_s <= 0:
+        return []
+    return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
 
 
 def _exit_reason(sandbox: _Sandbox) -> str:
