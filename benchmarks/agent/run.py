@@ -25,11 +25,12 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import trio
-from amicable_agent.llm import LlmClient
+from amicable_agent.llm import LlmClient, _text_of
 from amicable_agent.loop_config import LoopSettings
 from amicable_agent.qa import run_qa
 from amicable_agent.testing.fake_anthropic import FakeAnthropic, Reply, Text
@@ -107,26 +108,29 @@ async def serve_fake(deltas: int, interval_s: float) -> None:
         print(url, flush=True)
 
 
+async def fake_process(
+    deltas: int, interval_s: float, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the fake API in a child process (its CPU is not the agent's); started(url)."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, __file__, "--serve-fake", "--deltas", str(deltas),
+         "--interval", str(interval_s)],
+        stdout=-1, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await proc.stdout.receive_some(200)
+        task_status.started(line.decode().strip())
+        await trio.sleep_forever()
+    finally:
+        proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+
+
 async def bench_streaming(sessions: int, deltas: int, interval_s: float) -> None:
     async with trio.open_nursery() as nursery:
-
-        async def fake_process(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            proc = await trio.lowlevel.open_process(
-                [sys.executable, __file__, "--serve-fake", "--deltas", str(deltas),
-                 "--interval", str(interval_s)],
-                stdout=-1, start_new_session=True,
-            )  # fmt: skip
-            try:
-                assert proc.stdout is not None
-                line = await proc.stdout.receive_some(200)
-                task_status.started(line.decode().strip())
-                await trio.sleep_forever()
-            finally:
-                proc.kill()
-                with trio.CancelScope(shield=True):
-                    await proc.wait()
-
-        url = await nursery.start(fake_process)
+        url = await nursery.start(fake_process, deltas, interval_s)
         settings = LoopSettings(api_key="bench", base_url=url, qa_enabled=False)
         engine = Engine(settings, llm=TimedLlm(settings))
         with tempfile.TemporaryDirectory() as tmp:
@@ -151,6 +155,141 @@ async def bench_streaming(sessions: int, deltas: int, interval_s: float) -> None
           f"wall {wall:.2f} s")  # fmt: skip
     print(f"  agent_partial added latency: p50 {p50:.3f} ms, p99 {p99:.3f} ms (target p99 <= 5 ms)")
     print(f"  agent CPU: {cpu / total * 1000:.3f} s per 1,000 deltas ({total} deltas, {cpu:.2f} s)")
+
+
+_sid: contextvars.ContextVar[str] = contextvars.ContextVar("sid")
+_stamps: dict[tuple[str, int], float] = {}
+
+
+class StampLlm(LlmClient):
+    """Stamps each parsed text delta by (session, cumulative text length)."""
+
+    async def _on_event(self, event: Any, acc: Any, base: str, *args: Any) -> None:
+        if event.type == "content_block_delta" and event.delta.type == "text_delta":
+            length = len(base + _text_of(acc)) + len(event.delta.text)
+            _stamps[(_sid.get(), length)] = time.perf_counter()
+        await super()._on_event(event, acc, base, *args)
+
+
+_sent: dict[tuple[str, int], float] = {}
+
+
+class _StampingHost:
+    """Wraps the session: stamps each agent_partial as it leaves the engine."""
+
+    def __init__(self, host: Any) -> None:
+        self._host = host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+    async def send(self, type: MessageType, data: Any, *, msg_id: str | None = None) -> None:
+        if type is MessageType.AGENT_PARTIAL:
+            _sent[(self._host.session_id, len(data.text))] = time.perf_counter()
+        await self._host.send(type, data, msg_id=msg_id)
+
+
+class StampEngine(Engine):
+    """Makes the session id visible to :class:`StampLlm` (same task)."""
+
+    async def _stream(self, host: Any, *args: Any) -> Any:
+        _sid.set(host.session_id)
+        return await super()._stream(_StampingHost(host), *args)
+
+
+async def bench_websocket(sessions: int, deltas: int, interval_s: float) -> None:
+    """Latency from delta parsed by the agent to agent_partial received by a WS client."""
+    from contextlib import asynccontextmanager
+
+    from amicable_agent.config import AgentConfig
+    from amicable_agent.server import serve
+    from amicable_agent.testing import FakeSandboxBackend
+
+    latencies: list[float] = []
+    engine_part: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+
+        @asynccontextmanager
+        async def runtime_factory(handle: Any) -> Any:
+            yield WorkspaceRuntime(Path(tmp))
+
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(fake_process, deltas, interval_s)
+            settings = LoopSettings(api_key="bench", base_url=url, qa_enabled=False)
+            engine = StampEngine(settings, llm=StampLlm(settings))
+            config = AgentConfig(host="127.0.0.1", port=0, internal_port=0,
+                                 data_dir=Path(tmp) / "data",
+                                 preview_base_domain="preview.localhost")  # fmt: skip
+            ports = await nursery.start(
+                lambda task_status: serve(
+                    config, backend=FakeSandboxBackend(), engine=engine,
+                    runtime_factory=runtime_factory, task_status=task_status,
+                )
+            )  # fmt: skip
+
+            # The clients run in another process (their CPU is not the agent's);
+            # perf_counter is CLOCK_MONOTONIC, comparable across processes on Linux.
+            wall0 = time.perf_counter()
+            with trio.fail_after(600):
+                done = await trio.run_process(
+                    [sys.executable, __file__, "--ws-clients", f"ws://127.0.0.1:{ports.public}/",
+                     "--sessions", str(sessions)],
+                    capture_stdout=True, start_new_session=True,
+                )  # fmt: skip
+            wall = time.perf_counter() - wall0
+            for line in done.stdout.decode().splitlines():
+                sid, length, received = json.loads(line)
+                stamp = _stamps.get((sid, length))
+                sent = _sent.get((sid, length))
+                if stamp is not None:
+                    latencies.append(received - stamp)
+                if stamp is not None and sent is not None:
+                    engine_part.append(sent - stamp)
+            await engine.aclose()
+            nursery.cancel_scope.cancel()
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"websocket: {sessions} sessions through the agent server; wall {wall:.2f} s, "
+          f"{len(latencies)} partials")  # fmt: skip
+    print(f"  agent receive -> client receive: p50 {p50:.3f} ms, p99 {p99:.3f} ms "
+          "(target p99 <= 5 ms)")  # fmt: skip
+    engine_part.sort()
+    e50 = statistics.median(engine_part) * 1000
+    e99 = engine_part[int(len(engine_part) * 0.99) - 1] * 1000
+    print(f"  of which engine (delta parsed -> session.send): p50 {e50:.3f} ms, p99 {e99:.3f} ms")
+
+
+async def ws_clients(url: str, sessions: int) -> None:
+    """Child-process mode: run the WS clients, print ``[sid, len(text), t]`` per partial."""
+    from trio_websocket import open_websocket_url
+
+    seen: list[tuple[str, int, float]] = []
+
+    async def client() -> None:
+        sid = str(uuid.uuid4())
+        async with open_websocket_url(url) as ws:
+            await ws.send_message(json.dumps({"type": "init", "data": {"session_id": sid}}))
+            while json.loads(await ws.get_message())["type"] != "init":
+                pass
+            await ws.send_message(
+                json.dumps({"type": "user", "data": {"session_id": sid, "text": "go"}})
+            )
+            while True:
+                raw = await ws.get_message()
+                now = time.perf_counter()
+                msg = json.loads(raw)
+                if msg["type"] == "agent_partial":
+                    seen.append((sid, len(msg["data"]["text"]), now))
+                elif msg["type"] == "update_completed":
+                    return
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(sessions):
+            nursery.start_soon(client)
+    for item in seen:
+        print(json.dumps(item))
+    print(f"client process CPU {time.process_time():.2f} s", file=sys.stderr)
 
 
 async def bench_qa(rounds: int) -> None:
@@ -188,12 +327,17 @@ def main() -> None:
     parser.add_argument("--skip-qa", action="store_true")
     parser.add_argument("--skip-streaming", action="store_true")
     parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ws-clients", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ws_clients:
+        trio.run(ws_clients, args.ws_clients, args.sessions)
+        return
     if args.serve_fake:
         trio.run(serve_fake, args.deltas, args.interval)
         return
     if not args.skip_streaming:
         trio.run(bench_streaming, args.sessions, args.deltas, args.interval)
+        trio.run(bench_websocket, args.sessions, args.deltas, args.interval)
     if not args.skip_qa:
         trio.run(bench_qa, args.qa_rounds)
     print(json.dumps({"done": True}))
