@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
+import signal
 import sys
 from functools import partial
 from pathlib import Path
 
 import trio
 
-from .config import load_config
+from .config import RuntimeConfig, load_config
 from .errors import ConfigError, TemplateError
-from .server import serve
 from .templates import DEFAULT_CACHE_DIR, DEFAULT_TEMPLATE, init_workspace, template_ids
+
+
+async def serve_until_signalled(config: RuntimeConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly (dev server group included)."""
+    from .server import serve  # the web stack is only imported when serving
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, config)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,8 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"amicable-sandbox-runtime: {exc}")
     if not config.workspace.is_dir():
         sys.exit(f"amicable-sandbox-runtime: workspace {config.workspace} is not a directory")
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(serve, config)
+    trio.run(serve_until_signalled, config)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""The command line: --help everywhere, --ready-file with port 0, clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from amicable_sandbox_runtime.testing import free_port, wait_for_exit, wait_until
+
+CLI = [sys.executable, "-m", "amicable_sandbox_runtime"]
+
+
+@pytest.mark.parametrize("sub", [[], ["serve"], ["init-workspace"], ["templates"]])
+async def test_help(sub: list[str]) -> None:
+    result = await trio.run_process([*CLI, *sub, "--help"], capture_stdout=True)
+    assert b"usage: amicable-sandbox-runtime" in result.stdout
+
+
+async def test_ready_file_reports_the_port(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    ready = tmp_path / "state" / "ready.json"
+    preview_port = free_port()
+    env = {
+        **os.environ,
+        "AMICABLE_RUNTIME_TOKEN": "cli-token",
+        "AMICABLE_RUNTIME_HOST": "127.0.0.1",
+        "AMICABLE_WORKSPACE": str(workspace),
+        "AMICABLE_PREVIEW_PORT": str(preview_port),
+        "AMICABLE_PREVIEW_HOST": "127.0.0.1",
+        "AMICABLE_PREVIEW_CMD": f"sleep 1000 & echo $! > helper.pid; exec {sys.executable} "
+        f"-m http.server --bind 127.0.0.1 {preview_port}",
+    }
+    async with trio.open_nursery() as nursery:
+        proc: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [*CLI, "--port", "0", "--ready-file", str(ready)],
+                env=env,
+                check=False,
+                start_new_session=True,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+        async def written() -> bool:
+            return await trio.Path(ready).exists()
+
+        await wait_until(written, 60)
+        info = json.loads(ready.read_text())
+        assert info["pid"] == proc.pid
+        url = f"http://127.0.0.1:{info['port']}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/v1/preview")).status_code == 401
+            auth = {"Authorization": "Bearer cli-token"}
+
+            async def ready_now() -> bool:
+                return (await client.get("/readyz")).status_code == 200
+
+            await wait_until(ready_now, 30)
+            status = (await client.get("/v1/preview", headers=auth)).json()
+            assert status["port"] == preview_port
+        helper = int((workspace / "helper.pid").read_text())
+        proc.send_signal(signal.SIGTERM)  # a graceful stop takes the dev server's group along
+        with trio.fail_after(30):
+            await proc.wait()
+        await wait_for_exit(status["pid"], helper)
