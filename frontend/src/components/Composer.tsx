@@ -91,7 +91,10 @@ export function Composer({ enabled, typable, busy, cancelling, placeholder, onSe
           placeholder={placeholder}
           onChange={(e) => setText(e.target.value)}
           onKeyDown={(e) => {
-            if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+            if (e.key === "Escape" && busy && !cancelling) {
+              e.preventDefault();
+              onCancel();
+            } else if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
               e.preventDefault();
               submit();
             }
@@ -130,7 +133,13 @@ export function Composer({ enabled, typable, busy, cancelling, placeholder, onSe
             {usage ? `${usage.input_tokens + usage.output_tokens} tokens · $${(usage.cost_usd ?? 0).toFixed(4)}` : ""}
           </span>
           {busy ? (
-            <button className="btn danger small" data-testid="chat-cancel" onClick={onCancel} disabled={cancelling}>
+            <button
+              className="btn danger small"
+              data-testid="chat-cancel"
+              onClick={onCancel}
+              disabled={cancelling}
+              title="Stop the agent (Esc)"
+            >
               {cancelling ? "Stopping…" : (
                 <>
                   <StopIcon /> Stop

@@ -245,7 +245,7 @@ def test_reload_mid_turn_reattaches_to_the_running_turn(
     expect(page.get_by_test_id("user-message")).to_have_text("another slow one")
     expect(bubble).to_contain_text("tick 8")
     expect(page.get_by_test_id("chat-cancel")).to_be_visible()
-    page.get_by_test_id("chat-cancel").click()
+    page.get_by_test_id("chat-input").press("Escape")  # Esc stops, like the Stop button
     expect(page.get_by_test_id("chat-send")).to_be_visible()
 
 
