@@ -6,6 +6,7 @@ import base64
 import re
 from typing import Any
 
+import pytest
 from conftest import FakeAgentHandle, provisioned_project, screenshot
 from playwright.sync_api import expect
 
@@ -87,6 +88,14 @@ def test_device_toggles_resize_the_preview(page: Any, fake_agent: FakeAgentHandl
 
     page.get_by_test_id("device-desktop").click()
     expect(inner_width).to_have_text(f"width {round(desktop)}")
+
+    # Narrow windows stack the chat under the preview instead of squeezing both.
+    page.set_viewport_size({"width": 760, "height": 900})
+    chat = page.locator(".chat-panel").bounding_box()
+    preview = frame.bounding_box()
+    assert chat["y"] >= preview["y"] + preview["height"] - 1
+    assert chat["width"] == pytest.approx(760, abs=1)
+    screenshot(page, "editor-narrow")
 
 
 def test_code_pane_edit_save_conflict_and_agent_notice(
