@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -185,10 +186,9 @@ class LocalBackend:
                     return adopted.handle(existed=False)
             try:
                 with trio.fail_after(self._config.start_timeout_s):
-                    if not existed:
-                        await on_stage("creating", "Creating the workspace from the template")
-                        await self._init_workspace(root / "workspace", template_id)
-                    sandbox = await self._start(sandbox_id, root, on_stage)
+                    sandbox = await self._start(
+                        sandbox_id, root, on_stage, create_from=None if existed else template_id
+                    )
             except trio.TooSlowError as exc:
                 raise SandboxProvisionError("the sandbox did not start in time") from exc
             sandbox.session_id = session_id
@@ -282,9 +282,8 @@ class LocalBackend:
 
     # --- processes --------------------------------------------------------------------
 
-    async def _init_workspace(self, dest: Path, template_id: str) -> None:
-        await trio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
-        argv = [
+    def _init_argv(self, dest: Path, template_id: str) -> builtins.list[str]:
+        return [
             *self._config.runtime_command,
             "init-workspace",
             str(dest),
@@ -293,20 +292,6 @@ class LocalBackend:
             "--cache-dir",
             str(self._cache),
         ]
-        try:
-            result = await trio.run_process(
-                argv,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                start_new_session=True,
-                deliver_cancel=_deliver_cancel,
-            )
-        except OSError as exc:
-            raise SandboxProvisionError(f"cannot run the sandbox runtime: {exc}") from exc
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout or b"").decode("utf-8", "replace")[-800:]
-            raise SandboxProvisionError(f"creating the workspace failed: {tail.strip()}")
 
     def _argv(self, sandbox: _Sandbox, ready_file: Path) -> builtins.list[str]:
         runtime = [*self._config.runtime_command, "--ready-file", str(ready_file)]
@@ -349,27 +334,77 @@ class LocalBackend:
             env["AMICABLE_HMR_CLIENT_PORT"] = str(self._config.hmr_client_port)
         return env
 
-    async def _start(self, sandbox_id: str, root: Path, on_stage: StageCallback) -> _Sandbox:
+    async def _start(
+        self,
+        sandbox_id: str,
+        root: Path,
+        on_stage: StageCallback,
+        *,
+        create_from: str | None = None,
+    ) -> _Sandbox:
+        """Start a sandbox's runtime; with ``create_from``, create its workspace from that
+        template *while* the runtime process boots (its dev server is restarted once the
+        workspace is complete), which hides the runtime's start-up time."""
         sandbox = _Sandbox(
             sandbox_id=sandbox_id,
             root=root,
             token=secrets.token_urlsafe(32),
             preview_port=free_port(),
         )
-        await on_stage("starting_runtime", "Starting the sandbox runtime")
+        await trio.to_thread.run_sync(partial(sandbox.workspace.mkdir, parents=True, exist_ok=True))
+        init: trio.Process | None = None
         try:
-            await self._nursery.start(self._run_sandbox, sandbox)
-        except OSError as exc:
-            raise SandboxProvisionError(f"cannot start the sandbox runtime: {exc}") from exc
-        self._running[sandbox_id] = sandbox
-        try:
+            if create_from is not None:
+                await on_stage("creating", "Creating the workspace from the template")
+                init = await self._spawn_init(sandbox, create_from)
+            await on_stage("starting_runtime", "Starting the sandbox runtime")
+            try:
+                await self._nursery.start(self._run_sandbox, sandbox)
+            except OSError as exc:
+                raise SandboxProvisionError(f"cannot start the sandbox runtime: {exc}") from exc
+            self._running[sandbox_id] = sandbox
+            if init is not None:
+                if await init.wait() != 0:
+                    raise SandboxProvisionError(
+                        "creating the workspace failed: " + _tail(sandbox.root / "init.log")
+                    )
+                await self._restart_preview(sandbox)
             await on_stage("starting_preview", "Starting the dev server")
             await self._wait_preview(sandbox)
         except BaseException:
-            await self.stop(sandbox_id)
+            with trio.CancelScope(shield=True):
+                if init is not None and init.returncode is None:
+                    _kill_group(init.pid, signal.SIGKILL)
+                    await init.wait()
+                await self.stop(sandbox_id)
             raise
         sandbox.ready = True
         return sandbox
+
+    async def _spawn_init(self, sandbox: _Sandbox, template_id: str) -> trio.Process:
+        argv = self._init_argv(sandbox.workspace, template_id)
+        with (sandbox.root / "init.log").open("wb") as log_file:
+            try:
+                return await trio.lowlevel.open_process(
+                    argv, stdout=log_file, stderr=log_file, start_new_session=True
+                )
+            except OSError as exc:
+                raise SandboxProvisionError(f"cannot run the sandbox runtime: {exc}") from exc
+
+    async def _restart_preview(self, sandbox: _Sandbox) -> None:
+        """The dev server started before the workspace was complete: start it again now
+        (this also skips the supervisor's back-off)."""
+        url = f"http://127.0.0.1:{sandbox.runtime_port}/v1/preview/restart"
+        try:
+            response = await self._http.post(
+                url, headers={"authorization": f"Bearer {sandbox.token}"}
+            )
+        except httpx.HTTPError as exc:
+            raise SandboxProvisionError("the sandbox runtime stopped answering") from exc
+        if response.status_code >= 400:
+            raise SandboxProvisionError(
+                f"the runtime refused to start the dev server ({response.status_code})"
+            )
 
     async def _run_sandbox(
         self, sandbox: _Sandbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -490,8 +525,8 @@ class LocalBackend:
                 root = self._root / name
                 try:
                     with trio.fail_after(self._config.start_timeout_s):
-                        await self._init_workspace(root / "workspace", "vite")
-                        sandbox = await self._start(name, root, ignore_stage)
+                        sandbox = await self._start(name, root, ignore_stage, create_from="vite")
+                        await self._prime(sandbox)
                 except (SandboxProvisionError, trio.TooSlowError) as exc:
                     log.warning("warm pool: %s", getattr(exc, "reason", "start timed out"))
                     await trio.sleep(30)
@@ -501,6 +536,11 @@ class LocalBackend:
             self._pool_filled.set()
             self._pool_filled = trio.Event()
             await self._pool_changed.wait()
+
+    async def _prime(self, sandbox: _Sandbox) -> None:
+        """Request ``/`` once so Vite's first-request work is done before anyone waits."""
+        with suppress(httpx.HTTPError):
+            await self._http.get(f"http://127.0.0.1:{sandbox.preview_port}/")
 
     async def wait_pool_filled(self) -> None:
         """Wait until the warm pool holds ``warm_pool_size`` ready sandboxes."""
@@ -535,16 +575,16 @@ def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> b
     return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
 
 
-def _exit_reason(sandbox: _Sandbox) -> str:
+def _tail(path: Path, size: int = 600) -> str:
     try:
-        tail = (sandbox.root / "runtime.log").read_text(errors="replace")[-600:].strip()
+        return path.read_text(errors="replace")[-size:].strip()
     except OSError:
-        tail = ""
+        return ""
+
+
+def _exit_reason(sandbox: _Sandbox) -> str:
+    tail = _tail(sandbox.root / "runtime.log")
     return "the sandbox runtime exited" + (f": {tail}" if tail else "")
-
-
-async def _deliver_cancel(process: trio.Process) -> None:
-    _kill_group(process.pid, signal.SIGKILL)
 
 
 async def _run_process_group(
