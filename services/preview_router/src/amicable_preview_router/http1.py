@@ -76,24 +76,18 @@ class ResponseHead:
         return [v for n, _, v in self.headers if n == lname]
 
 
-def _parse_fields(lines: list[bytes], error: type[Exception]) -> list[Header]:
-    headers: list[Header] = []
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        # Rejects obs-fold (leading whitespace), empty names and spaces before the colon.
-        if not colon or _TOKEN.fullmatch(name) is None:
-            raise _error(error, f"malformed header line {line[:40]!r}")
-        value = value.strip(b" \t")
-        if _BAD_VALUE.search(value) is not None:
-            raise _error(error, "control character in header value")
-        headers.append((name.lower(), name, value))
-    return headers
+_TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# Every field line of a head (each preceded by CRLF): token ":" then visible chars, SP, HTAB.
+# This rejects obs-fold, whitespace before the colon, bare CR/LF and control characters.
+_FIELD_LINES = re.compile(rb"(?:\r\n" + _TOKEN_RE + rb":[\t\x20-\x7e\x80-\xff]*)*")
+_FIELD = re.compile(rb"\r\n(" + _TOKEN_RE + rb"):[ \t]*([^\r\n]*)")
 
 
-def _error(kind: type[Exception], message: str) -> Exception:
-    if kind is BadRequest:
-        return BadRequest(400, message)
-    return kind(message)
+def _parse_fields(block: bytes, error: Exception) -> list[Header]:
+    """Parse ``block`` = every field line, each with its leading CRLF."""
+    if _FIELD_LINES.fullmatch(block) is None:
+        raise error
+    return [(name.lower(), name, value.rstrip(b" \t")) for name, value in _FIELD.findall(block)]
 
 
 def parse_request_head(data: bytes) -> RequestHead:
@@ -105,8 +99,10 @@ def parse_request_head(data: bytes) -> RequestHead:
     Raises:
         BadRequest: 400 for malformed heads, 505 for HTTP versions other than 1.0/1.1.
     """
-    lines = data.split(b"\r\n")
-    parts = lines[0].split(b" ")
+    end = data.find(b"\r\n")
+    if end < 0:
+        end = len(data)
+    parts = data[:end].split(b" ")
     if len(parts) != 3:
         raise BadRequest(400, "malformed request line")
     method, target, version = parts
@@ -118,7 +114,8 @@ def parse_request_head(data: bytes) -> RequestHead:
         raise BadRequest(400, "malformed method")
     if _ORIGIN_FORM.fullmatch(target) is None:
         raise BadRequest(400, "only origin-form request targets are accepted")
-    return RequestHead(method, target, version, _parse_fields(lines[1:], BadRequest))
+    headers = _parse_fields(data[end:], BadRequest(400, "malformed header line"))
+    return RequestHead(method, target, version, headers)
 
 
 def parse_response_head(data: bytes) -> ResponseHead:
@@ -127,12 +124,14 @@ def parse_response_head(data: bytes) -> ResponseHead:
     Raises:
         UpstreamProtocolError: the head is not a valid HTTP/1.x response head.
     """
-    lines = data.split(b"\r\n")
-    match = _STATUS_LINE.fullmatch(lines[0])
+    end = data.find(b"\r\n")
+    if end < 0:
+        end = len(data)
+    match = _STATUS_LINE.fullmatch(data, 0, end)
     if match is None:
         raise UpstreamProtocolError("malformed status line")
     version = b"HTTP/1.1" if match.group(1) == b"1" else b"HTTP/1.0"
-    headers = _parse_fields(lines[1:], UpstreamProtocolError)
+    headers = _parse_fields(data[end:], UpstreamProtocolError("malformed header line"))
     return ResponseHead(version, int(match.group(2)), match.group(3) or b"", headers)
 
 

@@ -68,27 +68,38 @@ class UpstreamPool:
         self._max_idle = max_idle
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
 
-    async def acquire(self, key: tuple[str, int]) -> UpstreamConnection:
-        """A connection to ``key``: a fresh enough idle one, else a new one.
-
-        Raises:
-            OSError: the connection was refused or the address did not resolve.
-            trio.TooSlowError: connecting took longer than the connect timeout.
-        """
+    def take_idle(self, key: tuple[str, int]) -> UpstreamConnection | None:
+        """A fresh enough idle connection to ``key``, or ``None`` (never blocks)."""
         idle = self._idle.get(key)
         if idle:
             horizon = trio.current_time() - self._idle_timeout_s
             while idle:
                 conn = idle.pop()
                 if conn.idle_since > horizon and not conn.buf:
-                    await trio.lowlevel.checkpoint()
                     conn.reused = True
                     conn.pooled = False
                     return conn
                 conn.close()
+        return None
+
+    async def connect(self, key: tuple[str, int]) -> UpstreamConnection:
+        """A new connection to ``key``.
+
+        Raises:
+            OSError: the connection was refused or the address did not resolve.
+            trio.TooSlowError: connecting took longer than the connect timeout.
+        """
         with trio.fail_after(self._connect_timeout_s):
             stream = await trio.open_tcp_stream(*key)
         return UpstreamConnection(stream, key)
+
+    async def acquire(self, key: tuple[str, int]) -> UpstreamConnection:
+        """:meth:`take_idle`, else :meth:`connect` (always a checkpoint)."""
+        conn = self.take_idle(key)
+        if conn is not None:
+            await trio.lowlevel.checkpoint()
+            return conn
+        return await self.connect(key)
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection whose last response was fully read and that may be reused."""

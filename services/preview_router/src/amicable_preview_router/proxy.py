@@ -5,12 +5,19 @@ an upstream connection from the pool, send the rewritten head, relay the body by
 response head, relay the response body bytes (Content-Length, chunked or until-close) and
 return the upstream connection to the pool when it is clean. A ``101`` turns the connection
 into a two-way splice. No framework and no body buffering anywhere on this path.
+
+Timeouts: each client connection runs inside one cancel scope whose deadline is moved before
+every wait (idle keep-alive, request head, upstream answer, body I/O). Entering a fresh cancel
+scope per socket operation costs more than the rest of a small request together, so the hot
+path only moves a deadline. What a timeout means follows from the phase the connection was in
+(408 inside a request head, 502 while waiting for the upstream, a silent close otherwise).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -33,6 +40,7 @@ from .http1 import (
     simple_response,
 )
 from .pool import BufferedStream, UpstreamConnection
+from .resolver import Miss
 from .routing import HostKind, classify_host
 from .tunnel import splice
 
@@ -72,10 +80,43 @@ class _NoResponse(Exception):
     """The upstream closed before sending a single byte (retryable on a reused connection)."""
 
 
+# Connection phases: what a deadline expiry means.
+_IDLE, _HEAD, _LOCAL, _UPSTREAM, _RELAY = range(5)
+
+
+class _Client:
+    """Per-connection state: the client stream, its deadline scope and its current phase."""
+
+    __slots__ = ("deadline", "io", "peer_ip", "phase", "req", "scope", "trusted")
+
+    def __init__(self, stream: trio.SocketStream, peer_ip: str, trusted: bool) -> None:
+        self.io = BufferedStream(stream)
+        self.peer_ip = peer_ip
+        self.trusted = trusted
+        self.scope = trio.CancelScope()
+        self.deadline = math.inf
+        self.phase = _IDLE
+        self.req: RequestHead | None = None
+
+    def arm(self, seconds: float) -> None:
+        """Let the next wait last at most ``seconds`` (give or take one second).
+
+        Moving a deadline later by less than a second is skipped: timeouts get a one-second
+        granularity and a request costs one or two deadline updates instead of a dozen.
+        """
+        deadline = trio.current_time() + seconds
+        if deadline < self.deadline or deadline - self.deadline > 1.0:
+            self.deadline = self.scope.deadline = deadline
+
+    def disarm(self) -> None:
+        """No deadline (an upgraded connection keeps its own)."""
+        self.deadline = self.scope.deadline = math.inf
+
+
 class _RequestBody:
     """Relays a request body from the client to the upstream (runs as its own task)."""
 
-    def __init__(self, client: BufferedStream, conn: UpstreamConnection, length: int) -> None:
+    def __init__(self, client: _Client, conn: UpstreamConnection, length: int) -> None:
         self.client = client
         self.conn = conn
         self.length = length
@@ -84,38 +125,37 @@ class _RequestBody:
     async def relay(self, idle_s: float, on_failure: trio.CancelScope) -> None:
         try:
             if self.length == CHUNKED:
-                await _relay_chunked(
-                    self.client, self.conn.stream, idle_s, BadRequest(400, "bad chunk")
-                )
+                error = BadRequest(400, "bad chunk")
+                await _relay_chunked(self.client.io, self.conn.stream, self.client, idle_s, error)
             else:
                 await _relay_exact(self.client, self.conn.stream, self.length, idle_s)
             self.done = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, RouterError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, RouterError):
             on_failure.cancel()
 
 
-async def _relay_exact(
-    src: BufferedStream, dst: trio.SocketStream, length: int, idle_s: float
-) -> None:
+async def _relay_exact(client: _Client, dst: trio.SocketStream, length: int, idle_s: float) -> None:
+    src = client.io
     first = min(length, len(src.buf))
     if first:
-        with trio.fail_after(idle_s):
-            await dst.send_all(bytes(src.buf[:first]))
+        client.arm(idle_s)
+        await dst.send_all(bytes(src.buf[:first]))
         del src.buf[:first]
     remaining = length - first
     while remaining:
-        with trio.fail_after(idle_s):
-            data = await src.stream.receive_some(min(remaining, _RECV))
+        client.arm(idle_s)
+        data = await src.stream.receive_some(min(remaining, _RECV))
         if not data:
             raise UpstreamProtocolError("body ended early")
         remaining -= len(data)
-        with trio.fail_after(idle_s):
-            await dst.send_all(data)
+        client.arm(idle_s)
+        await dst.send_all(data)
 
 
 async def _relay_chunked(
     src: BufferedStream,
     dst: trio.SocketStream,
+    client: _Client,
     idle_s: float,
     error: Exception,
     prefix: bytes = b"",
@@ -125,15 +165,15 @@ async def _relay_chunked(
     while True:
         consumed, done = scanner.scan(buf, error)
         if consumed or prefix:
-            with trio.fail_after(idle_s):
-                await dst.send_all(prefix + buf[:consumed])
+            client.arm(idle_s)
+            await dst.send_all(prefix + buf[:consumed])
             del buf[:consumed]
             prefix = b""
         if done:
             return
-        with trio.fail_after(idle_s):
-            if not await src.fill():
-                raise UpstreamProtocolError("chunked body ended early")
+        client.arm(idle_s)
+        if not await src.fill():
+            raise UpstreamProtocolError("chunked body ended early")
 
 
 class Router:
@@ -165,37 +205,51 @@ class Router:
         try:
             if metrics.connections_open >= self._config.max_connections:
                 metrics.connections_rejected += 1
-                await self._reply(stream, 503, b"too many connections\n", close=True)
+                with trio.move_on_after(1):
+                    await self._reply(stream, 503, b"too many connections\n", close=True)
                 return
             metrics.connections_open += 1
             try:
-                await self._serve(stream)
+                peer_ip = str(stream.socket.getpeername()[0])
+                client = _Client(stream, peer_ip, self._is_trusted(peer_ip))
+                with client.scope:
+                    await self._serve(client)
+                if client.scope.cancelled_caught:
+                    await self._timed_out(client)
             finally:
                 metrics.connections_open -= 1
-        except* (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            trio.TooSlowError,
-            OSError,
-            RouterError,
-        ):
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError, RouterError):
             pass  # this client is done; the server goes on
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        client = BufferedStream(stream)
-        peer_ip = str(stream.socket.getpeername()[0])
-        trusted = self._is_trusted(peer_ip)
+    async def _timed_out(self, client: _Client) -> None:
+        with trio.move_on_after(1):
+            if client.phase == _HEAD:
+                await self._reply(
+                    client.io.stream, 408, b"request head not received in time\n", close=True
+                )
+            elif client.phase == _UPSTREAM and client.req is not None:
+                await self._bad_gateway(client, client.req, False)
+
+    async def _serve(self, client: _Client) -> None:
+        idle_s = self._idle_s
         while True:
+            client.phase = _IDLE
+            client.arm(idle_s)
             try:
                 raw = await self._read_request_head(client)
                 if raw is None:
                     return
-                keep = await self._handle(client, parse_request_head(raw), peer_ip, trusted)
+                client.req = req = parse_request_head(raw)
+                client.phase = _LOCAL
+                keep = await self._handle(client, req)
             except BadRequest as exc:
                 self._metrics.requests += 1
-                await self._reply(stream, exc.status, f"{exc.reason}\n".encode(), close=True)
+                client.arm(1.0)
+                await self._reply(
+                    client.io.stream, exc.status, f"{exc.reason}\n".encode(), close=True
+                )
                 return
             if not keep:
                 return
@@ -206,40 +260,34 @@ class Router:
         addr = ipaddress.ip_address(peer_ip)
         return any(addr in net for net in self._config.trusted_proxies)
 
-    async def _read_request_head(self, client: BufferedStream) -> bytes | None:
-        buf = client.buf
-        if not buf:
-            # Keep-alive wait: an idle client is dropped silently.
-            with trio.move_on_after(self._idle_s):
-                if not await client.fill():
-                    return None
-            if not buf:
-                return None
+    async def _read_request_head(self, client: _Client) -> bytes | None:
+        io = client.io
+        buf = io.buf
+        if not buf and not await io.fill():
+            return None  # keep-alive connection closed (or idle, by the deadline)
+        client.phase = _HEAD
+        client.arm(self._config.header_timeout_s)
         limit = self._config.max_header_bytes
-        with trio.move_on_after(self._config.header_timeout_s):
-            start = 0
-            while True:
-                while buf[:2] == b"\r\n":  # tolerated stray CRLF between requests
-                    del buf[:2]
-                idx = buf.find(b"\r\n\r\n", start)
-                if idx >= 0:
-                    if idx > limit:
-                        raise BadRequest(431, "request head too large")
-                    head = bytes(buf[:idx])
-                    del buf[: idx + 4]
-                    return head
-                if len(buf) > limit:
+        start = 0
+        while True:
+            while buf[:2] == b"\r\n":  # tolerated stray CRLF between requests
+                del buf[:2]
+            idx = buf.find(b"\r\n\r\n", start)
+            if idx >= 0:
+                if idx > limit:
                     raise BadRequest(431, "request head too large")
-                start = max(0, len(buf) - 3)
-                if not await client.fill():
-                    if buf:
-                        raise BadRequest(400, "connection closed inside the request head")
-                    return None
-        raise BadRequest(408, "request head not received in time")
+                head = bytes(buf[:idx])
+                del buf[: idx + 4]
+                return head
+            if len(buf) > limit:
+                raise BadRequest(431, "request head too large")
+            start = max(0, len(buf) - 3)
+            if not await io.fill():
+                if buf:
+                    raise BadRequest(400, "connection closed inside the request head")
+                return None
 
-    async def _handle(
-        self, client: BufferedStream, req: RequestHead, peer_ip: str, trusted: bool
-    ) -> bool:
+    async def _handle(self, client: _Client, req: RequestHead) -> bool:
         self._metrics.requests += 1
         hosts = req.values(b"host")
         if len(hosts) != 1:
@@ -250,6 +298,7 @@ class Router:
         client_ka = req.version == b"HTTP/1.1" and b"close" not in tokens
         local_keep = client_ka and body_len == 0
         head_only = req.method == b"HEAD"
+        client.arm(self._idle_s)
         if match.kind is not HostKind.PREVIEW:
             if match.kind is HostKind.FOREIGN and req.method in (b"GET", b"HEAD"):
                 path = req.target.split(b"?", 1)[0]
@@ -261,7 +310,11 @@ class Router:
                     return await self._local(client, 200, body, local_keep, head_only, ctype)
             return await self._local(client, 404, b"not found\n", local_keep, head_only)
         try:
-            upstream = await self._resolver.resolve(match)
+            upstream = self._resolver.cached(match)
+            if upstream is Miss.MISS:
+                client.arm(self._config.resolver_timeout_s + 1)
+                upstream = await self._resolver.resolve(match)
+                client.arm(self._idle_s)
         except ResolverError as exc:
             log.warning("resolver failed for %s: %s", match.host, exc)
             return await self._local(
@@ -273,20 +326,30 @@ class Router:
         out_head = build_upstream_request(
             req,
             tokens,
-            client_ip=peer_ip.encode(),
+            client_ip=client.peer_ip.encode(),
             proto=self._proto,
-            trusted=trusted,
+            trusted=client.trusted,
             websocket=websocket,
         )
+        client.phase = _UPSTREAM
         if body_len == 0:
             return await self._exchange(client, req, upstream, out_head, client_ka, websocket)
         return await self._exchange_with_body(client, req, upstream, out_head, body_len, client_ka)
 
     # --- upstream exchanges ----------------------------------------------------------------
 
+    async def _acquire(self, key: tuple[str, int]) -> UpstreamConnection | None:
+        conn = self._pool.take_idle(key)
+        if conn is not None:
+            return conn
+        try:
+            return await self._pool.connect(key)
+        except (OSError, trio.TooSlowError):
+            return None
+
     async def _exchange(
         self,
-        client: BufferedStream,
+        client: _Client,
         req: RequestHead,
         upstream: Upstream,
         out_head: bytes,
@@ -294,21 +357,19 @@ class Router:
         websocket: bool,
     ) -> bool:
         for attempt in (0, 1):
-            try:
-                conn = await self._pool.acquire(upstream.key)
-            except (OSError, trio.TooSlowError):
+            conn = await self._acquire(upstream.key)
+            if conn is None:
                 return await self._bad_gateway(client, req, client_ka)
             try:
                 try:
-                    with trio.fail_after(self._idle_s):
-                        await conn.stream.send_all(out_head)
+                    await conn.stream.send_all(out_head)
                     resp = await self._read_response_head(conn)
                 except (_NoResponse, trio.BrokenResourceError, trio.ClosedResourceError):
                     conn.close()
                     if conn.reused and attempt == 0:
                         continue  # the upstream closed an idle connection under us: retry once
                     return await self._bad_gateway(client, req, client_ka)
-                except (trio.TooSlowError, UpstreamProtocolError):
+                except UpstreamProtocolError:
                     return await self._bad_gateway(client, req, client_ka)
                 return await self._respond(client, req, conn, resp, client_ka, websocket, None)
             finally:
@@ -318,22 +379,20 @@ class Router:
 
     async def _exchange_with_body(
         self,
-        client: BufferedStream,
+        client: _Client,
         req: RequestHead,
         upstream: Upstream,
         out_head: bytes,
         body_len: int,
         client_ka: bool,
     ) -> bool:
-        try:
-            conn = await self._pool.acquire(upstream.key)
-        except (OSError, trio.TooSlowError):
+        conn = await self._acquire(upstream.key)
+        if conn is None:
             return await self._bad_gateway(client, req, False)
         try:
             try:
-                with trio.fail_after(self._idle_s):
-                    await conn.stream.send_all(out_head)
-            except (trio.BrokenResourceError, trio.TooSlowError):
+                await conn.stream.send_all(out_head)
+            except trio.BrokenResourceError:
                 return await self._bad_gateway(client, req, False)
             body = _RequestBody(client, conn, body_len)
             keep = False
@@ -341,7 +400,7 @@ class Router:
                 nursery.start_soon(body.relay, self._idle_s, nursery.cancel_scope)
                 try:
                     resp = await self._read_response_head(conn)
-                except (_NoResponse, trio.TooSlowError, UpstreamProtocolError):
+                except (_NoResponse, UpstreamProtocolError):
                     nursery.cancel_scope.cancel()
                     return await self._bad_gateway(client, req, False)
                 keep = await self._respond(client, req, conn, resp, client_ka, False, body)
@@ -354,25 +413,24 @@ class Router:
     async def _read_response_head(self, conn: UpstreamConnection) -> ResponseHead:
         buf = conn.buf
         start = 0
-        with trio.fail_after(self._idle_s):
-            while True:
-                idx = buf.find(b"\r\n\r\n", start)
-                if idx >= 0:
-                    break
-                if len(buf) > _MAX_RESPONSE_HEAD:
-                    raise UpstreamProtocolError("response head too large")
-                start = max(0, len(buf) - 3)
-                if not await conn.fill():
-                    if buf:
-                        raise UpstreamProtocolError("upstream closed inside the response head")
-                    raise _NoResponse
+        while True:
+            idx = buf.find(b"\r\n\r\n", start)
+            if idx >= 0:
+                break
+            if len(buf) > _MAX_RESPONSE_HEAD:
+                raise UpstreamProtocolError("response head too large")
+            start = max(0, len(buf) - 3)
+            if not await conn.fill():
+                if buf:
+                    raise UpstreamProtocolError("upstream closed inside the response head")
+                raise _NoResponse
         head = parse_response_head(bytes(buf[:idx]))
         del buf[: idx + 4]
         return head
 
     async def _respond(
         self,
-        client: BufferedStream,
+        client: _Client,
         req: RequestHead,
         conn: UpstreamConnection,
         resp: ResponseHead,
@@ -381,10 +439,13 @@ class Router:
         body: _RequestBody | None,
     ) -> bool:
         released = False
+        stream = client.io.stream
         try:
             while 100 <= resp.status < 200 and resp.status != 101:
-                await self._send(client.stream, build_client_response(resp, close=False))
+                await stream.send_all(build_client_response(resp, close=False))
+                client.arm(self._idle_s)
                 resp = await self._read_response_head(conn)
+            client.phase = _RELAY
             if resp.status == 101:
                 if not websocket:
                     raise UpstreamProtocolError("unsolicited 101")
@@ -401,12 +462,12 @@ class Router:
             keep = client_ka and framing != UNTIL_CLOSE
             head = build_client_response(resp, close=not keep)
             self._metrics.response(resp.status)
-            await self._relay_response_body(client.stream, conn, framing, head)
+            await self._relay_response_body(client, conn, framing, head)
             if upstream_ka and (body is None or body.done) and not conn.buf:
                 self._pool.release(conn)
                 released = True
             return keep
-        except (_NoResponse, UpstreamProtocolError, trio.TooSlowError) as exc:
+        except (_NoResponse, UpstreamProtocolError) as exc:
             self._metrics.upstream_errors += 1
             raise UpstreamProtocolError(f"upstream failed mid-response: {exc!r}") from exc
         finally:
@@ -414,67 +475,69 @@ class Router:
                 conn.close()
 
     async def _relay_response_body(
-        self, dst: trio.SocketStream, conn: UpstreamConnection, framing: int, head: bytes
+        self, client: _Client, conn: UpstreamConnection, framing: int, head: bytes
     ) -> None:
         buf = conn.buf
+        dst = client.io.stream
         idle_s = self._idle_s
         if framing >= 0:
             first = min(framing, len(buf))
-            await self._send(dst, head + buf[:first])
+            client.arm(idle_s)
+            await dst.send_all(head + buf[:first])
             del buf[:first]
             remaining = framing - first
             while remaining:
-                with trio.fail_after(idle_s):
-                    data = await conn.stream.receive_some(min(remaining, _RECV))
+                client.arm(idle_s)
+                data = await conn.stream.receive_some(min(remaining, _RECV))
                 if not data:
                     raise UpstreamProtocolError("response body ended early")
                 remaining -= len(data)
-                await self._send(dst, data)
+                client.arm(idle_s)
+                await dst.send_all(data)
         elif framing == CHUNKED:
             error = UpstreamProtocolError("malformed chunked response body")
-            await _relay_chunked(conn, dst, idle_s, error, prefix=head)
+            await _relay_chunked(conn, dst, client, idle_s, error, prefix=head)
         else:
-            await self._send(dst, head + buf)
+            client.arm(idle_s)
+            await dst.send_all(head + buf)
             buf.clear()
             while True:
-                with trio.fail_after(idle_s):
-                    data = await conn.stream.receive_some(_RECV)
+                client.arm(idle_s)
+                data = await conn.stream.receive_some(_RECV)
                 if not data:
                     return
-                await self._send(dst, data)
+                client.arm(idle_s)
+                await dst.send_all(data)
 
-    async def _tunnel(
-        self, client: BufferedStream, conn: UpstreamConnection, resp: ResponseHead
-    ) -> None:
-        await self._send(
-            client.stream, build_client_response(resp, close=False, upgrade=True) + conn.buf
-        )
+    async def _tunnel(self, client: _Client, conn: UpstreamConnection, resp: ResponseHead) -> None:
+        client.arm(self._idle_s)
+        head = build_client_response(resp, close=False, upgrade=True)
+        await client.io.stream.send_all(head + conn.buf)
         conn.buf.clear()
-        if client.buf:
-            await self._send(conn.stream, bytes(client.buf))
-            client.buf.clear()
+        if client.io.buf:
+            await conn.stream.send_all(bytes(client.io.buf))
+            client.io.buf.clear()
+        client.disarm()  # the splice keeps its own (WebSocket) idle deadline
         self._metrics.websockets_open += 1
         self._metrics.websockets_total += 1
         try:
-            await splice(client.stream, conn.stream, idle_timeout_s=self._config.ws_idle_timeout_s)
+            await splice(
+                client.io.stream, conn.stream, idle_timeout_s=self._config.ws_idle_timeout_s
+            )
         finally:
             self._metrics.websockets_open -= 1
 
     # --- local answers ---------------------------------------------------------------------
 
-    async def _send(self, stream: trio.SocketStream, data: bytes | bytearray) -> None:
-        with trio.fail_after(self._idle_s):
-            await stream.send_all(data)
-
     async def _reply(
         self, stream: trio.SocketStream, status: int, body: bytes, *, close: bool
     ) -> None:
         self._metrics.response(status)
-        await self._send(stream, simple_response(status, _REASONS[status], body, close=close))
+        await stream.send_all(simple_response(status, _REASONS[status], body, close=close))
 
     async def _local(
         self,
-        client: BufferedStream,
+        client: _Client,
         status: int,
         body: bytes,
         keep: bool,
@@ -490,10 +553,10 @@ class Router:
             close=not keep,
             head_only=head_only,
         )
-        await self._send(client.stream, response)
+        await client.io.stream.send_all(response)
         return keep
 
-    async def _bad_gateway(self, client: BufferedStream, req: RequestHead, keep: bool) -> bool:
+    async def _bad_gateway(self, client: _Client, req: RequestHead, keep: bool) -> bool:
         self._metrics.upstream_errors += 1
         html = any(b"text/html" in v for v in req.values(b"accept"))
         self._metrics.response(502)
@@ -506,5 +569,6 @@ class Router:
             head_only=req.method == b"HEAD",
             extra=b"Retry-After: 2\r\n",
         )
-        await self._send(client.stream, response)
+        client.phase = _LOCAL
+        await client.io.stream.send_all(response)
         return keep

@@ -12,9 +12,10 @@ Two resolvers share one interface (:class:`Resolver`):
 
 from __future__ import annotations
 
+import enum
 import json
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import urlsplit
 
 import attrs
@@ -48,8 +49,21 @@ class Upstream:
         return (self.host, self.port)
 
 
+class Miss(enum.Enum):
+    """What :meth:`Resolver.cached` returns when it has no answer without I/O."""
+
+    MISS = "miss"
+
+
+MISS: Final = Miss.MISS
+
+
 class Resolver(Protocol):
     """Maps a valid preview host to its upstream, or ``None`` when it names no preview."""
+
+    def cached(self, match: HostMatch) -> Upstream | Miss | None:
+        """The answer if known without I/O, else :data:`MISS` (the proxy's fast path)."""
+        ...
 
     async def resolve(self, match: HostMatch) -> Upstream | None:
         """Resolve; raises :class:`ResolverError` when the answer is unknown."""
@@ -98,6 +112,10 @@ class TemplateResolver:
     async def resolve(self, match: HostMatch) -> Upstream | None:
         """The templated upstream of ``match.label``."""
         await trio.lowlevel.checkpoint()
+        return self.cached(match)
+
+    def cached(self, match: HostMatch) -> Upstream | None:
+        """The templated upstream (computed without I/O, memoised)."""
         upstream = self._memo.get(match.label)
         if upstream is None:
             try:
@@ -133,6 +151,14 @@ class HttpResolver:
         self._metrics = metrics
         self._cache: dict[str, tuple[float, Upstream | None]] = {}
         self._inflight: dict[str, _Flight] = {}
+
+    def cached(self, match: HostMatch) -> Upstream | Miss | None:
+        """The cached answer for ``match.host`` or :data:`MISS`."""
+        cached = self._cache.get(match.host)
+        if cached is not None and cached[0] > trio.current_time():
+            self._metrics.resolver_cache_hits += 1
+            return cached[1]
+        return MISS
 
     async def resolve(self, match: HostMatch) -> Upstream | None:
         """The upstream for ``match.host`` (cached), ``None`` when the resolver says 404.

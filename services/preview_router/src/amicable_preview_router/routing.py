@@ -9,6 +9,7 @@ domain but not exactly one valid label, or syntactically broken) and is never pr
 from __future__ import annotations
 
 import enum
+import functools
 import re
 
 import attrs
@@ -64,6 +65,7 @@ def normalise_base_domain(base_domain: str) -> str:
     return base
 
 
+@functools.lru_cache(maxsize=4096)
 def classify_host(raw: bytes | str | None, base_domain: str) -> HostMatch:
     """Classify a Host header value against ``base_domain`` (already normalised).
 
@@ -76,7 +78,8 @@ def classify_host(raw: bytes | str | None, base_domain: str) -> HostMatch:
         base_domain: output of :func:`normalise_base_domain`.
 
     Returns:
-        The classification; only ``HostKind.PREVIEW`` may be proxied.
+        The classification; only ``HostKind.PREVIEW`` may be proxied. Results are memoised
+        (bounded LRU): the function is pure and sits on the hot path.
     """
     if raw is None:
         return _INVALID
