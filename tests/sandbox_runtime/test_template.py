@@ -124,6 +124,9 @@ async def test_dev_server_serves_root_and_hmr(
     vite_workspace: Path, start_runtime: StartRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS", ".preview.example.test")
+    # as behind the Kubernetes preview router: the browser reaches HMR on 443 over wss
+    monkeypatch.setenv("AMICABLE_HMR_CLIENT_PORT", "8443")
+    monkeypatch.setenv("AMICABLE_HMR_PROTOCOL", "wss")
     port = free_port()
     runtime = await start_runtime(
         workspace=vite_workspace,
@@ -148,6 +151,8 @@ async def test_dev_server_serves_root_and_hmr(
         denied = await dev.get("/", headers={"Host": "evil.example.org"})
         assert denied.status_code == 403
         client_js = (await dev.get("/@vite/client")).text
+    assert re.search(r"hmrPort\s*=\s*8443", client_js)
+    assert re.search(r"socketProtocol\s*=\s*\"wss\"", client_js)
     token = re.search(r'wsToken\s*=\s*"([^"]+)"', client_js)
     query = f"?token={token.group(1)}" if token else ""
 
@@ -166,3 +171,35 @@ async def test_dev_server_serves_root_and_hmr(
                 message = json.loads(await ws.get_message())
     logs = (await runtime.client.get("/v1/preview/logs")).json()["lines"]
     assert any("VITE" in line or "Local" in line for line in logs)
+
+
+async def test_concurrent_init_runs_npm_ci_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workspaces initialised at once share one cache entry built by one ``npm ci``."""
+    from amicable_sandbox_runtime.templates import init_workspace as init
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    calls = tmp_path / "npm-calls"
+    (fake_bin / "npm").write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {calls}\n'
+        "sleep 0.5\n"  # long enough for the second caller to find the lock taken
+        "mkdir -p node_modules/pkg && echo ok > node_modules/pkg/index.js\n"
+    )
+    (fake_bin / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    cache = tmp_path / "cache"
+    logs: list[str] = []
+    async with trio.open_nursery() as nursery:
+        for name in ("a", "b"):
+            nursery.start_soon(init, tmp_path / name, "vite", cache, logs.append)
+    assert calls.read_text().split("\n")[0].startswith("ci ")
+    assert len(calls.read_text().splitlines()) == 1
+    assert any("waiting for another process" in line for line in logs)
+    entries = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(entries) == 1
+    for name in ("a", "b"):
+        linked = tmp_path / name / "node_modules/pkg/index.js"
+        assert linked.stat().st_ino == (entries[0] / "node_modules/pkg/index.js").stat().st_ino
