@@ -43,6 +43,8 @@ export function ChatPanel({ session, onSend }: Props) {
   const listRef = useRef<HTMLDivElement>(null);
   const stickRef = useRef(true);
   const connected = session.connection.kind === "open";
+  // A turn paused for approval is not "working": no typing dots, no Stop.
+  const working = state.busy && state.hitl === undefined;
 
   // Follow the stream only while the reader is at the bottom (no jumps while reading).
   useEffect(() => {
@@ -84,7 +86,7 @@ export function ChatPanel({ session, onSend }: Props) {
                 <AssistantBubble
                   key={item.key}
                   item={item}
-                  streaming={state.busy && item.key === state.turnKey}
+                  streaming={working && item.key === state.turnKey}
                 />
               );
             case "error":
@@ -107,7 +109,7 @@ export function ChatPanel({ session, onSend }: Props) {
       <Composer
         enabled={canSend(state, connected)}
         typable={connected && state.init !== undefined && state.hitl === undefined}
-        busy={state.busy}
+        busy={working}
         cancelling={state.cancelling}
         placeholder={
           !connected

@@ -1,5 +1,6 @@
 /** Approval panel for a paused tool call (HITL): approve, edit the arguments, or reject. */
 import { useState } from "react";
+import { PauseIcon } from "./Icons";
 import type { DecisionType, HitlDecision, HitlPending } from "../protocol/messages";
 
 interface Props {
@@ -55,7 +56,9 @@ export function HitlPanel({ pending, onSubmit }: Props) {
 
   return (
     <div className="hitl-panel card" data-testid="hitl-panel" role="region" aria-label="Approval needed">
-      <div className="hitl-title">⏸ Approval needed</div>
+      <div className="hitl-title">
+        <PauseIcon /> Approval needed
+      </div>
       <p className="muted small">The agent wants to run {actions.length === 1 ? "this action" : "these actions"}:</p>
       {actions.map((action, idx) => {
         const editing = edits[idx] !== undefined;

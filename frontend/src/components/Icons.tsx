@@ -65,6 +65,12 @@ export const MoonIcon = () => (
     <path d="M21 12.8A9 9 0 1 1 11.2 3a7 7 0 0 0 9.8 9.8z" />
   </Svg>
 );
+export const PauseIcon = () => (
+  <Svg>
+    <circle cx="12" cy="12" r="10" />
+    <path d="M10 9v6M14 9v6" />
+  </Svg>
+);
 export const StopIcon = () => (
   <Svg size={12}>
     <rect x="5" y="5" width="14" height="14" rx="2" fill="currentColor" />
