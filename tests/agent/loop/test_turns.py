@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from amicable_agent.testing.fake_anthropic import Fault, Reply, Text, ToolUse
 from amicable_agent.turns import Engine
@@ -306,7 +307,7 @@ async def test_cancel_during_long_execute_kills_the_process_group(
         while _proc_state(child) not in (None, "Z"):  # noqa: ASYNC110
             await trio.sleep(0.01)
     assert host.types()[-1] == "update_completed"
-    assert "stopped this turn" in host.of("agent_final")[0].data.text
+    assert "turn was stopped" in host.of("agent_final")[0].data.text
     stored = host.store.conversations["proj-1"]
     result = stored[2]["content"][0]
     assert result["type"] == "tool_result"
@@ -335,7 +336,23 @@ async def test_cancel_while_streaming_keeps_the_partial_text(
             scope.cancel()
     final = host.of("agent_final")[0].data.text
     assert final.startswith("Partial")
-    assert "stopped this turn" in final
+    assert "turn was stopped" in final
     assert host.types()[-1] == "update_completed"
     stored = host.store
     assert stored.conversations["proj-1"][-1]["role"] == "assistant"
+
+
+async def test_internal_error_still_completes_the_turn_and_propagates(
+    fake_llm: Any, make_engine: Any, host: Any
+) -> None:
+    _fake, url = fake_llm
+
+    async def broken_load(project_id: str) -> list[dict[str, Any]]:
+        raise RuntimeError("database is locked")
+
+    host.store.load_conversation = broken_load
+    with pytest.raises(RuntimeError, match="database is locked"):
+        await make_engine(url).run_user_turn(host, user("hi"))
+    assert host.types()[0] == "update_in_progress"
+    assert host.types()[-1] == "update_completed"
+    assert "proj-1" not in host.store.conversations  # nothing half-built was saved

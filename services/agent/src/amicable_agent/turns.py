@@ -57,6 +57,8 @@ from .safety import needs_approval
 from .tools import run_tool, status_line, tool_definitions
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from amicable_protocol.messages import (
         HitlPending,
         HitlResponseData,
@@ -265,11 +267,24 @@ class Engine:
     # --- turn plumbing -------------------------------------------------------------------
 
     async def _user_turn(self, host: SessionHost, data: UserData, display_text: str) -> None:
-        pid = host.project.project_id
         if await self.hitl_pending(host) is not None:  # the session checks too; be safe
             await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING_ERROR))
             return
         await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())
+        messages: list[dict[str, Any]] = []  # filled by body(); cleanup saves it only then
+        state = TurnState()
+
+        async def body() -> Outcome:
+            messages[:] = await self._prepare(host, data, display_text)
+            return await self._loop(host, messages, state)
+
+        await self._drive(host, messages, state, body)
+
+    async def _prepare(
+        self, host: SessionHost, data: UserData, display_text: str
+    ) -> list[dict[str, Any]]:
+        """Load (repair, compact) the conversation and append the wrapped request."""
+        pid = host.project.project_id
         messages = repair(await host.store.load_conversation(pid))
         summary = await host.store.load_state(pid, SUMMARY_KEY) or ""
         compacted = compact(
@@ -298,22 +313,20 @@ class Engine:
         append_user(messages, user_content(data, wrapped))
         await host.store.save_conversation(pid, messages)
         await self._chat(host, "user", display_text)
-        state = TurnState()
-
-        async def body() -> Outcome:
-            return await self._loop(host, messages, state)
-
-        await self._drive(host, messages, state, body)
+        return messages
 
     async def _drive(
         self,
         host: SessionHost,
         messages: list[dict[str, Any]],
         state: TurnState,
-        body: Any,
+        body: Callable[[], Awaitable[Outcome]],
     ) -> None:
-        """Run ``body`` under the turn deadline; finish the turn however it ends."""
-        finished = False
+        """Run ``body`` under the turn deadline and finish the turn however it ends.
+
+        Cancellation: the conversation is closed consistently and ``agent_final`` …
+        ``update_completed`` are sent in a shielded, bounded cleanup; then it re-raises.
+        """
         note = ""
         try:
             outcome: Outcome = "done"
@@ -336,20 +349,20 @@ class Engine:
                     f"({int(self.settings.turn_timeout_s)} s). What was done so far is kept; "
                     "send another message to continue."
                 )
-            if outcome == "paused":
-                finished = True
-                return
-            await self._close_round(host, messages, state, note)
-            finished = True
-            await self._send_final(host, state)
-        finally:
-            if not finished:
-                with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
-                    await self._close_round(
-                        host, messages, state, "The user stopped this turn. What was done so "
-                        "far is kept.",
-                    )  # fmt: skip
-                    await self._send_final(host, state)
+        except BaseException as exc:  # only to finish the turn; always re-raised
+            note = (
+                "This turn was stopped. What was done so far is kept."
+                if _is_cancellation(exc)
+                else "This turn failed with an internal error. What was done so far is kept."
+            )
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
+                await self._close_round(host, messages, state, note)
+                await self._send_final(host, state)
+            raise
+        if outcome == "paused":
+            return
+        await self._close_round(host, messages, state, note)
+        await self._send_final(host, state)
 
     async def _close_round(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, note: str
@@ -364,6 +377,8 @@ class Engine:
                 {"role": "assistant", "content": [{"type": "text", "text": state.streaming}]}
             )
             state.streaming = ""
+        if not messages:  # the conversation was never loaded: nothing to save
+            return
         messages[:] = repair(messages)  # answers every dangling tool call first
         if note:
             state.commit(f"_{note}_")
@@ -639,6 +654,14 @@ class Engine:
         messages[:] = repair(messages)
         await host.store.save_conversation(pid, messages)
         return False
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_cancellation(e) for e in exc.exceptions)
+    return False
 
 
 def reasoning_summary(state: TurnState) -> str:
