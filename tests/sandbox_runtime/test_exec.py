@@ -177,3 +177,15 @@ async def test_client_disconnect_kills_the_command(runtime: Runtime, how: str) -
             await stream.aclose()  # "drop": the TCP connection just goes away
             nursery.cancel_scope.cancel()
     await wait_for_exit(int((runtime.workspace / "child.pid").read_text()))
+
+
+async def test_runtime_token_is_not_passed_to_commands(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMICABLE_RUNTIME_TOKEN", "env-secret-token")
+    monkeypatch.setenv("AMICABLE_RUNTIME_TOKEN_FILE", "/run/secret-token-file")
+    monkeypatch.setenv("SOME_VISIBLE_SETTING", "visible")
+    result = await run(runtime, command="env")
+    assert "SOME_VISIBLE_SETTING=visible" in result["stdout"]
+    assert "env-secret-token" not in result["stdout"]
+    assert "AMICABLE_RUNTIME_TOKEN" not in result["stdout"]

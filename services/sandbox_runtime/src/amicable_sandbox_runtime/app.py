@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _FIRST_FRAME_TIMEOUT_S = 30.0
-_THREADS = trio.CapacityLimiter(8)
 
 
 class _AnyPath(PathConverter):
@@ -82,8 +81,7 @@ async def _body(cls: type[T]) -> T:
         raise InvalidRequest(exc.message) from None
 
 
-async def _thread(fn: Callable[..., T], *args: Any) -> T:
-    return await trio.to_thread.run_sync(fn, *args, limiter=_THREADS)
+_WORKER_THREADS = 8
 
 
 def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor) -> QuartTrio:
@@ -99,6 +97,11 @@ def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor)
     app.url_map.merge_slashes = False
     app.url_map.converters["anypath"] = _AnyPath
     files = Files(jail, max_file_bytes=config.max_file_bytes)
+    limiter = trio.CapacityLimiter(_WORKER_THREADS)
+
+    async def _thread(fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+
     expected = f"Bearer {config.token}".encode() if config.token else None
 
     def check_auth(path: str, header: str | None) -> None:

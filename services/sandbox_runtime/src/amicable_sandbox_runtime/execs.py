@@ -33,6 +33,17 @@ _DRAIN_TIMEOUT_S = 2.0
 _REAP_TIMEOUT_S = 5.0
 
 
+#: Never handed to commands or the dev server: the runtime's own credentials.
+_PRIVATE_ENV = ("AMICABLE_RUNTIME_TOKEN", "AMICABLE_RUNTIME_TOKEN_FILE")
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process: ours minus the runtime's secrets, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+    env.update(extra or {})
+    return env
+
+
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signal the process group led by ``pid``; a group that is already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -96,7 +107,7 @@ async def run_command(
     timeout = request.timeout_s if request.timeout_s is not None else default_timeout_s
     if not timeout > 0:
         raise InvalidRequest("timeout_s must be positive")
-    env = {**os.environ, **(request.env or {})}
+    env = child_env(request.env)
     started = trio.current_time()
     proc = await trio.lowlevel.open_process(
         ["sh", "-c", request.command],

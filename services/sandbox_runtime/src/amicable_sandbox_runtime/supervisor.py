@@ -10,14 +10,13 @@ preview port, probed while the process runs.
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 from typing import TYPE_CHECKING
 
 import trio
 from amicable_protocol.runtime import PreviewLogs, PreviewState, PreviewStatus
 
-from .execs import kill_group
+from .execs import child_env, kill_group
 
 if TYPE_CHECKING:
     from .config import RuntimeConfig
@@ -132,11 +131,12 @@ class PreviewSupervisor:
     async def _run_once(self, task_status: trio.TaskStatus[None]) -> int:
         config = self.config
         assert config.preview_cmd is not None
-        env = {
-            **os.environ,
-            "AMICABLE_PREVIEW_HOST": config.preview_host,
-            "AMICABLE_PREVIEW_PORT": str(config.preview_port),
-        }
+        env = child_env(
+            {
+                "AMICABLE_PREVIEW_HOST": config.preview_host,
+                "AMICABLE_PREVIEW_PORT": str(config.preview_port),
+            }
+        )
         self.state = "starting"
         self.ready = False
         self._log(f"[amicable] starting: {config.preview_cmd}")
