@@ -5,7 +5,7 @@ import type { ContentBlock, UiContext } from "../protocol/messages";
 import { useSession } from "../state/useSession";
 import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
-import { PreviewPane, type Device } from "../components/PreviewPane";
+import { DEVICE_SIZES, PreviewPane, type Device } from "../components/PreviewPane";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
 
 interface Props {
@@ -62,6 +62,11 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const sendPrompt = useCallback(
     (text: string, blocks: ContentBlock[]) => {
       const ui: UiContext = { active_view: view, preview_path: previewPath, device_type: device };
+      const size = DEVICE_SIZES[device];
+      if (size.width.endsWith("px")) {
+        ui.viewport_width = parseInt(size.width, 10);
+        ui.viewport_height = parseInt(size.height, 10);
+      }
       const data = blocks.length > 0 ? { text, content_blocks: blocks, ui_context: ui } : { text, ui_context: ui };
       if (!send("user", data)) return false;
       dispatch({ type: "local/user", key: localKey(), text, blocks });

@@ -333,7 +333,11 @@ def test_keyboard_and_image_attachments(page: Any, fake_agent: FakeAgentHandle) 
     assert blocks[1]["type"] == "image"
     assert blocks[1]["mime_type"] == "image/png"
     assert base64.b64decode(blocks[1]["base64"]) == PNG
-    assert users[0]["ui_context"]["active_view"] == "preview"
+    assert users[0]["ui_context"] == {
+        "active_view": "preview",
+        "preview_path": "/",
+        "device_type": "desktop",
+    }
     assert users[0]["session_id"] == project.project_id
 
 
