@@ -174,3 +174,38 @@ def test_default_preview_command_uses_host_and_port() -> None:
     assert config.preview_cmd == "npm run dev -- --host 127.0.0.1 --port 3100"
     assert load_config({**env, "AMICABLE_PREVIEW_CMD": ""}).preview_cmd is None
     assert load_config(env, no_preview=True).preview_cmd is None
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    from amicable_sandbox_runtime.supervisor import backoff_s
+
+    assert [backoff_s(n, 0.5, 10.0) for n in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert backoff_s(10_000, 0.5, 10.0) == 10.0
+
+
+async def test_exhaustion_on_virtual_time(tmp_path: Any, autojump_clock: Any) -> None:
+    """The supervisor waits out its backoffs (virtual time) and stops at the bound."""
+    from amicable_sandbox_runtime.config import RuntimeConfig
+    from amicable_sandbox_runtime.supervisor import PreviewSupervisor
+
+    config = RuntimeConfig(
+        workspace=tmp_path,
+        token="t",
+        preview_cmd="exit 3",
+        preview_port=free_port(),
+        preview_max_restarts=4,
+        preview_backoff_initial_s=5.0,
+        preview_backoff_max_s=60.0,
+    )
+    supervisor = PreviewSupervisor(config)
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        await nursery.start(supervisor.run)
+        status = await supervisor.wait_state("exhausted")
+        elapsed = trio.current_time() - start
+        assert supervisor.status().state == "exhausted"  # it stays there
+        supervisor.request_restart()
+        await supervisor.wait_state("starting", "backoff")
+        nursery.cancel_scope.cancel()
+    assert (status.restarts, status.last_exit_code, status.pid, status.ready) == (4, 3, None, False)
+    assert elapsed >= 4 * 5.0  # four restarts, each after at least the initial backoff

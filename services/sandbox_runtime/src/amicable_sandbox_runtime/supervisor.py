@@ -37,6 +37,11 @@ def probe_host(listen_host: str) -> str:
     return listen_host
 
 
+def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
+    """Delay before the next restart after ``failures`` consecutive quick exits."""
+    return float(min(initial_s * 2 ** min(failures, 32), max_s))
+
+
 class PreviewSupervisor:
     """Keeps the dev server running; owns its process group.
 
@@ -56,6 +61,19 @@ class PreviewSupervisor:
         self._lines: collections.deque[str] = collections.deque(maxlen=config.preview_log_lines)
         self._partial = b""
         self._restart = trio.Event()
+        self._changed = trio.Event()
+
+    def _set_state(self, state: PreviewState) -> None:
+        if state != self.state:
+            self.state = state
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def wait_state(self, *states: PreviewState) -> PreviewStatus:
+        """Wait until the supervisor is in one of ``states``; returns that status."""
+        while self.state not in states:
+            await self._changed.wait()
+        return self.status()
 
     @property
     def enabled(self) -> bool:
@@ -111,15 +129,16 @@ class PreviewSupervisor:
                 if trio.current_time() - began >= _STABLE_RUN_S:
                     failures = 0
                 if self.restarts >= self.config.preview_max_restarts:
-                    self.state = "exhausted"
+                    self._set_state("exhausted")
                     self._log("[amicable] restart limit reached; waiting for an explicit restart")
                     await self._restart.wait()
                     self.restarts = 0
                     failures = 0
                     continue
-                self.state = "backoff"
-                delay = min(
-                    self.config.preview_backoff_initial_s * 2**failures,
+                self._set_state("backoff")
+                delay = backoff_s(
+                    failures,
+                    self.config.preview_backoff_initial_s,
                     self.config.preview_backoff_max_s,
                 )
                 failures += 1
@@ -137,7 +156,7 @@ class PreviewSupervisor:
                 "AMICABLE_PREVIEW_PORT": str(config.preview_port),
             }
         )
-        self.state = "starting"
+        self._set_state("starting")
         self.ready = False
         self._log(f"[amicable] starting: {config.preview_cmd}")
         proc = await trio.lowlevel.open_process(
@@ -216,7 +235,7 @@ class PreviewSupervisor:
                 if self.pid is not None:
                     self.ready = ok
                     if self.state in ("starting", "running"):
-                        self.state = "running" if ok else "starting"
+                        self._set_state("running" if ok else "starting")
             await trio.sleep(self.config.preview_probe_interval_s)
 
     async def _probe(self, host: str) -> bool:
