@@ -278,3 +278,16 @@ def test_fake_stream_is_the_documented_event_sequence() -> None:
     partial = "".join(e[1]["delta"]["partial_json"] for e in events[7:9])
     assert json.loads(partial) == {"path": "/"}
     assert events[10][1]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_fit_context_drops_old_images_last() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": "A" * 100_000}}  # fmt: skip
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "like this"}, image]},
+        {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+        {"role": "user", "content": [{"type": "text", "text": "and this"}, image]},
+    ]
+    fitted = fit_context(messages, 150_000)
+    assert fitted[0]["content"][1] == {"type": "text", "text": "[image omitted from the history]"}
+    assert fitted[2]["content"][1] == image

@@ -200,5 +200,18 @@ def fit_context(messages: list[dict[str, Any]], budget_chars: int) -> list[dict[
                 blocks.append(block)
             out[i] = {**message, "content": blocks}
         if request_size(out) <= budget_chars:
-            break
+            return out
+    # Still too big: drop images of earlier requests (the latest request keeps its own).
+    last_request = max(
+        (i for i, m in enumerate(out) if m.get("role") == "user" and not is_tool_result_message(m)),
+        default=-1,
+    )
+    for i, message in enumerate(out):
+        if i != last_request and message.get("role") == "user":
+            blocks = [
+                {"type": "text", "text": "[image omitted from the history]"}
+                if b.get("type") == "image" else b
+                for b in _blocks(message)
+            ]  # fmt: skip
+            out[i] = {**message, "content": blocks}
     return out
