@@ -69,6 +69,9 @@ async def test_too_large(start_runtime: StartRuntime) -> None:
     assert (resp.status_code, resp.json()["error"]) == (413, "too_large")
     assert not (runtime.workspace / "big.bin").exists()
     assert (await runtime.client.put("/v1/files/ok.bin", content=b"x" * 1000)).status_code == 200
+    (runtime.workspace / "made-by-a-command.bin").write_bytes(b"x" * 1001)
+    resp = await runtime.client.get("/v1/files/made-by-a-command.bin")
+    assert (resp.status_code, resp.json()["error"]) == (413, "too_large")
 
 
 async def test_edit_semantics(runtime: Runtime) -> None:

@@ -62,6 +62,10 @@ class Files:
             if stat.S_ISDIR(mode):
                 raise IsDirectory(f"is a directory: {loc.rel}")
             raise InvalidRequest(f"not a regular file: {loc.rel}")
+        size = os.fstat(fd).st_size
+        if size > self.max_file_bytes:
+            os.close(fd)
+            raise TooLarge(f"{loc.rel} is {size} bytes; the limit is {self.max_file_bytes}")
         with os.fdopen(fd, "rb") as fh:
             return fh.read()
 
