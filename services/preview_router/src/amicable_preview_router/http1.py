@@ -24,70 +24,90 @@ _DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
 
-#: Hop-by-hop headers never forwarded as received (RFC 9110 §7.6.1, plus legacy names).
+#: Hop-by-hop headers are never forwarded as received (RFC 9110 §7.6.1, plus legacy names);
 #: ``transfer-encoding`` is kept because chunked bodies are relayed verbatim.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailers",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    }
-)
 #: Headers a Connection option may never remove (we need them for framing and routing).
 _PROTECTED = frozenset({b"host", b"content-length", b"transfer-encoding"})
-
-Header = tuple[bytes, bytes, bytes]  # (lower-case name, name as sent, value)
-
-
-class RequestHead:
-    """A parsed request head; ``headers`` keeps order and original spelling."""
-
-    __slots__ = ("headers", "method", "target", "version")
-
-    def __init__(self, method: bytes, target: bytes, version: bytes, headers: list[Header]) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-
-    def values(self, lname: bytes) -> list[bytes]:
-        """Every value of the header ``lname`` (lower case), in order."""
-        return [v for n, _, v in self.headers if n == lname]
-
-
-class ResponseHead:
-    """A parsed response head."""
-
-    __slots__ = ("headers", "reason", "status", "version")
-
-    def __init__(self, version: bytes, status: int, reason: bytes, headers: list[Header]) -> None:
-        self.version = version
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-
-    def values(self, lname: bytes) -> list[bytes]:
-        """Every value of the header ``lname`` (lower case), in order."""
-        return [v for n, _, v in self.headers if n == lname]
-
+#: Connection options that name no header.
+_PLAIN_OPTIONS = frozenset({b"close", b"keep-alive", b"upgrade"})
 
 _TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # Every field line of a head (each preceded by CRLF): token ":" then visible chars, SP, HTAB.
 # This rejects obs-fold, whitespace before the colon, bare CR/LF and control characters.
 _FIELD_LINES = re.compile(rb"(?:\r\n" + _TOKEN_RE + rb":[\t\x20-\x7e\x80-\xff]*)*")
 _FIELD = re.compile(rb"\r\n(" + _TOKEN_RE + rb"):[ \t]*([^\r\n]*)")
+_HOP_NAMES = rb"connection|keep-alive|proxy-connection|te|trailers|upgrade|proxy-authenticate|proxy-authorization"
+# Field lines removed from responses / requests (requests also lose client-sent forwarding).
+_DROP_RESPONSE = re.compile(rb"\r\n(?:" + _HOP_NAMES + rb"):[^\r\n]*", re.IGNORECASE)
+_DROP_REQUEST = re.compile(
+    rb"\r\n(?:" + _HOP_NAMES + rb"|x-forwarded-" + _TOKEN_RE + rb"|forwarded|x-real-ip):[^\r\n]*",
+    re.IGNORECASE,
+)
+
+Header = tuple[bytes, bytes, bytes]  # (lower-case name, name as sent, value)
 
 
-def _parse_fields(block: bytes, error: Exception) -> list[Header]:
-    """Parse ``block`` = every field line, each with its leading CRLF."""
-    if _FIELD_LINES.fullmatch(block) is None:
-        raise error
-    return [(name.lower(), name, value.rstrip(b" \t")) for name, value in _FIELD.findall(block)]
+class _Head:
+    """Field lines kept as the raw block (``\r\nName: value`` repeated), scanned on demand.
+
+    Parsing every field into objects costs more than relaying a small response, so a head
+    stores its validated block and answers :meth:`values` with substring searches.
+    """
+
+    __slots__ = ("_low", "block")
+
+    def __init__(self, block: bytes) -> None:
+        self.block = block
+        self._low: bytes | None = None
+
+    def values(self, lname: bytes) -> list[bytes]:
+        """Every value of the header ``lname`` (lower case), in order, without OWS."""
+        low = self._low
+        if low is None:
+            low = self._low = self.block.lower()
+        key = b"\r\n" + lname + b":"
+        i = low.find(key)
+        if i < 0:
+            return []
+        out = []
+        block = self.block
+        while i >= 0:
+            start = i + len(key)
+            end = low.find(b"\r\n", start)
+            if end < 0:
+                end = len(low)
+            out.append(block[start:end].strip(b" \t"))
+            i = low.find(key, end)
+        return out
+
+    @property
+    def headers(self) -> list[Header]:
+        """Every field as ``(lower-case name, name as sent, value)``, in order."""
+        return [(n.lower(), n, v.rstrip(b" \t")) for n, v in _FIELD.findall(self.block)]
+
+
+class RequestHead(_Head):
+    """A parsed request head."""
+
+    __slots__ = ("method", "target", "version")
+
+    def __init__(self, method: bytes, target: bytes, version: bytes, block: bytes) -> None:
+        super().__init__(block)
+        self.method = method
+        self.target = target
+        self.version = version
+
+
+class ResponseHead(_Head):
+    """A parsed response head."""
+
+    __slots__ = ("reason", "status", "version")
+
+    def __init__(self, version: bytes, status: int, reason: bytes, block: bytes) -> None:
+        super().__init__(block)
+        self.version = version
+        self.status = status
+        self.reason = reason
 
 
 def parse_request_head(data: bytes) -> RequestHead:
@@ -114,8 +134,10 @@ def parse_request_head(data: bytes) -> RequestHead:
         raise BadRequest(400, "malformed method")
     if _ORIGIN_FORM.fullmatch(target) is None:
         raise BadRequest(400, "only origin-form request targets are accepted")
-    headers = _parse_fields(data[end:], BadRequest(400, "malformed header line"))
-    return RequestHead(method, target, version, headers)
+    block = data[end:]
+    if _FIELD_LINES.fullmatch(block) is None:
+        raise BadRequest(400, "malformed header line")
+    return RequestHead(method, target, version, block)
 
 
 def parse_response_head(data: bytes) -> ResponseHead:
@@ -131,11 +153,13 @@ def parse_response_head(data: bytes) -> ResponseHead:
     if match is None:
         raise UpstreamProtocolError("malformed status line")
     version = b"HTTP/1.1" if match.group(1) == b"1" else b"HTTP/1.0"
-    headers = _parse_fields(data[end:], UpstreamProtocolError("malformed header line"))
-    return ResponseHead(version, int(match.group(2)), match.group(3) or b"", headers)
+    block = data[end:]
+    if _FIELD_LINES.fullmatch(block) is None:
+        raise UpstreamProtocolError("malformed header line")
+    return ResponseHead(version, int(match.group(2)), match.group(3) or b"", block)
 
 
-def connection_tokens(head: RequestHead | ResponseHead) -> set[bytes]:
+def connection_tokens(head: _Head) -> set[bytes]:
     """The lower-case options of every ``Connection`` header."""
     tokens: set[bytes] = set()
     for value in head.values(b"connection"):
@@ -268,8 +292,10 @@ class ChunkedScanner:
         return pos, False
 
 
-def _forwarded_for(prior: list[bytes], client_ip: bytes) -> bytes:
-    return b", ".join([*prior, client_ip]) if prior else client_ip
+def _drop_named(block: bytes, names: set[bytes]) -> bytes:
+    """Remove the field lines whose (lower-case) name is in ``names``."""
+    pattern = b"|".join(re.escape(n) for n in sorted(names))
+    return re.sub(rb"\r\n(?:" + pattern + rb"):[^\r\n]*", b"", block, flags=re.IGNORECASE)
 
 
 def build_upstream_request(
@@ -288,49 +314,64 @@ def build_upstream_request(
     ``X-Forwarded-For`` chain and ``X-Forwarded-Proto`` are kept). HTTP/1.0 clients are
     forwarded as HTTP/1.0 so the upstream closes after answering.
     """
-    drop = HOP_BY_HOP | (tokens - _PROTECTED)
-    out = [head.method, b" ", head.target, b" ", head.version, b"\r\n"]
-    prior_for: list[bytes] = []
-    host = b""
-    for lname, name, value in head.headers:
-        if lname in drop:
-            continue
-        if lname[:12] == b"x-forwarded-" or lname == b"forwarded" or lname == b"x-real-ip":
-            if trusted and lname == b"x-forwarded-for":
-                prior_for.append(value)
-            elif trusted and lname == b"x-forwarded-proto" and value in (b"http", b"https"):
-                proto = value
-            continue
-        if lname == b"host":
-            host = value
-        out += (name, b": ", value, b"\r\n")
-    out += (b"X-Forwarded-For: ", _forwarded_for(prior_for, client_ip), b"\r\n")
-    out += (b"X-Forwarded-Host: ", host, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
-    if websocket:
-        out.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
-    out.append(b"\r\n")
-    return b"".join(out)
+    block = _DROP_REQUEST.sub(b"", head.block)
+    named = tokens - _PLAIN_OPTIONS - _PROTECTED
+    if named:
+        block = _drop_named(block, named)
+    forwarded_for = client_ip
+    if trusted:
+        prior = head.values(b"x-forwarded-for")
+        if prior:
+            forwarded_for = b", ".join([*prior, client_ip])
+        claimed = head.values(b"x-forwarded-proto")
+        if len(claimed) == 1 and claimed[0] in (b"http", b"https"):
+            proto = claimed[0]
+    hosts = head.values(b"host")
+    return b"".join(
+        (
+            head.method,
+            b" ",
+            head.target,
+            b" ",
+            head.version,
+            block,
+            b"\r\nX-Forwarded-For: ",
+            forwarded_for,
+            b"\r\nX-Forwarded-Host: ",
+            hosts[0] if hosts else b"",
+            b"\r\nX-Forwarded-Proto: ",
+            proto,
+            b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" if websocket else b"\r\n\r\n",
+        )
+    )
 
 
-def build_client_response(head: ResponseHead, *, close: bool, upgrade: bool = False) -> bytes:
+def build_client_response(
+    head: ResponseHead,
+    *,
+    close: bool,
+    upgrade: bool = False,
+    tokens: set[bytes] | None = None,
+) -> bytes:
     """Serialise the response head sent to the client.
 
     Hop-by-hop headers are dropped; ``Connection: close`` is added when the router will close
     the client connection after this response; a 101 carries ``Connection: Upgrade`` and the
-    upstream's ``Upgrade`` value.
+    upstream's ``Upgrade`` value. ``tokens`` are the head's Connection options when the
+    caller already has them.
     """
-    drop = HOP_BY_HOP | (connection_tokens(head) - _PROTECTED)
-    out = [b"HTTP/1.1 ", str(head.status).encode(), b" ", head.reason, b"\r\n"]
-    for lname, name, value in head.headers:
-        if lname not in drop:
-            out += (name, b": ", value, b"\r\n")
     if upgrade:
         up = head.values(b"upgrade")
-        out += (b"Connection: Upgrade\r\nUpgrade: ", up[0] if up else b"websocket", b"\r\n")
-    elif close:
-        out.append(b"Connection: close\r\n")
-    out.append(b"\r\n")
-    return b"".join(out)
+        tail = (
+            b"\r\nConnection: Upgrade\r\nUpgrade: " + (up[0] if up else b"websocket") + b"\r\n\r\n"
+        )
+    else:
+        tail = b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n"
+    block = _DROP_RESPONSE.sub(b"", head.block)
+    named = (connection_tokens(head) if tokens is None else tokens) - _PLAIN_OPTIONS - _PROTECTED
+    if named:
+        block = _drop_named(block, named)
+    return b"".join((b"HTTP/1.1 ", str(head.status).encode(), b" ", head.reason, block, tail))
 
 
 def simple_response(

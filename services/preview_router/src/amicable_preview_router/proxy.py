@@ -453,14 +453,15 @@ class Router:
                 await self._tunnel(client, conn, resp)
                 return False
             framing = response_body_length(req.method, resp)
+            tokens = connection_tokens(resp)
             upstream_ka = (
                 framing != UNTIL_CLOSE
                 and resp.version == b"HTTP/1.1"
                 and req.version == b"HTTP/1.1"
-                and b"close" not in connection_tokens(resp)
+                and b"close" not in tokens
             )
             keep = client_ka and framing != UNTIL_CLOSE
-            head = build_client_response(resp, close=not keep)
+            head = build_client_response(resp, close=not keep, tokens=tokens)
             self._metrics.response(resp.status)
             await self._relay_response_body(client, conn, framing, head)
             if upstream_ka and (body is None or body.done) and not conn.buf:
