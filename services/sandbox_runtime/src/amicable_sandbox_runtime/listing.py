@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-import attrs
 from amicable_protocol.runtime import (
     GlobResult,
     GrepMatch,
@@ -38,8 +37,7 @@ MAX_GREP_FILE_BYTES = 2 * 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@attrs.frozen
-class _Entry:
+class _Entry(NamedTuple):  # a tuple: created once per file on hot listing paths
     rel: str  # wire path, leading "/"
     name: str
     st: os.stat_result
