@@ -32,7 +32,11 @@ async def _pump(
             if not data:
                 break
             await dst.send_all(data)
-            scope.deadline = trio.current_time() + idle_s
+            # Moving a deadline costs more than relaying a small frame: do it at most
+            # about once a second (the idle timeout has one-second granularity).
+            deadline = trio.current_time() + idle_s
+            if deadline - scope.deadline > 1.0:
+                scope.deadline = deadline
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     scope.cancel()
