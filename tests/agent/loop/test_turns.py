@@ -60,8 +60,8 @@ async def test_prompt_writes_a_file_with_the_documented_wire_order(
     assert {t["name"] for t in second["tools"]} == {
         "ls", "read_file", "write_file", "edit_file", "glob", "grep", "execute"}  # fmt: skip
     first_user = fake.requests[0].body["messages"][0]["content"]
-    assert "Always use TypeScript." in first_user
-    assert first_user.endswith("add a hello page")
+    assert first_user == "add a hello page"
+    assert "Always use TypeScript." in fake.requests[0].body["system"][0]["text"]
     headers = fake.requests[0].headers
     assert "sk-ant-test-key-123456" in headers.get("x-api-key", headers.get("authorization", ""))
     # The conversation and the user-visible history are stored.

@@ -303,12 +303,8 @@ class Engine:
                         "summary_chars": len(summary),
                         "threshold": self.settings.compaction_trigger_messages},
             ))  # fmt: skip
-        instructions = await load_workspace_instructions(host.runtime)
         wrapped = wrap_user_text(
-            request_text(data),
-            thinking_level=host.thinking_level,
-            ui_context=data.ui_context,
-            instructions=instructions,
+            request_text(data), thinking_level=host.thinking_level, ui_context=data.ui_context
         )
         append_user(messages, user_content(data, wrapped))
         await host.store.save_conversation(pid, messages)
@@ -427,10 +423,15 @@ class Engine:
 
     # --- the model loop ------------------------------------------------------------------
 
-    def _system(self, summary: str) -> str:
-        if not summary:
-            return SYSTEM_PROMPT
-        return f"{SYSTEM_PROMPT}\n\nSummary of the earlier conversation:\n{summary}"
+    def _system(self, summary: str, instructions: str) -> str:
+        # Workspace instructions live in the system prompt (re-read every turn) rather than
+        # in each request, so they do not pile up in the stored history.
+        parts = [SYSTEM_PROMPT]
+        if instructions:
+            parts.append(f"Workspace instructions (follow them):\n{instructions}")
+        if summary:
+            parts.append(f"Summary of the earlier conversation:\n{summary}")
+        return "\n\n".join(parts)
 
     def _budget_note(self, state: TurnState) -> str | None:
         s = self.settings
@@ -451,6 +452,7 @@ class Engine:
     ) -> Outcome:
         pid = host.project.project_id
         summary = str(await host.store.load_state(pid, SUMMARY_KEY) or "")
+        system = self._system(summary, await load_workspace_instructions(host.runtime))
         while True:
             budget = self._budget_note(state)
             if budget is not None:
@@ -460,7 +462,7 @@ class Engine:
                 )
                 await host.store.save_conversation(pid, messages)
                 return "done"
-            answer = await self._stream(host, messages, state, summary)
+            answer = await self._stream(host, messages, state, system)
             content = answer.content or [{"type": "text", "text": "(no reply)"}]
             messages.append({"role": "assistant", "content": content})
             state.commit(answer.text)
@@ -482,7 +484,7 @@ class Engine:
             await self._run_tools(host, messages, tool_uses, state)
 
     async def _stream(
-        self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, summary: str
+        self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, system: str
     ) -> Any:
         last_sent = -1e9
         sent_text = state.visible()
@@ -509,7 +511,7 @@ class Engine:
 
         request = fit_context(messages, self.settings.context_budget_chars)
         answer = await self.llm.stream_message(
-            system=self._system(summary), messages=request, tools=tool_definitions(),
+            system=system, messages=request, tools=tool_definitions(),
             on_text=on_text, on_text_done=flush,
         )  # fmt: skip
         state.add_usage(answer.usage)
