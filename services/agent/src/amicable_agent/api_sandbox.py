@@ -11,6 +11,7 @@ import hashlib
 import posixpath
 from typing import TYPE_CHECKING, Any
 
+import trio
 from quart import Blueprint, Response, current_app, jsonify, request
 
 from .api_projects import project_or_404
@@ -67,6 +68,8 @@ async def _runtime(project_id: str) -> AbstractAsyncContextManager[RuntimeClient
         return await state.manager.ensure_runtime(project)
     except SandboxError as exc:
         raise HttpError(503, "sandbox_unavailable", str(exc)) from exc
+    except trio.TooSlowError as exc:
+        raise HttpError(504, "sandbox_timeout", "the sandbox did not start in time") from exc
 
 
 @bp.get("/api/sandbox/<project_id>/ls")

@@ -64,6 +64,9 @@ class LocalBackendConfig:
         idle_ttl_s: stop a sandbox after this long without activity (0 = never).
         start_timeout_s: deadline for workspace creation + runtime + dev server.
         cache_dir: node_modules cache (default ``<data_dir>/cache``).
+        refill_delay_s: wait this long after a warm sandbox was adopted before starting its
+            replacement, so the refill does not compete with the adopted preview's first
+            page loads for CPU.
     """
 
     data_dir: Path
@@ -75,6 +78,7 @@ class LocalBackendConfig:
     idle_ttl_s: float = 1800.0
     start_timeout_s: float = 600.0
     cache_dir: Path | None = None
+    refill_delay_s: float = 5.0
 
     @classmethod
     def from_agent_config(cls, config: AgentConfig) -> LocalBackendConfig:
@@ -536,6 +540,7 @@ class LocalBackend:
             self._pool_filled.set()
             self._pool_filled = trio.Event()
             await self._pool_changed.wait()
+            await trio.sleep(self._config.refill_delay_s)
 
     async def _prime(self, sandbox: _Sandbox) -> None:
         """Request ``/`` once so Vite's first-request work is done before anyone waits."""
