@@ -164,3 +164,42 @@ async def test_failed_provisioning_reports_failed_stage(agent) -> None:
     assert failed
     assert failed[0].data.message == "template missing"
     assert msgs[-1].data.error == "sandbox_failed"
+
+
+class EchoEngine:
+    """Answers every user turn with update_in_progress / agent_final / update_completed."""
+
+    async def run_user_turn(self, host: object, data: object) -> None:
+        from amicable_protocol.messages import Empty, MessageType, TextData
+
+        await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())  # type: ignore[attr-defined]
+        await host.send(MessageType.AGENT_FINAL, TextData(text=f"echo {data.text}"))  # type: ignore[attr-defined]
+        await host.send(MessageType.UPDATE_COMPLETED, Empty())  # type: ignore[attr-defined]
+
+    async def resume_hitl(self, host: object, data: object) -> None: ...
+
+    async def run_runtime_error(self, host: object, data: object) -> None: ...
+
+    async def hitl_pending(self, host: object) -> None:
+        return None
+
+    async def history(self, host: object) -> list[object]:
+        return []
+
+
+async def test_two_sockets_on_one_session_both_see_the_turn(agent_factory) -> None:
+    sid = str(uuid.uuid4())
+    async with (
+        agent_factory(engine=EchoEngine()) as agent,
+        open_websocket_url(agent.ws) as first,
+        open_websocket_url(agent.ws) as second,
+    ):
+        await ws_send(first, editor_init(sid))
+        await ws_recv_until(first, "init")
+        await ws_send(second, editor_init(sid))
+        await ws_recv_until(second, "init")
+        await ws_send(first, {"type": "user", "data": {"session_id": sid, "text": "hello"}})
+        for ws in (first, second):
+            turn = await ws_recv_until(ws, "update_completed")
+            finals = [m.data.text for m in turn if str(m.type) == "agent_final"]
+            assert finals == ["echo hello"]
