@@ -7,52 +7,34 @@ us; when it does, the proxy retries a body-less request once on a fresh connecti
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
 
+from .transport import Transport, open_transport
+
 if TYPE_CHECKING:
+    import socket
     from collections.abc import AsyncIterator
 
-from contextlib import asynccontextmanager
 
-_RECV = 65536
-
-
-class BufferedStream:
-    """A stream plus the bytes read from it but not consumed yet."""
-
-    __slots__ = ("buf", "stream")
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buf = bytearray()
-
-    async def fill(self) -> bool:
-        """Read more bytes into :attr:`buf`; False at end of stream."""
-        data = await self.stream.receive_some(_RECV)
-        if not data:
-            return False
-        self.buf += data
-        return True
-
-
-class UpstreamConnection(BufferedStream):
+class UpstreamConnection(Transport):
     """One connection to an upstream; ``reused`` tells whether it came from the pool."""
 
     __slots__ = ("idle_since", "key", "pooled", "reused")
 
-    def __init__(self, stream: trio.SocketStream, key: tuple[str, int]) -> None:
-        super().__init__(stream)
+    def __init__(self, sock: socket.socket, key: tuple[str, int]) -> None:
+        super().__init__(sock)
         self.key = key
         self.reused = False
         self.pooled = False
         self.idle_since = 0.0
 
     def close(self) -> None:
-        """Close the socket now (no checkpoint); idempotent."""
+        """Close now (idempotent)."""
         self.pooled = False
-        self.stream.socket.close()
+        super().close()
 
 
 class UpstreamPool:
@@ -90,8 +72,8 @@ class UpstreamPool:
             trio.TooSlowError: connecting took longer than the connect timeout.
         """
         with trio.fail_after(self._connect_timeout_s):
-            stream = await trio.open_tcp_stream(*key)
-        return UpstreamConnection(stream, key)
+            transport = await open_transport(*key)
+        return UpstreamConnection(transport.sock, key)
 
     async def acquire(self, key: tuple[str, int]) -> UpstreamConnection:
         """:meth:`take_idle`, else :meth:`connect` (always a checkpoint)."""

@@ -39,7 +39,6 @@ from .http1 import (
     response_body_length,
     simple_response,
 )
-from .pool import BufferedStream, UpstreamConnection
 from .resolver import Miss
 from .routing import HostKind, classify_host
 from .tunnel import splice
@@ -47,8 +46,9 @@ from .tunnel import splice
 if TYPE_CHECKING:
     from .config import RouterConfig
     from .metrics import Metrics
-    from .pool import UpstreamPool
+    from .pool import UpstreamConnection, UpstreamPool
     from .resolver import Resolver, Upstream
+    from .transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ class _Client:
 
     __slots__ = ("deadline", "io", "peer_ip", "phase", "req", "scope", "trusted")
 
-    def __init__(self, stream: trio.SocketStream, peer_ip: str, trusted: bool) -> None:
-        self.io = BufferedStream(stream)
+    def __init__(self, io: Transport, peer_ip: str, trusted: bool) -> None:
+        self.io = io
         self.peer_ip = peer_ip
         self.trusted = trusted
         self.scope = trio.CancelScope()
@@ -126,15 +126,15 @@ class _RequestBody:
         try:
             if self.length == CHUNKED:
                 error = BadRequest(400, "bad chunk")
-                await _relay_chunked(self.client.io, self.conn.stream, self.client, idle_s, error)
+                await _relay_chunked(self.client.io, self.conn, self.client, idle_s, error)
             else:
-                await _relay_exact(self.client, self.conn.stream, self.length, idle_s)
+                await _relay_exact(self.client, self.conn, self.length, idle_s)
             self.done = True
         except (trio.BrokenResourceError, trio.ClosedResourceError, RouterError):
             on_failure.cancel()
 
 
-async def _relay_exact(client: _Client, dst: trio.SocketStream, length: int, idle_s: float) -> None:
+async def _relay_exact(client: _Client, dst: Transport, length: int, idle_s: float) -> None:
     src = client.io
     first = min(length, len(src.buf))
     if first:
@@ -144,7 +144,7 @@ async def _relay_exact(client: _Client, dst: trio.SocketStream, length: int, idl
     remaining = length - first
     while remaining:
         client.arm(idle_s)
-        data = await src.stream.receive_some(min(remaining, _RECV))
+        data = await src.receive_some(min(remaining, _RECV))
         if not data:
             raise UpstreamProtocolError("body ended early")
         remaining -= len(data)
@@ -153,8 +153,8 @@ async def _relay_exact(client: _Client, dst: trio.SocketStream, length: int, idl
 
 
 async def _relay_chunked(
-    src: BufferedStream,
-    dst: trio.SocketStream,
+    src: Transport,
+    dst: Transport,
     client: _Client,
     idle_s: float,
     error: Exception,
@@ -196,7 +196,7 @@ class Router:
         self._proto = config.forwarded_proto.encode()
         self._idle_s = config.http_idle_timeout_s
 
-    async def handle_connection(self, stream: trio.SocketStream) -> None:
+    async def handle_connection(self, stream: Transport) -> None:
         """Serve one client connection until either side closes it.
 
         Cancellation: the connection, its upstream connection and any tunnel close at once.
@@ -210,7 +210,7 @@ class Router:
                 return
             metrics.connections_open += 1
             try:
-                peer_ip = str(stream.socket.getpeername()[0])
+                peer_ip = stream.peer_ip()
                 client = _Client(stream, peer_ip, self._is_trusted(peer_ip))
                 with client.scope:
                     await self._serve(client)
@@ -221,13 +221,13 @@ class Router:
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError, RouterError):
             pass  # this client is done; the server goes on
         finally:
-            await trio.aclose_forcefully(stream)
+            stream.close()
 
     async def _timed_out(self, client: _Client) -> None:
         with trio.move_on_after(1):
             if client.phase == _HEAD:
                 await self._reply(
-                    client.io.stream, 408, b"request head not received in time\n", close=True
+                    client.io, 408, b"request head not received in time\n", close=True
                 )
             elif client.phase == _UPSTREAM and client.req is not None:
                 await self._bad_gateway(client, client.req, False)
@@ -247,9 +247,7 @@ class Router:
             except BadRequest as exc:
                 self._metrics.requests += 1
                 client.arm(1.0)
-                await self._reply(
-                    client.io.stream, exc.status, f"{exc.reason}\n".encode(), close=True
-                )
+                await self._reply(client.io, exc.status, f"{exc.reason}\n".encode(), close=True)
                 return
             if not keep:
                 return
@@ -362,7 +360,7 @@ class Router:
                 return await self._bad_gateway(client, req, client_ka)
             try:
                 try:
-                    await conn.stream.send_all(out_head)
+                    await conn.send_all(out_head)
                     resp = await self._read_response_head(conn)
                 except (_NoResponse, trio.BrokenResourceError, trio.ClosedResourceError):
                     conn.close()
@@ -391,7 +389,7 @@ class Router:
             return await self._bad_gateway(client, req, False)
         try:
             try:
-                await conn.stream.send_all(out_head)
+                await conn.send_all(out_head)
             except trio.BrokenResourceError:
                 return await self._bad_gateway(client, req, False)
             body = _RequestBody(client, conn, body_len)
@@ -439,7 +437,7 @@ class Router:
         body: _RequestBody | None,
     ) -> bool:
         released = False
-        stream = client.io.stream
+        stream = client.io
         try:
             while 100 <= resp.status < 200 and resp.status != 101:
                 await stream.send_all(build_client_response(resp, close=False))
@@ -479,7 +477,7 @@ class Router:
         self, client: _Client, conn: UpstreamConnection, framing: int, head: bytes
     ) -> None:
         buf = conn.buf
-        dst = client.io.stream
+        dst = client.io
         idle_s = self._idle_s
         if framing >= 0:
             first = min(framing, len(buf))
@@ -489,7 +487,7 @@ class Router:
             remaining = framing - first
             while remaining:
                 client.arm(idle_s)
-                data = await conn.stream.receive_some(min(remaining, _RECV))
+                data = await conn.receive_some(min(remaining, _RECV))
                 if not data:
                     raise UpstreamProtocolError("response body ended early")
                 remaining -= len(data)
@@ -504,7 +502,7 @@ class Router:
             buf.clear()
             while True:
                 client.arm(idle_s)
-                data = await conn.stream.receive_some(_RECV)
+                data = await conn.receive_some(_RECV)
                 if not data:
                     return
                 client.arm(idle_s)
@@ -513,26 +511,22 @@ class Router:
     async def _tunnel(self, client: _Client, conn: UpstreamConnection, resp: ResponseHead) -> None:
         client.arm(self._idle_s)
         head = build_client_response(resp, close=False, upgrade=True)
-        await client.io.stream.send_all(head + conn.buf)
+        await client.io.send_all(head + conn.buf)
         conn.buf.clear()
         if client.io.buf:
-            await conn.stream.send_all(bytes(client.io.buf))
+            await conn.send_all(bytes(client.io.buf))
             client.io.buf.clear()
         client.disarm()  # the splice keeps its own (WebSocket) idle deadline
         self._metrics.websockets_open += 1
         self._metrics.websockets_total += 1
         try:
-            await splice(
-                client.io.stream, conn.stream, idle_timeout_s=self._config.ws_idle_timeout_s
-            )
+            await splice(client.io, conn, idle_timeout_s=self._config.ws_idle_timeout_s)
         finally:
             self._metrics.websockets_open -= 1
 
     # --- local answers ---------------------------------------------------------------------
 
-    async def _reply(
-        self, stream: trio.SocketStream, status: int, body: bytes, *, close: bool
-    ) -> None:
+    async def _reply(self, stream: Transport, status: int, body: bytes, *, close: bool) -> None:
         self._metrics.response(status)
         await stream.send_all(simple_response(status, _REASONS[status], body, close=close))
 
@@ -554,7 +548,7 @@ class Router:
             close=not keep,
             head_only=head_only,
         )
-        await client.io.stream.send_all(response)
+        await client.io.send_all(response)
         return keep
 
     async def _bad_gateway(self, client: _Client, req: RequestHead, keep: bool) -> bool:
@@ -571,5 +565,5 @@ class Router:
             extra=b"Retry-After: 2\r\n",
         )
         client.phase = _LOCAL
-        await client.io.stream.send_all(response)
+        await client.io.send_all(response)
         return keep

@@ -12,6 +12,7 @@ from .metrics import Metrics
 from .pool import open_upstream_pool
 from .proxy import Router
 from .resolver import open_resolver
+from .transport import serve_transports
 
 if TYPE_CHECKING:
     from .config import RouterConfig
@@ -19,27 +20,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def open_listener(config: RouterConfig) -> trio.SocketListener:
+def open_listener(config: RouterConfig) -> socket.socket:
     """Bind the listening socket (with SO_REUSEPORT when ``config.reuse_port``).
 
     Raises:
-        OSError: the address cannot be bound.
+        OSError: the address cannot be bound or resolved.
     """
-    infos = await trio.socket.getaddrinfo(
+    infos = socket.getaddrinfo(
         config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
     family, type_, proto, _, addr = infos[0]
-    sock = trio.socket.socket(family, type_, proto)
+    sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if config.reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        await sock.bind(addr)
+        sock.bind(addr)
         sock.listen(config.backlog)
     except BaseException:
         sock.close()
         raise
-    return trio.SocketListener(sock)
+    return sock
 
 
 async def serve(
@@ -59,21 +60,27 @@ async def serve(
     connection and tunnel), closes idle pooled connections and the resolver client.
     """
     metrics = metrics if metrics is not None else Metrics()
-    listener = await open_listener(config)
-    port = int(listener.socket.getsockname()[1])
-    async with (
-        listener,
-        open_resolver(config, metrics) as resolver,
-        open_upstream_pool(
-            connect_timeout_s=config.connect_timeout_s,
-            idle_timeout_s=config.pool_idle_timeout_s,
-            max_idle=config.pool_max_idle,
-        ) as pool,
-    ):
-        router = Router(config, resolver, pool, metrics)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, router.handle_connection, [listener])
-            log.info(
-                "preview router listening on %s:%d for *.%s", config.host, port, config.base_domain
-            )
-            task_status.started(port)
+    listener = open_listener(config)
+    try:
+        port = int(listener.getsockname()[1])
+        async with (
+            open_resolver(config, metrics) as resolver,
+            open_upstream_pool(
+                connect_timeout_s=config.connect_timeout_s,
+                idle_timeout_s=config.pool_idle_timeout_s,
+                max_idle=config.pool_max_idle,
+            ) as pool,
+        ):
+            router = Router(config, resolver, pool, metrics)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_transports, listener, router.handle_connection)
+                log.info(
+                    "preview router listening on %s:%d for *.%s",
+                    config.host,
+                    port,
+                    config.base_domain,
+                )
+                task_status.started(port)
+    finally:
+        trio.lowlevel.notify_closing(listener)
+        listener.close()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
+
+if TYPE_CHECKING:
+    from .transport import Transport
 
 _RECV = 65536
 
 
-async def splice(a: trio.SocketStream, b: trio.SocketStream, *, idle_timeout_s: float) -> None:
+async def splice(a: Transport, b: Transport, *, idle_timeout_s: float) -> None:
     """Relay bytes both ways until either side ends or breaks, or nothing moved in either
     direction for ``idle_timeout_s``.
 
@@ -23,9 +28,7 @@ async def splice(a: trio.SocketStream, b: trio.SocketStream, *, idle_timeout_s: 
             nursery.start_soon(_pump, b, a, scope, idle_timeout_s)
 
 
-async def _pump(
-    src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope, idle_s: float
-) -> None:
+async def _pump(src: Transport, dst: Transport, scope: trio.CancelScope, idle_s: float) -> None:
     try:
         while True:
             data = await src.receive_some(_RECV)
