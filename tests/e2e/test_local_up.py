@@ -59,7 +59,9 @@ def router_alive(pid: int) -> bool:
 
 
 @asynccontextmanager
-async def amicable_up(data_dir: Path) -> AsyncIterator[dict[str, object]]:
+async def amicable_up(
+    data_dir: Path, stop_signal: int = signal.SIGINT
+) -> AsyncIterator[dict[str, object]]:
     ready = data_dir.parent / f"ready-{uuid.uuid4().hex}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMICABLE_", "ANTHROPIC_"))}
     env.update(
@@ -82,13 +84,13 @@ async def amicable_up(data_dir: Path) -> AsyncIterator[dict[str, object]]:
             yield info
         finally:
             with trio.CancelScope(shield=True):
-                process.send_signal(signal.SIGINT)
+                process.send_signal(stop_signal)
                 with trio.move_on_after(60):
                     await process.wait()
                 if process.returncode is None:
                     os.killpg(process.pid, signal.SIGKILL)
                     await process.wait()
-                    pytest.fail("amicable up did not stop on SIGINT")
+                    pytest.fail(f"amicable up did not stop on signal {stop_signal}")
         assert process.returncode == 0
 
 
@@ -153,3 +155,12 @@ async def test_init_preview_through_router_resume_and_no_orphans(tmp_path: Path)
         assert read.status_code == 200
         assert read.json()["content"] == "survives"
     assert processes_under(data_dir) == []
+
+
+async def test_sigterm_stops_router_and_agent(tmp_path: Path) -> None:
+    async with amicable_up(tmp_path / "data", signal.SIGTERM) as info:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            health = await client.get(f"http://127.0.0.1:{info['port']}/healthz")
+        assert health.status_code == 200
+        assert router_alive(int(str(info["router_pid"])))
+    assert not router_alive(int(str(info["router_pid"])))
