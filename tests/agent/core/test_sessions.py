@@ -171,6 +171,13 @@ async def test_turns_are_serialised_and_cancel_stops_only_the_running_one() -> N
         await trio.testing.wait_all_tasks_blocked()
         assert engine.finished == ["two"]
         assert "update_completed" in types(drain(a))
+        events = await mgr.deps.store.turn_events("s1")  # type: ignore[attr-defined]
+        assert [kind for kind, _ in events] == [
+            "turn_started",
+            "turn_cancelled",
+            "turn_started",
+            "turn_finished",
+        ]
 
 
 async def test_turn_survives_socket_reload() -> None:

@@ -426,23 +426,40 @@ class Session:
             self._queued -= 1
             if engine is None:  # pragma: no cover - submit() never queues then
                 continue
+            outcome = "finished"
             with trio.CancelScope() as scope:
                 self._turn_scope = scope
                 self._poke()
+                await self._record(job.kind, "started")
                 try:
                     await self._run_job(engine, job)
                 except AgentError as exc:
+                    outcome = "failed"
                     await self.send(
                         MessageType.ERROR, ErrorData(error="turn_failed", detail=str(exc))
                     )
                 except Exception as exc:
+                    outcome = "failed"
                     log.exception("turn failed in session %s", self._session_id)
                     await self.send(
                         MessageType.ERROR,
                         ErrorData(error="turn_failed", detail=type(exc).__name__),
                     )
+            if scope.cancelled_caught:
+                outcome = "cancelled"
             self._turn_scope = None
             self._poke()
+            await self._record(job.kind, outcome)
+
+    async def _record(self, kind: MessageType, outcome: str) -> None:
+        """Append a turn event (audit trail); a store failure never breaks the session."""
+        try:
+            with trio.move_on_after(10):
+                await self._deps.store.append_turn_event(
+                    self._session_id, f"turn_{outcome}", {"trigger": str(kind)}
+                )
+        except Exception:
+            log.warning("could not record a turn event for %s", self._session_id)
 
     async def _run_job(self, engine: TurnEngine, job: _Job) -> None:
         if job.kind in (MessageType.USER, MessageType.RUNTIME_ERROR):
