@@ -163,6 +163,25 @@ async def test_retries_keep_streamed_text(fake_llm: Any, make_engine: Any, host:
     assert stored[-1] == {"role": "assistant", "content": [{"type": "text", "text": final}]}
 
 
+# The SDK raises on an SSE ``error`` event while its own SSE generators are suspended; trio
+# then warns when they are garbage-collected (an SDK quirk, harmless: the response is closed).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_overloaded_error_event_mid_stream_is_retried(
+    fake_llm: Any, make_engine: Any, host: Any
+) -> None:
+    fake, url = fake_llm
+    fake.add(
+        Fault(529, error_after_events=6, reply=Reply([Text("Streaming along nicely")])),
+        Reply([Text(" until the end.")]),
+    )
+    await make_engine(url).run_user_turn(host, user("go"))
+    assert len(fake.requests) == 2
+    final = host.of("agent_final")[0].data.text
+    assert final.startswith("Streaming")
+    assert final.endswith(" until the end.")
+    assert not host.of("error")
+
+
 async def test_gives_up_after_the_last_retry_with_an_error(
     fake_llm: Any, make_engine: Any, host: Any
 ) -> None:

@@ -84,13 +84,16 @@ class Fault:
 
     ``status`` answers with that HTTP status and the API's error JSON (429 and 529 carry
     ``retry-after`` when given); ``drop_after_events`` instead starts streaming ``reply``
-    and closes the connection after that many SSE events.
+    and closes the connection after that many SSE events; ``error_after_events`` streams
+    that many events and then an SSE ``error`` event of ``status``'s type (as the API does
+    when it is overloaded mid-stream).
     """
 
     status: int = 500
     message: str = "fake failure"
     retry_after: float | None = None
     drop_after_events: int | None = None
+    error_after_events: int | None = None
     reply: Reply | None = None
 
 
@@ -318,7 +321,11 @@ class FakeAnthropic:
             return True
         item = self._next(body)
         model = str(body.get("model", "claude-fake"))
-        if isinstance(item, Fault) and item.drop_after_events is None:
+        if (
+            isinstance(item, Fault)
+            and item.drop_after_events is None
+            and item.error_after_events is None
+        ):
             await self._error(conn, stream, item.status, item.message, item.retry_after)
             return True
         reply = item.reply if isinstance(item, Fault) else item
@@ -336,11 +343,18 @@ class FakeAnthropic:
             ("transfer-encoding", "chunked"), ("request-id", f"req_fake{next(_ids)}")]))  # fmt: skip
         events = stream_events(reply, model)
         drop_at = item.drop_after_events if isinstance(item, Fault) else None
+        error_at = item.error_after_events if isinstance(item, Fault) else None
         first_delta = True
         for count, (name, data) in enumerate(events):
             if drop_at is not None and count >= drop_at:
                 self.dropped_streams += 1
                 return False  # close without the terminating chunk: a dropped stream
+            if error_at is not None and count >= error_at:
+                assert isinstance(item, Fault)
+                error = {"type": "error", "error": {
+                    "type": _ERROR_TYPES.get(item.status, "api_error"), "message": item.message}}  # fmt: skip
+                await self._send(conn, stream, h11.Data(data=_sse("error", error)))
+                break
             if name == "content_block_delta":
                 if reply.delay_s:
                     await trio.sleep(reply.delay_s)
