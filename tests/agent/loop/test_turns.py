@@ -375,3 +375,19 @@ async def test_internal_error_still_completes_the_turn_and_propagates(
     assert host.types()[0] == "update_in_progress"
     assert host.types()[-1] == "update_completed"
     assert "proj-1" not in host.store.conversations  # nothing half-built was saved
+
+
+async def test_unexpected_tool_failure_becomes_a_tool_error(
+    fake_llm: Any, make_engine: Any, host: Any
+) -> None:
+    async def broken_glob(pattern: str, path: str = "/") -> Any:
+        raise OSError("disk on fire")
+
+    host.runtime.glob = broken_glob
+    fake, url = fake_llm
+    fake.add(Reply([ToolUse("glob", {"pattern": "*.ts"})]), Reply([Text("ok")]))
+    await make_engine(url).run_user_turn(host, user("find"))
+    result = tool_results(fake.requests[1].body)[0]
+    assert result["is_error"]
+    assert result["content"] == "Error: glob failed unexpectedly (OSError)"
+    assert host.types()[-1] == "update_completed"

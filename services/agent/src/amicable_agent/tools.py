@@ -7,6 +7,7 @@ Failures become error tool results (``is_error``) — a tool never crashes the t
 
 from __future__ import annotations
 
+import logging
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from amicable_protocol.runtime import ExecOutput
 
     from .turn_api import RuntimeClient
+
+log = logging.getLogger(__name__)
 
 READ_DEFAULT_LIMIT = 2000
 READ_LINE_MAX = 2000
@@ -163,6 +166,9 @@ async def run_tool(
         return ToolOutcome(f"Error: invalid input for {name}: {exc}", is_error=True)
     except RuntimeClientError as exc:
         return ToolOutcome(_runtime_error_text(name, args, exc), is_error=True)
+    except Exception as exc:  # a tool never crashes the turn; the model hears about it
+        log.exception("tool %s failed unexpectedly", name)
+        return ToolOutcome(f"Error: {name} failed unexpectedly ({type(exc).__name__})", True)
     return attrs.evolve(outcome, content=truncate_middle(outcome.content, output_max_chars))
 
 
