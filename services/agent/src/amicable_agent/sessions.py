@@ -291,9 +291,14 @@ class Session:
             await self._stage("queued", "Preparing your workspace…")
             project = await deps.store.get_project(self._session_id)
             if project is None:
-                project = await deps.store.create_project(
-                    "Untitled", template_id=deps.default_template, project_id=self._session_id
-                )
+                try:
+                    project = await deps.store.create_project(
+                        "Untitled", template_id=deps.default_template, project_id=self._session_id
+                    )
+                except ValueError as exc:  # the id belongs to a deleted project
+                    raise SandboxProvisionError(
+                        "this project was deleted; create a new project"
+                    ) from exc
             self._project = project
             with trio.fail_after(deps.provision_timeout_s):
                 handle = await deps.backend.ensure(
