@@ -308,3 +308,37 @@ async def test_user_turn_refused_while_hitl_pending(
     await engine.run_user_turn(host, user("something else"))
     assert len(fake.requests) == before
     assert host.of("error")[-1].data.error.startswith("HITL approval pending")
+
+
+async def test_cancel_stops_running_qa(
+    fake_llm: Any, make_engine: Any, host: Any, workspace: Path
+) -> None:
+    import trio
+
+    fake, url = fake_llm
+    fake.add(Reply([ToolUse("write_file", {"file_path": "/a.txt", "content": "x"})]),
+             Reply([Text("Done.")]))  # fmt: skip
+    engine = make_engine(url, qa_enabled=True,
+                         qa_commands=("sleep 1000 & echo $! > qa.pid; wait", "true"))  # fmt: skip
+    pid_file = workspace / "qa.pid"
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.run_user_turn, host, user("go"))
+            with trio.fail_after(20):
+                while not pid_file.exists() or not pid_file.read_text().strip():  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            scope.cancel()
+    child = int(pid_file.read_text())
+    with trio.fail_after(10):  # SIGKILL was sent to the group; wait for the kernel
+        while _alive(child):  # noqa: ASYNC110 - another process's state
+            await trio.sleep(0.01)
+    assert host.types()[-1] == "update_completed"
+    assert "turn was stopped" in host.of("agent_final")[0].data.text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
