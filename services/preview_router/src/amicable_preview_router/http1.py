@@ -44,6 +44,10 @@ _DROP_REQUEST = re.compile(
     re.IGNORECASE,
 )
 
+_FRAMING = re.compile(
+    rb"\r\n(host|content-length|transfer-encoding|connection|upgrade):[ \t]*([^\r\n]*)"
+)
+
 Header = tuple[bytes, bytes, bytes]  # (lower-case name, name as sent, value)
 
 
@@ -54,11 +58,25 @@ class _Head:
     stores its validated block and answers :meth:`values` with substring searches.
     """
 
-    __slots__ = ("_low", "block")
+    __slots__ = ("_framing", "_low", "block")
 
     def __init__(self, block: bytes) -> None:
         self.block = block
         self._low: bytes | None = None
+        self._framing: dict[bytes, list[bytes]] | None = None
+
+    def framing(self, lname: bytes) -> list[bytes]:
+        """Lower-cased values of ``host``, ``content-length``, ``transfer-encoding``,
+        ``connection`` or ``upgrade`` (found in one pass, the hot path's only scan)."""
+        found = self._framing
+        if found is None:
+            low = self._low
+            if low is None:
+                low = self._low = self.block.lower()
+            found = self._framing = {}
+            for name, value in _FRAMING.findall(low):
+                found.setdefault(name, []).append(value.rstrip(b" \t"))
+        return found.get(lname, [])
 
     def values(self, lname: bytes) -> list[bytes]:
         """Every value of the header ``lname`` (lower case), in order, without OWS."""
@@ -162,7 +180,7 @@ def parse_response_head(data: bytes) -> ResponseHead:
 def connection_tokens(head: _Head) -> set[bytes]:
     """The lower-case options of every ``Connection`` header."""
     tokens: set[bytes] = set()
-    for value in head.values(b"connection"):
+    for value in head.framing(b"connection"):
         tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
     tokens.discard(b"")
     return tokens
@@ -180,12 +198,12 @@ def request_body_length(head: RequestHead) -> int:
     Raises:
         BadRequest: ambiguous or unsupported framing (400; 501 for unknown codings).
     """
-    te = head.values(b"transfer-encoding")
-    cl = head.values(b"content-length")
+    te = head.framing(b"transfer-encoding")
+    cl = head.framing(b"content-length")
     if te:
         if cl:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
-        if len(te) != 1 or te[0].lower() != b"chunked" or head.version != b"HTTP/1.1":
+        if len(te) != 1 or te[0] != b"chunked" or head.version != b"HTTP/1.1":
             raise BadRequest(501, "only Transfer-Encoding: chunked is supported")
         return CHUNKED
     if cl:
@@ -202,11 +220,11 @@ def response_body_length(request_method: bytes, head: ResponseHead) -> int:
     status = head.status
     if request_method == b"HEAD" or status < 200 or status in (204, 304):
         return 0
-    te = head.values(b"transfer-encoding")
+    te = head.framing(b"transfer-encoding")
     if te:
-        codings = [c.strip(b" \t").lower() for c in b",".join(te).split(b",")]
+        codings = [c.strip(b" \t") for c in b",".join(te).split(b",")]
         return CHUNKED if codings[-1] == b"chunked" else UNTIL_CLOSE
-    cl = head.values(b"content-length")
+    cl = head.framing(b"content-length")
     if cl:
         if len(set(cl)) == 1:
             cl = cl[:1]
@@ -218,8 +236,8 @@ def is_websocket_upgrade(head: RequestHead, tokens: set[bytes]) -> bool:
     """True for a GET asking to upgrade to WebSocket (the only upgrade we tunnel)."""
     if head.method != b"GET" or head.version != b"HTTP/1.1" or b"upgrade" not in tokens:
         return False
-    upgrade = head.values(b"upgrade")
-    return len(upgrade) == 1 and upgrade[0].lower() == b"websocket"
+    upgrade = head.framing(b"upgrade")
+    return len(upgrade) == 1 and upgrade[0] == b"websocket"
 
 
 class ChunkedScanner:
@@ -326,7 +344,7 @@ def build_upstream_request(
         claimed = head.values(b"x-forwarded-proto")
         if len(claimed) == 1 and claimed[0] in (b"http", b"https"):
             proto = claimed[0]
-    hosts = head.values(b"host")
+    hosts = head.framing(b"host")
     return b"".join(
         (
             head.method,

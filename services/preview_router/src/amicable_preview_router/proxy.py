@@ -264,9 +264,9 @@ class Router:
         if not buf and not await io.fill():
             return None  # keep-alive connection closed (or idle, by the deadline)
         client.phase = _HEAD
-        client.arm(self._config.header_timeout_s)
         limit = self._config.max_header_bytes
         start = 0
+        waited = False
         while True:
             while buf[:2] == b"\r\n":  # tolerated stray CRLF between requests
                 del buf[:2]
@@ -276,10 +276,16 @@ class Router:
                     raise BadRequest(431, "request head too large")
                 head = bytes(buf[:idx])
                 del buf[: idx + 4]
+                if waited:
+                    client.arm(self._idle_s)
                 return head
             if len(buf) > limit:
                 raise BadRequest(431, "request head too large")
             start = max(0, len(buf) - 3)
+            if not waited:
+                # The rest of the head must arrive within the header timeout (slow-loris).
+                client.arm(self._config.header_timeout_s)
+                waited = True
             if not await io.fill():
                 if buf:
                     raise BadRequest(400, "connection closed inside the request head")
@@ -287,7 +293,7 @@ class Router:
 
     async def _handle(self, client: _Client, req: RequestHead) -> bool:
         self._metrics.requests += 1
-        hosts = req.values(b"host")
+        hosts = req.framing(b"host")
         if len(hosts) != 1:
             raise BadRequest(400, "exactly one Host header is required")
         match = classify_host(hosts[0], self._config.base_domain)
@@ -296,7 +302,6 @@ class Router:
         client_ka = req.version == b"HTTP/1.1" and b"close" not in tokens
         local_keep = client_ka and body_len == 0
         head_only = req.method == b"HEAD"
-        client.arm(self._idle_s)
         if match.kind is not HostKind.PREVIEW:
             if match.kind is HostKind.FOREIGN and req.method in (b"GET", b"HEAD"):
                 path = req.target.split(b"?", 1)[0]
@@ -481,7 +486,6 @@ class Router:
         idle_s = self._idle_s
         if framing >= 0:
             first = min(framing, len(buf))
-            client.arm(idle_s)
             await dst.send_all(head + buf[:first])
             del buf[:first]
             remaining = framing - first
