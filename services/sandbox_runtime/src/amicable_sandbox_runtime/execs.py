@@ -30,7 +30,6 @@ TRUNCATION_MARKER = "\n<output truncated>"
 TIMEOUT_EXIT_CODE = 124
 #: After the shell exits, how long escaped holders of the pipes may keep them open.
 _DRAIN_TIMEOUT_S = 2.0
-_REAP_TIMEOUT_S = 5.0
 
 
 #: Never handed to commands or the dev server: the runtime's own credentials.
@@ -142,8 +141,9 @@ async def run_command(
     finally:
         with trio.CancelScope(shield=True):
             kill_group(proc.pid)
-            with trio.move_on_after(_REAP_TIMEOUT_S):
-                await proc.wait()
+            # no deadline: after SIGKILL the kernel bounds this, and giving up would
+            # leave a zombie (and an fd) behind
+            await proc.wait()
             await proc.stdout.aclose()
             await proc.stderr.aclose()
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL

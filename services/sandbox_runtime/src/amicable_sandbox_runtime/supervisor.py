@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 #: A run this long resets the backoff (the crash was not a crash loop).
 _STABLE_RUN_S = 30.0
-_REAP_TIMEOUT_S = 5.0
 _DRAIN_TIMEOUT_S = 2.0
 _PROBE_TIMEOUT_S = 1.0
 
@@ -189,8 +188,9 @@ class PreviewSupervisor:
         finally:
             with trio.CancelScope(shield=True):
                 kill_group(proc.pid)
-                with trio.move_on_after(_REAP_TIMEOUT_S):
-                    await proc.wait()
+                # no deadline: after SIGKILL the kernel bounds this, and giving up would
+                # leave a zombie (and an fd) behind
+                await proc.wait()
                 await proc.stdout.aclose()
                 self.pid = None
                 self.ready = False
