@@ -155,3 +155,11 @@ def test_cli_refuses_without_token(tmp_path: object) -> None:
     )
     assert proc.returncode != 0
     assert "insecure-no-auth" in proc.stderr
+
+
+async def test_unknown_paths_need_the_token_too(runtime: Runtime) -> None:
+    async with httpx.AsyncClient(base_url=runtime.url) as anon:
+        for path in ("/v1", "/nope", "//v1/files/a", "/V1/files/a"):
+            resp = await anon.get(path)
+            assert resp.status_code == 401, path
+    assert (await runtime.client.get("/nope")).status_code == 404

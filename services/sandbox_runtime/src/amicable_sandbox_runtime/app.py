@@ -82,6 +82,7 @@ async def _body(cls: type[T]) -> T:
 
 
 _WORKER_THREADS = 8
+_PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor) -> QuartTrio:
@@ -105,7 +106,8 @@ def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor)
     expected = f"Bearer {config.token}".encode() if config.token else None
 
     def check_auth(path: str, header: str | None) -> None:
-        if not path.startswith("/v1/") or expected is None:
+        # deny by default: only the health probes are public
+        if path in _PUBLIC_PATHS or expected is None:
             return
         if not hmac.compare_digest((header or "").encode(), expected):
             raise Unauthorized("missing or wrong bearer token")
