@@ -203,3 +203,23 @@ async def test_two_sockets_on_one_session_both_see_the_turn(agent_factory) -> No
             turn = await ws_recv_until(ws, "update_completed")
             finals = [m.data.text for m in turn if str(m.type) == "agent_final"]
             assert finals == ["echo hello"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "ok"),
+    [
+        (None, (), True),
+        ("http://localhost:5173", (), True),
+        ("http://127.0.0.1:8000", (), True),
+        ("http://agent.example:8000", (), True),  # the agent's own origin
+        ("http://shop.preview.localhost:8080", (), False),  # generated app code
+        ("http://localhost.evil.com", (), False),
+        ("http://localhost:80x", (), False),
+        ("https://editor.example.com", ("https://editor.example.com",), True),
+        ("http://localhost:5173", ("https://editor.example.com",), False),
+    ],
+)
+def test_origin_rules(origin: str | None, allowed: tuple[str, ...], ok: bool) -> None:
+    from amicable_agent.ws import origin_allowed
+
+    assert origin_allowed(origin, allowed, "http://agent.example:8000") is ok
