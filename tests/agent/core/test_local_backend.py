@@ -90,6 +90,26 @@ async def test_create_preview_runtime_api_and_resume_after_restart(tmp_path: Pat
             assert items[-1].exit_code == 0
             status = await rt.preview_status()
             assert status.ready
+            edit = await rt.edit("/notes/keep.txt", "kept", "kept!")
+            assert edit.replacements == 1
+            with pytest.raises(RuntimeClientError) as no_match:
+                await rt.edit("/notes/keep.txt", "absent", "x")
+            assert no_match.value.status == 409
+            await rt.mkdir("/notes/sub")
+            await rt.move("/notes/keep.txt", "/notes/sub/kept.txt")
+            tree = await rt.tree("/notes")
+            assert {e.path.lstrip("/") for e in tree.entries} >= {"notes/sub", "notes/sub/kept.txt"}
+            assert "notes/sub/kept.txt" in {
+                p.lstrip("/") for p in (await rt.glob("**/*.txt")).paths
+            }
+            grep = await rt.grep("kept!", "/notes", fixed_strings=True)
+            assert [m.path.lstrip("/") for m in grep.matches] == ["notes/sub/kept.txt"]
+            await rt.move("/notes/sub/kept.txt", "/notes/keep.txt")
+            await rt.delete("/notes/sub", recursive=True)
+            assert isinstance((await rt.preview_logs(tail=5)).lines, tuple)
+            with pytest.raises(RuntimeClientError) as escape:
+                await rt.read_file("/../../etc/passwd")
+            assert escape.value.status in (400, 404)
         async with open_runtime_client(handle.runtime_url, "wrong") as bad:
             with pytest.raises(RuntimeClientError) as unauthorized:
                 await bad.read_file("/package.json")
@@ -106,7 +126,7 @@ async def test_create_preview_runtime_api_and_resume_after_restart(tmp_path: Pat
         assert again.existed is True
         assert "creating" not in stages
         async with open_runtime_client(again.runtime_url, again.runtime_token) as rt:
-            assert (await rt.read_file("/notes/keep.txt"))[0] == b"kept"
+            assert (await rt.read_file("/notes/keep.txt"))[0] == b"kept!"
         await backend.delete(again.sandbox_id)
         assert await backend.lookup(again.sandbox_id) is None
         assert not (tmp_path / "sandboxes" / again.sandbox_id).exists()
