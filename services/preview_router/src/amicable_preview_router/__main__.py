@@ -76,11 +76,15 @@ async def _kill_group(process: trio.Process) -> None:
 
 async def _start_worker(
     port: int,
+    log_level: str,
     nursery: trio.Nursery,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    cmd = [sys.executable, "-m", "amicable_preview_router", "--worker-child", "--port", str(port)]
+    cmd = [
+        *(sys.executable, "-m", "amicable_preview_router", "--worker-child"),
+        *("--port", str(port), "--log-level", log_level),
+    ]
     run = functools.partial(
         trio.run_process,
         cmd,
@@ -117,7 +121,9 @@ async def _watch_signals(cancel_scope: trio.CancelScope) -> None:
             return
 
 
-async def _run(config: RouterConfig, workers: int, ready_file: Path | None, child: bool) -> None:
+async def _run(
+    config: RouterConfig, workers: int, ready_file: Path | None, child: bool, log_level: str
+) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, nursery.cancel_scope)
         port = await nursery.start(serve, config)
@@ -126,7 +132,7 @@ async def _run(config: RouterConfig, workers: int, ready_file: Path | None, chil
             os.write(1, _READY_LINE)
             return
         for _ in range(workers - 1):
-            await nursery.start(_start_worker, port, nursery)
+            await nursery.start(_start_worker, port, log_level, nursery)
         if ready_file is not None:
             _write_ready_file(ready_file, port)
         log.info("preview router ready on port %d with %d worker(s)", port, workers)
@@ -150,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=config.port if args.port is None else args.port,
         reuse_port=args.workers > 1 or args.worker_child,
     )
-    trio.run(_run, config, args.workers, args.ready_file, args.worker_child)
+    trio.run(_run, config, args.workers, args.ready_file, args.worker_child, args.log_level)
 
 
 if __name__ == "__main__":
