@@ -391,3 +391,14 @@ async def test_unexpected_tool_failure_becomes_a_tool_error(
     assert result["is_error"]
     assert result["content"] == "Error: glob failed unexpectedly (OSError)"
     assert host.types()[-1] == "update_completed"
+
+
+async def test_answer_cut_by_max_tokens_is_continued(
+    fake_llm: Any, make_engine: Any, host: Any
+) -> None:
+    fake, url = fake_llm
+    fake.add(Reply([Text("First half")], stop_reason="max_tokens"), Reply([Text("second half.")]))
+    await make_engine(url).run_user_turn(host, user("long answer"))
+    assert len(fake.requests) == 2
+    assert fake.requests[1].body["messages"][-1]["content"].startswith("Your last answer was cut")
+    assert host.of("agent_final")[0].data.text == "First half\n\nsecond half."

@@ -315,8 +315,7 @@ class LlmClient:
         elif kind == "content_block_stop":
             parts = acc.json_parts.pop(event.index, None)
             if parts is not None:
-                raw = "".join(parts)
-                acc.blocks[event.index]["input"] = json.loads(raw) if raw.strip() else {}
+                acc.blocks[event.index]["input"] = _parse_input("".join(parts))
         elif kind == "message_delta":
             acc.stop_reason = event.delta.stop_reason
             out = event.usage.output_tokens
@@ -328,6 +327,18 @@ class _DroppedStream(anthropic.APIConnectionError):
     def __init__(self) -> None:
         Exception.__init__(self, "stream ended before message_stop")
         self.message = "stream ended before message_stop"
+
+
+def _parse_input(raw: str) -> dict[str, Any]:
+    # A reply cut by max_tokens can end inside a tool call's JSON: hand the tool an input
+    # it will reject (the model hears why) instead of failing the whole stream.
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"_unparsed_input": raw[:200]}
+    return value if isinstance(value, dict) else {"_unparsed_input": raw[:200]}
 
 
 def _text_of(acc: _Accumulator) -> str:

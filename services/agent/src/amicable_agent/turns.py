@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from .turn_api import SessionHost, TurnEngine
 
 HITL_PENDING_ERROR = "HITL approval pending. Approve/reject the pending tool call to continue."
+CONTINUE_PROMPT = "Your last answer was cut off by the output limit. Continue where you stopped."
 CHAT_KEY = "chat_history"
 SUMMARY_KEY = "conversation_summary"
 CHAT_TAIL = 20
@@ -468,6 +469,9 @@ class Engine:
             state.commit(answer.text)
             await host.store.save_conversation(pid, messages)
             tool_uses = answer.tool_uses
+            if not tool_uses and answer.stop_reason == "max_tokens":
+                messages.append({"role": "user", "content": CONTINUE_PROMPT})
+                continue  # cut off mid-answer: let it finish (the budget still applies)
             if not tool_uses:
                 if await self._qa_round(host, messages, state):
                     continue
