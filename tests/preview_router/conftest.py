@@ -34,6 +34,8 @@ class H11Upstream:
 
     port: int = 0
     connections: int = 0
+    closed: int = 0
+    streams: set[trio.SocketStream] = attrs.Factory(set)
     requests: list[dict[str, Any]] = attrs.Factory(list)
     proceed_send: trio.MemorySendChannel[None] | None = None
     proceed_recv: trio.MemoryReceiveChannel[None] | None = None
@@ -48,8 +50,14 @@ class H11Upstream:
             await nursery.start(trio.serve_listeners, self._handle, listeners)
             task_status.started(self.port)
 
+    async def close_all(self) -> None:
+        """Close every connection (as a dev server's keep-alive timeout would)."""
+        for stream in list(self.streams):
+            await stream.aclose()
+
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.connections += 1
+        self.streams.add(stream)
         conn = h11.Connection(h11.SERVER)
         try:
             async with stream:
@@ -72,8 +80,11 @@ class H11Upstream:
                         if isinstance(await self._next(conn, stream), h11.ConnectionClosed):
                             return
                     conn.start_next_cycle()
-        except (trio.BrokenResourceError, h11.RemoteProtocolError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
             return
+        finally:
+            self.streams.discard(stream)
+            self.closed += 1
 
     async def _next(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
         while True:

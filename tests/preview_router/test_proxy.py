@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import trio
+import trio.testing
 from amicable_preview_router.testing import HOSTILE_HOSTS
 
 from .conftest import BASE, RouterUnderTest, raw_exchange
@@ -252,3 +253,37 @@ async def test_pipelined_requests_are_answered_in_order(router: RouterUnderTest)
     out = await raw_exchange(router.port, one + one + last)
     assert out.count(b"hello from upstream") == 3
     assert [r["target"] for r in router.upstream.requests] == ["/a", "/a", "/b"]
+
+
+async def test_a_pooled_connection_closed_by_the_upstream_is_retried_transparently(
+    router: RouterUnderTest, client: httpx.AsyncClient
+) -> None:
+    assert (await client.get("/")).status_code == 200
+    await router.upstream.close_all()  # e.g. Node's 5 s keep-alive timeout fired
+    await trio.testing.wait_all_tasks_blocked()
+    response = await client.get("/again")
+    assert response.status_code == 200
+    assert response.text == "hello from upstream"
+    assert router.upstream.connections == 2
+
+
+async def test_client_going_away_mid_response_closes_the_upstream_connection(
+    router: RouterUnderTest,
+) -> None:
+    proceed = router.upstream.proceed_send
+    assert proceed is not None
+    stream = await trio.open_tcp_stream("127.0.0.1", router.port)
+    await stream.send_all(f"GET /slow HTTP/1.1\r\nHost: {APP}\r\n\r\n".encode())
+    received = b""
+    with trio.fail_after(10):
+        while b"chunk0" not in received:
+            received += await stream.receive_some(65536)
+    await stream.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    # The router dropped its upstream connection instead of pooling a half-read response.
+    await proceed.send(None)
+    with trio.fail_after(10):
+        while router.upstream.closed < 1:
+            await trio.testing.wait_all_tasks_blocked()
+            await proceed.send(None)
+    assert router.metrics.connections_open == 0
