@@ -244,3 +244,30 @@ def test_idle_sandbox_selection() -> None:
     assert idle_sandboxes(seen, now=1000.0, ttl_s=300) == ["a", "b"]
     assert idle_sandboxes(seen, now=1000.0, ttl_s=0) == []
     assert idle_sandboxes({}, now=1000.0, ttl_s=1) == []
+
+
+async def test_a_client_that_stops_reading_is_disconnected(autojump_clock: Any) -> None:
+    from amicable_agent.ws import SEND_TIMEOUT_S, serve_socket
+
+    class StalledSocket:
+        def __init__(self) -> None:
+            self.frames = ['{"type": "ping", "data": {}}']
+            self.closed_with: int | None = None
+
+        async def receive(self) -> str:
+            if self.frames:
+                return self.frames.pop()
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def send(self, data: str | bytes) -> None:
+            await trio.sleep_forever()  # the client never reads
+
+        async def close(self, code: int, reason: str = "") -> None:
+            self.closed_with = code
+
+    async with manager() as mgr:
+        start = trio.current_time()
+        with trio.fail_after(SEND_TIMEOUT_S * 4):
+            await serve_socket(mgr, StalledSocket(), queue_size=4)
+        assert trio.current_time() - start >= SEND_TIMEOUT_S

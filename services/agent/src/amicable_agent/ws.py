@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+#: A single frame taking longer than this to send means the client stopped reading.
+SEND_TIMEOUT_S = 30.0
 
 
 class SocketLike(Protocol):
@@ -106,7 +108,12 @@ class Connection:
 
     async def _writer(self, scope: trio.CancelScope) -> None:
         async for message in self._attachment.receive:
-            await self._socket.send(encode_server_message(message))
+            with trio.move_on_after(SEND_TIMEOUT_S) as sending:
+                await self._socket.send(encode_server_message(message))
+            if sending.cancelled_caught:  # a stalled client: give up on it
+                log.warning("closing a WebSocket that stopped reading")
+                scope.cancel()
+                return
         # The queue ended: a deliberate close, or the session dropped us as too slow.
         code = self._close_code or CLOSE_TRY_AGAIN
         with trio.move_on_after(5):
