@@ -61,6 +61,7 @@ pytest: py-deps ## every Python test (real servers, real Vite, real Chromium)
 
 schema: py-deps ## regenerate frontend/src/protocol/schema.json + TypeScript types
 	$(VENV)/bin/python -m amicable_protocol.schema --out frontend/src/protocol/schema.json
+	cd frontend && npm run --silent gen-types
 
 schema-check: py-deps ## fail when frontend/src/protocol/schema.json is stale w.r.t. libs/protocol
 	@if [ -f frontend/src/protocol/schema.json ]; then \
