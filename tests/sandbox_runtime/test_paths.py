@@ -1,4 +1,4 @@
-# ruff: noqa: ASYNC240 - tests inspect local files synchronously
+
 """Path confinement: lexical escapes, NUL bytes, absolute paths, symlinks (also swapped late)."""
 
 from __future__ import annotations

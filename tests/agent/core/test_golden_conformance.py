@@ -58,7 +58,7 @@ def golden_type(path: Path) -> str:
 @pytest.mark.parametrize("frame_path", FRAMES, ids=lambda p: f"{p.parent.name}/{p.name}")
 async def test_golden_client_frame_is_accepted(agent_factory: Any, frame_path: Path) -> None:
     engine = RecordingEngine()
-    frame = json.loads(frame_path.read_text())  # noqa: ASYNC240 - tiny fixture file
+    frame = json.loads(frame_path.read_text())
     kind = golden_type(frame_path)
     session_id = "0b7e6c2a-5d1f-4c8e-9a3b-2f6d8e1c4a70"
     async with agent_factory(engine=engine) as agent, open_websocket_url(agent.ws) as ws:

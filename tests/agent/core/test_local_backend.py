@@ -146,7 +146,7 @@ async def test_exec_stream_closed_early_kills_the_command(tmp_path: Path) -> Non
             pid = int(marker.read_text())
             with trio.fail_after(10):
                 # Another process's death: nothing to wait on but polling.
-                while alive(pid):  # noqa: ASYNC110
+                while alive(pid):
                     await trio.sleep(0.05)
 
 

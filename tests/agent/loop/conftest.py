@@ -177,7 +177,7 @@ async def real_runtime_url(
     )  # fmt: skip
     try:
         with trio.fail_after(30):
-            while not ready.exists():  # noqa: ASYNC110 - written by another process
+            while not ready.exists():
                 await trio.sleep(0.05)
         port = json.loads(ready.read_text())["port"]
         yield f"http://127.0.0.1:{port}"

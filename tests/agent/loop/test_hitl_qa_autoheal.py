@@ -325,12 +325,12 @@ async def test_cancel_stops_running_qa(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(engine.run_user_turn, host, user("go"))
             with trio.fail_after(20):
-                while not pid_file.exists() or not pid_file.read_text().strip():  # noqa: ASYNC110
+                while not pid_file.exists() or not pid_file.read_text().strip():
                     await trio.sleep(0.01)
             scope.cancel()
     child = int(pid_file.read_text())
     with trio.fail_after(10):  # SIGKILL was sent to the group; wait for the kernel
-        while _alive(child):  # noqa: ASYNC110 - another process's state
+        while _alive(child):
             await trio.sleep(0.01)
     assert host.types()[-1] == "update_completed"
     assert "turn was stopped" in host.of("agent_final")[0].data.text

@@ -59,12 +59,12 @@ async def test_cancel_kills_the_command_in_the_real_runtime(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(engine.run_user_turn, host, user("run"))
             with trio.fail_after(30):
-                while not pid_file.exists() or not pid_file.read_text().strip():  # noqa: ASYNC110
+                while not pid_file.exists() or not pid_file.read_text().strip():
                     await trio.sleep(0.02)
             scope.cancel()
     child = int(pid_file.read_text())
     with trio.fail_after(10):  # the runtime kills the group when the stream closes
-        while _alive(child):  # noqa: ASYNC110 - another process's state
+        while _alive(child):
             await trio.sleep(0.02)
     assert host.types()[-1] == "update_completed"
 

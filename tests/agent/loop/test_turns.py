@@ -318,12 +318,12 @@ async def test_cancel_during_long_execute_kills_the_process_group(
             await host.wait_for(lambda h: h.traces("tool_start"))
             with trio.fail_after(10):
                 # The file is written by the command; nothing to wait on but the file system.
-                while not pid_file.exists() or not pid_file.read_text().strip():  # noqa: ASYNC110
+                while not pid_file.exists() or not pid_file.read_text().strip():
                     await trio.sleep(0.01)
             scope.cancel()
     child = int(pid_file.read_text())
     with trio.fail_after(10):  # SIGKILL was sent; wait for the kernel to finish it
-        while _proc_state(child) not in (None, "Z"):  # noqa: ASYNC110
+        while _proc_state(child) not in (None, "Z"):
             await trio.sleep(0.01)
     assert host.types()[-1] == "update_completed"
     assert "turn was stopped" in host.of("agent_final")[0].data.text

@@ -52,12 +52,12 @@ async def vite_runtime(tmp_path: Path) -> AsyncIterator[tuple[Any, Path, int]]:
     )  # fmt: skip
     try:
         with trio.fail_after(60):
-            while not ready.exists():  # noqa: ASYNC110 - written by another process
+            while not ready.exists():
                 await trio.sleep(0.05)
         port = json.loads(ready.read_text())["port"]
         async with open_runtime_client(f"http://127.0.0.1:{port}", TOKEN) as client:
             with trio.fail_after(120):
-                while not (await client.preview_status()).ready:  # noqa: ASYNC110 - polling a peer
+                while not (await client.preview_status()).ready:
                     await trio.sleep(0.2)
             yield client, ws, preview_port
     finally:
