@@ -271,3 +271,19 @@ async def test_a_client_that_stops_reading_is_disconnected(autojump_clock: Any) 
         with trio.fail_after(SEND_TIMEOUT_S * 4):
             await serve_socket(mgr, StalledSocket(), queue_size=4)
         assert trio.current_time() - start >= SEND_TIMEOUT_S
+
+
+async def test_attached_session_keeps_its_sandbox_alive(autojump_clock: Any) -> None:
+    async with manager() as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))
+        backend = mgr.deps.backend
+        before = len(backend.touched)  # type: ignore[attr-defined]
+        await trio.sleep(3600)
+        assert len(backend.touched) - before >= 50  # type: ignore[attr-defined]
+        session.detach(a)
+        await trio.sleep(120)
+        settled = len(backend.touched)  # type: ignore[attr-defined]
+        await trio.sleep(300)
+        assert len(backend.touched) == settled, "no keep-alive without a socket"  # type: ignore[attr-defined]

@@ -51,6 +51,8 @@ MODEL_NOT_CONFIGURED = (
     "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it) "
     "and restart the agent."
 )
+#: How often an attached session refreshes its sandbox's idle clock.
+KEEPALIVE_INTERVAL_S = 60.0
 HITL_PENDING = "HITL approval pending. Approve/reject the pending tool call to continue."
 
 
@@ -262,6 +264,7 @@ class Session:
                         await self._provision(stack)
                         nursery.start_soon(self._idle_watch)
                         nursery.start_soon(self._turn_worker)
+                        nursery.start_soon(self._keep_sandbox_alive)
         finally:
             self._closed.set()
             self._ready.set()
@@ -326,6 +329,16 @@ class Session:
             self.close()
             return
         self._ready.set()
+
+    async def _keep_sandbox_alive(self) -> None:
+        # An open editor may sit quietly (HMR socket only); keep the sandbox's idle TTL
+        # fresh while anyone is attached or a turn runs.
+        while True:
+            await trio.sleep(KEEPALIVE_INTERVAL_S)
+            handle = self._handle
+            if handle is not None and (self._attachments or self.turn_running):
+                with trio.move_on_after(KEEPALIVE_INTERVAL_S):
+                    await self._deps.backend.touch(handle.sandbox_id)
 
     async def _idle_watch(self) -> None:
         while True:
