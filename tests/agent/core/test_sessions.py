@@ -287,3 +287,20 @@ async def test_attached_session_keeps_its_sandbox_alive(autojump_clock: Any) -> 
         settled = len(backend.touched)  # type: ignore[attr-defined]
         await trio.sleep(300)
         assert len(backend.touched) == settled, "no keep-alive without a socket"  # type: ignore[attr-defined]
+
+
+async def test_session_whose_sandbox_died_is_restarted_on_init() -> None:
+    async with manager() as mgr:
+        first = await mgr.attach("s1", Attachment())
+        await first.init_reply(InitData(session_id="s1"))
+        backend = mgr.deps.backend
+        handle = first.handle
+        assert handle is not None
+        await backend.delete(handle.sandbox_id)  # the runtime crashed / was reaped
+        b = Attachment()
+        second = await mgr.attach("s1", b)
+        assert second is not first
+        assert first.closed
+        reply = await second.init_reply(InitData(session_id="s1"))
+        assert reply.sandbox_id == handle.sandbox_id
+        assert backend.ensure_calls == ["s1", "s1"]  # type: ignore[attr-defined]

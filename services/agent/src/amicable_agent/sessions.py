@@ -276,6 +276,10 @@ class Session:
         """Close the session now (sync; the session's task finishes shortly)."""
         self._cancel_scope.cancel()
 
+    async def wait_closed(self) -> None:
+        """Wait until the session has ended."""
+        await self._closed.wait()
+
     async def wait_ready(self) -> None:
         """Wait until provisioning finished (successfully or not)."""
         await self._ready.wait()
@@ -515,8 +519,22 @@ class SessionManager:
         return session if session is not None and not session.closed else None
 
     async def attach(self, session_id: str, attachment: Attachment) -> Session:
-        """Attach a socket to the session (creating and starting it if needed)."""
+        """Attach a socket to the session (creating and starting it if needed).
+
+        A live session whose sandbox has gone (crashed, stopped as idle) is closed and
+        started again, which brings the sandbox back from its workspace.
+        """
         session = self.get(session_id)
+        handle = session.handle if session is not None else None
+        if (
+            session is not None
+            and handle is not None
+            and await self._deps.backend.lookup(handle.sandbox_id) is None
+        ):
+            log.info("sandbox of session %s is gone; restarting the session", session_id)
+            session.close()
+            await session.wait_closed()
+            session = None
         if session is None:
             session = Session(session_id, self._deps)
             self._sessions[session_id] = session
