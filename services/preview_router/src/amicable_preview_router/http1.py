@@ -55,34 +55,33 @@ class _Head:
     """Field lines kept as the raw block (``\r\nName: value`` repeated), scanned on demand.
 
     Parsing every field into objects costs more than relaying a small response, so a head
-    stores its validated block and answers :meth:`values` with substring searches.
+    stores its validated block, the values of the few headers the router acts on (found in
+    one regex pass when the head is parsed) and answers :meth:`values` with substring
+    searches.
     """
 
-    __slots__ = ("_framing", "_low", "block")
+    __slots__ = ("_framing", "_low", "_tokens", "block")
 
     def __init__(self, block: bytes) -> None:
         self.block = block
-        self._low: bytes | None = None
-        self._framing: dict[bytes, list[bytes]] | None = None
+        low = self._low = block.lower()
+        found: dict[bytes, list[bytes]] = {}
+        for name, value in _FRAMING.findall(low):
+            if name in found:
+                found[name].append(value.rstrip(b" \t"))
+            else:
+                found[name] = [value.rstrip(b" \t")]
+        self._framing = found
+        self._tokens: frozenset[bytes] | None = None
 
     def framing(self, lname: bytes) -> list[bytes]:
         """Lower-cased values of ``host``, ``content-length``, ``transfer-encoding``,
-        ``connection`` or ``upgrade`` (found in one pass, the hot path's only scan)."""
-        found = self._framing
-        if found is None:
-            low = self._low
-            if low is None:
-                low = self._low = self.block.lower()
-            found = self._framing = {}
-            for name, value in _FRAMING.findall(low):
-                found.setdefault(name, []).append(value.rstrip(b" \t"))
-        return found.get(lname, [])
+        ``connection`` or ``upgrade`` (found when the head was parsed)."""
+        return self._framing.get(lname, _NONE)
 
     def values(self, lname: bytes) -> list[bytes]:
         """Every value of the header ``lname`` (lower case), in order, without OWS."""
         low = self._low
-        if low is None:
-            low = self._low = self.block.lower()
         key = b"\r\n" + lname + b":"
         i = low.find(key)
         if i < 0:
@@ -104,6 +103,9 @@ class _Head:
         return [(n.lower(), n, v.rstrip(b" \t")) for n, v in _FIELD.findall(self.block)]
 
 
+_NONE: list[bytes] = []  # shared "no such header" answer (never mutated)
+
+
 class RequestHead(_Head):
     """A parsed request head."""
 
@@ -119,12 +121,13 @@ class RequestHead(_Head):
 class ResponseHead(_Head):
     """A parsed response head."""
 
-    __slots__ = ("reason", "status", "version")
+    __slots__ = ("code", "reason", "status", "version")
 
     def __init__(self, version: bytes, status: int, reason: bytes, block: bytes) -> None:
         super().__init__(block)
         self.version = version
         self.status = status
+        self.code = b"%d" % status
         self.reason = reason
 
 
@@ -177,12 +180,33 @@ def parse_response_head(data: bytes) -> ResponseHead:
     return ResponseHead(version, int(match.group(2)), match.group(3) or b"", block)
 
 
-def connection_tokens(head: _Head) -> set[bytes]:
-    """The lower-case options of every ``Connection`` header."""
-    tokens: set[bytes] = set()
-    for value in head.framing(b"connection"):
-        tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
-    tokens.discard(b"")
+_NO_TOKENS: frozenset[bytes] = frozenset()
+_KEEP_ALIVE_TOKENS = frozenset({b"keep-alive"})
+_CLOSE_TOKENS = frozenset({b"close"})
+_UPGRADE_TOKENS = frozenset({b"upgrade"})
+_COMMON_TOKENS = {
+    b"keep-alive": _KEEP_ALIVE_TOKENS,
+    b"close": _CLOSE_TOKENS,
+    b"upgrade": _UPGRADE_TOKENS,
+}
+
+
+def connection_tokens(head: _Head) -> frozenset[bytes]:
+    """The lower-case options of every ``Connection`` header (computed once per head)."""
+    tokens = head._tokens
+    if tokens is None:
+        values = head._framing.get(b"connection")
+        if values is None:
+            tokens = _NO_TOKENS
+        elif len(values) == 1 and values[0] in _COMMON_TOKENS:
+            tokens = _COMMON_TOKENS[values[0]]
+        else:
+            found: set[bytes] = set()
+            for value in values:
+                found.update(t.strip(b" \t") for t in value.split(b","))
+            found.discard(b"")
+            tokens = frozenset(found)
+        head._tokens = tokens
     return tokens
 
 
@@ -218,21 +242,26 @@ def response_body_length(request_method: bytes, head: ResponseHead) -> int:
         UpstreamProtocolError: an invalid ``Content-Length``.
     """
     status = head.status
-    if request_method == b"HEAD" or status < 200 or status in (204, 304):
+    if request_method == b"HEAD" or status < 200 or status == 204 or status == 304:
         return 0
-    te = head.framing(b"transfer-encoding")
+    found = head._framing
+    te = found.get(b"transfer-encoding")
     if te:
         codings = [c.strip(b" \t") for c in b",".join(te).split(b",")]
         return CHUNKED if codings[-1] == b"chunked" else UNTIL_CLOSE
-    cl = head.framing(b"content-length")
+    cl = found.get(b"content-length")
     if cl:
+        if len(cl) == 1:
+            if _DIGITS.fullmatch(cl[0]) is None:
+                raise UpstreamProtocolError("invalid Content-Length")
+            return int(cl[0])
         if len(set(cl)) == 1:
             cl = cl[:1]
         return _content_length(cl, UpstreamProtocolError("invalid Content-Length"))
     return UNTIL_CLOSE
 
 
-def is_websocket_upgrade(head: RequestHead, tokens: set[bytes]) -> bool:
+def is_websocket_upgrade(head: RequestHead, tokens: frozenset[bytes]) -> bool:
     """True for a GET asking to upgrade to WebSocket (the only upgrade we tunnel)."""
     if head.method != b"GET" or head.version != b"HTTP/1.1" or b"upgrade" not in tokens:
         return False
@@ -310,7 +339,7 @@ class ChunkedScanner:
         return pos, False
 
 
-def _drop_named(block: bytes, names: set[bytes]) -> bytes:
+def _drop_named(block: bytes, names: frozenset[bytes]) -> bytes:
     """Remove the field lines whose (lower-case) name is in ``names``."""
     pattern = b"|".join(re.escape(n) for n in sorted(names))
     return re.sub(rb"\r\n(?:" + pattern + rb"):[^\r\n]*", b"", block, flags=re.IGNORECASE)
@@ -318,7 +347,7 @@ def _drop_named(block: bytes, names: set[bytes]) -> bytes:
 
 def build_upstream_request(
     head: RequestHead,
-    tokens: set[bytes],
+    tokens: frozenset[bytes],
     *,
     client_ip: bytes,
     proto: bytes,
@@ -333,9 +362,10 @@ def build_upstream_request(
     forwarded as HTTP/1.0 so the upstream closes after answering.
     """
     block = _DROP_REQUEST.sub(b"", head.block)
-    named = tokens - _PLAIN_OPTIONS - _PROTECTED
-    if named:
-        block = _drop_named(block, named)
+    if tokens and not tokens <= _PLAIN_OPTIONS:
+        named = tokens - _PLAIN_OPTIONS - _PROTECTED
+        if named:
+            block = _drop_named(block, named)
     forwarded_for = client_ip
     if trusted:
         prior = head.values(b"x-forwarded-for")
@@ -369,7 +399,7 @@ def build_client_response(
     *,
     close: bool,
     upgrade: bool = False,
-    tokens: set[bytes] | None = None,
+    tokens: frozenset[bytes] | None = None,
 ) -> bytes:
     """Serialise the response head sent to the client.
 
@@ -386,10 +416,13 @@ def build_client_response(
     else:
         tail = b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n"
     block = _DROP_RESPONSE.sub(b"", head.block)
-    named = (connection_tokens(head) if tokens is None else tokens) - _PLAIN_OPTIONS - _PROTECTED
-    if named:
-        block = _drop_named(block, named)
-    return b"".join((b"HTTP/1.1 ", str(head.status).encode(), b" ", head.reason, block, tail))
+    if tokens is None:
+        tokens = connection_tokens(head)
+    if tokens and not tokens <= _PLAIN_OPTIONS:
+        named = tokens - _PLAIN_OPTIONS - _PROTECTED
+        if named:
+            block = _drop_named(block, named)
+    return b"".join((b"HTTP/1.1 ", head.code, b" ", head.reason, block, tail))
 
 
 def simple_response(

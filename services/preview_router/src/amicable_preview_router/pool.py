@@ -50,11 +50,16 @@ class UpstreamPool:
         self._max_idle = max_idle
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
 
-    def take_idle(self, key: tuple[str, int]) -> UpstreamConnection | None:
-        """A fresh enough idle connection to ``key``, or ``None`` (never blocks)."""
+    def take_idle(
+        self, key: tuple[str, int], now: float | None = None
+    ) -> UpstreamConnection | None:
+        """A fresh enough idle connection to ``key``, or ``None`` (never blocks).
+
+        ``now`` is the caller's recent ``trio.current_time()`` (saves a clock read).
+        """
         idle = self._idle.get(key)
         if idle:
-            horizon = trio.current_time() - self._idle_timeout_s
+            horizon = (trio.current_time() if now is None else now) - self._idle_timeout_s
             while idle:
                 conn = idle.pop()
                 if conn.idle_since > horizon and not conn.buf:
@@ -83,13 +88,19 @@ class UpstreamPool:
             return conn
         return await self.connect(key)
 
-    def release(self, conn: UpstreamConnection) -> None:
-        """Return a connection whose last response was fully read and that may be reused."""
-        idle = self._idle.setdefault(conn.key, [])
+    def release(self, conn: UpstreamConnection, now: float | None = None) -> None:
+        """Return a connection whose last response was fully read and that may be reused.
+
+        ``now`` may be a slightly earlier ``trio.current_time()`` (the connection then
+        expires a little sooner, never later).
+        """
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = []
         if len(idle) >= self._max_idle or conn.buf:
             conn.close()
             return
-        conn.idle_since = trio.current_time()
+        conn.idle_since = trio.current_time() if now is None else now
         conn.pooled = True
         idle.append(conn)
 

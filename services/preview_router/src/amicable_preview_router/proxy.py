@@ -87,7 +87,7 @@ _IDLE, _HEAD, _LOCAL, _UPSTREAM, _RELAY = range(5)
 class _Client:
     """Per-connection state: the client stream, its deadline scope and its current phase."""
 
-    __slots__ = ("deadline", "io", "peer_ip", "phase", "req", "scope", "trusted")
+    __slots__ = ("deadline", "io", "now", "peer_ip", "phase", "req", "scope", "served", "trusted")
 
     def __init__(self, io: Transport, peer_ip: str, trusted: bool) -> None:
         self.io = io
@@ -95,8 +95,10 @@ class _Client:
         self.trusted = trusted
         self.scope = trio.CancelScope()
         self.deadline = math.inf
+        self.now = 0.0  # trio.current_time() when the current request head arrived
         self.phase = _IDLE
         self.req: RequestHead | None = None
+        self.served = False  # a response was sent: the next request cannot be here yet
 
     def arm(self, seconds: float) -> None:
         """Let the next wait last at most ``seconds`` (give or take one second).
@@ -241,9 +243,11 @@ class Router:
                 raw = await self._read_request_head(client)
                 if raw is None:
                     return
+                client.now = trio.current_time()
                 client.req = req = parse_request_head(raw)
                 client.phase = _LOCAL
                 keep = await self._handle(client, req)
+                client.served = True
             except BadRequest as exc:
                 self._metrics.requests += 1
                 client.arm(1.0)
@@ -261,7 +265,7 @@ class Router:
     async def _read_request_head(self, client: _Client) -> bytes | None:
         io = client.io
         buf = io.buf
-        if not buf and not await io.fill():
+        if not buf and not await io.fill(wait=client.served):
             return None  # keep-alive connection closed (or idle, by the deadline)
         client.phase = _HEAD
         limit = self._config.max_header_bytes
@@ -341,8 +345,8 @@ class Router:
 
     # --- upstream exchanges ----------------------------------------------------------------
 
-    async def _acquire(self, key: tuple[str, int]) -> UpstreamConnection | None:
-        conn = self._pool.take_idle(key)
+    async def _acquire(self, key: tuple[str, int], now: float) -> UpstreamConnection | None:
+        conn = self._pool.take_idle(key, now)
         if conn is not None:
             return conn
         try:
@@ -360,7 +364,7 @@ class Router:
         websocket: bool,
     ) -> bool:
         for attempt in (0, 1):
-            conn = await self._acquire(upstream.key)
+            conn = await self._acquire(upstream.key, client.now)
             if conn is None:
                 return await self._bad_gateway(client, req, client_ka)
             try:
@@ -389,7 +393,7 @@ class Router:
         body_len: int,
         client_ka: bool,
     ) -> bool:
-        conn = await self._acquire(upstream.key)
+        conn = await self._acquire(upstream.key, client.now)
         if conn is None:
             return await self._bad_gateway(client, req, False)
         try:
@@ -465,10 +469,10 @@ class Router:
             )
             keep = client_ka and framing != UNTIL_CLOSE
             head = build_client_response(resp, close=not keep, tokens=tokens)
-            self._metrics.response(resp.status)
+            self._metrics.responses[resp.status // 100] += 1  # the status line allows 1xx-5xx
             await self._relay_response_body(client, conn, framing, head)
             if upstream_ka and (body is None or body.done) and not conn.buf:
-                self._pool.release(conn)
+                self._pool.release(conn, client.now)
                 released = True
             return keep
         except (_NoResponse, UpstreamProtocolError) as exc:

@@ -44,7 +44,7 @@ class Transport:
         self.closed = False
         self._ops = 0
 
-    async def _maybe_yield(self) -> None:
+    async def _yield_sometimes(self) -> None:
         self._ops += 1
         if self._ops >= _YIELD_EVERY:
             self._ops = 0
@@ -65,11 +65,21 @@ class Transport:
                 continue
             except OSError as exc:
                 raise self._translate(exc) from exc
-            await self._maybe_yield()
+            self._ops += 1
+            if self._ops >= _YIELD_EVERY:
+                self._ops = 0
+                await checkpoint()
             return data
 
-    async def fill(self) -> bool:
-        """Append what arrives next to :attr:`buf`; False at end of stream."""
+    async def fill(self, *, wait: bool = False) -> bool:
+        """Append what arrives next to :attr:`buf`; False at end of stream.
+
+        ``wait=True`` waits for readability before the first ``recv``: cheaper when the
+        caller knows nothing can have arrived yet (the peer is waiting for our answer), as
+        it saves a ``recv`` that would only fail with ``EAGAIN``.
+        """
+        if wait:
+            await self._wait(wait_readable)
         data = await self.receive_some(_RECV)
         if not data:
             return False
@@ -83,7 +93,22 @@ class Transport:
             trio.BrokenResourceError: the connection broke.
             trio.ClosedResourceError: the transport was closed.
         """
-        view = memoryview(data)
+        if not data:
+            return await self._yield_sometimes()
+        try:
+            sent = self.sock.send(data)  # one syscall in the common case
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise self._translate(exc) from exc
+        if sent < len(data):
+            await self._send_rest(memoryview(data)[sent:])
+        self._ops += 1
+        if self._ops >= _YIELD_EVERY:
+            self._ops = 0
+            await checkpoint()
+
+    async def _send_rest(self, view: memoryview) -> None:
         while view:
             try:
                 sent = self.sock.send(view)
@@ -93,7 +118,6 @@ class Transport:
             except OSError as exc:
                 raise self._translate(exc) from exc
             view = view[sent:]
-        await self._maybe_yield()
 
     def send_eof(self) -> None:
         """Half-close: no more bytes will be sent."""
