@@ -204,7 +204,8 @@ async def test_bwrap_isolation(tmp_path: Path) -> None:
             assert int(pids.stdout.strip()) < 20, "a private PID namespace"
         group = backend.process_ids(handle.sandbox_id)[0]
     assert not alive(group)
-    assert not processes_in(tmp_path)
+    left = processes_in(tmp_path)
+    assert not left, [(p / "cmdline").read_bytes() for p in left]
 
 
 def processes_in(root: Path) -> list[Path]:

@@ -463,6 +463,8 @@ class LocalBackend:
                         nursery.cancel_scope.cancel()
         finally:
             log_file.close()
+            with trio.CancelScope(shield=True):
+                await _sweep_leftovers(sandbox)
             if self._running.get(sandbox.sandbox_id) is sandbox:
                 del self._running[sandbox.sandbox_id]
             if sandbox in self._pool:
@@ -590,6 +592,43 @@ def _tail(path: Path, size: int = 600) -> str:
 def _exit_reason(sandbox: _Sandbox) -> str:
     tail = _tail(sandbox.root / "runtime.log")
     return "the sandbox runtime exited" + (f": {tail}" if tail else "")
+
+
+def _kill_marked(root: str, marker: bytes) -> int:
+    """SIGKILL processes working under ``root`` whose environment carries ``marker``;
+    returns how many were found. (The marker keeps a person's shell that merely ``cd``-ed
+    into the workspace safe.)"""
+    found = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if not os.readlink(f"/proc/{entry.name}/cwd").startswith(root):
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                if marker not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                    continue  # already dead, waiting to be reaped
+        except OSError:
+            continue
+        found += 1
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry.name), signal.SIGKILL)
+    return found
+
+
+async def _sweep_leftovers(sandbox: _Sandbox) -> None:
+    """Make sure nothing of a stopped sandbox keeps running: a dev server whose runtime
+    died hard, or processes of a bubblewrap PID namespace still on their way out."""
+    marker = f"AMICABLE_PREVIEW_PORT={sandbox.preview_port}".encode()
+    root = str(await trio.to_thread.run_sync(sandbox.root.resolve))
+    with trio.move_on_after(10):
+        for _ in range(100):
+            if not await trio.to_thread.run_sync(_kill_marked, root, marker):
+                return
+            await trio.sleep(0.1)
 
 
 async def _run_process_group(
