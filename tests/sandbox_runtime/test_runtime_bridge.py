@@ -1,0 +1,156 @@
+"""The template's runtime bridge (public/amicable-runtime.js) in real Chromium.
+
+A parent page on one origin embeds a child page on another origin, as the editor embeds the
+preview. The bridge must report errors and navigation to exactly the parent origin named by
+``amicableParentOrigin``, answer probes, and tell nothing to any other origin.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+PARENT = """<!doctype html><html><body>
+<script>
+window.__msgs = [];
+window.addEventListener("message", (e) => window.__msgs.push({origin: e.origin, data: e.data}));
+</script>
+<iframe id="preview" src="CHILD_URL"></iframe>
+</body></html>"""
+
+CHILD = """<!doctype html><html><head>
+<script src="/amicable-runtime.js"></script>
+</head><body><p>child</p>
+<script>
+console.error("boom", {detail: 42});
+Promise.reject(new Error("rejected on purpose"));
+setTimeout(() => { throw new Error("thrown on purpose"); }, 0);
+setTimeout(() => history.pushState({}, "", "/next/page?x=1"), 50);
+</script>
+</body></html>"""
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Iterator[tuple[str, str, Path, Path]]:
+    parent_dir, child_dir = tmp_path / "parent", tmp_path / "child"
+    parent_dir.mkdir()
+    child_dir.mkdir()
+    (child_dir / "amicable-runtime.js").write_bytes(
+        (TEMPLATE / "public/amicable-runtime.js").read_bytes()
+    )
+    (child_dir / "child.html").write_text(CHILD)
+    servers = []
+    for directory in (parent_dir, child_dir):
+        handler = functools.partial(_Quiet, directory=str(directory))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    # Two origins: 127.0.0.1 for the "editor", localhost for the "preview".
+    parent_origin = f"http://127.0.0.1:{servers[0].server_address[1]}"
+    child_origin = f"http://localhost:{servers[1].server_address[1]}"
+    try:
+        yield parent_origin, child_origin, parent_dir, child_dir
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: `make test` installs the Debian package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def test_template_loads_the_bridge_first() -> None:
+    html = (TEMPLATE / "index.html").read_text()
+    assert html.index('src="/amicable-runtime.js"') < html.index('src="/src/main.tsx"')
+
+
+def _messages(page: Any, parent_origin: str, child_origin: str, parent_dir: Path, claimed: str):
+    child_url = f"{child_origin}/child.html?amicableParentOrigin={claimed}"
+    (parent_dir / "index.html").write_text(PARENT.replace("CHILD_URL", child_url))
+    page.goto(f"{parent_origin}/index.html")
+    return child_url
+
+
+def test_bridge_reports_errors_and_location_to_the_editor_origin(
+    sites: tuple[str, str, Path, Path], page: Any
+) -> None:
+    parent_origin, child_origin, parent_dir, _ = sites
+    _messages(page, parent_origin, child_origin, parent_dir, parent_origin)
+    page.wait_for_function(
+        "() => window.__msgs.some(m => m.data.type === 'amicable_location'"
+        " && m.data.path === '/next/page?x=1')"
+    )
+    page.wait_for_function(
+        "() => window.__msgs.filter(m => m.data.type === 'amicable_runtime_error').length >= 3"
+    )
+    msgs = page.evaluate("window.__msgs")
+    assert {m["origin"] for m in msgs} == {child_origin}
+    errors = {
+        m["data"]["payload"]["kind"]: m["data"]["payload"]
+        for m in msgs
+        if m["data"]["type"] == "amicable_runtime_error"
+    }
+    assert errors["console_error"]["message"] == "boom"
+    assert "42" in errors["console_error"]["args_preview"]
+    assert errors["unhandled_rejection"]["message"] == "rejected on purpose"
+    assert "thrown on purpose" in errors["window_error"]["message"]
+    assert errors["window_error"]["stack"]
+    assert errors["window_error"]["url"].startswith(f"{child_origin}/child.html")
+
+    # The editor's probe is answered with the same probe id.
+    page.evaluate(
+        "document.getElementById('preview').contentWindow.postMessage("
+        f"{{type: 'amicable_runtime_probe', probe_id: 'p-1'}}, '{child_origin}')"
+    )
+    page.wait_for_function(
+        "() => window.__msgs.some(m => m.data.type === 'amicable_runtime_probe_ack'"
+        " && m.data.probe_id === 'p-1')"
+    )
+
+
+def test_bridge_tells_nothing_to_another_origin(
+    sites: tuple[str, str, Path, Path], page: Any
+) -> None:
+    parent_origin, child_origin, parent_dir, _ = sites
+    # The preview was opened with somebody else's origin: postMessage must not reach us.
+    _messages(page, parent_origin, child_origin, parent_dir, "http://evil.example")
+    frame = page.frame_locator("#preview")
+    frame.locator("p").wait_for()
+    page.wait_for_timeout(300)  # give would-be messages the chance to arrive
+    assert page.evaluate("window.__msgs") == []
