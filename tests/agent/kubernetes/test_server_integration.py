@@ -341,3 +341,32 @@ async def test_a_reaped_claim_comes_back_on_the_next_init(fake: FakeKube, tmp_pa
         claim = fake.get(CLAIMS, NS, name)
         assert claim is not None
         assert claim["metadata"]["uid"] != first_uid
+
+
+async def test_a_live_session_survives_kubernetes_api_errors(
+    fake: FakeKube, tmp_path: Path
+) -> None:
+    sid = str(uuid.uuid4())
+    name = sandbox_id_for(sid)
+    async with (
+        real_runtime(tmp_path, derive_runtime_token(SECRET, name)) as runtime_port,
+        kube_agent(tmp_path, fake, runtime_port) as agent,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        async with open_websocket_url(agent.ws) as ws:
+            await ws_send(ws, editor_init(sid))
+            slug = (await ws_recv_until(ws, "init"))[-1].data.project.slug
+        # the API server now refuses reads and renewals (an outage, an RBAC change)
+        fake.forbidden |= {(*CLAIMS, "get"), (*CLAIMS, "patch")}
+        refused = len(fake.requests)
+
+        resolved = await resolve(client, agent, f"{slug}.preview.localhost")
+        assert resolved.status_code == 200, resolved.text
+        assert resolved.json() == {"sandbox_id": name, "upstream": "http://127.0.0.1:3000"}
+        async with open_websocket_url(agent.ws) as ws:  # an editor reload re-sends INIT
+            await ws_send(ws, editor_init(sid))
+            init = (await ws_recv_until(ws, "init"))[-1].data
+            assert (init.sandbox_id, init.exists) == (name, True)
+            await ws_send(ws, {"type": "ping", "data": {}})
+            assert str((await ws_recv(ws)).type) == "pong"
+        assert any(m == "GET" for m, _ in fake.requests[refused:]), "the API was asked"

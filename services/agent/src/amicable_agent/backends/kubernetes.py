@@ -203,6 +203,8 @@ class KubernetesBackend:
         self._claims = claims(config.claim_api_version)
         self._sandboxes = sandboxes(config.claim_api_version)
         self._last_touch: dict[str, float] = {}
+        #: claim -> bound Sandbox name, last seen by this process (lookup during API outages)
+        self._bound: dict[str, str] = {}
         #: the reaper :func:`open_kubernetes_backend` runs (``None`` if disabled)
         self.reaper: SandboxReaper | None = None
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
@@ -317,6 +319,7 @@ class KubernetesBackend:
             name, ready_s, sandbox_name, sandbox_name != name, existed,
         )  # fmt: skip
         handle = self._handle(name, sandbox_name, existed=existed)
+        self._bound[name] = sandbox_name
         await on_stage("starting_runtime", "Starting the sandbox runtime…")
         # A sandbox that was already Ready when we found it should answer at once; a new
         # (or still starting) one gets the longer grace period.
@@ -467,16 +470,28 @@ class KubernetesBackend:
         )
 
     async def lookup(self, sandbox_id: str) -> SandboxHandle | None:
-        """The handle of an existing, bound claim (no probe, no creation)."""
+        """The handle of an existing, bound claim (no probe, no creation).
+
+        While the API server cannot be asked (outage, RBAC change), a sandbox this process
+        has seen bound keeps its last known handle, so live previews and sessions are not
+        torn down by an API hiccup.
+
+        Raises:
+            SandboxError: the API failed and this process has never seen the sandbox.
+        """
         try:
             claim = await self._api.find(self._claims, self.config.namespace, sandbox_id)
         except kube.KubeApiError as exc:
-            raise SandboxError(f"cannot look up sandbox {sandbox_id}: {exc}") from exc
-        if claim is None or claim["metadata"].get("deletionTimestamp"):
+            known = self._bound.get(sandbox_id)
+            if known is None:
+                raise SandboxError(f"cannot look up sandbox {sandbox_id}: {exc}") from exc
+            logger.warning("lookup of %s failed, using its last known Sandbox: %s", sandbox_id, exc)
+            return self._handle(sandbox_id, known, existed=True)
+        bound = ((claim or {}).get("status") or {}).get("sandbox", {}).get("name")
+        if claim is None or claim["metadata"].get("deletionTimestamp") or not bound:
+            self._bound.pop(sandbox_id, None)
             return None
-        bound = (claim.get("status") or {}).get("sandbox", {}).get("name")
-        if not bound:
-            return None
+        self._bound[sandbox_id] = str(bound)
         return self._handle(sandbox_id, str(bound), existed=True)
 
     async def _renew(self, sandbox_id: str) -> None:
@@ -489,13 +504,12 @@ class KubernetesBackend:
         self._last_touch[sandbox_id] = self._clock()
 
     async def touch(self, sandbox_id: str) -> None:
-        """Renew the claim's ``shutdownTime`` and last-activity annotation.
+        """Renew the claim's ``shutdownTime`` and last-activity annotation; best effort.
 
         Throttled to once per ``min(60 s, idle TTL / 10)`` per sandbox; a missing claim is
-        ignored (the next ensure recreates it).
-
-        Raises:
-            SandboxError: the API refused the update.
+        ignored (the next ensure recreates it). An API failure is logged, never raised
+        (callers are the preview resolver, INIT and the session keep-alive, none of which
+        should fail because a renewal did): the next touch tries again.
         """
         interval = min(60.0, self.config.idle_ttl_s / 10) if self.config.idle_ttl_s > 0 else 60.0
         last = self._last_touch.get(sandbox_id)
@@ -506,7 +520,7 @@ class KubernetesBackend:
         except kube.KubeNotFound:
             self._last_touch.pop(sandbox_id, None)
         except kube.KubeApiError as exc:
-            raise SandboxError(f"cannot renew sandbox {sandbox_id}: {exc}") from exc
+            logger.warning("cannot renew sandbox %s (will retry): %s", sandbox_id, exc)
 
     async def delete(self, sandbox_id: str) -> None:
         """Delete the claim with foreground propagation (its Sandbox goes first); idempotent.
@@ -515,6 +529,7 @@ class KubernetesBackend:
             SandboxError: the API refused the deletion.
         """
         self._last_touch.pop(sandbox_id, None)
+        self._bound.pop(sandbox_id, None)
         try:
             await self._api.delete(self._claims, self.config.namespace, sandbox_id)
         except kube.KubeNotFound:
@@ -539,6 +554,7 @@ class KubernetesBackend:
             str(meta["name"]),
             resource_version=str(meta["resourceVersion"]),
         )
+        self._bound.pop(str(meta["name"]), None)
 
     async def list_claims(self) -> list[Obj]:
         """Every claim this backend manages (label ``app.kubernetes.io/managed-by``)."""
