@@ -50,13 +50,19 @@ class Transport:
             self._ops = 0
             await checkpoint()
 
-    async def receive_some(self, max_bytes: int = _RECV) -> bytes:
+    async def receive_some(self, max_bytes: int = _RECV, *, wait: bool = False) -> bytes:
         """Up to ``max_bytes`` bytes; ``b""`` at end of stream.
+
+        ``wait=True`` waits for readability before the first ``recv``: cheaper when the
+        caller knows nothing can have arrived yet (it just drained the socket, or the peer
+        is waiting for our answer), as it saves a ``recv`` that would fail with ``EAGAIN``.
 
         Raises:
             trio.BrokenResourceError: the connection broke.
             trio.ClosedResourceError: the transport was closed.
         """
+        if wait:
+            await self._wait(wait_readable)
         while True:
             try:
                 data = self.sock.recv(max_bytes)
@@ -74,13 +80,9 @@ class Transport:
     async def fill(self, *, wait: bool = False) -> bool:
         """Append what arrives next to :attr:`buf`; False at end of stream.
 
-        ``wait=True`` waits for readability before the first ``recv``: cheaper when the
-        caller knows nothing can have arrived yet (the peer is waiting for our answer), as
-        it saves a ``recv`` that would only fail with ``EAGAIN``.
+        ``wait`` as in :meth:`receive_some`.
         """
-        if wait:
-            await self._wait(wait_readable)
-        data = await self.receive_some(_RECV)
+        data = await self.receive_some(_RECV, wait=wait)
         if not data:
             return False
         self.buf += data

@@ -29,11 +29,15 @@ async def splice(a: Transport, b: Transport, *, idle_timeout_s: float) -> None:
 
 
 async def _pump(src: Transport, dst: Transport, scope: trio.CancelScope, idle_s: float) -> None:
+    drained = False
     try:
         while True:
-            data = await src.receive_some(_RECV)
+            # After a read that drained the socket the next frame is not there yet: wait
+            # for it instead of paying for a recv that fails with EAGAIN.
+            data = await src.receive_some(_RECV, wait=drained)
             if not data:
                 break
+            drained = len(data) < _RECV
             await dst.send_all(data)
             # Moving a deadline costs more than relaying a small frame: do it at most
             # about once a second (the idle timeout has one-second granularity).
