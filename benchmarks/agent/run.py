@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import cProfile
 import json
+import pstats
 import statistics
 import sys
 import tempfile
@@ -197,8 +199,14 @@ class StampEngine(Engine):
         return await super()._stream(_StampingHost(host), *args)
 
 
-async def bench_websocket(sessions: int, deltas: int, interval_s: float) -> None:
-    """Latency from delta parsed by the agent to agent_partial received by a WS client."""
+async def bench_websocket(
+    sessions: int, deltas: int, interval_s: float, client: str, profile: str | None
+) -> tuple[float, float]:
+    """Latency from delta parsed by the agent to agent_partial received by a WS client.
+
+    Returns (p50, p99) in ms. ``profile``: write a cProfile of the agent process (the
+    streaming phase only) to this path.
+    """
     from contextlib import asynccontextmanager
 
     from amicable_agent.config import AgentConfig
@@ -207,6 +215,9 @@ async def bench_websocket(sessions: int, deltas: int, interval_s: float) -> None
 
     latencies: list[float] = []
     engine_part: list[float] = []
+    _stamps.clear()
+    _sent.clear()
+    profiler = cProfile.Profile() if profile else None
     with tempfile.TemporaryDirectory() as tmp:
 
         @asynccontextmanager
@@ -229,14 +240,18 @@ async def bench_websocket(sessions: int, deltas: int, interval_s: float) -> None
 
             # The clients run in another process (their CPU is not the agent's);
             # perf_counter is CLOCK_MONOTONIC, comparable across processes on Linux.
-            wall0 = time.perf_counter()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            if profiler is not None:
+                profiler.enable()
             with trio.fail_after(600):
                 done = await trio.run_process(
                     [sys.executable, __file__, "--ws-clients", f"ws://127.0.0.1:{ports.public}/",
-                     "--sessions", str(sessions)],
+                     "--sessions", str(sessions), "--client", client],
                     capture_stdout=True, start_new_session=True,
                 )  # fmt: skip
-            wall = time.perf_counter() - wall0
+            if profiler is not None:
+                profiler.disable()
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             for line in done.stdout.decode().splitlines():
                 sid, length, received = json.loads(line)
                 stamp = _stamps.get((sid, length))
@@ -250,40 +265,99 @@ async def bench_websocket(sessions: int, deltas: int, interval_s: float) -> None
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(f"websocket: {sessions} sessions through the agent server; wall {wall:.2f} s, "
-          f"{len(latencies)} partials")  # fmt: skip
+    print(f"websocket ({client} client): {sessions} sessions through the agent server; "
+          f"wall {wall:.2f} s, {len(latencies)} partials, agent CPU {cpu:.2f} s "
+          f"({cpu / wall * 100:.0f}% of one core)")  # fmt: skip
     print(f"  agent receive -> client receive: p50 {p50:.3f} ms, p99 {p99:.3f} ms "
           "(target p99 <= 5 ms)")  # fmt: skip
     engine_part.sort()
     e50 = statistics.median(engine_part) * 1000
     e99 = engine_part[int(len(engine_part) * 0.99) - 1] * 1000
     print(f"  of which engine (delta parsed -> session.send): p50 {e50:.3f} ms, p99 {e99:.3f} ms")
+    if profiler is not None and profile:
+        profiler.dump_stats(profile)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    return p50, p99
 
 
-async def ws_clients(url: str, sessions: int) -> None:
-    """Child-process mode: run the WS clients, print ``[sid, len(text), t]`` per partial."""
-    from trio_websocket import open_websocket_url
+async def ws_clients(url: str, sessions: int, kind: str) -> None:
+    """Child-process mode: run the WS clients, print ``[sid, len(text), t]`` per partial.
 
+    ``kind`` ``raw`` (default): a lean wsproto client per socket that stamps each read as the
+    bytes arrive, before any frame or JSON parsing; ``trio-websocket``: the library client,
+    stamped when ``get_message`` returns (adds its reader task hop and per-message costs).
+    """
     seen: list[tuple[str, int, float]] = []
 
-    async def client() -> None:
+    def record(sid: str, raw: str, now: float) -> bool:
+        msg = json.loads(raw)
+        if msg["type"] == "agent_partial":
+            seen.append((sid, len(msg["data"]["text"]), now))
+        return bool(msg["type"] == "update_completed")
+
+    def init(sid: str) -> str:
+        return json.dumps({"type": "init", "data": {"session_id": sid}})
+
+    def user(sid: str) -> str:
+        return json.dumps({"type": "user", "data": {"session_id": sid, "text": "go"}})
+
+    async def library_client() -> None:
+        from trio_websocket import open_websocket_url
+
         sid = str(uuid.uuid4())
         async with open_websocket_url(url) as ws:
-            await ws.send_message(json.dumps({"type": "init", "data": {"session_id": sid}}))
+            await ws.send_message(init(sid))
             while json.loads(await ws.get_message())["type"] != "init":
                 pass
-            await ws.send_message(
-                json.dumps({"type": "user", "data": {"session_id": sid, "text": "go"}})
-            )
+            await ws.send_message(user(sid))
             while True:
                 raw = await ws.get_message()
-                now = time.perf_counter()
-                msg = json.loads(raw)
-                if msg["type"] == "agent_partial":
-                    seen.append((sid, len(msg["data"]["text"]), now))
-                elif msg["type"] == "update_completed":
+                if record(sid, str(raw), time.perf_counter()):
                     return
 
+    async def raw_client() -> None:
+        from urllib.parse import urlsplit
+
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import AcceptConnection, Ping, Request, TextMessage
+
+        sid = str(uuid.uuid4())
+        parts = urlsplit(url)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        ws = WSConnection(ConnectionType.CLIENT)
+        with trio.fail_after(300):
+            stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        async with stream:
+            await stream.send_all(ws.send(Request(host=parts.netloc, target=parts.path or "/")))
+            buffer: list[str] = []
+            phase = "handshake"
+            while True:
+                with trio.fail_after(300):
+                    data = await stream.receive_some(1 << 16)
+                now = time.perf_counter()
+                if not data:
+                    return
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, AcceptConnection):
+                        await stream.send_all(ws.send(TextMessage(init(sid))))
+                        phase = "init"
+                    elif isinstance(event, Ping):
+                        await stream.send_all(ws.send(event.response()))
+                    elif isinstance(event, TextMessage):
+                        buffer.append(event.data)
+                        if not event.message_finished:
+                            continue
+                        raw, buffer = "".join(buffer), []
+                        if phase == "init":
+                            if json.loads(raw)["type"] == "init":
+                                await stream.send_all(ws.send(TextMessage(user(sid))))
+                                phase = "turn"
+                        elif record(sid, raw, now):
+                            return
+
+    client = raw_client if kind == "raw" else library_client
     async with trio.open_nursery() as nursery:
         for _ in range(sessions):
             nursery.start_soon(client)
@@ -326,18 +400,45 @@ def main() -> None:
     parser.add_argument("--qa-rounds", type=int, default=2)
     parser.add_argument("--skip-qa", action="store_true")
     parser.add_argument("--skip-streaming", action="store_true")
+    parser.add_argument(
+        "--skip-engine",
+        action="store_true",
+        help="skip the engine-only streaming part (WebSocket part only)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="WebSocket runs; prints the medians of their p50/p99"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "trio-websocket"),
+        default="raw",
+        help="WebSocket client (raw: stamps bytes on arrival)",
+    )
+    parser.add_argument(
+        "--profile", metavar="PATH", help="cProfile the agent during the (first) WebSocket run"
+    )
     parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ws-clients", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ws_clients:
-        trio.run(ws_clients, args.ws_clients, args.sessions)
+        trio.run(ws_clients, args.ws_clients, args.sessions, args.client)
         return
     if args.serve_fake:
         trio.run(serve_fake, args.deltas, args.interval)
         return
     if not args.skip_streaming:
-        trio.run(bench_streaming, args.sessions, args.deltas, args.interval)
-        trio.run(bench_websocket, args.sessions, args.deltas, args.interval)
+        if not args.skip_engine:
+            trio.run(bench_streaming, args.sessions, args.deltas, args.interval)
+        runs = [
+            trio.run(bench_websocket, args.sessions, args.deltas, args.interval, args.client,
+                     args.profile if i == 0 else None)
+            for i in range(args.repeat)
+        ]  # fmt: skip
+        if args.repeat > 1:
+            p50s, p99s = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+            print(f"websocket over {args.repeat} runs: median p50 {statistics.median(p50s):.3f} ms, "
+                  f"median p99 {statistics.median(p99s):.3f} ms (p99s: "
+                  + ", ".join(f"{x:.1f}" for x in p99s) + ")")  # fmt: skip
     if not args.skip_qa:
         trio.run(bench_qa, args.qa_rounds)
     print(json.dumps({"done": True}))

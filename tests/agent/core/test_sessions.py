@@ -3,10 +3,12 @@ sockets, turn serialisation and cancellation (fake TurnEngine)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from amicable_agent.sessions import (
@@ -84,7 +86,7 @@ def drain(attachment: Attachment) -> list[ServerMessage]:
     out = []
     while True:
         try:
-            out.append(attachment.receive.receive_nowait())
+            out.append(attachment.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel):
             return out
 
@@ -304,3 +306,122 @@ async def test_session_whose_sandbox_died_is_restarted_on_init() -> None:
         reply = await second.init_reply(InitData(session_id="s1"))
         assert reply.sandbox_id == handle.sandbox_id
         assert backend.ensure_calls == ["s1", "s1"]  # type: ignore[attr-defined]
+
+
+def partial(text: str, msg_id: str) -> ServerMessage:
+    return ServerMessage(
+        type=MessageType.AGENT_PARTIAL, data=TextData(text=text), session_id="s1", id=msg_id
+    )
+
+
+def other(kind: MessageType, text: str) -> ServerMessage:
+    return ServerMessage(type=kind, data=TextData(text=text), session_id="s1")
+
+
+def summary(messages: list[ServerMessage]) -> list[tuple[str, str]]:
+    return [(str(m.type), m.data.text) for m in messages]  # type: ignore[union-attr]
+
+
+def test_superseded_partials_are_coalesced_in_order() -> None:
+    a = Attachment()
+    a.send_nowait(partial("a", "x"))
+    a.send_nowait(other(MessageType.UPDATE_FILE, "Writing /src/App.tsx"))
+    a.send_nowait(partial("ab", "x"))
+    a.send_nowait(partial("z", "y"))
+    a.send_nowait(partial("abc", "x"))
+    a.send_nowait(other(MessageType.AGENT_FINAL, "abcd"))
+    assert len(a) == 4
+    # The produced order minus superseded partials: a newer partial never jumps ahead of a
+    # message produced before it, and no other message is skipped.
+    assert summary(drain(a)) == [
+        ("update_file", "Writing /src/App.tsx"),
+        ("agent_partial", "z"),
+        ("agent_partial", "abc"),
+        ("agent_final", "abcd"),
+    ]
+    assert a.coalesced == 2
+
+
+def test_a_partial_already_taken_is_not_superseded() -> None:
+    a = Attachment()
+    a.send_nowait(partial("a", "x"))
+    assert a.receive_nowait().data.text == "a"  # type: ignore[union-attr]
+    a.send_nowait(partial("ab", "x"))
+    a.send_nowait(partial("abc", "x"))
+    assert summary(drain(a)) == [("agent_partial", "abc")]
+    a.send_nowait(partial("abcd", "x"))  # nothing queued for x any more: queued as is
+    assert summary(drain(a)) == [("agent_partial", "abcd")]
+
+
+def test_a_long_stream_to_a_slow_socket_stays_within_the_queue() -> None:
+    a = Attachment(queue_size=3)
+    a.send_nowait(other(MessageType.UPDATE_FILE, "f"))
+    for i in range(1000):
+        assert a.send_nowait(partial("t" * i, "x"))
+    assert not a.dropped
+    assert len(a) == 2
+    # Distinct messages still count: the queue limit applies to them.
+    a.send_nowait(other(MessageType.UPDATE_FILE, "g"))
+    assert not a.send_nowait(other(MessageType.UPDATE_FILE, "h"))
+    assert a.dropped
+    assert summary(drain(a)) == [
+        ("update_file", "f"),
+        ("agent_partial", "t" * 999),
+        ("update_file", "g"),
+    ]
+    with pytest.raises(trio.EndOfChannel):
+        a.receive_nowait()
+
+
+async def test_a_broadcast_is_encoded_once_for_all_sockets(monkeypatch: Any) -> None:
+    from amicable_agent import sessions as sessions_module
+
+    calls: list[ServerMessage] = []
+    real = sessions_module.encode_server_message
+
+    def counting(message: ServerMessage) -> str:
+        calls.append(message)
+        return real(message)
+
+    monkeypatch.setattr(sessions_module, "encode_server_message", counting)
+    async with manager() as mgr:
+        a, b, c = Attachment(), Attachment(), Attachment()
+        session = await mgr.attach("s1", a)
+        await mgr.attach("s1", b)
+        await mgr.attach("s1", c)
+        await session.init_reply(InitData(session_id="s1"))
+        for att in (a, b, c):
+            drain(att)
+        await session.send(MessageType.AGENT_PARTIAL, TextData(text="one"), msg_id="m")
+        await session.send(MessageType.AGENT_PARTIAL, TextData(text="one two"), msg_id="m")
+        await session.send(MessageType.AGENT_FINAL, TextData(text="one two."), msg_id="m")
+        frames = [[(await att.receive()).frame for _ in range(2)] for att in (a, b, c)]
+        assert frames[0] == frames[1] == frames[2]
+        assert [json.loads(f)["data"]["text"] for f in frames[0]] == ["one two", "one two."]
+        assert len(calls) == 2, "one encoding per message, none for the superseded partial"
+
+
+async def test_writer_wakes_for_a_message_and_ends_after_drop() -> None:
+    a = Attachment()
+    got: list[str] = []
+
+    async def writer() -> None:
+        while True:
+            try:
+                out = await a.receive()
+            except trio.EndOfChannel:
+                got.append("end")
+                return
+            got.append(out.message.data.text)  # type: ignore[union-attr]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()
+        a.send_nowait(partial("a", "x"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["a"]
+        a.send_nowait(partial("ab", "x"))
+        a.send_nowait(partial("abc", "x"))
+        a.drop()
+        assert not a.send_nowait(partial("abcd", "x"))
+    assert got == ["a", "abc", "end"]

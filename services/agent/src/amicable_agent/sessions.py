@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from amicable_protocol.messages import (
     ServerMessage,
     ThinkingLevel,
     UserData,
+    encode_server_message,
 )
 
 from .errors import AgentError, SandboxProvisionError
@@ -81,38 +83,125 @@ class SessionDeps:
     provision_timeout_s: float = 300.0
 
 
+class Outgoing:
+    """A message on its way to the sockets: encoded at most once, however many sockets
+    (and only if some socket actually sends it; a coalesced partial is never encoded)."""
+
+    __slots__ = ("_frame", "message")
+
+    def __init__(self, message: ServerMessage) -> None:
+        self.message = message
+        self._frame: str | None = None
+
+    @property
+    def frame(self) -> str:
+        """The JSON text frame of :attr:`message` (encoded on first use, then cached)."""
+        if self._frame is None:
+            self._frame = encode_server_message(self.message)
+        return self._frame
+
+
 class Attachment:
     """One socket's view of a session: a bounded queue of outgoing messages.
 
-    The socket's writer task drains :attr:`receive`; the session (and the socket's own
-    reader) push with :meth:`send_nowait`. When the queue is full the attachment is
-    *dropped*: the send side closes and :attr:`dropped` is set, and the socket closes.
+    The socket's writer task takes messages with :meth:`receive` / :meth:`receive_nowait`;
+    the session (and the socket's own reader) push with :meth:`send_nowait`, which never
+    blocks. When the queue is full the attachment is *dropped*: it stops accepting,
+    :attr:`dropped` is set, and the socket closes once the writer has drained the queue.
+
+    ``agent_partial`` messages carry the whole text so far, so a queued partial is
+    *superseded* by a newer partial with the same id: the older one is removed and the new
+    one is queued at the end. What the socket receives is therefore always the produced
+    sequence minus superseded partials, in order; nothing else is ever skipped, and a
+    backlog (slow client, busy event loop) shrinks to one partial per streaming message
+    instead of growing with the stream.
     """
 
     def __init__(self, queue_size: int = 256) -> None:
-        self._send, self.receive = trio.open_memory_channel[ServerMessage](queue_size)
+        self._queue_size = queue_size
+        # Queued entries in order; a superseded partial's slot is set to None and skipped.
+        self._queue: deque[Outgoing | None] = deque()
+        self._live = 0
+        self._partials: dict[str, int] = {}  # msg id -> absolute position in the queue
+        self._popped = 0  # absolute position of self._queue[0]
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
         self.dropped = False
+        self.coalesced = 0
         self.session: Session | None = None
 
-    def send_nowait(self, message: ServerMessage) -> bool:
+    def __len__(self) -> int:
+        """How many messages are queued (superseded partials not counted)."""
+        return self._live
+
+    def send_nowait(self, message: ServerMessage | Outgoing) -> bool:
         """Queue ``message``; returns False (and drops the socket) if it cannot."""
         if self.dropped:
             return False
-        try:
-            self._send.send_nowait(message)
-        except trio.WouldBlock:
+        out = message if isinstance(message, Outgoing) else Outgoing(message)
+        msg = out.message
+        if msg.type is MessageType.AGENT_PARTIAL:
+            position = self._partials.pop(msg.id, None)
+            if position is not None:  # supersede the queued partial of this message
+                self._queue[position - self._popped] = None
+                self._live -= 1
+                self.coalesced += 1
+        if self._live >= self._queue_size:
             log.warning("dropping a slow WebSocket client")
             self.drop()
             return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self.dropped = True
-            return False
+        if msg.type is MessageType.AGENT_PARTIAL:
+            self._partials[msg.id] = self._popped + len(self._queue)
+        self._queue.append(out)
+        self._live += 1
+        self._lot.unpark_all()
         return True
+
+    def receive_nowait(self) -> ServerMessage:
+        """The next queued message.
+
+        Raises:
+            trio.WouldBlock: nothing is queued.
+            trio.EndOfChannel: the attachment was dropped and everything has been taken.
+        """
+        return self._take().message
+
+    def _take(self) -> Outgoing:
+        queue = self._queue
+        while queue:
+            out = queue.popleft()
+            self._popped += 1
+            if out is None:
+                continue
+            self._live -= 1
+            msg = out.message
+            if msg.type is MessageType.AGENT_PARTIAL:
+                self._partials.pop(msg.id, None)
+            return out
+        if self._closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> Outgoing:
+        """Wait for the next queued message (the socket writer's call).
+
+        Takes a queued message without yielding to the scheduler first: the writer's send
+        that follows is the checkpoint. Waits only when the queue is empty.
+
+        Raises:
+            trio.EndOfChannel: the attachment was dropped and everything has been taken.
+        """
+        while True:
+            try:
+                return self._take()
+            except trio.WouldBlock:
+                await self._lot.park()
 
     def drop(self) -> None:
         """Stop accepting messages; the writer ends after draining what is queued."""
         self.dropped = True
-        self._send.close()
+        self._closed = True
+        self._lot.unpark_all()
 
 
 @attrs.frozen
@@ -216,9 +305,9 @@ class Session:
 
     def broadcast(self, type: MessageType, data: ServerData, *, msg_id: str | None = None) -> None:
         """Synchronous :meth:`send`."""
-        message = self.message(type, data, msg_id=msg_id)
+        out = Outgoing(self.message(type, data, msg_id=msg_id))
         for attachment in list(self._attachments):
-            if not attachment.send_nowait(message):
+            if not attachment.send_nowait(out):
                 self.detach(attachment)
 
     def message(

@@ -23,7 +23,6 @@ from amicable_protocol.messages import (
     ServerData,
     ServerMessage,
     decode_client_frame,
-    encode_server_message,
 )
 
 from .errors import SandboxProvisionError
@@ -107,9 +106,14 @@ class Connection:
                 self._session.detach(self._attachment)
 
     async def _writer(self, scope: trio.CancelScope) -> None:
-        async for message in self._attachment.receive:
+        attachment = self._attachment
+        while True:
+            try:
+                out = await attachment.receive()
+            except trio.EndOfChannel:
+                break
             with trio.move_on_after(SEND_TIMEOUT_S) as sending:
-                await self._socket.send(encode_server_message(message))
+                await self._socket.send(out.frame)
             if sending.cancelled_caught:  # a stalled client: give up on it
                 log.warning("closing a WebSocket that stopped reading")
                 scope.cancel()
