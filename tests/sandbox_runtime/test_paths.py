@@ -1,4 +1,3 @@
-
 """Path confinement: lexical escapes, NUL bytes, absolute paths, symlinks (also swapped late)."""
 
 from __future__ import annotations

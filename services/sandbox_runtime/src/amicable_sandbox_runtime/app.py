@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import stat
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -27,7 +25,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
 from . import archive, execs, listing
-from .errors import InvalidRequest, NotFound, RuntimeApiError, Unauthorized
+from .errors import InvalidRequest, RuntimeApiError, Unauthorized
 from .files import Files
 
 if TYPE_CHECKING:
@@ -81,24 +79,36 @@ async def _body(cls: type[T]) -> T:
         raise InvalidRequest(exc.message) from None
 
 
-_WORKER_THREADS = 8
+#: Worker threads for file operations (shared with the fast routes).
+WORKER_THREADS = 8
 _PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor) -> QuartTrio:
+def create_app(
+    config: RuntimeConfig,
+    jail: Jail,
+    supervisor: PreviewSupervisor,
+    *,
+    files: Files | None = None,
+    limiter: trio.CapacityLimiter | None = None,
+) -> QuartTrio:
     """Build the ASGI app for one workspace.
 
     Args:
         config: runtime config (token, limits, exec defaults).
         jail: the workspace jail every path goes through.
         supervisor: the dev-server supervisor behind ``/v1/preview`` and ``/readyz``.
+        files / limiter: the file API and worker-thread limiter, when shared with
+            :class:`~amicable_sandbox_runtime.fastpath.FastRoutes` (one write lock).
     """
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_file_bytes
     app.url_map.merge_slashes = False
     app.url_map.converters["anypath"] = _AnyPath
-    files = Files(jail, max_file_bytes=config.max_file_bytes)
-    limiter = trio.CapacityLimiter(_WORKER_THREADS)
+    if files is None:
+        files = Files(jail, max_file_bytes=config.max_file_bytes)
+    if limiter is None:
+        limiter = trio.CapacityLimiter(WORKER_THREADS)
 
     async def _thread(fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
@@ -247,17 +257,7 @@ def create_app(config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor)
     # --- exec ---------------------------------------------------------------------------
 
     def exec_cwd(cwd: str | None) -> Path:
-        # a handful of fd-relative syscalls: cheaper inline than a thread hop per exec
-        with jail.locate(cwd or "/") as loc:
-            rel = loc.rel
-            if loc.name:
-                try:
-                    st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    raise NotFound(f"cwd does not exist: {rel}") from None
-                if not stat.S_ISDIR(st.st_mode):
-                    raise InvalidRequest(f"cwd is not a directory: {rel}")
-        return jail.host_path(rel)
+        return execs.resolve_cwd(jail, cwd)
 
     @app.post("/v1/exec")
     async def exec_() -> Response:

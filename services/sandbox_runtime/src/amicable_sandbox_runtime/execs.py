@@ -9,9 +9,9 @@ never outlive the request.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import os
 import signal
+import stat
 import subprocess
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Literal
 import trio
 from amicable_protocol.runtime import ExecExit, ExecRequest, ExecResult
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, NotFound
+from .procs import child_env, kill_group
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from .paths import Jail
 
 Stream = Literal["stdout", "stderr"]
 OutputCallback = Callable[[Stream, str], Awaitable[None]]
@@ -32,21 +35,24 @@ TIMEOUT_EXIT_CODE = 124
 _DRAIN_TIMEOUT_S = 2.0
 
 
-#: Never handed to commands or the dev server: the runtime's own credentials.
-_PRIVATE_ENV = ("AMICABLE_RUNTIME_TOKEN", "AMICABLE_RUNTIME_TOKEN_FILE")
+def resolve_cwd(jail: Jail, cwd: str | None) -> Path:
+    """The host directory for an exec's ``cwd`` (workspace-relative; the root when unset).
 
+    A handful of fd-relative syscalls: cheaper inline than a thread hop per exec.
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process: ours minus the runtime's secrets, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
-    env.update(extra or {})
-    return env
-
-
-def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Signal the process group led by ``pid``; a group that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+    Raises:
+        NotFound: no such directory; InvalidRequest: not a directory; InvalidPath.
+    """
+    with jail.locate(cwd or "/") as loc:
+        rel = loc.rel
+        if loc.name:
+            try:
+                st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise NotFound(f"cwd does not exist: {rel}") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidRequest(f"cwd is not a directory: {rel}")
+    return jail.host_path(rel)
 
 
 class _Capture:

@@ -1,20 +1,22 @@
-"""``serve``: opens the workspace jail, starts the dev-server supervisor and runs hypercorn."""
+"""``serve``: opens the workspace jail, starts the dev-server supervisor and runs hypercorn.
+
+The dev server is spawned first, before the HTTP stack (quart, hypercorn, the protocol's
+cattrs converter) is even imported: those imports take about as long as Vite's own start, so
+doing them while Vite boots takes them off the cold-start path. They run in a worker thread
+so the supervisor keeps pumping the dev server's output meanwhile.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 
-from .app import create_app
-from .listener import serve_isolated
 from .paths import Jail
 from .supervisor import PreviewSupervisor
-from .wsguard import WebSocketRejectionGuard
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,13 +33,40 @@ def write_ready_file(path: Path, port: int) -> None:
     os.replace(tmp, path)
 
 
+def _build_http_stack(
+    config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor
+) -> tuple[Any, Any]:
+    """Import the web stack and build the ASGI app and hypercorn config (blocking)."""
+    from hypercorn.config import Config as HypercornConfig
+
+    from .app import WORKER_THREADS, create_app
+    from .fastpath import FastRoutes
+    from .files import Files
+    from .listener import serve_isolated  # noqa: F401 - imported here, off the event loop
+    from .wsguard import WebSocketRejectionGuard
+
+    files = Files(jail, max_file_bytes=config.max_file_bytes)
+    limiter = trio.CapacityLimiter(WORKER_THREADS)
+    full = create_app(config, jail, supervisor, files=files, limiter=limiter)
+    app = WebSocketRejectionGuard(FastRoutes(full, config, jail, files, limiter))
+    hconfig = HypercornConfig()
+    hconfig.bind = [
+        f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
+    ]
+    hconfig.accesslog = None
+    hconfig.errorlog = "-"
+    hconfig.graceful_timeout = 2.0
+    return app, hconfig
+
+
 async def serve(
     config: RuntimeConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve the runtime API for ``config.workspace`` until cancelled.
 
     Calls ``task_status.started(port)`` with the bound port once listening (and after writing
-    ``config.ready_file`` when set). The dev server is started before listening.
+    ``config.ready_file`` when set). The dev server is started before the HTTP stack is
+    imported, so the two start in parallel.
 
     Cancellation:
         hypercorn stops, then the supervisor kills and reaps the dev server's process group.
@@ -45,18 +74,13 @@ async def serve(
     jail = Jail(config.workspace)
     try:
         supervisor = PreviewSupervisor(config)
-        app = WebSocketRejectionGuard(create_app(config, jail, supervisor))
-        hconfig = HypercornConfig()
-        hconfig.bind = [
-            f"[{config.host}]:{config.port}"
-            if ":" in config.host
-            else f"{config.host}:{config.port}"
-        ]
-        hconfig.accesslog = None
-        hconfig.errorlog = "-"
-        hconfig.graceful_timeout = 2.0
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
+            app, hconfig = await trio.to_thread.run_sync(
+                _build_http_stack, config, jail, supervisor
+            )
+            from .listener import serve_isolated  # imported by the thread above
+
             port = await nursery.start(serve_isolated, app, hconfig)
             if config.ready_file is not None:
                 write_ready_file(config.ready_file, port)

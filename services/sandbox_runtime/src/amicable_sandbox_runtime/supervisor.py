@@ -14,17 +14,23 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import trio
-from amicable_protocol.runtime import PreviewLogs, PreviewState, PreviewStatus
 
-from .execs import child_env, kill_group
+from .procs import child_env, kill_group
 
 if TYPE_CHECKING:
+    # the protocol (cattrs) is imported on first use: the supervisor spawns the dev server
+    # before the runtime imports its HTTP stack, and that spawn should not wait for imports
+    from amicable_protocol.runtime import PreviewLogs, PreviewState, PreviewStatus
+
     from .config import RuntimeConfig
 
 #: A run this long resets the backoff (the crash was not a crash loop).
 _STABLE_RUN_S = 30.0
 _DRAIN_TIMEOUT_S = 2.0
 _PROBE_TIMEOUT_S = 1.0
+#: Output wakes the readiness probe early (Vite prints its banner once it listens); this
+#: bounds how often a chatty dev server can make it probe.
+_MIN_PROBE_GAP_S = 0.02
 
 
 def probe_host(listen_host: str) -> str:
@@ -61,6 +67,7 @@ class PreviewSupervisor:
         self._partial = b""
         self._restart = trio.Event()
         self._changed = trio.Event()
+        self._output = trio.Event()
 
     def _set_state(self, state: PreviewState) -> None:
         if state != self.state:
@@ -81,6 +88,8 @@ class PreviewSupervisor:
 
     def status(self) -> PreviewStatus:
         """An immutable snapshot for ``GET /v1/preview`` and ``/readyz``."""
+        from amicable_protocol.runtime import PreviewStatus
+
         return PreviewStatus(
             state=self.state,
             pid=self.pid,
@@ -93,6 +102,8 @@ class PreviewSupervisor:
 
     def logs(self, tail: int | None = None) -> PreviewLogs:
         """The last ``tail`` output lines (all kept lines when ``None``)."""
+        from amicable_protocol.runtime import PreviewLogs
+
         lines = list(self._lines)
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
@@ -216,6 +227,7 @@ class PreviewSupervisor:
                     await log_file.aclose()
 
     def _feed(self, chunk: bytes | bytearray) -> None:
+        self._output.set()
         data = self._partial + bytes(chunk)
         *complete, self._partial = data.split(b"\n")
         for raw in complete:
@@ -230,13 +242,20 @@ class PreviewSupervisor:
     async def _probe_loop(self) -> None:
         host = probe_host(self.config.preview_host)
         while True:
+            # output during the probe counts as new output for the next round
+            self._output = trio.Event()
             if self.pid is not None:
                 ok = await self._probe(host)
                 if self.pid is not None:
                     self.ready = ok
                     if self.state in ("starting", "running"):
                         self._set_state("running" if ok else "starting")
-            await trio.sleep(self.config.preview_probe_interval_s)
+            with trio.move_on_after(self.config.preview_probe_interval_s):
+                if self.ready:
+                    await trio.sleep_forever()
+                # not ready yet: probe again as soon as the dev server says something
+                await self._output.wait()
+                await trio.sleep(_MIN_PROBE_GAP_S)
 
     async def _probe(self, host: str) -> bool:
         with trio.move_on_after(_PROBE_TIMEOUT_S):

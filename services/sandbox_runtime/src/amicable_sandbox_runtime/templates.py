@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .errors import TemplateError
-from .execs import kill_group
+from .procs import kill_group
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

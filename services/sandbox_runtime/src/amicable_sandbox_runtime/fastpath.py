@@ -1,0 +1,202 @@
+"""The hottest routes answered straight from ASGI, in front of the quart app.
+
+Quart's per-request machinery (request context, hooks, werkzeug routing, ``Response``
+objects) costs more than the work behind the most frequent calls. ``GET /healthz``,
+``POST /v1/exec`` and ``GET``/``PUT /v1/files/<path>`` are therefore answered here, with the
+same auth, status codes, headers and error bodies as their quart routes in ``app.py``, which
+still serve every other request (including these paths with other methods, e.g. ``HEAD``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+from amicable_protocol._converter import structure, unstructure
+from amicable_protocol.errors import ProtocolError
+from amicable_protocol.http import ErrorBody
+from amicable_protocol.runtime import ExecRequest, ExecResult
+from werkzeug.exceptions import InternalServerError, RequestTimeout
+
+from . import execs
+from .errors import InvalidRequest, RuntimeApiError, Unauthorized
+
+if TYPE_CHECKING:
+    from .config import RuntimeConfig
+    from .files import Files
+    from .paths import Jail
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Headers = list[tuple[bytes, bytes]]
+
+_FILES = "/v1/files/"
+#: Like quart's ``BODY_TIMEOUT``: a client that stalls mid-body gets 408.
+_BODY_TIMEOUT_S = 60.0
+_JSON = b"application/json"
+_HEALTH = b'{"status":"ok"}'
+
+
+class _Answered(Exception):
+    """The request was already answered (or the client left) while reading its body."""
+
+
+class FastRoutes:
+    """ASGI app: the hot routes here, everything else delegated to ``app``.
+
+    Args:
+        app: the full (quart) application.
+        config: runtime config (token, limits, exec defaults).
+        jail: the workspace jail.
+        files: the file API shared with ``app`` (one write lock).
+        limiter: worker-thread limiter shared with ``app``.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        config: RuntimeConfig,
+        jail: Jail,
+        files: Files,
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.jail = jail
+        self.files = files
+        self.limiter = limiter
+        self._expected = f"Bearer {config.token}".encode() if config.token else None
+        self._too_large = _error_body("too_large", f"body over {config.max_file_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            if method == "POST" and path == "/v1/exec":
+                return await self._guarded(self._exec, scope, receive, send)
+            if path.startswith(_FILES) and method in ("GET", "PUT"):
+                handler = self._get_file if method == "GET" else self._put_file
+                return await self._guarded(handler, scope, receive, send)
+            if method == "GET" and path == "/healthz":
+                return await _respond(send, 200, _HEALTH)
+        await self.app(scope, receive, send)
+
+    async def _guarded(self, handler: Any, scope: Scope, receive: Any, send: Any) -> None:
+        headers: Headers = scope["headers"]
+        try:
+            if self._expected is not None and not hmac.compare_digest(
+                _header(headers, b"authorization") or b"", self._expected
+            ):
+                raise Unauthorized("missing or wrong bearer token")
+            await handler(scope, receive, send)
+        except RuntimeApiError as exc:
+            await _respond(send, exc.status, _error_body(exc.code, exc.detail))
+        except _Answered:
+            pass
+        except Exception:
+            log.exception("error serving %s %s", scope["method"], scope["path"])
+            body = _error_body("http_error", InternalServerError.description or "")
+            await _respond(send, 500, body)
+
+    async def _body(self, scope: Scope, receive: Any, send: Any) -> bytes:
+        """The whole request body, with quart's limit (413) and timeout (408)."""
+        limit = self.config.max_file_bytes
+        length = _header(scope["headers"], b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _respond(send, 413, self._too_large)
+            raise _Answered
+        body = bytearray()
+        with trio.move_on_after(_BODY_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Answered
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    await _respond(send, 413, self._too_large)
+                    raise _Answered
+                if not message.get("more_body", False):
+                    return bytes(body)
+        await _respond(send, 408, _error_body("http_error", RequestTimeout.description or ""))
+        raise _Answered
+
+    async def _exec(self, scope: Scope, receive: Any, send: Any) -> None:
+        raw = await self._body(scope, receive, send)
+        try:
+            request = structure(json.loads(raw or b"null"), ExecRequest, strict=True)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"body is not JSON: {exc}") from None
+        except ProtocolError as exc:
+            raise InvalidRequest(exc.message) from None
+        cwd = execs.resolve_cwd(self.jail, request.cwd)
+        outcome: ExecResult | RuntimeApiError | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def until_disconnect() -> None:
+                # a client that goes away cancels the command (its group is killed)
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_disconnect)
+            try:
+                outcome = await execs.run_collected(
+                    request,
+                    cwd=cwd,
+                    default_timeout_s=self.config.exec_timeout_s,
+                    max_output_chars=self.config.exec_max_output_chars,
+                )
+            except RuntimeApiError as exc:  # not out of the nursery: it would be grouped
+                outcome = exc
+            nursery.cancel_scope.cancel()
+        if isinstance(outcome, RuntimeApiError):
+            raise outcome
+        if outcome is not None:  # None: the client disconnected
+            await _respond(send, 200, json.dumps(unstructure(outcome)).encode())
+
+    async def _get_file(self, scope: Scope, receive: Any, send: Any) -> None:
+        path = scope["path"][len(_FILES) :]
+        data, digest = await trio.to_thread.run_sync(self.files.read, path, limiter=self.limiter)
+        extra = [(b"x-content-sha256", digest.encode())]
+        await _respond(send, 200, data, b"application/octet-stream", extra)
+
+    async def _put_file(self, scope: Scope, receive: Any, send: Any) -> None:
+        path = scope["path"][len(_FILES) :]
+        data = await self._body(scope, receive, send)
+        raw_if_match = _header(scope["headers"], b"if-match")
+        if_match = None if raw_if_match is None else raw_if_match.decode("latin-1")
+
+        def write() -> Any:
+            return self.files.write(path, data, if_match=if_match)
+
+        result = await trio.to_thread.run_sync(write, limiter=self.limiter)
+        await _respond(send, 200, json.dumps(unstructure(result)).encode())
+
+
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _error_body(code: str, detail: str) -> bytes:
+    return json.dumps(unstructure(ErrorBody(error=code, detail=detail))).encode()
+
+
+async def _respond(
+    send: Any,
+    status: int,
+    body: bytes,
+    content_type: bytes = _JSON,
+    extra: Headers | None = None,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,147 @@
+"""Cold start and the hot path: cheap imports, dev server spawned before the web stack, early
+readiness, and the fast routes behaving like the quart routes they shadow."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+from amicable_sandbox_runtime import server
+from amicable_sandbox_runtime.config import RuntimeConfig
+from amicable_sandbox_runtime.supervisor import PreviewSupervisor
+from amicable_sandbox_runtime.testing import free_port, wait_for_exit, wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from conftest import Runtime
+
+WEB_STACK = ("quart", "quart_trio", "hypercorn", "werkzeug", "cattrs", "amicable_protocol")
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ["amicable_sandbox_runtime"],
+        ["amicable_sandbox_runtime.__main__", "amicable_sandbox_runtime.templates"],
+        ["amicable_sandbox_runtime.server", "amicable_sandbox_runtime.supervisor"],
+    ],
+)
+async def test_cli_and_serve_entry_do_not_import_the_web_stack(modules: list[str]) -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        f"print(json.dumps([m for m in {WEB_STACK!r} if m in sys.modules]))\n"
+    )
+    result = await trio.run_process([sys.executable, "-c", code], capture_stdout=True)
+    assert json.loads(result.stdout) == []
+
+
+async def test_package_exports_resolve_lazily() -> None:
+    import amicable_sandbox_runtime as pkg
+
+    assert pkg.serve is server.serve
+    assert pkg.RuntimeConfig is RuntimeConfig
+    with pytest.raises(AttributeError):
+        _ = pkg.no_such_name  # type: ignore[attr-defined]
+
+
+async def test_dev_server_is_spawned_before_the_web_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned_first: list[bool] = []
+    build = server._build_http_stack
+
+    def recording_build(config: RuntimeConfig, jail: Any, supervisor: PreviewSupervisor) -> Any:
+        spawned_first.append(supervisor.pid is not None)
+        return build(config, jail, supervisor)
+
+    monkeypatch.setattr(server, "_build_http_stack", recording_build)
+    config = RuntimeConfig(
+        workspace=tmp_path,
+        token="t",
+        host="127.0.0.1",
+        port=0,
+        preview_cmd="sleep 1000",
+        preview_port=free_port(),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, config)
+        nursery.cancel_scope.cancel()
+    assert spawned_first == [True]
+
+
+async def test_dev_server_output_triggers_the_readiness_probe(tmp_path: Path) -> None:
+    # Probing every 1000 s: only the "listening" line can make it ready within the deadline.
+    port = free_port()
+    listen_then_say_so = (
+        f"{sys.executable} -c 'import socket, time; s = socket.socket(); "
+        f's.bind(("127.0.0.1", {port})); s.listen(); print("ready", flush=True); '
+        "time.sleep(1000)'"
+    )
+    config = RuntimeConfig(
+        workspace=tmp_path,
+        insecure_no_auth=True,
+        preview_cmd=listen_then_say_so,
+        preview_host="127.0.0.1",
+        preview_port=port,
+        preview_probe_interval_s=1000.0,
+    )
+    supervisor = PreviewSupervisor(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        with trio.fail_after(30):
+            status = await supervisor.wait_state("running")
+        assert status.ready
+        nursery.cancel_scope.cancel()
+
+
+async def test_fast_routes_leave_other_methods_to_the_app(runtime: Runtime) -> None:
+    assert (await runtime.client.head("/healthz")).status_code == 200
+    resp = await runtime.client.post("/healthz")
+    assert (resp.status_code, resp.json()["error"]) == (405, "method_not_allowed")
+    await runtime.client.put("/v1/files/a.txt", content=b"x")
+    assert (await runtime.client.delete("/v1/files/a.txt")).status_code == 200
+    resp = await runtime.client.get("/v1/exec")
+    assert (resp.status_code, resp.json()["error"]) == (405, "method_not_allowed")
+
+
+async def test_fast_routes_answer_like_the_app(runtime: Runtime) -> None:
+    resp = await runtime.client.get("/v1/files/missing.txt")
+    assert (resp.status_code, resp.json()["error"]) == (404, "not_found")
+    assert resp.headers["content-type"] == "application/json"
+    resp = await runtime.client.post("/v1/exec", content=b"{not json")
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_request")
+    resp = await runtime.client.post("/v1/exec", json={"command": "true", "cwd": "nope"})
+    assert (resp.status_code, resp.json()["error"]) == (404, "not_found")
+    (runtime.workspace / "d").mkdir()
+    resp = await runtime.client.put("/v1/files/d", content=b"x")
+    assert (resp.status_code, resp.json()["error"]) == (400, "is_directory")
+
+
+async def test_exec_body_over_the_limit_is_413(start_runtime: Any) -> None:
+    runtime = await start_runtime(max_file_bytes=100)
+    resp = await runtime.client.post("/v1/exec", json={"command": "echo " + "x" * 200})
+    assert (resp.status_code, resp.json()["error"]) == (413, "too_large")
+
+
+async def test_client_disconnect_kills_a_collected_exec(runtime: Runtime) -> None:
+    body = json.dumps({"command": "sleep 1000 & echo $! > child.pid; wait"}).encode()
+    request = (
+        b"POST /v1/exec HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token-0123456789\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    pid_file = runtime.workspace / "child.pid"
+    with trio.fail_after(30):
+        stream = await trio.open_tcp_stream("127.0.0.1", runtime.port)
+        await stream.send_all(request)
+
+        async def command_started() -> bool:
+            return pid_file.exists() and bool(pid_file.read_text().strip())
+
+        await wait_until(command_started)
+        await stream.aclose()
+    await wait_for_exit(int(pid_file.read_text()))
