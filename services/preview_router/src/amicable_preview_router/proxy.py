@@ -341,6 +341,15 @@ class Router:
         client.phase = _UPSTREAM
         if body_len == 0:
             return await self._exchange(client, req, upstream, out_head, client_ka, websocket)
+        buf = client.io.buf
+        if 0 < body_len <= len(buf):
+            # The whole Content-Length body came with the head: one send, no relay task.
+            # Not retried on a stale pooled connection (the upstream may have acted on it).
+            out_head += buf[:body_len]
+            del buf[:body_len]
+            return await self._exchange(
+                client, req, upstream, out_head, client_ka, False, retry=False
+            )
         return await self._exchange_with_body(client, req, upstream, out_head, body_len, client_ka)
 
     # --- upstream exchanges ----------------------------------------------------------------
@@ -362,6 +371,8 @@ class Router:
         out_head: bytes,
         client_ka: bool,
         websocket: bool,
+        *,
+        retry: bool = True,
     ) -> bool:
         for attempt in (0, 1):
             conn = await self._acquire(upstream.key, client.now)
@@ -373,7 +384,7 @@ class Router:
                     resp = await self._read_response_head(conn)
                 except (_NoResponse, trio.BrokenResourceError, trio.ClosedResourceError):
                     conn.close()
-                    if conn.reused and attempt == 0:
+                    if conn.reused and attempt == 0 and retry:
                         continue  # the upstream closed an idle connection under us: retry once
                     return await self._bad_gateway(client, req, client_ka)
                 except UpstreamProtocolError:
