@@ -280,7 +280,7 @@ async def test_ready_timeout_reports_failed_then_a_new_init_reconnects(
     name = sandbox_id_for(sid)
     async with (
         real_runtime(tmp_path, derive_runtime_token(SECRET, name)) as runtime_port,
-        kube_agent(tmp_path, fake, runtime_port, K8S_SANDBOX_READY_TIMEOUT="1") as agent,
+        kube_agent(tmp_path, fake, runtime_port, K8S_SANDBOX_READY_TIMEOUT="3") as agent,
     ):
         async with open_websocket_url(agent.ws) as ws:
             await ws_send(ws, editor_init(sid))
@@ -288,7 +288,7 @@ async def test_ready_timeout_reports_failed_then_a_new_init_reconnects(
             assert stages(msgs) == ["queued", "creating", "failed"]
             failed = msgs[-2].data
             assert failed.stage == "failed"
-            assert "Timed out after 1 s" in failed.message
+            assert "Timed out after 3 s" in failed.message
             assert f"claim={name}" in failed.message
             assert "Ready=False (DependenciesNotReady): Pod is not ready" in failed.message
             error = msgs[-1].data
