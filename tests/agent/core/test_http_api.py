@@ -209,3 +209,27 @@ async def test_healthz_config_js_and_editor_dist(agent_factory: Any, tmp_path: P
         assert (await c.get("/p/some-project")).text == "<html>editor</html>"
         assert (await c.get("/assets/missing.js")).status_code == 404
         assert (await c.get("/../pyproject.toml")).status_code == 404
+
+
+async def test_preview_resolver_answers_503_when_the_backend_fails(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend error (e.g. the Kubernetes API is down) is a 503 the router won't cache as
+    "unknown", never a 500 page or a guess."""
+    from amicable_agent.errors import SandboxError
+
+    pid = (await api.client.post("/api/projects", json={"name": "Down"})).json()["project_id"]
+    await api.backend.ensure(pid, project_id=pid, template_id="vite")
+
+    async def broken_lookup(sandbox_id: str) -> None:
+        raise SandboxError("the Kubernetes API answered 500")
+
+    monkeypatch.setattr(api.backend, "lookup", broken_lookup)
+    async with httpx.AsyncClient(base_url=api.internal, trust_env=False) as internal:
+        r = await internal.get(
+            "/internal/preview/resolve",
+            params={"host": "down.preview.localhost"},
+            headers={"X-Amicable-Preview-Token": "sekrit"},
+        )
+    assert r.status_code == 503
+    assert r.json() == {"error": "backend_unavailable", "detail": "the Kubernetes API answered 500"}

@@ -151,16 +151,9 @@ def _outside_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def stages(messages: list[Any]) -> list[str]:
-    """The ``sandbox_status`` stages in order, a repeated stage counted once.
-
-    Both the session and the backend frame provisioning with ``queued``/``ready``, so those
-    arrive twice (a more specific message the second time).
-    """
-    seen: list[str] = []
-    for m in messages:
-        if str(m.type) == "sandbox_status" and (not seen or seen[-1] != m.data.stage):
-            seen.append(m.data.stage)
-    return seen
+    """The ``sandbox_status`` stages in order (each one once: the session frames provisioning
+    with ``queued``/``ready``, the backend reports only what is between)."""
+    return [m.data.stage for m in messages if str(m.type) == "sandbox_status"]
 
 
 async def resolve(client: httpx.AsyncClient, agent: KubeAgent, host: str) -> httpx.Response:

@@ -61,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if config.sandbox_backend == "kubernetes":
         from amicable_agent.backends.kubernetes import KubernetesBackendConfig
 
-        kube_config = KubernetesBackendConfig.from_env(env)
+        try:
+            kube_config = KubernetesBackendConfig.from_env(env)
+        except ValueError as exc:
+            sys.exit(f"amicable-agent: invalid Kubernetes backend setting: {exc}")
     from .server import serve
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, current_app, jsonify, request
 
+from .errors import SandboxError
 from .http_util import HttpError
 from .sandboxes import sandbox_id_for
 
@@ -62,7 +63,11 @@ async def resolve() -> Response:
         sandbox_id = label
     else:
         raise HttpError(404, "not_found")
-    handle = await state.backend.lookup(sandbox_id)
+    try:
+        handle = await state.backend.lookup(sandbox_id)
+    except SandboxError as exc:
+        # Never a guess: the router answers 503 and retries after its negative TTL.
+        raise HttpError(503, "backend_unavailable", str(exc)) from exc
     if handle is None:
         raise HttpError(404, "not_found", "the sandbox is not running")
     await state.backend.touch(sandbox_id)

@@ -297,7 +297,7 @@ class KubernetesBackend:
         name = sandbox_id_for(session_id)
         ns = self.config.namespace
         started = trio.current_time()
-        await on_stage("queued", "Requesting a sandbox…")
+        # The session frames provisioning with "queued" and "ready"; we report what is between.
         with trio.move_on_after(self.config.ready_timeout_s) as scope:
             try:
                 claim, existed = await self._create_or_reconnect(
@@ -330,7 +330,6 @@ class KubernetesBackend:
         )
         await self._probe_runtime(handle, probe_timeout)
         self._last_touch[name] = self._clock()
-        await on_stage("ready", f"Sandbox ready (claim to Ready in {ready_s:.1f} s)")
         return handle
 
     async def _last_seen(self, name: str) -> Obj | None:
