@@ -145,3 +145,31 @@ async def test_client_disconnect_kills_a_collected_exec(runtime: Runtime) -> Non
         await wait_until(command_started)
         await stream.aclose()
     await wait_for_exit(int(pid_file.read_text()))
+
+
+async def test_big_files_take_the_thread_path(runtime: Runtime) -> None:
+    big = bytes(range(256)) * 1024  # 256 KiB: over the inline limit
+    put = await runtime.client.put("/v1/files/big.bin", content=big)
+    assert put.json()["size"] == len(big)
+    got = await runtime.client.get("/v1/files/big.bin")
+    assert got.content == big
+    assert got.headers["X-Content-SHA256"] == put.json()["sha256"]
+
+
+def test_try_write_never_waits_for_the_lock(tmp_path: Path) -> None:
+    from amicable_sandbox_runtime.files import Files
+    from amicable_sandbox_runtime.paths import Jail
+
+    jail = Jail(tmp_path)
+    try:
+        files = Files(jail, max_file_bytes=1000)
+        with files._write_lock:  # e.g. a recursive delete running in a worker thread
+            assert files.try_write("a.txt", b"x") is None
+        assert not (tmp_path / "a.txt").exists()
+        result = files.try_write("a.txt", b"x")
+        assert result is not None
+        assert (result.size, (tmp_path / "a.txt").read_bytes()) == (1, b"x")
+        assert files.read_small("a.txt", 0) is None
+        assert files.read_small("a.txt", 1) == (b"x", result.sha256)
+    finally:
+        jail.close()

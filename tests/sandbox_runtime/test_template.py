@@ -203,3 +203,21 @@ async def test_concurrent_init_runs_npm_ci_once(
     for name in ("a", "b"):
         linked = tmp_path / name / "node_modules/pkg/index.js"
         assert linked.stat().st_ino == (entries[0] / "node_modules/pkg/index.js").stat().st_ino
+
+
+@pytest.mark.slow
+def test_init_workspace_with_relative_paths(prepared_cache: Path, tmp_path: Path) -> None:
+    # cp runs with the workspace as cwd: relative arguments must be made absolute first
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "amicable_sandbox_runtime", "init-workspace", "app"),
+            *("--cache-dir", os.path.relpath(prepared_cache, tmp_path)),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    assert "linked node_modules" in out.stdout
+    assert (tmp_path / "app" / "node_modules" / ".bin" / "vite").exists()

@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "init-workspace":
         log = partial(print, flush=True)
         try:
-            trio.run(partial(init_workspace, args.dest, args.template, args.cache_dir, log))
+            # absolute: the helpers run cp/npm with another cwd, where relative paths break
+            dest, cache_dir = args.dest.absolute(), args.cache_dir.absolute()
+            trio.run(partial(init_workspace, dest, args.template, cache_dir, log))
         except TemplateError as exc:
             sys.exit(f"init-workspace: {exc}")
         return

@@ -1,4 +1,5 @@
-"""File operations on the jailed workspace (sync; the app runs them in worker threads).
+"""File operations on the jailed workspace (sync; run in worker threads, except small
+reads and writes, which the fast routes do inline: see ``read_small`` and ``try_write``).
 
 Writes are atomic (a temporary file in the same directory, then ``rename``), so readers never
 see half a file and a hard link shared with the ``node_modules`` cache is replaced rather than
@@ -16,6 +17,7 @@ import secrets
 import shutil
 import stat
 import threading
+from typing import overload
 
 from amicable_protocol.runtime import EditResult, PathResult, WriteResult
 
@@ -53,19 +55,36 @@ class Files:
             data = self._read_located(loc)
         return data, sha256_hex(data)
 
-    def _read_located(self, loc: Located) -> bytes:
+    def read_small(self, path: str, limit: int) -> tuple[bytes, str] | None:
+        """Like :meth:`read`, but ``None`` (nothing read) for a file over ``limit`` bytes.
+
+        For callers on the event loop: a small read is cheaper inline than a thread hop;
+        a big one goes to :meth:`read` in a worker thread.
+        """
+        with self.jail.locate(path) as loc:
+            data = self._read_located(loc, inline_limit=limit)
+        return None if data is None else (data, sha256_hex(data))
+
+    @overload
+    def _read_located(self, loc: Located) -> bytes: ...
+    @overload
+    def _read_located(self, loc: Located, *, inline_limit: int) -> bytes | None: ...
+
+    def _read_located(self, loc: Located, *, inline_limit: int | None = None) -> bytes | None:
         # O_NONBLOCK: a FIFO planted in the workspace must not hang a worker thread
         fd = open_file(loc, os.O_RDONLY | os.O_NONBLOCK)
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            if stat.S_ISDIR(mode):
+            if stat.S_ISDIR(st.st_mode):
                 raise IsDirectory(f"is a directory: {loc.rel}")
             raise InvalidRequest(f"not a regular file: {loc.rel}")
-        size = os.fstat(fd).st_size
-        if size > self.max_file_bytes:
+        if st.st_size > self.max_file_bytes:
             os.close(fd)
-            raise TooLarge(f"{loc.rel} is {size} bytes; the limit is {self.max_file_bytes}")
+            raise TooLarge(f"{loc.rel} is {st.st_size} bytes; the limit is {self.max_file_bytes}")
+        if inline_limit is not None and st.st_size > inline_limit:
+            os.close(fd)
+            return None
         with os.fdopen(fd, "rb") as fh:
             return fh.read()
 
@@ -81,9 +100,27 @@ class Files:
         Raises:
             TooLarge, Conflict, IsDirectory, InvalidPath.
         """
+        with self._write_lock:
+            return self._write_locked(path, data, if_match)
+
+    def try_write(
+        self, path: str, data: bytes, *, if_match: str | None = None
+    ) -> WriteResult | None:
+        """:meth:`write` if the write lock is free right now, else ``None`` (nothing done).
+
+        For callers on the event loop, which must not block on a lock a worker thread holds.
+        """
+        if not self._write_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._write_locked(path, data, if_match)
+        finally:
+            self._write_lock.release()
+
+    def _write_locked(self, path: str, data: bytes, if_match: str | None) -> WriteResult:
         if len(data) > self.max_file_bytes:
             raise TooLarge(f"file is {len(data)} bytes; the limit is {self.max_file_bytes}")
-        with self._write_lock, self.jail.locate(path, create_parents=True) as loc:
+        with self.jail.locate(path, create_parents=True) as loc:
             if if_match is not None:
                 current = self._current_sha(loc)
                 if current != if_match.strip().strip('"').lower():
