@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 import trio
 import trio.testing
+from amicable_preview_router import http1
+from amicable_preview_router.errors import BadRequest
+from amicable_preview_router.http1 import (
+    build_upstream_request,
+    connection_tokens,
+    parse_request_head,
+)
 from amicable_protocol.preview import PreviewResolution
 
 from .conftest import BASE, H11Upstream, RouterUnderTest, raw_exchange
@@ -138,3 +146,36 @@ async def test_keep_alive_client_that_sends_before_reading_is_served(
             while chunk := await stream.receive_some(65536):
                 out += chunk
     assert out.count(b"hello from upstream") == 3
+
+
+def test_request_field_blocks_are_reused_only_for_identical_valid_bytes() -> None:
+    block = f"\r\nHost: {APP}\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nAccept: */*"
+    first = parse_request_head(f"GET /a HTTP/1.1{block}".encode())
+    second = parse_request_head(f"POST /b HTTP/1.0{block}".encode())
+    assert (second.method, second.target, second.version) == (b"POST", b"/b", b"HTTP/1.0")
+    assert second.framing(b"host") == first.framing(b"host") == [APP.encode()]
+    for head in (first, second):
+        out = build_upstream_request(
+            head,
+            connection_tokens(head),
+            client_ip=b"10.0.0.1",
+            proto=b"http",
+            trusted=False,
+            websocket=False,
+        )
+        assert b"X-Drop" not in out
+        assert b"Accept: */*" in out
+        assert out.startswith(head.method + b" " + head.target + b" " + head.version + b"\r\n")
+    # A block that differs by one byte is parsed (and validated) on its own.
+    with pytest.raises(BadRequest):
+        parse_request_head(f"GET /a HTTP/1.1{block}\r\nBad Header: x".encode())
+    other = parse_request_head(f"GET /a HTTP/1.1\r\nHost: other.{BASE}".encode())
+    assert other.framing(b"host") == [f"other.{BASE}".encode()]
+
+
+def test_request_field_cache_stays_bounded() -> None:
+    for i in range(2000):
+        parse_request_head(f"GET / HTTP/1.1\r\nHost: {APP}\r\nX-N: {i}".encode())
+    assert len(http1._REQUEST_FIELDS) <= http1._CACHE_ENTRIES_MAX
+    parse_request_head(b"GET / HTTP/1.1\r\nX: " + b"y" * 10_000)
+    assert all(len(k) <= http1._CACHE_BLOCK_MAX for k in http1._REQUEST_FIELDS)

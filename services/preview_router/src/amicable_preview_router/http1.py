@@ -51,6 +51,33 @@ _FRAMING = re.compile(
 Header = tuple[bytes, bytes, bytes]  # (lower-case name, name as sent, value)
 
 
+class _Fields:
+    """What the router derives from one validated field block (shared by equal blocks)."""
+
+    __slots__ = ("forward", "framing", "low", "tokens")
+
+    def __init__(self, block: bytes) -> None:
+        low = self.low = block.lower()
+        found: dict[bytes, list[bytes]] = {}
+        for name, value in _FRAMING.findall(low):
+            if name in found:
+                found[name].append(value.rstrip(b" \t"))
+            else:
+                found[name] = [value.rstrip(b" \t")]
+        self.framing = found
+        self.tokens: frozenset[bytes] | None = None
+        self.forward: bytes | None = None  # the block as sent upstream (requests)
+
+
+# Request field blocks seen recently -> their validated, derived form. A browser loading a
+# Vite app sends the same header block (Accept, Referer, sec-fetch-*, cookies) for most of
+# its requests; only the request line differs. Keys are exact bytes, so a hit is exactly
+# what parsing the block again would give. Bounded: small blocks only, cleared when full.
+_REQUEST_FIELDS: dict[bytes, _Fields] = {}
+_CACHE_BLOCK_MAX = 4096
+_CACHE_ENTRIES_MAX = 256
+
+
 class _Head:
     """Field lines kept as the raw block (``\r\nName: value`` repeated), scanned on demand.
 
@@ -60,28 +87,20 @@ class _Head:
     searches.
     """
 
-    __slots__ = ("_framing", "_low", "_tokens", "block")
+    __slots__ = ("_f", "block")
 
-    def __init__(self, block: bytes) -> None:
+    def __init__(self, block: bytes, fields: _Fields | None = None) -> None:
         self.block = block
-        low = self._low = block.lower()
-        found: dict[bytes, list[bytes]] = {}
-        for name, value in _FRAMING.findall(low):
-            if name in found:
-                found[name].append(value.rstrip(b" \t"))
-            else:
-                found[name] = [value.rstrip(b" \t")]
-        self._framing = found
-        self._tokens: frozenset[bytes] | None = None
+        self._f = _Fields(block) if fields is None else fields
 
     def framing(self, lname: bytes) -> list[bytes]:
         """Lower-cased values of ``host``, ``content-length``, ``transfer-encoding``,
-        ``connection`` or ``upgrade`` (found when the head was parsed)."""
-        return self._framing.get(lname, _NONE)
+        ``connection`` or ``upgrade`` (found when the head was parsed; do not mutate)."""
+        return self._f.framing.get(lname, _NONE)
 
     def values(self, lname: bytes) -> list[bytes]:
         """Every value of the header ``lname`` (lower case), in order, without OWS."""
-        low = self._low
+        low = self._f.low
         key = b"\r\n" + lname + b":"
         i = low.find(key)
         if i < 0:
@@ -111,8 +130,15 @@ class RequestHead(_Head):
 
     __slots__ = ("method", "target", "version")
 
-    def __init__(self, method: bytes, target: bytes, version: bytes, block: bytes) -> None:
-        super().__init__(block)
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: bytes,
+        block: bytes,
+        fields: _Fields | None = None,
+    ) -> None:
+        super().__init__(block, fields)
         self.method = method
         self.target = target
         self.version = version
@@ -156,9 +182,16 @@ def parse_request_head(data: bytes) -> RequestHead:
     if _ORIGIN_FORM.fullmatch(target) is None:
         raise BadRequest(400, "only origin-form request targets are accepted")
     block = data[end:]
-    if _FIELD_LINES.fullmatch(block) is None:
-        raise BadRequest(400, "malformed header line")
-    return RequestHead(method, target, version, block)
+    fields = _REQUEST_FIELDS.get(block)
+    if fields is None:
+        if _FIELD_LINES.fullmatch(block) is None:
+            raise BadRequest(400, "malformed header line")
+        fields = _Fields(block)
+        if len(block) <= _CACHE_BLOCK_MAX:
+            if len(_REQUEST_FIELDS) >= _CACHE_ENTRIES_MAX:
+                _REQUEST_FIELDS.clear()
+            _REQUEST_FIELDS[block] = fields
+    return RequestHead(method, target, version, block, fields)
 
 
 def parse_response_head(data: bytes) -> ResponseHead:
@@ -193,9 +226,10 @@ _COMMON_TOKENS = {
 
 def connection_tokens(head: _Head) -> frozenset[bytes]:
     """The lower-case options of every ``Connection`` header (computed once per head)."""
-    tokens = head._tokens
+    fields = head._f
+    tokens = fields.tokens
     if tokens is None:
-        values = head._framing.get(b"connection")
+        values = fields.framing.get(b"connection")
         if values is None:
             tokens = _NO_TOKENS
         elif len(values) == 1 and values[0] in _COMMON_TOKENS:
@@ -206,7 +240,7 @@ def connection_tokens(head: _Head) -> frozenset[bytes]:
                 found.update(t.strip(b" \t") for t in value.split(b","))
             found.discard(b"")
             tokens = frozenset(found)
-        head._tokens = tokens
+        fields.tokens = tokens
     return tokens
 
 
@@ -244,7 +278,7 @@ def response_body_length(request_method: bytes, head: ResponseHead) -> int:
     status = head.status
     if request_method == b"HEAD" or status < 200 or status == 204 or status == 304:
         return 0
-    found = head._framing
+    found = head._f.framing
     te = found.get(b"transfer-encoding")
     if te:
         codings = [c.strip(b" \t") for c in b",".join(te).split(b",")]
@@ -361,11 +395,16 @@ def build_upstream_request(
     ``X-Forwarded-For`` chain and ``X-Forwarded-Proto`` are kept). HTTP/1.0 clients are
     forwarded as HTTP/1.0 so the upstream closes after answering.
     """
-    block = _DROP_REQUEST.sub(b"", head.block)
-    if tokens and not tokens <= _PLAIN_OPTIONS:
-        named = tokens - _PLAIN_OPTIONS - _PROTECTED
-        if named:
-            block = _drop_named(block, named)
+    fields = head._f
+    block = fields.forward
+    if block is None or tokens is not fields.tokens:
+        block = _DROP_REQUEST.sub(b"", head.block)
+        if tokens and not tokens <= _PLAIN_OPTIONS:
+            named = tokens - _PLAIN_OPTIONS - _PROTECTED
+            if named:
+                block = _drop_named(block, named)
+        if tokens is fields.tokens:
+            fields.forward = block
     forwarded_for = client_ip
     if trusted:
         prior = head.values(b"x-forwarded-for")
