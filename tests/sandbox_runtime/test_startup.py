@@ -173,3 +173,29 @@ def test_try_write_never_waits_for_the_lock(tmp_path: Path) -> None:
         assert files.read_small("a.txt", 1) == (b"x", result.sha256)
     finally:
         jail.close()
+
+
+async def test_not_ready_as_soon_as_a_restart_is_asked_for(tmp_path: Path) -> None:
+    # the local backend restarts the dev server and then polls /readyz: the outgoing
+    # process's readiness must not answer that poll
+    port = free_port()
+    server_cmd = f"{sys.executable} -m http.server --bind 127.0.0.1 {port}"
+    config = RuntimeConfig(
+        workspace=tmp_path,
+        insecure_no_auth=True,
+        preview_cmd=server_cmd,
+        preview_host="127.0.0.1",
+        preview_port=port,
+        preview_probe_interval_s=0.05,
+    )
+    supervisor = PreviewSupervisor(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        with trio.fail_after(30):
+            first = await supervisor.wait_state("running")
+            supervisor.request_restart()
+            assert not supervisor.status().ready
+            second = await supervisor.wait_state("running")
+        assert second.ready
+        assert second.pid != first.pid
+        nursery.cancel_scope.cancel()

@@ -110,9 +110,15 @@ class PreviewSupervisor:
         return PreviewLogs(lines=tuple(lines))
 
     def request_restart(self) -> None:
-        """Kill the current process (if any) and start again now, also after ``exhausted``."""
+        """Kill the current process (if any) and start again now, also after ``exhausted``.
+
+        Not ready from here on: a caller polling ``/readyz`` after asking for a restart must
+        not see the outgoing process's readiness.
+        """
         if self.enabled:
             self._restart.set()
+            self.ready = False
+            self._set_state("starting")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Supervise until cancelled; ``started()`` once the first process is spawned.
@@ -244,9 +250,11 @@ class PreviewSupervisor:
         while True:
             # output during the probe counts as new output for the next round
             self._output = trio.Event()
-            if self.pid is not None:
+            pid = self.pid
+            if pid is not None:
                 ok = await self._probe(host)
-                if self.pid is not None:
+                # the answer is stale if the process changed or a restart came meanwhile
+                if self.pid == pid and not self._restart.is_set():
                     self.ready = ok
                     if self.state in ("starting", "running"):
                         self._set_state("running" if ok else "starting")
