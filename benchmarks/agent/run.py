@@ -317,7 +317,7 @@ async def bench_websocket(
     e50 = statistics.median(engine_part) * 1000
     e99 = engine_part[int(len(engine_part) * 0.99) - 1] * 1000
     print(f"  of which engine (delta parsed -> session.send): p50 {e50:.3f} ms, p99 {e99:.3f} ms")
-    print(f"  agent only (delta parsed -> frame written to the socket): "
+    print(f"  agent side (delta parsed -> socket send returned, a scheduler pass after the write): "
           f"p50 {_pct(agent_part, 0.5):.3f} ms, p99 {_pct(agent_part, 0.99):.3f} ms")  # fmt: skip
     if profiler is not None and profile:
         profiler.dump_stats(profile)
