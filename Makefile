@@ -10,6 +10,10 @@ UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
 APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
+# Installed packages are byte-compiled once at install time, and our own modules may cache
+# bytecode: otherwise every server, runtime and test process recompiles anthropic & co.
+export UV_COMPILE_BYTECODE := 1
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help up test schema-check deps py-deps node-deps apt-deps lint typecheck pytest frontend frontend-test schema bench clean
 
