@@ -425,3 +425,27 @@ async def test_writer_wakes_for_a_message_and_ends_after_drop() -> None:
         a.drop()
         assert not a.send_nowait(partial("abcd", "x"))
     assert got == ["a", "abc", "end"]
+
+
+async def test_provisioning_stages_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """An operator can follow provisioning (and see why it failed) in the agent's log."""
+    backend = FakeSandboxBackend()
+    backend.fail_reason = "the template 'vite' is missing"
+    deps = SessionDeps(
+        store=MemoryStore(),
+        backend=backend,
+        runtime_factory=unused_runtime_factory,
+        engine=None,
+        preview_url=lambda label: f"http://{label}.preview.localhost/",
+        idle_timeout_s=600.0,
+    )
+    caplog.set_level("INFO", logger="amicable_agent.sessions")
+    async with open_session_manager(deps) as mgr:
+        session = await mgr.attach("s-log", Attachment())
+        await session.wait_ready()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert any(lvl == "INFO" and ": queued after" in msg for lvl, msg in lines), lines
+    assert any(
+        lvl == "WARNING" and ": failed after" in msg and "the template 'vite' is missing" in msg
+        for lvl, msg in lines
+    ), lines

@@ -376,6 +376,11 @@ class Session:
     async def _stage(self, stage: SandboxStage, message: str) -> None:
         elapsed = int((time.monotonic() - self._started_at) * 1000)
         sandbox_id = self._handle.sandbox_id if self._handle else sandbox_id_for(self._session_id)
+        log.log(
+            logging.WARNING if stage == "failed" else logging.INFO,
+            "sandbox %s (session %s): %s after %.1f s: %s",
+            sandbox_id, self._session_id, stage, elapsed / 1000, message,
+        )  # fmt: skip
         await self.send(
             MessageType.SANDBOX_STATUS,
             SandboxStatus(stage=stage, message=message, sandbox_id=sandbox_id, elapsed_ms=elapsed),
