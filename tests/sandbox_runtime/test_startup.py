@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 import trio
 from amicable_sandbox_runtime import server
@@ -53,13 +55,13 @@ async def test_dev_server_is_spawned_before_the_web_stack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spawned_first: list[bool] = []
-    build = server._build_http_stack
+    build = server._build_front
 
     def recording_build(config: RuntimeConfig, jail: Any, supervisor: PreviewSupervisor) -> Any:
         spawned_first.append(supervisor.pid is not None)
         return build(config, jail, supervisor)
 
-    monkeypatch.setattr(server, "_build_http_stack", recording_build)
+    monkeypatch.setattr(server, "_build_front", recording_build)
     config = RuntimeConfig(
         workspace=tmp_path,
         token="t",
@@ -72,6 +74,49 @@ async def test_dev_server_is_spawned_before_the_web_stack(
         await nursery.start(server.serve, config)
         nursery.cancel_scope.cancel()
     assert spawned_first == [True]
+
+
+async def test_fast_routes_answer_before_quart_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    build = server._build_full_app
+
+    def held_build(fast: Any) -> Any:
+        release.wait(60)
+        return build(fast)
+
+    monkeypatch.setattr(server, "_build_full_app", held_build)
+    config = RuntimeConfig(workspace=tmp_path, token="t", host="127.0.0.1", port=0)
+    headers = {"Authorization": "Bearer t"}
+    try:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.serve, config)
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
+            ) as client:
+                assert (await client.get("/healthz")).status_code == 200
+                assert (await client.get("/readyz")).status_code == 200
+                assert (await client.get("/v1/preview")).json()["state"] == "stopped"
+                exec_ = await client.post("/v1/exec", json={"command": "echo hi"})
+                assert exec_.json()["stdout"] == "hi\n"
+                assert (await client.put("/v1/files/a.txt", content=b"x")).status_code == 200
+                assert (await client.get("/v1/files/a.txt")).content == b"x"
+                tree: list[httpx.Response] = []
+
+                async def list_tree() -> None:
+                    tree.append(await client.get("/v1/fs/tree"))
+
+                async with trio.open_nursery() as waiting:
+                    waiting.start_soon(list_tree)
+                    await trio.sleep(0.2)  # give it the chance to answer early (it must not)
+                    assert tree == []
+                    release.set()
+                assert tree[0].status_code == 200
+                assert [e["path"] for e in tree[0].json()["entries"]] == ["/a.txt"]
+            nursery.cancel_scope.cancel()
+    finally:
+        release.set()
 
 
 async def test_dev_server_output_triggers_the_readiness_probe(tmp_path: Path) -> None:

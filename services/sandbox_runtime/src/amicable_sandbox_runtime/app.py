@@ -26,7 +26,7 @@ from werkzeug.routing import PathConverter
 
 from . import archive, execs, listing
 from .errors import InvalidRequest, RuntimeApiError, Unauthorized
-from .files import Files
+from .files import WORKER_THREADS, Files
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -79,8 +79,6 @@ async def _body(cls: type[T]) -> T:
         raise InvalidRequest(exc.message) from None
 
 
-#: Worker threads for file operations (shared with the fast routes).
-WORKER_THREADS = 8
 _PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 

@@ -1,10 +1,14 @@
 """The hottest routes answered straight from ASGI, in front of the quart app.
 
 Quart's per-request machinery (request context, hooks, werkzeug routing, ``Response``
-objects) costs more than the work behind the most frequent calls. ``GET /healthz``,
-``POST /v1/exec`` and ``GET``/``PUT /v1/files/<path>`` are therefore answered here, with the
-same auth, status codes, headers and error bodies as their quart routes in ``app.py``, which
-still serve every other request (including these paths with other methods, e.g. ``HEAD``).
+objects) costs more than the work behind the most frequent calls, and importing quart takes
+longer than everything else the runtime does at start-up. So ``GET /healthz``, ``GET
+/readyz``, ``GET /v1/preview``, ``POST /v1/preview/restart``, ``POST /v1/exec`` and
+``GET``/``PUT /v1/files/<path>`` are answered here, with the same auth, status codes, headers
+and error bodies as their quart routes in ``app.py``. Every other request (including these
+paths with other methods, e.g. ``HEAD``) goes to the quart app, which is built in the
+background after the runtime listens (:meth:`FastRoutes.set_app`); such requests wait for it.
+The lifespan protocol is answered here: the quart app uses no lifespan hooks.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from amicable_protocol._converter import structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.http import ErrorBody
 from amicable_protocol.runtime import ExecRequest, ExecResult
-from werkzeug.exceptions import InternalServerError, RequestTimeout
 
 from . import execs
 from .errors import InvalidRequest, RuntimeApiError, Unauthorized
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from .config import RuntimeConfig
     from .files import Files
     from .paths import Jail
+    from .supervisor import PreviewSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,15 @@ _FILES = "/v1/files/"
 _BODY_TIMEOUT_S = 60.0
 _JSON = b"application/json"
 _HEALTH = b'{"status":"ok"}'
+# werkzeug's texts (InternalServerError, RequestTimeout), which the quart routes answer with
+_INTERNAL_ERROR = (
+    "The server encountered an internal error and was unable to complete your request. "
+    "Either the server is overloaded or there is an error in the application."
+)
+_BODY_TIMEOUT = (
+    "The server closed the network connection because the browser didn't finish the "
+    "request within the specified time."
+)
 #: Files up to this size are read and written on the event loop: a few syscalls on a small
 #: file cost less than the round trip to a worker thread. Bigger ones go to a thread.
 _INLINE_FILE_BYTES = 64 * 1024
@@ -52,31 +65,40 @@ class FastRoutes:
     """ASGI app: the hot routes here, everything else delegated to ``app``.
 
     Args:
-        app: the full (quart) application.
         config: runtime config (token, limits, exec defaults).
         jail: the workspace jail.
-        files: the file API shared with ``app`` (one write lock).
-        limiter: worker-thread limiter shared with ``app``.
+        supervisor: the dev-server supervisor.
+        files: the file API shared with the quart app (one write lock).
+        limiter: worker-thread limiter shared with the quart app.
     """
 
     def __init__(
         self,
-        app: Any,
         config: RuntimeConfig,
         jail: Jail,
+        supervisor: PreviewSupervisor,
         files: Files,
         limiter: trio.CapacityLimiter,
     ) -> None:
-        self.app = app
+        self.app: Any = None
+        self._app_set = trio.Event()
         self.config = config
+        self.supervisor = supervisor
         self.jail = jail
         self.files = files
         self.limiter = limiter
         self._expected = f"Bearer {config.token}".encode() if config.token else None
         self._too_large = _error_body("too_large", f"body over {config.max_file_bytes} bytes")
 
+    def set_app(self, app: Any) -> None:
+        """Hand over the full application; requests waiting for it proceed."""
+        self.app = app
+        self._app_set.set()
+
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """ASGI entry point."""
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send)
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
             if method == "POST" and path == "/v1/exec":
@@ -86,7 +108,23 @@ class FastRoutes:
                 return await self._guarded(handler, scope, receive, send)
             if method == "GET" and path == "/healthz":
                 return await _respond(send, 200, _HEALTH)
+            if method == "GET" and path == "/readyz":
+                status = self.supervisor.status()
+                ok = status.ready or not self.supervisor.enabled
+                return await _respond(send, 200 if ok else 503, _json(status))
+            if method == "GET" and path == "/v1/preview":
+                return await self._guarded(self._preview, scope, receive, send)
+            if method == "POST" and path == "/v1/preview/restart":
+                return await self._guarded(self._restart, scope, receive, send)
+        await self._app_set.wait()
         await self.app(scope, receive, send)
+
+    async def _preview(self, scope: Scope, receive: Any, send: Any) -> None:
+        await _respond(send, 200, _json(self.supervisor.status()))
+
+    async def _restart(self, scope: Scope, receive: Any, send: Any) -> None:
+        self.supervisor.request_restart()
+        await _respond(send, 200, _json(self.supervisor.status()))
 
     async def _guarded(self, handler: Any, scope: Scope, receive: Any, send: Any) -> None:
         headers: Headers = scope["headers"]
@@ -102,7 +140,7 @@ class FastRoutes:
             pass
         except Exception:
             log.exception("error serving %s %s", scope["method"], scope["path"])
-            body = _error_body("http_error", InternalServerError.description or "")
+            body = _error_body("http_error", _INTERNAL_ERROR)
             await _respond(send, 500, body)
 
     async def _body(self, scope: Scope, receive: Any, send: Any) -> bytes:
@@ -124,7 +162,7 @@ class FastRoutes:
                     raise _Answered
                 if not message.get("more_body", False):
                     return bytes(body)
-        await _respond(send, 408, _error_body("http_error", RequestTimeout.description or ""))
+        await _respond(send, 408, _error_body("http_error", _BODY_TIMEOUT))
         raise _Answered
 
     async def _exec(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -159,7 +197,7 @@ class FastRoutes:
         if isinstance(outcome, RuntimeApiError):
             raise outcome
         if outcome is not None:  # None: the client disconnected
-            await _respond(send, 200, json.dumps(unstructure(outcome)).encode())
+            await _respond(send, 200, _json(outcome))
 
     async def _get_file(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope["path"][len(_FILES) :]
@@ -185,7 +223,7 @@ class FastRoutes:
             result = self.files.try_write(path, data)
         if result is None:  # big, conditional, or another write holds the lock
             result = await trio.to_thread.run_sync(write, limiter=self.limiter)
-        await _respond(send, 200, json.dumps(unstructure(result)).encode())
+        await _respond(send, 200, _json(result))
 
 
 def _header(headers: Headers, name: bytes) -> bytes | None:
@@ -195,8 +233,22 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
+def _json(obj: Any) -> bytes:
+    return json.dumps(unstructure(obj)).encode()
+
+
 def _error_body(code: str, detail: str) -> bytes:
-    return json.dumps(unstructure(ErrorBody(error=code, detail=detail))).encode()
+    return _json(ErrorBody(error=code, detail=detail))
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def _respond(

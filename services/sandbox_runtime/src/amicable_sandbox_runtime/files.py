@@ -24,6 +24,9 @@ from amicable_protocol.runtime import EditResult, PathResult, WriteResult
 from .errors import Conflict, InvalidPath, InvalidRequest, IsDirectory, NotFound, TooLarge
 from .paths import Jail, Located, open_file
 
+#: Worker threads for file operations (one limiter shared by the fast routes and the app).
+WORKER_THREADS = 8
+
 
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data`` (the ``X-Content-SHA256`` / ``If-Match`` form)."""

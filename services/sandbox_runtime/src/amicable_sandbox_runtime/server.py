@@ -1,9 +1,11 @@
 """``serve``: opens the workspace jail, starts the dev-server supervisor and runs hypercorn.
 
-The dev server is spawned first, before the HTTP stack (quart, hypercorn, the protocol's
-cattrs converter) is even imported: those imports take about as long as Vite's own start, so
-doing them while Vite boots takes them off the cold-start path. They run in a worker thread
-so the supervisor keeps pumping the dev server's output meanwhile.
+The dev server is spawned first, before the HTTP stack is even imported: those imports take
+about as long as Vite's own start, so doing them while Vite boots takes them off the
+cold-start path. They run in worker threads so the supervisor keeps pumping the dev server's
+output meanwhile. The runtime listens (and writes its ready file) as soon as hypercorn and
+the fast routes (``fastpath.py``: health, readiness, preview control, exec, file read/write)
+are up; quart, the slowest import, is loaded after that for the remaining routes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .config import RuntimeConfig
+    from .fastpath import FastRoutes
 
 
 def write_ready_file(path: Path, port: int) -> None:
@@ -33,22 +36,19 @@ def write_ready_file(path: Path, port: int) -> None:
     os.replace(tmp, path)
 
 
-def _build_http_stack(
+def _build_front(
     config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor
-) -> tuple[Any, Any]:
-    """Import the web stack and build the ASGI app and hypercorn config (blocking)."""
+) -> tuple[FastRoutes, Any, Any]:
+    """Import hypercorn and the fast routes; build them and the hypercorn config (blocking)."""
     from hypercorn.config import Config as HypercornConfig
 
-    from .app import WORKER_THREADS, create_app
     from .fastpath import FastRoutes
-    from .files import Files
+    from .files import WORKER_THREADS, Files
     from .listener import serve_isolated  # noqa: F401 - imported here, off the event loop
     from .wsguard import WebSocketRejectionGuard
 
     files = Files(jail, max_file_bytes=config.max_file_bytes)
-    limiter = trio.CapacityLimiter(WORKER_THREADS)
-    full = create_app(config, jail, supervisor, files=files, limiter=limiter)
-    app = WebSocketRejectionGuard(FastRoutes(full, config, jail, files, limiter))
+    fast = FastRoutes(config, jail, supervisor, files, trio.CapacityLimiter(WORKER_THREADS))
     hconfig = HypercornConfig()
     hconfig.bind = [
         f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
@@ -56,7 +56,16 @@ def _build_http_stack(
     hconfig.accesslog = None
     hconfig.errorlog = "-"
     hconfig.graceful_timeout = 2.0
-    return app, hconfig
+    return fast, WebSocketRejectionGuard(fast), hconfig
+
+
+def _build_full_app(fast: FastRoutes) -> Any:
+    """Import quart and build the app behind the fast routes (blocking)."""
+    from .app import create_app
+
+    return create_app(
+        fast.config, fast.jail, fast.supervisor, files=fast.files, limiter=fast.limiter
+    )
 
 
 async def serve(
@@ -66,7 +75,8 @@ async def serve(
 
     Calls ``task_status.started(port)`` with the bound port once listening (and after writing
     ``config.ready_file`` when set). The dev server is started before the HTTP stack is
-    imported, so the two start in parallel.
+    imported, so the two start in parallel; routes other than the fast ones answer once
+    quart has loaded.
 
     Cancellation:
         hypercorn stops, then the supervisor kills and reaps the dev server's process group.
@@ -76,8 +86,8 @@ async def serve(
         supervisor = PreviewSupervisor(config)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            app, hconfig = await trio.to_thread.run_sync(
-                _build_http_stack, config, jail, supervisor
+            fast, app, hconfig = await trio.to_thread.run_sync(
+                _build_front, config, jail, supervisor
             )
             from .listener import serve_isolated  # imported by the thread above
 
@@ -85,5 +95,7 @@ async def serve(
             if config.ready_file is not None:
                 write_ready_file(config.ready_file, port)
             task_status.started(port)
+            # the rest of the API: requests for it wait until it is built
+            fast.set_app(await trio.to_thread.run_sync(_build_full_app, fast))
     finally:
         jail.close()
