@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -243,4 +244,53 @@ async def test_not_ready_as_soon_as_a_restart_is_asked_for(tmp_path: Path) -> No
             second = await supervisor.wait_state("running")
         assert second.ready
         assert second.pid != first.pid
+        nursery.cancel_scope.cancel()
+
+
+def _npm_config(workspace: Path) -> RuntimeConfig:
+    return RuntimeConfig(
+        workspace=workspace,
+        insecure_no_auth=True,
+        preview_cmd="npm --version; sleep 1000",  # an npm command that keeps running
+        preview_port=free_port(),
+    )
+
+
+async def test_npm_dev_server_waits_for_the_workspace(tmp_path: Path) -> None:
+    supervisor = PreviewSupervisor(_npm_config(tmp_path))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        assert supervisor.pid is None  # empty workspace: init-workspace is still filling it
+        (tmp_path / "package.json").write_text("{}")
+        await trio.sleep(0.2)  # would be enough to spawn (it must not: no node_modules yet)
+        assert supervisor.pid is None
+        (tmp_path / "node_modules").mkdir()
+
+        async def spawned() -> bool:
+            return supervisor.pid is not None
+
+        await wait_until(spawned)
+        nursery.cancel_scope.cancel()
+
+
+async def test_restart_ends_the_wait_for_the_workspace(tmp_path: Path) -> None:
+    supervisor = PreviewSupervisor(_npm_config(tmp_path))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        assert supervisor.pid is None
+        supervisor.request_restart()
+
+        async def spawned() -> bool:
+            return supervisor.pid is not None
+
+        await wait_until(spawned)
+        nursery.cancel_scope.cancel()
+
+
+async def test_other_commands_start_at_once_in_an_empty_workspace(tmp_path: Path) -> None:
+    config = attrs.evolve(_npm_config(tmp_path), preview_cmd="sleep 1000")
+    supervisor = PreviewSupervisor(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        assert supervisor.pid is not None
         nursery.cancel_scope.cancel()

@@ -221,3 +221,5 @@ def test_init_workspace_with_relative_paths(prepared_cache: Path, tmp_path: Path
     )
     assert "linked node_modules" in out.stdout
     assert (tmp_path / "app" / "node_modules" / ".bin" / "vite").exists()
+    # built under another name and renamed: the supervisor starts npm once it exists
+    assert not (tmp_path / "app" / ".node_modules.amicable-tmp").exists()

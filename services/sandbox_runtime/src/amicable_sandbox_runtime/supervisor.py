@@ -31,6 +31,9 @@ _PROBE_TIMEOUT_S = 1.0
 #: Output wakes the readiness probe early (Vite prints its banner once it listens); this
 #: bounds how often a chatty dev server can make it probe.
 _MIN_PROBE_GAP_S = 0.02
+#: How long the first start of an ``npm`` command waits for the workspace to be complete.
+_WORKSPACE_WAIT_S = 60.0
+_WORKSPACE_POLL_S = 0.05
 
 
 def probe_host(listen_host: str) -> str:
@@ -131,6 +134,10 @@ class PreviewSupervisor:
             await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._probe_loop)
+            if self._workspace_incomplete():
+                task_status.started()
+                task_status = trio.TASK_STATUS_IGNORED
+                await self._wait_for_workspace()
             failures = 0
             while True:
                 self._restart = trio.Event()
@@ -162,6 +169,24 @@ class PreviewSupervisor:
                     await self._restart.wait()
                 if not self._restart.is_set():
                     self.restarts += 1
+
+    def _workspace_incomplete(self) -> bool:
+        # ``npm run dev`` in a workspace that init-workspace is still filling (the local
+        # backend starts both at once) would only burn CPU the init and the real start need
+        command = self.config.preview_cmd or ""
+        workspace = self.config.workspace
+        return command.lstrip().startswith("npm ") and not (
+            (workspace / "package.json").exists() and (workspace / "node_modules").exists()
+        )
+
+    async def _wait_for_workspace(self) -> None:
+        """Wait (bounded) until ``package.json`` and ``node_modules`` exist, or a restart."""
+        self._log("[amicable] waiting for package.json and node_modules before starting")
+        with trio.move_on_after(_WORKSPACE_WAIT_S):
+            # another process creates them: poll (node_modules appears whole, by rename)
+            while self._workspace_incomplete() and not self._restart.is_set():
+                with trio.move_on_after(_WORKSPACE_POLL_S):
+                    await self._restart.wait()
 
     async def _run_once(self, task_status: trio.TaskStatus[None]) -> int:
         config = self.config

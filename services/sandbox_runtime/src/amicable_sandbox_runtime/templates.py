@@ -140,17 +140,25 @@ async def ensure_cache(
 async def link_node_modules(entry: Path, dest: Path, log: Callable[[str], None] = print) -> None:
     """Hard-link ``entry/node_modules`` to ``dest/node_modules``; copy across filesystems.
 
+    ``dest/node_modules`` appears complete or not at all (built under another name, then
+    renamed): the dev-server supervisor starts ``npm`` commands once it exists.
+
     Raises:
         TemplateError: neither linking nor copying worked.
     """
     src, target = entry / "node_modules", dest / "node_modules"
-    if await _run(["cp", "-al", str(src), str(target)], cwd=dest) == 0:
+    staging = dest / ".node_modules.amicable-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    if await _run(["cp", "-al", str(src), str(staging)], cwd=dest) == 0:
+        os.replace(staging, target)
         log(f"linked node_modules from {entry}")
         return
-    shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
     log("hard links not possible (another filesystem?); copying node_modules …")
-    if await _run(["cp", "-a", str(src), str(target)], cwd=dest) != 0:
+    if await _run(["cp", "-a", str(src), str(staging)], cwd=dest) != 0:
+        shutil.rmtree(staging, ignore_errors=True)
         raise TemplateError(f"could not copy {src} to {target}")
+    os.replace(staging, target)
 
 
 async def init_workspace(
