@@ -7,9 +7,10 @@ preview. The bridge must report errors and navigation to exactly the parent orig
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -81,18 +82,26 @@ def sites(tmp_path: Path) -> Iterator[tuple[str, str, Path, Path]]:
             server.server_close()
 
 
-@pytest.fixture
-def page() -> Iterator[Any]:
+def _with_page(scenario: Callable[[Any], None]) -> None:
+    """Run ``scenario(page)`` in real Chromium on a thread of its own.
+
+    Playwright's sync API refuses to start while another sync Playwright (e.g. the editor
+    tests' session-wide browser) is active on this thread, so each run gets a fresh thread.
+    """
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: `make test` installs the Debian package")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    def run() -> None:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                scenario(browser.new_page())
+            finally:
+                browser.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(run).result()
 
 
 def test_template_loads_the_bridge_first() -> None:
@@ -108,8 +117,12 @@ def _messages(page: Any, parent_origin: str, child_origin: str, parent_dir: Path
 
 
 def test_bridge_reports_errors_and_location_to_the_editor_origin(
-    sites: tuple[str, str, Path, Path], page: Any
+    sites: tuple[str, str, Path, Path],
 ) -> None:
+    _with_page(lambda page: _reports_errors_and_location(page, sites))
+
+
+def _reports_errors_and_location(page: Any, sites: tuple[str, str, Path, Path]) -> None:
     parent_origin, child_origin, parent_dir, _ = sites
     _messages(page, parent_origin, child_origin, parent_dir, parent_origin)
     page.wait_for_function(
@@ -144,9 +157,11 @@ def test_bridge_reports_errors_and_location_to_the_editor_origin(
     )
 
 
-def test_bridge_tells_nothing_to_another_origin(
-    sites: tuple[str, str, Path, Path], page: Any
-) -> None:
+def test_bridge_tells_nothing_to_another_origin(sites: tuple[str, str, Path, Path]) -> None:
+    _with_page(lambda page: _tells_nothing_to_another_origin(page, sites))
+
+
+def _tells_nothing_to_another_origin(page: Any, sites: tuple[str, str, Path, Path]) -> None:
     parent_origin, child_origin, parent_dir, _ = sites
     # The preview was opened with somebody else's origin: postMessage must not reach us.
     _messages(page, parent_origin, child_origin, parent_dir, "http://evil.example")

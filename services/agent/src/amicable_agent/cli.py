@@ -207,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     up_p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per resolver call is noise
     env = dict(os.environ)
     try:
         config = AgentConfig.from_env(env)

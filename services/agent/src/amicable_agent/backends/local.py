@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -308,6 +309,7 @@ class LocalBackend:
             "--dev", "/dev",
             "--proc", "/proc",
             "--tmpfs", "/tmp",
+            *self._tmp_binds(),
             "--bind", str(sandbox.root), str(sandbox.root),
             "--unshare-pid",
             "--unshare-ipc",
@@ -316,6 +318,19 @@ class LocalBackend:
             "--",
             *runtime,
         ]  # fmt: skip
+
+    def _tmp_binds(self) -> builtins.list[str]:
+        """Read-only binds for what the runtime needs that lives under /tmp (hidden by the
+        sandbox's private /tmp): a checkout or virtualenv there, editable sources on sys.path,
+        the node_modules cache."""
+        wanted = {Path(sys.prefix), Path(self._config.runtime_command[0]).parent.parent}
+        wanted.update(Path(p) for p in sys.path if p)
+        wanted.add(self._cache)
+        binds: builtins.list[str] = []
+        for path in sorted({p.resolve() for p in wanted if p.exists()}):
+            if path.is_relative_to("/tmp") and path != Path("/tmp"):
+                binds += ["--ro-bind", str(path), str(path)]
+        return binds
 
     def _env(self, sandbox: _Sandbox) -> dict[str, str]:
         env = dict(os.environ)
@@ -396,13 +411,20 @@ class LocalBackend:
                 raise SandboxProvisionError(f"cannot run the sandbox runtime: {exc}") from exc
 
     async def _restart_preview(self, sandbox: _Sandbox) -> None:
-        """The dev server started before the workspace was complete: start it again now
-        (this also skips the supervisor's back-off)."""
-        url = f"http://127.0.0.1:{sandbox.runtime_port}/v1/preview/restart"
+        """Make sure the dev server runs on the complete workspace.
+
+        The runtime holds an npm dev server back until ``package.json`` and ``node_modules``
+        exist, so usually it is already starting: restarting it would boot Vite twice. Only
+        a dev server that gave up or is backing off (it ran on a half-made workspace) is
+        restarted, which also skips the supervisor's back-off.
+        """
+        headers = {"authorization": f"Bearer {sandbox.token}"}
+        base = f"http://127.0.0.1:{sandbox.runtime_port}/v1/preview"
         try:
-            response = await self._http.post(
-                url, headers={"authorization": f"Bearer {sandbox.token}"}
-            )
+            status = await self._http.get(base, headers=headers)
+            if status.status_code == 200 and status.json().get("state") in ("starting", "running"):
+                return
+            response = await self._http.post(base + "/restart", headers=headers)
         except httpx.HTTPError as exc:
             raise SandboxProvisionError("the sandbox runtime stopped answering") from exc
         if response.status_code >= 400:
