@@ -4,6 +4,8 @@
 runs on Trio). The SDK's own retries are off: we retry 429, 529, 5xx, connection errors and
 streams that drop mid-way with exponential backoff, and after a drop we ask the model to
 continue the text already streamed (assistant prefill), so nothing the user saw is lost.
+The SDK makes the request (auth, base URL, timeouts, HTTP errors); the SSE body is parsed
+here (:class:`SseParser`) into plain dicts, one ``json.loads`` per event and no pydantic.
 """
 
 from __future__ import annotations
@@ -264,63 +266,161 @@ class LlmClient:
         on_text: Callable[[str], Awaitable[None]],
         on_text_done: Callable[[], Awaitable[None]] | None,
     ) -> None:
-        stream = await self._client.messages.create(
+        # The SDK still makes the request (auth, base URL, timeouts, HTTP errors raised as
+        # ``APIStatusError``), but we read the SSE body ourselves: its decoder and one
+        # pydantic model per event cost more CPU than everything else per delta.
+        async with self._client.messages.with_streaming_response.create(
             model=self.settings.model,
             max_tokens=self.settings.max_output_tokens,
             system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
             messages=cast("list[MessageParam]", messages),
             tools=cast("list[ToolParam]", tools),
             stream=True,
-        )
-        async with stream:
-            async for event in stream:
-                await self._on_event(event, acc, base, on_text)
-                if (
-                    on_text_done is not None
-                    and event.type == "content_block_stop"
-                    and acc.blocks.get(event.index, {}).get("type") == "text"
-                ):
-                    await on_text_done()
+        ) as response:
+            http_response = response.http_response
+            parser = SseParser()
+            error: dict[str, Any] | None = None
+            async for chunk in http_response.aiter_bytes():
+                for event in parser.feed(chunk):
+                    if error is not None:
+                        continue
+                    if event.type == "error":
+                        # The API ends the stream after an error event: read to the end
+                        # (the connection stays reusable), then raise as the SDK does.
+                        error = event.data
+                        continue
+                    await self._on_event(event, acc, base, on_text)
+                    if (
+                        on_text_done is not None
+                        and event.type == "content_block_stop"
+                        and acc.blocks.get(event.data.get("index", -1), {}).get("type") == "text"
+                    ):
+                        await on_text_done()
+            if error is not None:
+                raise anthropic.APIStatusError(str(error), response=http_response, body=error)
         if acc.stop_reason is None:
             raise _DroppedStream()
 
     async def _on_event(
-        self, event: Any, acc: _Accumulator, base: str, on_text: Callable[[str], Awaitable[None]]
+        self,
+        event: StreamEvent,
+        acc: _Accumulator,
+        base: str,
+        on_text: Callable[[str], Awaitable[None]],
     ) -> None:
         kind = event.type
-        if kind == "message_start":
-            u = event.message.usage
+        data = event.data
+        index: int = data.get("index", -1)
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            dtype = delta.get("type")
+            if dtype == "text_delta" and index in acc.blocks:
+                acc.blocks[index]["text"] += delta.get("text") or ""
+                await on_text(base + _text_of(acc))
+            elif dtype == "input_json_delta" and index in acc.json_parts:
+                acc.json_parts[index].append(delta.get("partial_json") or "")
+        elif kind == "message_start":
+            u = (data.get("message") or {}).get("usage") or {}
             acc.usage = TokenUsage(
-                u.input_tokens or 0,
-                u.output_tokens or 0,
-                u.cache_read_input_tokens or 0,
-                u.cache_creation_input_tokens or 0,
+                u.get("input_tokens") or 0,
+                u.get("output_tokens") or 0,
+                u.get("cache_read_input_tokens") or 0,
+                u.get("cache_creation_input_tokens") or 0,
             )
         elif kind == "content_block_start":
-            block = event.content_block
-            if block.type == "text":
-                acc.blocks[event.index] = {"type": "text", "text": block.text or ""}
-            elif block.type == "tool_use":
-                acc.blocks[event.index] = {
-                    "type": "tool_use", "id": block.id, "name": block.name, "input": {},
+            block = data.get("content_block") or {}
+            if block.get("type") == "text":
+                acc.blocks[index] = {"type": "text", "text": block.get("text") or ""}
+            elif block.get("type") == "tool_use":
+                acc.blocks[index] = {
+                    "type": "tool_use", "id": block.get("id"), "name": block.get("name"),
+                    "input": {},
                 }  # fmt: skip
-                acc.json_parts[event.index] = []
-        elif kind == "content_block_delta":
-            delta = event.delta
-            if delta.type == "text_delta" and event.index in acc.blocks:
-                acc.blocks[event.index]["text"] += delta.text
-                await on_text(base + _text_of(acc))
-            elif delta.type == "input_json_delta" and event.index in acc.json_parts:
-                acc.json_parts[event.index].append(delta.partial_json)
+                acc.json_parts[index] = []
         elif kind == "content_block_stop":
-            parts = acc.json_parts.pop(event.index, None)
+            parts = acc.json_parts.pop(index, None)
             if parts is not None:
-                acc.blocks[event.index]["input"] = _parse_input("".join(parts))
+                acc.blocks[index]["input"] = _parse_input("".join(parts))
         elif kind == "message_delta":
-            acc.stop_reason = event.delta.stop_reason
-            out = event.usage.output_tokens
+            acc.stop_reason = (data.get("delta") or {}).get("stop_reason")
+            out = (data.get("usage") or {}).get("output_tokens")
             if out is not None:
                 acc.usage = attrs.evolve(acc.usage, output_tokens=out)
+
+
+class StreamEvent:
+    """One parsed SSE event of a Messages stream: ``type`` and its JSON ``data`` (a dict).
+
+    Other attributes read the JSON fields (``event.index``, ``event.delta.text``; nested
+    objects are wrapped the same way, missing fields are ``None``), like the SDK's models.
+    """
+
+    __slots__ = ("data", "type")
+
+    def __init__(self, type: str, data: dict[str, Any]) -> None:
+        self.type = type
+        self.data = data
+
+    def __getattr__(self, name: str) -> Any:
+        value = self.data.get(name)
+        return StreamEvent(value.get("type", ""), value) if isinstance(value, dict) else value
+
+
+class SseParser:
+    """Incremental ``text/event-stream`` parser: :meth:`feed` bytes, get whole events.
+
+    Lines end in LF or CRLF (the API's framing); an event's ``data:`` lines are joined with
+    LF and decoded as JSON once. ``ping`` events, comments and events without data are
+    dropped. A malformed JSON payload raises ``json.JSONDecodeError`` (a retryable drop).
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """The events completed by ``chunk`` (often none or one)."""
+        data = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")  # a CR split from its LF stays buffered
+        if b"\n\n" not in data:
+            self._buffer = data
+            return []
+        *blocks, self._buffer = data.split(b"\n\n")
+        events: list[StreamEvent] = []
+        for block in blocks:
+            name, sep, body = block.partition(b"\n")
+            # The API's shape: one event line, one data line.
+            if (
+                sep
+                and name.startswith(b"event: ")
+                and body.startswith(b"data: ")
+                and b"\n" not in body
+            ):
+                if name != b"event: ping":
+                    events.append(_event(name[7:].decode(), body[6:]))
+            else:
+                self._general(block, events)
+        return events
+
+    @staticmethod
+    def _general(block: bytes, events: list[StreamEvent]) -> None:
+        name = ""
+        data: list[bytes] = []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+        if data and name != "ping":
+            events.append(_event(name, b"\n".join(data)))
+
+
+def _event(name: str, raw: bytes) -> StreamEvent:
+    payload = json.loads(raw.decode())
+    if not isinstance(payload, dict):
+        raise json.JSONDecodeError("event data is not a JSON object", raw.decode(), 0)
+    return StreamEvent(name or str(payload.get("type", "")), payload)
 
 
 class _DroppedStream(anthropic.APIConnectionError):
