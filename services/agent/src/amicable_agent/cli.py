@@ -204,9 +204,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     up_p.add_argument("--preview-port", type=int, help="preview router port (default 8080)")
     up_p.add_argument("--host", help="listen address (default 127.0.0.1)")
     up_p.add_argument("--ready-file", type=Path, help="write the URLs/ports here as JSON once up")
-    up_p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    up_p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per resolver call is noise
     env = dict(os.environ)
     try:
