@@ -1,14 +1,29 @@
 /** The live preview: provisioning progress, address bar, device toggles and the iframe. */
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { RuntimeErrorInfo } from "../protocol/messages";
 import type { SessionState } from "../state/session";
-import { normaliseRuntimeError, RuntimeErrorDeduper } from "../runtimeErrors";
+import {
+  BridgeProbe,
+  normaliseRuntimeError,
+  previewLoadFailed,
+  RuntimeErrorDeduper,
+  type ProbeStep,
+} from "../runtimeErrors";
 import { Provisioning } from "./Provisioning";
-import { DesktopIcon, ExternalIcon, MobileIcon, ReloadIcon, TabletIcon } from "./Icons";
+import {
+  DesktopIcon,
+  ExternalIcon,
+  MobileIcon,
+  ReloadIcon,
+  TabletIcon,
+} from "./Icons";
 
 export type Device = "mobile" | "tablet" | "desktop";
 
-export const DEVICE_SIZES: Record<Device, { width: string; height: string; label: string }> = {
+export const DEVICE_SIZES: Record<
+  Device,
+  { width: string; height: string; label: string }
+> = {
   mobile: { width: "390px", height: "844px", label: "Mobile (390×844)" },
   tablet: { width: "768px", height: "1024px", label: "Tablet (768×1024)" },
   desktop: { width: "100%", height: "100%", label: "Desktop (full width)" },
@@ -27,38 +42,131 @@ interface Props {
 /** The iframe URL: `path` below the preview base URL (which may itself have a path). */
 export function frameUrl(base: string, path: string): string {
   const url = new URL(base);
-  url.pathname = url.pathname.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`);
+  url.pathname =
+    url.pathname.replace(/\/$/, "") +
+    (path.startsWith("/") ? path : `/${path}`);
   url.searchParams.set("amicableParentOrigin", window.location.origin);
   return url.toString();
 }
 
-export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onRuntimeError }: Props) {
+/** A path reported by the bridge, relative to the preview base URL's path. */
+export function relativePath(base: string | undefined, path: string): string {
+  const prefix = base ? new URL(base).pathname.replace(/\/$/, "") : "";
+  if (prefix && (path === prefix || path.startsWith(`${prefix}/`)))
+    return path.slice(prefix.length) || "/";
+  return path;
+}
+
+export function PreviewPane({
+  hidden,
+  state,
+  device,
+  onDevice,
+  path,
+  onPath,
+  onRuntimeError,
+}: Props) {
   const [manualReloads, setManualReloads] = useState(0);
   const [draftPath, setDraftPath] = useState(path);
   const iframeRef = useRef<HTMLIFrameElement>(null);
+  const addressRef = useRef<HTMLInputElement>(null);
   const deduper = useMemo(() => new RuntimeErrorDeduper(), []);
   const base = state.init?.url;
   const src = base ? frameUrl(base, path) : undefined;
   const previewOrigin = base ? new URL(base).origin : undefined;
+  const frameKey = `${src}#${state.previewReloads}#${manualReloads}`;
+  const probe = useMemo(() => new BridgeProbe(), []);
+  const frameKeyRef = useRef(frameKey);
+  const probeTimer = useRef<ReturnType<typeof setTimeout> | undefined>(
+    undefined,
+  );
+  // The probe's outcome for the current frame (shown as data-bridge on the iframe).
+  const [bridgeResult, setBridgeResult] = useState<{
+    key: string;
+    state: "probing" | "ok" | "missing";
+  }>();
+  const bridge =
+    bridgeResult?.key === frameKey ? bridgeResult.state : "probing";
+
+  /** Forward a runtime error through the shared fingerprint dedupe. */
+  const report = useCallback(
+    (info: RuntimeErrorInfo) => {
+      if (info.fingerprint && deduper.accept(info.fingerprint, Date.now()))
+        onRuntimeError(info);
+    },
+    [deduper, onRuntimeError],
+  );
+
+  /** Carry out one step of the bridge probe: post a probe and arm its grace timer, or report. */
+  const runProbe = useCallback(
+    (key: string, first: ProbeStep) => {
+      const run = (step: ProbeStep): void => {
+        clearTimeout(probeTimer.current);
+        if (step.action === "report") {
+          setBridgeResult({ key, state: "missing" });
+          report(step.error);
+        } else if (step.action === "probe" && previewOrigin) {
+          try {
+            iframeRef.current?.contentWindow?.postMessage(
+              { type: "amicable_runtime_probe", probe_id: step.probeId },
+              previewOrigin,
+            );
+          } catch {
+            /* the frame went away; the timer below reports or the next load restarts */
+          }
+          probeTimer.current = setTimeout(
+            () => run(probe.timeout(step.probeId, Date.now())),
+            step.waitMs,
+          );
+        }
+      };
+      run(first);
+    },
+    [previewOrigin, probe, report],
+  );
+
+  // A new frame (src change or reload) restarts the probe on its load; stop timers meanwhile.
+  useEffect(() => {
+    frameKeyRef.current = frameKey;
+    return () => {
+      probe.cancel();
+      clearTimeout(probeTimer.current);
+    };
+  }, [frameKey, probe]);
 
   // Runtime errors and location updates from the injected bridge (only from the preview origin).
   useEffect(() => {
     if (!previewOrigin) return;
     const onMessage = (event: MessageEvent) => {
-      if (event.origin !== previewOrigin || event.source !== iframeRef.current?.contentWindow) return;
+      if (
+        event.origin !== previewOrigin ||
+        event.source !== iframeRef.current?.contentWindow
+      )
+        return;
       const data: unknown = event.data;
       if (typeof data !== "object" || data === null) return;
       const rec = data as { type?: unknown; payload?: unknown; path?: unknown };
       if (rec.type === "amicable_runtime_error") {
         const info = normaliseRuntimeError(rec.payload, Date.now());
-        if (info?.fingerprint && deduper.accept(info.fingerprint, Date.now())) onRuntimeError(info);
-      } else if (rec.type === "amicable_location" && typeof rec.path === "string") {
-        setDraftPath(rec.path);
+        if (info) report(info);
+      } else if (rec.type === "amicable_runtime_probe_ack") {
+        const probeId = (data as { probe_id?: unknown }).probe_id;
+        if (typeof probeId === "string" && probe.ack(probeId)) {
+          clearTimeout(probeTimer.current);
+          setBridgeResult({ key: frameKeyRef.current, state: "ok" });
+        }
+      } else if (
+        rec.type === "amicable_location" &&
+        typeof rec.path === "string"
+      ) {
+        // Show the path below the preview base, and never clobber what the user is typing.
+        if (document.activeElement !== addressRef.current)
+          setDraftPath(relativePath(base, rec.path));
       }
     };
     window.addEventListener("message", onMessage);
     return () => window.removeEventListener("message", onMessage);
-  }, [previewOrigin, deduper, onRuntimeError]);
+  }, [base, previewOrigin, probe, report]);
 
   const size = DEVICE_SIZES[device];
   const ready = src !== undefined;
@@ -83,8 +191,11 @@ export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onR
             setManualReloads((n) => n + 1);
           }}
         >
-          <span className="address-host">{base ? new URL(base).host : "preview"}</span>
+          <span className="address-host">
+            {base ? new URL(base).host : "preview"}
+          </span>
           <input
+            ref={addressRef}
             data-testid="preview-path"
             aria-label="Preview path"
             value={draftPath}
@@ -113,7 +224,13 @@ export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onR
               data-testid={`device-${d}`}
               onClick={() => onDevice(d)}
             >
-              {d === "mobile" ? <MobileIcon /> : d === "tablet" ? <TabletIcon /> : <DesktopIcon />}
+              {d === "mobile" ? (
+                <MobileIcon />
+              ) : d === "tablet" ? (
+                <TabletIcon />
+              ) : (
+                <DesktopIcon />
+              )}
               <span className="seg-label">{d}</span>
             </button>
           ))}
@@ -121,22 +238,35 @@ export function PreviewPane({ hidden, state, device, onDevice, path, onPath, onR
       </div>
       <div className={`preview-stage device-${device}`}>
         {state.busy && state.statusLine && (
-          <div className="updating-pill" data-testid="status-line" role="status">
+          <div
+            className="updating-pill"
+            data-testid="status-line"
+            role="status"
+          >
             <span className="spinner" /> {state.statusLine}
           </div>
         )}
         {ready ? (
           <iframe
-            key={`${src}#${state.previewReloads}#${manualReloads}`}
+            key={frameKey}
             ref={iframeRef}
             data-testid="preview-frame"
+            data-bridge={bridge}
+            onLoad={() => {
+              setBridgeResult({ key: frameKey, state: "probing" });
+              runProbe(frameKey, probe.start("load", src));
+            }}
+            onError={() => report(previewLoadFailed(src, Date.now()))}
             title="Preview"
             src={src}
             style={{ width: size.width, height: size.height }}
             sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals"
           />
         ) : (
-          <Provisioning status={state.sandbox} failedAt={state.sandboxFailedAt} />
+          <Provisioning
+            status={state.sandbox}
+            failedAt={state.sandboxFailedAt}
+          />
         )}
       </div>
     </section>

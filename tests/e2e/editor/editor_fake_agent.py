@@ -692,9 +692,24 @@ def build_app(agent: FakeAgent) -> QuartTrio:
     return app
 
 
+#: The real runtime bridge the sandbox template ships; the fake preview pages load it.
+RUNTIME_BRIDGE = (
+    Path(__file__).resolve().parents[3]
+    / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite/public/amicable-runtime.js"
+)
+
+
 def build_preview_app(agent: FakeAgent) -> QuartTrio:
-    """The preview origin: one page per project showing the <h1> of /src/App.tsx."""
+    """The preview origin: one page per project showing the <h1> of /src/App.tsx.
+
+    Pages load the template's real runtime bridge (``/amicable-runtime.js``) except
+    ``/no-bridge``, which imitates an app whose index.html lost the bridge's script tag.
+    """
     app = QuartTrio("fake_preview", static_folder=None)
+
+    @app.get("/amicable-runtime.js")
+    async def runtime_bridge() -> Any:
+        return Response(RUNTIME_BRIDGE.read_text(), mimetype="application/javascript")
 
     @app.get("/preview/<pid>/")
     @app.get("/preview/<pid>/<path:rel>")
@@ -711,8 +726,11 @@ def build_preview_app(agent: FakeAgent) -> QuartTrio:
             if rel == "boom"
             else ""
         )
+        bridge = "" if rel == "no-bridge" else "<script src='/amicable-runtime.js'></script>"
         page = (
-            "<!doctype html><html><head><style>body{font-family:system-ui,sans-serif;margin:0;"
+            "<!doctype html><html><head>"
+            + bridge
+            + "<style>body{font-family:system-ui,sans-serif;margin:0;"
             "display:grid;place-items:center;min-height:100vh;background:#fafafa;color:#222}"
             "h1{font-size:28px;text-align:center;padding:0 16px}</style></head>"
             f"<body><main><h1 id='heading'>{heading}</h1><p id='path'>/{html.escape(rel)}</p>"

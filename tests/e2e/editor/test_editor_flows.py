@@ -387,3 +387,46 @@ def test_preview_runtime_errors_are_forwarded_once(page: Any, fake_agent: FakeAg
     expect(page.get_by_test_id("assistant-message").last).to_have_attribute("data-final", "true")
     assert len(fake_agent.call(runtime_errors)) == 1
     expect(page.get_by_test_id("error-message")).to_have_count(1)
+
+
+def test_a_preview_without_the_runtime_bridge_is_reported_once(
+    page: Any, fake_agent: FakeAgentHandle
+) -> None:
+    project = provisioned_project(fake_agent, "Bridge probe")
+    open_editor(page, project.slug)
+    frame_el = page.get_by_test_id("preview-frame")
+    frame = page.frame_locator("[data-testid=preview-frame]")
+
+    def runtime_errors() -> list[dict[str, Any]]:
+        return [m["data"]["error"] for m in project.received if m["type"] == "runtime_error"]
+
+    # A page with the real bridge answers the probe: nothing is reported.
+    expect(frame.locator("#path")).to_have_text("/")
+    expect(frame_el).to_have_attribute("data-bridge", "ok")
+    assert fake_agent.call(runtime_errors) == []
+
+    # A page without it: after the retry, exactly one runtime_bridge_missing.
+    address = page.get_by_test_id("preview-path")
+    address.fill("/no-bridge")
+    address.press("Enter")
+    expect(frame.locator("#path")).to_have_text("/no-bridge")
+    expect(frame_el).to_have_attribute("data-bridge", "missing", timeout=15_000)
+    expect(page.get_by_test_id("error-message")).to_have_attribute(
+        "data-code", "runtime_auto_heal_paused"
+    )
+    reports = fake_agent.call(runtime_errors)
+    assert [r["kind"] for r in reports] == ["runtime_bridge_missing"]
+    assert reports[0]["url"].split("?")[0].endswith("/no-bridge")
+    assert reports[0]["extra"]["trigger"] == "load"
+    assert reports[0]["extra"]["probe_id"].startswith("probe_")
+    assert "amicable-runtime.js" in reports[0]["message"]
+
+    # Reloading the same broken page is de-duplicated; going back to a bridged page is quiet.
+    page.get_by_test_id("preview-reload").click()
+    expect(frame_el).to_have_attribute("data-bridge", "missing", timeout=15_000)
+    address.fill("/")
+    address.press("Enter")
+    expect(frame.locator("#path")).to_have_text("/")
+    expect(frame_el).to_have_attribute("data-bridge", "ok")
+    assert len(fake_agent.call(runtime_errors)) == 1
+    expect(page.get_by_test_id("error-message")).to_have_count(1)
