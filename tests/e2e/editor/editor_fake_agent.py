@@ -90,6 +90,9 @@ class FakeAgent:
         self.projects: dict[str, FakeProject] = {}
         self.preview_origin = ""
         self.nursery: trio.Nursery | None = None
+        #: When set, provisioning pauses at ``starting_runtime`` until the event is set, so a
+        #: test can look at the progress indicator without racing the fake's timing.
+        self.provisioning_gate: trio.Event | None = None
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -452,6 +455,8 @@ class FakeAgent:
                         p, "sandbox_status", {"stage": stage, "message": message, "elapsed_ms": 250}
                     )
                 )
+                if stage == "starting_runtime" and self.provisioning_gate is not None:
+                    await self.provisioning_gate.wait()
                 await trio.sleep(0.4)
             p.provisioned = True
         await send.send(self.envelope(p, "init", self.init_data(p, exists)))

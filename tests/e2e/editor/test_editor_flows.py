@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+import trio
 from conftest import FakeAgentHandle, provisioned_project, screenshot
 from playwright.sync_api import expect
 
@@ -39,12 +40,16 @@ def test_create_project_streams_a_turn_and_updates_the_preview(
     page.get_by_test_id("new-project-prompt").fill("Welcome to the habit tracker")
     page.get_by_test_id("new-project-name").fill("Habit tracker")
     screenshot(page, "projects")
+    gate = fake_agent.call(trio.Event)
+    fake_agent.call(setattr, fake_agent.agent, "provisioning_gate", gate)
     page.get_by_test_id("new-project").click()
 
     expect(page).to_have_url(re.compile(r"/p/habit-tracker$"))
     expect(page.get_by_test_id("provisioning")).to_be_visible()
     expect(page.get_by_test_id("stage-starting_runtime")).to_have_class(re.compile("active"))
+    expect(page.get_by_test_id("stage-creating")).to_have_class(re.compile("done"))
     screenshot(page, "provisioning")
+    fake_agent.call(gate.set)
 
     # The first prompt is sent once the sandbox is ready; text streams, tools show as cards.
     expect(page.get_by_test_id("user-message")).to_have_text("Welcome to the habit tracker")
