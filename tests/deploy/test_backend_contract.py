@@ -9,26 +9,12 @@ from typing import Any
 
 import pytest
 from amicable_agent.backends.kubernetes import KubernetesBackend, KubernetesBackendConfig
-from deploy_support import container_env, find
+from deploy_support import V1BETA1_FLAGS, WARM_POOL_FLAGS, container_env, find
 
 CASES = {
     "per-claim-token": [],
-    "warm-pool": [
-        "--set",
-        "sandboxWarmPools.enabled=true",
-        "--set",
-        "sandboxTemplate.runtimeAuth.mode=networkPolicyOnly",
-    ],
-    "warm-pool-v1beta1": [
-        "--set",
-        "sandboxWarmPools.enabled=true",
-        "--set",
-        "sandboxTemplate.runtimeAuth.mode=networkPolicyOnly",
-        "--set",
-        "sandboxApi.extensionsVersion=extensions.agents.x-k8s.io/v1beta1",
-        "--set",
-        "sandboxApi.claimVersion=v1beta1",
-    ],
+    "warm-pool": WARM_POOL_FLAGS,
+    "warm-pool-v1beta1": [*WARM_POOL_FLAGS, *V1BETA1_FLAGS],
     "separate-namespace": ["--set", "sandboxNamespace=amicable-sandboxes"],
 }
 

@@ -326,11 +326,12 @@ class LocalBackend:
         wanted = {Path(sys.prefix), Path(self._config.runtime_command[0]).parent.parent}
         wanted.update(Path(p) for p in sys.path if p)
         wanted.add(self._cache)
-        binds: builtins.list[str] = []
-        for path in sorted({p.resolve() for p in wanted if p.exists()}):
-            if path.is_relative_to("/tmp") and path != Path("/tmp"):
-                binds += ["--ro-bind", str(path), str(path)]
-        return binds
+        bound: builtins.list[Path] = []
+        for path in sorted({p.resolve() for p in wanted if p.exists()}):  # parents first
+            inside_bound = any(path.is_relative_to(b) for b in bound)
+            if path.is_relative_to("/tmp") and path != Path("/tmp") and not inside_bound:
+                bound.append(path)
+        return [arg for path in bound for arg in ("--ro-bind", str(path), str(path))]
 
     def _env(self, sandbox: _Sandbox) -> dict[str, str]:
         env = dict(os.environ)
