@@ -72,6 +72,7 @@ export interface AmicableProtocol {
   ClientPingMessage?: ClientPingMessage;
   ClientRuntimeErrorMessage?: ClientRuntimeErrorMessage;
   ClientUserMessage?: ClientUserMessage;
+  DbInfo?: DbInfo;
   EditRequest?: EditRequest;
   EditResult?: EditResult;
   EditedAction?: EditedAction;
@@ -345,6 +346,15 @@ export interface UiContext {
   viewport_width?: number | null;
 }
 /**
+ * The app database of an INIT (present when the agent has Hasura configured).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "DbInfo".
+ */
+export interface DbInfo {
+  graphql_url: string;
+}
+/**
  * ``POST /v1/fs/edit``: exact string replacement.
  *
  * 409 ``conflict`` when ``old_string`` occurs 0 times, or more than once without
@@ -556,6 +566,9 @@ export interface HitlRequestData {
 export interface InitReply {
   app_id: string;
   conversation_history?: HistoryEntry[];
+  db?: DbInfo | null;
+  db_role?: string | null;
+  db_schema?: string | null;
   exists: boolean;
   hitl_pending?: HitlPending | null;
   permission_mode?: "default" | "accept_edits" | "bypass";

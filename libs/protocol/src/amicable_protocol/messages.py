@@ -352,6 +352,13 @@ class HitlPending:
 
 
 @attrs.frozen
+class DbInfo:
+    """The app database of an INIT (present when the agent has Hasura configured)."""
+
+    graphql_url: str
+
+
+@attrs.frozen
 class InitReply:
     """The ``init`` answer: only public fields (the existing agent leaked internal state)."""
 
@@ -365,6 +372,9 @@ class InitReply:
     permission_mode: PermissionMode = "default"
     thinking_level: ThinkingLevel = "none"
     hitl_pending: HitlPending | None = None
+    db: DbInfo | None = None
+    db_schema: str | None = None
+    db_role: str | None = None
 
 
 TracePhase = Literal[

@@ -14,6 +14,9 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    # attrs never resolves this annotation; importing db here at runtime would be circular
+    from .db.config import HasuraConfig  # noqa: TC004
+
 SandboxBackendName = Literal["local", "kubernetes"]
 LocalIsolation = Literal["none", "bwrap"]
 
@@ -61,6 +64,8 @@ class AgentConfig:
         node_modules_cache_dir: ``AMICABLE_NODE_MODULES_CACHE_DIR`` (local backend npm
             cache; default ``<data_dir>/cache``).
         ws_send_queue_size: messages queued per socket before it counts as slow.
+        hasura: the per-app database settings (``HASURA_*``, see
+            :class:`amicable_agent.db.HasuraConfig`); None = feature off.
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +91,7 @@ class AgentConfig:
     provision_timeout_s: float = 600.0
     node_modules_cache_dir: Path | None = None
     ws_send_queue_size: int = 256
+    hasura: HasuraConfig | None = attrs.field(default=None, repr=False)
 
     @property
     def sqlite_path(self) -> Path:
@@ -151,6 +157,8 @@ class AgentConfig:
         dist = env.get("AMICABLE_EDITOR_DIST")
         public_port = integer("AMICABLE_PREVIEW_PUBLIC_PORT", 0)
         runtime_cmd = tuple(env.get("AMICABLE_RUNTIME_COMMAND", "").split())
+        from .db.config import hasura_config_from_env  # the db package imports this module
+
         return cls(
             host=env.get("AMICABLE_AGENT_HOST", "127.0.0.1"),
             port=integer("AMICABLE_AGENT_PORT", 8000),
@@ -181,6 +189,7 @@ class AgentConfig:
                 if env.get("AMICABLE_NODE_MODULES_CACHE_DIR")
                 else None
             ),
+            hasura=hasura_config_from_env(env),
         )
 
 

@@ -6,8 +6,10 @@ Exception tree::
     ├── SandboxError                 a sandbox backend could not do what was asked
     │   ├── SandboxNotFound          no such sandbox (unknown id, already deleted)
     │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
-    └── RuntimeClientError           the sandbox runtime API answered with an error
-                                     (``status``, ``code``, ``detail`` from its error body)
+    ├── RuntimeClientError           the sandbox runtime API answered with an error
+    │                                (``status``, ``code``, ``detail`` from its error body)
+    └── HasuraError                  Hasura answered with an error or not at all
+                                     (``status`` 0 = unreachable/timeout, ``code``, ``detail``)
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class RuntimeClientError(AgentError):
 
     def __init__(self, status: int, code: str, detail: str = "") -> None:
         super().__init__(f"{status} {code}: {detail}" if detail else f"{status} {code}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class HasuraError(AgentError):
+    """Hasura answered >= 400 (``status``, its error ``code``) or not at all (``status`` 0)."""
+
+    def __init__(self, status: int, code: str, detail: str = "") -> None:
+        super().__init__(
+            f"hasura {status} {code}: {detail}" if detail else f"hasura {status} {code}"
+        )
         self.status = status
         self.code = code
         self.detail = detail
