@@ -1,0 +1,182 @@
+"""GitLab persistence settings: one frozen attrs class, built once from the environment.
+
+GitLab is optional: with no ``GITLAB_TOKEN`` sync is off and nothing else changes.
+Unlike upstream there is no "sync required" mode; a sync failure is reported and never
+blocks an edit, a turn or a project operation.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from amicable_agent.config import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+Visibility = Literal["private", "internal", "public"]
+
+#: Upstream's default excludes (gitignore-like: a trailing ``/`` means "a directory"; a
+#: pattern with another ``/`` is anchored at the workspace root; otherwise it matches the
+#: name at any depth).
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    "node_modules/",
+    "vendor/",
+    ".git/",
+    ".amicable/",
+    "dist/",
+    "build/",
+    ".vite/",
+    ".cache/",
+    ".turbo/",
+    "coverage/",
+    "storage/",
+    "bootstrap/cache/",
+    ".env",
+    ".env.*",
+)
+#: Always excluded, whatever ``AMICABLE_GIT_SYNC_EXCLUDES`` says: the sandbox's own ``.git``
+#: must never reach our clone and ``.amicable/`` is platform state.
+ALWAYS_EXCLUDED: tuple[str, ...] = (".git/", ".amicable/")
+
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,100}(?<![./])$")
+_GROUP = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,200}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def scrub(text: str, token: str | None) -> str:
+    """``text`` with the token (raw, and in any Basic-auth form we send) replaced by ``***``."""
+    if not token:
+        return text
+    for secret in (token, basic_credentials(token)):
+        text = text.replace(secret, "***")
+    return text
+
+
+def basic_credentials(token: str) -> str:
+    """The base64 ``oauth2:<token>`` credentials GitLab accepts for git over HTTP."""
+    return base64.b64encode(f"oauth2:{token}".encode()).decode("ascii")
+
+
+@attrs.frozen
+class GitSyncConfig:
+    """How (and whether) projects are persisted to GitLab.
+
+    Attributes:
+        enabled: sync is on (``AMICABLE_GIT_SYNC_ENABLED``; default: on iff a token is set).
+        token: ``GITLAB_TOKEN`` (or ``GITLAB_TOKEN_FILE``); never logged, never in argv/URLs.
+        base_url: ``GITLAB_BASE_URL`` (``https://git.mayflower.de``).
+        group_path: ``GITLAB_GROUP_PATH`` (``amicable``): the namespace of every repository.
+        branch: ``AMICABLE_GIT_SYNC_BRANCH`` (``main``).
+        cache_dir: ``AMICABLE_GIT_SYNC_CACHE_DIR`` (``/tmp/amicable-git-cache``): one git
+            directory per project (keyed by project id, so renames keep it).
+        excludes: ``AMICABLE_GIT_SYNC_EXCLUDES`` (comma list; replaces
+            :data:`DEFAULT_EXCLUDES`; ``.git/`` and ``.amicable/`` are always added).
+        visibility: ``AMICABLE_GITLAB_REPO_VISIBILITY`` (``internal``) of created repos.
+        author_name: ``AMICABLE_GIT_COMMIT_AUTHOR_NAME`` (``amicable-bot``).
+        author_email: ``AMICABLE_GIT_COMMIT_AUTHOR_EMAIL`` (``amicable@mayflower.de``).
+        api_timeout_s: deadline of one GitLab REST call (``AMICABLE_GITLAB_API_TIMEOUT_S``).
+        git_timeout_s: deadline of one git command (``AMICABLE_GIT_COMMAND_TIMEOUT_S``).
+        push_attempts: pushes tried when the remote moved meanwhile (each on top of it).
+        git_executable: the ``git`` program (tests wrap it to record argv).
+    """
+
+    enabled: bool = False
+    token: str | None = attrs.field(default=None, repr=False)
+    base_url: str = "https://git.mayflower.de"
+    group_path: str = "amicable"
+    branch: str = "main"
+    cache_dir: Path = Path("/tmp/amicable-git-cache")  # upstream's default
+    excludes: tuple[str, ...] = DEFAULT_EXCLUDES
+    visibility: Visibility = "internal"
+    author_name: str = "amicable-bot"
+    author_email: str = "amicable@mayflower.de"
+    api_timeout_s: float = 30.0
+    git_timeout_s: float = 120.0
+    push_attempts: int = 3
+    git_executable: str = "git"
+
+    @property
+    def effective_excludes(self) -> tuple[str, ...]:
+        """``excludes`` plus :data:`ALWAYS_EXCLUDED` (deduplicated, order kept)."""
+        return tuple(dict.fromkeys((*self.excludes, *ALWAYS_EXCLUDED)))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GitSyncConfig:
+        """Build from environment variables (see the class docstring).
+
+        Raises:
+            ConfigError: a value is unusable, or sync is forced on without a token.
+        """
+        token = env.get("GITLAB_TOKEN", "").strip() or None
+        token_file = env.get("GITLAB_TOKEN_FILE", "").strip()
+        if token is None and token_file:
+            try:
+                token = Path(token_file).read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise ConfigError(f"GITLAB_TOKEN_FILE: cannot read {token_file}") from exc
+        raw_enabled = env.get("AMICABLE_GIT_SYNC_ENABLED", "").strip().lower()
+        if raw_enabled in _TRUE:
+            enabled = True
+        elif raw_enabled in _FALSE:
+            enabled = False
+        elif raw_enabled:
+            raise ConfigError(f"AMICABLE_GIT_SYNC_ENABLED: expected 1/0, got {raw_enabled!r}")
+        else:
+            enabled = token is not None
+        if enabled and token is None:
+            raise ConfigError("AMICABLE_GIT_SYNC_ENABLED is on but GITLAB_TOKEN is not set")
+
+        d = cls()
+        base_url = env.get("GITLAB_BASE_URL", "").strip().rstrip("/") or d.base_url
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigError("GITLAB_BASE_URL must be an http(s) URL")
+        group = env.get("GITLAB_GROUP_PATH", "").strip().strip("/") or d.group_path
+        if not _GROUP.match(group) or ".." in group:
+            raise ConfigError(f"GITLAB_GROUP_PATH: not a group path: {group!r}")
+        branch = env.get("AMICABLE_GIT_SYNC_BRANCH", "").strip() or d.branch
+        if not _BRANCH.match(branch) or branch.endswith(".lock"):
+            raise ConfigError(f"AMICABLE_GIT_SYNC_BRANCH: not a branch name: {branch!r}")
+        visibility = env.get("AMICABLE_GITLAB_REPO_VISIBILITY", "").strip().lower() or "internal"
+        if visibility not in ("private", "internal", "public"):
+            raise ConfigError("AMICABLE_GITLAB_REPO_VISIBILITY: private, internal or public")
+        raw_excludes = env.get("AMICABLE_GIT_SYNC_EXCLUDES", "").strip()
+        excludes = (
+            tuple(p.strip() for p in raw_excludes.split(",") if p.strip())
+            if raw_excludes
+            else DEFAULT_EXCLUDES
+        )
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: expected seconds, got {raw!r}") from exc
+            if value <= 0:
+                raise ConfigError(f"{name}: must be positive")
+            return value
+
+        cache = env.get("AMICABLE_GIT_SYNC_CACHE_DIR", "").strip()
+        return cls(
+            enabled=enabled,
+            token=token,
+            base_url=base_url,
+            group_path=group,
+            branch=branch,
+            cache_dir=Path(cache) if cache else d.cache_dir,
+            excludes=excludes,
+            visibility=visibility,  # type: ignore[arg-type]
+            author_name=env.get("AMICABLE_GIT_COMMIT_AUTHOR_NAME", "").strip() or d.author_name,
+            author_email=env.get("AMICABLE_GIT_COMMIT_AUTHOR_EMAIL", "").strip() or d.author_email,
+            api_timeout_s=number("AMICABLE_GITLAB_API_TIMEOUT_S", d.api_timeout_s),
+            git_timeout_s=number("AMICABLE_GIT_COMMAND_TIMEOUT_S", d.git_timeout_s),
+        )

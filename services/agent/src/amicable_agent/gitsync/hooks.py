@@ -1,0 +1,82 @@
+"""Best-effort entry points for the session: sync after a turn, never failing the turn.
+
+The session calls :func:`sync_after_turn` in a background task it owns once a turn has
+ended (QA passed, failed or was skipped). Progress and failure are reported through the
+two callbacks (the session turns them into ``update_file`` and ``error`` messages); no
+exception other than cancellation leaves this function.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from amicable_agent.errors import AgentError
+
+from .errors import GitSyncError
+from .workspace import open_workspace
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from amicable_agent.sandboxes import SandboxHandle
+    from amicable_agent.store import Project
+
+    from .commits import TurnSummary
+    from .engine import GitSync, SyncResult
+
+log = logging.getLogger(__name__)
+
+PROGRESS_TEXT = "Committing changes to GitLab..."
+TURN_SYNC_TIMEOUT_S = 600.0
+
+
+async def sync_after_turn(
+    git_sync: GitSync,
+    project: Project,
+    handle: SandboxHandle,
+    turn: TurnSummary,
+    *,
+    on_progress: Callable[[str], Awaitable[None]],
+    on_error: Callable[[str], Awaitable[None]],
+    timeout_s: float = TURN_SYNC_TIMEOUT_S,
+) -> SyncResult | None:
+    """Commit and push the sandbox after a turn; report instead of raising.
+
+    Args:
+        git_sync: the service's :class:`GitSync`.
+        project: the project (its current slug and name).
+        handle: the session's sandbox.
+        turn: the turn's texts and QA outcome (the commit message is built from it).
+        on_progress: called once with :data:`PROGRESS_TEXT` before the sync starts.
+        on_error: called with ``"git_sync_failed: <detail>"`` if the sync fails.
+        timeout_s: overall deadline.
+
+    Returns:
+        The result, or None when the sync failed (and ``on_error`` was called).
+
+    Cancellation: the running git command is killed; nothing is reported.
+    """
+    await on_progress(PROGRESS_TEXT)
+    try:
+        with trio.fail_after(timeout_s):
+            async with open_workspace(handle) as workspace:
+                result = await git_sync.sync_turn(project, workspace, turn)
+    except trio.TooSlowError:
+        detail = f"the sync took over {timeout_s:.0f}s"
+    except GitSyncError as exc:
+        detail = exc.detail or exc.code
+    except AgentError as exc:
+        detail = str(exc)
+    except Exception as exc:  # best effort: a sync bug must never end the session
+        log.exception("git sync of %s crashed", project.project_id)
+        detail = type(exc).__name__
+    else:
+        if result.pushed:
+            log.info("pushed %s for %s", result.commit_sha, project.project_id)
+        return result
+    log.warning("git sync of %s failed: %s", project.project_id, detail)
+    await on_error(f"git_sync_failed: {detail}")
+    return None

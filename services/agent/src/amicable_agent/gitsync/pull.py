@@ -1,0 +1,137 @@
+"""Pull: apply what changed on GitLab since the sandbox's baseline (upstream §7 "Pull").
+
+For every path changed between the baseline and the remote head (renames as delete+add):
+unchanged in the sandbox since the baseline -> take the remote version; already equal to
+the remote -> nothing to do; otherwise a conflict: the remote version is written to
+``/.amicable/git-remote/<remote_sha>/<path>`` (a deletion as ``<path>.REMOTE_DELETED``) and
+listed. Excluded and ``.amicable/`` paths and symlinks are never touched. Afterwards the
+baseline is the remote head, with the conflict list.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .errors import GitSyncError
+from .workspace import SHADOW_ROOT, is_excluded
+
+if TYPE_CHECKING:
+    from amicable_agent.store import Project
+
+    from .engine import GitSync
+    from .git import Git
+    from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class PullResult:
+    """Upstream's ``/git/pull`` body."""
+
+    updated: bool
+    remote_sha: str | None
+    added: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    conflicts: tuple[dict[str, Any], ...] = ()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The HTTP body."""
+        body: dict[str, Any] = {
+            "updated": self.updated,
+            "remote_sha": self.remote_sha,
+            "applied": {
+                "added": list(self.added),
+                "modified": list(self.modified),
+                "deleted": list(self.deleted),
+            },
+            "conflicts": list(self.conflicts),
+        }
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+class NoBaseline(GitSyncError):
+    """The sandbox has no baseline commit; ``remote_sha`` is the current remote head."""
+
+    def __init__(self, remote_sha: str | None) -> None:
+        super().__init__("git_pull_no_baseline", "the sandbox has never been synced")
+        self.remote_sha = remote_sha
+
+
+async def _blob(git: Git, rev: str, path: str) -> bytes | None:
+    out = await git.run("cat-file", "blob", f"{rev}:{path}", check=False)
+    return out.stdout if out.returncode == 0 else None
+
+
+async def _is_symlink(git: Git, rev: str, path: str) -> bool:
+    out = await git.run("ls-tree", rev, "--", path, check=False)
+    return out.text.startswith("120000")
+
+
+async def pull(gs: GitSync, project: Project, workspace: Workspace) -> PullResult:
+    """Apply remote changes to the sandbox (under the project lock).
+
+    Raises:
+        NoBaseline: the sandbox was never synced (HTTP 409 ``git_pull_no_baseline``).
+        GitSyncError: GitLab, git or the sandbox failed.
+    """
+    async with gs.locked(project.project_id):
+        record = await gs.ensure_repo(project)
+        git = await gs._open_git(project.project_id)
+        remote = await gs.fetch(git, record)
+        if remote is None:
+            return PullResult(False, None, error="remote_branch_missing")
+        state = await gs._read_state(workspace)
+        base = state.remote_head_sha if state else None
+        if base is None:
+            raise NoBaseline(remote)
+        if base == remote:
+            return PullResult(False, remote, conflicts=state.conflicts if state else ())
+        known = await git.run("cat-file", "-e", f"{base}^{{commit}}", check=False)
+        if known.returncode != 0:
+            raise NoBaseline(remote)
+        diff = await git.run("diff", "--name-status", "--no-renames", "-z", base, remote)
+        fields = diff.stdout.decode("utf-8", "replace").split("\0")
+        added: list[str] = []
+        modified: list[str] = []
+        deleted: list[str] = []
+        conflicts: list[dict[str, Any]] = []
+        excludes = gs.config.effective_excludes
+        for status, path in zip(fields[0::2], fields[1::2], strict=False):
+            if not path or is_excluded(path, False, excludes):
+                continue
+            if await _is_symlink(git, remote, path) or await _is_symlink(git, base, path):
+                log.info("pull skips symlink %s", path)
+                continue
+            public = "/" + path
+            theirs = None if status == "D" else await _blob(git, remote, path)
+            ours = await workspace.read(public)
+            original = None if status == "A" else await _blob(git, base, path)
+            if ours == theirs:
+                continue
+            if ours == original:
+                if theirs is None:
+                    await workspace.remove(public)
+                    deleted.append(public)
+                else:
+                    await workspace.write(public, theirs)
+                    (added if original is None else modified).append(public)
+                continue
+            shadow = f"{SHADOW_ROOT}/{remote}/{path}"
+            if theirs is None:
+                shadow += ".REMOTE_DELETED"
+                await workspace.write(shadow, b"")
+            else:
+                await workspace.write(shadow, theirs)
+            conflicts.append({"path": public, "remote_shadow_path": shadow, "remote_sha": remote})
+        await gs._write_state(workspace, remote, tuple(conflicts))
+        return PullResult(
+            True, remote, tuple(added), tuple(modified), tuple(deleted), tuple(conflicts)
+        )
