@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import Collection
 from typing import Any
 
 import attrs
@@ -35,10 +35,10 @@ def hasura_config(base_url: str, **overrides: Any) -> HasuraConfig:
 
 
 @pytest.fixture
-async def hasura(nursery: trio.Nursery) -> AsyncIterator[Hasura]:
+async def hasura(nursery: trio.Nursery) -> Hasura:
     fake = FakeHasura(admin_secret=ADMIN_SECRET, jwt_key=JWT_KEY)
     base_url = await nursery.start(fake.serve)
-    yield Hasura(fake, base_url, hasura_config(base_url))
+    return Hasura(fake, base_url, hasura_config(base_url))
 
 
 def static_origins(mapping: dict[str, Collection[str]]) -> Any:

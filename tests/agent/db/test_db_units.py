@@ -52,10 +52,12 @@ def test_config_from_env_reads_every_variable(tmp_path) -> None:
     assert cfg.base_url == "http://hasura:8080"
     assert cfg.source_name == "appdb"
     assert cfg.admin_secret == "from-file"
-    assert cfg.jwt_secret is not None and cfg.jwt_secret.key == KEY.encode()
+    assert cfg.jwt_secret is not None
+    assert cfg.jwt_secret.key == KEY.encode()
     assert cfg.origin_mode == "any"
     assert cfg.public_base_url == "https://agent.example.com"
-    assert "from-file" not in repr(cfg) and KEY not in repr(cfg)
+    assert "from-file" not in repr(cfg)
+    assert KEY not in repr(cfg)
 
 
 @pytest.mark.parametrize(
@@ -64,23 +66,35 @@ def test_config_from_env_reads_every_variable(tmp_path) -> None:
         ({"HASURA_BASE_URL": "http://h"}, "HASURA_GRAPHQL_ADMIN_SECRET"),
         ({"HASURA_BASE_URL": "ftp://h", "HASURA_GRAPHQL_ADMIN_SECRET": "x"}, "http"),
         (
-            {"HASURA_BASE_URL": "http://h", "HASURA_GRAPHQL_ADMIN_SECRET": "x",
-             "HASURA_GRAPHQL_JWT_SECRET": "not json"},
+            {
+                "HASURA_BASE_URL": "http://h",
+                "HASURA_GRAPHQL_ADMIN_SECRET": "x",
+                "HASURA_GRAPHQL_JWT_SECRET": "not json",
+            },
             "JSON",
         ),
         (
-            {"HASURA_BASE_URL": "http://h", "HASURA_GRAPHQL_ADMIN_SECRET": "x",
-             "HASURA_GRAPHQL_JWT_SECRET": json.dumps({"type": "RS256", "key": KEY})},
+            {
+                "HASURA_BASE_URL": "http://h",
+                "HASURA_GRAPHQL_ADMIN_SECRET": "x",
+                "HASURA_GRAPHQL_JWT_SECRET": json.dumps({"type": "RS256", "key": KEY}),
+            },
             "HS256",
         ),
         (
-            {"HASURA_BASE_URL": "http://h", "HASURA_GRAPHQL_ADMIN_SECRET": "x",
-             "HASURA_GRAPHQL_JWT_SECRET": json.dumps({"type": "HS256", "key": "short"})},
+            {
+                "HASURA_BASE_URL": "http://h",
+                "HASURA_GRAPHQL_ADMIN_SECRET": "x",
+                "HASURA_GRAPHQL_JWT_SECRET": json.dumps({"type": "HS256", "key": "short"}),
+            },
             "at least 32",
         ),
         (
-            {"HASURA_BASE_URL": "http://h", "HASURA_GRAPHQL_ADMIN_SECRET": "x",
-             "AMICABLE_DB_PROXY_ORIGIN_MODE": "loose"},
+            {
+                "HASURA_BASE_URL": "http://h",
+                "HASURA_GRAPHQL_ADMIN_SECRET": "x",
+                "AMICABLE_DB_PROXY_ORIGIN_MODE": "loose",
+            },
             "strict_preview or any",
         ),
     ],
@@ -105,7 +119,8 @@ def test_minted_jwt_has_upstream_claims_and_verifies() -> None:
     assert header == {"alg": "HS256", "typ": "JWT"}
     assert "=" not in token
     payload = decode_hs256(token, KEY.encode(), now=1100)
-    assert payload["iat"] == 1000 and payload["exp"] == 1300
+    assert payload["iat"] == 1000
+    assert payload["exp"] == 1300
     assert payload["https://hasura.io/jwt/claims"] == {
         "x-hasura-default-role": "app_abc",
         "x-hasura-allowed-roles": ["app_abc"],
@@ -120,7 +135,7 @@ def test_jwt_expiry_signature_and_algorithm_are_checked() -> None:
         decode_hs256(token, KEY.encode(), now=1300)
     with pytest.raises(InvalidJwt, match="Signature"):
         decode_hs256(token, b"x" * 40, now=1100)
-    head, body, _ = token.split(".")
+    _head, body, _ = token.split(".")
     none_alg = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
     with pytest.raises(InvalidJwt, match="HS256"):
         decode_hs256(f"{none_alg}.{body}.", KEY.encode(), now=1100)
@@ -138,7 +153,8 @@ def test_jwt_honours_namespace_format_issuer_audience() -> None:
     )
     payload = _payload(mint_hasura_jwt(secret, role="r", app_id="a", now=5))
     assert json.loads(payload["hasura"])["x-hasura-default-role"] == "r"
-    assert payload["iss"] == "amicable" and payload["aud"] == "hasura-app"
+    assert payload["iss"] == "amicable"
+    assert payload["aud"] == "hasura-app"
 
 
 # --- SQL -----------------------------------------------------------------------------
@@ -152,7 +168,9 @@ def test_app_names_are_upstream_compatible() -> None:
     assert quote_ident(name) == f'"{name}"'
 
 
-@pytest.mark.parametrize("bad", ['x"; DROP SCHEMA public; --', "Upper", "1abc", "a-b", "", "a" * 64])
+@pytest.mark.parametrize(
+    "bad", ['x"; DROP SCHEMA public; --', "Upper", "1abc", "a-b", "", "a" * 64]
+)
 def test_unsafe_identifiers_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="identifier"):
         quote_ident(bad)
@@ -200,8 +218,10 @@ def test_root_fields_get_the_schema_prefix_and_keep_their_names() -> None:
     )
     assert "todos: app_x_todos(limit: $n)" in out
     assert "mine: app_x_notes" in out
-    assert "done: " not in out and "app_x_done {" in out
-    assert "__typename" in out and "app_x___typename" not in out
+    assert "done: " not in out
+    assert "app_x_done {" in out
+    assert "__typename" in out
+    assert "app_x___typename" not in out
     assert "tags: app_x_tags" in out
     assert "users: app_x_users" in out
     assert "fragment T on todos {\n  title" in out  # nested fields untouched
@@ -234,7 +254,8 @@ def test_db_js_round_trips_and_is_one_safe_assignment() -> None:
         graphql_url=graphql_url("https://agent.example.com/", "p 1"),
         preview_origin="https://slug.preview.example.com",
     )
-    assert text.startswith("window.__AMICABLE_DB__ = {") and text.count("\n") == 1
+    assert text.startswith("window.__AMICABLE_DB__ = {")
+    assert text.count("\n") == 1
     assert "\u2028" not in text
     doc = parse_db_js(text)
     assert doc == {
@@ -254,4 +275,5 @@ def test_index_html_is_patched_once_before_head_end() -> None:
     assert patched.index('<script src="/amicable-db.js"></script>') < patched.index("</head>")
     assert patch_index_html(patched) is None
     no_head = patch_index_html("<div></div>")
-    assert no_head is not None and no_head.endswith('<script src="/amicable-db.js"></script>\n')
+    assert no_head is not None
+    assert no_head.endswith('<script src="/amicable-db.js"></script>\n')

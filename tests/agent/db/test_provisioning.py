@@ -25,7 +25,8 @@ async def test_ensure_app_creates_schema_and_stores_only_the_key_hash(
     async with open_hasura_client(hasura.config) as client:
         creds = await Provisioner(client).ensure_app(app_id)
     schema = app_schema_name(app_id)
-    assert creds.changed and creds.record.schema_name == schema == creds.record.role_name
+    assert creds.changed
+    assert creds.record.schema_name == schema == creds.record.role_name
     assert schema in hasura.fake.schemas
     rows = _rows(hasura, "SELECT app_id, schema_name, app_key_sha256 FROM amicable_meta.apps")
     assert rows == [[app_id, schema, sha256_hex(creds.app_key)]]
@@ -40,16 +41,20 @@ async def test_known_key_is_kept_and_a_wrong_one_is_rotated(hasura: Hasura) -> N
         prov = Provisioner(client)
         first = await prov.ensure_app("p1")
         again = await prov.ensure_app("p1", known_key=first.app_key)
-        assert not again.changed and again.app_key == first.app_key
+        assert not again.changed
+        assert again.app_key == first.app_key
         stolen = await prov.ensure_app("p1", known_key="guessed")
-        assert stolen.changed and stolen.app_key != first.app_key
+        assert stolen.changed
+        assert stolen.app_key != first.app_key
         record = await prov.get_app("p1")
         assert record is not None
-        assert record.key_matches(stolen.app_key) and not record.key_matches(first.app_key)
+        assert record.key_matches(stolen.app_key)
+        assert not record.key_matches(first.app_key)
         rotated = await prov.rotate_app_key("p1")
         assert rotated is not None
         record = await prov.get_app("p1")
-        assert record is not None and record.key_matches(rotated)
+        assert record is not None
+        assert record.key_matches(rotated)
         assert await prov.rotate_app_key("nobody") is None
         assert await prov.get_app("nobody") is None
     assert len(_rows(hasura, "SELECT app_id FROM amicable_meta.apps")) == 1
@@ -93,14 +98,17 @@ async def test_hasura_errors_are_clear(hasura: Hasura, closed_port_url: str) -> 
     async with open_hasura_client(bad_secret) as client:
         with pytest.raises(HasuraError) as info:
             await Provisioner(client).ensure_app("p")
-    assert info.value.status == 401 and info.value.code == "access-denied"
+    assert info.value.status == 401
+    assert info.value.code == "access-denied"
     async with open_hasura_client(hasura.config) as client:
         with pytest.raises(HasuraError) as info:
             await client.run_sql("SELECT * FROM nowhere.nothing;")
-    assert info.value.status == 400 and info.value.code == "postgres-error"
+    assert info.value.status == 400
+    assert info.value.code == "postgres-error"
     down = attrs.evolve(hasura.config, base_url=closed_port_url)
     async with open_hasura_client(down) as client:
         with pytest.raises(HasuraError) as info:
             await Provisioner(client).get_app("p")
-    assert info.value.status == 0 and info.value.code == "unreachable"
+    assert info.value.status == 0
+    assert info.value.code == "unreachable"
     assert "admin-secret" not in str(info.value)

@@ -157,6 +157,14 @@ async def _purge(state: AppState, project: Project) -> None:
             await state.backend.delete(sandbox_id)
     except Exception:  # best effort, as upstream; Cancelled is not an Exception
         log.warning("could not delete sandbox %s of a deleted project", sandbox_id)
+    # ``AppState.db`` (an ``amicable_agent.db.AppDatabase``, None when Hasura is off).
+    db = getattr(state, "db", None)
+    if db is not None:
+        try:
+            with trio.fail_after(DELETE_STEP_TIMEOUT_S):
+                await db.cleanup(project.project_id)
+        except Exception as exc:
+            log.warning("could not drop the database of project %s: %s", project.project_id, exc)
     try:
         with trio.fail_after(DELETE_STEP_TIMEOUT_S):
             await state.store.purge_project(project.project_id)

@@ -104,7 +104,13 @@ class DbProxy:
         return self._config.max_body_bytes
 
     async def handle(
-        self, method: str, app_id: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        app_id: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        declared_length: int | None = None,
     ) -> ProxyResponse:
         """Answer one request to ``/db/apps/<app_id>/graphql``.
 
@@ -113,6 +119,8 @@ class DbProxy:
             app_id: the path segment (the project id).
             headers: the request headers (any case).
             body: the raw request body.
+            declared_length: the Content-Length when the caller did not read a body that
+                large (answered 413 after the origin and key checks).
 
         Cancellation: nothing is left running; an in-flight Hasura request is abandoned.
         """
@@ -131,7 +139,7 @@ class DbProxy:
         app_key = lower.get(APP_KEY_HEADER, "").strip()
         if not app_key:
             return _text(401, "missing app key", cors)
-        if len(body) > self._config.max_body_bytes:
+        if max(len(body), declared_length or 0) > self._config.max_body_bytes:
             return _text(413, "body too large", cors)
         if not app_id or len(app_id) > MAX_APP_ID_CHARS or "\x00" in app_id:
             return _text(404, "unknown app", cors)
