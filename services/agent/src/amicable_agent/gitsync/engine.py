@@ -414,7 +414,8 @@ def _remote_error(exc: GitCommandError) -> GitSyncError:
             return GitSyncError("git_remote_refused", f"git {exc.command}: {meaning}")
     if "Authentication failed" in out or "could not read Username" in out:
         return GitSyncError(
-            "git_remote_refused", f"git {exc.command}: authentication failed (check GITLAB_TOKEN)"
+            "git_remote_refused",
+            f"git {exc.command}: authentication failed (HTTP 401): check GITLAB_TOKEN",
         )
     return GitSyncError("git_remote_failed", f"git {exc.command}: {out[-400:]}")
 
