@@ -3,6 +3,7 @@ then the injected key works through the proxy. Project delete cleans up."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import types
 from pathlib import Path
@@ -156,3 +157,46 @@ async def test_project_purge_survives_hasura_being_down(closed_port_url: str) ->
         state = types.SimpleNamespace(store=store, backend=FakeSandboxBackend(), db=db)
         await api_projects._purge(state, project)  # type: ignore[arg-type]
     assert project.project_id not in store.projects  # the row is purged anyway
+
+
+async def test_try_prepare_session_never_fails_the_session(
+    closed_port_url: str, workspace: Path
+) -> None:
+
+    from .conftest import hasura_config
+
+    async with open_app_database(hasura_config(closed_port_url), origins=static_origins({})) as db:
+        assert db is not None
+        info = await db.try_prepare_session(
+            "p1", WorkspaceRuntime(workspace), preview_url=PREVIEW_URL
+        )
+    assert info is None
+    assert not (workspace / "public/amicable-db.js").exists()
+
+
+async def test_init_fields_encode_like_upstream(hasura: Hasura, workspace: Path) -> None:
+    from amicable_protocol._converter import unstructure
+    from amicable_protocol.messages import InitReply, ProjectInfo
+
+    async with open_app_database(hasura.config, origins=static_origins({})) as db:
+        assert db is not None
+        info = await db.try_prepare_session(
+            "p1", WorkspaceRuntime(workspace), preview_url=PREVIEW_URL
+        )
+    assert info is not None
+    reply = InitReply(
+        url=PREVIEW_URL,
+        sandbox_id="amicable-x",
+        exists=False,
+        app_id="p1",
+        template_id="vite",
+        project=ProjectInfo(project_id="p1", name="T", slug="t", template_id="vite"),
+        **info.init_fields(),
+    )
+    wire = unstructure(reply)
+    schema = app_schema_name("p1")
+    assert wire["db"] == {"graphql_url": "http://agent.test/db/apps/p1/graphql"}
+    assert (wire["db_schema"], wire["db_role"]) == (schema, schema)
+    doc = parse_db_js((workspace / "public/amicable-db.js").read_text())
+    assert doc is not None
+    assert doc["appKey"] not in json.dumps(wire)  # the key goes to the sandbox, not to INIT

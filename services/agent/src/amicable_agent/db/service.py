@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
+from amicable_protocol.messages import DbInfo
 
-from amicable_agent.errors import RuntimeClientError
+from amicable_agent.errors import HasuraError, RuntimeClientError
 
 from .hasura import open_hasura_client
 from .inject import DB_JS_PATH, INDEX_HTML_PATH, db_js, graphql_url, parse_db_js, patch_index_html
@@ -44,6 +46,14 @@ class AppDbInfo:
     graphql_url: str
     db_schema: str
     db_role: str
+
+    def init_fields(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`~amicable_protocol.messages.InitReply`."""
+        return {
+            "db": DbInfo(graphql_url=self.graphql_url),
+            "db_schema": self.db_schema,
+            "db_role": self.db_role,
+        }
 
 
 async def _read_text(runtime: RuntimeClient, path: str) -> tuple[str, str] | None:
@@ -126,6 +136,28 @@ class AppDatabase:
                 )
         record = creds.record
         return AppDbInfo(graphql_url=url, db_schema=record.schema_name, db_role=record.role_name)
+
+    async def try_prepare_session(
+        self,
+        app_id: str,
+        runtime: RuntimeClient,
+        *,
+        preview_url: str,
+        public_base_url: str | None = None,
+    ) -> AppDbInfo | None:
+        """:meth:`prepare_session`, but a failure is logged and answered with None, so a
+        Hasura outage never fails a session (the app just has no database this time).
+
+        Cancellation: the caller's cancellation propagates; nothing is left running.
+        """
+        try:
+            with trio.fail_after(3 * self.config.timeout_s):
+                return await self.prepare_session(
+                    app_id, runtime, preview_url=preview_url, public_base_url=public_base_url
+                )
+        except (HasuraError, RuntimeClientError, trio.TooSlowError) as exc:
+            log.warning("app %s: database not prepared: %s", app_id, exc)
+            return None
 
     async def cleanup(self, app_id: str) -> bool:
         """Drop the app's tables, schema and row (project delete). Idempotent.
