@@ -83,6 +83,7 @@ export interface AmicableProtocol {
   ExecOutput?: ExecOutput;
   ExecRequest?: ExecRequest;
   ExecResult?: ExecResult;
+  GitInfo?: GitInfo;
   GlobRequest?: GlobRequest;
   GlobResult?: GlobResult;
   GrepMatch?: GrepMatch;
@@ -474,6 +475,18 @@ export interface ExecResult {
   truncated: boolean;
 }
 /**
+ * The project's GitLab repository (INIT ``git``; absent when sync is off).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "GitInfo".
+ */
+export interface GitInfo {
+  gitlab_project_id: number;
+  http_url_to_repo: string;
+  path_with_namespace: string;
+  web_url: string;
+}
+/**
  * This interface was referenced by `AmicableProtocol`'s JSON-Schema
  * via the `definition` "GlobRequest".
  */
@@ -570,6 +583,7 @@ export interface InitReply {
   db_role?: string | null;
   db_schema?: string | null;
   exists: boolean;
+  git?: GitInfo | null;
   hitl_pending?: HitlPending | null;
   permission_mode?: "default" | "accept_edits" | "bypass";
   project: ProjectInfo;
@@ -583,6 +597,9 @@ export interface InitReply {
  * via the `definition` "ProjectInfo".
  */
 export interface ProjectInfo {
+  gitlab_path?: string | null;
+  gitlab_project_id?: number | null;
+  gitlab_web_url?: string | null;
   name: string;
   project_id: string;
   project_prompt?: string | null;

@@ -314,6 +314,19 @@ class ProjectInfo:
     slug: str
     template_id: str
     project_prompt: str | None = None
+    gitlab_project_id: int | None = None
+    gitlab_path: str | None = None
+    gitlab_web_url: str | None = None
+
+
+@attrs.frozen
+class GitInfo:
+    """The project's GitLab repository (INIT ``git``; absent when sync is off)."""
+
+    web_url: str
+    path_with_namespace: str
+    gitlab_project_id: int
+    http_url_to_repo: str
 
 
 @attrs.frozen
@@ -375,6 +388,7 @@ class InitReply:
     db: DbInfo | None = None
     db_schema: str | None = None
     db_role: str | None = None
+    git: GitInfo | None = None
 
 
 TracePhase = Literal[
