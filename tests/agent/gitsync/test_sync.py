@@ -217,3 +217,44 @@ async def push_foreign_commit(
     )
     await git_out("-C", str(clone), "push", "-q", bare, "HEAD:main")
     return await git_out("-C", str(clone), "rev-parse", "HEAD")
+
+
+async def test_bootstrap_pushes_a_baseline_only_into_an_empty_repository(
+    git_sync: GitSync, gitlab: FakeGitLab, workspace: DirWorkspace
+) -> None:
+    project = make_project()
+    first = await git_sync.bootstrap_if_empty(project, workspace)
+    assert first is not None
+    assert first.pushed
+    assert await git_sync.bootstrap_if_empty(project, workspace) is None
+    repo = gitlab.by_path("amicable/demo-app")
+    assert repo is not None
+    message = await git_out(
+        f"--git-dir={gitlab.repo_dir(repo)}", "log", "-1", "--format=%B", "main"
+    )
+    assert message.startswith("Bootstrap sandbox template\n\nProject Name: Demo App\n")
+    assert "About: make a demo" in message
+    record = await git_sync.repo_record(project.project_id)
+    assert record is not None
+    info = record.to_git_info()
+    assert info.path_with_namespace == "amicable/demo-app"
+    assert info.http_url_to_repo == f"{gitlab.base_url}/amicable/demo-app.git"
+    assert record.project_fields()["gitlab_project_id"] == repo.id
+
+
+async def test_symlinks_inside_the_tree_are_kept_and_escaping_ones_skipped(
+    git_sync: GitSync, gitlab: FakeGitLab, workspace: DirWorkspace
+) -> None:
+    (workspace.root / "src/link.tsx").symlink_to("App.tsx")
+    (workspace.root / "passwd").symlink_to("/etc/passwd")
+    (workspace.root / "up").symlink_to("../../..")
+    project = make_project()
+    result = await git_sync.sync(project, workspace, CommitMessage("links"))
+    assert result.pushed
+    repo = gitlab.by_path("amicable/demo-app")
+    assert repo is not None
+    tree = await git_out(f"--git-dir={gitlab.repo_dir(repo)}", "ls-tree", "-r", "main")
+    assert "120000 blob" in tree
+    assert "src/link.tsx" in tree
+    assert "passwd" not in tree
+    assert "\tup" not in tree

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
+
+if TYPE_CHECKING:
+    from amicable_agent.store import Project
 
 SUBJECT_MAX = 72
 BODY_TEXT_MAX = 600
@@ -111,3 +114,21 @@ def user_message(text: str) -> CommitMessage:
     """A message given by the editor (``commit_message``): first line subject, rest body."""
     first, _, rest = text.strip().partition("\n")
     return CommitMessage(first, rest)
+
+
+def bootstrap_message(project: Project) -> CommitMessage:
+    """The baseline commit pushed when a project's branch does not exist yet."""
+    about = shorten(collapse(project.prompt or ""), 220) or (
+        "No project description was provided at creation time."
+    )
+    body = "\n".join(
+        [
+            f"Project Name: {project.name}",
+            f"Project: {project.slug} ({project.project_id})",
+            f"Template: {project.template_id}",
+            f"About: {about}",
+            "",
+            "Initial baseline commit created from the sandbox template state.",
+        ]
+    )
+    return CommitMessage("Bootstrap sandbox template", body)

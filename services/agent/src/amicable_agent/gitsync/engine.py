@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
+from amicable_protocol.messages import GitInfo
 
-from .commits import CommitMessage, TurnSummary, turn_message
+from .commits import CommitMessage, TurnSummary, bootstrap_message, turn_message
 from .errors import GitCommandError, GitSyncError
 from .git import Git
 from .workspace import STATE_PATH, SyncState
@@ -67,6 +68,23 @@ class RepoRecord:
         return cls(
             project.id, project.path_with_namespace, project.web_url, project.http_url_to_repo
         )
+
+    def to_git_info(self) -> GitInfo:
+        """The INIT ``git`` object as the protocol type."""
+        return GitInfo(
+            web_url=self.gitlab_web_url,
+            path_with_namespace=self.gitlab_path,
+            gitlab_project_id=self.gitlab_project_id,
+            http_url_to_repo=self.http_url_to_repo,
+        )
+
+    def project_fields(self) -> dict[str, Any]:
+        """The INIT ``project.gitlab_*`` fields (``attrs.evolve(info, **fields)``)."""
+        return {
+            "gitlab_project_id": self.gitlab_project_id,
+            "gitlab_path": self.gitlab_path,
+            "gitlab_web_url": self.gitlab_web_url,
+        }
 
     def git_info(self) -> dict[str, Any]:
         """Upstream's INIT ``git`` object."""
@@ -314,6 +332,15 @@ class GitSync:
     ) -> SyncResult:
         """:meth:`sync` with the deterministic message of an agent turn."""
         return await self.sync(project, workspace, turn_message(turn))
+
+    async def bootstrap_if_empty(self, project: Project, workspace: Workspace) -> SyncResult | None:
+        """Push the sandbox as the baseline commit when the remote branch does not exist yet
+        (upstream's INIT step); None when the branch already exists."""
+        record = await self.ensure_repo(project)
+        git = await self._open_git(project.project_id)
+        if await self.remote_head(git, record) is not None:
+            return None
+        return await self.sync(project, workspace, bootstrap_message(project))
 
     async def _commit_and_push(
         self, git: Git, record: RepoRecord, tree: Path, message: CommitMessage
