@@ -12,28 +12,23 @@ restart the next turn continues it (:func:`compaction.repair` closes a round tha
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
-import attrs
 import trio
-from amicable_protocol._converter import structure, unstructure
 from amicable_protocol.messages import (
     Empty,
     ErrorData,
     HistoryEntry,
     HitlRequestData,
     MessageType,
-    QaResult,
     TextData,
     TraceEvent,
     Usage,
     UserData,
 )
 
-from . import qa as qa_mod
 from .autoheal import AutoHealLimiter, build_prompt, fingerprint_of, paused_detail
-from .compaction import append_user, compact, fit_context, repair
+from .compaction import append_user, compact, repair
 from .errors import RuntimeClientError
 from .hitl import (
     STATE_KEY,
@@ -44,7 +39,7 @@ from .hitl import (
     rejection_message,
     validate_response,
 )
-from .llm import LlmClient, LlmError, TokenUsage, estimate_cost_usd
+from .llm import AssistantMessage, LlmClient, LlmError, estimate_cost_usd
 from .prompts import (
     SYSTEM_PROMPT,
     load_workspace_instructions,
@@ -52,9 +47,10 @@ from .prompts import (
     user_content,
     wrap_user_text,
 )
-from .redact import redact_payload
 from .safety import needs_approval
-from .tools import run_tool, status_line, tool_definitions
+from .turn_state import TurnState, reasoning_summary, send_status, send_trace
+from .turn_stream import stream_answer
+from .turn_tools import qa_round, run_tools
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -81,67 +77,6 @@ Outcome = Literal["done", "paused"]
 def create_engine(settings: LoopSettings) -> TurnEngine:
     """The production turn engine for ``settings`` (one per agent process)."""
     return Engine(settings)
-
-
-@attrs.define
-class TurnState:
-    """Counters and buffers of one turn (persisted while it waits for approval)."""
-
-    assistant_msg_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
-    file_msg_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
-    text: str = ""
-    tool_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    changed_files: list[str] = attrs.field(factory=list)
-    changed_since_qa: bool = False
-    commands: int = 0
-    qa_rounds: int = 0
-    qa_passed: bool | None = None
-    streaming: str = attrs.field(default="", metadata={"transient": True})
-    pending_results: list[dict[str, Any]] = attrs.field(factory=list)
-
-    @property
-    def usage(self) -> TokenUsage:
-        return TokenUsage(
-            self.input_tokens,
-            self.output_tokens,
-            self.cache_read_input_tokens,
-            self.cache_creation_input_tokens,
-        )
-
-    def add_usage(self, usage: TokenUsage) -> None:
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
-        self.cache_read_input_tokens += usage.cache_read_input_tokens
-        self.cache_creation_input_tokens += usage.cache_creation_input_tokens
-
-    def visible(self, current: str = "") -> str:
-        """The turn's cumulative text with ``current`` (the message being streamed)."""
-        if not current:
-            return self.text
-        return f"{self.text}\n\n{current}" if self.text else current
-
-    def commit(self, text: str) -> None:
-        if text.strip():
-            self.text = self.visible(text.strip())
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = unstructure(self)
-        data.pop("streaming", None)
-        data.pop("pending_results", None)
-        return data
-
-    @classmethod
-    def from_json(cls, value: Any) -> TurnState:
-        if not isinstance(value, dict):
-            return cls()
-        try:
-            return structure(value, cls)
-        except Exception:
-            return cls()
 
 
 class Engine:
@@ -415,14 +350,10 @@ class Engine:
         await host.store.save_state(pid, CHAT_KEY, tail)
 
     async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
-        if state is not None and event.assistant_msg_id is None:
-            event = attrs.evolve(event, assistant_msg_id=state.assistant_msg_id)
-        await host.send(MessageType.TRACE_EVENT, event)
+        await send_trace(host, state, event)
 
     async def _status(self, host: SessionHost, state: TurnState, text: str) -> None:
-        await host.send(MessageType.UPDATE_FILE, TextData(text), msg_id=state.file_msg_id)
-
-    # --- the model loop ------------------------------------------------------------------
+        await send_status(host, state, text)
 
     def _system(self, summary: str, instructions: str) -> str:
         # Workspace instructions live in the system prompt (re-read every turn) rather than
@@ -489,43 +420,8 @@ class Engine:
 
     async def _stream(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, system: str
-    ) -> Any:
-        last_sent = -1e9
-        sent_text = state.visible()
-
-        async def on_text(text: str) -> None:
-            nonlocal last_sent, sent_text
-            state.streaming = text
-            now = trio.current_time()
-            if now - last_sent >= self.settings.partial_interval_s:
-                last_sent = now
-                sent_text = state.visible(text)
-                await host.send(
-                    MessageType.AGENT_PARTIAL, TextData(sent_text), msg_id=state.assistant_msg_id
-                )
-
-        async def flush() -> None:
-            nonlocal sent_text
-            text = state.visible(state.streaming)
-            if text != sent_text:
-                sent_text = text
-                await host.send(
-                    MessageType.AGENT_PARTIAL, TextData(text), msg_id=state.assistant_msg_id
-                )
-
-        request = fit_context(messages, self.settings.context_budget_chars)
-        answer = await self.llm.stream_message(
-            system=system, messages=request, tools=tool_definitions(),
-            on_text=on_text, on_text_done=flush,
-        )  # fmt: skip
-        state.add_usage(answer.usage)
-        state.streaming = ""
-        final = state.visible(answer.text.strip())
-        if final != sent_text and answer.text.strip():
-            await host.send(
-                MessageType.AGENT_PARTIAL, TextData(final), msg_id=state.assistant_msg_id
-            )
-        return answer
+    ) -> AssistantMessage:
+        return await stream_answer(self.llm, self.settings, host, messages, state, system)
 
     async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
         pending = build_pending(gated, state.to_json())
@@ -554,112 +450,13 @@ class Engine:
         *,
         rejected: dict[str, str] | None = None,
     ) -> None:
-        """Run the calls of one assistant message in order and append their results."""
-        state.pending_results = []
-        rejected = rejected or {}
-        for block in tool_uses:
-            tid, name = block["id"], block["name"]
-            args = dict(block.get("input") or {})
-            if tid in rejected:
-                result = {"type": "tool_result", "tool_use_id": tid,
-                          "content": rejected[tid], "is_error": True}  # fmt: skip
-                state.pending_results.append(result)
-                continue
-            if state.tool_calls >= self.settings.turn_max_tool_calls:
-                state.pending_results.append({
-                    "type": "tool_result", "tool_use_id": tid, "is_error": True,
-                    "content": "Not run: this turn's tool-call budget is used up.",
-                })  # fmt: skip
-                continue
-            state.tool_calls += 1
-            safe_input = redact_payload(args, secrets=self._secrets)
-            await self._trace(host, state, TraceEvent(
-                phase="tool_start", tool_name=name, input=safe_input, run_id=tid))  # fmt: skip
-            line = status_line(name, args)
-            if line:
-                await self._status(host, state, line)
-            started = trio.current_time()
-            outcome = await run_tool(
-                host.runtime, name, args, mode=host.permission_mode,
-                output_max_chars=self.settings.tool_output_max_chars,
-            )  # fmt: skip
-            if name == "execute":
-                state.commands += 1
-            if outcome.changed_path:
-                state.changed_since_qa = True
-                if outcome.changed_path not in state.changed_files:
-                    state.changed_files.append(outcome.changed_path)
-            await self._trace(host, state, TraceEvent(
-                phase="tool_error" if outcome.is_error else "tool_end", tool_name=name,
-                input=safe_input, run_id=tid,
-                output=redact_payload(outcome.content, secrets=self._secrets),
-                error=redact_payload(outcome.content, secrets=self._secrets, limit=500)
-                if outcome.is_error else None,
-                duration_ms=int((trio.current_time() - started) * 1000),
-            ))  # fmt: skip
-            state.pending_results.append({
-                "type": "tool_result", "tool_use_id": tid, "content": outcome.content,
-                "is_error": outcome.is_error,
-            })  # fmt: skip
-        messages.append({"role": "user", "content": state.pending_results})
-        state.pending_results = []
-        await host.store.save_conversation(host.project.project_id, messages)
-
-    # --- QA ------------------------------------------------------------------------------
+        await run_tools(host, messages, tool_uses, state, settings=self.settings,
+                        secrets=self._secrets, rejected=rejected)  # fmt: skip
 
     async def _qa_round(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
     ) -> bool:
-        """Run QA if files changed; True when the model gets another (self-heal) round."""
-        if not (self.settings.qa_enabled and state.changed_since_qa):
-            return False
-        state.changed_since_qa = False
-        await self._status(host, state, "Running QA checks (lint/typecheck/build)...")
-
-        async def on_check(check: qa_mod.QaCheck) -> None:
-            await self._trace(host, state, TraceEvent(
-                phase="qa_check", tool_name="qa", input={"command": check.command},
-                output={"exit_code": check.exit_code, "truncated": check.truncated,
-                        "output": redact_payload(check.output[-2000:], secrets=self._secrets)},
-                duration_ms=check.duration_ms,
-            ))  # fmt: skip
-
-        outcome = await qa_mod.run_qa(host.runtime, self.settings, on_check=on_check)
-        state.qa_passed = outcome.passed
-        failed = outcome.first_failure
-        if failed is None:
-            return False
-        await host.send(MessageType.ERROR, ErrorData(
-            error="qa_failed", detail=qa_mod.failure_detail(failed),
-            qa_results=tuple(QaResult(c.command, c.exit_code, c.truncated, c.duration_ms)
-                             for c in outcome.checks),
-        ))  # fmt: skip
-        pid = host.project.project_id
-        if outcome.failure_kind == "environment":
-            note = (
-                f"QA failed due to a sandbox environment/setup issue on `{failed.command}` "
-                "(a required tool is missing), so I did not try to fix it by editing code."
-            )
-        elif state.qa_rounds < self.settings.self_heal_max_rounds:
-            state.qa_rounds += 1
-            await self._status(host, state, "QA failed, attempting self-heal...")
-            messages.append({"role": "user", "content": qa_mod.self_heal_message(failed)})
-            await host.store.save_conversation(pid, messages)
-            return True
-        else:
-            await self._status(
-                host, state, "QA still failing after self-heal attempts; preparing summary..."
-            )
-            note = (
-                f"I couldn't get the project into a passing state after {state.qa_rounds} "
-                f"self-heal round(s) (max {self.settings.self_heal_max_rounds}); "
-                f"`{failed.command}` still fails (exit {failed.exit_code})."
-            )
-        state.commit(note)
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": note}]})
-        messages[:] = repair(messages)
-        await host.store.save_conversation(pid, messages)
-        return False
+        return await qa_round(host, messages, state, settings=self.settings, secrets=self._secrets)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -668,21 +465,3 @@ def _is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_is_cancellation(e) for e in exc.exceptions)
     return False
-
-
-def reasoning_summary(state: TurnState) -> str:
-    """The heuristic one-sentence ``reasoning_summary`` of a turn."""
-    parts = []
-    if state.changed_files:
-        shown = ", ".join(state.changed_files[:5])
-        more = f" and {len(state.changed_files) - 5} more" if len(state.changed_files) > 5 else ""
-        parts.append(f"updated {shown}{more}")
-    if state.commands:
-        parts.append(f"ran {state.commands} command(s)")
-    if state.qa_passed is True:
-        parts.append("QA checks passed")
-    elif state.qa_passed is False:
-        parts.append("QA checks still fail")
-    if not parts:
-        return "I looked into your request and answered without changing files."
-    return "I " + "; ".join(parts) + f" ({state.tool_calls} tool call(s))."
