@@ -4,8 +4,10 @@
 runs on Trio). The SDK's own retries are off: we retry 429, 529, 5xx, connection errors and
 streams that drop mid-way with exponential backoff, and after a drop we ask the model to
 continue the text already streamed (assistant prefill), so nothing the user saw is lost.
-The SDK makes the request (auth, base URL, timeouts, HTTP errors); the SSE body is parsed
-here (:class:`SseParser`) into plain dicts, one ``json.loads`` per event and no pydantic.
+The SDK makes the request (auth, base URL, timeouts, HTTP errors) over a lean HTTP/1.1
+transport (:mod:`amicable_agent.llm_http`); the SSE body is read straight from that
+transport's stream and parsed here (:class:`SseParser`) into plain dicts, one
+``json.loads`` per event and no pydantic.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import attrs
 import trio
 
 from .errors import AgentError
+from .llm_http import BODY, LeanResponseStream, LeanTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterable, Awaitable, Callable
 
     from anthropic.types import MessageParam, ToolParam
 
@@ -176,6 +179,7 @@ class LlmClient:
             base_url=settings.base_url,
             max_retries=0,
             timeout=settings.request_timeout_s,
+            http_client=anthropic.DefaultAsyncHttpxClient(transport=LeanTransport()),
         )
 
     async def aclose(self) -> None:
@@ -280,7 +284,13 @@ class LlmClient:
             http_response = response.http_response
             parser = SseParser()
             error: dict[str, Any] | None = None
-            async for chunk in http_response.aiter_bytes():
+            # The lean transport's body, read directly (httpx adds two generator layers
+            # per chunk); a proxied request went through httpx's own transport instead.
+            body = http_response.extensions.get(BODY)
+            chunks: AsyncIterable[bytes] = (
+                body if isinstance(body, LeanResponseStream) else http_response.aiter_bytes()
+            )
+            async for chunk in chunks:
                 for event in parser.feed(chunk):
                     if error is not None:
                         continue
