@@ -18,9 +18,14 @@ from .http_util import HttpError
 from .ws import CLOSE_POLICY, origin_allowed, serve_socket
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from .state import AppState
+    from .ws_server import RawWebSocket
+
+#: Paths of the editor WebSocket.
+WS_PATHS = ("/", "/ws")
 
 
 def _own_origin(scheme: str, host: str) -> str:
@@ -90,8 +95,10 @@ def create_public_app(state: AppState) -> QuartTrio:
             return
         await serve_socket(state.manager, websocket, queue_size=config.ws_send_queue_size)
 
-    app.add_websocket("/", "ws_root", ws_handler)
-    app.add_websocket("/ws", "ws_path", ws_handler)
+    # Normally served by ws_server (create_ws_handler); these routes are the fallback for a
+    # WebSocket upgrade that arrives on an already used keep-alive connection.
+    app.add_websocket(WS_PATHS[0], "ws_root", ws_handler)
+    app.add_websocket(WS_PATHS[1], "ws_path", ws_handler)
 
     @app.get("/")
     async def index() -> Response:
@@ -117,6 +124,23 @@ def create_public_app(state: AppState) -> QuartTrio:
         return found
 
     return app
+
+
+def create_ws_handler(state: AppState) -> Callable[[RawWebSocket], Awaitable[None]]:
+    """The editor WebSocket handler of :func:`amicable_agent.ws_server.serve_public`
+    (the same checks as the app's own WebSocket routes, on the fast socket)."""
+    config = state.config
+
+    async def handle(socket: RawWebSocket) -> None:
+        own = _own_origin("ws", socket.host)
+        allowed = origin_allowed(socket.headers.get("origin"), config.allowed_origins, own)
+        await socket.accept()
+        if not allowed:
+            await socket.close(CLOSE_POLICY, "origin not allowed")
+            return
+        await serve_socket(state.manager, socket, queue_size=config.ws_send_queue_size)
+
+    return handle
 
 
 def create_internal_app(state: AppState) -> QuartTrio:

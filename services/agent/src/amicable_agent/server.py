@@ -13,12 +13,13 @@ from amicable_protocol.messages import MAX_FRAME_BYTES
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .app import create_internal_app, create_public_app
+from .app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
 from .config import ConfigError
 from .runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sqlite_store import open_sqlite_store
 from .state import AppState
+from .ws_server import serve_public
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -128,14 +129,17 @@ async def serve(
             state = AppState(
                 config=config, store=store, backend=backend, manager=manager, background=nursery
             )
-            public_binds = await nursery.start(
-                hypercorn_serve,
-                create_public_app(state),
-                _hypercorn_config(config.host, config.port),
-            )
+            public_port = await nursery.start(
+                lambda task_status: serve_public(
+                    create_public_app(state),
+                    _hypercorn_config(config.host, config.port),
+                    host=config.host, port=config.port, ws_paths=WS_PATHS,
+                    ws_handler=create_ws_handler(state), task_status=task_status,
+                )
+            )  # fmt: skip
             internal_binds = await nursery.start(
                 hypercorn_serve,
                 create_internal_app(state),
                 _hypercorn_config(config.internal_host, config.internal_port),
             )
-            task_status.started(ServerPorts(_port(public_binds), _port(internal_binds)))
+            task_status.started(ServerPorts(public_port, _port(internal_binds)))

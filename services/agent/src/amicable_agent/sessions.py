@@ -40,6 +40,7 @@ from .errors import AgentError, SandboxProvisionError
 from .sandboxes import SandboxBackend, SandboxHandle, sandbox_id_for
 from .store import Store
 from .turn_api import RuntimeClient, TurnEngine
+from .ws_server import frame_bytes
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -87,11 +88,12 @@ class Outgoing:
     """A message on its way to the sockets: encoded at most once, however many sockets
     (and only if some socket actually sends it; a coalesced partial is never encoded)."""
 
-    __slots__ = ("_frame", "message")
+    __slots__ = ("_frame", "_wire", "message")
 
     def __init__(self, message: ServerMessage) -> None:
         self.message = message
         self._frame: str | None = None
+        self._wire: bytes | None = None
 
     @property
     def frame(self) -> str:
@@ -99,6 +101,13 @@ class Outgoing:
         if self._frame is None:
             self._frame = encode_server_message(self.message)
         return self._frame
+
+    @property
+    def wire(self) -> bytes:
+        """:attr:`frame` as a complete WebSocket frame (built once for every socket)."""
+        if self._wire is None:
+            self._wire = frame_bytes(self.frame)
+        return self._wire
 
 
 class Attachment:
@@ -164,9 +173,10 @@ class Attachment:
             trio.WouldBlock: nothing is queued.
             trio.EndOfChannel: the attachment was dropped and everything has been taken.
         """
-        return self._take().message
+        return self.take_nowait().message
 
-    def _take(self) -> Outgoing:
+    def take_nowait(self) -> Outgoing:
+        """The next queued message with its cached encodings (see :meth:`receive_nowait`)."""
         queue = self._queue
         while queue:
             out = queue.popleft()
@@ -193,7 +203,7 @@ class Attachment:
         """
         while True:
             try:
-                return self._take()
+                return self.take_nowait()
             except trio.WouldBlock:
                 await self._lot.park()
 

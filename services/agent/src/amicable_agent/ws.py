@@ -41,7 +41,12 @@ SEND_TIMEOUT_S = 30.0
 
 
 class SocketLike(Protocol):
-    """The part of quart's ``websocket`` object a connection uses."""
+    """The part of quart's ``websocket`` object a connection uses.
+
+    A socket that also has ``send_frames(frames: list[bytes])`` (ready-made WebSocket
+    frames, :class:`~amicable_agent.ws_server.RawWebSocket`) gets every queued message in
+    one call.
+    """
 
     async def receive(self) -> str | bytes: ...
 
@@ -107,13 +112,25 @@ class Connection:
 
     async def _writer(self, scope: trio.CancelScope) -> None:
         attachment = self._attachment
+        send_frames = getattr(self._socket, "send_frames", None)
         while True:
             try:
                 out = await attachment.receive()
             except trio.EndOfChannel:
                 break
             with trio.move_on_after(SEND_TIMEOUT_S) as sending:
-                await self._socket.send(out.frame)
+                if send_frames is None:
+                    await self._socket.send(out.frame)
+                else:
+                    # Everything queued goes out in one write, each frame built once for
+                    # all sockets.
+                    frames = [out.wire]
+                    while True:
+                        try:
+                            frames.append(attachment.take_nowait().wire)
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await send_frames(frames)
             if sending.cancelled_caught:  # a stalled client: give up on it
                 log.warning("closing a WebSocket that stopped reading")
                 scope.cancel()
