@@ -19,6 +19,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response
 from quart_trio import QuartTrio
+from trio.testing import MockClock
 
 from .conftest import JWT_KEY, Hasura, static_origins
 
@@ -70,7 +71,7 @@ async def run_proxy(config: Any, origins: Any = None) -> AsyncIterator[Proxy]:
         cfg.accesslog = None
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(hypercorn_serve, app, cfg)
-            async with httpx.AsyncClient(trust_env=False) as http:
+            async with httpx.AsyncClient(trust_env=False, timeout=None) as http:
                 yield Proxy(binds[0], db, http)
             nursery.cancel_scope.cancel()
 
@@ -244,13 +245,22 @@ async def test_hasura_down_is_a_clear_503(hasura: Hasura, closed_port_url: str) 
         assert resp.headers["access-control-allow-origin"] == ORIGIN_1
 
 
-async def test_slow_hasura_is_a_504(hasura: Hasura) -> None:
-    async with run_proxy(attrs.evolve(hasura.config, timeout_s=0.5)) as proxy:
+@pytest.fixture
+def slow_clock() -> MockClock:
+    """Virtual time that jumps only after 0.5 s of real idleness: loopback round trips
+    finish long before that, while a Hasura that never answers lets it reach the deadline."""
+    return MockClock(autojump_threshold=0.5)
+
+
+async def test_slow_hasura_is_a_504(hasura: Hasura, slow_clock: MockClock) -> None:
+    async with run_proxy(attrs.evolve(hasura.config, timeout_s=10.0)) as proxy:
         assert proxy.db is not None
         key = (await proxy.db.provisioner.ensure_app("p1")).app_key
         hasura.fake.graphql_delay_s = math.inf
+        start = trio.current_time()
         resp = await proxy.post("p1", {"query": "{ __typename }"}, key=key)
         assert (resp.status_code, resp.text) == (504, "hasura timeout")
+        assert trio.current_time() - start >= 10.0  # the deadline, not an early failure
 
 
 async def test_feature_off_answers_404(hasura: Hasura) -> None:
