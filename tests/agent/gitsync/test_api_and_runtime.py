@@ -157,3 +157,56 @@ async def test_git_routes_errors(api: Any, gitlab: FakeGitLab) -> None:
     refused = await api.client.get(f"/api/projects/{pid}/git/status")
     assert refused.status_code == 502
     assert refused.json()["error"] == "gitlab_error"
+
+
+class _Backend:
+    """Just enough SandboxBackend for the default opener: ``ensure`` returns the runtime."""
+
+    def __init__(self, handle: SandboxHandle, fail: bool = False) -> None:
+        self.handle = handle
+        self.fail = fail
+        self.ensured: list[str] = []
+
+    async def ensure(self, session_id: str, *, project_id: str, template_id: str) -> SandboxHandle:
+        await trio.lowlevel.checkpoint()
+        if self.fail:
+            from amicable_agent.errors import SandboxProvisionError
+
+            raise SandboxProvisionError("no capacity")
+        self.ensured.append(project_id)
+        return self.handle
+
+
+async def test_the_default_opener_provisions_through_the_backend(
+    nursery: trio.Nursery, git_sync: GitSync, runtime_handle: SandboxHandle, tmp_path: Path
+) -> None:
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        project = await store.create_project("Opener", template_id="vite")
+        backends = [_Backend(runtime_handle), _Backend(runtime_handle, fail=True)]
+        urls = []
+        for backend in backends:
+            app = QuartTrio("gitsync_default_opener")
+            manager = SimpleNamespace(
+                get=lambda _pid: None, deps=SimpleNamespace(provision_timeout_s=60)
+            )
+            app.config["AMICABLE_STATE"] = SimpleNamespace(
+                store=store, manager=manager, backend=backend
+            )
+            api_git.init_app(app, git_sync)
+
+            @app.errorhandler(HttpError)
+            async def http_error(exc: HttpError) -> Response:
+                return exc.response()
+
+            config = HypercornConfig()
+            config.bind = ["127.0.0.1:0"]
+            config.accesslog = None
+            urls.append((await nursery.start(hypercorn_serve, app, config))[0])
+        async with httpx.AsyncClient(timeout=60) as client:
+            ok = await client.post(f"{urls[0]}/api/projects/{project.project_id}/git/sync")
+            down = await client.post(f"{urls[1]}/api/projects/{project.project_id}/git/sync")
+    assert ok.status_code == 200
+    assert ok.json()["pushed"] is True
+    assert backends[0].ensured == [project.project_id]
+    assert down.status_code == 503
+    assert down.json()["error"] == "sandbox_unavailable"

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from .commits import CommitMessage, TurnSummary, turn_message, ui_sync_message
 from .config import DEFAULT_EXCLUDES, GitSyncConfig
-from .engine import GitSync, RepoRecord, StatusResult, SyncResult, open_git_sync
+from .engine import (
+    GitSync,
+    ProjectRef,
+    RepoRecord,
+    StatusResult,
+    SyncResult,
+    open_git_sync,
+)
 from .errors import GitCommandError, GitLabApiError, GitSyncError
 from .hooks import PROGRESS_TEXT, sync_after_turn
 from .pull import NoBaseline, PullResult
@@ -26,6 +33,7 @@ __all__ = [
     "GitSyncConfig",
     "GitSyncError",
     "NoBaseline",
+    "ProjectRef",
     "PullResult",
     "RepoRecord",
     "StatusResult",

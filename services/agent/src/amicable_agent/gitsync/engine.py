@@ -45,6 +45,20 @@ REPO_STATE_KEY = "gitlab_repo"
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "stale info", "[remote rejected]")
 
 
+class ProjectRef(Protocol):
+    """What sync needs to know about a project (``store.Project`` and the protocol's
+    ``ProjectInfo`` both fit)."""
+
+    @property
+    def project_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def slug(self) -> str: ...
+
+
 class StateStore(Protocol):
     """The part of :class:`amicable_agent.store.Store` sync uses."""
 
@@ -182,7 +196,7 @@ class GitSync:
         await self._store.save_state(project_id, REPO_STATE_KEY, attrs.asdict(record))
         return record
 
-    async def ensure_repo(self, project: Project) -> RepoRecord:
+    async def ensure_repo(self, project: ProjectRef) -> RepoRecord:
         """The project's repository, created (with fallback paths) and persisted if needed.
 
         Raises:
@@ -201,12 +215,12 @@ class GitSync:
 
     # --- project lifecycle hooks -------------------------------------------------------
 
-    async def project_created(self, project: Project) -> RepoRecord:
+    async def project_created(self, project: ProjectRef) -> RepoRecord:
         """Create the repository of a new project (hook for ``POST /api/projects``)."""
         async with self.locked(project.project_id):
             return await self.ensure_repo(project)
 
-    async def project_renamed(self, project: Project) -> RepoRecord:
+    async def project_renamed(self, project: ProjectRef) -> RepoRecord:
         """Move the repository to the project's new slug (hook for ``PATCH``)."""
         async with self.locked(project.project_id):
             known = await self.repo_record(project.project_id)
@@ -309,7 +323,7 @@ class GitSync:
                 await trio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
     async def sync(
-        self, project: Project, workspace: Workspace, message: CommitMessage
+        self, project: ProjectRef, workspace: Workspace, message: CommitMessage
     ) -> SyncResult:
         """Commit the sandbox's tree on the branch and push it.
 
@@ -328,7 +342,7 @@ class GitSync:
             return result
 
     async def sync_turn(
-        self, project: Project, workspace: Workspace, turn: TurnSummary
+        self, project: ProjectRef, workspace: Workspace, turn: TurnSummary
     ) -> SyncResult:
         """:meth:`sync` with the deterministic message of an agent turn."""
         return await self.sync(project, workspace, turn_message(turn))
@@ -395,7 +409,7 @@ class GitSync:
         except GitSyncError as exc:  # the push happened; only the baseline is missing
             log.warning("could not write %s: %s", STATE_PATH, exc.detail)
 
-    async def pull(self, project: Project, workspace: Workspace) -> PullResult:
+    async def pull(self, project: ProjectRef, workspace: Workspace) -> PullResult:
         """Apply remote changes to the sandbox (see :mod:`amicable_agent.gitsync.pull`)."""
         from .pull import pull
 
@@ -403,7 +417,7 @@ class GitSync:
 
     # --- status ------------------------------------------------------------------------
 
-    async def status(self, project: Project, workspace: Workspace) -> StatusResult:
+    async def status(self, project: ProjectRef, workspace: Workspace) -> StatusResult:
         """Remote head vs. the sandbox's baseline (upstream ``/git/status``).
 
         Raises:

@@ -22,10 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from amicable_agent.sandboxes import SandboxHandle
-    from amicable_agent.store import Project
 
     from .commits import TurnSummary
-    from .engine import GitSync, SyncResult
+    from .engine import GitSync, ProjectRef, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ TURN_SYNC_TIMEOUT_S = 600.0
 
 async def sync_after_turn(
     git_sync: GitSync,
-    project: Project,
+    project: ProjectRef,
     handle: SandboxHandle,
     turn: TurnSummary,
     *,

@@ -19,9 +19,7 @@ from .errors import GitSyncError
 from .workspace import SHADOW_ROOT, is_excluded
 
 if TYPE_CHECKING:
-    from amicable_agent.store import Project
-
-    from .engine import GitSync
+    from .engine import GitSync, ProjectRef
     from .git import Git
     from .workspace import Workspace
 
@@ -75,7 +73,7 @@ async def _is_symlink(git: Git, rev: str, path: str) -> bool:
     return out.text.startswith("120000")
 
 
-async def pull(gs: GitSync, project: Project, workspace: Workspace) -> PullResult:
+async def pull(gs: GitSync, project: ProjectRef, workspace: Workspace) -> PullResult:
     """Apply remote changes to the sandbox (under the project lock).
 
     Raises:
