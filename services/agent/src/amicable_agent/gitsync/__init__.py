@@ -19,7 +19,7 @@ from .engine import (
     open_git_sync,
 )
 from .errors import GitCommandError, GitLabApiError, GitSyncError
-from .hooks import PROGRESS_TEXT, sync_after_turn
+from .hooks import PROGRESS_TEXT, best_effort, message_callbacks, sync_after_turn
 from .pull import NoBaseline, PullResult
 from .workspace import Workspace, open_workspace
 
@@ -40,6 +40,8 @@ __all__ = [
     "SyncResult",
     "TurnSummary",
     "Workspace",
+    "best_effort",
+    "message_callbacks",
     "open_git_sync",
     "open_workspace",
     "sync_after_turn",

@@ -9,9 +9,10 @@ exception other than cancellation leaves this function.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
+from amicable_protocol.messages import ErrorData, MessageType, TextData
 
 from amicable_agent.errors import AgentError
 
@@ -20,6 +21,8 @@ from .workspace import open_workspace
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from amicable_protocol.messages import ServerData
 
     from amicable_agent.sandboxes import SandboxHandle
 
@@ -30,6 +33,44 @@ log = logging.getLogger(__name__)
 
 PROGRESS_TEXT = "Committing changes to GitLab..."
 TURN_SYNC_TIMEOUT_S = 600.0
+HOOK_TIMEOUT_S = 120.0
+
+
+def message_callbacks(
+    send: Callable[[MessageType, ServerData], Awaitable[None]],
+) -> tuple[Callable[[str], Awaitable[None]], Callable[[str], Awaitable[None]]]:
+    """``(on_progress, on_error)`` for :func:`sync_after_turn` that send ``update_file``
+    ``{text}`` and ``error {error: "git_sync_failed: …"}`` through ``send`` (e.g.
+    ``session.send``)."""
+
+    async def on_progress(text: str) -> None:
+        await send(MessageType.UPDATE_FILE, TextData(text))
+
+    async def on_error(text: str) -> None:
+        await send(MessageType.ERROR, ErrorData(error=text))
+
+    return on_progress, on_error
+
+
+async def best_effort(
+    what: str, fn: Callable[..., Awaitable[Any]], *args: Any, timeout_s: float = HOOK_TIMEOUT_S
+) -> bool:
+    """Run a project hook (``git_sync.project_created`` …) under a deadline; log failures.
+
+    Returns whether it succeeded. Cancellation propagates.
+    """
+    try:
+        with trio.fail_after(timeout_s):
+            await fn(*args)
+    except trio.TooSlowError:
+        log.warning("GitLab %s took over %.0fs", what, timeout_s)
+    except GitSyncError as exc:
+        log.warning("GitLab %s failed: %s", what, exc.detail or exc.code)
+    except Exception:  # best effort: never fail the project operation
+        log.exception("GitLab %s crashed", what)
+    else:
+        return True
+    return False
 
 
 async def sync_after_turn(

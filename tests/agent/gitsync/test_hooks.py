@@ -1,0 +1,56 @@
+"""The session-facing helpers: message callbacks and best-effort project hooks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from amicable_agent.gitsync import GitSync, best_effort, message_callbacks
+from amicable_agent.gitsync.errors import GitLabApiError
+from amicable_agent.testing.fake_gitlab import FakeGitLab
+from amicable_protocol.messages import ErrorData, MessageType, TextData
+
+from .conftest import make_project
+
+
+async def test_message_callbacks_send_update_file_and_error() -> None:
+    sent: list[tuple[MessageType, Any]] = []
+
+    async def send(kind: MessageType, data: Any) -> None:
+        sent.append((kind, data))
+
+    on_progress, on_error = message_callbacks(send)
+    await on_progress("Committing changes to GitLab...")
+    await on_error("git_sync_failed: GitLab refused access (HTTP 403)")
+    assert sent == [
+        (MessageType.UPDATE_FILE, TextData("Committing changes to GitLab...")),
+        (MessageType.ERROR, ErrorData(error="git_sync_failed: GitLab refused access (HTTP 403)")),
+    ]
+
+
+async def test_best_effort_hooks_report_success_and_swallow_failures(
+    git_sync: GitSync, gitlab: FakeGitLab, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = make_project()
+    assert await best_effort("create", git_sync.project_created, project) is True
+    assert gitlab.by_path("amicable/demo-app") is not None
+
+    async def broken(_: Any) -> None:
+        await trio.lowlevel.checkpoint()
+        raise GitLabApiError(500, "boom")
+
+    with caplog.at_level(logging.WARNING):
+        assert await best_effort("rename", broken, project) is False
+    assert "GitLab rename failed: GitLab 500: boom" in caplog.text
+
+
+async def test_best_effort_hooks_have_a_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    async def hangs() -> None:
+        await trio.sleep_forever()
+
+    start = trio.current_time()
+    assert await best_effort("delete", hangs, timeout_s=120) is False
+    assert trio.current_time() - start == pytest.approx(120)
