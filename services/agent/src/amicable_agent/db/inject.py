@@ -19,6 +19,8 @@ DB_JS_PATH = "/public/amicable-db.js"
 INDEX_HTML_PATH = "/index.html"
 DB_SCRIPT_TAG = '<script src="/amicable-db.js"></script>'
 _GLOBAL = "window.__AMICABLE_DB__"
+#: What the file says when the app has no database (Hasura off or unavailable).
+PLACEHOLDER_JS = f"{_GLOBAL} = null;\n"
 _ASSIGN = re.compile(r"window\.__AMICABLE_DB__\s*=\s*(\{.*\})\s*;?\s*$", re.DOTALL)
 _HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
 _HAS_TAG = re.compile(r"""<script[^>]*\ssrc\s*=\s*["']/amicable-db\.js["']""", re.IGNORECASE)

@@ -22,7 +22,15 @@ from amicable_protocol.messages import DbInfo
 from amicable_agent.errors import HasuraError, RuntimeClientError
 
 from .hasura import open_hasura_client
-from .inject import DB_JS_PATH, INDEX_HTML_PATH, db_js, graphql_url, parse_db_js, patch_index_html
+from .inject import (
+    DB_JS_PATH,
+    INDEX_HTML_PATH,
+    PLACEHOLDER_JS,
+    db_js,
+    graphql_url,
+    parse_db_js,
+    patch_index_html,
+)
 from .origin import OriginPolicy, preview_origin
 from .provisioning import Provisioner
 from .proxy import DbProxy
@@ -64,6 +72,17 @@ async def _read_text(runtime: RuntimeClient, path: str) -> tuple[str, str] | Non
             return None
         raise
     return content.decode("utf-8", errors="replace"), sha
+
+
+async def _placeholder_if_missing(runtime: RuntimeClient) -> None:
+    # An index.html patched on an earlier init must not load a 404 (the runtime bridge
+    # would report it as an app error): the app sees "no database" instead.
+    try:
+        with trio.fail_after(30):
+            if await _read_text(runtime, DB_JS_PATH) is None:
+                await runtime.write_file(DB_JS_PATH, PLACEHOLDER_JS.encode("utf-8"))
+    except (RuntimeClientError, trio.TooSlowError) as exc:
+        log.warning("could not write the amicable-db.js placeholder: %s", exc)
 
 
 class AppDatabase:
@@ -157,6 +176,7 @@ class AppDatabase:
                 )
         except (HasuraError, RuntimeClientError, trio.TooSlowError) as exc:
             log.warning("app %s: database not prepared: %s", app_id, exc)
+            await _placeholder_if_missing(runtime)
             return None
 
     async def cleanup(self, app_id: str) -> bool:
