@@ -258,3 +258,28 @@ async def test_symlinks_inside_the_tree_are_kept_and_escaping_ones_skipped(
     assert "src/link.tsx" in tree
     assert "passwd" not in tree
     assert "\tup" not in tree
+
+
+async def test_a_push_rejected_because_the_branch_moved_is_retried_on_top(
+    git_sync: GitSync, gitlab: FakeGitLab, workspace: DirWorkspace, tmp_path: Path
+) -> None:
+    project = make_project()
+    first = await git_sync.sync(project, workspace, CommitMessage("first"))
+    repo = gitlab.by_path("amicable/demo-app")
+    assert repo is not None
+    foreign: list[str] = []
+
+    async def race(_: object) -> None:
+        foreign.append(await push_foreign_commit(gitlab, repo, tmp_path, {"RACE.md": "r\n"}))
+
+    gitlab.before_push.append(race)
+    (workspace.root / "src/App.tsx").write_text("mine\n")
+    second = await git_sync.sync(project, workspace, CommitMessage("second"))
+    assert second.pushed
+    assert foreign  # the race really happened
+    pushes = [r for r in gitlab.requests if r.target.endswith("service=git-receive-pack")]
+    assert len(pushes) == 3  # first sync, rejected attempt, retry
+    log = await git_out(f"--git-dir={gitlab.repo_dir(repo)}", "log", "--format=%H", "main")
+    assert log.splitlines() == [second.commit_sha, foreign[0], first.commit_sha]
+    files = await remote_files(gitlab, repo)
+    assert files["src/App.tsx"] == "mine"

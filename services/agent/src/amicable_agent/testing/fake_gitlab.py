@@ -5,7 +5,8 @@ memory; every project is a real bare repository under ``root`` served by ``git
 http-backend`` (CGI), so real ``git fetch``/``git push`` run against it with the token
 checked (Basic ``<any user>:<token>`` or Bearer). Knobs for tests: :attr:`FakeGitLab.
 push_forbidden` (403 on push, as GitLab answers without write access), :attr:`requests`
-(everything received, headers included), :attr:`max_concurrent_pushes`.
+(everything received, headers included), :attr:`max_concurrent_pushes`,
+:attr:`before_push` (move the branch while a client pushes).
 
 Usage::
 
@@ -21,7 +22,7 @@ import shutil
 import signal
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -29,6 +30,9 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 
 @attrs.define
@@ -74,6 +78,9 @@ class FakeGitLab:
         self.projects: dict[int, FakeProject] = {}
         self.requests: list[RecordedRequest] = []
         self.push_forbidden = False
+        #: One-shot hooks run when a push starts (before the refs are advertised), e.g. to
+        #: move the branch meanwhile; each is removed once it ran.
+        self.before_push: list[Callable[[FakeProject], Awaitable[None]]] = []
         self.max_concurrent_pushes = 0
         self._pushing = 0
         self._next_id = 1
@@ -276,6 +283,8 @@ class FakeGitLab:
         )
         if pushing and self.push_forbidden:
             return Response("You are not allowed to push code to this project.\n", status=403)
+        if pushing and request.method == "GET" and self.before_push:
+            await self.before_push.pop(0)(project)
         raw = await request.get_data(as_text=False)
         body = raw if isinstance(raw, bytes) else raw.encode()
         if pushing and request.method == "POST":
