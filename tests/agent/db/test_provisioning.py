@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from amicable_agent.db import Provisioner, app_schema_name, open_hasura_client
+import trio
+from amicable_agent.db import HasuraClient, Provisioner, app_schema_name, open_hasura_client
 from amicable_agent.db.sql import sha256_hex
 from amicable_agent.errors import HasuraError
 
@@ -112,3 +113,20 @@ async def test_hasura_errors_are_clear(hasura: Hasura, closed_port_url: str) -> 
     assert info.value.status == 0
     assert info.value.code == "unreachable"
     assert "admin-secret" not in str(info.value)
+
+
+async def test_two_agents_racing_on_one_app_leave_one_valid_row(hasura: Hasura) -> None:
+    keys: list[str] = []
+    async with open_hasura_client(hasura.config) as a, open_hasura_client(hasura.config) as b:
+
+        async def ensure(client: HasuraClient) -> None:
+            keys.append((await Provisioner(client).ensure_app("p1")).app_key)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ensure, a)
+            nursery.start_soon(ensure, b)
+        record = await Provisioner(a).get_app("p1")
+    assert record is not None
+    assert len(keys) == 2
+    assert sum(record.key_matches(k) for k in keys) == 1  # the last writer's key
+    assert len(_rows(hasura, "SELECT app_id FROM amicable_meta.apps")) == 1
