@@ -153,6 +153,12 @@ async def test_git_routes_errors(api: Any, gitlab: FakeGitLab) -> None:
     assert no_base.status_code == 409
     assert no_base.json()["error"] == "git_pull_no_baseline"
     assert no_base.json()["remote_sha"]
+    (gitlab.root.parent / "workspace" / "new.txt").write_text("n\n")
+    guarded = await api.client.post(f"/api/projects/{pid}/git/sync", json={})
+    assert guarded.json()["error"] == "git_sync_failed"
+    assert "never synced" in guarded.json()["detail"]
+    forced = await api.client.post(f"/api/projects/{pid}/git/sync", json={"force": True})
+    assert forced.json()["pushed"] is True
     gitlab.token = "rotated"  # GitLab now refuses our token
     refused = await api.client.get(f"/api/projects/{pid}/git/status")
     assert refused.status_code == 502

@@ -161,7 +161,8 @@ async def test_concurrent_syncs_of_one_project_are_serialised(
     results = []
 
     async def run(ws: DirWorkspace, subject: str) -> None:
-        results.append(await git_sync.sync(project, ws, CommitMessage(subject)))
+        # force: ``other`` has no baseline (it never synced) and would be refused
+        results.append(await git_sync.sync(project, ws, CommitMessage(subject), force=True))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, workspace, "a")
@@ -283,3 +284,47 @@ async def test_a_push_rejected_because_the_branch_moved_is_retried_on_top(
     assert log.splitlines() == [second.commit_sha, foreign[0], first.commit_sha]
     files = await remote_files(gitlab, repo)
     assert files["src/App.tsx"] == "mine"
+
+
+async def test_a_fresh_sandbox_is_restored_from_gitlab_instead_of_pushed_over_it(
+    git_sync: GitSync, gitlab: FakeGitLab, workspace: DirWorkspace, tmp_path: Path
+) -> None:
+    project = make_project()
+    (workspace.root / ".gitignore").write_text("*.log\n")
+    (workspace.root / "src/Work.tsx").write_text("the user's work\n")
+    synced = await git_sync.sync(project, workspace, CommitMessage("work"))
+    repo = gitlab.by_path("amicable/demo-app")
+    assert repo is not None
+
+    # the sandbox is replaced by the template (a restarted pod, a new claim)
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    (fresh_dir / "src").mkdir()
+    (fresh_dir / "src/App.tsx").write_text("template app\n")
+    (fresh_dir / "src/Template.tsx").write_text("template only\n")
+    (fresh_dir / "debug.log").write_text("ignored by .gitignore\n")
+    (fresh_dir / "node_modules").mkdir()
+    (fresh_dir / "node_modules/x.js").write_text("deps\n")
+    fresh = DirWorkspace(fresh_dir)
+
+    with pytest.raises(GitSyncError) as info:
+        await git_sync.sync(project, fresh, CommitMessage("would clobber"))
+    assert info.value.code == "git_sync_no_baseline"
+    assert "src/Work.tsx" in await remote_files(gitlab, repo)  # nothing was pushed
+
+    restored = await git_sync.restore_if_fresh(project, fresh)
+    assert restored is not None
+    assert restored.remote_sha == synced.commit_sha
+    assert "/src/Work.tsx" in restored.added
+    assert restored.modified == ("/src/App.tsx",)
+    assert restored.deleted == ("/src/Template.tsx",)
+    assert (fresh_dir / "src/Work.tsx").read_text() == "the user's work\n"
+    assert (fresh_dir / "src/App.tsx").read_text() == (workspace.root / "src/App.tsx").read_text()
+    assert (fresh_dir / "debug.log").exists()  # ignored files stay
+    assert (fresh_dir / "node_modules/x.js").exists()  # excluded files stay
+    assert await git_sync.restore_if_fresh(project, fresh) is None  # it has a baseline now
+    again = await git_sync.sync(project, fresh, CommitMessage("after restore"))
+    # identical content; only the executable bit is lost (the runtime's file API writes
+    # new files 0644 and has no chmod), so the next sync records that mode change
+    assert again.name_status == "M\tscripts/run.sh"
+    assert "0 insertions(+), 0 deletions(-)" in again.diff_stat

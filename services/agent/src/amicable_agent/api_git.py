@@ -110,7 +110,11 @@ def _sandbox_error(exc: GitSyncError) -> HttpError | None:
 
 @bp.post("/api/projects/<project_id>/git/sync")
 async def sync(project_id: str) -> Response:
-    """``{commit_message?}`` -> ``{pushed, commit_sha, diff_stat, name_status}``."""
+    """``{commit_message?, force?}`` -> ``{pushed, commit_sha, diff_stat, name_status}``.
+
+    ``force`` pushes a sandbox without a baseline over a non-empty branch (otherwise that
+    fails with ``detail`` naming ``git_sync_no_baseline``'s reason).
+    """
     git_sync = _git_sync()
     project = await project_or_404(project_id)
     raw = await request.get_json(force=True, silent=True)
@@ -119,9 +123,10 @@ async def sync(project_id: str) -> Response:
     if text is not None and not isinstance(text, str):
         raise HttpError(400, "invalid_request", "commit_message must be a string")
     message = user_message(text) if text and text.strip() else ui_sync_message(project.slug)
+    force = body.get("force") is True
     try:
         async with _opener()(project) as workspace:
-            result = await git_sync.sync(project, workspace, message)
+            result = await git_sync.sync(project, workspace, message, force=force)
     except GitLabApiError as exc:
         raise HttpError(502, "gitlab_error", exc.detail) from exc
     except GitSyncError as exc:

@@ -259,7 +259,8 @@ class GitSync:
         (scoped to that URL) is sent, and only there."""
         return f"{self.config.base_url}/{record.gitlab_path}.git"
 
-    async def _open_git(self, project_id: str) -> Git:
+    async def open_git(self, project_id: str) -> Git:
+        """The project's cached bare repository (created on first use)."""
         git_dir = self._git_dir(project_id)
         git = Git(self.config, git_dir)
         if not (git_dir / "HEAD").exists():
@@ -306,7 +307,9 @@ class GitSync:
     # --- sync --------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _sandbox_tree(self, workspace: Workspace) -> AsyncIterator[Path]:
+    async def sandbox_tree(self, workspace: Workspace) -> AsyncIterator[Path]:
+        """The sandbox's tree (minus excludes) in a scratch directory, removed afterwards."""
+
         def make_scratch() -> Path:
             self.config.cache_dir.mkdir(parents=True, exist_ok=True)
             return Path(tempfile.mkdtemp(prefix="tree-", dir=self.config.cache_dir))
@@ -323,21 +326,32 @@ class GitSync:
                 await trio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
     async def sync(
-        self, project: ProjectRef, workspace: Workspace, message: CommitMessage
+        self,
+        project: ProjectRef,
+        workspace: Workspace,
+        message: CommitMessage,
+        *,
+        force: bool = False,
     ) -> SyncResult:
         """Commit the sandbox's tree on the branch and push it.
 
-        Returns ``pushed=False`` (with the current sha) when nothing changed.
+        Returns ``pushed=False`` (with the current sha) when nothing changed. A sandbox
+        without a baseline (``git_state.json``: new or reset, e.g. a restarted pod) is not
+        pushed over a non-empty branch unless ``force``: that would replace the project's
+        files with the template (upstream did); :meth:`restore_if_fresh` first.
 
         Raises:
-            GitSyncError: GitLab, git or the sandbox failed (``code`` says which).
+            GitSyncError: GitLab, git or the sandbox failed (``code`` says which);
+                ``git_sync_no_baseline`` as above.
         """
         async with self.locked(project.project_id):
             record = await self.ensure_repo(project)
-            git = await self._open_git(project.project_id)
-            async with self._sandbox_tree(workspace) as tree:
-                result = await self._commit_and_push(git, record, tree, message)
-            await self._write_state(workspace, result.commit_sha)
+            git = await self.open_git(project.project_id)
+            state = await self.read_state(workspace)
+            guard = not force and (state is None or state.remote_head_sha is None)
+            async with self.sandbox_tree(workspace) as tree:
+                result = await self._commit_and_push(git, record, tree, message, guard=guard)
+            await self.write_state(workspace, result.commit_sha)
             self._syncs += 1
             return result
 
@@ -351,13 +365,25 @@ class GitSync:
         """Push the sandbox as the baseline commit when the remote branch does not exist yet
         (upstream's INIT step); None when the branch already exists."""
         record = await self.ensure_repo(project)
-        git = await self._open_git(project.project_id)
+        git = await self.open_git(project.project_id)
         if await self.remote_head(git, record) is not None:
             return None
         return await self.sync(project, workspace, bootstrap_message(project))
 
+    async def restore_if_fresh(
+        self, project: ProjectRef, workspace: Workspace
+    ) -> PullResult | None:
+        """Fill a sandbox that has no baseline from the remote branch (remote wins).
+
+        For INIT of a new or reset sandbox of a project whose repository has commits.
+        Returns None when the sandbox has a baseline or the branch does not exist.
+        """
+        from .pull import restore
+
+        return await restore(self, project, workspace)
+
     async def _commit_and_push(
-        self, git: Git, record: RepoRecord, tree: Path, message: CommitMessage
+        self, git: Git, record: RepoRecord, tree: Path, message: CommitMessage, *, guard: bool
     ) -> SyncResult:
         branch_ref = f"refs/heads/{self.config.branch}"
         last_error = ""
@@ -376,6 +402,12 @@ class GitSync:
             ).text
             if not _name_status_ok(name_status):
                 return SyncResult(False, remote_sha)
+            if guard and remote_sha is not None:
+                raise GitSyncError(
+                    "git_sync_no_baseline",
+                    f"the sandbox was never synced with {record.gitlab_path} (new or reset "
+                    "sandbox); restore it from GitLab first",
+                )
             diff_stat = (await git.run("diff", "--cached", "--stat", work_tree=tree)).text
             await git.run(
                 "commit", "--quiet", "--no-verify", "--file=-",
@@ -395,13 +427,15 @@ class GitSync:
             log.info("push of %s rejected (remote moved); retrying on top", record.gitlab_path)
         raise GitSyncError("git_push_rejected", f"the remote branch kept moving: {last_error}")
 
-    async def _read_state(self, workspace: Workspace) -> SyncState | None:
+    async def read_state(self, workspace: Workspace) -> SyncState | None:
+        """The sandbox's ``git_state.json``, None when missing or unusable."""
         raw = await workspace.read(STATE_PATH)
         return SyncState.parse(raw) if raw is not None else None
 
-    async def _write_state(
+    async def write_state(
         self, workspace: Workspace, sha: str | None, conflicts: tuple[dict[str, Any], ...] = ()
     ) -> None:
+        """Record the sandbox's baseline (best effort: a failure is logged)."""
         state = SyncState(self.config.branch, sha, time.time(), conflicts)
         body = json.dumps(state.to_json(), indent=2).encode() + b"\n"
         try:
@@ -424,12 +458,12 @@ class GitSync:
             GitSyncError: ``git_remote_status_failed`` when the remote cannot be read.
         """
         record = await self.ensure_repo(project)
-        git = await self._open_git(project.project_id)
+        git = await self.open_git(project.project_id)
         try:
             remote = await self.remote_head(git, record)
         except GitSyncError as exc:
             raise GitSyncError("git_remote_status_failed", exc.detail) from exc
-        state = await self._read_state(workspace)
+        state = await self.read_state(workspace)
         local = state.remote_head_sha if state else None
         return StatusResult(
             remote_sha=remote,

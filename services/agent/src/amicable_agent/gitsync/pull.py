@@ -14,11 +14,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
 from .errors import GitSyncError
 from .workspace import SHADOW_ROOT, is_excluded
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .engine import GitSync, ProjectRef
     from .git import Git
     from .workspace import Workspace
@@ -82,11 +85,11 @@ async def pull(gs: GitSync, project: ProjectRef, workspace: Workspace) -> PullRe
     """
     async with gs.locked(project.project_id):
         record = await gs.ensure_repo(project)
-        git = await gs._open_git(project.project_id)
+        git = await gs.open_git(project.project_id)
         remote = await gs.fetch(git, record)
         if remote is None:
             return PullResult(False, None, error="remote_branch_missing")
-        state = await gs._read_state(workspace)
+        state = await gs.read_state(workspace)
         base = state.remote_head_sha if state else None
         if base is None:
             raise NoBaseline(remote)
@@ -129,7 +132,62 @@ async def pull(gs: GitSync, project: ProjectRef, workspace: Workspace) -> PullRe
             else:
                 await workspace.write(shadow, theirs)
             conflicts.append({"path": public, "remote_shadow_path": shadow, "remote_sha": remote})
-        await gs._write_state(workspace, remote, tuple(conflicts))
+        await gs.write_state(workspace, remote, tuple(conflicts))
         return PullResult(
             True, remote, tuple(added), tuple(modified), tuple(deleted), tuple(conflicts)
         )
+
+
+def _put(target: Path, content: bytes) -> None:
+    if target.is_symlink():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
+
+
+async def restore(gs: GitSync, project: ProjectRef, workspace: Workspace) -> PullResult | None:
+    """Make a sandbox without a baseline equal to the remote branch (remote wins).
+
+    Files the branch has are written where the sandbox differs; files it does not have (and
+    that are neither excluded nor ignored by the project's ``.gitignore``) are deleted.
+    Returns None when the sandbox has a baseline or the branch does not exist.
+    """
+    async with gs.locked(project.project_id):
+        state = await gs.read_state(workspace)
+        if state is not None and state.remote_head_sha:
+            return None
+        record = await gs.ensure_repo(project)
+        git = await gs.open_git(project.project_id)
+        remote = await gs.fetch(git, record)
+        if remote is None:
+            return None
+        added: list[str] = []
+        modified: list[str] = []
+        deleted: list[str] = []
+        excludes = gs.config.effective_excludes
+        async with gs.sandbox_tree(workspace) as tree:
+            await git.run("read-tree", remote)
+            diff = await git.run("diff", "--name-status", "--no-renames", "-z", work_tree=tree)
+            fields = diff.stdout.decode("utf-8", "replace").split("\0")
+            for status, path in zip(fields[0::2], fields[1::2], strict=False):
+                if not path or status not in ("M", "D"):
+                    continue
+                if is_excluded(path, False, excludes) or await _is_symlink(git, remote, path):
+                    continue
+                content = await _blob(git, remote, path)
+                if content is None:
+                    continue
+                await workspace.write("/" + path, content)
+                (added if status == "D" else modified).append("/" + path)
+                # mirror it locally so the branch's .gitignore files apply below
+                await trio.to_thread.run_sync(_put, tree / path, content)
+            others = await git.run(
+                "ls-files", "-z", "--others", "--exclude-standard", work_tree=tree
+            )
+            for path in others.stdout.decode("utf-8", "replace").split("\0"):
+                if path:
+                    await workspace.remove("/" + path)
+                    deleted.append("/" + path)
+        await gs.write_state(workspace, remote)
+        log.info("restored sandbox of %s from %s", project.project_id, remote)
+        return PullResult(True, remote, tuple(added), tuple(modified), tuple(deleted))
