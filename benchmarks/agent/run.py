@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parents[2]
 #: processes (importing run.py would load the anthropic SDK there too).
 CHILDREN = Path(__file__).with_name("children.py")
 _host: contextvars.ContextVar[BenchHost] = contextvars.ContextVar("host")
+#: LoopSettings overrides from the command line (``--partial-interval``); empty = defaults.
+_overrides: dict[str, Any] = {}
 
 
 class Store:
@@ -127,7 +129,7 @@ async def fake_process(
 async def bench_streaming(sessions: int, deltas: int, interval_s: float) -> None:
     async with trio.open_nursery() as nursery:
         url = await nursery.start(fake_process, deltas, interval_s)
-        settings = LoopSettings(api_key="bench", base_url=url, qa_enabled=False)
+        settings = LoopSettings(api_key="bench", base_url=url, qa_enabled=False, **_overrides)
         engine = Engine(settings, llm=TimedLlm(settings))
         with tempfile.TemporaryDirectory() as tmp:
             hosts = [BenchHost(i, WorkspaceRuntime(Path(tmp))) for i in range(sessions)]
@@ -274,7 +276,7 @@ async def bench_websocket(
 
         async with trio.open_nursery() as nursery:
             url = await nursery.start(fake_process, deltas, interval_s)
-            settings = LoopSettings(api_key="bench", base_url=url, qa_enabled=False)
+            settings = LoopSettings(api_key="bench", base_url=url, qa_enabled=False, **_overrides)
             engine = StampEngine(settings, llm=StampLlm(settings))
             config = AgentConfig(host="127.0.0.1", port=0, internal_port=0,
                                  data_dir=Path(tmp) / "data",
@@ -322,8 +324,11 @@ async def bench_websocket(
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(f"websocket ({client} client): {sessions} sessions through the agent server; "
-          f"wall {wall:.2f} s, {len(latencies)} partials, agent CPU {cpu:.2f} s "
+    interval = LoopSettings(**_overrides).partial_interval_s
+    print(f"websocket ({client} client): {sessions} sessions x {deltas} deltas every "
+          f"{interval_s * 1000:.0f} ms through the agent server, partials >= "
+          f"{interval * 1000:.0f} ms apart; wall {wall:.2f} s, {len(latencies)} partials, "
+          f"agent CPU {cpu:.2f} s = {cpu / (sessions * deltas) * 1000:.3f} s per 1,000 deltas "
           f"({cpu / wall * 100:.0f}% of one core), preempted {preempted / wall:.0f}/s by the OS, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
     print(f"  agent receive -> client receive: p50 {p50:.3f} ms, p99 {p99:.3f} ms "
@@ -391,7 +396,14 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="PATH", help="cProfile the agent during the (first) WebSocket run"
     )
+    parser.add_argument(
+        "--partial-interval",
+        type=float,
+        help="LoopSettings.partial_interval_s (default: the product default)",
+    )
     args = parser.parse_args()
+    if args.partial_interval is not None:
+        _overrides["partial_interval_s"] = args.partial_interval
     if not args.skip_streaming:
         if not args.skip_engine:
             trio.run(bench_streaming, args.sessions, args.deltas, args.interval)

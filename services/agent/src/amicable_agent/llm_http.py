@@ -25,6 +25,7 @@ import trio
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Awaitable, Callable
 
 _MAX_HEAD = 64 * 1024
 _RECEIVE = 64 * 1024
@@ -37,13 +38,18 @@ BODY = "amicable_lean_body"
 class _Connection:
     """One HTTP/1.1 connection; ``buffer`` holds bytes read past the previous message."""
 
-    __slots__ = ("buffer", "origin", "reused", "stream")
+    __slots__ = ("buffer", "origin", "receive", "reused", "stream")
 
     def __init__(self, origin: _Origin, stream: trio.abc.Stream) -> None:
         self.origin = origin
         self.stream = stream
         self.buffer = b""
         self.reused = False
+        # Plain TCP reads the trio socket directly: SocketStream.receive_some adds a
+        # generator context manager and a conflict check per call (errors are OSError).
+        self.receive: Callable[[int], Awaitable[bytes | bytearray]] = (
+            stream.socket.recv if isinstance(stream, trio.SocketStream) else stream.receive_some
+        )
 
 
 def _timeouts(request: httpx2.Request) -> tuple[float, float, float]:
@@ -183,7 +189,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         scope = trio.CancelScope(deadline=trio.current_time() + timeout_s)
         try:
             with scope:
-                return bytes(await conn.stream.receive_some(_RECEIVE))  # no copy for bytes
+                return bytes(await conn.receive(_RECEIVE))  # no copy for bytes
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx2.ReadError(str(exc) or "connection lost", request=request) from exc
         raise httpx2.ReadTimeout("timed out reading the response", request=request)

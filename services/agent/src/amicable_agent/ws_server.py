@@ -77,6 +77,7 @@ class RawWebSocket:
         max_message_size: int,
     ) -> None:
         self._stream = stream
+        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._conn = conn
         self._lock = trio.StrictFIFOLock()
         self._max = max_message_size
@@ -98,8 +99,16 @@ class RawWebSocket:
         except trio.WouldBlock:
             await self._lock.acquire()
         try:
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            sock = self._sock
+            if sock is None:
+                await self._stream.send_all(data)
+            else:  # SocketStream.send_all's context managers cost more than the send
+                sent = await sock.send(data)
+                if sent < len(data):
+                    view = memoryview(data)
+                    while sent < len(data):
+                        sent += await sock.send(view[sent:])
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self._gone()
             await trio.lowlevel.checkpoint()
         finally:
