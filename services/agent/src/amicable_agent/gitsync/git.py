@@ -62,6 +62,8 @@ def git_env(config: GitSyncConfig, home: Path) -> dict[str, str]:
         "init.defaultBranch": config.branch,
         "gc.auto": "0",
         "credential.helper": "",
+        # never follow a redirect elsewhere: we always use the repository's current URL
+        "http.followRedirects": "false",
     }
     if config.token:
         settings[f"http.{config.base_url}/.extraHeader"] = (
