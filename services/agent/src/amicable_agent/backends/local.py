@@ -1,13 +1,23 @@
 """``LocalBackend``: sandboxes as local ``amicable-sandbox-runtime`` processes (embedded mode).
 
-Each sandbox is a workspace directory ``<data>/sandboxes/<sandbox id>/workspace`` made by the
-runtime's own CLI (``init-workspace``: template copy + node_modules hard-linked from a cache
-prepared once with ``npm ci``) and one runtime process on free loopback ports with a random
-bearer token; the runtime supervises Vite. Processes are children of the agent, each in its
-own process group (optionally inside bubblewrap) and stop with it; after a restart the next
-``ensure`` brings the same workspace back. A warm pool keeps ``warm_pool_size`` sandboxes
-with the dev server already running; ``ensure`` for a new session adopts one (its directory is
-linked under the new sandbox id). Sandboxes idle for ``idle_ttl_s`` are stopped (not deleted).
+Each sandbox is a workspace directory ``<data>/sandboxes/<sandbox id>/workspace`` and one
+runtime process on free loopback ports with a random bearer token; the runtime supervises
+Vite. Processes are children of the agent, each in its own process group (optionally inside
+bubblewrap) and stop with it; after a restart the next ``ensure`` brings the same workspace
+back. Sandboxes idle for ``idle_ttl_s`` are stopped (not deleted).
+
+Cold start, fastest first:
+
+* **warm pool** (``warm_pool_size``): sandboxes with the dev server already running; ``ensure``
+  for a new session adopts one (its directory is linked under the new sandbox id);
+* **spare workspace** (``spare_workspaces``, :mod:`._spares`): a complete project tree made
+  in the background; ``ensure`` renames it into place and starts the runtime on it, which
+  runs the dev script without npm (:func:`._local_sandbox.dev_command`);
+* otherwise the runtime's ``init-workspace`` (template copy + node_modules hard-linked from
+  a cache prepared once with ``npm ci``) runs *while* the runtime process boots.
+
+Other modules: :mod:`._local_sandbox` (a sandbox's state, argv, bubblewrap, environment),
+:mod:`._local_procs` (process groups, leftover sweeps), :mod:`._warm_pool`, :mod:`._spares`.
 """
 
 from __future__ import annotations
@@ -15,16 +25,13 @@ from __future__ import annotations
 import builtins  # noqa: TC003 - `list` is a method name here
 import json
 import logging
-import os
 import secrets
 import shutil
 import signal
-import socket
-import sys
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import httpx
@@ -39,14 +46,30 @@ from amicable_agent.sandboxes import (
     sandbox_id_for,
 )
 
+from ._local_procs import free_port, kill_group, run_process_group, sweep_leftovers, tail
+from ._local_sandbox import LocalSandbox, runtime_argv, runtime_env
+from ._spares import SpareWorkspaces
+from ._warm_pool import POOL_PREFIX, WarmPool
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from amicable_agent.config import AgentConfig
 
+__all__ = [
+    "POOL_PREFIX",
+    "LocalBackend",
+    "LocalBackendConfig",
+    "free_port",
+    "idle_sandboxes",
+    "open_local_backend",
+]
+
 log = logging.getLogger(__name__)
 
-POOL_PREFIX = "pool-"
+DEFAULT_TEMPLATE = "vite"
+#: How often the backend asks a starting runtime whether its dev server answers.
+_READY_POLL_S = 0.025
 
 
 @attrs.frozen
@@ -61,13 +84,15 @@ class LocalBackendConfig:
         hmr_client_port: the preview router's port (the browser's HMR socket goes there).
         isolation: ``none`` or ``bwrap`` (bubblewrap: read-only system, private /tmp and PID
             namespace, only the sandbox directory writable).
-        warm_pool_size: sandboxes kept ready for new sessions.
+        warm_pool_size: sandboxes kept ready (dev server running) for new sessions.
+        spare_workspaces: complete workspaces of the default template kept on disk for new
+            sessions (no process; 0 disables).
         idle_ttl_s: stop a sandbox after this long without activity (0 = never).
         start_timeout_s: deadline for workspace creation + runtime + dev server.
         cache_dir: node_modules cache (default ``<data_dir>/cache``).
-        refill_delay_s: wait this long after a warm sandbox was adopted before starting its
-            replacement, so the refill does not compete with the adopted preview's first
-            page loads for CPU.
+        refill_delay_s: wait this long after a warm sandbox or a spare was taken before
+            making its replacement, so the refill does not compete with the adopted
+            preview's first page loads for CPU.
     """
 
     data_dir: Path
@@ -76,6 +101,7 @@ class LocalBackendConfig:
     hmr_client_port: int | None = None
     isolation: Literal["none", "bwrap"] = "none"
     warm_pool_size: int = 1
+    spare_workspaces: int = 1
     idle_ttl_s: float = 1800.0
     start_timeout_s: float = 600.0
     cache_dir: Path | None = None
@@ -96,48 +122,6 @@ class LocalBackendConfig:
         )
 
 
-def free_port() -> int:
-    """A currently free loopback TCP port (for the dev server, which must be told one)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-@attrs.define
-class _Sandbox:
-    sandbox_id: str
-    root: Path
-    token: str
-    preview_port: int
-    runtime_port: int = 0
-    pid: int | None = None
-    preview_pid: int | None = None
-    ready: bool = False
-    session_id: str | None = None
-    last_active: float = attrs.field(factory=trio.current_time)
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    stopped: trio.Event = attrs.field(factory=trio.Event)
-
-    @property
-    def workspace(self) -> Path:
-        return self.root / "workspace"
-
-    def handle(self, existed: bool) -> SandboxHandle:
-        return SandboxHandle(
-            sandbox_id=self.sandbox_id,
-            runtime_url=f"http://127.0.0.1:{self.runtime_port}",
-            runtime_token=self.token,
-            preview_upstream=f"http://127.0.0.1:{self.preview_port}",
-            existed=existed,
-        )
-
-
 class LocalBackend:
     """The embedded sandbox backend. Create with :func:`open_local_backend`.
 
@@ -150,12 +134,19 @@ class LocalBackend:
         self._nursery = nursery
         self._root = config.data_dir / "sandboxes"
         self._cache = config.cache_dir or config.data_dir / "cache"
-        self._running: dict[str, _Sandbox] = {}
+        self._running: dict[str, LocalSandbox] = {}
         self._locks: dict[str, trio.Lock] = {}
-        self._pool: list[_Sandbox] = []
-        self._pool_changed = trio.Event()
-        self._pool_filled = trio.Event()
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
+        self.pool = WarmPool(
+            self._root, config.warm_pool_size, config.refill_delay_s, self._start_pooled
+        )
+        self.spares = SpareWorkspaces(
+            self._root,
+            DEFAULT_TEMPLATE,
+            config.spare_workspaces,
+            self._init_argv,
+            config.refill_delay_s,
+        )
 
     # --- SandboxBackend ---------------------------------------------------------------
 
@@ -168,14 +159,13 @@ class LocalBackend:
         on_stage: StageCallback = ignore_stage,
     ) -> SandboxHandle:
         """Reconnect to the running sandbox, restart it from its workspace, adopt a warm
-        one, or create it from the template.
+        one, or create it (from a spare workspace or the template).
 
         Raises:
             SandboxProvisionError: with a reason for the user.
         """
         sandbox_id = sandbox_id_for(session_id)
-        lock = self._locks.setdefault(sandbox_id, trio.Lock())
-        async with lock:
+        async with self._lock(sandbox_id):
             running = self._running.get(sandbox_id)
             if running is not None and running.ready:
                 running.last_active = trio.current_time()
@@ -183,17 +173,20 @@ class LocalBackend:
                 return running.handle(existed=True)
             root = self._root / sandbox_id
             existed = (root / "workspace" / "package.json").exists()
-            if not existed and template_id == "vite":
-                adopted = self._adopt_warm(sandbox_id, root)
-                if adopted is not None:
-                    adopted.session_id = session_id
-                    await on_stage("starting_preview", "Using a prepared workspace")
-                    return adopted.handle(existed=False)
+            create_from: str | None = None
+            if not existed:
+                if template_id == DEFAULT_TEMPLATE:
+                    adopted = self._adopt_warm(sandbox_id, root)
+                    if adopted is not None:
+                        adopted.session_id = session_id
+                        await on_stage("starting_preview", "Using a prepared workspace")
+                        return adopted.handle(existed=False)
+                await on_stage("creating", "Creating the workspace from the template")
+                if not self.spares.take(template_id, root / "workspace"):
+                    create_from = template_id
             try:
                 with trio.fail_after(self._config.start_timeout_s):
-                    sandbox = await self._start(
-                        sandbox_id, root, on_stage, create_from=None if existed else template_id
-                    )
+                    sandbox = await self._start(sandbox_id, root, on_stage, create_from=create_from)
             except trio.TooSlowError as exc:
                 raise SandboxProvisionError("the sandbox did not start in time") from exc
             sandbox.session_id = session_id
@@ -215,19 +208,24 @@ class LocalBackend:
             sandbox.last_active = trio.current_time()
 
     async def delete(self, sandbox_id: str) -> None:
-        """Stop the sandbox and remove its workspace (idempotent)."""
-        await self.stop(sandbox_id)
-        link = self._root / sandbox_id
+        """Stop the sandbox and remove its workspace (idempotent).
 
-        def remove() -> None:
-            if link.is_symlink():
-                target = link.resolve()
-                link.unlink()
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                shutil.rmtree(link, ignore_errors=True)
+        Waits for an ``ensure`` of the same sandbox in progress, so a delete never races a
+        start into a half-removed workspace.
+        """
+        async with self._lock(sandbox_id):
+            await self.stop(sandbox_id)
+            link = self._root / sandbox_id
 
-        await trio.to_thread.run_sync(remove)
+            def remove() -> None:
+                if link.is_symlink():
+                    target = link.resolve()
+                    link.unlink()
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    shutil.rmtree(link, ignore_errors=True)
+
+            await trio.to_thread.run_sync(remove)
 
     async def list(self) -> builtins.list[SandboxInfo]:
         """Running sandboxes and workspaces on disk."""
@@ -267,7 +265,7 @@ class LocalBackend:
         """Stop every sandbox (the owning context manager calls this)."""
         for sandbox_id in list(self._running):
             await self.stop(sandbox_id)
-        for sandbox in list(self._pool):
+        for sandbox in list(self.pool.sandboxes):
             sandbox.scope.cancel()
             with trio.CancelScope(shield=True):
                 await sandbox.stopped.wait()
@@ -282,10 +280,17 @@ class LocalBackend:
         return [p for p in (sandbox.pid, sandbox.preview_pid) if p is not None]
 
     def statistics(self) -> dict[str, int]:
-        """Running and warm sandbox counts."""
-        return {"running": len(self._running), "warm": len(self._pool)}
+        """Running and warm sandbox counts, and spare workspaces ready."""
+        return {
+            "running": len(self._running),
+            "warm": len(self.pool.sandboxes),
+            "spare": self.spares.statistics(),
+        }
 
     # --- processes --------------------------------------------------------------------
+
+    def _lock(self, sandbox_id: str) -> trio.Lock:
+        return self._locks.setdefault(sandbox_id, trio.Lock())
 
     def _init_argv(self, dest: Path, template_id: str) -> builtins.list[str]:
         return [
@@ -298,62 +303,6 @@ class LocalBackend:
             str(self._cache),
         ]
 
-    def _argv(self, sandbox: _Sandbox, ready_file: Path) -> builtins.list[str]:
-        runtime = [*self._config.runtime_command, "--ready-file", str(ready_file)]
-        if self._config.isolation != "bwrap":
-            return runtime
-        bwrap = shutil.which("bwrap") or "bwrap"
-        return [
-            bwrap,
-            "--ro-bind", "/", "/",
-            "--dev", "/dev",
-            "--proc", "/proc",
-            "--tmpfs", "/tmp",
-            *self._tmp_binds(),
-            "--bind", str(sandbox.root), str(sandbox.root),
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--die-with-parent",
-            "--chdir", str(sandbox.workspace),
-            "--",
-            *runtime,
-        ]  # fmt: skip
-
-    def _tmp_binds(self) -> builtins.list[str]:
-        """Read-only binds for what the runtime needs that lives under /tmp (hidden by the
-        sandbox's private /tmp): a checkout or virtualenv there, editable sources on sys.path,
-        the node_modules cache."""
-        wanted = {Path(sys.prefix), Path(self._config.runtime_command[0]).parent.parent}
-        wanted.update(Path(p) for p in sys.path if p)
-        wanted.add(self._cache)
-        bound: builtins.list[Path] = []
-        for path in sorted({p.resolve() for p in wanted if p.exists()}):  # parents first
-            inside_bound = any(path.is_relative_to(b) for b in bound)
-            if path.is_relative_to("/tmp") and path != Path("/tmp") and not inside_bound:
-                bound.append(path)
-        return [arg for path in bound for arg in ("--ro-bind", str(path), str(path))]
-
-    def _env(self, sandbox: _Sandbox) -> dict[str, str]:
-        env = dict(os.environ)
-        for key in list(env):
-            if key.startswith(("AMICABLE_", "ANTHROPIC_")) or key.endswith("_TOKEN"):
-                del env[key]  # no agent secrets inside the sandbox
-        env.update(
-            AMICABLE_RUNTIME_PORT="0",
-            AMICABLE_RUNTIME_HOST="127.0.0.1",
-            AMICABLE_WORKSPACE=str(sandbox.workspace),
-            AMICABLE_RUNTIME_TOKEN=sandbox.token,
-            AMICABLE_PREVIEW_HOST="127.0.0.1",
-            AMICABLE_PREVIEW_PORT=str(sandbox.preview_port),
-            AMICABLE_PREVIEW_LOG_PATH=str(sandbox.root / "preview.log"),
-            __VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS="." + self._config.preview_base_domain,
-            AMICABLE_HMR_PROTOCOL="ws",
-            BROWSER="none",
-        )
-        if self._config.hmr_client_port:
-            env["AMICABLE_HMR_CLIENT_PORT"] = str(self._config.hmr_client_port)
-        return env
-
     async def _start(
         self,
         sandbox_id: str,
@@ -361,11 +310,11 @@ class LocalBackend:
         on_stage: StageCallback,
         *,
         create_from: str | None = None,
-    ) -> _Sandbox:
+    ) -> LocalSandbox:
         """Start a sandbox's runtime; with ``create_from``, create its workspace from that
         template *while* the runtime process boots (its dev server is restarted once the
         workspace is complete), which hides the runtime's start-up time."""
-        sandbox = _Sandbox(
+        sandbox = LocalSandbox(
             sandbox_id=sandbox_id,
             root=root,
             token=secrets.token_urlsafe(32),
@@ -375,18 +324,17 @@ class LocalBackend:
         init: trio.Process | None = None
         try:
             if create_from is not None:
-                await on_stage("creating", "Creating the workspace from the template")
                 init = await self._spawn_init(sandbox, create_from)
             await on_stage("starting_runtime", "Starting the sandbox runtime")
             try:
-                await self._nursery.start(self._run_sandbox, sandbox)
+                await self._nursery.start(self._run_sandbox, sandbox, create_from is None)
             except OSError as exc:
                 raise SandboxProvisionError(f"cannot start the sandbox runtime: {exc}") from exc
             self._running[sandbox_id] = sandbox
             if init is not None:
                 if await init.wait() != 0:
                     raise SandboxProvisionError(
-                        "creating the workspace failed: " + _tail(sandbox.root / "init.log")
+                        "creating the workspace failed: " + tail(sandbox.root / "init.log")
                     )
                 await self._restart_preview(sandbox)
             await on_stage("starting_preview", "Starting the dev server")
@@ -394,14 +342,14 @@ class LocalBackend:
         except BaseException:
             with trio.CancelScope(shield=True):
                 if init is not None and init.returncode is None:
-                    _kill_group(init.pid, signal.SIGKILL)
+                    kill_group(init.pid, signal.SIGKILL)
                     await init.wait()
                 await self.stop(sandbox_id)
             raise
         sandbox.ready = True
         return sandbox
 
-    async def _spawn_init(self, sandbox: _Sandbox, template_id: str) -> trio.Process:
+    async def _spawn_init(self, sandbox: LocalSandbox, template_id: str) -> trio.Process:
         argv = self._init_argv(sandbox.workspace, template_id)
         with (sandbox.root / "init.log").open("wb") as log_file:
             try:
@@ -411,7 +359,7 @@ class LocalBackend:
             except OSError as exc:
                 raise SandboxProvisionError(f"cannot run the sandbox runtime: {exc}") from exc
 
-    async def _restart_preview(self, sandbox: _Sandbox) -> None:
+    async def _restart_preview(self, sandbox: LocalSandbox) -> None:
         """Make sure the dev server runs on the complete workspace.
 
         The runtime holds an npm dev server back until ``package.json`` and ``node_modules``
@@ -434,16 +382,30 @@ class LocalBackend:
             )
 
     async def _run_sandbox(
-        self, sandbox: _Sandbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        sandbox: LocalSandbox,
+        workspace_complete: bool,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run one runtime process until cancelled; started() once its port is known.
 
         Raises:
             SandboxProvisionError: the runtime exited or stalled before listening.
         """
+        config = self._config
         ready_file = sandbox.root / "runtime.ready.json"
         with suppress(FileNotFoundError):
             ready_file.unlink()
+        argv = runtime_argv(
+            config.runtime_command, sandbox, ready_file, config.isolation, [self._cache]
+        )
+        env = runtime_env(
+            sandbox,
+            preview_base_domain=config.preview_base_domain,
+            hmr_client_port=config.hmr_client_port,
+            direct_dev_command=workspace_complete,
+        )
         log_file = (sandbox.root / "runtime.log").open("ab")
         failure: str | None = None
         started = False
@@ -451,22 +413,22 @@ class LocalBackend:
             with sandbox.scope:
                 async with trio.open_nursery() as nursery:
                     process = await nursery.start(
-                        _run_process_group,
-                        self._argv(sandbox, ready_file),
-                        self._env(sandbox),
+                        run_process_group,
+                        argv,
+                        env,
                         sandbox.workspace,
                         log_file,
                         # Inside bubblewrap the reported pid is in another PID namespace;
                         # there the namespace dies with bwrap and takes the dev server along.
                         (lambda: None)
-                        if self._config.isolation == "bwrap"
+                        if config.isolation == "bwrap"
                         else (lambda: sandbox.preview_pid),
                     )
                     sandbox.pid = process.pid
                     with trio.move_on_after(60) as waiting:
                         # Another process writes the file: poll (no event to wait on).
                         while not ready_file.exists() and process.returncode is None:  # noqa: ASYNC110
-                            await trio.sleep(0.05)
+                            await trio.sleep(0.02)
                     if waiting.cancelled_caught or process.returncode is not None:
                         failure = (
                             "the sandbox runtime did not start in time"
@@ -487,17 +449,16 @@ class LocalBackend:
         finally:
             log_file.close()
             with trio.CancelScope(shield=True):
-                await _sweep_leftovers(sandbox)
+                await sweep_leftovers(sandbox.root, sandbox.marker)
             if self._running.get(sandbox.sandbox_id) is sandbox:
                 del self._running[sandbox.sandbox_id]
-            if sandbox in self._pool:
-                self._pool.remove(sandbox)
+            self.pool.discard(sandbox)
             sandbox.ready = False
             sandbox.stopped.set()
         if not started:
             raise SandboxProvisionError(failure or "the sandbox was stopped while starting")
 
-    async def _wait_preview(self, sandbox: _Sandbox) -> None:
+    async def _wait_preview(self, sandbox: LocalSandbox) -> None:
         url = f"http://127.0.0.1:{sandbox.runtime_port}/readyz"
         while True:
             if sandbox.stopped.is_set():
@@ -519,71 +480,41 @@ class LocalBackend:
                     raise SandboxProvisionError(
                         "the dev server keeps crashing; see preview.log in the sandbox directory"
                     )
-            await trio.sleep(0.1)
+            await trio.sleep(_READY_POLL_S)
 
     # --- warm pool --------------------------------------------------------------------
 
-    def _adopt_warm(self, sandbox_id: str, link: Path) -> _Sandbox | None:
-        while self._pool:
-            sandbox = self._pool.pop(0)
-            if not sandbox.ready or sandbox.stopped.is_set():
-                continue
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if link.is_symlink():
-                link.unlink()
-            elif link.exists():
-                shutil.rmtree(link, ignore_errors=True)
-            link.symlink_to(sandbox.root.name)
-            sandbox.sandbox_id = sandbox_id
-            sandbox.last_active = trio.current_time()
-            self._running[sandbox_id] = sandbox
-            self._pool_changed.set()
-            return sandbox
-        return None
+    def _adopt_warm(self, sandbox_id: str, link: Path) -> LocalSandbox | None:
+        sandbox = self.pool.take()
+        if sandbox is None:
+            return None
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            shutil.rmtree(link, ignore_errors=True)
+        link.symlink_to(sandbox.root.name)
+        sandbox.sandbox_id = sandbox_id
+        sandbox.last_active = trio.current_time()
+        self._running[sandbox_id] = sandbox
+        return sandbox
 
-    async def run_warm_pool(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Keep ``warm_pool_size`` sandboxes ready (runs for the backend's lifetime)."""
-        await trio.to_thread.run_sync(self._remove_orphan_pool_dirs)
-        task_status.started()
-        while True:
-            self._pool_changed = trio.Event()
-            while len(self._pool) < self._config.warm_pool_size:
-                name = POOL_PREFIX + secrets.token_hex(6)
-                root = self._root / name
-                try:
-                    with trio.fail_after(self._config.start_timeout_s):
-                        sandbox = await self._start(name, root, ignore_stage, create_from="vite")
-                        await self._prime(sandbox)
-                except (SandboxProvisionError, trio.TooSlowError) as exc:
-                    log.warning("warm pool: %s", getattr(exc, "reason", "start timed out"))
-                    await trio.sleep(30)
-                    continue
-                self._running.pop(name, None)
-                self._pool.append(sandbox)
-            self._pool_filled.set()
-            self._pool_filled = trio.Event()
-            await self._pool_changed.wait()
-            await trio.sleep(self._config.refill_delay_s)
-
-    async def _prime(self, sandbox: _Sandbox) -> None:
-        """Request ``/`` once so Vite's first-request work is done before anyone waits."""
-        with suppress(httpx.HTTPError):
-            await self._http.get(f"http://127.0.0.1:{sandbox.preview_port}/")
+    async def _start_pooled(self, name: str, root: Path) -> LocalSandbox:
+        """Start a warm-pool sandbox and request ``/`` once, so Vite's first-request work
+        is done before anyone waits; it is not listed as running until adopted."""
+        try:
+            with trio.fail_after(self._config.start_timeout_s):
+                sandbox = await self._start(name, root, ignore_stage, create_from=DEFAULT_TEMPLATE)
+                with suppress(httpx.HTTPError):
+                    await self._http.get(f"http://127.0.0.1:{sandbox.preview_port}/")
+        except trio.TooSlowError as exc:
+            raise SandboxProvisionError("start timed out") from exc
+        self._running.pop(name, None)
+        return sandbox
 
     async def wait_pool_filled(self) -> None:
         """Wait until the warm pool holds ``warm_pool_size`` ready sandboxes."""
-        while len(self._pool) < self._config.warm_pool_size:
-            await self._pool_filled.wait()
-
-    def _remove_orphan_pool_dirs(self) -> None:
-        if not self._root.is_dir():
-            return
-        linked = {os.readlink(p) for p in self._root.iterdir() if p.is_symlink()}
-        for entry in self._root.iterdir():
-            if entry.name.startswith(POOL_PREFIX) and entry.name not in linked:
-                shutil.rmtree(entry, ignore_errors=True)
+        await self.pool.wait_filled()
 
     async def run_idle_reaper(self) -> None:
         """Stop sandboxes idle for longer than ``idle_ttl_s``."""
@@ -605,101 +536,23 @@ def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> b
     return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
 
 
-def _tail(path: Path, size: int = 600) -> str:
-    try:
-        return path.read_text(errors="replace")[-size:].strip()
-    except OSError:
-        return ""
-
-
-def _exit_reason(sandbox: _Sandbox) -> str:
-    tail = _tail(sandbox.root / "runtime.log")
-    return "the sandbox runtime exited" + (f": {tail}" if tail else "")
-
-
-def _kill_marked(root: str, marker: bytes) -> int:
-    """SIGKILL processes working under ``root`` whose environment carries ``marker``;
-    returns how many were found. (The marker keeps a person's shell that merely ``cd``-ed
-    into the workspace safe.)"""
-    found = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if not os.readlink(f"/proc/{entry.name}/cwd").startswith(root):
-                continue
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                if marker not in fh.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
-                    continue  # already dead, waiting to be reaped
-        except OSError:
-            continue
-        found += 1
-        with suppress(ProcessLookupError, PermissionError):
-            os.kill(int(entry.name), signal.SIGKILL)
-    return found
-
-
-async def _sweep_leftovers(sandbox: _Sandbox) -> None:
-    """Make sure nothing of a stopped sandbox keeps running: a dev server whose runtime
-    died hard, or processes of a bubblewrap PID namespace still on their way out."""
-    marker = f"AMICABLE_PREVIEW_PORT={sandbox.preview_port}".encode()
-    root = str(await trio.to_thread.run_sync(sandbox.root.resolve))
-    with trio.move_on_after(10):
-        for _ in range(100):
-            if not await trio.to_thread.run_sync(_kill_marked, root, marker):
-                return
-            await trio.sleep(0.1)
-
-
-async def _run_process_group(
-    argv: list[str],
-    env: dict[str, str],
-    cwd: Path,
-    log_file: BinaryIO,
-    preview_pid: Callable[[], int | None],
-    *,
-    task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run ``argv`` in a new session; on cancellation SIGINT the group (the runtime stops
-    its dev server), then SIGKILL it and the dev server's group."""
-
-    async def deliver_cancel(process: trio.Process) -> None:
-        _kill_group(process.pid, signal.SIGINT)
-        with trio.move_on_after(5):
-            await process.wait()
-        pid = preview_pid()
-        _kill_group(process.pid, signal.SIGKILL)
-        if isinstance(pid, int):
-            _kill_group(pid, signal.SIGKILL)
-
-    await trio.run_process(
-        argv,
-        env=env,
-        cwd=str(cwd),
-        stdin=None,
-        stdout=log_file,
-        stderr=log_file,
-        check=False,
-        start_new_session=True,
-        deliver_cancel=deliver_cancel,
-        task_status=task_status,
-    )
+def _exit_reason(sandbox: LocalSandbox) -> str:
+    text = tail(sandbox.root / "runtime.log")
+    return "the sandbox runtime exited" + (f": {text}" if text else "")
 
 
 @asynccontextmanager
 async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalBackend]:
-    """Run a :class:`LocalBackend` (with its warm pool and idle reaper) for the block.
+    """Run a :class:`LocalBackend` (with its warm pool, spare workspaces and idle reaper)
+    for the block.
 
     Cancellation: leaving the block stops every sandbox process; workspaces stay on disk.
     """
     async with trio.open_nursery() as nursery:
         backend = LocalBackend(config, nursery)
         try:
-            if config.warm_pool_size > 0:
-                await nursery.start(backend.run_warm_pool)
+            await nursery.start(backend.spares.run)
+            await nursery.start(backend.pool.run)
             nursery.start_soon(backend.run_idle_reaper)
             yield backend
         finally:

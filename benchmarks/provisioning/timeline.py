@@ -1,0 +1,247 @@
+"""Per-stage timeline of one cold provisioning (``init`` -> first 200 through the router).
+
+Runs ``amicable up`` (in-process agent, router child, no warm pool) like ``run.py`` and sends
+one WebSocket ``init`` for a new session. A watcher polls every ~10 ms and stamps, relative
+to the moment ``init`` was sent:
+
+* the ``sandbox_status`` stages and the ``init`` reply as the client receives them;
+* files appearing in the sandbox directory (workspace, ``package.json``, ``node_modules``,
+  the runtime's ready file, ``preview.log``);
+* every process working under the sandbox directory (init-workspace, ``cp``, the runtime,
+  ``npm``/``sh``/``node`` of the dev server): its start (kernel start time, 10 ms ticks) and
+  when it was last seen (its end, to ~10 ms);
+* the dev server's port accepting a TCP connection, its first 200 on ``/`` directly, and the
+  first 200 of the preview URL through the router.
+
+Run: ``flock /work/team/bench.lock .venv/bin/python benchmarks/provisioning/timeline.py``.
+The watcher costs a little CPU itself (a /proc scan per tick), so totals read slightly
+higher than ``run.py``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+import trio
+from amicable_agent.cli import UpOptions, up
+from amicable_agent.config import AgentConfig
+from amicable_agent.testing import decode_server_message, ws_send
+from trio_websocket import open_websocket_url
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run import wait_prepared
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CACHE = ROOT / ".cache" / "node_modules"
+TICK_S = 0.01
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@attrs.define
+class Proc:
+    """A process seen under the sandbox directory."""
+
+    pid: int
+    name: str
+    start: float
+    last_seen: float
+    gone: bool = False
+
+
+@attrs.define
+class Timeline:
+    """Events relative to ``t0`` (perf_counter seconds)."""
+
+    t0: float
+    boot0: float
+    events: dict[str, float] = attrs.field(factory=dict)
+    procs: dict[int, Proc] = attrs.field(factory=dict)
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        self.events.setdefault(name, self.now() if at is None else at)
+
+
+def _describe(argv: list[str]) -> str:
+    text = " ".join(argv)
+    for needle, label in (
+        ("init-workspace", "init-workspace"),
+        ("cp -a", "cp node_modules"),
+        ("npm run dev", "sh -c npm run dev"),
+        ("npm", "npm"),
+        ("vite", "node vite"),
+        ("esbuild", "esbuild"),
+        ("amicable-sandbox-runtime", "runtime"),
+        ("bwrap", "bwrap"),
+    ):
+        if needle in text:
+            return label
+    return Path(argv[0]).name if argv else "?"
+
+
+def scan(tl: Timeline, root: Path) -> None:
+    """One watcher tick: files and processes of the sandboxes under ``root``."""
+    now = tl.now()
+    for sandbox in root.glob("amicable-*"):
+        tl.mark("sandbox dir created", now)
+        ws = sandbox / "workspace"
+        for rel, name in (
+            ("workspace/package.json", "template copied (package.json)"),
+            ("workspace/node_modules", "node_modules in place"),
+            ("workspace/node_modules/.vite", "node_modules/.vite exists"),
+            ("runtime.ready.json", "runtime listening (ready file)"),
+            ("preview.log", "preview.log created"),
+        ):
+            if (sandbox / rel).exists():
+                tl.mark(name, now)
+        del ws
+    seen = set()
+    prefix = str(root.resolve())
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            argv_l = [a for a in argv.split("\0") if a]
+            if not cwd.startswith(prefix) and prefix not in argv:
+                continue
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if fields[0] == b"Z":
+            continue
+        seen.add(pid)
+        if pid not in tl.procs:
+            start = int(fields[19]) / CLK_TCK - tl.boot0
+            tl.procs[pid] = Proc(pid, _describe(argv_l), start, now)
+        tl.procs[pid].last_seen = now
+    for proc in tl.procs.values():
+        if proc.pid not in seen:
+            proc.gone = True
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.05)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def preview_port(tl: Timeline) -> int | None:
+    for proc in tl.procs.values():
+        if proc.name == "runtime" and not proc.gone:
+            try:
+                env = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            for item in env:
+                if item.startswith(b"AMICABLE_PREVIEW_PORT="):
+                    return int(item.split(b"=", 1)[1])
+    return None
+
+
+async def watch(tl: Timeline, root: Path, done: trio.Event) -> None:
+    port: int | None = None
+    async with httpx.AsyncClient(trust_env=False, timeout=2) as client:
+        while not done.is_set():
+            await trio.to_thread.run_sync(scan, tl, root)
+            port = port or preview_port(tl)
+            if port and "dev server port open" not in tl.events and port_open(port):
+                tl.mark("dev server port open")
+            if "dev server port open" in tl.events and "dev server 200 (direct)" not in tl.events:
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200:
+                        tl.mark("dev server 200 (direct)")
+                except httpx.HTTPError:
+                    pass
+            await trio.sleep(TICK_S)
+
+
+async def one_cold_start(data_dir: Path) -> Timeline:
+    config = attrs.evolve(
+        AgentConfig.from_env({}),
+        port=0,
+        internal_port=0,
+        data_dir=data_dir,
+        warm_pool_size=0,
+        node_modules_cache_dir=CACHE,
+        runtime_command=(str(BIN / "amicable-sandbox-runtime"),),
+    )
+    options = UpOptions(
+        config=config, preview_port=0, router_command=(str(BIN / "amicable-preview-router"),)
+    )
+    async with trio.open_nursery() as nursery:
+        editor_url = await nursery.start(up, options, None)
+        port = urlsplit(editor_url).port
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await wait_prepared(client, port, "spare")
+        tl = Timeline(time.perf_counter(), time.clock_gettime(time.CLOCK_BOOTTIME))
+        done = trio.Event()
+        nursery.start_soon(watch, tl, data_dir / "sandboxes", done)
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+            await ws_send(ws, {"type": "init", "data": {"session_id": str(uuid.uuid4())}})
+            while True:
+                with trio.fail_after(300):
+                    msg = decode_server_message(await ws.get_message())
+                if msg.type == "sandbox_status":
+                    tl.mark(f"ws sandbox_status {msg.data.stage}")
+                else:
+                    tl.mark("ws init reply")
+                    break
+        preview = urlsplit(msg.data.url)
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+            with trio.fail_after(300):
+                while True:
+                    try:
+                        r = await client.get(
+                            f"http://127.0.0.1:{preview.port}/", headers={"Host": preview.netloc}
+                        )
+                        if r.status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await trio.sleep(0.01)
+        tl.mark("first 200 through the router")
+        await trio.sleep(0.3)  # let the watcher see the dev server's own 200
+        done.set()
+        nursery.cancel_scope.cancel()
+    return tl
+
+
+def report(tl: Timeline) -> None:
+    rows = [(at, name) for name, at in tl.events.items()]
+    for proc in tl.procs.values():
+        end = f"-> {proc.last_seen * 1000:6.0f} ms" if proc.gone else "(still running)"
+        rows.append((proc.start, f"process {proc.name} [{proc.pid}] {end}"))
+    for at, name in sorted(rows):
+        print(f"{at * 1000:7.0f} ms  {name}")
+
+
+async def main(data_dir: Path | None) -> None:
+    if data_dir is not None:
+        report(await one_cold_start(data_dir))
+        return
+    with tempfile.TemporaryDirectory(prefix="amicable-timeline-") as tmp:
+        report(await one_cold_start(Path(tmp)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, help="keep the sandbox here (default: temp)")
+    args = parser.parse_args()
+    trio.run(main, args.data_dir)

@@ -1,0 +1,112 @@
+"""Process plumbing of the local backend: free ports, process groups, leftover sweeps.
+
+Kept apart from :mod:`.local` (sandbox lifecycle) because none of it knows about sandboxes:
+it runs a command in its own session, kills groups and finds stray processes by marker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from contextlib import suppress
+from typing import TYPE_CHECKING, BinaryIO
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+
+def free_port() -> int:
+    """A currently free loopback TCP port (for the dev server, which must be told one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    """Signal a process group; one that is already gone is fine."""
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def tail(path: Path, size: int = 600) -> str:
+    """The last ``size`` characters of a log file ('' when unreadable)."""
+    try:
+        return path.read_text(errors="replace")[-size:].strip()
+    except OSError:
+        return ""
+
+
+def kill_marked(root: str, marker: bytes) -> int:
+    """SIGKILL processes working under ``root`` whose environment carries ``marker``;
+    returns how many were found. (The marker keeps a person's shell that merely ``cd``-ed
+    into the workspace safe.)"""
+    found = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if not os.readlink(f"/proc/{entry.name}/cwd").startswith(root):
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                if marker not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                    continue  # already dead, waiting to be reaped
+        except OSError:
+            continue
+        found += 1
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry.name), signal.SIGKILL)
+    return found
+
+
+async def sweep_leftovers(root: Path, marker: bytes) -> None:
+    """Make sure nothing marked with ``marker`` keeps running under ``root``: a dev server
+    whose runtime died hard, or processes of a bubblewrap PID namespace on their way out."""
+    resolved = str(await trio.to_thread.run_sync(root.resolve))
+    with trio.move_on_after(10):
+        for _ in range(100):
+            if not await trio.to_thread.run_sync(kill_marked, resolved, marker):
+                return
+            await trio.sleep(0.1)
+
+
+async def run_process_group(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log_file: BinaryIO,
+    preview_pid: Callable[[], int | None],
+    *,
+    task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``argv`` in a new session; on cancellation SIGINT the group (the runtime stops
+    its dev server), then SIGKILL it and the dev server's group (``preview_pid()``)."""
+
+    async def deliver_cancel(process: trio.Process) -> None:
+        kill_group(process.pid, signal.SIGINT)
+        with trio.move_on_after(5):
+            await process.wait()
+        pid = preview_pid()
+        kill_group(process.pid, signal.SIGKILL)
+        if isinstance(pid, int):
+            kill_group(pid, signal.SIGKILL)
+
+    await trio.run_process(
+        argv,
+        env=env,
+        cwd=str(cwd),
+        stdin=None,
+        stdout=log_file,
+        stderr=log_file,
+        check=False,
+        start_new_session=True,
+        deliver_cancel=deliver_cancel,
+        task_status=task_status,
+    )
