@@ -20,6 +20,7 @@ from .engine import (
 )
 from .errors import GitCommandError, GitLabApiError, GitSyncError
 from .hooks import PROGRESS_TEXT, best_effort, message_callbacks, sync_after_turn
+from .observer import TurnObserver
 from .pull import NoBaseline, PullResult
 from .workspace import Workspace, open_workspace
 
@@ -38,6 +39,7 @@ __all__ = [
     "RepoRecord",
     "StatusResult",
     "SyncResult",
+    "TurnObserver",
     "TurnSummary",
     "Workspace",
     "best_effort",
