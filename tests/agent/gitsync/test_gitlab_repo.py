@@ -11,8 +11,8 @@ from amicable_agent.gitsync import (
     GitSyncConfig,
     GitSyncError,
 )
-from amicable_agent.gitsync.engine import REPO_STATE_KEY
 from amicable_agent.gitsync.gitlab import open_gitlab_client
+from amicable_agent.gitsync.records import REPO_STATE_KEY
 from amicable_agent.testing.fake_gitlab import FakeGitLab
 
 from .conftest import DirWorkspace, MemoryStateStore, git_out, make_project, remote_files

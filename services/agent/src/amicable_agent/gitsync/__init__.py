@@ -10,18 +10,12 @@ from __future__ import annotations
 
 from .commits import CommitMessage, TurnSummary, turn_message, ui_sync_message
 from .config import DEFAULT_EXCLUDES, GitSyncConfig
-from .engine import (
-    GitSync,
-    ProjectRef,
-    RepoRecord,
-    StatusResult,
-    SyncResult,
-    open_git_sync,
-)
+from .engine import GitSync, open_git_sync
 from .errors import GitCommandError, GitLabApiError, GitSyncError
 from .hooks import PROGRESS_TEXT, best_effort, message_callbacks, sync_after_turn
 from .observer import TurnObserver
 from .pull import NoBaseline, PullResult
+from .records import ProjectRef, RepoRecord, StatusResult, SyncResult
 from .workspace import Workspace, open_workspace
 
 __all__ = [

@@ -17,15 +17,15 @@ import tempfile
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
-from amicable_protocol.messages import GitInfo
 
 from .commits import CommitMessage, TurnSummary, bootstrap_message, turn_message
 from .errors import GitCommandError, GitSyncError
-from .git import Git
+from .git import Git, remote_error
+from .records import REPO_STATE_KEY, RepoRecord, StatusResult, SyncResult
 from .workspace import STATE_PATH, SyncState
 
 if TYPE_CHECKING:
@@ -36,107 +36,12 @@ if TYPE_CHECKING:
     from .config import GitSyncConfig
     from .gitlab import GitLabClient, GitLabProject
     from .pull import PullResult
+    from .records import ProjectRef, StateStore
     from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-#: Key of the project's repository record in the store's per-project state.
-REPO_STATE_KEY = "gitlab_repo"
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "stale info", "[remote rejected]")
-
-
-class ProjectRef(Protocol):
-    """What sync needs to know about a project (``store.Project`` and the protocol's
-    ``ProjectInfo`` both fit)."""
-
-    @property
-    def project_id(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def slug(self) -> str: ...
-
-
-class StateStore(Protocol):
-    """The part of :class:`amicable_agent.store.Store` sync uses."""
-
-    async def load_state(self, project_id: str, key: str) -> Any: ...
-
-    async def save_state(self, project_id: str, key: str, value: Any) -> None: ...
-
-
-@attrs.frozen
-class RepoRecord:
-    """The project's GitLab repository as persisted (``gitlab_*`` of upstream's row)."""
-
-    gitlab_project_id: int
-    gitlab_path: str
-    gitlab_web_url: str
-    http_url_to_repo: str
-
-    @classmethod
-    def of(cls, project: GitLabProject) -> RepoRecord:
-        """The record of a GitLab project."""
-        return cls(
-            project.id, project.path_with_namespace, project.web_url, project.http_url_to_repo
-        )
-
-    def to_git_info(self) -> GitInfo:
-        """The INIT ``git`` object as the protocol type."""
-        return GitInfo(
-            web_url=self.gitlab_web_url,
-            path_with_namespace=self.gitlab_path,
-            gitlab_project_id=self.gitlab_project_id,
-            http_url_to_repo=self.http_url_to_repo,
-        )
-
-    def project_fields(self) -> dict[str, Any]:
-        """The INIT ``project.gitlab_*`` fields (``attrs.evolve(info, **fields)``)."""
-        return {
-            "gitlab_project_id": self.gitlab_project_id,
-            "gitlab_path": self.gitlab_path,
-            "gitlab_web_url": self.gitlab_web_url,
-        }
-
-    def git_info(self) -> dict[str, Any]:
-        """Upstream's INIT ``git`` object."""
-        return {
-            "web_url": self.gitlab_web_url,
-            "path_with_namespace": self.gitlab_path,
-            "gitlab_project_id": self.gitlab_project_id,
-            "http_url_to_repo": self.http_url_to_repo,
-        }
-
-
-@attrs.frozen
-class SyncResult:
-    """Outcome of :meth:`GitSync.sync` (upstream's ``/git/sync`` body)."""
-
-    pushed: bool
-    commit_sha: str | None
-    diff_stat: str = ""
-    name_status: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """The HTTP body."""
-        return attrs.asdict(self)
-
-
-@attrs.frozen
-class StatusResult:
-    """Outcome of :meth:`GitSync.status` (upstream's ``/git/status`` body)."""
-
-    remote_sha: str | None
-    local_sha: str | None
-    ahead: bool
-    baseline_present: bool
-    conflicts_pending: bool
-
-    def to_json(self) -> dict[str, Any]:
-        """The HTTP body."""
-        return attrs.asdict(self)
 
 
 def _name_status_ok(name_status: str) -> bool:
@@ -279,7 +184,7 @@ class GitSync:
                 "ls-remote", self.remote_url(record), f"refs/heads/{self.config.branch}"
             )
         except GitCommandError as exc:
-            raise _remote_error(exc) from exc
+            raise remote_error(exc) from exc
         line = out.text.split("\n", 1)[0]
         return line.split()[0] if line.strip() else None
 
@@ -300,7 +205,7 @@ class GitSync:
                     f"+refs/heads/{self.config.branch}:{self._tracking_ref}",
                 )
             except GitCommandError as exc:
-                raise _remote_error(exc) from exc
+                raise remote_error(exc) from exc
         await git.run("update-ref", self._tracking_ref, sha)
         return sha
 
@@ -422,7 +327,7 @@ class GitSync:
                 return SyncResult(True, sha, diff_stat, name_status)
             output = push.stderr + "\n" + push.text
             if not any(marker in output for marker in _REJECTED):
-                raise _remote_error(GitCommandError("push", push.returncode, output[-600:]))
+                raise remote_error(GitCommandError("push", push.returncode, output[-600:]))
             last_error = output[-300:]
             log.info("push of %s rejected (remote moved); retrying on top", record.gitlab_path)
         raise GitSyncError("git_push_rejected", f"the remote branch kept moving: {last_error}")
@@ -472,27 +377,6 @@ class GitSync:
             baseline_present=local is not None,
             conflicts_pending=bool(state and state.conflicts),
         )
-
-
-def _remote_error(exc: GitCommandError) -> GitSyncError:
-    """A git failure talking to GitLab as a clear, token-free error."""
-    out = exc.output
-    if exc.returncode is None:
-        return GitSyncError("git_remote_timeout", f"git {exc.command} timed out")
-    for status, meaning in (
-        ("403", "GitLab refused access (HTTP 403): the token lacks write_repository/api scope "
-                "or the project is protected"),
-        ("401", "GitLab rejected the credentials (HTTP 401): check GITLAB_TOKEN"),
-        ("404", "the repository was not found on GitLab (HTTP 404)"),
-    ):  # fmt: skip
-        if f"error: {status}" in out or f"returned error: {status}" in out:
-            return GitSyncError("git_remote_refused", f"git {exc.command}: {meaning}")
-    if "Authentication failed" in out or "could not read Username" in out:
-        return GitSyncError(
-            "git_remote_refused",
-            f"git {exc.command}: authentication failed (HTTP 401): check GITLAB_TOKEN",
-        )
-    return GitSyncError("git_remote_failed", f"git {exc.command}: {out[-400:]}")
 
 
 @asynccontextmanager

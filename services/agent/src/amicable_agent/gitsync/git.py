@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from .config import basic_credentials, scrub
-from .errors import GitCommandError
+from .errors import GitCommandError, GitSyncError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -138,3 +138,24 @@ class Git:
         if check and proc.returncode != 0:
             raise GitCommandError(args[0], proc.returncode, stderr[-600:])
         return result
+
+
+def remote_error(exc: GitCommandError) -> GitSyncError:
+    """A git failure talking to GitLab as a clear, token-free error."""
+    out = exc.output
+    if exc.returncode is None:
+        return GitSyncError("git_remote_timeout", f"git {exc.command} timed out")
+    for status, meaning in (
+        ("403", "GitLab refused access (HTTP 403): the token lacks write_repository/api scope "
+                "or the project is protected"),
+        ("401", "GitLab rejected the credentials (HTTP 401): check GITLAB_TOKEN"),
+        ("404", "the repository was not found on GitLab (HTTP 404)"),
+    ):  # fmt: skip
+        if f"error: {status}" in out or f"returned error: {status}" in out:
+            return GitSyncError("git_remote_refused", f"git {exc.command}: {meaning}")
+    if "Authentication failed" in out or "could not read Username" in out:
+        return GitSyncError(
+            "git_remote_refused",
+            f"git {exc.command}: authentication failed (HTTP 401): check GITLAB_TOKEN",
+        )
+    return GitSyncError("git_remote_failed", f"git {exc.command}: {out[-400:]}")

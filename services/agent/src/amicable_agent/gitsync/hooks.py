@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from amicable_agent.sandboxes import SandboxHandle
 
     from .commits import TurnSummary
-    from .engine import GitSync, ProjectRef, SyncResult
+    from .engine import GitSync
+    from .records import ProjectRef, SyncResult
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from .workspace import SHADOW_ROOT, is_excluded
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .engine import GitSync, ProjectRef
+    from .engine import GitSync
     from .git import Git
+    from .records import ProjectRef
     from .workspace import Workspace
 
 log = logging.getLogger(__name__)
