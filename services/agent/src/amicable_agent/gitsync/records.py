@@ -11,6 +11,7 @@ from amicable_protocol.messages import GitInfo
 if TYPE_CHECKING:
     from .gitlab import GitLabProject
 
+#: Key of the project's repository record in the store's per-project state.
 REPO_STATE_KEY = "gitlab_repo"
 
 
