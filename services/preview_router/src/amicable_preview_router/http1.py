@@ -74,6 +74,10 @@ class _Fields:
 # its requests; only the request line differs. Keys are exact bytes, so a hit is exactly
 # what parsing the block again would give. Bounded: small blocks only, cleared when full.
 _REQUEST_FIELDS: dict[bytes, _Fields] = {}
+# Response heads seen recently, keyed by their exact bytes (status line included). A dev
+# server answers repeated requests for a resource with the same head until its Date header
+# ticks, so a hit skips validation, the framing scan and rewriting (memoised on the head).
+_RESPONSE_HEADS: dict[bytes, ResponseHead] = {}
 _CACHE_BLOCK_MAX = 4096
 _CACHE_ENTRIES_MAX = 256
 
@@ -145,9 +149,13 @@ class RequestHead(_Head):
 
 
 class ResponseHead(_Head):
-    """A parsed response head."""
+    """A parsed response head.
 
-    __slots__ = ("code", "reason", "status", "version")
+    Heads are shared by equal bytes (see :func:`parse_response_head`), so the client-bound
+    forms built from one are kept on it (:attr:`out_keep`, :attr:`out_close`).
+    """
+
+    __slots__ = ("code", "out_close", "out_keep", "reason", "status", "version")
 
     def __init__(self, version: bytes, status: int, reason: bytes, block: bytes) -> None:
         super().__init__(block)
@@ -155,6 +163,8 @@ class ResponseHead(_Head):
         self.status = status
         self.code = b"%d" % status
         self.reason = reason
+        self.out_keep: bytes | None = None  # build_client_response(close=False), memoised
+        self.out_close: bytes | None = None  # build_client_response(close=True), memoised
 
 
 def parse_request_head(data: bytes) -> RequestHead:
@@ -200,6 +210,9 @@ def parse_response_head(data: bytes) -> ResponseHead:
     Raises:
         UpstreamProtocolError: the head is not a valid HTTP/1.x response head.
     """
+    head = _RESPONSE_HEADS.get(data)
+    if head is not None:
+        return head
     end = data.find(b"\r\n")
     if end < 0:
         end = len(data)
@@ -210,7 +223,12 @@ def parse_response_head(data: bytes) -> ResponseHead:
     block = data[end:]
     if _FIELD_LINES.fullmatch(block) is None:
         raise UpstreamProtocolError("malformed header line")
-    return ResponseHead(version, int(match.group(2)), match.group(3) or b"", block)
+    head = ResponseHead(version, int(match.group(2)), match.group(3) or b"", block)
+    if len(data) <= _CACHE_BLOCK_MAX:
+        if len(_RESPONSE_HEADS) >= _CACHE_ENTRIES_MAX:
+            _RESPONSE_HEADS.clear()
+        _RESPONSE_HEADS[data] = head
+    return head
 
 
 _NO_TOKENS: frozenset[bytes] = frozenset()
@@ -447,6 +465,10 @@ def build_client_response(
     upstream's ``Upgrade`` value. ``tokens`` are the head's Connection options when the
     caller already has them.
     """
+    if not upgrade:
+        out = head.out_close if close else head.out_keep
+        if out is not None:
+            return out
     if upgrade:
         up = head.values(b"upgrade")
         tail = (
@@ -461,7 +483,13 @@ def build_client_response(
         named = tokens - _PLAIN_OPTIONS - _PROTECTED
         if named:
             block = _drop_named(block, named)
-    return b"".join((b"HTTP/1.1 ", head.code, b" ", head.reason, block, tail))
+    out = b"".join((b"HTTP/1.1 ", head.code, b" ", head.reason, block, tail))
+    if not upgrade and tokens is head._f.tokens:
+        if close:
+            head.out_close = out
+        else:
+            head.out_keep = out
+    return out
 
 
 def simple_response(
