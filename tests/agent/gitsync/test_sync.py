@@ -328,3 +328,36 @@ async def test_a_fresh_sandbox_is_restored_from_gitlab_instead_of_pushed_over_it
     # new files 0644 and has no chmod), so the next sync records that mode change
     assert again.name_status == "M\tscripts/run.sh"
     assert "0 insertions(+), 0 deletions(-)" in again.diff_stat
+
+
+async def test_a_cancelled_sync_leaves_nothing_that_blocks_the_next_one(
+    git_sync: GitSync, gitlab: FakeGitLab, workspace: DirWorkspace, sync_config: object
+) -> None:
+    project = make_project()
+    await git_sync.sync(project, workspace, CommitMessage("first"))
+    (workspace.root / "src/App.tsx").write_text("changed\n")
+    pushing = trio.Event()
+
+    async def hang(_: object) -> None:
+        pushing.set()
+        await trio.sleep_forever()
+
+    gitlab.before_push.append(hang)
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await git_sync.sync(project, workspace, CommitMessage("cancelled"))
+
+        nursery.start_soon(run)
+        await pushing.wait()  # git push is in flight, the project lock held
+        scope.cancel()
+    assert git_sync.statistics()["locks"] == 0
+    # a git killed mid-write leaves its lock file behind; the next sync must cope
+    git_dir = next(sync_config.cache_dir.glob("*.git"))  # type: ignore[attr-defined]
+    (git_dir / "index.lock").write_text("")
+    (git_dir / "refs/heads/main.lock").write_text("")
+    result = await git_sync.sync(project, workspace, CommitMessage("after cancel"))
+    assert result.pushed
+    assert "M\tsrc/App.tsx" in result.name_status

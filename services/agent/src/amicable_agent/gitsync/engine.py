@@ -164,12 +164,25 @@ class GitSync:
         (scoped to that URL) is sent, and only there."""
         return f"{self.config.base_url}/{record.gitlab_path}.git"
 
-    async def open_git(self, project_id: str) -> Git:
-        """The project's cached bare repository (created on first use)."""
+    async def open_git(self, project_id: str, *, writing: bool = False) -> Git:
+        """The project's cached bare repository (created on first use).
+
+        ``writing`` (only under the project's lock): first remove lock files a killed git
+        (a cancelled sync) may have left, which would otherwise fail every later sync.
+        """
         git_dir = self._git_dir(project_id)
         git = Git(self.config, git_dir)
-        if not (git_dir / "HEAD").exists():
-            await trio.to_thread.run_sync(lambda: git_dir.mkdir(parents=True, exist_ok=True))
+
+        def prepare() -> bool:
+            if writing and git_dir.is_dir():
+                for stale in (*git_dir.glob("*.lock"), *(git_dir / "refs").rglob("*.lock")):
+                    stale.unlink(missing_ok=True)
+            if (git_dir / "HEAD").exists():
+                return False
+            git_dir.mkdir(parents=True, exist_ok=True)
+            return True
+
+        if await trio.to_thread.run_sync(prepare):
             await git.run("init", "--bare", "--quiet", f"--initial-branch={self.config.branch}")
         return git
 
@@ -251,7 +264,7 @@ class GitSync:
         """
         async with self.locked(project.project_id):
             record = await self.ensure_repo(project)
-            git = await self.open_git(project.project_id)
+            git = await self.open_git(project.project_id, writing=True)
             state = await self.read_state(workspace)
             guard = not force and (state is None or state.remote_head_sha is None)
             async with self.sandbox_tree(workspace) as tree:

@@ -86,7 +86,7 @@ async def pull(gs: GitSync, project: ProjectRef, workspace: Workspace) -> PullRe
     """
     async with gs.locked(project.project_id):
         record = await gs.ensure_repo(project)
-        git = await gs.open_git(project.project_id)
+        git = await gs.open_git(project.project_id, writing=True)
         remote = await gs.fetch(git, record)
         if remote is None:
             return PullResult(False, None, error="remote_branch_missing")
@@ -158,7 +158,7 @@ async def restore(gs: GitSync, project: ProjectRef, workspace: Workspace) -> Pul
         if state is not None and state.remote_head_sha:
             return None
         record = await gs.ensure_repo(project)
-        git = await gs.open_git(project.project_id)
+        git = await gs.open_git(project.project_id, writing=True)
         remote = await gs.fetch(git, record)
         if remote is None:
             return None
