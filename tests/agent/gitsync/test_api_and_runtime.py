@@ -216,3 +216,41 @@ async def test_the_default_opener_provisions_through_the_backend(
     assert backends[0].ensured == [project.project_id]
     assert down.status_code == 503
     assert down.json()["error"] == "sandbox_unavailable"
+
+
+async def test_prepare_sandbox_bootstraps_then_restores_a_reset_sandbox(
+    git_sync: GitSync, gitlab: FakeGitLab, runtime_handle: SandboxHandle, workspace_dir: Path
+) -> None:
+    from amicable_agent.gitsync import prepare_sandbox
+    from amicable_protocol.messages import ProjectInfo
+
+    project = ProjectInfo("p-init", "Init Demo", "init-demo", "vite", "a demo app")
+    await prepare_sandbox(git_sync, project, runtime_handle)
+    repo = gitlab.by_path("amicable/init-demo")
+    assert repo is not None
+    files = await remote_files(gitlab, repo)
+    assert files["src/App.tsx"] == (workspace_dir / "src/App.tsx").read_text().strip()
+    state = workspace_dir / ".amicable/git_state.json"
+    baseline = json.loads(state.read_text())["remote_head_sha"]
+    assert baseline
+
+    await prepare_sandbox(git_sync, project, runtime_handle)  # nothing to do
+    assert json.loads(state.read_text())["remote_head_sha"] == baseline
+
+    # the pod restarts: template files, no baseline
+    state.unlink()
+    (workspace_dir / "src/App.tsx").write_text("template\n")
+    (workspace_dir / "src/old.ts").unlink()
+    await prepare_sandbox(git_sync, project, runtime_handle)
+    assert (workspace_dir / "src/App.tsx").read_text() != "template\n"
+    assert (workspace_dir / "src/old.ts").exists()
+    assert json.loads(state.read_text())["remote_head_sha"] == baseline
+    log = await git_out_log(gitlab, repo)
+    assert len(log) == 1  # restoring pushed nothing
+
+
+async def git_out_log(gitlab: FakeGitLab, repo: Any) -> list[str]:
+    from .conftest import git_out
+
+    out = await git_out(f"--git-dir={gitlab.repo_dir(repo)}", "log", "--format=%s", "main")
+    return out.splitlines()

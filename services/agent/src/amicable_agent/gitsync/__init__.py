@@ -12,7 +12,13 @@ from .commits import CommitMessage, TurnSummary, turn_message, ui_sync_message
 from .config import DEFAULT_EXCLUDES, GitSyncConfig
 from .engine import GitSync, open_git_sync
 from .errors import GitCommandError, GitLabApiError, GitSyncError
-from .hooks import PROGRESS_TEXT, best_effort, message_callbacks, sync_after_turn
+from .hooks import (
+    PROGRESS_TEXT,
+    best_effort,
+    message_callbacks,
+    prepare_sandbox,
+    sync_after_turn,
+)
 from .observer import TurnObserver
 from .pull import NoBaseline, PullResult
 from .records import ProjectRef, RepoRecord, StatusResult, SyncResult
@@ -40,6 +46,7 @@ __all__ = [
     "message_callbacks",
     "open_git_sync",
     "open_workspace",
+    "prepare_sandbox",
     "sync_after_turn",
     "turn_message",
     "ui_sync_message",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 if TYPE_CHECKING:
-    from amicable_agent.store import Project
+    from .records import ProjectRef
 
 SUBJECT_MAX = 72
 BODY_TEXT_MAX = 600
@@ -116,16 +116,18 @@ def user_message(text: str) -> CommitMessage:
     return CommitMessage(first, rest)
 
 
-def bootstrap_message(project: Project) -> CommitMessage:
-    """The baseline commit pushed when a project's branch does not exist yet."""
-    about = shorten(collapse(project.prompt or ""), 220) or (
+def bootstrap_message(project: ProjectRef) -> CommitMessage:
+    """The baseline commit pushed when a project's branch does not exist yet (uses the
+    prompt and template of a ``store.Project`` or a ``ProjectInfo`` when present)."""
+    prompt = getattr(project, "prompt", None) or getattr(project, "project_prompt", None)
+    about = shorten(collapse(str(prompt or "")), 220) or (
         "No project description was provided at creation time."
     )
     body = "\n".join(
         [
             f"Project Name: {project.name}",
             f"Project: {project.slug} ({project.project_id})",
-            f"Template: {project.template_id}",
+            f"Template: {getattr(project, 'template_id', '') or 'unknown'}",
             f"About: {about}",
             "",
             "Initial baseline commit created from the sandbox template state.",

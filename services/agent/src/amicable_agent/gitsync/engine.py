@@ -31,8 +31,6 @@ from .workspace import STATE_PATH, SyncState
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from amicable_agent.store import Project
-
     from .config import GitSyncConfig
     from .gitlab import GitLabClient, GitLabProject
     from .pull import PullResult
@@ -279,7 +277,9 @@ class GitSync:
         """:meth:`sync` with the deterministic message of an agent turn."""
         return await self.sync(project, workspace, turn_message(turn))
 
-    async def bootstrap_if_empty(self, project: Project, workspace: Workspace) -> SyncResult | None:
+    async def bootstrap_if_empty(
+        self, project: ProjectRef, workspace: Workspace
+    ) -> SyncResult | None:
         """Push the sandbox as the baseline commit when the remote branch does not exist yet
         (upstream's INIT step); None when the branch already exists."""
         record = await self.ensure_repo(project)

@@ -121,3 +121,27 @@ async def sync_after_turn(
     log.warning("git sync of %s failed: %s", project.project_id, detail)
     await on_error(f"git_sync_failed: {detail}")
     return None
+
+
+async def prepare_sandbox(
+    git_sync: GitSync,
+    project: ProjectRef,
+    handle: SandboxHandle,
+    *,
+    timeout_s: float = TURN_SYNC_TIMEOUT_S,
+) -> None:
+    """INIT step (best effort): a sandbox without a baseline is restored from the branch when
+    it has commits (a reset sandbox must not overwrite the project), and an empty repository
+    gets the sandbox as its baseline commit. Failures are logged, never raised.
+
+    Cancellation: the running git command is killed.
+    """
+
+    async def steps() -> None:
+        async with open_workspace(handle) as workspace:
+            restored = await git_sync.restore_if_fresh(project, workspace)
+            if restored is not None:
+                log.info("restored %s from GitLab at %s", project.project_id, restored.remote_sha)
+            await git_sync.bootstrap_if_empty(project, workspace)
+
+    await best_effort("sandbox preparation", steps, timeout_s=timeout_s)
