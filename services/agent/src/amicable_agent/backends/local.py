@@ -190,6 +190,9 @@ class LocalBackend:
             except trio.TooSlowError as exc:
                 raise SandboxProvisionError("the sandbox did not start in time") from exc
             sandbox.session_id = session_id
+            # Vite's first page costs ~0.1 s of one-time work: let it run while the init
+            # reply travels to the browser and the router resolves the preview host.
+            self._nursery.start_soon(self._prime, sandbox)
             return sandbox.handle(existed=existed)
 
     async def lookup(self, sandbox_id: str) -> SandboxHandle | None:
@@ -500,17 +503,21 @@ class LocalBackend:
         return sandbox
 
     async def _start_pooled(self, name: str, root: Path) -> LocalSandbox:
-        """Start a warm-pool sandbox and request ``/`` once, so Vite's first-request work
-        is done before anyone waits; it is not listed as running until adopted."""
+        """Start a warm-pool sandbox and prime it before anyone waits; it is not listed
+        as running until adopted."""
         try:
             with trio.fail_after(self._config.start_timeout_s):
                 sandbox = await self._start(name, root, ignore_stage, create_from=DEFAULT_TEMPLATE)
-                with suppress(httpx.HTTPError):
-                    await self._http.get(f"http://127.0.0.1:{sandbox.preview_port}/")
+                await self._prime(sandbox)
         except trio.TooSlowError as exc:
             raise SandboxProvisionError("start timed out") from exc
         self._running.pop(name, None)
         return sandbox
+
+    async def _prime(self, sandbox: LocalSandbox) -> None:
+        """Request ``/`` once so the dev server's first-request work is done early."""
+        with suppress(httpx.HTTPError):
+            await self._http.get(f"http://127.0.0.1:{sandbox.preview_port}/")
 
     async def wait_pool_filled(self) -> None:
         """Wait until the warm pool holds ``warm_pool_size`` ready sandboxes."""
