@@ -3,6 +3,7 @@ hypercorn on the public and internal ports."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -142,4 +143,8 @@ async def serve(
                 create_internal_app(state),
                 _hypercorn_config(config.internal_host, config.internal_port),
             )
+            # Everything loaded so far (the SDK, pydantic, quart, hypercorn: ~10^5 objects)
+            # lives as long as the process: keep it out of the cyclic GC's full passes,
+            # which otherwise stall every stream for a few hundred ms now and then.
+            gc.freeze()
             task_status.started(ServerPorts(public_port, _port(internal_binds)))
