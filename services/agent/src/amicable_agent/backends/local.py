@@ -214,21 +214,29 @@ class LocalBackend:
         """Stop the sandbox and remove its workspace (idempotent).
 
         Waits for an ``ensure`` of the same sandbox in progress, so a delete never races a
-        start into a half-removed workspace.
+        start into a half-removed workspace. The directory is first renamed out of the way
+        (atomic), then removed: should the removal fail half-way, the id still has no
+        workspace, so a project created again under the same id (an ``init`` naming a
+        purged project) starts from the template instead of the deleted project's files.
         """
         async with self._lock(sandbox_id):
             await self.stop(sandbox_id)
-            link = self._root / sandbox_id
+            await trio.to_thread.run_sync(self._remove_sandbox_dir, sandbox_id)
 
-            def remove() -> None:
-                if link.is_symlink():
-                    target = link.resolve()
-                    link.unlink()
-                    shutil.rmtree(target, ignore_errors=True)
-                else:
-                    shutil.rmtree(link, ignore_errors=True)
-
-            await trio.to_thread.run_sync(remove)
+    def _remove_sandbox_dir(self, sandbox_id: str) -> None:
+        link = self._root / sandbox_id
+        target = link.resolve() if link.is_symlink() else link  # an adopted warm sandbox
+        if link.is_symlink():
+            link.unlink()
+        if not target.exists():
+            return
+        trash = self._root / f".deleted-{sandbox_id}-{secrets.token_hex(4)}"
+        try:
+            target.rename(trash)
+        except OSError as exc:
+            log.warning("cannot move sandbox %s aside for deletion: %s", sandbox_id, exc)
+            trash = target
+        shutil.rmtree(trash, ignore_errors=True)
 
     async def list(self) -> builtins.list[SandboxInfo]:
         """Running sandboxes and workspaces on disk."""
