@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from amicable_agent.llm import LlmClient, _text_of
+from amicable_agent.llm import LlmClient
 from amicable_agent.loop_config import LoopSettings
 from amicable_agent.qa import run_qa
 from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
@@ -163,8 +163,14 @@ class StampLlm(LlmClient):
     """Stamps each parsed text delta by (session, cumulative text length)."""
 
     async def _on_event(self, event: Any, acc: Any, base: str, *args: Any) -> None:
-        if event.type == "content_block_delta" and event.delta.type == "text_delta":
-            length = len(base + _text_of(acc)) + len(event.delta.text)
+        delta = event.data.get("delta") if event.type == "content_block_delta" else None
+        if delta is not None and delta.get("type") == "text_delta":
+            # The cumulative length after this delta (as cheaply as possible: this
+            # instrumentation runs in the agent process).
+            length = len(base) + len(delta.get("text") or "")
+            for block in acc.blocks.values():
+                if block["type"] == "text":
+                    length += len(block["text"])
             _stamps[(_sid.get(), length)] = time.perf_counter()
         await super()._on_event(event, acc, base, *args)
 
@@ -187,7 +193,7 @@ class _StampingHost:
         await self._host.send(type, data, msg_id=msg_id)
 
 
-_written: list[tuple[str, float]] = []
+_written: list[tuple[str | bytes, float]] = []  # frame text, or a whole WebSocket frame
 
 
 class _StampingSocket:
@@ -206,8 +212,13 @@ class _StampingSocket:
 
     async def send_frames(self, frames: list[bytes]) -> None:
         await self._socket.send_frames(frames)
-        at = time.perf_counter()
-        _written.extend((_frame_text(frame), at) for frame in frames)
+        _written.extend((frame, time.perf_counter()) for frame in frames)
+
+    def write_now(self, frame: bytes) -> int:
+        written: int = self._socket.write_now(frame)
+        if written == len(frame):
+            _written.append((frame, time.perf_counter()))
+        return written
 
     async def close(self, code: int, reason: str = "") -> None:
         await self._socket.close(code, reason)
@@ -215,9 +226,11 @@ class _StampingSocket:
 
 def _frame_text(frame: bytes) -> str:
     """The payload of one unmasked server text frame (after the run, off the clock)."""
+    if len(frame) < 2 or frame[0] != 0x81:
+        return ""  # the rest of a frame whose start went out earlier
     size = frame[1] & 0x7F
     start = 2 if size < 126 else 4 if size == 126 else 10
-    return frame[start:].decode()
+    return frame[start:].decode(errors="replace")
 
 
 def _stamp_sockets() -> None:
@@ -228,6 +241,7 @@ def _stamp_sockets() -> None:
         stamping = _StampingSocket(socket)
         if not hasattr(socket, "send_frames"):  # quart's socket: the one-frame path
             stamping.send_frames = None  # type: ignore[assignment,method-assign]
+            stamping.write_now = None  # type: ignore[assignment,method-assign]
         await ws.serve_socket(manager, stamping, queue_size=queue_size)
 
     app.serve_socket = serve_socket  # type: ignore[assignment]
@@ -305,7 +319,8 @@ async def bench_websocket(
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - usage0.ru_nivcsw
             written: dict[tuple[str, int], float] = {}
-            for frame, at in _written:
+            for data, at in _written:
+                frame = _frame_text(data) if isinstance(data, bytes) else data
                 if '"type":"agent_partial"' in frame:
                     msg = json.loads(frame)
                     written[(msg["session_id"], len(msg["data"]["text"]))] = at

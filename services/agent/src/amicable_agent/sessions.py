@@ -135,8 +135,15 @@ class Attachment:
         self._popped = 0  # absolute position of self._queue[0]
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
+        self._head_offset = 0
         self.dropped = False
         self.coalesced = 0
+        self.direct_sends = 0
+        #: Set by a socket that can write without blocking: returns how many bytes of the
+        #: message's :attr:`Outgoing.wire` it wrote at once (0: none, queue it as usual).
+        self.direct: Callable[[Outgoing], int] | None = None
+        #: Bytes of the message last taken that were already written (by :attr:`direct`).
+        self.taken_offset = 0
         self.session: Session | None = None
 
     def __len__(self) -> int:
@@ -155,11 +162,21 @@ class Attachment:
                 self._queue[position - self._popped] = None
                 self._live -= 1
                 self.coalesced += 1
+        written = 0
+        if not self._live and self.direct is not None:
+            # Nothing queued and the socket idle: write now, in this task, instead of a
+            # scheduler pass later in the writer's.
+            written = self.direct(out)
+            if written >= len(out.wire):
+                self.direct_sends += 1
+                return True
         if self._live >= self._queue_size:
             log.warning("dropping a slow WebSocket client")
             self.drop()
             return False
-        if msg.type is MessageType.AGENT_PARTIAL:
+        if written > 0:  # the rest goes first, from the writer; never superseded now
+            self._head_offset = written
+        elif msg.type is MessageType.AGENT_PARTIAL:
             self._partials[msg.id] = self._popped + len(self._queue)
         self._queue.append(out)
         self._live += 1
@@ -184,6 +201,7 @@ class Attachment:
             if out is None:
                 continue
             self._live -= 1
+            self.taken_offset, self._head_offset = self._head_offset, 0
             msg = out.message
             if msg.type is MessageType.AGENT_PARTIAL:
                 self._partials.pop(msg.id, None)

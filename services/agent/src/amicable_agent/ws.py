@@ -45,7 +45,8 @@ class SocketLike(Protocol):
 
     A socket that also has ``send_frames(frames: list[bytes])`` (ready-made WebSocket
     frames, :class:`~amicable_agent.ws_server.RawWebSocket`) gets every queued message in
-    one call.
+    one call, and one with ``write_now(frame: bytes) -> int`` (a non-blocking write; bytes
+    written) gets a message at once when nothing is queued for it.
     """
 
     async def receive(self) -> str | bytes: ...
@@ -81,6 +82,9 @@ class Connection:
         self._manager = manager
         self._socket = socket
         self._attachment = Attachment(queue_size)
+        write_now = getattr(socket, "write_now", None)
+        if write_now is not None:
+            self._attachment.direct = lambda out: write_now(out.wire)
         self._session: Session | None = None
         self._close_code: int | None = None
         self._anon_session = ""
@@ -124,7 +128,8 @@ class Connection:
                 else:
                     # Everything queued goes out in one write, each frame built once for
                     # all sockets.
-                    frames = [out.wire]
+                    wire = out.wire
+                    frames = [wire[attachment.taken_offset :] if attachment.taken_offset else wire]
                     while True:
                         try:
                             frames.append(attachment.take_nowait().wire)

@@ -15,6 +15,7 @@ exactly as under ``hypercorn.trio.serve``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,7 @@ class RawWebSocket:
     ) -> None:
         self._stream = stream
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._fd = self._sock.fileno() if self._sock is not None else -1
         self._conn = conn
         self._lock = trio.StrictFIFOLock()
         self._max = max_message_size
@@ -128,6 +130,22 @@ class RawWebSocket:
             await self._write(frame_bytes(data))
         else:
             await self._write(self._conn.send(BytesMessage(data=data)))
+
+    def write_now(self, frame: bytes) -> int:
+        """Write ``frame`` without blocking, if no write is in progress; how many bytes
+        were written (0 when the socket is busy or its buffer full: send it later).
+
+        A broken connection counts as written (the handler is being cancelled anyway).
+        """
+        if self._closed or self._lock.locked() or self._sock is None:
+            return 0
+        try:
+            return os.write(self._fd, frame)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self._gone()
+            return len(frame)
 
     async def send_frames(self, frames: list[bytes]) -> None:
         """Send ready-made frames (see :func:`frame_bytes`) with one write."""
