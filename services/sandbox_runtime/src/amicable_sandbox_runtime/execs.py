@@ -12,7 +12,6 @@ import codecs
 import os
 import signal
 import stat
-import subprocess
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
@@ -20,7 +19,7 @@ import trio
 from amicable_protocol.runtime import ExecExit, ExecRequest, ExecResult
 
 from .errors import InvalidRequest, NotFound
-from .procs import child_env, kill_group
+from .procs import Child, child_env, kill_group
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,6 +30,8 @@ Stream = Literal["stdout", "stderr"]
 OutputCallback = Callable[[Stream, str], Awaitable[None]]
 TRUNCATION_MARKER = "\n<output truncated>"
 TIMEOUT_EXIT_CODE = 124
+#: The shell commands run through, as ``subprocess``'s ``shell=True`` and ``system(3)`` do.
+SHELL = "/bin/sh"
 #: After the shell exits, how long escaped holders of the pipes may keep them open.
 _DRAIN_TIMEOUT_S = 2.0
 
@@ -66,7 +67,7 @@ class _Capture:
         self.truncated = False
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    async def feed(self, data: bytes | bytearray, *, final: bool = False) -> None:
+    async def feed(self, data: bytes | memoryview, *, final: bool = False) -> None:
         text = self._decoder.decode(data, final)
         if not text or self.truncated:
             return
@@ -76,15 +77,6 @@ class _Capture:
             self.truncated = True
         self.used += len(text)
         await self.on_output(self.name, text)
-
-    async def pump(self, stream: trio.abc.ReceiveStream, done: trio.Event) -> None:
-        try:
-            while chunk := await stream.receive_some(65536):
-                await self.feed(chunk)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-        await self.feed(b"", final=True)
-        done.set()
 
 
 async def run_command(
@@ -114,45 +106,26 @@ async def run_command(
         raise InvalidRequest("timeout_s must be positive")
     env = child_env(request.env)
     started = trio.current_time()
-    proc = await trio.lowlevel.open_process(
-        ["sh", "-c", request.command],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    out = _Capture("stdout", max_output_chars, on_output)
-    err = _Capture("stderr", max_output_chars, on_output)
-    out_done, err_done = trio.Event(), trio.Event()
-    timed_out = False
+    child = Child([SHELL, "-c", request.command], cwd, env)
+    captures = {
+        1: _Capture("stdout", max_output_chars, on_output),
+        2: _Capture("stderr", max_output_chars, on_output),
+    }
+
+    async def forward(stream: int, data: memoryview) -> None:
+        await captures[stream].feed(data, final=not data)
+
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(out.pump, proc.stdout, out_done)
-            nursery.start_soon(err.pump, proc.stderr, err_done)
-            with trio.move_on_after(timeout) as scope:
-                await proc.wait()
-            timed_out = scope.cancelled_caught
-            # the shell is gone (or timed out): take its whole group with it
-            kill_group(proc.pid)
-            with trio.move_on_after(_DRAIN_TIMEOUT_S):
-                await out_done.wait()
-                await err_done.wait()
-            nursery.cancel_scope.cancel()
+        await child.pump(forward, started + timeout, drain_s=_DRAIN_TIMEOUT_S)
+        timed_out = not child.exited
         if timed_out:
-            await err.feed(f"\nCommand timed out after {timeout:g}s".encode())
+            kill_group(child.pid)
+            drain_until = trio.current_time() + _DRAIN_TIMEOUT_S
+            await child.pump(forward, drain_until, drain_s=_DRAIN_TIMEOUT_S)
+            await captures[2].feed(f"\nCommand timed out after {timeout:g}s".encode())
     finally:
-        with trio.CancelScope(shield=True):
-            kill_group(proc.pid)
-            # no deadline: after SIGKILL the kernel bounds this, and giving up would
-            # leave a zombie (and an fd) behind
-            await proc.wait()
-            await proc.stdout.aclose()
-            await proc.stderr.aclose()
-    code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        await child.aclose()
+    code = child.returncode if child.returncode is not None else -signal.SIGKILL
     if timed_out:
         code = TIMEOUT_EXIT_CODE
     elif code < 0:
@@ -161,7 +134,7 @@ async def run_command(
         exit_code=code,
         timed_out=timed_out,
         duration_ms=int((trio.current_time() - started) * 1000),
-        truncated=out.truncated or err.truncated,
+        truncated=captures[1].truncated or captures[2].truncated,
     )
 
 

@@ -2,16 +2,37 @@
 
 Kept free of the protocol and web stack so ``init-workspace`` and the supervisor (started
 before the HTTP stack is imported) stay cheap to import.
+
+:class:`Child` is the exec path's process handle. It costs little more than the spawn
+itself: the spawn runs on the event loop (CPython uses ``vfork``, so the loop only waits
+until the child has called ``exec``; a worker-thread hop costs more than that), and one task
+waits for both output pipes and the exit at once, through a small epoll set of its own
+(the exit is a pidfd) that trio watches as a single fd.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import subprocess
+from typing import TYPE_CHECKING
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from pathlib import Path
 
 #: Never handed to commands or the dev server: the runtime's own credentials.
 PRIVATE_ENV = ("AMICABLE_RUNTIME_TOKEN", "AMICABLE_RUNTIME_TOKEN_FILE")
+#: Bytes read from a pipe per wake-up.
+READ_CHUNK = 65536
+
+#: Whether ``pidfd_open`` works here (Linux >= 5.3; some sandboxes lack it). Decided on first
+#: use; without it a thread waits for the exit and reports it through a pipe.
+_pidfd_usable: bool | None = None
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -26,3 +47,147 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signal the process group led by ``pid``; a group that is already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    global _pidfd_usable
+    if _pidfd_usable is False:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        _pidfd_usable = False
+        return None
+    _pidfd_usable = True
+    return fd
+
+
+def _report_exit(pid: int, write_fd: int) -> None:
+    """(worker thread) Wait until ``pid`` can be reaped, without reaping it; then say so."""
+    try:
+        with contextlib.suppress(ChildProcessError):  # already reaped: it has exited too
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        with contextlib.suppress(OSError):
+            os.write(write_fd, b"x")
+    finally:
+        os.close(write_fd)
+
+
+class Child:
+    """A spawned command in its own session (so its process group id is its pid).
+
+    Stdin is ``/dev/null``; stdout and stderr are pipes read by :meth:`pump`. The process
+    must be finished with :meth:`aclose` (kill the group, reap, close the fds), also on
+    cancellation.
+
+    Args:
+        argv: program and arguments (``argv[0]`` searched on the ``PATH`` of ``env``).
+        cwd: working directory.
+        env: the complete environment.
+
+    Raises:
+        OSError: the program could not be executed (nothing is left running or open).
+    """
+
+    def __init__(self, argv: Sequence[str], cwd: Path | str, env: dict[str, str]) -> None:
+        self.exited = False
+        #: Output pipe fds still open: 1 (stdout) and/or 2 (stderr) -> our read end.
+        self.open_streams: dict[int, int] = {}
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            self._popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self.pid = self._popen.pid
+        self.open_streams = {1: out_r, 2: err_r}
+        self._by_fd = {out_r: 1, err_r: 2}
+        pidfd = _open_pidfd(self.pid)
+        if pidfd is None:
+            self._exit_fd, write_fd = os.pipe()
+            trio.lowlevel.start_thread_soon(
+                lambda: _report_exit(self.pid, write_fd), lambda _: None
+            )
+        else:
+            self._exit_fd = pidfd
+        self._poller = select.epoll(4)
+        for fd in (out_r, err_r, self._exit_fd):
+            os.set_blocking(fd, False)
+            self._poller.register(fd, select.EPOLLIN)
+        self._buffer = bytearray(READ_CHUNK)
+        self._view = memoryview(self._buffer)
+
+    @property
+    def returncode(self) -> int | None:
+        """Like :attr:`subprocess.Popen.returncode` (``-n``: killed by signal n)."""
+        return self._popen.returncode
+
+    async def pump(
+        self,
+        on_output: Callable[[int, memoryview], Awaitable[None]],
+        deadline: float,
+        *,
+        drain_s: float,
+    ) -> None:
+        """Forward output until the child has exited and both pipes are closed, or until
+        ``deadline``.
+
+        When the child exits its whole group is killed (background jobs do not outlive it)
+        and the wait for the pipes is cut to ``drain_s`` (something outside the group may
+        hold them). ``on_output(stream, data)`` gets each chunk (1 = stdout, 2 = stderr) and
+        then an empty chunk at the stream's end; ``data`` is only valid until it returns.
+        """
+        poller = self._poller
+        with trio.move_on_at(deadline) as scope:
+            while self.open_streams or not self.exited:
+                await trio.lowlevel.wait_readable(poller.fileno())
+                for fd, _ in poller.poll(0):
+                    if fd == self._exit_fd:
+                        poller.unregister(fd)
+                        self._reap()
+                        scope.deadline = trio.current_time() + drain_s
+                        continue
+                    stream = self._by_fd[fd]
+                    try:
+                        n = os.readv(fd, (self._buffer,))
+                    except BlockingIOError:
+                        continue
+                    if n:
+                        await on_output(stream, self._view[:n])
+                        continue
+                    poller.unregister(fd)
+                    os.close(self.open_streams.pop(stream))
+                    await on_output(stream, self._view[:0])
+
+    def _reap(self) -> None:
+        """The child has exited: kill the rest of its group and collect its status."""
+        self.exited = True
+        kill_group(self.pid)
+        self._popen.wait()
+
+    async def aclose(self) -> None:
+        """Kill the group, reap the child and close every fd (shielded from cancellation)."""
+        with trio.CancelScope(shield=True):
+            if not self.exited:
+                kill_group(self.pid)
+                # no deadline: after SIGKILL the kernel bounds this, and giving up would
+                # leave a zombie (and an fd) behind
+                await trio.lowlevel.wait_readable(self._exit_fd)
+                self._reap()
+            self._poller.close()
+            for fd in (*self.open_streams.values(), self._exit_fd):
+                os.close(fd)
+            self.open_streams.clear()
