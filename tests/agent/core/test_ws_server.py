@@ -163,3 +163,120 @@ async def test_library_client_runs_init_on_the_fast_path(agent) -> None:
         await ws_send(ws, editor_init(sid))
         reply = (await ws_recv_until(ws, "init"))[-1]
         assert reply.session_id == sid
+
+
+def _partial(text: str) -> ServerMessage:
+    return ServerMessage(
+        type=MessageType.AGENT_PARTIAL, data=TextData(text), session_id="s", id="m"
+    )
+
+
+def test_direct_write_when_nothing_is_queued() -> None:
+    attachment = Attachment(8)
+    written: list[bytes] = []
+
+    def direct(out: Outgoing) -> int:
+        written.append(out.wire)
+        return len(out.wire)
+
+    attachment.direct = direct
+    assert attachment.send_nowait(_partial("a"))
+    assert len(attachment) == 0  # delivered, not queued
+    assert attachment.direct_sends == 1
+    assert json.loads(_frame_payload(written[0]))["data"]["text"] == "a"
+
+
+def test_refused_direct_write_queues_and_keeps_order() -> None:
+    attachment = Attachment(8)
+    attachment.direct = lambda out: 0  # busy / buffer full
+    attachment.send_nowait(_partial("a"))
+    attachment.send_nowait(_partial("ab"))  # supersedes the queued one as before
+    assert len(attachment) == 1
+    assert attachment.take_nowait().message.data == TextData("ab")
+    assert attachment.taken_offset == 0
+
+
+def test_a_partly_written_message_is_finished_first_and_never_superseded() -> None:
+    attachment = Attachment(8)
+    calls: list[int] = []
+
+    def direct(out: Outgoing) -> int:
+        calls.append(1)
+        return 3 if len(calls) == 1 else 0  # 3 bytes went out, then the buffer is full
+
+    attachment.direct = direct
+    first = Outgoing(_partial("a" * 40))
+    attachment.send_nowait(first)
+    attachment.send_nowait(_partial("a" * 41))  # queued behind; must not replace `first`
+    assert len(attachment) == 2
+    assert len(calls) == 1  # with something queued, no direct attempt
+    taken = attachment.take_nowait()
+    assert taken is first
+    assert attachment.taken_offset == 3  # the writer sends first.wire[3:]
+    assert attachment.take_nowait().message.data == TextData("a" * 41)
+    assert attachment.taken_offset == 0
+
+
+async def test_writer_sends_the_rest_of_a_partly_written_frame() -> None:
+    socket = _RecordingSocket()
+    connection = Connection(None, socket, queue_size=16)  # type: ignore[arg-type]
+    attachment = connection._attachment
+    attachment.direct = lambda out: 5
+    first = Outgoing(_partial("hello world"))
+    attachment.send_nowait(first)
+    attachment.send_nowait(_partial("hello world!"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection._writer, nursery.cancel_scope)
+        await trio.testing.wait_all_tasks_blocked()
+        attachment.drop()
+    sent = b"".join(socket.calls[0])
+    assert sent.startswith(first.wire[5:])
+    assert json.loads(_frame_payload(sent[len(first.wire) - 5 :]))["data"]["text"] == (
+        "hello world!"
+    )
+
+
+async def test_write_now_never_blocks_nor_interleaves() -> None:
+    # During another write write_now reports 0 (queue it); to a client that never reads,
+    # it writes until the buffers are full, then reports a short or refused write.
+    from amicable_agent.ws_server import RawWebSocket
+
+    seen: list[RawWebSocket] = []
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with trio.open_nursery() as nursery:
+
+        async def handle(stream: trio.SocketStream) -> None:
+            conn = WSConnection(ConnectionType.SERVER)
+            conn.receive_data(await stream.receive_some(65536))
+            request = next(e for e in conn.events() if isinstance(e, Request))
+            ws = RawWebSocket(stream, conn, request, max_message_size=1 << 20)
+            await ws.accept()
+            seen.append(ws)
+            await trio.sleep_forever()
+
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        port = listeners[0].socket.getsockname()[1]
+        stream, _ = await _raw_open(port)
+        with trio.fail_after(10):
+            while not seen:
+                await trio.sleep(0.01)
+        ws = seen[0]
+        frame = frame_bytes("x" * 65536)
+        ws._lock.acquire_nowait()  # as a send_frames in progress holds it
+        assert ws.write_now(frame) == 0
+        ws._lock.release()
+        total = 0
+        while (n := ws.write_now(frame)) == len(frame):
+            total += n
+        assert n < len(frame)  # the buffers filled up: a short or refused write
+        assert total > 0
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+def _frame_payload(frame: bytes) -> bytes:
+    decoder = FrameDecoder(client=True)
+    decoder.receive_bytes(frame)
+    decoded = decoder.process_buffer()
+    assert decoded is not None
+    return bytes(decoded.payload)
