@@ -181,3 +181,48 @@ async def test_connection_refused_is_a_connect_error() -> None:
     async with httpx2.AsyncClient(transport=LeanTransport()) as client:
         with pytest.raises(httpx2.ConnectError):
             await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_https_with_a_verified_certificate(tmp_path) -> None:
+    # The production path (api.anthropic.com): TLS, ALPN http/1.1, certificate checked.
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await trio.run_process(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_stdout=True, capture_stderr=True,
+    )  # fmt: skip
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.set_alpn_protocols(["http/1.1"])
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    client_ctx.set_alpn_protocols(["http/1.1"])
+    alpn: list[str | None] = []
+
+    async def handle(tcp: trio.SocketStream) -> None:
+        stream = trio.SSLStream(tcp, server_ctx, server_side=True)
+        try:
+            async with stream:
+                while b"\r\n\r\n" not in await stream.receive_some(65536):
+                    pass
+                alpn.append(stream.selected_alpn_protocol())
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+        except trio.BrokenResourceError:
+            pass  # the client rejected our certificate
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        transport = LeanTransport(ssl_context=client_ctx)
+        async with httpx2.AsyncClient(transport=transport) as client:
+            response = await client.get(f"https://localhost:{port}/")
+            assert response.content == b"secure"
+        assert alpn == ["http/1.1"]
+        # A certificate the client does not trust is a connection error.
+        async with httpx2.AsyncClient(transport=LeanTransport()) as client:
+            with pytest.raises(httpx2.ConnectError):
+                await client.get(f"https://localhost:{port}/")
+        nursery.cancel_scope.cancel()
