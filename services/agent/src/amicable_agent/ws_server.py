@@ -79,7 +79,6 @@ class RawWebSocket:
     ) -> None:
         self._stream = stream
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._fd = self._sock.fileno() if self._sock is not None else -1
         self._conn = conn
         self._lock = trio.StrictFIFOLock()
         self._max = max_message_size
@@ -140,7 +139,8 @@ class RawWebSocket:
         if self._closed or self._lock.locked() or self._sock is None:
             return 0
         try:
-            return os.write(self._fd, frame)
+            # fileno() is -1 once the socket is closed: never a recycled descriptor.
+            return os.write(self._sock.fileno(), frame)
         except BlockingIOError:
             return 0
         except OSError:
@@ -294,6 +294,7 @@ async def _serve_websocket(stream: trio.SocketStream, head: bytes, handler: WsHa
         with socket.scope:
             await handler(socket)
     finally:
+        socket._closed = True
         await trio.aclose_forcefully(stream)
 
 
