@@ -10,8 +10,12 @@ to request smuggling over the reused upstream connections.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from .errors import BadRequest, UpstreamProtocolError
+
+if TYPE_CHECKING:
+    from .routing import HostMatch
 
 #: Body framings besides a non-negative Content-Length.
 CHUNKED = -1
@@ -49,12 +53,15 @@ _FRAMING = re.compile(
 )
 
 Header = tuple[bytes, bytes, bytes]  # (lower-case name, name as sent, value)
+#: A request's routing decision: (base domain, HTTP version, host match, body length,
+#: Connection options); see ``proxy.Router._route``.
+Route = tuple[str, bytes, "HostMatch", int, frozenset[bytes]]
 
 
 class _Fields:
     """What the router derives from one validated field block (shared by equal blocks)."""
 
-    __slots__ = ("forward", "framing", "low", "tokens")
+    __slots__ = ("forward", "framing", "low", "route", "tokens")
 
     def __init__(self, block: bytes) -> None:
         low = self.low = block.lower()
@@ -67,6 +74,9 @@ class _Fields:
         self.framing = found
         self.tokens: frozenset[bytes] | None = None
         self.forward: bytes | None = None  # the block as sent upstream (requests)
+        # The proxy's routing decision for this block (requests): it depends only on the
+        # block, the HTTP version and the base domain, which the proxy checks on reuse.
+        self.route: Route | None = None
 
 
 # Request field blocks seen recently -> their validated, derived form. A browser loading a
@@ -155,7 +165,7 @@ class ResponseHead(_Head):
     forms built from one are kept on it (:attr:`out_keep`, :attr:`out_close`).
     """
 
-    __slots__ = ("code", "out_close", "out_keep", "reason", "status", "version")
+    __slots__ = ("code", "length", "out_close", "out_keep", "reason", "status", "version")
 
     def __init__(self, version: bytes, status: int, reason: bytes, block: bytes) -> None:
         super().__init__(block)
@@ -165,6 +175,7 @@ class ResponseHead(_Head):
         self.reason = reason
         self.out_keep: bytes | None = None  # build_client_response(close=False), memoised
         self.out_close: bytes | None = None  # build_client_response(close=True), memoised
+        self.length: int | None = None  # response_body_length for non-HEAD requests, memoised
 
 
 def parse_request_head(data: bytes) -> RequestHead:
@@ -293,8 +304,17 @@ def response_body_length(request_method: bytes, head: ResponseHead) -> int:
     Raises:
         UpstreamProtocolError: an invalid ``Content-Length``.
     """
+    if request_method == b"HEAD":
+        return 0
+    length = head.length
+    if length is None:
+        length = head.length = _response_length(head)
+    return length
+
+
+def _response_length(head: ResponseHead) -> int:
     status = head.status
-    if request_method == b"HEAD" or status < 200 or status == 204 or status == 304:
+    if status < 200 or status == 204 or status == 304:
         return 0
     found = head._f.framing
     te = found.get(b"transfer-encoding")
@@ -413,6 +433,26 @@ def build_upstream_request(
     ``X-Forwarded-For`` chain and ``X-Forwarded-Proto`` are kept). HTTP/1.0 clients are
     forwarded as HTTP/1.0 so the upstream closes after answering.
     """
+    tail = upstream_request_tail(
+        head, tokens, client_ip=client_ip, proto=proto, trusted=trusted, websocket=websocket
+    )
+    return b"".join((head.method, b" ", head.target, b" ", head.version, tail))
+
+
+def upstream_request_tail(
+    head: RequestHead,
+    tokens: frozenset[bytes],
+    *,
+    client_ip: bytes,
+    proto: bytes,
+    trusted: bool,
+    websocket: bool,
+) -> bytes:
+    """What :func:`build_upstream_request` puts after the request line.
+
+    It depends only on the field block, ``tokens`` and the keyword arguments, so a caller
+    may reuse it for later requests that carry the same block (same :class:`_Fields`).
+    """
     fields = head._f
     block = fields.forward
     if block is None or tokens is not fields.tokens:
@@ -434,11 +474,6 @@ def build_upstream_request(
     hosts = head.framing(b"host")
     return b"".join(
         (
-            head.method,
-            b" ",
-            head.target,
-            b" ",
-            head.version,
             block,
             b"\r\nX-Forwarded-For: ",
             forwarded_for,

@@ -29,8 +29,8 @@ from .http1 import (
     ChunkedScanner,
     RequestHead,
     ResponseHead,
+    Route,
     build_client_response,
-    build_upstream_request,
     connection_tokens,
     is_websocket_upgrade,
     parse_request_head,
@@ -38,6 +38,7 @@ from .http1 import (
     request_body_length,
     response_body_length,
     simple_response,
+    upstream_request_tail,
 )
 from .resolver import Miss
 from .routing import HostKind, classify_host
@@ -87,12 +88,30 @@ _IDLE, _HEAD, _LOCAL, _UPSTREAM, _RELAY = range(5)
 class _Client:
     """Per-connection state: the client stream, its deadline scope and its current phase."""
 
-    __slots__ = ("deadline", "io", "now", "peer_ip", "phase", "req", "scope", "served", "trusted")
+    __slots__ = (
+        "deadline",
+        "io",
+        "ip",
+        "now",
+        "peer_ip",
+        "phase",
+        "req",
+        "scope",
+        "served",
+        "tail",
+        "tail_fields",
+        "trusted",
+    )
 
     def __init__(self, io: Transport, peer_ip: str, trusted: bool) -> None:
         self.io = io
         self.peer_ip = peer_ip
+        self.ip = peer_ip.encode()
         self.trusted = trusted
+        # The upstream head after the request line for the field block seen last (a
+        # keep-alive client usually repeats its block): reused while the block is the same.
+        self.tail_fields: object = None
+        self.tail = b""
         self.scope = trio.CancelScope()
         self.deadline = math.inf
         self.now = 0.0  # trio.current_time() when the current request head arrived
@@ -236,13 +255,24 @@ class Router:
 
     async def _serve(self, client: _Client) -> None:
         idle_s = self._idle_s
+        io = client.io
+        buf = io.buf
+        limit = self._config.max_header_bytes
         while True:
             client.phase = _IDLE
             client.arm(idle_s)
             try:
-                raw = await self._read_request_head(client)
-                if raw is None:
-                    return
+                if not buf and not await io.fill(wait=client.served):
+                    return  # keep-alive connection closed (or idle, by the deadline)
+                idx = buf.find(b"\r\n\r\n")
+                if 0 < idx <= limit and buf[:2] != b"\r\n":
+                    raw = bytes(buf[:idx])  # the whole head came in one read
+                    del buf[: idx + 4]
+                else:
+                    got = await self._read_request_head(client)
+                    if got is None:
+                        return
+                    raw = got
                 client.now = trio.current_time()
                 client.req = req = parse_request_head(raw)
                 client.phase = _LOCAL
@@ -295,14 +325,27 @@ class Router:
                     raise BadRequest(400, "connection closed inside the request head")
                 return None
 
-    async def _handle(self, client: _Client, req: RequestHead) -> bool:
-        self._metrics.requests += 1
+    def _route(self, req: RequestHead) -> Route:
+        """``(base domain, version, host match, body length, Connection tokens)``.
+
+        Everything here follows from the field block, the version and the base domain, so
+        it is memoised on the (shared) field block; a block that fails raises every time.
+        """
         hosts = req.framing(b"host")
         if len(hosts) != 1:
             raise BadRequest(400, "exactly one Host header is required")
-        match = classify_host(hosts[0], self._config.base_domain)
-        body_len = request_body_length(req)
-        tokens = connection_tokens(req)
+        base = self._config.base_domain
+        match = classify_host(hosts[0], base)
+        route = (base, req.version, match, request_body_length(req), connection_tokens(req))
+        req._f.route = route
+        return route
+
+    async def _handle(self, client: _Client, req: RequestHead) -> bool:
+        self._metrics.requests += 1
+        route = req._f.route
+        if route is None or route[1] != req.version or route[0] is not self._config.base_domain:
+            route = self._route(req)
+        _, _, match, body_len, tokens = route
         client_ka = req.version == b"HTTP/1.1" and b"close" not in tokens
         local_keep = client_ka and body_len == 0
         head_only = req.method == b"HEAD"
@@ -329,15 +372,23 @@ class Router:
             )
         if upstream is None:
             return await self._local(client, 404, b"no such preview\n", local_keep, head_only)
-        websocket = is_websocket_upgrade(req, tokens)
-        out_head = build_upstream_request(
-            req,
-            tokens,
-            client_ip=client.peer_ip.encode(),
-            proto=self._proto,
-            trusted=client.trusted,
-            websocket=websocket,
-        )
+        websocket = b"upgrade" in tokens and is_websocket_upgrade(req, tokens)
+        fields = req._f
+        if fields is client.tail_fields and not websocket:
+            tail = client.tail
+        else:
+            tail = upstream_request_tail(
+                req,
+                tokens,
+                client_ip=client.ip,
+                proto=self._proto,
+                trusted=client.trusted,
+                websocket=websocket,
+            )
+            if not websocket:
+                client.tail_fields = fields
+                client.tail = tail
+        out_head = b"".join((req.method, b" ", req.target, b" ", req.version, tail))
         client.phase = _UPSTREAM
         if body_len == 0:
             return await self._exchange(client, req, upstream, out_head, client_ka, websocket)
@@ -375,9 +426,11 @@ class Router:
         retry: bool = True,
     ) -> bool:
         for attempt in (0, 1):
-            conn = await self._acquire(upstream.key, client.now)
+            conn = self._pool.take_idle(upstream.key, client.now)
             if conn is None:
-                return await self._bad_gateway(client, req, client_ka)
+                conn = await self._acquire(upstream.key, client.now)
+                if conn is None:
+                    return await self._bad_gateway(client, req, client_ka)
             try:
                 try:
                     await conn.send_all(out_head)
@@ -431,6 +484,9 @@ class Router:
     async def _read_response_head(self, conn: UpstreamConnection) -> ResponseHead:
         buf = conn.buf
         start = 0
+        # Right after a request was sent its answer cannot be there yet: wait for it rather
+        # than pay for a recv that fails (a raised BlockingIOError) first.
+        wait = not buf
         while True:
             idx = buf.find(b"\r\n\r\n", start)
             if idx >= 0:
@@ -438,7 +494,7 @@ class Router:
             if len(buf) > _MAX_RESPONSE_HEAD:
                 raise UpstreamProtocolError("response head too large")
             start = max(0, len(buf) - 3)
-            if not await conn.fill():
+            if not await conn.fill(wait=wait):
                 if buf:
                     raise UpstreamProtocolError("upstream closed inside the response head")
                 raise _NoResponse
@@ -481,7 +537,12 @@ class Router:
             keep = client_ka and framing != UNTIL_CLOSE
             head = build_client_response(resp, close=not keep, tokens=tokens)
             self._metrics.responses[resp.status // 100] += 1  # the status line allows 1xx-5xx
-            await self._relay_response_body(client, conn, framing, head)
+            buf = conn.buf
+            if framing == len(buf):  # the whole body came with the head: one send
+                await stream.send_all(head + buf)
+                buf.clear()
+            else:
+                await self._relay_response_body(client, conn, framing, head)
             if upstream_ka and (body is None or body.done) and not conn.buf:
                 self._pool.release(conn, client.now)
                 released = True
