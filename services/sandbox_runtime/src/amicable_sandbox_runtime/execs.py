@@ -1,6 +1,7 @@
 """Running shell commands in the workspace: own process group, timeout, output caps.
 
-Each command runs as ``sh -c <command>`` in a new session (so its process group id is its
+Each command runs as ``sh -c <command>`` (or, when that would only split it into words,
+exec'd directly with the same result: ``plaincmd.py``) in a new session (so its process group id is its
 pid). When the shell exits, when the timeout fires, or when the caller is cancelled (client
 disconnect), the *whole group* is killed with SIGKILL, so background jobs and grandchildren
 never outlive the request.
@@ -19,6 +20,7 @@ import trio
 from amicable_protocol.runtime import ExecExit, ExecRequest, ExecResult
 
 from .errors import InvalidRequest, NotFound
+from .plaincmd import plain_argv
 from .procs import Child, child_env, kill_group
 
 if TYPE_CHECKING:
@@ -106,7 +108,7 @@ async def run_command(
         raise InvalidRequest("timeout_s must be positive")
     env = child_env(request.env)
     started = trio.current_time()
-    child = Child([SHELL, "-c", request.command], cwd, env)
+    child = _spawn(request.command, cwd, env)
     captures = {
         1: _Capture("stdout", max_output_chars, on_output),
         2: _Capture("stderr", max_output_chars, on_output),
@@ -136,6 +138,18 @@ async def run_command(
         duration_ms=int((trio.current_time() - started) * 1000),
         truncated=captures[1].truncated or captures[2].truncated,
     )
+
+
+def _spawn(command: str, cwd: Path, env: dict[str, str]) -> Child:
+    """Start ``command``: exec'd directly when it is a plain word list, else via the shell."""
+    plain = plain_argv(command, str(cwd), env)
+    if plain is not None:
+        program, argv = plain
+        try:
+            return Child(argv, cwd, env, executable=program)
+        except OSError:
+            pass  # e.g. a script without "#!": the shell runs it (nothing ran yet)
+    return Child([SHELL, "-c", command], cwd, env)
 
 
 async def run_collected(

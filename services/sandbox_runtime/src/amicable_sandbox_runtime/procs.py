@@ -33,11 +33,22 @@ READ_CHUNK = 65536
 #: Whether ``pidfd_open`` works here (Linux >= 5.3; some sandboxes lack it). Decided on first
 #: use; without it a thread waits for the exit and reports it through a pipe.
 _pidfd_usable: bool | None = None
+#: ``os.environ``'s raw bytes mapping when :func:`child_env` last filtered it, and the result.
+_env_cache: tuple[dict[bytes, bytes], dict[str, str]] | None = None
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process: ours minus the runtime's secrets, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+    """The environment for a child process: ours minus the runtime's secrets, plus ``extra``.
+
+    Returns a new dict. Filtering ``os.environ`` decodes every variable, so the filtered
+    copy is kept and reused while ``os.environ`` is unchanged (compared as raw bytes).
+    """
+    global _env_cache
+    raw: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
+    if _env_cache is None or raw is None or _env_cache[0] != raw:
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+        _env_cache = (dict(raw) if raw is not None else {}, env)
+    env = dict(_env_cache[1])
     if extra:
         env.update(extra)
     return env
@@ -84,12 +95,20 @@ class Child:
         argv: program and arguments (``argv[0]`` searched on the ``PATH`` of ``env``).
         cwd: working directory.
         env: the complete environment.
+        executable: the program to run instead of searching for ``argv[0]``.
 
     Raises:
         OSError: the program could not be executed (nothing is left running or open).
     """
 
-    def __init__(self, argv: Sequence[str], cwd: Path | str, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Path | str,
+        env: dict[str, str],
+        *,
+        executable: str | None = None,
+    ) -> None:
         self.exited = False
         #: Output pipe fds still open: 1 (stdout) and/or 2 (stderr) -> our read end.
         self.open_streams: dict[int, int] = {}
@@ -98,6 +117,7 @@ class Child:
         try:
             self._popen = subprocess.Popen(
                 argv,
+                executable=executable,
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
