@@ -9,6 +9,7 @@ import pytest
 import trio
 from amicable_protocol.runtime import ExecRequest, ExecResult
 from amicable_sandbox_runtime import execs, procs
+from amicable_sandbox_runtime.errors import CallerGone
 from amicable_sandbox_runtime.testing import wait_for_exit
 
 if TYPE_CHECKING:
@@ -102,3 +103,53 @@ async def test_spawn_failure_leaves_nothing_open(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await run(tmp_path / "gone", "true")
     assert open_fds() == before
+
+
+async def test_a_caller_that_left_before_the_watcher_started_is_noticed(tmp_path: Path) -> None:
+    # the watcher starts after _WATCH_AFTER_S; a caller already gone then ends the command
+    before = open_fds()
+    pid_file = tmp_path / "pid"
+
+    async def already_gone() -> None:
+        return
+
+    with trio.fail_after(30), pytest.raises(CallerGone):
+        await execs.run_collected(
+            ExecRequest(command=f"echo $$ > {pid_file}; exec sleep 1000"),
+            cwd=tmp_path,
+            default_timeout_s=600,
+            max_output_chars=100,
+            watch=already_gone,
+        )
+    assert_reaped(int(pid_file.read_text()))
+    assert open_fds() == before
+
+
+async def test_quick_commands_do_not_start_the_watcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+
+    async def watch() -> None:
+        nonlocal calls
+        calls += 1
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(execs, "_WATCH_AFTER_S", 30.0)  # "quick", even on a loaded machine
+    result = await execs.run_collected(
+        ExecRequest(command="true"),
+        cwd=tmp_path,
+        default_timeout_s=600,
+        max_output_chars=100,
+        watch=watch,
+    )
+    assert (result.exit_code, calls) == (0, 0)
+    monkeypatch.setattr(execs, "_WATCH_AFTER_S", 0.05)
+    result = await execs.run_collected(
+        ExecRequest(command="sleep 0.3; echo done"),
+        cwd=tmp_path,
+        default_timeout_s=600,
+        max_output_chars=100,
+        watch=watch,
+    )
+    assert (result.exit_code, result.stdout, calls) == (0, "done\n", 1)

@@ -13,6 +13,7 @@ Exception tree::
 
     ConfigError                invalid configuration (raised by ``config.load_config``)
     TemplateError              unknown template or a failed ``npm ci`` (``init-workspace``)
+    CallerGone                 the client of an exec left; the command was killed (no answer)
 """
 
 from __future__ import annotations
@@ -92,3 +93,7 @@ class ConfigError(ValueError):
 
 class TemplateError(RuntimeError):
     """Unknown template, or preparing a workspace failed."""
+
+
+class CallerGone(Exception):
+    """The caller of an exec went away (client disconnect); its process group was killed."""

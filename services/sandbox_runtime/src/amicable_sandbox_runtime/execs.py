@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import trio
 from amicable_protocol.runtime import ExecExit, ExecRequest, ExecResult
 
-from .errors import InvalidRequest, NotFound
+from .errors import CallerGone, InvalidRequest, NotFound
 from .plaincmd import plain_argv
 from .procs import Child, child_env, kill_group
 
@@ -36,6 +36,8 @@ TIMEOUT_EXIT_CODE = 124
 SHELL = "/bin/sh"
 #: After the shell exits, how long escaped holders of the pipes may keep them open.
 _DRAIN_TIMEOUT_S = 2.0
+#: A command still running after this long gets a task watching for its caller to leave.
+_WATCH_AFTER_S = 0.05
 
 
 def resolve_cwd(jail: Jail, cwd: str | None) -> Path:
@@ -88,6 +90,7 @@ async def run_command(
     default_timeout_s: float,
     max_output_chars: int,
     on_output: OutputCallback,
+    watch: Callable[[], Awaitable[None]] | None = None,
 ) -> ExecExit:
     """Run ``request.command`` and report output chunks through ``on_output`` as they arrive.
 
@@ -96,9 +99,15 @@ async def run_command(
         default_timeout_s: used when the request has no ``timeout_s``.
         max_output_chars: cap per stream; the excess is dropped after a truncation marker.
         on_output: awaited for every decoded chunk, in arrival order per stream.
+        watch: returns when the caller has gone away (e.g. the HTTP client disconnected);
+            started only once the command has run for ``_WATCH_AFTER_S`` (most are over by
+            then, and a watcher task costs more than such a command's own bookkeeping).
 
     Returns:
         The exit frame; ``exit_code`` is 124 on timeout, ``128 + n`` when killed by signal n.
+
+    Raises:
+        CallerGone: ``watch`` returned; the group was killed and reaped.
 
     Cancellation:
         The process group is killed (SIGKILL) and reaped, shielded, before re-raising.
@@ -117,8 +126,15 @@ async def run_command(
     async def forward(stream: int, data: memoryview) -> None:
         await captures[stream].feed(data, final=not data)
 
+    deadline = started + timeout
     try:
-        await child.pump(forward, started + timeout, drain_s=_DRAIN_TIMEOUT_S)
+        if watch is None:
+            await child.pump(forward, deadline, drain_s=_DRAIN_TIMEOUT_S)
+        else:
+            watch_from = min(deadline, started + _WATCH_AFTER_S)
+            await child.pump(forward, watch_from, drain_s=_DRAIN_TIMEOUT_S)
+            if not child.done:
+                await _pump_watched(child, forward, deadline, watch)
         timed_out = not child.exited
         if timed_out:
             kill_group(child.pid)
@@ -140,6 +156,29 @@ async def run_command(
     )
 
 
+async def _pump_watched(
+    child: Child,
+    forward: Callable[[int, memoryview], Awaitable[None]],
+    deadline: float,
+    watch: Callable[[], Awaitable[None]],
+) -> None:
+    """``child.pump`` while ``watch`` runs alongside; raises CallerGone when it returns."""
+    gone = False
+    async with trio.open_nursery() as nursery:
+
+        async def watcher() -> None:
+            nonlocal gone
+            await watch()
+            gone = True
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watcher)
+        await child.pump(forward, deadline, drain_s=_DRAIN_TIMEOUT_S)
+        nursery.cancel_scope.cancel()
+    if gone:
+        raise CallerGone("the caller went away; the command was killed")
+
+
 def _spawn(command: str, cwd: Path, env: dict[str, str]) -> Child:
     """Start ``command``: exec'd directly when it is a plain word list, else via the shell."""
     plain = plain_argv(command, str(cwd), env)
@@ -153,7 +192,12 @@ def _spawn(command: str, cwd: Path, env: dict[str, str]) -> Child:
 
 
 async def run_collected(
-    request: ExecRequest, *, cwd: Path, default_timeout_s: float, max_output_chars: int
+    request: ExecRequest,
+    *,
+    cwd: Path,
+    default_timeout_s: float,
+    max_output_chars: int,
+    watch: Callable[[], Awaitable[None]] | None = None,
 ) -> ExecResult:
     """Run a command and collect its output (``POST /v1/exec``); see :func:`run_command`."""
     chunks: dict[Stream, list[str]] = {"stdout": [], "stderr": []}
@@ -167,6 +211,7 @@ async def run_collected(
         default_timeout_s=default_timeout_s,
         max_output_chars=max_output_chars,
         on_output=collect,
+        watch=watch,
     )
     return ExecResult(
         exit_code=done.exit_code,

@@ -22,10 +22,10 @@ import trio
 from amicable_protocol._converter import structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.http import ErrorBody
-from amicable_protocol.runtime import ExecRequest, ExecResult
+from amicable_protocol.runtime import ExecRequest
 
 from . import execs
-from .errors import InvalidRequest, RuntimeApiError, Unauthorized
+from .errors import CallerGone, InvalidRequest, RuntimeApiError, Unauthorized
 
 if TYPE_CHECKING:
     from .config import RuntimeConfig
@@ -174,30 +174,23 @@ class FastRoutes:
         except ProtocolError as exc:
             raise InvalidRequest(exc.message) from None
         cwd = execs.resolve_cwd(self.jail, request.cwd)
-        outcome: ExecResult | RuntimeApiError | None = None
-        async with trio.open_nursery() as nursery:
 
-            async def until_disconnect() -> None:
-                # a client that goes away cancels the command (its group is killed)
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                nursery.cancel_scope.cancel()
+        async def until_disconnect() -> None:
+            # a client that goes away cancels the command (its group is killed)
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
-            nursery.start_soon(until_disconnect)
-            try:
-                outcome = await execs.run_collected(
-                    request,
-                    cwd=cwd,
-                    default_timeout_s=self.config.exec_timeout_s,
-                    max_output_chars=self.config.exec_max_output_chars,
-                )
-            except RuntimeApiError as exc:  # not out of the nursery: it would be grouped
-                outcome = exc
-            nursery.cancel_scope.cancel()
-        if isinstance(outcome, RuntimeApiError):
-            raise outcome
-        if outcome is not None:  # None: the client disconnected
-            await _respond(send, 200, _json(outcome))
+        try:
+            result = await execs.run_collected(
+                request,
+                cwd=cwd,
+                default_timeout_s=self.config.exec_timeout_s,
+                max_output_chars=self.config.exec_max_output_chars,
+                watch=until_disconnect,
+            )
+        except CallerGone:
+            return  # nobody to answer
+        await _respond(send, 200, _json(result))
 
     async def _get_file(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope["path"][len(_FILES) :]

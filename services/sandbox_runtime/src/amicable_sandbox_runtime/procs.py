@@ -110,6 +110,7 @@ class Child:
         executable: str | None = None,
     ) -> None:
         self.exited = False
+        self._drain_until = 0.0
         #: Output pipe fds still open: 1 (stdout) and/or 2 (stderr) -> our read end.
         self.open_streams: dict[int, int] = {}
         out_r, out_w = os.pipe()
@@ -155,6 +156,11 @@ class Child:
         """Like :attr:`subprocess.Popen.returncode` (``-n``: killed by signal n)."""
         return self._popen.returncode
 
+    @property
+    def done(self) -> bool:
+        """The child has exited and both pipes are closed (or given up on)."""
+        return self.exited and not self.open_streams
+
     async def pump(
         self,
         on_output: Callable[[int, memoryview], Awaitable[None]],
@@ -162,23 +168,24 @@ class Child:
         *,
         drain_s: float,
     ) -> None:
-        """Forward output until the child has exited and both pipes are closed, or until
-        ``deadline``.
+        """Forward output until :attr:`done`, or until ``deadline`` while the child runs.
 
         When the child exits its whole group is killed (background jobs do not outlive it)
-        and the wait for the pipes is cut to ``drain_s`` (something outside the group may
-        hold them). ``on_output(stream, data)`` gets each chunk (1 = stdout, 2 = stderr) and
-        then an empty chunk at the stream's end; ``data`` is only valid until it returns.
+        and the wait for the pipes is bounded by ``drain_s`` from the exit instead (something
+        outside the group may hold them; then the pipes are closed). May be called again to
+        resume. ``on_output(stream, data)`` gets each chunk (1 = stdout, 2 = stderr) and then
+        an empty chunk at the stream's end; ``data`` is only valid until it returns.
         """
         poller = self._poller
-        with trio.move_on_at(deadline) as scope:
-            while self.open_streams or not self.exited:
+        with trio.move_on_at(self._drain_until if self.exited else deadline) as scope:
+            while not self.done:
                 await trio.lowlevel.wait_readable(poller.fileno())
                 for fd, _ in poller.poll(0):
                     if fd == self._exit_fd:
                         poller.unregister(fd)
                         self._reap()
-                        scope.deadline = trio.current_time() + drain_s
+                        self._drain_until = trio.current_time() + drain_s
+                        scope.deadline = self._drain_until
                         continue
                     stream = self._by_fd[fd]
                     try:
@@ -191,6 +198,14 @@ class Child:
                     poller.unregister(fd)
                     os.close(self.open_streams.pop(stream))
                     await on_output(stream, self._view[:0])
+        if self.exited and scope.cancelled_caught:
+            self._give_up_pipes()
+
+    def _give_up_pipes(self) -> None:
+        for fd in self.open_streams.values():
+            self._poller.unregister(fd)
+            os.close(fd)
+        self.open_streams.clear()
 
     def _reap(self) -> None:
         """The child has exited: kill the rest of its group and collect its status."""
