@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 _MAX_HEAD = 64 * 1024
 _RECEIVE = 64 * 1024
-_MAX_IDLE_PER_ORIGIN = 8
+_MAX_IDLE_PER_ORIGIN = 100  # the SDK's default keep-alive limit
 _Origin = tuple[bytes, bytes, int]
 #: ``response.extensions`` key of the :class:`LeanResponseStream` of a response.
 BODY = "amicable_lean_body"
@@ -50,6 +50,17 @@ class _Connection:
         self.receive: Callable[[int], Awaitable[bytes | bytearray]] = (
             stream.socket.recv if isinstance(stream, trio.SocketStream) else stream.receive_some
         )
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    assert isinstance(transport, trio.SocketStream)
+    return transport.socket
+
+
+def _discard(conn: _Connection) -> None:
+    """Close a pooled connection at once (no TLS close_notify: it is already dead)."""
+    _socket_of(conn.stream).close()
 
 
 def _timeouts(request: httpx2.Request) -> tuple[float, float, float]:
@@ -148,8 +159,13 @@ class LeanTransport(httpx2.AsyncBaseTransport):
 
     def _take_idle(self, origin: _Origin) -> _Connection | None:
         idle = self._idle.get(origin)
-        if idle:
+        while idle:
             conn = idle.pop()
+            # An idle connection that is readable was closed by the server (or sent
+            # something unasked): never send a request on it.
+            if conn.buffer or _socket_of(conn.stream).is_readable():
+                _discard(conn)
+                continue
             conn.reused = True
             return conn
         return None
