@@ -68,8 +68,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "vite"
-#: How often the backend asks a starting runtime whether its dev server answers.
-_READY_POLL_S = 0.025
+#: How often a starting sandbox's dev-server port is tried.
+_READY_POLL_S = 0.02
+#: How often the runtime is asked for the dev server's state before its port is open.
+_STATUS_POLL_S = 0.5
 
 
 @attrs.frozen
@@ -470,28 +472,42 @@ class LocalBackend:
             raise SandboxProvisionError(failure or "the sandbox was stopped while starting")
 
     async def _wait_preview(self, sandbox: LocalSandbox) -> None:
+        """Wait until the runtime reports its dev server ready.
+
+        Until the dev server's port accepts connections (a cheap local connect, tried every
+        ``_READY_POLL_S``) the runtime is asked only every ``_STATUS_POLL_S``: each HTTP
+        round trip costs CPU in both processes while Vite boots on the same cores.
+        """
         url = f"http://127.0.0.1:{sandbox.runtime_port}/readyz"
+        asked_at = -float("inf")
         while True:
             if sandbox.stopped.is_set():
                 raise SandboxProvisionError(_exit_reason(sandbox))
-            try:
-                response = await self._http.get(url)
-            except httpx.HTTPError:
-                response = None
-            if response is not None:
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = {}
-                if isinstance(body, dict) and isinstance(body.get("pid"), int):
-                    sandbox.preview_pid = body["pid"]
-                if response.status_code == 200:
+            now = trio.current_time()
+            if now - asked_at >= _STATUS_POLL_S or await _accepts(sandbox.preview_port):
+                asked_at = now
+                if await self._preview_ready(sandbox, url):
                     return
-                if isinstance(body, dict) and body.get("state") == "exhausted":
-                    raise SandboxProvisionError(
-                        "the dev server keeps crashing; see preview.log in the sandbox directory"
-                    )
             await trio.sleep(_READY_POLL_S)
+
+    async def _preview_ready(self, sandbox: LocalSandbox, url: str) -> bool:
+        try:
+            response = await self._http.get(url)
+        except httpx.HTTPError:
+            return False
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if isinstance(body, dict) and isinstance(body.get("pid"), int):
+            sandbox.preview_pid = body["pid"]
+        if response.status_code == 200:
+            return True
+        if isinstance(body, dict) and body.get("state") == "exhausted":
+            raise SandboxProvisionError(
+                "the dev server keeps crashing; see preview.log in the sandbox directory"
+            )
+        return False
 
     # --- warm pool --------------------------------------------------------------------
 
@@ -549,6 +565,17 @@ def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> b
     if ttl_s <= 0:
         return []
     return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
+
+
+async def _accepts(port: int) -> bool:
+    with trio.move_on_after(1):
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+        except OSError:
+            return False
+        await stream.aclose()
+        return True
+    return False
 
 
 def _exit_reason(sandbox: LocalSandbox) -> str:
