@@ -434,7 +434,17 @@ class Router:
             try:
                 try:
                     await conn.send_all(out_head)
-                    resp = await self._read_response_head(conn)
+                    # The answer cannot be there yet: wait for it, then parse it here when
+                    # its head came in one read (the general reader is one await deeper).
+                    buf = conn.buf
+                    if not buf and not await conn.fill(wait=True):
+                        raise _NoResponse
+                    idx = buf.find(b"\r\n\r\n")
+                    if 0 <= idx <= _MAX_RESPONSE_HEAD:
+                        resp = parse_response_head(bytes(buf[:idx]))
+                        del buf[: idx + 4]
+                    else:
+                        resp = await self._read_response_head(conn)
                 except (_NoResponse, trio.BrokenResourceError, trio.ClosedResourceError):
                     conn.close()
                     if conn.reused and attempt == 0 and retry:

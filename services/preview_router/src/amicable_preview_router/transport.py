@@ -33,13 +33,14 @@ _YIELD_EVERY = 16
 class Transport:
     """One TCP connection plus the bytes read from it and not consumed yet (:attr:`buf`)."""
 
-    __slots__ = ("_ops", "buf", "closed", "sock")
+    __slots__ = ("_ops", "buf", "closed", "fd", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
+        self.fd = sock.fileno()  # waited on only while not closed (checked before each wait)
         self.buf = bytearray()
         self.closed = False
         self._ops = 0
@@ -80,9 +81,34 @@ class Transport:
     async def fill(self, *, wait: bool = False) -> bool:
         """Append what arrives next to :attr:`buf`; False at end of stream.
 
-        ``wait`` as in :meth:`receive_some`.
+        ``wait`` as in :meth:`receive_some`. (The same steps written out: this is the
+        proxy's per-request read, and each await level costs on every wake-up.)
+
+        Raises:
+            trio.BrokenResourceError: the connection broke.
+            trio.ClosedResourceError: the transport was closed.
         """
-        data = await self.receive_some(_RECV, wait=wait)
+        if wait:
+            if self.closed:
+                raise trio.ClosedResourceError("transport closed")
+            self._ops = 0
+            await wait_readable(self.fd)
+        while True:
+            try:
+                data = self.sock.recv(_RECV)
+            except BlockingIOError:
+                if self.closed:
+                    raise trio.ClosedResourceError("transport closed") from None
+                self._ops = 0
+                await wait_readable(self.fd)
+                continue
+            except OSError as exc:
+                raise self._translate(exc) from exc
+            break
+        self._ops += 1
+        if self._ops >= _YIELD_EVERY:
+            self._ops = 0
+            await checkpoint()
         if not data:
             return False
         self.buf += data
@@ -128,11 +154,11 @@ class Transport:
         except OSError as exc:
             raise self._translate(exc) from exc
 
-    async def _wait(self, waiter: Callable[[socket.socket], Awaitable[None]]) -> None:
+    async def _wait(self, waiter: Callable[[int], Awaitable[None]]) -> None:
         if self.closed:
             raise trio.ClosedResourceError("transport closed")
         self._ops = 0
-        await waiter(self.sock)
+        await waiter(self.fd)
 
     def _translate(self, exc: OSError) -> Exception:
         if self.closed or exc.errno == errno.EBADF:
