@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import struct
 import sys
 import time
 import uuid
 
 import trio
 from amicable_agent.testing.fake_anthropic import FakeAnthropic, Reply, Text
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not export it
 
 
 async def serve_fake(deltas: int, interval_s: float) -> None:
@@ -36,12 +40,12 @@ async def ws_clients(url: str, sessions: int, kind: str) -> None:
     bytes arrive, before any frame or JSON parsing; ``trio-websocket``: the library client,
     stamped when ``get_message`` returns (adds its reader task hop and per-message costs).
     """
-    seen: list[tuple[str, int, float]] = []
+    seen: list[tuple[str, int, float, float | None]] = []
 
-    def record(sid: str, raw: str, now: float) -> bool:
+    def record(sid: str, raw: str, now: float, kernel: float | None = None) -> bool:
         msg = json.loads(raw)
         if msg["type"] == "agent_partial":
-            seen.append((sid, len(msg["data"]["text"]), now))
+            seen.append((sid, len(msg["data"]["text"]), now, kernel))
         return bool(msg["type"] == "update_completed")
 
     def init(sid: str) -> str:
@@ -81,10 +85,19 @@ async def ws_clients(url: str, sessions: int, kind: str) -> None:
             await stream.send_all(ws.send(Request(host=parts.netloc, target=parts.path or "/")))
             buffer: list[str] = []
             phase = "handshake"
+            # The kernel stamps each read's data on arrival (SO_TIMESTAMPNS, CLOCK_REALTIME):
+            # that separates the agent + loopback from this process's own scheduling.
+            sock = stream.socket
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             while True:
                 with trio.fail_after(300):
-                    data = await stream.receive_some(1 << 16)
+                    data, ancillary, _, _ = await sock.recvmsg(1 << 16, socket.CMSG_SPACE(16))
                 now = time.perf_counter()
+                kernel = None
+                for level, kind, cdata in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", cdata[:16])
+                        kernel = sec + nsec / 1e9 - (time.time() - time.perf_counter())
                 if not data:
                     return
                 ws.receive_data(data)
@@ -103,7 +116,7 @@ async def ws_clients(url: str, sessions: int, kind: str) -> None:
                             if json.loads(raw)["type"] == "init":
                                 await stream.send_all(ws.send(TextMessage(user(sid))))
                                 phase = "turn"
-                        elif record(sid, raw, now):
+                        elif record(sid, raw, now, kernel):
                             return
 
     client = raw_client if kind == "raw" else library_client
