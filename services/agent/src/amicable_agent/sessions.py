@@ -124,6 +124,10 @@ class Attachment:
     sequence minus superseded partials, in order; nothing else is ever skipped, and a
     backlog (slow client, busy event loop) shrinks to one partial per streaming message
     instead of growing with the stream.
+
+    With :attr:`direct` set (a socket that can write without blocking), a message sent
+    while nothing is queued is written at once by the sending task; only what cannot be
+    written then waits in the queue for the writer.
     """
 
     def __init__(self, queue_size: int = 256) -> None:
