@@ -185,8 +185,11 @@ async def test_connection_refused_is_a_connect_error() -> None:
 
 async def test_https_with_a_verified_certificate(tmp_path) -> None:
     # The production path (api.anthropic.com): TLS, ALPN http/1.1, certificate checked.
+    import shutil
     import ssl
 
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is not installed (Debian package openssl)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     await trio.run_process(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
