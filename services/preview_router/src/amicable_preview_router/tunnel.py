@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import trio
+from trio.lowlevel import wait_readable
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -29,12 +30,26 @@ async def splice(a: Transport, b: Transport, *, idle_timeout_s: float) -> None:
 
 
 async def _pump(src: Transport, dst: Transport, scope: trio.CancelScope, idle_s: float) -> None:
+    # The reads are written out (not Transport.receive_some): each await level costs on every
+    # frame relayed, and a relayed frame is little more than one recv and one send.
+    sock = src.sock
+    fd = src.fd
     drained = False
     try:
         while True:
             # After a read that drained the socket the next frame is not there yet: wait
             # for it instead of paying for a recv that fails with EAGAIN.
-            data = await src.receive_some(_RECV, wait=drained)
+            if drained:
+                if src.closed:
+                    break
+                await wait_readable(fd)
+            try:
+                data = sock.recv(_RECV)
+            except BlockingIOError:
+                drained = True
+                continue
+            except OSError:
+                break
             if not data:
                 break
             drained = len(data) < _RECV
