@@ -74,6 +74,7 @@ async def test_idle_sandbox_stops_and_the_next_init_restarts_it(
         first = await init(agent, "idle-1")
         sandbox_id = sandbox_id_for("idle-1")
         assert first[-1].data.sandbox_id == sandbox_id
+        assert await backend.lookup(sandbox_id) is not None
         workspace = tmp_path / "data" / "sandboxes" / sandbox_id / "workspace"
         (workspace / "kept.txt").write_text("still here")
         pids = backend.process_ids(sandbox_id)
@@ -100,6 +101,15 @@ async def test_idle_sandbox_stops_and_the_next_init_restarts_it(
         async with httpx.AsyncClient(trust_env=False) as client:
             assert (await client.get(handle.preview_upstream + "/")).status_code == 200
         assert (workspace / "kept.txt").read_text() == "still here"
+
+
+async def test_idle_clock_starts_when_the_sandbox_is_ready(tmp_path: Path) -> None:
+    # A cold start (template copy, npm, Vite) takes longer than this TTL; counted from the
+    # start's beginning, the reaper (every TTL/4) stopped the sandbox right after it was ready.
+    async with open_local_backend(backend_config(tmp_path, idle_ttl_s=1.0)) as backend:
+        handle = await backend.ensure("slow-1", project_id="slow-1", template_id="vite")
+        await trio.sleep(0.5)  # two reaper passes, half the TTL
+        assert await backend.lookup(handle.sandbox_id) is not None
 
 
 @attrs.define
@@ -205,11 +215,17 @@ async def test_cold_start_takes_a_spare_workspace_and_runs_the_dev_script(tmp_pa
             await backend.spares.wait_filled()
         assert len(list((data / "sandboxes" / ".spares").iterdir())) == 1
 
-    # a spare left on disk is reused by the next backend, a half-made one is removed
+    # a spare left on disk is reused by the next backend, a half-made one is removed, and
+    # so is what an interrupted deletion left
     (data / "sandboxes" / ".spares" / "vite-halfmade").mkdir()
+    trash = data / "sandboxes" / ".deleted-amicable-0123456789ab-cafe" / "workspace"
+    trash.mkdir(parents=True)
     async with open_local_backend(backend_config(data, spare_workspaces=1)) as backend:
         assert backend.statistics()["spare"] == 1
         assert not (data / "sandboxes" / ".spares" / "vite-halfmade").exists()
+        with trio.fail_after(10):
+            while trash.parent.exists():
+                await trio.sleep(0.01)
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -68,6 +68,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "vite"
+_TRASH_PREFIX = ".deleted-"
 #: How often a starting sandbox's dev-server port is tried.
 _READY_POLL_S = 0.02
 #: How often the runtime is asked for the dev server's state before its port is open.
@@ -225,6 +226,12 @@ class LocalBackend:
             await self.stop(sandbox_id)
             await trio.to_thread.run_sync(self._remove_sandbox_dir, sandbox_id)
 
+    def remove_trash(self) -> None:
+        """Remove what a deletion interrupted (e.g. by a stop of the agent) left behind."""
+        if self._root.is_dir():
+            for entry in self._root.glob(_TRASH_PREFIX + "*"):
+                shutil.rmtree(entry, ignore_errors=True)
+
     def _remove_sandbox_dir(self, sandbox_id: str) -> None:
         link = self._root / sandbox_id
         target = link.resolve() if link.is_symlink() else link  # an adopted warm sandbox
@@ -232,7 +239,7 @@ class LocalBackend:
             link.unlink()
         if not target.exists():
             return
-        trash = self._root / f".deleted-{sandbox_id}-{secrets.token_hex(4)}"
+        trash = self._root / f"{_TRASH_PREFIX}{sandbox_id}-{secrets.token_hex(4)}"
         try:
             target.rename(trash)
         except OSError as exc:
@@ -360,6 +367,7 @@ class LocalBackend:
                 await self.stop(sandbox_id)
             raise
         sandbox.ready = True
+        sandbox.last_active = trio.current_time()  # a slow start is no idleness
         return sandbox
 
     async def _spawn_init(self, sandbox: LocalSandbox, template_id: str) -> trio.Process:
@@ -593,6 +601,7 @@ async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalB
     async with trio.open_nursery() as nursery:
         backend = LocalBackend(config, nursery)
         try:
+            nursery.start_soon(trio.to_thread.run_sync, backend.remove_trash)
             await nursery.start(backend.spares.run)
             await nursery.start(backend.pool.run)
             nursery.start_soon(backend.run_idle_reaper)
