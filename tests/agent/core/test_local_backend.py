@@ -191,9 +191,14 @@ async def test_warm_pool_is_adopted_and_refilled(tmp_path: Path) -> None:
     assert leftover_pools == [os.readlink(link)]
 
 
-async def test_bwrap_isolation(tmp_path: Path) -> None:
-    async with open_local_backend(backend_config(tmp_path, isolation="bwrap")) as backend:
+@pytest.mark.parametrize("spares", [0, 1], ids=["created-while-starting", "spare-workspace"])
+async def test_bwrap_isolation(tmp_path: Path, spares: int) -> None:
+    config = backend_config(tmp_path, isolation="bwrap", spare_workspaces=spares)
+    async with open_local_backend(config) as backend:
+        with trio.fail_after(300):
+            await backend.spares.wait_filled()
         handle = await backend.ensure("iso-1", project_id="iso-1", template_id="vite")
+        assert backend.statistics()["spare"] == 0
         async with httpx.AsyncClient(trust_env=False) as client:
             page = await client.get(handle.preview_upstream + "/")
         assert page.status_code == 200
