@@ -6,6 +6,8 @@ workspace and measures, with one keep-alive client, the median latency of:
 * small file PUT + GET          vs. two requests to a trivial route of the same server
 * ``POST /v1/exec {"command": "true"}``  vs. a bare ``trio.run_process(["true"])``
 * ``GET /v1/fs/tree`` of a 2,000-file workspace  vs. the trivial route
+* ``POST /v1/exec {"command": "ls"}`` (a plain word list: exec'd without the shell) vs. the
+  same through the shell (``"ls;"``), and vs. a bare ``trio.run_process(["ls"])``
 
 Targets (issue 3): exec <= 2x the bare spawn, file roundtrip <= 1.5x the trivial route.
 Usage: ``python benchmarks/runtime/run.py [--iterations N]``. Prints ratios; never asserts.
@@ -93,12 +95,12 @@ async def main(iterations: int) -> None:
             proc = await start_runtime(workspace, ready, nursery)
             port = json.loads(ready.read_text())["port"]
             try:
-                await measure(f"http://127.0.0.1:{port}", iterations)
+                await measure(f"http://127.0.0.1:{port}", workspace, iterations)
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
 
 
-async def measure(url: str, n: int) -> None:
+async def measure(url: str, workspace: Path, n: int) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
 
@@ -129,11 +131,25 @@ async def measure(url: str, n: int) -> None:
         async def shell_spawn() -> None:
             await trio.run_process(["sh", "-c", "true"])
 
+        async def exec_ls() -> None:
+            resp = await client.post("/v1/exec", json={"command": "ls"})
+            assert resp.json()["stdout"] == "big\nsrc\n"
+
+        async def exec_ls_via_shell() -> None:
+            resp = await client.post("/v1/exec", json={"command": "ls;"})
+            assert resp.json()["stdout"] == "big\nsrc\n"
+
+        async def bare_ls() -> None:
+            await trio.run_process(["ls"], cwd=workspace, stdout=subprocess.DEVNULL)
+
         floor2, rt = await interleaved_medians([two_trivial, roundtrip], n)
         floor, spawn, sh, ex = await interleaved_medians(
             [trivial, bare_spawn, shell_spawn, exec_true], n
         )
         floor_t, tr = await interleaved_medians([trivial, tree], max(20, n // 5))
+        ls, ls_sh, ls_bare = await interleaved_medians(
+            [exec_ls, exec_ls_via_shell, bare_ls], max(20, n // 2)
+        )
 
     print(f"floors: trivial route {floor:.2f} ms; bare spawn of 'true' {spawn:.2f} ms; ", end="")
     print(f"'sh -c true' {sh:.2f} ms")
@@ -142,6 +158,8 @@ async def measure(url: str, n: int) -> None:
         ("exec 'true'", ex, spawn, "x bare trio.run_process(['true']) (target <= 2.0)"),
         ("exec 'true'", ex, floor + sh, "x (trivial route + bare 'sh -c true'): our overhead"),
         ("tree, 2,000 files", tr, floor_t, "x trivial route"),
+        ("exec 'ls'", ls, ls_bare, "x bare trio.run_process(['ls'])"),
+        ("exec 'ls'", ls, ls_sh, "x exec 'ls;' (the same through sh)"),
     ]
     for name, ms, base, unit in rows:
         print(f"{name:22s} {ms:8.2f} ms vs {base:6.2f} ms = {ms / base:5.2f} {unit}")
