@@ -72,8 +72,10 @@ class _Capture:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     async def feed(self, data: bytes | memoryview, *, final: bool = False) -> None:
+        if self.truncated:
+            return  # the rest is dropped: not even decoded
         text = self._decoder.decode(data, final)
-        if not text or self.truncated:
+        if not text:
             return
         room = self.limit - self.used
         if len(text) > room:
