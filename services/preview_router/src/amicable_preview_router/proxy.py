@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .pool import UpstreamConnection, UpstreamPool
     from .resolver import Resolver, Upstream
-    from .transport import Transport
+    from .transport import Poller, Transport
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +205,19 @@ class Router:
         resolver: host -> upstream.
         pool: idle upstream connections.
         metrics: counters to update.
+        poller: registers new upstream connections (as the server does client ones).
     """
 
     def __init__(
-        self, config: RouterConfig, resolver: Resolver, pool: UpstreamPool, metrics: Metrics
+        self,
+        config: RouterConfig,
+        resolver: Resolver,
+        pool: UpstreamPool,
+        metrics: Metrics,
+        *,
+        poller: Poller | None = None,
     ) -> None:
+        self._poller = poller
         self._config = config
         self._resolver = resolver
         self._pool = pool
@@ -410,9 +418,12 @@ class Router:
         if conn is not None:
             return conn
         try:
-            return await self._pool.connect(key)
+            conn = await self._pool.connect(key)
         except (OSError, trio.TooSlowError):
             return None
+        if self._poller is not None:
+            self._poller.register(conn)
+        return conn
 
     async def _exchange(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ from .metrics import Metrics
 from .pool import open_upstream_pool
 from .proxy import Router
 from .resolver import open_resolver
-from .transport import serve_transports
+from .transport import Poller, serve_transports
 
 if TYPE_CHECKING:
     from .config import RouterConfig
@@ -71,9 +72,15 @@ async def serve(
                 max_idle=config.pool_max_idle,
             ) as pool,
         ):
-            router = Router(config, resolver, pool, metrics)
+            poller = Poller()
+            router = Router(config, resolver, pool, metrics, poller=poller)
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_transports, listener, router.handle_connection)
+                await nursery.start(poller.run)
+                await nursery.start(
+                    functools.partial(serve_transports, poller=poller),
+                    listener,
+                    router.handle_connection,
+                )
                 log.info(
                     "preview router listening on %s:%d for *.%s",
                     config.host,

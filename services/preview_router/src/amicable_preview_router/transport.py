@@ -8,6 +8,13 @@ instead calls the socket directly and waits with ``trio.lowlevel.wait_readable``
 cancellable) a transport still yields to the scheduler every ``_YIELD_EVERY`` operations that
 completed without waiting.
 
+Read readiness of the proxied sockets comes from a :class:`Poller` when the server runs one:
+an edge-triggered epoll set in which each socket is registered once, woken through a single
+Trio wait on the epoll descriptor. Trio's own ``wait_readable`` re-arms a one-shot
+registration with an ``epoll_ctl`` call and walks its bookkeeping on every wait, twice per
+proxied request; the poller parks the task with ``wait_task_rescheduled`` and reschedules it
+when its socket reports readable. A transport without a poller waits with Trio directly.
+
 Errors follow Trio's stream conventions: a broken connection raises
 ``trio.BrokenResourceError``, use after :meth:`Transport.close` raises
 ``trio.ClosedResourceError``.
@@ -15,16 +22,29 @@ Errors follow Trio's stream conventions: a broken connection raises
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import select
 import socket
 from typing import TYPE_CHECKING
 
 import trio
-from trio.lowlevel import checkpoint, notify_closing, wait_readable, wait_writable
+from trio.lowlevel import (
+    Abort,
+    checkpoint,
+    current_task,
+    notify_closing,
+    reschedule,
+    wait_readable,
+    wait_task_rescheduled,
+    wait_writable,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from trio.lowlevel import RaiseCancelT, Task
 
 _RECV = 65536
 _YIELD_EVERY = 16
@@ -33,7 +53,7 @@ _YIELD_EVERY = 16
 class Transport:
     """One TCP connection plus the bytes read from it and not consumed yet (:attr:`buf`)."""
 
-    __slots__ = ("_ops", "buf", "closed", "fd", "sock")
+    __slots__ = ("_ops", "buf", "closed", "fd", "poller", "ready", "sock", "waiter")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -44,6 +64,36 @@ class Transport:
         self.buf = bytearray()
         self.closed = False
         self._ops = 0
+        self.poller: Poller | None = None
+        # With a poller: set when the socket reported readable since the last recv began
+        # (cleared just before each recv); the task parked waiting for that, if any.
+        self.ready = False
+        self.waiter: Task | None = None
+
+    async def wait_readable(self) -> None:
+        """Wait until a ``recv`` may find data (or end of stream, or an error).
+
+        Raises:
+            trio.ClosedResourceError: the transport is or gets closed.
+        """
+        if self.closed:
+            raise trio.ClosedResourceError("transport closed")
+        self._ops = 0
+        if self.poller is None:
+            await wait_readable(self.fd)
+            return
+        if self.ready:
+            return  # it reported readable after the last recv began: try again
+        if self.waiter is not None:
+            raise trio.BusyResourceError("another task is already reading this transport")
+        self.waiter = current_task()
+        await wait_task_rescheduled(self._abort)
+        if self.closed:
+            raise trio.ClosedResourceError("transport closed")
+
+    def _abort(self, _: RaiseCancelT) -> Abort:
+        self.waiter = None
+        return Abort.SUCCEEDED
 
     async def _yield_sometimes(self) -> None:
         self._ops += 1
@@ -63,12 +113,13 @@ class Transport:
             trio.ClosedResourceError: the transport was closed.
         """
         if wait:
-            await self._wait(wait_readable)
+            await self.wait_readable()
         while True:
+            self.ready = False
             try:
                 data = self.sock.recv(max_bytes)
             except BlockingIOError:
-                await self._wait(wait_readable)
+                await self.wait_readable()
                 continue
             except OSError as exc:
                 raise self._translate(exc) from exc
@@ -89,18 +140,13 @@ class Transport:
             trio.ClosedResourceError: the transport was closed.
         """
         if wait:
-            if self.closed:
-                raise trio.ClosedResourceError("transport closed")
-            self._ops = 0
-            await wait_readable(self.fd)
+            await self.wait_readable()
         while True:
+            self.ready = False
             try:
                 data = self.sock.recv(_RECV)
             except BlockingIOError:
-                if self.closed:
-                    raise trio.ClosedResourceError("transport closed") from None
-                self._ops = 0
-                await wait_readable(self.fd)
+                await self.wait_readable()
                 continue
             except OSError as exc:
                 raise self._translate(exc) from exc
@@ -173,8 +219,71 @@ class Transport:
         """Close now (idempotent); tasks waiting on it get ``ClosedResourceError``."""
         if not self.closed:
             self.closed = True
+            if self.poller is not None:
+                self.poller.forget(self)
+            waiter = self.waiter
+            if waiter is not None:
+                self.waiter = None
+                reschedule(waiter)  # it sees ``closed`` and raises ClosedResourceError
             notify_closing(self.sock)
             self.sock.close()
+
+
+class Poller:
+    """Read readiness for many transports from one edge-triggered epoll set.
+
+    Each socket is registered once (:meth:`register`) instead of re-armed on every wait;
+    :meth:`run` (a task in the server's nursery) waits for the epoll descriptor with Trio,
+    collects what became readable and reschedules the tasks parked in
+    :meth:`Transport.wait_readable`. Edge-triggered is safe because a transport clears its
+    ``ready`` flag just before each ``recv``: data that arrives after that ``recv`` began
+    raises a new edge, which sets the flag (or wakes the waiter) again.
+    """
+
+    _EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._by_fd: dict[int, Transport] = {}
+
+    def register(self, transport: Transport) -> None:
+        """Deliver ``transport``'s read readiness through this poller from now on."""
+        if transport.closed:
+            return
+        self._epoll.register(transport.fd, self._EVENTS)
+        self._by_fd[transport.fd] = transport
+        transport.poller = self
+        transport.ready = True  # nothing is known yet: the first wait tries a recv
+
+    def forget(self, transport: Transport) -> None:
+        """Stop watching a transport that is being closed (its fd may be reused)."""
+        if self._by_fd.get(transport.fd) is transport:
+            del self._by_fd[transport.fd]
+            with contextlib.suppress(OSError):  # already gone
+                self._epoll.unregister(transport.fd)
+        transport.poller = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver readiness until cancelled; closes the epoll set on exit."""
+        epoll = self._epoll
+        by_fd = self._by_fd
+        try:
+            task_status.started()
+            while True:
+                await wait_readable(epoll.fileno())
+                for fd, _ in epoll.poll(0, 1024):
+                    transport = by_fd.get(fd)
+                    if transport is None:
+                        continue
+                    transport.ready = True
+                    waiter = transport.waiter
+                    if waiter is not None:
+                        transport.waiter = None
+                        reschedule(waiter)
+        finally:
+            for transport in list(by_fd.values()):
+                self.forget(transport)
+            epoll.close()
 
 
 async def open_transport(host: str, port: int) -> Transport:
@@ -212,6 +321,7 @@ async def serve_transports(
     sock: socket.socket,
     handler: Callable[[Transport], Awaitable[None]],
     *,
+    poller: Poller | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections on the listening ``sock`` forever, one handler task each.
@@ -219,6 +329,7 @@ async def serve_transports(
     Args:
         sock: a bound, listening socket.
         handler: ``async def handler(transport)``; runs in this function's nursery.
+        poller: registers every accepted transport (when given).
 
     Cancellation: stops accepting and cancels every handler.
     """
@@ -239,4 +350,7 @@ async def serve_transports(
                     if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                         continue
                     raise
-                nursery.start_soon(handler, Transport(conn))
+                transport = Transport(conn)
+                if poller is not None:
+                    poller.register(transport)
+                nursery.start_soon(handler, transport)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import trio
-from trio.lowlevel import wait_readable
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -33,16 +32,14 @@ async def _pump(src: Transport, dst: Transport, scope: trio.CancelScope, idle_s:
     # The reads are written out (not Transport.receive_some): each await level costs on every
     # frame relayed, and a relayed frame is little more than one recv and one send.
     sock = src.sock
-    fd = src.fd
     drained = False
     try:
         while True:
             # After a read that drained the socket the next frame is not there yet: wait
             # for it instead of paying for a recv that fails with EAGAIN.
             if drained:
-                if src.closed:
-                    break
-                await wait_readable(fd)
+                await src.wait_readable()
+            src.ready = False
             try:
                 data = sock.recv(_RECV)
             except BlockingIOError:

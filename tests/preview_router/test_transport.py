@@ -1,0 +1,138 @@
+"""The transport's edge-triggered poller: wake-ups, closing, cancellation, fd reuse.
+
+Real socket pairs; each test runs a real :class:`Poller` task.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+
+import pytest
+import trio
+import trio.testing
+from amicable_preview_router.transport import Poller, Transport
+
+
+@pytest.fixture
+async def poller(nursery: trio.Nursery) -> Poller:
+    poller = Poller()
+    await nursery.start(poller.run)
+    return poller
+
+
+def _pair(poller: Poller) -> tuple[Transport, socket.socket]:
+    ours, theirs = socket.socketpair()
+    transport = Transport(ours)
+    poller.register(transport)
+    return transport, theirs
+
+
+async def test_each_later_arrival_wakes_the_reader(poller: Poller) -> None:
+    transport, peer = _pair(poller)
+    with peer:
+        got = bytearray()
+        async with trio.open_nursery() as nursery:
+
+            async def read_three() -> None:
+                for _ in range(3):
+                    assert await transport.fill(wait=True)
+                    got.extend(transport.buf)
+                    transport.buf.clear()
+
+            nursery.start_soon(read_three)
+            for part in (b"one ", b"two ", b"three"):
+                await trio.testing.wait_all_tasks_blocked()
+                peer.send(part)  # arrives while the reader is parked
+        assert got == b"one two three"
+    transport.close()
+
+
+async def test_data_that_arrived_before_the_wait_is_not_missed(poller: Poller) -> None:
+    transport, peer = _pair(poller)
+    with peer:
+        peer.send(b"early")
+        await trio.testing.wait_all_tasks_blocked()  # the poller saw the edge already
+        with trio.fail_after(5):
+            assert await transport.fill(wait=True)
+        assert transport.buf == b"early"
+        peer.send(b"late")
+        with trio.fail_after(5):
+            assert await transport.fill(wait=True)
+        assert transport.buf == b"earlylate"
+        peer.shutdown(socket.SHUT_WR)
+        with trio.fail_after(5):
+            assert not await transport.fill(wait=True)  # end of stream wakes it too
+    transport.close()
+
+
+async def test_close_wakes_a_parked_reader_with_closed_resource_error(poller: Poller) -> None:
+    transport, peer = _pair(poller)
+    with peer:
+        async with trio.open_nursery() as nursery:
+
+            async def reader() -> None:
+                with pytest.raises(trio.ClosedResourceError):
+                    await transport.fill(wait=True)
+
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            transport.close()
+        with pytest.raises(trio.ClosedResourceError):
+            await transport.fill()
+
+
+async def test_cancelled_wait_leaves_the_transport_usable(poller: Poller) -> None:
+    transport, peer = _pair(poller)
+    with peer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(transport.fill, wait=True))
+            await trio.testing.wait_all_tasks_blocked()
+            assert transport.waiter is not None
+            nursery.cancel_scope.cancel()
+        assert transport.waiter is None
+        peer.send(b"after")
+        with trio.fail_after(5):
+            assert await transport.fill(wait=True)
+        assert transport.buf == b"after"
+    transport.close()
+
+
+async def test_two_readers_of_one_transport_are_refused(poller: Poller) -> None:
+    transport, peer = _pair(poller)
+    with peer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(transport.fill, wait=True))
+            await trio.testing.wait_all_tasks_blocked()
+            transport.ready = False
+            with pytest.raises(trio.BusyResourceError):
+                await transport.wait_readable()
+            nursery.cancel_scope.cancel()
+    transport.close()
+
+
+async def test_a_reused_descriptor_belongs_to_the_new_transport(poller: Poller) -> None:
+    first, peer1 = _pair(poller)
+    fd = first.fd
+    first.close()
+    peer1.close()
+    second, peer2 = _pair(poller)  # the kernel hands out the lowest free descriptor again
+    with peer2:
+        assert second.fd == fd
+        peer2.send(b"new")
+        with trio.fail_after(5):
+            assert await second.fill(wait=True)
+        assert second.buf == b"new"
+    second.close()
+
+
+async def test_transport_without_a_poller_waits_with_trio() -> None:
+    ours, peer = socket.socketpair()
+    transport = Transport(ours)
+    with peer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(transport.fill, wait=True))
+            await trio.testing.wait_all_tasks_blocked()
+            peer.send(b"x")
+        assert transport.buf == b"x"
+    transport.close()
