@@ -9,15 +9,16 @@ import pytest
 import trio
 import trio.testing
 from amicable_preview_router import http1
-from amicable_preview_router.errors import BadRequest
+from amicable_preview_router.errors import BadRequest, UpstreamProtocolError
 from amicable_preview_router.http1 import (
     build_upstream_request,
     connection_tokens,
     parse_request_head,
 )
+from amicable_preview_router.server import serve
 from amicable_protocol.preview import PreviewResolution
 
-from .conftest import BASE, H11Upstream, RouterUnderTest, raw_exchange
+from .conftest import BASE, H11Upstream, RouterUnderTest, make_config, raw_exchange
 
 APP = f"app.{BASE}"
 
@@ -179,3 +180,84 @@ def test_request_field_cache_stays_bounded() -> None:
     assert len(http1._REQUEST_FIELDS) <= http1._CACHE_ENTRIES_MAX
     parse_request_head(b"GET / HTTP/1.1\r\nX: " + b"y" * 10_000)
     assert all(len(k) <= http1._CACHE_BLOCK_MAX for k in http1._REQUEST_FIELDS)
+
+
+def test_response_heads_are_reused_only_for_identical_valid_bytes() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Hop\r\n"
+        b'X-Hop: 1\r\nKeep-Alive: timeout=5\r\nETag: "a"'
+    )
+    first = http1.parse_response_head(raw)
+    again = http1.parse_response_head(bytes(raw))  # equal bytes, another object
+    assert again is first
+    assert http1.response_body_length(b"GET", first) == 5
+    assert http1.response_body_length(b"HEAD", first) == 0  # the memo is for non-HEAD only
+    keep = http1.build_client_response(first, close=False)
+    close = http1.build_client_response(first, close=True)
+    assert keep == b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "a"\r\n\r\n'
+    assert (
+        close == b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "a"\r\nConnection: close\r\n\r\n'
+    )
+    assert http1.build_client_response(again, close=False) is keep  # memoised per head
+    assert http1.build_client_response(again, close=True) is close
+    upgrade = http1.build_client_response(first, close=False, upgrade=True)
+    assert upgrade.endswith(b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    # One byte more is a different head; a malformed head is refused every time.
+    other = http1.parse_response_head(raw.replace(b"200 OK", b"201 Created"))
+    assert other is not first
+    assert other.status == 201
+    for _ in range(2):
+        with pytest.raises(UpstreamProtocolError):
+            http1.parse_response_head(raw + b"\r\nBad Header: x")
+    for _ in range(2):
+        head = http1.parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x")
+        with pytest.raises(UpstreamProtocolError):
+            http1.response_body_length(b"GET", head)
+
+
+def test_response_head_cache_stays_bounded() -> None:
+    for i in range(2000):
+        http1.parse_response_head(f"HTTP/1.1 200 OK\r\nContent-Length: {i}".encode())
+    assert len(http1._RESPONSE_HEADS) <= http1._CACHE_ENTRIES_MAX
+    http1.parse_response_head(b"HTTP/1.1 200 OK\r\nX: " + b"y" * 10_000)
+    assert all(len(k) <= http1._CACHE_BLOCK_MAX for k in http1._RESPONSE_HEADS)
+
+
+async def test_a_header_block_is_routed_again_by_a_router_with_another_base_domain(
+    nursery: trio.Nursery, router: RouterUnderTest
+) -> None:
+    # Routing decisions are memoised on the shared field block; a second router in the same
+    # process (another base domain) must not reuse the first one's decision.
+    other_config = make_config(router.resolver, base_domain="elsewhere.test")
+    other_port = await nursery.start(
+        lambda task_status: serve(other_config, task_status=task_status)
+    )
+    request = f"GET /x HTTP/1.1\r\nHost: {APP}\r\nConnection: close\r\n\r\n".encode()
+    for _ in range(2):
+        assert (await raw_exchange(router.port, request)).startswith(b"HTTP/1.1 200")
+        # Under elsewhere.test the same Host is foreign: 404, never proxied.
+        assert (await raw_exchange(other_port, request)).startswith(b"HTTP/1.1 404")
+    assert [r["target"] for r in router.upstream.requests] == ["/x", "/x"]
+
+
+async def test_forwarding_headers_follow_each_request_on_a_keep_alive_connection(
+    router: RouterUnderTest,
+) -> None:
+    # The rewritten header block is reused while a connection repeats its block; a request
+    # with another block (here another Connection option and header) is rewritten afresh.
+    requests = [
+        f"GET /1 HTTP/1.1\r\nHost: {APP}\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+        f"GET /2 HTTP/1.1\r\nHost: {APP}\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+        f"GET /3 HTTP/1.1\r\nHost: {APP}\r\nConnection: X-Secret\r\nX-Secret: 1\r\n\r\n",
+        f"GET /4 HTTP/1.1\r\nHost: {APP}\r\nX-Kept: yes\r\nConnection: close\r\n\r\n",
+    ]
+    out = await raw_exchange(router.port, "".join(requests).encode())
+    assert [status for status, _ in _responses(out)] == [200, 200, 200, 200]
+    seen = router.upstream.requests
+    assert [r["target"] for r in seen] == ["/1", "/2", "/3", "/4"]
+    for r in seen:
+        headers = dict(r["headers"])
+        assert headers["x-forwarded-for"] == "127.0.0.1"
+        assert headers["x-forwarded-host"] == APP
+        assert "x-secret" not in headers
+    assert dict(seen[3]["headers"])["x-kept"] == "yes"
