@@ -141,7 +141,7 @@ async def test_project_purge_drops_the_app_database(hasura: Hasura) -> None:
         assert db is not None
         await db.provisioner.ensure_app(project.project_id)
         backend = FakeSandboxBackend()
-        state = types.SimpleNamespace(store=store, backend=backend, db=db)
+        state = types.SimpleNamespace(store=store, backend=backend, db=db, git_sync=None)
         await api_projects._purge(state, project)  # type: ignore[arg-type]
         assert await db.provisioner.get_app(project.project_id) is None
     assert app_schema_name(project.project_id) not in hasura.fake.schemas
@@ -154,7 +154,9 @@ async def test_project_purge_survives_hasura_being_down(closed_port_url: str) ->
     store = MemoryStore()
     project = await store.create_project("Todo app", template_id="vite")
     async with open_app_database(hasura_config(closed_port_url), origins=static_origins({})) as db:
-        state = types.SimpleNamespace(store=store, backend=FakeSandboxBackend(), db=db)
+        state = types.SimpleNamespace(
+            store=store, backend=FakeSandboxBackend(), db=db, git_sync=None
+        )
         await api_projects._purge(state, project)  # type: ignore[arg-type]
     assert project.project_id not in store.projects  # the row is purged anyway
 

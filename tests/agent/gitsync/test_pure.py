@@ -50,7 +50,13 @@ def test_config_is_off_without_a_token_and_on_with_one(tmp_path: Path) -> None:
     assert custom.base_url == "https://gitlab.example.com"
     assert custom.group_path == "team/apps"
     assert custom.excludes == ("node_modules/", "*.log")
-    assert custom.effective_excludes == ("node_modules/", "*.log", ".git/", ".amicable/")
+    assert custom.effective_excludes == (
+        "node_modules/",
+        "*.log",
+        ".git/",
+        ".amicable/",
+        "amicable-db.js",
+    )
     assert custom.cache_dir == tmp_path
     assert custom.author_name == "bot"
     for bad in (

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, current_app, jsonify
 
+from .gitsync import best_effort
 from .http_util import HttpError, json_object, optional_str
 from .sandboxes import sandbox_id_for
 
@@ -87,7 +88,10 @@ async def create_project() -> Response:
     template_id = optional_str(body, "template_id") or _state().config.template_id
     if template_id not in TEMPLATES:
         raise HttpError(400, "invalid_template_id", f"known templates: {', '.join(TEMPLATES)}")
-    project = await _state().store.create_project(name, template_id=template_id, prompt=prompt)
+    state = _state()
+    project = await state.store.create_project(name, template_id=template_id, prompt=prompt)
+    if state.git_sync is not None:  # the GitLab repository, in the background (best effort)
+        state.background.start_soon(best_effort, "create", state.git_sync.project_created, project)
     return jsonify(
         {
             "project_id": project.project_id,
@@ -131,6 +135,8 @@ async def rename_project(project_id: str) -> Response:
     session = state.manager.get(project_id)
     if session is not None:
         session.refresh_project(project)
+    if state.git_sync is not None:  # the repository follows the slug (best effort)
+        state.background.start_soon(best_effort, "rename", state.git_sync.project_renamed, project)
     return jsonify({"project_id": project.project_id, "name": project.name, "slug": project.slug})
 
 
@@ -157,8 +163,9 @@ async def _purge(state: AppState, project: Project) -> None:
             await state.backend.delete(sandbox_id)
     except Exception:  # best effort, as upstream; Cancelled is not an Exception
         log.warning("could not delete sandbox %s of a deleted project", sandbox_id)
-    # ``AppState.db`` (an ``amicable_agent.db.AppDatabase``, None when Hasura is off).
-    db = getattr(state, "db", None)
+    if state.git_sync is not None:
+        await best_effort("delete", state.git_sync.project_deleted, project.project_id)
+    db = state.db
     if db is not None:
         try:
             with trio.fail_after(DELETE_STEP_TIMEOUT_S):

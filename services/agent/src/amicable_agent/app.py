@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from quart import Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 
-from . import api_projects, api_sandbox, resolver
+from . import api_git, api_projects, api_sandbox, resolver
+from .db.http import answer_db_request
 from .http_util import HttpError
 from .ws import CLOSE_POLICY, origin_allowed, serve_socket
 
@@ -56,6 +57,7 @@ def create_public_app(state: AppState) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
     app.register_blueprint(api_projects.bp)
     app.register_blueprint(api_sandbox.bp)
+    api_git.init_app(app, state.git_sync)
     config = state.config
 
     @app.errorhandler(HttpError)
@@ -78,6 +80,12 @@ def create_public_app(state: AppState) -> QuartTrio:
         if callable(stats):
             body["sandboxes"] = stats()
         return jsonify(body)
+
+    # The browser DB proxy of a preview (seed guide §7). Not under /api: the caller is the
+    # generated app, checked by its own Origin policy and app key, not the editor's origins.
+    @app.route("/db/apps/<app_id>/graphql", methods=["POST", "OPTIONS"])
+    async def db_graphql(app_id: str) -> Response:
+        return await answer_db_request(state.db, app_id)
 
     @app.get("/config.js")
     async def config_js() -> Response:

@@ -149,6 +149,15 @@ async def up(
             preview_resolver_token=token,
             preview_public_port=router_port,
         )
+        if config.hasura is not None and not config.hasura.public_base_url:
+            # Previews call the DB proxy on the agent: amicable-db.js needs its absolute URL.
+            port = config.port or _free_port(config.host)
+            host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0", "::") else config.host
+            agent_config = attrs.evolve(
+                agent_config,
+                port=port,
+                hasura=attrs.evolve(config.hasura, public_base_url=f"http://{host}:{port}"),
+            )
         ports = await nursery.start(partial(serve, agent_config, engine=engine))
         shown_host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0", "::") else config.host
         url = f"http://{shown_host}:{ports.public}/"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     # attrs never resolves this annotation; importing db here at runtime would be circular
     from .db.config import HasuraConfig  # noqa: TC004
+    from .gitsync.config import GitSyncConfig  # noqa: TC004
 
 SandboxBackendName = Literal["local", "kubernetes"]
 LocalIsolation = Literal["none", "bwrap"]
@@ -66,6 +67,8 @@ class AgentConfig:
         ws_send_queue_size: messages queued per socket before it counts as slow.
         hasura: the per-app database settings (``HASURA_*``, see
             :class:`amicable_agent.db.HasuraConfig`); None = feature off.
+        git_sync: GitLab persistence settings (``GITLAB_*``, ``AMICABLE_GIT_SYNC_*``, see
+            :class:`amicable_agent.gitsync.GitSyncConfig`); None or disabled = feature off.
     """
 
     host: str = "127.0.0.1"
@@ -92,6 +95,7 @@ class AgentConfig:
     node_modules_cache_dir: Path | None = None
     ws_send_queue_size: int = 256
     hasura: HasuraConfig | None = attrs.field(default=None, repr=False)
+    git_sync: GitSyncConfig | None = attrs.field(default=None, repr=False)
 
     @property
     def sqlite_path(self) -> Path:
@@ -158,6 +162,7 @@ class AgentConfig:
         public_port = integer("AMICABLE_PREVIEW_PUBLIC_PORT", 0)
         runtime_cmd = tuple(env.get("AMICABLE_RUNTIME_COMMAND", "").split())
         from .db.config import hasura_config_from_env  # the db package imports this module
+        from .gitsync.config import GitSyncConfig as _GitSyncConfig  # same
 
         return cls(
             host=env.get("AMICABLE_AGENT_HOST", "127.0.0.1"),
@@ -190,6 +195,7 @@ class AgentConfig:
                 else None
             ),
             hasura=hasura_config_from_env(env),
+            git_sync=_GitSyncConfig.from_env(env),
         )
 
 

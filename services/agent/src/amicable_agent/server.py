@@ -16,6 +16,8 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
 from .config import ConfigError
+from .db import open_app_database, store_origin_lookup
+from .gitsync import open_git_sync
 from .runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sqlite_store import open_sqlite_store
@@ -115,6 +117,22 @@ async def serve(
         store = await stack.enter_async_context(open_sqlite_store(config.sqlite_path))
         if backend is None:
             backend = await open_backend(config, store, stack, kube_config)
+        db = await stack.enter_async_context(
+            open_app_database(config.hasura, origins=store_origin_lookup(store, config.preview_url))
+        )
+        git_sync = (
+            await stack.enter_async_context(open_git_sync(config.git_sync, store))
+            if config.git_sync is not None
+            else None
+        )
+        if db is not None:
+            log.info(
+                "per-app databases through Hasura at %s", config.hasura and config.hasura.base_url
+            )
+        if git_sync is not None and config.git_sync is not None:
+            log.info(
+                "GitLab persistence to %s/%s", config.git_sync.base_url, config.git_sync.group_path
+            )
         deps = SessionDeps(
             store=store,
             backend=backend,
@@ -124,12 +142,15 @@ async def serve(
             default_template=config.template_id,
             idle_timeout_s=config.session_idle_timeout_s,
             provision_timeout_s=config.provision_timeout_s,
+            db=db,
+            git_sync=git_sync,
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         async with trio.open_nursery() as nursery:
             state = AppState(
-                config=config, store=store, backend=backend, manager=manager, background=nursery
-            )
+                config=config, store=store, backend=backend, manager=manager,
+                background=nursery, db=db, git_sync=git_sync,
+            )  # fmt: skip
             public_port = await nursery.start(
                 lambda task_status: serve_public(
                     create_public_app(state),

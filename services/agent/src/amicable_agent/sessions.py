@@ -36,7 +36,9 @@ from amicable_protocol.messages import (
     encode_server_message,
 )
 
+from .db import AppDatabase
 from .errors import AgentError, SandboxProvisionError
+from .gitsync import GitSync, TurnObserver, message_callbacks, prepare_sandbox, sync_after_turn
 from .sandboxes import SandboxBackend, SandboxHandle, sandbox_id_for
 from .store import Store
 from .turn_api import RuntimeClient, TurnEngine
@@ -45,6 +47,7 @@ from .ws_server import frame_bytes
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from .db import AppDbInfo
     from .store import Project
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,8 @@ class SessionDeps:
         default_template: template of projects created by ``init`` with an unknown id.
         idle_timeout_s: an unattended, idle session closes after this long.
         provision_timeout_s: deadline for ``backend.ensure``.
+        db: the per-app Hasura database (credentials injected at provisioning), or None.
+        git_sync: GitLab persistence (a commit after each turn), or None.
     """
 
     store: Store
@@ -82,6 +87,8 @@ class SessionDeps:
     default_template: str = "vite"
     idle_timeout_s: float = 600.0
     provision_timeout_s: float = 300.0
+    db: AppDatabase | None = None
+    git_sync: GitSync | None = None
 
 
 class Outgoing:
@@ -273,6 +280,8 @@ class Session:
         self._nursery: trio.Nursery | None = None
         self._init_replies = 0
         self._started_at = time.monotonic()
+        self._db_info: AppDbInfo | None = None
+        self._observer: TurnObserver | None = None
 
     # --- SessionHost ------------------------------------------------------------------
 
@@ -337,6 +346,8 @@ class Session:
 
     def broadcast(self, type: MessageType, data: ServerData, *, msg_id: str | None = None) -> None:
         """Synchronous :meth:`send`."""
+        if self._observer is not None:
+            self._observer.observe(type, data)
         out = Outgoing(self.message(type, data, msg_id=msg_id))
         for attachment in list(self._attachments):
             if not attachment.send_nowait(out):
@@ -444,6 +455,10 @@ class Session:
             if project.sandbox_id != handle.sandbox_id:
                 await deps.store.set_sandbox_id(project.project_id, handle.sandbox_id)
             self._runtime = await stack.enter_async_context(deps.runtime_factory(handle))
+            if deps.db is not None:  # never fails the session: no database this time
+                self._db_info = await deps.db.try_prepare_session(
+                    self._session_id, self._runtime, preview_url=deps.preview_url(project.slug)
+                )
             await self._stage("ready", "Workspace ready")
         except (SandboxProvisionError, trio.TooSlowError, AgentError, ValueError) as exc:
             reason = (
@@ -507,6 +522,14 @@ class Session:
             history = await self._deps.store.chat_history(self._session_id)
             pending = None
         project = self._project
+        info = project.info()
+        extra: dict[str, Any] = self._db_info.init_fields() if self._db_info else {}
+        git_sync = self._deps.git_sync
+        if git_sync is not None:
+            record = await git_sync.repo_record(self._session_id)
+            if record is not None:
+                info = attrs.evolve(info, **record.project_fields())
+                extra["git"] = record.to_git_info()
         # Only the very first INIT of a fresh sandbox says "new": a reload must not make the
         # editor send the creation prompt again.
         exists = self._handle.existed or self._init_replies > 0
@@ -517,11 +540,12 @@ class Session:
             exists=exists,
             app_id=self._session_id,
             template_id=project.template_id,
-            project=project.info(),
+            project=info,
             conversation_history=tuple(history[-20:]),
             permission_mode=self._permission_mode,
             thinking_level=self._thinking_level,
             hitl_pending=pending,
+            **extra,
         )
 
     def refresh_project(self, project: Project) -> None:
@@ -570,11 +594,18 @@ class Session:
 
     async def _turn_worker(self) -> None:
         engine = self._deps.engine
+        git_sync = self._deps.git_sync
+        if git_sync is not None and self._handle is not None and self._project is not None:
+            # Before the first turn: a reset sandbox is restored from GitLab, an empty
+            # repository gets the template as its baseline (best effort, never raises).
+            await prepare_sandbox(git_sync, self._project, self._handle)
         async for job in self._jobs_recv:
             self._queued -= 1
             if engine is None:  # pragma: no cover - submit() never queues then
                 continue
             outcome = "finished"
+            if git_sync is not None:
+                self._observer = TurnObserver(_turn_title(job))
             with trio.CancelScope() as scope:
                 self._turn_scope = scope
                 self._poke()
@@ -598,6 +629,21 @@ class Session:
             self._turn_scope = None
             self._poke()
             await self._record(job.kind, outcome)
+            observer, self._observer = self._observer, None
+            if git_sync is not None and observer is not None:
+                await self._sync_to_git(git_sync, observer, outcome)
+
+    async def _sync_to_git(self, git_sync: GitSync, observer: TurnObserver, outcome: str) -> None:
+        """Commit and push what the turn left in the sandbox (seed guide: after QA, best
+        effort). Runs before the next queued turn so each commit is one turn's work."""
+        if self._handle is None or self._project is None:
+            return
+        on_progress, on_error = message_callbacks(self.send)
+        summary = observer.summary(outcome)
+        await sync_after_turn(
+            git_sync, self._project, self._handle, summary,
+            on_progress=on_progress, on_error=on_error,
+        )  # fmt: skip
 
     async def _record(self, kind: MessageType, outcome: str) -> None:
         """Append a turn event (audit trail); a store failure never breaks the session."""
@@ -624,6 +670,15 @@ class Session:
         elif job.kind is MessageType.HITL_RESPONSE:
             assert isinstance(job.data, HitlResponseData)
             await engine.resume_hitl(self, job.data)
+
+
+def _turn_title(job: _Job) -> str:
+    """What a turn was asked to do, for its commit message."""
+    if isinstance(job.data, UserData):
+        return job.data.text or "Update the app"
+    if isinstance(job.data, RuntimeErrorData):
+        return f"Fix runtime error: {job.data.error.message}"
+    return "Continue after review"
 
 
 class SessionManager:

@@ -6,6 +6,8 @@ import attrs
 import trio
 
 from .config import AgentConfig
+from .db import AppDatabase
+from .gitsync import GitSync
 from .sandboxes import SandboxBackend
 from .sessions import SessionManager
 from .store import Store
@@ -22,6 +24,8 @@ class AppState:
         manager: the session manager.
         background: a nursery owned by the server for best-effort background work
             (sandbox deletion after ``DELETE /api/projects/{id}``).
+        db: the per-app Hasura database integration, or None when it is off.
+        git_sync: GitLab persistence, or None when it is off.
     """
 
     config: AgentConfig
@@ -29,3 +33,5 @@ class AppState:
     backend: SandboxBackend
     manager: SessionManager
     background: trio.Nursery
+    db: AppDatabase | None = None
+    git_sync: GitSync | None = None

@@ -41,8 +41,9 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".env.*",
 )
 #: Always excluded, whatever ``AMICABLE_GIT_SYNC_EXCLUDES`` says: the sandbox's own ``.git``
-#: must never reach our clone and ``.amicable/`` is platform state.
-ALWAYS_EXCLUDED: tuple[str, ...] = (".git/", ".amicable/")
+#: must never reach our clone, ``.amicable/`` is platform state and ``amicable-db.js`` holds
+#: the app's database key (written by the Hasura integration at INIT).
+ALWAYS_EXCLUDED: tuple[str, ...] = (".git/", ".amicable/", "amicable-db.js")
 
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,100}(?<![./])$")
 _GROUP = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,200}$")
