@@ -7,7 +7,7 @@ ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
 STAMPS := $(ROOT)/.stamps
 UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
-APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git
+APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git openssl
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 # Installed packages are byte-compiled once at install time, and our own modules may cache
