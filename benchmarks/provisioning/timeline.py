@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 import trio
+from amicable_agent.backends.local import LocalBackendConfig
 from amicable_agent.cli import UpOptions, up
 from amicable_agent.config import AgentConfig
 from amicable_agent.testing import decode_server_message, ws_send
@@ -172,7 +173,18 @@ async def watch(tl: Timeline, root: Path, done: trio.Event) -> None:
             await trio.sleep(TICK_S)
 
 
-async def one_cold_start(data_dir: Path) -> Timeline:
+def without_spares() -> None:
+    """Make the agent's local backend keep no spare workspace (the path taken when two cold
+    starts come within seconds): patch the config mapping, as the agent has no setting."""
+    original = LocalBackendConfig.from_agent_config
+
+    def patched(config: AgentConfig) -> LocalBackendConfig:
+        return attrs.evolve(original(config), spare_workspaces=0)
+
+    LocalBackendConfig.from_agent_config = patched  # type: ignore[method-assign]
+
+
+async def one_cold_start(data_dir: Path, spare: bool) -> Timeline:
     config = attrs.evolve(
         AgentConfig.from_env({}),
         port=0,
@@ -189,7 +201,8 @@ async def one_cold_start(data_dir: Path) -> Timeline:
         editor_url = await nursery.start(up, options, None)
         port = urlsplit(editor_url).port
         async with httpx.AsyncClient(trust_env=False) as client:
-            await wait_prepared(client, port, "spare")
+            if spare:
+                await wait_prepared(client, port, "spare")
         tl = Timeline(time.perf_counter(), time.clock_gettime(time.CLOCK_BOOTTIME))
         done = trio.Event()
         nursery.start_soon(watch, tl, data_dir / "sandboxes", done)
@@ -232,16 +245,21 @@ def report(tl: Timeline) -> None:
         print(f"{at * 1000:7.0f} ms  {name}")
 
 
-async def main(data_dir: Path | None) -> None:
+async def main(data_dir: Path | None, spare: bool) -> None:
     if data_dir is not None:
-        report(await one_cold_start(data_dir))
+        report(await one_cold_start(data_dir, spare))
         return
     with tempfile.TemporaryDirectory(prefix="amicable-timeline-") as tmp:
-        report(await one_cold_start(Path(tmp)))
+        report(await one_cold_start(Path(tmp), spare))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="keep the sandbox here (default: temp)")
+    parser.add_argument(
+        "--no-spare", action="store_true", help="no spare workspace: create it while starting"
+    )
     args = parser.parse_args()
-    trio.run(main, args.data_dir)
+    if args.no_spare:
+        without_spares()
+    trio.run(main, args.data_dir, not args.no_spare)

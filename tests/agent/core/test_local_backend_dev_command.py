@@ -50,3 +50,28 @@ async def test_a_project_without_a_dev_script_fails_with_a_reason(tmp_path: Path
     assert done.returncode != 0
     assert b"no dev script" in done.stderr
     assert b"devtool" not in done.stdout
+
+
+async def test_waits_for_a_workspace_being_created(tmp_path: Path) -> None:
+    command = dev_command(sys.executable, "127.0.0.1", 7, wait_for_workspace_s=30)
+    async with trio.open_nursery() as nursery:
+        result: list[trio.CompletedProcess[bytes]] = []
+
+        async def run() -> None:
+            result.append(await run_in(tmp_path, command))
+
+        nursery.start_soon(run)
+        await trio.sleep(0.3)  # the command is polling for the workspace meanwhile
+        assert not result, "started before package.json and node_modules existed"
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        project(staging, {"dev": "devtool waited"})
+        (staging / "package.json").rename(tmp_path / "package.json")
+        (staging / "node_modules").rename(tmp_path / "node_modules")
+    assert result[0].stdout.decode().strip() == "devtool waited --host 127.0.0.1 --port 7"
+
+
+async def test_the_wait_is_bounded(tmp_path: Path) -> None:
+    command = dev_command(sys.executable, "127.0.0.1", 7, wait_for_workspace_s=0.2)
+    done = await run_in(tmp_path, command)
+    assert done.returncode != 0, "no package.json: fails after the wait"

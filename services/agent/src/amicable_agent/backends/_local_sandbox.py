@@ -2,14 +2,14 @@
 
 The dev-server command: the runtime's default is ``npm run dev -- --host H --port P``. Starting
 npm costs about 0.3-0.45 s of CPU on every start before it runs the script, which is a third of
-a bare Vite start. For a workspace that is complete when the runtime starts, the backend
-hands the runtime :func:`dev_command` instead: it does what ``npm run dev`` does for a dev
-server (read ``scripts.dev`` from ``package.json``, put ``node_modules/.bin`` first on
-``PATH``, run the script with the same appended arguments through ``sh -c``) with a
-~30 ms interpreter start. It reads ``package.json`` on every start, so a project whose dev
-script the agent changed runs the new one, as with npm. (npm's ``npm_*`` variables are not
-set; dev servers do not read them.) A workspace still being created keeps npm: the runtime
-holds ``npm`` commands back until ``node_modules`` exists.
+a bare Vite start. The backend hands the runtime :func:`dev_command` instead: it does what
+``npm run dev`` does for a dev server (read ``scripts.dev`` from ``package.json``, put
+``node_modules/.bin`` first on ``PATH``, run the script with the same appended arguments
+through ``sh -c``) with a ~30 ms interpreter start. It reads ``package.json`` on every start,
+so a project whose dev script the agent changed runs the new one, as with npm. (npm's
+``npm_*`` variables are not set; dev servers do not read them.) For a workspace that
+``init-workspace`` is still filling, the first start waits (bounded) until ``package.json``
+and ``node_modules`` exist, as the runtime does for ``npm`` commands.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ _READ_DEV_SCRIPT = (
     'import json,sys;s=json.load(open("package.json")).get("scripts",{}).get("dev");'
     'sys.exit("package.json has no dev script") if not s else print(s)'
 )
+
+
+#: How long a dev server started with its workspace still being created waits for it.
+WORKSPACE_WAIT_S = 120.0
 
 
 @attrs.define
@@ -71,11 +75,23 @@ class LocalSandbox:
         )
 
 
-def dev_command(python: str, host: str, port: int) -> str:
-    """``npm run dev -- --host HOST --port PORT`` without npm (see the module docstring)."""
+def dev_command(python: str, host: str, port: int, *, wait_for_workspace_s: float = 0) -> str:
+    """``npm run dev -- --host HOST --port PORT`` without npm (see the module docstring).
+
+    Args:
+        wait_for_workspace_s: first wait up to this long for ``package.json`` and
+            ``node_modules`` (``node_modules`` appears whole, by a rename).
+    """
     args = shlex.quote(f" --host {host} --port {port}")
     read = f"{shlex.quote(python)} -S -c {shlex.quote(_READ_DEV_SCRIPT)}"
-    return f'PATH="$PWD/node_modules/.bin:$PATH"; s=$({read}) && exec sh -c "$s"{args}'
+    run = f'PATH="$PWD/node_modules/.bin:$PATH"; s=$({read}) && exec sh -c "$s"{args}'
+    polls = int(wait_for_workspace_s / 0.05)
+    if polls <= 0:
+        return run
+    return (
+        f"i=0; while [ ! -d node_modules ] || [ ! -f package.json ]; do "
+        f'[ "$i" -ge {polls} ] && break; i=$((i+1)); sleep 0.05; done; {run}'
+    )
 
 
 def runtime_argv(
@@ -126,7 +142,7 @@ def runtime_env(
     *,
     preview_base_domain: str,
     hmr_client_port: int | None,
-    direct_dev_command: bool,
+    workspace_pending: bool,
 ) -> dict[str, str]:
     """The runtime's environment: ours minus agent secrets, plus the sandbox's settings."""
     env = dict(os.environ)
@@ -145,8 +161,12 @@ def runtime_env(
         AMICABLE_HMR_PROTOCOL="ws",
         BROWSER="none",
     )
-    if direct_dev_command:
-        env["AMICABLE_PREVIEW_CMD"] = dev_command(sys.executable, "127.0.0.1", sandbox.preview_port)
+    env["AMICABLE_PREVIEW_CMD"] = dev_command(
+        sys.executable,
+        "127.0.0.1",
+        sandbox.preview_port,
+        wait_for_workspace_s=WORKSPACE_WAIT_S if workspace_pending else 0,
+    )
     if hmr_client_port:
         env["AMICABLE_HMR_CLIENT_PORT"] = str(hmr_client_port)
     return env

@@ -11,10 +11,11 @@ Cold start, fastest first:
 * **warm pool** (``warm_pool_size``): sandboxes with the dev server already running; ``ensure``
   for a new session adopts one (its directory is linked under the new sandbox id);
 * **spare workspace** (``spare_workspaces``, :mod:`._spares`): a complete project tree made
-  in the background; ``ensure`` renames it into place and starts the runtime on it, which
-  runs the dev script without npm (:func:`._local_sandbox.dev_command`);
+  in the background; ``ensure`` renames it into place and starts the runtime on it;
 * otherwise the runtime's ``init-workspace`` (template copy + node_modules hard-linked from
   a cache prepared once with ``npm ci``) runs *while* the runtime process boots.
+
+Either way the runtime runs the dev script without npm (:func:`._local_sandbox.dev_command`).
 
 Other modules: :mod:`._local_sandbox` (a sandbox's state, argv, bubblewrap, environment),
 :mod:`._local_procs` (process groups, leftover sweeps), :mod:`._warm_pool`, :mod:`._spares`.
@@ -383,10 +384,10 @@ class LocalBackend:
     async def _restart_preview(self, sandbox: LocalSandbox) -> None:
         """Make sure the dev server runs on the complete workspace.
 
-        The runtime holds an npm dev server back until ``package.json`` and ``node_modules``
-        exist, so usually it is already starting: restarting it would boot Vite twice. Only
-        a dev server that gave up or is backing off (it ran on a half-made workspace) is
-        restarted, which also skips the supervisor's back-off.
+        The dev command waits for ``package.json`` and ``node_modules`` on a workspace
+        still being created, so usually the dev server is already starting: restarting it
+        would boot Vite twice. Only a dev server that gave up or is backing off (it ran on a
+        half-made workspace) is restarted, which also skips the supervisor's back-off.
         """
         headers = {"authorization": f"Bearer {sandbox.token}"}
         base = f"http://127.0.0.1:{sandbox.runtime_port}/v1/preview"
@@ -425,7 +426,7 @@ class LocalBackend:
             sandbox,
             preview_base_domain=config.preview_base_domain,
             hmr_client_port=config.hmr_client_port,
-            direct_dev_command=workspace_complete,
+            workspace_pending=not workspace_complete,
         )
         log_file = (sandbox.root / "runtime.log").open("ab")
         failure: str | None = None
