@@ -136,3 +136,37 @@ async def test_transport_without_a_poller_waits_with_trio() -> None:
             peer.send(b"x")
         assert transport.buf == b"x"
     transport.close()
+
+
+async def test_data_left_behind_by_a_full_read_is_read_without_a_new_edge(
+    poller: Poller,
+) -> None:
+    transport, peer = _pair(poller)
+    big = bytes(range(256)) * 1024  # 256 KiB: more than one read takes
+    with peer:
+        peer.setblocking(False)
+        sent = peer.send(big)
+        assert sent > 65536
+        await trio.testing.wait_all_tasks_blocked()  # the one edge is consumed
+        with trio.fail_after(5):
+            assert await transport.fill(wait=True)
+            assert len(transport.buf) == 65536
+            while len(transport.buf) < sent:
+                # Nothing new arrives: a waiting read must still find what is left.
+                assert await transport.fill(wait=True)
+        assert bytes(transport.buf) == big[:sent]
+    transport.close()
+
+
+async def test_receive_some_smaller_than_what_is_waiting_leaves_the_rest_readable(
+    poller: Poller,
+) -> None:
+    transport, peer = _pair(poller)
+    with peer:
+        peer.send(b"0123456789")
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):
+            assert await transport.receive_some(4, wait=True) == b"0123"
+            assert await transport.receive_some(4, wait=True) == b"4567"
+            assert await transport.receive_some(4, wait=True) == b"89"
+    transport.close()

@@ -123,6 +123,8 @@ class Transport:
                 continue
             except OSError as exc:
                 raise self._translate(exc) from exc
+            if len(data) == max_bytes:
+                self.ready = True  # more may be waiting, and no new edge will say so
             self._ops += 1
             if self._ops >= _YIELD_EVERY:
                 self._ops = 0
@@ -151,6 +153,8 @@ class Transport:
             except OSError as exc:
                 raise self._translate(exc) from exc
             break
+        if len(data) == _RECV:
+            self.ready = True  # more may be waiting, and no new edge will say so
         self._ops += 1
         if self._ops >= _YIELD_EVERY:
             self._ops = 0
@@ -237,7 +241,8 @@ class Poller:
     collects what became readable and reschedules the tasks parked in
     :meth:`Transport.wait_readable`. Edge-triggered is safe because a transport clears its
     ``ready`` flag just before each ``recv``: data that arrives after that ``recv`` began
-    raises a new edge, which sets the flag (or wakes the waiter) again.
+    raises a new edge, which sets the flag (or wakes the waiter) again; a ``recv`` that
+    filled its whole buffer may have left data behind, so it sets the flag itself.
     """
 
     _EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
