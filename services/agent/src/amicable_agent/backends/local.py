@@ -359,7 +359,7 @@ class LocalBackend:
                     )
                 await self._restart_preview(sandbox)
             await on_stage("starting_preview", "Starting the dev server")
-            await self._wait_preview(sandbox)
+            await self._wait_preview(sandbox, trust_port=init is None)
         except BaseException:
             with trio.CancelScope(shield=True):
                 if init is not None and init.returncode is None:
@@ -480,43 +480,77 @@ class LocalBackend:
         if not started:
             raise SandboxProvisionError(failure or "the sandbox was stopped while starting")
 
-    async def _wait_preview(self, sandbox: LocalSandbox) -> None:
-        """Wait until the runtime reports its dev server ready.
+    async def _wait_preview(self, sandbox: LocalSandbox, *, trust_port: bool) -> None:
+        """Wait until the dev server is ready.
 
-        Until the dev server's port accepts connections (a cheap local connect, tried every
-        ``_READY_POLL_S``) the runtime is asked only every ``_STATUS_POLL_S``: each HTTP
-        round trip costs CPU in both processes while Vite boots on the same cores.
+        The runtime's ``/readyz`` is asked every ``_STATUS_POLL_S`` (and at once when the
+        port opens) by a task of its own; meanwhile the dev server's port is tried with a
+        cheap local connect every ``_READY_POLL_S``. Each HTTP round trip costs CPU in both
+        processes while Vite boots on the same cores, and the runtime answers slowly then
+        (it loads its web stack meanwhile), so the port is not checked only between answers.
+
+        Args:
+            trust_port: the port accepting while the runtime last reported the dev server
+                ``starting`` counts as ready (the runtime's own criterion, before its probe
+                ran). Not after a restart of the dev server, whose outgoing process may
+                still hold the port.
+
+        Raises:
+            SandboxProvisionError: the runtime exited or the dev server keeps crashing.
         """
-        url = f"http://127.0.0.1:{sandbox.runtime_port}/readyz"
-        asked_at = -float("inf")
-        while True:
-            if sandbox.stopped.is_set():
-                raise SandboxProvisionError(_exit_reason(sandbox))
-            now = trio.current_time()
-            if now - asked_at >= _STATUS_POLL_S or await _accepts(sandbox.preview_port):
-                asked_at = now
-                if await self._preview_ready(sandbox, url):
-                    return
-            await trio.sleep(_READY_POLL_S)
+        status = _PreviewWatch(url=f"http://127.0.0.1:{sandbox.runtime_port}/readyz")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_status, sandbox, status)
+            while not status.done.is_set():
+                if sandbox.stopped.is_set():
+                    raise SandboxProvisionError(_exit_reason(sandbox))
+                if await _accepts(sandbox.preview_port):
+                    if trust_port and status.state in ("starting", "running"):
+                        break
+                    status.poke.set()
+                with trio.move_on_after(_READY_POLL_S):
+                    await status.done.wait()
+            nursery.cancel_scope.cancel()
+        if status.error is not None:
+            raise status.error
 
-    async def _preview_ready(self, sandbox: LocalSandbox, url: str) -> bool:
+    async def _watch_status(self, sandbox: LocalSandbox, status: _PreviewWatch) -> None:
+        while True:
+            try:
+                state = await self._preview_state(sandbox, status.url)
+            except SandboxProvisionError as exc:
+                status.error = exc
+                state = "ready"
+            if state == "ready":
+                status.done.set()
+                return
+            status.state = state
+            with trio.move_on_after(_STATUS_POLL_S):
+                await status.poke.wait()
+            status.poke = trio.Event()
+
+    async def _preview_state(self, sandbox: LocalSandbox, url: str) -> str | None:
+        """``ready``, the runtime's dev-server state, or None (no answer)."""
         try:
             response = await self._http.get(url)
         except httpx.HTTPError:
-            return False
+            return None
         try:
             body = response.json()
         except ValueError:
             body = {}
-        if isinstance(body, dict) and isinstance(body.get("pid"), int):
+        if not isinstance(body, dict):
+            body = {}
+        if isinstance(body.get("pid"), int):
             sandbox.preview_pid = body["pid"]
         if response.status_code == 200:
-            return True
-        if isinstance(body, dict) and body.get("state") == "exhausted":
+            return "ready"
+        if body.get("state") == "exhausted":
             raise SandboxProvisionError(
                 "the dev server keeps crashing; see preview.log in the sandbox directory"
             )
-        return False
+        state = body.get("state")
+        return state if isinstance(state, str) else None
 
     # --- warm pool --------------------------------------------------------------------
 
@@ -574,6 +608,15 @@ def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> b
     if ttl_s <= 0:
         return []
     return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
+
+
+@attrs.define
+class _PreviewWatch:
+    url: str
+    state: str | None = None
+    error: SandboxProvisionError | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+    poke: trio.Event = attrs.field(factory=trio.Event)
 
 
 async def _accepts(port: int) -> bool:
