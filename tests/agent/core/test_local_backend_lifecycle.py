@@ -240,3 +240,31 @@ def _group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+async def test_cancelled_cold_start_leaves_no_process(tmp_path: Path) -> None:
+    async with open_local_backend(backend_config(tmp_path)) as backend:
+        with trio.CancelScope() as scope:
+
+            async def on_stage(stage: str, message: str) -> None:
+                if stage == "starting_runtime":  # init-workspace and the runtime are running
+                    scope.cancel()
+
+            await backend.ensure("gone-1", project_id="gone-1", template_id="vite",
+                                 on_stage=on_stage)  # fmt: skip
+        assert scope.cancelled_caught
+        assert backend.statistics()["running"] == 0
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _works_under(p, tmp_path)]
+    assert not left, [(p / "cmdline").read_bytes() for p in left]
+
+
+def _works_under(proc: Path, root: Path) -> bool:
+    try:
+        if "\nState:\tZ" in (proc / "status").read_text():
+            return False
+        return (
+            os.readlink(proc / "cwd").startswith(str(root))
+            or str(root).encode() in (proc / "cmdline").read_bytes()
+        )
+    except OSError:
+        return False

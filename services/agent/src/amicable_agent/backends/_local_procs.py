@@ -33,6 +33,16 @@ def kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+async def interrupt_group(process: trio.Process) -> None:
+    """Stop a CLI run in its own session: SIGINT first (``init-workspace`` then kills the
+    ``cp``/``npm`` it runs in groups of their own), SIGKILL the group if it lingers."""
+    kill_group(process.pid, signal.SIGINT)
+    with trio.move_on_after(5):
+        await process.wait()
+    kill_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
 def tail(path: Path, size: int = 600) -> str:
     """The last ``size`` characters of a log file ('' when unreadable)."""
     try:

@@ -17,12 +17,11 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 from typing import TYPE_CHECKING
 
 import trio
 
-from ._local_procs import kill_group
+from ._local_procs import interrupt_group
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -128,7 +127,7 @@ class SpareWorkspaces:
             capture_stderr=True,
             check=False,
             start_new_session=True,
-            deliver_cancel=_interrupt_group,
+            deliver_cancel=interrupt_group,
         )
         if result.returncode != 0:
             log.warning(
@@ -149,12 +148,3 @@ class SpareWorkspaces:
                 self._ready.append(entry)
             else:
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-async def _interrupt_group(process: trio.Process) -> None:
-    """SIGINT first: ``init-workspace`` then kills the ``cp``/``npm`` it runs in their own
-    group; SIGKILL the group if it does not exit in time."""
-    kill_group(process.pid, signal.SIGINT)
-    with trio.move_on_after(5):
-        await process.wait()
-    kill_group(process.pid, signal.SIGKILL)

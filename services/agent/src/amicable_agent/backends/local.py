@@ -28,7 +28,6 @@ import json
 import logging
 import secrets
 import shutil
-import signal
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -47,7 +46,7 @@ from amicable_agent.sandboxes import (
     sandbox_id_for,
 )
 
-from ._local_procs import free_port, kill_group, run_process_group, sweep_leftovers, tail
+from ._local_procs import free_port, interrupt_group, run_process_group, sweep_leftovers, tail
 from ._local_sandbox import LocalSandbox, runtime_argv, runtime_env
 from ._spares import SpareWorkspaces
 from ._warm_pool import POOL_PREFIX, WarmPool
@@ -363,8 +362,7 @@ class LocalBackend:
         except BaseException:
             with trio.CancelScope(shield=True):
                 if init is not None and init.returncode is None:
-                    kill_group(init.pid, signal.SIGKILL)
-                    await init.wait()
+                    await interrupt_group(init)
                 await self.stop(sandbox_id)
             raise
         sandbox.ready = True
