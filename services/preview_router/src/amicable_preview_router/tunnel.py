@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from .transport import Transport
 
 _RECV = 65536
+_YIELD_EVERY = 16
 
 
 async def splice(a: Transport, b: Transport, *, idle_timeout_s: float) -> None:
@@ -29,10 +30,13 @@ async def splice(a: Transport, b: Transport, *, idle_timeout_s: float) -> None:
 
 
 async def _pump(src: Transport, dst: Transport, scope: trio.CancelScope, idle_s: float) -> None:
-    # The reads are written out (not Transport.receive_some): each await level costs on every
-    # frame relayed, and a relayed frame is little more than one recv and one send.
+    # Written against the sockets (not Transport.receive_some/send_all): each await level
+    # and coroutine costs on every frame relayed, and a relayed frame is little more than one
+    # recv and one send.
     sock = src.sock
+    out = dst.sock
     drained = False
+    relayed = 0
     try:
         while True:
             # After a read that drained the socket the next frame is not there yet: wait
@@ -50,7 +54,21 @@ async def _pump(src: Transport, dst: Transport, scope: trio.CancelScope, idle_s:
             if not data:
                 break
             drained = len(data) < _RECV
-            await dst.send_all(data)
+            if len(data) == _RECV:
+                src.ready = True  # more may be waiting (see Poller)
+            try:
+                sent = out.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                break
+            if sent < len(data):
+                await dst.send_all(memoryview(data)[sent:])
+            relayed += 1
+            if relayed == _YIELD_EVERY:
+                # A peer that never lets the socket drain must not starve other tasks.
+                relayed = 0
+                await trio.lowlevel.checkpoint()
             # Moving a deadline costs more than relaying a small frame: do it at most
             # about once a second (the idle timeout has one-second granularity).
             deadline = trio.current_time() + idle_s
