@@ -7,6 +7,13 @@ HTTP (wrk, same connections/duration, equal worker counts):
 WebSocket relay: ping-pong messages/s and p99 round trip, direct to a Node echo server vs
 through our router.
 
+Fairness: every proxy under test gets the same worker count (nginx ``worker_processes`` =
+``--workers``); the upstream nginx has one worker in every configuration; nothing is pinned,
+so wrk, the upstream and the proxy share the cores the same way in each run. Outside load
+takes CPU in fair shares and so costs the (CPU-hungrier) Python router more than nginx: run
+under the shared lock, use ``--repeat`` and read the load average printed with each round.
+``cpu.py`` next to this file measures the router's own CPU per request, which is steadier.
+
 Usage: python benchmarks/preview_router/run.py [--duration 5] [--connections 50] [--workers 1]
        [--repeat 3]
 Prints req/s, p99 and our ratios against targets; exits 0 (numbers are for people, not CI).
@@ -117,7 +124,7 @@ async def kill_group(process: trio.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-async def start(nursery: trio.Nursery, cmd: list[str], port: int, **kwargs: object) -> None:
+async def start(nursery: trio.Nursery, cmd: list[str], port: int, **kwargs: object) -> trio.Process:
     """Start a server in its own process group and wait until ``port`` accepts connections."""
     run = functools.partial(
         trio.run_process,
@@ -139,7 +146,7 @@ async def start(nursery: trio.Nursery, cmd: list[str], port: int, **kwargs: obje
                 await trio.sleep(0.05)
                 continue
             await stream.aclose()
-            return
+            return process
 
 
 def make_prefix() -> Path:
