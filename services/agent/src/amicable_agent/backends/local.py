@@ -18,7 +18,8 @@ Cold start, fastest first:
 Either way the runtime runs the dev script without npm (:func:`._local_sandbox.dev_command`).
 
 Other modules: :mod:`._local_sandbox` (a sandbox's state, argv, bubblewrap, environment),
-:mod:`._local_procs` (process groups, leftover sweeps), :mod:`._warm_pool`, :mod:`._spares`.
+:mod:`._local_procs` (process groups, leftover sweeps), :mod:`._local_readiness` (is the
+dev server up), :mod:`._warm_pool`, :mod:`._spares`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from amicable_agent.sandboxes import (
 )
 
 from ._local_procs import free_port, interrupt_group, run_process_group, sweep_leftovers, tail
+from ._local_readiness import exit_reason, restart_preview, wait_preview
 from ._local_sandbox import LocalSandbox, runtime_argv, runtime_env
 from ._spares import SpareWorkspaces
 from ._warm_pool import POOL_PREFIX, WarmPool
@@ -69,10 +71,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "vite"
 _TRASH_PREFIX = ".deleted-"
-#: How often a starting sandbox's dev-server port is tried.
-_READY_POLL_S = 0.02
-#: How often the runtime is asked for the dev server's state before its port is open.
-_STATUS_POLL_S = 0.5
 
 
 @attrs.frozen
@@ -356,9 +354,9 @@ class LocalBackend:
                     raise SandboxProvisionError(
                         "creating the workspace failed: " + tail(sandbox.root / "init.log")
                     )
-                await self._restart_preview(sandbox)
+                await restart_preview(self._http, sandbox)
             await on_stage("starting_preview", "Starting the dev server")
-            await self._wait_preview(sandbox, trust_port=init is None)
+            await wait_preview(self._http, sandbox, trust_port=init is None)
         except BaseException:
             with trio.CancelScope(shield=True):
                 if init is not None and init.returncode is None:
@@ -378,28 +376,6 @@ class LocalBackend:
                 )
             except OSError as exc:
                 raise SandboxProvisionError(f"cannot run the sandbox runtime: {exc}") from exc
-
-    async def _restart_preview(self, sandbox: LocalSandbox) -> None:
-        """Make sure the dev server runs on the complete workspace.
-
-        The dev command waits for ``package.json`` and ``node_modules`` on a workspace
-        still being created, so usually the dev server is already starting: restarting it
-        would boot Vite twice. Only a dev server that gave up or is backing off (it ran on a
-        half-made workspace) is restarted, which also skips the supervisor's back-off.
-        """
-        headers = {"authorization": f"Bearer {sandbox.token}"}
-        base = f"http://127.0.0.1:{sandbox.runtime_port}/v1/preview"
-        try:
-            status = await self._http.get(base, headers=headers)
-            if status.status_code == 200 and status.json().get("state") in ("starting", "running"):
-                return
-            response = await self._http.post(base + "/restart", headers=headers)
-        except httpx.HTTPError as exc:
-            raise SandboxProvisionError("the sandbox runtime stopped answering") from exc
-        if response.status_code >= 400:
-            raise SandboxProvisionError(
-                f"the runtime refused to start the dev server ({response.status_code})"
-            )
 
     async def _run_sandbox(
         self,
@@ -453,7 +429,7 @@ class LocalBackend:
                         failure = (
                             "the sandbox runtime did not start in time"
                             if waiting.cancelled_caught
-                            else _exit_reason(sandbox)
+                            else exit_reason(sandbox)
                         )
                         nursery.cancel_scope.cancel()
                     else:
@@ -477,78 +453,6 @@ class LocalBackend:
             sandbox.stopped.set()
         if not started:
             raise SandboxProvisionError(failure or "the sandbox was stopped while starting")
-
-    async def _wait_preview(self, sandbox: LocalSandbox, *, trust_port: bool) -> None:
-        """Wait until the dev server is ready.
-
-        The runtime's ``/readyz`` is asked every ``_STATUS_POLL_S`` (and at once when the
-        port opens) by a task of its own; meanwhile the dev server's port is tried with a
-        cheap local connect every ``_READY_POLL_S``. Each HTTP round trip costs CPU in both
-        processes while Vite boots on the same cores, and the runtime answers slowly then
-        (it loads its web stack meanwhile), so the port is not checked only between answers.
-
-        Args:
-            trust_port: the port accepting while the runtime last reported the dev server
-                ``starting`` counts as ready (the runtime's own criterion, before its probe
-                ran). Not after a restart of the dev server, whose outgoing process may
-                still hold the port.
-
-        Raises:
-            SandboxProvisionError: the runtime exited or the dev server keeps crashing.
-        """
-        status = _PreviewWatch(url=f"http://127.0.0.1:{sandbox.runtime_port}/readyz")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_status, sandbox, status)
-            while not status.done.is_set():
-                if sandbox.stopped.is_set():
-                    raise SandboxProvisionError(_exit_reason(sandbox))
-                if await _accepts(sandbox.preview_port):
-                    if trust_port and status.state in ("starting", "running"):
-                        break
-                    status.poke.set()
-                with trio.move_on_after(_READY_POLL_S):
-                    await status.done.wait()
-            nursery.cancel_scope.cancel()
-        if status.error is not None:
-            raise status.error
-
-    async def _watch_status(self, sandbox: LocalSandbox, status: _PreviewWatch) -> None:
-        while True:
-            try:
-                state = await self._preview_state(sandbox, status.url)
-            except SandboxProvisionError as exc:
-                status.error = exc
-                state = "ready"
-            if state == "ready":
-                status.done.set()
-                return
-            status.state = state
-            with trio.move_on_after(_STATUS_POLL_S):
-                await status.poke.wait()
-            status.poke = trio.Event()
-
-    async def _preview_state(self, sandbox: LocalSandbox, url: str) -> str | None:
-        """``ready``, the runtime's dev-server state, or None (no answer)."""
-        try:
-            response = await self._http.get(url)
-        except httpx.HTTPError:
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        if isinstance(body.get("pid"), int):
-            sandbox.preview_pid = body["pid"]
-        if response.status_code == 200:
-            return "ready"
-        if body.get("state") == "exhausted":
-            raise SandboxProvisionError(
-                "the dev server keeps crashing; see preview.log in the sandbox directory"
-            )
-        state = body.get("state")
-        return state if isinstance(state, str) else None
 
     # --- warm pool --------------------------------------------------------------------
 
@@ -606,31 +510,6 @@ def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> b
     if ttl_s <= 0:
         return []
     return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
-
-
-@attrs.define
-class _PreviewWatch:
-    url: str
-    state: str | None = None
-    error: SandboxProvisionError | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
-    poke: trio.Event = attrs.field(factory=trio.Event)
-
-
-async def _accepts(port: int) -> bool:
-    with trio.move_on_after(1):
-        try:
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-        except OSError:
-            return False
-        await stream.aclose()
-        return True
-    return False
-
-
-def _exit_reason(sandbox: LocalSandbox) -> str:
-    text = tail(sandbox.root / "runtime.log")
-    return "the sandbox runtime exited" + (f": {text}" if text else "")
 
 
 @asynccontextmanager
