@@ -49,6 +49,8 @@ class AgentConfig:
         database_url: ``AMICABLE_DATABASE_URL`` (``sqlite:///path``; default in data_dir).
         sandbox_backend: ``AMICABLE_SANDBOX_BACKEND`` (``local`` | ``kubernetes``).
         warm_pool_size: ``AMICABLE_WARM_POOL_SIZE`` (local backend).
+        spare_workspaces: ``AMICABLE_SPARE_WORKSPACES`` (local backend: complete project
+            trees kept on disk for cold starts, no process; 0 disables).
         sandbox_idle_ttl_s: ``AMICABLE_SANDBOX_IDLE_TTL_S`` (0 = never stop idle sandboxes).
         session_idle_timeout_s: ``AMICABLE_SESSION_IDLE_TIMEOUT_S``.
         local_isolation: ``AMICABLE_LOCAL_ISOLATION`` (``none`` | ``bwrap``).
@@ -80,6 +82,7 @@ class AgentConfig:
     database_url: str | None = None
     sandbox_backend: SandboxBackendName = "local"
     warm_pool_size: int = 1
+    spare_workspaces: int = 1
     sandbox_idle_ttl_s: float = 1800.0
     session_idle_timeout_s: float = 600.0
     local_isolation: LocalIsolation = "none"
@@ -176,6 +179,7 @@ class AgentConfig:
                 "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
             ),
             warm_pool_size=integer("AMICABLE_WARM_POOL_SIZE", 1),
+            spare_workspaces=integer("AMICABLE_SPARE_WORKSPACES", 1),
             sandbox_idle_ttl_s=number("AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
             session_idle_timeout_s=number("AMICABLE_SESSION_IDLE_TIMEOUT_S", 600.0),
             local_isolation=choice(  # type: ignore[arg-type]

@@ -118,6 +118,7 @@ class LocalBackendConfig:
             hmr_client_port=config.preview_public_port,
             isolation=config.local_isolation,
             warm_pool_size=config.warm_pool_size,
+            spare_workspaces=config.spare_workspaces,
             idle_ttl_s=config.sandbox_idle_ttl_s,
             cache_dir=config.node_modules_cache_dir,
         )
