@@ -4,7 +4,11 @@ Starts the real ``amicable-sandbox-runtime`` CLI (port 0, ``--ready-file``) on a
 workspace and measures, with one keep-alive client, the median latency of:
 
 * small file PUT + GET          vs. two requests to a trivial route of the same server
-* ``POST /v1/exec {"command": "true"}``  vs. a bare ``trio.run_process(["true"])``
+* ``POST /v1/exec {"command": "true"}``  vs. a bare ``trio.run_process(["true"])``, once with
+  httpx as the client and once through the agent's own client (``open_runtime_client(url,
+  token)`` + ``.exec("true")``: the lean HTTP/1.1 transport, JSON into ``ExecResult``). The
+  agent is the only caller of the runtime, so that second row is the product path the exec
+  target is about; the httpx row is kept to compare with earlier runs.
 * ``GET /v1/fs/tree`` of a 2,000-file workspace  vs. the trivial route
 * ``POST /v1/exec {"command": "ls"}`` (a plain word list: exec'd without the shell) vs. the
   same through the shell (``"ls;"``), and vs. a bare ``trio.run_process(["ls"])``
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import trio
+from amicable_agent.runtime_client import open_runtime_client
 
 TOKEN = "benchmark-token"
 
@@ -102,7 +107,10 @@ async def main(iterations: int) -> None:
 
 async def measure(url: str, workspace: Path, n: int) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+    async with (
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client,
+        open_runtime_client(url, TOKEN) as agent,
+    ):
 
         async def trivial() -> None:
             (await client.get("/healthz")).raise_for_status()
@@ -116,6 +124,10 @@ async def measure(url: str, workspace: Path, n: int) -> None:
         async def exec_true() -> None:
             resp = await client.post("/v1/exec", json={"command": "true"})
             assert resp.json()["exit_code"] == 0
+
+        async def agent_exec_true() -> None:
+            result = await agent.exec("true")
+            assert result.exit_code == 0
 
         async def bare_spawn() -> None:
             await trio.run_process(["true"])
@@ -146,6 +158,7 @@ async def measure(url: str, workspace: Path, n: int) -> None:
         floor, spawn, sh, ex = await interleaved_medians(
             [trivial, bare_spawn, shell_spawn, exec_true], n
         )
+        spawn_a, ex_a = await interleaved_medians([bare_spawn, agent_exec_true], n)
         floor_t, tr = await interleaved_medians([trivial, tree], max(20, n // 5))
         ls, ls_sh, ls_bare = await interleaved_medians(
             [exec_ls, exec_ls_via_shell, bare_ls], max(20, n // 2)
@@ -157,6 +170,12 @@ async def measure(url: str, workspace: Path, n: int) -> None:
         ("file PUT+GET (small)", rt, floor2, "x two trivial requests (target <= 1.5)"),
         ("exec 'true'", ex, spawn, "x bare trio.run_process(['true']) (target <= 2.0)"),
         ("exec 'true'", ex, floor + sh, "x (trivial route + bare 'sh -c true'): our overhead"),
+        (
+            "exec 'true', agent",
+            ex_a,
+            spawn_a,
+            "x bare spawn, agent's RuntimeClient (target <= 2.0)",
+        ),
         ("tree, 2,000 files", tr, floor_t, "x trivial route"),
         ("exec 'ls'", ls, ls_bare, "x bare trio.run_process(['ls'])"),
         ("exec 'ls'", ls, ls_sh, "x exec 'ls;' (the same through sh)"),

@@ -1,7 +1,10 @@
 """The concrete :class:`~amicable_agent.turn_api.RuntimeClient` of one sandbox runtime.
 
-HTTP over one :class:`httpx.AsyncClient` with the sandbox's bearer token and a deadline on
-every request; ``exec_stream`` speaks the runtime's ``WebSocket /v1/exec/stream`` with wsproto
+HTTP/1.1 through one :class:`~amicable_agent.llm_http.LeanTransport` (keep-alive pool on raw
+Trio streams; requests and responses are ``httpx2`` objects, no client object in between:
+the agent calls the runtime for every tool call and exec, and httpx's client + httpcore
+stack cost more per request than the runtime's own work), with the sandbox's bearer token
+and a deadline on every request; ``exec_stream`` speaks the runtime's ``WebSocket /v1/exec/stream`` with wsproto
 directly on a Trio stream, so the iterator needs no nursery and closing it early closes the
 socket (the runtime then kills the process group). Foreign errors become
 :class:`~amicable_agent.errors.RuntimeClientError` here and nowhere else.
@@ -14,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import httpx
+import httpx2
 import trio
 from amicable_protocol._converter import structure, unstructure
 from amicable_protocol.errors import ProtocolError
@@ -48,6 +51,7 @@ from wsproto.events import (
 )
 
 from .errors import RuntimeClientError
+from .llm_http import LeanTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -73,12 +77,44 @@ class HttpRuntimeClient:
     """
 
     def __init__(
-        self, client: httpx.AsyncClient, base_url: str, token: str | None, timeout_s: float
+        self, transport: LeanTransport, base_url: str, token: str | None, timeout_s: float
     ) -> None:
-        self._client = client
+        self._transport = transport
         self._base_url = base_url.rstrip("/")
         self._token = token
+        self._headers = {"authorization": f"Bearer {token}"} if token else {}
         self._timeout_s = timeout_s
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        json: Any = None,
+    ) -> httpx2.Response:
+        """One request/response with the body read (the connection goes back to the pool).
+
+        Raises ``httpx2`` transport errors; the caller owns the deadline.
+        """
+        request = httpx2.Request(
+            method,
+            self._base_url + url,
+            params=params,
+            headers={**self._headers, **headers} if headers else self._headers,
+            content=content,
+            json=json,
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await response.aclose()  # the connection is closed, never reused
+            raise
+        return response
 
     async def _request(
         self,
@@ -87,14 +123,14 @@ class HttpRuntimeClient:
         *,
         timeout_s: float | None = None,
         **kwargs: Any,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         limit = timeout_s if timeout_s is not None else self._timeout_s
         try:
             with trio.fail_after(limit):
-                response = await self._client.request(method, url, **kwargs)
+                response = await self._send(method, url, **kwargs)
         except trio.TooSlowError as exc:
             raise RuntimeClientError(0, "timeout", f"{method} {url} took over {limit}s") from exc
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             code, detail = "http_error", response.text[:500]
@@ -229,8 +265,8 @@ class HttpRuntimeClient:
         """``GET /readyz``: (ready, body). Never raises for 503; raises when unreachable."""
         try:
             with trio.fail_after(self._timeout_s):
-                response = await self._client.get("/readyz")
-        except (httpx.HTTPError, trio.TooSlowError) as exc:
+                response = await self._send("GET", "/readyz")
+        except (httpx2.HTTPError, trio.TooSlowError) as exc:
             raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
         try:
             body = response.json()
@@ -380,11 +416,12 @@ async def open_runtime_client(
     base_url: str, token: str | None, *, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> AsyncIterator[HttpRuntimeClient]:
     """A client of the runtime at ``base_url`` for the duration of the block."""
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, timeout=httpx.Timeout(None), trust_env=False
-    ) as client:
-        yield HttpRuntimeClient(client, base_url, token, timeout_s)
+    transport = LeanTransport()
+    try:
+        yield HttpRuntimeClient(transport, base_url, token, timeout_s)
+    finally:
+        with trio.CancelScope(shield=True):
+            await transport.aclose()
 
 
 def runtime_client_for(handle: SandboxHandle) -> Any:

@@ -1,0 +1,303 @@
+"""HttpRuntimeClient over the lean transport: token, keep-alive, error mapping, deadlines.
+
+A scripted HTTP/1.1 server on loopback (port 0, in this Trio run) answers each request with
+the next scripted action, so failures (resets, stalls, stale keep-alive connections) are
+exact; one test runs the real sandbox runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from amicable_agent.errors import RuntimeClientError
+from amicable_agent.runtime_client import open_runtime_client
+
+TOKEN = "runtime-client-test-token"
+Action = Callable[[trio.SocketStream], Awaitable[bool]]  # True: keep the connection open
+EXIT = {"exit_code": 0, "stdout": "hi\n", "stderr": "", "truncated": False, "timed_out": False}
+EXIT["duration_ms"] = 3
+PREVIEW = {"state": "running", "pid": None, "restarts": 0, "max_restarts": 5}
+PREVIEW.update({"last_exit_code": None, "port": 5173, "ready": True})
+
+
+def reply(status: int, body: bytes, *, content_type: str = "application/json") -> Action:
+    async def act(stream: trio.SocketStream) -> bool:
+        head = (
+            f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        await stream.send_all(head + body)
+        return True
+
+    return act
+
+
+def reply_json(status: int, obj: object) -> Action:
+    return reply(status, json.dumps(obj).encode())
+
+
+def reply_then_close(status: int, obj: object) -> Action:
+    inner = reply_json(status, obj)
+
+    async def act(stream: trio.SocketStream) -> bool:
+        await inner(stream)
+        return False
+
+    return act
+
+
+async def stall(stream: trio.SocketStream) -> bool:
+    await trio.sleep_forever()
+    return False  # pragma: no cover
+
+
+async def cut_body(stream: trio.SocketStream) -> bool:
+    """A head promising 100 bytes, 5 of them, then a reset."""
+    await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello")
+    return False
+
+
+@attrs.define
+class Seen:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+    conn: int
+
+
+@attrs.define
+class Script:
+    """The scripted server: ``actions`` are consumed one per request, in order."""
+
+    port: int
+    actions: list[Action] = attrs.Factory(list)
+    seen: list[Seen] = attrs.Factory(list)
+    connections: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def _read_request(stream: trio.SocketStream, buf: bytearray) -> tuple[str, bytes] | None:
+    while b"\r\n\r\n" not in buf:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+    end = buf.index(b"\r\n\r\n")
+    head = bytes(buf[:end]).decode()
+    del buf[: end + 4]
+    length = 0
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    while len(buf) < length:
+        buf += await stream.receive_some(65536)
+    body = bytes(buf[:length])
+    del buf[:length]
+    return head, body
+
+
+@pytest.fixture
+async def script(nursery: trio.Nursery) -> Script:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    state = Script(port=listeners[0].socket.getsockname()[1])
+
+    async def handle(stream: trio.SocketStream) -> None:
+        state.connections += 1
+        conn = state.connections
+        buf = bytearray()
+        async with stream:
+            while True:
+                try:
+                    got = await _read_request(stream, buf)
+                except trio.BrokenResourceError:
+                    return
+                if got is None:
+                    return
+                head, body = got
+                lines = head.split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                state.seen.append(Seen(method, target, headers, body, conn))
+                if not await state.actions.pop(0)(stream):
+                    return
+
+    await nursery.start(trio.serve_listeners, handle, listeners)
+    return state
+
+
+async def test_bearer_token_body_and_keep_alive(script: Script) -> None:
+    script.actions = [reply_json(200, EXIT), reply_json(200, EXIT)]
+    script.actions.append(reply(200, b"content", content_type="application/octet-stream"))
+    async with open_runtime_client(script.url, TOKEN) as client:
+        first = await client.exec("echo hi", cwd="/src", timeout_s=5)
+        second = await client.exec("echo hi")
+        content, _ = await client.read_file("/a dir/x.ts")
+    assert (first.exit_code, first.stdout, second.stdout) == (0, "hi\n", "hi\n")
+    assert content == b"content"
+    assert script.connections == 1  # one keep-alive connection for all three requests
+    assert [s.conn for s in script.seen] == [1, 1, 1]
+    sent = script.seen[0]
+    assert (sent.method, sent.target) == ("POST", "/v1/exec")
+    assert sent.headers["authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(sent.body)["command"] == "echo hi"
+    assert json.loads(sent.body)["cwd"] == "/src"
+    assert script.seen[2].target == "/v1/files/a%20dir/x.ts"
+
+
+async def test_no_token_no_authorization_header(script: Script) -> None:
+    script.actions = [reply_json(200, PREVIEW)]
+    async with open_runtime_client(script.url, None) as client:
+        ready, body = await client.readyz()
+    assert (ready, body) == (True, PREVIEW)
+    assert "authorization" not in script.seen[0].headers
+
+
+async def test_error_bodies_map_to_runtime_client_error(script: Script) -> None:
+    script.actions = [
+        reply_json(409, {"error": "conflict", "detail": "sha mismatch"}),
+        reply(500, b"boom", content_type="text/plain"),
+        reply(200, b"not json"),
+        reply_json(503, {"ready": False}),
+    ]
+    async with open_runtime_client(script.url, TOKEN) as client:
+        with pytest.raises(RuntimeClientError) as conflict:
+            await client.write_file("a.txt", b"x", if_match="abc")
+        with pytest.raises(RuntimeClientError) as plain:
+            await client.mkdir("d")
+        with pytest.raises(RuntimeClientError) as invalid:
+            await client.preview_status()
+        ready, body = await client.readyz()
+    assert (conflict.value.status, conflict.value.code) == (409, "conflict")
+    assert conflict.value.detail == "sha mismatch"
+    assert script.seen[0].headers["if-match"] == "abc"
+    assert (plain.value.status, plain.value.code, plain.value.detail) == (500, "http_error", "boom")
+    assert (invalid.value.status, invalid.value.code) == (200, "invalid_response")
+    assert (ready, body) == (False, {"ready": False})
+    assert script.connections == 1
+
+
+async def test_server_closing_an_idle_connection_is_not_an_error(script: Script) -> None:
+    script.actions = [reply_then_close(200, PREVIEW), reply_json(200, {"x": 1})]
+    async with open_runtime_client(script.url, TOKEN) as client:
+        await client.preview_status()
+        await trio.testing.wait_all_tasks_blocked()  # the server has closed its end
+        ready, body = await client.readyz()
+    assert (ready, body) == (True, {"x": 1})
+    assert script.connections == 2
+
+
+async def test_connection_refused_is_unreachable() -> None:
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    async with open_runtime_client(f"http://127.0.0.1:{port}", TOKEN) as client:
+        with pytest.raises(RuntimeClientError) as exc:
+            await client.exec("true")
+        with pytest.raises(RuntimeClientError) as ready:
+            await client.readyz()
+    assert (exc.value.status, exc.value.code) == (0, "unreachable")
+    assert exc.value.detail.startswith("ConnectError: ")
+    assert (ready.value.code, ready.value.detail) == ("unreachable", "ConnectError")
+
+
+async def test_reset_mid_body_is_unreachable_and_the_next_request_reconnects(
+    script: Script,
+) -> None:
+    script.actions = [cut_body, reply_json(200, PREVIEW)]
+    async with open_runtime_client(script.url, TOKEN) as client:
+        with pytest.raises(RuntimeClientError) as exc:
+            await client.preview_status()
+        await client.preview_status()
+    assert (exc.value.status, exc.value.code) == (0, "unreachable")
+    assert "RemoteProtocolError" in exc.value.detail
+    assert script.connections == 2
+
+
+async def test_deadlines(script: Script, autojump_clock: trio.testing.MockClock) -> None:
+    script.actions = [stall, stall, reply_json(200, PREVIEW)]
+    async with open_runtime_client(script.url, TOKEN, timeout_s=7) as client:
+        start = trio.current_time()
+        with pytest.raises(RuntimeClientError) as plain:
+            await client.preview_status()
+        assert trio.current_time() - start == pytest.approx(7)
+        start = trio.current_time()
+        with pytest.raises(RuntimeClientError) as ex:
+            await client.exec("sleep 100", timeout_s=50)
+        assert trio.current_time() - start == pytest.approx(80)  # exec timeout + slack
+        await client.preview_status()  # a fresh connection: the stalled ones were closed
+    assert (plain.value.status, plain.value.code) == (0, "timeout")
+    assert plain.value.detail == "GET /v1/preview took over 7s"
+    assert ex.value.detail == "POST /v1/exec took over 80.0s"
+    assert script.connections == 3
+
+
+async def test_cancelled_request_closes_its_connection(script: Script) -> None:
+    script.actions = [stall, reply_json(200, PREVIEW)]
+    async with open_runtime_client(script.url, TOKEN) as client:
+        with trio.move_on_after(1) as scope:
+            await client.exec("sleep 100")
+        assert scope.cancelled_caught
+        status = await client.preview_status()
+    assert status.state == "running"
+    assert script.connections == 2  # the cancelled request's connection was not reused
+
+
+@pytest.fixture
+async def real_runtime_url(tmp_path: Path) -> AsyncIterator[str]:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    ready = tmp_path / "ready.json"
+    exe = str(Path(sys.executable).parent / "amicable-sandbox-runtime")
+    env = {**os.environ, "AMICABLE_RUNTIME_TOKEN": TOKEN, "AMICABLE_RUNTIME_HOST": "127.0.0.1"}
+    argv = [exe, "--no-preview", "--port", "0", "--ready-file", str(ready)]
+    proc = await trio.lowlevel.open_process(
+        [*argv, "--workspace", str(workspace)], env=env, start_new_session=True
+    )
+    try:
+        with trio.fail_after(30):
+            while not ready.exists():
+                await trio.sleep(0.05)
+        yield f"http://127.0.0.1:{json.loads(ready.read_text())['port']}"
+    finally:
+        with trio.CancelScope(shield=True):
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+async def test_real_runtime_round_trip(real_runtime_url: str) -> None:
+    async with open_runtime_client(real_runtime_url, TOKEN) as client:
+        written = await client.write_file("src/a.txt", b"one\n")
+        content, sha = await client.read_file("src/a.txt")
+        result = await client.exec("cat src/a.txt; echo err >&2; exit 3")
+        big = await client.exec("head -c 150000 /dev/zero | tr '\\0' x")
+        ready, _ = await client.readyz()
+        with pytest.raises(RuntimeClientError) as missing:
+            await client.read_file("nope.txt")
+    async with open_runtime_client(real_runtime_url, "wrong") as bad:
+        with pytest.raises(RuntimeClientError) as unauthorized:
+            await bad.exec("true")
+    assert (content, sha) == (b"one\n", written.sha256)
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "one\n", "err\n")
+    assert len(big.stdout) == 150000  # a body larger than one receive
+    assert ready
+    assert missing.value.status == 404
+    assert unauthorized.value.status == 401
