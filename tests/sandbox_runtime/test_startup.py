@@ -294,3 +294,36 @@ async def test_other_commands_start_at_once_in_an_empty_workspace(tmp_path: Path
         await nursery.start(supervisor.run)
         assert supervisor.pid is not None
         nursery.cancel_scope.cancel()
+
+
+async def test_full_app_waits_for_the_dev_server_unless_a_request_needs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Quart's import would compete with Vite's start for the CPU: it is built once the dev
+    # server answers, or at once when a request needs it — never on a timer here.
+    monkeypatch.setattr(server, "FULL_APP_DEFER_S", 3600.0)
+    built = trio.Event()
+    build = server._build_full_app
+
+    def recording_build(fast: Any) -> Any:
+        trio.from_thread.run_sync(built.set)  # at the start: the build has begun
+        return build(fast)
+
+    monkeypatch.setattr(server, "_build_full_app", recording_build)
+    # A dev server that never opens its port.
+    config = RuntimeConfig(
+        workspace=tmp_path, token="t", host="127.0.0.1", port=0, preview_cmd="sleep 3600"
+    )
+    headers = {"Authorization": "Bearer t"}
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve, config)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
+        ) as client:
+            assert (await client.get("/readyz")).status_code == 503
+            assert (await client.post("/v1/exec", json={"command": "true"})).status_code == 200
+            assert not built.is_set()  # fast routes never need it
+            tree = await client.get("/v1/fs/tree")  # this one does: built on demand
+            assert tree.status_code == 200
+            assert built.is_set()
+        nursery.cancel_scope.cancel()

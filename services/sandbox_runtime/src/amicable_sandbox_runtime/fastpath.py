@@ -82,6 +82,8 @@ class FastRoutes:
     ) -> None:
         self.app: Any = None
         self._app_set = trio.Event()
+        #: Set by the first request that needs the full app (``serve`` then builds it now).
+        self.app_wanted = trio.Event()
         self.config = config
         self.supervisor = supervisor
         self.jail = jail
@@ -116,6 +118,7 @@ class FastRoutes:
                 return await self._guarded(self._preview, scope, receive, send)
             if method == "POST" and path == "/v1/preview/restart":
                 return await self._guarded(self._restart, scope, receive, send)
+        self.app_wanted.set()
         await self._app_set.wait()
         await self.app(scope, receive, send)
 

@@ -5,7 +5,9 @@ about as long as Vite's own start, so doing them while Vite boots takes them off
 cold-start path. They run in worker threads so the supervisor keeps pumping the dev server's
 output meanwhile. The runtime listens (and writes its ready file) as soon as hypercorn and
 the fast routes (``fastpath.py``: health, readiness, preview control, exec, file read/write)
-are up; quart, the slowest import, is loaded after that for the remaining routes.
+are up; quart, the slowest import, is loaded after that for the remaining routes — once the
+dev server answers (or has stopped), a request needs it, or :data:`FULL_APP_DEFER_S` passed,
+whichever comes first, so that it does not compete with Vite's start for the CPU.
 """
 
 from __future__ import annotations
@@ -21,10 +23,27 @@ from .paths import Jail
 from .supervisor import PreviewSupervisor
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from .config import RuntimeConfig
     from .fastpath import FastRoutes
+
+
+#: Longest wait for the dev server before the full (quart) app is built anyway.
+FULL_APP_DEFER_S = 10.0
+
+
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return when the first of ``waits`` returns (the others are cancelled)."""
+    async with trio.open_nursery() as nursery:
+
+        async def run(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(run, wait)
 
 
 def write_ready_file(path: Path, port: int) -> None:
@@ -95,6 +114,11 @@ async def serve(
             if config.ready_file is not None:
                 write_ready_file(config.ready_file, port)
             task_status.started(port)
+            with trio.move_on_after(FULL_APP_DEFER_S):
+                await _first_of(
+                    fast.app_wanted.wait,
+                    lambda: supervisor.wait_state("running", "backoff", "exhausted", "stopped"),
+                )
             # the rest of the API: requests for it wait until it is built
             fast.set_app(await trio.to_thread.run_sync(_build_full_app, fast))
     finally:
