@@ -66,6 +66,12 @@ async def cut_body(stream: trio.SocketStream) -> bool:
     return False
 
 
+async def stall_mid_body(stream: trio.SocketStream) -> bool:
+    await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello")
+    await trio.sleep_forever()
+    return False  # pragma: no cover
+
+
 @attrs.define
 class Seen:
     method: str
@@ -249,8 +255,9 @@ async def test_deadlines(script: Script, autojump_clock: trio.testing.MockClock)
     assert script.connections == 3
 
 
-async def test_cancelled_request_closes_its_connection(script: Script) -> None:
-    script.actions = [stall, reply_json(200, PREVIEW)]
+@pytest.mark.parametrize("action", [stall, stall_mid_body])
+async def test_cancelled_request_closes_its_connection(script: Script, action: Action) -> None:
+    script.actions = [action, reply_json(200, PREVIEW)]
     async with open_runtime_client(script.url, TOKEN) as client:
         with trio.move_on_after(1) as scope:
             await client.exec("sleep 100")
@@ -258,6 +265,18 @@ async def test_cancelled_request_closes_its_connection(script: Script) -> None:
         status = await client.preview_status()
     assert status.state == "running"
     assert script.connections == 2  # the cancelled request's connection was not reused
+
+
+async def test_query_parameters_and_path_prefix(script: Script) -> None:
+    script.actions = [reply_json(200, {"path": "/a b&c", "entries": []}), reply(200, b"")]
+    async with open_runtime_client(script.url + "/sandbox/", TOKEN) as client:
+        await client.tree("/a b&c", depth=2, include_hidden=True)
+        await client.delete("x y", recursive=True)
+    assert script.seen[0].target == "/sandbox/v1/fs/tree?path=%2Fa+b%26c&depth=2&include_hidden=1"
+    assert (script.seen[1].method, script.seen[1].target) == (
+        "DELETE",
+        "/sandbox/v1/files/x%20y?recursive=1",
+    )
 
 
 @pytest.fixture

@@ -109,6 +109,52 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         connect_s, read_s, write_s = _timeouts(request)
         head = self._head(request)
         body = await request.aread()
+        conn, status, reason, headers = await self._exchange(
+            origin, head, body, (connect_s, read_s, write_s), request
+        )
+        stream = LeanResponseStream(self, conn, request, headers, read_s)
+        return httpx2.Response(
+            status_code=status,
+            headers=headers,
+            stream=stream,
+            # httpx2 wraps ``stream``; the extension lets a reader iterate it directly.
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason, BODY: stream},
+        )
+
+    async def fetch(
+        self, origin: tuple[bytes, bytes, int], head: bytes, body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Send a prebuilt request and read the whole response: (status, headers, body).
+
+        ``origin`` is ``(b"http" | b"https", host, port)``; ``head`` is the complete request
+        head (request line, ``Host``, ``Content-Length`` …, ending in an empty line). No
+        timeouts here: the caller owns the deadline (cancelling closes the connection).
+        Errors are the same ``httpx2`` transport errors as :meth:`handle_async_request`'s.
+        """
+        if self._closed:
+            raise httpx2.ConnectError("the transport is closed")
+        inf = float("inf")
+        conn, status, _, headers = await self._exchange(origin, head, body, (inf, inf, inf), None)
+        stream = LeanResponseStream(self, conn, None, headers, inf, is_head=head[:5] == b"HEAD ")
+        parts: list[bytes] = []
+        try:
+            async for piece in stream:
+                parts.append(piece)
+        except BaseException:
+            await stream.aclose()
+            raise
+        return status, headers, parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _exchange(
+        self,
+        origin: _Origin,
+        head: bytes,
+        body: bytes,
+        timeouts: tuple[float, float, float],
+        request: httpx2.Request | None,
+    ) -> tuple[_Connection, int, bytes, list[tuple[bytes, bytes]]]:
+        """Send head + body on a pooled (or new) connection and read the response head."""
+        connect_s, read_s, write_s = timeouts
         while True:
             conn = self._take_idle(origin)
             fresh = conn is None
@@ -133,15 +179,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             except BaseException:
                 await trio.aclose_forcefully(conn.stream)
                 raise
-            break
-        stream = LeanResponseStream(self, conn, request, headers, read_s)
-        return httpx2.Response(
-            status_code=status,
-            headers=headers,
-            stream=stream,
-            # httpx2 wraps ``stream``; the extension lets a reader iterate it directly.
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason, BODY: stream},
-        )
+            return conn, status, reason, headers
 
     @staticmethod
     def _head(request: httpx2.Request) -> bytes:
@@ -174,7 +212,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         return None
 
     async def _connect(
-        self, origin: _Origin, timeout_s: float, request: httpx2.Request
+        self, origin: _Origin, timeout_s: float, request: httpx2.Request | None
     ) -> _Connection:
         scheme, host, port = origin
         hostname = host.decode("ascii")
@@ -202,7 +240,9 @@ class LeanTransport(httpx2.AsyncBaseTransport):
             ) from exc
         return _Connection(origin, stream)
 
-    async def _receive(self, conn: _Connection, timeout_s: float, request: httpx2.Request) -> bytes:
+    async def _receive(
+        self, conn: _Connection, timeout_s: float, request: httpx2.Request | None
+    ) -> bytes:
         # A bare CancelScope: ``fail_after`` is a generator context manager, and this runs
         # once per streamed chunk.
         scope = trio.CancelScope(deadline=trio.current_time() + timeout_s)
@@ -214,7 +254,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         raise httpx2.ReadTimeout("timed out reading the response", request=request)
 
     async def _read_head(
-        self, conn: _Connection, timeout_s: float, request: httpx2.Request
+        self, conn: _Connection, timeout_s: float, request: httpx2.Request | None
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         data = conn.buffer
         while True:
@@ -273,9 +313,11 @@ class LeanResponseStream(httpx2.AsyncByteStream):
         self,
         transport: LeanTransport,
         conn: _Connection,
-        request: httpx2.Request,
+        request: httpx2.Request | None,
         headers: list[tuple[bytes, bytes]],
         read_s: float,
+        *,
+        is_head: bool = False,
     ) -> None:
         self._transport = transport
         self._conn: _Connection | None = conn
@@ -292,7 +334,7 @@ class LeanResponseStream(httpx2.AsyncByteStream):
                 self._length = int(value)
             elif lower == b"connection" and b"close" in value.lower():
                 self._keep_alive = False
-        if request.method == "HEAD":
+        if is_head or (request is not None and request.method == "HEAD"):
             self._length = 0
         if not self._chunked and self._length is None:
             self._keep_alive = False  # the body ends when the server closes

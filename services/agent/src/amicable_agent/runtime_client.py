@@ -1,10 +1,10 @@
 """The concrete :class:`~amicable_agent.turn_api.RuntimeClient` of one sandbox runtime.
 
 HTTP/1.1 through one :class:`~amicable_agent.llm_http.LeanTransport` (keep-alive pool on raw
-Trio streams; requests and responses are ``httpx2`` objects, no client object in between:
-the agent calls the runtime for every tool call and exec, and httpx's client + httpcore
-stack cost more per request than the runtime's own work), with the sandbox's bearer token
-and a deadline on every request; ``exec_stream`` speaks the runtime's ``WebSocket /v1/exec/stream`` with wsproto
+Trio streams; the request head is written here and the response read whole by
+:meth:`LeanTransport.fetch`, no request/response objects in between: the agent calls the
+runtime for every tool call and exec, and a generic client stack costs more per request than
+the runtime's own work), with the sandbox's bearer token and a deadline on every request; ``exec_stream`` speaks the runtime's ``WebSocket /v1/exec/stream`` with wsproto
 directly on a Trio stream, so the iterator needs no nursery and closing it early closes the
 socket (the runtime then kills the process group). Foreign errors become
 :class:`~amicable_agent.errors.RuntimeClientError` here and nowhere else.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx2
 import trio
@@ -65,6 +65,31 @@ EXEC_SLACK_S = 30.0
 DEFAULT_EXEC_TIMEOUT_S = 600.0
 
 
+_PORTS = {"http": 80, "https": 443}
+
+
+def _json_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class _Response:
+    """A fully read response: status, headers (names lower-cased), body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+        self.status_code = status
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 def _file_url(path: str) -> str:
     clean = path.lstrip("/")
     return "/v1/files/" + quote(clean, safe="/")
@@ -82,8 +107,17 @@ class HttpRuntimeClient:
         self._transport = transport
         self._base_url = base_url.rstrip("/")
         self._token = token
-        self._headers = {"authorization": f"Bearer {token}"} if token else {}
         self._timeout_s = timeout_s
+        url = urlsplit(self._base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) runtime URL: {base_url!r}")
+        scheme = url.scheme.encode()
+        self._origin = (scheme, url.hostname.encode("idna"), url.port or _PORTS[url.scheme])
+        self._prefix = url.path
+        fixed = [f"Host: {url.netloc}"]
+        if token:
+            fixed.append(f"Authorization: Bearer {token}")
+        self._fixed = "\r\n".join(fixed).encode("latin-1") + b"\r\n"
 
     async def _send(
         self,
@@ -94,27 +128,32 @@ class HttpRuntimeClient:
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
         json: Any = None,
-    ) -> httpx2.Response:
+    ) -> _Response:
         """One request/response with the body read (the connection goes back to the pool).
 
-        Raises ``httpx2`` transport errors; the caller owns the deadline.
+        The request head is written here (no request object per call). Raises ``httpx2``
+        transport errors; the caller owns the deadline.
         """
-        request = httpx2.Request(
-            method,
-            self._base_url + url,
-            params=params,
-            headers={**self._headers, **headers} if headers else self._headers,
-            content=content,
-            json=json,
+        target = self._prefix + url
+        if params:
+            target += "?" + urlencode(params)
+        extra = []
+        if json is not None:
+            content = _json_dumps(json)
+            extra.append("Content-Type: application/json")
+        body = content or b""
+        for name, value in (headers or {}).items():
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"invalid header value for {name}")
+            extra.append(f"{name}: {value}")
+        extra.append(f"Content-Length: {len(body)}\r\nAccept-Encoding: identity\r\n\r\n")
+        head = (
+            f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+            + self._fixed
+            + "\r\n".join(extra).encode("latin-1")
         )
-        response = await self._transport.handle_async_request(request)
-        try:
-            await response.aread()
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await response.aclose()  # the connection is closed, never reused
-            raise
-        return response
+        status, raw_headers, payload = await self._transport.fetch(self._origin, head, body)
+        return _Response(status, raw_headers, payload)
 
     async def _request(
         self,
@@ -123,7 +162,7 @@ class HttpRuntimeClient:
         *,
         timeout_s: float | None = None,
         **kwargs: Any,
-    ) -> httpx2.Response:
+    ) -> _Response:
         limit = timeout_s if timeout_s is not None else self._timeout_s
         try:
             with trio.fail_after(limit):
