@@ -320,3 +320,27 @@ async def test_real_runtime_round_trip(real_runtime_url: str) -> None:
     assert ready
     assert missing.value.status == 404
     assert unauthorized.value.status == 401
+
+
+async def close_without_reply(stream: trio.SocketStream) -> bool:
+    """Read the request, then hang up (a runtime that died while handling it)."""
+    await trio.lowlevel.checkpoint()
+    return False
+
+
+async def test_a_post_is_never_sent_twice_but_a_get_is_retried(script: Script) -> None:
+    # On a reused connection that breaks after the request went out, the server may have
+    # acted on it: an exec must not run twice; a read is safe to send again.
+    script.actions = [
+        reply_json(200, PREVIEW), close_without_reply,  # exec on the reused connection
+        reply_json(200, PREVIEW), close_without_reply, reply_json(200, PREVIEW),  # a GET
+    ]  # fmt: skip
+    async with open_runtime_client(script.url, TOKEN) as client:
+        await client.preview_status()
+        with pytest.raises(RuntimeClientError) as exc:
+            await client.exec("touch once")
+        await client.preview_status()
+        await client.preview_status()  # reused connection, hung up, sent again
+    assert exc.value.code == "unreachable"
+    assert [s.method for s in script.seen] == ["GET", "POST", "GET", "GET", "GET"]
+    assert sum(s.target == "/v1/exec" for s in script.seen) == 1

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 _MAX_HEAD = 64 * 1024
+#: Methods :meth:`LeanTransport.fetch` may send again after a broken reused connection.
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"))
 _RECEIVE = 64 * 1024
 _MAX_IDLE_PER_ORIGIN = 100  # the SDK's default keep-alive limit
 _Origin = tuple[bytes, bytes, int]
@@ -130,11 +132,16 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         head (request line, ``Host``, ``Content-Length`` …, ending in an empty line). No
         timeouts here: the caller owns the deadline (cancelling closes the connection).
         Errors are the same ``httpx2`` transport errors as :meth:`handle_async_request`'s.
+        A request that is not idempotent (``POST``, e.g. an exec) is never sent twice: if a
+        reused connection breaks after the request went out, the error is raised.
         """
         if self._closed:
             raise httpx2.ConnectError("the transport is closed")
         inf = float("inf")
-        conn, status, _, headers = await self._exchange(origin, head, body, (inf, inf, inf), None)
+        resend = head.split(b" ", 1)[0] in _IDEMPOTENT
+        conn, status, _, headers = await self._exchange(
+            origin, head, body, (inf, inf, inf), None, resend_after_send=resend
+        )
         stream = LeanResponseStream(self, conn, None, headers, inf, is_head=head[:5] == b"HEAD ")
         parts: list[bytes] = []
         try:
@@ -152,23 +159,32 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         body: bytes,
         timeouts: tuple[float, float, float],
         request: httpx2.Request | None,
+        *,
+        resend_after_send: bool = True,
     ) -> tuple[_Connection, int, bytes, list[tuple[bytes, bytes]]]:
-        """Send head + body on a pooled (or new) connection and read the response head."""
+        """Send head + body on a pooled (or new) connection and read the response head.
+
+        A pooled connection the server had closed is replaced and the request sent again —
+        after a failed *read* only if ``resend_after_send`` (the server may have acted on it).
+        """
         connect_s, read_s, write_s = timeouts
         while True:
             conn = self._take_idle(origin)
             fresh = conn is None
             if conn is None:
                 conn = await self._connect(origin, connect_s, request)
+            sent = False
             try:
                 with trio.fail_after(write_s):
                     await conn.stream.send_all(head + body if len(body) < 65536 else head)
                     if len(body) >= 65536:
                         await conn.stream.send_all(body)
+                sent = True
                 status, reason, headers = await self._read_head(conn, read_s, request)
             except (trio.BrokenResourceError, trio.ClosedResourceError, httpx2.ReadError) as exc:
                 await trio.aclose_forcefully(conn.stream)
-                if not fresh and not isinstance(exc, httpx2.ReadTimeout):
+                retry = not fresh and not isinstance(exc, httpx2.ReadTimeout)
+                if retry and (resend_after_send or not sent):
                     continue  # a pooled connection the server had closed: try a new one
                 if isinstance(exc, httpx2.HTTPError):
                     raise
