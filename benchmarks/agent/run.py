@@ -261,7 +261,12 @@ class StampEngine(Engine):
 
 
 async def bench_websocket(
-    sessions: int, deltas: int, interval_s: float, client: str, profile: str | None
+    sessions: int,
+    deltas: int,
+    interval_s: float,
+    client: str,
+    profile: str | None,
+    client_procs: int = 1,
 ) -> tuple[float, float]:
     """Latency from delta parsed by the agent to agent_partial received by a WS client.
 
@@ -309,12 +314,23 @@ async def bench_websocket(
             usage0 = resource.getrusage(resource.RUSAGE_SELF)
             if profiler is not None:
                 profiler.enable()
-            with trio.fail_after(600):
+            # ``client_procs`` processes share the sessions: like browsers, which each read
+            # their own socket, rather than one process draining 50 sockets that all receive
+            # a frame in the same millisecond (the fake API ticks every session at once).
+            outputs: list[bytes] = []
+
+            async def clients(count: int) -> None:
                 done = await trio.run_process(
                     [sys.executable, str(CHILDREN), "ws-clients", f"ws://127.0.0.1:{ports.public}/",
-                     "--sessions", str(sessions), "--client", client],
+                     "--sessions", str(count), "--client", client],
                     capture_stdout=True, start_new_session=True,
                 )  # fmt: skip
+                outputs.append(done.stdout)
+
+            with trio.fail_after(600):
+                async with trio.open_nursery() as spawn:
+                    for i in range(client_procs):
+                        spawn.start_soon(clients, len(range(i, sessions, client_procs)))
             if profiler is not None:
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -325,7 +341,7 @@ async def bench_websocket(
                 if '"type":"agent_partial"' in frame:
                     msg = json.loads(frame)
                     written[(msg["session_id"], len(msg["data"]["text"]))] = at
-            for line in done.stdout.decode().splitlines():
+            for line in b"".join(outputs).decode().splitlines():
                 sid, length, received, *rest = json.loads(line)
                 stamp = _stamps.get((sid, length))
                 sent = _sent.get((sid, length))
@@ -343,7 +359,8 @@ async def bench_websocket(
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     interval = LoopSettings(**_overrides).partial_interval_s
-    print(f"websocket ({client} client): {sessions} sessions x {deltas} deltas every "
+    print(f"websocket ({client} client, {client_procs} client processes): "
+          f"{sessions} sessions x {deltas} deltas every "
           f"{interval_s * 1000:.0f} ms through the agent server, partials >= "
           f"{interval * 1000:.0f} ms apart; wall {wall:.2f} s, {len(latencies)} partials, "
           f"agent CPU {cpu:.2f} s = {cpu / (sessions * deltas) * 1000:.3f} s per 1,000 deltas "
@@ -415,6 +432,13 @@ def main() -> None:
         help="WebSocket client (raw: stamps bytes on arrival)",
     )
     parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=5,
+        help="client processes sharing the sessions (editors read their own sockets; "
+        "1: one process reads all of them, which adds its own queueing)",
+    )
+    parser.add_argument(
         "--profile", metavar="PATH", help="cProfile the agent during the (first) WebSocket run"
     )
     parser.add_argument(
@@ -430,7 +454,7 @@ def main() -> None:
             trio.run(bench_streaming, args.sessions, args.deltas, args.interval)
         runs = [
             trio.run(bench_websocket, args.sessions, args.deltas, args.interval, args.client,
-                     args.profile if i == 0 else None)
+                     args.profile if i == 0 else None, args.client_procs)
             for i in range(args.repeat)
         ]  # fmt: skip
         if args.repeat > 1:
