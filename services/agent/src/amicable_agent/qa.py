@@ -211,6 +211,18 @@ async def _run_one(runtime: RuntimeClient, command: str, timeout_s: float) -> Qa
     return QaCheck(command, result.exit_code, output[-QA_OUTPUT_MAX:], truncated, duration)
 
 
+async def sandbox_cpus(runtime: RuntimeClient) -> int | None:
+    """How many CPUs the sandbox's processes may use (``nproc``), or None if unknown."""
+    try:
+        result = await runtime.exec("nproc", timeout_s=10)
+    except RuntimeClientError:
+        return None
+    try:
+        return max(1, int(result.stdout.strip())) if result.exit_code == 0 else None
+    except ValueError:
+        return None
+
+
 async def run_qa(
     runtime: RuntimeClient,
     settings: LoopSettings,
@@ -219,8 +231,9 @@ async def run_qa(
 ) -> QaOutcome:
     """Select and run the QA commands; the whole round is bounded by ``qa_timeout_s``.
 
-    Sequential mode is fail-fast; parallel mode starts every check at once (they are
-    independent) and reports each as it finishes.
+    Sequential mode is fail-fast; parallel mode runs the checks concurrently (they are
+    independent), at most as many at a time as the sandbox has CPUs (the checks are
+    CPU-bound: more at once only makes each one slower), and reports each as it finishes.
 
     Cancellation: cancelling the caller cancels the running ``exec`` calls, which kills
     their process groups in the sandbox.
@@ -239,10 +252,17 @@ async def run_qa(
             await on_check(check)
 
     with trio.move_on_after(settings.qa_timeout_s) as scope:
-        if settings.qa_parallel:
+        if settings.qa_parallel and len(selected) > 1:
+            slots = await sandbox_cpus(runtime) or len(selected)
+            queue = iter(enumerate(selected))  # started in the selected order
+
+            async def worker() -> None:
+                for index, command in queue:
+                    await run(index, command)
+
             async with trio.open_nursery() as nursery:
-                for index, command in enumerate(selected):
-                    nursery.start_soon(run, index, command)
+                for _ in range(min(slots, len(selected))):
+                    nursery.start_soon(worker)
         else:
             for index, command in enumerate(selected):
                 await run(index, command)
