@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from amicable_agent.backends.local import LocalBackendConfig
 from amicable_agent.config import AgentConfig
 from amicable_agent.server import ServerPorts, serve
 from amicable_agent.testing import FakeSandboxBackend, unused_runtime_factory
@@ -87,3 +90,63 @@ def agent_factory(tmp_path: Path) -> Callable[..., Any]:
 async def agent(agent_factory: Callable[..., Any]) -> AsyncIterator[Agent]:
     async with agent_factory() as running:
         yield running
+
+
+REPO = Path(__file__).resolve().parents[3]
+RUNTIME = str(Path(sys.executable).parent / "amicable-sandbox-runtime")
+NODE_CACHE = REPO / ".cache" / "node_modules"
+
+
+def backend_config(data_dir: Path, **overrides: Any) -> LocalBackendConfig:
+    """A local backend config for tests: the real runtime, no pool or spares by default."""
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "runtime_command": (RUNTIME,),
+        "warm_pool_size": 0,
+        "spare_workspaces": 0,
+        "cache_dir": NODE_CACHE,
+    }
+    base.update(overrides)
+    return LocalBackendConfig(**base)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (PID 1 here does not reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+def _works_under(proc: Path, root: Path) -> bool:
+    try:
+        if "\nState:\tZ" in (proc / "status").read_text():
+            return False
+        return (
+            os.readlink(proc / "cwd").startswith(str(root))
+            or str(root).encode() in (proc / "cmdline").read_bytes()
+        )
+    except OSError:
+        return False
+
+
+async def processes_left_under(root: Path, *, timeout_s: float = 10.0) -> list[bytes]:
+    """Command lines of live processes working under ``root`` (cwd or argv), once those
+    being killed have had up to ``timeout_s`` to finish exiting (a SIGKILLed process
+    lingers briefly, its cmdline already empty, before it becomes a zombie)."""
+
+    def scan() -> list[Path]:
+        return [p for p in Path("/proc").iterdir() if p.name.isdigit() and _works_under(p, root)]
+
+    with trio.move_on_after(timeout_s):
+        while scan():
+            await trio.sleep(0.05)
+    left = []
+    for proc in scan():
+        try:
+            left.append((proc / "cmdline").read_bytes())
+        except OSError:
+            continue
+    return left

@@ -12,39 +12,16 @@ import attrs
 import httpx
 import pytest
 import trio
-from amicable_agent.backends.local import LocalBackendConfig, open_local_backend
+from amicable_agent.backends.local import open_local_backend
 from amicable_agent.errors import RuntimeClientError
 from amicable_agent.runtime_client import open_runtime_client
 from amicable_protocol.runtime import ExecExit, ExecOutput
 
+from .conftest import alive, backend_config, processes_left_under
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
-RUNTIME = str(Path(sys.executable).parent / "amicable-sandbox-runtime")
-CACHE = ROOT / ".cache" / "node_modules"
-
-
-def backend_config(data_dir: Path, **overrides: object) -> LocalBackendConfig:
-    base: dict[str, object] = {
-        "data_dir": data_dir,
-        "runtime_command": (RUNTIME,),
-        "warm_pool_size": 0,
-        "spare_workspaces": 0,
-        "cache_dir": CACHE,
-        "start_timeout_s": 600.0,
-    }
-    base.update(overrides)
-    return LocalBackendConfig(**base)  # type: ignore[arg-type]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    # A zombie is dead for our purposes (PID 1 in this container does not reap).
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
 
 
 async def test_create_preview_runtime_api_and_resume_after_restart(tmp_path: Path) -> None:
@@ -217,18 +194,4 @@ async def test_bwrap_isolation(tmp_path: Path, spares: int) -> None:
             assert int(pids.stdout.strip()) < 20, "a private PID namespace"
         group = backend.process_ids(handle.sandbox_id)[0]
     assert not alive(group)
-    left = processes_in(tmp_path)
-    assert not left, [(p / "cmdline").read_bytes() for p in left]
-
-
-def processes_in(root: Path) -> list[Path]:
-    return [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cwd_under(p, root)]
-
-
-def _cwd_under(proc: Path, root: Path) -> bool:
-    try:
-        if "\nState:\tZ" in (proc / "status").read_text():
-            return False
-        return os.readlink(proc / "cwd").startswith(str(root))
-    except OSError:
-        return False
+    assert await processes_left_under(tmp_path) == []

@@ -6,8 +6,6 @@ Real agent (hypercorn on port 0), real ``amicable-sandbox-runtime`` processes, r
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,38 +14,17 @@ import attrs
 import httpx
 import pytest
 import trio
-from amicable_agent.backends.local import LocalBackend, LocalBackendConfig, open_local_backend
+from amicable_agent.backends.local import LocalBackend, open_local_backend
 from amicable_agent.sandboxes import sandbox_id_for
 from amicable_agent.testing import ws_recv_until, ws_send
 from amicable_protocol.messages import ServerMessage
 from trio_websocket import open_websocket_url
 
+from .conftest import alive, backend_config, processes_left_under
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
-RUNTIME = str(Path(sys.executable).parent / "amicable-sandbox-runtime")
-CACHE = ROOT / ".cache" / "node_modules"
-
-
-def backend_config(data_dir: Path, **overrides: Any) -> LocalBackendConfig:
-    base: dict[str, Any] = {
-        "data_dir": data_dir,
-        "runtime_command": (RUNTIME,),
-        "warm_pool_size": 0,
-        "spare_workspaces": 0,
-        "cache_dir": CACHE,
-    }
-    base.update(overrides)
-    return LocalBackendConfig(**base)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
 
 
 async def init(agent: Any, session_id: str) -> list[ServerMessage]:
@@ -254,17 +231,4 @@ async def test_cancelled_cold_start_leaves_no_process(tmp_path: Path) -> None:
                                  on_stage=on_stage)  # fmt: skip
         assert scope.cancelled_caught
         assert backend.statistics()["running"] == 0
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _works_under(p, tmp_path)]
-    assert not left, [(p / "cmdline").read_bytes() for p in left]
-
-
-def _works_under(proc: Path, root: Path) -> bool:
-    try:
-        if "\nState:\tZ" in (proc / "status").read_text():
-            return False
-        return (
-            os.readlink(proc / "cwd").startswith(str(root))
-            or str(root).encode() in (proc / "cmdline").read_bytes()
-        )
-    except OSError:
-        return False
+    assert await processes_left_under(tmp_path) == []
