@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_TEXT = "Committing changes to GitLab..."
-TURN_SYNC_TIMEOUT_S = 600.0
+#: Deadline of the sync after a turn and of the INIT restore: the session's next queued turn
+#: waits for them, so a hanging GitLab must not hold it for long (a small project's fetch,
+#: commit and push take seconds; three push attempts fit easily).
+TURN_SYNC_TIMEOUT_S = 180.0
 HOOK_TIMEOUT_S = 120.0
 
 
