@@ -1,14 +1,21 @@
-"""The hottest routes answered straight from ASGI, in front of the quart app.
+"""The hottest routes answered without quart, transport-independently, plus their ASGI entry.
 
 Quart's per-request machinery (request context, hooks, werkzeug routing, ``Response``
 objects) costs more than the work behind the most frequent calls, and importing quart takes
 longer than everything else the runtime does at start-up. So ``GET /healthz``, ``GET
 /readyz``, ``GET /v1/preview``, ``POST /v1/preview/restart``, ``POST /v1/exec`` and
 ``GET``/``PUT /v1/files/<path>`` are answered here, with the same auth, status codes, headers
-and error bodies as their quart routes in ``app.py``. Every other request (including these
-paths with other methods, e.g. ``HEAD``) goes to the quart app, which is built in the
-background after the runtime listens (:meth:`FastRoutes.set_app`); such requests wait for it.
-The lifespan protocol is answered here: the quart app uses no lifespan hooks.
+and error bodies as their quart routes in ``app.py``.
+
+The route logic takes ``(method, path, headers, body)`` and returns a :class:`Reply`
+(:meth:`FastRoutes.route`, :meth:`FastRoutes.precheck`, :meth:`FastRoutes.answer`), so two
+transports share it: :class:`FastRoutes` as an ASGI app behind hypercorn (requests that
+hypercorn parses: chunked bodies, ``Expect``, anything the raw lane hands over) and the raw
+HTTP/1.1 lane of ``httplane.py``, which answers most of these requests before hypercorn sees
+them. Every other request (including these paths with other methods, e.g. ``HEAD``) goes to
+the quart app, which is built in the background after the runtime listens
+(:meth:`FastRoutes.set_app`); such requests wait for it. The lifespan protocol is answered
+here: the quart app uses no lifespan hooks.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 from amicable_protocol._converter import structure, unstructure
 from amicable_protocol.errors import ProtocolError
@@ -25,7 +34,7 @@ from amicable_protocol.http import ErrorBody
 from amicable_protocol.runtime import ExecRequest
 
 from . import execs
-from .errors import CallerGone, InvalidRequest, RuntimeApiError, Unauthorized
+from .errors import CallerGone, InvalidRequest, RuntimeApiError
 
 if TYPE_CHECKING:
     from .config import RuntimeConfig
@@ -37,11 +46,14 @@ log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
+#: Returns when the client has gone away (watched while a command runs).
+Watch = Callable[[], Awaitable[None]]
 
 _FILES = "/v1/files/"
 #: Like quart's ``BODY_TIMEOUT``: a client that stalls mid-body gets 408.
-_BODY_TIMEOUT_S = 60.0
-_JSON = b"application/json"
+BODY_TIMEOUT_S = 60.0
+JSON = b"application/json"
+_OCTETS = b"application/octet-stream"
 _HEALTH = b'{"status":"ok"}'
 # werkzeug's texts (InternalServerError, RequestTimeout), which the quart routes answer with
 _INTERNAL_ERROR = (
@@ -57,12 +69,45 @@ _BODY_TIMEOUT = (
 _INLINE_FILE_BYTES = 64 * 1024
 
 
+@attrs.frozen
+class Reply:
+    """A complete response: status, body, its content type and any extra headers.
+
+    The transport adds ``content-length`` (and its own ``date``/``server``/``connection``).
+    """
+
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    extra: tuple[tuple[bytes, bytes], ...] = ()
+
+
+#: A route handler: ``(path, headers, body, watch) -> Reply``.
+Handler = Callable[[str, Headers, bytes, Watch | None], Awaitable[Reply]]
+
+
+@attrs.frozen
+class Route:
+    """One fast route.
+
+    Attributes:
+        handler: computes the reply.
+        auth: the bearer token is required (checked by :meth:`FastRoutes.precheck`).
+        body: the handler uses the request body (limited to ``max_file_bytes``); other
+            routes are answered without reading one.
+    """
+
+    handler: Handler
+    auth: bool
+    body: bool
+
+
 class _Answered(Exception):
     """The request was already answered (or the client left) while reading its body."""
 
 
 class FastRoutes:
-    """ASGI app: the hot routes here, everything else delegated to ``app``.
+    """The fast routes; also the ASGI app (everything else delegated to :attr:`app`).
 
     Args:
         config: runtime config (token, limits, exec defaults).
@@ -90,12 +135,143 @@ class FastRoutes:
         self.files = files
         self.limiter = limiter
         self._expected = f"Bearer {config.token}".encode() if config.token else None
-        self._too_large = _error_body("too_large", f"body over {config.max_file_bytes} bytes")
+        self.too_large = Reply(
+            413, _error_body("too_large", f"body over {config.max_file_bytes} bytes")
+        )
+        self._unauthorized = Reply(
+            401, _error_body("unauthorized", "missing or wrong bearer token")
+        )
+        self._routes = {
+            ("POST", "/v1/exec"): Route(self._exec, auth=True, body=True),
+            ("GET", "/healthz"): Route(self._health, auth=False, body=False),
+            ("GET", "/readyz"): Route(self._ready, auth=False, body=False),
+            ("GET", "/v1/preview"): Route(self._preview, auth=True, body=False),
+            ("POST", "/v1/preview/restart"): Route(self._restart, auth=True, body=False),
+        }
+        self._get_file_route = Route(self._get_file, auth=True, body=False)
+        self._put_file_route = Route(self._put_file, auth=True, body=True)
 
     def set_app(self, app: Any) -> None:
         """Hand over the full application; requests waiting for it proceed."""
         self.app = app
         self._app_set.set()
+
+    # -- transport-independent route logic ------------------------------------------------
+
+    def route(self, method: str, path: str) -> Route | None:
+        """The fast route for ``method`` and (percent-decoded) ``path``, if there is one."""
+        if path.startswith(_FILES):
+            if method == "GET":
+                return self._get_file_route
+            if method == "PUT":
+                return self._put_file_route
+            return None
+        return self._routes.get((method, path))
+
+    def precheck(self, route: Route, headers: Headers, length: int | None) -> Reply | None:
+        """The reply due before any body is read, if any: 401 (wrong or missing token; first,
+        as in quart), then 413 when ``length`` (the declared Content-Length) is over the limit.
+        """
+        if route.auth and self._expected is not None:
+            given = b""
+            for key, value in headers:
+                if key == b"authorization":
+                    given = value
+                    break
+            if not hmac.compare_digest(given, self._expected):
+                return self._unauthorized
+        if route.body and length is not None and length > self.config.max_file_bytes:
+            return self.too_large
+        return None
+
+    async def answer(
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        watch: Watch | None,
+    ) -> Reply | None:
+        """Run ``route`` (after :meth:`precheck`); ``None`` when the client left meanwhile.
+
+        API errors become their error bodies; anything else is logged and answered 500.
+        """
+        try:
+            return await route.handler(path, headers, body, watch)
+        except RuntimeApiError as exc:
+            return Reply(exc.status, _error_body(exc.code, exc.detail))
+        except CallerGone:
+            return None  # nobody to answer
+        except Exception:
+            log.exception("error serving %s %s", method, path)
+            return Reply(500, _error_body("http_error", _INTERNAL_ERROR))
+
+    async def _health(self, path: str, headers: Headers, body: bytes, watch: Watch | None) -> Reply:
+        return Reply(200, _HEALTH)
+
+    async def _ready(self, path: str, headers: Headers, body: bytes, watch: Watch | None) -> Reply:
+        status = self.supervisor.status()
+        ok = status.ready or not self.supervisor.enabled
+        return Reply(200 if ok else 503, _json(status))
+
+    async def _preview(
+        self, path: str, headers: Headers, body: bytes, watch: Watch | None
+    ) -> Reply:
+        return Reply(200, _json(self.supervisor.status()))
+
+    async def _restart(
+        self, path: str, headers: Headers, body: bytes, watch: Watch | None
+    ) -> Reply:
+        self.supervisor.request_restart()
+        return Reply(200, _json(self.supervisor.status()))
+
+    async def _exec(self, path: str, headers: Headers, body: bytes, watch: Watch | None) -> Reply:
+        try:
+            request = structure(json.loads(body or b"null"), ExecRequest, strict=True)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"body is not JSON: {exc}") from None
+        except ProtocolError as exc:
+            raise InvalidRequest(exc.message) from None
+        cwd = execs.resolve_cwd(self.jail, request.cwd)
+        result = await execs.run_collected(
+            request,
+            cwd=cwd,
+            default_timeout_s=self.config.exec_timeout_s,
+            max_output_chars=self.config.exec_max_output_chars,
+            watch=watch,  # a client that goes away cancels the command (its group is killed)
+        )
+        return Reply(200, _json(result))
+
+    async def _get_file(
+        self, path: str, headers: Headers, body: bytes, watch: Watch | None
+    ) -> Reply:
+        rel = path[len(_FILES) :]
+        small = self.files.read_small(rel, _INLINE_FILE_BYTES)
+        if small is None:
+            small = await trio.to_thread.run_sync(self.files.read, rel, limiter=self.limiter)
+        data, digest = small
+        return Reply(200, data, _OCTETS, ((b"x-content-sha256", digest.encode()),))
+
+    async def _put_file(
+        self, path: str, headers: Headers, body: bytes, watch: Watch | None
+    ) -> Reply:
+        rel = path[len(_FILES) :]
+        raw_if_match = _header(headers, b"if-match")
+        if_match = None if raw_if_match is None else raw_if_match.decode("latin-1")
+
+        def write() -> Any:
+            return self.files.write(rel, body, if_match=if_match)
+
+        result = None
+        if len(body) <= _INLINE_FILE_BYTES and if_match is None:
+            # (If-Match reads the current file, which may be big: that goes to a thread)
+            result = self.files.try_write(rel, body)
+        if result is None:  # big, conditional, or another write holds the lock
+            result = await trio.to_thread.run_sync(write, limiter=self.limiter)
+        return Reply(200, _json(result))
+
+    # -- ASGI ------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """ASGI entry point."""
@@ -103,123 +279,56 @@ class FastRoutes:
             return await _lifespan(receive, send)
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
-            if method == "POST" and path == "/v1/exec":
-                return await self._guarded(self._exec, scope, receive, send)
-            if path.startswith(_FILES) and method in ("GET", "PUT"):
-                handler = self._get_file if method == "GET" else self._put_file
-                return await self._guarded(handler, scope, receive, send)
-            if method == "GET" and path == "/healthz":
-                return await _respond(send, 200, _HEALTH)
-            if method == "GET" and path == "/readyz":
-                status = self.supervisor.status()
-                ok = status.ready or not self.supervisor.enabled
-                return await _respond(send, 200 if ok else 503, _json(status))
-            if method == "GET" and path == "/v1/preview":
-                return await self._guarded(self._preview, scope, receive, send)
-            if method == "POST" and path == "/v1/preview/restart":
-                return await self._guarded(self._restart, scope, receive, send)
+            route = self.route(method, path)
+            if route is not None:
+                return await self._asgi(route, method, path, scope, receive, send)
         self.app_wanted.set()
         await self._app_set.wait()
         await self.app(scope, receive, send)
 
-    async def _preview(self, scope: Scope, receive: Any, send: Any) -> None:
-        await _respond(send, 200, _json(self.supervisor.status()))
-
-    async def _restart(self, scope: Scope, receive: Any, send: Any) -> None:
-        self.supervisor.request_restart()
-        await _respond(send, 200, _json(self.supervisor.status()))
-
-    async def _guarded(self, handler: Any, scope: Scope, receive: Any, send: Any) -> None:
+    async def _asgi(
+        self, route: Route, method: str, path: str, scope: Scope, receive: Any, send: Any
+    ) -> None:
         headers: Headers = scope["headers"]
-        try:
-            if self._expected is not None and not hmac.compare_digest(
-                _header(headers, b"authorization") or b"", self._expected
-            ):
-                raise Unauthorized("missing or wrong bearer token")
-            await handler(scope, receive, send)
-        except RuntimeApiError as exc:
-            await _respond(send, exc.status, _error_body(exc.code, exc.detail))
-        except _Answered:
-            pass
-        except Exception:
-            log.exception("error serving %s %s", scope["method"], scope["path"])
-            body = _error_body("http_error", _INTERNAL_ERROR)
-            await _respond(send, 500, body)
+        early = self.precheck(route, headers, None)  # the body's size is checked in _body
+        if early is not None:
+            return await _respond(send, early)
+        body = b""
+        if route.body:
+            try:
+                body = await self._body(headers, receive, send)
+            except _Answered:
+                return
 
-    async def _body(self, scope: Scope, receive: Any, send: Any) -> bytes:
+        async def until_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        reply = await self.answer(route, method, path, headers, body, until_disconnect)
+        if reply is not None:
+            await _respond(send, reply)
+
+    async def _body(self, headers: Headers, receive: Any, send: Any) -> bytes:
         """The whole request body, with quart's limit (413) and timeout (408)."""
         limit = self.config.max_file_bytes
-        length = _header(scope["headers"], b"content-length")
+        length = _header(headers, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _respond(send, 413, self._too_large)
+            await _respond(send, self.too_large)
             raise _Answered
         body = bytearray()
-        with trio.move_on_after(_BODY_TIMEOUT_S):
+        with trio.move_on_after(BODY_TIMEOUT_S):
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise _Answered
                 body += message.get("body", b"")
                 if len(body) > limit:
-                    await _respond(send, 413, self._too_large)
+                    await _respond(send, self.too_large)
                     raise _Answered
                 if not message.get("more_body", False):
                     return bytes(body)
-        await _respond(send, 408, _error_body("http_error", _BODY_TIMEOUT))
+        await _respond(send, BODY_TIMEOUT_REPLY)
         raise _Answered
-
-    async def _exec(self, scope: Scope, receive: Any, send: Any) -> None:
-        raw = await self._body(scope, receive, send)
-        try:
-            request = structure(json.loads(raw or b"null"), ExecRequest, strict=True)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"body is not JSON: {exc}") from None
-        except ProtocolError as exc:
-            raise InvalidRequest(exc.message) from None
-        cwd = execs.resolve_cwd(self.jail, request.cwd)
-
-        async def until_disconnect() -> None:
-            # a client that goes away cancels the command (its group is killed)
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        try:
-            result = await execs.run_collected(
-                request,
-                cwd=cwd,
-                default_timeout_s=self.config.exec_timeout_s,
-                max_output_chars=self.config.exec_max_output_chars,
-                watch=until_disconnect,
-            )
-        except CallerGone:
-            return  # nobody to answer
-        await _respond(send, 200, _json(result))
-
-    async def _get_file(self, scope: Scope, receive: Any, send: Any) -> None:
-        path = scope["path"][len(_FILES) :]
-        small = self.files.read_small(path, _INLINE_FILE_BYTES)
-        if small is None:
-            small = await trio.to_thread.run_sync(self.files.read, path, limiter=self.limiter)
-        data, digest = small
-        extra = [(b"x-content-sha256", digest.encode())]
-        await _respond(send, 200, data, b"application/octet-stream", extra)
-
-    async def _put_file(self, scope: Scope, receive: Any, send: Any) -> None:
-        path = scope["path"][len(_FILES) :]
-        data = await self._body(scope, receive, send)
-        raw_if_match = _header(scope["headers"], b"if-match")
-        if_match = None if raw_if_match is None else raw_if_match.decode("latin-1")
-
-        def write() -> Any:
-            return self.files.write(path, data, if_match=if_match)
-
-        result = None
-        if len(data) <= _INLINE_FILE_BYTES and if_match is None:
-            # (If-Match reads the current file, which may be big: that goes to a thread)
-            result = self.files.try_write(path, data)
-        if result is None:  # big, conditional, or another write holds the lock
-            result = await trio.to_thread.run_sync(write, limiter=self.limiter)
-        await _respond(send, 200, _json(result))
 
 
 def _header(headers: Headers, name: bytes) -> bytes | None:
@@ -237,6 +346,9 @@ def _error_body(code: str, detail: str) -> bytes:
     return _json(ErrorBody(error=code, detail=detail))
 
 
+BODY_TIMEOUT_REPLY = Reply(408, _error_body("http_error", _BODY_TIMEOUT))
+
+
 async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
@@ -247,15 +359,11 @@ async def _lifespan(receive: Any, send: Any) -> None:
             return
 
 
-async def _respond(
-    send: Any,
-    status: int,
-    body: bytes,
-    content_type: bytes = _JSON,
-    extra: Headers | None = None,
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    if extra:
-        headers += extra
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _respond(send: Any, reply: Reply) -> None:
+    headers = [
+        (b"content-type", reply.content_type),
+        (b"content-length", str(len(reply.body)).encode()),
+        *reply.extra,
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})

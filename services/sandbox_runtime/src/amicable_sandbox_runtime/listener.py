@@ -7,6 +7,11 @@ exceptions on hostile input (bytes sent during a WebSocket handshake make h11 ra
 the runtime. This module is hypercorn's ``worker_serve`` reduced to what the runtime uses
 (plain TCP, lifespan) with each connection wrapped so its errors are logged and end only that
 connection.
+
+With a :class:`~amicable_sandbox_runtime.httplane.HttpLane`, each connection starts in that
+raw HTTP/1.1 lane (the fast routes answered without hypercorn); at the first request the lane
+does not take, hypercorn's connection handler gets the rest of the connection, with the bytes
+the lane had read replayed first.
 """
 
 from __future__ import annotations
@@ -22,16 +27,26 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
+from .replay import Replay
+
 if TYPE_CHECKING:
     from hypercorn.config import Config
+
+    from .httplane import HttpLane
 
 log = logging.getLogger(__name__)
 
 
 async def serve_isolated(
-    app: Any, config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    app: Any,
+    config: Config,
+    *,
+    lane: HttpLane | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``config.bind`` (first bind only) until cancelled.
+
+    With ``lane``, requests it takes are answered by it before hypercorn sees the connection.
 
     Calls ``task_status.started(port)`` with the bound port once listening.
 
@@ -55,15 +70,22 @@ async def serve_isolated(
 
         async def handle(stream: trio.SocketStream) -> None:
             try:
+                rest = b""
+                if lane is not None:
+                    left = await lane.serve(stream)
+                    if left is None:
+                        return  # finished in the lane
+                    rest = left
                 await TCPServer(
                     wrapped,
                     config,
                     context,
                     ConnectionState(state.copy()),
-                    stream,  # type: ignore[arg-type]  # annotated SSL-only, takes any stream
+                    Replay(stream, rest) if rest else stream,  # type: ignore[arg-type]  # annotated SSL-only, takes any stream
                 )
             except Exception:
                 log.warning("connection failed in the HTTP stack; closed it", exc_info=True)
+            finally:
                 await trio.aclose_forcefully(stream)
 
         try:

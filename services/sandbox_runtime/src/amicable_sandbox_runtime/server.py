@@ -5,7 +5,8 @@ about as long as Vite's own start, so doing them while Vite boots takes them off
 cold-start path. They run in worker threads so the supervisor keeps pumping the dev server's
 output meanwhile. The runtime listens (and writes its ready file) as soon as hypercorn and
 the fast routes (``fastpath.py``: health, readiness, preview control, exec, file read/write)
-are up; quart, the slowest import, is loaded after that for the remaining routes — once the
+are up (the hot requests are answered by the raw HTTP/1.1 lane of ``httplane.py`` before
+hypercorn sees them); quart, the slowest import, is loaded after that for the remaining routes — once the
 dev server answers (or has stopped), a request needs it, or :data:`FULL_APP_DEFER_S` passed,
 whichever comes first, so that it does not compete with Vite's start for the CPU.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
     from .config import RuntimeConfig
     from .fastpath import FastRoutes
+    from .httplane import HttpLane
 
 
 #: Longest wait for the dev server before the full (quart) app is built anyway.
@@ -57,12 +60,14 @@ def write_ready_file(path: Path, port: int) -> None:
 
 def _build_front(
     config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor
-) -> tuple[FastRoutes, Any, Any]:
-    """Import hypercorn and the fast routes; build them and the hypercorn config (blocking)."""
+) -> tuple[FastRoutes, Any, Any, HttpLane]:
+    """Import hypercorn and the fast routes; build them, the hypercorn config and the raw
+    HTTP/1.1 lane in front of hypercorn (blocking)."""
     from hypercorn.config import Config as HypercornConfig
 
     from .fastpath import FastRoutes
     from .files import WORKER_THREADS, Files
+    from .httplane import HttpLane
     from .listener import serve_isolated  # noqa: F401 - imported here, off the event loop
     from .wsguard import WebSocketRejectionGuard
 
@@ -75,7 +80,7 @@ def _build_front(
     hconfig.accesslog = None
     hconfig.errorlog = "-"
     hconfig.graceful_timeout = 2.0
-    return fast, WebSocketRejectionGuard(fast), hconfig
+    return fast, WebSocketRejectionGuard(fast), hconfig, HttpLane(fast, hconfig)
 
 
 def _build_full_app(fast: FastRoutes) -> Any:
@@ -105,12 +110,12 @@ async def serve(
         supervisor = PreviewSupervisor(config)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            fast, app, hconfig = await trio.to_thread.run_sync(
+            fast, app, hconfig, lane = await trio.to_thread.run_sync(
                 _build_front, config, jail, supervisor
             )
             from .listener import serve_isolated  # imported by the thread above
 
-            port = await nursery.start(serve_isolated, app, hconfig)
+            port = await nursery.start(partial(serve_isolated, app, hconfig, lane=lane))
             if config.ready_file is not None:
                 write_ready_file(config.ready_file, port)
             task_status.started(port)
