@@ -53,7 +53,7 @@ _YIELD_EVERY = 16
 class Transport:
     """One TCP connection plus the bytes read from it and not consumed yet (:attr:`buf`)."""
 
-    __slots__ = ("_ops", "buf", "closed", "fd", "poller", "ready", "sock", "waiter")
+    __slots__ = ("_ops", "buf", "closed", "fd", "on_readable", "poller", "ready", "sock", "waiter")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -69,6 +69,10 @@ class Transport:
         # (cleared just before each recv); the task parked waiting for that, if any.
         self.ready = False
         self.waiter: Task | None = None
+        # With a poller: called (synchronously, in the poller's task) instead of waking the
+        # parked waiter when the socket reports readable; True means it handled the event
+        # and the waiter stays parked. Set only while the owner waits (see tunnel.py).
+        self.on_readable: Callable[[], bool] | None = None
 
     async def wait_readable(self) -> None:
         """Wait until a ``recv`` may find data (or end of stream, or an error).
@@ -243,6 +247,10 @@ class Poller:
     ``ready`` flag just before each ``recv``: data that arrives after that ``recv`` began
     raises a new edge, which sets the flag (or wakes the waiter) again; a ``recv`` that
     filled its whole buffer may have left data behind, so it sets the flag itself.
+
+    A transport whose task is parked may offer an :attr:`Transport.on_readable` hook: the
+    poller calls it right here, without a task switch, and wakes the task only when the hook
+    returns False. WebSocket tunnels relay small frames this way (see ``tunnel.py``).
     """
 
     _EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
@@ -283,6 +291,9 @@ class Poller:
                     transport.ready = True
                     waiter = transport.waiter
                     if waiter is not None:
+                        hook = transport.on_readable
+                        if hook is not None and hook():
+                            continue  # handled in place; the task stays parked
                         transport.waiter = None
                         reschedule(waiter)
         finally:
