@@ -223,3 +223,26 @@ def test_init_workspace_with_relative_paths(prepared_cache: Path, tmp_path: Path
     assert (tmp_path / "app" / "node_modules" / ".bin" / "vite").exists()
     # built under another name and renamed: the supervisor starts npm once it exists
     assert not (tmp_path / "app" / ".node_modules.amicable-tmp").exists()
+
+
+@pytest.mark.slow
+async def test_typecheck_runs_the_native_compiler_and_catches_errors(vite_workspace: Path) -> None:
+    """typecheck is TypeScript 7 (native); ESLint's parser still resolves the TypeScript 6 API."""
+    script = json.loads((vite_workspace / "package.json").read_text())["scripts"]["typecheck"]
+    version = await trio.run_process(
+        [*script.split()[:2], "--version"], cwd=vite_workspace, capture_stdout=True
+    )
+    assert version.stdout.decode().startswith("Version 7."), version.stdout
+    api = await trio.run_process(
+        ["node", "-e", "console.log(require('typescript').version)"],
+        cwd=vite_workspace,
+        capture_stdout=True,
+    )
+    assert api.stdout.decode().startswith("6."), api.stdout
+    app = vite_workspace / "src" / "App.tsx"
+    app.write_text('const answer: number = "oops"\n' + app.read_text())
+    failed = await trio.run_process(
+        ["npm", "run", "-s", "typecheck"], cwd=vite_workspace, capture_stdout=True, check=False
+    )
+    assert failed.returncode != 0
+    assert "TS2322" in failed.stdout.decode()
