@@ -170,3 +170,20 @@ async def test_receive_some_smaller_than_what_is_waiting_leaves_the_rest_readabl
             assert await transport.receive_some(4, wait=True) == b"4567"
             assert await transport.receive_some(4, wait=True) == b"89"
     transport.close()
+
+
+async def test_end_of_stream_that_came_with_the_last_data_is_not_missed(
+    poller: Poller,
+) -> None:
+    # Data and FIN that arrive together raise one edge; the read that takes the data does
+    # not report the end, so a second wait must not park for an edge that never comes.
+    transport, peer = _pair(poller)
+    with peer:
+        peer.send(b"bye")
+        peer.shutdown(socket.SHUT_WR)
+        await trio.testing.wait_all_tasks_blocked()  # the one edge is consumed
+        with trio.fail_after(5):
+            assert await transport.fill(wait=True)
+            assert transport.buf == b"bye"
+            assert not await transport.fill(wait=True)
+    transport.close()

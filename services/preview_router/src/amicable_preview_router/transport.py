@@ -53,7 +53,18 @@ _YIELD_EVERY = 16
 class Transport:
     """One TCP connection plus the bytes read from it and not consumed yet (:attr:`buf`)."""
 
-    __slots__ = ("_ops", "buf", "closed", "fd", "on_readable", "poller", "ready", "sock", "waiter")
+    __slots__ = (
+        "_ops",
+        "buf",
+        "closed",
+        "ended",
+        "fd",
+        "on_readable",
+        "poller",
+        "ready",
+        "sock",
+        "waiter",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -69,6 +80,11 @@ class Transport:
         # (cleared just before each recv); the task parked waiting for that, if any.
         self.ready = False
         self.waiter: Task | None = None
+        # With a poller: the peer shut down its side (or the socket failed). Sticky, as the
+        # condition is: every wait returns at once and the reads find the end of stream.
+        # (End of stream that arrives together with data raises a single edge; a recv that
+        # takes the data does not report it, so without this the reader would park forever.)
+        self.ended = False
         # With a poller: called (synchronously, in the poller's task) instead of waking the
         # parked waiter when the socket reports readable; True means it handled the event
         # and the waiter stays parked. Set only while the owner waits (see tunnel.py).
@@ -86,7 +102,7 @@ class Transport:
         if self.poller is None:
             await wait_readable(self.fd)
             return
-        if self.ready:
+        if self.ready or self.ended:
             return  # it reported readable after the last recv began: try again
         if self.waiter is not None:
             raise trio.BusyResourceError("another task is already reading this transport")
@@ -246,7 +262,9 @@ class Poller:
     :meth:`Transport.wait_readable`. Edge-triggered is safe because a transport clears its
     ``ready`` flag just before each ``recv``: data that arrives after that ``recv`` began
     raises a new edge, which sets the flag (or wakes the waiter) again; a ``recv`` that
-    filled its whole buffer may have left data behind, so it sets the flag itself.
+    filled its whole buffer may have left data behind, so it sets the flag itself. The end
+    of stream (``EPOLLRDHUP``/``EPOLLHUP``/``EPOLLERR``) sets :attr:`Transport.ended` for good:
+    when it arrives with the last data there is one edge for both.
 
     A transport whose task is parked may offer an :attr:`Transport.on_readable` hook: the
     poller calls it right here, without a task switch, and wakes the task only when the hook
@@ -254,6 +272,7 @@ class Poller:
     """
 
     _EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+    _ENDED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
@@ -280,19 +299,22 @@ class Poller:
         """Deliver readiness until cancelled; closes the epoll set on exit."""
         epoll = self._epoll
         by_fd = self._by_fd
+        ended = self._ENDED
         try:
             task_status.started()
             while True:
                 await wait_readable(epoll.fileno())
-                for fd, _ in epoll.poll(0, 1024):
+                for fd, events in epoll.poll(0, 1024):
                     transport = by_fd.get(fd)
                     if transport is None:
                         continue
                     transport.ready = True
+                    if events & ended:
+                        transport.ended = True
                     waiter = transport.waiter
                     if waiter is not None:
                         hook = transport.on_readable
-                        if hook is not None and hook():
+                        if hook is not None and not transport.ended and hook():
                             continue  # handled in place; the task stays parked
                         transport.waiter = None
                         reschedule(waiter)
