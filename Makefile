@@ -7,7 +7,7 @@ ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
 STAMPS := $(ROOT)/.stamps
 UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
-APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git openssl
+APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git openssl postgresql
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 # Installed packages are byte-compiled once at install time, and our own modules may cache
@@ -34,7 +34,7 @@ $(ROOT)/.tools/bin/uv:
 py-deps: $(UV) ## the uv workspace in .venv (uv sync --locked)
 	$(UV) sync --locked --all-packages --quiet
 
-apt-deps: ## Debian packages the tests use (Chromium, nginx, wrk, bubblewrap)
+apt-deps: ## Debian packages the tests use (Chromium, nginx, wrk, bubblewrap, PostgreSQL)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \

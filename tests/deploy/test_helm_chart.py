@@ -201,6 +201,12 @@ MATRIX: dict[str, list[str]] = {
         "--set",
         "agent.database.url=postgresql://amicable@db/amicable",
     ],
+    "db-url-from-secret-three-replicas": [
+        "--set",
+        "agent.replicaCount=3",
+        "--set",
+        "agent.database.urlSecretKey=DATABASE_URL",
+    ],
     "kind": ["-f", str(CHART / "values.kind.yaml")],
 }
 
@@ -324,6 +330,11 @@ async def test_per_claim_tokens_allow_env_injection(render) -> None:
     ("flags", "message"),
     [
         (["--set", "agent.replicaCount=2"], "needs a shared store"),
+        (
+            ["--set", "agent.replicaCount=2", "--set", "agent.database.url=sqlite:////data/a.db"],
+            "needs a shared store",
+        ),
+        (["--set", "agent.database.url=mysql://db/amicable"], "must be sqlite"),
         (["--set", "sandboxWarmPools.enabled=true"], "networkPolicyOnly"),
         (
             [
@@ -373,3 +384,21 @@ async def test_notes_tell_the_user_what_to_check(helm_bin: Path) -> None:
     )
     assert "networkPolicy.enabled=false" in insecure
     assert "previewScheme=http" in insecure
+
+
+async def test_a_postgres_store_drops_the_single_pod_volume(render) -> None:
+    sqlite = await render()
+    agent = find(sqlite, "Deployment", "amicable-agent")
+    assert agent["spec"]["strategy"] == {"type": "Recreate"}
+    assert "persistentVolumeClaim" in agent["spec"]["template"]["spec"]["volumes"][0]
+    assert [d for d in sqlite if d["kind"] == "PersistentVolumeClaim"]
+
+    docs = await render(*MATRIX["db-url-from-secret-three-replicas"])
+    agent = find(docs, "Deployment", "amicable-agent")
+    assert agent["spec"]["replicas"] == 3
+    assert "strategy" not in agent["spec"]  # rolling updates: replicas share the database
+    assert agent["spec"]["template"]["spec"]["volumes"][0] == {"name": "data", "emptyDir": {}}
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    env = container_env(agent)
+    ref = env["AMICABLE_DATABASE_URL"]["secretKeyRef"]
+    assert ref == {"name": "amicable-agent-secrets", "key": "DATABASE_URL"}

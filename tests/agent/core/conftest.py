@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from amicable_agent.backends.local import LocalBackendConfig
 from amicable_agent.config import AgentConfig
 from amicable_agent.server import ServerPorts, serve
 from amicable_agent.testing import FakeSandboxBackend, unused_runtime_factory
+from amicable_agent.testing.postgres import PostgresServer
 
 
 @attrs.define
@@ -150,3 +151,10 @@ async def processes_left_under(root: Path, *, timeout_s: float = 10.0) -> list[b
         except OSError:
             continue
     return left
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests take a database each)."""
+    with PostgresServer() as server:
+        yield server

@@ -1,13 +1,31 @@
-"""The SQLite store: migrations, slugs, soft delete, chat/conversation/state, persistence."""
+"""The stores (SQLite, and PostgreSQL on a real server): migrations, slugs, soft delete,
+chat/conversation/state, persistence across reopening."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
+from amicable_agent.pg_store import open_postgres_store
 from amicable_agent.sqlite_store import MIGRATIONS, migrate, open_sqlite_store
-from amicable_agent.store import slugify
+from amicable_agent.store import Store, slugify
+from amicable_agent.testing.postgres import PostgresServer
+
+OpenStore = Callable[[], AbstractAsyncContextManager[Store]]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+    """Opens the same (initially empty) database each time it is called."""
+    if request.param == "sqlite":
+        yield lambda: open_sqlite_store(tmp_path / "store.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield lambda: open_postgres_store(url)
 
 
 @pytest.mark.parametrize(
@@ -33,8 +51,8 @@ def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
     conn.close()
 
 
-async def test_projects_slugs_rename_soft_delete(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "a.db") as store:
+async def test_projects_slugs_rename_soft_delete(open_store: OpenStore) -> None:
+    async with open_store() as store:
         a = await store.create_project("Todo App", template_id="vite")
         b = await store.create_project("Todo App", template_id="vite")
         assert a.slug == "todo-app"
@@ -57,16 +75,15 @@ async def test_projects_slugs_rename_soft_delete(tmp_path: Path) -> None:
             await store.create_project("x", template_id="vite", project_id=b.project_id)
 
 
-async def test_chat_conversation_state_events_persist(tmp_path: Path) -> None:
-    path = tmp_path / "p.db"
-    async with open_sqlite_store(path) as store:
+async def test_chat_conversation_state_events_persist(open_store: OpenStore) -> None:
+    async with open_store() as store:
         p = await store.create_project("App", template_id="vite", project_id="sess-1")
         for i in range(25):
             await store.append_chat(p.project_id, "user" if i % 2 == 0 else "assistant", f"m{i}")
         await store.save_conversation(p.project_id, [{"role": "user", "content": "hi"}])
         await store.save_state(p.project_id, "hitl_pending", {"interrupt_id": "i1"})
         await store.append_turn_event(p.project_id, "turn_started", {"n": 1})
-    async with open_sqlite_store(path) as store:
+    async with open_store() as store:
         history = await store.chat_history("sess-1")
         assert len(history) == 20
         assert history[0].text == "m5"

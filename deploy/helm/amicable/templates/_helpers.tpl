@@ -123,10 +123,21 @@ the double quotes still on, so strip them (and stray whitespace) wherever a host
 {{- printf "http://%s.%s.svc.cluster.local:%v/internal/preview/resolve" (include "amicable.componentName" (dict "root" . "component" "agent-internal")) .Release.Namespace .Values.agent.service.internalPort -}}
 {{- end -}}
 
+{{/* "true" when the agent's store is PostgreSQL (shared by replicas; no data volume needed),
+empty for the SQLite file. */}}
+{{- define "amicable.sharedStore" -}}
+{{- $db := .Values.agent.database -}}
+{{- if or $db.urlSecretKey (hasPrefix "postgresql://" $db.url) (hasPrefix "postgres://" $db.url) -}}true{{- end -}}
+{{- end -}}
+
 {{/* Fail early on combinations that cannot work. */}}
 {{- define "amicable.validate" -}}
-{{- if and (gt (int .Values.agent.replicaCount) 1) (not .Values.agent.database.url) -}}
-{{- fail "agent.replicaCount > 1 needs a shared store: set agent.database.url (the default SQLite store lives on one volume)" -}}
+{{- $db := .Values.agent.database -}}
+{{- if and $db.url (not (or (hasPrefix "sqlite:///" $db.url) (hasPrefix "postgresql://" $db.url) (hasPrefix "postgres://" $db.url))) -}}
+{{- fail "agent.database.url must be sqlite:///<path> or postgresql://user@host/db (put a password in the agent Secret and name its key in agent.database.urlSecretKey)" -}}
+{{- end -}}
+{{- if and (gt (int .Values.agent.replicaCount) 1) (not (include "amicable.sharedStore" .)) -}}
+{{- fail "agent.replicaCount > 1 needs a shared store: set agent.database.url to a postgresql:// URL, or agent.database.urlSecretKey (the default SQLite store lives on one volume)" -}}
 {{- end -}}
 {{- if and .Values.sandboxWarmPools.enabled (eq .Values.sandboxTemplate.runtimeAuth.mode "perClaimToken") -}}
 {{- fail "sandboxWarmPools need sandboxTemplate.runtimeAuth.mode=networkPolicyOnly: a pre-warmed pod starts before any claim can pass it a token" -}}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .config import AgentConfig, ConfigError
+from .errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -70,8 +71,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(f"amicable-agent: invalid Kubernetes backend setting: {exc}")
     from .server import serve
 
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(partial(serve, config, engine=engine, kube_config=kube_config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            trio.run(partial(serve, config, engine=engine, kube_config=kube_config))
+    except* StoreUnavailable as group:
+        sys.exit(f"amicable-agent: {group.exceptions[0]}")
 
 
 if __name__ == "__main__":

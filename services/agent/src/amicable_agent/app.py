@@ -7,6 +7,7 @@ local mode, the built editor. Internal: ``/internal/preview/resolve`` and ``/hea
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from quart_trio import QuartTrio
 
 from . import api_git, api_projects, api_sandbox, resolver
 from .db.http import answer_db_request
+from .errors import StoreUnavailable
 from .http_util import HttpError
 from .ws import CLOSE_POLICY, origin_allowed, serve_socket
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Paths of the editor WebSocket.
 WS_PATHS = ("/", "/ws")
+
+log = logging.getLogger(__name__)
 
 
 def _own_origin(scheme: str, host: str) -> str:
@@ -63,6 +67,12 @@ def create_public_app(state: AppState) -> QuartTrio:
     @app.errorhandler(HttpError)
     async def http_error(exc: HttpError) -> Response:
         return exc.response()
+
+    @app.errorhandler(StoreUnavailable)
+    async def store_unavailable(exc: StoreUnavailable) -> Response:
+        log.error("%s", exc)
+        return HttpError(503, "store_unavailable", "the projects database is unreachable; "
+                         "try again shortly").response()  # fmt: skip
 
     @app.before_request
     async def check_origin() -> Response | None:

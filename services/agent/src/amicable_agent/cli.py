@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from .config import AgentConfig, ConfigError, random_token
+from .errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -255,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("note: ANTHROPIC_API_KEY is not set; the editor works but cannot run the agent.")
     try:
         trio.run(_main, options, engine)
-    except* ConfigError as group:
+    except* (ConfigError, StoreUnavailable) as group:
         sys.exit(f"amicable: {group.exceptions[0]}")
 
 

@@ -26,6 +26,29 @@ class ConfigError(ValueError):
     """An environment variable has a value the agent cannot use."""
 
 
+#: URL prefixes of the PostgreSQL store.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def parse_database_url(env: Mapping[str, str]) -> str | None:
+    """``AMICABLE_DATABASE_URL``, checked: empty, ``sqlite:///<path>`` or a PostgreSQL URL.
+
+    Raises:
+        ConfigError: any other scheme (the message never repeats the URL: it may hold a
+            password).
+    """
+    url = env.get("AMICABLE_DATABASE_URL", "").strip()
+    if not url:
+        return None
+    if url.startswith(("sqlite:///", *POSTGRES_SCHEMES)):
+        return url
+    scheme = url.split("://", 1)[0] if "://" in url else "(none)"
+    raise ConfigError(
+        f"AMICABLE_DATABASE_URL: unsupported scheme {scheme!r}; use sqlite:///<path> or "
+        "postgresql://user:pass@host/db"
+    )
+
+
 def default_data_dir(env: Mapping[str, str]) -> Path:
     """``$XDG_DATA_HOME/amicable`` or ``~/.local/share/amicable``."""
     xdg = env.get("XDG_DATA_HOME")
@@ -46,7 +69,9 @@ class AgentConfig:
             ``AMICABLE_ALLOWED_ORIGINS``; ``*`` as the port matches any port, e.g.
             ``http://localhost:*``). Empty = the local default (own origin + localhost).
         data_dir: ``AMICABLE_DATA_DIR`` (workspaces, cache, SQLite file).
-        database_url: ``AMICABLE_DATABASE_URL`` (``sqlite:///path``; default in data_dir).
+        database_url: ``AMICABLE_DATABASE_URL``: ``sqlite:///<path>`` (default
+            ``<data_dir>/amicable.db``) or ``postgresql://user:pass@host/db`` (a store several
+            agent replicas can share).
         sandbox_backend: ``AMICABLE_SANDBOX_BACKEND`` (``local`` | ``kubernetes``).
         warm_pool_size: ``AMICABLE_WARM_POOL_SIZE`` (local backend).
         spare_workspaces: ``AMICABLE_SPARE_WORKSPACES`` (local backend: complete project
@@ -79,7 +104,7 @@ class AgentConfig:
     internal_host: str = "127.0.0.1"
     allowed_origins: tuple[str, ...] = ()
     data_dir: Path = attrs.field(factory=lambda: default_data_dir({}))
-    database_url: str | None = None
+    database_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     sandbox_backend: SandboxBackendName = "local"
     warm_pool_size: int = 1
     spare_workspaces: int = 1
@@ -101,18 +126,25 @@ class AgentConfig:
     git_sync: GitSyncConfig | None = attrs.field(default=None, repr=False)
 
     @property
+    def postgres_url(self) -> str | None:
+        """``database_url`` when it names a PostgreSQL database, else None."""
+        url = self.database_url or ""
+        return url if url.startswith(POSTGRES_SCHEMES) else None
+
+    @property
     def sqlite_path(self) -> Path:
         """The SQLite file named by ``database_url`` (default ``<data_dir>/amicable.db``).
 
         Raises:
-            ConfigError: the URL is not a ``sqlite:///`` URL.
+            ConfigError: the URL is neither a ``sqlite:///`` nor a PostgreSQL URL, or it is a
+                PostgreSQL URL (there is no file).
         """
         if not self.database_url:
             return self.data_dir / "amicable.db"
         prefix = "sqlite:///"
         if not self.database_url.startswith(prefix):
             raise ConfigError(
-                "AMICABLE_DATABASE_URL: only sqlite:///<path> is supported by this build"
+                "AMICABLE_DATABASE_URL must be sqlite:///<path> or postgresql://user:pass@host/db"
             )
         return Path("/" + self.database_url[len(prefix) :].lstrip("/"))
 
@@ -174,7 +206,7 @@ class AgentConfig:
             internal_host=env.get("AMICABLE_AGENT_INTERNAL_HOST", "127.0.0.1"),
             allowed_origins=tuple(o for o in origins if o),
             data_dir=data_dir or default_data_dir(env),
-            database_url=env.get("AMICABLE_DATABASE_URL") or None,
+            database_url=parse_database_url(env),
             sandbox_backend=choice(  # type: ignore[arg-type]
                 "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
             ),

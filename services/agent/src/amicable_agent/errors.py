@@ -8,8 +8,10 @@ Exception tree::
     │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
     ├── RuntimeClientError           the sandbox runtime API answered with an error
     │                                (``status``, ``code``, ``detail`` from its error body)
-    └── HasuraError                  Hasura answered with an error or not at all
-                                     (``status`` 0 = unreachable/timeout, ``code``, ``detail``)
+    ├── HasuraError                  Hasura answered with an error or not at all
+    │                                (``status`` 0 = unreachable/timeout, ``code``, ``detail``)
+    └── StoreUnavailable             the projects store (PostgreSQL) cannot be reached or
+                                     failed in the middle of a call
 """
 
 from __future__ import annotations
@@ -55,3 +57,7 @@ class HasuraError(AgentError):
         self.status = status
         self.code = code
         self.detail = detail
+
+
+class StoreUnavailable(AgentError):
+    """The projects store cannot be reached (or dropped the connection mid-call)."""

@@ -20,8 +20,8 @@ from .db import open_app_database, store_origin_lookup
 from .gitsync import open_git_sync
 from .runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
-from .sqlite_store import open_sqlite_store
 from .state import AppState
+from .store import open_store
 from .ws_server import serve_public
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ async def serve(
         engine_close = getattr(engine, "aclose", None)
         if engine_close is not None:
             stack.push_async_callback(engine_close)  # serve owns the engine it was given
-        store = await stack.enter_async_context(open_sqlite_store(config.sqlite_path))
+        store = await stack.enter_async_context(open_store(config))
         if backend is None:
             backend = await open_backend(config, store, stack, kube_config)
         db = await stack.enter_async_context(

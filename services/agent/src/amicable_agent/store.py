@@ -1,19 +1,25 @@
 """The projects store interface: projects, chat, model conversation, state, turn events.
 
-:class:`Store` is what the agent needs from durable storage; ``sqlite_store`` implements it
-(the default), and a PostgreSQL implementation can follow with the same methods. It also
-satisfies :class:`amicable_agent.turn_api.ConversationStore`.
+:class:`Store` is what the agent needs from durable storage. ``sqlite_store`` implements it
+(the default, one file, one agent process) and ``pg_store`` with PostgreSQL (shared by several
+agent replicas); :func:`open_store` picks one from the config. It also satisfies
+:class:`amicable_agent.turn_api.ConversationStore`.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from amicable_protocol.messages import HistoryEntry, ProjectInfo
+
+    from .config import AgentConfig
 
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")
 SLUG_MAX = 50
@@ -130,3 +136,25 @@ class Store(Protocol):
     async def aclose(self) -> None:
         """Release the database."""
         ...
+
+
+@asynccontextmanager
+async def open_store(config: AgentConfig) -> AsyncIterator[Store]:
+    """The store ``config.database_url`` names: PostgreSQL for ``postgresql://`` URLs, else
+    the SQLite file (:attr:`AgentConfig.sqlite_path`).
+
+    Raises:
+        StoreUnavailable: the PostgreSQL server cannot be reached or migrated.
+        ConfigError: the URL is malformed.
+    """
+    url = config.postgres_url
+    if url is not None:
+        from .pg_store import open_postgres_store
+
+        async with open_postgres_store(url) as pg:
+            yield pg
+    else:
+        from .sqlite_store import open_sqlite_store
+
+        async with open_sqlite_store(config.sqlite_path) as sqlite:
+            yield sqlite
