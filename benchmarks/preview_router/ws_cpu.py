@@ -32,9 +32,9 @@ import run  # the benchmark's own helpers
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
 
-def _ticks(pid: int) -> float:
+def _ticks(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_US
+    return int(fields[11]) * TICK_US, int(fields[12]) * TICK_US
 
 
 def _self_us() -> float:
@@ -52,7 +52,12 @@ async def measure(port: int, pids: dict[str, int], args: argparse.Namespace) -> 
     messages = rate * args.duration
     row = {"msg/s": rate, "p99 ms": p99, "client us": (client1 - client0) / messages}
     for name in pids:
-        row[f"{name} us"] = (after[name] - before[name]) / messages
+        user = (after[name][0] - before[name][0]) / messages
+        system = (after[name][1] - before[name][1]) / messages
+        row[f"{name} us"] = user + system
+        if name == "router":
+            row["(usr"] = user
+            row["sys)"] = system
     return row
 
 
