@@ -429,3 +429,41 @@ async def test_cancelling_the_server_kills_a_running_lane_exec(
             await wait_until(command_started)
             nursery.cancel_scope.cancel()
     await wait_for_exit(int(pid_file.read_text()))
+
+
+async def test_chunked_bodies_keep_the_asgi_limits(connect: Connect, small: Runtime) -> None:
+    """Chunked bodies go to hypercorn; the ASGI fast route still answers 413 past the limit."""
+    client = await connect(small.port)
+    chunk = b"x" * 60
+    with trio.fail_after(30):
+        await client.send(
+            request(
+                "PUT",
+                "/v1/files/big.bin",
+                b"3c\r\n%s\r\n3c\r\n%s\r\n0\r\n\r\n" % (chunk, chunk),
+                headers=(b"Transfer-Encoding: chunked",),
+                length=False,
+            )
+        )
+        status, _, body = await client.response()
+    assert (status, json.loads(body)["error"]) == (b"HTTP/1.1 413 ", "too_large")
+    assert not (small.workspace / "big.bin").exists()
+
+
+async def test_chunked_slow_body_is_408_on_the_asgi_route(
+    connect: Connect, autojump_clock: trio.abc.Clock, runtime: Runtime
+) -> None:
+    client = await connect(runtime.port)
+    with trio.fail_after(600):
+        await client.send(
+            request(
+                "PUT",
+                "/v1/files/slow.txt",
+                b"3\r\nabc\r\n",  # and never the rest
+                headers=(b"Transfer-Encoding: chunked",),
+                length=False,
+            )
+        )
+        status, _, body = await client.response()
+    assert (status, json.loads(body)["error"]) == (b"HTTP/1.1 408 ", "http_error")
+    assert not (runtime.workspace / "slow.txt").exists()
