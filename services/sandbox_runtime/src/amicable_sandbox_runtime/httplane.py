@@ -175,14 +175,16 @@ class HttpLane:
         served = 0
         while True:
             end = -1
+            scanned = 0  # the blank line is not before this (a head sent bytewise stays linear)
             with trio.move_on_after(self.keep_alive_s):
                 while True:
-                    found = _BLANK_LINE.search(conn.buf)
+                    found = _BLANK_LINE.search(conn.buf, scanned)
                     if found is not None:
                         end = found.start()
                         break
                     if len(conn.buf) > self.max_head:
                         return conn.buf  # hypercorn answers 431
+                    scanned = max(0, len(conn.buf) - 2)
                     data = await conn.recv()
                     if not data:
                         return conn.buf or None  # a partial head: hypercorn's 400
