@@ -5,11 +5,20 @@ Writes are atomic (a temporary file in the same directory, then ``rename``), so 
 see half a file and a hard link shared with the ``node_modules`` cache is replaced rather than
 modified in place. Conditional writes and edits hold one lock so check-then-write is atomic
 with respect to other API writes.
+
+An existing file is replaced by swapping the new one in (``renameat2(RENAME_EXCHANGE)``) and
+unlinking the old one, not by renaming over it: the name still points at the old or the new
+file at every instant, but ext4 does not start writing back the new data on the spot, which
+it does for a rename over (or a truncation of) a file with data (``auto_da_alloc``; 0.3 ms of
+a 0.45 ms write here). Neither way is durable on power loss without ``fsync``, which the API
+never promised; ext4's heuristic only narrowed that window. Where the swap is not supported
+(an old kernel, overlayfs with the file in a lower layer) it falls back to the rename.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
@@ -26,6 +35,37 @@ from .paths import Jail, Located, open_file
 
 #: Worker threads for file operations (one limiter shared by the fast routes and the app).
 WORKER_THREADS = 8
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+if _renameat2 is not None:
+    _renameat2.argtypes = (
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    )
+    _renameat2.restype = ctypes.c_int
+#: errnos meaning "this filesystem/kernel cannot swap": rename instead
+_NO_EXCHANGE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP})
+
+
+def exchange(dir_fd: int, a: str, b: str) -> bool:
+    """Atomically swap the entries ``a`` and ``b`` in ``dir_fd``; False when unsupported.
+
+    Raises:
+        OSError: any other failure (e.g. ``ENOENT``: one of them is gone).
+    """
+    if _renameat2 is None:
+        return False
+    if _renameat2(dir_fd, os.fsencode(a), dir_fd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _NO_EXCHANGE:
+        return False
+    raise OSError(err, os.strerror(err), b)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -144,6 +184,7 @@ class Files:
         if not loc.name:
             raise IsDirectory("the workspace root is a directory")
         mode = 0o644
+        existed = False
         try:
             st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -151,7 +192,9 @@ class Files:
         else:
             if stat.S_ISDIR(st.st_mode):
                 raise IsDirectory(f"is a directory: {loc.rel}")
-            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISREG(st.st_mode):  # a symlink's 0777 is not a file mode to copy
+                mode = stat.S_IMODE(st.st_mode)
+            existed = True
         tmp = f".{loc.name}.amicable-{secrets.token_hex(4)}.tmp"
         fd = os.open(
             tmp,
@@ -163,11 +206,35 @@ class Files:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.chmod(tmp, mode, dir_fd=loc.dir_fd, follow_symlinks=False)
+            if existed and self._swap_in(loc, tmp):
+                return
             os.rename(tmp, loc.name, src_dir_fd=loc.dir_fd, dst_dir_fd=loc.dir_fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=loc.dir_fd)
             raise
+
+    @staticmethod
+    def _swap_in(loc: Located, tmp: str) -> bool:
+        """Swap ``tmp`` (the new content) with the existing file and unlink the old one.
+
+        False when the swap is unsupported or the file vanished meanwhile (nothing changed;
+        the caller renames instead).
+
+        Raises:
+            IsDirectory: the name became a directory meanwhile (swapped back).
+        """
+        try:
+            if not exchange(loc.dir_fd, tmp, loc.name):
+                return False
+        except FileNotFoundError:
+            return False
+        try:
+            os.unlink(tmp, dir_fd=loc.dir_fd)  # the old file, under the temporary name
+        except IsADirectoryError as exc:  # replaced by a directory after the stat: undo
+            exchange(loc.dir_fd, tmp, loc.name)
+            raise IsDirectory(f"is a directory: {loc.rel}") from exc
+        return True
 
     def edit(self, path: str, old: str, new: str, *, replace_all: bool = False) -> EditResult:
         """Exact string replacement.
