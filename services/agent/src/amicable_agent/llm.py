@@ -5,7 +5,7 @@ runs on Trio). The SDK's own retries are off: we retry 429, 529, 5xx, connection
 streams that drop mid-way with exponential backoff, and after a drop we ask the model to
 continue the text already streamed (assistant prefill), so nothing the user saw is lost.
 The SDK makes the request (auth, base URL, timeouts, HTTP errors) over a lean HTTP/1.1
-transport (:mod:`amicable_agent.llm_http`); the SSE body is read straight from that
+transport (:mod:`amicable_agent.lean_http`); the SSE body is read straight from that
 transport's stream and parsed here (:class:`SseParser`) into plain dicts, one
 ``json.loads`` per event and no pydantic.
 """
@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from .errors import AgentError
-from .llm_http import BODY, LeanResponseStream, LeanTransport
+from .lean_http import BODY, LeanResponseStream, LeanTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable, Callable

@@ -1,6 +1,6 @@
 """The concrete :class:`~amicable_agent.turn_api.RuntimeClient` of one sandbox runtime.
 
-HTTP/1.1 through one :class:`~amicable_agent.llm_http.LeanTransport` (keep-alive pool on raw
+HTTP/1.1 through one :class:`~amicable_agent.lean_http.LeanTransport` (keep-alive pool on raw
 Trio streams; the request head is written here and the response read whole by
 :meth:`LeanTransport.fetch`, no request/response objects in between: the agent calls the
 runtime for every tool call and exec, and a generic client stack costs more per request than
@@ -51,7 +51,7 @@ from wsproto.events import (
 )
 
 from .errors import RuntimeClientError
-from .llm_http import LeanTransport
+from .lean_http import LeanTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -7,7 +7,7 @@ small chunked writes per second per session, and the generic stack spends more C
 than parsing the event itself. Here a chunk costs one ``receive_some`` and a few slices.
 
 The agent's sandbox runtime client (:mod:`amicable_agent.runtime_client`) sends through it
-too, calling :meth:`LeanTransport.handle_async_request` directly with ``httpx2`` requests.
+too: it writes its own request heads and reads whole answers with :meth:`LeanTransport.fetch`.
 
 Scope: HTTP/1.1 over TCP or TLS (ALPN ``http/1.1``), keep-alive pooling per origin,
 ``Content-Length`` / chunked / read-until-close bodies, ``identity`` encoding only (the

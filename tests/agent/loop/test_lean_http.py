@@ -1,4 +1,4 @@
-"""LeanTransport (llm_http): HTTP/1.1 framing, keep-alive, stale connections, timeouts."""
+"""LeanTransport (lean_http): HTTP/1.1 framing, keep-alive, stale connections, timeouts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from amicable_agent.llm_http import BODY, LeanResponseStream, LeanTransport
+from amicable_agent.lean_http import BODY, LeanResponseStream, LeanTransport
 
 Handler = Callable[[trio.SocketStream, int], Awaitable[None]]
 
