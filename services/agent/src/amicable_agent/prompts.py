@@ -42,11 +42,31 @@ You may add small fenced ```ui blocks with JSON the editor renders, for example
 or {"type": "cards", "items": [{"title": "...", "body": "..."}]}. Keep them short; the \
 rest of your answer is Markdown."""
 
+DB_PROMPT = """\
+This app has its own database (PostgreSQL behind a GraphQL API). The page loads \
+/amicable-db.js (workspace file /public/amicable-db.js, written for you: read it, do not \
+edit it and never copy its key into other files), which sets window.__AMICABLE_DB__ to \
+{appId, appKey, graphqlUrl, previewOrigin}, or to null when the database is unavailable. The \
+app talks to its data by POSTing {query, variables} as JSON to graphqlUrl with the header \
+x-amicable-app-key: appKey; handle the null case and GraphQL `errors` gracefully.
+Tables: create them with the db_create_table tool (each gets an automatic bigint primary key \
+`id`), never with SQL files, migrations or a local database server; there is no other way to \
+run SQL. Query them by their plain names (todos, todos_by_pk, insert_todos, insert_todos_one, \
+update_todos, delete_todos …); the database proxy maps these to the app's schema. \
+db_truncate_table empties a table and db_drop_table removes one: both ask the person for \
+approval, so use them only when the request needs it."""
+
 #: Files read as workspace instructions, in order.
 INSTRUCTION_FILES = ("/AGENTS.md", "/.deepagents/AGENTS.md", "/memories/agent.local.md")
 INSTRUCTIONS_MAX_CHARS = 24_000
 IMPORT_MAX_DEPTH = 5
 _IMPORT_RE = re.compile(r"(?m)^\s*@(/?[\w./\-]+)\s*$")
+
+
+def system_prompt(*, with_db: bool = False) -> str:
+    """The system prompt; ``with_db`` adds how the app reaches its database and the DB tools
+    (only for sessions that have them)."""
+    return f"{SYSTEM_PROMPT}\n\n{DB_PROMPT}" if with_db else SYSTEM_PROMPT
 
 
 async def load_workspace_instructions(runtime: RuntimeClient) -> str:

@@ -9,6 +9,9 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Any
 
+from .db.tools import DESTRUCTIVE_DB_TOOLS
+from .db.tools import describe_action as describe_db_action
+
 if TYPE_CHECKING:
     from amicable_protocol.messages import PermissionMode
 
@@ -91,7 +94,7 @@ def needs_approval(
     """Whether a tool call must pause the turn for a ``hitl_request``."""
     if mode == "bypass":
         return False
-    if name in interrupt_on:
+    if name in interrupt_on or name in DESTRUCTIVE_DB_TOOLS:
         return True
     if name == "execute":
         command = args.get("command")
@@ -109,4 +112,6 @@ def describe_action(name: str, args: dict[str, Any]) -> str:
         return f"Run command: {command[:300]}"
     if name in WRITE_TOOLS:
         return f"{name} {args.get('file_path', '')}"
+    if name in DESTRUCTIVE_DB_TOOLS:
+        return describe_db_action(name, args)
     return f"Tool call `{name}` needs approval"

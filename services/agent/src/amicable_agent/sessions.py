@@ -47,7 +47,7 @@ from .ws_server import frame_bytes
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from .db import AppDbInfo
+    from .db import AppDbInfo, AppDbTools
     from .store import Project
 
 log = logging.getLogger(__name__)
@@ -281,6 +281,7 @@ class Session:
         self._init_replies = 0
         self._started_at = time.monotonic()
         self._db_info: AppDbInfo | None = None
+        self._app_db: AppDbTools | None = None
         self._observer: TurnObserver | None = None
 
     # --- SessionHost ------------------------------------------------------------------
@@ -318,6 +319,11 @@ class Session:
     def store(self) -> Store:
         """The conversation store."""
         return self._deps.store
+
+    @property
+    def app_db(self) -> AppDbTools | None:
+        """The model's DB tools when the app's database was prepared at INIT, else None."""
+        return self._app_db
 
     @property
     def handle(self) -> SandboxHandle | None:
@@ -459,6 +465,8 @@ class Session:
                 self._db_info = await deps.db.try_prepare_session(
                     self._session_id, self._runtime, preview_url=deps.preview_url(project.slug)
                 )
+                if self._db_info is not None:
+                    self._app_db = deps.db.session_tools(self._session_id, self._db_info)
             await self._stage("ready", "Workspace ready")
         except (SandboxProvisionError, trio.TooSlowError, AgentError, ValueError) as exc:
             reason = (

@@ -2,6 +2,7 @@
 
 Names and parameters match the workspace ``AGENTS.md`` files and existing prompts:
 ``ls``, ``read_file``, ``write_file``, ``edit_file``, ``glob``, ``grep``, ``execute``.
+Sessions whose app has a database also get the DB tools of :mod:`amicable_agent.db.tools`.
 Failures become error tool results (``is_error``) — a tool never crashes the turn.
 """
 
@@ -15,6 +16,8 @@ import attrs
 from amicable_protocol.runtime import ExecExit
 
 from .compaction import truncate_middle
+from .db.tools import DB_TOOL_DEFINITIONS, DB_TOOL_NAMES
+from .db.tools import status_line as db_status_line
 from .errors import RuntimeClientError
 from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from amicable_protocol.messages import PermissionMode
     from amicable_protocol.runtime import ExecOutput
 
+    from .db.tools import AppDbTools
     from .turn_api import RuntimeClient
 
 log = logging.getLogger(__name__)
@@ -66,9 +70,11 @@ TOOL_DEFINITIONS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def tool_definitions() -> list[dict[str, Any]]:
-    """The ``tools`` array of a Messages API request."""
-    return [{"name": name, **spec} for name, spec in TOOL_DEFINITIONS.items()]
+def tool_definitions(*, with_db: bool = False) -> list[dict[str, Any]]:
+    """The ``tools`` array of a Messages API request (plus the DB tools when ``with_db``:
+    the session's app has a database)."""
+    specs = {**TOOL_DEFINITIONS, **DB_TOOL_DEFINITIONS} if with_db else TOOL_DEFINITIONS
+    return [{"name": name, **spec} for name, spec in specs.items()]
 
 
 @attrs.frozen
@@ -108,7 +114,7 @@ def status_line(name: str, args: dict[str, Any]) -> str | None:
         return f"Editing {args.get('file_path', '')}"
     if name == "execute":
         return f"Running {str(args.get('command', ''))[:120]}"
-    return None
+    return db_status_line(name, args)
 
 
 def number_lines(text: str, offset: int = 0, limit: int = READ_DEFAULT_LIMIT) -> str:
@@ -152,12 +158,16 @@ async def run_tool(
     *,
     mode: PermissionMode,
     output_max_chars: int = 30_000,
+    app_db: AppDbTools | None = None,
 ) -> ToolOutcome:
-    """Execute one tool call against the runtime.
+    """Execute one tool call against the runtime (DB tools against ``app_db``).
 
     Cancellation: propagates; a running ``execute`` leaves its ``exec_stream`` early, which
     kills the command's process group in the sandbox.
     """
+    if name in DB_TOOL_NAMES and app_db is not None:
+        result = await app_db.run(name, args)
+        return ToolOutcome(truncate_middle(result.content, output_max_chars), result.is_error)
     if name not in TOOL_DEFINITIONS:
         return ToolOutcome(f"Error: unknown tool {name!r}", is_error=True)
     try:

@@ -7,7 +7,7 @@ either can be tested with a small in-memory implementation of the other.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         TreeResult,
         WriteResult,
     )
+
+    from .db.tools import AppDbTools
 
 
 class RuntimeClient(Protocol):
@@ -139,7 +141,12 @@ class ConversationStore(Protocol):
 
 
 class SessionHost(Protocol):
-    """What a turn sees of its session (implemented by ``sessions.Session``)."""
+    """What a turn sees of its session (implemented by ``sessions.Session``).
+
+    Optional member (read with :func:`app_db_of`, so hosts without it still qualify):
+    ``app_db``, the session's :class:`~amicable_agent.db.tools.AppDbTools` when its app
+    has a database (Hasura configured and the database prepared at INIT), else None.
+    """
 
     @property
     def session_id(self) -> str: ...
@@ -165,6 +172,12 @@ class SessionHost(Protocol):
         Never blocks on a slow socket (slow sockets are dropped by the session).
         """
         ...
+
+
+def app_db_of(host: SessionHost) -> AppDbTools | None:
+    """The optional ``app_db`` member of ``host`` (None when absent): the model gets the DB
+    tools only when this is not None."""
+    return cast("AppDbTools | None", getattr(host, "app_db", None))
 
 
 class TurnEngine(Protocol):

@@ -15,6 +15,7 @@ from amicable_protocol.messages import MessageType, TextData
 
 from .compaction import fit_context
 from .tools import tool_definitions
+from .turn_api import app_db_of
 
 if TYPE_CHECKING:
     from .llm import AssistantMessage, LlmClient
@@ -74,7 +75,7 @@ async def stream_answer(
     throttle = PartialThrottle(host, state, settings.partial_interval_s)
     request = fit_context(messages, settings.context_budget_chars)
     answer = await llm.stream_message(
-        system=system, messages=request, tools=tool_definitions(),
+        system=system, messages=request, tools=tool_definitions(with_db=app_db_of(host) is not None),
         on_text=throttle.on_text, on_text_done=throttle.flush,
     )  # fmt: skip
     state.add_usage(answer.usage)

@@ -11,6 +11,7 @@ from . import qa as qa_mod
 from .compaction import repair
 from .redact import redact_payload
 from .tools import run_tool, status_line
+from .turn_api import app_db_of
 from .turn_state import TurnState, send_status, send_trace
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ async def run_tools(
     """Run the calls of one assistant message in order and append their results."""
     state.pending_results = []
     rejected = rejected or {}
+    app_db = app_db_of(host)
     for block in tool_uses:
         tid, name = block["id"], block["name"]
         args = dict(block.get("input") or {})
@@ -55,7 +57,7 @@ async def run_tools(
         started = trio.current_time()
         outcome = await run_tool(
             host.runtime, name, args, mode=host.permission_mode,
-            output_max_chars=settings.tool_output_max_chars,
+            output_max_chars=settings.tool_output_max_chars, app_db=app_db,
         )  # fmt: skip
         if name == "execute":
             state.commands += 1

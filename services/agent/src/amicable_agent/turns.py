@@ -41,13 +41,14 @@ from .hitl import (
 )
 from .llm import AssistantMessage, LlmClient, LlmError, estimate_cost_usd
 from .prompts import (
-    SYSTEM_PROMPT,
     load_workspace_instructions,
     request_text,
+    system_prompt,
     user_content,
     wrap_user_text,
 )
 from .safety import needs_approval
+from .turn_api import app_db_of
 from .turn_state import TurnState, reasoning_summary, send_status, send_trace
 from .turn_stream import stream_answer
 from .turn_tools import qa_round, run_tools
@@ -355,10 +356,10 @@ class Engine:
     async def _status(self, host: SessionHost, state: TurnState, text: str) -> None:
         await send_status(host, state, text)
 
-    def _system(self, summary: str, instructions: str) -> str:
+    def _system(self, summary: str, instructions: str, *, with_db: bool = False) -> str:
         # Workspace instructions live in the system prompt (re-read every turn) rather than
         # in each request, so they do not pile up in the stored history.
-        parts = [SYSTEM_PROMPT]
+        parts = [system_prompt(with_db=with_db)]
         if instructions:
             parts.append(f"Workspace instructions (follow them):\n{instructions}")
         if summary:
@@ -384,7 +385,11 @@ class Engine:
     ) -> Outcome:
         pid = host.project.project_id
         summary = str(await host.store.load_state(pid, SUMMARY_KEY) or "")
-        system = self._system(summary, await load_workspace_instructions(host.runtime))
+        system = self._system(
+            summary,
+            await load_workspace_instructions(host.runtime),
+            with_db=app_db_of(host) is not None,
+        )
         while True:
             budget = self._budget_note(state)
             if budget is not None:

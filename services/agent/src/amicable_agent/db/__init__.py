@@ -16,15 +16,20 @@ from .proxy import DbProxy, ProxyResponse, disabled_response
 from .rewrite import rewrite_query_for_schema
 from .service import AppDatabase, AppDbInfo, open_app_database
 from .sql import app_schema_name
+from .tools import DB_TOOL_NAMES, DESTRUCTIVE_DB_TOOLS, AppDbTools, DbToolResult
 
 __all__ = [
     "DB_JS_PATH",
+    "DB_TOOL_NAMES",
+    "DESTRUCTIVE_DB_TOOLS",
     "INDEX_HTML_PATH",
     "AppCredentials",
     "AppDatabase",
     "AppDbInfo",
+    "AppDbTools",
     "AppRecord",
     "DbProxy",
+    "DbToolResult",
     "GraphqlReply",
     "HasuraClient",
     "HasuraConfig",

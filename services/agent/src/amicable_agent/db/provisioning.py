@@ -183,6 +183,31 @@ class Provisioner:
                 if exc.code != "already-exists":
                     raise
 
+    async def untrack_table(self, app_id: str, table: str) -> bool:
+        """Untrack ``<schema>.<table>`` (cascade: its permissions and relationships go too).
+
+        Returns:
+            Whether it was tracked.
+
+        Raises:
+            ValueError: ``table`` is not a safe identifier.
+            HasuraError: Hasura failed (a table that is not tracked is fine).
+        """
+        if not valid_ident(table):
+            raise ValueError(f"not a safe table name: {table!r}")
+        args = {
+            "source": self._client.source_name,
+            "table": {"schema": app_schema_name(app_id), "name": table},
+            "cascade": True,
+        }
+        try:
+            await self._client.metadata("pg_untrack_table", args)
+        except HasuraError as exc:
+            if not _not_tracked(exc):
+                raise
+            return False
+        return True
+
     async def cleanup_app(self, app_id: str) -> bool:
         """Untrack the app's tables, drop its schema and delete its row (idempotent).
 

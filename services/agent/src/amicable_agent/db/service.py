@@ -34,6 +34,7 @@ from .inject import (
 from .origin import OriginPolicy, preview_origin
 from .provisioning import Provisioner
 from .proxy import DbProxy
+from .tools import AppDbTools
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -99,6 +100,7 @@ class AppDatabase:
         self.config = config
         self.client = client
         self.provisioner = Provisioner(client)
+        self._ddl_lock = trio.Lock()
         self.proxy = DbProxy(
             config=config,
             client=client,
@@ -178,6 +180,17 @@ class AppDatabase:
             log.warning("app %s: database not prepared: %s", app_id, exc)
             await _placeholder_if_missing(runtime)
             return None
+
+    def session_tools(self, app_id: str, info: AppDbInfo) -> AppDbTools:
+        """The model's DB tools for a session whose database :meth:`prepare_session` made."""
+        return AppDbTools(
+            app_id=app_id,
+            schema=info.db_schema,
+            provisioner=self.provisioner,
+            client=self.client,
+            lock=self._ddl_lock,
+            deadline_s=3 * self.config.timeout_s,
+        )
 
     async def cleanup(self, app_id: str) -> bool:
         """Drop the app's tables, schema and row (project delete). Idempotent.

@@ -12,7 +12,7 @@ import re
 
 #: Schema of the agent's own bookkeeping tables.
 META_SCHEMA = "amicable_meta"
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def app_schema_name(app_id: str) -> str:
@@ -27,7 +27,7 @@ def sha256_hex(text: str) -> str:
 
 def valid_ident(name: str) -> bool:
     """A lower-case SQL identifier we are willing to use (no quoting tricks needed)."""
-    return bool(_IDENT.match(name))
+    return _IDENT.fullmatch(name) is not None
 
 
 def quote_ident(name: str) -> str:

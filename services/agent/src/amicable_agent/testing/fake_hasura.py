@@ -3,7 +3,8 @@
 - ``POST /v2/query`` ``run_sql`` (admin secret required), backed by an in-memory SQLite:
   Postgres schemas become table-name prefixes (``"s"."t"`` -> ``"s__t"``),
   ``information_schema.tables`` is a view over them, ``E'...'`` literals, ``now()``,
-  ``serial`` and ``CREATE/DROP SCHEMA`` are translated. Enough for the agent's
+  ``serial``, ``CREATE/DROP SCHEMA``, ``TRUNCATE`` and ``DROP TABLE … CASCADE`` are
+  translated. Enough for the agent's
   provisioning SQL and for tests that create tables.
 - ``POST /v1/metadata``: ``pg_track_table``, ``pg_untrack_table``,
   ``pg_create_{select,insert,update,delete}_permission``, ``bulk``; Hasura's error codes.
@@ -46,6 +47,14 @@ _QUALIFIED = re.compile(r'"?([A-Za-z_][A-Za-z0-9_]*)"?\s*\.\s*"?([A-Za-z_][A-Za-
 _CREATE_SCHEMA = re.compile(r'^\s*CREATE\s+SCHEMA\s+(?:IF\s+NOT\s+EXISTS\s+)?"?(\w+)"?\s*$', re.I)
 _DROP_SCHEMA = re.compile(
     r'^\s*DROP\s+SCHEMA\s+(?:IF\s+EXISTS\s+)?"?(\w+)"?(?:\s+CASCADE)?\s*$', re.I
+)
+_TRUNCATE = re.compile(
+    r"^\s*TRUNCATE\s+(?:TABLE\s+)?(.+?)(?:\s+(?:RESTART|CONTINUE)\s+IDENTITY)?"
+    r"(?:\s+(?:CASCADE|RESTRICT))?\s*$",
+    re.I | re.S,
+)
+_DROP_TABLE_CASCADE = re.compile(
+    r"^(\s*DROP\s+TABLE\s+.+?)\s+(?:CASCADE|RESTRICT)\s*$", re.I | re.S
 )
 _OPS = ("select", "insert", "update", "delete")
 
@@ -174,7 +183,14 @@ class FakeHasura:
                 text = re.sub(r"\bnow\(\)", "CURRENT_TIMESTAMP", text, flags=re.I)
                 text = re.sub(r"\b(big)?serial\b", "INTEGER", text, flags=re.I)
             out.append(text)
-        return "".join(out)
+        sql = "".join(out)
+        # Postgres-only statement forms SQLite lacks: TRUNCATE (one table) and DROP TABLE's
+        # CASCADE/RESTRICT (the fake has no dependent objects to cascade to).
+        if m := _TRUNCATE.match(sql):
+            return f"DELETE FROM {m.group(1)}"
+        if m := _DROP_TABLE_CASCADE.match(sql):
+            return m.group(1)
+        return sql
 
     def run_sql(self, sql: str, read_only: bool = False) -> dict[str, Any]:
         """Run ``sql`` like Hasura's ``run_sql`` (one transaction; last result returned)."""
