@@ -95,3 +95,21 @@ async def test_chat_conversation_state_events_persist(open_store: OpenStore) -> 
         assert await store.turn_events("sess-1") == [("turn_started", {"n": 1})]
         await store.purge_project("sess-1")
         assert await store.chat_history("sess-1") == []
+
+
+async def test_a_store_from_an_older_build_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.executescript(f"BEGIN; {MIGRATIONS[0]}; INSERT INTO schema_version VALUES (1); COMMIT;")
+    conn.execute(
+        "INSERT INTO projects VALUES ('p-1', 'Old', 'old', 'vite', NULL, NULL, 1.0, 1.0, NULL)"
+    )
+    conn.close()
+    async with open_sqlite_store(path) as store:
+        assert (await store.get_project("p-1")).name == "Old"  # type: ignore[union-attr]
+    conn = sqlite3.connect(path)
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [1, 2]
+    indexes = {r[1] for r in conn.execute("PRAGMA index_list('turn_events')")}
+    assert "turn_events_project" in indexes
+    conn.close()

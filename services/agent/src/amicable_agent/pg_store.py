@@ -1,5 +1,5 @@
 """PostgreSQL implementation of :class:`amicable_agent.store.Store` (a store several agent
-replicas can share).
+replicas can share; the queries are in ``sql_store``).
 
 The one module that uses :mod:`psycopg`. Calls run in worker threads
 (``trio.to_thread.run_sync``) on a small pool of connections; the limiter's slot count is the
@@ -20,19 +20,16 @@ time do not race.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
-import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 import trio
-from amicable_protocol.messages import HistoryEntry
 
 from .errors import StoreUnavailable
-from .store import Project, slug_candidates, slugify
+from .sql_store import SqlStore, render_migrations
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -46,58 +43,7 @@ PING_AFTER_S = 30.0
 #: Connect timeout per attempt.
 CONNECT_TIMEOUT_S = 10
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: projects, chat, conversation, state, turn events
-    """
-    CREATE TABLE projects (
-        project_id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        slug TEXT NOT NULL,
-        template_id TEXT NOT NULL,
-        sandbox_id TEXT,
-        prompt TEXT,
-        created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL,
-        deleted_at DOUBLE PRECISION
-    );
-    CREATE UNIQUE INDEX projects_live_slug ON projects(slug) WHERE deleted_at IS NULL;
-    CREATE TABLE chat_entries (
-        seq BIGSERIAL PRIMARY KEY,
-        project_id TEXT NOT NULL REFERENCES projects(project_id) ON DELETE CASCADE,
-        role TEXT NOT NULL,
-        text TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE INDEX chat_entries_project ON chat_entries(project_id, seq);
-    CREATE TABLE conversations (
-        project_id TEXT PRIMARY KEY REFERENCES projects(project_id) ON DELETE CASCADE,
-        messages_json TEXT NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE project_state (
-        project_id TEXT NOT NULL REFERENCES projects(project_id) ON DELETE CASCADE,
-        key TEXT NOT NULL,
-        value_json TEXT NOT NULL,
-        PRIMARY KEY (project_id, key)
-    );
-    CREATE TABLE turn_events (
-        seq BIGSERIAL PRIMARY KEY,
-        project_id TEXT NOT NULL REFERENCES projects(project_id) ON DELETE CASCADE,
-        kind TEXT NOT NULL,
-        payload_json TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL
-    );
-    CREATE INDEX turn_events_project ON turn_events(project_id, seq);
-    """,
-)
-
-_COLUMNS = (
-    "project_id, name, slug, template_id, sandbox_id, prompt, created_at, updated_at, deleted_at"
-)
-
-
-def _row(row: tuple[Any, ...] | None) -> Project | None:
-    return Project(*row) if row is not None else None
+MIGRATIONS = render_migrations(serial_pk="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION")
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:
@@ -114,10 +60,6 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
             conn.execute("INSERT INTO schema_version VALUES (%s)", (number,))
             current = number
     return current
-
-
-def _is_slug_conflict(exc: psycopg.errors.UniqueViolation) -> bool:
-    return exc.diag.constraint_name == "projects_live_slug"
 
 
 class _Pool:
@@ -183,10 +125,14 @@ class _Pool:
             self.discard(conn)
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """The PostgreSQL store. Create with :func:`open_postgres_store`."""
 
+    percent_placeholders = True
+    lock_clause = " FOR UPDATE"
+
     def __init__(self, pool: _Pool) -> None:
+        super().__init__()
         self._pool = pool
 
     async def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -211,211 +157,16 @@ class PostgresStore:
 
         return await trio.to_thread.run_sync(call, limiter=pool.limiter)
 
-    # --- projects -------------------------------------------------------------------
-
-    async def create_project(
-        self,
-        name: str,
-        *,
-        template_id: str,
-        prompt: str | None = None,
-        project_id: str | None = None,
-    ) -> Project:
-        pid = project_id or str(uuid.uuid4())
-        now = time.time()
-
-        def insert(conn: psycopg.Connection[Any]) -> Project:
-            if conn.execute("SELECT 1 FROM projects WHERE project_id=%s", (pid,)).fetchone():
-                raise ValueError(f"project {pid} already exists")
-            for slug in slug_candidates(slugify(name), pid):
-                try:
-                    with conn.transaction():  # a savepoint: a taken slug rolls back only this
-                        conn.execute(
-                            f"INSERT INTO projects ({_COLUMNS}) "
-                            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,NULL)",
-                            (pid, name, slug, template_id, None, prompt, now, now),
-                        )
-                except psycopg.errors.UniqueViolation as exc:
-                    if not _is_slug_conflict(exc):
-                        raise ValueError(f"project {pid} already exists") from exc
-                    continue
-                return Project(pid, name, slug, template_id, None, prompt, now, now)
-            raise ValueError("could not find a free slug")
-
-        return await self._run(insert)
-
-    async def get_project(self, project_id: str) -> Project | None:
-        return await self._run(
-            lambda c: _row(
-                c.execute(
-                    f"SELECT {_COLUMNS} FROM projects WHERE project_id=%s AND deleted_at IS NULL",
-                    (project_id,),
-                ).fetchone()
-            )
-        )
-
-    async def get_project_by_slug(self, slug: str) -> Project | None:
-        return await self._run(
-            lambda c: _row(
-                c.execute(
-                    f"SELECT {_COLUMNS} FROM projects WHERE slug=%s AND deleted_at IS NULL",
-                    (slug,),
-                ).fetchone()
-            )
-        )
-
-    async def list_projects(self) -> list[Project]:
-        def select(conn: psycopg.Connection[Any]) -> list[Project]:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM projects WHERE deleted_at IS NULL "
-                "ORDER BY updated_at DESC, created_at DESC"
-            ).fetchall()
-            return [Project(*r) for r in rows]
-
-        return await self._run(select)
-
-    async def rename_project(self, project_id: str, name: str) -> Project | None:
-        now = time.time()
-
-        def update(conn: psycopg.Connection[Any]) -> Project | None:
-            for slug in slug_candidates(slugify(name), project_id):
-                try:
-                    with conn.transaction():
-                        row = conn.execute(
-                            "UPDATE projects SET name=%s, slug=%s, updated_at=%s "
-                            f"WHERE project_id=%s AND deleted_at IS NULL RETURNING {_COLUMNS}",
-                            (name, slug, now, project_id),
-                        ).fetchone()
-                except psycopg.errors.UniqueViolation:
-                    continue
-                return _row(row)
-            raise ValueError("could not find a free slug")
-
-        return await self._run(update)
-
-    async def set_sandbox_id(self, project_id: str, sandbox_id: str) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "UPDATE projects SET sandbox_id=%s WHERE project_id=%s", (sandbox_id, project_id)
-            )
-        )
-
-    async def soft_delete_project(self, project_id: str) -> Project | None:
-        now = time.time()
-
-        def update(conn: psycopg.Connection[Any]) -> Project | None:
-            row = _row(
-                conn.execute(
-                    f"SELECT {_COLUMNS} FROM projects "
-                    "WHERE project_id=%s AND deleted_at IS NULL FOR UPDATE",
-                    (project_id,),
-                ).fetchone()
-            )
-            if row is not None:
-                conn.execute(
-                    "UPDATE projects SET deleted_at=%s WHERE project_id=%s", (now, project_id)
-                )
-            return row
-
-        return await self._run(update)
-
-    async def purge_project(self, project_id: str) -> None:
-        await self._run(
-            lambda c: c.execute("DELETE FROM projects WHERE project_id=%s", (project_id,))
-        )
-
-    # --- chat, conversation, state, events ----------------------------------------------
-
-    async def append_chat(self, project_id: str, role: str, text: str) -> None:
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO chat_entries (project_id, role, text, created_at) "
-                "VALUES (%s,%s,%s,%s)",
-                (project_id, role, text, time.time()),
-            )
-        )
-
-    async def chat_history(self, project_id: str, limit: int = 20) -> list[HistoryEntry]:
-        def select(conn: psycopg.Connection[Any]) -> list[HistoryEntry]:
-            rows = conn.execute(
-                "SELECT role, text FROM chat_entries WHERE project_id=%s "
-                "ORDER BY seq DESC LIMIT %s",
-                (project_id, limit),
-            ).fetchall()
-            return [
-                HistoryEntry(role=role, text=text)
-                for role, text in reversed(rows)
-                if role in ("user", "assistant")
-            ]
-
-        return await self._run(select)
-
-    async def load_conversation(self, project_id: str) -> list[dict[str, Any]]:
-        def select(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-            row = conn.execute(
-                "SELECT messages_json FROM conversations WHERE project_id=%s", (project_id,)
-            ).fetchone()
-            return list(json.loads(row[0])) if row else []
-
-        return await self._run(select)
-
-    async def save_conversation(self, project_id: str, messages: list[dict[str, Any]]) -> None:
-        payload = json.dumps(messages)
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO conversations (project_id, messages_json, updated_at) "
-                "VALUES (%s,%s,%s) ON CONFLICT (project_id) DO UPDATE SET "
-                "messages_json=excluded.messages_json, updated_at=excluded.updated_at",
-                (project_id, payload, time.time()),
-            )
-        )
-
-    async def load_state(self, project_id: str, key: str) -> Any:
-        def select(conn: psycopg.Connection[Any]) -> Any:
-            row = conn.execute(
-                "SELECT value_json FROM project_state WHERE project_id=%s AND key=%s",
-                (project_id, key),
-            ).fetchone()
-            return json.loads(row[0]) if row else None
-
-        return await self._run(select)
-
-    async def save_state(self, project_id: str, key: str, value: Any) -> None:
-        if value is None:
-            await self._run(
-                lambda c: c.execute(
-                    "DELETE FROM project_state WHERE project_id=%s AND key=%s", (project_id, key)
-                )
-            )
-            return
-        payload = json.dumps(value)
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO project_state (project_id, key, value_json) VALUES (%s,%s,%s) "
-                "ON CONFLICT (project_id, key) DO UPDATE SET value_json=excluded.value_json",
-                (project_id, key, payload),
-            )
-        )
-
-    async def append_turn_event(self, project_id: str, kind: str, payload: Any) -> None:
-        data = json.dumps(payload)
-        await self._run(
-            lambda c: c.execute(
-                "INSERT INTO turn_events (project_id, kind, payload_json, created_at) "
-                "VALUES (%s,%s,%s,%s)",
-                (project_id, kind, data, time.time()),
-            )
-        )
-
-    async def turn_events(self, project_id: str) -> list[tuple[str, Any]]:
-        def select(conn: psycopg.Connection[Any]) -> list[tuple[str, Any]]:
-            rows = conn.execute(
-                "SELECT kind, payload_json FROM turn_events WHERE project_id=%s ORDER BY seq",
-                (project_id,),
-            ).fetchall()
-            return [(k, json.loads(p)) for k, p in rows]
-
-        return await self._run(select)
+    def _insert_slug(
+        self, conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]
+    ) -> psycopg.Cursor[Any] | None:
+        try:
+            with conn.transaction():  # a savepoint: a taken slug rolls back only this
+                return conn.execute(query, params)
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "projects_live_slug":
+                raise ValueError("the project already exists") from exc
+            return None
 
     async def aclose(self) -> None:
         pool = self._pool
