@@ -3,9 +3,11 @@ result used through the ``/db/apps/<id>/graphql`` proxy with the app's JWT."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from amicable_agent.db import AppDatabase, AppDbInfo, app_schema_name, open_app_database
 from amicable_agent.db.sql import quote_ident, valid_ident
 from amicable_agent.db.tools import (
@@ -17,7 +19,8 @@ from amicable_agent.db.tools import (
     root_fields,
 )
 from amicable_agent.safety import describe_action, needs_approval
-from amicable_agent.tools import status_line, tool_definitions
+from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
+from amicable_agent.tools import run_tool, status_line, tool_definitions
 
 from .conftest import Hasura, hasura_config, static_origins
 from .test_proxy import run_proxy
@@ -123,6 +126,7 @@ def test_destructive_db_tools_need_approval_unless_bypass() -> None:
         assert needs_approval(name, {"table": "t"}, "default", frozenset())
         assert needs_approval(name, {"table": "t"}, "accept_edits", frozenset())
         assert not needs_approval(name, {"table": "t"}, "bypass", frozenset())
+        assert not needs_approval(name, {"table": "t"}, "default", frozenset(), with_db=False)
     assert not needs_approval("db_create_table", {"table": "t"}, "default", frozenset())
     assert "Drop database table todos" in describe_action("db_drop_table", {"table": "todos"})
     assert "every row of database table todos" in describe_action(
@@ -259,3 +263,33 @@ async def test_a_hasura_refusal_is_an_error_result(hasura: Hasura) -> None:
         result = await tools_for(db, "never-provisioned").run("db_create_table", TODOS)
     assert result.is_error
     assert result.content.startswith("Error: the database refused this (postgres-error")
+
+
+async def test_a_call_that_cannot_finish_in_time_is_an_error_result(
+    closed_port_url: str, autojump_clock: Any
+) -> None:
+    config = hasura_config(closed_port_url, timeout_s=5.0)
+    async with open_app_database(config, origins=static_origins({})) as db:
+        assert db is not None
+        tools = tools_for(db, "p1")
+        release = trio.Event()
+
+        async def other_sessions_ddl(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            async with tools.lock:
+                task_status.started()
+                await release.wait()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(other_sessions_ddl)
+            result = await tools.run("db_drop_table", {"table": "todos"})
+            release.set()
+    assert result.is_error
+    assert result.content.startswith("Error: db_drop_table did not finish within 15s")
+
+
+async def test_db_tools_without_a_database_are_unknown(tmp_path: Path) -> None:
+    outcome = await run_tool(
+        WorkspaceRuntime(tmp_path), "db_create_table", TODOS, mode="default", app_db=None
+    )
+    assert outcome.is_error
+    assert outcome.content == "Error: unknown tool 'db_create_table'"

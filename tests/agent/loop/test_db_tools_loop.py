@@ -255,3 +255,15 @@ async def test_unreachable_hasura_is_a_tool_error_and_the_turn_goes_on(
     )
     assert host.types()[-1] == "update_completed"
     assert host.of("error") == []
+
+
+async def test_without_a_database_a_db_call_is_an_unknown_tool_not_an_approval(
+    fake_llm: Any, make_engine: Any, host: Host
+) -> None:
+    fake, url = fake_llm
+    fake.add(Reply([ToolUse("db_drop_table", {"table": "todos"})]), Reply([Text("Sorry.")]))
+    await make_engine(url).run_user_turn(host, user("drop todos"))
+    assert host.of("hitl_request") == []
+    (result,) = results_of(fake.requests[1].body)
+    assert (result["is_error"], result["content"]) == (True, "Error: unknown tool 'db_drop_table'")
+    assert host.types()[-1] == "update_completed"

@@ -89,12 +89,21 @@ def write_denied(path: str, mode: PermissionMode) -> str | None:
 
 
 def needs_approval(
-    name: str, args: dict[str, Any], mode: PermissionMode, interrupt_on: frozenset[str]
+    name: str,
+    args: dict[str, Any],
+    mode: PermissionMode,
+    interrupt_on: frozenset[str],
+    *,
+    with_db: bool = True,
 ) -> bool:
-    """Whether a tool call must pause the turn for a ``hitl_request``."""
+    """Whether a tool call must pause the turn for a ``hitl_request``.
+
+    ``with_db``: the session has the DB tools; without them a DB tool call only gets an
+    "unknown tool" result, so it is not worth an approval.
+    """
     if mode == "bypass":
         return False
-    if name in interrupt_on or name in DESTRUCTIVE_DB_TOOLS:
+    if name in interrupt_on or (with_db and name in DESTRUCTIVE_DB_TOOLS):
         return True
     if name == "execute":
         command = args.get("command")

@@ -412,11 +412,12 @@ class Engine:
                 if await self._qa_round(host, messages, state):
                     continue
                 return "done"
+            with_db = app_db_of(host) is not None
             gated = [
                 PendingCall(b["id"], b["name"], dict(b.get("input") or {}))
                 for b in tool_uses
                 if needs_approval(b["name"], b.get("input") or {}, host.permission_mode,
-                                  self.settings.hitl_interrupt_on)
+                                  self.settings.hitl_interrupt_on, with_db=with_db)
             ]  # fmt: skip
             if gated:
                 await self._pause(host, state, gated)
