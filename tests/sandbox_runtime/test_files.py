@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tarfile
+import zipfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -208,6 +210,32 @@ async def test_archive(runtime: Runtime) -> None:
         assert tar.extractfile("src/App.tsx").read() == b"app"  # type: ignore[union-attr]
         assert tar.getmember("pw").issym()
     assert names == {"src", "src/App.tsx", "pw"}
+
+
+async def test_zip_archive(runtime: Runtime) -> None:
+    ws = runtime.workspace
+    (ws / "src").mkdir()
+    (ws / "src/App.tsx").write_text("app")
+    (ws / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(ws / "run.sh", 0o755)
+    (ws / ".env").write_text("SECRET=1")
+    (ws / "node_modules/x").mkdir(parents=True)
+    (ws / "big.bin").write_bytes(os.urandom(300_000))
+    os.symlink("src/App.tsx", ws / "app-link")
+    resp = await runtime.client.get("/v1/archive", params={"format": "zip"})
+    assert resp.headers["content-type"] == "application/zip"
+    assert 'filename="workspace.zip"' in resp.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(resp.content)) as zf:
+        assert zf.testzip() is None
+        assert set(zf.namelist()) == {"src/", "src/App.tsx", "run.sh", "big.bin", "app-link"}
+        assert zf.read("src/App.tsx") == b"app"
+        assert zf.read("big.bin") == (ws / "big.bin").read_bytes()
+        assert (zf.getinfo("run.sh").external_attr >> 16) & 0o777 == 0o755
+        link = zf.getinfo("app-link")
+        assert stat.S_ISLNK(link.external_attr >> 16)
+        assert zf.read(link) == b"src/App.tsx"
+    bad = await runtime.client.get("/v1/archive", params={"format": "rar"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
 
 
 async def test_fifo_is_not_read(runtime: Runtime) -> None:

@@ -235,9 +235,12 @@ def create_app(
 
     @app.get("/v1/archive")
     async def get_archive() -> Response:
+        fmt = request.args.get("format", "tar.gz")
+        if fmt not in archive.FORMATS:
+            raise InvalidRequest(f"format must be one of {', '.join(archive.FORMATS)}")
         excludes = [] if _flag("no_default_excludes") else list(archive.DEFAULT_EXCLUDES)
         excludes += [p for p in request.args.getlist("exclude") if p]
-        fh = await _thread(archive.build_archive, jail, excludes)
+        fh = await _thread(archive.build_archive, jail, excludes, fmt)
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
@@ -246,10 +249,11 @@ def create_app(
             finally:
                 fh.close()
 
+        mimetype, suffix = archive.FORMATS[fmt]
         return Response(
             chunks(),
-            mimetype="application/gzip",
-            headers={"Content-Disposition": 'attachment; filename="workspace.tar.gz"'},
+            mimetype=mimetype,
+            headers={"Content-Disposition": f'attachment; filename="workspace.{suffix}"'},
         )
 
     # --- exec ---------------------------------------------------------------------------
