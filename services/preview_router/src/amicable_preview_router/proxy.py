@@ -40,6 +40,20 @@ from .http1 import (
     simple_response,
     upstream_request_tail,
 )
+from .lane import (
+    HEAD,
+    IDLE,
+    LOCAL,
+    MAX_RESPONSE_HEAD,
+    NONE,
+    RELAY,
+    SENDING,
+    SENT,
+    STAGED,
+    UPSTREAM,
+    Lane,
+    LaneRouter,
+)
 from .resolver import Miss
 from .routing import HostKind, classify_host
 from .tunnel import splice
@@ -54,7 +68,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RECV = 65536
-_MAX_RESPONSE_HEAD = 64 * 1024
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -81,17 +94,14 @@ class _NoResponse(Exception):
     """The upstream closed before sending a single byte (retryable on a reused connection)."""
 
 
-# Connection phases: what a deadline expiry means.
-_IDLE, _HEAD, _LOCAL, _UPSTREAM, _RELAY = range(5)
-
-
-class _Client:
+class Client:
     """Per-connection state: the client stream, its deadline scope and its current phase."""
 
     __slots__ = (
         "deadline",
         "io",
         "ip",
+        "lane",
         "now",
         "peer_ip",
         "phase",
@@ -115,9 +125,10 @@ class _Client:
         self.scope = trio.CancelScope()
         self.deadline = math.inf
         self.now = 0.0  # trio.current_time() when the current request head arrived
-        self.phase = _IDLE
+        self.phase = IDLE
         self.req: RequestHead | None = None
         self.served = False  # a response was sent: the next request cannot be here yet
+        self.lane: Lane | None = None  # made when the connection first waits for a request
 
     def arm(self, seconds: float) -> None:
         """Let the next wait last at most ``seconds`` (give or take one second).
@@ -137,7 +148,7 @@ class _Client:
 class _RequestBody:
     """Relays a request body from the client to the upstream (runs as its own task)."""
 
-    def __init__(self, client: _Client, conn: UpstreamConnection, length: int) -> None:
+    def __init__(self, client: Client, conn: UpstreamConnection, length: int) -> None:
         self.client = client
         self.conn = conn
         self.length = length
@@ -155,7 +166,7 @@ class _RequestBody:
             on_failure.cancel()
 
 
-async def _relay_exact(client: _Client, dst: Transport, length: int, idle_s: float) -> None:
+async def _relay_exact(client: Client, dst: Transport, length: int, idle_s: float) -> None:
     src = client.io
     first = min(length, len(src.buf))
     if first:
@@ -176,7 +187,7 @@ async def _relay_exact(client: _Client, dst: Transport, length: int, idle_s: flo
 async def _relay_chunked(
     src: Transport,
     dst: Transport,
-    client: _Client,
+    client: Client,
     idle_s: float,
     error: Exception,
     prefix: bytes = b"",
@@ -224,6 +235,12 @@ class Router:
         self._metrics = metrics
         self._proto = config.forwarded_proto.encode()
         self._idle_s = config.http_idle_timeout_s
+        # Keep-alive requests served inside the poller (lane.py) need the poller's hooks.
+        self._lanes: LaneRouter | None = None
+        if poller is not None:
+            self._lanes = LaneRouter(
+                config, resolver, pool, metrics, self._route, self._upstream_head
+            )
 
     async def handle_connection(self, stream: Transport) -> None:
         """Serve one client connection until either side closes it.
@@ -240,7 +257,7 @@ class Router:
             metrics.connections_open += 1
             try:
                 peer_ip = stream.peer_ip()
-                client = _Client(stream, peer_ip, self._is_trusted(peer_ip))
+                client = Client(stream, peer_ip, self._is_trusted(peer_ip))
                 with client.scope:
                     await self._serve(client)
                 if client.scope.cancelled_caught:
@@ -252,24 +269,34 @@ class Router:
         finally:
             stream.close()
 
-    async def _timed_out(self, client: _Client) -> None:
+    async def _timed_out(self, client: Client) -> None:
         with trio.move_on_after(1):
-            if client.phase == _HEAD:
+            if client.phase == HEAD:
                 await self._reply(
                     client.io, 408, b"request head not received in time\n", close=True
                 )
-            elif client.phase == _UPSTREAM and client.req is not None:
+            elif client.phase == UPSTREAM and client.req is not None:
                 await self._bad_gateway(client, client.req, False)
 
-    async def _serve(self, client: _Client) -> None:
+    async def _serve(self, client: Client) -> None:
         idle_s = self._idle_s
         io = client.io
         buf = io.buf
         limit = self._config.max_header_bytes
+        lanes = self._lanes
         while True:
-            client.phase = _IDLE
+            client.phase = IDLE
             client.arm(idle_s)
             try:
+                if not buf and client.served and lanes is not None:
+                    lane = client.lane
+                    if lane is None:
+                        lane = client.lane = Lane(lanes, client)
+                    if await lane.park() != NONE:
+                        keep = await self._resume(client, lane)
+                        if not keep:
+                            return
+                        continue
                 if not buf and not await io.fill(wait=client.served):
                     return  # keep-alive connection closed (or idle, by the deadline)
                 idx = buf.find(b"\r\n\r\n")
@@ -283,7 +310,7 @@ class Router:
                     raw = got
                 client.now = trio.current_time()
                 client.req = req = parse_request_head(raw)
-                client.phase = _LOCAL
+                client.phase = LOCAL
                 keep = await self._handle(client, req)
                 client.served = True
             except BadRequest as exc:
@@ -300,12 +327,12 @@ class Router:
         addr = ipaddress.ip_address(peer_ip)
         return any(addr in net for net in self._config.trusted_proxies)
 
-    async def _read_request_head(self, client: _Client) -> bytes | None:
+    async def _read_request_head(self, client: Client) -> bytes | None:
         io = client.io
         buf = io.buf
         if not buf and not await io.fill(wait=client.served):
             return None  # keep-alive connection closed (or idle, by the deadline)
-        client.phase = _HEAD
+        client.phase = HEAD
         limit = self._config.max_header_bytes
         start = 0
         waited = False
@@ -348,7 +375,60 @@ class Router:
         req._f.route = route
         return route
 
-    async def _handle(self, client: _Client, req: RequestHead) -> bool:
+    async def _resume(self, client: Client, lane: Lane) -> bool:
+        """Carry on with what the lane handed over (see ``Lane``); True keeps the connection."""
+        state = lane.state
+        req = lane.req
+        conn = lane.conn
+        unsent = lane.unsent
+        route = lane.route
+        upstream = lane.upstream
+        out_head = lane.out_head
+        reuse = lane.reuse
+        lane.take()
+        client.served = True
+        if state == SENDING:
+            assert conn is not None
+            try:
+                await client.io.send_all(unsent)
+            except BaseException:
+                conn.close()
+                raise
+            if reuse and not conn.buf:
+                self._pool.release(conn, client.now)
+            else:
+                conn.close()
+            return True
+        assert req is not None
+        assert route is not None
+        if state == STAGED:
+            return await self._forward(client, req, route, upstream)
+        assert state == SENT
+        assert conn is not None
+        assert upstream is not None
+        return await self._exchange(
+            client, req, upstream, out_head, True, False, sent_on=conn, unsent=unsent
+        )
+
+    def _upstream_head(self, client: Client, req: RequestHead, tokens: frozenset[bytes]) -> bytes:
+        """The head sent upstream for a request that is not a WebSocket upgrade."""
+        fields = req._f
+        if fields is client.tail_fields:
+            tail = client.tail
+        else:
+            tail = upstream_request_tail(
+                req,
+                tokens,
+                client_ip=client.ip,
+                proto=self._proto,
+                trusted=client.trusted,
+                websocket=False,
+            )
+            client.tail_fields = fields
+            client.tail = tail
+        return b"".join((req.method, b" ", req.target, b" ", req.version, tail))
+
+    async def _handle(self, client: Client, req: RequestHead) -> bool:
         self._metrics.requests += 1
         route = req._f.route
         if route is None or route[1] != req.version or route[0] is not self._config.base_domain:
@@ -378,26 +458,32 @@ class Router:
             return await self._local(
                 client, 503, b"preview resolver unavailable\n", local_keep, head_only
             )
+        return await self._forward(client, req, route, upstream)
+
+    async def _forward(
+        self, client: Client, req: RequestHead, route: Route, upstream: Upstream | None
+    ) -> bool:
+        """Send a resolved request upstream and relay the answer (True keeps the client)."""
+        _, _, _, body_len, tokens = route
+        client_ka = req.version == b"HTTP/1.1" and b"close" not in tokens
         if upstream is None:
+            local_keep = client_ka and body_len == 0
+            head_only = req.method == b"HEAD"
             return await self._local(client, 404, b"no such preview\n", local_keep, head_only)
         websocket = b"upgrade" in tokens and is_websocket_upgrade(req, tokens)
-        fields = req._f
-        if fields is client.tail_fields and not websocket:
-            tail = client.tail
-        else:
+        if websocket:
             tail = upstream_request_tail(
                 req,
                 tokens,
                 client_ip=client.ip,
                 proto=self._proto,
                 trusted=client.trusted,
-                websocket=websocket,
+                websocket=True,
             )
-            if not websocket:
-                client.tail_fields = fields
-                client.tail = tail
-        out_head = b"".join((req.method, b" ", req.target, b" ", req.version, tail))
-        client.phase = _UPSTREAM
+            out_head = b"".join((req.method, b" ", req.target, b" ", req.version, tail))
+        else:
+            out_head = self._upstream_head(client, req, tokens)
+        client.phase = UPSTREAM
         if body_len == 0:
             return await self._exchange(client, req, upstream, out_head, client_ka, websocket)
         buf = client.io.buf
@@ -427,7 +513,7 @@ class Router:
 
     async def _exchange(
         self,
-        client: _Client,
+        client: Client,
         req: RequestHead,
         upstream: Upstream,
         out_head: bytes,
@@ -435,23 +521,34 @@ class Router:
         websocket: bool,
         *,
         retry: bool = True,
+        sent_on: UpstreamConnection | None = None,
+        unsent: bytes | memoryview = b"",
     ) -> bool:
+        """Send ``out_head`` upstream and relay the answer (True keeps the client).
+
+        ``sent_on``: the head already went to this connection except ``unsent``.
+        """
         for attempt in (0, 1):
-            conn = self._pool.take_idle(upstream.key, client.now)
+            conn = sent_on
+            sent_on = None
             if conn is None:
-                conn = await self._acquire(upstream.key, client.now)
+                unsent = out_head
+                conn = self._pool.take_idle(upstream.key, client.now)
                 if conn is None:
-                    return await self._bad_gateway(client, req, client_ka)
+                    conn = await self._acquire(upstream.key, client.now)
+                    if conn is None:
+                        return await self._bad_gateway(client, req, client_ka)
             try:
                 try:
-                    await conn.send_all(out_head)
+                    if unsent:
+                        await conn.send_all(unsent)
                     # The answer cannot be there yet: wait for it, then parse it here when
                     # its head came in one read (the general reader is one await deeper).
                     buf = conn.buf
                     if not buf and not await conn.fill(wait=True):
                         raise _NoResponse
                     idx = buf.find(b"\r\n\r\n")
-                    if 0 <= idx <= _MAX_RESPONSE_HEAD:
+                    if 0 <= idx <= MAX_RESPONSE_HEAD:
                         resp = parse_response_head(bytes(buf[:idx]))
                         del buf[: idx + 4]
                     else:
@@ -471,7 +568,7 @@ class Router:
 
     async def _exchange_with_body(
         self,
-        client: _Client,
+        client: Client,
         req: RequestHead,
         upstream: Upstream,
         out_head: bytes,
@@ -512,7 +609,7 @@ class Router:
             idx = buf.find(b"\r\n\r\n", start)
             if idx >= 0:
                 break
-            if len(buf) > _MAX_RESPONSE_HEAD:
+            if len(buf) > MAX_RESPONSE_HEAD:
                 raise UpstreamProtocolError("response head too large")
             start = max(0, len(buf) - 3)
             if not await conn.fill(wait=wait):
@@ -525,7 +622,7 @@ class Router:
 
     async def _respond(
         self,
-        client: _Client,
+        client: Client,
         req: RequestHead,
         conn: UpstreamConnection,
         resp: ResponseHead,
@@ -540,7 +637,7 @@ class Router:
                 await stream.send_all(build_client_response(resp, close=False))
                 client.arm(self._idle_s)
                 resp = await self._read_response_head(conn)
-            client.phase = _RELAY
+            client.phase = RELAY
             if resp.status == 101:
                 if not websocket:
                     raise UpstreamProtocolError("unsolicited 101")
@@ -576,7 +673,7 @@ class Router:
                 conn.close()
 
     async def _relay_response_body(
-        self, client: _Client, conn: UpstreamConnection, framing: int, head: bytes
+        self, client: Client, conn: UpstreamConnection, framing: int, head: bytes
     ) -> None:
         buf = conn.buf
         dst = client.io
@@ -609,7 +706,7 @@ class Router:
                 client.arm(idle_s)
                 await dst.send_all(data)
 
-    async def _tunnel(self, client: _Client, conn: UpstreamConnection, resp: ResponseHead) -> None:
+    async def _tunnel(self, client: Client, conn: UpstreamConnection, resp: ResponseHead) -> None:
         client.arm(self._idle_s)
         head = build_client_response(resp, close=False, upgrade=True)
         await client.io.send_all(head + conn.buf)
@@ -633,7 +730,7 @@ class Router:
 
     async def _local(
         self,
-        client: _Client,
+        client: Client,
         status: int,
         body: bytes,
         keep: bool,
@@ -652,7 +749,7 @@ class Router:
         await client.io.send_all(response)
         return keep
 
-    async def _bad_gateway(self, client: _Client, req: RequestHead, keep: bool) -> bool:
+    async def _bad_gateway(self, client: Client, req: RequestHead, keep: bool) -> bool:
         self._metrics.upstream_errors += 1
         html = any(b"text/html" in v for v in req.values(b"accept"))
         self._metrics.response(502)
@@ -665,6 +762,6 @@ class Router:
             head_only=req.method == b"HEAD",
             extra=b"Retry-After: 2\r\n",
         )
-        client.phase = _LOCAL
+        client.phase = LOCAL
         await client.io.send_all(response)
         return keep

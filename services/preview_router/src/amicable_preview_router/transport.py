@@ -86,8 +86,9 @@ class Transport:
         # takes the data does not report it, so without this the reader would park forever.)
         self.ended = False
         # With a poller: called (synchronously, in the poller's task) instead of waking the
-        # parked waiter when the socket reports readable; True means it handled the event
-        # and the waiter stays parked. Set only while the owner waits (see tunnel.py).
+        # parked waiter when the socket reports readable (also at end of stream, which the
+        # hook checks in ``ended``); True means it handled the event and the waiter stays
+        # parked. Set only while the owner waits (see tunnel.py, lane.py).
         self.on_readable: Callable[[], bool] | None = None
 
     async def wait_readable(self) -> None:
@@ -266,9 +267,11 @@ class Poller:
     of stream (``EPOLLRDHUP``/``EPOLLHUP``/``EPOLLERR``) sets :attr:`Transport.ended` for good:
     when it arrives with the last data there is one edge for both.
 
-    A transport whose task is parked may offer an :attr:`Transport.on_readable` hook: the
-    poller calls it right here, without a task switch, and wakes the task only when the hook
-    returns False. WebSocket tunnels relay small frames this way (see ``tunnel.py``).
+    A transport may offer an :attr:`Transport.on_readable` hook: the poller calls it right
+    here (after recording ``ready`` and ``ended``), without a task switch, and wakes the
+    parked task only when the hook returns False. WebSocket tunnels relay small frames this
+    way (``tunnel.py``), and keep-alive HTTP requests are served this way (``lane.py``, whose
+    upstream hook runs while no task waits on that socket).
     """
 
     _EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
@@ -311,11 +314,11 @@ class Poller:
                     transport.ready = True
                     if events & ended:
                         transport.ended = True
+                    hook = transport.on_readable
+                    if hook is not None and hook():
+                        continue  # handled in place; the task stays parked
                     waiter = transport.waiter
                     if waiter is not None:
-                        hook = transport.on_readable
-                        if hook is not None and not transport.ended and hook():
-                            continue  # handled in place; the task stays parked
                         transport.waiter = None
                         reschedule(waiter)
         finally:

@@ -60,6 +60,8 @@ class _Relay:
 
     def on_readable(self) -> bool:
         """Relay one read from the poller; False wakes the pump task (see module docs)."""
+        if self.src.ended:
+            return False  # end of stream (or an error): the task sees it and ends the tunnel
         self.src.ready = False
         try:
             data = self.sock.recv(_RECV)
