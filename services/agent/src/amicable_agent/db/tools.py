@@ -278,6 +278,16 @@ def create_table_sql(schema: str, table: str, columns: tuple[Column, ...]) -> st
     return f"CREATE TABLE IF NOT EXISTS {qualified(schema, table)} ({', '.join(defs)});"
 
 
+def truncate_table_sql(schema: str, table: str) -> str:
+    """``TRUNCATE TABLE`` of ``schema.table`` (validated names)."""
+    return f"TRUNCATE TABLE {qualified(schema, table)};"
+
+
+def drop_table_sql(schema: str, table: str) -> str:
+    """``DROP TABLE IF EXISTS … CASCADE`` of ``schema.table`` (validated names)."""
+    return f"DROP TABLE IF EXISTS {qualified(schema, table)} CASCADE;"
+
+
 def root_fields(table: str) -> tuple[str, ...]:
     """The GraphQL root fields the app uses for ``table`` (the DB proxy maps them into the
     app's schema, see :mod:`.rewrite`)."""
@@ -400,15 +410,13 @@ class AppDbTools:
     async def _truncate(self, table: str) -> DbToolResult:
         if not await self._exists(table):
             return DbToolResult(f"Error: table {table} does not exist", True)
-        await self.client.run_sql(f"TRUNCATE TABLE {qualified(self.schema, table)};")
+        await self.client.run_sql(truncate_table_sql(self.schema, table))
         return DbToolResult(f"Emptied table {table}: all its rows were deleted.")
 
     async def _drop(self, table: str) -> DbToolResult:
         existed = await self._exists(table)
         await self.provisioner.untrack_table(self.app_id, table)
-        await self.client.run_sql(
-            f"DROP TABLE IF EXISTS {qualified(self.schema, table)} CASCADE;", cascade=True
-        )
+        await self.client.run_sql(drop_table_sql(self.schema, table), cascade=True)
         if not existed:
             return DbToolResult(f"Table {table} did not exist; nothing to drop.")
         return DbToolResult(f"Dropped table {table} and its data.")
