@@ -4,7 +4,10 @@ resolver, against a real agent server."""
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -140,6 +143,34 @@ async def test_sandbox_file_api(api: Any) -> None:
         r = await c.put(base + "/write", json={"path": path, "content": "x"})
         assert (r.status_code, r.json()["error"]) == (status, code), path
     unknown = await c.get(f"/api/sandbox/{uuid.uuid4()}/ls")
+    assert unknown.status_code == 404
+
+
+async def test_project_download(api: Any) -> None:
+    c = api.client
+    made = (await c.post("/api/projects", json={"name": "Todo App"})).json()
+    pid = made["project_id"]
+    ws = api.workspaces / sandbox_id_for(pid)
+    await c.post(
+        f"/api/sandbox/{pid}/create", json={"path": "src/App.tsx", "kind": "file", "content": "v1"}
+    )
+    (ws / "node_modules" / "react").mkdir(parents=True)
+    (ws / "node_modules" / "react" / "index.js").write_text("x")
+    (ws / ".env.local").write_text("SECRET=1")
+    zipped = await c.get(f"/api/sandbox/{pid}/download")
+    assert zipped.status_code == 200
+    assert zipped.headers["content-type"] == "application/zip"
+    assert zipped.headers["content-disposition"] == 'attachment; filename="todo-app.zip"'
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as zf:
+        assert zf.namelist() == ["src/App.tsx"]
+        assert zf.read("src/App.tsx") == b"v1"
+    tgz = await c.get(f"/api/sandbox/{pid}/download", params={"format": "tar.gz"})
+    assert tgz.headers["content-disposition"] == 'attachment; filename="todo-app.tar.gz"'
+    with tarfile.open(fileobj=io.BytesIO(tgz.content), mode="r:gz") as tar:
+        assert tar.getnames() == ["src/App.tsx"]
+    bad = await c.get(f"/api/sandbox/{pid}/download", params={"format": "rar"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
+    unknown = await c.get(f"/api/sandbox/{uuid.uuid4()}/download")
     assert unknown.status_code == 404
 
 

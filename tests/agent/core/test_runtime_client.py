@@ -7,12 +7,15 @@ exact; one test runs the real sandbox runtime.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import sys
+import tarfile
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from pathlib import Path
 
 import attrs
@@ -344,3 +347,31 @@ async def test_a_post_is_never_sent_twice_but_a_get_is_retried(script: Script) -
     assert exc.value.code == "unreachable"
     assert [s.method for s in script.seen] == ["GET", "POST", "GET", "GET", "GET"]
     assert sum(s.target == "/v1/exec" for s in script.seen) == 1
+
+
+async def test_real_runtime_archive_streams_zip_and_tar(real_runtime_url: str) -> None:
+    big = os.urandom(700_000)  # several chunks
+    async with open_runtime_client(real_runtime_url, TOKEN) as client:
+        await client.write_file("src/App.tsx", b"app\n")
+        await client.write_file("assets/big.bin", big)
+        await client.write_file(".env", b"SECRET=1\n")
+        archives: dict[str, bytes] = {}
+        for fmt in ("zip", "tar.gz"):
+            async with aclosing(client.archive(fmt)) as chunks:
+                parts = [chunk async for chunk in chunks]
+            assert len(parts) > 1
+            archives[fmt] = b"".join(parts)
+        # leaving a stream early closes it; the client keeps working
+        async with aclosing(client.archive("zip")) as chunks:
+            await anext(chunks)
+        assert (await client.read_file("src/App.tsx"))[0] == b"app\n"
+        with pytest.raises(RuntimeClientError) as bad:
+            async with aclosing(client.archive("rar")) as chunks:
+                await anext(chunks)
+    assert (bad.value.status, bad.value.code) == (400, "invalid_request")
+    with zipfile.ZipFile(io.BytesIO(archives["zip"])) as zf:
+        assert zf.read("src/App.tsx") == b"app\n"
+        assert zf.read("assets/big.bin") == big
+        assert ".env" not in zf.namelist()
+    with tarfile.open(fileobj=io.BytesIO(archives["tar.gz"]), mode="r:gz") as tar:
+        assert tar.extractfile("assets/big.bin").read() == big  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -19,6 +20,7 @@ from .errors import RuntimeClientError, SandboxError
 from .http_util import HttpError, json_object, optional_str
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from contextlib import AbstractAsyncContextManager
 
     from .state import AppState
@@ -197,3 +199,39 @@ async def rm(project_id: str) -> Response:
             if exc.status != 404:
                 raise _translate(exc) from exc
     return jsonify({"path": path})
+
+
+#: ``format`` query value -> (media type, file name suffix) of a project download.
+DOWNLOAD_FORMATS = {"zip": ("application/zip", "zip"), "tar.gz": ("application/gzip", "tar.gz")}
+
+
+@bp.get("/api/sandbox/<project_id>/download")
+async def download(project_id: str) -> Response:
+    """``?format=zip|tar.gz`` (default zip): the project's files as an attachment named after
+    its slug, streamed from the sandbox. Dependencies, VCS data, build output, ``.env*`` and
+    caches are left out (the runtime's default archive excludes)."""
+    fmt = request.args.get("format", "zip")
+    if fmt not in DOWNLOAD_FORMATS:
+        raise HttpError(400, "invalid_request", "format must be zip or tar.gz")
+    project = await project_or_404(project_id)
+    async with AsyncExitStack() as stack:
+        runtime = await stack.enter_async_context(await _runtime(project_id))
+        chunks = await stack.enter_async_context(aclosing(runtime.archive(fmt)))
+        try:
+            first = await anext(chunks, b"")
+        except RuntimeClientError as exc:
+            raise _translate(exc) from exc
+        owned = stack.pop_all()  # the body's generator closes the runtime and the stream
+
+    async def body() -> AsyncIterator[bytes]:
+        async with owned:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+
+    media, suffix = DOWNLOAD_FORMATS[fmt]
+    response = Response(body(), mimetype=media)
+    response.headers["Content-Disposition"] = f'attachment; filename="{project.slug}.{suffix}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

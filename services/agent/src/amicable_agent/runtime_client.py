@@ -51,10 +51,10 @@ from wsproto.events import (
 )
 
 from .errors import RuntimeClientError
-from .lean_http import LeanTransport
+from .lean_http import BODY, LeanTransport
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
     from .sandboxes import SandboxHandle
 
@@ -285,6 +285,67 @@ class HttpRuntimeClient:
             ExecRequest(command, cwd, env, timeout_s),
             (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S,
         )
+
+    # --- archive ------------------------------------------------------------------------
+
+    async def archive(
+        self,
+        fmt: str = "tar.gz",
+        *,
+        excludes: Sequence[str] = (),
+        default_excludes: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
+        """The workspace as a streamed ``tar.gz`` or ``zip`` (``GET /v1/archive``).
+
+        An error answer raises :class:`RuntimeClientError` before the first chunk. Each read
+        has the client's deadline; use with ``aclosing`` (leaving early closes the
+        connection).
+        """
+        query: list[tuple[str, str]] = [("format", fmt)]
+        if not default_excludes:
+            query.append(("no_default_excludes", "1"))
+        query += [("exclude", p) for p in excludes]
+        headers = {"Accept-Encoding": "identity"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        limit = self._timeout_s
+        request = httpx2.Request(
+            "GET",
+            f"{self._base_url}/v1/archive?{urlencode(query)}",
+            headers=headers,
+            extensions={"timeout": {"connect": limit, "read": limit, "write": limit}},
+        )
+        try:
+            with trio.fail_after(limit):
+                response = await self._transport.handle_async_request(request)
+        except trio.TooSlowError as exc:
+            raise RuntimeClientError(0, "timeout", f"GET /v1/archive took over {limit}s") from exc
+        except httpx2.HTTPError as exc:
+            raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+        body = response.extensions[BODY]
+        try:
+            if response.status_code >= 400:
+                raw = b""
+                async for chunk in body:
+                    raw += chunk
+                    if len(raw) > 65536:  # an error body is a small JSON object
+                        break
+                try:
+                    err = json.loads(raw)
+                except ValueError:
+                    err = None
+                if isinstance(err, dict) and isinstance(err.get("error"), str):
+                    raise RuntimeClientError(
+                        response.status_code, err["error"], str(err.get("detail") or "")
+                    )
+                raise RuntimeClientError(response.status_code, "http_error", raw[:500].decode())
+            try:
+                async for chunk in body:
+                    yield chunk
+            except httpx2.HTTPError as exc:
+                raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            await body.aclose()
 
     # --- dev server ---------------------------------------------------------------------
 

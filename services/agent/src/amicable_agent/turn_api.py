@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
     from amicable_protocol.messages import (
         HistoryEntry,
@@ -106,6 +106,16 @@ class RuntimeClient(Protocol):
 
         Must be used as ``async with aclosing(...)`` or fully consumed; leaving it early
         kills the process group.
+        """
+        ...
+
+    def archive(
+        self, fmt: str = "tar.gz", *, excludes: Sequence[str] = (), default_excludes: bool = True
+    ) -> AsyncGenerator[bytes, None]:
+        """The workspace as a streamed ``tar.gz`` or ``zip``; use with ``aclosing``.
+
+        ``default_excludes`` leaves out dependencies, VCS data, build output, ``.env*`` and
+        caches; ``excludes`` adds glob patterns (an entry's name or its relative path).
         """
         ...
 

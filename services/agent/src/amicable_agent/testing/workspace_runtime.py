@@ -11,11 +11,14 @@ import codecs
 import contextlib
 import fnmatch
 import hashlib
+import io
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,8 +41,41 @@ from amicable_protocol.runtime import (
 
 from amicable_agent.errors import RuntimeClientError
 
+#: The sandbox runtime's default archive excludes.
+ARCHIVE_DEFAULT_EXCLUDES = ("node_modules", ".git", "dist", "build", ".env*", ".cache", ".vite")
+
+
+def _build_archive(root: Path, fmt: str, patterns: Sequence[str]) -> bytes:
+    buf = io.BytesIO()
+
+    def skipped(rel: str) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
+
+    entries: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        rel_dir = base.relative_to(root).as_posix()
+        dirnames[:] = sorted(
+            d for d in dirnames if not skipped(f"{rel_dir}/{d}".removeprefix("./"))
+        )
+        for name in sorted(filenames):
+            rel = f"{rel_dir}/{name}".removeprefix("./")
+            if not skipped(rel):
+                entries.append((rel, base / name))
+    if fmt == "zip":
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for rel, path in entries:
+                zf.write(path, rel)
+    else:
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for rel, path in entries:
+                tar.add(path, rel, recursive=False)
+    return buf.getvalue()
+
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 _SKIP_DIRS = {"node_modules", ".git"}
 
@@ -338,3 +374,14 @@ class WorkspaceRuntime:
     async def preview_logs(self, tail: int = 200) -> PreviewLogs:
         await trio.lowlevel.checkpoint()
         return PreviewLogs(tuple(self.preview_log_lines[-tail:]))
+
+    async def archive(
+        self, fmt: str = "tar.gz", *, excludes: Sequence[str] = (), default_excludes: bool = True
+    ) -> AsyncGenerator[bytes, None]:
+        """The tree as ``tar.gz`` or ``zip`` (built whole in a thread, yielded in chunks)."""
+        if fmt not in ("tar.gz", "zip"):
+            raise RuntimeClientError(400, "invalid_request", f"unknown format {fmt!r}")
+        patterns = (*(ARCHIVE_DEFAULT_EXCLUDES if default_excludes else ()), *excludes)
+        data = await trio.to_thread.run_sync(_build_archive, self.root, fmt, patterns)
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start : start + 64 * 1024]
