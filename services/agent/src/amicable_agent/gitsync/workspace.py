@@ -13,11 +13,10 @@ import fnmatch
 import json
 import logging
 import tarfile
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import httpx
 import trio
 
 from amicable_agent.errors import RuntimeClientError
@@ -150,35 +149,28 @@ class Workspace(Protocol):
 class RuntimeWorkspace:
     """A :class:`Workspace` over the sandbox runtime API. Create with :func:`open_workspace`."""
 
-    def __init__(self, runtime: RuntimeClient, http: httpx.AsyncClient) -> None:
+    def __init__(self, runtime: RuntimeClient) -> None:
         self._runtime = runtime
-        self._http = http
 
     async def download_tree(self, dest: Path, patterns: Sequence[str]) -> list[str]:
         archive = dest.parent / (dest.name + ".tar.gz")
-        params = httpx.QueryParams(
-            {"no_default_excludes": "1", "exclude": runtime_excludes(patterns)}
+        chunks = self._runtime.archive(
+            "tar.gz", excludes=runtime_excludes(patterns), default_excludes=False
         )
         size = 0
         try:
             with trio.fail_after(ARCHIVE_TIMEOUT_S):
-                async with self._http.stream("GET", "/v1/archive", params=params) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise GitSyncError(
-                            "sandbox_unavailable",
-                            f"the sandbox refused its archive ({response.status_code})",
-                        )
-                    async with await trio.open_file(archive, "wb") as out:
-                        async for chunk in response.aiter_bytes():
-                            size += len(chunk)
-                            if size > MAX_ARCHIVE_BYTES:
-                                raise GitSyncError("workspace_too_large", "over 512 MiB")
-                            await out.write(chunk)
+                async with aclosing(chunks), await trio.open_file(archive, "wb") as out:
+                    async for chunk in chunks:
+                        size += len(chunk)
+                        if size > MAX_ARCHIVE_BYTES:
+                            raise GitSyncError("workspace_too_large", "over 512 MiB")
+                        await out.write(chunk)
         except trio.TooSlowError as exc:
             raise GitSyncError("sandbox_unavailable", "the archive took too long") from exc
-        except httpx.HTTPError as exc:
-            raise GitSyncError("sandbox_unavailable", type(exc).__name__) from exc
+        except RuntimeClientError as exc:
+            detail = f"the sandbox refused its archive ({exc.status})" if exc.status else str(exc)
+            raise GitSyncError("sandbox_unavailable", detail) from exc
         try:
             return await trio.to_thread.run_sync(extract_tree, archive, dest, patterns)
         except (tarfile.TarError, OSError, EOFError) as exc:
@@ -212,14 +204,5 @@ class RuntimeWorkspace:
 @asynccontextmanager
 async def open_workspace(handle: SandboxHandle) -> AsyncIterator[RuntimeWorkspace]:
     """A :class:`Workspace` of the sandbox behind ``handle`` for the duration of the block."""
-    headers = {"authorization": f"Bearer {handle.runtime_token}"} if handle.runtime_token else {}
-    async with (
-        open_runtime_client(handle.runtime_url, handle.runtime_token) as runtime,
-        httpx.AsyncClient(
-            base_url=handle.runtime_url,
-            headers=headers,
-            timeout=httpx.Timeout(None),
-            trust_env=False,
-        ) as http,
-    ):
-        yield RuntimeWorkspace(runtime, http)
+    async with open_runtime_client(handle.runtime_url, handle.runtime_token) as runtime:
+        yield RuntimeWorkspace(runtime)
