@@ -107,3 +107,8 @@ export function sandboxFs(projectId: string) {
 }
 
 export type SandboxFs = ReturnType<typeof sandboxFs>;
+
+/** Where the browser downloads a project's files (dependencies, build output and .env* left out). */
+export function downloadUrl(projectId: string, format: "zip" | "tar.gz" = "zip"): string {
+  return `${editorConfig().httpUrl}/api/sandbox/${encodeURIComponent(projectId)}/download?format=${format}`;
+}

@@ -1,12 +1,13 @@
 /** The editor of one project: chat on the right, preview or code on the left. */
 import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
-import { ApiError, projectsApi, type ProjectSummary } from "../api/http";
+import { ApiError, downloadUrl, projectsApi, type ProjectSummary } from "../api/http";
 import type { ContentBlock, UiContext } from "../protocol/messages";
 import { useSession } from "../state/useSession";
 import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
 import { DEVICE_SIZES, PreviewPane, type Device } from "../components/PreviewPane";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
+import { DownloadIcon } from "../components/Icons";
 
 interface Props {
   slug: string;
@@ -148,6 +149,18 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           </button>
         </nav>
         <div className="topbar-right">
+          {project && (
+            <a
+              className="icon-btn"
+              href={downloadUrl(project.project_id)}
+              download
+              data-testid="download"
+              title="Download the project's files (.zip)"
+              aria-label="Download the project's files"
+            >
+              <DownloadIcon />
+            </a>
+          )}
           <ThemeToggle theme={theme} onToggle={onToggleTheme} />
         </div>
       </header>

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import uuid
+import zipfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,17 @@ def test_full_flow_against_amicable_up(browser: Any, real_stack: RealStack) -> N
         assert (workspace / "src" / "App.tsx").read_text() == HAND_EDIT
         page.get_by_test_id("tab-preview").click()
         expect(title).to_have_text("Edited by hand", timeout=PREVIEW_TIMEOUT_MS)
+
+        # Download the project's files: a zip named after the slug, without node_modules.
+        with page.expect_download() as download_info:
+            page.get_by_test_id("download").click()
+        download = download_info.value
+        assert download.suggested_filename == "real-stack.zip"
+        with zipfile.ZipFile(download.path()) as zf:
+            names = zf.namelist()
+            assert zf.read("src/App.tsx").decode() == HAND_EDIT
+        assert "package.json" in names
+        assert not [n for n in names if n.startswith("node_modules/")]
 
         # Approve, then reject, a command the agent wants to run.
         send(page, "please approve: run a command")
