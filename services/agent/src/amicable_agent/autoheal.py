@@ -115,7 +115,10 @@ def build_prompt(error: RuntimeErrorInfo, log_tail: list[str] | None = None) -> 
 
 def _hint(error: RuntimeErrorInfo) -> str | None:
     if error.kind == "graphql_error" and "not found in type" in error.message:
-        return "a table or field is missing; create it before querying it."
+        return (
+            "a table or field is missing in the app's database; create it with the "
+            "db_create_table tool (not with SQL files) before querying it."
+        )
     if error.kind == "console_error":
         return "this was logged with console.error; check the component that logs it."
     if error.kind == "runtime_bridge_missing":
