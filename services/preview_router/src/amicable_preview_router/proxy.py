@@ -140,6 +140,12 @@ class Client:
         if deadline < self.deadline or deadline - self.deadline > 1.0:
             self.deadline = self.scope.deadline = deadline
 
+    def arm_at(self, now: float, seconds: float) -> None:
+        """:meth:`arm` with the caller's recent reading of the clock."""
+        deadline = now + seconds
+        if deadline < self.deadline or deadline - self.deadline > 1.0:
+            self.deadline = self.scope.deadline = deadline
+
     def disarm(self) -> None:
         """No deadline (an upgraded connection keeps its own)."""
         self.deadline = self.scope.deadline = math.inf
