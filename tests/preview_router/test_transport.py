@@ -187,3 +187,42 @@ async def test_end_of_stream_that_came_with_the_last_data_is_not_missed(
             assert transport.buf == b"bye"
             assert not await transport.fill(wait=True)
     transport.close()
+
+
+async def test_a_hook_runs_without_a_parked_task_and_sees_the_end_of_stream(
+    poller: Poller,
+) -> None:
+    # The keep-alive lane's upstream hook runs while no task waits on that socket; it must
+    # also be called for the end of stream (with ``ended`` already set), or an answer that
+    # comes with the upstream's FIN would never be handled.
+    transport, peer = _pair(poller)
+    seen: list[tuple[bytes, bool]] = []
+
+    def hook() -> bool:
+        transport.ready = False
+        try:
+            data = transport.sock.recv(100)
+        except BlockingIOError:
+            data = b"<nothing>"
+        seen.append((data, transport.ended))
+        return True
+
+    transport.on_readable = hook
+    with peer:
+        await trio.testing.wait_all_tasks_blocked()
+        seen.clear()  # registration may report the socket once
+        peer.send(b"hello")
+        with trio.fail_after(5):
+            while not seen:
+                await trio.testing.wait_all_tasks_blocked()
+                await trio.sleep(0.001)
+        assert seen == [(b"hello", False)]
+        peer.send(b"bye")
+        peer.shutdown(socket.SHUT_WR)
+        with trio.fail_after(5):
+            while not seen[-1][1]:
+                await trio.sleep(0.001)
+        assert b"".join(d for d, _ in seen[1:] if d != b"<nothing>") == b"bye"
+        assert transport.waiter is None
+    transport.on_readable = None
+    transport.close()
