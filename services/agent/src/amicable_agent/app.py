@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from quart import Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 
-from . import api_git, api_projects, api_sandbox, resolver
+from . import api_checkpoints, api_git, api_projects, api_sandbox, resolver
 from .db.http import answer_db_request
 from .errors import StoreUnavailable
 from .http_util import HttpError
@@ -61,6 +61,7 @@ def create_public_app(state: AppState) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
     app.register_blueprint(api_projects.bp)
     app.register_blueprint(api_sandbox.bp)
+    app.register_blueprint(api_checkpoints.bp)
     api_git.init_app(app, state.git_sync)
     config = state.config
 

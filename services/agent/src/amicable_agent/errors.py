@@ -10,8 +10,12 @@ Exception tree::
     │                                (``status``, ``code``, ``detail`` from its error body)
     ├── HasuraError                  Hasura answered with an error or not at all
     │                                (``status`` 0 = unreachable/timeout, ``code``, ``detail``)
-    └── StoreUnavailable             the projects store (PostgreSQL) cannot be reached or
-                                     failed in the middle of a call
+    ├── StoreUnavailable             the projects store (PostgreSQL) cannot be reached or
+    │                                failed in the middle of a call
+    ├── TurnRunning                  the project's session has a turn running or queued
+    └── CheckpointError              a checkpoint (git in the sandbox) operation failed
+                                     (``code``: ``not_found``, ``git_unavailable``,
+                                     ``git_failed``)
 """
 
 from __future__ import annotations
@@ -61,3 +65,21 @@ class HasuraError(AgentError):
 
 class StoreUnavailable(AgentError):
     """The projects store cannot be reached (or dropped the connection mid-call)."""
+
+
+class TurnRunning(AgentError):
+    """The project's session has a turn running or queued (the request must wait for it)."""
+
+
+class CheckpointError(AgentError):
+    """A checkpoint operation in the sandbox failed.
+
+    ``code`` is ``not_found`` (no such checkpoint), ``git_unavailable`` (git is not
+    installed in the sandbox) or ``git_failed`` (git answered with an error; ``detail``
+    holds its message).
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail

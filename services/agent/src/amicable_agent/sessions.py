@@ -36,8 +36,9 @@ from amicable_protocol.messages import (
     encode_server_message,
 )
 
+from .checkpoints import Checkpoints
 from .db import AppDatabase
-from .errors import AgentError, SandboxProvisionError
+from .errors import AgentError, SandboxProvisionError, TurnRunning
 from .gitsync import GitSync, TurnObserver, message_callbacks, prepare_sandbox, sync_after_turn
 from .sandboxes import SandboxBackend, SandboxHandle, sandbox_id_for
 from .store import Store
@@ -59,6 +60,8 @@ MODEL_NOT_CONFIGURED = (
 )
 #: How often an attached session refreshes its sandbox's idle clock.
 KEEPALIVE_INTERVAL_S = 60.0
+#: Deadline of the checkpoint taken after each turn (best effort).
+CHECKPOINT_TIMEOUT_S = 30.0
 HITL_PENDING = "HITL approval pending. Approve/reject the pending tool call to continue."
 
 
@@ -283,6 +286,9 @@ class Session:
         self._db_info: AppDbInfo | None = None
         self._app_db: AppDbTools | None = None
         self._observer: TurnObserver | None = None
+        # Held while a job (turn + its checkpoint + GitLab sync) runs, and by a restore.
+        self._turn_lock = trio.Lock()
+        self._checkpoints_ready = False
 
     # --- SessionHost ------------------------------------------------------------------
 
@@ -608,38 +614,90 @@ class Session:
             # repository gets the template as its baseline (best effort, never raises).
             await prepare_sandbox(git_sync, self._project, self._handle)
         async for job in self._jobs_recv:
-            self._queued -= 1
-            if engine is None:  # pragma: no cover - submit() never queues then
-                continue
-            outcome = "finished"
-            if git_sync is not None:
-                self._observer = TurnObserver(_turn_title(job))
-            with trio.CancelScope() as scope:
-                self._turn_scope = scope
-                self._poke()
-                await self._record(job.kind, "started")
-                try:
-                    await self._run_job(engine, job)
-                except AgentError as exc:
-                    outcome = "failed"
-                    await self.send(
-                        MessageType.ERROR, ErrorData(error="turn_failed", detail=str(exc))
-                    )
-                except Exception as exc:
-                    outcome = "failed"
-                    log.exception("turn failed in session %s", self._session_id)
-                    await self.send(
-                        MessageType.ERROR,
-                        ErrorData(error="turn_failed", detail=type(exc).__name__),
-                    )
-            if scope.cancelled_caught:
-                outcome = "cancelled"
-            self._turn_scope = None
+            async with self._turn_lock:
+                await self._serve_job(engine, git_sync, job)
+
+    async def _serve_job(
+        self, engine: TurnEngine | None, git_sync: GitSync | None, job: _Job
+    ) -> None:
+        """One queued job: the turn, then its checkpoint, then the GitLab sync."""
+        self._queued -= 1
+        if engine is None:  # pragma: no cover - submit() never queues then
+            return
+        if not self._checkpoints_ready:  # the baseline must not include the first turn
+            self._checkpoints_ready = await self._checkpoint(None)
+        outcome = "finished"
+        if git_sync is not None:
+            self._observer = TurnObserver(_turn_title(job))
+        with trio.CancelScope() as scope:
+            self._turn_scope = scope
             self._poke()
-            await self._record(job.kind, outcome)
-            observer, self._observer = self._observer, None
-            if git_sync is not None and observer is not None:
-                await self._sync_to_git(git_sync, observer, outcome)
+            await self._record(job.kind, "started")
+            try:
+                await self._run_job(engine, job)
+            except AgentError as exc:
+                outcome = "failed"
+                await self.send(MessageType.ERROR, ErrorData(error="turn_failed", detail=str(exc)))
+            except Exception as exc:
+                outcome = "failed"
+                log.exception("turn failed in session %s", self._session_id)
+                await self.send(
+                    MessageType.ERROR,
+                    ErrorData(error="turn_failed", detail=type(exc).__name__),
+                )
+        if scope.cancelled_caught:
+            outcome = "cancelled"
+        self._turn_scope = None
+        self._poke()
+        await self._record(job.kind, outcome)
+        await self._checkpoint(_turn_title(job))
+        observer, self._observer = self._observer, None
+        if git_sync is not None and observer is not None:
+            await self._sync_to_git(git_sync, observer, outcome)
+
+    async def _checkpoint(self, title: str | None) -> bool:
+        """Commit what the turn changed as a checkpoint (``title`` None: only make sure the
+        repository and its baseline exist). Best effort and bounded: a failure is logged and
+        returns False, never raises."""
+        runtime = self._runtime
+        if runtime is None:
+            return False
+        with trio.move_on_after(CHECKPOINT_TIMEOUT_S):
+            try:
+                checkpoints = Checkpoints(runtime, timeout_s=CHECKPOINT_TIMEOUT_S)
+                if title is None:
+                    await checkpoints.ensure()
+                else:
+                    await checkpoints.create(title)
+            except Exception as exc:
+                log.warning("checkpoint of session %s failed: %s", self._session_id, exc)
+                return False
+            return True
+        log.warning("checkpoint of session %s timed out", self._session_id)
+        return False
+
+    @asynccontextmanager
+    async def hold_turns(self, wait_s: float) -> AsyncIterator[None]:
+        """Keep turns from starting for the duration of the block (a restore).
+
+        Waits up to ``wait_s`` for a finishing turn's checkpoint/sync; turns submitted
+        meanwhile are queued and start after the block.
+
+        Raises:
+            TurnRunning: a turn is running or queued, or did not finish within ``wait_s``.
+        """
+        if self.turn_running:
+            raise TurnRunning("a turn is running")
+        with trio.move_on_after(wait_s) as waited:
+            await self._turn_lock.acquire()
+        if waited.cancelled_caught:
+            raise TurnRunning("the last turn is still finishing")
+        try:
+            if self.turn_running:  # a prompt arrived while we waited: it goes first
+                raise TurnRunning("a turn is queued")
+            yield
+        finally:
+            self._turn_lock.release()
 
     async def _sync_to_git(self, git_sync: GitSync, observer: TurnObserver, outcome: str) -> None:
         """Commit and push what the turn left in the sandbox (seed guide: after QA, best
@@ -760,6 +818,27 @@ class SessionManager:
         else:
             await self._deps.backend.touch(handle.sandbox_id)
         return self._deps.runtime_factory(handle)
+
+    def turn_running(self, session_id: str) -> bool:
+        """Whether the live session of ``session_id`` has a turn running or queued."""
+        session = self.get(session_id)
+        return session is not None and session.turn_running
+
+    @asynccontextmanager
+    async def hold_turns(self, session_id: str, *, wait_s: float) -> AsyncIterator[Session | None]:
+        """Keep the session's turns from starting during the block (see
+        :meth:`Session.hold_turns`); yields the live session, or None when there is none
+        (then no turn can run).
+
+        Raises:
+            TurnRunning: a turn is running or queued.
+        """
+        session = self.get(session_id)
+        if session is None:
+            yield None
+            return
+        async with session.hold_turns(wait_s):
+            yield session
 
     def close_session(self, session_id: str) -> None:
         """Close a session if it is live (project deleted)."""
