@@ -225,31 +225,35 @@ class Lane:
         if not data:
             io.ready = True
             return self._hand_over(NONE)
-        buf = io.buf
-        buf += data
-        if len(data) == _RECV:
-            io.ready = True  # more may be waiting (see Poller)
-            return self._hand_over(NONE)
-        return self._request(buf)
+        if len(data) == _RECV or io.buf:
+            io.ready = len(data) == _RECV  # more may be waiting (see Poller)
+            return self._give_back(data)
+        return self._request(data)
 
-    def _request(self, buf: bytearray) -> bool:
+    def _give_back(self, data: bytes) -> bool:
+        """Hand the bytes read to the task, which handles them from the start."""
+        self.io.buf += data
+        return self._hand_over(NONE)
+
+    def _request(self, data: bytes) -> bool:
+        # Works on the bytes of the read itself: the client's buffer is empty while it waits.
         shared = self.shared
-        idx = buf.find(b"\r\n\r\n")
+        idx = data.find(b"\r\n\r\n")
         # Exactly one complete head and nothing after it: no body bytes, no pipelining.
-        if idx <= 0 or idx + 4 != len(buf) or idx > shared.limit or buf[:2] == b"\r\n":
-            return self._hand_over(NONE)
+        if idx <= 0 or idx + 4 != len(data) or idx > shared.limit or data[:2] == b"\r\n":
+            return self._give_back(data)
         try:
-            req = parse_request_head(bytes(buf[:idx]))
+            req = parse_request_head(data[:idx])
         except BadRequest:
-            return self._hand_over(NONE)  # the task parses it again and answers the error
+            return self._give_back(data)  # the task parses it again and answers the error
         if req.method != b"GET" and req.method != b"HEAD":
-            return self._hand_over(NONE)
+            return self._give_back(data)
         route = req._f.route
         if route is None or route[1] != req.version or route[0] is not shared.base_domain:
             try:
                 route = shared.route(req)
             except BadRequest:
-                return self._hand_over(NONE)
+                return self._give_back(data)
         _, _, match, body_len, tokens = route
         if (
             body_len
@@ -258,15 +262,14 @@ class Lane:
             or b"close" in tokens
             or b"upgrade" in tokens
         ):
-            return self._hand_over(NONE)
+            return self._give_back(data)
         try:
             upstream = shared.resolver.cached(match)
         except ResolverError:
-            return self._hand_over(NONE)  # the task asks again and answers 503
+            return self._give_back(data)  # the task asks again and answers 503
         if upstream is Miss.MISS:
-            return self._hand_over(NONE)  # the task resolves (I/O)
+            return self._give_back(data)  # the task resolves (I/O)
         # Committed: from here on the request is this lane's (and counted once).
-        buf.clear()
         shared.metrics.requests += 1
         client = self.client
         now = self.clock()
@@ -330,33 +333,41 @@ class Lane:
             conn.ready = True
             return self._hand_over(SENT)
         buf = conn.buf
-        buf += data
         if len(data) == _RECV:
             conn.ready = True
+            buf += data
             return self._hand_over(SENT)  # large: the task streams it
-        idx = buf.find(b"\r\n\r\n")
+        if buf:  # the first part of the head came in an earlier read
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        # From here the answer is in ``data``; a hand-over puts it back into the buffer.
+        idx = data.find(b"\r\n\r\n")
         if idx < 0:
+            buf += data
             if len(buf) > MAX_RESPONSE_HEAD:
                 return self._hand_over(SENT)
             return True  # a partial head: wait for the rest here
         try:
-            resp = parse_response_head(bytes(buf[:idx]))
+            resp = parse_response_head(data[:idx])
         except UpstreamProtocolError:
+            buf += data
             return self._hand_over(SENT)
         req = self.req
         assert req is not None
         if resp.status < 200:
+            buf += data
             return self._hand_over(SENT)  # 1xx (and an unsolicited 101)
         try:
             framing = response_body_length(req.method, resp)
         except UpstreamProtocolError:
-            return self._hand_over(SENT)
-        if framing < 0 or framing != len(buf) - idx - 4:
+            framing = -3
+        if framing < 0 or framing != len(data) - idx - 4:
+            buf += data
             return self._hand_over(SENT)  # chunked, until close, not all here, or extra
         tokens = connection_tokens(resp)
         reuse = resp.version == b"HTTP/1.1" and b"close" not in tokens
-        out = build_client_response(resp, close=False, tokens=tokens) + buf[idx + 4 :]
-        buf.clear()
+        out = build_client_response(resp, close=False, tokens=tokens) + data[idx + 4 :]
         client = self.client
         client.phase = RELAY
         self.shared.metrics.responses[resp.status // 100] += 1
