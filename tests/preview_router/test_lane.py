@@ -3,6 +3,7 @@ the connection's task, against a scripted raw upstream and real loopback sockets
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -422,3 +423,39 @@ async def test_timeout_while_the_request_is_in_the_poller_gives_502_and_closes_u
     await lane_log.wait_for(lambda: raw.closed == 1)
     assert router.metrics.upstream_errors == 1
     assert router.metrics.responses[5] == 1
+
+
+async def test_a_request_forwarded_by_the_poller_carries_the_same_head_as_the_task_path(
+    router: RouterUnderTest, lane_log: LaneLog
+) -> None:
+    # The first request on a connection goes through the task; the next ones through the
+    # poller. Hop-by-hop headers, client-sent forwarding headers and the headers named in
+    # Connection are dropped the same way, and X-Forwarded-* are ours.
+    stream = await trio.open_tcp_stream("127.0.0.1", router.port)
+    request = (
+        f"GET /headers HTTP/1.1\r\nHost: app.{BASE}\r\nConnection: keep-alive, x-secret\r\n"
+        "X-Secret: 1\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n"
+        "Forwarded: for=6.6.6.6\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
+        "Proxy-Authorization: Basic eA==\r\nAccept: text/html\r\n\r\n"
+    ).encode()
+    bodies = []
+    async with stream:
+        client = Client(stream)
+        for _ in range(3):
+            in_flight = lane_log.in_flight
+            await stream.send_all(request)
+            status, _, body = await client.response()
+            assert status == 200
+            bodies.append(body)
+        assert lane_log.in_flight == in_flight + 1  # the poller sent the last one upstream
+    assert bodies[0] == bodies[1] == bodies[2]
+    names = [name for name, _ in json.loads(bodies[2])]
+    assert names == [
+        "host",
+        "accept",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+    ]
+    assert dict(json.loads(bodies[2]))["x-forwarded-for"] == "127.0.0.1"
+    assert dict(json.loads(bodies[2]))["x-forwarded-proto"] == "http"
