@@ -112,3 +112,29 @@ export type SandboxFs = ReturnType<typeof sandboxFs>;
 export function downloadUrl(projectId: string, format: "zip" | "tar.gz" = "zip"): string {
   return `${editorConfig().httpUrl}/api/sandbox/${encodeURIComponent(projectId)}/download?format=${format}`;
 }
+
+/** One checkpoint of a project's history (a commit in the sandbox's own git repository). */
+export interface Checkpoint {
+  sha: string;
+  title: string;
+  /** Unix time in seconds. */
+  created_at: number;
+  files_changed: number;
+}
+
+export interface RestoreResult {
+  checkpoint: Checkpoint;
+  restored_to: Checkpoint;
+  saved: Checkpoint | null;
+  changed_paths: string[];
+  dependencies: "unchanged" | "installed" | "failed";
+}
+
+/** The project's checkpoints (newest first) and restoring one. */
+export function checkpointsApi(projectId: string) {
+  const base = `/api/sandbox/${encodeURIComponent(projectId)}/checkpoints`;
+  return {
+    list: () => request<{ checkpoints: Checkpoint[] }>("GET", base).then((r) => r.checkpoints),
+    restore: (sha: string) => request<RestoreResult>("POST", `${base}/${encodeURIComponent(sha)}/restore`),
+  };
+}

@@ -91,6 +91,12 @@ export function ChatPanel({ session, onSend }: Props) {
               );
             case "error":
               return <ErrorBubble key={item.key} item={item} />;
+            case "notice":
+              return (
+                <div key={item.key} className="chat-notice muted small" role="status" data-testid="chat-notice">
+                  {item.text}
+                </div>
+              );
           }
         })}
         {state.hitl && (

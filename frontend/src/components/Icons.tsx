@@ -82,3 +82,9 @@ export const StopIcon = () => (
     <rect x="5" y="5" width="14" height="14" rx="2" fill="currentColor" />
   </Svg>
 );
+export const HistoryIcon = () => (
+  <Svg>
+    <path d="M3 12a9 9 0 1 0 3-6.7L3 8" />
+    <path d="M3 3v5h5M12 7v5l3 3" />
+  </Svg>
+);

@@ -7,7 +7,8 @@ import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
 import { DEVICE_SIZES, PreviewPane, type Device } from "../components/PreviewPane";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
-import { DownloadIcon } from "../components/Icons";
+import { DownloadIcon, HistoryIcon } from "../components/Icons";
+import { HistoryPanel } from "../components/HistoryPanel";
 
 interface Props {
   slug: string;
@@ -47,6 +48,13 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const session = useSession(project?.project_id);
   const { state, send, dispatch } = session;
   const initialPromptSent = useRef(false);
+  const [historyOpen, setHistoryOpen] = useState(false);
+  const closeHistory = useCallback(() => setHistoryOpen(false), []);
+  const restoreBlocked = state.hitl
+    ? "Approve or reject the pending action first."
+    : state.busy
+      ? "The agent is working; restore once its turn has finished."
+      : undefined;
 
   useEffect(() => {
     projectsApi
@@ -150,6 +158,17 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
         </nav>
         <div className="topbar-right">
           {project && (
+            <button
+              className="icon-btn"
+              onClick={() => setHistoryOpen(true)}
+              data-testid="history"
+              title="History: checkpoints of the project's files"
+              aria-label="History"
+            >
+              <HistoryIcon />
+            </button>
+          )}
+          {project && (
             <a
               className="icon-btn"
               href={downloadUrl(project.project_id)}
@@ -190,6 +209,14 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
         <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
         <ChatPanel session={session} onSend={sendPrompt} />
       </div>
+      {project && historyOpen && (
+        <HistoryPanel
+          projectId={project.project_id}
+          blockedReason={restoreBlocked}
+          version={state.historyVersion}
+          onClose={closeHistory}
+        />
+      )}
     </div>
   );
 }

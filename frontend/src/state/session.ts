@@ -15,6 +15,7 @@ import type {
 } from "../protocol/messages";
 import { parseAssistantText } from "./uiBlocks";
 import { describeError, type ErrorExplanation } from "./errors";
+import { restoreNotice, type RestoreNotice } from "./checkpoints";
 
 export type ToolStatus = "running" | "ok" | "error";
 
@@ -64,7 +65,14 @@ export interface ErrorItem {
   qaResults?: QaResult[];
 }
 
-export type ChatItem = AssistantItem | UserItem | ErrorItem;
+/** A line from the platform in the chat (e.g. "Project files restored to …"). */
+export interface NoticeItem {
+  kind: "notice";
+  key: string;
+  text: string;
+}
+
+export type ChatItem = AssistantItem | UserItem | ErrorItem | NoticeItem;
 
 export interface SessionState {
   init?: InitReply;
@@ -85,6 +93,8 @@ export interface SessionState {
   /** Public path -> how many times the agent wrote it (the code pane compares counters). */
   agentWrites: Record<string, number>;
   lastUsage?: Usage;
+  /** Bumped whenever the checkpoint list may have changed (a turn ended, a restore). */
+  historyVersion: number;
 }
 
 export const initialSession: SessionState = {
@@ -93,6 +103,7 @@ export const initialSession: SessionState = {
   cancelling: false,
   previewReloads: 0,
   agentWrites: {},
+  historyVersion: 0,
 };
 
 export type LocalAction =
@@ -252,6 +263,20 @@ function applyError(state: SessionState, key: string, data: ErrorData): SessionS
   return { ...state, items: [...state.items, item], cancelling: false };
 }
 
+/** The files were restored to a checkpoint: say so, reload the preview and changed files. */
+function applyRestore(state: SessionState, notice: RestoreNotice, id: string): SessionState {
+  const agentWrites = { ...state.agentWrites };
+  for (const path of notice.changedPaths) agentWrites[path] = (agentWrites[path] ?? 0) + 1;
+  const item: NoticeItem = { kind: "notice", key: `notice-${id}`, text: notice.text };
+  return {
+    ...state,
+    items: [...state.items, item],
+    agentWrites,
+    previewReloads: state.previewReloads + 1,
+    historyVersion: state.historyVersion + 1,
+  };
+}
+
 function applyServer(state: SessionState, msg: ServerMessage): SessionState {
   switch (msg.type) {
     case "init":
@@ -287,8 +312,10 @@ function applyServer(state: SessionState, msg: ServerMessage): SessionState {
     }
     case "update_file":
       return { ...state, statusLine: msg.data.text };
-    case "trace_event":
-      return applyTrace(state, msg.data, msg.timestamp);
+    case "trace_event": {
+      const notice = restoreNotice(msg.data);
+      return notice ? applyRestore(state, notice, msg.id) : applyTrace(state, msg.data, msg.timestamp);
+    }
     case "hitl_request":
       return { ...state, hitl: { interrupt_id: msg.data.interrupt_id, request: msg.data.request } };
     case "usage": {
@@ -317,6 +344,7 @@ function applyServer(state: SessionState, msg: ServerMessage): SessionState {
         turnKey: undefined,
         statusLine: undefined,
         previewReloads: state.previewReloads + 1,
+        historyVersion: state.historyVersion + 1,
       };
     }
     case "ping":

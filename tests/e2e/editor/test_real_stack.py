@@ -245,6 +245,26 @@ def test_full_flow_against_amicable_up(browser: Any, real_stack: RealStack) -> N
         assert "package.json" in names
         assert not [n for n in names if n.startswith("node_modules/")]
 
+        # History: restore the first turn's checkpoint; the hand edit is saved before.
+        first_turn = "Title: Hello from the real stack"
+        page.get_by_test_id("history").click()
+        history = page.get_by_test_id("history-panel")
+        checkpoints = history.get_by_test_id("checkpoint")
+        expect(checkpoints.first).to_contain_text(first_turn)
+        expect(checkpoints.last).to_contain_text("Project created")
+        checkpoints.first.get_by_test_id("checkpoint-restore").click()
+        page.get_by_test_id("restore-confirm").get_by_test_id("dialog-confirm").click()
+        expect(history.get_by_test_id("history-message")).to_contain_text(
+            f"Restored to “{first_turn}”"
+        )
+        expect(checkpoints.first).to_contain_text(f"Restored to: {first_turn}")
+        expect(checkpoints.nth(1)).to_contain_text("Changes before restore")
+        page.get_by_test_id("history-close").click()
+        expect(page.get_by_test_id("chat-notice").last).to_contain_text("restored")
+        expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
+        restored = (workspace / "src" / "App.tsx").read_text()
+        assert restored == APP.format(title="Hello from the real stack")
+
         # Approve, then reject, a command the agent wants to run.
         send(page, "please approve: run a command")
         panel = page.get_by_test_id("hitl-panel")

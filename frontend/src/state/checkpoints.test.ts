@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { decodeServerFrame, type ServerMessage } from "../protocol/messages";
+import { filesChanged, historyErrorMessage, relativeTime, restoreNotice } from "./checkpoints";
+import { initialSession, reduce, type SessionState } from "./session";
+
+const SID = "0b7e6c2a-5d1f-4c8e-9a3b-2f6d8e1c4a70";
+
+function msg(type: string, data: object, id: string): ServerMessage {
+  const decoded = decodeServerFrame(JSON.stringify({ id, type, data, timestamp: 1000, session_id: SID }));
+  if (!decoded) throw new Error(`not a server message: ${type}`);
+  return decoded;
+}
+
+function run(messages: ServerMessage[], start: SessionState = initialSession): SessionState {
+  return messages.reduce((s, m) => reduce(s, { type: "server", msg: m }), start);
+}
+
+const checkpoint = (sha: string, title: string) => ({ sha, title, created_at: 1, files_changed: 1 });
+
+const RESTORED = msg(
+  "trace_event",
+  {
+    phase: "post_tool_use",
+    tool_name: "restore_checkpoint",
+    input: { sha: "a".repeat(40) },
+    output: {
+      checkpoint: checkpoint("b".repeat(40), "Restored to: Make it blue"),
+      restored_to: checkpoint("a".repeat(40), "Make it blue"),
+      saved: null,
+      changed_paths: ["/src/App.tsx", "/src/Extra.tsx"],
+      dependencies: "unchanged",
+    },
+    text: "[The user restored the project files to checkpoint aaaaaaa: Make it blue]",
+  },
+  "t1",
+);
+
+describe("relative times and labels", () => {
+  const now = 1_700_000_000_000;
+  it("says how long ago", () => {
+    expect(relativeTime(now / 1000 - 10, now)).toBe("just now");
+    expect(relativeTime(now / 1000 + 30, now)).toBe("just now");
+    expect(relativeTime(now / 1000 - 60, now)).toBe("1 minute ago");
+    expect(relativeTime(now / 1000 - 50 * 60, now)).toBe("50 minutes ago");
+    expect(relativeTime(now / 1000 - 3 * 3600, now)).toBe("3 hours ago");
+    expect(relativeTime(now / 1000 - 86_400, now)).toBe("1 day ago");
+    expect(relativeTime(now / 1000 - 30 * 86_400, now)).toBe(new Date(now - 30 * 86_400_000).toLocaleDateString());
+  });
+
+  it("counts files and explains errors", () => {
+    expect(filesChanged(0)).toBe("no file changes");
+    expect(filesChanged(1)).toBe("1 file changed");
+    expect(filesChanged(4)).toBe("4 files changed");
+    expect(historyErrorMessage("turn_running")).toMatch(/agent is working/);
+    expect(historyErrorMessage("git_unavailable", "no git here")).toBe("no git here");
+    expect(historyErrorMessage("http_500")).toBe("Something went wrong (http_500).");
+  });
+});
+
+describe("a restore announced by the agent", () => {
+  it("is recognised only for the restore tool", () => {
+    expect(restoreNotice({ phase: "post_tool_use", tool_name: "write_file" })).toBeUndefined();
+    expect(restoreNotice({ phase: "post_tool_use", tool_name: "restore_checkpoint", output: "junk" })).toEqual({
+      text: "Project files restored to an earlier checkpoint.",
+      changedPaths: [],
+    });
+  });
+
+  it("adds a chat notice, reloads the preview and the changed files, refreshes the history", () => {
+    const before: SessionState = { ...initialSession, agentWrites: { "/src/App.tsx": 2 } };
+    const after = run([RESTORED], before);
+    expect(after.items).toEqual([
+      { kind: "notice", key: "notice-t1", text: "Project files restored to “Make it blue”." },
+    ]);
+    expect(after.previewReloads).toBe(1);
+    expect(after.historyVersion).toBe(1);
+    expect(after.agentWrites).toEqual({ "/src/App.tsx": 3, "/src/Extra.tsx": 1 });
+    expect(after.busy).toBe(false);
+  });
+
+  it("a finished turn refreshes the history too", () => {
+    const after = run([msg("update_in_progress", {}, "u1"), msg("update_completed", {}, "u2")]);
+    expect(after.historyVersion).toBe(1);
+  });
+});

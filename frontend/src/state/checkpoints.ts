@@ -1,0 +1,70 @@
+/**
+ * Pure helpers of the History panel and the chat notice of a restore: relative times,
+ * readable errors, and the `trace_event` the agent broadcasts after a restore.
+ */
+import type { TraceEvent } from "../protocol/messages";
+
+/** `tool_name` of the `trace_event` announcing a restore. */
+export const RESTORE_TRACE_TOOL = "restore_checkpoint";
+
+/** "just now", "5 minutes ago", "3 hours ago", "2 days ago", or a date for older ones. */
+export function relativeTime(unixSeconds: number, nowMs: number = Date.now()): string {
+  const seconds = Math.max(0, Math.round(nowMs / 1000 - unixSeconds));
+  const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? "" : "s"} ago`;
+  if (seconds < 45) return "just now";
+  if (seconds < 3600) return plural(Math.max(1, Math.round(seconds / 60)), "minute");
+  if (seconds < 86_400) return plural(Math.round(seconds / 3600), "hour");
+  if (seconds < 7 * 86_400) return plural(Math.round(seconds / 86_400), "day");
+  return new Date(unixSeconds * 1000).toLocaleDateString();
+}
+
+/** "1 file changed" / "3 files changed" / "no file changes". */
+export function filesChanged(n: number): string {
+  if (n === 0) return "no file changes";
+  return `${n} file${n === 1 ? "" : "s"} changed`;
+}
+
+/** A sentence for a failed history request (by the API's error code). */
+export function historyErrorMessage(code: string, detail?: string): string {
+  switch (code) {
+    case "turn_running":
+      return "The agent is working. Restore once its turn has finished.";
+    case "hitl_pending":
+      return "Approve or reject the pending action first, then restore.";
+    case "not_found":
+      return "That checkpoint no longer exists. Reload the list and pick another one.";
+    case "git_unavailable":
+      return detail ?? "Checkpoints need git in the sandbox, and it is not installed there.";
+    case "sandbox_unavailable":
+    case "sandbox_timeout":
+      return "The project's workspace is not available right now. Try again in a moment.";
+    default:
+      return detail ? `Something went wrong: ${detail}` : `Something went wrong (${code}).`;
+  }
+}
+
+/** What a restore announcement carries (undefined if the event is not one). */
+export interface RestoreNotice {
+  text: string;
+  changedPaths: string[];
+}
+
+export function restoreNotice(event: TraceEvent): RestoreNotice | undefined {
+  if (event.tool_name !== RESTORE_TRACE_TOOL) return undefined;
+  const out = (typeof event.output === "object" && event.output !== null ? event.output : {}) as Record<
+    string,
+    unknown
+  >;
+  const target = (typeof out.restored_to === "object" && out.restored_to !== null ? out.restored_to : {}) as Record<
+    string,
+    unknown
+  >;
+  const title = typeof target.title === "string" ? target.title : "";
+  const paths = Array.isArray(out.changed_paths)
+    ? out.changed_paths.filter((p): p is string => typeof p === "string")
+    : [];
+  return {
+    text: title ? `Project files restored to “${title}”.` : "Project files restored to an earlier checkpoint.",
+    changedPaths: paths,
+  };
+}
