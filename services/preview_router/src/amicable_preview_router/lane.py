@@ -275,7 +275,7 @@ class Lane:
         now = self.clock()
         client.now = now
         client.req = req
-        client.phase = UPSTREAM
+        client.phase = LOCAL
         client.arm_at(now, shared.idle_s)
         self.req = req
         self.route = route
@@ -299,6 +299,7 @@ class Lane:
                 conn.close()
                 return self._hand_over(STAGED)
         self.conn = conn
+        client.phase = UPSTREAM  # a deadline from here on means 502
         try:
             sent = conn.sock.send(out_head)
         except BlockingIOError:
