@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from amicable_agent.checkpoints import Checkpoints
 from amicable_agent.config import AgentConfig
 from amicable_agent.sandboxes import SandboxHandle
 from amicable_agent.server import serve
@@ -158,3 +159,27 @@ async def test_turns_leave_checkpoints_and_a_restore_goes_back(
         assert json.loads((workspace / "package.json").read_text())["name"] == "demo"
         assert (await c.post(f"{base}/{body['checkpoint']['sha']}/restore")).status_code == 200
         assert (workspace / "src" / "App.tsx").read_text() == "one\n"
+
+
+async def test_checkpoints_over_the_real_runtime(real_runtime: Any, workspace: Path) -> None:
+    (workspace / "node_modules" / "lib").mkdir(parents=True)
+    (workspace / "node_modules" / "lib" / "index.js").write_text("lib\n")
+    cps = Checkpoints(real_runtime)
+    await cps.ensure()
+    (workspace / "src" / "App.tsx").write_text("changed\n")
+    (workspace / "src" / "New.tsx").write_text("new\n")
+    made = await cps.create("Change it")
+    assert made is not None
+    assert made.files_changed == 2
+    [_, baseline] = await cps.list()
+    assert baseline.title == "Project created"
+    result = await cps.restore(baseline.sha)
+    assert sorted(result.changed_paths) == ["/src/App.tsx", "/src/New.tsx"]
+    assert "Hi" in (workspace / "src" / "App.tsx").read_text()
+    assert not (workspace / "src" / "New.tsx").exists()
+    assert (workspace / "node_modules" / "lib" / "index.js").exists()
+    assert [c.title for c in await cps.list()] == [
+        "Restored to: Project created",
+        "Change it",
+        "Project created",
+    ]

@@ -259,6 +259,7 @@ def test_full_flow_against_amicable_up(browser: Any, real_stack: RealStack) -> N
         )
         expect(checkpoints.first).to_contain_text(f"Restored to: {first_turn}")
         expect(checkpoints.nth(1)).to_contain_text("Changes before restore")
+        screenshot(page, "real-stack-history")
         page.get_by_test_id("history-close").click()
         expect(page.get_by_test_id("chat-notice").last).to_contain_text("restored")
         expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
