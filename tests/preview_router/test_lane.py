@@ -461,3 +461,34 @@ async def test_a_request_forwarded_by_the_poller_carries_the_same_head_as_the_ta
     ]
     assert dict(json.loads(bodies[2]))["x-forwarded-for"] == "127.0.0.1"
     assert dict(json.loads(bodies[2]))["x-forwarded-proto"] == "http"
+
+
+@pytest.mark.parametrize("side", ["client", "upstream"])
+async def test_a_bug_in_the_lane_ends_only_that_connection(
+    router: RouterUnderTest,
+    raw: RawUpstream,
+    lane_log: LaneLog,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    side: str,
+) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", router.port)
+    client = Client(stream)
+    assert (await client.get("/small?a"))[2] == b"ok /small?a"  # the task; then the lane waits
+
+    def bug(self: Lane) -> bool:
+        raise RuntimeError("a bug in the lane")
+
+    monkeypatch.setattr(Lane, f"_{side}_readable", bug)
+    await client.send("GET", "/small?b")
+    with trio.fail_after(10), pytest.raises((EOFError, trio.BrokenResourceError)):
+        await client.response()  # the router closed this connection instead of crashing
+    await stream.aclose()
+    assert "the keep-alive lane failed" in caplog.text
+    monkeypatch.undo()
+    # the worker (and its poller) still serve other connections
+    again = Client(await trio.open_tcp_stream("127.0.0.1", router.port))
+    async with again.stream:
+        assert (await again.get("/small?c"))[2] == b"ok /small?c"
+        assert (await again.get("/small?d"))[2] == b"ok /small?d"
+    await lane_log.wait_for(lambda: router.metrics.connections_open == 0)

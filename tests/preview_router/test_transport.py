@@ -226,3 +226,40 @@ async def test_a_hook_runs_without_a_parked_task_and_sees_the_end_of_stream(
         assert transport.waiter is None
     transport.on_readable = None
     transport.close()
+
+
+async def test_a_failing_hook_closes_only_its_own_connection(
+    poller: Poller, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken, broken_peer = _pair(poller)
+    healthy, healthy_peer = _pair(poller)
+
+    def bug() -> bool:
+        raise RuntimeError("a bug in an in-poller path")
+
+    failed: list[BaseException] = []
+
+    async def reader() -> None:
+        try:
+            await broken.wait_readable()
+        except trio.ClosedResourceError as exc:
+            failed.append(exc)
+
+    with broken_peer, healthy_peer:
+        await trio.testing.wait_all_tasks_blocked()
+        broken.ready = healthy.ready = False  # as after a recv that found nothing
+        broken.on_readable = bug
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert broken.waiter is not None  # parked
+            broken_peer.send(b"x")
+        assert broken.closed
+        assert failed  # its parked task woke to a closed transport
+        assert "a readiness hook failed" in caplog.text
+        # the poller still serves the other connection
+        healthy_peer.send(b"still here")
+        with trio.fail_after(5):
+            await healthy.wait_readable()
+        assert healthy.sock.recv(100) == b"still here"
+    healthy.close()

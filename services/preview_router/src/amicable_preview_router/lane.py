@@ -27,6 +27,7 @@ timeout or a cancellation wakes the parked task, which closes the upstream conne
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import trio
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from .pool import UpstreamConnection, UpstreamPool
     from .proxy import Client
     from .resolver import Resolver, Upstream
+
+log = logging.getLogger(__name__)
 
 _RECV = 65536
 MAX_RESPONSE_HEAD = 64 * 1024
@@ -204,6 +207,32 @@ class Lane:
 
     def on_client_readable(self) -> bool:
         """The client socket reported readable (called by the poller; True = handled)."""
+        try:
+            return self._client_readable()
+        except Exception:
+            return self._fail()
+
+    def on_upstream_readable(self) -> bool:
+        """The upstream socket reported readable (called by the poller; True = handled)."""
+        try:
+            return self._upstream_readable()
+        except Exception:
+            return self._fail()
+
+    def _fail(self) -> bool:
+        """A bug in the in-poller path: end this connection only, never the poller (which
+        serves every other connection of the worker). The parked task wakes to a closed
+        transport and finishes the connection."""
+        log.exception("the keep-alive lane failed; closing this client connection")
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.on_readable = None
+            conn.close()
+        self.io.on_readable = None
+        self.io.close()
+        return True
+
+    def _client_readable(self) -> bool:
         io = self.io
         if self.conn is not None:
             # A request is in flight: leave whatever comes next (a pipelined request) in the
@@ -315,8 +344,7 @@ class Lane:
 
     # --- upstream side ----------------------------------------------------------------------
 
-    def on_upstream_readable(self) -> bool:
-        """The upstream socket reported readable (called by the poller; True = handled)."""
+    def _upstream_readable(self) -> bool:
         conn = self.conn
         if conn is None:
             return True  # pragma: no cover - the hook is removed with the connection

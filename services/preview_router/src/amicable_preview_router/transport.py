@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import select
 import socket
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from trio.lowlevel import RaiseCancelT, Task
+
+log = logging.getLogger(__name__)
 
 _RECV = 65536
 _YIELD_EVERY = 16
@@ -315,8 +318,18 @@ class Poller:
                     if events & ended:
                         transport.ended = True
                     hook = transport.on_readable
-                    if hook is not None and hook():
-                        continue  # handled in place; the task stays parked
+                    if hook is not None:
+                        try:
+                            handled = hook()
+                        except Exception:
+                            # A bug in one connection's hook must not stop the poller, which
+                            # serves every connection of this worker: end that one only.
+                            log.exception("a readiness hook failed; closing its connection")
+                            transport.on_readable = None
+                            transport.close()
+                            continue
+                        if handled:
+                            continue  # handled in place; the task stays parked
                     waiter = transport.waiter
                     if waiter is not None:
                         transport.waiter = None
