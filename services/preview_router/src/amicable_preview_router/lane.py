@@ -47,11 +47,11 @@ from .routing import HostKind
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .client import Client
     from .config import RouterConfig
     from .http1 import RequestHead, Route
     from .metrics import Metrics
     from .pool import UpstreamConnection, UpstreamPool
-    from .proxy import Client
     from .resolver import Resolver, Upstream
 
 log = logging.getLogger(__name__)

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import trio
 
+from .client import Client, RequestBody, relay_chunked
 from .errors import BadRequest, ResolverError, RouterError, UpstreamProtocolError
 from .http1 import (
     CHUNKED,
     UNTIL_CLOSE,
-    ChunkedScanner,
     RequestHead,
     ResponseHead,
     Route,
@@ -92,126 +91,6 @@ _PLAIN_502 = b"502 Bad Gateway: the preview's dev server is not reachable (start
 
 class _NoResponse(Exception):
     """The upstream closed before sending a single byte (retryable on a reused connection)."""
-
-
-class Client:
-    """Per-connection state: the client stream, its deadline scope and its current phase."""
-
-    __slots__ = (
-        "deadline",
-        "io",
-        "ip",
-        "lane",
-        "now",
-        "peer_ip",
-        "phase",
-        "req",
-        "scope",
-        "served",
-        "tail",
-        "tail_fields",
-        "trusted",
-    )
-
-    def __init__(self, io: Transport, peer_ip: str, trusted: bool) -> None:
-        self.io = io
-        self.peer_ip = peer_ip
-        self.ip = peer_ip.encode()
-        self.trusted = trusted
-        # The upstream head after the request line for the field block seen last (a
-        # keep-alive client usually repeats its block): reused while the block is the same.
-        self.tail_fields: object = None
-        self.tail = b""
-        self.scope = trio.CancelScope()
-        self.deadline = math.inf
-        self.now = 0.0  # trio.current_time() when the current request head arrived
-        self.phase = IDLE
-        self.req: RequestHead | None = None
-        self.served = False  # a response was sent: the next request cannot be here yet
-        self.lane: Lane | None = None  # made when the connection first waits for a request
-
-    def arm(self, seconds: float) -> None:
-        """Let the next wait last at most ``seconds`` (give or take one second).
-
-        Moving a deadline later by less than a second is skipped: timeouts get a one-second
-        granularity and a request costs one or two deadline updates instead of a dozen.
-        """
-        deadline = trio.current_time() + seconds
-        if deadline < self.deadline or deadline - self.deadline > 1.0:
-            self.deadline = self.scope.deadline = deadline
-
-    def arm_at(self, now: float, seconds: float) -> None:
-        """:meth:`arm` with the caller's recent reading of the clock."""
-        deadline = now + seconds
-        if deadline < self.deadline or deadline - self.deadline > 1.0:
-            self.deadline = self.scope.deadline = deadline
-
-    def disarm(self) -> None:
-        """No deadline (an upgraded connection keeps its own)."""
-        self.deadline = self.scope.deadline = math.inf
-
-
-class _RequestBody:
-    """Relays a request body from the client to the upstream (runs as its own task)."""
-
-    def __init__(self, client: Client, conn: UpstreamConnection, length: int) -> None:
-        self.client = client
-        self.conn = conn
-        self.length = length
-        self.done = False
-
-    async def relay(self, idle_s: float, on_failure: trio.CancelScope) -> None:
-        try:
-            if self.length == CHUNKED:
-                error = BadRequest(400, "bad chunk")
-                await _relay_chunked(self.client.io, self.conn, self.client, idle_s, error)
-            else:
-                await _relay_exact(self.client, self.conn, self.length, idle_s)
-            self.done = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, RouterError):
-            on_failure.cancel()
-
-
-async def _relay_exact(client: Client, dst: Transport, length: int, idle_s: float) -> None:
-    src = client.io
-    first = min(length, len(src.buf))
-    if first:
-        client.arm(idle_s)
-        await dst.send_all(bytes(src.buf[:first]))
-        del src.buf[:first]
-    remaining = length - first
-    while remaining:
-        client.arm(idle_s)
-        data = await src.receive_some(min(remaining, _RECV))
-        if not data:
-            raise UpstreamProtocolError("body ended early")
-        remaining -= len(data)
-        client.arm(idle_s)
-        await dst.send_all(data)
-
-
-async def _relay_chunked(
-    src: Transport,
-    dst: Transport,
-    client: Client,
-    idle_s: float,
-    error: Exception,
-    prefix: bytes = b"",
-) -> None:
-    scanner = ChunkedScanner()
-    buf = src.buf
-    while True:
-        consumed, done = scanner.scan(buf, error)
-        if consumed or prefix:
-            client.arm(idle_s)
-            await dst.send_all(prefix + buf[:consumed])
-            del buf[:consumed]
-            prefix = b""
-        if done:
-            return
-        client.arm(idle_s)
-        if not await src.fill():
-            raise UpstreamProtocolError("chunked body ended early")
 
 
 class Router:
@@ -589,7 +468,7 @@ class Router:
                 await conn.send_all(out_head)
             except trio.BrokenResourceError:
                 return await self._bad_gateway(client, req, False)
-            body = _RequestBody(client, conn, body_len)
+            body = RequestBody(client, conn, body_len)
             keep = False
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(body.relay, self._idle_s, nursery.cancel_scope)
@@ -634,7 +513,7 @@ class Router:
         resp: ResponseHead,
         client_ka: bool,
         websocket: bool,
-        body: _RequestBody | None,
+        body: RequestBody | None,
     ) -> bool:
         released = False
         stream = client.io
@@ -699,7 +578,7 @@ class Router:
                 await dst.send_all(data)
         elif framing == CHUNKED:
             error = UpstreamProtocolError("malformed chunked response body")
-            await _relay_chunked(conn, dst, client, idle_s, error, prefix=head)
+            await relay_chunked(conn, dst, client, idle_s, error, prefix=head)
         else:
             client.arm(idle_s)
             await dst.send_all(head + buf)
