@@ -11,7 +11,9 @@ and, added later, the same ping-pong driven by a Node client (``ws_client.js``; 
 ``--no-ws-node-client``). The Python client spends more CPU per message than the echo server
 and the router together, and on 2 cores it competes with both in the routed run only, so
 that row mostly measures the client; the Node row leaves more of the machine to the relay.
-Both are printed; the target (>= 0.5x direct) applies to each.
+Both are printed; the target (>= 0.5x direct) applies to each. As a reference, nginx
+configured as the seed's router relays the same WebSocket ping-pong in both rows ("via
+nginx"): what a C relay reaches on the same machine under the same sharing of the cores.
 
 Fairness: every proxy under test gets the same worker count (nginx ``worker_processes`` =
 ``--workers``); the upstream nginx has one worker in every configuration; nothing is pinned,
@@ -318,12 +320,23 @@ async def one_round(args: argparse.Namespace) -> Round:
                 await start(
                     inner, [*router_cmd, "--workers", str(args.workers)], ws_router, env=env_ws
                 )
+                # Reference: nginx as the seed configures it, relaying the same WebSocket.
+                ws_nginx = free_port()
+                conf = nginx_conf(
+                    prefix,
+                    "wsrelay",
+                    SEED_BODY.format(port=ws_nginx, upstream=ws_port),
+                    args.workers,
+                )
+                await start(inner, [nginx, "-p", str(prefix), "-c", str(conf)], ws_nginx)
                 n, d = args.ws_connections, args.duration
                 ws["python direct"] = await ws_bench(ws_port, n, d)
                 ws["python routed"] = await ws_bench(ws_router, n, d)
+                ws["python nginx"] = await ws_bench(ws_nginx, n, d)
                 if args.ws_node_client:
                     ws["node direct"] = await ws_bench_node(ws_port, n, d)
                     ws["node routed"] = await ws_bench_node(ws_router, n, d)
+                    ws["node nginx"] = await ws_bench_node(ws_nginx, n, d)
                 inner.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
     finally:
@@ -345,6 +358,8 @@ def _ratios(rnd: Round) -> dict[str, float]:
         if f"{client} direct" in ws:
             direct, routed = ws[f"{client} direct"][0], ws[f"{client} routed"][0]
             ratios[key] = routed / direct if direct else float("nan")
+            nginx = ws[f"{client} nginx"][0]
+            ratios[f"{key} (nginx)"] = nginx / direct if direct else float("nan")
     return ratios
 
 
@@ -366,9 +381,12 @@ def print_round(args: argparse.Namespace, rnd: Round) -> None:
         if key not in r:
             continue
         direct, routed = ws[f"{client} direct"], ws[f"{client} routed"]
+        nginx = ws[f"{client} nginx"]
         print(f"  {client} client, direct      {direct[0]:10.0f} msg/s  p99 {direct[1]:.2f} ms")
         print(f"  {client} client, via router  {routed[0]:10.0f} msg/s  p99 {routed[1]:.2f} ms")
-        print(f"  {client} client: relay vs direct {r[key]:.2f}x  (target >= 0.5x)")
+        print(f"  {client} client, via nginx   {nginx[0]:10.0f} msg/s  p99 {nginx[1]:.2f} ms")
+        print(f"  {client} client: relay vs direct {r[key]:.2f}x  (target >= 0.5x); "
+              f"nginx (reference) {r[key + ' (nginx)']:.2f}x")  # fmt: skip
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -392,13 +410,15 @@ async def main(args: argparse.Namespace) -> None:
             "(c)/(b) req/s": ">= 0.5",
             "(c)/(b) p99": "<= 2.0",
             "ws relay/direct": ">= 0.5",
+            "ws relay/direct (nginx)": "reference",
             "ws relay/direct node": ">= 0.5",
+            "ws relay/direct node (nginx)": "reference",
         }
         for key, target in targets.items():
             if key not in ratios[0]:
                 continue
             value = statistics.median(r[key] for r in ratios)
-            print(f"  {key:16s} {value:.2f}x  (target {target}x)")
+            print(f"  {key:28s} {value:.2f}x  ({target})")
 
 
 def cli() -> None:
