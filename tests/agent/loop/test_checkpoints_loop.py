@@ -83,6 +83,9 @@ async def test_turns_leave_checkpoints_and_a_restore_goes_back(
     ):
         await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
         await ws_recv_until(ws, "init")
+        # The baseline is made while the session opens, before any prompt.
+        opened = (await c.get(base)).json()["checkpoints"]
+        assert [e["title"] for e in opened] == ["Project created"]
 
         fake.add(Reply([Text("One."), write("/src/App.tsx", "one\n")]), Reply([Text("Done.")]))
         await turn(ws, sid, "Make it one")

@@ -60,6 +60,8 @@ MODEL_NOT_CONFIGURED = (
 )
 #: How often an attached session refreshes its sandbox's idle clock.
 KEEPALIVE_INTERVAL_S = 60.0
+#: How long the INIT waits for the checkpoint baseline (a slow one is left to the turn).
+INIT_CHECKPOINT_S = 5.0
 #: Deadline of the checkpoint taken after each turn (best effort).
 CHECKPOINT_TIMEOUT_S = 30.0
 HITL_PENDING = "HITL approval pending. Approve/reject the pending tool call to continue."
@@ -467,12 +469,18 @@ class Session:
             if project.sandbox_id != handle.sandbox_id:
                 await deps.store.set_sandbox_id(project.project_id, handle.sandbox_id)
             self._runtime = await stack.enter_async_context(deps.runtime_factory(handle))
-            if deps.db is not None:  # never fails the session: no database this time
-                self._db_info = await deps.db.try_prepare_session(
-                    self._session_id, self._runtime, preview_url=deps.preview_url(project.slug)
-                )
-                if self._db_info is not None:
-                    self._app_db = deps.db.session_tools(self._session_id, self._db_info)
+            async with trio.open_nursery() as prepare:
+                if deps.git_sync is None:
+                    # The checkpoint baseline is the state the session opened with; made here
+                    # (beside the database) so the first prompt does not wait for git. With
+                    # GitLab sync it follows the restore from GitLab (turn worker).
+                    prepare.start_soon(self._prepare_checkpoints)
+                if deps.db is not None:  # never fails the session: no database this time
+                    self._db_info = await deps.db.try_prepare_session(
+                        self._session_id, self._runtime, preview_url=deps.preview_url(project.slug)
+                    )
+                    if self._db_info is not None:
+                        self._app_db = deps.db.session_tools(self._session_id, self._db_info)
             await self._stage("ready", "Workspace ready")
         except (SandboxProvisionError, trio.TooSlowError, AgentError, ValueError) as exc:
             reason = (
@@ -654,6 +662,12 @@ class Session:
         observer, self._observer = self._observer, None
         if git_sync is not None and observer is not None:
             await self._sync_to_git(git_sync, observer, outcome)
+
+    async def _prepare_checkpoints(self) -> None:
+        """The repository and its baseline, at most :data:`INIT_CHECKPOINT_S` of the INIT
+        (else the turn worker tries again before the first turn)."""
+        with trio.move_on_after(INIT_CHECKPOINT_S):
+            self._checkpoints_ready = await self._checkpoint(None)
 
     async def _checkpoint(self, title: str | None) -> bool:
         """Commit what the turn changed as a checkpoint (``title`` None: only make sure the
