@@ -39,6 +39,7 @@ from amicable_agent.qa import run_qa
 from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
 from amicable_agent.turns import Engine
 from amicable_protocol.messages import MessageType, ProjectInfo, UserData
+from amicable_protocol.runtime import ExecResult
 
 REPO = Path(__file__).resolve().parents[2]
 #: The fake API and the WebSocket clients run from this light module in their own
@@ -47,6 +48,23 @@ CHILDREN = Path(__file__).with_name("children.py")
 _host: contextvars.ContextVar[BenchHost] = contextvars.ContextVar("host")
 #: LoopSettings overrides from the command line (``--partial-interval``); empty = defaults.
 _overrides: dict[str, Any] = {}
+
+
+class RemoteLikeRuntime(WorkspaceRuntime):
+    """The in-process runtime, except that commands are not run here.
+
+    In the product every session's commands (the checkpoint's git, QA) run in its own
+    sandbox, reached over HTTP; the in-process runtime would run them as children of the
+    agent process, all 50 sessions in one directory, and charge their process management to
+    the agent. The streaming phase is about the agent's own work, so an exec answers at once
+    as a remote sandbox would (exit 0, no output): the checkpoint steps still happen, their
+    git work does not.
+    """
+
+    async def exec(self, command: str, **kwargs: Any) -> ExecResult:
+        await trio.lowlevel.checkpoint()
+        return ExecResult(exit_code=0, stdout="", stderr="", truncated=False,
+                          timed_out=False, duration_ms=0)  # fmt: skip
 
 
 class Store:
@@ -292,7 +310,7 @@ async def bench_websocket(
 
         @asynccontextmanager
         async def runtime_factory(handle: Any) -> Any:
-            yield WorkspaceRuntime(Path(tmp))
+            yield RemoteLikeRuntime(Path(tmp))
 
         async with trio.open_nursery() as nursery:
             url = await nursery.start(fake_process, deltas, interval_s)
