@@ -29,19 +29,14 @@ TOKEN = "s3cret-token"
 
 
 @attrs.define
-class H11Upstream:
-    """A small HTTP/1.1 server whose routes tests script; ``proceed`` paces streaming routes."""
+class LoopbackServer:
+    """A TCP server on a free loopback port that counts and tracks its connections;
+    subclasses answer one connection in :meth:`_serve_one` (its errors end only it)."""
 
     port: int = 0
     connections: int = 0
     closed: int = 0
     streams: set[trio.SocketStream] = attrs.Factory(set)
-    requests: list[dict[str, Any]] = attrs.Factory(list)
-    proceed_send: trio.MemorySendChannel[None] | None = None
-    proceed_recv: trio.MemoryReceiveChannel[None] | None = None
-
-    def __attrs_post_init__(self) -> None:
-        self.proceed_send, self.proceed_recv = trio.open_memory_channel[None](100)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -58,33 +53,51 @@ class H11Upstream:
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.connections += 1
         self.streams.add(stream)
-        conn = h11.Connection(h11.SERVER)
         try:
             async with stream:
-                while True:
-                    event = await self._next(conn, stream)
-                    if isinstance(event, (h11.ConnectionClosed, type(None))):
-                        return
-                    assert isinstance(event, h11.Request)
-                    self.requests.append(
-                        {
-                            "method": event.method.decode(),
-                            "target": event.target.decode(),
-                            "headers": [(k.decode(), v.decode()) for k, v in event.headers],
-                        }
-                    )
-                    await self._route(conn, stream, event)
-                    if conn.our_state is h11.MUST_CLOSE:
-                        return
-                    while conn.their_state is not h11.DONE:
-                        if isinstance(await self._next(conn, stream), h11.ConnectionClosed):
-                            return
-                    conn.start_next_cycle()
+                await self._serve_one(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
             return
         finally:
             self.streams.discard(stream)
             self.closed += 1
+
+    async def _serve_one(self, stream: trio.SocketStream) -> None:
+        raise NotImplementedError
+
+
+@attrs.define
+class H11Upstream(LoopbackServer):
+    """A small HTTP/1.1 server whose routes tests script; ``proceed`` paces streaming routes."""
+
+    requests: list[dict[str, Any]] = attrs.Factory(list)
+    proceed_send: trio.MemorySendChannel[None] | None = None
+    proceed_recv: trio.MemoryReceiveChannel[None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.proceed_send, self.proceed_recv = trio.open_memory_channel[None](100)
+
+    async def _serve_one(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = await self._next(conn, stream)
+            if isinstance(event, (h11.ConnectionClosed, type(None))):
+                return
+            assert isinstance(event, h11.Request)
+            self.requests.append(
+                {
+                    "method": event.method.decode(),
+                    "target": event.target.decode(),
+                    "headers": [(k.decode(), v.decode()) for k, v in event.headers],
+                }
+            )
+            await self._route(conn, stream, event)
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            while conn.their_state is not h11.DONE:
+                if isinstance(await self._next(conn, stream), h11.ConnectionClosed):
+                    return
+            conn.start_next_cycle()
 
     async def _next(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
         while True:

@@ -19,13 +19,13 @@ from amicable_preview_router.server import serve
 from amicable_preview_router.testing import FakeResolver
 from amicable_protocol.preview import PreviewResolution
 
-from .conftest import BASE, RouterUnderTest, make_config
+from .conftest import BASE, LoopbackServer, RouterUnderTest, make_config
 
 RAW = f"raw.{BASE}"
 
 
 @attrs.define
-class RawUpstream:
+class RawUpstream(LoopbackServer):
     """An HTTP/1.1 upstream written out byte by byte, so tests control how answers arrive.
 
     Routes: ``/small`` (Content-Length, one send), ``/upload`` (reads the body),
@@ -35,62 +35,37 @@ class RawUpstream:
     with ``Connection: close`` and closes).
     """
 
-    port: int = 0
-    connections: int = 0
-    closed: int = 0
     targets: list[bytes] = attrs.Factory(list)
-    streams: set[trio.SocketStream] = attrs.Factory(set)
     gate_send: trio.MemorySendChannel[None] = attrs.field(init=False)
     gate_recv: trio.MemoryReceiveChannel[None] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.gate_send, self.gate_recv = trio.open_memory_channel[None](100)
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, self._handle, listeners)
-            task_status.started(self.port)
-
-    async def close_all(self) -> None:
-        """Close every connection (as a dev server's keep-alive timeout would)."""
-        for stream in list(self.streams):
-            await stream.aclose()
-
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        self.connections += 1
-        self.streams.add(stream)
+    async def _serve_one(self, stream: trio.SocketStream) -> None:
         buf = b""
-        try:
-            async with stream:
-                while True:
-                    while b"\r\n\r\n" not in buf:
-                        data = await stream.receive_some(65536)
-                        if not data:
-                            return
-                        buf += data
-                    head, _, buf = buf.partition(b"\r\n\r\n")
-                    length = 0
-                    for line in head.split(b"\r\n")[1:]:
-                        name, _, value = line.partition(b":")
-                        if name.strip().lower() == b"content-length":
-                            length = int(value)
-                    while len(buf) < length:
-                        data = await stream.receive_some(65536)
-                        if not data:
-                            return
-                        buf += data
-                    body, buf = buf[:length], buf[length:]
-                    method, target, _ = head.split(b"\r\n")[0].split(b" ")
-                    self.targets.append(target)
-                    if not await self._answer(stream, method, target, body):
-                        return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        finally:
-            self.streams.discard(stream)
-            self.closed += 1
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buf) < length:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buf += data
+            body, buf = buf[:length], buf[length:]
+            method, target, _ = head.split(b"\r\n")[0].split(b" ")
+            self.targets.append(target)
+            if not await self._answer(stream, method, target, body):
+                return
 
     async def _answer(
         self, stream: trio.SocketStream, method: bytes, target: bytes, body: bytes

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 from amicable_agent.backends.local import LocalBackendConfig
 from amicable_agent.config import AgentConfig
+from amicable_agent.sandboxes import SandboxHandle
 from amicable_agent.server import ServerPorts, serve
 from amicable_agent.testing import FakeSandboxBackend, unused_runtime_factory
 from amicable_agent.testing.postgres import PostgresServer
+from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
 
 
 @attrs.define
@@ -158,3 +161,30 @@ def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session (tests take a database each)."""
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture
+async def api(agent_factory: Any, tmp_path: Path) -> AsyncIterator[Any]:
+    """A real agent server on a fake backend whose sandboxes are in-process runtimes over
+    ``tmp_path/ws/<sandbox id>``; ``.client`` is an httpx client, ``.workspaces`` the root."""
+    workspaces = tmp_path / "ws"
+
+    @asynccontextmanager
+    async def factory(handle: SandboxHandle) -> AsyncIterator[WorkspaceRuntime]:
+        root = workspaces / handle.sandbox_id
+        root.mkdir(parents=True, exist_ok=True)
+        await trio.lowlevel.checkpoint()
+        yield WorkspaceRuntime(root)
+
+    backend = FakeSandboxBackend(preview_upstream="http://127.0.0.1:41234")
+    async with (
+        agent_factory(
+            backend=backend,
+            runtime_factory=factory,
+            config={"preview_resolver_token": "sekrit"},
+        ) as running,
+        httpx.AsyncClient(base_url=running.http, trust_env=False) as client,
+    ):
+        running.client = client
+        running.workspaces = workspaces
+        yield running

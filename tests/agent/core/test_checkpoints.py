@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import trio
 from amicable_agent.checkpoints import (
     BASELINE_TITLE,
     SAVED_TITLE,
@@ -22,8 +18,7 @@ from amicable_agent.checkpoints import (
     valid_sha,
 )
 from amicable_agent.errors import CheckpointError
-from amicable_agent.sandboxes import SandboxHandle, sandbox_id_for
-from amicable_agent.testing import FakeSandboxBackend
+from amicable_agent.sandboxes import sandbox_id_for
 from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
 
 
@@ -191,26 +186,6 @@ async def test_without_git_the_error_says_so(
 
 
 # --- the HTTP API ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def api(agent_factory: Any, tmp_path: Path) -> AsyncIterator[Any]:
-    workspaces = tmp_path / "ws"
-
-    @asynccontextmanager
-    async def factory(handle: SandboxHandle) -> AsyncIterator[WorkspaceRuntime]:
-        root = workspaces / handle.sandbox_id
-        root.mkdir(parents=True, exist_ok=True)
-        await trio.lowlevel.checkpoint()
-        yield WorkspaceRuntime(root)
-
-    async with (
-        agent_factory(backend=FakeSandboxBackend(), runtime_factory=factory) as running,
-        httpx.AsyncClient(base_url=running.http, trust_env=False) as client,
-    ):
-        running.client = client
-        running.workspaces = workspaces
-        yield running
 
 
 async def test_checkpoints_api(api: Any) -> None:

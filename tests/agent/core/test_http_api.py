@@ -8,8 +8,6 @@ import io
 import tarfile
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +15,7 @@ import httpx
 import pytest
 import trio
 from amicable_agent.resolver import preview_label
-from amicable_agent.sandboxes import SandboxHandle, sandbox_id_for
-from amicable_agent.testing import FakeSandboxBackend
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
-
-
-@pytest.fixture
-async def api(agent_factory: Any, tmp_path: Path) -> AsyncIterator[Any]:
-    workspaces = tmp_path / "ws"
-
-    @asynccontextmanager
-    async def factory(handle: SandboxHandle) -> AsyncIterator[WorkspaceRuntime]:
-        root = workspaces / handle.sandbox_id
-        root.mkdir(parents=True, exist_ok=True)
-        await trio.lowlevel.checkpoint()
-        yield WorkspaceRuntime(root)
-
-    backend = FakeSandboxBackend(preview_upstream="http://127.0.0.1:41234")
-    async with (
-        agent_factory(
-            backend=backend,
-            runtime_factory=factory,
-            config={"preview_resolver_token": "sekrit"},
-        ) as running,
-        httpx.AsyncClient(base_url=running.http, trust_env=False) as client,
-    ):
-        running.client = client
-        running.workspaces = workspaces
-        yield running
+from amicable_agent.sandboxes import sandbox_id_for
 
 
 async def test_projects_crud(api: Any) -> None:
