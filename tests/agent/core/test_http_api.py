@@ -90,6 +90,10 @@ async def test_sandbox_file_api(api: Any) -> None:
     ] == "invalid_kind"
     moved = await c.post(base + "/rename", json={"from": "/src/App.tsx", "to": "/src/Main.tsx"})
     assert moved.json() == {"from": "/src/App.tsx", "to": "/src/Main.tsx"}
+    (api.workspaces / sandbox_id_for(pid) / ".git").mkdir()  # the checkpoints' repository
+    root = (await c.get(base + "/ls", params={"path": "/"})).json()
+    assert ".git" not in [e["name"] for e in root["entries"]]
+    assert "src" in [e["name"] for e in root["entries"]]
     listing = (await c.get(base + "/ls", params={"path": "/src"})).json()
     assert listing["entries"] == [
         {"path": "/src/Main.tsx", "name": "Main.tsx", "is_dir": False},

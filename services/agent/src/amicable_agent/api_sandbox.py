@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 MAX_TEXT_BYTES = 500_000
 PROTECTED_FILES = frozenset({"/src/main.tsx"})
 PROTECTED_DIRS = ("/node_modules", "/.git")
+#: Left out of the Code pane's listings: the checkpoints' repository (as editors hide it).
+HIDDEN_NAMES = frozenset({".git"})
 
 bp = Blueprint("sandbox_fs", __name__)
 
@@ -76,7 +78,7 @@ async def _runtime(project_id: str) -> AbstractAsyncContextManager[RuntimeClient
 
 @bp.get("/api/sandbox/<project_id>/ls")
 async def ls(project_id: str) -> Response:
-    """Direct children of ``path``: ``{path, entries: [{path, name, is_dir}]}``."""
+    """Direct children of ``path``: ``{path, entries: [{path, name, is_dir}]}`` (no ``.git``)."""
     path = public_path(request.args.get("path", "/"))
     async with await _runtime(project_id) as runtime:
         try:
@@ -87,6 +89,8 @@ async def ls(project_id: str) -> Response:
     for entry in tree.entries:
         full = "/" + entry.path.lstrip("/")
         if full == path or posixpath.dirname(full) != path:
+            continue
+        if posixpath.basename(full) in HIDDEN_NAMES:
             continue
         entries.append(
             {"path": full, "name": posixpath.basename(full), "is_dir": entry.kind == "dir"}
