@@ -1,5 +1,46 @@
-/** Modal dialogs (confirmation with optional third action). */
-import { useEffect, useRef, useState, type ReactNode } from "react";
+/** Modal dialogs: the shared shell, a confirmation (with optional third action), a prompt. */
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
+
+interface ModalProps {
+  label: string;
+  testId: string;
+  className?: string;
+  onClose: () => void;
+  /** Escape closes it (off while a dialog stacked on top of it is open). */
+  escape?: boolean;
+  /** Render the dialog as a form with this submit handler. */
+  onSubmit?: (e: FormEvent) => void;
+  children: ReactNode;
+}
+
+/** The shell every dialog shares: backdrop (a click on it closes), dialog role, Escape. */
+export function Modal({ label, testId, className, onClose, escape = true, onSubmit, children }: ModalProps) {
+  useEffect(() => {
+    if (!escape) return;
+    const onKey = (e: KeyboardEvent) => e.key === "Escape" && onClose();
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [onClose, escape]);
+  const shell = {
+    className: className ? `dialog card ${className}` : "dialog card",
+    role: "dialog",
+    "aria-modal": true,
+    "aria-label": label,
+    "data-testid": testId,
+    onClick: (e: React.MouseEvent) => e.stopPropagation(),
+  } as const;
+  return (
+    <div className="dialog-backdrop" onClick={onClose}>
+      {onSubmit ? (
+        <form {...shell} onSubmit={onSubmit}>
+          {children}
+        </form>
+      ) : (
+        <div {...shell}>{children}</div>
+      )}
+    </div>
+  );
+}
 
 interface ConfirmProps {
   title: string;
@@ -14,44 +55,30 @@ interface ConfirmProps {
 
 export function ConfirmDialog({ title, body, confirmLabel, danger, onConfirm, onCancel, extra, testId }: ConfirmProps) {
   const confirmRef = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
-    confirmRef.current?.focus();
-    const onKey = (e: KeyboardEvent) => e.key === "Escape" && onCancel();
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, [onCancel]);
+  useEffect(() => confirmRef.current?.focus(), []);
   return (
-    <div className="dialog-backdrop" onClick={onCancel}>
-      <div
-        className="dialog card"
-        role="dialog"
-        aria-modal="true"
-        aria-label={title}
-        data-testid={testId ?? "confirm-dialog"}
-        onClick={(e) => e.stopPropagation()}
-      >
-        <h3>{title}</h3>
-        <div className="dialog-body">{body}</div>
-        <div className="dialog-actions">
-          <button className="btn" onClick={onCancel} data-testid="dialog-cancel">
-            Cancel
+    <Modal label={title} testId={testId ?? "confirm-dialog"} onClose={onCancel}>
+      <h3>{title}</h3>
+      <div className="dialog-body">{body}</div>
+      <div className="dialog-actions">
+        <button className="btn" onClick={onCancel} data-testid="dialog-cancel">
+          Cancel
+        </button>
+        {extra && (
+          <button className="btn" onClick={extra.onClick} data-testid={extra.testId}>
+            {extra.label}
           </button>
-          {extra && (
-            <button className="btn" onClick={extra.onClick} data-testid={extra.testId}>
-              {extra.label}
-            </button>
-          )}
-          <button
-            ref={confirmRef}
-            className={`btn ${danger ? "danger-solid" : "primary"}`}
-            onClick={onConfirm}
-            data-testid="dialog-confirm"
-          >
-            {confirmLabel}
-          </button>
-        </div>
+        )}
+        <button
+          ref={confirmRef}
+          className={`btn ${danger ? "danger-solid" : "primary"}`}
+          onClick={onConfirm}
+          data-testid="dialog-confirm"
+        >
+          {confirmLabel}
+        </button>
       </div>
-    </div>
+    </Modal>
   );
 }
 
@@ -67,45 +94,35 @@ interface PromptProps {
 /** A dialog asking for one line of text (a file name, a path). */
 export function PromptDialog({ title, label, initial, confirmLabel, onConfirm, onCancel }: PromptProps) {
   const [value, setValue] = useState(initial);
-  useEffect(() => {
-    const onKey = (e: KeyboardEvent) => e.key === "Escape" && onCancel();
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, [onCancel]);
   return (
-    <div className="dialog-backdrop" onClick={onCancel}>
-      <form
-        className="dialog card"
-        role="dialog"
-        aria-modal="true"
-        aria-label={title}
-        data-testid="prompt-dialog"
-        onClick={(e) => e.stopPropagation()}
-        onSubmit={(e) => {
-          e.preventDefault();
-          if (value.trim()) onConfirm(value.trim());
-        }}
-      >
-        <h3>{title}</h3>
-        <label className="dialog-body">
-          <span className="muted small">{label}</span>
-          <input
-            autoFocus
-            className="text-input"
-            data-testid="prompt-input"
-            value={value}
-            onChange={(e) => setValue(e.target.value)}
-          />
-        </label>
-        <div className="dialog-actions">
-          <button type="button" className="btn" onClick={onCancel} data-testid="dialog-cancel">
-            Cancel
-          </button>
-          <button type="submit" className="btn primary" data-testid="dialog-confirm">
-            {confirmLabel}
-          </button>
-        </div>
-      </form>
-    </div>
+    <Modal
+      label={title}
+      testId="prompt-dialog"
+      onClose={onCancel}
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (value.trim()) onConfirm(value.trim());
+      }}
+    >
+      <h3>{title}</h3>
+      <label className="dialog-body">
+        <span className="muted small">{label}</span>
+        <input
+          autoFocus
+          className="text-input"
+          data-testid="prompt-input"
+          value={value}
+          onChange={(e) => setValue(e.target.value)}
+        />
+      </label>
+      <div className="dialog-actions">
+        <button type="button" className="btn" onClick={onCancel} data-testid="dialog-cancel">
+          Cancel
+        </button>
+        <button type="submit" className="btn primary" data-testid="dialog-confirm">
+          {confirmLabel}
+        </button>
+      </div>
+    </Modal>
   );
 }

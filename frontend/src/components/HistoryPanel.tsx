@@ -6,7 +6,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { ApiError, checkpointsApi, type Checkpoint } from "../api/http";
 import { filesChanged, historyErrorMessage, relativeTime } from "../state/checkpoints";
-import { ConfirmDialog } from "./Dialog";
+import { ConfirmDialog, Modal } from "./Dialog";
 
 interface Props {
   projectId: string;
@@ -41,12 +41,6 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
     refresh();
   }, [refresh, version]);
 
-  useEffect(() => {
-    const onKey = (e: KeyboardEvent) => e.key === "Escape" && !confirming && onClose();
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, [onClose, confirming]);
-
   const restore = (target: Checkpoint) => {
     setConfirming(undefined);
     setRestoring(true);
@@ -60,7 +54,10 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
             : res.dependencies === "failed"
               ? " Reinstalling the dependencies failed; ask the agent to run npm install."
               : "";
-        setMessage({ text: `Restored to “${res.restored_to.title}”.${deps}`, bad: res.dependencies === "failed" });
+        setMessage({
+          text: `Restored to “${res.restored_to.title}”.${deps}`,
+          bad: res.dependencies === "failed",
+        });
         refresh();
       })
       .catch((err: unknown) => setMessage({ text: describe(err), bad: true }))
@@ -70,77 +67,68 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
   const disabled = restoring || blockedReason !== undefined;
   return (
     <>
-      <div className="dialog-backdrop" onClick={onClose}>
-        <div
-          className="dialog card history-dialog"
-          role="dialog"
-          aria-modal="true"
-          aria-label="History"
-          data-testid="history-panel"
-          onClick={(e) => e.stopPropagation()}
-        >
-          <div className="history-head">
-            <h3>History</h3>
-            <button className="btn small ghost" onClick={onClose} data-testid="history-close">
-              Close
-            </button>
-          </div>
-          <p className="muted small history-message">
-            A checkpoint is saved after every change the agent makes. Restoring one brings back its files; your current
-            files are kept as a checkpoint, so a restore can be undone.
-          </p>
-          {blockedReason && (
-            <p className="history-message muted" data-testid="history-blocked">
-              {blockedReason}
-            </p>
-          )}
-          {message && (
-            <p className={`history-message${message.bad ? " bad" : ""}`} role="status" data-testid="history-message">
-              {message.text}
-            </p>
-          )}
-          {load.kind === "loading" && <p className="muted">Loading the history…</p>}
-          {load.kind === "failed" && (
-            <p className="history-message bad" data-testid="history-error">
-              {load.message}
-            </p>
-          )}
-          {load.kind === "ready" && load.items.length === 0 && (
-            <p className="muted" data-testid="history-empty">
-              No checkpoints yet. One is saved after the agent's first change.
-            </p>
-          )}
-          {load.kind === "ready" && load.items.length > 0 && (
-            <ul className="history-list">
-              {load.items.map((cp) => (
-                <li key={cp.sha} className="history-item" data-testid="checkpoint" data-sha={cp.sha}>
-                  <div className="history-text">
-                    <span className="history-title" title={cp.title} data-testid="checkpoint-title">
-                      {cp.title}
-                    </span>
-                    <span className="muted small">
-                      <time dateTime={new Date(cp.created_at * 1000).toISOString()}>{relativeTime(cp.created_at)}</time>
-                      {" · "}
-                      {filesChanged(cp.files_changed)}
-                      {" · "}
-                      <code>{cp.sha.slice(0, 7)}</code>
-                    </span>
-                  </div>
-                  <button
-                    className="btn small"
-                    disabled={disabled}
-                    title={blockedReason ?? "Bring back the files of this checkpoint"}
-                    onClick={() => setConfirming(cp)}
-                    data-testid="checkpoint-restore"
-                  >
-                    {restoring ? "Restoring…" : "Restore"}
-                  </button>
-                </li>
-              ))}
-            </ul>
-          )}
+      <Modal label="History" testId="history-panel" className="history-dialog" onClose={onClose} escape={!confirming}>
+        <div className="history-head">
+          <h3>History</h3>
+          <button className="btn small ghost" onClick={onClose} data-testid="history-close">
+            Close
+          </button>
         </div>
-      </div>
+        <p className="muted small history-message">
+          A checkpoint is saved after every change the agent makes. Restoring one brings back its files; your current
+          files are kept as a checkpoint, so a restore can be undone.
+        </p>
+        {blockedReason && (
+          <p className="history-message muted" data-testid="history-blocked">
+            {blockedReason}
+          </p>
+        )}
+        {message && (
+          <p className={`history-message${message.bad ? " bad" : ""}`} role="status" data-testid="history-message">
+            {message.text}
+          </p>
+        )}
+        {load.kind === "loading" && <p className="muted">Loading the history…</p>}
+        {load.kind === "failed" && (
+          <p className="history-message bad" data-testid="history-error">
+            {load.message}
+          </p>
+        )}
+        {load.kind === "ready" && load.items.length === 0 && (
+          <p className="muted" data-testid="history-empty">
+            No checkpoints yet. One is saved after the agent's first change.
+          </p>
+        )}
+        {load.kind === "ready" && load.items.length > 0 && (
+          <ul className="history-list">
+            {load.items.map((cp) => (
+              <li key={cp.sha} className="history-item" data-testid="checkpoint" data-sha={cp.sha}>
+                <div className="history-text">
+                  <span className="history-title" title={cp.title} data-testid="checkpoint-title">
+                    {cp.title}
+                  </span>
+                  <span className="muted small">
+                    <time dateTime={new Date(cp.created_at * 1000).toISOString()}>{relativeTime(cp.created_at)}</time>
+                    {" · "}
+                    {filesChanged(cp.files_changed)}
+                    {" · "}
+                    <code>{cp.sha.slice(0, 7)}</code>
+                  </span>
+                </div>
+                <button
+                  className="btn small"
+                  disabled={disabled}
+                  title={blockedReason ?? "Bring back the files of this checkpoint"}
+                  onClick={() => setConfirming(cp)}
+                  data-testid="checkpoint-restore"
+                >
+                  {restoring ? "Restoring…" : "Restore"}
+                </button>
+              </li>
+            ))}
+          </ul>
+        )}
+      </Modal>
       {confirming && (
         <ConfirmDialog
           title="Restore this checkpoint?"

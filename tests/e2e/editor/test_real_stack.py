@@ -252,6 +252,11 @@ def test_full_flow_against_amicable_up(browser: Any, real_stack: RealStack) -> N
         checkpoints = history.get_by_test_id("checkpoint")
         expect(checkpoints.first).to_contain_text(first_turn)
         expect(checkpoints.last).to_contain_text("Project created")
+        # Escape closes only the dialog on top (the confirmation), not the history under it.
+        checkpoints.first.get_by_test_id("checkpoint-restore").click()
+        page.keyboard.press("Escape")
+        expect(page.get_by_test_id("restore-confirm")).to_be_hidden()
+        expect(history).to_be_visible()
         checkpoints.first.get_by_test_id("checkpoint-restore").click()
         page.get_by_test_id("restore-confirm").get_by_test_id("dialog-confirm").click()
         expect(history.get_by_test_id("history-message")).to_contain_text(
@@ -260,7 +265,8 @@ def test_full_flow_against_amicable_up(browser: Any, real_stack: RealStack) -> N
         expect(checkpoints.first).to_contain_text(f"Restored to: {first_turn}")
         expect(checkpoints.nth(1)).to_contain_text("Changes before restore")
         screenshot(page, "real-stack-history")
-        page.get_by_test_id("history-close").click()
+        page.keyboard.press("Escape")
+        expect(history).to_be_hidden()
         expect(page.get_by_test_id("chat-notice").last).to_contain_text("restored")
         expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
         restored = (workspace / "src" / "App.tsx").read_text()
