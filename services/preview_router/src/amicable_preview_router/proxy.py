@@ -28,13 +28,11 @@ from .http1 import (
     UNTIL_CLOSE,
     RequestHead,
     ResponseHead,
-    Route,
     build_client_response,
     connection_tokens,
     is_websocket_upgrade,
     parse_request_head,
     parse_response_head,
-    request_body_length,
     response_body_length,
     simple_response,
     upstream_request_tail,
@@ -54,7 +52,7 @@ from .lane import (
     LaneRouter,
 )
 from .resolver import Miss
-from .routing import HostKind, classify_host
+from .routing import HostKind, route_request
 from .tunnel import splice
 
 if TYPE_CHECKING:
@@ -62,6 +60,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .pool import UpstreamConnection, UpstreamPool
     from .resolver import Resolver, Upstream
+    from .routing import Route
     from .transport import Poller, Transport
 
 log = logging.getLogger(__name__)
@@ -118,14 +117,13 @@ class Router:
         self._resolver = resolver
         self._pool = pool
         self._metrics = metrics
+        self._base_domain = config.base_domain
         self._proto = config.forwarded_proto.encode()
         self._idle_s = config.http_idle_timeout_s
         # Keep-alive requests served inside the poller (lane.py) need the poller's hooks.
         self._lanes: LaneRouter | None = None
         if poller is not None:
-            self._lanes = LaneRouter(
-                config, resolver, pool, metrics, self._route, self._upstream_head
-            )
+            self._lanes = LaneRouter(config, resolver, pool, metrics, self._upstream_head)
 
     async def handle_connection(self, stream: Transport) -> None:
         """Serve one client connection until either side closes it.
@@ -245,21 +243,6 @@ class Router:
                     raise BadRequest(400, "connection closed inside the request head")
                 return None
 
-    def _route(self, req: RequestHead) -> Route:
-        """``(base domain, version, host match, body length, Connection tokens)``.
-
-        Everything here follows from the field block, the version and the base domain, so
-        it is memoised on the (shared) field block; a block that fails raises every time.
-        """
-        hosts = req.framing(b"host")
-        if len(hosts) != 1:
-            raise BadRequest(400, "exactly one Host header is required")
-        base = self._config.base_domain
-        match = classify_host(hosts[0], base)
-        route = (base, req.version, match, request_body_length(req), connection_tokens(req))
-        req._f.route = route
-        return route
-
     async def _resume(self, client: Client, lane: Lane) -> bool:
         """Carry on with what the lane handed over (see ``Lane``); True keeps the connection."""
         state = lane.state
@@ -297,7 +280,7 @@ class Router:
 
     def _upstream_head(self, client: Client, req: RequestHead, tokens: frozenset[bytes]) -> bytes:
         """The head sent upstream for a request that is not a WebSocket upgrade."""
-        fields = req._f
+        fields = req.fields
         if fields is client.tail_fields:
             tail = client.tail
         else:
@@ -315,12 +298,9 @@ class Router:
 
     async def _handle(self, client: Client, req: RequestHead) -> bool:
         self._metrics.requests += 1
-        route = req._f.route
-        if route is None or route[1] != req.version or route[0] is not self._config.base_domain:
-            route = self._route(req)
-        _, _, match, body_len, tokens = route
-        client_ka = req.version == b"HTTP/1.1" and b"close" not in tokens
-        local_keep = client_ka and body_len == 0
+        route = route_request(req, self._base_domain)
+        match = route.match
+        local_keep = route.keep_alive and route.body_length == 0
         head_only = req.method == b"HEAD"
         if match.kind is not HostKind.PREVIEW:
             if match.kind is HostKind.FOREIGN and req.method in (b"GET", b"HEAD"):
@@ -349,8 +329,9 @@ class Router:
         self, client: Client, req: RequestHead, route: Route, upstream: Upstream | None
     ) -> bool:
         """Send a resolved request upstream and relay the answer (True keeps the client)."""
-        _, _, _, body_len, tokens = route
-        client_ka = req.version == b"HTTP/1.1" and b"close" not in tokens
+        body_len = route.body_length
+        tokens = route.tokens
+        client_ka = route.keep_alive
         if upstream is None:
             local_keep = client_ka and body_len == 0
             head_only = req.method == b"HEAD"
