@@ -10,14 +10,18 @@ import trio
 
 from .errors import BadRequest, RouterError, UpstreamProtocolError
 from .http1 import CHUNKED, ChunkedScanner, RequestHead
-from .lane import IDLE
 
 if TYPE_CHECKING:
-    from .lane import Lane
     from .pool import UpstreamConnection
     from .transport import Transport
 
 _RECV = 65536
+
+#: Connection phases (:attr:`Client.phase`): what a deadline expiry means. ``HEAD``: inside
+#: a request head (408); ``UPSTREAM``: waiting for the upstream (502); otherwise a silent
+#: close. ``IDLE`` between requests, ``LOCAL`` while routing or answering locally, ``RELAY``
+#: while relaying a response.
+IDLE, HEAD, LOCAL, UPSTREAM, RELAY = range(5)
 
 
 class Client:
@@ -27,7 +31,6 @@ class Client:
         "deadline",
         "io",
         "ip",
-        "lane",
         "now",
         "peer_ip",
         "phase",
@@ -54,7 +57,6 @@ class Client:
         self.phase = IDLE
         self.req: RequestHead | None = None
         self.served = False  # a response was sent: the next request cannot be here yet
-        self.lane: Lane | None = None  # made when the connection first waits for a request
 
     def arm(self, seconds: float) -> None:
         """Let the next wait last at most ``seconds`` (give or take one second).

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import trio
 from trio.lowlevel import reschedule
 
+from .client import IDLE, LOCAL, RELAY, UPSTREAM
 from .errors import BadRequest, ResolverError, UpstreamProtocolError
 from .http1 import (
     build_client_response,
@@ -59,9 +60,6 @@ log = logging.getLogger(__name__)
 
 _RECV = 65536
 MAX_RESPONSE_HEAD = 64 * 1024
-
-# Connection phases: what a deadline expiry means (see proxy.py).
-IDLE, HEAD, LOCAL, UPSTREAM, RELAY = range(5)
 
 # Lane states: what the parked task finds when it wakes up.
 NONE, STAGED, SENT, SENDING = range(4)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .client import Client, RequestBody, relay_chunked
+from .client import HEAD, IDLE, LOCAL, RELAY, UPSTREAM, Client, RequestBody, relay_chunked
 from .errors import BadRequest, ResolverError, RouterError, UpstreamProtocolError
 from .http1 import (
     CHUNKED,
@@ -37,20 +37,7 @@ from .http1 import (
     simple_response,
     upstream_request_tail,
 )
-from .lane import (
-    HEAD,
-    IDLE,
-    LOCAL,
-    MAX_RESPONSE_HEAD,
-    NONE,
-    RELAY,
-    SENDING,
-    SENT,
-    STAGED,
-    UPSTREAM,
-    Lane,
-    LaneRouter,
-)
+from .lane import MAX_RESPONSE_HEAD, NONE, SENDING, SENT, STAGED, Lane, LaneRouter
 from .resolver import Miss
 from .routing import HostKind, route_request
 from .tunnel import splice
@@ -167,14 +154,14 @@ class Router:
         buf = io.buf
         limit = self._config.max_header_bytes
         lanes = self._lanes
+        lane: Lane | None = None  # made when the connection first waits for a request
         while True:
             client.phase = IDLE
             client.arm(idle_s)
             try:
                 if not buf and client.served and lanes is not None:
-                    lane = client.lane
                     if lane is None:
-                        lane = client.lane = Lane(lanes, client)
+                        lane = Lane(lanes, client)
                     if await lane.park() != NONE:
                         keep = await self._resume(client, lane)
                         if not keep:
