@@ -17,6 +17,8 @@ from .errors import BadRequest, UpstreamProtocolError
 #: Body framings besides a non-negative Content-Length.
 CHUNKED = -1
 UNTIL_CLOSE = -2
+#: The longest response head accepted from an upstream.
+MAX_RESPONSE_HEAD = 64 * 1024
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")

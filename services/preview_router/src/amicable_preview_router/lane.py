@@ -36,6 +36,7 @@ from trio.lowlevel import reschedule
 from .client import IDLE, LOCAL, RELAY, UPSTREAM
 from .errors import BadRequest, ResolverError, UpstreamProtocolError
 from .http1 import (
+    MAX_RESPONSE_HEAD,
     build_client_response,
     connection_tokens,
     parse_request_head,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RECV = 65536
-MAX_RESPONSE_HEAD = 64 * 1024
 
 # Lane states: what the parked task finds when it wakes up.
 NONE, STAGED, SENT, SENDING = range(4)
