@@ -53,7 +53,7 @@ async def test_agent_reads_the_charts_env(render) -> None:
     assert config.preview_base_domain == "preview.example.com"
     assert config.preview_scheme == "https"
     assert config.preview_url("amicable-abc") == "https://amicable-abc.preview.example.com/"
-    assert config.allowed_origins == ("https://editor.example.com",)
+    assert config.auth.allowed_origins == ("https://editor.example.com",)
     assert config.preview_resolver_token == "resolver-token"
     assert str(config.sqlite_path).startswith("/data/")
     # The chart's ports are the ones the agent listens on.

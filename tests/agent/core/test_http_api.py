@@ -21,13 +21,14 @@ from amicable_agent.sandboxes.base import sandbox_id_for
 async def test_projects_crud(api: Any) -> None:
     c = api.client
     created = (await c.post("/api/projects", json={"name": "Todo App", "prompt": "todos"})).json()
-    assert set(created) == {"project_id", "name", "slug", "prompt", "template_id"}
+    assert set(created) == {"project_id", "name", "slug", "prompt", "template_id", "role"}
     assert (created["slug"], created["template_id"]) == ("todo-app", "vite")
     uuid.UUID(created["project_id"])
     pid = created["project_id"]
     listed = (await c.get("/api/projects")).json()["projects"]
     assert [p["project_id"] for p in listed] == [pid]
     assert set(listed[0]) == {
+        "role",
         "project_id",
         "name",
         "slug",

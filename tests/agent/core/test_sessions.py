@@ -249,6 +249,7 @@ def test_idle_sandbox_selection() -> None:
 
 
 async def test_a_client_that_stops_reading_is_disconnected(autojump_clock: Any) -> None:
+    from amicable_agent.auth.identity import LOCAL_USER, Caller
     from amicable_agent.http.ws import SEND_TIMEOUT_S, serve_socket
 
     class StalledSocket:
@@ -271,7 +272,13 @@ async def test_a_client_that_stops_reading_is_disconnected(autojump_clock: Any) 
     async with manager() as mgr:
         start = trio.current_time()
         with trio.fail_after(SEND_TIMEOUT_S * 4):
-            await serve_socket(mgr, StalledSocket(), queue_size=4)
+            await serve_socket(
+                mgr,
+                StalledSocket(),
+                queue_size=4,
+                caller=Caller(LOCAL_USER, "local"),
+                access=None,  # type: ignore[arg-type]
+            )
         assert trio.current_time() - start >= SEND_TIMEOUT_S
 
 

@@ -136,25 +136,23 @@ async def test_frame_over_16_mib_closes_1009(agent) -> None:
 
 
 async def test_foreign_origin_closes_1008_and_api_403(agent) -> None:
-    async with open_websocket_url(
-        agent.ws, extra_headers=[("Origin", "https://evil.example")]
-    ) as ws:
-        assert await ws_expect_close(ws) == 1008
+    own = f"http://127.0.0.1:{agent.ports.public}"
+    for foreign in ("https://evil.example", "http://localhost:5173"):  # no port wildcards
+        async with open_websocket_url(agent.ws, extra_headers=[("Origin", foreign)]) as ws:
+            assert await ws_expect_close(ws) == 1008
     async with httpx.AsyncClient() as client:
-        bad = await client.get(
-            agent.http + "/api/projects", headers={"Origin": "https://evil.example"}
-        )
-        assert bad.status_code == 403
-        good = await client.get(
-            agent.http + "/api/projects", headers={"Origin": "http://localhost:5173"}
-        )
+        for foreign in ("https://evil.example", "http://localhost:5173"):
+            bad = await client.get(agent.http + "/api/projects", headers={"Origin": foreign})
+            assert bad.status_code == 403
+            assert bad.json()["error"] == "forbidden_origin"
+            assert "access-control-allow-origin" not in bad.headers
+        good = await client.get(agent.http + "/api/projects", headers={"Origin": own})
         assert good.status_code == 200
 
 
-async def test_local_origin_allowed_on_websocket(agent) -> None:
-    async with open_websocket_url(
-        agent.ws, extra_headers=[("Origin", "http://localhost:5173")]
-    ) as ws:
+async def test_own_origin_allowed_on_websocket(agent) -> None:
+    own = f"http://localhost:{agent.ports.public}"
+    async with open_websocket_url(agent.ws, extra_headers=[("Origin", own)]) as ws:
         await ws_send(ws, {"type": "ping", "data": {}})
         assert str((await ws_recv(ws)).type) == "pong"
 
@@ -232,18 +230,26 @@ async def test_two_sockets_on_one_session_both_see_the_turn(agent_factory) -> No
 @pytest.mark.parametrize(
     ("origin", "allowed", "ok"),
     [
-        (None, (), True),
-        ("http://localhost:5173", (), True),
+        (None, (), False),  # only browsers send Origin; they are checked elsewhere
+        ("null", (), False),
+        ("http://localhost:8000", (), True),  # the agent's own origins (bound to loopback)
         ("http://127.0.0.1:8000", (), True),
-        ("http://agent.example:8000", (), True),  # the agent's own origin
+        ("http://[::1]:8000", (), True),
+        ("HTTP://LOCALHOST:8000", (), True),
+        ("http://localhost:5173", (), False),  # another port of the same machine
         ("http://shop.preview.localhost:8080", (), False),  # generated app code
         ("http://localhost.evil.com", (), False),
         ("http://localhost:80x", (), False),
         ("https://editor.example.com", ("https://editor.example.com",), True),
+        ("https://editor.example.com:443", ("https://editor.example.com",), True),
+        ("http://editor.example.com", ("https://editor.example.com",), False),
         ("http://localhost:5173", ("https://editor.example.com",), False),
     ],
 )
 def test_origin_rules(origin: str | None, allowed: tuple[str, ...], ok: bool) -> None:
-    from amicable_agent.http.ws import origin_allowed
+    from amicable_agent.auth.config import AuthConfig
+    from amicable_agent.auth.origins import OriginPolicy
 
-    assert origin_allowed(origin, allowed, "http://agent.example:8000") is ok
+    policy = OriginPolicy(AuthConfig(allowed_origins=allowed))
+    policy.listening("127.0.0.1", 8000)
+    assert policy.origin_allowed(origin) is ok

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import trio
+from amicable_agent.auth.identity import LOCAL_USER, Caller
 from amicable_agent.http.ws import Connection
 from amicable_agent.sessions import Attachment, Outgoing, frame_bytes
 from amicable_protocol.messages import Empty, MessageType, ServerMessage, TextData
@@ -34,6 +35,9 @@ def test_frame_bytes_is_a_valid_server_text_frame(size: int) -> None:
     assert decoder.process_buffer() is None  # nothing left over
 
 
+LOCAL = Caller(LOCAL_USER, "local")
+
+
 class _RecordingSocket:
     """A SocketLike with send_frames that records each call."""
 
@@ -59,7 +63,7 @@ class _RecordingSocket:
 
 async def test_queued_messages_go_out_in_one_write_each_frame_built_once() -> None:
     socket = _RecordingSocket()
-    connection = Connection(None, socket, queue_size=16)  # type: ignore[arg-type]
+    connection = Connection(None, socket, queue_size=16, caller=LOCAL, access=None)  # type: ignore[arg-type]
     attachment: Attachment = connection._attachment
     shared = Outgoing(
         ServerMessage(type=MessageType.UPDATE_IN_PROGRESS, data=Empty(), session_id="s")
@@ -134,14 +138,14 @@ async def test_http_and_a_websocket_after_it_share_the_port(agent) -> None:
     # connection afterwards reaches the app's own WebSocket route (the fallback).
     stream = await trio.open_tcp_stream("127.0.0.1", agent.ports.public)
     async with stream:
-        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         data = b""
         with trio.fail_after(10):
             while b'"status"' not in data:
                 data += await stream.receive_some(65536)
         assert data.startswith(b"HTTP/1.1 200")
         ws = WSConnection(ConnectionType.CLIENT)
-        await stream.send_all(ws.send(Request(host="x", target="/")))
+        await stream.send_all(ws.send(Request(host="127.0.0.1", target="/")))
         accepted = False
         with trio.fail_after(10):
             while not accepted:
@@ -218,7 +222,7 @@ def test_a_partly_written_message_is_finished_first_and_never_superseded() -> No
 
 async def test_writer_sends_the_rest_of_a_partly_written_frame() -> None:
     socket = _RecordingSocket()
-    connection = Connection(None, socket, queue_size=16)  # type: ignore[arg-type]
+    connection = Connection(None, socket, queue_size=16, caller=LOCAL, access=None)  # type: ignore[arg-type]
     attachment = connection._attachment
     attachment.direct = lambda out: 5
     first = Outgoing(_partial("hello world"))

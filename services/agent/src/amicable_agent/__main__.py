@@ -45,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "Configured by environment variables (see services/agent/README.md).",
     )
     parser.add_argument("--port", type=int, help="public port (overrides AMICABLE_AGENT_PORT)")
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback address without a login (AMICABLE_INSECURE_NO_AUTH=1)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -56,10 +61,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = AgentConfig.from_env(env)
     except ConfigError as exc:
         sys.exit(f"amicable-agent: {exc}")
-    if args.port is not None:
-        import attrs
+    import attrs
 
+    if args.port is not None:
         config = attrs.evolve(config, port=args.port)
+    if args.insecure_no_auth:
+        config = attrs.evolve(config, auth=attrs.evolve(config.auth, insecure_no_auth=True))
+    from .server import check_exposure
+
+    try:
+        check_exposure(config)
+    except ConfigError as exc:
+        sys.exit(f"amicable-agent: {exc}")
     engine = build_engine(env)
     kube_config = None
     if config.sandbox_backend == "kubernetes":

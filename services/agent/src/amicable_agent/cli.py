@@ -213,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     up_p.add_argument("--port", type=int, help="editor/agent port (default 8000; 0 = any)")
     up_p.add_argument("--preview-port", type=int, help="preview router port (default 8080)")
     up_p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    up_p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without a login (AMICABLE_INSECURE_NO_AUTH=1): "
+        "anyone who can reach it controls every project",
+    )
     up_p.add_argument("--ready-file", type=Path, help="write the URLs/ports here as JSON once up")
     up_p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
@@ -239,7 +245,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         changes["runtime_command"] = (str(runtime),)
     if "AMICABLE_AGENT_INTERNAL_PORT" not in env:
         changes["internal_port"] = 0  # private to this machine: any free port
+    if args.insecure_no_auth:
+        changes["auth"] = attrs.evolve(config.auth, insecure_no_auth=True)
     config = attrs.evolve(config, **changes)  # type: ignore[arg-type]
+    from .server import check_exposure
+
+    try:
+        check_exposure(config)
+    except ConfigError as exc:
+        sys.exit(f"amicable: {exc}")
     preview_port = args.preview_port
     if preview_port is None:
         preview_port = int(env.get("AMICABLE_PREVIEW_ROUTER_PORT", "8080") or 8080)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from .auth.config import AuthConfig
 from .db.config import HasuraConfig
 from .errors import ConfigError
 from .gitsync.config import GitSyncConfig
@@ -61,9 +62,6 @@ class AgentConfig:
         port: public port (``AMICABLE_AGENT_PORT``, 8000; 0 = pick a free one).
         internal_port: internal port for ``/internal/*`` (``AMICABLE_AGENT_INTERNAL_PORT``).
         internal_host: interface of the internal port (``AMICABLE_AGENT_INTERNAL_HOST``).
-        allowed_origins: editor origins accepted for WebSocket and ``/api`` (comma list in
-            ``AMICABLE_ALLOWED_ORIGINS``; ``*`` as the port matches any port, e.g.
-            ``http://localhost:*``). Empty = the local default (own origin + localhost).
         data_dir: ``AMICABLE_DATA_DIR`` (workspaces, cache, SQLite file).
         database_url: ``AMICABLE_DATABASE_URL``: ``sqlite:///<path>`` (default
             ``<data_dir>/amicable.db``) or ``postgresql://user:pass@host/db`` (a store several
@@ -92,13 +90,15 @@ class AgentConfig:
             :class:`amicable_agent.db.HasuraConfig`); None = feature off.
         git_sync: GitLab persistence settings (``GITLAB_*``, ``AMICABLE_GIT_SYNC_*``, see
             :class:`amicable_agent.gitsync.GitSyncConfig`); None or disabled = feature off.
+        auth: login, origins and limits (``AUTH_MODE``, ``OIDC_*``, ``SESSION_*``,
+            ``PUBLIC_BASE_URL``, ``AMICABLE_ALLOWED_ORIGINS``, ``AMICABLE_MAX_*``; see
+            ``docs/auth.md``).
     """
 
     host: str = "127.0.0.1"
     port: int = 8000
     internal_port: int = 8001
     internal_host: str = "127.0.0.1"
-    allowed_origins: tuple[str, ...] = ()
     data_dir: Path = attrs.field(factory=lambda: default_data_dir({}))
     database_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     sandbox_backend: SandboxBackendName = "local"
@@ -120,6 +120,7 @@ class AgentConfig:
     ws_send_queue_size: int = 256
     hasura: HasuraConfig | None = attrs.field(default=None, repr=False)
     git_sync: GitSyncConfig | None = attrs.field(default=None, repr=False)
+    auth: AuthConfig = attrs.field(factory=AuthConfig, repr=False)
 
     @property
     def postgres_url(self) -> str | None:
@@ -186,9 +187,6 @@ class AgentConfig:
         if not token and token_file:
             token = Path(token_file).read_text().strip() or None
         data_dir = Path(env["AMICABLE_DATA_DIR"]) if env.get("AMICABLE_DATA_DIR") else None
-        origins = tuple(
-            o.strip().rstrip("/") for o in env.get("AMICABLE_ALLOWED_ORIGINS", "").split(",")
-        )
         dist = env.get("AMICABLE_EDITOR_DIST")
         public_port = integer("AMICABLE_PREVIEW_PUBLIC_PORT", 0)
         runtime_cmd = tuple(env.get("AMICABLE_RUNTIME_COMMAND", "").split())
@@ -200,7 +198,6 @@ class AgentConfig:
             port=integer("AMICABLE_AGENT_PORT", 8000),
             internal_port=integer("AMICABLE_AGENT_INTERNAL_PORT", 8001),
             internal_host=env.get("AMICABLE_AGENT_INTERNAL_HOST", "127.0.0.1"),
-            allowed_origins=tuple(o for o in origins if o),
             data_dir=data_dir or default_data_dir(env),
             database_url=parse_database_url(env),
             sandbox_backend=choice(  # type: ignore[arg-type]
@@ -228,6 +225,7 @@ class AgentConfig:
             ),
             hasura=hasura_config_from_env(env),
             git_sync=_GitSyncConfig.from_env(env),
+            auth=AuthConfig.from_env(env),
         )
 
 

@@ -9,11 +9,17 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import httpx
 import trio
 from amicable_protocol.messages import MAX_FRAME_BYTES
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from .auth.access import Access
+from .auth.config import is_loopback
+from .auth.cookies import CookieSigner
+from .auth.oidc import OidcClient
+from .auth.origins import OriginPolicy
 from .db import open_app_database, store_origin_lookup
 from .errors import ConfigError
 from .gitsync import open_git_sync
@@ -110,6 +116,12 @@ async def serve(
     Cancellation: sessions are closed (turns cancelled), the backend stops its sandboxes,
     the store is closed.
     """
+    auth = config.auth
+    check_exposure(config)
+    auth.check_preview_domain(config.preview_base_domain)
+    policy = OriginPolicy(auth)
+    if config.port:
+        policy.listening(config.host, config.port)
     async with AsyncExitStack() as stack:
         engine_close = getattr(engine, "aclose", None)
         if engine_close is not None:
@@ -146,10 +158,16 @@ async def serve(
             git_sync=git_sync,
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
+        access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))
+        oidc = None
+        if auth.login_enabled:
+            http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+            oidc = OidcClient(auth, "", http)
         async with trio.open_nursery() as nursery:
             state = AppState(
                 config=config, store=store, backend=backend, manager=manager,
-                background=nursery, db=db, git_sync=git_sync,
+                background=nursery, access=access, policy=policy, db=db, git_sync=git_sync,
+                oidc=oidc,
             )  # fmt: skip
             public_port = await nursery.start(
                 lambda task_status: serve_public(
@@ -159,6 +177,11 @@ async def serve(
                     ws_handler=create_ws_handler(state), task_status=task_status,
                 )
             )  # fmt: skip
+            policy.listening(config.host, public_port)
+            if oidc is not None:
+                base = auth.public_base_url or policy.own_origin
+                oidc.redirect_uri = f"{base}/auth/callback"
+                log.info("login: AUTH_MODE=%s, provider %s", auth.mode, auth.issuer_url)
             internal_binds = await nursery.start(
                 hypercorn_serve,
                 create_internal_app(state),
@@ -169,3 +192,27 @@ async def serve(
             # which otherwise stall every stream for a few hundred ms now and then.
             gc.freeze()
             task_status.started(ServerPorts(public_port, _port(internal_binds)))
+
+
+def check_exposure(config: AgentConfig) -> None:
+    """Refuse to serve every project to anyone who can reach a public address.
+
+    Raises:
+        ConfigError: ``AUTH_MODE=none`` on a non-loopback address without
+            ``AMICABLE_INSECURE_NO_AUTH=1``.
+    """
+    auth = config.auth
+    if auth.login_enabled or is_loopback(config.host):
+        return
+    if not auth.insecure_no_auth:
+        raise ConfigError(
+            f"refusing to listen on {config.host} without a login: anyone who reaches it could "
+            "read, change and delete every project and spend your model key. Set AUTH_MODE=oidc "
+            "(or google) with its settings (docs/auth.md), listen on 127.0.0.1, or - only on a "
+            "network you trust - pass --insecure-no-auth (AMICABLE_INSECURE_NO_AUTH=1)"
+        )
+    log.warning(
+        "INSECURE: AUTH_MODE=none on %s: every project is open to anyone who can reach this "
+        "address (AMICABLE_INSECURE_NO_AUTH=1)",
+        config.host,
+    )

@@ -9,21 +9,26 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from quart import Response, jsonify, request, websocket
+from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
+from amicable_agent.auth.access import AccessDenied
 from amicable_agent.db.http import answer_db_request
 from amicable_agent.errors import StoreUnavailable
 
+from . import auth as api_auth
 from . import checkpoints as api_checkpoints
 from . import files as api_sandbox
 from . import git as api_git
+from . import members as api_members
 from . import projects as api_projects
 from . import resolver
+from .authz import denied
 from .bodies import HttpError
-from .ws import CLOSE_POLICY, origin_allowed, serve_socket
+from .guard import credentials, install_guard
+from .ws import CLOSE_POLICY, SocketLike, serve_socket
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -36,11 +41,6 @@ if TYPE_CHECKING:
 WS_PATHS = ("/", "/ws")
 
 log = logging.getLogger(__name__)
-
-
-def _own_origin(scheme: str, host: str) -> str:
-    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-    return f"{scheme}://{host}"
 
 
 def _static(dist: Path, rel: str) -> Response | None:
@@ -64,30 +64,28 @@ def create_public_app(state: AppState) -> QuartTrio:
     app = QuartTrio("amicable_agent")
     app.config["AMICABLE_STATE"] = state
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
+    app.register_blueprint(api_auth.bp)
     app.register_blueprint(api_projects.bp)
+    app.register_blueprint(api_members.bp)
     app.register_blueprint(api_sandbox.bp)
     app.register_blueprint(api_checkpoints.bp)
     api_git.init_app(app, state.git_sync)
+    install_guard(app, state)
     config = state.config
 
     @app.errorhandler(HttpError)
     async def http_error(exc: HttpError) -> Response:
         return exc.response()
 
+    @app.errorhandler(AccessDenied)
+    async def access_denied(exc: AccessDenied) -> Response:
+        return denied(exc).response()
+
     @app.errorhandler(StoreUnavailable)
     async def store_unavailable(exc: StoreUnavailable) -> Response:
         log.error("%s", exc)
         return HttpError(503, "store_unavailable", "the projects database is unreachable; "
                          "try again shortly").response()  # fmt: skip
-
-    @app.before_request
-    async def check_origin() -> Response | None:
-        if not request.path.startswith("/api/"):
-            return None
-        own = _own_origin(request.scheme, request.host)
-        if not origin_allowed(request.headers.get("Origin"), config.allowed_origins, own):
-            return HttpError(403, "forbidden_origin", "this origin may not use the API").response()
-        return None
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -105,19 +103,21 @@ def create_public_app(state: AppState) -> QuartTrio:
 
     @app.get("/config.js")
     async def config_js() -> Response:
-        body = "window.__AMICABLE_CONFIG__ = " + json.dumps({}) + ";\n"
+        own = state.policy.own_origin
+        runtime = {
+            "VITE_AGENT_HTTP_URL": own,
+            "VITE_AGENT_WS_URL": own.replace("https://", "wss://").replace("http://", "ws://")
+            + "/ws",
+            "AMICABLE_AUTH_MODE": config.auth.mode,
+        }
+        body = "window.__AMICABLE_CONFIG__ = " + json.dumps(runtime) + ";\n"
         resp = Response(body, mimetype="application/javascript")
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
     async def ws_handler() -> None:
-        own = _own_origin(websocket.scheme, websocket.host)
-        allowed = origin_allowed(websocket.headers.get("Origin"), config.allowed_origins, own)
         await websocket.accept()
-        if not allowed:
-            await websocket.close(CLOSE_POLICY, "origin not allowed")
-            return
-        await serve_socket(state.manager, websocket, queue_size=config.ws_send_queue_size)
+        await serve_checked(state, websocket, websocket.headers)
 
     # Normally served by ws_server (create_ws_handler); these routes are the fallback for a
     # WebSocket upgrade that arrives on an already used keep-alive connection.
@@ -153,18 +153,43 @@ def create_public_app(state: AppState) -> QuartTrio:
 def create_ws_handler(state: AppState) -> Callable[[RawWebSocket], Awaitable[None]]:
     """The editor WebSocket handler of :func:`amicable_agent.http.ws_server.serve_public`
     (the same checks as the app's own WebSocket routes, on the fast socket)."""
-    config = state.config
 
     async def handle(socket: RawWebSocket) -> None:
-        own = _own_origin("ws", socket.host)
-        allowed = origin_allowed(socket.headers.get("origin"), config.allowed_origins, own)
         await socket.accept()
-        if not allowed:
-            await socket.close(CLOSE_POLICY, "origin not allowed")
-            return
-        await serve_socket(state.manager, socket, queue_size=config.ws_send_queue_size)
+        await serve_checked(state, socket, {**socket.headers, "host": socket.host})
 
     return handle
+
+
+async def serve_checked(state: AppState, socket: SocketLike, headers: Any) -> None:
+    """Serve an accepted editor WebSocket if its ``Host``, ``Origin`` and credentials pass;
+    else close it with 1008 (policy) and a reason."""
+    policy = state.policy
+    host = headers.get("host") or headers.get("Host")
+    origin = headers.get("origin") or headers.get("Origin")
+    if not policy.host_allowed(host):
+        await socket.close(CLOSE_POLICY, "unknown host")
+        return
+    caller = await state.access.authenticate(credentials(headers))
+    if origin is None:
+        # Only browsers are at risk of cross-site WebSocket hijacking, and they always send
+        # Origin; other clients need a token (or no login at all).
+        allowed = caller is not None and caller.via != "cookie"
+    else:
+        allowed = policy.origin_allowed(origin)
+    if not allowed:
+        await socket.close(CLOSE_POLICY, "origin not allowed")
+        return
+    if caller is None:
+        await socket.close(CLOSE_POLICY, "sign in first")
+        return
+    await serve_socket(
+        state.manager,
+        socket,
+        queue_size=state.config.ws_send_queue_size,
+        caller=caller,
+        access=state.access,
+    )
 
 
 def create_internal_app(state: AppState) -> QuartTrio:

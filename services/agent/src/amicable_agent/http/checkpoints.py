@@ -25,8 +25,8 @@ from amicable_agent.loop.compaction import append_user
 from amicable_agent.loop.hitl import STATE_KEY as HITL_STATE_KEY
 from amicable_agent.sessions.checkpoints import Checkpoints, RestoreResult, valid_sha
 
+from .authz import checked_project, requires
 from .bodies import HttpError
-from .projects import project_or_404
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -91,9 +91,10 @@ def _result_json(result: RestoreResult) -> dict[str, Any]:
 
 
 @bp.get("/api/sandbox/<project_id>/checkpoints")
+@requires("viewer")
 async def list_checkpoints(project_id: str) -> Response:
     """``{checkpoints: [...]}``, newest first."""
-    project = await project_or_404(project_id)
+    project = await checked_project(project_id, "viewer")
     async with await _runtime(project) as runtime:
         try:
             found = await Checkpoints(runtime).list()
@@ -103,13 +104,14 @@ async def list_checkpoints(project_id: str) -> Response:
 
 
 @bp.post("/api/sandbox/<project_id>/checkpoints/<sha>/restore")
+@requires("editor")
 async def restore(project_id: str, sha: str) -> Response:
     """Restore the files of checkpoint ``sha``; see the module docstring."""
     checked = valid_sha(sha)
     if checked is None:
         raise HttpError(400, "invalid_sha", "a checkpoint id is 7-40 hex digits")
     state = _state()
-    project = await project_or_404(project_id)
+    project = await checked_project(project_id, "viewer")
     if await state.store.load_state(project_id, HITL_STATE_KEY) is not None:
         raise HttpError(
             409, "hitl_pending", "approve or reject the pending action before restoring"

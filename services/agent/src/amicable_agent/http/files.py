@@ -17,8 +17,8 @@ from quart import Blueprint, Response, current_app, jsonify, request
 
 from amicable_agent.errors import RuntimeClientError, SandboxError
 
+from .authz import checked_project, requires
 from .bodies import HttpError, json_object, optional_str
-from .projects import project_or_404
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -69,7 +69,7 @@ def _translate(exc: RuntimeClientError) -> HttpError:
 
 async def _runtime(project_id: str) -> AbstractAsyncContextManager[RuntimeClient]:
     state: AppState = current_app.config["AMICABLE_STATE"]
-    project = await project_or_404(project_id)
+    project = await checked_project(project_id, "viewer")
     try:
         return await state.manager.ensure_runtime(project)
     except SandboxError as exc:
@@ -79,6 +79,7 @@ async def _runtime(project_id: str) -> AbstractAsyncContextManager[RuntimeClient
 
 
 @bp.get("/api/sandbox/<project_id>/ls")
+@requires("viewer")
 async def ls(project_id: str) -> Response:
     """Direct children of ``path``: ``{path, entries: [{path, name, is_dir}]}`` (no ``.git``)."""
     path = public_path(request.args.get("path", "/"))
@@ -102,6 +103,7 @@ async def ls(project_id: str) -> Response:
 
 
 @bp.get("/api/sandbox/<project_id>/read")
+@requires("viewer")
 async def read(project_id: str) -> Response:
     """``{path, content, sha256, is_binary}`` (content null for binary or > 500 kB)."""
     path = public_path(request.args.get("path"))
@@ -129,6 +131,7 @@ async def _write(runtime: RuntimeClient, path: str, content: str, expected: str 
 
 
 @bp.put("/api/sandbox/<project_id>/write")
+@requires("editor")
 async def write(project_id: str) -> Response:
     """``{path, content, expected_sha256?}`` -> ``{path, sha256}``; 409 ``conflict``."""
     body = await json_object()
@@ -148,6 +151,7 @@ async def write(project_id: str) -> Response:
 
 
 @bp.post("/api/sandbox/<project_id>/mkdir")
+@requires("editor")
 async def mkdir(project_id: str) -> Response:
     """``{path}`` -> ``{path}`` (``mkdir -p``)."""
     body = await json_object()
@@ -161,6 +165,7 @@ async def mkdir(project_id: str) -> Response:
 
 
 @bp.post("/api/sandbox/<project_id>/create")
+@requires("editor")
 async def create(project_id: str) -> Response:
     """``{path, kind: file|dir, content?}`` -> ``{path, sha256?}``."""
     body = await json_object()
@@ -180,6 +185,7 @@ async def create(project_id: str) -> Response:
 
 
 @bp.post("/api/sandbox/<project_id>/rename")
+@requires("editor")
 async def rename(project_id: str) -> Response:
     """``{from, to}`` -> ``{from, to}``."""
     body = await json_object()
@@ -194,6 +200,7 @@ async def rename(project_id: str) -> Response:
 
 
 @bp.delete("/api/sandbox/<project_id>/rm")
+@requires("editor")
 async def rm(project_id: str) -> Response:
     """``?path=&recursive=0|1`` -> ``{path}``; a missing path is not an error (``rm -f``)."""
     path = mutable_path(request.args.get("path"))
@@ -212,6 +219,7 @@ DOWNLOAD_FORMATS = {"zip": ("application/zip", "zip"), "tar.gz": ("application/g
 
 
 @bp.get("/api/sandbox/<project_id>/download")
+@requires("viewer")
 async def download(project_id: str) -> Response:
     """``?format=zip|tar.gz`` (default zip): the project's files as an attachment named after
     its slug, streamed from the sandbox. Dependencies, VCS data, build output, ``.env*`` and
@@ -219,7 +227,7 @@ async def download(project_id: str) -> Response:
     fmt = request.args.get("format", "zip")
     if fmt not in DOWNLOAD_FORMATS:
         raise HttpError(400, "invalid_request", "format must be zip or tar.gz")
-    project = await project_or_404(project_id)
+    project = await checked_project(project_id, "viewer")
     async with AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(await _runtime(project_id))
         chunks = await stack.enter_async_context(aclosing(runtime.archive(fmt)))

@@ -24,8 +24,8 @@ from amicable_agent.gitsync.errors import GitLabApiError, GitSyncError
 from amicable_agent.gitsync.pull import NoBaseline
 from amicable_agent.gitsync.workspace import open_workspace
 
+from .authz import checked_project, requires
 from .bodies import HttpError
-from .projects import project_or_404
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -111,6 +111,7 @@ def _sandbox_error(exc: GitSyncError) -> HttpError | None:
 
 
 @bp.post("/api/projects/<project_id>/git/sync")
+@requires("editor")
 async def sync(project_id: str) -> Response:
     """``{commit_message?, force?}`` -> ``{pushed, commit_sha, diff_stat, name_status}``.
 
@@ -118,7 +119,7 @@ async def sync(project_id: str) -> Response:
     fails with ``detail`` naming ``git_sync_no_baseline``'s reason).
     """
     git_sync = _git_sync()
-    project = await project_or_404(project_id)
+    project = await checked_project(project_id, "viewer")
     raw = await request.get_json(force=True, silent=True)
     body = raw if isinstance(raw, dict) else {}
     text = body.get("commit_message")
@@ -146,10 +147,11 @@ async def sync(project_id: str) -> Response:
 
 
 @bp.get("/api/projects/<project_id>/git/status")
+@requires("viewer")
 async def status(project_id: str) -> Response:
     """``{remote_sha, local_sha, ahead, baseline_present, conflicts_pending}``."""
     git_sync = _git_sync()
-    project = await project_or_404(project_id)
+    project = await checked_project(project_id, "viewer")
     try:
         async with _opener()(project) as workspace:
             result = await git_sync.status(project, workspace)
@@ -161,10 +163,11 @@ async def status(project_id: str) -> Response:
 
 
 @bp.post("/api/projects/<project_id>/git/pull")
+@requires("editor")
 async def pull(project_id: str) -> Response:
     """``{updated, remote_sha, applied{added,modified,deleted}, conflicts[]}``."""
     git_sync = _git_sync()
-    project = await project_or_404(project_id)
+    project = await checked_project(project_id, "viewer")
     try:
         async with _opener()(project) as workspace:
             result = await git_sync.pull(project, workspace)

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, current_app, jsonify
 
+from amicable_agent.auth.access import AccessDenied
 from amicable_agent.gitsync import best_effort
 from amicable_agent.sandboxes.base import sandbox_id_for
 
+from .authz import checked_project, current_role, denied, requires
 from .bodies import HttpError, json_object, optional_str
+from .guard import current_caller
 
 if TYPE_CHECKING:
     from amicable_agent.store.base import Project
@@ -24,7 +27,6 @@ log = logging.getLogger(__name__)
 
 TEMPLATES: tuple[str, ...] = ("vite",)
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 DELETE_STEP_TIMEOUT_S = 60.0
 
 bp = Blueprint("projects", __name__)
@@ -59,39 +61,35 @@ def _short(p: Project) -> dict[str, Any]:
     }
 
 
-def valid_project_id(project_id: str) -> bool:
-    """Project ids are uuid4 strings, or any short token a client used as a session id."""
-    return bool(_PROJECT_ID.match(project_id))
-
-
-async def project_or_404(project_id: str) -> Project:
-    """The live project, or 400 ``invalid_project_id`` / 404 ``not_found``."""
-    if not valid_project_id(project_id):
-        raise HttpError(400, "invalid_project_id")
-    project = await _state().store.get_project(project_id)
-    if project is None:
-        raise HttpError(404, "not_found")
-    return project
-
-
 @bp.get("/api/projects")
 async def list_projects() -> Response:
-    """``{projects: [...]}``, most recently updated first."""
-    projects = await _state().store.list_projects()
-    return jsonify({"projects": [_summary(p) for p in projects]})
+    """``{projects: [...]}``: the caller's and those shared with them, most recently updated
+    first, each with the caller's ``role``."""
+    visible = await _state().access.projects(current_caller())
+    return jsonify({"projects": [{**_summary(p), "role": role} for p, role in visible]})
 
 
 @bp.post("/api/projects")
 async def create_project() -> Response:
-    """Create a project: ``{name?, prompt?, template_id?}``."""
+    """Create a project owned by the caller: ``{name?, prompt?, template_id?}``."""
+    state = _state()
+    caller = current_caller()
+    try:
+        await state.access.check_project_quota(caller)
+    except AccessDenied as exc:
+        raise denied(exc) from exc
     body = await json_object()
     name = (optional_str(body, "name") or "").strip()[:80] or "Untitled"
     prompt = optional_str(body, "prompt")
-    template_id = optional_str(body, "template_id") or _state().config.template_id
+    template_id = optional_str(body, "template_id") or state.config.template_id
     if template_id not in TEMPLATES:
         raise HttpError(400, "invalid_template_id", f"known templates: {', '.join(TEMPLATES)}")
-    state = _state()
-    project = await state.store.create_project(name, template_id=template_id, prompt=prompt)
+    project = await state.store.create_project(
+        name,
+        template_id=template_id,
+        prompt=prompt,
+        owner_sub=None if caller.local else caller.sub,
+    )
     if state.git_sync is not None:  # the GitLab repository, in the background (best effort)
         state.background.start_soon(best_effort, "create", state.git_sync.project_created, project)
     return jsonify(
@@ -101,6 +99,7 @@ async def create_project() -> Response:
             "slug": project.slug,
             "prompt": project.prompt,
             "template_id": project.template_id,
+            "role": "owner",
         }
     )
 
@@ -113,19 +112,22 @@ async def get_by_slug(slug: str) -> Response:
     project = await _state().store.get_project_by_slug(slug)
     if project is None:
         raise HttpError(404, "not_found")
-    return jsonify(_short(project))
+    await checked_project(project.project_id, "viewer")
+    return jsonify({**_short(project), "role": current_role()})
 
 
 @bp.get("/api/projects/<project_id>")
+@requires("viewer")
 async def get_project(project_id: str) -> Response:
     """A project by id."""
-    return jsonify(_short(await project_or_404(project_id)))
+    project = await checked_project(project_id, "viewer")
+    return jsonify({**_short(project), "role": current_role()})
 
 
 @bp.patch("/api/projects/<project_id>")
+@requires("editor")
 async def rename_project(project_id: str) -> Response:
     """Rename: the slug is re-derived, the sandbox id never changes."""
-    await project_or_404(project_id)
     body = await json_object()
     name = (optional_str(body, "name") or "").strip()[:80]
     if not name:
@@ -143,10 +145,9 @@ async def rename_project(project_id: str) -> Response:
 
 
 @bp.delete("/api/projects/<project_id>")
+@requires("owner")
 async def delete_project(project_id: str) -> Response:
     """Soft-delete now (202), then delete the sandbox and purge the row in the background."""
-    if not valid_project_id(project_id):
-        raise HttpError(400, "invalid_project_id")
     state = _state()
     project = await state.store.soft_delete_project(project_id)
     if project is None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import attrs
 import trio
 
+from amicable_agent.auth.access import Access
+from amicable_agent.auth.oidc import OidcClient
+from amicable_agent.auth.origins import OriginPolicy
 from amicable_agent.config import AgentConfig
 from amicable_agent.db import AppDatabase
 from amicable_agent.gitsync import GitSync
@@ -26,6 +29,9 @@ class AppState:
             (sandbox deletion after ``DELETE /api/projects/{id}``).
         db: the per-app Hasura database integration, or None when it is off.
         git_sync: GitLab persistence, or None when it is off.
+        access: authentication and project authorization.
+        policy: the hosts, origins and redirect targets the agent accepts.
+        oidc: the login provider's client, or None with ``AUTH_MODE=none``.
     """
 
     config: AgentConfig
@@ -33,5 +39,8 @@ class AppState:
     backend: SandboxBackend
     manager: SessionManager
     background: trio.Nursery
+    access: Access
+    policy: OriginPolicy
     db: AppDatabase | None = None
     git_sync: GitSync | None = None
+    oidc: OidcClient | None = None

@@ -25,10 +25,13 @@ from amicable_protocol.messages import (
     decode_client_frame,
 )
 
+from amicable_agent.auth.access import AccessDenied, valid_project_id
 from amicable_agent.errors import SandboxProvisionError
 from amicable_agent.sessions import Attachment
 
 if TYPE_CHECKING:
+    from amicable_agent.auth.access import Access
+    from amicable_agent.auth.identity import Caller, Role
     from amicable_agent.sessions import Session, SessionManager
 
 log = logging.getLogger(__name__)
@@ -78,9 +81,19 @@ class Connection:
     socket from its session; the session and its turn keep running.
     """
 
-    def __init__(self, manager: SessionManager, socket: SocketLike, *, queue_size: int) -> None:
+    def __init__(
+        self,
+        manager: SessionManager,
+        socket: SocketLike,
+        *,
+        queue_size: int,
+        caller: Caller,
+        access: Access,
+    ) -> None:
         self._manager = manager
         self._socket = socket
+        self._caller = caller
+        self._access = access
         self._attachment = Attachment(queue_size)
         write_now = getattr(socket, "write_now", None)
         if write_now is not None:
@@ -167,10 +180,35 @@ class Connection:
             assert isinstance(message.data, InitData)
             await self._init(message.data)
             return
-        if self._session is None or self._session.closed:
+        session = self._session
+        if session is None or session.closed:
             self._error("not_initialized", "send init with a session_id first")
             return
-        self._session.submit(kind, message.data, self._attachment)
+        # Every turn-related frame is checked again: the caller may have lost access since.
+        role = await self._access.role(self._caller, session.session_id)
+        if role is None:
+            session.detach(self._attachment)
+            self._session = None
+            self._error("not_found", "no such project")
+            return
+        if role == "viewer":
+            if kind is not MessageType.RUNTIME_ERROR:  # a viewer's preview never heals
+                self._error("read_only", "you can view this project but not change it")
+            return
+        if kind is MessageType.USER and self._turns_exceeded():
+            return
+        session.submit(kind, message.data, self._attachment, by=self._caller.sub)
+
+    def _turns_exceeded(self) -> bool:
+        limit = self._access.config.quotas.concurrent_turns_per_user
+        if self._caller.local or not limit or self._manager.turns_by(self._caller.sub) < limit:
+            return False
+        self._error(
+            "quota_exceeded",
+            f"you have {limit} prompts running or queued, the most allowed at once; "
+            "wait for one to finish",
+        )
+        return True
 
     async def _init(self, data: InitData) -> None:
         session_id = data.session_id.strip()
@@ -178,17 +216,61 @@ class Connection:
             self._error("missing_session_id", "init needs data.session_id")
             self._close_after_drain(CLOSE_POLICY)
             return
+        if not valid_project_id(session_id):
+            self._error("invalid_project_id", "a project id is 1-128 letters, digits, - or _")
+            return
         self._anon_session = session_id
         if self._session is not None and self._session.session_id != session_id:
             self._session.detach(self._attachment)
             self._session = None
+        try:
+            await self._authorize_init(session_id)
+        except AccessDenied as exc:
+            self._error(exc.code, exc.detail)
+            return
         session = self._session
         if session is None or session.closed:
-            session = await self._manager.attach(session_id, self._attachment)
+            session = await self._manager.attach(
+                session_id, self._attachment, started_by=self._caller.sub
+            )
             self._session = session
         # Provisioning can take a while: answer pings and queue messages meanwhile.
         assert self._nursery is not None
         self._nursery.start_soon(self._finish_init, session, data)
+
+    async def _authorize_init(self, project_id: str) -> Role:
+        """The caller's role in the project ``init`` names; creates it (owned by the caller)
+        when it does not exist and a login is configured; checks the sandbox limits.
+
+        Raises:
+            AccessDenied: not visible (``not_found``), or a limit is reached.
+        """
+        access, caller = self._access, self._caller
+        role = await access.role(caller, project_id)
+        if role is None:
+            if await access.store.get_project(project_id) is not None or caller.local:
+                if not caller.local:
+                    raise AccessDenied("not_found", "no such project")
+                role = "owner"  # AUTH_MODE=none: the session creates it, as before logins
+            else:
+                await access.check_project_quota(caller)
+                try:
+                    await access.store.create_project(
+                        "Untitled",
+                        template_id=self._manager.deps.default_template,
+                        project_id=project_id,
+                        owner_sub=caller.sub,
+                    )
+                except ValueError as exc:  # a deleted project's id
+                    raise AccessDenied("not_found", "no such project") from exc
+                role = "owner"
+        if self._manager.get(project_id) is None:
+            self._manager.check_sandbox_limits(
+                caller.sub,
+                per_user=0 if caller.local else access.config.quotas.running_sandboxes_per_user,
+                total=access.config.quotas.running_sandboxes,
+            )
+        return role
 
     async def _finish_init(self, session: Session, data: InitData) -> None:
         try:
@@ -202,32 +284,13 @@ class Connection:
         self._attachment.send_nowait(session.message(MessageType.INIT, reply))
 
 
-async def serve_socket(manager: SessionManager, socket: SocketLike, *, queue_size: int) -> None:
-    """Serve one accepted WebSocket until it closes (the route handler calls this)."""
-    await Connection(manager, socket, queue_size=queue_size).run()
-
-
-def origin_allowed(origin: str | None, allowed: tuple[str, ...], own_origin: str) -> bool:
-    """Whether a browser ``Origin`` may use the WebSocket and ``/api``.
-
-    No ``Origin`` (a non-browser client) is allowed. With an empty ``allowed`` list the local
-    default applies: the agent's own origin and ``http://localhost:*`` / ``127.0.0.1:*``.
-    An entry ending in ``:*`` matches any port of that scheme and host.
-    """
-    if origin is None:
-        return True
-    origin = origin.strip().rstrip("/").lower()
-    if origin == own_origin.lower():
-        return True
-    patterns = allowed or ("http://localhost:*", "http://127.0.0.1:*", "http://localhost")
-    for pattern in patterns:
-        pattern = pattern.lower()
-        if pattern == "*" or pattern == origin:
-            return True
-        if pattern.endswith(":*"):
-            base = pattern[:-2]
-            if origin == base or (
-                origin.startswith(base + ":") and origin[len(base) + 1 :].isdigit()
-            ):
-                return True
-    return False
+async def serve_socket(
+    manager: SessionManager,
+    socket: SocketLike,
+    *,
+    queue_size: int,
+    caller: Caller,
+    access: Access,
+) -> None:
+    """Serve one accepted WebSocket of an authenticated caller until it closes."""
+    await Connection(manager, socket, queue_size=queue_size, caller=caller, access=access).run()

@@ -9,6 +9,7 @@ A restore holds the same lock (:meth:`TurnQueue.hold`), so it never interleaves 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ class _Job:
     kind: MessageType
     data: Any
     origin: Attachment | None
+    by: str | None = None
 
 
 class TurnQueue:
@@ -85,6 +87,7 @@ class TurnQueue:
         self._send, self._recv = trio.open_memory_channel[_Job](QUEUE_SIZE)
         self._queued = 0
         self._turn_scope: trio.CancelScope | None = None
+        self._by: Counter[str] = Counter()  # queued or running jobs per user
         self._observer: TurnObserver | None = None
         # Held while a job (turn + its checkpoint + GitLab sync) runs, and by a restore.
         self._lock = trio.Lock()
@@ -105,7 +108,13 @@ class TurnQueue:
         if self._turn_scope is not None:
             self._turn_scope.cancel()
 
-    def submit(self, kind: MessageType, data: Any, origin: Attachment | None) -> None:
+    def count_by(self, sub: str) -> int:
+        """Jobs queued or running that ``sub`` submitted."""
+        return self._by[sub]
+
+    def submit(
+        self, kind: MessageType, data: Any, origin: Attachment | None, *, by: str | None = None
+    ) -> None:
         """Queue a ``user``, ``hitl_response`` or ``runtime_error`` message. Never blocks;
         a full queue or a missing model is answered to ``origin`` only."""
         if self._deps.engine is None:
@@ -115,11 +124,13 @@ class TurnQueue:
         if kind is MessageType.RUNTIME_ERROR and self.running:
             return  # auto-heal only when idle, as upstream
         try:
-            self._send.send_nowait(_Job(kind, data, origin))
+            self._send.send_nowait(_Job(kind, data, origin, by))
         except trio.WouldBlock:
             self._answer(origin, "busy", "Too many queued requests; try again.")
             return
         self._queued += 1
+        if by is not None:
+            self._by[by] += 1
         self._changed()
 
     def _answer(self, origin: Attachment | None, error: str, detail: str) -> None:
@@ -144,8 +155,12 @@ class TurnQueue:
             # repository gets the template as its baseline (best effort, never raises).
             await prepare_sandbox(git_sync, sandbox.project, sandbox.handle)
         async for job in self._recv:
-            async with self._lock:
-                await self._serve_job(job)
+            try:
+                async with self._lock:
+                    await self._serve_job(job)
+            finally:
+                if job.by is not None:
+                    self._by[job.by] -= 1
 
     async def _serve_job(self, job: _Job) -> None:
         """One queued job: the turn, then its checkpoint, then the GitLab sync."""

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from amicable_agent.auth.access import QuotaExceeded
+
 from .session import Session
 
 if TYPE_CHECKING:
@@ -40,7 +42,9 @@ class SessionManager:
         session = self._sessions.get(session_id)
         return session if session is not None and not session.closed else None
 
-    async def attach(self, session_id: str, attachment: Attachment) -> Session:
+    async def attach(
+        self, session_id: str, attachment: Attachment, *, started_by: str | None = None
+    ) -> Session:
         """Attach a socket to the session (creating and starting it if needed).
 
         A live session whose sandbox has gone (crashed, stopped as idle) is closed and
@@ -58,7 +62,7 @@ class SessionManager:
             await session.wait_closed()
             session = None
         if session is None:
-            session = Session(session_id, self._deps)
+            session = Session(session_id, self._deps, started_by=started_by)
             self._sessions[session_id] = session
             session.attach(attachment)
             await self._nursery.start(self._run_session, session)
@@ -114,6 +118,28 @@ class SessionManager:
             return
         async with session.hold_turns(wait_s):
             yield session
+
+    def check_sandbox_limits(self, sub: str, *, per_user: int, total: int) -> None:
+        """Refuse to start one more session (and so one more running sandbox) when ``sub``
+        already started ``per_user`` of them or ``total`` run in all (0 = no limit).
+
+        Raises:
+            QuotaExceeded: a limit is reached.
+        """
+        live = [s for s in self._sessions.values() if not s.closed]
+        if total and len(live) >= total:
+            raise QuotaExceeded(
+                f"{total} projects are open on this server, the most it runs at once; "
+                "try again when someone closes one"
+            )
+        if per_user and sum(1 for s in live if s.started_by == sub) >= per_user:
+            raise QuotaExceeded(
+                f"you have {per_user} projects open, the most allowed at once; close one first"
+            )
+
+    def turns_by(self, sub: str) -> int:
+        """Turns running or queued that ``sub`` asked for, in every session."""
+        return sum(s.turns_by(sub) for s in self._sessions.values() if not s.closed)
 
     def close_session(self, session_id: str) -> None:
         """Close a session if it is live (project deleted)."""

@@ -56,8 +56,12 @@ class Session:
     dropped.
     """
 
-    def __init__(self, session_id: str, deps: SessionDeps) -> None:
+    def __init__(
+        self, session_id: str, deps: SessionDeps, *, started_by: str | None = None
+    ) -> None:
         self._session_id = session_id
+        #: The user whose ``init`` started the session (counts against their sandbox limit).
+        self.started_by = started_by
         self._deps = deps
         self._attachments: set[Attachment] = set()
         self._changed = trio.Event()
@@ -289,7 +293,13 @@ class Session:
         """Take a renamed project row (the sandbox id stays)."""
         self._sandbox.project = project
 
-    def submit(self, kind: MessageType, data: Any, origin: Attachment | None) -> None:
+    def turns_by(self, sub: str) -> int:
+        """Turns running or queued here that ``sub`` asked for."""
+        return self._jobs.count_by(sub)
+
+    def submit(
+        self, kind: MessageType, data: Any, origin: Attachment | None, *, by: str | None = None
+    ) -> None:
         """Route a turn-related client message (``user``, ``hitl_response``,
         ``runtime_error``, ``cancel``). Never blocks."""
         handle = self._sandbox.handle
@@ -299,7 +309,7 @@ class Session:
         if kind is MessageType.CANCEL:
             self._jobs.cancel()
             return
-        self._jobs.submit(kind, data, origin)
+        self._jobs.submit(kind, data, origin, by=by)
 
     @asynccontextmanager
     async def hold_turns(self, wait_s: float) -> AsyncIterator[None]:

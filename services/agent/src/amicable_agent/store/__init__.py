@@ -10,14 +10,23 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from .base import Project, Store, slug_candidates, slugify
+from .base import ApiToken, Invite, Member, Project, Store, slug_candidates, slugify
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from amicable_agent.config import AgentConfig
 
-__all__ = ["Project", "Store", "open_store", "slug_candidates", "slugify"]
+__all__ = [
+    "ApiToken",
+    "Invite",
+    "Member",
+    "Project",
+    "Store",
+    "open_store",
+    "slug_candidates",
+    "slugify",
+]
 
 
 @asynccontextmanager

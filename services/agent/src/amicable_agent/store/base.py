@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from amicable_agent.auth.identity import Role, User
+
 if TYPE_CHECKING:
     from amicable_protocol.messages import HistoryEntry, ProjectInfo
 
@@ -50,6 +52,8 @@ class Project:
     created_at: float
     updated_at: float
     deleted_at: float | None = None
+    #: The user who owns it; None for projects made without logins (``AUTH_MODE=none``).
+    owner_sub: str | None = None
 
     def info(self) -> ProjectInfo:
         """The public ``project`` object of INIT."""
@@ -64,7 +68,113 @@ class Project:
         )
 
 
-class Store(Protocol):
+@attrs.frozen
+class Member:
+    """One member of a project (the owner included)."""
+
+    user: User
+    role: Role
+
+
+@attrs.frozen
+class Invite:
+    """A pending invitation for an e-mail address nobody has logged in with yet."""
+
+    email: str
+    role: Role
+
+
+@attrs.frozen
+class ApiToken:
+    """An API token's public record (never the token)."""
+
+    token_id: str
+    name: str
+    created_at: float
+    last_used_at: float | None
+
+
+#: The ``projects`` columns in :class:`Project`'s field order (``SELECT {COLUMNS}`` -> row).
+COLUMNS = ", ".join(field.name for field in attrs.fields(Project))
+
+
+class IdentityStore(Protocol):
+    """Users, logins, API tokens, owners and members (see :mod:`.identity`)."""
+
+    async def record_login(self, user: User, *, admin_emails: tuple[str, ...]) -> User:
+        """Insert or refresh a user at login (invites become memberships)."""
+        ...
+
+    async def get_user(self, sub: str) -> User | None:
+        """A user by ``sub``."""
+        ...
+
+    async def user_by_email(self, email: str) -> User | None:
+        """The user who last logged in with ``email``."""
+        ...
+
+    async def create_login_session(self, sub: str, max_age_s: float) -> str:
+        """A new login session's id."""
+        ...
+
+    async def session_user(self, session_id: str) -> User | None:
+        """The user of a live login session."""
+        ...
+
+    async def revoke_login_session(self, session_id: str) -> None:
+        """End a login session."""
+        ...
+
+    async def create_api_token(self, sub: str, name: str) -> tuple[ApiToken, str]:
+        """A new API token: its record and the token (shown once)."""
+        ...
+
+    async def list_api_tokens(self, sub: str) -> list[ApiToken]:
+        """A user's API tokens."""
+        ...
+
+    async def delete_api_token(self, sub: str, token_id: str) -> bool:
+        """Revoke one of a user's tokens."""
+        ...
+
+    async def token_user(self, token: str) -> User | None:
+        """The user of an API token."""
+        ...
+
+    async def project_role(self, project_id: str, sub: str) -> Role | None:
+        """A user's role in a live project."""
+        ...
+
+    async def projects_of(self, sub: str) -> list[tuple[Project, Role]]:
+        """Live projects a user owns or is a member of."""
+        ...
+
+    async def count_owned_projects(self, sub: str) -> int:
+        """How many live projects a user owns."""
+        ...
+
+    async def members(self, project_id: str) -> tuple[list[Member], list[Invite]]:
+        """A project's members (owner first) and pending invites."""
+        ...
+
+    async def add_member(self, project_id: str, sub: str, role: Role) -> None:
+        """Give a user a role in a project."""
+        ...
+
+    async def remove_member(self, project_id: str, sub: str) -> bool:
+        """Remove a membership."""
+        ...
+
+    async def add_invite(self, project_id: str, email: str, role: Role) -> None:
+        """Remember an invitation for an e-mail address."""
+        ...
+
+    async def remove_invite(self, project_id: str, email: str) -> bool:
+        """Drop a pending invitation."""
+        ...
+
+
+class Store(IdentityStore, Protocol):
     """Durable agent state. Every method is a checkpoint."""
 
     async def create_project(
@@ -74,6 +184,7 @@ class Store(Protocol):
         template_id: str,
         prompt: str | None = None,
         project_id: str | None = None,
+        owner_sub: str | None = None,
     ) -> Project:
         """Insert a project (id uuid4 unless given) with a unique slug derived from ``name``."""
         ...

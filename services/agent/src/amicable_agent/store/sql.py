@@ -13,14 +13,17 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from amicable_protocol.messages import HistoryEntry
 
-from .base import Project, slug_candidates, slugify
+from .base import COLUMNS, Project, slug_candidates, slugify
+from .identity import IDENTITY_MIGRATION, IdentityQueries
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from .dbapi import Connection, Cursor
 
 T = TypeVar("T")
 
@@ -70,6 +73,8 @@ MIGRATION_TEMPLATES: tuple[str, ...] = (
     """,
     # 2: a project's turn events are read by project
     "CREATE INDEX turn_events_project ON turn_events(project_id, seq);",
+    # 3: users, login sessions, API tokens, project owners, members and invites
+    IDENTITY_MIGRATION,
 )
 
 
@@ -78,30 +83,11 @@ def render_migrations(*, serial_pk: str, real: str) -> tuple[str, ...]:
     return tuple(t.format(serial_pk=serial_pk, real=real) for t in MIGRATION_TEMPLATES)
 
 
-COLUMNS = (
-    "project_id, name, slug, template_id, sandbox_id, prompt, created_at, updated_at, deleted_at"
-)
-
-
-class Cursor(Protocol):
-    """The part of a DB-API cursor the queries use."""
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    """The part of ``sqlite3.Connection`` / ``psycopg.Connection`` the queries use."""
-
-    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
-
-
 def _row(row: Sequence[Any] | None) -> Project | None:
     return Project(*row) if row is not None else None
 
 
-class SqlStore(ABC):
+class SqlStore(IdentityQueries, ABC):
     """The shared queries; see the module docstring for what a subclass provides."""
 
     #: ``True`` for drivers with ``%s`` placeholders (psycopg), ``False`` for ``?`` (sqlite3).
@@ -142,6 +128,7 @@ class SqlStore(ABC):
         template_id: str,
         prompt: str | None = None,
         project_id: str | None = None,
+        owner_sub: str | None = None,
     ) -> Project:
         pid = project_id or str(uuid.uuid4())
         now = time.time()
@@ -149,11 +136,13 @@ class SqlStore(ABC):
         def insert(conn: Connection) -> Project:
             if self._execute(conn, "SELECT 1 FROM projects WHERE project_id=?", (pid,)).fetchone():
                 raise ValueError(f"project {pid} already exists")
-            query = self.q(f"INSERT INTO projects ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,NULL)")
+            query = self.q(f"INSERT INTO projects ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,NULL,?)")
             for slug in slug_candidates(slugify(name), pid):
-                params = (pid, name, slug, template_id, None, prompt, now, now)
+                params = (pid, name, slug, template_id, None, prompt, now, now, owner_sub)
                 if self._insert_slug(conn, query, params) is not None:
-                    return Project(pid, name, slug, template_id, None, prompt, now, now)
+                    return Project(
+                        pid, name, slug, template_id, None, prompt, now, now, None, owner_sub
+                    )
             raise ValueError("could not find a free slug")
 
         return await self._run(insert)
