@@ -18,6 +18,16 @@ from amicable_agent.sandboxes.base import SandboxHandle
 from amicable_agent.sandboxes.local.backend import LocalBackendConfig
 from amicable_agent.server import ServerPorts, serve
 from amicable_testing import FakeSandboxBackend, unused_runtime_factory
+from amicable_testing.fake_oidc import open_fake_oidc
+from amicable_testing.logins import (
+    ALICE,
+    BOB,
+    CAROL,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    Site,
+    oidc_config,
+)
 from amicable_testing.postgres import PostgresServer
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
@@ -187,4 +197,33 @@ async def api(agent_factory: Any, tmp_path: Path) -> AsyncIterator[Any]:
     ):
         running.client = client
         running.workspaces = workspaces
+        yield running
+
+
+# --- logins: a fake OpenID provider and signed-in clients (tests/agent/core/test_identity_*) ---
+
+
+@pytest.fixture
+def site_factory(tmp_path: Path) -> Callable[..., Any]:
+    """Start an agent with AUTH_MODE=oidc against a fake provider (``Site``)."""
+
+    @asynccontextmanager
+    async def factory(*, auth: dict[str, Any] | None = None, **kwargs: Any) -> AsyncIterator[Site]:
+        async with open_fake_oidc(
+            clients={CLIENT_ID: (CLIENT_SECRET, [])}, users=[ALICE, BOB, CAROL]
+        ) as oidc:
+            config = make_config(tmp_path, auth=oidc_config(oidc.issuer, **(auth or {})))
+            async with run_agent(config, **kwargs) as agent:
+                port = agent.ports.public
+                oidc.register_client(
+                    CLIENT_ID, CLIENT_SECRET, [f"http://localhost:{port}/auth/callback"]
+                )
+                yield Site(f"http://localhost:{port}", oidc, agent)
+
+    return factory
+
+
+@pytest.fixture
+async def site(site_factory: Callable[..., Any]) -> AsyncIterator[Site]:
+    async with site_factory() as running:
         yield running

@@ -90,6 +90,7 @@ class OidcClient:
         self._provider_at = 0.0
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_at = -JWKS_REFRESH_MIN_S
+        self._missing: set[str] = set()
         self._lock = trio.Lock()
 
     async def provider(self) -> Provider:
@@ -240,7 +241,15 @@ class OidcClient:
     async def _key(self, provider: Provider, kid: str | None) -> jwt.PyJWK:
         async with self._lock:
             key = self._find(kid)
-            if key is None and time.monotonic() - self._keys_at >= JWKS_REFRESH_MIN_S:
+            now = time.monotonic()
+            # A kid seen for the first time is worth one fetch (the provider rotated its
+            # keys); the same unknown kid again only after the refresh interval.
+            fresh = kid is not None and kid not in self._missing
+            if key is None and (fresh or now - self._keys_at >= JWKS_REFRESH_MIN_S):
+                if kid is not None:
+                    if len(self._missing) > 100:
+                        self._missing.clear()
+                    self._missing.add(kid)
                 doc = await self._get_json(provider.jwks_uri, "the login provider's keys")
                 keys: dict[str, jwt.PyJWK] = {}
                 for i, jwk in enumerate(doc.get("keys", [])):

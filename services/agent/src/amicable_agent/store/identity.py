@@ -97,7 +97,7 @@ class IdentityQueries:
                 "INSERT INTO users (sub, email, name, picture, created_at, last_login_at) "
                 "VALUES (?,?,?,?,?,?) ON CONFLICT (sub) DO UPDATE SET email=excluded.email, "
                 "name=excluded.name, picture=excluded.picture, last_login_at=excluded.last_login_at",
-                (user.sub, user.email, user.name, user.picture, now, now),
+                (user.sub, user.email or "", user.name or "", user.picture or "", now, now),
             )
             if user.email:
                 invites = self._execute(
