@@ -25,16 +25,16 @@ from deploy_support import (
 )
 
 # The two install commands of the install guide (§4 steps 2 and 3), verbatim: the seed guide's
-# plus a login (the chart refuses an agent Ingress without one). The second reuses the first
-# one's values.
+# with previews on a registrable domain of their own and a login (the chart refuses an agent
+# Ingress without one). The second reuses the first one's values.
 GUIDE_INSTALL = r"""
 helm upgrade --install amicable ./deploy/helm/amicable \
   --namespace amicable --create-namespace \
   --set sandboxNamespace=amicable \
-  --set sandboxTemplate.additionalAllowedHosts=.preview.example.com \
+  --set sandboxTemplate.additionalAllowedHosts=.example-preview.net \
   --set agent.ingress.host=agent.example.com \
-  --set agent.env.previewBaseDomain=preview.example.com \
-  --set previewRouter.ingress.wildcardHost=\"*.preview.example.com\" \
+  --set agent.env.previewBaseDomain=example-preview.net \
+  --set previewRouter.ingress.wildcardHost=\"*.example-preview.net\" \
   --set agent.auth.mode=oidc \
   --set agent.auth.oidc.issuerUrl=https://keycloak.example.com/realms/amicable \
   --set agent.auth.oidc.clientId=amicable
@@ -92,7 +92,7 @@ async def test_guide_install_commands_render_and_validate(render, validate) -> N
     agent = find(both, "Deployment", "amicable-agent")
     env = container_env(agent)
     assert env["K8S_SANDBOX_NAMESPACE"] == "amicable"
-    assert env["PREVIEW_BASE_DOMAIN"] == "preview.example.com"
+    assert env["PREVIEW_BASE_DOMAIN"] == "example-preview.net"
     assert env["PREVIEW_SCHEME"] == "https"
     assert env["AMICABLE_SANDBOX_BACKEND"] == "kubernetes"
     assert env["K8S_SANDBOX_TEMPLATE_NAME"] == "amicable-sandbox-vite"
@@ -107,7 +107,7 @@ async def test_guide_install_commands_render_and_validate(render, validate) -> N
     assert env["PUBLIC_BASE_URL"] == "https://agent.example.com"
 
     router = find(both, "Ingress", "amicable-preview-router")
-    assert [r["host"] for r in router["spec"]["rules"]] == ["*.preview.example.com"]
+    assert [r["host"] for r in router["spec"]["rules"]] == ["*.example-preview.net"]
     assert find(both, "Ingress", "amicable-agent")["spec"]["rules"][0]["host"] == (
         "agent.example.com"
     )
@@ -123,7 +123,7 @@ async def test_guide_install_commands_render_and_validate(render, validate) -> N
     assert template["metadata"]["namespace"] == "amicable"
     assert template["spec"]["service"] is True  # <sandbox>.<ns>.svc.cluster.local must exist
     sandbox_env = container_env(template["spec"]["podTemplate"])
-    assert sandbox_env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] == ".preview.example.com"
+    assert sandbox_env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] == ".example-preview.net"
     assert sandbox_env["AMICABLE_HMR_CLIENT_PORT"] == "443"
     assert sandbox_env["AMICABLE_HMR_PROTOCOL"] == "wss"
 
@@ -402,7 +402,7 @@ def without_login(args: list[str]) -> list[str]:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (  # the seed guide's install command, which predates logins
+        (  # the guide's install command as it was before logins
             without_login(helm_template_args(GUIDE_INSTALL)),
             r"agent.auth.mode=none would publish the agent without login on its Ingress "
             r"\(agent.example.com\).*Set agent.auth.mode=oidc.*or agent.auth.mode=google"
