@@ -40,7 +40,8 @@ HAND_WRITTEN = {"internal-secret.yaml"}
 HEADER = (
     "# Generated from deploy/helm/amicable by deploy/k8s/regenerate.py (values.raw.yaml).\n"
     "# Replace the placeholders before applying: <REGISTRY>/<TAG> (your images), example.com\n"
-    "# hosts (your AGENT_HOST / PREVIEW_BASE_DOMAIN), namespace default (your SANDBOX_NAMESPACE).\n"
+    "# hosts (your AGENT_HOST / PREVIEW_BASE_DOMAIN), namespace default (your SANDBOX_NAMESPACE),\n"
+    "# OIDC_ISSUER_URL / OIDC_CLIENT_ID (your login provider, docs/kubernetes.md 4.1).\n"
 )
 _HELM_LABELS = re.compile(
     r"^\s*(helm\.sh/chart|app\.kubernetes\.io/managed-by|app\.kubernetes\.io/version): .*\n",

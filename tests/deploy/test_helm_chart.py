@@ -12,6 +12,7 @@ import pytest
 from deploy_support import (
     CHART,
     MIN_KUBERNETES_VERSION,
+    OIDC_FLAGS,
     REPO,
     V1BETA1_FLAGS,
     WARM_POOL_FLAGS,
@@ -23,18 +24,22 @@ from deploy_support import (
     run_tool,
 )
 
-# The two install commands of the seed guide (§4 steps 2 and 3), verbatim; the second one
-# reuses the first one's values.
-SEED_INSTALL = r"""
+# The two install commands of the install guide (§4 steps 2 and 3), verbatim: the seed guide's
+# with previews on a registrable domain of their own and a login (the chart refuses an agent
+# Ingress without one). The second reuses the first one's values.
+GUIDE_INSTALL = r"""
 helm upgrade --install amicable ./deploy/helm/amicable \
   --namespace amicable --create-namespace \
   --set sandboxNamespace=amicable \
-  --set sandboxTemplate.additionalAllowedHosts=.preview.example.com \
+  --set sandboxTemplate.additionalAllowedHosts=.example-preview.net \
   --set agent.ingress.host=agent.example.com \
-  --set agent.env.previewBaseDomain=preview.example.com \
-  --set previewRouter.ingress.wildcardHost=\"*.preview.example.com\"
+  --set agent.env.previewBaseDomain=example-preview.net \
+  --set previewRouter.ingress.wildcardHost=\"*.example-preview.net\" \
+  --set agent.auth.mode=oidc \
+  --set agent.auth.oidc.issuerUrl=https://keycloak.example.com/realms/amicable \
+  --set agent.auth.oidc.clientId=amicable
 """
-SEED_EDITOR = r"""
+GUIDE_EDITOR = r"""
 helm upgrade --install amicable ./deploy/helm/amicable \
   --namespace amicable --create-namespace --reuse-values \
   --set editor.enabled=true \
@@ -70,24 +75,24 @@ def helm_template_args(command: str) -> list[str]:
 
 
 async def test_helm_lint_strict(helm_bin: Path) -> None:
-    out = await run_tool([helm_bin, "lint", "--strict", CHART])
+    out = await run_tool([helm_bin, "lint", "--strict", CHART, *OIDC_FLAGS])
     assert "0 chart(s) failed" in out
     kind = await run_tool([helm_bin, "lint", "--strict", CHART, "-f", CHART / "values.kind.yaml"])
     assert "0 chart(s) failed" in kind
 
 
-async def test_seed_install_commands_render_and_validate(render, validate) -> None:
-    first = helm_template_args(SEED_INSTALL)
+async def test_guide_install_commands_render_and_validate(render, validate) -> None:
+    first = helm_template_args(GUIDE_INSTALL)
     docs = await render(*first)
     await validate(docs)
     assert not [d for d in docs if d["metadata"]["name"].endswith("editor")]
 
-    both = await render(*first, *helm_template_args(SEED_EDITOR))  # --reuse-values
+    both = await render(*first, *helm_template_args(GUIDE_EDITOR))  # --reuse-values
     await validate(both)
     agent = find(both, "Deployment", "amicable-agent")
     env = container_env(agent)
     assert env["K8S_SANDBOX_NAMESPACE"] == "amicable"
-    assert env["PREVIEW_BASE_DOMAIN"] == "preview.example.com"
+    assert env["PREVIEW_BASE_DOMAIN"] == "example-preview.net"
     assert env["PREVIEW_SCHEME"] == "https"
     assert env["AMICABLE_SANDBOX_BACKEND"] == "kubernetes"
     assert env["K8S_SANDBOX_TEMPLATE_NAME"] == "amicable-sandbox-vite"
@@ -97,9 +102,12 @@ async def test_seed_install_commands_render_and_validate(render, validate) -> No
         "key": "ANTHROPIC_API_KEY",
     }
     assert env["OPENAI_API_KEY"]["secretKeyRef"]["optional"] is True
+    assert env["AUTH_MODE"] == "oidc"
+    assert env["OIDC_ISSUER_URL"] == "https://keycloak.example.com/realms/amicable"
+    assert env["PUBLIC_BASE_URL"] == "https://agent.example.com"
 
     router = find(both, "Ingress", "amicable-preview-router")
-    assert [r["host"] for r in router["spec"]["rules"]] == ["*.preview.example.com"]
+    assert [r["host"] for r in router["spec"]["rules"]] == ["*.example-preview.net"]
     assert find(both, "Ingress", "amicable-agent")["spec"]["rules"][0]["host"] == (
         "agent.example.com"
     )
@@ -115,7 +123,7 @@ async def test_seed_install_commands_render_and_validate(render, validate) -> No
     assert template["metadata"]["namespace"] == "amicable"
     assert template["spec"]["service"] is True  # <sandbox>.<ns>.svc.cluster.local must exist
     sandbox_env = container_env(template["spec"]["podTemplate"])
-    assert sandbox_env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] == ".preview.example.com"
+    assert sandbox_env["__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS"] == ".example-preview.net"
     assert sandbox_env["AMICABLE_HMR_CLIENT_PORT"] == "443"
     assert sandbox_env["AMICABLE_HMR_PROTOCOL"] == "wss"
 
@@ -126,9 +134,9 @@ async def test_docs_helm_commands_render(doc: str, render, validate) -> None:
     text = (REPO / "docs" / doc).read_text()
     commands = re.findall(r"^(helm upgrade --install (?:.*\\\n)*.*)$", text, re.M)
     assert len(commands) >= 2, commands
-    if doc == "kubernetes.md":  # the guide keeps the seed's commands verbatim
-        assert SEED_INSTALL.strip() in commands
-        assert SEED_EDITOR.strip() in commands
+    if doc == "kubernetes.md":  # the commands checked in detail above are the guide's
+        assert GUIDE_INSTALL.strip() in commands
+        assert GUIDE_EDITOR.strip() in commands
     previous: list[str] = []
     for command in commands:
         args = helm_template_args(command)
@@ -142,9 +150,17 @@ async def test_docs_helm_commands_render(doc: str, render, validate) -> None:
 
 
 MATRIX: dict[str, list[str]] = {
-    "defaults": [],
-    "editor-on": ["--set", "editor.enabled=true"],
+    "defaults-with-oidc": OIDC_FLAGS,
+    "google": ["--set", "agent.auth.mode=google"],
+    "no-login-cluster-internal": [
+        "--set",
+        "agent.ingress.enabled=false",
+        "--set",
+        "agent.auth.allowInsecureNoAuth=true",
+    ],
+    "editor-on": [*OIDC_FLAGS, "--set", "editor.enabled=true"],
     "editor-off-no-ingress": [
+        *OIDC_FLAGS,
         "--set",
         "editor.enabled=false",
         "--set",
@@ -153,6 +169,7 @@ MATRIX: dict[str, list[str]] = {
         "previewRouter.ingress.enabled=false",
     ],
     "tls": [
+        *OIDC_FLAGS,
         "--set",
         "editor.enabled=true",
         "--set",
@@ -166,9 +183,10 @@ MATRIX: dict[str, list[str]] = {
         "--set-string",
         "agent.ingress.annotations.cert-manager\\.io/cluster-issuer=letsencrypt",
     ],
-    "warm-pool": WARM_POOL_FLAGS,
-    "warm-pool-v1beta1": [*WARM_POOL_FLAGS, *V1BETA1_FLAGS],
+    "warm-pool": [*OIDC_FLAGS, *WARM_POOL_FLAGS],
+    "warm-pool-v1beta1": [*OIDC_FLAGS, *WARM_POOL_FLAGS, *V1BETA1_FLAGS],
     "traefik-force-http1": [
+        *OIDC_FLAGS,
         "--set",
         "agent.ingress.className=traefik",
         "--set",
@@ -176,9 +194,10 @@ MATRIX: dict[str, list[str]] = {
         "--set",
         "agent.ingress.traefik.forceHttp1.enabled=true",
     ],
-    "network-policy-off": ["--set", "networkPolicy.enabled=false"],
-    "separate-sandbox-namespace": ["--set", "sandboxNamespace=amicable-sandboxes"],
+    "network-policy-off": [*OIDC_FLAGS, "--set", "networkPolicy.enabled=false"],
+    "separate-sandbox-namespace": [*OIDC_FLAGS, "--set", "sandboxNamespace=amicable-sandboxes"],
     "hardened-sandboxes": [
+        *OIDC_FLAGS,
         "--set",
         "sandboxTemplate.runtimeClassName=gvisor",
         "--set",
@@ -188,20 +207,23 @@ MATRIX: dict[str, list[str]] = {
         "--set",
         "networkPolicy.sandboxEgress.allowInternet=false",
     ],
-    "no-persistence": ["--set", "agent.persistence.enabled=false"],
+    "no-persistence": [*OIDC_FLAGS, "--set", "agent.persistence.enabled=false"],
     "existing-claim-and-secret": [
+        *OIDC_FLAGS,
         "--set",
         "agent.persistence.existingClaim=my-data",
         "--set",
         "internalSecret.existingSecret=my-internal",
     ],
     "external-db-two-replicas": [
+        *OIDC_FLAGS,
         "--set",
         "agent.replicaCount=2",
         "--set",
         "agent.database.url=postgresql://amicable@db/amicable",
     ],
     "db-url-from-secret-three-replicas": [
+        *OIDC_FLAGS,
         "--set",
         "agent.replicaCount=3",
         "--set",
@@ -220,7 +242,7 @@ async def test_values_matrix_validates(case: str, render, validate) -> None:
 
 
 async def test_isolation_check_catches_an_open_policy(render) -> None:
-    docs = await render()
+    docs = await render(*OIDC_FLAGS)
     open_all = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -232,12 +254,12 @@ async def test_isolation_check_catches_an_open_policy(render) -> None:
 
 
 async def test_default_render_validates_on_minimum_kubernetes(render, validate) -> None:
-    docs = await render("--set", "editor.enabled=true")
+    docs = await render(*OIDC_FLAGS, "--set", "editor.enabled=true")
     await validate(docs, version=MIN_KUBERNETES_VERSION)
 
 
 async def test_rbac_is_limited_to_what_the_agent_uses(render) -> None:
-    docs = await render("--set", "sandboxNamespace=sandboxes")
+    docs = await render(*OIDC_FLAGS, "--set", "sandboxNamespace=sandboxes")
     role = find(docs, "Role")
     assert role["metadata"]["namespace"] == "sandboxes"
     rules = {
@@ -272,7 +294,7 @@ async def test_force_http1_points_the_agent_ingress_at_the_tls_option(render) ->
         "traefik.ingress.kubernetes.io/router.tls.options"
     ]
     assert annotation == f"amicable-{option['metadata']['name']}@kubernetescrd"
-    assert not [d for d in await render() if d["kind"] == "TLSOption"]
+    assert not [d for d in await render(*OIDC_FLAGS) if d["kind"] == "TLSOption"]
 
 
 async def test_tls_sections_name_their_hosts(render) -> None:
@@ -287,7 +309,7 @@ async def test_tls_sections_name_their_hosts(render) -> None:
         assert ingress["spec"]["tls"][0]["secretName"]
     agent = find(docs, "Ingress", "amicable-agent")
     assert agent["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
-    assert "tls" not in find(await render(), "Ingress", "amicable-agent")["spec"]
+    assert "tls" not in find(await render(*OIDC_FLAGS), "Ingress", "amicable-agent")["spec"]
 
 
 async def test_warm_pool_references_the_template(render) -> None:
@@ -312,13 +334,13 @@ async def test_warm_pool_references_the_template(render) -> None:
 
 
 async def test_per_claim_tokens_allow_env_injection(render) -> None:
-    template = find(await render(), "SandboxTemplate")
+    template = find(await render(*OIDC_FLAGS), "SandboxTemplate")
     assert template["spec"]["envVarsInjectionPolicy"] == "Allowed"
     container = template["spec"]["podTemplate"]["spec"]["containers"][0]
     assert "args" not in container  # the runtime's default: refuse requests without a token
-    agent = container_env(find(await render(), "Deployment", "amicable-agent"))
+    agent = container_env(find(await render(*OIDC_FLAGS), "Deployment", "amicable-agent"))
     assert agent["AMICABLE_RUNTIME_TOKEN_SECRET"]["secretKeyRef"]["key"] == "RUNTIME_TOKEN_SECRET"
-    router = container_env(find(await render(), "Deployment", "amicable-preview-router"))
+    router = container_env(find(await render(*OIDC_FLAGS), "Deployment", "amicable-preview-router"))
     assert router["AMICABLE_PREVIEW_RESOLVER_TOKEN"] == agent["AMICABLE_PREVIEW_RESOLVER_TOKEN"]
     assert router["AMICABLE_PREVIEW_RESOLVER_URL"] == (
         "http://amicable-agent-internal.amicable.svc.cluster.local:8001/internal/preview/resolve"
@@ -349,11 +371,223 @@ async def test_per_claim_tokens_allow_env_injection(render) -> None:
         (["--set", "previewRouter.ingress.wildcardHost=*.other.example.com"], "must be"),
         (["--set", "agent.ingress.hots=agent.example.com"], "hots"),
         (["--set", "agent.env.previewScheme=ftp"], "previewScheme"),
+        (["--set", "agent.auth.mode=saml"], "one of 'none', 'oidc', 'google'"),
+        (["--set", "agent.auth.oidc.clientId="], "needs agent.auth.oidc.issuerUrl"),
+        (["--set", "agent.auth.oidc.issuerUrl=keycloak.example.com/realms/a"], "issuerUrl"),
+        (["--set", "agent.auth.publicBaseUrl=https://agent.example.com/app/"], "publicBaseUrl"),
+        (["--set", "agent.auth.adminEmails={alice}"], "adminEmails"),
+        (["--set", "agent.auth.sessionMaxAgeSeconds=forever"], "sessionMaxAgeSeconds"),
+        (["--set", "agent.limits.maxProjectsPerUser=0"], "maxProjectsPerUser"),
+        # A preview could set the login cookie of an agent or editor inside its domain.
+        (["--set", "agent.ingress.host=agent.preview.example.com"], "inside the preview domain"),
+        (
+            ["--set", "editor.enabled=true", "--set", "editor.ingress.host=preview.example.com"],
+            "inside the preview domain",
+        ),
     ],
 )
 async def test_unworkable_values_are_refused(flags: list[str], message: str, render) -> None:
     with pytest.raises(CommandFailed, match=message):
+        await render(*OIDC_FLAGS, *flags)
+
+
+def without_login(args: list[str]) -> list[str]:
+    """helm template args (flag/value pairs) minus the agent.auth settings."""
+    pairs = zip(args[::2], args[1::2], strict=True)
+    return [
+        x for flag, value in pairs if not value.startswith("agent.auth.") for x in (flag, value)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (  # the guide's install command as it was before logins
+            without_login(helm_template_args(GUIDE_INSTALL)),
+            r"agent.auth.mode=none would publish the agent without login on its Ingress "
+            r"\(agent.example.com\).*Set agent.auth.mode=oidc.*or agent.auth.mode=google"
+            r".*agent.auth.allowInsecureNoAuth=true",
+        ),
+        (
+            ["--set", "agent.ingress.enabled=false"],
+            r"Set agent.auth.mode=oidc.*or agent.auth.mode=google.*for a cluster-internal "
+            r"install with no Ingress, agent.auth.allowInsecureNoAuth=true",
+        ),
+        (["--set", "agent.auth.mode=oidc"], "needs agent.auth.oidc.issuerUrl"),
+    ],
+)
+async def test_no_login_is_refused_with_a_way_out(flags: list[str], message: str, render) -> None:
+    with pytest.raises(CommandFailed, match=message):
         await render(*flags)
+
+
+def probe_hosts(agent: dict) -> set[str]:
+    container = agent["spec"]["template"]["spec"]["containers"][0]
+    return {
+        h["value"]
+        for probe in ("readinessProbe", "livenessProbe")
+        for h in container[probe]["httpGet"]["httpHeaders"]
+        if h["name"] == "Host"
+    }
+
+
+async def test_oidc_login_is_wired_from_values_and_the_secret(render, validate) -> None:
+    docs = await render(
+        *OIDC_FLAGS,
+        "--set",
+        "editor.enabled=true",
+        "--set",
+        "agent.ingress.tls.enabled=true",
+        "--set",
+        "agent.auth.oidc.allowedEmailDomains={example.com,example.org}",
+        "--set",
+        "agent.auth.adminEmails={alice@example.com,bob@example.org}",
+        "--set",
+        "agent.auth.sessionMaxAgeSeconds=3600",
+        "--set",
+        "agent.secret.oidcClientSecretKey=kc-client-secret",
+        "--set",
+        "agent.limits.maxRunningSandboxes=40",
+    )
+    await validate(docs)
+    check_secure_defaults(docs)
+    agent = find(docs, "Deployment", "amicable-agent")
+    env = container_env(agent)
+    assert env["AUTH_MODE"] == "oidc"
+    assert env["OIDC_ISSUER_URL"] == "https://login.example.com/realms/amicable"
+    assert env["OIDC_CLIENT_ID"] == "amicable"
+    # Secrets only by reference, and not optional: a missing key stops the pod at once.
+    assert env["OIDC_CLIENT_SECRET"] == {
+        "secretKeyRef": {"name": "amicable-agent-secrets", "key": "kc-client-secret"}
+    }
+    assert env["SESSION_SECRET"] == {
+        "secretKeyRef": {"name": "amicable-agent-secrets", "key": "SESSION_SECRET"}
+    }
+    assert env["OIDC_SCOPES"] == "openid email profile"
+    assert env["OIDC_ALLOWED_EMAIL_DOMAINS"] == "example.com,example.org"
+    assert env["AMICABLE_ADMIN_EMAILS"] == "alice@example.com,bob@example.org"
+    assert env["SESSION_MAX_AGE_SECONDS"] == "3600"
+    assert env["PUBLIC_BASE_URL"] == "https://agent.example.com"
+    assert env["AMICABLE_ALLOWED_ORIGINS"] == "https://editor.example.com"
+    assert env["AMICABLE_MAX_PROJECTS_PER_USER"] == "100"
+    assert env["AMICABLE_MAX_RUNNING_SANDBOXES_PER_USER"] == "5"
+    assert env["AMICABLE_MAX_CONCURRENT_TURNS_PER_USER"] == "3"
+    assert env["AMICABLE_MAX_RUNNING_SANDBOXES"] == "40"
+    assert "AMICABLE_INSECURE_NO_AUTH" not in env
+    assert not {"GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"} & set(env)
+    # The agent answers only its own Host; the kubelet's probes must use it.
+    assert probe_hosts(agent) == {"agent.example.com"}
+
+
+async def test_google_login_reads_both_client_values_from_the_secret(render, validate) -> None:
+    docs = await render(
+        "--set", "agent.auth.mode=google", "--set", "agent.auth.oidc.scopes=openid email"
+    )
+    await validate(docs)
+    env = container_env(find(docs, "Deployment", "amicable-agent"))
+    assert env["AUTH_MODE"] == "google"
+    for name in ("GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET", "SESSION_SECRET"):
+        assert env[name] == {"secretKeyRef": {"name": "amicable-agent-secrets", "key": name}}
+    assert env["OIDC_SCOPES"] == "openid email"  # a string is passed as given
+    assert not {"OIDC_ISSUER_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"} & set(env)
+    assert "OIDC_ALLOWED_EMAIL_DOMAINS" not in env  # empty: any account Google signs in
+    assert "AMICABLE_ADMIN_EMAILS" not in env
+
+
+@pytest.mark.parametrize("ingress", [False, True])
+async def test_allow_insecure_no_auth_lets_the_agent_start_without_login(
+    ingress: bool, render, validate
+) -> None:
+    docs = await render(
+        "--set",
+        f"agent.ingress.enabled={str(ingress).lower()}",
+        "--set",
+        "agent.auth.allowInsecureNoAuth=true",
+    )
+    await validate(docs)
+    env = container_env(find(docs, "Deployment", "amicable-agent"))
+    assert env["AUTH_MODE"] == "none"
+    assert env["AMICABLE_INSECURE_NO_AUTH"] == "1"
+    assert not {"SESSION_SECRET", "OIDC_CLIENT_SECRET", "GOOGLE_CLIENT_SECRET"} & set(env)
+    agent_ingresses = [
+        d for d in docs if d["kind"] == "Ingress" and d["metadata"]["name"] == "amicable-agent"
+    ]
+    assert len(agent_ingresses) == int(ingress)
+    # The override means nothing with a login: the agent never gets the flag then.
+    with_login = await render(*OIDC_FLAGS, "--set", "agent.auth.allowInsecureNoAuth=true")
+    assert "AMICABLE_INSECURE_NO_AUTH" not in container_env(
+        find(with_login, "Deployment", "amicable-agent")
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "url"),
+    [
+        ([], "https://agent.example.com"),  # previewScheme https: TLS ends before the Ingress
+        (["--set", "agent.env.previewScheme=http"], "http://agent.example.com"),
+        (
+            ["--set", "agent.env.previewScheme=http", "--set", "agent.ingress.tls.enabled=true"],
+            "https://agent.example.com",
+        ),
+        (["--set", 'agent.ingress.host="ai.example.org"'], "https://ai.example.org"),
+        (
+            ["--set", "agent.auth.publicBaseUrl=https://ai.example.org:8443"],
+            "https://ai.example.org:8443",
+        ),
+    ],
+)
+async def test_public_base_url_follows_the_agent_ingress(
+    flags: list[str], url: str, render
+) -> None:
+    agent = find(await render(*OIDC_FLAGS, *flags), "Deployment", "amicable-agent")
+    assert container_env(agent)["PUBLIC_BASE_URL"] == url
+    assert probe_hosts(agent) == {url.split("://", 1)[1]}
+
+
+#: Every variable of docs/auth.md the chart sets, in one mode or another.
+LOGIN_ENV = {
+    "AUTH_MODE",
+    "PUBLIC_BASE_URL",
+    "AMICABLE_ALLOWED_ORIGINS",
+    "OIDC_ISSUER_URL",
+    "OIDC_CLIENT_ID",
+    "OIDC_CLIENT_SECRET",
+    "OIDC_SCOPES",
+    "OIDC_ALLOWED_EMAIL_DOMAINS",
+    "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET",
+    "SESSION_SECRET",
+    "SESSION_MAX_AGE_SECONDS",
+    "AMICABLE_ADMIN_EMAILS",
+    "AMICABLE_INSECURE_NO_AUTH",
+    "AMICABLE_MAX_PROJECTS_PER_USER",
+    "AMICABLE_MAX_RUNNING_SANDBOXES_PER_USER",
+    "AMICABLE_MAX_CONCURRENT_TURNS_PER_USER",
+    "AMICABLE_MAX_RUNNING_SANDBOXES",
+}
+
+
+async def test_login_env_names_are_the_ones_docs_auth_md_defines(render) -> None:
+    """A misspelt name would be ignored by the agent and leave login silently unconfigured."""
+    contract = (REPO / "docs" / "auth.md").read_text()
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)(?:=[^`]*)?`", contract))
+    rendered: set[str] = set()
+    for flags in (
+        [
+            *OIDC_FLAGS,
+            "--set",
+            "agent.auth.adminEmails={a@example.com}",
+            "--set",
+            "agent.auth.oidc.allowedEmailDomains={example.com}",
+        ],
+        ["--set", "agent.auth.mode=google"],
+        ["--set", "agent.auth.allowInsecureNoAuth=true"],
+    ):
+        env = container_env(find(await render(*flags), "Deployment", "amicable-agent"))
+        rendered |= LOGIN_ENV & set(env)
+    # A misspelt name in the chart leaves its correct one unset in every mode.
+    assert rendered == LOGIN_ENV, sorted(LOGIN_ENV - rendered)
+    assert documented >= LOGIN_ENV, sorted(LOGIN_ENV - documented)
 
 
 async def test_plain_http_for_local_clusters(render) -> None:
@@ -374,20 +608,40 @@ async def test_notes_tell_the_user_what_to_check(helm_bin: Path) -> None:
         return out.split("NOTES:", 1)[1]
 
     text = await notes(
-        "--set", "editor.enabled=true", "--set", "editor.ingress.host=ed.example.org"
+        *OIDC_FLAGS,
+        "--set",
+        "editor.enabled=true",
+        "--set",
+        "editor.ingress.host=ed.example.org",
+        "--set",
+        "agent.env.previewBaseDomain=example-preview.net",
+        "--set",
+        "previewRouter.ingress.wildcardHost=*.example-preview.net",
     )
     assert "editor:   https://ed.example.org/" in text
     assert "kubectl -n amicable get secret amicable-agent-secrets" in text
+    assert "ANTHROPIC_API_KEY, OIDC_CLIENT_SECRET, SESSION_SECRET required" in text
+    assert "https://agent.example.com/auth/callback" in text  # the redirect URI to register
     assert "WARNING" not in text
     insecure = await notes(
-        "--set", "networkPolicy.enabled=false", "--set", "agent.env.previewScheme=http"
+        *OIDC_FLAGS,
+        "--set",
+        "networkPolicy.enabled=false",
+        "--set",
+        "agent.env.previewScheme=http",
     )
     assert "networkPolicy.enabled=false" in insecure
     assert "previewScheme=http" in insecure
+    # Previews beside the agent on one registrable domain could toss its login cookie.
+    assert "share the registrable domain example.com" in insecure
+    no_login = await notes("--set", "agent.auth.allowInsecureNoAuth=true")
+    assert "WARNING: agent.auth.mode=none" in no_login
+    assert "anyone who can reach agent.example.com" in no_login
+    assert "SESSION_SECRET" not in no_login
 
 
 async def test_a_postgres_store_drops_the_single_pod_volume(render) -> None:
-    sqlite = await render()
+    sqlite = await render(*OIDC_FLAGS)
     agent = find(sqlite, "Deployment", "amicable-agent")
     assert agent["spec"]["strategy"] == {"type": "Recreate"}
     assert "persistentVolumeClaim" in agent["spec"]["template"]["spec"]["volumes"][0]

@@ -67,6 +67,10 @@ def test_placeholders_are_the_seeds() -> None:
     assert agent_env["K8S_SANDBOX_NAMESPACE"] == "default"
     assert agent_env["PREVIEW_BASE_DOMAIN"] == "preview.example.com"
     assert agent_env["PREVIEW_SCHEME"] == "https"
+    # Login: the provider is a placeholder; the secrets come from the example Secret's keys.
+    assert agent_env["AUTH_MODE"] == "oidc"
+    assert agent_env["OIDC_ISSUER_URL"] == "https://login.example.com/realms/amicable"
+    assert "AMICABLE_INSECURE_NO_AUTH" not in agent_env
     assert find(docs, "Ingress", "amicable-agent")["spec"]["rules"][0]["host"] == (
         "agent.example.com"
     )
@@ -76,7 +80,12 @@ def test_placeholders_are_the_seeds() -> None:
     assert router_env["SANDBOX_NAMESPACE"] == "default"
     # The example secret holds no real key, and the internal secret is in the same file.
     secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
-    assert secrets["amicable-agent-secrets"]["stringData"]["ANTHROPIC_API_KEY"] == "sk-ant-..."
+    agent_secret = secrets["amicable-agent-secrets"]["stringData"]
+    assert agent_secret["ANTHROPIC_API_KEY"] == "sk-ant-..."
+    for name in ("OIDC_CLIENT_SECRET", "SESSION_SECRET"):
+        ref = agent_env[name]["secretKeyRef"]
+        assert ref["name"] == "amicable-agent-secrets"
+        assert agent_secret[ref["key"]].startswith("<"), name  # a placeholder, never a value
     assert set(secrets["amicable-internal"]["stringData"]) == {
         "PREVIEW_RESOLVER_TOKEN",
         "RUNTIME_TOKEN_SECRET",

@@ -10,7 +10,7 @@ from amicable_agent.config import AgentConfig
 from amicable_preview_router.config import config_from_env
 from amicable_sandbox_runtime.config import load_config as runtime_config
 from amicable_sandbox_runtime.errors import ConfigError as RuntimeConfigError
-from deploy_support import CHART, container_env, find
+from deploy_support import CHART, OIDC_FLAGS, container_env, find
 
 SEED = [
     "--set",
@@ -25,6 +25,7 @@ SEED = [
     "editor.enabled=true",
     "--set",
     "editor.ingress.host=editor.example.com",
+    *OIDC_FLAGS,
 ]
 
 

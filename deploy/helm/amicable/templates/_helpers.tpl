@@ -114,6 +114,44 @@ the double quotes still on, so strip them (and stray whitespace) wherever a host
 {{- end -}}
 {{- end -}}
 
+{{/* A list value rendered as one env string: list items joined by `sep`, a string as given
+(so both `[a, b]` and `--set x=a` work); call with (dict "value" $v "sep" ","). */}}
+{{- define "amicable.joinList" -}}
+{{- if kindIs "slice" .value -}}
+{{- join .sep .value -}}
+{{- else -}}
+{{- .value | default "" | toString | trim -}}
+{{- end -}}
+{{- end -}}
+
+{{/* PUBLIC_BASE_URL: the agent's origin as browsers reach it. Derived from the agent Ingress:
+https when it terminates TLS, else previewScheme (the scheme the editor and NOTES assume). */}}
+{{- define "amicable.publicBaseUrl" -}}
+{{- with .Values.agent.auth.publicBaseUrl -}}
+{{- trimSuffix "/" . -}}
+{{- else -}}
+{{- $scheme := ternary "https" .Values.agent.env.previewScheme .Values.agent.ingress.tls.enabled -}}
+{{- printf "%s://%s" $scheme (include "amicable.host" .Values.agent.ingress.host) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* host[:port] of PUBLIC_BASE_URL: the Host the agent answers (421 for any other). */}}
+{{- define "amicable.publicHost" -}}
+{{- $hostAndPath := regexReplaceAll "^[A-Za-z]+://" (include "amicable.publicBaseUrl" .) "" -}}
+{{- regexReplaceAll "/.*$" $hostAndPath "" -}}
+{{- end -}}
+
+{{/* The last two DNS labels of a host: a cheap stand-in for its registrable domain (wrong for
+public suffixes such as co.uk, so it only ever warns). */}}
+{{- define "amicable.lastTwoLabels" -}}
+{{- $labels := splitList "." (include "amicable.host" . | trimSuffix ".") -}}
+{{- if gt (len $labels) 2 -}}
+{{- join "." (slice $labels (sub (len $labels) 2)) -}}
+{{- else -}}
+{{- join "." $labels -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "amicable.internalSecretName" -}}
 {{- default (include "amicable.componentName" (dict "root" . "component" "internal")) .Values.internalSecret.existingSecret -}}
 {{- end -}}
@@ -147,6 +185,25 @@ empty for the SQLite file. */}}
 {{- end -}}
 {{- if and (eq .Values.sandboxApi.claimVersion "v1beta1") (not .Values.sandboxWarmPools.enabled) -}}
 {{- fail "sandboxApi.claimVersion=v1beta1: v1beta1 claims reference a SandboxWarmPool (spec.warmPoolRef); enable sandboxWarmPools" -}}
+{{- end -}}
+{{- $auth := .Values.agent.auth -}}
+{{- if and (eq $auth.mode "none") (not $auth.allowInsecureNoAuth) -}}
+{{- if .Values.agent.ingress.enabled -}}
+{{- fail (printf "agent.auth.mode=none would publish the agent without login on its Ingress (%s): anyone who reaches it could run prompts on your API keys and open every project. Set agent.auth.mode=oidc (with agent.auth.oidc.issuerUrl and agent.auth.oidc.clientId) or agent.auth.mode=google, see docs/kubernetes.md \"Login and sharing\". Only if a proxy in front of the Ingress already authenticates every request: agent.auth.allowInsecureNoAuth=true" (include "amicable.host" .Values.agent.ingress.host)) -}}
+{{- else -}}
+{{- fail "agent.auth.mode=none: the agent listens on 0.0.0.0 in its pod and refuses to start without login there. Set agent.auth.mode=oidc (with agent.auth.oidc.issuerUrl and agent.auth.oidc.clientId) or agent.auth.mode=google, see docs/kubernetes.md \"Login and sharing\"; or, for a cluster-internal install with no Ingress, agent.auth.allowInsecureNoAuth=true (every pod that reaches the agent's Service then acts as its one user)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $auth.mode "oidc") (not (and $auth.oidc.issuerUrl $auth.oidc.clientId)) -}}
+{{- fail "agent.auth.mode=oidc needs agent.auth.oidc.issuerUrl (e.g. https://keycloak.example.com/realms/amicable) and agent.auth.oidc.clientId; the client secret comes from the agent Secret (key agent.secret.oidcClientSecretKey), see docs/kubernetes.md \"Login and sharing\"" -}}
+{{- end -}}
+{{- $preview := include "amicable.previewBaseDomain" . -}}
+{{- $hosts := list (include "amicable.host" .Values.agent.ingress.host) -}}
+{{- if .Values.editor.enabled -}}{{- $hosts = append $hosts (include "amicable.host" .Values.editor.ingress.host) -}}{{- end -}}
+{{- range $hosts -}}
+{{- if or (eq . $preview) (hasSuffix (printf ".%s" $preview) .) -}}
+{{- fail (printf "%s is inside the preview domain %s (agent.env.previewBaseDomain): previews run code the model wrote, and from there they could set the agent's cookies and call it as a same-site page. Put previews on a domain of their own, e.g. agent.example.com and *.example-preview.net" . $preview) -}}
+{{- end -}}
 {{- end -}}
 {{- $wild := include "amicable.previewWildcardHost" . -}}
 {{- if ne $wild (printf "*.%s" (include "amicable.previewBaseDomain" .)) -}}
