@@ -11,6 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from amicable_agent.auth.access import Access
+from amicable_agent.auth.config import AuthConfig
+from amicable_agent.auth.cookies import CookieSigner
+from amicable_agent.auth.identity import LOCAL_USER, Caller
 from amicable_agent.gitsync import GitSync, TurnSummary, open_workspace
 from amicable_agent.gitsync.hooks import sync_after_turn
 from amicable_agent.http import git as api_git
@@ -20,7 +24,7 @@ from amicable_agent.store.sqlite import open_sqlite_store
 from amicable_testing.fake_gitlab import FakeGitLab
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from quart import Response
+from quart import Response, g
 from quart_trio import QuartTrio
 
 from .conftest import remote_files
@@ -60,6 +64,17 @@ async def test_turn_sync_through_the_real_runtime_archive(
     assert second.name_status == "D\tsrc/old.ts"
 
 
+def _access(store: Any) -> Access:
+    """No login (AUTH_MODE=none): the local user owns every project."""
+    return Access(AuthConfig(), store, CookieSigner("k" * 32, 60))
+
+
+def _as_local_user(app: QuartTrio) -> None:
+    @app.before_request
+    async def local_caller() -> None:
+        g.caller = Caller(LOCAL_USER, "local")
+
+
 @pytest.fixture
 async def api(
     nursery: trio.Nursery, git_sync: GitSync, runtime_handle: SandboxHandle, tmp_path: Path
@@ -72,7 +87,8 @@ async def api(
 
         def make_app(sync: GitSync | None) -> QuartTrio:
             app = QuartTrio("gitsync_test")
-            app.config["AMICABLE_STATE"] = SimpleNamespace(store=store)
+            app.config["AMICABLE_STATE"] = SimpleNamespace(store=store, access=_access(store))
+            _as_local_user(app)
             api_git.init_app(app, sync, opener)
 
             @app.errorhandler(HttpError)
@@ -196,8 +212,9 @@ async def test_the_default_opener_provisions_through_the_backend(
                 get=lambda _pid: None, deps=SimpleNamespace(provision_timeout_s=60)
             )
             app.config["AMICABLE_STATE"] = SimpleNamespace(
-                store=store, manager=manager, backend=backend
+                store=store, manager=manager, backend=backend, access=_access(store)
             )
+            _as_local_user(app)
             api_git.init_app(app, git_sync)
 
             @app.errorhandler(HttpError)
