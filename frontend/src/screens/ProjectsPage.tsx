@@ -6,6 +6,7 @@ import { DEFAULT_TEMPLATE, TEMPLATES } from "../templates";
 import type { Theme } from "../theme";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
 import { ConfirmDialog } from "../components/Dialog";
+import { failureSentence } from "../state/errors";
 
 function relativeTime(iso: string | undefined): string {
   if (!iso) return "";
@@ -19,11 +20,8 @@ function relativeTime(iso: string | undefined): string {
 }
 
 function errorText(err: unknown): string {
-  if (err instanceof ApiError) {
-    if (err.code === "invalid_template_id") return "The agent does not support this template.";
-    return err.detail ? `${err.code}: ${err.detail}` : err.code;
-  }
-  return err instanceof Error ? err.message : String(err);
+  if (err instanceof ApiError && err.code === "invalid_template_id") return "The agent does not support this template.";
+  return failureSentence(err);
 }
 
 interface Props {
