@@ -7,6 +7,7 @@ import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
 import { DEVICE_SIZES, PreviewPane, type Device } from "../components/PreviewPane";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
+import { UserMenu } from "../components/UserMenu";
 import { DownloadIcon, HistoryIcon } from "../components/Icons";
 import { HistoryPanel } from "../components/HistoryPanel";
 
@@ -181,6 +182,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             </a>
           )}
           <ThemeToggle theme={theme} onToggle={onToggleTheme} />
+          <UserMenu />
         </div>
       </header>
       <div className="editor-body">

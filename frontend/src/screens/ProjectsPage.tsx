@@ -5,6 +5,7 @@ import { navigate } from "../router";
 import { DEFAULT_TEMPLATE, TEMPLATES } from "../templates";
 import type { Theme } from "../theme";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
+import { UserMenu } from "../components/UserMenu";
 import { ConfirmDialog } from "../components/Dialog";
 import { failureSentence } from "../state/errors";
 
@@ -111,6 +112,7 @@ export function ProjectsPage({ theme, onToggleTheme }: Props) {
         <Logo />
         <div className="topbar-right">
           <ThemeToggle theme={theme} onToggle={onToggleTheme} />
+          <UserMenu />
         </div>
       </header>
       <main className="projects-main">
