@@ -3,6 +3,7 @@ import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react"
 import { ApiError, downloadUrl, projectsApi, type ProjectSummary } from "../api/http";
 import type { ContentBlock, UiContext } from "../protocol/messages";
 import { useSession } from "../state/useSession";
+import { useSignOutOnPolicyClose } from "../state/useAuth";
 import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
 import { DEVICE_SIZES, PreviewPane, type Device } from "../components/PreviewPane";
@@ -48,6 +49,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
   const session = useSession(project?.project_id);
   const { state, send, dispatch } = session;
+  useSignOutOnPolicyClose(session.connection);
   const initialPromptSent = useRef(false);
   const [historyOpen, setHistoryOpen] = useState(false);
   const closeHistory = useCallback(() => setHistoryOpen(false), []);

@@ -1,6 +1,7 @@
 /** React access to the page's AuthStore (provided by AuthGate). */
-import { createContext, useContext, useSyncExternalStore } from "react";
-import type { AuthState, AuthStore } from "./auth";
+import { createContext, useContext, useEffect, useSyncExternalStore } from "react";
+import type { ConnectionStatus } from "../ws/socket";
+import { SESSION_ENDED, type AuthState, type AuthStore } from "./auth";
 
 export const AuthContext = createContext<AuthStore | undefined>(undefined);
 
@@ -22,4 +23,15 @@ export function useAuth(): AuthState {
 export function useSignedInUser() {
   const auth = useAuth();
   return auth.kind === "signed_in" && auth.mode !== "none" ? auth.user : null;
+}
+
+/**
+ * The agent closes the WebSocket with 1008 (policy) when the login behind it ended; it may
+ * also mean something else (a refused origin), so /auth/me decides whether to sign out.
+ */
+export function useSignOutOnPolicyClose(connection: ConnectionStatus): void {
+  const store = useContext(AuthContext);
+  useEffect(() => {
+    if (connection.kind === "closed" && connection.code === 1008) void store?.check(SESSION_ENDED);
+  }, [connection, store]);
 }

@@ -13,6 +13,7 @@ globalThis.IS_REACT_ACT_ENVIRONMENT = true;
 
 export interface Rendered {
   container: HTMLElement;
+  rerender: (ui: ReactNode) => void;
   unmount: () => void;
 }
 
@@ -26,6 +27,7 @@ export function render(ui: ReactNode): Rendered {
   act(() => root.render(ui));
   return {
     container,
+    rerender: (next) => act(() => root.render(next)),
     unmount: () => {
       act(() => root.unmount());
       container.remove();
