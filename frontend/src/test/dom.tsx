@@ -50,6 +50,16 @@ export async function flush(): Promise<void> {
   }
 }
 
+/** Flush until an element with `testId` shows up (lazy components, chained requests). */
+export async function waitForTestId(testId: string, tries = 40): Promise<HTMLElement> {
+  for (let i = 0; i < tries; i++) {
+    const el = queryTestId(testId);
+    if (el) return el;
+    await flush();
+  }
+  return byTestId(testId);
+}
+
 export function byTestId<T extends HTMLElement = HTMLElement>(testId: string, root: ParentNode = document): T {
   const el = root.querySelector<T>(`[data-testid="${testId}"]`);
   if (!el) throw new Error(`no element with data-testid="${testId}"`);
