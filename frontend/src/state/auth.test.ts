@@ -72,6 +72,17 @@ describe("AuthStore", () => {
     expect(store.getSnapshot()).toEqual({ kind: "signed_out", mode: "oidc", notice: SESSION_ENDED });
   });
 
+  it("never leaves a page without logins on the sign-in screen", async () => {
+    let answer: (me: Me) => void = () => undefined;
+    const store = new AuthStore(() => new Promise<Me>((resolve) => (answer = resolve)), "none");
+    const pending = store.check();
+    store.expire(); // a stray 401 before /auth/me answered
+    expect(store.getSnapshot().kind).toBe("signed_out");
+    answer({ authenticated: true, mode: "none", user: { sub: "local" } });
+    await pending;
+    expect(store.getSnapshot()).toEqual({ kind: "signed_in", mode: "none", user: { sub: "local" } });
+  });
+
   it("re-checks a policy close: signed out only if /auth/me agrees", async () => {
     const me = vi.fn<() => Promise<Me>>(async () => signedIn);
     const store = new AuthStore(me, "oidc");

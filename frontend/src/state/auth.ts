@@ -93,7 +93,8 @@ export class AuthStore {
     const generation = this.generation;
     try {
       const me = await this.loadMe();
-      if (me.authenticated && generation !== this.generation) return;
+      // Stale: "signed in" sent before a 401 arrived. `none` is never stale (nothing to sign in to).
+      if (me.authenticated && me.mode !== "none" && generation !== this.generation) return;
       this.dispatch(notice ? { type: "me", me, notice } : { type: "me", me });
     } catch (err) {
       this.dispatch({ type: "me_failed", message: failureSentence(err) });
