@@ -7,12 +7,16 @@
 
 export type PermissionMode = "default" | "accept_edits" | "bypass";
 export type ThinkingLevel = "none" | "think" | "think_hard" | "ultrathink";
+/** How the agent identifies users (docs/auth.md); `/auth/me` has the final word. */
+export type AuthMode = "none" | "oidc" | "google";
 
 export interface RawConfig {
   VITE_AGENT_WS_URL?: string;
   VITE_AGENT_HTTP_URL?: string;
   VITE_AGENT_PERMISSION_MODE?: string;
   VITE_AGENT_THINKING_LEVEL?: string;
+  /** Written by the agent into /config.js; not a Vite key (no VITE_ prefix), so runtime only. */
+  AMICABLE_AUTH_MODE?: string;
 }
 
 export interface EditorConfig {
@@ -20,10 +24,13 @@ export interface EditorConfig {
   httpUrl: string;
   permissionMode: PermissionMode | undefined;
   thinkingLevel: ThinkingLevel | undefined;
+  /** The auth mode announced by /config.js: a hint until `/auth/me` answers. */
+  authMode: AuthMode | undefined;
 }
 
 const PERMISSION_MODES: readonly PermissionMode[] = ["default", "accept_edits", "bypass"];
 const THINKING_LEVELS: readonly ThinkingLevel[] = ["none", "think", "think_hard", "ultrathink"];
+const AUTH_MODES: readonly AuthMode[] = ["none", "oidc", "google"];
 
 function pick(key: keyof RawConfig, runtime: RawConfig, build: RawConfig): string | undefined {
   for (const source of [runtime, build]) {
@@ -71,6 +78,7 @@ export function resolveConfig(
     httpUrl,
     permissionMode: oneOf(pick("VITE_AGENT_PERMISSION_MODE", rt, build), PERMISSION_MODES),
     thinkingLevel: oneOf(pick("VITE_AGENT_THINKING_LEVEL", rt, build), THINKING_LEVELS),
+    authMode: oneOf(pick("AMICABLE_AUTH_MODE", rt, build)?.toLowerCase(), AUTH_MODES),
   };
 }
 

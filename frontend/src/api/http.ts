@@ -14,7 +14,23 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+const unauthorizedListeners = new Set<() => void>();
+
+/**
+ * Call `listener` whenever a request is answered 401 (the login expired or was revoked).
+ * Returns the unsubscribe function.
+ */
+export function onUnauthorized(listener: () => void): () => void {
+  unauthorizedListeners.add(listener);
+  return () => unauthorizedListeners.delete(listener);
+}
+
+export interface RequestOptions {
+  /** Tell the onUnauthorized listeners about a 401 (default true; off for /auth/me itself). */
+  reportUnauthorized?: boolean;
+}
+
+export async function request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
   const init: RequestInit = { method, credentials: "include", headers: {} };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
@@ -28,6 +44,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   } catch {
     json = undefined;
   }
+  if (res.status === 401 && options.reportUnauthorized !== false) unauthorizedListeners.forEach((fn) => fn());
   if (!res.ok) {
     const rec = (typeof json === "object" && json !== null ? json : {}) as Record<string, unknown>;
     const code = typeof rec.error === "string" ? rec.error : `http_${res.status}`;
@@ -37,7 +54,12 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   return json as T;
 }
 
+/** The caller's role in a project (docs/auth.md, "Who can do what"). */
+export type ProjectRole = "owner" | "editor" | "viewer";
+
 export interface ProjectSummary {
+  /** Missing from agents older than logins: the caller owns everything there. */
+  role?: ProjectRole;
   project_id: string;
   name: string;
   slug: string;
@@ -136,5 +158,31 @@ export function checkpointsApi(projectId: string) {
   return {
     list: () => request<{ checkpoints: Checkpoint[] }>("GET", base).then((r) => r.checkpoints),
     restore: (sha: string) => request<RestoreResult>("POST", `${base}/${encodeURIComponent(sha)}/restore`),
+  };
+}
+
+/** The role an invite gives: the owner is never invited. */
+export type InviteRole = Exclude<ProjectRole, "owner">;
+
+export interface Member {
+  user_sub: string;
+  email?: string | null;
+  name?: string | null;
+  role: ProjectRole;
+}
+
+export interface Invite {
+  email: string;
+  role: InviteRole;
+}
+
+/** A project's members and pending invites; inviting and removing are for the owner. */
+export function membersApi(projectId: string) {
+  const base = `/api/projects/${encodeURIComponent(projectId)}/members`;
+  return {
+    list: () => request<{ members: Member[]; invites: Invite[] }>("GET", base),
+    invite: (email: string, role: InviteRole) => request<Member | Invite>("POST", base, { email, role }),
+    removeMember: (userSub: string) => request<unknown>("DELETE", `${base}/${encodeURIComponent(userSub)}`),
+    removeInvite: (email: string) => request<unknown>("DELETE", `${base}/by-email/${encodeURIComponent(email)}`),
   };
 }

@@ -172,7 +172,7 @@ export function ErrorBubble({ item }: { item: ErrorItem }) {
             ))}
           </ul>
         )}
-        {item.detail && (
+        {item.detail && item.detail !== item.explanation.action && (
           <details className="error-detail">
             <summary>Details</summary>
             <pre>{item.detail}</pre>

@@ -2,6 +2,7 @@
 import { useEffect, useRef } from "react";
 import type { ContentBlock } from "../protocol/messages";
 import { canSend } from "../state/session";
+import { VIEWER_NOTE } from "../state/roles";
 import type { SessionHandle } from "../state/useSession";
 import { AssistantBubble, ErrorBubble, UserBubble } from "./Bubbles";
 import { Composer } from "./Composer";
@@ -10,6 +11,8 @@ import { HitlPanel } from "./HitlPanel";
 interface Props {
   session: SessionHandle;
   onSend: (text: string, blocks: ContentBlock[]) => boolean;
+  /** A viewer: a calm note instead of the prompt input, approvals left to editors. */
+  readOnly?: boolean;
 }
 
 function ConnectionPill({ session }: { session: SessionHandle }) {
@@ -38,7 +41,7 @@ function ConnectionPill({ session }: { session: SessionHandle }) {
   );
 }
 
-export function ChatPanel({ session, onSend }: Props) {
+export function ChatPanel({ session, onSend, readOnly = false }: Props) {
   const { state } = session;
   const listRef = useRef<HTMLDivElement>(null);
   const stickRef = useRef(true);
@@ -99,7 +102,12 @@ export function ChatPanel({ session, onSend }: Props) {
               );
           }
         })}
-        {state.hitl && (
+        {state.hitl && readOnly && (
+          <div className="chat-notice muted small" role="status" data-testid="hitl-waiting">
+            The agent is waiting for someone who can edit to approve or reject an action.
+          </div>
+        )}
+        {state.hitl && !readOnly && (
           <HitlPanel
             pending={state.hitl}
             onSubmit={(decisions) => {
@@ -112,26 +120,32 @@ export function ChatPanel({ session, onSend }: Props) {
           />
         )}
       </div>
-      <Composer
-        enabled={canSend(state, connected)}
-        typable={connected && state.init !== undefined && state.hitl === undefined}
-        busy={working}
-        cancelling={state.cancelling}
-        placeholder={
-          !connected
-            ? "Waiting for the connection…"
-            : !state.init
-              ? "Waiting for the sandbox…"
-              : state.hitl
-                ? "Approve or reject the pending action first"
-                : state.busy
-                  ? "The agent is working…"
-                  : "Describe a change… (Enter to send, Shift+Enter for a new line)"
-        }
-        onSend={onSend}
-        onCancel={cancel}
-        usage={state.lastUsage}
-      />
+      {readOnly ? (
+        <p className="viewer-note" role="note" data-testid="viewer-note">
+          {VIEWER_NOTE}
+        </p>
+      ) : (
+        <Composer
+          enabled={canSend(state, connected)}
+          typable={connected && state.init !== undefined && state.hitl === undefined}
+          busy={working}
+          cancelling={state.cancelling}
+          placeholder={
+            !connected
+              ? "Waiting for the connection…"
+              : !state.init
+                ? "Waiting for the sandbox…"
+                : state.hitl
+                  ? "Approve or reject the pending action first"
+                  : state.busy
+                    ? "The agent is working…"
+                    : "Describe a change… (Enter to send, Shift+Enter for a new line)"
+          }
+          onSend={onSend}
+          onCancel={cancel}
+          usage={state.lastUsage}
+        />
+      )}
     </aside>
   );
 }

@@ -47,9 +47,11 @@ interface Props {
   theme: Theme;
   onChange: (content: string) => void;
   onSave: () => void;
+  /** View only: the document cannot be changed (selection and copy still work). */
+  readOnly?: boolean;
 }
 
-export function CodeEditor({ path, content, version, theme, onChange, onSave }: Props) {
+export function CodeEditor({ path, content, version, theme, onChange, onSave, readOnly = false }: Props) {
   const hostRef = useRef<HTMLDivElement>(null);
   const onChangeRef = useRef(onChange);
   const onSaveRef = useRef(onSave);
@@ -77,6 +79,7 @@ export function CodeEditor({ path, content, version, theme, onChange, onSave }: 
             },
           ]),
           basicSetup,
+          EditorState.readOnly.of(readOnly),
           ...language(path),
           ...(theme === "dark" ? [oneDark] : []),
           EditorView.updateListener.of((update) => {
@@ -87,9 +90,9 @@ export function CodeEditor({ path, content, version, theme, onChange, onSave }: 
       }),
     });
     return () => view.destroy();
-    // The document is recreated when the file, its loaded version or the theme changes.
+    // The document is recreated when the file, its loaded version, the theme or read-only changes.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [path, version, theme]);
+  }, [path, version, theme, readOnly]);
 
-  return <div className="code-editor" ref={hostRef} data-testid="code-editor" />;
+  return <div className="code-editor" ref={hostRef} data-testid="code-editor" data-readonly={readOnly || undefined} />;
 }

@@ -12,6 +12,8 @@ interface Props {
   projectId: string;
   agentWrites: Record<string, number>;
   theme: Theme;
+  /** A viewer's project: browse and read files, change nothing. */
+  readOnly?: boolean;
 }
 
 interface OpenFile {
@@ -42,7 +44,7 @@ function join(dir: string, name: string): string {
   return dir === "/" ? `/${name}` : `${dir}/${name}`;
 }
 
-export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
+export function CodePane({ hidden, projectId, agentWrites, theme, readOnly = false }: Props) {
   const fs = useMemo(() => sandboxFs(projectId), [projectId]);
   const [file, setFile] = useState<OpenFile | undefined>();
   const [draft, setDraft] = useState("");
@@ -78,12 +80,12 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
     [fs, agentWrites, edit],
   );
 
-  const dirty = file !== undefined && !file.binary && draft !== file.saved;
+  const dirty = !readOnly && file !== undefined && !file.binary && draft !== file.saved;
   const agentChanged = file !== undefined && (agentWrites[file.path] ?? 0) > file.agentSeen;
 
   const save = useCallback(
     async (force = false) => {
-      if (!file || file.binary || saving) return;
+      if (!file || file.binary || saving || readOnly) return;
       setSaving(true);
       const content = draftRef.current;
       try {
@@ -98,7 +100,7 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
         setSaving(false);
       }
     },
-    [file, fs, saving, agentWrites],
+    [file, fs, saving, agentWrites, readOnly],
   );
 
   const runDialog = async (value?: string) => {
@@ -135,12 +137,16 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
     <section className="code-pane" aria-label="Code" hidden={hidden}>
       <div className="code-sidebar">
         <div className="code-sidebar-actions">
-          <button className="btn ghost small" data-testid="code-new-file" onClick={() => setDialog({ kind: "new", dirKind: "file", base: baseDir })}>
-            + File
-          </button>
-          <button className="btn ghost small" data-testid="code-new-dir" onClick={() => setDialog({ kind: "new", dirKind: "dir", base: baseDir })}>
-            + Folder
-          </button>
+          {!readOnly && (
+            <>
+              <button className="btn ghost small" data-testid="code-new-file" onClick={() => setDialog({ kind: "new", dirKind: "file", base: baseDir })}>
+                + File
+              </button>
+              <button className="btn ghost small" data-testid="code-new-dir" onClick={() => setDialog({ kind: "new", dirKind: "dir", base: baseDir })}>
+                + Folder
+              </button>
+            </>
+          )}
           <button className="icon-btn" title="Refresh" aria-label="Refresh files" onClick={() => setTreeToken((t) => t + 1)}>
             <ReloadIcon />
           </button>
@@ -150,7 +156,7 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
           selected={file?.path}
           refreshToken={treeToken + agentTotal}
           onOpen={(path) => void open(path)}
-          onContext={(entry) => setDialog({ kind: "rename", entry })}
+          onContext={readOnly ? undefined : (entry) => setDialog({ kind: "rename", entry })}
         />
       </div>
       <div className="code-main">
@@ -159,7 +165,12 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
             {file ? file.path : "No file open"}
             {dirty && <span className="dirty-dot" title="Unsaved changes" data-testid="code-dirty" />}
           </span>
-          {selectedEntry && (
+          {readOnly && (
+            <span className="badge" data-testid="code-read-only" title="You can view this project; ask the owner for edit access to change files.">
+              Read-only
+            </span>
+          )}
+          {selectedEntry && !readOnly && (
             <>
               <button className="btn ghost small" data-testid="code-rename" onClick={() => setDialog({ kind: "rename", entry: selectedEntry })}>
                 Rename
@@ -169,15 +180,17 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
               </button>
             </>
           )}
-          <button
-            className="btn primary small"
-            data-testid="code-save"
-            disabled={!dirty || saving}
-            onClick={() => void save()}
-            title="Save (Ctrl+S)"
-          >
-            {saving ? "Saving…" : "Save"}
-          </button>
+          {!readOnly && (
+            <button
+              className="btn primary small"
+              data-testid="code-save"
+              disabled={!dirty || saving}
+              onClick={() => void save()}
+              title="Save (Ctrl+S)"
+            >
+              {saving ? "Saving…" : "Save"}
+            </button>
+          )}
         </div>
         {agentChanged && (
           <div className="banner warn" data-testid="code-agent-changed" role="status">
@@ -204,6 +217,7 @@ export function CodePane({ hidden, projectId, agentWrites, theme }: Props) {
             theme={theme}
             onChange={edit}
             onSave={() => void save()}
+            readOnly={readOnly}
           />
         )}
       </div>

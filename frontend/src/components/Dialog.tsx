@@ -13,8 +13,75 @@ interface ModalProps {
   children: ReactNode;
 }
 
-/** The shell every dialog shares: backdrop (a click on it closes), dialog role, Escape. */
+const FOCUSABLE = [
+  "a[href]",
+  "button:not([disabled])",
+  "input:not([disabled]):not([type=hidden])",
+  "select:not([disabled])",
+  "textarea:not([disabled])",
+  "[tabindex]:not([tabindex='-1'])",
+].join(",");
+
+function focusables(root: HTMLElement): HTMLElement[] {
+  return Array.from(root.querySelectorAll<HTMLElement>(FOCUSABLE)).filter((el) => !el.closest("[hidden]"));
+}
+
+/** Open dialogs, innermost last: only that one traps Tab. */
+const openDialogs: HTMLElement[] = [];
+
+function focusInto(dialog: HTMLElement): void {
+  (focusables(dialog)[0] ?? dialog).focus();
+}
+
+/**
+ * Moves focus into the dialog (unless a child already took it, e.g. with autoFocus), keeps
+ * Tab / Shift+Tab inside it while it is the innermost open dialog, and gives focus back to
+ * what had it before (or to the dialog below) when it closes.
+ */
+function useFocusTrap(ref: React.RefObject<HTMLElement | null>): void {
+  // Read during render, i.e. before a child's autoFocus moves the focus.
+  const [opener] = useState(() => (document.activeElement instanceof HTMLElement ? document.activeElement : null));
+  useEffect(() => {
+    const dialog = ref.current;
+    if (!dialog) return;
+    openDialogs.push(dialog);
+    if (!dialog.contains(document.activeElement)) focusInto(dialog);
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== "Tab" || openDialogs.at(-1) !== dialog) return;
+      const items = focusables(dialog);
+      const first = items[0];
+      const last = items.at(-1);
+      const active = document.activeElement;
+      const outside = !dialog.contains(active);
+      if (!first || !last) {
+        e.preventDefault();
+        dialog.focus();
+      } else if (e.shiftKey && (outside || active === first)) {
+        e.preventDefault();
+        last.focus();
+      } else if (!e.shiftKey && (outside || active === last)) {
+        e.preventDefault();
+        first.focus();
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => {
+      window.removeEventListener("keydown", onKey);
+      openDialogs.splice(openDialogs.indexOf(dialog), 1);
+      const below = openDialogs.at(-1);
+      if (opener?.isConnected && (!below || below.contains(opener))) opener.focus();
+      else if (below) focusInto(below);
+    };
+  }, [ref, opener]);
+}
+
+/**
+ * The shell every dialog shares: backdrop (a click on it closes), dialog role, Escape, and
+ * focus moved in, trapped, and given back on close.
+ */
 export function Modal({ label, testId, className, onClose, escape = true, onSubmit, children }: ModalProps) {
+  const ref = useRef<HTMLElement>(null);
+  useFocusTrap(ref);
   useEffect(() => {
     if (!escape) return;
     const onKey = (e: KeyboardEvent) => e.key === "Escape" && onClose();
@@ -27,16 +94,19 @@ export function Modal({ label, testId, className, onClose, escape = true, onSubm
     "aria-modal": true,
     "aria-label": label,
     "data-testid": testId,
+    tabIndex: -1,
     onClick: (e: React.MouseEvent) => e.stopPropagation(),
   } as const;
   return (
     <div className="dialog-backdrop" onClick={onClose}>
       {onSubmit ? (
-        <form {...shell} onSubmit={onSubmit}>
+        <form {...shell} ref={ref as React.RefObject<HTMLFormElement>} onSubmit={onSubmit}>
           {children}
         </form>
       ) : (
-        <div {...shell}>{children}</div>
+        <div {...shell} ref={ref as React.RefObject<HTMLDivElement>}>
+          {children}
+        </div>
       )}
     </div>
   );

@@ -7,7 +7,8 @@ interface Props {
   selected: string | undefined;
   refreshToken: number;
   onOpen: (path: string) => void;
-  onContext: (entry: FsEntry) => void;
+  /** Right click (rename); none in a read-only project. */
+  onContext?: (entry: FsEntry) => void;
 }
 
 const HIDDEN = new Set(["node_modules", ".git"]);
@@ -62,6 +63,7 @@ export function FileTree({ fs, selected, refreshToken, onOpen, onContext }: Prop
             data-testid={entry.is_dir ? "tree-dir" : "tree-file"}
             onClick={() => (entry.is_dir ? toggle(entry.path) : onOpen(entry.path))}
             onContextMenu={(e) => {
+              if (!onContext) return;
               e.preventDefault();
               onContext(entry);
             }}

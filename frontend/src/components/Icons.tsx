@@ -88,3 +88,10 @@ export const HistoryIcon = () => (
     <path d="M3 3v5h5M12 7v5l3 3" />
   </Svg>
 );
+export const UsersIcon = () => (
+  <Svg>
+    <circle cx="9" cy="8" r="3.5" />
+    <path d="M2.5 20c.6-3.6 3.2-5.5 6.5-5.5s5.9 1.9 6.5 5.5" />
+    <path d="M16 4.8a3.5 3.5 0 0 1 0 6.4M18 14.8c2 .7 3.2 2.5 3.5 5.2" />
+  </Svg>
+);

@@ -3,12 +3,16 @@ import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react"
 import { ApiError, downloadUrl, projectsApi, type ProjectSummary } from "../api/http";
 import type { ContentBlock, UiContext } from "../protocol/messages";
 import { useSession } from "../state/useSession";
+import { useSignOutOnPolicyClose } from "../state/useAuth";
 import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
 import { DEVICE_SIZES, PreviewPane, type Device } from "../components/PreviewPane";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
+import { UserMenu } from "../components/UserMenu";
 import { DownloadIcon, HistoryIcon } from "../components/Icons";
 import { HistoryPanel } from "../components/HistoryPanel";
+import { ShareButton } from "../components/ShareButton";
+import { canEdit, roleOf } from "../state/roles";
 
 interface Props {
   slug: string;
@@ -47,14 +51,21 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
   const session = useSession(project?.project_id);
   const { state, send, dispatch } = session;
+  useSignOutOnPolicyClose(session.connection);
   const initialPromptSent = useRef(false);
   const [historyOpen, setHistoryOpen] = useState(false);
   const closeHistory = useCallback(() => setHistoryOpen(false), []);
-  const restoreBlocked = state.hitl
-    ? "Approve or reject the pending action first."
-    : state.busy
-      ? "The agent is working; restore once its turn has finished."
-      : undefined;
+  const role = project ? roleOf(project) : undefined;
+  // A viewer, or someone the agent just answered `read_only` (their access changed meanwhile).
+  const readOnly =
+    (role !== undefined && !canEdit(role)) || state.items.some((it) => it.kind === "error" && it.code === "read_only");
+  const restoreBlocked = readOnly
+    ? "You can view the history. Ask the owner for edit access to restore a checkpoint."
+    : state.hitl
+      ? "Approve or reject the pending action first."
+      : state.busy
+        ? "The agent is working; restore once its turn has finished."
+        : undefined;
 
   useEffect(() => {
     projectsApi
@@ -89,11 +100,11 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     if (!state.init || initialPromptSent.current) return;
     initialPromptSent.current = true;
     const prompt = readInitialPrompt();
-    if (prompt && !state.init.exists && state.items.length === 0) {
+    if (prompt && !readOnly && !state.init.exists && state.items.length === 0) {
       sendPrompt(prompt, []);
       window.history.replaceState(null, "");
     }
-  }, [state.init, state.items.length, sendPrompt]);
+  }, [state.init, state.items.length, sendPrompt, readOnly]);
 
   const startResize = (event: React.PointerEvent) => {
     event.preventDefault();
@@ -135,6 +146,11 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
         <div className="project-title">
           <strong data-testid="project-name">{state.init?.project.name ?? project?.name ?? slug}</strong>
           <span className="muted">/{state.init?.project.slug ?? slug}</span>
+          {readOnly && (
+            <span className="badge" data-testid="read-only-badge" title="Ask the owner for edit access to make changes">
+              View only
+            </span>
+          )}
         </div>
         <nav className="view-tabs" role="tablist" aria-label="Main view">
           <button
@@ -157,6 +173,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           </button>
         </nav>
         <div className="topbar-right">
+          {project && role && <ShareButton projectId={project.project_id} projectName={project.name} role={role} />}
           {project && (
             <button
               className="icon-btn"
@@ -181,6 +198,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             </a>
           )}
           <ThemeToggle theme={theme} onToggle={onToggleTheme} />
+          <UserMenu />
         </div>
       </header>
       <div className="editor-body">
@@ -192,7 +210,8 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             onDevice={setDevice}
             path={previewPath}
             onPath={setPreviewPath}
-            onRuntimeError={(error) => send("runtime_error", { error })}
+            // A viewer's preview does not report errors: the agent may start a turn to fix them.
+            onRuntimeError={(error) => !readOnly && send("runtime_error", { error })}
           />
           {project && state.init && (codeVisited || view === "code") && (
             <Suspense fallback={<div className="pane-placeholder muted">Loading the code editor…</div>}>
@@ -201,13 +220,14 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
                 projectId={project.project_id}
                 agentWrites={state.agentWrites}
                 theme={theme}
+                readOnly={readOnly}
               />
             </Suspense>
           )}
           {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
         </main>
         <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
-        <ChatPanel session={session} onSend={sendPrompt} />
+        <ChatPanel session={session} onSend={sendPrompt} readOnly={readOnly} />
       </div>
       {project && historyOpen && (
         <HistoryPanel

@@ -5,7 +5,10 @@ import { navigate } from "../router";
 import { DEFAULT_TEMPLATE, TEMPLATES } from "../templates";
 import type { Theme } from "../theme";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
+import { UserMenu } from "../components/UserMenu";
 import { ConfirmDialog } from "../components/Dialog";
+import { failureSentence } from "../state/errors";
+import { canEdit, isOwner, roleOf, sharedBadge } from "../state/roles";
 
 function relativeTime(iso: string | undefined): string {
   if (!iso) return "";
@@ -19,11 +22,8 @@ function relativeTime(iso: string | undefined): string {
 }
 
 function errorText(err: unknown): string {
-  if (err instanceof ApiError) {
-    if (err.code === "invalid_template_id") return "The agent does not support this template.";
-    return err.detail ? `${err.code}: ${err.detail}` : err.code;
-  }
-  return err instanceof Error ? err.message : String(err);
+  if (err instanceof ApiError && err.code === "invalid_template_id") return "The agent does not support this template.";
+  return failureSentence(err);
 }
 
 interface Props {
@@ -113,6 +113,7 @@ export function ProjectsPage({ theme, onToggleTheme }: Props) {
         <Logo />
         <div className="topbar-right">
           <ThemeToggle theme={theme} onToggle={onToggleTheme} />
+          <UserMenu />
         </div>
       </header>
       <main className="projects-main">
@@ -175,63 +176,76 @@ export function ProjectsPage({ theme, onToggleTheme }: Props) {
           {projects === undefined && !loadError && <p className="muted">Loading…</p>}
           {projects?.length === 0 && <p className="muted">No projects yet. Create your first one above.</p>}
           <ul className="project-list" data-testid="project-list">
-            {projects?.map((p) => (
-              <li key={p.project_id} className="project-item card" data-testid="project-item">
-                {renaming?.id === p.project_id ? (
-                  <form className="rename-form" onSubmit={saveRename}>
-                    <input
-                      autoFocus
-                      className="text-input"
-                      data-testid="rename-input"
-                      value={renaming.name}
-                      onChange={(e) => setRenaming({ id: p.project_id, name: e.target.value })}
-                      onKeyDown={(e) => e.key === "Escape" && setRenaming(undefined)}
-                      aria-label="New name"
-                    />
-                    <button className="btn primary small" type="submit" data-testid="rename-save">
-                      Save
-                    </button>
-                    <button className="btn small" type="button" onClick={() => setRenaming(undefined)}>
-                      Cancel
-                    </button>
-                  </form>
-                ) : (
-                  <>
-                    <a
-                      className="project-open"
-                      href={`/p/${encodeURIComponent(p.slug)}`}
-                      data-testid="project-open"
-                      onClick={(e) => {
-                        e.preventDefault();
-                        navigate(`/p/${encodeURIComponent(p.slug)}`);
-                      }}
-                    >
-                      <span className="project-name">{p.name}</span>
-                      <span className="project-meta">
-                        /{p.slug} · {TEMPLATES.find((t) => t.id === p.template_id)?.title ?? p.template_id}
-                        {p.updated_at ? ` · ${relativeTime(p.updated_at)}` : ""}
-                      </span>
-                    </a>
-                    <div className="project-actions">
-                      <button
-                        className="btn ghost small"
-                        data-testid="project-rename"
-                        onClick={() => setRenaming({ id: p.project_id, name: p.name })}
-                      >
-                        Rename
+            {projects?.map((p) => {
+              const role = roleOf(p);
+              const badge = sharedBadge(role);
+              return (
+                <li key={p.project_id} className="project-item card" data-testid="project-item">
+                  {renaming?.id === p.project_id ? (
+                    <form className="rename-form" onSubmit={saveRename}>
+                      <input
+                        autoFocus
+                        className="text-input"
+                        data-testid="rename-input"
+                        value={renaming.name}
+                        onChange={(e) => setRenaming({ id: p.project_id, name: e.target.value })}
+                        onKeyDown={(e) => e.key === "Escape" && setRenaming(undefined)}
+                        aria-label="New name"
+                      />
+                      <button className="btn primary small" type="submit" data-testid="rename-save">
+                        Save
                       </button>
-                      <button
-                        className="btn ghost small danger"
-                        data-testid="project-delete"
-                        onClick={() => setDeleting(p)}
-                      >
-                        Delete
+                      <button className="btn small" type="button" onClick={() => setRenaming(undefined)}>
+                        Cancel
                       </button>
-                    </div>
-                  </>
-                )}
-              </li>
-            ))}
+                    </form>
+                  ) : (
+                    <>
+                      <a
+                        className="project-open"
+                        href={`/p/${encodeURIComponent(p.slug)}`}
+                        data-testid="project-open"
+                        onClick={(e) => {
+                          e.preventDefault();
+                          navigate(`/p/${encodeURIComponent(p.slug)}`);
+                        }}
+                      >
+                        <span className="project-name">{p.name}</span>
+                        <span className="project-meta">
+                          /{p.slug} · {TEMPLATES.find((t) => t.id === p.template_id)?.title ?? p.template_id}
+                          {p.updated_at ? ` · ${relativeTime(p.updated_at)}` : ""}
+                        </span>
+                      </a>
+                      {badge && (
+                        <span className="badge" data-testid="project-role" title="Someone else owns this project">
+                          {badge}
+                        </span>
+                      )}
+                      <div className="project-actions">
+                        {canEdit(role) && (
+                          <button
+                            className="btn ghost small"
+                            data-testid="project-rename"
+                            onClick={() => setRenaming({ id: p.project_id, name: p.name })}
+                          >
+                            Rename
+                          </button>
+                        )}
+                        {isOwner(role) && (
+                          <button
+                            className="btn ghost small danger"
+                            data-testid="project-delete"
+                            onClick={() => setDeleting(p)}
+                          >
+                            Delete
+                          </button>
+                        )}
+                      </div>
+                    </>
+                  )}
+                </li>
+              );
+            })}
           </ul>
         </section>
       </main>

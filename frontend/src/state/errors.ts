@@ -1,6 +1,7 @@
 /**
  * Readable explanations of the agent's `error` codes: what happened and what to do.
  */
+import { ApiError } from "../api/http";
 
 export interface ErrorExplanation {
   title: string;
@@ -74,12 +75,38 @@ const KNOWN: Record<string, ErrorExplanation> = {
     title: "The sandbox reported an error",
     action: "Reload the page; if it persists, the agent log says what went wrong.",
   },
+  read_only: {
+    title: "You can only view this project",
+    action: "Ask the owner for edit access to make changes.",
+  },
+  owner_only: {
+    title: "Only the project's owner can do this",
+    action: "Ask the owner to delete or share the project.",
+  },
+  not_authenticated: { title: "You are signed out", action: "Sign in again to continue." },
+  forbidden_origin: {
+    title: "The agent does not accept requests from this address",
+    action: "Open the editor at the address the agent expects, or add this origin to AMICABLE_ALLOWED_ORIGINS.",
+  },
+  login_failed: {
+    title: "Signing in did not work",
+    action: "Try again. If it keeps failing, ask your administrator whether your account may use Amicable.",
+  },
 };
+
+/** At a limit the server's detail says which one (projects, sandboxes, turns). */
+function quotaExceeded(detail: string | undefined): ErrorExplanation {
+  return {
+    title: "You have reached a limit",
+    action: detail?.trim() || "Close or delete something you no longer need, or wait for a running turn to finish.",
+  };
+}
 
 /** The explanation for `code` (codes and legacy free-text errors alike). */
 export function describeError(code: string, detail?: string): ErrorExplanation {
   const known = KNOWN[code];
   if (known) return known;
+  if (code === "quota_exceeded") return quotaExceeded(detail);
   if (code.startsWith("HITL approval pending")) return KNOWN.hitl_pending as ErrorExplanation;
   if (code.startsWith("git_sync_failed")) {
     return { title: "Saving the changes to Git failed", action: "Your files are safe in the sandbox; retry later." };
@@ -91,4 +118,20 @@ export function describeError(code: string, detail?: string): ErrorExplanation {
     return { title: code.replace(/_/g, " "), action: detail ? "See the details below." : "Try again." };
   }
   return { title: code, action: "Try again, or rephrase your request." };
+}
+
+/** One plain sentence for a failed HTTP request (forms and lists show it inline). */
+export function errorSentence(code: string, detail?: string): string {
+  if (code === "quota_exceeded") return `${quotaExceeded(detail).title}: ${quotaExceeded(detail).action}`;
+  const known = KNOWN[code];
+  if (known) return `${known.title}. ${known.action}`;
+  return detail ? `Something went wrong: ${detail}` : `Something went wrong (${code}).`;
+}
+
+/** The sentence for anything a request can throw: an API error, no network, a bug. */
+export function failureSentence(err: unknown): string {
+  if (err instanceof ApiError) return errorSentence(err.code, err.detail);
+  // fetch() rejects with a TypeError when the agent cannot be reached at all.
+  if (err instanceof TypeError) return "The agent could not be reached. Check that it is running, then try again.";
+  return err instanceof Error ? err.message : String(err);
 }

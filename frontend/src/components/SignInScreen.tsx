@@ -1,0 +1,36 @@
+/** The only thing a signed-out visitor sees when logins are on: the product and "Sign in". */
+import { loginUrl } from "../api/auth";
+import { Logo } from "./ThemeToggle";
+
+interface Props {
+  /** Why the user is here again (an expired login); nothing on a first visit. */
+  notice?: string;
+  /** Leaves the page for the agent's login (tests pass a spy). */
+  go?: (url: string) => void;
+}
+
+export function SignInScreen({ notice, go = (url) => window.location.assign(url) }: Props) {
+  return (
+    <div className="center-page">
+      <main className="card notice-card sign-in" data-testid="sign-in">
+        <h1 className="sign-in-title">
+          <Logo />
+        </h1>
+        {notice && (
+          <p className="sign-in-notice" role="status" data-testid="sign-in-notice">
+            {notice}
+          </p>
+        )}
+        <button
+          type="button"
+          className="btn primary"
+          data-testid="sign-in-button"
+          autoFocus
+          onClick={() => go(loginUrl(window.location.href))}
+        >
+          Sign in
+        </button>
+      </main>
+    </div>
+  );
+}
