@@ -9,7 +9,14 @@ interface Props {
   go?: (url: string) => void;
 }
 
+/** The reason the agent gave when it sent the browser back from a failed login. */
+export function loginError(search: string): string | undefined {
+  const detail = new URLSearchParams(search).get("login_error");
+  return detail ? `Sign-in failed: ${detail.slice(0, 300)}` : undefined;
+}
+
 export function SignInScreen({ notice, go = (url) => window.location.assign(url) }: Props) {
+  notice = notice ?? loginError(window.location.search);
   return (
     <div className="center-page">
       <main className="card notice-card sign-in" data-testid="sign-in">

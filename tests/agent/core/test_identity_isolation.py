@@ -139,7 +139,7 @@ async def test_viewer_reads_editor_writes_owner_shares(site: Site) -> None:
             f"/api/projects/{pid}/members", json={"email": "BOB@example.com", "role": "viewer"}
         )
         assert shared.status_code == 201
-        assert shared.json()["member"]["user_sub"] == "bob-sub"
+        assert shared.json()["user_sub"] == "bob-sub"
         seen = (await bob.get("/api/projects")).json()["projects"]
         assert [(p["project_id"], p["role"]) for p in seen] == [(pid, "viewer")]
         assert (await bob.get(f"/api/projects/{pid}")).json()["role"] == "viewer"
@@ -193,7 +193,7 @@ async def test_invites_become_memberships_at_first_login(site: Site) -> None:
         invited = await alice.post(
             f"/api/projects/{pid}/members", json={"email": "carol@example.org", "role": "editor"}
         )
-        assert invited.json() == {"invite": {"email": "carol@example.org", "role": "editor"}}
+        assert invited.json() == {"email": "carol@example.org", "role": "editor", "pending": True}
         listed = (await alice.get(f"/api/projects/{pid}/members")).json()
         assert listed["invites"] == [{"email": "carol@example.org", "role": "editor"}]
         async with site.signed_in(CAROL) as carol:

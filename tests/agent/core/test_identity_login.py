@@ -166,3 +166,14 @@ async def test_api_tokens_for_scripts(site: Site) -> None:
         bad = httpx.AsyncClient(base_url=site.http, headers={"Authorization": "Bearer amk_nope"})
         async with bad:
             assert (await bad.get("/api/projects")).status_code == 401
+
+
+async def test_a_browser_is_sent_back_to_the_editor_with_the_reason(site: Site) -> None:
+    async with site.client(headers={"Accept": "text/html,application/xhtml+xml"}) as client:
+        site.oidc.tamper_next("nonce")
+        done = await site.login(client, ALICE)
+        assert done.status_code == 302
+        location = done.headers["location"]
+        assert location.startswith("/?login_error=")
+        assert "nonce" in query(location)["login_error"]
+        assert cookie_value(done) is None

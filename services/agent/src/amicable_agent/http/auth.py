@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from quart import Blueprint, Response, current_app, g, jsonify, request
 
@@ -96,19 +97,17 @@ async def callback() -> Response:
         raise HttpError(400, "auth_disabled", "this agent has no login (AUTH_MODE=none)")
     flow = state.access.signer.flow(request.cookies.get(FLOW_COOKIE, ""))
     if flow is None:
-        raise HttpError(400, "login_failed", "this login expired or was not started here; "
-                        "sign in again")  # fmt: skip
+        return _failed(400, "this login expired or was not started here; sign in again")
     if "error" in request.args:
         reason = request.args.get("error", "")[:100]
-        raise HttpError(400, "login_failed", f"the login provider said: {reason}")
+        return _failed(400, f"the login provider said: {reason}")
     try:
         user = await state.oidc.finish(
             flow, code=request.args.get("code", ""), state=request.args.get("state", "")
         )
     except LoginError as exc:
         log.warning("login failed: %s", exc.detail)
-        status = 503 if exc.unavailable else 400
-        raise HttpError(status, "login_failed", exc.detail) from exc
+        return _failed(503 if exc.unavailable else 400, exc.detail)
     auth = state.config.auth
     user = await state.store.record_login(user, admin_emails=auth.admin_emails)
     session_id = await state.store.create_login_session(user.sub, auth.session_max_age_s)
@@ -119,6 +118,16 @@ async def callback() -> Response:
     _set_cookie(resp, state, auth.cookie_name, value, auth.session_max_age_s)
     resp.delete_cookie(FLOW_COOKIE, path="/")
     return resp
+
+
+def _failed(status: int, detail: str) -> Response:
+    """A failed login: a browser goes back to the editor, which shows ``detail``; other
+    clients get the JSON error."""
+    if "text/html" in request.headers.get("Accept", ""):
+        resp = _redirect("/?" + urlencode({"login_error": detail}))
+        resp.delete_cookie(FLOW_COOKIE, path="/")
+        return resp
+    return HttpError(status, "login_failed", detail).response()
 
 
 @bp.route("/auth/logout", methods=["GET", "POST"])

@@ -66,12 +66,12 @@ async def add_member(project_id: str) -> tuple[Response, int]:
     user = await store.user_by_email(email)
     if user is None:
         await store.add_invite(project_id, email, role)
-        return jsonify({"invite": {"email": email, "role": role}}), 201
+        return jsonify({"email": email, "role": role, "pending": True}), 201
     if user.sub == current_caller().sub:
         raise HttpError(400, "invalid_email", "you own this project already")
     await store.add_member(project_id, user.sub, role)
     return jsonify(
-        {"member": {"user_sub": user.sub, "email": user.email, "name": user.name, "role": role}}
+        {"user_sub": user.sub, "email": user.email, "name": user.name, "role": role}
     ), 201
 
 
