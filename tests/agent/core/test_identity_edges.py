@@ -261,3 +261,14 @@ async def test_projects_from_before_logins_go_to_the_first_user(tmp_path: Path) 
         await store.record_login(admin, admin_emails=("admin@example.com",))
         assert await store.project_role(old.project_id, "admin-sub") == "owner"
     await trio.lowlevel.checkpoint()
+
+
+def test_the_default_sandbox_cap_follows_free_memory() -> None:
+    meminfo = "MemTotal: 24000000 kB\nMemAvailable:   3072000 kB\n"
+    assert Quotas().with_default_cap("local", meminfo).running_sandboxes == 10
+    assert Quotas().with_default_cap("local", "MemAvailable: 10 kB\n").running_sandboxes == 4
+    assert Quotas().with_default_cap("kubernetes").running_sandboxes == 200
+    assert Quotas(running_sandboxes=0).with_default_cap("local").running_sandboxes == 0  # off
+    env = {"AMICABLE_MAX_RUNNING_SANDBOXES": "7"}
+    assert AuthConfig.from_env(env).quotas.running_sandboxes == 7
+    assert AuthConfig.from_env({}).quotas.running_sandboxes is None

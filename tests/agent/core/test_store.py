@@ -115,3 +115,43 @@ async def test_a_store_from_an_older_build_is_migrated(tmp_path: Path) -> None:
     # A project from before logins has no owner; the first user to log in inherits it.
     assert conn.execute("SELECT owner_sub FROM projects").fetchall() == [(None,)]
     conn.close()
+
+
+async def test_identity_rows_on_both_stores(open_store: OpenStore) -> None:
+    from amicable_agent.auth.identity import User
+
+    alice = User(sub="alice-sub", email="alice@example.com", name="Alice")
+    bob = User(sub="bob-sub", email="bob@example.com", name="Bob")
+    async with open_store() as store:
+        legacy = await store.create_project("Before logins", template_id="vite")
+        await store.record_login(alice, admin_emails=())
+        assert await store.project_role(legacy.project_id, "alice-sub") == "owner"  # first user
+        mine = await store.create_project("Mine", template_id="vite", owner_sub="alice-sub")
+        await store.add_invite(mine.project_id, "bob@example.com", "viewer")
+        await store.record_login(bob, admin_emails=())  # the invite becomes a membership
+        assert await store.project_role(mine.project_id, "bob-sub") == "viewer"
+        assert await store.project_role(legacy.project_id, "bob-sub") is None
+        members, invites = await store.members(mine.project_id)
+        assert [(m.user.sub, m.role) for m in members] == [
+            ("alice-sub", "owner"),
+            ("bob-sub", "viewer"),
+        ]
+        assert invites == []
+        assert [p.name for p, _ in await store.projects_of("bob-sub")] == ["Mine"]
+        assert await store.count_owned_projects("alice-sub") == 2
+        session = await store.create_login_session("alice-sub", 3600)
+        assert await store.session_user(session) == alice
+        await store.revoke_login_session(session)
+        assert await store.session_user(session) is None
+        expired = await store.create_login_session("alice-sub", -1)
+        assert await store.session_user(expired) is None
+        record, token = await store.create_api_token("alice-sub", "ci")
+        assert await store.token_user(token) == alice
+        assert await store.token_user(token + "x") is None
+        assert not await store.delete_api_token("bob-sub", record.token_id)  # not Bob's
+        assert await store.delete_api_token("alice-sub", record.token_id)
+        assert await store.token_user(token) is None
+        assert await store.remove_member(mine.project_id, "bob-sub")
+        assert await store.project_role(mine.project_id, "bob-sub") is None
+        await store.soft_delete_project(mine.project_id)
+        assert await store.project_role(mine.project_id, "alice-sub") is None

@@ -118,6 +118,12 @@ async def serve(
     """
     auth = config.auth
     check_exposure(config)
+    quotas = auth.quotas.with_default_cap(config.sandbox_backend)
+    if quotas != auth.quotas:
+        auth = attrs.evolve(auth, quotas=quotas)
+        config = attrs.evolve(config, auth=auth)
+        log.info("at most %d sandboxes run at once (AMICABLE_MAX_RUNNING_SANDBOXES)",
+                 quotas.running_sandboxes)  # fmt: skip
     auth.check_preview_domain(config.preview_base_domain)
     policy = OriginPolicy(auth)
     if config.port:

@@ -26,14 +26,44 @@ DEFAULT_SCOPES = ("openid", "email", "profile")
 MIN_SECRET_LENGTH = 32
 
 
+#: What one running local sandbox (runtime + dev server) costs in memory, for the default cap.
+SANDBOX_MEMORY_BYTES = 300 * 1024 * 1024
+
+
 @attrs.frozen
 class Quotas:
-    """Per-user and global limits (0 = no limit)."""
+    """Per-user and global limits (0 = no limit; ``running_sandboxes`` None = the default:
+    what free memory holds locally, 200 on Kubernetes)."""
 
     projects_per_user: int = 100
     running_sandboxes_per_user: int = 5
     concurrent_turns_per_user: int = 3
-    running_sandboxes: int = 0
+    running_sandboxes: int | None = None
+
+    def with_default_cap(self, backend: str, meminfo: str | None = None) -> Quotas:
+        """These quotas with ``running_sandboxes`` filled in for ``backend`` when unset."""
+        if self.running_sandboxes is not None:
+            return self
+        if backend != "local":
+            return attrs.evolve(self, running_sandboxes=200)
+        available = _mem_available(meminfo)
+        cap = max(4, available // SANDBOX_MEMORY_BYTES) if available else 50
+        return attrs.evolve(self, running_sandboxes=cap)
+
+
+def _mem_available(meminfo: str | None) -> int:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (0 when unknown)."""
+    if meminfo is None:
+        try:
+            meminfo = Path("/proc/meminfo").read_text()
+        except OSError:
+            return 0
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1]) * 1024
+    return 0
 
 
 @attrs.frozen
@@ -161,7 +191,11 @@ class AuthConfig:
                 projects_per_user=_int(env, "AMICABLE_MAX_PROJECTS_PER_USER", 100),
                 running_sandboxes_per_user=_int(env, "AMICABLE_MAX_RUNNING_SANDBOXES_PER_USER", 5),
                 concurrent_turns_per_user=_int(env, "AMICABLE_MAX_CONCURRENT_TURNS_PER_USER", 3),
-                running_sandboxes=_int(env, "AMICABLE_MAX_RUNNING_SANDBOXES", 0),
+                running_sandboxes=(
+                    _int(env, "AMICABLE_MAX_RUNNING_SANDBOXES", 0)
+                    if _get(env, "AMICABLE_MAX_RUNNING_SANDBOXES")
+                    else None
+                ),
             ),
         )
 

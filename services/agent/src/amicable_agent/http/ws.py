@@ -268,7 +268,7 @@ class Connection:
             self._manager.check_sandbox_limits(
                 caller.sub,
                 per_user=0 if caller.local else access.config.quotas.running_sandboxes_per_user,
-                total=access.config.quotas.running_sandboxes,
+                total=access.config.quotas.running_sandboxes or 0,
             )
         return role
 
