@@ -272,3 +272,36 @@ def test_the_default_sandbox_cap_follows_free_memory() -> None:
     env = {"AMICABLE_MAX_RUNNING_SANDBOXES": "7"}
     assert AuthConfig.from_env(env).quotas.running_sandboxes == 7
     assert AuthConfig.from_env({}).quotas.running_sandboxes is None
+
+
+def test_login_settings_from_the_environment(tmp_path: Path) -> None:
+    secret = tmp_path / "client-secret"
+    secret.write_text("from-a-file\n")
+    google = AuthConfig.from_env(
+        {"GOOGLE_CLIENT_ID": "gid", "GOOGLE_CLIENT_SECRET_FILE": str(secret)}
+    )
+    assert (google.mode, google.issuer_url, google.client_id) == (
+        "google", "https://accounts.google.com", "gid",
+    )  # fmt: skip
+    assert google.client_secret == "from-a-file"
+    assert google.session_secret_generated  # a warning-worthy random secret
+    oidc = AuthConfig.from_env({
+        "AUTH_MODE": "OIDC", "OIDC_ISSUER_URL": "https://id.example.com/realms/x/",
+        "OIDC_CLIENT_ID": "amicable", "SESSION_SECRET": "s" * 40,
+        "PUBLIC_BASE_URL": "https://agent.example.com", "OIDC_ALLOWED_EMAIL_DOMAINS": "@Example.com",
+    })  # fmt: skip
+    assert oidc.issuer_url == "https://id.example.com/realms/x"
+    assert oidc.allowed_email_domains == ("example.com",)
+    assert oidc.secure_cookies
+    assert not oidc.session_secret_generated
+    assert not AuthConfig.from_env({}).login_enabled
+    for bad, message in (
+        ({"AUTH_MODE": "token"}, "AUTH_MODE"),
+        ({"AUTH_MODE": "oidc", "OIDC_CLIENT_ID": "x"}, "OIDC_ISSUER_URL"),
+        ({"AUTH_MODE": "google"}, "GOOGLE_CLIENT_ID"),
+        ({"SESSION_SECRET": "short"}, "at least 32"),
+        ({"OIDC_SCOPES": "email profile"}, "openid"),
+        ({"PUBLIC_BASE_URL": "agent.example.com"}, "http"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            AuthConfig.from_env(bad)
