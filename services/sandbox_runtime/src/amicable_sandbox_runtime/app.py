@@ -1,4 +1,5 @@
-"""HTTP and WebSocket routes of the runtime (quart-trio); the work happens in other modules."""
+"""The routes of the runtime that quart serves (quart-trio): everything the route table of
+``fastpath.py`` leaves to it. The work happens in other modules."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from werkzeug.routing import PathConverter
 
 from . import archive, execs, listing
 from .errors import InvalidRequest, RuntimeApiError, Unauthorized
+from .fastpath import PUBLIC_PATHS
 from .files import WORKER_THREADS, Files
 
 if TYPE_CHECKING:
@@ -79,9 +81,6 @@ async def _body(cls: type[T]) -> T:
         raise InvalidRequest(exc.message) from None
 
 
-_PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
-
-
 def create_app(
     config: RuntimeConfig,
     jail: Jail,
@@ -115,7 +114,7 @@ def create_app(
 
     def check_auth(path: str, header: str | None) -> None:
         # deny by default: only the health probes are public
-        if path in _PUBLIC_PATHS or expected is None:
+        if path in PUBLIC_PATHS or expected is None:
             return
         if not hmac.compare_digest((header or "").encode(), expected):
             raise Unauthorized("missing or wrong bearer token")
@@ -141,37 +140,7 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.code or 0, "http_error")
         return _error(code, exc.description or "", exc.code or 500)
 
-    # --- health -------------------------------------------------------------------------
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        return Response('{"status":"ok"}', mimetype="application/json")
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        status = supervisor.status()
-        ok = status.ready or not supervisor.enabled
-        return _json(status, 200 if ok else 503)
-
-    # --- files --------------------------------------------------------------------------
-
-    @app.get("/v1/files/<anypath:path>")
-    async def get_file(path: str) -> Response:
-        data, digest = await _thread(files.read, path)
-        return Response(
-            data, mimetype="application/octet-stream", headers={"X-Content-SHA256": digest}
-        )
-
-    @app.put("/v1/files/<anypath:path>")
-    async def put_file(path: str) -> Response:
-        length = request.content_length
-        if length is not None and length > config.max_file_bytes:
-            raise RequestEntityTooLarge()
-        data = await request.get_data()
-        assert isinstance(data, bytes)
-        if_match = request.headers.get("If-Match")
-        result = await _thread(lambda: files.write(path, data, if_match=if_match))
-        return _json(result)
+    # --- files (GET/PUT: the route table of fastpath.py) -----------------------------------
 
     @app.delete("/v1/files/<anypath:path>")
     async def delete_file(path: str) -> Response:
@@ -261,17 +230,6 @@ def create_app(
     def exec_cwd(cwd: str | None) -> Path:
         return execs.resolve_cwd(jail, cwd)
 
-    @app.post("/v1/exec")
-    async def exec_() -> Response:
-        body = await _body(ExecRequest)
-        result = await execs.run_collected(
-            body,
-            cwd=exec_cwd(body.cwd),
-            default_timeout_s=config.exec_timeout_s,
-            max_output_chars=config.exec_max_output_chars,
-        )
-        return _json(result)
-
     @app.websocket("/v1/exec/stream")
     async def exec_stream() -> None:
         first: str | bytes = ""
@@ -303,16 +261,7 @@ def create_app(
         await websocket.send(json.dumps(unstructure(done)))
         await websocket.close(1000)
 
-    # --- dev server ---------------------------------------------------------------------
-
-    @app.get("/v1/preview")
-    async def preview() -> Response:
-        return _json(supervisor.status())
-
-    @app.post("/v1/preview/restart")
-    async def preview_restart() -> Response:
-        supervisor.request_restart()
-        return _json(supervisor.status())
+    # --- dev server (status and restart: the route table of fastpath.py) ---------------------------------------------------------------------
 
     @app.get("/v1/preview/logs")
     async def preview_logs() -> Response:
