@@ -87,9 +87,7 @@ def _build_full_app(fast: FastRoutes) -> Any:
     """Import quart and build the app behind the fast routes (blocking)."""
     from .app import create_app
 
-    return create_app(
-        fast.config, fast.jail, fast.supervisor, files=fast.files, limiter=fast.limiter
-    )
+    return create_app(fast)
 
 
 async def serve(
