@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
     from conftest import Runtime
 
-WEB_STACK = ("quart", "quart_trio", "hypercorn", "werkzeug", "cattrs", "amicable_protocol")
+WEB_STACK = (
+    "quart",
+    "quart_trio",
+    "hypercorn",
+    "amicable_frontdoor",
+    "werkzeug",
+    "cattrs",
+    "amicable_protocol",
+)
 
 
 @pytest.mark.parametrize(

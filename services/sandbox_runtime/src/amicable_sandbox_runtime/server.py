@@ -1,12 +1,13 @@
-"""``serve``: opens the workspace jail, starts the dev-server supervisor and runs hypercorn.
+"""``serve``: opens the workspace jail, starts the dev-server supervisor and runs the HTTP stack.
 
 The dev server is spawned first, before the HTTP stack is even imported: those imports take
 about as long as Vite's own start, so doing them while Vite boots takes them off the
 cold-start path. They run in worker threads so the supervisor keeps pumping the dev server's
 output meanwhile. The runtime listens (and writes its ready file) as soon as hypercorn and
 the fast routes (``fastpath.py``: health, readiness, preview control, exec, file read/write)
-are up (the hot requests are answered by the raw HTTP/1.1 lane of ``httplane.py`` before
-hypercorn sees them); quart, the slowest import, is loaded after that for the remaining routes — once the
+are up: ``amicable_frontdoor`` serves them on hypercorn's connection handling, the hot
+requests answered by the raw HTTP/1.1 lane of ``httplane.py`` before hypercorn sees them;
+quart, the slowest import, is loaded after that for the remaining routes — once the
 dev server answers (or has stopped), a request needs it, or :data:`FULL_APP_DEFER_S` passed,
 whichever comes first, so that it does not compete with Vite's start for the CPU.
 """
@@ -63,12 +64,12 @@ def _build_front(
 ) -> tuple[FastRoutes, Any, Any, HttpLane]:
     """Import hypercorn and the fast routes; build them, the hypercorn config and the raw
     HTTP/1.1 lane in front of hypercorn (blocking)."""
+    import amicable_frontdoor  # noqa: F401 - imported here, off the event loop
     from hypercorn.config import Config as HypercornConfig
 
     from .fastpath import FastRoutes
     from .files import WORKER_THREADS, Files
     from .httplane import HttpLane
-    from .listener import serve_isolated  # noqa: F401 - imported here, off the event loop
     from .wsguard import WebSocketRejectionGuard
 
     files = Files(jail, max_file_bytes=config.max_file_bytes)
@@ -101,7 +102,8 @@ async def serve(
     quart has loaded.
 
     Cancellation:
-        hypercorn stops, then the supervisor kills and reaps the dev server's process group.
+        The front door stops (connections cancelled, bounded by twice the 2 s graceful
+        timeout), then the supervisor kills and reaps the dev server's process group.
     """
     jail = Jail(config.workspace)
     try:
@@ -111,9 +113,9 @@ async def serve(
             fast, app, hconfig, lane = await trio.to_thread.run_sync(
                 _build_front, config, jail, supervisor
             )
-            from .listener import serve_isolated  # imported by the thread above
+            import amicable_frontdoor  # imported by the thread above
 
-            port = await nursery.start(partial(serve_isolated, app, hconfig, lane=lane))
+            port = await nursery.start(partial(amicable_frontdoor.serve, app, hconfig, lane=lane))
             if config.ready_file is not None:
                 write_ready_file(config.ready_file, port)
             task_status.started(port)
