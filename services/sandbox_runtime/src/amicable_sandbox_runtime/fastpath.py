@@ -12,13 +12,10 @@ exception is ``DELETE /v1/files/<path>``, which the table leaves to quart's blue
 
 The route logic takes ``(method, path, headers, body)`` and returns a :class:`Reply`
 (:meth:`FastRoutes.route`, :meth:`FastRoutes.precheck`, :meth:`FastRoutes.answer`), so two
-transports share it: :class:`FastRoutes` as an ASGI app behind hypercorn (requests that
-hypercorn parses: chunked bodies, ``Expect``, anything the raw lane hands over) and the raw
-HTTP/1.1 lane of ``httplane.py``, which answers most of these requests before hypercorn sees
-them. Every other request goes to the quart app (the other routes, WebSockets), which is
-built in the background after the runtime listens (:meth:`FastRoutes.set_app`); such
-requests wait for it. The lifespan protocol is answered here: the quart app uses no lifespan
-hooks.
+transports share it: the raw HTTP/1.1 lane of ``httplane.py``, which answers most of these
+requests before hypercorn sees them, and the ASGI entry of ``asgi.py`` behind hypercorn
+(requests that hypercorn parses: chunked bodies, ``Expect``, anything the lane hands over),
+which sends every other request to the quart app.
 """
 
 from __future__ import annotations
@@ -47,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
 #: Returns when the client has gone away (watched while a command runs).
 Watch = Callable[[], Awaitable[None]]
@@ -149,12 +145,8 @@ def _fixed(reply: Reply) -> Handler:
     return handler
 
 
-class _Answered(Exception):
-    """The request was already answered (or the client left) while reading its body."""
-
-
 class FastRoutes:
-    """The fast routes; also the ASGI app (everything else delegated to :attr:`app`).
+    """The route table and its handlers, for both transports (``httplane.py``, ``asgi.py``).
 
     Args:
         config: runtime config (token, limits, exec defaults).
@@ -172,10 +164,6 @@ class FastRoutes:
         files: Files,
         limiter: trio.CapacityLimiter,
     ) -> None:
-        self.app: Any = None
-        self._app_set = trio.Event()
-        #: Set by the first request that needs the full app (``serve`` then builds it now).
-        self.app_wanted = trio.Event()
         self.config = config
         self.supervisor = supervisor
         self.jail = jail
@@ -207,11 +195,6 @@ class FastRoutes:
             auth=True,
             app_methods=frozenset({"DELETE"}),  # quart's blueprint (blueprints/fs.py)
         )
-
-    def set_app(self, app: Any) -> None:
-        """Hand over the full application; requests waiting for it proceed."""
-        self.app = app
-        self._app_set.set()
 
     # -- transport-independent route logic ------------------------------------------------
 
@@ -320,7 +303,7 @@ class FastRoutes:
         self, path: str, headers: Headers, body: bytes, watch: Watch | None
     ) -> Reply:
         rel = path[len(_FILES) :]
-        raw_if_match = _header(headers, b"if-match")
+        raw_if_match = header(headers, b"if-match")
         if_match = None if raw_if_match is None else raw_if_match.decode("latin-1")
 
         def write() -> Any:
@@ -334,68 +317,9 @@ class FastRoutes:
             result = await trio.to_thread.run_sync(write, limiter=self.limiter)
         return Reply(200, _json(result))
 
-    # -- ASGI ------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        """ASGI entry point."""
-        if scope["type"] == "lifespan":
-            return await _lifespan(receive, send)
-        if scope["type"] == "http":
-            method, path = scope["method"], scope["path"]
-            route = self.route(method, path)
-            if route is not None:
-                return await self._asgi(route, method, path, scope, receive, send)
-        self.app_wanted.set()
-        await self._app_set.wait()
-        await self.app(scope, receive, send)
-
-    async def _asgi(
-        self, route: Route, method: str, path: str, scope: Scope, receive: Any, send: Any
-    ) -> None:
-        headers: Headers = scope["headers"]
-        head = method == "HEAD"
-        early = self.precheck(route, headers, None)  # the body's size is checked in _body
-        if early is not None:
-            return await _respond(send, early, head=head)
-        body = b""
-        if route.body:
-            try:
-                body = await self._body(headers, receive, send)
-            except _Answered:
-                return
-
-        async def until_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        reply = await self.answer(route, method, path, headers, body, until_disconnect)
-        if reply is not None:
-            await _respond(send, reply, head=head)
-
-    async def _body(self, headers: Headers, receive: Any, send: Any) -> bytes:
-        """The whole request body, with quart's limit (413) and timeout (408)."""
-        limit = self.config.max_file_bytes
-        length = _header(headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _respond(send, self.too_large)
-            raise _Answered
-        body = bytearray()
-        with trio.move_on_after(BODY_TIMEOUT_S):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise _Answered
-                body += message.get("body", b"")
-                if len(body) > limit:
-                    await _respond(send, self.too_large)
-                    raise _Answered
-                if not message.get("more_body", False):
-                    return bytes(body)
-        await _respond(send, BODY_TIMEOUT_REPLY)
-        raise _Answered
-
-
-def _header(headers: Headers, name: bytes) -> bytes | None:
+def header(headers: Headers, name: bytes) -> bytes | None:
+    """The value of the first header called ``name`` (lower case), if any."""
     for key, value in headers:
         if key.lower() == name:
             return value
@@ -411,24 +335,3 @@ def _error_body(code: str, detail: str) -> bytes:
 
 
 BODY_TIMEOUT_REPLY = Reply(408, _error_body("http_error", _BODY_TIMEOUT))
-
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _respond(send: Any, reply: Reply, *, head: bool = False) -> None:
-    """Send ``reply``; for ``head`` (a ``HEAD`` request) its status and headers only."""
-    headers = [
-        (b"content-type", reply.content_type),
-        (b"content-length", str(len(reply.body)).encode()),
-        *reply.extra,
-    ]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else reply.body})

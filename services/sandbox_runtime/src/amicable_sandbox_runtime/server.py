@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from .asgi import AsgiEntry
     from .config import RuntimeConfig
     from .fastpath import FastRoutes
     from .httplane import HttpLane
@@ -61,12 +62,13 @@ def write_ready_file(path: Path, port: int) -> None:
 
 def _build_front(
     config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor
-) -> tuple[FastRoutes, Any, Any, HttpLane]:
-    """Import hypercorn and the fast routes; build them, the hypercorn config and the raw
-    HTTP/1.1 lane in front of hypercorn (blocking)."""
+) -> tuple[AsgiEntry, Any, Any, HttpLane]:
+    """Import hypercorn and the fast routes; build them, their ASGI entry (the app), the
+    hypercorn config and the raw HTTP/1.1 lane in front of hypercorn (blocking)."""
     import amicable_frontdoor  # noqa: F401 - imported here, off the event loop
     from hypercorn.config import Config as HypercornConfig
 
+    from .asgi import AsgiEntry
     from .fastpath import FastRoutes
     from .files import WORKER_THREADS, Files
     from .httplane import HttpLane
@@ -81,7 +83,8 @@ def _build_front(
     hconfig.accesslog = None
     hconfig.errorlog = "-"
     hconfig.graceful_timeout = 2.0
-    return fast, WebSocketRejectionGuard(fast), hconfig, HttpLane(fast, hconfig)
+    entry = AsgiEntry(fast)
+    return entry, WebSocketRejectionGuard(entry), hconfig, HttpLane(fast, hconfig)
 
 
 def _build_full_app(fast: FastRoutes) -> Any:
@@ -110,7 +113,7 @@ async def serve(
         supervisor = PreviewSupervisor(config)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            fast, app, hconfig, lane = await trio.to_thread.run_sync(
+            entry, app, hconfig, lane = await trio.to_thread.run_sync(
                 _build_front, config, jail, supervisor
             )
             import amicable_frontdoor  # imported by the thread above
@@ -121,10 +124,10 @@ async def serve(
             task_status.started(port)
             with trio.move_on_after(FULL_APP_DEFER_S):
                 await _first_of(
-                    fast.app_wanted.wait,
+                    entry.app_wanted.wait,
                     lambda: supervisor.wait_state("running", "backoff", "exhausted", "stopped"),
                 )
             # the rest of the API: requests for it wait until it is built
-            fast.set_app(await trio.to_thread.run_sync(_build_full_app, fast))
+            entry.set_app(await trio.to_thread.run_sync(_build_full_app, entry.fast))
     finally:
         jail.close()
