@@ -19,7 +19,7 @@ import time
 import uuid
 
 import trio
-from amicable_agent.testing.fake_anthropic import FakeAnthropic, Reply, Text
+from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not export it
 

@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from amicable_agent.llm import LlmClient
-from amicable_agent.loop_config import LoopSettings
-from amicable_agent.qa import run_qa
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
-from amicable_agent.turns import Engine
+from amicable_agent.loop.engine import Engine
+from amicable_agent.loop.llm import LlmClient
+from amicable_agent.loop.qa import run_qa
+from amicable_agent.loop.settings import LoopSettings
 from amicable_protocol.messages import MessageType, ProjectInfo, UserData
 from amicable_protocol.runtime import ExecResult
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 REPO = Path(__file__).resolve().parents[2]
 #: The fake API and the WebSocket clients run from this light module in their own
@@ -253,7 +253,7 @@ def _frame_text(frame: bytes) -> str:
 
 def _stamp_sockets() -> None:
     """Route the agent's WebSocket route through :class:`_StampingSocket`."""
-    from amicable_agent import app, ws
+    from amicable_agent.http import app, ws
 
     async def serve_socket(manager: Any, socket: Any, *, queue_size: int) -> None:
         stamping = _StampingSocket(socket)
@@ -295,7 +295,7 @@ async def bench_websocket(
 
     from amicable_agent.config import AgentConfig
     from amicable_agent.server import serve
-    from amicable_agent.testing import FakeSandboxBackend
+    from amicable_testing import FakeSandboxBackend
 
     latencies: list[float] = []
     arrived: list[float] = []

@@ -9,7 +9,7 @@ Three measurements of the same Vite template in one run, on this machine:
 
 Each measurement starts with the system at rest: both agents have made what they prepare in
 the background (the warm sandbox; the spare workspace a cold start takes, see
-``amicable_agent.backends._spares``). The variants run interleaved, one round at a time, so
+``amicable_agent.sandboxes.local.spares``). The variants run interleaved, one round at a time, so
 each sees about the same background load on this shared machine (before: all bare runs,
 then all cold, then all warm). ``bare`` reuses one workspace, so from its second run on Vite
 finds its deps cache (``node_modules/.vite``), which cold workspaces do not have; measured
@@ -38,10 +38,10 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 import trio
-from amicable_agent.backends.local import free_port
 from amicable_agent.cli import UpOptions, up
 from amicable_agent.config import AgentConfig
-from amicable_agent.testing import ws_recv_until, ws_send
+from amicable_agent.sandboxes.local.backend import free_port
+from amicable_testing import ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 
 ROOT = Path(__file__).resolve().parents[2]

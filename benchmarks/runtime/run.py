@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import trio
-from amicable_agent.runtime_client import open_runtime_client
+from amicable_agent.sandboxes.runtime_client import open_runtime_client
 
 TOKEN = "benchmark-token"
 

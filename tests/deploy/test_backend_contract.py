@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from amicable_agent.backends.kubernetes import KubernetesBackend, KubernetesBackendConfig
+from amicable_agent.sandboxes.kubernetes.backend import KubernetesBackend, KubernetesBackendConfig
 from deploy_support import V1BETA1_FLAGS, WARM_POOL_FLAGS, container_env, find
 
 CASES = {

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trio
-from amicable_agent.testing import ws_recv_until, ws_send
+from amicable_testing import ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 
 pytestmark = pytest.mark.slow

@@ -18,6 +18,7 @@ MEMBERS = {
     "services/agent": "amicable_agent",
     "services/sandbox_runtime": "amicable_sandbox_runtime",
     "services/preview_router": "amicable_preview_router",
+    "libs/testing": "amicable_testing",
 }
 SERVICES = {"amicable_agent", "amicable_sandbox_runtime", "amicable_preview_router"}
 
@@ -69,6 +70,12 @@ def test_services_never_import_each_other(member: str) -> None:
     package = MEMBERS[member]
     others = (SERVICES - {package}) & _imports(ROOT / member / "src" / package)
     assert not others, f"{package} imports other services: {sorted(others)}"
+
+
+@pytest.mark.parametrize("member", sorted(m for m in MEMBERS if m.startswith("services/")))
+def test_services_never_import_the_test_fakes(member: str) -> None:
+    package = MEMBERS[member]
+    assert "amicable_testing" not in _imports(ROOT / member / "src" / package)
 
 
 def test_no_asyncio_anywhere() -> None:

@@ -13,13 +13,13 @@ import attrs
 import httpx
 import pytest
 import trio
-from amicable_agent.backends.local import LocalBackendConfig
 from amicable_agent.config import AgentConfig
-from amicable_agent.sandboxes import SandboxHandle
+from amicable_agent.sandboxes.base import SandboxHandle
+from amicable_agent.sandboxes.local.backend import LocalBackendConfig
 from amicable_agent.server import ServerPorts, serve
-from amicable_agent.testing import FakeSandboxBackend, unused_runtime_factory
-from amicable_agent.testing.postgres import PostgresServer
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
+from amicable_testing import FakeSandboxBackend, unused_runtime_factory
+from amicable_testing.postgres import PostgresServer
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 
 @attrs.define

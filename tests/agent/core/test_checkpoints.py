@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from amicable_agent.checkpoints import (
+from amicable_agent.errors import CheckpointError
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sessions.checkpoints import (
     BASELINE_TITLE,
     SAVED_TITLE,
     Checkpoints,
@@ -17,9 +19,7 @@ from amicable_agent.checkpoints import (
     parse_log,
     valid_sha,
 )
-from amicable_agent.errors import CheckpointError
-from amicable_agent.sandboxes import sandbox_id_for
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 
 def git(root: Path, *args: str) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from amicable_agent.backends.local import LocalBackendConfig
-from amicable_agent.config import AgentConfig, ConfigError
+from amicable_agent.config import AgentConfig
+from amicable_agent.errors import ConfigError
+from amicable_agent.sandboxes.local.backend import LocalBackendConfig
 
 
 def test_defaults_leave_the_integrations_off_and_keep_one_spare() -> None:

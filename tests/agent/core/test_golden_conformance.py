@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import trio
-from amicable_agent.testing import ws_recv, ws_recv_until, ws_send
 from amicable_protocol.messages import Empty, HistoryEntry, MessageType, server_message_to_json
+from amicable_testing import ws_recv, ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 
 GOLDEN = Path(__file__).resolve().parents[2] / "protocol" / "golden"

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from amicable_agent.resolver import preview_label
-from amicable_agent.sandboxes import sandbox_id_for
+from amicable_agent.http.resolver import preview_label
+from amicable_agent.sandboxes.base import sandbox_id_for
 
 
 async def test_projects_crud(api: Any) -> None:

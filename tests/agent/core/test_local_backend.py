@@ -12,9 +12,9 @@ import attrs
 import httpx
 import pytest
 import trio
-from amicable_agent.backends.local import open_local_backend
 from amicable_agent.errors import RuntimeClientError
-from amicable_agent.runtime_client import open_runtime_client
+from amicable_agent.sandboxes.local.backend import open_local_backend
+from amicable_agent.sandboxes.runtime_client import open_runtime_client
 from amicable_protocol.runtime import ExecExit, ExecOutput
 
 from .conftest import alive, backend_config, processes_left_under

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import trio
-from amicable_agent.backends._local_sandbox import dev_command
+from amicable_agent.sandboxes.local.sandbox import dev_command
 
 
 async def run_in(workspace: Path, command: str) -> trio.CompletedProcess[bytes]:

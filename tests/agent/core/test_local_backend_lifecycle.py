@@ -14,10 +14,10 @@ import attrs
 import httpx
 import pytest
 import trio
-from amicable_agent.backends.local import LocalBackend, open_local_backend
-from amicable_agent.sandboxes import sandbox_id_for
-from amicable_agent.testing import ws_recv_until, ws_send
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sandboxes.local.backend import LocalBackend, open_local_backend
 from amicable_protocol.messages import ServerMessage
+from amicable_testing import ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 
 from .conftest import alive, backend_config, processes_left_under

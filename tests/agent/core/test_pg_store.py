@@ -9,10 +9,10 @@ import httpx
 import psycopg
 import pytest
 import trio
-from amicable_agent.config import AgentConfig, ConfigError
-from amicable_agent.errors import StoreUnavailable
-from amicable_agent.pg_store import MIGRATIONS, open_postgres_store
-from amicable_agent.testing.postgres import PostgresServer
+from amicable_agent.config import AgentConfig
+from amicable_agent.errors import ConfigError, StoreUnavailable
+from amicable_agent.store.postgres import MIGRATIONS, open_postgres_store
+from amicable_testing.postgres import PostgresServer
 
 
 async def test_two_replicas_share_one_database(postgres_server: PostgresServer) -> None:

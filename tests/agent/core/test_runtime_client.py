@@ -22,7 +22,7 @@ import attrs
 import pytest
 import trio
 from amicable_agent.errors import RuntimeClientError
-from amicable_agent.runtime_client import open_runtime_client
+from amicable_agent.sandboxes.runtime_client import open_runtime_client
 
 TOKEN = "runtime-client-test-token"
 Action = Callable[[trio.SocketStream], Awaitable[bool]]  # True: keep the connection open

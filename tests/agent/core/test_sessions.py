@@ -17,7 +17,6 @@ from amicable_agent.sessions import (
     SessionManager,
     open_session_manager,
 )
-from amicable_agent.testing import FakeSandboxBackend, MemoryStore, unused_runtime_factory
 from amicable_protocol.messages import (
     Empty,
     HistoryEntry,
@@ -27,6 +26,7 @@ from amicable_protocol.messages import (
     TextData,
     UserData,
 )
+from amicable_testing import FakeSandboxBackend, MemoryStore, unused_runtime_factory
 
 
 class FakeEngine:
@@ -240,7 +240,7 @@ async def test_a_broken_session_does_not_take_down_the_others() -> None:
 
 
 def test_idle_sandbox_selection() -> None:
-    from amicable_agent.backends.local import idle_sandboxes
+    from amicable_agent.sandboxes.local.backend import idle_sandboxes
 
     seen = {"a": 100.0, "b": 500.0, "c": 899.0}
     assert idle_sandboxes(seen, now=1000.0, ttl_s=300) == ["a", "b"]
@@ -249,7 +249,7 @@ def test_idle_sandbox_selection() -> None:
 
 
 async def test_a_client_that_stops_reading_is_disconnected(autojump_clock: Any) -> None:
-    from amicable_agent.ws import SEND_TIMEOUT_S, serve_socket
+    from amicable_agent.http.ws import SEND_TIMEOUT_S, serve_socket
 
     class StalledSocket:
         def __init__(self) -> None:
@@ -374,7 +374,7 @@ def test_a_long_stream_to_a_slow_socket_stays_within_the_queue() -> None:
 
 
 async def test_a_broadcast_is_encoded_once_for_all_sockets(monkeypatch: Any) -> None:
-    from amicable_agent import sessions as sessions_module
+    from amicable_agent.sessions import attachment as sessions_module
 
     calls: list[ServerMessage] = []
     real = sessions_module.encode_server_message
@@ -439,7 +439,7 @@ async def test_provisioning_stages_are_logged(caplog: pytest.LogCaptureFixture) 
         preview_url=lambda label: f"http://{label}.preview.localhost/",
         idle_timeout_s=600.0,
     )
-    caplog.set_level("INFO", logger="amicable_agent.sessions")
+    caplog.set_level("INFO", logger="amicable_agent.sessions.sandbox")
     async with open_session_manager(deps) as mgr:
         session = await mgr.attach("s-log", Attachment())
         await session.wait_ready()

@@ -9,10 +9,10 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
-from amicable_agent.pg_store import open_postgres_store
-from amicable_agent.sqlite_store import MIGRATIONS, migrate, open_sqlite_store
-from amicable_agent.store import Store, slugify
-from amicable_agent.testing.postgres import PostgresServer
+from amicable_agent.store.base import Store, slugify
+from amicable_agent.store.postgres import open_postgres_store
+from amicable_agent.store.sqlite import MIGRATIONS, migrate, open_sqlite_store
+from amicable_testing.postgres import PostgresServer
 
 OpenStore = Callable[[], AbstractAsyncContextManager[Store]]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from amicable_agent.loop_config import LoopSettings
-from amicable_agent.sandboxes import SandboxHandle
-from amicable_agent.testing import ws_recv, ws_recv_until, ws_send
-from amicable_agent.testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
-from amicable_agent.turns import create_engine
+from amicable_agent.loop.engine import create_engine
+from amicable_agent.loop.settings import LoopSettings
+from amicable_agent.sandboxes.base import SandboxHandle
+from amicable_testing import ws_recv, ws_recv_until, ws_send
+from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 from trio_websocket import open_websocket_url
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from amicable_agent.testing import ws_expect_close, ws_recv, ws_recv_until, ws_send
 from amicable_protocol.messages import MAX_FRAME_BYTES
+from amicable_testing import ws_expect_close, ws_recv, ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
@@ -244,6 +244,6 @@ async def test_two_sockets_on_one_session_both_see_the_turn(agent_factory) -> No
     ],
 )
 def test_origin_rules(origin: str | None, allowed: tuple[str, ...], ok: bool) -> None:
-    from amicable_agent.ws import origin_allowed
+    from amicable_agent.http.ws import origin_allowed
 
     assert origin_allowed(origin, allowed, "http://agent.example:8000") is ok

@@ -7,11 +7,10 @@ import uuid
 
 import pytest
 import trio
-from amicable_agent.sessions import Attachment, Outgoing
-from amicable_agent.testing import ws_recv_until, ws_send
-from amicable_agent.ws import Connection
-from amicable_agent.ws_server import frame_bytes
+from amicable_agent.http.ws import Connection
+from amicable_agent.sessions import Attachment, Outgoing, frame_bytes
 from amicable_protocol.messages import Empty, MessageType, ServerMessage, TextData
+from amicable_testing import ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, Pong, Request, TextMessage
@@ -239,7 +238,7 @@ async def test_writer_sends_the_rest_of_a_partly_written_frame() -> None:
 async def test_write_now_never_blocks_nor_interleaves() -> None:
     # During another write write_now reports 0 (queue it); to a client that never reads,
     # it writes until the buffers are full, then reports a short or refused write.
-    from amicable_agent.ws_server import RawWebSocket
+    from amicable_agent.http.ws_server import RawWebSocket
 
     seen: list[RawWebSocket] = []
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")

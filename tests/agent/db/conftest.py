@@ -9,7 +9,7 @@ import attrs
 import pytest
 import trio
 from amicable_agent.db import HasuraConfig, JwtSecret
-from amicable_agent.testing.fake_hasura import FakeHasura
+from amicable_testing.fake_hasura import FakeHasura
 
 ADMIN_SECRET = "admin-secret-for-tests"
 JWT_KEY = b"a-shared-hs256-key-that-is-long-enough"

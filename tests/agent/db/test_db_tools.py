@@ -18,9 +18,9 @@ from amicable_agent.db.tools import (
     parse_create_args,
     root_fields,
 )
-from amicable_agent.safety import describe_action, needs_approval
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
-from amicable_agent.tools import run_tool, status_line, tool_definitions
+from amicable_agent.loop.safety import describe_action, needs_approval
+from amicable_agent.loop.tools import run_tool, status_line, tool_definitions
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 from .conftest import Hasura, hasura_config, static_origins
 from .test_proxy import run_proxy

@@ -16,7 +16,7 @@ from amicable_agent.db.tools import (
     parse_create_args,
     truncate_table_sql,
 )
-from amicable_agent.testing.postgres import PostgresServer, postgres_available
+from amicable_testing.postgres import PostgresServer, postgres_available
 
 pytestmark = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL not installed")
 

@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from amicable_agent.config import AgentConfig, ConfigError
+from amicable_agent.config import AgentConfig
 from amicable_agent.db import (
     InvalidJwt,
     JwtSecret,
@@ -22,6 +22,7 @@ from amicable_agent.db import (
 )
 from amicable_agent.db.inject import graphql_url
 from amicable_agent.db.sql import quote_ident, quote_literal
+from amicable_agent.errors import ConfigError
 
 KEY = "k" * 40
 SECRET_JSON = json.dumps({"type": "HS256", "key": KEY})

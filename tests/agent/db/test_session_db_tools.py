@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from amicable_agent.db import AppDatabase, app_schema_name, open_app_database
+from amicable_agent.loop.api import app_db_of
 from amicable_agent.sessions import Attachment, SessionDeps, open_session_manager
-from amicable_agent.testing import FakeSandboxBackend, MemoryStore
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
-from amicable_agent.turn_api import app_db_of
 from amicable_protocol.messages import InitData
+from amicable_testing import FakeSandboxBackend, MemoryStore
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 from .conftest import Hasura, hasura_config, static_origins
 

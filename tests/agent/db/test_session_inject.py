@@ -10,16 +10,16 @@ from pathlib import Path
 
 import attrs
 import pytest
-from amicable_agent import api_projects
 from amicable_agent.db import (
     app_schema_name,
     open_app_database,
     parse_db_js,
     store_origin_lookup,
 )
-from amicable_agent.sandboxes import sandbox_id_for
-from amicable_agent.testing import FakeSandboxBackend, MemoryStore
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
+from amicable_agent.http import projects as api_projects
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_testing import FakeSandboxBackend, MemoryStore
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 from .conftest import Hasura, static_origins
 

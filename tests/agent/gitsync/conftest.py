@@ -18,9 +18,9 @@ import pytest
 import trio
 from amicable_agent.gitsync import GitSync, GitSyncConfig, open_git_sync
 from amicable_agent.gitsync.workspace import extract_tree
-from amicable_agent.sandboxes import SandboxHandle
-from amicable_agent.store import Project
-from amicable_agent.testing.fake_gitlab import FakeGitLab, FakeProject
+from amicable_agent.sandboxes.base import SandboxHandle
+from amicable_agent.store.base import Project
+from amicable_testing.fake_gitlab import FakeGitLab, FakeProject
 
 TOKEN = "glpat-SeCrEt-Token-0123456789"
 RUNTIME_TOKEN = "runtime-token-for-gitsync-tests"

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from amicable_agent import api_git
 from amicable_agent.gitsync import GitSync, TurnSummary, open_workspace
 from amicable_agent.gitsync.hooks import sync_after_turn
-from amicable_agent.http_util import HttpError
-from amicable_agent.sandboxes import SandboxHandle
-from amicable_agent.sqlite_store import open_sqlite_store
-from amicable_agent.testing.fake_gitlab import FakeGitLab
+from amicable_agent.http import git as api_git
+from amicable_agent.http.bodies import HttpError
+from amicable_agent.sandboxes.base import SandboxHandle
+from amicable_agent.store.sqlite import open_sqlite_store
+from amicable_testing.fake_gitlab import FakeGitLab
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response

@@ -13,7 +13,7 @@ from amicable_agent.gitsync import (
 )
 from amicable_agent.gitsync.gitlab import open_gitlab_client
 from amicable_agent.gitsync.records import REPO_STATE_KEY
-from amicable_agent.testing.fake_gitlab import FakeGitLab
+from amicable_testing.fake_gitlab import FakeGitLab
 
 from .conftest import DirWorkspace, MemoryStateStore, git_out, make_project, remote_files
 

@@ -10,8 +10,8 @@ import trio
 import trio.testing
 from amicable_agent.gitsync import GitSync, TurnObserver, best_effort, message_callbacks
 from amicable_agent.gitsync.errors import GitLabApiError
-from amicable_agent.testing.fake_gitlab import FakeGitLab
 from amicable_protocol.messages import ErrorData, MessageType, TextData, TraceEvent
+from amicable_testing.fake_gitlab import FakeGitLab
 
 from .conftest import make_project
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from amicable_agent.gitsync import CommitMessage, GitSync, NoBaseline
-from amicable_agent.testing.fake_gitlab import FakeGitLab
+from amicable_testing.fake_gitlab import FakeGitLab
 
 from .conftest import DirWorkspace, make_project
 from .test_sync import push_foreign_commit

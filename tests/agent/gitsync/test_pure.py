@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from amicable_agent.config import ConfigError
+from amicable_agent.errors import ConfigError
 from amicable_agent.gitsync import CommitMessage, GitLabApiError, GitSyncConfig, TurnSummary
 from amicable_agent.gitsync.commits import turn_message, ui_sync_message
 from amicable_agent.gitsync.config import DEFAULT_EXCLUDES, scrub

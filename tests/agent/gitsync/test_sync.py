@@ -11,7 +11,7 @@ import trio
 from amicable_agent.gitsync import CommitMessage, GitSync, GitSyncError, TurnSummary
 from amicable_agent.gitsync.config import basic_credentials
 from amicable_agent.gitsync.hooks import sync_after_turn
-from amicable_agent.testing.fake_gitlab import FakeGitLab
+from amicable_testing.fake_gitlab import FakeGitLab
 
 from .conftest import TOKEN, DirWorkspace, git_out, make_project, remote_files
 

@@ -14,12 +14,12 @@ import h11
 import kubernetes
 import pytest
 import trio
-from amicable_agent.backends.kubernetes import (
+from amicable_agent.sandboxes.kubernetes.backend import (
     KubernetesBackend,
     KubernetesBackendConfig,
     open_kubernetes_backend,
 )
-from amicable_agent.testing.fake_kube import TEMPLATES, FakeKube, open_fake_kube
+from amicable_testing.fake_kube import TEMPLATES, FakeKube, open_fake_kube
 
 NS = "sandboxes"
 TEMPLATE = "amicable-sandbox-vite"

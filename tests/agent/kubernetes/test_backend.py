@@ -9,11 +9,14 @@ import jsonschema
 import pytest
 import trio
 import yaml
-from amicable_agent.backends._kube_objects import parse_time
-from amicable_agent.backends.kubernetes import KubernetesBackendConfig, derive_runtime_token
 from amicable_agent.errors import SandboxProvisionError
-from amicable_agent.sandboxes import sandbox_id_for
-from amicable_agent.testing.fake_kube import CLAIMS, SANDBOXES, TEMPLATES, FakeKube
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sandboxes.kubernetes.backend import (
+    KubernetesBackendConfig,
+    derive_runtime_token,
+)
+from amicable_agent.sandboxes.kubernetes.objects import parse_time
+from amicable_testing.fake_kube import CLAIMS, SANDBOXES, TEMPLATES, FakeKube
 
 NS = "sandboxes"
 TEMPLATE = "amicable-sandbox-vite"
@@ -106,8 +109,8 @@ async def test_two_replicas_ensuring_the_same_session_share_one_claim(fake, open
 
 @pytest.mark.parametrize("version", ["v1alpha1", "v1beta1"])
 def test_claim_body_validates_against_the_crd_schema(version, clock):
-    from amicable_agent.backends import _kube_api as kube
-    from amicable_agent.backends.kubernetes import KubernetesBackend
+    from amicable_agent.sandboxes.kubernetes import api as kube
+    from amicable_agent.sandboxes.kubernetes.backend import KubernetesBackend
 
     config = KubernetesBackendConfig(claim_api_version=version, runtime_token_secret="x")
     backend = KubernetesBackend(config, api=None, clock=clock)  # type: ignore[arg-type]
@@ -128,7 +131,7 @@ def test_claim_body_validates_against_the_crd_schema(version, clock):
 async def test_v1beta1_claim_binds_to_a_prewarmed_sandbox(fake, open_backend, caplog):
     fake.ready_delay_s = None  # a cold sandbox would never become ready
     fake.add_warm_pool(NS, "vite-pool", TEMPLATE, replicas=1)
-    caplog.set_level(logging.INFO, logger="amicable_agent.backends.kubernetes")
+    caplog.set_level(logging.INFO, logger="amicable_agent.sandboxes.kubernetes.backend")
     async with open_backend(claim_api_version="v1beta1", template_name="vite-pool") as backend:
         handle = await backend.ensure("sess-warm", project_id="p1", template_id="vite")
     claim = fake.get(CLAIMS, NS, handle.sandbox_id)
@@ -353,7 +356,7 @@ def test_runtime_token_is_per_sandbox_and_secret_dependent():
 
 
 async def test_kubeconfig_is_used_outside_a_cluster(fake, runtime, tmp_path, monkeypatch):
-    from amicable_agent.backends.kubernetes import open_kubernetes_backend
+    from amicable_agent.sandboxes.kubernetes.backend import open_kubernetes_backend
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     kubeconfig = tmp_path / "config"
@@ -387,8 +390,8 @@ async def test_kubeconfig_is_used_outside_a_cluster(fake, runtime, tmp_path, mon
 
 
 async def test_no_cluster_configuration_is_a_clear_error(tmp_path, monkeypatch):
-    from amicable_agent.backends.kubernetes import open_kubernetes_backend
     from amicable_agent.errors import SandboxError
+    from amicable_agent.sandboxes.kubernetes.backend import open_kubernetes_backend
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     config = KubernetesBackendConfig(kubeconfig=str(tmp_path / "missing"))

@@ -7,9 +7,9 @@ import socket
 import kubernetes
 import pytest
 import trio
-from amicable_agent.backends import _kube_api as kube
-from amicable_agent.testing.fake_kube import CLAIMS as FAKE_CLAIMS
-from amicable_agent.testing.fake_kube import FakeKube
+from amicable_agent.sandboxes.kubernetes import api as kube
+from amicable_testing.fake_kube import CLAIMS as FAKE_CLAIMS
+from amicable_testing.fake_kube import FakeKube
 
 NS = "sandboxes"
 CLAIMS = kube.Resource("extensions.agents.x-k8s.io", "v1alpha1", "sandboxclaims", "SandboxClaim")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import trio
-from amicable_agent.backends._kube_objects import format_time
-from amicable_agent.backends.reaper import SandboxReaper, reap_reason
-from amicable_agent.sandboxes import sandbox_id_for
-from amicable_agent.testing.fake_kube import CLAIMS, LEASES, SANDBOXES
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sandboxes.kubernetes.objects import format_time
+from amicable_agent.sandboxes.kubernetes.reaper import SandboxReaper, reap_reason
+from amicable_testing.fake_kube import CLAIMS, LEASES, SANDBOXES
 
 NS = "sandboxes"
 TEMPLATE = "amicable-sandbox-vite"

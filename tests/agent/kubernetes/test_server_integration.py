@@ -26,13 +26,16 @@ import httpx
 import pytest
 import trio
 import yaml
-from amicable_agent.backends._kube_objects import parse_time
-from amicable_agent.backends.kubernetes import KubernetesBackendConfig, derive_runtime_token
 from amicable_agent.config import AgentConfig
-from amicable_agent.sandboxes import sandbox_id_for
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sandboxes.kubernetes.backend import (
+    KubernetesBackendConfig,
+    derive_runtime_token,
+)
+from amicable_agent.sandboxes.kubernetes.objects import parse_time
 from amicable_agent.server import ServerPorts, serve
-from amicable_agent.testing import ws_expect_close, ws_recv, ws_recv_until, ws_send
-from amicable_agent.testing.fake_kube import CLAIMS, SANDBOXES, FakeKube
+from amicable_testing import ws_expect_close, ws_recv, ws_recv_until, ws_send
+from amicable_testing.fake_kube import CLAIMS, SANDBOXES, FakeKube
 from trio_websocket import open_websocket_url
 
 NS = "sandboxes"

@@ -15,12 +15,10 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from amicable_agent.llm import LlmClient
-from amicable_agent.loop_config import LoopSettings
-from amicable_agent.runtime_client import open_runtime_client
-from amicable_agent.testing.fake_anthropic import FakeAnthropic
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
-from amicable_agent.turns import Engine
+from amicable_agent.loop.engine import Engine
+from amicable_agent.loop.llm import LlmClient
+from amicable_agent.loop.settings import LoopSettings
+from amicable_agent.sandboxes.runtime_client import open_runtime_client
 from amicable_protocol.messages import (
     MessageType,
     PermissionMode,
@@ -29,6 +27,8 @@ from amicable_protocol.messages import (
     ThinkingLevel,
     server_message_to_json,
 )
+from amicable_testing.fake_anthropic import FakeAnthropic
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 
 class MemoryStore:

@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from amicable_agent.checkpoints import Checkpoints
 from amicable_agent.config import AgentConfig
-from amicable_agent.sandboxes import SandboxHandle
+from amicable_agent.sandboxes.base import SandboxHandle
 from amicable_agent.server import serve
-from amicable_agent.testing import FakeSandboxBackend, ws_recv_until, ws_send
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
+from amicable_agent.sessions.checkpoints import Checkpoints
+from amicable_testing import FakeSandboxBackend, ws_recv_until, ws_send
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 from trio_websocket import open_websocket_url
 
 

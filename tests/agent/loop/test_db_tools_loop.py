@@ -12,10 +12,10 @@ import pytest
 import trio
 from amicable_agent.db import AppDatabase, HasuraConfig, JwtSecret, open_app_database
 from amicable_agent.db.tools import AppDbTools
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
-from amicable_agent.testing.fake_hasura import FakeHasura
-from amicable_agent.testing.workspace_runtime import WorkspaceRuntime
 from amicable_protocol.messages import HitlDecision, HitlResponse, HitlResponseData, UserData
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing.fake_hasura import FakeHasura
+from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 from .conftest import PROJECT, Host, MemoryStore
 

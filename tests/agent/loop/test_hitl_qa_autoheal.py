@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
 from amicable_protocol.messages import (
     EditedAction,
     HitlDecision,
@@ -16,6 +15,7 @@ from amicable_protocol.messages import (
     RuntimeErrorInfo,
     UserData,
 )
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 
 
 def user(text: str) -> UserData:

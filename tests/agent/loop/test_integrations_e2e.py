@@ -17,10 +17,10 @@ from amicable_agent.config import AgentConfig
 from amicable_agent.db import HasuraConfig, JwtSecret, parse_db_js
 from amicable_agent.gitsync import GitSyncConfig
 from amicable_agent.server import serve
-from amicable_agent.testing import FakeSandboxBackend, ws_recv_until, ws_send
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
-from amicable_agent.testing.fake_gitlab import FakeGitLab
-from amicable_agent.testing.fake_hasura import FakeHasura
+from amicable_testing import FakeSandboxBackend, ws_recv_until, ws_send
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing.fake_gitlab import FakeGitLab
+from amicable_testing.fake_hasura import FakeHasura
 from trio_websocket import open_websocket_url
 
 TOKEN = "loop-test-token-0123456789"  # the real_runtime_url fixture's token

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import trio
-from amicable_agent.llm import LlmClient, LlmError, SseParser, StreamEvent
-from amicable_agent.loop_config import LoopSettings
-from amicable_agent.testing.fake_anthropic import FakeAnthropic, Fault, Reply, Text, ToolUse
+from amicable_agent.loop.llm import LlmClient, LlmError, SseParser, StreamEvent
+from amicable_agent.loop.settings import LoopSettings
+from amicable_testing.fake_anthropic import FakeAnthropic, Fault, Reply, Text, ToolUse
 
 
 def _parse(raw: bytes, size: int) -> list[StreamEvent]:

@@ -6,16 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
-from amicable_agent.autoheal import AutoHealLimiter, fingerprint_of
-from amicable_agent.compaction import compact, fit_context, repair, request_size
-from amicable_agent.llm import TokenUsage, estimate_cost_usd
-from amicable_agent.loop_config import LoopConfigError, LoopSettings
-from amicable_agent.qa import QaCheck, WorkspaceProbe, is_environment_failure, select_qa_commands
-from amicable_agent.redact import redact_payload, redact_text
-from amicable_agent.safety import is_catastrophic, is_destructive, needs_approval, write_denied
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse, stream_events
-from amicable_agent.tools import number_lines, status_line
+from amicable_agent.loop.autoheal import AutoHealLimiter, fingerprint_of
+from amicable_agent.loop.compaction import compact, fit_context, repair, request_size
+from amicable_agent.loop.llm import TokenUsage, estimate_cost_usd
+from amicable_agent.loop.qa import (
+    QaCheck,
+    WorkspaceProbe,
+    is_environment_failure,
+    select_qa_commands,
+)
+from amicable_agent.loop.redact import redact_payload, redact_text
+from amicable_agent.loop.safety import is_catastrophic, is_destructive, needs_approval, write_denied
+from amicable_agent.loop.settings import LoopConfigError, LoopSettings
+from amicable_agent.loop.tools import number_lines, status_line
 from amicable_protocol.messages import RuntimeErrorInfo
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse, stream_events
 
 
 @pytest.mark.parametrize(

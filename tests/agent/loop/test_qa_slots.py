@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import trio
 from amicable_agent.errors import RuntimeClientError
-from amicable_agent.loop_config import LoopSettings
-from amicable_agent.qa import run_qa
+from amicable_agent.loop.qa import run_qa
+from amicable_agent.loop.settings import LoopSettings
 from amicable_protocol.runtime import ExecResult, GlobResult, TreeResult
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
 from amicable_protocol.messages import UserData
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 
 
 def user(text: str) -> UserData:

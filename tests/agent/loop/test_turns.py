@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import trio
-from amicable_agent.testing.fake_anthropic import Fault, Reply, Text, ToolUse
-from amicable_agent.turns import Engine
+from amicable_agent.loop.engine import Engine
 from amicable_protocol.messages import UserData
+from amicable_testing.fake_anthropic import Fault, Reply, Text, ToolUse
 
 
 def user(text: str) -> UserData:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from amicable_agent.runtime_client import open_runtime_client
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_agent.sandboxes.runtime_client import open_runtime_client
 from amicable_protocol.messages import UserData
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]

@@ -11,8 +11,8 @@ import pytest
 import trio
 from amicable_agent.config import AgentConfig
 from amicable_agent.server import serve
-from amicable_agent.testing import FakeSandboxBackend, ws_recv_until, ws_send
-from amicable_agent.testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing import FakeSandboxBackend, ws_recv_until, ws_send
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 from trio_websocket import open_websocket_url
 
 TOKEN = "loop-test-token-0123456789"  # the real_runtime_url fixture's token

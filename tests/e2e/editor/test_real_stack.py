@@ -1,7 +1,7 @@
 """The full flow in real Chromium against `amicable up` with the fake Anthropic server.
 
 Real agent, real preview router, real sandbox runtime and Vite; only the model is fake (the
-real `anthropic` client talks to `amicable_agent.testing.fake_anthropic` via
+real `anthropic` client talks to `amicable_testing.fake_anthropic` via
 ANTHROPIC_BASE_URL). One test walks a person's session: create a project with a first prompt,
 watch the turn stream with tool cards, see the preview change, resize it, edit a file in the
 code pane and see the preview update, approve and reject a command, stop a turn, reload
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import trio
-from amicable_agent.testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
+from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
 from conftest import CHROMIUM, ROOT, screenshot
 from playwright.sync_api import expect
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .config import AgentConfig, ConfigError
-from .errors import StoreUnavailable
+from .config import AgentConfig
+from .errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from .turn_api import TurnEngine
+    from .loop.api import TurnEngine
 
 log = logging.getLogger("amicable_agent")
 
@@ -26,8 +26,8 @@ log = logging.getLogger("amicable_agent")
 def build_engine(env: Mapping[str, str]) -> TurnEngine | None:
     """The LLM loop if it is part of this build and a model is configured, else None."""
     try:
-        from .loop_config import LoopSettings  # type: ignore[attr-defined,unused-ignore]
-        from .turns import create_engine  # type: ignore[attr-defined,unused-ignore]
+        from .loop.engine import create_engine  # type: ignore[attr-defined,unused-ignore]
+        from .loop.settings import LoopSettings  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
     settings = LoopSettings.from_env(env)
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     engine = build_engine(env)
     kube_config = None
     if config.sandbox_backend == "kubernetes":
-        from amicable_agent.backends.kubernetes import KubernetesBackendConfig
+        from amicable_agent.sandboxes.kubernetes.backend import KubernetesBackendConfig
 
         try:
             kube_config = KubernetesBackendConfig.from_env(env)

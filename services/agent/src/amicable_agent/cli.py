@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from .config import AgentConfig, ConfigError, random_token
-from .errors import StoreUnavailable
+from .config import AgentConfig, random_token
+from .errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from .turn_api import TurnEngine
+    from .loop.api import TurnEngine
 
 log = logging.getLogger("amicable")
 

@@ -11,19 +11,15 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from .db.config import HasuraConfig
+from .errors import ConfigError
+from .gitsync.config import GitSyncConfig
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    # attrs never resolves this annotation; importing db here at runtime would be circular
-    from .db.config import HasuraConfig  # noqa: TC004
-    from .gitsync.config import GitSyncConfig  # noqa: TC004
-
 SandboxBackendName = Literal["local", "kubernetes"]
 LocalIsolation = Literal["none", "bwrap"]
-
-
-class ConfigError(ValueError):
-    """An environment variable has a value the agent cannot use."""
 
 
 #: URL prefixes of the PostgreSQL store.

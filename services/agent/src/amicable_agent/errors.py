@@ -25,6 +25,10 @@ class AgentError(Exception):
     """Root of every error the agent raises on purpose."""
 
 
+class ConfigError(AgentError, ValueError):
+    """An environment variable has a value the agent cannot use."""
+
+
 class SandboxError(AgentError):
     """A sandbox backend operation failed."""
 

@@ -6,7 +6,7 @@ errors as ``anthropic.APIStatusError``); only the bytes on the wire go through
 small chunked writes per second per session, and the generic stack spends more CPU per chunk
 than parsing the event itself. Here a chunk costs one ``receive_some`` and a few slices.
 
-The agent's sandbox runtime client (:mod:`amicable_agent.runtime_client`) sends through it
+The agent's sandbox runtime client (:mod:`amicable_agent.sandboxes.runtime_client`) sends through it
 too: it writes its own request heads and reads whole answers with :meth:`LeanTransport.fetch`.
 
 Scope: HTTP/1.1 over TCP or TLS (ALPN ``http/1.1``), keep-alive pooling per origin,
@@ -15,7 +15,7 @@ transport asks for it). Proxies are not handled here: ``httpx2`` mounts its own 
 transport for URLs that an environment proxy covers, so those requests never reach this one.
 Errors are ``httpx2`` transport errors (``ConnectError``, ``ReadTimeout``,
 ``RemoteProtocolError`` …), which the SDK maps to ``APIConnectionError`` /
-``APITimeoutError`` and :mod:`amicable_agent.llm` retries.
+``APITimeoutError`` and :mod:`amicable_agent.loop.llm` retries.
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
 
 class LeanResponseStream(httpx2.AsyncByteStream):
     """A response body from :class:`LeanTransport`: yields the payload bytes as they arrive
-    (chunked framing removed). :mod:`amicable_agent.llm` iterates it directly.
+    (chunked framing removed). :mod:`amicable_agent.loop.llm` iterates it directly.
 
     It is its own iterator (no async generator to finalise when a reader stops early);
     :meth:`aclose` closes a connection whose body was not read to the end.

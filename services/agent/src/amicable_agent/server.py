@@ -14,24 +14,24 @@ from amicable_protocol.messages import MAX_FRAME_BYTES
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
-from .config import ConfigError
 from .db import open_app_database, store_origin_lookup
+from .errors import ConfigError
 from .gitsync import open_git_sync
-from .runtime_client import runtime_client_for
+from .http.app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
+from .http.state import AppState
+from .http.ws_server import serve_public
+from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
-from .state import AppState
 from .store import open_store
-from .ws_server import serve_public
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
 
     from .config import AgentConfig
-    from .sandboxes import SandboxBackend, SandboxHandle
-    from .store import Store
-    from .turn_api import RuntimeClient, TurnEngine
+    from .loop.api import RuntimeClient, TurnEngine
+    from .sandboxes.base import SandboxBackend, SandboxHandle
+    from .store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ async def open_backend(
         ConfigError: ``kubernetes`` was chosen without a Kubernetes backend config.
     """
     if config.sandbox_backend == "kubernetes":
-        from amicable_agent.backends.kubernetes import open_kubernetes_backend
+        from amicable_agent.sandboxes.kubernetes.backend import open_kubernetes_backend
 
         if kube_config is None:
             raise ConfigError("AMICABLE_SANDBOX_BACKEND=kubernetes needs its configuration")
@@ -79,7 +79,7 @@ async def open_backend(
             open_kubernetes_backend(kube_config, project_exists=project_exists)
         )
         return backend
-    from amicable_agent.backends.local import LocalBackendConfig, open_local_backend
+    from amicable_agent.sandboxes.local.backend import LocalBackendConfig, open_local_backend
 
     return await stack.enter_async_context(
         open_local_backend(LocalBackendConfig.from_agent_config(config))

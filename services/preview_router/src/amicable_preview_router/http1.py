@@ -10,16 +10,15 @@ to request smuggling over the reused upstream connections.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .errors import BadRequest, UpstreamProtocolError
-
-if TYPE_CHECKING:
-    from .routing import HostMatch
 
 #: Body framings besides a non-negative Content-Length.
 CHUNKED = -1
 UNTIL_CLOSE = -2
+#: The longest response head accepted from an upstream.
+MAX_RESPONSE_HEAD = 64 * 1024
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -53,13 +52,17 @@ _FRAMING = re.compile(
 )
 
 Header = tuple[bytes, bytes, bytes]  # (lower-case name, name as sent, value)
-#: A request's routing decision: (base domain, HTTP version, host match, body length,
-#: Connection options); see ``proxy.Router._route``.
-Route = tuple[str, bytes, "HostMatch", int, frozenset[bytes]]
 
 
-class _Fields:
-    """What the router derives from one validated field block (shared by equal blocks)."""
+class Fields:
+    """What the router derives from one validated field block, shared by every head parsed
+    from equal bytes (see :func:`parse_request_head`).
+
+    Outside this module only two things are meant for use: the object's identity (two
+    requests with the same ``fields`` object carry the same header block, so work derived
+    from the block alone can be reused) and :attr:`route`, the routing decision that
+    :func:`~.routing.route_request` memoises here. The other attributes are this module's.
+    """
 
     __slots__ = ("forward", "framing", "low", "route", "tokens")
 
@@ -74,16 +77,18 @@ class _Fields:
         self.framing = found
         self.tokens: frozenset[bytes] | None = None
         self.forward: bytes | None = None  # the block as sent upstream (requests)
-        # The proxy's routing decision for this block (requests): it depends only on the
-        # block, the HTTP version and the base domain, which the proxy checks on reuse.
-        self.route: Route | None = None
+        # The routing decision for this block (requests): it depends only on the block, the
+        # HTTP version and the base domain, which routing.route_request checks on reuse.
+        # A routing.Route; typed Any because this module does not import routing (which
+        # imports it).
+        self.route: Any = None
 
 
 # Request field blocks seen recently -> their validated, derived form. A browser loading a
 # Vite app sends the same header block (Accept, Referer, sec-fetch-*, cookies) for most of
 # its requests; only the request line differs. Keys are exact bytes, so a hit is exactly
 # what parsing the block again would give. Bounded: small blocks only, cleared when full.
-_REQUEST_FIELDS: dict[bytes, _Fields] = {}
+_REQUEST_FIELDS: dict[bytes, Fields] = {}
 # Response heads seen recently, keyed by their exact bytes (status line included). A dev
 # server answers repeated requests for a resource with the same head until its Date header
 # ticks, so a hit skips validation, the framing scan and rewriting (memoised on the head).
@@ -99,22 +104,27 @@ class _Head:
     stores its validated block, the values of the few headers the router acts on (found in
     one regex pass when the head is parsed) and answers :meth:`values` with substring
     searches.
+
+    Attributes:
+        block: the validated field lines, as received.
+        fields: what is derived from ``block``; one shared :class:`Fields` per recently seen
+            request block, so identity means "same block".
     """
 
-    __slots__ = ("_f", "block")
+    __slots__ = ("block", "fields")
 
-    def __init__(self, block: bytes, fields: _Fields | None = None) -> None:
+    def __init__(self, block: bytes, fields: Fields | None = None) -> None:
         self.block = block
-        self._f = _Fields(block) if fields is None else fields
+        self.fields = Fields(block) if fields is None else fields
 
     def framing(self, lname: bytes) -> list[bytes]:
         """Lower-cased values of ``host``, ``content-length``, ``transfer-encoding``,
         ``connection`` or ``upgrade`` (found when the head was parsed; do not mutate)."""
-        return self._f.framing.get(lname, _NONE)
+        return self.fields.framing.get(lname, _NONE)
 
     def values(self, lname: bytes) -> list[bytes]:
         """Every value of the header ``lname`` (lower case), in order, without OWS."""
-        low = self._f.low
+        low = self.fields.low
         key = b"\r\n" + lname + b":"
         i = low.find(key)
         if i < 0:
@@ -150,7 +160,7 @@ class RequestHead(_Head):
         target: bytes,
         version: bytes,
         block: bytes,
-        fields: _Fields | None = None,
+        fields: Fields | None = None,
     ) -> None:
         super().__init__(block, fields)
         self.method = method
@@ -207,7 +217,7 @@ def parse_request_head(data: bytes) -> RequestHead:
     if fields is None:
         if _FIELD_LINES.fullmatch(block) is None:
             raise BadRequest(400, "malformed header line")
-        fields = _Fields(block)
+        fields = Fields(block)
         if len(block) <= _CACHE_BLOCK_MAX:
             if len(_REQUEST_FIELDS) >= _CACHE_ENTRIES_MAX:
                 _REQUEST_FIELDS.clear()
@@ -255,7 +265,7 @@ _COMMON_TOKENS = {
 
 def connection_tokens(head: _Head) -> frozenset[bytes]:
     """The lower-case options of every ``Connection`` header (computed once per head)."""
-    fields = head._f
+    fields = head.fields
     tokens = fields.tokens
     if tokens is None:
         values = fields.framing.get(b"connection")
@@ -316,7 +326,7 @@ def _response_length(head: ResponseHead) -> int:
     status = head.status
     if status < 200 or status == 204 or status == 304:
         return 0
-    found = head._f.framing
+    found = head.fields.framing
     te = found.get(b"transfer-encoding")
     if te:
         codings = [c.strip(b" \t") for c in b",".join(te).split(b",")]
@@ -451,9 +461,9 @@ def upstream_request_tail(
     """What :func:`build_upstream_request` puts after the request line.
 
     It depends only on the field block, ``tokens`` and the keyword arguments, so a caller
-    may reuse it for later requests that carry the same block (same :class:`_Fields`).
+    may reuse it for later requests that carry the same block (same :class:`Fields`).
     """
-    fields = head._f
+    fields = head.fields
     block = fields.forward
     if block is None or tokens is not fields.tokens:
         block = _DROP_REQUEST.sub(b"", head.block)
@@ -519,7 +529,7 @@ def build_client_response(
         if named:
             block = _drop_named(block, named)
     out = b"".join((b"HTTP/1.1 ", head.code, b" ", head.reason, block, tail))
-    if not upgrade and tokens is head._f.tokens:
+    if not upgrade and tokens is head.fields.tokens:
         if close:
             head.out_close = out
         else:

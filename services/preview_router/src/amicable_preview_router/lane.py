@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING
 import trio
 from trio.lowlevel import reschedule
 
+from .client import IDLE, LOCAL, RELAY, UPSTREAM
 from .errors import BadRequest, ResolverError, UpstreamProtocolError
 from .http1 import (
+    MAX_RESPONSE_HEAD,
     build_client_response,
     connection_tokens,
     parse_request_head,
@@ -42,25 +44,22 @@ from .http1 import (
     response_body_length,
 )
 from .resolver import Miss
-from .routing import HostKind
+from .routing import route_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .client import Client
     from .config import RouterConfig
-    from .http1 import RequestHead, Route
+    from .http1 import RequestHead
     from .metrics import Metrics
     from .pool import UpstreamConnection, UpstreamPool
     from .resolver import Resolver, Upstream
+    from .routing import Route
 
 log = logging.getLogger(__name__)
 
 _RECV = 65536
-MAX_RESPONSE_HEAD = 64 * 1024
-
-# Connection phases: what a deadline expiry means (see proxy.py).
-IDLE, HEAD, LOCAL, UPSTREAM, RELAY = range(5)
 
 # Lane states: what the parked task finds when it wakes up.
 NONE, STAGED, SENT, SENDING = range(4)
@@ -69,8 +68,7 @@ NONE, STAGED, SENT, SENDING = range(4)
 class LaneRouter:
     """What the lanes of one router share: its configuration, pool, resolver and counters.
 
-    ``route`` computes a request's routing decision (``Router._route``), ``upstream_head``
-    builds the head sent upstream (``Router._upstream_head``).
+    ``upstream_head`` builds the head sent upstream (``Router._upstream_head``).
     """
 
     __slots__ = (
@@ -80,7 +78,6 @@ class LaneRouter:
         "metrics",
         "pool",
         "resolver",
-        "route",
         "upstream_head",
     )
 
@@ -90,7 +87,6 @@ class LaneRouter:
         resolver: Resolver,
         pool: UpstreamPool,
         metrics: Metrics,
-        route: Callable[[RequestHead], Route],
         upstream_head: Callable[[Client, RequestHead, frozenset[bytes]], bytes],
     ) -> None:
         self.base_domain = config.base_domain
@@ -99,7 +95,6 @@ class LaneRouter:
         self.resolver = resolver
         self.pool = pool
         self.metrics = metrics
-        self.route = route
         self.upstream_head = upstream_head
 
 
@@ -277,23 +272,14 @@ class Lane:
             return self._give_back(data)  # the task parses it again and answers the error
         if req.method != b"GET" and req.method != b"HEAD":
             return self._give_back(data)
-        route = req._f.route
-        if route is None or route[1] != req.version or route[0] is not shared.base_domain:
-            try:
-                route = shared.route(req)
-            except BadRequest:
-                return self._give_back(data)
-        _, _, match, body_len, tokens = route
-        if (
-            body_len
-            or match.kind is not HostKind.PREVIEW
-            or req.version != b"HTTP/1.1"
-            or b"close" in tokens
-            or b"upgrade" in tokens
-        ):
+        try:
+            route = route_request(req, shared.base_domain)
+        except BadRequest:
+            return self._give_back(data)  # the task routes it again and answers the error
+        if not route.plain:
             return self._give_back(data)
         try:
-            upstream = shared.resolver.cached(match)
+            upstream = shared.resolver.cached(route.match)
         except ResolverError:
             return self._give_back(data)  # the task asks again and answers 503
         if upstream is Miss.MISS:
@@ -311,7 +297,7 @@ class Lane:
         self.upstream = upstream
         if upstream is None:
             return self._hand_over(STAGED)  # 404 page: the task answers it
-        out_head = self.out_head = shared.upstream_head(client, req, tokens)
+        out_head = self.out_head = shared.upstream_head(client, req, route.tokens)
         conn = shared.pool.take_idle(upstream.key, now)
         if conn is None:
             return self._hand_over(STAGED)  # the task connects

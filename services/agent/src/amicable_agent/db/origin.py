@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import trio
 
-from amicable_agent.sandboxes import sandbox_id_for
+from amicable_agent.sandboxes.base import sandbox_id_for
 
 if TYPE_CHECKING:
-    from amicable_agent.store import Project
+    from amicable_agent.store.base import Project
 
     from .config import OriginMode
 
@@ -55,7 +55,7 @@ def preview_origin(preview_url: str) -> str:
 
 
 class ProjectLookup(Protocol):
-    """The part of :class:`~amicable_agent.store.Store` the origin check needs."""
+    """The part of :class:`~amicable_agent.store.base.Store` the origin check needs."""
 
     async def get_project(self, project_id: str) -> Project | None:
         """A live project by id."""

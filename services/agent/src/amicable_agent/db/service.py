@@ -39,7 +39,7 @@ from .tools import AppDbTools
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from amicable_agent.turn_api import RuntimeClient
+    from amicable_agent.loop.api import RuntimeClient
 
     from .config import HasuraConfig
     from .hasura import HasuraClient

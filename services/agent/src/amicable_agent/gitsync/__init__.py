@@ -3,7 +3,7 @@
 Optional and best-effort (see ``docs/kubernetes.md``, "GitLab persistence"). Entry points:
 :func:`open_git_sync` (None when disabled), :class:`GitSync` (project hooks, sync, status,
 pull), :func:`sync_after_turn` (the session's background step), :func:`open_workspace`
-(a sandbox as seen by sync), and ``amicable_agent.api_git`` for the HTTP routes.
+(a sandbox as seen by sync), and ``amicable_agent.http.git`` for the HTTP routes.
 """
 
 from __future__ import annotations

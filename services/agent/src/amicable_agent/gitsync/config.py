@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from amicable_agent.config import ConfigError
+from amicable_agent.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -18,7 +18,7 @@ import attrs
 import httpx
 import trio
 
-from amicable_agent.store import slug_candidates
+from amicable_agent.store.base import slug_candidates
 
 from .config import scrub
 from .errors import GitLabApiError

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from amicable_protocol.messages import ServerData
 
-    from amicable_agent.sandboxes import SandboxHandle
+    from amicable_agent.sandboxes.base import SandboxHandle
 
     from .commits import TurnSummary
     from .engine import GitSync

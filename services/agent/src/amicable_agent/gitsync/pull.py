@@ -11,7 +11,7 @@ baseline is the remote head, with the conflict list.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
@@ -20,12 +20,13 @@ from .errors import GitSyncError
 from .workspace import SHADOW_ROOT, is_excluded
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
-    from .engine import GitSync
+    from .config import GitSyncConfig
     from .git import Git
-    from .records import ProjectRef
-    from .workspace import Workspace
+    from .records import ProjectRef, RepoRecord
+    from .workspace import SyncState, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,45 @@ class PullResult:
         return body
 
 
+class SyncEngine(Protocol):
+    """What pull and restore need of :class:`~.engine.GitSync`."""
+
+    @property
+    def config(self) -> GitSyncConfig:
+        """The sync configuration."""
+        ...
+
+    def locked(self, project_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the project's lock."""
+        ...
+
+    async def ensure_repo(self, project: ProjectRef) -> RepoRecord:
+        """The project's GitLab repository, created if needed."""
+        ...
+
+    async def open_git(self, project_id: str, *, writing: bool = False) -> Git:
+        """The project's local mirror."""
+        ...
+
+    async def fetch(self, git: Git, record: RepoRecord) -> str | None:
+        """Fetch the remote branch; its head sha, or None when it is empty."""
+        ...
+
+    def sandbox_tree(self, workspace: Workspace) -> AbstractAsyncContextManager[Path]:
+        """The sandbox's tree in a scratch directory."""
+        ...
+
+    async def read_state(self, workspace: Workspace) -> SyncState | None:
+        """The sandbox's sync state file."""
+        ...
+
+    async def write_state(
+        self, workspace: Workspace, sha: str | None, conflicts: tuple[dict[str, Any], ...] = ()
+    ) -> None:
+        """Write the sandbox's sync state file."""
+        ...
+
+
 class NoBaseline(GitSyncError):
     """The sandbox has no baseline commit; ``remote_sha`` is the current remote head."""
 
@@ -77,7 +117,7 @@ async def _is_symlink(git: Git, rev: str, path: str) -> bool:
     return out.text.startswith("120000")
 
 
-async def pull(gs: GitSync, project: ProjectRef, workspace: Workspace) -> PullResult:
+async def pull(gs: SyncEngine, project: ProjectRef, workspace: Workspace) -> PullResult:
     """Apply remote changes to the sandbox (under the project lock).
 
     Raises:
@@ -146,7 +186,7 @@ def _put(target: Path, content: bytes) -> None:
     target.write_bytes(content)
 
 
-async def restore(gs: GitSync, project: ProjectRef, workspace: Workspace) -> PullResult | None:
+async def restore(gs: SyncEngine, project: ProjectRef, workspace: Workspace) -> PullResult | None:
     """Make a sandbox without a baseline equal to the remote branch (remote wins).
 
     Files the branch has are written where the sandbox differs; files it does not have (and

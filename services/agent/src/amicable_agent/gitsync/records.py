@@ -30,7 +30,7 @@ class ProjectRef(Protocol):
 
 
 class StateStore(Protocol):
-    """The part of :class:`amicable_agent.store.Store` sync uses."""
+    """The part of :class:`amicable_agent.store.base.Store` sync uses."""
 
     async def load_state(self, project_id: str, key: str) -> Any: ...
 

@@ -1,7 +1,7 @@
 """The sandbox side of sync: its file tree as a local directory, and its sync state file.
 
 :class:`Workspace` is all the engine needs from a sandbox; :func:`open_workspace` builds it
-for a :class:`~amicable_agent.sandboxes.SandboxHandle` from the runtime API (``GET
+for a :class:`~amicable_agent.sandboxes.base.SandboxHandle` from the runtime API (``GET
 /v1/archive`` for the tree, the file API for everything else). The archive is streamed to a
 file and extracted with the ``data`` tar filter (no absolute paths, no ``..``, no links
 leaving the tree), skipping excluded paths on our side too.
@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from amicable_agent.errors import RuntimeClientError
-from amicable_agent.runtime_client import open_runtime_client
+from amicable_agent.sandboxes.runtime_client import open_runtime_client
 
 from .errors import GitSyncError
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
 
-    from amicable_agent.sandboxes import SandboxHandle
-    from amicable_agent.turn_api import RuntimeClient
+    from amicable_agent.loop.api import RuntimeClient
+    from amicable_agent.sandboxes.base import SandboxHandle
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,26 @@
+"""Fakes for tests of the agent and of code that uses it (like :mod:`trio.testing`).
+
+Shared by tests and benchmarks, never by a service. One module per thing stood in for:
+
+- :mod:`.fake_sandbox_backend`: :class:`FakeSandboxBackend`, :func:`unused_runtime_factory`;
+- :mod:`.memory_store`: :class:`MemoryStore`, an in-memory project store;
+- :mod:`.ws_client`: ``ws_send``/``ws_recv``/``ws_recv_until``/``ws_expect_close``, the
+  client side of the agent's WebSocket;
+- ``fake_anthropic``, ``fake_kube``, ``fake_hasura``, ``fake_gitlab``, ``fake_resolver``,
+  ``postgres``, ``workspace_runtime``: import those from their modules (they pull in
+  servers and clients a test may not need).
+"""
+
+from .fake_sandbox_backend import FakeSandboxBackend, unused_runtime_factory
+from .memory_store import MemoryStore
+from .ws_client import ws_expect_close, ws_recv, ws_recv_until, ws_send
+
+__all__ = [
+    "FakeSandboxBackend",
+    "MemoryStore",
+    "unused_runtime_factory",
+    "ws_expect_close",
+    "ws_recv",
+    "ws_recv_until",
+    "ws_send",
+]

@@ -1,0 +1,184 @@
+"""The agent's two quart-trio apps (routes only).
+
+Public: WebSocket on ``/`` and ``/ws``, ``/healthz``, ``/api/*``, ``/config.js`` and, in
+local mode, the built editor. Internal: ``/internal/preview/resolve`` and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+from typing import TYPE_CHECKING
+
+from quart import Response, jsonify, request, websocket
+from quart_trio import QuartTrio
+
+from amicable_agent.db.http import answer_db_request
+from amicable_agent.errors import StoreUnavailable
+
+from . import checkpoints as api_checkpoints
+from . import files as api_sandbox
+from . import git as api_git
+from . import projects as api_projects
+from . import resolver
+from .bodies import HttpError
+from .ws import CLOSE_POLICY, origin_allowed, serve_socket
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from .state import AppState
+    from .ws_server import RawWebSocket
+
+#: Paths of the editor WebSocket.
+WS_PATHS = ("/", "/ws")
+
+log = logging.getLogger(__name__)
+
+
+def _own_origin(scheme: str, host: str) -> str:
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return f"{scheme}://{host}"
+
+
+def _static(dist: Path, rel: str) -> Response | None:
+    root = dist.resolve()
+    target = (root / rel).resolve()
+    if root not in target.parents and target != root:
+        return None
+    if not target.is_file():
+        return None
+    mime = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    resp = Response(target.read_bytes(), mimetype=mime)
+    if rel.startswith("assets/"):
+        resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:
+        resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+def create_public_app(state: AppState) -> QuartTrio:
+    """The public app on ``AMICABLE_AGENT_PORT``."""
+    app = QuartTrio("amicable_agent")
+    app.config["AMICABLE_STATE"] = state
+    app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
+    app.register_blueprint(api_projects.bp)
+    app.register_blueprint(api_sandbox.bp)
+    app.register_blueprint(api_checkpoints.bp)
+    api_git.init_app(app, state.git_sync)
+    config = state.config
+
+    @app.errorhandler(HttpError)
+    async def http_error(exc: HttpError) -> Response:
+        return exc.response()
+
+    @app.errorhandler(StoreUnavailable)
+    async def store_unavailable(exc: StoreUnavailable) -> Response:
+        log.error("%s", exc)
+        return HttpError(503, "store_unavailable", "the projects database is unreachable; "
+                         "try again shortly").response()  # fmt: skip
+
+    @app.before_request
+    async def check_origin() -> Response | None:
+        if not request.path.startswith("/api/"):
+            return None
+        own = _own_origin(request.scheme, request.host)
+        if not origin_allowed(request.headers.get("Origin"), config.allowed_origins, own):
+            return HttpError(403, "forbidden_origin", "this origin may not use the API").response()
+        return None
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        body: dict[str, object] = {"status": "ok", **state.manager.statistics()}
+        stats = getattr(state.backend, "statistics", None)
+        if callable(stats):
+            body["sandboxes"] = stats()
+        return jsonify(body)
+
+    # The browser DB proxy of a preview (seed guide §7). Not under /api: the caller is the
+    # generated app, checked by its own Origin policy and app key, not the editor's origins.
+    @app.route("/db/apps/<app_id>/graphql", methods=["POST", "OPTIONS"])
+    async def db_graphql(app_id: str) -> Response:
+        return await answer_db_request(state.db, app_id)
+
+    @app.get("/config.js")
+    async def config_js() -> Response:
+        body = "window.__AMICABLE_CONFIG__ = " + json.dumps({}) + ";\n"
+        resp = Response(body, mimetype="application/javascript")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    async def ws_handler() -> None:
+        own = _own_origin(websocket.scheme, websocket.host)
+        allowed = origin_allowed(websocket.headers.get("Origin"), config.allowed_origins, own)
+        await websocket.accept()
+        if not allowed:
+            await websocket.close(CLOSE_POLICY, "origin not allowed")
+            return
+        await serve_socket(state.manager, websocket, queue_size=config.ws_send_queue_size)
+
+    # Normally served by ws_server (create_ws_handler); these routes are the fallback for a
+    # WebSocket upgrade that arrives on an already used keep-alive connection.
+    app.add_websocket(WS_PATHS[0], "ws_root", ws_handler)
+    app.add_websocket(WS_PATHS[1], "ws_path", ws_handler)
+
+    @app.get("/")
+    async def index() -> Response:
+        dist = config.editor_dist
+        if dist is not None:
+            page = _static(dist, "index.html")
+            if page is not None:
+                return page
+        return jsonify({"status": "ok"})
+
+    @app.get("/<path:rel>")
+    async def editor_file(rel: str) -> Response:
+        dist = config.editor_dist
+        if dist is None or rel.startswith(("api/", "internal/")):
+            raise HttpError(404, "not_found")
+        found = _static(dist, rel)
+        if found is None:
+            if "." in rel.rsplit("/", 1)[-1]:
+                raise HttpError(404, "not_found")
+            found = _static(dist, "index.html")  # SPA route
+            if found is None:
+                raise HttpError(404, "not_found")
+        return found
+
+    return app
+
+
+def create_ws_handler(state: AppState) -> Callable[[RawWebSocket], Awaitable[None]]:
+    """The editor WebSocket handler of :func:`amicable_agent.http.ws_server.serve_public`
+    (the same checks as the app's own WebSocket routes, on the fast socket)."""
+    config = state.config
+
+    async def handle(socket: RawWebSocket) -> None:
+        own = _own_origin("ws", socket.host)
+        allowed = origin_allowed(socket.headers.get("origin"), config.allowed_origins, own)
+        await socket.accept()
+        if not allowed:
+            await socket.close(CLOSE_POLICY, "origin not allowed")
+            return
+        await serve_socket(state.manager, socket, queue_size=config.ws_send_queue_size)
+
+    return handle
+
+
+def create_internal_app(state: AppState) -> QuartTrio:
+    """The internal app on ``AMICABLE_AGENT_INTERNAL_PORT`` (never exposed publicly)."""
+    app = QuartTrio("amicable_agent_internal")
+    app.config["AMICABLE_STATE"] = state
+    app.register_blueprint(resolver.bp)
+
+    @app.errorhandler(HttpError)
+    async def http_error(exc: HttpError) -> Response:
+        return exc.response()
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    return app

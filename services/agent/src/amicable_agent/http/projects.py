@@ -1,0 +1,181 @@
+"""``/api/projects``: list, create, get, by-slug, rename, delete (upstream §2.3 shapes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Blueprint, Response, current_app, jsonify
+
+from amicable_agent.gitsync import best_effort
+from amicable_agent.sandboxes.base import sandbox_id_for
+
+from .bodies import HttpError, json_object, optional_str
+
+if TYPE_CHECKING:
+    from amicable_agent.store.base import Project
+
+    from .state import AppState
+
+log = logging.getLogger(__name__)
+
+TEMPLATES: tuple[str, ...] = ("vite",)
+_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+DELETE_STEP_TIMEOUT_S = 60.0
+
+bp = Blueprint("projects", __name__)
+
+
+def _state() -> AppState:
+    state: AppState = current_app.config["AMICABLE_STATE"]
+    return state
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _summary(p: Project) -> dict[str, Any]:
+    return {
+        "project_id": p.project_id,
+        "name": p.name,
+        "slug": p.slug,
+        "template_id": p.template_id,
+        "created_at": _iso(p.created_at),
+        "updated_at": _iso(p.updated_at),
+    }
+
+
+def _short(p: Project) -> dict[str, Any]:
+    return {
+        "project_id": p.project_id,
+        "name": p.name,
+        "slug": p.slug,
+        "template_id": p.template_id,
+    }
+
+
+def valid_project_id(project_id: str) -> bool:
+    """Project ids are uuid4 strings, or any short token a client used as a session id."""
+    return bool(_PROJECT_ID.match(project_id))
+
+
+async def project_or_404(project_id: str) -> Project:
+    """The live project, or 400 ``invalid_project_id`` / 404 ``not_found``."""
+    if not valid_project_id(project_id):
+        raise HttpError(400, "invalid_project_id")
+    project = await _state().store.get_project(project_id)
+    if project is None:
+        raise HttpError(404, "not_found")
+    return project
+
+
+@bp.get("/api/projects")
+async def list_projects() -> Response:
+    """``{projects: [...]}``, most recently updated first."""
+    projects = await _state().store.list_projects()
+    return jsonify({"projects": [_summary(p) for p in projects]})
+
+
+@bp.post("/api/projects")
+async def create_project() -> Response:
+    """Create a project: ``{name?, prompt?, template_id?}``."""
+    body = await json_object()
+    name = (optional_str(body, "name") or "").strip()[:80] or "Untitled"
+    prompt = optional_str(body, "prompt")
+    template_id = optional_str(body, "template_id") or _state().config.template_id
+    if template_id not in TEMPLATES:
+        raise HttpError(400, "invalid_template_id", f"known templates: {', '.join(TEMPLATES)}")
+    state = _state()
+    project = await state.store.create_project(name, template_id=template_id, prompt=prompt)
+    if state.git_sync is not None:  # the GitLab repository, in the background (best effort)
+        state.background.start_soon(best_effort, "create", state.git_sync.project_created, project)
+    return jsonify(
+        {
+            "project_id": project.project_id,
+            "name": project.name,
+            "slug": project.slug,
+            "prompt": project.prompt,
+            "template_id": project.template_id,
+        }
+    )
+
+
+@bp.get("/api/projects/by-slug/<slug>")
+async def get_by_slug(slug: str) -> Response:
+    """A project by slug."""
+    if not _SLUG.match(slug):
+        raise HttpError(400, "invalid_slug")
+    project = await _state().store.get_project_by_slug(slug)
+    if project is None:
+        raise HttpError(404, "not_found")
+    return jsonify(_short(project))
+
+
+@bp.get("/api/projects/<project_id>")
+async def get_project(project_id: str) -> Response:
+    """A project by id."""
+    return jsonify(_short(await project_or_404(project_id)))
+
+
+@bp.patch("/api/projects/<project_id>")
+async def rename_project(project_id: str) -> Response:
+    """Rename: the slug is re-derived, the sandbox id never changes."""
+    await project_or_404(project_id)
+    body = await json_object()
+    name = (optional_str(body, "name") or "").strip()[:80]
+    if not name:
+        raise HttpError(400, "missing_name")
+    state = _state()
+    project = await state.store.rename_project(project_id, name)
+    if project is None:
+        raise HttpError(404, "not_found")
+    session = state.manager.get(project_id)
+    if session is not None:
+        session.refresh_project(project)
+    if state.git_sync is not None:  # the repository follows the slug (best effort)
+        state.background.start_soon(best_effort, "rename", state.git_sync.project_renamed, project)
+    return jsonify({"project_id": project.project_id, "name": project.name, "slug": project.slug})
+
+
+@bp.delete("/api/projects/<project_id>")
+async def delete_project(project_id: str) -> Response:
+    """Soft-delete now (202), then delete the sandbox and purge the row in the background."""
+    if not valid_project_id(project_id):
+        raise HttpError(400, "invalid_project_id")
+    state = _state()
+    project = await state.store.soft_delete_project(project_id)
+    if project is None:
+        raise HttpError(404, "not_found")
+    state.manager.close_session(project_id)
+    state.background.start_soon(_purge, state, project)
+    resp = jsonify({"status": "deleting"})
+    resp.status_code = 202
+    return resp
+
+
+async def _purge(state: AppState, project: Project) -> None:
+    sandbox_id = project.sandbox_id or sandbox_id_for(project.project_id)
+    try:
+        with trio.fail_after(DELETE_STEP_TIMEOUT_S):
+            await state.backend.delete(sandbox_id)
+    except Exception:  # best effort, as upstream; Cancelled is not an Exception
+        log.warning("could not delete sandbox %s of a deleted project", sandbox_id)
+    if state.git_sync is not None:
+        await best_effort("delete", state.git_sync.project_deleted, project.project_id)
+    db = state.db
+    if db is not None:
+        try:
+            with trio.fail_after(DELETE_STEP_TIMEOUT_S):
+                await db.cleanup(project.project_id)
+        except Exception as exc:
+            log.warning("could not drop the database of project %s: %s", project.project_id, exc)
+    try:
+        with trio.fail_after(DELETE_STEP_TIMEOUT_S):
+            await state.store.purge_project(project.project_id)
+    except Exception:
+        log.warning("could not purge project %s", project.project_id)

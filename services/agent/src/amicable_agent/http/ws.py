@@ -1,0 +1,233 @@
+"""The editor WebSocket: decode frames, dispatch to sessions, answer errors and pings.
+
+One :class:`Connection` per socket owns a reader (this task) and a writer task draining its
+:class:`~amicable_agent.sessions.session.Attachment`. Bad frames are answered with an ``error`` naming
+the problem and the socket stays open; a missing session id on ``init`` and a foreign
+``Origin`` close it with 1008; a slow socket is closed (1013, try again) by the session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+from amicable_protocol.errors import ProtocolError
+from amicable_protocol.messages import (
+    ClientMessage,
+    Empty,
+    ErrorData,
+    InitData,
+    MessageType,
+    ServerData,
+    ServerMessage,
+    decode_client_frame,
+)
+
+from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.sessions import Attachment
+
+if TYPE_CHECKING:
+    from amicable_agent.sessions import Session, SessionManager
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+#: A single frame taking longer than this to send means the client stopped reading.
+SEND_TIMEOUT_S = 30.0
+
+
+class SocketLike(Protocol):
+    """The part of quart's ``websocket`` object a connection uses.
+
+    A socket that also has ``send_frames(frames: list[bytes])`` (ready-made WebSocket
+    frames, :class:`~amicable_agent.http.ws_server.RawWebSocket`) gets every queued message in
+    one call, and one with ``write_now(frame: bytes) -> int`` (a non-blocking write; bytes
+    written) gets a message at once when nothing is queued for it.
+    """
+
+    async def receive(self) -> str | bytes: ...
+
+    async def send(self, data: str | bytes) -> None: ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+def _is_init_without_session(frame: str | bytes) -> bool:
+    try:
+        raw = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(raw, dict):
+        return False
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    kind = raw.get("type", data.get("type") if isinstance(data, dict) else None)
+    if kind != "init":
+        return False
+    sid = (data or {}).get("session_id") or raw.get("session_id")
+    return not (isinstance(sid, str) and sid.strip())
+
+
+class Connection:
+    """One WebSocket connection speaking the editor protocol.
+
+    Cancellation: cancelling :meth:`run` (client disconnect, server shutdown) detaches the
+    socket from its session; the session and its turn keep running.
+    """
+
+    def __init__(self, manager: SessionManager, socket: SocketLike, *, queue_size: int) -> None:
+        self._manager = manager
+        self._socket = socket
+        self._attachment = Attachment(queue_size)
+        write_now = getattr(socket, "write_now", None)
+        if write_now is not None:
+            self._attachment.direct = lambda out: write_now(out.wire)
+        self._session: Session | None = None
+        self._close_code: int | None = None
+        self._anon_session = ""
+        self._nursery: trio.Nursery | None = None
+
+    def _reply(self, type: MessageType, data: ServerData) -> None:
+        sid = self._session.session_id if self._session else self._anon_session
+        self._attachment.send_nowait(ServerMessage(type=type, data=data, session_id=sid))
+
+    def _error(self, code: str, detail: str | None = None) -> None:
+        self._reply(MessageType.ERROR, ErrorData(error=code, detail=detail))
+
+    def _close_after_drain(self, code: int) -> None:
+        self._close_code = code
+        self._attachment.drop()
+
+    async def run(self) -> None:
+        """Serve the socket until it closes."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer, nursery.cancel_scope)
+                while not self._attachment.dropped:
+                    frame = await self._socket.receive()
+                    await self._handle_frame(frame)
+        finally:
+            if self._session is not None:
+                self._session.detach(self._attachment)
+
+    async def _writer(self, scope: trio.CancelScope) -> None:
+        attachment = self._attachment
+        send_frames = getattr(self._socket, "send_frames", None)
+        while True:
+            try:
+                out = await attachment.receive()
+            except trio.EndOfChannel:
+                break
+            with trio.move_on_after(SEND_TIMEOUT_S) as sending:
+                if send_frames is None:
+                    await self._socket.send(out.frame)
+                else:
+                    # Everything queued goes out in one write, each frame built once for
+                    # all sockets.
+                    wire = out.wire
+                    frames = [wire[attachment.taken_offset :] if attachment.taken_offset else wire]
+                    while True:
+                        try:
+                            frames.append(attachment.take_nowait().wire)
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await send_frames(frames)
+            if sending.cancelled_caught:  # a stalled client: give up on it
+                log.warning("closing a WebSocket that stopped reading")
+                scope.cancel()
+                return
+        # The queue ended: a deliberate close, or the session dropped us as too slow.
+        code = self._close_code or CLOSE_TRY_AGAIN
+        with trio.move_on_after(5):
+            await self._socket.close(code)
+        scope.cancel()
+
+    async def _handle_frame(self, frame: str | bytes) -> None:
+        try:
+            message = decode_client_frame(frame)
+        except ProtocolError as exc:
+            if exc.code == "invalid_field" and _is_init_without_session(frame):
+                self._error("missing_session_id", "init needs data.session_id")
+                self._close_after_drain(CLOSE_POLICY)
+                return
+            self._error(exc.code, exc.message)
+            return
+        await self._dispatch(message)
+
+    async def _dispatch(self, message: ClientMessage) -> None:
+        kind = message.type
+        if kind is MessageType.PING:
+            self._reply(MessageType.PONG, Empty())
+            return
+        if kind is MessageType.INIT:
+            assert isinstance(message.data, InitData)
+            await self._init(message.data)
+            return
+        if self._session is None or self._session.closed:
+            self._error("not_initialized", "send init with a session_id first")
+            return
+        self._session.submit(kind, message.data, self._attachment)
+
+    async def _init(self, data: InitData) -> None:
+        session_id = data.session_id.strip()
+        if not session_id:
+            self._error("missing_session_id", "init needs data.session_id")
+            self._close_after_drain(CLOSE_POLICY)
+            return
+        self._anon_session = session_id
+        if self._session is not None and self._session.session_id != session_id:
+            self._session.detach(self._attachment)
+            self._session = None
+        session = self._session
+        if session is None or session.closed:
+            session = await self._manager.attach(session_id, self._attachment)
+            self._session = session
+        # Provisioning can take a while: answer pings and queue messages meanwhile.
+        assert self._nursery is not None
+        self._nursery.start_soon(self._finish_init, session, data)
+
+    async def _finish_init(self, session: Session, data: InitData) -> None:
+        try:
+            reply = await session.init_reply(data)
+        except SandboxProvisionError as exc:
+            if self._session is session:
+                self._session = None
+            self._error("sandbox_failed", exc.reason)
+            self._close_after_drain(CLOSE_INTERNAL)
+            return
+        self._attachment.send_nowait(session.message(MessageType.INIT, reply))
+
+
+async def serve_socket(manager: SessionManager, socket: SocketLike, *, queue_size: int) -> None:
+    """Serve one accepted WebSocket until it closes (the route handler calls this)."""
+    await Connection(manager, socket, queue_size=queue_size).run()
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...], own_origin: str) -> bool:
+    """Whether a browser ``Origin`` may use the WebSocket and ``/api``.
+
+    No ``Origin`` (a non-browser client) is allowed. With an empty ``allowed`` list the local
+    default applies: the agent's own origin and ``http://localhost:*`` / ``127.0.0.1:*``.
+    An entry ending in ``:*`` matches any port of that scheme and host.
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if origin == own_origin.lower():
+        return True
+    patterns = allowed or ("http://localhost:*", "http://127.0.0.1:*", "http://localhost")
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern == "*" or pattern == origin:
+            return True
+        if pattern.endswith(":*"):
+            base = pattern[:-2]
+            if origin == base or (
+                origin.startswith(base + ":") and origin[len(base) + 1 :].isdigit()
+            ):
+                return True
+    return False

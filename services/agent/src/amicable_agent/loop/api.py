@@ -1,0 +1,219 @@
+"""The seam between the session machinery (``sessions.py``) and the LLM loop (``turns.py``).
+
+The session side owns sockets, the sandbox and persistence; the loop side owns the model
+conversation, tools, QA, HITL and auto-heal. Each side depends only on these Protocols, so
+either can be tested with a small in-memory implementation of the other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+    from amicable_protocol.messages import (
+        HistoryEntry,
+        HitlPending,
+        HitlResponseData,
+        MessageType,
+        PermissionMode,
+        ProjectInfo,
+        RuntimeErrorData,
+        ServerData,
+        ThinkingLevel,
+        UserData,
+    )
+    from amicable_protocol.runtime import (
+        EditResult,
+        ExecExit,
+        ExecOutput,
+        ExecResult,
+        GlobResult,
+        GrepResult,
+        PreviewLogs,
+        PreviewStatus,
+        TreeResult,
+        WriteResult,
+    )
+
+    from amicable_agent.db.tools import AppDbTools
+
+
+class RuntimeClient(Protocol):
+    """Typed client of one sandbox's runtime API (``amicable_agent.sandboxes.runtime_client``).
+
+    Paths are workspace paths (``/src/App.tsx``). Errors raise
+    :class:`amicable_agent.errors.RuntimeClientError` carrying the runtime's error code
+    (``not_found``, ``conflict``, ``invalid_path`` …, or ``unreachable`` with status 0).
+    """
+
+    async def read_file(self, path: str) -> tuple[bytes, str]:
+        """Content and sha256 hex of a file."""
+        ...
+
+    async def write_file(
+        self, path: str, content: bytes, *, if_match: str | None = None
+    ) -> WriteResult: ...
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None: ...
+
+    async def move(self, src: str, dst: str) -> None: ...
+
+    async def mkdir(self, path: str) -> None: ...
+
+    async def edit(
+        self, path: str, old_string: str, new_string: str, *, replace_all: bool = False
+    ) -> EditResult: ...
+
+    async def tree(
+        self, path: str = "/", *, depth: int | None = None, include_hidden: bool = False
+    ) -> TreeResult: ...
+
+    async def glob(self, pattern: str, path: str = "/") -> GlobResult: ...
+
+    async def grep(
+        self,
+        pattern: str,
+        path: str = "/",
+        *,
+        glob: str | None = None,
+        fixed_strings: bool = False,
+        max_results: int = 200,
+    ) -> GrepResult: ...
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecResult:
+        """Run ``command`` to completion. Cancelling the caller kills the process group
+        (the client closes the connection; the runtime kills on disconnect)."""
+        ...
+
+    def exec_stream(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[ExecOutput | ExecExit]:
+        """Stream a command's output; the last item is the :class:`ExecExit`.
+
+        Must be used as ``async with aclosing(...)`` or fully consumed; leaving it early
+        kills the process group.
+        """
+        ...
+
+    def archive(
+        self, fmt: str = "tar.gz", *, excludes: Sequence[str] = (), default_excludes: bool = True
+    ) -> AsyncGenerator[bytes, None]:
+        """The workspace as a streamed ``tar.gz`` or ``zip``; use with ``aclosing``.
+
+        ``default_excludes`` leaves out dependencies, VCS data, build output, ``.env*`` and
+        caches; ``excludes`` adds glob patterns (an entry's name or its relative path).
+        """
+        ...
+
+    async def preview_status(self) -> PreviewStatus: ...
+
+    async def preview_restart(self) -> PreviewStatus: ...
+
+    async def preview_logs(self, tail: int = 200) -> PreviewLogs: ...
+
+
+class ConversationStore(Protocol):
+    """Durable per-project conversation state (implemented by ``store.py``)."""
+
+    async def load_conversation(self, project_id: str) -> list[dict[str, Any]]:
+        """The model-level message list (Anthropic ``messages`` JSON), oldest first."""
+        ...
+
+    async def save_conversation(self, project_id: str, messages: list[dict[str, Any]]) -> None:
+        """Replace the stored model-level message list."""
+        ...
+
+    async def append_chat(self, project_id: str, role: str, text: str) -> None:
+        """Append one user-visible chat entry (what INIT replays as history)."""
+        ...
+
+    async def load_state(self, project_id: str, key: str) -> Any:
+        """A small JSON value (e.g. ``"hitl_pending"``, ``"conversation_summary"``) or None."""
+        ...
+
+    async def save_state(self, project_id: str, key: str, value: Any) -> None:
+        """Store (``value`` not None) or clear (None) a small JSON value."""
+        ...
+
+
+class SessionHost(Protocol):
+    """What a turn sees of its session (implemented by ``sessions.Session``).
+
+    Optional member (read with :func:`app_db_of`, so hosts without it still qualify):
+    ``app_db``, the session's :class:`~amicable_agent.db.tools.AppDbTools` when its app
+    has a database (Hasura configured and the database prepared at INIT), else None.
+    """
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def project(self) -> ProjectInfo: ...
+
+    @property
+    def permission_mode(self) -> PermissionMode: ...
+
+    @property
+    def thinking_level(self) -> ThinkingLevel: ...
+
+    @property
+    def runtime(self) -> RuntimeClient: ...
+
+    @property
+    def store(self) -> ConversationStore: ...
+
+    async def send(self, type: MessageType, data: ServerData, *, msg_id: str | None = None) -> None:
+        """Broadcast a server message to every socket attached to the session.
+
+        Never blocks on a slow socket (slow sockets are dropped by the session).
+        """
+        ...
+
+
+def app_db_of(host: SessionHost) -> AppDbTools | None:
+    """The optional ``app_db`` member of ``host`` (None when absent): the model gets the DB
+    tools only when this is not None."""
+    return cast("AppDbTools | None", getattr(host, "app_db", None))
+
+
+class TurnEngine(Protocol):
+    """The LLM loop (``turns.py``). The session serialises calls and owns cancellation:
+
+    a ``cancel`` message, the turn deadline or the session closing cancels the task that
+    awaits these methods; the engine must leave the conversation consistent (keep what was
+    done, record that the turn was stopped) in a shielded cleanup, then re-raise.
+    """
+
+    async def run_user_turn(self, host: SessionHost, data: UserData) -> None:
+        """One ``user`` turn: ``update_in_progress`` … ``update_completed``."""
+        ...
+
+    async def resume_hitl(self, host: SessionHost, data: HitlResponseData) -> None:
+        """Resume a turn paused by ``hitl_request`` (errors go out as ``error`` messages)."""
+        ...
+
+    async def run_runtime_error(self, host: SessionHost, data: RuntimeErrorData) -> None:
+        """Maybe start an auto-heal turn (cooldown, dedupe, per-fingerprint cap)."""
+        ...
+
+    async def hitl_pending(self, host: SessionHost) -> HitlPending | None:
+        """The outstanding approval request, if any (for INIT and for refusing turns)."""
+        ...
+
+    async def history(self, host: SessionHost) -> list[HistoryEntry]:
+        """The last 20 user-visible ``{role, text}`` entries (for INIT)."""
+        ...

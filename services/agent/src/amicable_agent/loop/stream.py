@@ -1,0 +1,86 @@
+"""Streaming one model answer to the session as throttled ``agent_partial`` messages.
+
+``agent_partial`` carries the turn's cumulative text. The throttle sends on the *leading
+edge*: a delta that arrives ``partial_interval_s`` or more after the last partial is sent at
+once (no timer ever holds a partial back); deltas inside the interval only update the text,
+which the next partial, the end of the text block or the end of the answer sends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+from amicable_protocol.messages import MessageType, TextData
+
+from .api import app_db_of
+from .compaction import fit_context
+from .tools import tool_definitions
+
+if TYPE_CHECKING:
+    from .api import SessionHost
+    from .llm import AssistantMessage, LlmClient
+    from .settings import LoopSettings
+    from .state import TurnState
+
+
+class PartialThrottle:
+    """Sends a turn's ``agent_partial`` messages at most every ``interval_s`` (leading edge).
+
+    Args:
+        host: the session to send to.
+        state: the turn (its committed text and the message being streamed).
+        interval_s: the minimum spacing of partials.
+    """
+
+    def __init__(self, host: SessionHost, state: TurnState, interval_s: float) -> None:
+        self._host = host
+        self._state = state
+        self._interval_s = interval_s
+        self._last_sent = -1e9
+        self.sent_text = state.visible()
+
+    async def _send(self, text: str) -> None:
+        self.sent_text = text
+        await self._host.send(
+            MessageType.AGENT_PARTIAL, TextData(text), msg_id=self._state.assistant_msg_id
+        )
+
+    async def on_text(self, text: str) -> None:
+        """The streamed message's text so far: sent now unless a partial went out within
+        the interval."""
+        self._state.streaming = text
+        now = trio.current_time()
+        if now - self._last_sent >= self._interval_s:
+            self._last_sent = now
+            await self._send(self._state.visible(text))
+
+    async def flush(self) -> None:
+        """Send the text so far if the last partial did not carry it (end of a text block)."""
+        text = self._state.visible(self._state.streaming)
+        if text != self.sent_text:
+            await self._send(text)
+
+
+async def stream_answer(
+    llm: LlmClient,
+    settings: LoopSettings,
+    host: SessionHost,
+    messages: list[dict[str, Any]],
+    state: TurnState,
+    system: str,
+) -> AssistantMessage:
+    """Stream one model answer for ``messages``, sending partials; adds its usage to
+    ``state`` and returns it (the caller appends it to the conversation)."""
+    throttle = PartialThrottle(host, state, settings.partial_interval_s)
+    request = fit_context(messages, settings.context_budget_chars)
+    answer = await llm.stream_message(
+        system=system, messages=request, tools=tool_definitions(with_db=app_db_of(host) is not None),
+        on_text=throttle.on_text, on_text_done=throttle.flush,
+    )  # fmt: skip
+    state.add_usage(answer.usage)
+    state.streaming = ""
+    final = state.visible(answer.text.strip())
+    if final != throttle.sent_text and answer.text.strip():
+        await host.send(MessageType.AGENT_PARTIAL, TextData(final), msg_id=state.assistant_msg_id)
+    return answer

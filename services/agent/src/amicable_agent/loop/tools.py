@@ -1,0 +1,257 @@
+"""The tools the model sees and how each maps to the sandbox runtime API.
+
+Names and parameters match the workspace ``AGENTS.md`` files and existing prompts:
+``ls``, ``read_file``, ``write_file``, ``edit_file``, ``glob``, ``grep``, ``execute``.
+Sessions whose app has a database also get the DB tools of :mod:`amicable_agent.db.tools`.
+Failures become error tool results (``is_error``) — a tool never crashes the turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+from amicable_protocol.runtime import ExecExit
+
+from amicable_agent.db.tools import DB_TOOL_DEFINITIONS, DB_TOOL_NAMES
+from amicable_agent.db.tools import status_line as db_status_line
+from amicable_agent.errors import RuntimeClientError
+
+from .compaction import truncate_middle
+from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from amicable_protocol.messages import PermissionMode
+    from amicable_protocol.runtime import ExecOutput
+
+    from amicable_agent.db.tools import AppDbTools
+
+    from .api import RuntimeClient
+
+log = logging.getLogger(__name__)
+
+READ_DEFAULT_LIMIT = 2000
+READ_LINE_MAX = 2000
+
+
+def _schema(description: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"description": description,
+            "input_schema": {"type": "object", "properties": props, "required": required}}  # fmt: skip
+
+
+_S = {"type": "string"}
+TOOL_DEFINITIONS: dict[str, dict[str, Any]] = {
+    "ls": _schema("List the entries of a workspace directory (directories end with /).",
+                  {"path": {**_S, "description": "Directory, e.g. / or /src"}}, ["path"]),
+    "read_file": _schema(
+        "Read a text file; lines are numbered (cat -n style). Use offset/limit for big files.",
+        {"file_path": {**_S, "description": "File path, e.g. /src/App.tsx"},
+         "offset": {"type": "integer", "description": "First line to read (0-based)", "default": 0},
+         "limit": {"type": "integer", "description": "Number of lines", "default": READ_DEFAULT_LIMIT}},
+        ["file_path"]),
+    "write_file": _schema("Create or overwrite a file with the given content.",
+                          {"file_path": _S, "content": _S}, ["file_path", "content"]),
+    "edit_file": _schema(
+        "Replace an exact string in a file. old_string must occur exactly once unless "
+        "replace_all is true; read the file first and include enough context.",
+        {"file_path": _S, "old_string": _S, "new_string": _S,
+         "replace_all": {"type": "boolean", "default": False}},
+        ["file_path", "old_string", "new_string"]),
+    "glob": _schema("Find files by glob pattern (e.g. **/*.tsx) under a path.",
+                    {"pattern": _S, "path": {**_S, "default": "/"}}, ["pattern"]),
+    "grep": _schema("Search file contents for a regular expression; optional glob filter.",
+                    {"pattern": _S, "path": {**_S, "default": "/"}, "glob": _S}, ["pattern"]),
+    "execute": _schema(
+        "Run a shell command in the project root (e.g. npm run -s build). Output and exit "
+        "code are returned; long-running servers must not be started here.",
+        {"command": _S}, ["command"]),
+}  # fmt: skip
+
+
+def tool_definitions(*, with_db: bool = False) -> list[dict[str, Any]]:
+    """The ``tools`` array of a Messages API request (plus the DB tools when ``with_db``:
+    the session's app has a database)."""
+    specs = {**TOOL_DEFINITIONS, **DB_TOOL_DEFINITIONS} if with_db else TOOL_DEFINITIONS
+    return [{"name": name, **spec} for name, spec in specs.items()]
+
+
+@attrs.frozen
+class ToolOutcome:
+    """What a tool call produced: the text for the model, and whether files changed."""
+
+    content: str
+    is_error: bool = False
+    changed_path: str | None = None
+
+
+class ToolInputError(Exception):
+    """A tool was called with missing or mistyped arguments."""
+
+
+def _str(args: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = args.get(name, default)
+    if not isinstance(value, str):
+        raise ToolInputError(f"parameter {name!r} must be a string")
+    return value
+
+
+def _int(args: dict[str, Any], name: str, default: int) -> int:
+    value = args.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ToolInputError(f"parameter {name!r} must be an integer")
+    return int(value)
+
+
+def status_line(name: str, args: dict[str, Any]) -> str | None:
+    """The ``update_file`` line announcing a tool call, if it gets one."""
+    if name == "write_file":
+        return f"Writing {args.get('file_path', '')}"
+    if name == "edit_file":
+        return f"Editing {args.get('file_path', '')}"
+    if name == "execute":
+        return f"Running {str(args.get('command', ''))[:120]}"
+    return db_status_line(name, args)
+
+
+def number_lines(text: str, offset: int = 0, limit: int = READ_DEFAULT_LIMIT) -> str:
+    """``cat -n``-style numbered lines ``offset`` .. ``offset+limit`` (1-based numbers)."""
+    lines = text.splitlines()
+    if not lines:
+        return "(empty file)"
+    if offset >= len(lines):
+        return f"Error: offset {offset} is past the end of the file ({len(lines)} lines)"
+    chosen = lines[max(0, offset) : max(0, offset) + max(1, limit)]
+    out = []
+    for number, line in enumerate(chosen, start=max(0, offset) + 1):
+        if len(line) > READ_LINE_MAX:
+            line = line[:READ_LINE_MAX] + "… [line truncated]"
+        out.append(f"{number:6d}\t{line}")
+    rest = len(lines) - (max(0, offset) + len(chosen))
+    if rest > 0:
+        out.append(f"… {rest} more lines (use offset={max(0, offset) + len(chosen)})")
+    return "\n".join(out)
+
+
+def _runtime_error_text(name: str, args: dict[str, Any], exc: RuntimeClientError) -> str:
+    path = args.get("file_path") or args.get("path") or ""
+    if exc.code == "not_found":
+        return f"Error: {path} not found"
+    if exc.code == "conflict" and name == "edit_file":
+        return (
+            f"Error: edit of {path} failed: {exc.detail or 'old_string matched 0 or several times'}"
+            ". Read the file again and pass an old_string that occurs exactly once "
+            "(or set replace_all)."
+        )
+    if exc.code == "unreachable":
+        return "Error: the sandbox is not reachable right now"
+    return f"Error: {exc.code}: {exc.detail}" if exc.detail else f"Error: {exc.code}"
+
+
+async def run_tool(
+    runtime: RuntimeClient,
+    name: str,
+    args: dict[str, Any],
+    *,
+    mode: PermissionMode,
+    output_max_chars: int = 30_000,
+    app_db: AppDbTools | None = None,
+) -> ToolOutcome:
+    """Execute one tool call against the runtime (DB tools against ``app_db``).
+
+    Cancellation: propagates; a running ``execute`` leaves its ``exec_stream`` early, which
+    kills the command's process group in the sandbox.
+    """
+    if name in DB_TOOL_NAMES and app_db is not None:
+        result = await app_db.run(name, args)
+        return ToolOutcome(truncate_middle(result.content, output_max_chars), result.is_error)
+    if name not in TOOL_DEFINITIONS:
+        return ToolOutcome(f"Error: unknown tool {name!r}", is_error=True)
+    try:
+        outcome = await _dispatch(runtime, name, args, mode, output_max_chars)
+    except ToolInputError as exc:
+        return ToolOutcome(f"Error: invalid input for {name}: {exc}", is_error=True)
+    except RuntimeClientError as exc:
+        return ToolOutcome(_runtime_error_text(name, args, exc), is_error=True)
+    except Exception as exc:  # a tool never crashes the turn; the model hears about it
+        log.exception("tool %s failed unexpectedly", name)
+        return ToolOutcome(f"Error: {name} failed unexpectedly ({type(exc).__name__})", True)
+    return attrs.evolve(outcome, content=truncate_middle(outcome.content, output_max_chars))
+
+
+async def _dispatch(
+    runtime: RuntimeClient, name: str, args: dict[str, Any], mode: PermissionMode, cap: int
+) -> ToolOutcome:
+    if name == "ls":
+        path = normalise_workspace_path(_str(args, "path", "/"))
+        tree = await runtime.tree(path, depth=1, include_hidden=True)
+        names = sorted(e.path + ("/" if e.kind == "dir" else "") for e in tree.entries)
+        return ToolOutcome("\n".join(names) if names else f"(empty directory {path})")
+    if name == "read_file":
+        path = normalise_workspace_path(_str(args, "file_path"))
+        content, _sha = await runtime.read_file(path)
+        if b"\x00" in content[:8192]:
+            return ToolOutcome(f"Error: {path} is a binary file ({len(content)} bytes)", True)
+        text = content.decode("utf-8", errors="replace")
+        offset = _int(args, "offset", 0)
+        limit = _int(args, "limit", READ_DEFAULT_LIMIT)
+        return ToolOutcome(number_lines(text, offset, limit))
+    if name in ("write_file", "edit_file"):
+        path = normalise_workspace_path(_str(args, "file_path"))
+        denied = write_denied(path, mode)
+        if denied:
+            return ToolOutcome(f"{denied} ({path})", is_error=True)
+        if name == "write_file":
+            written = await runtime.write_file(path, _str(args, "content").encode("utf-8"))
+            return ToolOutcome(f"Wrote {written.size} bytes to {path}", changed_path=path)
+        replace_all = bool(args.get("replace_all", False))
+        edited = await runtime.edit(
+            path, _str(args, "old_string"), _str(args, "new_string"), replace_all=replace_all
+        )
+        return ToolOutcome(
+            f"Edited {path}: {edited.replacements} replacement(s)", changed_path=path
+        )
+    if name == "glob":
+        found = await runtime.glob(_str(args, "pattern"), normalise_workspace_path(
+            _str(args, "path", "/") or "/"))  # fmt: skip
+        text = "\n".join(found.paths) if found.paths else "No files matched"
+        return ToolOutcome(text + ("\n… (truncated)" if found.truncated else ""))
+    if name == "grep":
+        glob = args.get("glob")
+        matches = await runtime.grep(
+            _str(args, "pattern"),
+            normalise_workspace_path(_str(args, "path", "/") or "/"),
+            glob=glob if isinstance(glob, str) and glob else None,
+        )
+        lines = [f"{m.path}:{m.line}: {m.text}" for m in matches.matches]
+        text = "\n".join(lines) if lines else "No matches"
+        return ToolOutcome(text + ("\n… (truncated)" if matches.truncated else ""))
+    return await _execute(runtime, _str(args, "command"), cap)
+
+
+async def _execute(runtime: RuntimeClient, command: str, cap: int) -> ToolOutcome:
+    if is_catastrophic(command):
+        return ToolOutcome(f"{POLICY_DENIED_COMMAND} (exit 126)", is_error=True)
+    chunks: list[str] = []
+    size = 0
+    exit_item: ExecExit | None = None
+    stream = cast("AsyncGenerator[ExecOutput | ExecExit]", runtime.exec_stream(command))
+    async with aclosing(stream) as items:
+        async for item in items:
+            if isinstance(item, ExecExit):
+                exit_item = item
+            elif size < cap * 4:  # keep memory bounded; head/tail cut happens later
+                chunks.append(item.data)
+                size += len(item.data)
+    output = "".join(chunks)
+    if exit_item is None:
+        return ToolOutcome(output + "\n[command ended without an exit status]", is_error=True)
+    if exit_item.timed_out:
+        return ToolOutcome(f"{output}\n[Command timed out (exit {exit_item.exit_code})]", True)
+    suffix = f"[Command exited with code {exit_item.exit_code}]"
+    return ToolOutcome(f"{output}\n{suffix}" if output else suffix, exit_item.exit_code != 0)

@@ -1,0 +1,529 @@
+"""The concrete :class:`~amicable_agent.loop.api.RuntimeClient` of one sandbox runtime.
+
+HTTP/1.1 through one :class:`~amicable_agent.lean_http.LeanTransport` (keep-alive pool on raw
+Trio streams; the request head is written here and the response read whole by
+:meth:`LeanTransport.fetch`, no request/response objects in between: the agent calls the
+runtime for every tool call and exec, and a generic client stack costs more per request than
+the runtime's own work), with the sandbox's bearer token and a deadline on every request; ``exec_stream`` speaks the runtime's ``WebSocket /v1/exec/stream`` with wsproto
+directly on a Trio stream, so the iterator needs no nursery and closing it early closes the
+socket (the runtime then kills the process group). Foreign errors become
+:class:`~amicable_agent.errors.RuntimeClientError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx2
+import trio
+from amicable_protocol._converter import structure, unstructure
+from amicable_protocol.errors import ProtocolError
+from amicable_protocol.runtime import (
+    EditRequest,
+    EditResult,
+    ExecExit,
+    ExecOutput,
+    ExecRequest,
+    ExecResult,
+    GlobRequest,
+    GlobResult,
+    GrepRequest,
+    GrepResult,
+    MoveRequest,
+    PathRequest,
+    PreviewLogs,
+    PreviewStatus,
+    TreeResult,
+    WriteResult,
+)
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from amicable_agent.errors import RuntimeClientError
+from amicable_agent.lean_http import BODY, LeanTransport
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+    from .base import SandboxHandle
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 30.0
+EXEC_SLACK_S = 30.0
+DEFAULT_EXEC_TIMEOUT_S = 600.0
+
+
+_PORTS = {"http": 80, "https": 443}
+
+
+def _json_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class _Response:
+    """A fully read response: status, headers (names lower-cased), body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+        self.status_code = status
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _file_url(path: str) -> str:
+    clean = path.lstrip("/")
+    return "/v1/files/" + quote(clean, safe="/")
+
+
+class HttpRuntimeClient:
+    """Typed client of one runtime (see :class:`turn_api.RuntimeClient` for the methods).
+
+    Create with :func:`open_runtime_client`.
+    """
+
+    def __init__(
+        self, transport: LeanTransport, base_url: str, token: str | None, timeout_s: float
+    ) -> None:
+        self._transport = transport
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self._timeout_s = timeout_s
+        url = urlsplit(self._base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) runtime URL: {base_url!r}")
+        scheme = url.scheme.encode()
+        self._origin = (scheme, url.hostname.encode("idna"), url.port or _PORTS[url.scheme])
+        self._prefix = url.path
+        fixed = [f"Host: {url.netloc}"]
+        if token:
+            fixed.append(f"Authorization: Bearer {token}")
+        self._fixed = "\r\n".join(fixed).encode("latin-1") + b"\r\n"
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        json: Any = None,
+    ) -> _Response:
+        """One request/response with the body read (the connection goes back to the pool).
+
+        The request head is written here (no request object per call). Raises ``httpx2``
+        transport errors; the caller owns the deadline.
+        """
+        target = self._prefix + url
+        if params:
+            target += "?" + urlencode(params)
+        extra = []
+        if json is not None:
+            content = _json_dumps(json)
+            extra.append("Content-Type: application/json")
+        body = content or b""
+        for name, value in (headers or {}).items():
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"invalid header value for {name}")
+            extra.append(f"{name}: {value}")
+        extra.append(f"Content-Length: {len(body)}\r\nAccept-Encoding: identity\r\n\r\n")
+        head = (
+            f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+            + self._fixed
+            + "\r\n".join(extra).encode("latin-1")
+        )
+        status, raw_headers, payload = await self._transport.fetch(self._origin, head, body)
+        return _Response(status, raw_headers, payload)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> _Response:
+        limit = timeout_s if timeout_s is not None else self._timeout_s
+        try:
+            with trio.fail_after(limit):
+                response = await self._send(method, url, **kwargs)
+        except trio.TooSlowError as exc:
+            raise RuntimeClientError(0, "timeout", f"{method} {url} took over {limit}s") from exc
+        except httpx2.HTTPError as exc:
+            raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            code, detail = "http_error", response.text[:500]
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                code = body["error"]
+                detail = str(body.get("detail") or "")
+            raise RuntimeClientError(response.status_code, code, detail)
+        return response
+
+    async def _json(self, method: str, url: str, cls: type[T], **kwargs: Any) -> T:
+        response = await self._request(method, url, **kwargs)
+        try:
+            return structure(response.json(), cls)
+        except (ValueError, ProtocolError) as exc:
+            raise RuntimeClientError(response.status_code, "invalid_response", str(exc)) from exc
+
+    # --- files ------------------------------------------------------------------------
+
+    async def read_file(self, path: str) -> tuple[bytes, str]:
+        """Content and sha256 hex of a file."""
+        response = await self._request("GET", _file_url(path))
+        return response.content, response.headers.get("x-content-sha256", "")
+
+    async def write_file(
+        self, path: str, content: bytes, *, if_match: str | None = None
+    ) -> WriteResult:
+        """Write a file (parents created); ``if_match`` -> 409 ``conflict`` on mismatch."""
+        headers = {"if-match": if_match} if if_match else {}
+        return await self._json(
+            "PUT", _file_url(path), WriteResult, content=content, headers=headers
+        )
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        """Delete a file, or a directory tree with ``recursive``."""
+        params = {"recursive": "1"} if recursive else {}
+        await self._request("DELETE", _file_url(path), params=params)
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst``."""
+        await self._request("POST", "/v1/fs/move", json=unstructure(MoveRequest(src, dst)))
+
+    async def mkdir(self, path: str) -> None:
+        """``mkdir -p``."""
+        await self._request("POST", "/v1/fs/mkdir", json=unstructure(PathRequest(path)))
+
+    async def edit(
+        self, path: str, old_string: str, new_string: str, *, replace_all: bool = False
+    ) -> EditResult:
+        """Exact string replacement."""
+        body = unstructure(EditRequest(path, old_string, new_string, replace_all))
+        return await self._json("POST", "/v1/fs/edit", EditResult, json=body)
+
+    async def tree(
+        self, path: str = "/", *, depth: int | None = None, include_hidden: bool = False
+    ) -> TreeResult:
+        """Entries under ``path``."""
+        params: dict[str, str] = {"path": path}
+        if depth is not None:
+            params["depth"] = str(depth)
+        if include_hidden:
+            params["include_hidden"] = "1"
+        return await self._json("GET", "/v1/fs/tree", TreeResult, params=params)
+
+    async def glob(self, pattern: str, path: str = "/") -> GlobResult:
+        """Paths matching a glob."""
+        body = unstructure(GlobRequest(pattern, path))
+        return await self._json("POST", "/v1/fs/glob", GlobResult, json=body)
+
+    async def grep(
+        self,
+        pattern: str,
+        path: str = "/",
+        *,
+        glob: str | None = None,
+        fixed_strings: bool = False,
+        max_results: int = 200,
+    ) -> GrepResult:
+        """Lines matching a pattern."""
+        body = unstructure(GrepRequest(pattern, path, glob, fixed_strings, max_results))
+        return await self._json("POST", "/v1/fs/grep", GrepResult, json=body)
+
+    # --- exec -------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecResult:
+        """Run a command to completion (cancelling closes the request; the runtime kills)."""
+        body = unstructure(ExecRequest(command, cwd, env, timeout_s))
+        limit = (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S
+        return await self._json("POST", "/v1/exec", ExecResult, json=body, timeout_s=limit)
+
+    def exec_stream(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecStream:
+        """Stream a command's output; the last item is the :class:`ExecExit`."""
+        return ExecStream(
+            self._base_url,
+            self._token,
+            ExecRequest(command, cwd, env, timeout_s),
+            (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S,
+        )
+
+    # --- archive ------------------------------------------------------------------------
+
+    async def archive(
+        self,
+        fmt: str = "tar.gz",
+        *,
+        excludes: Sequence[str] = (),
+        default_excludes: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
+        """The workspace as a streamed ``tar.gz`` or ``zip`` (``GET /v1/archive``).
+
+        An error answer raises :class:`RuntimeClientError` before the first chunk. Each read
+        has the client's deadline; use with ``aclosing`` (leaving early closes the
+        connection).
+        """
+        query: list[tuple[str, str]] = [("format", fmt)]
+        if not default_excludes:
+            query.append(("no_default_excludes", "1"))
+        query += [("exclude", p) for p in excludes]
+        headers = {"Accept-Encoding": "identity"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        limit = self._timeout_s
+        request = httpx2.Request(
+            "GET",
+            f"{self._base_url}/v1/archive?{urlencode(query)}",
+            headers=headers,
+            extensions={"timeout": {"connect": limit, "read": limit, "write": limit}},
+        )
+        try:
+            with trio.fail_after(limit):
+                response = await self._transport.handle_async_request(request)
+        except trio.TooSlowError as exc:
+            raise RuntimeClientError(0, "timeout", f"GET /v1/archive took over {limit}s") from exc
+        except httpx2.HTTPError as exc:
+            raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+        body = response.extensions[BODY]
+        try:
+            if response.status_code >= 400:
+                raw = b""
+                async for chunk in body:
+                    raw += chunk
+                    if len(raw) > 65536:  # an error body is a small JSON object
+                        break
+                try:
+                    err = json.loads(raw)
+                except ValueError:
+                    err = None
+                if isinstance(err, dict) and isinstance(err.get("error"), str):
+                    raise RuntimeClientError(
+                        response.status_code, err["error"], str(err.get("detail") or "")
+                    )
+                raise RuntimeClientError(response.status_code, "http_error", raw[:500].decode())
+            try:
+                async for chunk in body:
+                    yield chunk
+            except httpx2.HTTPError as exc:
+                raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            await body.aclose()
+
+    # --- dev server ---------------------------------------------------------------------
+
+    async def preview_status(self) -> PreviewStatus:
+        """The dev server's state."""
+        return await self._json("GET", "/v1/preview", PreviewStatus)
+
+    async def preview_restart(self) -> PreviewStatus:
+        """Restart the dev server."""
+        return await self._json("POST", "/v1/preview/restart", PreviewStatus)
+
+    async def preview_logs(self, tail: int = 200) -> PreviewLogs:
+        """The last ``tail`` dev-server log lines."""
+        return await self._json("GET", "/v1/preview/logs", PreviewLogs, params={"tail": str(tail)})
+
+    async def readyz(self) -> tuple[bool, dict[str, Any]]:
+        """``GET /readyz``: (ready, body). Never raises for 503; raises when unreachable."""
+        try:
+            with trio.fail_after(self._timeout_s):
+                response = await self._send("GET", "/readyz")
+        except (httpx2.HTTPError, trio.TooSlowError) as exc:
+            raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        return response.status_code == 200, body if isinstance(body, dict) else {}
+
+
+class ExecStream:
+    """Async iterator over ``/v1/exec/stream`` frames; ``aclose()`` closes the socket.
+
+    Cancellation: cancelling a pending ``__anext__`` leaves the socket open until
+    ``aclose()`` (use ``async with aclosing(...)``); ``aclose`` closes it hard.
+    """
+
+    def __init__(
+        self, base_url: str, token: str | None, request: ExecRequest, total_timeout_s: float
+    ) -> None:
+        self._url = urlsplit(base_url)
+        self._token = token
+        self._request = request
+        self._deadline = trio.current_time() + total_timeout_s
+        self._stream: trio.SocketStream | None = None
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        self._pending: list[ExecOutput | ExecExit] = []
+        self._buffer: list[str] = []
+        self._done = False
+
+    def __aiter__(self) -> ExecStream:
+        return self
+
+    async def _connect(self) -> trio.SocketStream:
+        host = self._url.hostname or "127.0.0.1"
+        port = self._url.port or 80
+        try:
+            with trio.fail_after(DEFAULT_TIMEOUT_S):
+                stream = await trio.open_tcp_stream(host, port)
+        except (OSError, trio.TooSlowError) as exc:
+            raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
+        self._stream = stream
+        headers = [(b"authorization", f"Bearer {self._token}".encode())] if self._token else []
+        await self._send_bytes(
+            self._ws.send(
+                Request(
+                    host=f"{host}:{port}",
+                    target="/v1/exec/stream",
+                    extra_headers=headers,
+                )
+            )
+        )
+        return stream
+
+    async def _send_bytes(self, data: bytes) -> None:
+        assert self._stream is not None
+        try:
+            with trio.fail_after(DEFAULT_TIMEOUT_S):
+                await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+            raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
+
+    async def __anext__(self) -> ExecOutput | ExecExit:
+        if self._stream is None:
+            await self._connect()
+        stream = self._stream
+        assert stream is not None
+        while not self._pending:
+            if self._done:
+                await self.aclose()
+                raise StopAsyncIteration
+            try:
+                with trio.fail_at(self._deadline):
+                    data = await stream.receive_some(65536)
+            except trio.TooSlowError as exc:
+                await self.aclose()
+                raise RuntimeClientError(0, "timeout", "exec stream deadline passed") from exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
+            self._ws.receive_data(data or None)
+            await self._process_events()
+            if not data and not self._pending and not self._done:
+                raise RuntimeClientError(0, "unreachable", "exec stream closed before exit")
+        return self._pending.pop(0)
+
+    async def _process_events(self) -> None:
+        reject_status = 0
+        reject_body = b""
+        for event in self._ws.events():
+            if isinstance(event, AcceptConnection):
+                body = json.dumps(unstructure(self._request)).encode()
+                await self._send_bytes(self._ws.send(TextMessage(body.decode())))
+            elif isinstance(event, RejectConnection):
+                reject_status = event.status_code
+                if not event.has_body:
+                    raise RuntimeClientError(reject_status, "rejected", "exec stream refused")
+            elif isinstance(event, RejectData):
+                reject_body += event.data
+                if event.body_finished:
+                    code, detail = "rejected", reject_body.decode("utf-8", "replace")[:500]
+                    try:
+                        parsed = json.loads(reject_body)
+                        code = str(parsed.get("error", code))
+                        detail = str(parsed.get("detail") or "")
+                    except (ValueError, AttributeError):
+                        pass
+                    raise RuntimeClientError(reject_status, code, detail)
+            elif isinstance(event, TextMessage):
+                self._buffer.append(event.data)
+                if event.message_finished:
+                    self._frame("".join(self._buffer))
+                    self._buffer.clear()
+            elif isinstance(event, Ping):
+                await self._send_bytes(self._ws.send(event.response()))
+            elif isinstance(event, CloseConnection) and not self._done:
+                raise RuntimeClientError(
+                    0, "unreachable", f"exec stream closed ({event.code}) before exit"
+                )
+
+    def _frame(self, text: str) -> None:
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise RuntimeClientError(0, "invalid_response", "exec frame is not JSON") from exc
+        if not isinstance(raw, dict):
+            raise RuntimeClientError(0, "invalid_response", "exec frame is not an object")
+        try:
+            if "exit_code" in raw:
+                self._pending.append(structure(raw, ExecExit))
+                self._done = True
+            elif "stream" in raw:
+                self._pending.append(structure(raw, ExecOutput))
+            elif "error" in raw:
+                raise RuntimeClientError(400, str(raw["error"]), str(raw.get("detail") or ""))
+        except ProtocolError as exc:
+            raise RuntimeClientError(0, "invalid_response", exc.message) from exc
+
+    async def aclose(self) -> None:
+        """Close the socket (the runtime kills the command if it is still running)."""
+        stream, self._stream = self._stream, None
+        self._done = True
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+
+@asynccontextmanager
+async def open_runtime_client(
+    base_url: str, token: str | None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> AsyncIterator[HttpRuntimeClient]:
+    """A client of the runtime at ``base_url`` for the duration of the block."""
+    transport = LeanTransport()
+    try:
+        yield HttpRuntimeClient(transport, base_url, token, timeout_s)
+    finally:
+        with trio.CancelScope(shield=True):
+            await transport.aclose()
+
+
+def runtime_client_for(handle: SandboxHandle) -> Any:
+    """The default ``runtime_factory`` of :class:`~amicable_agent.sessions.session.SessionDeps`."""
+    return open_runtime_client(handle.runtime_url, handle.runtime_token)

@@ -1,0 +1,281 @@
+"""A session's turns, one at a time, and the steps after each turn.
+
+Turn-related client messages (``user``, ``hitl_response``, ``runtime_error``) are queued as
+jobs; one worker task serves them in order. A job is the turn, then its checkpoint, then the
+GitLab sync, then the next job: each checkpoint and commit holds exactly one turn's work.
+A restore holds the same lock (:meth:`TurnQueue.hold`), so it never interleaves with a turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from amicable_protocol.messages import (
+    ErrorData,
+    HitlResponseData,
+    MessageType,
+    RuntimeErrorData,
+    ServerMessage,
+    UserData,
+)
+
+from amicable_agent.errors import AgentError, TurnRunning
+from amicable_agent.gitsync import TurnObserver, message_callbacks, prepare_sandbox, sync_after_turn
+
+from .attachment import Attachment
+from .checkpoints import Checkpoints
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from amicable_agent.gitsync import GitSync
+    from amicable_agent.loop.api import SessionHost, TurnEngine
+
+    from .deps import SessionDeps
+    from .sandbox import SessionSandbox
+
+log = logging.getLogger(__name__)
+
+MODEL_NOT_CONFIGURED = (
+    "No language model is configured. Set ANTHROPIC_API_KEY in the agent's environment "
+    "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it) "
+    "and restart the agent."
+)
+#: How long the INIT waits for the checkpoint baseline (a slow one is left to the turn).
+INIT_CHECKPOINT_S = 5.0
+#: Deadline of the checkpoint taken after each turn (best effort).
+CHECKPOINT_TIMEOUT_S = 30.0
+HITL_PENDING = "HITL approval pending. Approve/reject the pending tool call to continue."
+#: Jobs waiting behind the running turn before ``busy`` is answered.
+QUEUE_SIZE = 32
+
+
+@attrs.frozen
+class _Job:
+    kind: MessageType
+    data: Any
+    origin: Attachment | None
+
+
+class TurnQueue:
+    """The queue of a session's turns and its worker.
+
+    Args:
+        host: the session, as the turn engine sees it.
+        deps: the server's dependencies (engine, store, GitLab sync).
+        sandbox: the session's sandbox (runtime client for checkpoints, handle for sync).
+        changed: called whenever :attr:`running` may have changed (the idle watch).
+    """
+
+    def __init__(
+        self,
+        host: SessionHost,
+        deps: SessionDeps,
+        sandbox: SessionSandbox,
+        changed: Callable[[], None],
+    ) -> None:
+        self._host = host
+        self._deps = deps
+        self._sandbox = sandbox
+        self._changed = changed
+        self._send, self._recv = trio.open_memory_channel[_Job](QUEUE_SIZE)
+        self._queued = 0
+        self._turn_scope: trio.CancelScope | None = None
+        self._observer: TurnObserver | None = None
+        # Held while a job (turn + its checkpoint + GitLab sync) runs, and by a restore.
+        self._lock = trio.Lock()
+        self._checkpoints_ready = False
+
+    @property
+    def running(self) -> bool:
+        """A turn is running or queued."""
+        return self._turn_scope is not None or self._queued > 0
+
+    @property
+    def observer(self) -> TurnObserver | None:
+        """What the running turn sent so far (for its GitLab commit), or None."""
+        return self._observer
+
+    def cancel(self) -> None:
+        """Cancel the running turn (queued ones still run)."""
+        if self._turn_scope is not None:
+            self._turn_scope.cancel()
+
+    def submit(self, kind: MessageType, data: Any, origin: Attachment | None) -> None:
+        """Queue a ``user``, ``hitl_response`` or ``runtime_error`` message. Never blocks;
+        a full queue or a missing model is answered to ``origin`` only."""
+        if self._deps.engine is None:
+            if kind is MessageType.USER:
+                self._answer(origin, "model_not_configured", MODEL_NOT_CONFIGURED)
+            return
+        if kind is MessageType.RUNTIME_ERROR and self.running:
+            return  # auto-heal only when idle, as upstream
+        try:
+            self._send.send_nowait(_Job(kind, data, origin))
+        except trio.WouldBlock:
+            self._answer(origin, "busy", "Too many queued requests; try again.")
+            return
+        self._queued += 1
+        self._changed()
+
+    def _answer(self, origin: Attachment | None, error: str, detail: str) -> None:
+        if origin is not None:
+            data = ErrorData(error=error, detail=detail)
+            origin.send_nowait(
+                ServerMessage(type=MessageType.ERROR, data=data, session_id=self._host.session_id)
+            )
+
+    async def prepare_checkpoints(self) -> None:
+        """The repository and its baseline, at most :data:`INIT_CHECKPOINT_S` of the INIT
+        (else the worker tries again before the first turn)."""
+        with trio.move_on_after(INIT_CHECKPOINT_S):
+            self._checkpoints_ready = await self._checkpoint(None)
+
+    async def serve(self) -> None:
+        """The worker: serve jobs in order until cancelled."""
+        git_sync = self._deps.git_sync
+        sandbox = self._sandbox
+        if git_sync is not None and sandbox.handle is not None and sandbox.project is not None:
+            # Before the first turn: a reset sandbox is restored from GitLab, an empty
+            # repository gets the template as its baseline (best effort, never raises).
+            await prepare_sandbox(git_sync, sandbox.project, sandbox.handle)
+        async for job in self._recv:
+            async with self._lock:
+                await self._serve_job(job)
+
+    async def _serve_job(self, job: _Job) -> None:
+        """One queued job: the turn, then its checkpoint, then the GitLab sync."""
+        self._queued -= 1
+        engine, git_sync = self._deps.engine, self._deps.git_sync
+        if engine is None:  # pragma: no cover - submit() never queues then
+            return
+        if not self._checkpoints_ready:  # the baseline must not include the first turn
+            self._checkpoints_ready = await self._checkpoint(None)
+        outcome = "finished"
+        if git_sync is not None:
+            self._observer = TurnObserver(_turn_title(job))
+        with trio.CancelScope() as scope:
+            self._turn_scope = scope
+            self._changed()
+            await self._record(job.kind, "started")
+            try:
+                await _run_job(engine, self._host, job)
+            except AgentError as exc:
+                outcome = "failed"
+                await self._host.send(
+                    MessageType.ERROR, ErrorData(error="turn_failed", detail=str(exc))
+                )
+            except Exception as exc:
+                outcome = "failed"
+                log.exception("turn failed in session %s", self._host.session_id)
+                await self._host.send(
+                    MessageType.ERROR, ErrorData(error="turn_failed", detail=type(exc).__name__)
+                )
+        if scope.cancelled_caught:
+            outcome = "cancelled"
+        self._turn_scope = None
+        self._changed()
+        await self._record(job.kind, outcome)
+        await self._checkpoint(_turn_title(job))
+        observer, self._observer = self._observer, None
+        if git_sync is not None and observer is not None:
+            await self._sync_to_git(git_sync, observer, outcome)
+
+    async def _checkpoint(self, title: str | None) -> bool:
+        """Commit what the turn changed as a checkpoint (``title`` None: only make sure the
+        repository and its baseline exist). Best effort and bounded: a failure is logged and
+        returns False, never raises."""
+        runtime = self._sandbox.runtime
+        if runtime is None:
+            return False
+        session_id = self._host.session_id
+        with trio.move_on_after(CHECKPOINT_TIMEOUT_S):
+            try:
+                checkpoints = Checkpoints(runtime, timeout_s=CHECKPOINT_TIMEOUT_S)
+                if title is None:
+                    await checkpoints.ensure()
+                else:
+                    await checkpoints.create(title)
+            except Exception as exc:
+                log.warning("checkpoint of session %s failed: %s", session_id, exc)
+                return False
+            return True
+        log.warning("checkpoint of session %s timed out", session_id)
+        return False
+
+    @asynccontextmanager
+    async def hold(self, wait_s: float) -> AsyncIterator[None]:
+        """Keep turns from starting for the duration of the block (a restore).
+
+        Waits up to ``wait_s`` for a finishing turn's checkpoint/sync; turns submitted
+        meanwhile are queued and start after the block.
+
+        Raises:
+            TurnRunning: a turn is running or queued, or did not finish within ``wait_s``.
+        """
+        if self.running:
+            raise TurnRunning("a turn is running")
+        with trio.move_on_after(wait_s) as waited:
+            await self._lock.acquire()
+        if waited.cancelled_caught:
+            raise TurnRunning("the last turn is still finishing")
+        try:
+            if self.running:  # a prompt arrived while we waited: it goes first
+                raise TurnRunning("a turn is queued")
+            yield
+        finally:
+            self._lock.release()
+
+    async def _sync_to_git(self, git_sync: GitSync, observer: TurnObserver, outcome: str) -> None:
+        """Commit and push what the turn left in the sandbox (seed guide: after QA, best
+        effort). Runs before the next queued turn so each commit is one turn's work."""
+        sandbox = self._sandbox
+        if sandbox.handle is None or sandbox.project is None:
+            return
+        on_progress, on_error = message_callbacks(self._host.send)
+        summary = observer.summary(outcome)
+        await sync_after_turn(
+            git_sync, sandbox.project, sandbox.handle, summary,
+            on_progress=on_progress, on_error=on_error,
+        )  # fmt: skip
+
+    async def _record(self, kind: MessageType, outcome: str) -> None:
+        """Append a turn event (audit trail); a store failure never breaks the session."""
+        session_id = self._host.session_id
+        try:
+            with trio.move_on_after(10):
+                await self._deps.store.append_turn_event(
+                    session_id, f"turn_{outcome}", {"trigger": str(kind)}
+                )
+        except Exception:
+            log.warning("could not record a turn event for %s", session_id)
+
+
+async def _run_job(engine: TurnEngine, host: SessionHost, job: _Job) -> None:
+    if job.kind in (MessageType.USER, MessageType.RUNTIME_ERROR):
+        if await engine.hitl_pending(host) is not None:
+            if job.kind is MessageType.USER:
+                await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING))
+            return
+        if job.kind is MessageType.USER:
+            assert isinstance(job.data, UserData)
+            await engine.run_user_turn(host, job.data)
+        else:
+            assert isinstance(job.data, RuntimeErrorData)
+            await engine.run_runtime_error(host, job.data)
+    elif job.kind is MessageType.HITL_RESPONSE:
+        assert isinstance(job.data, HitlResponseData)
+        await engine.resume_hitl(host, job.data)
+
+
+def _turn_title(job: _Job) -> str:
+    """What a turn was asked to do, for its commit message."""
+    if isinstance(job.data, UserData):
+        return job.data.text or "Update the app"
+    if isinstance(job.data, RuntimeErrorData):
+        return f"Fix runtime error: {job.data.error.message}"
+    return "Continue after review"

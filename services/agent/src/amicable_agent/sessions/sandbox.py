@@ -1,0 +1,167 @@
+"""A session's sandbox: provisioned once, with ``sandbox_status`` stages, then kept alive.
+
+Provisioning finds (or creates) the project row, asks the backend for a running sandbox,
+opens the runtime client and prepares the app's database. Each step is reported to the
+editor as a stage; a failure is a ``failed`` stage with a readable reason, never an
+exception out of the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import trio
+from amicable_protocol.messages import MessageType, SandboxStage, SandboxStatus
+
+from amicable_agent.errors import AgentError, SandboxProvisionError
+from amicable_agent.sandboxes import sandbox_id_for
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from contextlib import AsyncExitStack
+
+    from amicable_protocol.messages import ServerData
+
+    from amicable_agent.db import AppDbInfo, AppDbTools
+    from amicable_agent.loop.api import RuntimeClient
+    from amicable_agent.sandboxes import SandboxHandle
+    from amicable_agent.store import Project
+
+    from .deps import SessionDeps
+
+log = logging.getLogger(__name__)
+
+#: How often an attached session refreshes its sandbox's idle clock.
+KEEPALIVE_INTERVAL_S = 60.0
+
+
+class SessionSandbox:
+    """The sandbox side of one session: its project row, sandbox handle, runtime client and
+    app database, all None until :meth:`provision` got them.
+
+    Args:
+        session_id: the session (== project) id.
+        deps: the server's dependencies.
+        send: broadcasts a message to the session's sockets (for the stages).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        deps: SessionDeps,
+        send: Callable[[MessageType, ServerData], Awaitable[None]],
+    ) -> None:
+        self._session_id = session_id
+        self._deps = deps
+        self._send = send
+        self._ready = trio.Event()
+        self._started_at = time.monotonic()
+        #: Why provisioning failed (shown to the editor), or None.
+        self.failed: str | None = None
+        self.project: Project | None = None
+        self.handle: SandboxHandle | None = None
+        self.runtime: RuntimeClient | None = None
+        self.db_info: AppDbInfo | None = None
+        self.app_db: AppDbTools | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Provisioning has finished (successfully or not)."""
+        return self._ready.is_set()
+
+    def set_ready(self) -> None:
+        """Mark provisioning finished (also when the session ends before it did)."""
+        self._ready.set()
+
+    async def wait_ready(self) -> None:
+        """Wait until provisioning finished (successfully or not)."""
+        await self._ready.wait()
+
+    async def stage(self, stage: SandboxStage, message: str) -> None:
+        """Log a provisioning stage and tell the editor (``sandbox_status``)."""
+        elapsed = int((time.monotonic() - self._started_at) * 1000)
+        sandbox_id = self.handle.sandbox_id if self.handle else sandbox_id_for(self._session_id)
+        log.log(
+            logging.WARNING if stage == "failed" else logging.INFO,
+            "sandbox %s (session %s): %s after %.1f s: %s",
+            sandbox_id, self._session_id, stage, elapsed / 1000, message,
+        )  # fmt: skip
+        await self._send(
+            MessageType.SANDBOX_STATUS,
+            SandboxStatus(stage=stage, message=message, sandbox_id=sandbox_id, elapsed_ms=elapsed),
+        )
+
+    async def provision(
+        self, stack: AsyncExitStack, *, prepare: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Bring the sandbox up; returns False (after a ``failed`` stage) when it could not.
+
+        ``prepare`` runs beside the database preparation once the runtime client is open
+        (the checkpoint baseline). The runtime client is entered into ``stack``, so it closes
+        with the session.
+        """
+        deps = self._deps
+        try:
+            await self.stage("queued", "Preparing your workspace…")
+            project = await self._project_row()
+            self.project = project
+            with trio.fail_after(deps.provision_timeout_s):
+                handle = await deps.backend.ensure(
+                    self._session_id,
+                    project_id=project.project_id,
+                    template_id=project.template_id,
+                    on_stage=self.stage,
+                )
+            self.handle = handle
+            if project.sandbox_id != handle.sandbox_id:
+                await deps.store.set_sandbox_id(project.project_id, handle.sandbox_id)
+            self.runtime = await stack.enter_async_context(deps.runtime_factory(handle))
+            async with trio.open_nursery() as nursery:
+                if prepare is not None:
+                    nursery.start_soon(prepare)
+                if deps.db is not None:  # never fails the session: no database this time
+                    self.db_info = await deps.db.try_prepare_session(
+                        self._session_id, self.runtime, preview_url=deps.preview_url(project.slug)
+                    )
+                    if self.db_info is not None:
+                        self.app_db = deps.db.session_tools(self._session_id, self.db_info)
+            await self.stage("ready", "Workspace ready")
+        except (SandboxProvisionError, trio.TooSlowError, AgentError, ValueError) as exc:
+            self.failed = _failure_reason(exc)
+            await self.stage("failed", self.failed)
+            self._ready.set()
+            return False
+        self._ready.set()
+        return True
+
+    async def _project_row(self) -> Project:
+        store = self._deps.store
+        project = await store.get_project(self._session_id)
+        if project is not None:
+            return project
+        try:
+            return await store.create_project(
+                "Untitled", template_id=self._deps.default_template, project_id=self._session_id
+            )
+        except ValueError as exc:  # the id belongs to a deleted project
+            raise SandboxProvisionError("this project was deleted; create a new project") from exc
+
+    async def keep_alive(self, busy: Callable[[], bool]) -> None:
+        """Refresh the sandbox's idle TTL while ``busy()`` (an open editor may sit quietly,
+        with only its HMR socket open). Never returns."""
+        while True:
+            await trio.sleep(KEEPALIVE_INTERVAL_S)
+            handle = self.handle
+            if handle is not None and busy():
+                with trio.move_on_after(KEEPALIVE_INTERVAL_S):
+                    await self._deps.backend.touch(handle.sandbox_id)
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, SandboxProvisionError):
+        return exc.reason
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out while starting the sandbox"
+    return str(exc)
