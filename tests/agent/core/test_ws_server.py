@@ -160,6 +160,29 @@ async def test_http_and_a_websocket_after_it_share_the_port(agent) -> None:
         assert json.loads(event.data)["type"] == "pong"
 
 
+async def test_a_failing_editor_connection_does_not_stop_the_public_port(
+    agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The public port used to run every connection in one nursery without a guard: an
+    # exception in one connection's lane stopped the port. amicable_frontdoor confines it.
+    from amicable_agent.http import ws_server
+
+    def failing(head: bytes, paths: tuple[str, ...]) -> bool:
+        raise RuntimeError("a bug in the lane")
+
+    monkeypatch.setattr(ws_server, "_websocket_target", failing)
+    stream = await trio.open_tcp_stream("127.0.0.1", agent.ports.public)
+    async with stream:
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(10):
+            assert await stream.receive_some(65536) == b""  # closed, unanswered
+    monkeypatch.undo()
+    async with open_websocket_url(agent.ws) as ws:
+        sid = str(uuid.uuid4())
+        await ws_send(ws, editor_init(sid))
+        assert (await ws_recv_until(ws, "init"))[-1].session_id == sid
+
+
 async def test_library_client_runs_init_on_the_fast_path(agent) -> None:
     async with open_websocket_url(agent.ws) as ws:
         sid = str(uuid.uuid4())

@@ -1,13 +1,16 @@
-"""``serve(config)``: open the store, the sandbox backend and the session manager, then run
-hypercorn on the public and internal ports."""
+"""``serve(config)``: open the store, the sandbox backend and the session manager, then serve
+the public port (``amicable_frontdoor``: the editor WebSocket lane in front of hypercorn) and
+the internal port (hypercorn)."""
 
 from __future__ import annotations
 
 import gc
 import logging
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import amicable_frontdoor
 import attrs
 import httpx
 import trio
@@ -25,13 +28,13 @@ from .errors import ConfigError
 from .gitsync import open_git_sync
 from .http.app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
 from .http.state import AppState
-from .http.ws_server import serve_public
+from .http.ws_server import WebSocketLane
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .store import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
     from .config import AgentConfig
@@ -58,6 +61,20 @@ def _hypercorn_config(host: str, port: int) -> HypercornConfig:
     cfg.accesslog = None
     cfg.errorlog = log
     return cfg
+
+
+def _public_port(state: AppState) -> Callable[..., Awaitable[None]]:
+    """The public port's server: the editor WebSocket lane in front of the public app."""
+    config = state.config
+    hconfig = _hypercorn_config(config.host, config.port)
+    hconfig.backlog = 0xFFFF  # as trio.open_tcp_listeners, which bound this port before
+    lane = WebSocketLane(
+        WS_PATHS,
+        create_ws_handler(state),
+        keep_alive_timeout_s=float(hconfig.keep_alive_timeout),
+        max_message_size=int(hconfig.websocket_max_message_size),
+    )
+    return partial(amicable_frontdoor.serve, create_public_app(state), hconfig, lane=lane)
 
 
 def _port(binds: list[str]) -> int:
@@ -175,14 +192,7 @@ async def serve(
                 background=nursery, access=access, policy=policy, db=db, git_sync=git_sync,
                 oidc=oidc,
             )  # fmt: skip
-            public_port = await nursery.start(
-                lambda task_status: serve_public(
-                    create_public_app(state),
-                    _hypercorn_config(config.host, config.port),
-                    host=config.host, port=config.port, ws_paths=WS_PATHS,
-                    ws_handler=create_ws_handler(state), task_status=task_status,
-                )
-            )  # fmt: skip
+            public_port = await nursery.start(_public_port(state))
             policy.listening(config.host, public_port)
             if oidc is not None:
                 base = auth.public_base_url or policy.own_origin

@@ -1,21 +1,21 @@
-"""The hottest routes answered without quart, transport-independently, plus their ASGI entry.
+"""The runtime's route table for its hot paths, answered without quart, plus its ASGI entry.
 
 Quart's per-request machinery (request context, hooks, werkzeug routing, ``Response``
 objects) costs more than the work behind the most frequent calls, and importing quart takes
-longer than everything else the runtime does at start-up. So ``GET /healthz``, ``GET
-/readyz``, ``GET /v1/preview``, ``POST /v1/preview/restart``, ``POST /v1/exec`` and
-``GET``/``PUT /v1/files/<path>`` are answered here, with the same auth, status codes, headers
-and error bodies as their quart routes in ``app.py``.
+longer than everything else the runtime does at start-up. So the paths ``/healthz``,
+``/readyz``, ``/v1/preview``, ``/v1/preview/restart``, ``/v1/exec`` and ``/v1/files/<path>``
+are defined here, and only here: their handlers (``GET /healthz``, ``GET /readyz``, ``GET
+/v1/preview``, ``POST /v1/preview/restart``, ``POST /v1/exec``, ``GET``/``PUT
+/v1/files/<path>``), ``HEAD`` for each ``GET`` (the same status and headers, no body),
+``OPTIONS`` (``Allow``) and 405 for the other methods, with werkzeug's texts. The one
+exception is ``DELETE /v1/files/<path>``, which the table leaves to quart's blueprint.
 
 The route logic takes ``(method, path, headers, body)`` and returns a :class:`Reply`
 (:meth:`FastRoutes.route`, :meth:`FastRoutes.precheck`, :meth:`FastRoutes.answer`), so two
-transports share it: :class:`FastRoutes` as an ASGI app behind hypercorn (requests that
-hypercorn parses: chunked bodies, ``Expect``, anything the raw lane hands over) and the raw
-HTTP/1.1 lane of ``httplane.py``, which answers most of these requests before hypercorn sees
-them. Every other request (including these paths with other methods, e.g. ``HEAD``) goes to
-the quart app, which is built in the background after the runtime listens
-(:meth:`FastRoutes.set_app`); such requests wait for it. The lifespan protocol is answered
-here: the quart app uses no lifespan hooks.
+transports share it: the raw HTTP/1.1 lane of ``httplane.py``, which answers most of these
+requests before hypercorn sees them, and the ASGI entry of ``asgi.py`` behind hypercorn
+(requests that hypercorn parses: chunked bodies, ``Expect``, anything the lane hands over),
+which sends every other request to the quart app.
 """
 
 from __future__ import annotations
@@ -44,22 +44,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
 #: Returns when the client has gone away (watched while a command runs).
 Watch = Callable[[], Awaitable[None]]
 
 _FILES = "/v1/files/"
+#: The paths answered without the bearer token (the health probes); every other path needs
+#: it, quart's included (deny by default).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 #: Like quart's ``BODY_TIMEOUT``: a client that stalls mid-body gets 408.
 BODY_TIMEOUT_S = 60.0
 JSON = b"application/json"
 _OCTETS = b"application/octet-stream"
 _HEALTH = b'{"status":"ok"}'
+_HTML = b"text/html; charset=utf-8"  # werkzeug's default, for the empty OPTIONS answer
 # werkzeug's texts (InternalServerError, RequestTimeout), which the quart routes answer with
 _INTERNAL_ERROR = (
     "The server encountered an internal error and was unable to complete your request. "
     "Either the server is overloaded or there is an error in the application."
 )
+_METHOD_NOT_ALLOWED = "The method is not allowed for the requested URL."
 _BODY_TIMEOUT = (
     "The server closed the network connection because the browser didn't finish the "
     "request within the specified time."
@@ -102,12 +106,47 @@ class Route:
     body: bool
 
 
-class _Answered(Exception):
-    """The request was already answered (or the client left) while reading its body."""
+@attrs.frozen
+class _Resource:
+    """Every method of one path: the fast routes (``HEAD`` and ``OPTIONS`` included), the
+    methods the full app serves, and the 405 route for the rest."""
+
+    routes: dict[str, Route]
+    app_methods: frozenset[str]
+    not_allowed: Route
+
+    def get(self, method: str) -> Route | None:
+        route = self.routes.get(method)
+        if route is None and method not in self.app_methods:
+            return self.not_allowed
+        return route
+
+
+def _resource(
+    routes: dict[str, Route], *, auth: bool, app_methods: frozenset[str] = frozenset()
+) -> _Resource:
+    """A path's methods: ``HEAD`` runs the ``GET`` route (the transports drop the body),
+    ``OPTIONS`` lists them all as werkzeug does, anything else is 405 (after the token check,
+    as in quart)."""
+    routes = dict(routes)
+    if "GET" in routes:
+        routes["HEAD"] = routes["GET"]
+    allow = sorted({*routes, *app_methods, "OPTIONS"})
+    options = Reply(200, b"", _HTML, ((b"allow", ", ".join(allow).encode()),))
+    routes["OPTIONS"] = Route(_fixed(options), auth=auth, body=False)
+    not_allowed = Reply(405, _error_body("method_not_allowed", _METHOD_NOT_ALLOWED))
+    return _Resource(routes, app_methods, Route(_fixed(not_allowed), auth=auth, body=False))
+
+
+def _fixed(reply: Reply) -> Handler:
+    async def handler(path: str, headers: Headers, body: bytes, watch: Watch | None) -> Reply:
+        return reply
+
+    return handler
 
 
 class FastRoutes:
-    """The fast routes; also the ASGI app (everything else delegated to :attr:`app`).
+    """The route table and its handlers, for both transports (``httplane.py``, ``asgi.py``).
 
     Args:
         config: runtime config (token, limits, exec defaults).
@@ -125,10 +164,6 @@ class FastRoutes:
         files: Files,
         limiter: trio.CapacityLimiter,
     ) -> None:
-        self.app: Any = None
-        self._app_set = trio.Event()
-        #: Set by the first request that needs the full app (``serve`` then builds it now).
-        self.app_wanted = trio.Event()
         self.config = config
         self.supervisor = supervisor
         self.jail = jail
@@ -141,32 +176,43 @@ class FastRoutes:
         self._unauthorized = Reply(
             401, _error_body("unauthorized", "missing or wrong bearer token")
         )
-        self._routes = {
-            ("POST", "/v1/exec"): Route(self._exec, auth=True, body=True),
-            ("GET", "/healthz"): Route(self._health, auth=False, body=False),
-            ("GET", "/readyz"): Route(self._ready, auth=False, body=False),
-            ("GET", "/v1/preview"): Route(self._preview, auth=True, body=False),
-            ("POST", "/v1/preview/restart"): Route(self._restart, auth=True, body=False),
+        # The route table: the only definition of these paths (see the module docstring).
+        self._paths = {
+            path: _resource(routes, auth=path not in PUBLIC_PATHS)
+            for path, routes in {
+                "/healthz": {"GET": Route(self._health, auth=False, body=False)},
+                "/readyz": {"GET": Route(self._ready, auth=False, body=False)},
+                "/v1/preview": {"GET": Route(self._preview, auth=True, body=False)},
+                "/v1/preview/restart": {"POST": Route(self._restart, auth=True, body=False)},
+                "/v1/exec": {"POST": Route(self._exec, auth=True, body=True)},
+            }.items()
         }
-        self._get_file_route = Route(self._get_file, auth=True, body=False)
-        self._put_file_route = Route(self._put_file, auth=True, body=True)
-
-    def set_app(self, app: Any) -> None:
-        """Hand over the full application; requests waiting for it proceed."""
-        self.app = app
-        self._app_set.set()
+        self._files = _resource(
+            {
+                "GET": Route(self._get_file, auth=True, body=False),
+                "PUT": Route(self._put_file, auth=True, body=True),
+            },
+            auth=True,
+            app_methods=frozenset({"DELETE"}),  # quart's blueprint (blueprints/fs.py)
+        )
 
     # -- transport-independent route logic ------------------------------------------------
 
     def route(self, method: str, path: str) -> Route | None:
-        """The fast route for ``method`` and (percent-decoded) ``path``, if there is one."""
+        """The route for ``method`` and (percent-decoded) ``path``; ``None`` when the full app
+        answers it (another path, or ``DELETE /v1/files/...``). ``HEAD`` gets the ``GET`` route:
+        the caller sends its status and headers without the body."""
         if path.startswith(_FILES):
-            if method == "GET":
-                return self._get_file_route
-            if method == "PUT":
-                return self._put_file_route
-            return None
-        return self._routes.get((method, path))
+            return self._files.get(method)
+        resource = self._paths.get(path)
+        return None if resource is None else resource.get(method)
+
+    def authorized(self, header: bytes | None) -> bool:
+        """Whether ``header`` (the ``Authorization`` value) carries the bearer token (always
+        true when the runtime runs without one). Constant-time."""
+        if self._expected is None:
+            return True
+        return hmac.compare_digest(header or b"", self._expected)
 
     def precheck(self, route: Route, headers: Headers, length: int | None) -> Reply | None:
         """The reply due before any body is read, if any: 401 (wrong or missing token; first,
@@ -178,7 +224,7 @@ class FastRoutes:
                 if key == b"authorization":
                     given = value
                     break
-            if not hmac.compare_digest(given, self._expected):
+            if not self.authorized(given):
                 return self._unauthorized
         if route.body and length is not None and length > self.config.max_file_bytes:
             return self.too_large
@@ -257,7 +303,7 @@ class FastRoutes:
         self, path: str, headers: Headers, body: bytes, watch: Watch | None
     ) -> Reply:
         rel = path[len(_FILES) :]
-        raw_if_match = _header(headers, b"if-match")
+        raw_if_match = header(headers, b"if-match")
         if_match = None if raw_if_match is None else raw_if_match.decode("latin-1")
 
         def write() -> Any:
@@ -271,67 +317,9 @@ class FastRoutes:
             result = await trio.to_thread.run_sync(write, limiter=self.limiter)
         return Reply(200, _json(result))
 
-    # -- ASGI ------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        """ASGI entry point."""
-        if scope["type"] == "lifespan":
-            return await _lifespan(receive, send)
-        if scope["type"] == "http":
-            method, path = scope["method"], scope["path"]
-            route = self.route(method, path)
-            if route is not None:
-                return await self._asgi(route, method, path, scope, receive, send)
-        self.app_wanted.set()
-        await self._app_set.wait()
-        await self.app(scope, receive, send)
-
-    async def _asgi(
-        self, route: Route, method: str, path: str, scope: Scope, receive: Any, send: Any
-    ) -> None:
-        headers: Headers = scope["headers"]
-        early = self.precheck(route, headers, None)  # the body's size is checked in _body
-        if early is not None:
-            return await _respond(send, early)
-        body = b""
-        if route.body:
-            try:
-                body = await self._body(headers, receive, send)
-            except _Answered:
-                return
-
-        async def until_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        reply = await self.answer(route, method, path, headers, body, until_disconnect)
-        if reply is not None:
-            await _respond(send, reply)
-
-    async def _body(self, headers: Headers, receive: Any, send: Any) -> bytes:
-        """The whole request body, with quart's limit (413) and timeout (408)."""
-        limit = self.config.max_file_bytes
-        length = _header(headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _respond(send, self.too_large)
-            raise _Answered
-        body = bytearray()
-        with trio.move_on_after(BODY_TIMEOUT_S):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise _Answered
-                body += message.get("body", b"")
-                if len(body) > limit:
-                    await _respond(send, self.too_large)
-                    raise _Answered
-                if not message.get("more_body", False):
-                    return bytes(body)
-        await _respond(send, BODY_TIMEOUT_REPLY)
-        raise _Answered
-
-
-def _header(headers: Headers, name: bytes) -> bytes | None:
+def header(headers: Headers, name: bytes) -> bytes | None:
+    """The value of the first header called ``name`` (lower case), if any."""
     for key, value in headers:
         if key.lower() == name:
             return value
@@ -347,23 +335,3 @@ def _error_body(code: str, detail: str) -> bytes:
 
 
 BODY_TIMEOUT_REPLY = Reply(408, _error_body("http_error", _BODY_TIMEOUT))
-
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _respond(send: Any, reply: Reply) -> None:
-    headers = [
-        (b"content-type", reply.content_type),
-        (b"content-length", str(len(reply.body)).encode()),
-        *reply.extra,
-    ]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})

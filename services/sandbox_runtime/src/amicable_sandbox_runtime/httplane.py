@@ -8,14 +8,16 @@ through the same :class:`~amicable_sandbox_runtime.fastpath.FastRoutes` logic (a
 status codes, bodies) the ASGI route uses, with head and body in one ``send``; then it reads
 the next request on the same connection (bytes already read are kept).
 
-Only requests it fully understands are answered here: HTTP/1.0 or 1.1, a fast route, a
-well-formed head with CRLF line ends (checked with h11's grammar), one ``Host`` (1.1), at
-most one plain ``Content-Length`` and no ``Transfer-Encoding``, ``Expect``, ``Upgrade`` or
-``Connection: upgrade``; and a body only for the routes that take one. At the first request
-that is not such a request (another route, ``HEAD``, a WebSocket, a chunked body, a malformed
-or oversized head, a partial head at EOF) :meth:`HttpLane.serve` returns everything read
-from that request on, and the caller hands the connection to hypercorn with those bytes
-replayed first, so hypercorn answers it (400, 431, …) exactly as it would have.
+Only requests it fully understands are answered here: HTTP/1.0 or 1.1, a path of the route
+table (any method but ``DELETE /v1/files/...``; ``HEAD`` gets the status and headers of the
+``GET`` answer, without its body), a well-formed head with CRLF line ends (checked with h11's
+grammar), one ``Host`` (1.1), at most one plain ``Content-Length`` and no
+``Transfer-Encoding``, ``Expect``, ``Upgrade`` or ``Connection: upgrade``; and a body only
+for the routes that take one. At the first request that is not such a request (another
+route, a WebSocket, a chunked body, a malformed or oversized head, a partial head at EOF)
+:meth:`HttpLane.serve` returns everything read from that request on, and the caller hands
+the connection to hypercorn with those bytes replayed first, so hypercorn answers it (400,
+431, …) exactly as it would have.
 
 Behaviour kept from hypercorn/the ASGI route: idle keep-alive timeout (closed without a
 response), ``keep_alive_max_requests``, ``Connection: close`` and HTTP/1.0 (answered, then
@@ -255,13 +257,14 @@ class HttpLane:
         route = request.route
         need = request.length
         buf = conn.buf
+        head = request.method == "HEAD"
         early = fast.precheck(route, request.headers, need)
         if early is not None:
             if len(buf) - start >= need:  # the whole (small) body is here: drop it
                 conn.buf = buf[start + need :]
-                return await self._reply(conn, early, request.close) and not request.close
+                return await self._reply(conn, early, request.close, head) and not request.close
             conn.buf = buf[start:]
-            if await self._reply(conn, early, True):
+            if await self._reply(conn, early, True, head):
                 await conn.linger()
             return False
         if len(buf) - start >= need:
@@ -277,7 +280,7 @@ class HttpLane:
                         return False  # the client left mid-body: nobody to answer
                     parts += data
             if len(parts) < need:
-                await self._reply(conn, fastpath.BODY_TIMEOUT_REPLY, True)
+                await self._reply(conn, fastpath.BODY_TIMEOUT_REPLY, True, head)
                 return False
             body = bytes(parts[:need])
             conn.buf = bytes(parts[need:])
@@ -286,10 +289,11 @@ class HttpLane:
         )
         if reply is None:
             return False  # the client left during the exec (its group was killed)
-        return await self._reply(conn, reply, request.close) and not request.close
+        return await self._reply(conn, reply, request.close, head) and not request.close
 
-    async def _reply(self, conn: _Connection, reply: Reply, close: bool) -> bool:
-        """Write ``reply`` (one ``send`` when it fits); False when the connection broke."""
+    async def _reply(self, conn: _Connection, reply: Reply, close: bool, head: bool) -> bool:
+        """Write ``reply`` (one ``send`` when it fits; only status and headers for ``head``, a
+        ``HEAD`` request); False when the connection broke."""
         body = reply.body
         parts = [
             _STATUS_LINES.get(reply.status) or _status_line(reply.status),
@@ -307,6 +311,8 @@ class HttpLane:
         if close:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
+        if head:
+            return await conn.send(b"".join(parts))
         if len(body) <= _ONE_SEND:
             parts.append(body)
             return await conn.send(b"".join(parts))

@@ -1,12 +1,13 @@
-"""``serve``: opens the workspace jail, starts the dev-server supervisor and runs hypercorn.
+"""``serve``: opens the workspace jail, starts the dev-server supervisor and runs the HTTP stack.
 
 The dev server is spawned first, before the HTTP stack is even imported: those imports take
 about as long as Vite's own start, so doing them while Vite boots takes them off the
 cold-start path. They run in worker threads so the supervisor keeps pumping the dev server's
 output meanwhile. The runtime listens (and writes its ready file) as soon as hypercorn and
 the fast routes (``fastpath.py``: health, readiness, preview control, exec, file read/write)
-are up (the hot requests are answered by the raw HTTP/1.1 lane of ``httplane.py`` before
-hypercorn sees them); quart, the slowest import, is loaded after that for the remaining routes — once the
+are up: ``amicable_frontdoor`` serves them on hypercorn's connection handling, the hot
+requests answered by the raw HTTP/1.1 lane of ``httplane.py`` before hypercorn sees them;
+quart, the slowest import, is loaded after that for the remaining routes — once the
 dev server answers (or has stopped), a request needs it, or :data:`FULL_APP_DEFER_S` passed,
 whichever comes first, so that it does not compete with Vite's start for the CPU.
 """
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from .asgi import AsgiEntry
     from .config import RuntimeConfig
     from .fastpath import FastRoutes
     from .httplane import HttpLane
@@ -60,15 +62,16 @@ def write_ready_file(path: Path, port: int) -> None:
 
 def _build_front(
     config: RuntimeConfig, jail: Jail, supervisor: PreviewSupervisor
-) -> tuple[FastRoutes, Any, Any, HttpLane]:
-    """Import hypercorn and the fast routes; build them, the hypercorn config and the raw
-    HTTP/1.1 lane in front of hypercorn (blocking)."""
+) -> tuple[AsgiEntry, Any, Any, HttpLane]:
+    """Import hypercorn and the fast routes; build them, their ASGI entry (the app), the
+    hypercorn config and the raw HTTP/1.1 lane in front of hypercorn (blocking)."""
+    import amicable_frontdoor  # noqa: F401 - imported here, off the event loop
     from hypercorn.config import Config as HypercornConfig
 
+    from .asgi import AsgiEntry
     from .fastpath import FastRoutes
     from .files import WORKER_THREADS, Files
     from .httplane import HttpLane
-    from .listener import serve_isolated  # noqa: F401 - imported here, off the event loop
     from .wsguard import WebSocketRejectionGuard
 
     files = Files(jail, max_file_bytes=config.max_file_bytes)
@@ -80,16 +83,15 @@ def _build_front(
     hconfig.accesslog = None
     hconfig.errorlog = "-"
     hconfig.graceful_timeout = 2.0
-    return fast, WebSocketRejectionGuard(fast), hconfig, HttpLane(fast, hconfig)
+    entry = AsgiEntry(fast)
+    return entry, WebSocketRejectionGuard(entry), hconfig, HttpLane(fast, hconfig)
 
 
 def _build_full_app(fast: FastRoutes) -> Any:
     """Import quart and build the app behind the fast routes (blocking)."""
     from .app import create_app
 
-    return create_app(
-        fast.config, fast.jail, fast.supervisor, files=fast.files, limiter=fast.limiter
-    )
+    return create_app(fast)
 
 
 async def serve(
@@ -103,28 +105,29 @@ async def serve(
     quart has loaded.
 
     Cancellation:
-        hypercorn stops, then the supervisor kills and reaps the dev server's process group.
+        The front door stops (connections cancelled, bounded by twice the 2 s graceful
+        timeout), then the supervisor kills and reaps the dev server's process group.
     """
     jail = Jail(config.workspace)
     try:
         supervisor = PreviewSupervisor(config)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            fast, app, hconfig, lane = await trio.to_thread.run_sync(
+            entry, app, hconfig, lane = await trio.to_thread.run_sync(
                 _build_front, config, jail, supervisor
             )
-            from .listener import serve_isolated  # imported by the thread above
+            import amicable_frontdoor  # imported by the thread above
 
-            port = await nursery.start(partial(serve_isolated, app, hconfig, lane=lane))
+            port = await nursery.start(partial(amicable_frontdoor.serve, app, hconfig, lane=lane))
             if config.ready_file is not None:
                 write_ready_file(config.ready_file, port)
             task_status.started(port)
             with trio.move_on_after(FULL_APP_DEFER_S):
                 await _first_of(
-                    fast.app_wanted.wait,
+                    entry.app_wanted.wait,
                     lambda: supervisor.wait_state("running", "backoff", "exhausted", "stopped"),
                 )
             # the rest of the API: requests for it wait until it is built
-            fast.set_app(await trio.to_thread.run_sync(_build_full_app, fast))
+            entry.set_app(await trio.to_thread.run_sync(_build_full_app, entry.fast))
     finally:
         jail.close()

@@ -3,12 +3,13 @@
 hypercorn 0.18 crashes its whole server (not just the connection) when a client sends bytes
 during a WebSocket handshake that the app then rejects with an HTTP response (the
 ``websocket.http.response`` extension, which Quart uses for errors raised before accept):
-h11 is asked to send a second response and the ``LocalProtocolError`` escapes the listener
-nursery. Any unauthenticated client could stop the runtime that way. Two defences: a send
-that the protocol layer refuses (the connection is already answered) is dropped instead of
-propagating, and every refusal is
-turned into ``accept`` + one text frame with the error body + ``close`` (1008 for 401/403,
-1011 for 5xx, 1003 otherwise); once accepted, hypercorn hands further bytes to wsproto.
+h11 is asked to send a second response and the ``LocalProtocolError`` escapes the
+connection's handler. ``amicable_frontdoor`` confines such an error to its connection; this
+wrapper keeps it from happening at all. Two defences: a send that the protocol layer refuses
+(the connection is already answered) is dropped instead of propagating, and every refusal
+is turned into ``accept`` + one text frame with the error body + ``close`` (1008 for
+401/403, 1011 for 5xx, 1003 otherwise); once accepted, hypercorn hands further bytes to
+wsproto.
 """
 
 from __future__ import annotations

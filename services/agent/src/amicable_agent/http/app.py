@@ -151,7 +151,7 @@ def create_public_app(state: AppState) -> QuartTrio:
 
 
 def create_ws_handler(state: AppState) -> Callable[[RawWebSocket], Awaitable[None]]:
-    """The editor WebSocket handler of :func:`amicable_agent.http.ws_server.serve_public`
+    """The editor WebSocket handler of :class:`amicable_agent.http.ws_server.WebSocketLane`
     (the same checks as the app's own WebSocket routes, on the fast socket)."""
 
     async def handle(socket: RawWebSocket) -> None:

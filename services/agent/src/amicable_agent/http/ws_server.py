@@ -1,15 +1,16 @@
-"""The public port: editor WebSockets served directly on Trio streams, the rest by hypercorn.
+"""The public port's lane: editor WebSockets served directly on Trio streams.
 
 Every frame of a streamed turn to every editor goes out through this path, so it is kept
 short: :class:`RawWebSocket` writes ready-made frame bytes with one ``send_all`` (several
 queued messages in one write), with no ASGI queue, task hop or per-frame lock in between.
 The handshake, incoming frames, pings and the close handshake go through ``wsproto``.
 
-:func:`serve_public` accepts connections itself and reads the first request head: a
-WebSocket upgrade for one of the editor paths is served here; anything else (and every
-later request on that connection) is handed to hypercorn's own connection handler with the
-bytes already read, so HTTP routes (and the app's own WebSocket routes, a fallback) behave
-exactly as under ``hypercorn.trio.serve``.
+The public port is served by ``amicable_frontdoor`` with :class:`WebSocketLane` in front of
+hypercorn: the lane reads the first request head of each connection; a WebSocket upgrade
+for one of the editor paths is served here, anything else (and every later request on that
+connection) goes to hypercorn's connection handler with the bytes already read replayed, so
+HTTP routes (and the app's own WebSocket routes, a fallback) behave exactly as under
+``hypercorn.trio.serve``.
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
-from hypercorn.trio.lifespan import Lifespan
-from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
-from hypercorn.utils import wrap_app
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -38,9 +34,6 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from amicable_agent.sessions import frame_bytes
-
-if TYPE_CHECKING:
-    from hypercorn.config import Config as HypercornConfig
 
 log = logging.getLogger(__name__)
 
@@ -215,35 +208,6 @@ class RawWebSocket:
 WsHandler = Callable[[RawWebSocket], Awaitable[None]]
 
 
-class _Replay(trio.abc.Stream):
-    """A socket stream whose first reads return bytes already taken from it (hypercorn's
-    connection handler reads ``.socket`` for the addresses)."""
-
-    def __init__(self, stream: trio.SocketStream, head: bytes) -> None:
-        self.socket = stream.socket
-        self._stream = stream
-        self._head = head
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._head:
-            data, self._head = self._head, b""
-            await trio.lowlevel.checkpoint()
-            return data
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 def _websocket_target(head: bytes, paths: tuple[str, ...]) -> bool:
     """Whether ``head`` is a GET WebSocket upgrade of one of ``paths``."""
     request_line, _, headers = head.partition(b"\r\n")
@@ -287,38 +251,40 @@ async def _serve_websocket(stream: trio.SocketStream, head: bytes, handler: WsHa
         await trio.aclose_forcefully(stream)
 
 
-async def serve_public(
-    app: Any,
-    config: HypercornConfig,
-    *,
-    host: str,
-    port: int,
-    ws_paths: tuple[str, ...],
-    ws_handler: WsHandler,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``app`` (ASGI) on ``host:port``, with WebSocket upgrades of ``ws_paths`` going
-    to ``ws_handler`` (called with an accepted-by-handshake-parse, not yet accepted socket:
-    it calls :meth:`RawWebSocket.accept` or closes). ``task_status`` receives the port.
+class WebSocketLane:
+    """The public port's lane (an ``amicable_frontdoor.Lane``): editor WebSockets on the raw
+    connection, everything else handed to hypercorn.
 
-    Cancellation: stops listening; open connections are cancelled.
+    Args:
+        ws_paths: the editor's WebSocket paths (``/``, ``/ws``).
+        ws_handler: called with each upgrade's socket, handshake parsed but not yet accepted:
+            it calls :meth:`RawWebSocket.accept` or closes.
+        keep_alive_timeout_s: how long a new connection may take to send its first head.
+        max_message_size: largest incoming message (then close 1009).
     """
-    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
-    lifespan_state: dict[str, Any] = {}
-    lifespan = Lifespan(wrapped, config, lifespan_state)
-    context = WorkerContext(None)
-    max_size = int(config.websocket_max_message_size)
 
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            await route(stream)
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
+    def __init__(
+        self,
+        ws_paths: tuple[str, ...],
+        ws_handler: WsHandler,
+        *,
+        keep_alive_timeout_s: float,
+        max_message_size: int,
+    ) -> None:
+        self.ws_paths = ws_paths
+        self.ws_handler = ws_handler
+        self.keep_alive_timeout_s = keep_alive_timeout_s
+        self.max_message_size = max_message_size
 
-    async def route(stream: trio.SocketStream) -> None:
+    async def serve(self, stream: trio.SocketStream) -> bytes | None:
+        """Serve ``stream`` if its first request is an editor WebSocket upgrade.
+
+        Returns:
+            ``None`` when the connection is finished (the WebSocket ended, or the client
+            sent nothing); otherwise the bytes read, for hypercorn to parse first.
+        """
         head = b""
-        with trio.move_on_after(config.keep_alive_timeout):
+        with trio.move_on_after(self.keep_alive_timeout_s):
             while b"\r\n\r\n" not in head and len(head) <= _MAX_HEAD:
                 try:
                     chunk = await stream.receive_some(_RECEIVE)
@@ -328,21 +294,8 @@ async def serve_public(
                     break
                 head += chunk
         if not head:
-            await trio.aclose_forcefully(stream)
-            return
-        if b"\r\n\r\n" in head and _websocket_target(head, ws_paths):
-            await _serve_websocket(stream, head, ws_handler, max_size)
-            return
-        server = TCPServer(wrapped, config, context, ConnectionState(lifespan_state.copy()),
-                           _Replay(stream, head))  # type: ignore[arg-type]  # fmt: skip
-        await server.run()
-
-    async with trio.open_nursery() as lifespan_nursery:
-        await lifespan_nursery.start(lifespan.handle_lifespan)
-        await lifespan.wait_for_startup()
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        bound = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handle, listeners)
-            task_status.started(bound)
-        lifespan_nursery.cancel_scope.cancel()
+            return None
+        if b"\r\n\r\n" in head and _websocket_target(head, self.ws_paths):
+            await _serve_websocket(stream, head, self.ws_handler, self.max_message_size)
+            return None
+        return head

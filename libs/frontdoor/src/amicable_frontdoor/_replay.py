@@ -1,17 +1,16 @@
-"""A socket stream whose first read returns bytes already taken from it.
-
-The raw lane (``httplane.py``) reads a request head before deciding that hypercorn should
-answer it; hypercorn's connection handler then gets this stream, so it parses those bytes
-first, exactly as if it had read them itself (the agent's public port does the same).
-"""
+"""A socket stream whose first read returns bytes already taken from it."""
 
 from __future__ import annotations
 
 import trio
 
 
-class Replay(trio.abc.Stream):
+class ReplayStream(trio.abc.Stream):
     """``stream`` with ``head`` served first; hypercorn reads ``.socket`` for the addresses.
+
+    A lane reads a request head (or more) before deciding that hypercorn should answer it;
+    hypercorn's connection handler then gets this stream and parses those bytes first,
+    exactly as if it had read them itself.
 
     Args:
         stream: the client connection.
@@ -24,7 +23,7 @@ class Replay(trio.abc.Stream):
         self._head = head
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """The replayed bytes first, then the stream's."""
+        """The replayed bytes first (all at once), then the stream's."""
         if self._head:
             data, self._head = self._head, b""
             await trio.lowlevel.checkpoint()
