@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = {
     "libs/protocol": "amicable_protocol",
+    "libs/settings": "amicable_settings",
     "services/agent": "amicable_agent",
     "services/sandbox_runtime": "amicable_sandbox_runtime",
     "services/preview_router": "amicable_preview_router",
