@@ -120,10 +120,10 @@ def test_choice_is_case_insensitive_and_names_the_options() -> None:
     assert choice({"MODE": "Kubernetes"}, "MODE", "local", ("local", "kubernetes")) == (
         "kubernetes"
     )
-    with pytest.raises(
-        SettingsError, match=r"^MODE must be one of local, kubernetes, got 'docker'$"
-    ):
+    with pytest.raises(SettingsError, match=r"^MODE must be local or kubernetes, got 'docker'$"):
         choice({"MODE": "docker"}, "MODE", "local", ("local", "kubernetes"))
+    with pytest.raises(SettingsError, match=r"^V must be private, internal or public, got 'x'$"):
+        choice({"V": "x"}, "V", "internal", ("private", "internal", "public"))
 
 
 def test_comma_list_strips_and_drops_empty_items() -> None:

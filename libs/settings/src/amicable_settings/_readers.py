@@ -164,7 +164,9 @@ def choice(env: Mapping[str, str], name: str, default: S, allowed: Collection[S]
     for option in allowed:
         if option.lower() == raw.lower():
             return option
-    raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {_shown(raw)}", name=name)
+    *others, last = allowed
+    options = f"{', '.join(others)} or {last}" if others else last
+    raise SettingsError(f"{name} must be {options}, got {_shown(raw)}", name=name)
 
 
 def comma_list(env: Mapping[str, str], name: str, default: D) -> tuple[str, ...] | D:

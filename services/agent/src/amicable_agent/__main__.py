@@ -24,7 +24,11 @@ log = logging.getLogger("amicable_agent")
 
 
 def build_engine(env: Mapping[str, str]) -> TurnEngine | None:
-    """The LLM loop if it is part of this build and a model is configured, else None."""
+    """The LLM loop if it is part of this build and a model is configured, else None.
+
+    Raises:
+        ConfigError: a loop setting is malformed (``LoopConfigError``).
+    """
     try:
         from .loop.engine import create_engine  # type: ignore[attr-defined,unused-ignore]
         from .loop.settings import LoopSettings  # type: ignore[attr-defined,unused-ignore]
@@ -54,13 +58,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = dict(os.environ)
     try:
         config = AgentConfig.from_env(env)
+        engine = build_engine(env)
     except ConfigError as exc:
         sys.exit(f"amicable-agent: {exc}")
     if args.port is not None:
         import attrs
 
         config = attrs.evolve(config, port=args.port)
-    engine = build_engine(env)
     kube_config = None
     if config.sandbox_backend == "kubernetes":
         from amicable_agent.sandboxes.kubernetes.backend import KubernetesBackendConfig

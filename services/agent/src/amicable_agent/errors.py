@@ -20,13 +20,15 @@ Exception tree::
 
 from __future__ import annotations
 
+from amicable_settings import SettingsError
+
 
 class AgentError(Exception):
     """Root of every error the agent raises on purpose."""
 
 
-class ConfigError(AgentError, ValueError):
-    """An environment variable has a value the agent cannot use."""
+class ConfigError(AgentError, SettingsError):
+    """An environment variable has a value the agent cannot use (a ``ValueError``)."""
 
 
 class SandboxError(AgentError):

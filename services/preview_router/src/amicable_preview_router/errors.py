@@ -13,13 +13,15 @@ Exception tree::
 
 from __future__ import annotations
 
+from amicable_settings import SettingsError
+
 
 class RouterError(Exception):
     """Root of every error the preview router raises on purpose."""
 
 
-class ConfigError(RouterError):
-    """The configuration is invalid (message names the variable)."""
+class ConfigError(RouterError, SettingsError):
+    """The configuration is invalid (message names the variable; a ``ValueError``)."""
 
 
 class BadRequest(RouterError):
