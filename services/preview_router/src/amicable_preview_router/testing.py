@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import trio
-from amicable_protocol._converter import unstructure
+from amicable_protocol import unstructure
 from amicable_protocol.preview import PreviewResolution
 
 from .http1 import RequestHead, parse_request_head, simple_response

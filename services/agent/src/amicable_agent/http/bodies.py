@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amicable_protocol._converter import unstructure
+from amicable_protocol import unstructure
 from amicable_protocol.http import ErrorBody
 from quart import Response, jsonify, request
 

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx2
 import trio
-from amicable_protocol._converter import structure, unstructure
+from amicable_protocol import structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.runtime import (
     EditRequest,
