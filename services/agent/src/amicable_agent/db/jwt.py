@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
+from amicable_agent.errors import AgentError
+
 if TYPE_CHECKING:
     from jwt.types import Options
 
@@ -36,7 +38,7 @@ _DECODE_OPTIONS: Options = {
 }
 
 
-class InvalidJwt(ValueError):
+class InvalidJwt(AgentError, ValueError):
     """A token that does not verify (bad shape, algorithm, signature, or expired)."""
 
 

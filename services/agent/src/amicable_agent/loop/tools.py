@@ -16,7 +16,7 @@ from amicable_protocol.runtime import ExecExit
 
 from amicable_agent.db.tools import DB_TOOL_DEFINITIONS, DB_TOOL_NAMES
 from amicable_agent.db.tools import status_line as db_status_line
-from amicable_agent.errors import RuntimeClientError
+from amicable_agent.errors import AgentError, RuntimeClientError
 
 from .compaction import truncate_middle
 from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
@@ -84,7 +84,7 @@ class ToolOutcome:
     changed_path: str | None = None
 
 
-class ToolInputError(Exception):
+class ToolInputError(AgentError):
     """A tool was called with missing or mistyped arguments."""
 
 
