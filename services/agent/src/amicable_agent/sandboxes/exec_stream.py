@@ -57,6 +57,11 @@ class ExecStream:
         self._deadline = deadline
         self._done = False
 
+    @property
+    def finished(self) -> bool:
+        """The exit frame has been received."""
+        return self._done
+
     def __aiter__(self) -> ExecStream:
         return self
 
@@ -176,8 +181,9 @@ async def open_exec_stream(
             and error code), or see :class:`ExecStream`.
 
     Cancellation: leaving the block, normally or by an exception or cancellation, closes
-    the WebSocket (a close handshake of at most ``CLOSE_TIMEOUT_S``, then the socket); the
-    runtime then kills the command's process group.
+    the socket; before the exit frame, after a close handshake of at most
+    ``CLOSE_TIMEOUT_S`` (none when cancelled). The runtime then kills the command's process
+    group.
     """
     deadline = trio.current_time() + total_timeout_s
     headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
@@ -201,12 +207,16 @@ async def open_exec_stream(
                     await ws.send_message(json.dumps(unstructure(request)))
             except (trio.TooSlowError, ConnectionClosed) as exc:
                 raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
+            items = ExecStream(ws, deadline)
             try:
-                yield ExecStream(ws, deadline)
+                yield items
             finally:
-                with trio.move_on_after(CLOSE_TIMEOUT_S):
-                    await ws.aclose()
-                await stream.aclose()  # ends the reader, whoever closed first
+                if not items.finished:  # the command may still run: say goodbye properly
+                    with trio.move_on_after(CLOSE_TIMEOUT_S):
+                        await ws.aclose()
+                # After the exit frame the runtime closes anyway; waiting for its close
+                # frame would only add a round trip to every command.
+                await stream.aclose()  # also ends the reader task
     except BaseExceptionGroup as group:
         _raise_one(group)
     finally:
