@@ -1,11 +1,11 @@
 """The runtime's ``WebSocket /v1/exec/stream``: one command's output as it happens.
 
 The WebSocket itself is trio-websocket's client (handshake, pings, fragments, close) on a
-TCP stream we own; this module only speaks the exec protocol on it: send the :class:`ExecRequest` as the first
-frame, then read :class:`ExecOutput` frames in order and the :class:`ExecExit` last. Closing
-the socket early (leaving the block, or being cancelled) makes the runtime kill the command's
-process group. trio-websocket's errors become
-:class:`~amicable_agent.errors.RuntimeClientError` here and nowhere else.
+TCP stream we own; this module only speaks the exec protocol on it: send the
+:class:`ExecRequest` as the first frame, then read :class:`ExecOutput` frames in order and
+the :class:`ExecExit` last. Closing the socket early (leaving the block, or being
+cancelled) makes the runtime kill the command's process group. trio-websocket's errors
+become :class:`~amicable_agent.errors.RuntimeClientError` here and nowhere else.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 
 #: Deadline of the TCP connect + WebSocket handshake.
 CONNECT_TIMEOUT_S = 30.0
-#: How long leaving the block waits for the runtime's close reply before closing the socket
-#: anyway (either way the runtime sees the disconnect and kills the process group).
+#: How long leaving the block before the exit frame waits for the runtime's close reply
+#: before closing the socket anyway (either way the runtime sees the disconnect and kills
+#: the process group).
 CLOSE_TIMEOUT_S = 5.0
 #: Largest frame accepted (output chunks are far smaller; this only bounds memory).
 MAX_FRAME_BYTES = 16 * 1024 * 1024
