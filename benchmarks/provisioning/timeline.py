@@ -36,7 +36,8 @@ import trio
 from amicable_agent.cli import UpOptions, up
 from amicable_agent.config import AgentConfig
 from amicable_agent.sandboxes.local.backend import LocalBackendConfig
-from amicable_testing import decode_server_message, ws_send
+from amicable_protocol import decode_server_message
+from amicable_testing import ws_send
 from trio_websocket import open_websocket_url
 
 sys.path.insert(0, str(Path(__file__).parent))

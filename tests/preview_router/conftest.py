@@ -20,8 +20,8 @@ import trio
 from amicable_preview_router.config import RouterConfig
 from amicable_preview_router.metrics import Metrics
 from amicable_preview_router.server import serve
-from amicable_preview_router.testing import FakeResolver
 from amicable_protocol.preview import PreviewResolution
+from amicable_testing.fake_resolver import FakeResolver
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 BASE = "preview.localhost"

@@ -16,8 +16,8 @@ from amicable_preview_router import proxy
 from amicable_preview_router.lane import NONE, SENDING, SENT, STAGED, Lane
 from amicable_preview_router.metrics import Metrics
 from amicable_preview_router.server import serve
-from amicable_preview_router.testing import FakeResolver
 from amicable_protocol.preview import PreviewResolution
+from amicable_testing.fake_resolver import FakeResolver
 
 from .conftest import BASE, LoopbackServer, RouterUnderTest, make_config
 

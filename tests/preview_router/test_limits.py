@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 from amicable_preview_router.metrics import Metrics
 from amicable_preview_router.server import serve
-from amicable_preview_router.testing import FakeResolver
+from amicable_testing.fake_resolver import FakeResolver
 
 from .conftest import BASE, RouterUnderTest, make_config, raw_exchange
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from amicable_preview_router.testing import HOSTILE_HOSTS
+from amicable_testing.fake_resolver import HOSTILE_HOSTS
 
 from .conftest import BASE, RouterUnderTest, raw_exchange
 

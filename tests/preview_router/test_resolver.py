@@ -18,8 +18,8 @@ from amicable_preview_router.resolver import (
     parse_upstream_url,
 )
 from amicable_preview_router.routing import classify_host
-from amicable_preview_router.testing import FakeResolver
 from amicable_protocol.preview import PreviewResolution
+from amicable_testing.fake_resolver import FakeResolver
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -12,7 +12,7 @@ from amicable_preview_router.routing import (
     normalise_base_domain,
     route_request,
 )
-from amicable_preview_router.testing import HOSTILE_HOSTS
+from amicable_testing.fake_resolver import HOSTILE_HOSTS
 
 BASE = "preview.localhost"
 

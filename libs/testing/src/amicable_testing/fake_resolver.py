@@ -1,8 +1,10 @@
-"""Fakes for tests of the router and of its peers (like ``trio.testing``).
+"""A fake of the agent's preview resolver, for tests of the preview router (and its peers).
 
 :class:`FakeResolver` speaks the agent's resolver protocol on a real loopback socket:
 ``GET <path>?host=<host>`` with ``X-Amicable-Preview-Token`` -> 200 :class:`PreviewResolution`
-JSON, 404, or whatever status/behaviour a test sets for a host.
+JSON, 404, or whatever status/behaviour a test sets for a host. It parses and answers with
+the router's own HTTP/1 functions, so it accepts exactly what the router would.
+:data:`HOSTILE_HOSTS` lists Host values the router must never proxy.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import trio
-from amicable_protocol import unstructure
-from amicable_protocol.preview import PreviewResolution
-
-from .http1 import RequestHead, parse_request_head, simple_response
+from amicable_preview_router.http1 import RequestHead, parse_request_head, simple_response
+from amicable_protocol import PreviewResolution, unstructure
 
 #: Host header values that must never reach an upstream (with base ``preview.localhost``).
 HOSTILE_HOSTS: tuple[bytes, ...] = (
