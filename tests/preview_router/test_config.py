@@ -55,6 +55,7 @@ def test_environment_is_read(tmp_path: Path) -> None:
     [
         {"PREVIEW_BASE_DOMAIN": "*.example.com"},
         {"AMICABLE_PREVIEW_ROUTER_PORT": "eighty"},
+        {"AMICABLE_PREVIEW_ROUTER_PORT": "70000"},
         {"AMICABLE_PREVIEW_CACHE_TTL_S": "-1"},
         {"AMICABLE_PREVIEW_FORWARDED_PROTO": "gopher"},
         {"AMICABLE_PREVIEW_UPSTREAM_TEMPLATE": "http://{label}:3000"},

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from amicable_agent.config import AgentConfig
+from amicable_agent.db.config import hasura_config_from_env
 from amicable_agent.errors import ConfigError
+from amicable_agent.loop.settings import LoopSettings
+from amicable_agent.sandboxes.kubernetes.config import KubernetesBackendConfig
 from amicable_agent.sandboxes.local.backend import LocalBackendConfig
 
 
@@ -40,8 +45,44 @@ def test_spares_and_integrations_from_env() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("AMICABLE_SPARE_WORKSPACES", "two"), ("AMICABLE_GIT_SYNC_ENABLED", "1")],
+    [
+        ("AMICABLE_SPARE_WORKSPACES", "two"),
+        ("AMICABLE_GIT_SYNC_ENABLED", "1"),
+        ("AMICABLE_AGENT_PORT", "70000"),
+        ("AMICABLE_SANDBOX_BACKEND", "docker"),
+        ("AMICABLE_SESSION_IDLE_TIMEOUT_S", "-5"),
+        ("AMICABLE_PREVIEW_RESOLVER_TOKEN_FILE", "/nonexistent/token"),
+    ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         AgentConfig.from_env({"HOME": "/home/u", name: value})
+
+
+def test_secrets_come_from_the_variable_or_its_file(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    name = "AMICABLE_PREVIEW_RESOLVER_TOKEN"
+    assert AgentConfig.from_env({f"{name}_FILE": str(token)}).preview_resolver_token == (
+        "from-file"
+    )
+    both = {name: "direct", f"{name}_FILE": str(token)}
+    assert AgentConfig.from_env(both).preview_resolver_token == "direct"
+
+
+def test_every_config_error_of_the_agent_is_one_config_error() -> None:
+    with pytest.raises(ConfigError, match="AMICABLE_TURN_TIMEOUT_S"):
+        LoopSettings.from_env({"AMICABLE_TURN_TIMEOUT_S": "soon"})
+    with pytest.raises(ConfigError, match="SANDBOX_RUNTIME_PORT"):
+        KubernetesBackendConfig.from_env({"SANDBOX_RUNTIME_PORT": "http"})
+    with pytest.raises(ConfigError, match="HASURA_GRAPHQL_ADMIN_SECRET_FILE"):
+        hasura_config_from_env(
+            {"HASURA_BASE_URL": "http://h", "HASURA_GRAPHQL_ADMIN_SECRET_FILE": "/nonexistent"}
+        )
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_blank_values_mean_the_default() -> None:
+    config = AgentConfig.from_env({"HOME": "/home/u", "AMICABLE_AGENT_HOST": " "})
+    assert config.host == "127.0.0.1"
+    assert LoopSettings.from_env({"DEEPAGENTS_QA": ""}).qa_enabled is True

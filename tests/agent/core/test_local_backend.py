@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import aclosing
 from pathlib import Path
 
 import attrs
@@ -59,7 +58,7 @@ async def test_create_preview_runtime_api_and_resume_after_restart(tmp_path: Pat
                 "err",
             )
             items = []
-            async with aclosing(rt.exec_stream("echo one; echo two")) as stream:
+            async with rt.open_exec_stream("echo one; echo two") as stream:
                 async for item in stream:
                     items.append(item)
             out = "".join(i.data for i in items if isinstance(i, ExecOutput))
@@ -115,8 +114,8 @@ async def test_exec_stream_closed_early_kills_the_command(tmp_path: Path) -> Non
         handle = await backend.ensure("s-2", project_id="s-2", template_id="vite")
         marker = tmp_path / "sleeper.pid"
         async with open_runtime_client(handle.runtime_url, handle.runtime_token) as rt:
-            async with aclosing(
-                rt.exec_stream(f"echo $$ > {marker}; echo started; sleep 300")
+            async with rt.open_exec_stream(
+                f"echo $$ > {marker}; echo started; sleep 300"
             ) as stream:
                 async for item in stream:
                     if isinstance(item, ExecOutput) and "started" in item.data:

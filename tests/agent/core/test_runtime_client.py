@@ -11,18 +11,22 @@ import io
 import json
 import os
 import signal
+import socket
 import sys
 import tarfile
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, suppress
+from contextlib import AbstractAsyncContextManager, aclosing, suppress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
 import trio
 from amicable_agent.errors import RuntimeClientError
+from amicable_agent.sandboxes.exec_stream import open_exec_stream
 from amicable_agent.sandboxes.runtime_client import open_runtime_client
+from amicable_protocol import ExecExit, ExecOutput, ExecRequest
 
 TOKEN = "runtime-client-test-token"
 Action = Callable[[trio.SocketStream], Awaitable[bool]]  # True: keep the connection open
@@ -375,3 +379,99 @@ async def test_real_runtime_archive_streams_zip_and_tar(real_runtime_url: str) -
         assert ".env" not in zf.namelist()
     with tarfile.open(fileobj=io.BytesIO(archives["tar.gz"]), mode="r:gz") as tar:
         assert tar.extractfile("assets/big.bin").read() == big  # type: ignore[union-attr]
+
+
+# --- /v1/exec/stream against the real runtime ------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+async def _wait_dead(pid: int) -> None:
+    with trio.fail_after(10):
+        while _alive(pid):  # another process's death: nothing to wait on but polling
+            await trio.sleep(0.02)
+
+
+async def test_exec_stream_yields_output_in_order_then_the_exit(real_runtime_url: str) -> None:
+    command = "for i in 1 2 3; do echo line$i; sleep 0.05; done; echo err >&2; exit 4"
+    async with (
+        open_runtime_client(real_runtime_url, TOKEN) as client,
+        client.open_exec_stream(command) as items,
+    ):
+        got = [item async for item in items]
+        with pytest.raises(StopAsyncIteration):  # nothing after the exit
+            await anext(items)
+    assert isinstance(got[-1], ExecExit)
+    assert (got[-1].exit_code, got[-1].timed_out) == (4, False)
+    outputs = [i for i in got[:-1] if isinstance(i, ExecOutput)]
+    assert len(outputs) == len(got) - 1
+    assert len(outputs) >= 3  # streamed as it happened, not collected
+    stdout = "".join(i.data for i in outputs if i.stream == "stdout")
+    assert stdout == "line1\nline2\nline3\n"
+    assert "".join(i.data for i in outputs if i.stream == "stderr") == "err\n"
+
+
+async def test_leaving_the_exec_stream_early_kills_the_command(
+    real_runtime_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ws" / "sleeper.pid"
+    async with open_runtime_client(real_runtime_url, TOKEN) as client:
+        async with client.open_exec_stream("echo $$ > sleeper.pid; echo started; sleep 300") as s:
+            async for item in s:
+                if isinstance(item, ExecOutput) and "started" in item.data:
+                    break
+        await _wait_dead(int(marker.read_text()))
+        # Cancelled while waiting for output: the same.
+        with trio.move_on_after(0.5):
+            async with client.open_exec_stream("echo $$ > sleeper.pid; exec sleep 300") as s:
+                async for _item in s:
+                    pass
+        await _wait_dead(int(marker.read_text()))
+        assert (await client.exec("echo still fine")).stdout == "still fine\n"
+
+
+async def _drain(stream: AbstractAsyncContextManager[AsyncIterator[object]]) -> list[object]:
+    async with stream as items:
+        return [item async for item in items]
+
+
+async def test_exec_stream_errors_are_runtime_client_errors(
+    real_runtime_url: str, tmp_path: Path
+) -> None:
+    async with open_runtime_client(real_runtime_url, "wrong") as bad:
+        with pytest.raises(RuntimeClientError) as refused:
+            await _drain(bad.open_exec_stream("touch pwned"))
+    # The runtime accepts the upgrade, then answers with an error frame and closes (1008).
+    assert (refused.value.status, refused.value.code) == (400, "unauthorized")
+    assert not (tmp_path / "ws" / "pwned").exists()
+    async with open_runtime_client(real_runtime_url, TOKEN) as client:
+        with pytest.raises(RuntimeClientError) as bad_cwd:
+            await _drain(client.open_exec_stream("true", cwd="/no/such/dir"))
+    assert bad_cwd.value.status == 400
+    assert bad_cwd.value.code
+    # The whole stream's deadline (here 0.3 s; the exec's own timeout plus slack in use).
+    request = ExecRequest("echo $$ > slow.pid; sleep 30", None, None, None)
+    with pytest.raises(RuntimeClientError) as slow:
+        await _drain(open_exec_stream(urlsplit(real_runtime_url), TOKEN, request, 0.3))
+    assert slow.value.code == "timeout"
+    await _wait_dead(int((tmp_path / "ws" / "slow.pid").read_text()))
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    async with open_runtime_client(f"http://127.0.0.1:{closed}", TOKEN) as nowhere:
+        with pytest.raises(RuntimeClientError) as unreachable:
+            await _drain(nowhere.open_exec_stream("true"))
+    assert (unreachable.value.status, unreachable.value.code) == (0, "unreachable")
+
+
+async def test_an_error_in_the_block_is_not_wrapped_in_a_group(real_runtime_url: str) -> None:
+    async with open_runtime_client(real_runtime_url, TOKEN) as client:
+        with pytest.raises(KeyError, match="mine"):
+            async with client.open_exec_stream("sleep 30"):
+                raise KeyError("mine")

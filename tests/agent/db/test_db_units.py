@@ -144,6 +144,76 @@ def test_jwt_expiry_signature_and_algorithm_are_checked() -> None:
         decode_hs256("not-a-token", KEY.encode())
 
 
+#: Tokens minted by the hand-written HS256 encoder this module had before PyJWT: the same
+#: inputs must still give the same bytes (sorted compact JSON, the same header).
+_GOLDEN_TOKEN = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3MDAwMDAzMDAsImh0dHBzOi8vaGFzdXJhLmlvL2p3dC9"
+    "jbGFpbXMiOnsieC1oYXN1cmEtYWxsb3dlZC1yb2xlcyI6WyJhcHBfMDEyMzQ1Njc4OWFiIl0sIngtaGFzdXJhLWFwcC1p"
+    "ZCI6InAxIiwieC1oYXN1cmEtZGVmYXVsdC1yb2xlIjoiYXBwXzAxMjM0NTY3ODlhYiJ9LCJpYXQiOjE3MDAwMDAwMDB9"
+    ".Ud_7Q4qQ0OfaKVi8GcQ7D1fXte9USWZg0WSV8q4KlSE"
+)
+_GOLDEN_STRINGIFIED = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiJoYXN1cmEtYXBwIiwiZXhwIjozMDUsImhhc3VyYSI6Int"
+    "cIngtaGFzdXJhLWFsbG93ZWQtcm9sZXNcIjpbXCJyXCJdLFwieC1oYXN1cmEtYXBwLWlkXCI6XCJhXCIsXCJ4LWhhc3Vy"
+    "YS1kZWZhdWx0LXJvbGVcIjpcInJcIn0iLCJpYXQiOjUsImlzcyI6ImFtaWNhYmxlIn0.gMuWfAuMcps9U5MVvaZ0BCurJg"
+    "AaiXqt4MFNUa1k7oc"
+)
+
+
+def test_minted_tokens_are_byte_identical_to_the_previous_encoder() -> None:
+    key = b"k" * 32
+    token = mint_hasura_jwt(JwtSecret(key=key), role="app_0123456789ab", app_id="p1", now=1.7e9)
+    assert token == _GOLDEN_TOKEN
+    secret = JwtSecret(
+        key=key,
+        claims_namespace="hasura",
+        claims_format="stringified_json",
+        issuer="amicable",
+        audience="hasura-app",
+    )
+    assert mint_hasura_jwt(secret, role="r", app_id="a", now=5) == _GOLDEN_STRINGIFIED
+    # The audience is put in for Hasura, not checked here (as before).
+    assert decode_hs256(_GOLDEN_STRINGIFIED, key, now=6)["aud"] == "hasura-app"
+
+
+def _signed(header: object, payload: object, key: bytes, digest: str = "sha256") -> str:
+    import hashlib
+    import hmac
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    head = b64(json.dumps(header).encode()) + "." + b64(json.dumps(payload).encode())
+    mac = hmac.new(key, head.encode(), getattr(hashlib, digest)).digest()
+    return head + "." + b64(mac)
+
+
+def test_only_hs256_is_accepted_even_with_the_right_key() -> None:
+    key = KEY.encode()
+    claims = {"exp": 2000}
+    assert decode_hs256(_signed({"alg": "HS256"}, claims, key), key, now=1000) == claims
+    for header, digest in (({"alg": "HS512"}, "sha512"), ({"alg": "HS384"}, "sha384")):
+        with pytest.raises(InvalidJwt, match="HS256"):
+            decode_hs256(_signed(header, claims, key, digest), key, now=1000)
+    # "none" with a signature attached, and with the HS256 signature of another header.
+    with pytest.raises(InvalidJwt, match="HS256"):
+        decode_hs256(_signed({"alg": "none"}, claims, key), key, now=1000)
+    with pytest.raises(InvalidJwt):
+        decode_hs256(_signed({}, claims, key), key, now=1000)
+
+
+def test_a_token_without_exp_or_with_a_bad_one_is_refused() -> None:
+    key = KEY.encode()
+    with pytest.raises(InvalidJwt, match="JWTExpired"):
+        decode_hs256(_signed({"alg": "HS256"}, {"iat": 1}, key), key, now=1000)
+    with pytest.raises(InvalidJwt, match="JWTExpired"):
+        decode_hs256(_signed({"alg": "HS256"}, {"exp": "later"}, key), key, now=1000)
+    with pytest.raises(InvalidJwt, match="JWTExpired"):  # exp == now is expired
+        decode_hs256(_signed({"alg": "HS256"}, {"exp": 1000}, key), key, now=1000)
+    with pytest.raises(InvalidJwt):
+        decode_hs256(_signed({"alg": "HS256"}, [1], key), key, now=1000)
+
+
 def test_jwt_honours_namespace_format_issuer_audience() -> None:
     secret = JwtSecret(
         key=KEY.encode(),

@@ -178,7 +178,7 @@ async def test_try_prepare_session_never_fails_the_session(
 
 
 async def test_init_fields_encode_like_upstream(hasura: Hasura, workspace: Path) -> None:
-    from amicable_protocol._converter import unstructure
+    from amicable_protocol import unstructure
     from amicable_protocol.messages import InitReply, ProjectInfo
 
     async with open_app_database(hasura.config, origins=static_origins({})) as db:

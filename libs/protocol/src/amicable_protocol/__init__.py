@@ -8,6 +8,11 @@ No I/O happens here. Services and the frontend (via generated JSON Schema,
 - ``preview``: the preview resolver's answer to the router;
 - ``http``: the error body of every HTTP API;
 - ``errors``: :class:`ProtocolError`, raised for anything that does not decode.
+
+:func:`structure` (JSON-ready data -> a wire type, ``strict=True`` for peers we own; raises
+:class:`ProtocolError`) and :func:`unstructure` (a wire type -> JSON-ready data) are the
+public entry points of the package's one converter; other members never import its private
+modules.
 """
 
 from ._converter import structure, unstructure

@@ -2,7 +2,7 @@
 
 For tests of the agent loop without the sandbox runtime service: files live in ``root``,
 commands run with ``trio`` in their own process group (killed as a group when the caller
-cancels or leaves an ``exec_stream`` early), and the dev-server calls answer a fixed status.
+cancels or leaves an ``open_exec_stream`` block early), and the dev-server calls answer a fixed status.
 """
 
 from __future__ import annotations
@@ -310,15 +310,28 @@ class WorkspaceRuntime:
             int((trio.current_time() - start) * 1000),
         )
 
-    async def exec_stream(
+    @contextlib.asynccontextmanager
+    async def open_exec_stream(
         self,
         command: str,
         *,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout_s: float | None = None,
-    ) -> AsyncIterator[ExecOutput | ExecExit]:
-        """Stream merged output; leaving early or cancelling kills the process group."""
+    ) -> AsyncIterator[AsyncIterator[ExecOutput | ExecExit]]:
+        """Stream merged output; leaving the block early or cancelling kills the group."""
+        items = self._exec_items(command, cwd=cwd, env=env, timeout_s=timeout_s)
+        async with contextlib.aclosing(items):
+            yield items
+
+    async def _exec_items(
+        self,
+        command: str,
+        *,
+        cwd: str | None,
+        env: dict[str, str] | None,
+        timeout_s: float | None,
+    ) -> AsyncGenerator[ExecOutput | ExecExit]:
         self.exec_log.append(command)
         start = trio.current_time()
         deadline = start + (timeout_s or self.exec_timeout_s)

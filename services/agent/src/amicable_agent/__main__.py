@@ -24,7 +24,11 @@ log = logging.getLogger("amicable_agent")
 
 
 def build_engine(env: Mapping[str, str]) -> TurnEngine | None:
-    """The LLM loop if it is part of this build and a model is configured, else None."""
+    """The LLM loop if it is part of this build and a model is configured, else None.
+
+    Raises:
+        ConfigError: a loop setting is malformed (``LoopConfigError``).
+    """
     try:
         from .loop.engine import create_engine  # type: ignore[attr-defined,unused-ignore]
         from .loop.settings import LoopSettings  # type: ignore[attr-defined,unused-ignore]
@@ -59,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = dict(os.environ)
     try:
         config = AgentConfig.from_env(env)
+        engine = build_engine(env)
     except ConfigError as exc:
         sys.exit(f"amicable-agent: {exc}")
     import attrs
@@ -73,7 +78,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_exposure(config)
     except ConfigError as exc:
         sys.exit(f"amicable-agent: {exc}")
-    engine = build_engine(env)
     kube_config = None
     if config.sandbox_backend == "kubernetes":
         from amicable_agent.sandboxes.kubernetes.backend import KubernetesBackendConfig

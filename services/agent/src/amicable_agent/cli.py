@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import trio
+from amicable_settings import errors_as, integer, string
 
 from .config import AgentConfig, random_token
 from .errors import ConfigError, StoreUnavailable
@@ -47,7 +48,7 @@ class UpOptions:
 
 
 def _router_command(env: Mapping[str, str]) -> tuple[str, ...]:
-    explicit = env.get("AMICABLE_PREVIEW_ROUTER_COMMAND", "").split()
+    explicit = string(env, "AMICABLE_PREVIEW_ROUTER_COMMAND", "").split()
     if explicit:
         return tuple(explicit)
     sibling = Path(sys.executable).parent / "amicable-preview-router"
@@ -241,31 +242,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     if config.editor_dist is None:
         changes["editor_dist"] = _default_editor_dist()
     runtime = Path(sys.executable).parent / "amicable-sandbox-runtime"
-    if not env.get("AMICABLE_RUNTIME_COMMAND") and runtime.exists():
+    if string(env, "AMICABLE_RUNTIME_COMMAND", None) is None and runtime.exists():
         changes["runtime_command"] = (str(runtime),)
     if "AMICABLE_AGENT_INTERNAL_PORT" not in env:
         changes["internal_port"] = 0  # private to this machine: any free port
     if args.insecure_no_auth:
         changes["auth"] = attrs.evolve(config.auth, insecure_no_auth=True)
     config = attrs.evolve(config, **changes)  # type: ignore[arg-type]
+    from .__main__ import build_engine
     from .server import check_exposure
 
     try:
         check_exposure(config)
+        with errors_as(ConfigError):
+            preview_port = args.preview_port
+            if preview_port is None:
+                preview_port = integer(
+                    env, "AMICABLE_PREVIEW_ROUTER_PORT", 8080, minimum=0, maximum=65535
+                )
+        engine = build_engine(env)
     except ConfigError as exc:
         sys.exit(f"amicable: {exc}")
-    preview_port = args.preview_port
-    if preview_port is None:
-        preview_port = int(env.get("AMICABLE_PREVIEW_ROUTER_PORT", "8080") or 8080)
     options = UpOptions(
         config=config,
         preview_port=preview_port,
         router_command=_router_command(env),
         ready_file=args.ready_file,
     )
-    from .__main__ import build_engine
-
-    engine = build_engine(env)
     if engine is None:
         print("note: ANTHROPIC_API_KEY is not set; the editor works but cannot run the agent.")
     try:

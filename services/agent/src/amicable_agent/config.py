@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
+from amicable_settings import choice, errors_as, integer, seconds, secret, string
 
 from .auth.config import AuthConfig
 from .db.config import HasuraConfig
@@ -34,8 +35,8 @@ def parse_database_url(env: Mapping[str, str]) -> str | None:
         ConfigError: any other scheme (the message never repeats the URL: it may hold a
             password).
     """
-    url = env.get("AMICABLE_DATABASE_URL", "").strip()
-    if not url:
+    url = string(env, "AMICABLE_DATABASE_URL", None)
+    if url is None:
         return None
     if url.startswith(("sqlite:///", *POSTGRES_SCHEMES)):
         return url
@@ -78,7 +79,8 @@ class AgentConfig:
         preview_public_port: port shown in preview URLs (``AMICABLE_PREVIEW_PUBLIC_PORT``;
             ``amicable up`` sets the router's port; None = scheme default).
         preview_resolver_token: ``AMICABLE_PREVIEW_RESOLVER_TOKEN`` (or ``_FILE``).
-        model_configured: ``ANTHROPIC_API_KEY`` is set (the key itself is not kept here).
+        model_configured: ``ANTHROPIC_API_KEY`` (or ``_FILE``) is set (the key itself is not
+            kept here).
         editor_dist: ``AMICABLE_EDITOR_DIST`` — the built editor served on ``/`` locally.
         runtime_command: how to start ``amicable-sandbox-runtime`` (``AMICABLE_RUNTIME_COMMAND``).
         template_id: default project template.
@@ -157,76 +159,49 @@ class AgentConfig:
         Raises:
             ConfigError: a variable is malformed.
         """
-
-        def integer(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return int(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name} must be an integer, not {raw!r}") from exc
-
-        def number(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return float(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
-
-        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-            raw = env.get(name, "").strip().lower() or default
-            if raw not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
-            return raw
-
-        token = env.get("AMICABLE_PREVIEW_RESOLVER_TOKEN") or None
-        token_file = env.get("AMICABLE_PREVIEW_RESOLVER_TOKEN_FILE")
-        if not token and token_file:
-            token = Path(token_file).read_text().strip() or None
-        data_dir = Path(env["AMICABLE_DATA_DIR"]) if env.get("AMICABLE_DATA_DIR") else None
-        dist = env.get("AMICABLE_EDITOR_DIST")
-        public_port = integer("AMICABLE_PREVIEW_PUBLIC_PORT", 0)
-        runtime_cmd = tuple(env.get("AMICABLE_RUNTIME_COMMAND", "").split())
         from .db.config import hasura_config_from_env  # the db package imports this module
         from .gitsync.config import GitSyncConfig as _GitSyncConfig  # same
 
-        return cls(
-            host=env.get("AMICABLE_AGENT_HOST", "127.0.0.1"),
-            port=integer("AMICABLE_AGENT_PORT", 8000),
-            internal_port=integer("AMICABLE_AGENT_INTERNAL_PORT", 8001),
-            internal_host=env.get("AMICABLE_AGENT_INTERNAL_HOST", "127.0.0.1"),
-            data_dir=data_dir or default_data_dir(env),
-            database_url=parse_database_url(env),
-            sandbox_backend=choice(  # type: ignore[arg-type]
-                "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
-            ),
-            warm_pool_size=integer("AMICABLE_WARM_POOL_SIZE", 1),
-            spare_workspaces=integer("AMICABLE_SPARE_WORKSPACES", 1),
-            sandbox_idle_ttl_s=number("AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
-            session_idle_timeout_s=number("AMICABLE_SESSION_IDLE_TIMEOUT_S", 600.0),
-            local_isolation=choice(  # type: ignore[arg-type]
-                "AMICABLE_LOCAL_ISOLATION", "none", ("none", "bwrap")
-            ),
-            preview_base_domain=env.get("PREVIEW_BASE_DOMAIN", "preview.localhost").strip("."),
-            preview_scheme=env.get("PREVIEW_SCHEME", "http"),
-            preview_public_port=public_port or None,
-            preview_resolver_token=token,
-            model_configured=bool(env.get("ANTHROPIC_API_KEY", "").strip()),
-            editor_dist=Path(dist) if dist else None,
-            runtime_command=runtime_cmd or ("amicable-sandbox-runtime",),
-            template_id=env.get("AMICABLE_DEFAULT_TEMPLATE", "vite"),
-            node_modules_cache_dir=(
-                Path(env["AMICABLE_NODE_MODULES_CACHE_DIR"])
-                if env.get("AMICABLE_NODE_MODULES_CACHE_DIR")
-                else None
-            ),
-            hasura=hasura_config_from_env(env),
-            git_sync=_GitSyncConfig.from_env(env),
-            auth=AuthConfig.from_env(env),
-        )
+        with errors_as(ConfigError):
+            data_dir = string(env, "AMICABLE_DATA_DIR", None)
+            dist = string(env, "AMICABLE_EDITOR_DIST", None)
+            cache_dir = string(env, "AMICABLE_NODE_MODULES_CACHE_DIR", None)
+            runtime_cmd = tuple(string(env, "AMICABLE_RUNTIME_COMMAND", "").split())
+            base_domain = string(env, "PREVIEW_BASE_DOMAIN", "preview.localhost").strip(".")
+            public_port = integer(env, "AMICABLE_PREVIEW_PUBLIC_PORT", 0, minimum=0, maximum=65535)
+            api_key_set = any(
+                string(env, name, None) for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_FILE")
+            )
+            return cls(
+                host=string(env, "AMICABLE_AGENT_HOST", "127.0.0.1"),
+                port=integer(env, "AMICABLE_AGENT_PORT", 8000, minimum=0, maximum=65535),
+                internal_port=integer(
+                    env, "AMICABLE_AGENT_INTERNAL_PORT", 8001, minimum=0, maximum=65535
+                ),
+                internal_host=string(env, "AMICABLE_AGENT_INTERNAL_HOST", "127.0.0.1"),
+                data_dir=Path(data_dir) if data_dir else default_data_dir(env),
+                database_url=parse_database_url(env),
+                sandbox_backend=choice(
+                    env, "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
+                ),
+                warm_pool_size=integer(env, "AMICABLE_WARM_POOL_SIZE", 1, minimum=0),
+                spare_workspaces=integer(env, "AMICABLE_SPARE_WORKSPACES", 1, minimum=0),
+                sandbox_idle_ttl_s=seconds(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
+                session_idle_timeout_s=seconds(env, "AMICABLE_SESSION_IDLE_TIMEOUT_S", 600.0),
+                local_isolation=choice(env, "AMICABLE_LOCAL_ISOLATION", "none", ("none", "bwrap")),
+                preview_base_domain=base_domain,
+                preview_scheme=string(env, "PREVIEW_SCHEME", "http"),
+                preview_public_port=public_port or None,
+                preview_resolver_token=secret(env, "AMICABLE_PREVIEW_RESOLVER_TOKEN"),
+                model_configured=api_key_set,
+                editor_dist=Path(dist) if dist else None,
+                runtime_command=runtime_cmd or ("amicable-sandbox-runtime",),
+                template_id=string(env, "AMICABLE_DEFAULT_TEMPLATE", "vite"),
+                node_modules_cache_dir=Path(cache_dir) if cache_dir else None,
+                hasura=hasura_config_from_env(env),
+                git_sync=_GitSyncConfig.from_env(env),
+                auth=AuthConfig.from_env(env),
+            )
 
 
 def random_token() -> str:

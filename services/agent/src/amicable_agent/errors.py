@@ -1,8 +1,16 @@
 """Errors of the agent service.
 
+Every error the agent raises on purpose across a module boundary derives from
+:class:`AgentError`. Classes defined elsewhere, next to the code that raises them, name
+their module in brackets; ``tests/agent/core/test_errors_tree.py`` checks that this drawing
+lists every exception class of the package under its real base.
+
 Exception tree::
 
     AgentError
+    ├── ConfigError                  an environment variable has a value the agent cannot use
+    │   │                            (also an ``amicable_settings.SettingsError``, a ValueError)
+    │   └── LoopConfigError          ... a variable of the LLM loop [loop/settings.py]
     ├── SandboxError                 a sandbox backend could not do what was asked
     │   ├── SandboxNotFound          no such sandbox (unknown id, already deleted)
     │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
@@ -13,20 +21,52 @@ Exception tree::
     ├── StoreUnavailable             the projects store (PostgreSQL) cannot be reached or
     │                                failed in the middle of a call
     ├── TurnRunning                  the project's session has a turn running or queued
-    └── CheckpointError              a checkpoint (git in the sandbox) operation failed
-                                     (``code``: ``not_found``, ``git_unavailable``,
-                                     ``git_failed``)
+    ├── CheckpointError              a checkpoint (git in the sandbox) operation failed
+    │                                (``code``: ``not_found``, ``git_unavailable``,
+    │                                ``git_failed``)
+    ├── HttpError                    a route answers ``{error, detail}`` with ``status``
+    │                                [http/bodies.py]
+    ├── LlmError                     the model API failed for good, after retries; ``message``
+    │                                is fit for the user [loop/llm.py]
+    ├── HitlValidationError          a ``hitl_response`` that cannot be applied [loop/hitl.py]
+    ├── ToolInputError               the model called a tool with missing or mistyped
+    │                                arguments; the model is told [loop/tools.py]
+    ├── DbToolInputError             the model's DB tool arguments are invalid; the model is
+    │                                told (also a ValueError) [db/tools.py]
+    ├── InvalidJwt                   a Hasura token that does not verify: shape, algorithm,
+    │                                signature or expiry (also a ValueError) [db/jwt.py]
+    ├── GitSyncError                 GitLab persistence failed (``code``, ``detail``: never
+    │   │                            the token) [gitsync/errors.py]
+    │   ├── GitLabApiError           the GitLab REST API answered >= 400 or not at all
+    │   │                            (``status`` 0 = unreachable/timeout)
+    │   ├── GitCommandError          a ``git`` command failed or timed out
+    │   └── NoBaseline               a pull into a sandbox that was never synced
+    │                                [gitsync/pull.py]
+    └── KubeApiError                 the Kubernetes API answered with an error or not at all;
+        │                            never leaves the Kubernetes backend, which turns it into
+        │                            a SandboxError [sandboxes/kubernetes/api.py]
+        ├── KubeNotFound             404: the object, or the resource type (missing CRD)
+        ├── KubeForbidden            403: RBAC denies the call
+        ├── KubeConflict             409: AlreadyExists or a resourceVersion conflict
+        ├── KubeGone                 410: a watch's resourceVersion is too old
+        ├── KubeInvalid              422: the object failed validation
+        └── KubeUnavailable          no answer: refused, reset, timeout, or a 5xx
+
+Private exceptions (``loop/llm.py``'s ``_Retryable`` and ``_DroppedStream``) never leave
+their module; the test lists why each is not an AgentError.
 """
 
 from __future__ import annotations
+
+from amicable_settings import SettingsError
 
 
 class AgentError(Exception):
     """Root of every error the agent raises on purpose."""
 
 
-class ConfigError(AgentError, ValueError):
-    """An environment variable has a value the agent cannot use."""
+class ConfigError(AgentError, SettingsError):
+    """An environment variable has a value the agent cannot use (a ``ValueError``)."""
 
 
 class SandboxError(AgentError):

@@ -32,10 +32,10 @@ its default is ``http://{sandbox_id}.{namespace}.svc.cluster.local:3000``.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
+from amicable_settings import comma_list, errors_as, integer, seconds, secret, string
 
 from .errors import ConfigError
 from .routing import normalise_base_domain
@@ -96,48 +96,9 @@ class RouterConfig:
             ) from exc
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _networks(parts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from exc
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}")
-    return value
-
-
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    if value:
-        return value
-    path = env.get(name + "_FILE")
-    if path:
-        try:
-            return Path(path).read_text().strip() or None
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
-    return None
-
-
-def _networks(raw: str) -> tuple[IPNetwork, ...]:
-    try:
-        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+        return tuple(ipaddress.ip_network(part) for part in parts)
     except ValueError as exc:
         raise ConfigError(f"AMICABLE_PREVIEW_TRUSTED_PROXIES: {exc}") from exc
 
@@ -148,26 +109,38 @@ def config_from_env(env: Mapping[str, str]) -> RouterConfig:
     Raises:
         ConfigError: a variable has an invalid value (the message names it).
     """
+    with errors_as(ConfigError):
+        return _from_env(env)
+
+
+def _from_env(env: Mapping[str, str]) -> RouterConfig:
     return RouterConfig(
-        base_domain=env.get("PREVIEW_BASE_DOMAIN") or "preview.localhost",
-        host=env.get("AMICABLE_PREVIEW_ROUTER_HOST") or "0.0.0.0",
-        port=_int(env, "AMICABLE_PREVIEW_ROUTER_PORT", 8080, minimum=0),
-        sandbox_namespace=env.get("SANDBOX_NAMESPACE") or "default",
-        resolver_url=env.get("AMICABLE_PREVIEW_RESOLVER_URL") or None,
-        resolver_token=_secret(env, "AMICABLE_PREVIEW_RESOLVER_TOKEN"),
-        upstream_template=env.get("AMICABLE_PREVIEW_UPSTREAM_TEMPLATE")
-        or DEFAULT_UPSTREAM_TEMPLATE,
-        resolver_timeout_s=_float(env, "AMICABLE_PREVIEW_RESOLVER_TIMEOUT_S", 5.0),
-        cache_ttl_s=_float(env, "AMICABLE_PREVIEW_CACHE_TTL_S", 60.0),
-        negative_cache_ttl_s=_float(env, "AMICABLE_PREVIEW_NEGATIVE_CACHE_TTL_S", 5.0),
-        connect_timeout_s=_float(env, "AMICABLE_PREVIEW_CONNECT_TIMEOUT_S", 5.0),
-        header_timeout_s=_float(env, "AMICABLE_PREVIEW_HEADER_TIMEOUT_S", 10.0),
-        http_idle_timeout_s=_float(env, "AMICABLE_PREVIEW_HTTP_IDLE_TIMEOUT_S", 60.0),
-        ws_idle_timeout_s=_float(env, "AMICABLE_PREVIEW_WS_IDLE_TIMEOUT_S", 3600.0),
-        pool_idle_timeout_s=_float(env, "AMICABLE_PREVIEW_POOL_IDLE_TIMEOUT_S", 4.0),
-        pool_max_idle=_int(env, "AMICABLE_PREVIEW_POOL_MAX_IDLE", 64, minimum=0),
-        max_header_bytes=_int(env, "AMICABLE_PREVIEW_MAX_HEADER_BYTES", 16 * 1024, minimum=1024),
-        max_connections=_int(env, "AMICABLE_PREVIEW_MAX_CONNECTIONS", 10_000),
-        forwarded_proto=env.get("AMICABLE_PREVIEW_FORWARDED_PROTO") or "http",
-        trusted_proxies=_networks(env.get("AMICABLE_PREVIEW_TRUSTED_PROXIES", "")),
+        base_domain=string(env, "PREVIEW_BASE_DOMAIN", "preview.localhost"),
+        host=string(env, "AMICABLE_PREVIEW_ROUTER_HOST", "0.0.0.0"),
+        port=integer(env, "AMICABLE_PREVIEW_ROUTER_PORT", 8080, minimum=0, maximum=65535),
+        sandbox_namespace=string(env, "SANDBOX_NAMESPACE", "default"),
+        resolver_url=string(env, "AMICABLE_PREVIEW_RESOLVER_URL", None),
+        resolver_token=secret(env, "AMICABLE_PREVIEW_RESOLVER_TOKEN"),
+        upstream_template=string(
+            env, "AMICABLE_PREVIEW_UPSTREAM_TEMPLATE", DEFAULT_UPSTREAM_TEMPLATE
+        ),
+        resolver_timeout_s=seconds(env, "AMICABLE_PREVIEW_RESOLVER_TIMEOUT_S", 5.0, positive=True),
+        cache_ttl_s=seconds(env, "AMICABLE_PREVIEW_CACHE_TTL_S", 60.0, positive=True),
+        negative_cache_ttl_s=seconds(
+            env, "AMICABLE_PREVIEW_NEGATIVE_CACHE_TTL_S", 5.0, positive=True
+        ),
+        connect_timeout_s=seconds(env, "AMICABLE_PREVIEW_CONNECT_TIMEOUT_S", 5.0, positive=True),
+        header_timeout_s=seconds(env, "AMICABLE_PREVIEW_HEADER_TIMEOUT_S", 10.0, positive=True),
+        http_idle_timeout_s=seconds(
+            env, "AMICABLE_PREVIEW_HTTP_IDLE_TIMEOUT_S", 60.0, positive=True
+        ),
+        ws_idle_timeout_s=seconds(env, "AMICABLE_PREVIEW_WS_IDLE_TIMEOUT_S", 3600.0, positive=True),
+        pool_idle_timeout_s=seconds(
+            env, "AMICABLE_PREVIEW_POOL_IDLE_TIMEOUT_S", 4.0, positive=True
+        ),
+        pool_max_idle=integer(env, "AMICABLE_PREVIEW_POOL_MAX_IDLE", 64, minimum=0),
+        max_header_bytes=integer(env, "AMICABLE_PREVIEW_MAX_HEADER_BYTES", 16 * 1024, minimum=1024),
+        max_connections=integer(env, "AMICABLE_PREVIEW_MAX_CONNECTIONS", 10_000, minimum=1),
+        forwarded_proto=string(env, "AMICABLE_PREVIEW_FORWARDED_PROTO", "http"),
+        trusted_proxies=_networks(comma_list(env, "AMICABLE_PREVIEW_TRUSTED_PROXIES", ())),
     )

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 import trio
-from amicable_protocol._converter import structure
+from amicable_protocol import structure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.preview import PREVIEW_TOKEN_HEADER, PreviewResolution
 

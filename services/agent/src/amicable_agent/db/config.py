@@ -7,10 +7,10 @@ None and the agent runs without ``/db/*`` (upstream refused to start — a bug).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
+from amicable_settings import choice, errors_as, integer, seconds, secret, string
 
 from amicable_agent.errors import ConfigError
 
@@ -113,56 +113,36 @@ class HasuraConfig:
     max_body_bytes: int = 1024 * 1024
 
 
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    path = env.get(f"{name}_FILE", "").strip()
-    if not value and path:
-        try:
-            value = Path(path).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
-    return value or None
-
-
 def hasura_config_from_env(env: Mapping[str, str]) -> HasuraConfig | None:
     """The Hasura settings, or None when ``HASURA_BASE_URL`` is not set (feature off).
 
     Raises:
         ConfigError: a variable is malformed, or the admin secret is missing.
     """
-    base_url = env.get("HASURA_BASE_URL", "").strip().rstrip("/")
+    with errors_as(ConfigError):
+        return _hasura_config(env)
+
+
+def _hasura_config(env: Mapping[str, str]) -> HasuraConfig | None:
+    base_url = string(env, "HASURA_BASE_URL", "").rstrip("/")
     if not base_url:
         return None
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"HASURA_BASE_URL must be an http(s) URL, not {base_url!r}")
-    admin_secret = _secret(env, "HASURA_GRAPHQL_ADMIN_SECRET")
+    admin_secret = secret(env, "HASURA_GRAPHQL_ADMIN_SECRET")
     if admin_secret is None:
         raise ConfigError("HASURA_BASE_URL is set but HASURA_GRAPHQL_ADMIN_SECRET is not")
-    raw_jwt = _secret(env, "HASURA_GRAPHQL_JWT_SECRET")
-    mode = env.get("AMICABLE_DB_PROXY_ORIGIN_MODE", "").strip().lower() or "strict_preview"
-    if mode not in ("strict_preview", "any"):
-        raise ConfigError(
-            f"AMICABLE_DB_PROXY_ORIGIN_MODE must be strict_preview or any, not {mode!r}"
-        )
-    public = (env.get("AMICABLE_PUBLIC_BASE_URL") or env.get("PUBLIC_BASE_URL") or "").strip()
-
-    def number(name: str, default: float) -> float:
-        raw = env.get(name, "").strip()
-        try:
-            value = float(raw) if raw else default
-        except ValueError as exc:
-            raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
-        if value <= 0:
-            raise ConfigError(f"{name} must be positive")
-        return value
-
+    raw_jwt = secret(env, "HASURA_GRAPHQL_JWT_SECRET")
+    public = string(env, "AMICABLE_PUBLIC_BASE_URL", string(env, "PUBLIC_BASE_URL", ""))
     return HasuraConfig(
         base_url=base_url,
         admin_secret=admin_secret,
-        source_name=env.get("HASURA_SOURCE_NAME", "").strip() or "default",
+        source_name=string(env, "HASURA_SOURCE_NAME", "default"),
         jwt_secret=parse_jwt_secret(raw_jwt) if raw_jwt else None,
-        origin_mode=mode,  # type: ignore[arg-type]
+        origin_mode=choice(
+            env, "AMICABLE_DB_PROXY_ORIGIN_MODE", "strict_preview", ("strict_preview", "any")
+        ),
         public_base_url=public.rstrip("/") or None,
-        timeout_s=number("AMICABLE_HASURA_TIMEOUT_S", 30.0),
-        max_body_bytes=int(number("AMICABLE_DB_PROXY_MAX_BODY_BYTES", 1024 * 1024)),
+        timeout_s=seconds(env, "AMICABLE_HASURA_TIMEOUT_S", 30.0, positive=True),
+        max_body_bytes=integer(env, "AMICABLE_DB_PROXY_MAX_BODY_BYTES", 1024 * 1024, minimum=1),
     )

@@ -1,47 +1,56 @@
-"""HS256 JSON Web Tokens for Hasura, written with :mod:`hmac` (no crypto dependency).
+"""HS256 JSON Web Tokens for Hasura, signed and verified with PyJWT.
 
 The agent mints one short-lived token per proxied request (upstream §6.2); the fake Hasura
-verifies them with :func:`decode_hs256`, the same way Hasura does.
+verifies them with :func:`decode_hs256`, the same way Hasura does: HS256 only (never
+``none`` or another algorithm), a valid signature, and an ``exp`` in the future.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
+import jwt
+
+from amicable_agent.errors import AgentError
+
 if TYPE_CHECKING:
+    from jwt.types import Options
+
     from .config import JwtSecret
 
 #: Lifetime of a minted token.
 TOKEN_TTL_S = 300
-_HEADER = {"alg": "HS256", "typ": "JWT"}
+#: The only algorithm we sign with and accept.
+ALGORITHM = "HS256"
+
+# PyJWT checks exp/iat/nbf against the wall clock; ``decode_hs256`` takes ``now`` (tests pin
+# it), so it checks ``exp`` itself and PyJWT only verifies the algorithm and signature.
+_DECODE_OPTIONS: Options = {
+    "require": ["exp"],
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+    "verify_aud": False,
+    "verify_iss": False,
+}
 
 
-class InvalidJwt(ValueError):
+class InvalidJwt(AgentError, ValueError):
     """A token that does not verify (bad shape, algorithm, signature, or expired)."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+class _SortedCompactJson(json.JSONEncoder):
+    """Payload JSON with sorted keys, as the hand-written encoder made it (same bytes)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "sort_keys": True})
 
 
-def _unb64(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError as exc:
-        raise InvalidJwt("bad base64url") from exc
-
-
-def _compact(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-
-def _sign(key: bytes, signing_input: str) -> str:
-    return _b64(hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest())
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
 
 def hasura_claims(role: str, app_id: str) -> dict[str, Any]:
@@ -71,14 +80,13 @@ def mint_hasura_jwt(
     iat = int(time.time() if now is None else now)
     claims: Any = hasura_claims(role, app_id)
     if secret.claims_format == "stringified_json":
-        claims = _compact(claims).decode("utf-8")
+        claims = _compact(claims)
     payload: dict[str, Any] = {"iat": iat, "exp": iat + ttl_s, secret.claims_namespace: claims}
     if secret.issuer:
         payload["iss"] = secret.issuer
     if secret.audience:
         payload["aud"] = secret.audience
-    signing_input = _b64(_compact(_HEADER)) + "." + _b64(_compact(payload))
-    return signing_input + "." + _sign(secret.key, signing_input)
+    return jwt.encode(payload, secret.key, algorithm=ALGORITHM, json_encoder=_SortedCompactJson)
 
 
 def decode_hs256(token: str, key: bytes, *, now: float | None = None) -> dict[str, Any]:
@@ -87,22 +95,19 @@ def decode_hs256(token: str, key: bytes, *, now: float | None = None) -> dict[st
     Raises:
         InvalidJwt: malformed, another algorithm, wrong signature, or expired.
     """
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise InvalidJwt("not a compact JWS")
     try:
-        header = json.loads(_unb64(parts[0]))
-        payload = json.loads(_unb64(parts[1]))
-    except ValueError as exc:
-        raise InvalidJwt("bad JSON") from exc
-    if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise InvalidJwt("algorithm must be HS256")
-    expected = _sign(key, parts[0] + "." + parts[1])
-    if not hmac.compare_digest(expected.encode(), parts[2].encode()):
-        raise InvalidJwt("JWSInvalidSignature")
-    if not isinstance(payload, dict):
-        raise InvalidJwt("payload is not an object")
-    exp = payload.get("exp")
+        payload: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[ALGORITHM], options=_DECODE_OPTIONS
+        )
+    except jwt.InvalidAlgorithmError as exc:
+        raise InvalidJwt(f"algorithm must be {ALGORITHM}") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise InvalidJwt("JWSInvalidSignature") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise InvalidJwt("JWTExpired (no exp claim)") from exc
+    except jwt.PyJWTError as exc:
+        raise InvalidJwt(f"malformed token: {exc}") from exc
+    exp = payload["exp"]
     current = time.time() if now is None else now
     if not isinstance(exp, int | float) or exp <= current:
         raise InvalidJwt("JWTExpired")

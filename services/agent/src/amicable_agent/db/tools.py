@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 import trio
 
-from amicable_agent.errors import HasuraError
+from amicable_agent.errors import AgentError, HasuraError
 
 from .hasura import HasuraClient
 from .provisioning import Provisioner
@@ -122,7 +122,7 @@ DB_TOOL_DEFINITIONS: dict[str, dict[str, Any]] = {
 }
 
 
-class DbToolInputError(ValueError):
+class DbToolInputError(AgentError, ValueError):
     """The model's arguments are invalid; ``str(exc)`` says why, for the model."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
+from amicable_settings import boolean, choice, comma_list, errors_as, seconds, secret, string
 
 from amicable_agent.errors import ConfigError
 
@@ -47,16 +48,14 @@ ALWAYS_EXCLUDED: tuple[str, ...] = (".git/", ".amicable/", "amicable-db.js")
 
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,100}(?<![./])$")
 _GROUP = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,200}$")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 def scrub(text: str, token: str | None) -> str:
     """``text`` with the token (raw, and in any Basic-auth form we send) replaced by ``***``."""
     if not token:
         return text
-    for secret in (token, basic_credentials(token)):
-        text = text.replace(secret, "***")
+    for hidden in (token, basic_credentials(token)):
+        text = text.replace(hidden, "***")
     return text
 
 
@@ -115,58 +114,30 @@ class GitSyncConfig:
         Raises:
             ConfigError: a value is unusable, or sync is forced on without a token.
         """
-        token = env.get("GITLAB_TOKEN", "").strip() or None
-        token_file = env.get("GITLAB_TOKEN_FILE", "").strip()
-        if token is None and token_file:
-            try:
-                token = Path(token_file).read_text(encoding="utf-8").strip() or None
-            except OSError as exc:
-                raise ConfigError(f"GITLAB_TOKEN_FILE: cannot read {token_file}") from exc
-        raw_enabled = env.get("AMICABLE_GIT_SYNC_ENABLED", "").strip().lower()
-        if raw_enabled in _TRUE:
-            enabled = True
-        elif raw_enabled in _FALSE:
-            enabled = False
-        elif raw_enabled:
-            raise ConfigError(f"AMICABLE_GIT_SYNC_ENABLED: expected 1/0, got {raw_enabled!r}")
-        else:
-            enabled = token is not None
+        with errors_as(ConfigError):
+            return cls._from_env(env)
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str]) -> GitSyncConfig:
+        token = secret(env, "GITLAB_TOKEN")
+        enabled = boolean(env, "AMICABLE_GIT_SYNC_ENABLED", token is not None)
         if enabled and token is None:
             raise ConfigError("AMICABLE_GIT_SYNC_ENABLED is on but GITLAB_TOKEN is not set")
 
         d = cls()
-        base_url = env.get("GITLAB_BASE_URL", "").strip().rstrip("/") or d.base_url
+        base_url = string(env, "GITLAB_BASE_URL", "").rstrip("/") or d.base_url
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError("GITLAB_BASE_URL must be an http(s) URL")
-        group = env.get("GITLAB_GROUP_PATH", "").strip().strip("/") or d.group_path
+        group = string(env, "GITLAB_GROUP_PATH", "").strip("/") or d.group_path
         if not _GROUP.match(group) or ".." in group:
             raise ConfigError(f"GITLAB_GROUP_PATH: not a group path: {group!r}")
-        branch = env.get("AMICABLE_GIT_SYNC_BRANCH", "").strip() or d.branch
+        branch = string(env, "AMICABLE_GIT_SYNC_BRANCH", d.branch)
         if not _BRANCH.match(branch) or branch.endswith(".lock"):
             raise ConfigError(f"AMICABLE_GIT_SYNC_BRANCH: not a branch name: {branch!r}")
-        visibility = env.get("AMICABLE_GITLAB_REPO_VISIBILITY", "").strip().lower() or "internal"
-        if visibility not in ("private", "internal", "public"):
-            raise ConfigError("AMICABLE_GITLAB_REPO_VISIBILITY: private, internal or public")
-        raw_excludes = env.get("AMICABLE_GIT_SYNC_EXCLUDES", "").strip()
-        excludes = (
-            tuple(p.strip() for p in raw_excludes.split(",") if p.strip())
-            if raw_excludes
-            else DEFAULT_EXCLUDES
+        visibility: Visibility = choice(
+            env, "AMICABLE_GITLAB_REPO_VISIBILITY", d.visibility, ("private", "internal", "public")
         )
-
-        def number(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name}: expected seconds, got {raw!r}") from exc
-            if value <= 0:
-                raise ConfigError(f"{name}: must be positive")
-            return value
-
-        cache = env.get("AMICABLE_GIT_SYNC_CACHE_DIR", "").strip()
+        cache = string(env, "AMICABLE_GIT_SYNC_CACHE_DIR", None)
         return cls(
             enabled=enabled,
             token=token,
@@ -174,10 +145,14 @@ class GitSyncConfig:
             group_path=group,
             branch=branch,
             cache_dir=Path(cache) if cache else d.cache_dir,
-            excludes=excludes,
-            visibility=visibility,  # type: ignore[arg-type]
-            author_name=env.get("AMICABLE_GIT_COMMIT_AUTHOR_NAME", "").strip() or d.author_name,
-            author_email=env.get("AMICABLE_GIT_COMMIT_AUTHOR_EMAIL", "").strip() or d.author_email,
-            api_timeout_s=number("AMICABLE_GITLAB_API_TIMEOUT_S", d.api_timeout_s),
-            git_timeout_s=number("AMICABLE_GIT_COMMAND_TIMEOUT_S", d.git_timeout_s),
+            excludes=comma_list(env, "AMICABLE_GIT_SYNC_EXCLUDES", DEFAULT_EXCLUDES),
+            visibility=visibility,
+            author_name=string(env, "AMICABLE_GIT_COMMIT_AUTHOR_NAME", d.author_name),
+            author_email=string(env, "AMICABLE_GIT_COMMIT_AUTHOR_EMAIL", d.author_email),
+            api_timeout_s=seconds(
+                env, "AMICABLE_GITLAB_API_TIMEOUT_S", d.api_timeout_s, positive=True
+            ),
+            git_timeout_s=seconds(
+                env, "AMICABLE_GIT_COMMAND_TIMEOUT_S", d.git_timeout_s, positive=True
+            ),
         )

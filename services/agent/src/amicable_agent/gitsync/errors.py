@@ -6,8 +6,10 @@ Exception tree::
     └── GitSyncError                 git sync could not do what was asked (``code``, ``detail``)
         ├── GitLabApiError           the GitLab REST API answered with an error or not at all
         │                            (``status`` 0 = unreachable/timeout)
-        └── GitCommandError          a ``git`` command failed or timed out (``command`` is the
-                                     git subcommand, never argv with secrets)
+        ├── GitCommandError          a ``git`` command failed or timed out (``command`` is the
+        │                            git subcommand, never argv with secrets)
+        └── NoBaseline               a pull into a sandbox that was never synced
+                                     (defined in :mod:`amicable_agent.gitsync.pull`)
 
 ``detail`` is always safe to show and to log: it never contains the token (messages from
 git and GitLab pass through :func:`amicable_agent.gitsync.config.scrub` first).

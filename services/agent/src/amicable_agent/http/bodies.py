@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from amicable_protocol._converter import unstructure
+from amicable_protocol import unstructure
 from amicable_protocol.http import ErrorBody
 from quart import Response, jsonify, request
 
+from amicable_agent.errors import AgentError
 
-class HttpError(Exception):
+
+class HttpError(AgentError):
     """Raised by handlers to answer ``{error, detail}`` with a status."""
 
     def __init__(self, status: int, code: str, detail: str | None = None) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import trio
-from amicable_protocol._converter import unstructure
+from amicable_protocol import unstructure
 from amicable_protocol.messages import MessageType, TraceEvent
 from quart import Blueprint, Response, current_app, jsonify
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from amicable_protocol.messages import (
         HistoryEntry,
@@ -94,18 +95,20 @@ class RuntimeClient(Protocol):
         (the client closes the connection; the runtime kills on disconnect)."""
         ...
 
-    def exec_stream(
+    def open_exec_stream(
         self,
         command: str,
         *,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout_s: float | None = None,
-    ) -> AsyncIterator[ExecOutput | ExecExit]:
-        """Stream a command's output; the last item is the :class:`ExecExit`.
+    ) -> AbstractAsyncContextManager[AsyncIterator[ExecOutput | ExecExit]]:
+        """Run a command; the block iterates its output, the last item is the ExecExit.
 
-        Must be used as ``async with aclosing(...)`` or fully consumed; leaving it early
-        kills the process group.
+        ``async with runtime.open_exec_stream(cmd) as items: async for item in items: ...``
+
+        Cancellation: leaving the block early, by an exception or by cancellation, kills
+        the command's process group.
         """
         ...
 

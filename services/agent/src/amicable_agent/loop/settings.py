@@ -33,13 +33,12 @@ DEEPAGENTS_SUMMARIZATION_KEEP_MESSAGES                     20
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from amicable_settings import boolean, comma_list, errors_as, json_value, number, secret, string
 
-from amicable_agent.errors import AgentError
+from amicable_agent.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,56 +46,24 @@ if TYPE_CHECKING:
 #: Default model: a current Claude Sonnet.
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
-
-class LoopConfigError(AgentError):
+class LoopConfigError(ConfigError):
     """An environment variable of the loop has an invalid value."""
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise LoopConfigError(f"{name} must be a boolean, got {raw!r}")
-
-
 def _num(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise LoopConfigError(f"{name} must be a number, got {raw!r}") from exc
-    return max(minimum, value)
+    # The loop clamps out-of-range numbers to the minimum rather than refusing them.
+    return max(minimum, number(env, name, default))
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    # Parsed as a number, so "2e6" tokens or "2.0" rounds are accepted (and truncated).
     return int(_num(env, name, default, minimum=minimum))
 
 
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    if value:
-        return value.strip()
-    path = env.get(f"{name}_FILE")
-    if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise LoopConfigError(f"{name}_FILE cannot be read: {exc.strerror}") from exc
-    return None
-
-
 def _model(env: Mapping[str, str]) -> str:
-    raw = (env.get("DEEPAGENTS_MODEL") or env.get("AMICABLE_MODEL") or DEFAULT_MODEL).strip()
+    fallback = string(env, "AMICABLE_MODEL", DEFAULT_MODEL)
+    raw = string(env, "DEEPAGENTS_MODEL", fallback)
     provider, sep, name = raw.partition(":")
     if sep:
         if provider != "anthropic":
@@ -106,25 +73,15 @@ def _model(env: Mapping[str, str]) -> str:
 
 
 def _interrupt_on(env: Mapping[str, str]) -> frozenset[str]:
-    raw = env.get("DEEPAGENTS_HITL_INTERRUPT_ON_JSON", "").strip()
-    if not raw:
+    value: Any = json_value(env, "DEEPAGENTS_HITL_INTERRUPT_ON_JSON", None)
+    if value is None:
         return frozenset()
-    try:
-        value: Any = json.loads(raw)
-    except ValueError as exc:
-        raise LoopConfigError(f"DEEPAGENTS_HITL_INTERRUPT_ON_JSON is not JSON: {exc}") from exc
     if isinstance(value, list):
         return frozenset(str(v) for v in value)
     if isinstance(value, dict):
         # LangChain shape: {"tool": true | false | {allowed_decisions: [...]}}.
         return frozenset(str(k) for k, v in value.items() if v not in (False, None))
     raise LoopConfigError("DEEPAGENTS_HITL_INTERRUPT_ON_JSON must be an object or a list")
-
-
-def _csv(raw: str | None) -> tuple[str, ...] | None:
-    if raw is None or not raw.strip():
-        return None
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 @attrs.frozen
@@ -192,13 +149,20 @@ class LoopSettings:
         Raises:
             LoopConfigError: a variable has a value that cannot be used.
         """
+        with errors_as(LoopConfigError):
+            return cls._from_env(env)
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str]) -> LoopSettings:
         trigger_default = _int(env, "DEEPAGENTS_SUMMARIZATION_TRIGGER_MESSAGES", 50)
         trigger = max(5, _int(env, "AMICABLE_COMPACTION_TRIGGER_MESSAGES", trigger_default))
-        qa_enabled = _bool(env, "DEEPAGENTS_QA", True) or _bool(env, "DEEPAGENTS_VALIDATE", False)
+        qa_enabled = boolean(env, "DEEPAGENTS_QA", True) or boolean(
+            env, "DEEPAGENTS_VALIDATE", False
+        )
         return cls(
             model=_model(env),
-            api_key=_secret(env, "ANTHROPIC_API_KEY"),
-            base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            api_key=secret(env, "ANTHROPIC_API_KEY"),
+            base_url=string(env, "ANTHROPIC_BASE_URL", None),
             max_output_tokens=_int(env, "AMICABLE_MAX_OUTPUT_TOKENS", 8192, minimum=256),
             turn_timeout_s=_num(env, "AMICABLE_TURN_TIMEOUT_S", 900.0, minimum=1),
             turn_max_tool_calls=_int(env, "AMICABLE_TURN_MAX_TOOL_CALLS", 60, minimum=1),
@@ -206,13 +170,13 @@ class LoopSettings:
             request_timeout_s=_num(env, "AMICABLE_LLM_REQUEST_TIMEOUT_S", 300.0, minimum=1),
             llm_max_retries=_int(env, "AMICABLE_LLM_MAX_RETRIES", 4),
             qa_enabled=qa_enabled,
-            qa_commands=_csv(env.get("DEEPAGENTS_QA_COMMANDS")),
-            qa_run_tests=_bool(env, "DEEPAGENTS_QA_RUN_TESTS", False),
+            qa_commands=comma_list(env, "DEEPAGENTS_QA_COMMANDS", None),
+            qa_run_tests=boolean(env, "DEEPAGENTS_QA_RUN_TESTS", False),
             qa_timeout_s=_num(env, "DEEPAGENTS_QA_TIMEOUT_S", 600.0, minimum=1),
-            qa_parallel=_bool(env, "AMICABLE_QA_PARALLEL", True),
+            qa_parallel=boolean(env, "AMICABLE_QA_PARALLEL", True),
             self_heal_max_rounds=_int(env, "DEEPAGENTS_SELF_HEAL_MAX_ROUNDS", 2),
             hitl_interrupt_on=_interrupt_on(env),
-            auto_heal_enabled=_bool(env, "AMICABLE_RUNTIME_AUTO_HEAL", True),
+            auto_heal_enabled=boolean(env, "AMICABLE_RUNTIME_AUTO_HEAL", True),
             auto_heal_cooldown_s=_num(env, "AMICABLE_RUNTIME_AUTO_HEAL_COOLDOWN_S", 30.0),
             auto_heal_dedupe_window_s=_num(
                 env, "AMICABLE_RUNTIME_AUTO_HEAL_DEDUPE_WINDOW_S", 600.0

@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from amicable_protocol._converter import structure, unstructure
+from amicable_protocol import structure, unstructure
 from amicable_protocol.messages import MessageType, TextData, TraceEvent
 
 from .llm import TokenUsage

@@ -9,24 +9,20 @@ Failures become error tool results (``is_error``) — a tool never crashes the t
 from __future__ import annotations
 
 import logging
-from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from amicable_protocol.runtime import ExecExit
 
 from amicable_agent.db.tools import DB_TOOL_DEFINITIONS, DB_TOOL_NAMES
 from amicable_agent.db.tools import status_line as db_status_line
-from amicable_agent.errors import RuntimeClientError
+from amicable_agent.errors import AgentError, RuntimeClientError
 
 from .compaction import truncate_middle
 from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
-
     from amicable_protocol.messages import PermissionMode
-    from amicable_protocol.runtime import ExecOutput
 
     from amicable_agent.db.tools import AppDbTools
 
@@ -88,7 +84,7 @@ class ToolOutcome:
     changed_path: str | None = None
 
 
-class ToolInputError(Exception):
+class ToolInputError(AgentError):
     """A tool was called with missing or mistyped arguments."""
 
 
@@ -164,8 +160,8 @@ async def run_tool(
 ) -> ToolOutcome:
     """Execute one tool call against the runtime (DB tools against ``app_db``).
 
-    Cancellation: propagates; a running ``execute`` leaves its ``exec_stream`` early, which
-    kills the command's process group in the sandbox.
+    Cancellation: propagates; a running ``execute`` leaves its ``open_exec_stream`` block
+    early, which kills the command's process group in the sandbox.
     """
     if name in DB_TOOL_NAMES and app_db is not None:
         result = await app_db.run(name, args)
@@ -240,8 +236,7 @@ async def _execute(runtime: RuntimeClient, command: str, cap: int) -> ToolOutcom
     chunks: list[str] = []
     size = 0
     exit_item: ExecExit | None = None
-    stream = cast("AsyncGenerator[ExecOutput | ExecExit]", runtime.exec_stream(command))
-    async with aclosing(stream) as items:
+    async with runtime.open_exec_stream(command) as items:
         async for item in items:
             if isinstance(item, ExecExit):
                 exit_item = item

@@ -4,28 +4,28 @@ HTTP/1.1 through one :class:`~amicable_agent.lean_http.LeanTransport` (keep-aliv
 Trio streams; the request head is written here and the response read whole by
 :meth:`LeanTransport.fetch`, no request/response objects in between: the agent calls the
 runtime for every tool call and exec, and a generic client stack costs more per request than
-the runtime's own work), with the sandbox's bearer token and a deadline on every request; ``exec_stream`` speaks the runtime's ``WebSocket /v1/exec/stream`` with wsproto
-directly on a Trio stream, so the iterator needs no nursery and closing it early closes the
-socket (the runtime then kills the process group). Foreign errors become
-:class:`~amicable_agent.errors.RuntimeClientError` here and nowhere else.
+the runtime's own work), with the sandbox's bearer token and a deadline on every request.
+``open_exec_stream`` streams a command over the runtime's ``WebSocket /v1/exec/stream``
+(:mod:`.exec_stream`, on trio-websocket); leaving its block early closes the socket and the
+runtime kills the process group. Foreign errors become
+:class:`~amicable_agent.errors.RuntimeClientError` here and in :mod:`.exec_stream`, nowhere
+else.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx2
 import trio
-from amicable_protocol._converter import structure, unstructure
+from amicable_protocol import structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.runtime import (
     EditRequest,
     EditResult,
-    ExecExit,
-    ExecOutput,
     ExecRequest,
     ExecResult,
     GlobRequest,
@@ -39,19 +39,11 @@ from amicable_protocol.runtime import (
     TreeResult,
     WriteResult,
 )
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
 
 from amicable_agent.errors import RuntimeClientError
 from amicable_agent.lean_http import BODY, LeanTransport
+
+from .exec_stream import ExecStream, open_exec_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -108,7 +100,7 @@ class HttpRuntimeClient:
         self._base_url = base_url.rstrip("/")
         self._token = token
         self._timeout_s = timeout_s
-        url = urlsplit(self._base_url)
+        url = self._url = urlsplit(self._base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) runtime URL: {base_url!r}")
         scheme = url.scheme.encode()
@@ -270,17 +262,21 @@ class HttpRuntimeClient:
         limit = (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S
         return await self._json("POST", "/v1/exec", ExecResult, json=body, timeout_s=limit)
 
-    def exec_stream(
+    def open_exec_stream(
         self,
         command: str,
         *,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout_s: float | None = None,
-    ) -> ExecStream:
-        """Stream a command's output; the last item is the :class:`ExecExit`."""
-        return ExecStream(
-            self._base_url,
+    ) -> AbstractAsyncContextManager[ExecStream]:
+        """Run a command; the block iterates its output, the last item is the ExecExit.
+
+        Cancellation: leaving the block early (or being cancelled) closes the WebSocket and
+        the runtime kills the command's process group (see :func:`open_exec_stream`).
+        """
+        return open_exec_stream(
+            self._url,
             self._token,
             ExecRequest(command, cwd, env, timeout_s),
             (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S,
@@ -373,142 +369,6 @@ class HttpRuntimeClient:
         except ValueError:
             body = {}
         return response.status_code == 200, body if isinstance(body, dict) else {}
-
-
-class ExecStream:
-    """Async iterator over ``/v1/exec/stream`` frames; ``aclose()`` closes the socket.
-
-    Cancellation: cancelling a pending ``__anext__`` leaves the socket open until
-    ``aclose()`` (use ``async with aclosing(...)``); ``aclose`` closes it hard.
-    """
-
-    def __init__(
-        self, base_url: str, token: str | None, request: ExecRequest, total_timeout_s: float
-    ) -> None:
-        self._url = urlsplit(base_url)
-        self._token = token
-        self._request = request
-        self._deadline = trio.current_time() + total_timeout_s
-        self._stream: trio.SocketStream | None = None
-        self._ws = WSConnection(ConnectionType.CLIENT)
-        self._pending: list[ExecOutput | ExecExit] = []
-        self._buffer: list[str] = []
-        self._done = False
-
-    def __aiter__(self) -> ExecStream:
-        return self
-
-    async def _connect(self) -> trio.SocketStream:
-        host = self._url.hostname or "127.0.0.1"
-        port = self._url.port or 80
-        try:
-            with trio.fail_after(DEFAULT_TIMEOUT_S):
-                stream = await trio.open_tcp_stream(host, port)
-        except (OSError, trio.TooSlowError) as exc:
-            raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
-        self._stream = stream
-        headers = [(b"authorization", f"Bearer {self._token}".encode())] if self._token else []
-        await self._send_bytes(
-            self._ws.send(
-                Request(
-                    host=f"{host}:{port}",
-                    target="/v1/exec/stream",
-                    extra_headers=headers,
-                )
-            )
-        )
-        return stream
-
-    async def _send_bytes(self, data: bytes) -> None:
-        assert self._stream is not None
-        try:
-            with trio.fail_after(DEFAULT_TIMEOUT_S):
-                await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
-            raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
-
-    async def __anext__(self) -> ExecOutput | ExecExit:
-        if self._stream is None:
-            await self._connect()
-        stream = self._stream
-        assert stream is not None
-        while not self._pending:
-            if self._done:
-                await self.aclose()
-                raise StopAsyncIteration
-            try:
-                with trio.fail_at(self._deadline):
-                    data = await stream.receive_some(65536)
-            except trio.TooSlowError as exc:
-                await self.aclose()
-                raise RuntimeClientError(0, "timeout", "exec stream deadline passed") from exc
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
-            self._ws.receive_data(data or None)
-            await self._process_events()
-            if not data and not self._pending and not self._done:
-                raise RuntimeClientError(0, "unreachable", "exec stream closed before exit")
-        return self._pending.pop(0)
-
-    async def _process_events(self) -> None:
-        reject_status = 0
-        reject_body = b""
-        for event in self._ws.events():
-            if isinstance(event, AcceptConnection):
-                body = json.dumps(unstructure(self._request)).encode()
-                await self._send_bytes(self._ws.send(TextMessage(body.decode())))
-            elif isinstance(event, RejectConnection):
-                reject_status = event.status_code
-                if not event.has_body:
-                    raise RuntimeClientError(reject_status, "rejected", "exec stream refused")
-            elif isinstance(event, RejectData):
-                reject_body += event.data
-                if event.body_finished:
-                    code, detail = "rejected", reject_body.decode("utf-8", "replace")[:500]
-                    try:
-                        parsed = json.loads(reject_body)
-                        code = str(parsed.get("error", code))
-                        detail = str(parsed.get("detail") or "")
-                    except (ValueError, AttributeError):
-                        pass
-                    raise RuntimeClientError(reject_status, code, detail)
-            elif isinstance(event, TextMessage):
-                self._buffer.append(event.data)
-                if event.message_finished:
-                    self._frame("".join(self._buffer))
-                    self._buffer.clear()
-            elif isinstance(event, Ping):
-                await self._send_bytes(self._ws.send(event.response()))
-            elif isinstance(event, CloseConnection) and not self._done:
-                raise RuntimeClientError(
-                    0, "unreachable", f"exec stream closed ({event.code}) before exit"
-                )
-
-    def _frame(self, text: str) -> None:
-        try:
-            raw = json.loads(text)
-        except ValueError as exc:
-            raise RuntimeClientError(0, "invalid_response", "exec frame is not JSON") from exc
-        if not isinstance(raw, dict):
-            raise RuntimeClientError(0, "invalid_response", "exec frame is not an object")
-        try:
-            if "exit_code" in raw:
-                self._pending.append(structure(raw, ExecExit))
-                self._done = True
-            elif "stream" in raw:
-                self._pending.append(structure(raw, ExecOutput))
-            elif "error" in raw:
-                raise RuntimeClientError(400, str(raw["error"]), str(raw.get("detail") or ""))
-        except ProtocolError as exc:
-            raise RuntimeClientError(0, "invalid_response", exc.message) from exc
-
-    async def aclose(self) -> None:
-        """Close the socket (the runtime kills the command if it is still running)."""
-        stream, self._stream = self._stream, None
-        self._done = True
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
 
 
 @asynccontextmanager

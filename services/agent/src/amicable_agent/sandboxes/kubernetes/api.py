@@ -22,6 +22,8 @@ import trio
 import urllib3
 from kubernetes.watch.watch import iter_resp_lines
 
+from amicable_agent.errors import AgentError
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -44,7 +46,7 @@ class Resource:
         return f"{self.group}/{self.version}"
 
 
-class KubeApiError(Exception):
+class KubeApiError(AgentError):
     """The API server answered with an error, or could not be reached (``status`` 0)."""
 
     def __init__(self, status: int, reason: str, message: str, *, named: bool = False) -> None:

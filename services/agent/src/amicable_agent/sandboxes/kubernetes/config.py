@@ -3,31 +3,23 @@ read once from the environment."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import attrs
+from amicable_settings import (
+    choice,
+    errors_as,
+    integer,
+    json_value,
+    number,
+    seconds,
+    secret,
+    string,
+)
+
+from amicable_agent.errors import ConfigError
 
 from .objects import ClaimApiVersion
-
-
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _read_secret(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    path = env.get(f"{name}_FILE", "").strip()
-    if not value and path:
-        with open(path, encoding="utf-8") as fh:
-            value = fh.read().strip()
-    return value or None
 
 
 @attrs.frozen
@@ -82,40 +74,41 @@ class KubernetesBackendConfig:
         """Read the configuration from environment variables (unset = default).
 
         Raises:
-            ValueError: a variable has a value the backend cannot use.
+            ConfigError: a variable has a value the backend cannot use (a ``ValueError``).
         """
-        version = env.get("AMICABLE_SANDBOX_CLAIM_API_VERSION", "v1alpha1").strip() or "v1alpha1"
-        if version not in ("v1alpha1", "v1beta1"):
-            raise ValueError(
-                f"AMICABLE_SANDBOX_CLAIM_API_VERSION must be v1alpha1|v1beta1, got {version!r}"
+        with errors_as(ConfigError):
+            mapping: object = json_value(env, "AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON", {})
+            if not isinstance(mapping, dict) or not all(
+                isinstance(v, str) for v in mapping.values()
+            ):
+                raise ConfigError(
+                    "AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON must be a JSON object of strings"
+                )
+            poll_ms = number(env, "K8S_RUNTIME_READY_POLL_MS", 250.0, minimum=0)
+            return cls(
+                namespace=string(env, "K8S_SANDBOX_NAMESPACE", "default"),
+                template_name=string(env, "K8S_SANDBOX_TEMPLATE_NAME", "amicable-sandbox"),
+                template_map={str(k): v for k, v in mapping.items()},
+                ready_timeout_s=seconds(env, "K8S_SANDBOX_READY_TIMEOUT", 180.0),
+                claim_api_version=choice(
+                    env, "AMICABLE_SANDBOX_CLAIM_API_VERSION", "v1alpha1", ("v1alpha1", "v1beta1")
+                ),
+                idle_ttl_s=seconds(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
+                runtime_port=integer(env, "SANDBOX_RUNTIME_PORT", 8888, minimum=1, maximum=65535),
+                preview_port=integer(env, "SANDBOX_PREVIEW_PORT", 3000, minimum=1, maximum=65535),
+                service_host_template=string(
+                    env,
+                    "AMICABLE_K8S_SERVICE_HOST_TEMPLATE",
+                    "{name}.{namespace}.svc.cluster.local",
+                ),
+                runtime_token_secret=secret(env, "AMICABLE_RUNTIME_TOKEN_SECRET"),
+                runtime_probe_timeout_s=seconds(env, "K8S_RUNTIME_READY_NEW_TIMEOUT_S", 30.0),
+                runtime_probe_existing_timeout_s=seconds(env, "K8S_RUNTIME_READY_TIMEOUT_S", 5.0),
+                runtime_probe_interval_s=max(0.05, poll_ms / 1000),
+                reap_interval_s=seconds(env, "AMICABLE_SANDBOX_REAP_INTERVAL_S", 60.0),
+                replica_id=string(env, "HOSTNAME", "amicable-agent"),
+                kubeconfig=string(env, "KUBECONFIG", None),
             )
-        mapping_raw = env.get("AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON", "").strip()
-        mapping = json.loads(mapping_raw) if mapping_raw else {}
-        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-            raise ValueError(
-                "AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON must be a JSON object of strings"
-            )
-        return cls(
-            namespace=env.get("K8S_SANDBOX_NAMESPACE", "").strip() or "default",
-            template_name=env.get("K8S_SANDBOX_TEMPLATE_NAME", "").strip() or "amicable-sandbox",
-            template_map={str(k): v for k, v in mapping.items()},
-            ready_timeout_s=_env_float(env, "K8S_SANDBOX_READY_TIMEOUT", 180.0),
-            claim_api_version=version,  # type: ignore[arg-type]
-            idle_ttl_s=_env_float(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
-            runtime_port=int(_env_float(env, "SANDBOX_RUNTIME_PORT", 8888)),
-            preview_port=int(_env_float(env, "SANDBOX_PREVIEW_PORT", 3000)),
-            service_host_template=env.get("AMICABLE_K8S_SERVICE_HOST_TEMPLATE", "").strip()
-            or "{name}.{namespace}.svc.cluster.local",
-            runtime_token_secret=_read_secret(env, "AMICABLE_RUNTIME_TOKEN_SECRET"),
-            runtime_probe_timeout_s=_env_float(env, "K8S_RUNTIME_READY_NEW_TIMEOUT_S", 30.0),
-            runtime_probe_existing_timeout_s=_env_float(env, "K8S_RUNTIME_READY_TIMEOUT_S", 5.0),
-            runtime_probe_interval_s=max(
-                0.05, _env_float(env, "K8S_RUNTIME_READY_POLL_MS", 250.0) / 1000
-            ),
-            reap_interval_s=_env_float(env, "AMICABLE_SANDBOX_REAP_INTERVAL_S", 60.0),
-            replica_id=env.get("HOSTNAME", "").strip() or "amicable-agent",
-            kubeconfig=env.get("KUBECONFIG", "").strip() or None,
-        )
 
     def template_for(self, template_id: str) -> str:
         """The SandboxTemplate (v1alpha1) or SandboxWarmPool (v1beta1) of a project template."""
