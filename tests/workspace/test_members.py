@@ -79,13 +79,6 @@ def test_services_never_import_the_test_fakes(member: str) -> None:
     assert "amicable_testing" not in _imports(ROOT / member / "src" / package)
 
 
-#: Members still importing another member's private modules, each with its reason.
-PRIVATE_IMPORTS_PENDING = {
-    # Being reworked on another branch; converted to the public names after that merges.
-    "services/sandbox_runtime": "amicable_protocol._converter",
-}
-
-
 @pytest.mark.parametrize("member", sorted(MEMBERS))
 def test_members_use_only_the_public_modules_of_other_members(member: str) -> None:
     package = MEMBERS[member]
@@ -102,8 +95,7 @@ def test_members_use_only_the_public_modules_of_other_members(member: str) -> No
                 top, *rest = name.split(".")
                 if top in own and top != package and any(p.startswith("_") for p in rest):
                     private.add(name)
-    pending = PRIVATE_IMPORTS_PENDING.get(member)
-    assert private <= ({pending} if pending else set()), (
+    assert not private, (
         f"{package} imports private modules: {sorted(private)}; "
         "use the package's public names (its __init__ and __all__)"
     )

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
-from amicable_protocol._converter import structure, unstructure
+from amicable_protocol import structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.http import ErrorBody
 from amicable_protocol.runtime import ExecRequest

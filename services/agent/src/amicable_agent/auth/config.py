@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import attrs
+from amicable_settings import boolean, comma_list, errors_as, integer, secret, string
 
 from amicable_agent.errors import ConfigError
 
@@ -140,32 +141,37 @@ class AuthConfig:
         Raises:
             ConfigError: a value is malformed, or a required one is missing for the mode.
         """
-        google_id = _get(env, "GOOGLE_CLIENT_ID")
-        google_secret = _secret(env, "GOOGLE_CLIENT_SECRET")
+        with errors_as(ConfigError):
+            return cls._from_env(env)
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str]) -> AuthConfig:
+        google_id = string(env, "GOOGLE_CLIENT_ID", "")
+        google_secret = secret(env, "GOOGLE_CLIENT_SECRET")
         default_mode = "google" if google_id and google_secret else "none"
-        mode = (_get(env, "AUTH_MODE") or default_mode).lower()
+        mode = (string(env, "AUTH_MODE", "") or default_mode).lower()
         if mode not in ("none", "oidc", "google"):
             raise ConfigError(f"AUTH_MODE must be none, oidc or google, not {mode!r}")
         issuer = client_id = client_secret = None
         if mode == "oidc":
             issuer = _url(env, "OIDC_ISSUER_URL", required=True)
-            client_id = _get(env, "OIDC_CLIENT_ID")
-            client_secret = _secret(env, "OIDC_CLIENT_SECRET")
+            client_id = string(env, "OIDC_CLIENT_ID", "")
+            client_secret = secret(env, "OIDC_CLIENT_SECRET")
             if not client_id:
                 raise ConfigError("AUTH_MODE=oidc needs OIDC_CLIENT_ID")
         elif mode == "google":
             issuer = GOOGLE_ISSUER
-            client_id = google_id or _get(env, "OIDC_CLIENT_ID")
-            client_secret = google_secret or _secret(env, "OIDC_CLIENT_SECRET")
+            client_id = google_id or string(env, "OIDC_CLIENT_ID", "")
+            client_secret = google_secret or secret(env, "OIDC_CLIENT_SECRET")
             if not client_id or not client_secret:
                 raise ConfigError(
                     "AUTH_MODE=google needs GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET"
                 )
-        session_secret = _secret(env, "SESSION_SECRET")
+        session_secret = secret(env, "SESSION_SECRET")
         if session_secret is not None and len(session_secret) < MIN_SECRET_LENGTH:
             raise ConfigError(f"SESSION_SECRET must be at least {MIN_SECRET_LENGTH} characters")
         origins = _origins(env, "AMICABLE_ALLOWED_ORIGINS") or _origins(env, "CORS_ALLOW_ORIGINS")
-        scopes = tuple((_get(env, "OIDC_SCOPES") or " ".join(DEFAULT_SCOPES)).split())
+        scopes = tuple((string(env, "OIDC_SCOPES", "") or " ".join(DEFAULT_SCOPES)).split())
         if "openid" not in scopes:
             raise ConfigError("OIDC_SCOPES must include openid")
         return cls(
@@ -177,23 +183,25 @@ class AuthConfig:
             client_secret=client_secret,
             scopes=scopes,
             allowed_email_domains=tuple(
-                d.lower().lstrip("@") for d in _list(env, "OIDC_ALLOWED_EMAIL_DOMAINS")
+                d.lower().lstrip("@") for d in comma_list(env, "OIDC_ALLOWED_EMAIL_DOMAINS", ())
             ),
-            session_max_age_s=_int(env, "SESSION_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),
-            cookie_name=_get(env, "SESSION_COOKIE_NAME") or "amicable_session",
+            session_max_age_s=integer(env, "SESSION_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),
+            cookie_name=string(env, "SESSION_COOKIE_NAME", "") or "amicable_session",
             public_base_url=_url(env, "PUBLIC_BASE_URL", required=False),
-            allowed_hosts=tuple(h.lower() for h in _list(env, "AMICABLE_ALLOWED_HOSTS")),
+            allowed_hosts=tuple(h.lower() for h in comma_list(env, "AMICABLE_ALLOWED_HOSTS", ())),
             allowed_origins=origins,
             redirect_origins=_origins(env, "AUTH_REDIRECT_ALLOW_ORIGINS"),
-            admin_emails=tuple(e.lower() for e in _list(env, "AMICABLE_ADMIN_EMAILS")),
-            insecure_no_auth=_get(env, "AMICABLE_INSECURE_NO_AUTH").lower() in ("1", "true", "yes"),
+            admin_emails=tuple(e.lower() for e in comma_list(env, "AMICABLE_ADMIN_EMAILS", ())),
+            insecure_no_auth=boolean(env, "AMICABLE_INSECURE_NO_AUTH", False),
             quotas=Quotas(
-                projects_per_user=_int(env, "AMICABLE_MAX_PROJECTS_PER_USER", 100),
-                running_sandboxes_per_user=_int(env, "AMICABLE_MAX_RUNNING_SANDBOXES_PER_USER", 5),
-                concurrent_turns_per_user=_int(env, "AMICABLE_MAX_CONCURRENT_TURNS_PER_USER", 3),
+                projects_per_user=integer(env, "AMICABLE_MAX_PROJECTS_PER_USER", 100),
+                running_sandboxes_per_user=integer(
+                    env, "AMICABLE_MAX_RUNNING_SANDBOXES_PER_USER", 5
+                ),
+                concurrent_turns_per_user=integer(env, "AMICABLE_MAX_CONCURRENT_TURNS_PER_USER", 3),
                 running_sandboxes=(
-                    _int(env, "AMICABLE_MAX_RUNNING_SANDBOXES", 0)
-                    if _get(env, "AMICABLE_MAX_RUNNING_SANDBOXES")
+                    integer(env, "AMICABLE_MAX_RUNNING_SANDBOXES", 0)
+                    if string(env, "AMICABLE_MAX_RUNNING_SANDBOXES", "")
                     else None
                 ),
             ),
@@ -225,40 +233,8 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def _get(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, "").strip()
-
-
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    value = _get(env, name)
-    path = _get(env, f"{name}_FILE")
-    if not value and path:
-        try:
-            value = Path(path).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
-    return value or None
-
-
-def _list(env: Mapping[str, str], name: str) -> list[str]:
-    return [item.strip() for item in _get(env, name).split(",") if item.strip()]
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = _get(env, name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, not {raw!r}") from exc
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
 def _url(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
-    raw = _get(env, name).rstrip("/")
+    raw = string(env, name, "").rstrip("/")
     if not raw:
         if required:
             raise ConfigError(f"{name} is required")
@@ -271,7 +247,7 @@ def _url(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
 
 def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     out = []
-    for item in _list(env, name):
+    for item in comma_list(env, name, ()):
         parts = urlsplit(item)
         if (
             parts.scheme not in ("http", "https")

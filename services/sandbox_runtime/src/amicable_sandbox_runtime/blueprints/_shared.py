@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
-from amicable_protocol._converter import structure, unstructure
+from amicable_protocol import structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.http import ErrorBody
 from quart import Response, current_app, request

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import trio
-from amicable_protocol._converter import structure, unstructure
+from amicable_protocol import structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.http import ErrorBody
 from amicable_protocol.runtime import ExecOutput, ExecRequest
