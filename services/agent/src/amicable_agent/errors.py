@@ -35,6 +35,12 @@ Exception tree::
     │                                told (also a ValueError) [db/tools.py]
     ├── InvalidJwt                   a Hasura token that does not verify: shape, algorithm,
     │                                signature or expiry (also a ValueError) [db/jwt.py]
+    ├── AccessDenied                 the caller may not do this (``status``, ``code``:
+    │   │                            ``read_only``, ``owner_only``) [auth/access.py]
+    │   ├── ProjectNotFound          404: no such project, or one the caller may not see
+    │   └── QuotaExceeded            429: a per-user or global limit is reached
+    ├── LoginError                   a login could not complete; ``detail`` is shown
+    │                                [auth/oidc.py]
     ├── GitSyncError                 GitLab persistence failed (``code``, ``detail``: never
     │   │                            the token) [gitsync/errors.py]
     │   ├── GitLabApiError           the GitLab REST API answered >= 400 or not at all
