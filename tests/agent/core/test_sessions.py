@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -449,3 +450,54 @@ async def test_provisioning_stages_are_logged(caplog: pytest.LogCaptureFixture) 
         lvl == "WARNING" and ": failed after" in msg and "the template 'vite' is missing" in msg
         for lvl, msg in lines
     ), lines
+
+
+async def test_a_turn_cut_by_a_closing_session_is_checkpointed_when_the_project_opens(
+    tmp_path: Path,
+) -> None:
+    from amicable_agent.sessions.checkpoint_queue import PENDING_KEY
+    from amicable_agent.sessions.checkpoints import Checkpoints
+    from amicable_testing.workspace_runtime import WorkspaceRuntime
+
+    root = tmp_path / "ws"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "App.tsx").write_text("v1\n")
+
+    @asynccontextmanager
+    async def factory(handle: Any) -> AsyncIterator[WorkspaceRuntime]:
+        await trio.lowlevel.checkpoint()
+        yield WorkspaceRuntime(root)
+
+    store = MemoryStore()
+
+    def deps(engine: Any) -> SessionDeps:
+        return SessionDeps(
+            store=store,
+            backend=FakeSandboxBackend(),
+            runtime_factory=factory,
+            engine=engine,
+            preview_url=lambda label: f"http://{label}.preview.localhost/",
+        )
+
+    engine = FakeEngine()
+    async with open_session_manager(deps(engine)) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))  # the baseline is made here
+        session.submit(MessageType.USER, UserData(session_id="s1", text="Big change"), a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert engine.started == ["Big change"]
+        (root / "src" / "App.tsx").write_text("half done\n")  # what the turn wrote so far
+    # The agent stopped mid-turn (the manager closed): no checkpoint, but a note in the store.
+    checkpoints = Checkpoints(WorkspaceRuntime(root))
+    assert [c.title for c in await checkpoints.list()] == ["Project created"]
+    assert await store.load_state("s1", PENDING_KEY) == ["interrupted: Big change"]
+
+    async with open_session_manager(deps(FakeEngine())) as mgr:
+        session = await mgr.attach("s1", Attachment())
+        await session.init_reply(InitData(session_id="s1"))
+    assert [(c.title, c.files_changed) for c in await checkpoints.list()] == [
+        ("interrupted: Big change", 1),
+        ("Project created", 1),
+    ]
+    assert await store.load_state("s1", PENDING_KEY) is None

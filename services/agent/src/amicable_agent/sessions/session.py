@@ -198,6 +198,7 @@ class Session:
                             return
                         nursery.start_soon(self._idle_watch)
                         nursery.start_soon(self._jobs.serve)
+                        nursery.start_soon(self._jobs.serve_checkpoints)
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
         finally:
             self._closed.set()
