@@ -200,7 +200,8 @@ async def test_checkpoints_api(api: Any) -> None:
     c = api.client
     pid = (await c.post("/api/projects", json={"name": "Shop"})).json()["project_id"]
     base = f"/api/sandbox/{pid}/checkpoints"
-    assert (await c.get(base)).json() == {"checkpoints": []}
+    empty = (await c.get(base)).json()
+    assert empty == {"checkpoints": [], "history_bytes": 0, "max_history_bytes": 1024**3}
     ws = api.workspaces / sandbox_id_for(pid)
     (ws / "index.html").write_text("one")
     cps = Checkpoints(WorkspaceRuntime(ws))
@@ -208,7 +209,9 @@ async def test_checkpoints_api(api: Any) -> None:
     (ws / "index.html").write_text("two")
     await cps.create("Second")
 
-    listed = (await c.get(base)).json()["checkpoints"]
+    body = (await c.get(base)).json()
+    assert body["history_bytes"] > 0  # the disk the project's .git uses
+    listed = body["checkpoints"]
     assert [(e["title"], e["files_changed"]) for e in listed] == [
         ("Second", 1),
         (BASELINE_TITLE, 1),
