@@ -27,6 +27,8 @@ from amicable_testing.workspace_runtime import WorkspaceRuntime
 from trio_websocket import open_websocket_url
 
 BIG = 1536 * 1024 * 1024  # sparse
+#: AMICABLE_CHECKPOINT_MAX_FILE_BYTES of the test agent.
+LIMIT = 1024 * 1024
 
 
 class GatedRuntime(WorkspaceRuntime):
@@ -74,6 +76,7 @@ async def agent_http(
     config = AgentConfig(
         host="127.0.0.1", port=0, internal_port=0, data_dir=tmp_path / "data",
         preview_base_domain="preview.localhost", preview_public_port=8123,
+        checkpoint_max_file_bytes=LIMIT,
     )  # fmt: skip
 
     async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -142,6 +145,7 @@ async def test_a_slow_checkpoint_does_not_hold_up_the_next_turn(
         await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
         await read_until(ws, of_type("init"), seen)
         sparse(workspace / "big.bin", BIG)  # made during the turn, as a model's command would
+        sparse(workspace / "mid.bin", 2 * LIMIT)  # under the default limit, over the configured
 
         runtime.close_gate()
         fake.add(Reply([write("/src/App.tsx", "one\n")]), Reply([Text("Done.")]))
@@ -173,9 +177,12 @@ async def test_a_slow_checkpoint_does_not_hold_up_the_next_turn(
     # The second turn started (and ended) before the slow checkpoint was done.
     assert seen.index(started) < seen.index(made)
     assert made.data.output["title"] == "Make it one"
-    assert made.data.output["skipped"] == [{"path": "/big.bin", "bytes": BIG}]
+    assert sorted(made.data.output["skipped"], key=lambda s: s["path"]) == [
+        {"path": "/big.bin", "bytes": BIG},
+        {"path": "/mid.bin", "bytes": 2 * LIMIT},
+    ]
     assert "big.bin" in made.data.text
-    assert "big.bin" not in tracked(workspace)
+    assert not {"big.bin", "mid.bin"} & set(tracked(workspace))
     assert not list((workspace / ".git" / "objects").rglob("tmp_*"))
     [response] = restored
     assert response.status_code == 200, response.text

@@ -92,6 +92,11 @@ class AgentConfig:
             :class:`amicable_agent.db.HasuraConfig`); None = feature off.
         git_sync: GitLab persistence settings (``GITLAB_*``, ``AMICABLE_GIT_SYNC_*``, see
             :class:`amicable_agent.gitsync.GitSyncConfig`); None or disabled = feature off.
+        checkpoint_max_file_bytes: ``AMICABLE_CHECKPOINT_MAX_FILE_BYTES``: files bigger than
+            this are left out of checkpoints, with a note (0 = no limit).
+        checkpoint_max_history_bytes: ``AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES``: past this a
+            project's checkpoint history is garbage-collected, then new checkpoints are
+            refused (0 = no cap).
     """
 
     host: str = "127.0.0.1"
@@ -120,6 +125,9 @@ class AgentConfig:
     ws_send_queue_size: int = 256
     hasura: HasuraConfig | None = attrs.field(default=None, repr=False)
     git_sync: GitSyncConfig | None = attrs.field(default=None, repr=False)
+    # The defaults of amicable_agent.sessions.checkpoints.CheckpointPolicy.
+    checkpoint_max_file_bytes: int = 50 * 1024 * 1024
+    checkpoint_max_history_bytes: int = 1024 * 1024 * 1024
 
     @property
     def postgres_url(self) -> str | None:
@@ -165,6 +173,12 @@ class AgentConfig:
                 return int(raw)
             except ValueError as exc:
                 raise ConfigError(f"{name} must be an integer, not {raw!r}") from exc
+
+        def size(name: str, default: int) -> int:
+            value = integer(name, default)
+            if value < 0:
+                raise ConfigError(f"{name} must be a number of bytes (0 = no limit), not {value}")
+            return value
 
         def number(name: str, default: float) -> float:
             raw = env.get(name, "").strip()
@@ -228,6 +242,8 @@ class AgentConfig:
             ),
             hasura=hasura_config_from_env(env),
             git_sync=_GitSyncConfig.from_env(env),
+            checkpoint_max_file_bytes=size("AMICABLE_CHECKPOINT_MAX_FILE_BYTES", 50 * 1024**2),
+            checkpoint_max_history_bytes=size("AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES", 1024**3),
         )
 
 

@@ -22,6 +22,7 @@ from .http.state import AppState
 from .http.ws_server import serve_public
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
+from .sessions.checkpoints import CheckpointPolicy
 from .store import open_store
 
 if TYPE_CHECKING:
@@ -144,6 +145,10 @@ async def serve(
             provision_timeout_s=config.provision_timeout_s,
             db=db,
             git_sync=git_sync,
+            checkpoints=CheckpointPolicy(
+                max_file_bytes=config.checkpoint_max_file_bytes,
+                max_history_bytes=config.checkpoint_max_history_bytes,
+            ),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         async with trio.open_nursery() as nursery:
