@@ -18,6 +18,7 @@ from amicable_agent.sessions import (
     SessionManager,
     open_session_manager,
 )
+from amicable_protocol.limits import INIT_PROMPT_CHARS
 from amicable_protocol.messages import (
     Empty,
     HistoryEntry,
@@ -26,6 +27,7 @@ from amicable_protocol.messages import (
     ServerMessage,
     TextData,
     UserData,
+    encode_server_message,
 )
 from amicable_testing import FakeSandboxBackend, MemoryStore, unused_runtime_factory
 
@@ -501,3 +503,29 @@ async def test_a_turn_cut_by_a_closing_session_is_checkpointed_when_the_project_
         ("Project created", 1),
     ]
     assert await store.load_state("s1", PENDING_KEY) is None
+
+
+async def test_a_project_with_a_20_mb_prompt_still_opens_under_1_mib() -> None:
+    store = MemoryStore()
+    huge = "Build me a shop. " * 1_250_000  # 21 MB
+    await store.create_project("Shop", template_id="vite", prompt=huge, project_id="s1")
+    for i in range(20):  # and a chat from before the user text limit
+        await store.append_chat("s1", "user" if i % 2 == 0 else "assistant", f"{i}:" + "y" * 10**6)
+    deps = SessionDeps(
+        store=store,
+        backend=FakeSandboxBackend(),
+        runtime_factory=unused_runtime_factory,
+        engine=None,
+        preview_url=lambda label: f"http://{label}.preview.localhost/",
+    )
+    async with open_session_manager(deps) as mgr:
+        session = await mgr.attach("s1", Attachment())
+        reply = await session.init_reply(InitData(session_id="s1"))
+        frame = encode_server_message(session.message(MessageType.INIT, reply))
+    assert len(frame.encode()) < 1024 * 1024
+    prompt = reply.project.project_prompt
+    assert prompt is not None
+    assert prompt.startswith("Build me a shop.")
+    assert prompt.endswith("…")
+    assert len(prompt) <= INIT_PROMPT_CHARS
+    assert reply.conversation_history[-1].text.startswith("19:")  # the newest is kept
