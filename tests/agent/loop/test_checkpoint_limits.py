@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 from amicable_agent.errors import CheckpointError
+from amicable_agent.sessions.checkpoint_queue import PENDING_KEY, CheckpointQueue
 from amicable_agent.sessions.checkpoints import (
     BASELINE_TITLE,
     CheckpointPolicy,
@@ -19,6 +20,7 @@ from amicable_agent.sessions.checkpoints import (
     SkippedFile,
     format_bytes,
 )
+from amicable_testing import MemoryStore
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 BIG = 1536 * 1024 * 1024  # 1.5 GB: git needs ~10 s to hash it, and leaves a partial pack
@@ -162,3 +164,30 @@ async def test_history_over_its_cap_is_collected_then_refused(workspace: Path) -
     # 0 = no cap.
     uncapped = Checkpoints(runtime, policy=CheckpointPolicy(max_history_bytes=0))
     assert await uncapped.create("no cap") is not None
+
+
+async def test_a_checkpoint_cut_by_a_closing_session_cleans_up_before_it_returns(
+    real_runtime: Any, workspace: Path
+) -> None:
+    store = MemoryStore()
+    sent: list[Any] = []
+
+    async def send(type_: Any, data: Any) -> None:
+        await trio.lowlevel.checkpoint()
+        sent.append((type_, data))
+
+    # No size limit, so git hashes the whole file into a partial pack.
+    policy = CheckpointPolicy(max_file_bytes=0)
+    queue = CheckpointQueue("s1", store, lambda: real_runtime, send, policy)
+    assert await queue.prepare()
+    sparse(workspace / "video.bin", BIG)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(queue.serve)
+        await queue.turn_started("Add a video")
+        await queue.turn_finished("Add a video", interrupted=False)
+        await wait_for_partial_pack(workspace)
+        nursery.cancel_scope.cancel()  # the session closes
+    # The shielded cleanup ran before serve() returned; the turn is still pending.
+    assert leftovers(workspace) == []
+    assert await store.load_state("s1", PENDING_KEY) == ["Add a video"]
+    assert sent == []
