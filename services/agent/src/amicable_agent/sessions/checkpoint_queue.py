@@ -104,7 +104,6 @@ class CheckpointQueue:
         self._save_lock = trio.Lock()
         self._reported: set[str] = set()
         self.ready = False
-        self.taken = 0  # checkpoints made (tests wait on it through wait_taken)
 
     # --- the turn worker's side ---------------------------------------------------------
 
@@ -220,7 +219,6 @@ class CheckpointQueue:
         except BaseException:  # only to clean up after git: always re-raised
             await self._recover(checkpoints)
             raise
-        self.taken += 1
         if made is not None:
             await self._announce(made)
         return True
