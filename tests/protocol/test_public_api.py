@@ -9,7 +9,12 @@ import attrs
 from amicable_protocol import http, messages, preview, runtime
 
 INTENDED = [
+    "INIT_HISTORY_CHARS",
+    "INIT_HISTORY_ENTRY_CHARS",
+    "INIT_PROMPT_CHARS",
     "MAX_FRAME_BYTES",
+    "MAX_PROJECT_PROMPT_CHARS",
+    "MAX_USER_TEXT_CHARS",
     "PREVIEW_TOKEN_HEADER",
     "ActionRequest",
     "ActiveView",
@@ -77,9 +82,12 @@ INTENDED = [
     "Usage",
     "UserData",
     "WriteResult",
+    "check_text",
+    "clip_text",
     "decode_client_frame",
     "decode_server_message",
     "encode_server_message",
+    "fit_history",
     "server_message_to_json",
     "structure",
     "unstructure",

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 import trio
 from amicable_sandbox_runtime.config import load_config
 from amicable_sandbox_runtime.testing import free_port, process_alive, wait_for_exit, wait_until
@@ -209,3 +210,54 @@ async def test_exhaustion_on_virtual_time(tmp_path: Any, autojump_clock: Any) ->
         nursery.cancel_scope.cancel()
     assert (status.restarts, status.last_exit_code, status.pid, status.ready) == (4, 3, None, False)
     assert elapsed >= 4 * 5.0  # four restarts, each after at least the initial backoff
+
+
+def test_restart_budget_refills_over_time() -> None:
+    from amicable_sandbox_runtime.supervisor import RestartBudget
+
+    budget = RestartBudget(3, window_s=300.0)
+    assert [budget.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert budget.used(0.0) == 3
+    assert budget.wait_s(0.0) == pytest.approx(100.0)  # one restart back per 300 s / 3
+    assert not budget.take(99.0)
+    assert budget.take(100.0)
+    # A dev server that crashes every two minutes, for days, never runs it dry.
+    assert all(budget.take(100.0 + 120.0 * i) for i in range(1, 5000))
+    assert budget.used(10.0**7) == 0  # quiet for long: full again
+    empty = RestartBudget(0, window_s=300.0)
+    assert (empty.take(0.0), empty.wait_s(0.0)) == (False, float("inf"))
+
+
+async def test_exhausted_is_not_forever(tmp_path: Any, autojump_clock: Any) -> None:
+    """A crash loop runs the budget dry; once a restart has refilled, it tries again."""
+    from amicable_sandbox_runtime.config import RuntimeConfig
+    from amicable_sandbox_runtime.supervisor import RESTART_WINDOW_S, PreviewSupervisor
+
+    # The dev server is a real process: jump the clock only when everything has been idle
+    # for a moment of real time (not while it runs), and keep the probe loop quiet.
+    autojump_clock.autojump_threshold = 0.2
+    config = RuntimeConfig(
+        workspace=tmp_path,
+        token="t",
+        preview_cmd="exit 3",
+        preview_port=free_port(),
+        preview_max_restarts=3,
+        preview_backoff_initial_s=1.0,
+        preview_backoff_max_s=1.0,
+        preview_probe_interval_s=10_000.0,
+    )
+    refill_s = RESTART_WINDOW_S / 3
+    supervisor = PreviewSupervisor(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        with trio.fail_after(refill_s / 2):
+            status = await supervisor.wait_state("exhausted")
+        assert status.restarts == 3
+        exhausted_at = trio.current_time()
+        with trio.fail_after(refill_s * 2):  # before: exhausted until an explicit restart
+            await supervisor.wait_state("backoff", "starting")
+        assert trio.current_time() - exhausted_at >= refill_s - 10
+        with trio.fail_after(refill_s / 2):  # still a crash loop: dry again at once
+            await supervisor.wait_state("exhausted")
+        nursery.cancel_scope.cancel()
+    assert "restart limit reached (3 per 3600 s)" in "\n".join(supervisor.logs().lines)

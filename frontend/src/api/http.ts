@@ -135,6 +135,12 @@ export function downloadUrl(projectId: string, format: "zip" | "tar.gz" = "zip")
   return `${editorConfig().httpUrl}/api/sandbox/${encodeURIComponent(projectId)}/download?format=${format}`;
 }
 
+/** A file left out of a checkpoint because it is bigger than the agent's limit. */
+export interface SkippedFile {
+  path: string;
+  bytes: number;
+}
+
 /** One checkpoint of a project's history (a commit in the sandbox's own git repository). */
 export interface Checkpoint {
   sha: string;
@@ -142,6 +148,8 @@ export interface Checkpoint {
   /** Unix time in seconds. */
   created_at: number;
   files_changed: number;
+  /** Files left out as too big (agents before this field send none). */
+  skipped?: SkippedFile[];
 }
 
 export interface RestoreResult {

@@ -5,7 +5,7 @@
  */
 import { useCallback, useEffect, useState } from "react";
 import { ApiError, checkpointsApi, type Checkpoint } from "../api/http";
-import { filesChanged, historyErrorMessage, relativeTime } from "../state/checkpoints";
+import { filesChanged, historyErrorMessage, relativeTime, skippedNote } from "../state/checkpoints";
 import { ConfirmDialog, Modal } from "./Dialog";
 
 interface Props {
@@ -114,6 +114,11 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
                     {" · "}
                     <code>{cp.sha.slice(0, 7)}</code>
                   </span>
+                  {skippedNote(cp.skipped) && (
+                    <span className="muted small" data-testid="checkpoint-skipped">
+                      {skippedNote(cp.skipped)}
+                    </span>
+                  )}
                 </div>
                 <button
                   className="btn small"

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { decodeServerFrame, type ServerMessage } from "../protocol/messages";
-import { filesChanged, historyErrorMessage, relativeTime, restoreNotice } from "./checkpoints";
+import {
+  filesChanged,
+  formatBytes,
+  historyErrorMessage,
+  relativeTime,
+  restoreNotice,
+  skippedNote,
+} from "./checkpoints";
 import { initialSession, reduce, type SessionState } from "./session";
 
 const SID = "0b7e6c2a-5d1f-4c8e-9a3b-2f6d8e1c4a70";
@@ -81,5 +88,37 @@ describe("a restore announced by the agent", () => {
   it("a finished turn refreshes the history too", () => {
     const after = run([msg("update_in_progress", {}, "u1"), msg("update_completed", {}, "u2")]);
     expect(after.historyVersion).toBe(1);
+  });
+});
+
+describe("a checkpoint saved after the turn", () => {
+  const SAVED = msg(
+    "trace_event",
+    {
+      phase: "post_tool_use",
+      tool_name: "checkpoint",
+      output: { sha: "c".repeat(40), title: "Add a video", files_changed: 1, skipped: [] },
+      text: "Checkpoint saved: Add a video",
+    },
+    "t2",
+  );
+
+  it("refreshes the history, and adds nothing to the chat", () => {
+    const after = run([msg("update_in_progress", {}, "u1"), msg("update_completed", {}, "u2"), SAVED]);
+    expect(after.historyVersion).toBe(2);
+    expect(after.items.filter((it) => it.kind !== "assistant")).toEqual([]);
+  });
+
+  it("notes the files it left out", () => {
+    expect(skippedNote(undefined)).toBeUndefined();
+    expect(skippedNote([])).toBeUndefined();
+    expect(skippedNote([{ path: "/media/video.bin", bytes: 1_610_612_736 }])).toBe(
+      "Not saved in this checkpoint (too big): /media/video.bin (1.6 GB)",
+    );
+    const many = [1, 2, 3, 4, 5].map((i) => ({ path: `/f${i}.zip`, bytes: 60_000_000 }));
+    expect(skippedNote(many)).toBe(
+      "Not saved in this checkpoint (too big): /f1.zip (60 MB), /f2.zip (60 MB), /f3.zip (60 MB) and 2 more",
+    );
+    expect([12, 900_000, 52_428_800].map(formatBytes)).toEqual(["12 bytes", "900 kB", "52 MB"]);
   });
 });

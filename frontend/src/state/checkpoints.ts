@@ -2,10 +2,41 @@
  * Pure helpers of the History panel and the chat notice of a restore: relative times,
  * readable errors, and the `trace_event` the agent broadcasts after a restore.
  */
+import type { SkippedFile } from "../api/http";
 import type { TraceEvent } from "../protocol/messages";
 
 /** `tool_name` of the `trace_event` announcing a restore. */
 export const RESTORE_TRACE_TOOL = "restore_checkpoint";
+/** `tool_name` of the `trace_event` announcing a checkpoint (saved after the turn ended). */
+export const CHECKPOINT_TRACE_TOOL = "checkpoint";
+
+/** Whether `event` says a new checkpoint was saved (the History list is out of date). */
+export function isCheckpointSaved(event: TraceEvent): boolean {
+  return event.tool_name === CHECKPOINT_TRACE_TOOL;
+}
+
+/** "12 bytes", "900 kB", "52 MB", "1.6 GB" (decimal units, as the agent writes them). */
+export function formatBytes(size: number): string {
+  for (const [unit, scale] of [
+    ["GB", 1e9],
+    ["MB", 1e6],
+    ["kB", 1e3],
+  ] as const) {
+    if (size >= scale) {
+      const value = size / scale;
+      return `${value < 10 ? value.toFixed(1) : value.toFixed(0)} ${unit}`;
+    }
+  }
+  return `${size} bytes`;
+}
+
+/** The note under a checkpoint that left big files out (undefined when none was). */
+export function skippedNote(skipped: SkippedFile[] | undefined): string | undefined {
+  if (!skipped || skipped.length === 0) return undefined;
+  const shown = skipped.slice(0, 3).map((f) => `${f.path} (${formatBytes(f.bytes)})`);
+  const more = skipped.length > 3 ? ` and ${skipped.length - 3} more` : "";
+  return `Not saved in this checkpoint (too big): ${shown.join(", ")}${more}`;
+}
 
 /** "just now", "5 minutes ago", "3 hours ago", "2 days ago", or a date for older ones. */
 export function relativeTime(unixSeconds: number, nowMs: number = Date.now()): string {

@@ -15,7 +15,7 @@ import type {
 } from "../protocol/messages";
 import { parseAssistantText } from "./uiBlocks";
 import { describeError, type ErrorExplanation } from "./errors";
-import { restoreNotice, type RestoreNotice } from "./checkpoints";
+import { isCheckpointSaved, restoreNotice, type RestoreNotice } from "./checkpoints";
 
 export type ToolStatus = "running" | "ok" | "error";
 
@@ -314,7 +314,10 @@ function applyServer(state: SessionState, msg: ServerMessage): SessionState {
       return { ...state, statusLine: msg.data.text };
     case "trace_event": {
       const notice = restoreNotice(msg.data);
-      return notice ? applyRestore(state, notice, msg.id) : applyTrace(state, msg.data, msg.timestamp);
+      if (notice) return applyRestore(state, notice, msg.id);
+      // Checkpoints are saved after the turn ended: the History list reloads once it is.
+      if (isCheckpointSaved(msg.data)) return { ...state, historyVersion: state.historyVersion + 1 };
+      return applyTrace(state, msg.data, msg.timestamp);
     }
     case "hitl_request":
       return { ...state, hitl: { interrupt_id: msg.data.interrupt_id, request: msg.data.request } };

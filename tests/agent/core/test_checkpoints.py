@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from amicable_agent.errors import CheckpointError
 from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sessions._git_scripts import commit_message
 from amicable_agent.sessions.checkpoints import (
     BASELINE_TITLE,
     SAVED_TITLE,
     Checkpoints,
+    SkippedFile,
     clean_title,
     parse_log,
     valid_sha,
@@ -61,12 +63,16 @@ def test_clean_title_is_one_capped_line() -> None:
     assert long.endswith("…")
 
 
-def test_parse_log_reads_counts_and_skips_junk() -> None:
+def test_parse_log_reads_counts_skipped_files_and_skips_junk() -> None:
+    note = commit_message(
+        "First", [SkippedFile("/a b\n.bin", 60_000_000), SkippedFile("/c.zip", 70)], 50
+    )
+    body = note.split("\n", 1)[1]
     text = (
-        "\x1eaaa\x1f100\x1fSecond\n\n 1 file changed, 1 insertion(+)\n"
-        "\x1ebbb\x1f90\x1fFirst\n\n 12 files changed, 3 deletions(-)\n"
+        "\x1eaaa\x1f100\x1fSecond\x1f\x1d\n\n 1 file changed, 1 insertion(+)\n"
+        f"\x1ebbb\x1f90\x1fFirst\x1f{body}\n\x1d\n\n 12 files changed, 3 deletions(-)\n"
         "\x1ebroken line\n"
-        "\x1eccc\x1f80\x1fEmpty\n"
+        "\x1eccc\x1f80\x1fEmpty\x1f\x1d\n"
     )
     found = parse_log(text)
     assert [(c.sha, c.title, c.created_at, c.files_changed) for c in found] == [
@@ -74,6 +80,8 @@ def test_parse_log_reads_counts_and_skips_junk() -> None:
         ("bbb", "First", 90, 12),
         ("ccc", "Empty", 80, 0),
     ]
+    assert found[1].skipped == (SkippedFile("/a b\n.bin", 60_000_000), SkippedFile("/c.zip", 70))
+    assert found[0].skipped == found[2].skipped == ()
 
 
 # --- over a workspace runtime ------------------------------------------------------------
@@ -192,7 +200,8 @@ async def test_checkpoints_api(api: Any) -> None:
     c = api.client
     pid = (await c.post("/api/projects", json={"name": "Shop"})).json()["project_id"]
     base = f"/api/sandbox/{pid}/checkpoints"
-    assert (await c.get(base)).json() == {"checkpoints": []}
+    empty = (await c.get(base)).json()
+    assert empty == {"checkpoints": [], "history_bytes": 0, "max_history_bytes": 1024**3}
     ws = api.workspaces / sandbox_id_for(pid)
     (ws / "index.html").write_text("one")
     cps = Checkpoints(WorkspaceRuntime(ws))
@@ -200,12 +209,15 @@ async def test_checkpoints_api(api: Any) -> None:
     (ws / "index.html").write_text("two")
     await cps.create("Second")
 
-    listed = (await c.get(base)).json()["checkpoints"]
+    body = (await c.get(base)).json()
+    assert body["history_bytes"] > 0  # the disk the project's .git uses
+    listed = body["checkpoints"]
     assert [(e["title"], e["files_changed"]) for e in listed] == [
         ("Second", 1),
         (BASELINE_TITLE, 1),
     ]
-    assert set(listed[0]) == {"sha", "title", "created_at", "files_changed"}
+    assert set(listed[0]) == {"sha", "title", "created_at", "files_changed", "skipped"}
+    assert listed[0]["skipped"] == []
     assert isinstance(listed[0]["created_at"], int)
 
     for bad in ("xyz", "zzzzzzz", "a" * 41, "HEAD"):

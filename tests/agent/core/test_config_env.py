@@ -43,6 +43,25 @@ def test_spares_and_integrations_from_env() -> None:
     assert "admin" not in repr(config)
 
 
+def test_checkpoint_limits_from_env() -> None:
+    from amicable_agent.sessions.checkpoints import CheckpointPolicy
+
+    default = AgentConfig.from_env({"HOME": "/home/u"})
+    policy = CheckpointPolicy()
+    assert (default.checkpoint_max_file_bytes, default.checkpoint_max_history_bytes) == (
+        policy.max_file_bytes,
+        policy.max_history_bytes,
+    )
+    config = AgentConfig.from_env(
+        {
+            "HOME": "/home/u",
+            "AMICABLE_CHECKPOINT_MAX_FILE_BYTES": "1000",
+            "AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES": "0",
+        }
+    )
+    assert (config.checkpoint_max_file_bytes, config.checkpoint_max_history_bytes) == (1000, 0)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -52,6 +71,8 @@ def test_spares_and_integrations_from_env() -> None:
         ("AMICABLE_SANDBOX_BACKEND", "docker"),
         ("AMICABLE_SESSION_IDLE_TIMEOUT_S", "-5"),
         ("AMICABLE_PREVIEW_RESOLVER_TOKEN_FILE", "/nonexistent/token"),
+        ("AMICABLE_CHECKPOINT_MAX_FILE_BYTES", "50MB"),
+        ("AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES", "-1"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:

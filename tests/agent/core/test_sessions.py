@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from amicable_agent.sessions import (
     SessionManager,
     open_session_manager,
 )
+from amicable_protocol.limits import INIT_PROMPT_CHARS
 from amicable_protocol.messages import (
     Empty,
     HistoryEntry,
@@ -25,6 +27,7 @@ from amicable_protocol.messages import (
     ServerMessage,
     TextData,
     UserData,
+    encode_server_message,
 )
 from amicable_testing import FakeSandboxBackend, MemoryStore, unused_runtime_factory
 
@@ -456,3 +459,80 @@ async def test_provisioning_stages_are_logged(caplog: pytest.LogCaptureFixture) 
         lvl == "WARNING" and ": failed after" in msg and "the template 'vite' is missing" in msg
         for lvl, msg in lines
     ), lines
+
+
+async def test_a_turn_cut_by_a_closing_session_is_checkpointed_when_the_project_opens(
+    tmp_path: Path,
+) -> None:
+    from amicable_agent.sessions.checkpoint_queue import PENDING_KEY
+    from amicable_agent.sessions.checkpoints import Checkpoints
+    from amicable_testing.workspace_runtime import WorkspaceRuntime
+
+    root = tmp_path / "ws"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "App.tsx").write_text("v1\n")
+
+    @asynccontextmanager
+    async def factory(handle: Any) -> AsyncIterator[WorkspaceRuntime]:
+        await trio.lowlevel.checkpoint()
+        yield WorkspaceRuntime(root)
+
+    store = MemoryStore()
+
+    def deps(engine: Any) -> SessionDeps:
+        return SessionDeps(
+            store=store,
+            backend=FakeSandboxBackend(),
+            runtime_factory=factory,
+            engine=engine,
+            preview_url=lambda label: f"http://{label}.preview.localhost/",
+        )
+
+    engine = FakeEngine()
+    async with open_session_manager(deps(engine)) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))  # the baseline is made here
+        session.submit(MessageType.USER, UserData(session_id="s1", text="Big change"), a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert engine.started == ["Big change"]
+        (root / "src" / "App.tsx").write_text("half done\n")  # what the turn wrote so far
+    # The agent stopped mid-turn (the manager closed): no checkpoint, but a note in the store.
+    checkpoints = Checkpoints(WorkspaceRuntime(root))
+    assert [c.title for c in await checkpoints.list()] == ["Project created"]
+    assert await store.load_state("s1", PENDING_KEY) == ["interrupted: Big change"]
+
+    async with open_session_manager(deps(FakeEngine())) as mgr:
+        session = await mgr.attach("s1", Attachment())
+        await session.init_reply(InitData(session_id="s1"))
+    assert [(c.title, c.files_changed) for c in await checkpoints.list()] == [
+        ("interrupted: Big change", 1),
+        ("Project created", 1),
+    ]
+    assert await store.load_state("s1", PENDING_KEY) is None
+
+
+async def test_a_project_with_a_20_mb_prompt_still_opens_under_1_mib() -> None:
+    store = MemoryStore()
+    huge = "Build me a shop. " * 1_250_000  # 21 MB
+    await store.create_project("Shop", template_id="vite", prompt=huge, project_id="s1")
+    for i in range(20):  # and a chat from before the user text limit
+        await store.append_chat("s1", "user" if i % 2 == 0 else "assistant", f"{i}:" + "y" * 10**6)
+    deps = SessionDeps(
+        store=store,
+        backend=FakeSandboxBackend(),
+        runtime_factory=unused_runtime_factory,
+        engine=None,
+        preview_url=lambda label: f"http://{label}.preview.localhost/",
+    )
+    async with open_session_manager(deps) as mgr:
+        session = await mgr.attach("s1", Attachment())
+        reply = await session.init_reply(InitData(session_id="s1"))
+        frame = encode_server_message(session.message(MessageType.INIT, reply))
+    assert len(frame.encode()) < 1024 * 1024
+    prompt = reply.project.project_prompt
+    assert prompt is not None
+    assert prompt.startswith("Build me a shop.")
+    assert prompt.endswith("…")
+    assert len(prompt) <= INIT_PROMPT_CHARS
+    assert reply.conversation_history[-1].text.startswith("19:")  # the newest is kept

@@ -89,8 +89,10 @@ async def test_ping_gets_pong_never_ping(agent) -> None:
             "invalid_field",
         ),
         ('{"type": 3}', "invalid_field"),
+        (json.dumps({"type": "user", "data": {"session_id": "x", "text": "a" * 100_001}}),
+         "too_large"),
     ],
-)
+)  # fmt: skip
 async def test_bad_frames_get_error_and_socket_stays_open(agent, frame: str, code: str) -> None:
     async with open_websocket_url(agent.ws) as ws:
         await ws_send(ws, frame)

@@ -56,9 +56,23 @@ def write(path: str, content: str) -> ToolUse:
     return ToolUse("write_file", {"file_path": path, "content": content})
 
 
-async def turn(ws: Any, sid: str, text: str) -> list[Any]:
+async def until_trace(ws: Any, tool_name: str) -> list[Any]:
+    """Messages up to the ``trace_event`` of ``tool_name``."""
+    seen: list[Any] = []
+    while True:
+        seen += await ws_recv_until(ws, "trace_event")
+        if seen[-1].data.tool_name == tool_name:
+            return seen
+
+
+async def turn(ws: Any, sid: str, text: str, *, checkpoint: bool = True) -> list[Any]:
+    """One turn; with ``checkpoint`` also wait for the checkpoint taken after it (in the
+    background, announced by a ``checkpoint`` trace event)."""
     await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": text}})
-    return await ws_recv_until(ws, "update_completed")
+    seen = await ws_recv_until(ws, "update_completed")
+    if checkpoint:
+        seen += await until_trace(ws, "checkpoint")
+    return seen
 
 
 def texts(body: dict[str, Any]) -> list[str]:
@@ -97,7 +111,7 @@ async def test_turns_leave_checkpoints_and_a_restore_goes_back(
         )
         await turn(ws, sid, "Make it two\nand add Extra")
         fake.add(Reply([Text("Nothing to change.")]))
-        await turn(ws, sid, "just answer")  # no file changed: no checkpoint
+        await turn(ws, sid, "just answer", checkpoint=False)  # no file changed: none
 
         listed = (await c.get(base)).json()["checkpoints"]
         assert [(e["title"], e["files_changed"]) for e in listed] == [
@@ -137,7 +151,7 @@ async def test_turns_leave_checkpoints_and_a_restore_goes_back(
         assert (workspace / "src" / "App.tsx").read_text() == "one\n"
         assert not (workspace / "src" / "Extra.tsx").exists()
         assert (workspace / "node_modules" / "lib" / "index.js").read_text() == "lib\n"
-        announced = (await ws_recv_until(ws, "trace_event"))[-1].data
+        announced = (await until_trace(ws, "restore_checkpoint"))[-1].data
         assert announced.tool_name == "restore_checkpoint"
         assert announced.output["checkpoint"]["sha"] == body["checkpoint"]["sha"]
         assert sorted(announced.output["changed_paths"]) == ["/src/App.tsx", "/src/Extra.tsx"]
@@ -149,7 +163,7 @@ async def test_turns_leave_checkpoints_and_a_restore_goes_back(
         # The model reads about the restore before the next request.
         before = len(fake.requests)
         fake.add(Reply([Text("Noted.")]))
-        await turn(ws, sid, "what now?")
+        await turn(ws, sid, "what now?", checkpoint=False)
         seen = texts(fake.requests[before].body)
         note = f"[The user restored the project files to checkpoint {one['sha'][:7]}: Make it one]"
         assert note in seen

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +163,56 @@ async def test_retries_keep_streamed_text(fake_llm: Any, make_engine: Any, host:
     assert not host.of("error")
     stored = host.store.conversations["proj-1"]
     assert stored[-1] == {"role": "assistant", "content": [{"type": "text", "text": final}]}
+
+
+async def test_retries_are_shown_to_the_editor_and_logged(
+    fake_llm: Any, make_engine: Any, host: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = fake_llm
+    fake.add(
+        Fault(drop_after_events=8, reply=Reply([Text("Here is the first part of the answer")])),
+        Fault(529),
+        Reply([Text(" and the rest.")]),
+    )
+    caplog.set_level(logging.INFO, logger="amicable_agent.loop.llm")
+    await make_engine(url).run_user_turn(host, user("explain"))
+
+    # The status line says what happens while the retries wait, and is cleared after.
+    statuses = [m.data.text for m in host.of("update_file")]
+    assert len(statuses) == 3, statuses
+    assert re.fullmatch(
+        r"Connection to the model API dropped, retrying 1/4 in [\d.]+ s", statuses[0]
+    )
+    assert re.fullmatch(r"Model API busy \(overloaded\), retrying 2/4 in [\d.]+ s", statuses[1])
+    assert statuses[2] == ""
+    types = host.types()
+    assert types.index("update_in_progress") < types.index("update_file")
+    assert types.index("update_file") < types.index("agent_final")
+    # One log line per failed attempt, with the HTTP status and the provider's request id.
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2, warned
+    assert re.search(r"dropped \(HTTP 200, request-id req_fake\d+, .*after \d+ events\)", warned[0])
+    assert "retrying 1/4" in warned[0]
+    assert re.search(
+        r"\(HTTP 529, request-id req_fake\d+, error type overloaded_error\)", warned[1]
+    )
+    assert "retrying 2/4" in warned[1]
+    assert all("sk-ant-test-key" not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_final_model_failure_is_logged(
+    fake_llm: Any, make_engine: Any, host: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = fake_llm
+    fake.add(*[Fault(500, message="boom")] * 2)
+    caplog.set_level(logging.INFO, logger="amicable_agent.loop.llm")
+    await make_engine(url, llm_max_retries=1).run_user_turn(host, user("hi"))
+    assert host.of("error")[0].data.error == "llm_api_error"
+    [status] = [m.data.text for m in host.of("update_file")]
+    assert status.startswith("Model API error (500), retrying 1/1 in ")
+    [failed] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "failed for good after 2 attempts" in failed
+    assert re.search(r"\(HTTP 500, request-id req_fake\d+, error type api_error\)", failed)
 
 
 # The SDK raises on an SSE ``error`` event while its own SSE generators are suspended; trio

@@ -7,6 +7,7 @@ No I/O happens here. Services and the frontend (via generated JSON Schema,
 - ``runtime``: bodies of the sandbox runtime API (``/v1``);
 - ``preview``: the preview resolver's answer to the router;
 - ``http``: the error body of every HTTP API;
+- ``limits``: size limits of text fields, and the cutting of what ``init`` echoes;
 - ``errors``: :class:`ProtocolError`, raised for anything that does not decode.
 
 :func:`structure` (JSON-ready data -> a wire type, ``strict=True`` for peers we own; raises
@@ -18,6 +19,16 @@ modules.
 from ._converter import structure, unstructure
 from .errors import ProtocolError, ProtocolErrorCode
 from .http import ErrorBody
+from .limits import (
+    INIT_HISTORY_CHARS,
+    INIT_HISTORY_ENTRY_CHARS,
+    INIT_PROMPT_CHARS,
+    MAX_PROJECT_PROMPT_CHARS,
+    MAX_USER_TEXT_CHARS,
+    check_text,
+    clip_text,
+    fit_history,
+)
 from .messages import (
     MAX_FRAME_BYTES,
     ActionRequest,
@@ -92,7 +103,12 @@ from .runtime import (
 )
 
 __all__ = [
+    "INIT_HISTORY_CHARS",
+    "INIT_HISTORY_ENTRY_CHARS",
+    "INIT_PROMPT_CHARS",
     "MAX_FRAME_BYTES",
+    "MAX_PROJECT_PROMPT_CHARS",
+    "MAX_USER_TEXT_CHARS",
     "PREVIEW_TOKEN_HEADER",
     "ActionRequest",
     "ActiveView",
@@ -160,9 +176,12 @@ __all__ = [
     "Usage",
     "UserData",
     "WriteResult",
+    "check_text",
+    "clip_text",
     "decode_client_frame",
     "decode_server_message",
     "encode_server_message",
+    "fit_history",
     "server_message_to_json",
     "structure",
     "unstructure",

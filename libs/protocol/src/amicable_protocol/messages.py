@@ -22,6 +22,7 @@ import attrs
 from ._converter import converter, register_omit_none, structure
 from ._validation import structure_items, wrong_type
 from .errors import ProtocolError
+from .limits import MAX_USER_TEXT_CHARS, check_text
 
 #: Largest frame the agent accepts (the server closes the socket with 1009 above it).
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -244,8 +245,9 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
     ``data.type``. Unknown keys are ignored.
 
     Raises:
-        ProtocolError: ``too_large``, ``invalid_json``, ``unknown_message_type`` or
-            ``invalid_field`` with a message naming the problem.
+        ProtocolError: ``too_large`` (the frame, or a ``user`` text over
+            :data:`~.limits.MAX_USER_TEXT_CHARS`), ``invalid_json``,
+            ``unknown_message_type`` or ``invalid_field`` with a message naming the problem.
     """
     if _frame_size(frame) > MAX_FRAME_BYTES:
         raise ProtocolError("too_large", f"frame exceeds {MAX_FRAME_BYTES} bytes")
@@ -283,6 +285,10 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
     ):
         raise ProtocolError("invalid_field", "timestamp must be a number")
     payload = structure(data, _CLIENT_DATA[mtype])
+    if isinstance(payload, UserData):
+        blocks = payload.content_blocks or ()
+        text = payload.text + "".join(b.text for b in blocks if isinstance(b, TextBlock))
+        check_text("data.text", text, MAX_USER_TEXT_CHARS)
     return ClientMessage(
         type=mtype,
         data=payload,

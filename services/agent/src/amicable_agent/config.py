@@ -95,6 +95,11 @@ class AgentConfig:
         auth: login, origins and limits (``AUTH_MODE``, ``OIDC_*``, ``SESSION_*``,
             ``PUBLIC_BASE_URL``, ``AMICABLE_ALLOWED_ORIGINS``, ``AMICABLE_MAX_*``; see
             ``docs/auth.md``).
+        checkpoint_max_file_bytes: ``AMICABLE_CHECKPOINT_MAX_FILE_BYTES``: files bigger than
+            this are left out of checkpoints, with a note (0 = no limit).
+        checkpoint_max_history_bytes: ``AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES``: past this a
+            project's checkpoint history is garbage-collected, then new checkpoints are
+            refused (0 = no cap).
     """
 
     host: str = "127.0.0.1"
@@ -123,6 +128,9 @@ class AgentConfig:
     hasura: HasuraConfig | None = attrs.field(default=None, repr=False)
     git_sync: GitSyncConfig | None = attrs.field(default=None, repr=False)
     auth: AuthConfig = attrs.field(factory=AuthConfig, repr=False)
+    # The defaults of amicable_agent.sessions.checkpoints.CheckpointPolicy.
+    checkpoint_max_file_bytes: int = 50 * 1024 * 1024
+    checkpoint_max_history_bytes: int = 1024 * 1024 * 1024
 
     @property
     def postgres_url(self) -> str | None:
@@ -201,6 +209,12 @@ class AgentConfig:
                 hasura=hasura_config_from_env(env),
                 git_sync=_GitSyncConfig.from_env(env),
                 auth=AuthConfig.from_env(env),
+                checkpoint_max_file_bytes=integer(
+                    env, "AMICABLE_CHECKPOINT_MAX_FILE_BYTES", 50 * 1024**2, minimum=0
+                ),
+                checkpoint_max_history_bytes=integer(
+                    env, "AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES", 1024**3, minimum=0
+                ),
             )
 
 

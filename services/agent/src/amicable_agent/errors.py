@@ -125,8 +125,9 @@ class CheckpointError(AgentError):
     """A checkpoint operation in the sandbox failed.
 
     ``code`` is ``not_found`` (no such checkpoint), ``git_unavailable`` (git is not
-    installed in the sandbox) or ``git_failed`` (git answered with an error; ``detail``
-    holds its message).
+    installed in the sandbox), ``history_full`` (the history uses more disk than allowed,
+    even after ``git gc``; ``detail`` says so for people) or ``git_failed`` (git answered
+    with an error; ``detail`` holds its message).
     """
 
     def __init__(self, code: str, detail: str = "") -> None:

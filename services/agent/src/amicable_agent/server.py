@@ -31,6 +31,7 @@ from .http.state import AppState
 from .http.ws_server import WebSocketLane
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
+from .sessions.checkpoints import CheckpointPolicy
 from .store import open_store
 
 if TYPE_CHECKING:
@@ -179,6 +180,10 @@ async def serve(
             provision_timeout_s=config.provision_timeout_s,
             db=db,
             git_sync=git_sync,
+            checkpoints=CheckpointPolicy(
+                max_file_bytes=config.checkpoint_max_file_bytes,
+                max_history_bytes=config.checkpoint_max_history_bytes,
+            ),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))

@@ -26,7 +26,8 @@ class RuntimeConfig:
         insecure_no_auth: serve ``/v1/*`` without a token (development only).
         preview_cmd: dev-server shell command; ``None`` disables the supervisor.
         preview_host / preview_port: where the dev server listens (probed for readiness).
-        preview_max_restarts: restarts before the supervisor gives up (``exhausted``).
+        preview_max_restarts: dev-server restarts per hour (a budget that refills over
+            time; run dry it is ``exhausted`` until a restart has refilled).
         preview_log_path: optional file the dev-server output is appended to.
         exec_timeout_s: default ``/v1/exec`` timeout.
         exec_max_output_chars: per-stream output cap of an exec.

@@ -1,15 +1,19 @@
 """Supervision of the workspace's dev server (``AMICABLE_PREVIEW_CMD``).
 
 The command runs through ``sh -c`` in its own process group in the workspace. When it exits
-it is restarted after an exponential backoff, at most ``max_restarts`` times (then the state is
-``exhausted`` until an explicit restart). Its merged stdout/stderr is kept in a ring buffer
-(and appended to ``AMICABLE_PREVIEW_LOG_PATH`` when set). Readiness is a TCP connect to the
+it is restarted after an exponential backoff. Restarts come out of a budget of
+``max_restarts`` per :data:`RESTART_WINDOW_S` that refills over time (a token bucket,
+:class:`RestartBudget`): a crash loop runs it dry and the state is ``exhausted`` until a
+restart has refilled (or one is asked for), while a long-lived sandbox whose dev server
+crashes now and then never does. Its merged stdout/stderr is kept in a ring buffer (and
+appended to ``AMICABLE_PREVIEW_LOG_PATH`` when set). Readiness is a TCP connect to the
 preview port, probed while the process runs.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 
     from .config import RuntimeConfig
 
+#: ``max_restarts`` restarts per this many seconds (the budget refills continuously).
+RESTART_WINDOW_S = 3600.0
 #: A run this long resets the backoff (the crash was not a crash loop).
 _STABLE_RUN_S = 30.0
 _DRAIN_TIMEOUT_S = 2.0
@@ -50,20 +56,74 @@ def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
     return float(min(initial_s * 2 ** min(failures, 32), max_s))
 
 
+class RestartBudget:
+    """``capacity`` restarts per ``window_s``, refilling continuously (a token bucket).
+
+    Pure bookkeeping: every method takes the current time (``trio.current_time()``).
+    """
+
+    def __init__(self, capacity: int, window_s: float, now: float = 0.0) -> None:
+        self.capacity = max(0, capacity)
+        self._rate = self.capacity / window_s if window_s > 0 else math.inf
+        self._tokens = float(self.capacity)
+        self._at = now
+
+    def _refill(self, now: float) -> None:
+        if now > self._at:
+            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = max(self._at, now)
+
+    def available(self, now: float) -> bool:
+        """A restart may happen now."""
+        self._refill(now)
+        return self._tokens >= 1
+
+    def take(self, now: float) -> bool:
+        """Spend one restart; False (nothing spent) when none is left."""
+        if not self.available(now):
+            return False
+        self._tokens -= 1
+        return True
+
+    def used(self, now: float) -> int:
+        """Restarts counted against the budget now (``restarts`` of the status)."""
+        self._refill(now)
+        return math.ceil(self.capacity - self._tokens - 1e-9)
+
+    def wait_s(self, now: float) -> float:
+        """How long until a restart is available again (0 when one is)."""
+        self._refill(now)
+        if self._tokens >= 1:
+            return 0.0
+        if self.capacity == 0 or self._rate == 0:
+            return math.inf
+        return (1 - self._tokens) / self._rate
+
+    def reset(self, now: float) -> None:
+        """Full again (an explicit restart)."""
+        self._tokens = float(self.capacity)
+        self._at = now
+
+
 class PreviewSupervisor:
     """Keeps the dev server running; owns its process group.
 
     Use ``await nursery.start(supervisor.run)``; status and logs are sync snapshots.
 
     Args:
-        config: the runtime config (command, port, restart bound, backoff, log path).
+        config: the runtime config (command, port, restart budget, backoff, log path).
+        restart_window_s: the budget's window: ``config.preview_max_restarts`` restarts per
+            this many seconds.
     """
 
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(
+        self, config: RuntimeConfig, *, restart_window_s: float = RESTART_WINDOW_S
+    ) -> None:
         self.config = config
         self.state: PreviewState = "stopped" if config.preview_cmd is None else "starting"
         self.pid: int | None = None
-        self.restarts = 0
+        self._budget = RestartBudget(config.preview_max_restarts, restart_window_s)
+        self._window_s = restart_window_s
         self.last_exit_code: int | None = None
         self.ready = False
         self._lines: collections.deque[str] = collections.deque(maxlen=config.preview_log_lines)
@@ -83,6 +143,11 @@ class PreviewSupervisor:
         while self.state not in states:
             await self._changed.wait()
         return self.status()
+
+    @property
+    def restarts(self) -> int:
+        """Restarts after a crash counted against the budget right now."""
+        return self._budget.used(trio.current_time())
 
     @property
     def enabled(self) -> bool:
@@ -139,6 +204,7 @@ class PreviewSupervisor:
                 task_status = trio.TASK_STATUS_IGNORED
                 await self._wait_for_workspace()
             failures = 0
+            self._budget.reset(trio.current_time())
             while True:
                 self._restart = trio.Event()
                 began = trio.current_time()
@@ -151,13 +217,10 @@ class PreviewSupervisor:
                 self._log(f"[amicable] dev server exited with code {code}")
                 if trio.current_time() - began >= _STABLE_RUN_S:
                     failures = 0
-                if self.restarts >= self.config.preview_max_restarts:
-                    self._set_state("exhausted")
-                    self._log("[amicable] restart limit reached; waiting for an explicit restart")
-                    await self._restart.wait()
-                    self.restarts = 0
+                exhausted = not self._budget.available(trio.current_time())
+                if exhausted and await self._wait_out_exhaustion():
                     failures = 0
-                    continue
+                    continue  # a restart was asked for: start at once
                 self._set_state("backoff")
                 delay = backoff_s(
                     failures,
@@ -168,7 +231,23 @@ class PreviewSupervisor:
                 with trio.move_on_after(delay):
                     await self._restart.wait()
                 if not self._restart.is_set():
-                    self.restarts += 1
+                    self._budget.take(trio.current_time())
+
+    async def _wait_out_exhaustion(self) -> bool:
+        """``exhausted`` until a restart has refilled or one is asked for (then True, with
+        the budget full again)."""
+        self._set_state("exhausted")
+        wait = self._budget.wait_s(trio.current_time())
+        self._log(
+            f"[amicable] restart limit reached ({self.config.preview_max_restarts} per "
+            f"{self._window_s:g} s); next try in {wait:.0f} s, or on an explicit restart"
+        )
+        with trio.move_on_after(wait):
+            await self._restart.wait()
+        if self._restart.is_set():
+            self._budget.reset(trio.current_time())
+            return True
+        return False
 
     def _workspace_incomplete(self) -> bool:
         # ``npm run dev`` in a workspace that init-workspace is still filling (the local

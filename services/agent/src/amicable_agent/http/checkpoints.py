@@ -1,11 +1,14 @@
 """``/api/sandbox/<id>/checkpoints``: a project's history of checkpoints, and restoring one.
 
-* ``GET …/checkpoints`` -> ``{checkpoints: [{sha, title, created_at, files_changed}]}``,
-  newest first (at most 100; empty before the first turn).
+* ``GET …/checkpoints`` -> ``{checkpoints: [{sha, title, created_at, files_changed,
+  skipped: [{path, bytes}]}], history_bytes, max_history_bytes}``, newest first (at most 100;
+  empty before the first turn); ``skipped`` lists files left out as too big,
+  ``history_bytes`` is the disk the history uses (``max_history_bytes`` its cap, 0 = none).
 * ``POST …/checkpoints/<sha>/restore`` -> ``{checkpoint, restored_to, saved,
   changed_paths, dependencies}``: the files become those of ``<sha>`` and the restore is
   recorded as a new checkpoint. 400 ``invalid_sha`` (not 7-40 hex digits), 404
-  ``not_found``, 409 ``turn_running`` / ``hitl_pending``, 503 ``git_unavailable``.
+  ``not_found``, 409 ``turn_running`` / ``hitl_pending``, 503 ``git_unavailable``, 507
+  ``history_full`` (the changes could not be saved first: the history is over its cap).
 
 The model learns about a restore on its next turn (a note appended to the stored
 conversation); attached editors get a ``trace_event`` (``tool_name`` ``restore_checkpoint``).
@@ -49,11 +52,18 @@ def _state() -> AppState:
     return state
 
 
+def _checkpoints(runtime: RuntimeClient) -> Checkpoints:
+    # The configured size limits (AMICABLE_CHECKPOINT_*), as the turns' checkpoints use.
+    return Checkpoints(runtime, policy=_state().manager.deps.checkpoints)
+
+
 def _translate(exc: CheckpointError) -> HttpError:
     if exc.code == "not_found":
         return HttpError(404, "not_found", "no such checkpoint")
     if exc.code == "git_unavailable":
         return HttpError(503, "git_unavailable", exc.detail)
+    if exc.code == "history_full":
+        return HttpError(507, "history_full", exc.detail)
     return HttpError(502, "checkpoint_failed", exc.detail or None)
 
 
@@ -93,14 +103,14 @@ def _result_json(result: RestoreResult) -> dict[str, Any]:
 @bp.get("/api/sandbox/<project_id>/checkpoints")
 @requires("viewer")
 async def list_checkpoints(project_id: str) -> Response:
-    """``{checkpoints: [...]}``, newest first."""
+    """``{checkpoints: [...], history_bytes, max_history_bytes}``, newest first."""
     project = await checked_project(project_id, "viewer")
     async with await _runtime(project) as runtime:
         try:
-            found = await Checkpoints(runtime).list()
+            history = await _checkpoints(runtime).history()
         except CheckpointError as exc:
             raise _translate(exc) from exc
-    return jsonify({"checkpoints": [unstructure(c) for c in found]})
+    return jsonify(unstructure(history))
 
 
 @bp.post("/api/sandbox/<project_id>/checkpoints/<sha>/restore")
@@ -120,7 +130,7 @@ async def restore(project_id: str, sha: str) -> Response:
         async with state.manager.hold_turns(project_id, wait_s=RESTORE_WAIT_S) as session:
             async with await _runtime(project) as runtime:
                 try:
-                    result = await Checkpoints(runtime).restore(checked)
+                    result = await _checkpoints(runtime).restore(checked)
                 except CheckpointError as exc:
                     raise _translate(exc) from exc
             note = restore_note(result)

@@ -4,6 +4,9 @@
 runs on Trio). The SDK's own retries are off: we retry 429, 529, 5xx, connection errors and
 streams that drop mid-way with exponential backoff, and after a drop we ask the model to
 continue the text already streamed (assistant prefill), so nothing the user saw is lost.
+Each failed attempt is logged with the provider's HTTP status and request id (never a header
+or a body: no secrets) and announced to the caller (``on_retry``, the editor's status line),
+and so is the final failure.
 The SDK makes the request (auth, base URL, timeouts, HTTP errors) over a lean HTTP/1.1
 transport (:mod:`amicable_agent.lean_http`); the SSE body is read straight from that
 transport's stream and parsed here (:class:`SseParser`) into plain dicts, one
@@ -13,6 +16,7 @@ transport's stream and parsed here (:class:`SseParser`) into plain dicts, one
 from __future__ import annotations
 
 import json
+import logging
 import random
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     from anthropic.types import MessageParam, ToolParam
 
     from .settings import LoopSettings
+
+log = logging.getLogger(__name__)
 
 # USD per million tokens: (input, output, cache write, cache read), by model family.
 _PRICES: dict[str, tuple[float, float, float, float]] = {
@@ -110,6 +116,46 @@ class AssistantMessage:
         return [b for b in self.content if b["type"] == "tool_use"]
 
 
+_RETRY_WORDS = {
+    "rate_limited": "Model API busy (rate limited)",
+    "overloaded": "Model API busy (overloaded)",
+    "api_error": "Model API error",
+    "timeout": "Model API did not answer in time",
+    "connection": "Connection to the model API dropped",
+}
+
+
+@attrs.frozen
+class RetryNotice:
+    """A failed model call about to be retried.
+
+    Attributes:
+        attempt: which retry this is (1 = the first).
+        max_retries: retries allowed before giving up.
+        delay_s: the wait before the retry.
+        code: ``rate_limited``, ``overloaded``, ``api_error``, ``timeout`` or ``connection``.
+        status: the HTTP status of the failed call (200 for a stream that dropped or
+            reported an error mid-way), None when no response came.
+        request_id: the provider's ``request-id`` of the failed call, if any.
+    """
+
+    attempt: int
+    max_retries: int
+    delay_s: float
+    code: str
+    status: int | None = None
+    request_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The status line for the editor: ``Model API busy (overloaded), retrying 2/4 in 4 s``."""
+        delay = f"{self.delay_s:.0f}" if self.delay_s >= 1 else f"{self.delay_s:.1f}"
+        what = _RETRY_WORDS.get(self.code, "Model API failed")
+        if self.code == "api_error" and self.status:
+            what += f" ({self.status})"
+        return f"{what}, retrying {self.attempt}/{self.max_retries} in {delay} s"
+
+
 class _Retryable(Exception):
     def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -163,6 +209,21 @@ class _Accumulator:
     json_parts: dict[int, list[str]] = attrs.field(factory=dict)
     stop_reason: str | None = None
     usage: TokenUsage = TokenUsage()
+    status: int | None = None  # of the HTTP response, once it arrived
+    request_id: str | None = None
+    events: int = 0
+
+
+def _facts(exc: Exception, acc: _Accumulator) -> tuple[int | None, str | None, str]:
+    """HTTP status, request id and a short detail of a failed call (nothing secret)."""
+    if isinstance(exc, anthropic.APIStatusError):
+        detail = f"error type {exc.type}" if exc.type else type(exc).__name__
+        if acc.status is not None:  # an error event in a stream that had started
+            detail += f", after {acc.events} events"
+        return exc.status_code, exc.request_id or acc.request_id, detail
+    if acc.status is not None:
+        return acc.status, acc.request_id, f"{type(exc).__name__} after {acc.events} events"
+    return None, None, type(exc).__name__
 
 
 class LlmClient:
@@ -194,12 +255,14 @@ class LlmClient:
         tools: list[dict[str, Any]],
         on_text: Callable[[str], Awaitable[None]],
         on_text_done: Callable[[], Awaitable[None]] | None = None,
+        on_retry: Callable[[RetryNotice], Awaitable[None]] | None = None,
     ) -> AssistantMessage:
         """Stream one assistant message, calling ``on_text(text_so_far)`` as text arrives.
 
         ``text_so_far`` is this message's cumulative text; it never shrinks across retries.
         ``on_text_done()`` is called when a text block ends (callers that throttle
         ``on_text`` flush then, instead of waiting for the end of the message).
+        ``on_retry(notice)`` is called before waiting to retry a failed attempt.
 
         Raises:
             LlmError: a non-retryable error, or retries exhausted.
@@ -232,16 +295,28 @@ class LlmClient:
             except Exception as exc:
                 usage = usage + acc.usage
                 if base and isinstance(exc, anthropic.BadRequestError):
+                    log.info("the model refused the prefill after a retry; asking from scratch")
                     prefill = False  # "prefill not supported": retry from scratch at once
                     continue
                 verdict = _classify(exc)
+                status, request_id, detail = _facts(exc, acc)
                 if isinstance(verdict, LlmError):
+                    log.error(
+                        "model API call failed: %s (HTTP %s, request-id %s, %s)",
+                        verdict.message, status, request_id, detail,
+                    )  # fmt: skip
                     raise verdict from exc
                 attempt += 1
                 streamed = base + _text_of(acc)
                 if len(streamed) >= len(prefix):
                     prefix = streamed
-                if attempt > self.settings.llm_max_retries:
+                retries = self.settings.llm_max_retries
+                if attempt > retries:
+                    log.error(
+                        "model API call failed for good after %d attempts: %s "
+                        "(HTTP %s, request-id %s, %s)",
+                        attempt, verdict.message, status, request_id, detail,
+                    )  # fmt: skip
                     raise LlmError(
                         f"llm_{verdict.code}",
                         f"{verdict.message}; gave up after {attempt} attempts",
@@ -252,6 +327,14 @@ class LlmClient:
                 ) * random.uniform(0.8, 1.2)
                 if verdict.retry_after is not None:
                     delay = min(self.settings.llm_retry_max_s, max(delay, verdict.retry_after))
+                log.warning(
+                    "model API call failed: %s (HTTP %s, request-id %s, %s); "
+                    "retrying %d/%d in %.1f s",
+                    verdict.message, status, request_id, detail, attempt, retries, delay,
+                )  # fmt: skip
+                if on_retry is not None:
+                    notice = RetryNotice(attempt, retries, delay, verdict.code, status, request_id)
+                    await on_retry(notice)
                 await trio.sleep(delay)
                 continue
             usage = usage + acc.usage
@@ -282,6 +365,8 @@ class LlmClient:
             stream=True,
         ) as response:
             http_response = response.http_response
+            acc.status = http_response.status_code
+            acc.request_id = http_response.headers.get("request-id")
             parser = SseParser()
             error: dict[str, Any] | None = None
             # The lean transport's body, read directly (httpx adds two generator layers
@@ -292,6 +377,7 @@ class LlmClient:
             )
             async for chunk in chunks:
                 for event in parser.feed(chunk):
+                    acc.events += 1
                     if error is not None:
                         continue
                     if event.type == "error":

@@ -4,6 +4,10 @@
 edge*: a delta that arrives ``partial_interval_s`` or more after the last partial is sent at
 once (no timer ever holds a partial back); deltas inside the interval only update the text,
 which the next partial, the end of the text block or the end of the answer sends.
+
+While a failed model call waits to be retried the editor's status line (``update_file``)
+says so (``Model API busy (overloaded), retrying 2/4 in 4 s``); it is cleared when the
+answer streams again.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from amicable_protocol.messages import MessageType, TextData
 
 from .api import app_db_of
 from .compaction import fit_context
+from .state import send_status
 from .tools import tool_definitions
 
 if TYPE_CHECKING:
     from .api import SessionHost
-    from .llm import AssistantMessage, LlmClient
+    from .llm import AssistantMessage, LlmClient, RetryNotice
     from .settings import LoopSettings
     from .state import TurnState
 
@@ -38,7 +43,19 @@ class PartialThrottle:
         self._state = state
         self._interval_s = interval_s
         self._last_sent = -1e9
+        self._retrying = False
         self.sent_text = state.visible()
+
+    async def on_retry(self, notice: RetryNotice) -> None:
+        """A failed model call waits to be retried: say so on the status line."""
+        self._retrying = True
+        await send_status(self._host, self._state, notice.text)
+
+    async def resumed(self) -> None:
+        """The model answers again: clear the retry status (if one is shown)."""
+        if self._retrying:
+            self._retrying = False
+            await send_status(self._host, self._state, "")
 
     async def _send(self, text: str) -> None:
         self.sent_text = text
@@ -50,6 +67,7 @@ class PartialThrottle:
         """The streamed message's text so far: sent now unless a partial went out within
         the interval."""
         self._state.streaming = text
+        await self.resumed()
         now = trio.current_time()
         if now - self._last_sent >= self._interval_s:
             self._last_sent = now
@@ -76,8 +94,9 @@ async def stream_answer(
     request = fit_context(messages, settings.context_budget_chars)
     answer = await llm.stream_message(
         system=system, messages=request, tools=tool_definitions(with_db=app_db_of(host) is not None),
-        on_text=throttle.on_text, on_text_done=throttle.flush,
+        on_text=throttle.on_text, on_text_done=throttle.flush, on_retry=throttle.on_retry,
     )  # fmt: skip
+    await throttle.resumed()
     state.add_usage(answer.usage)
     state.streaming = ""
     final = state.visible(answer.text.strip())

@@ -2,8 +2,9 @@
 
 ``manager`` (every live session, one nursery), ``session`` (one session), ``attachment`` (a
 socket's bounded queue), ``sandbox`` (provisioning and keep-alive), ``jobs`` (turns one at a
-time and the steps after each: checkpoint, GitLab sync, audit record), ``checkpoints`` (the
-project's git history inside the sandbox), ``deps`` (what the server hands down).
+time and the steps after each: GitLab sync, audit record), ``checkpoint_queue`` (each turn's
+checkpoint, taken in the background), ``checkpoints`` (the project's git history inside the
+sandbox), ``deps`` (what the server hands down).
 """
 
 from __future__ import annotations

@@ -1,40 +1,80 @@
 """Checkpoints: a git history of a project's files, kept in the sandbox's own ``/.git``.
 
 A checkpoint is a commit in a repository *inside* the sandbox workspace, driven through the
-runtime's exec API (:meth:`~amicable_agent.loop.api.RuntimeClient.exec`). Every command is
-built from argv lists with :func:`shlex.join`; identity and safety settings are passed per
-command (``-c user.name=…``, ``-c core.hooksPath=/dev/null``), global and system git config
-are ignored and prompts are off, so nothing depends on how the sandbox is configured.
+runtime's exec API (:meth:`~amicable_agent.loop.api.RuntimeClient.exec`); the scripts and
+their parsing live in :mod:`._git_scripts`.
 
 The repository is created lazily with a baseline checkpoint ("Project created").
-``.amicable/`` (platform state), ``node_modules/`` and ``/public/amicable-db.js`` are ignored
-through ``.git/info/exclude``, so the user's own files (``.gitignore``) never change.
+Platform state, ``node_modules/``, build output, caches and logs are ignored through
+``.git/info/exclude`` (the user's ``.gitignore`` never changes), and a file bigger than the
+:class:`CheckpointPolicy`'s ``max_file_bytes`` is left out with a note in the checkpoint
+(:attr:`Checkpoint.skipped`). The disk used by the history is reported
+(:meth:`Checkpoints.history`) and capped: past ``max_history_bytes`` git's garbage is
+collected (``git gc --prune=now``) and, if that is not enough, new checkpoints are refused
+(``history_full``) rather than filling the sandbox's disk.
 
 Restoring makes the working tree equal to a checkpoint's tree (``git read-tree -u
 --reset``: tracked files restored, files added later removed, ignored files such as
 ``node_modules`` untouched) and records that as a new checkpoint, so a restore can itself be
 undone. Uncommitted changes are saved first as their own checkpoint.
 
-The caller serialises these operations with the project's turns (see
-:meth:`amicable_agent.sessions.session.SessionManager.hold_turns`): a stale ``.git/index.lock`` left
-by a cancelled command is removed before writing.
+The caller serialises writes (:class:`~.checkpoint_queue.CheckpointQueue`, and a restore
+holds the session's turns and that queue). A write that was cut (cancelled, timed out) is
+cleaned up by the next one, or at once by :meth:`Checkpoints.recover`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import shlex
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from amicable_agent.errors import CheckpointError, RuntimeClientError
 
+from ._git_scripts import (
+    EXCLUDES,
+    GIT_ENV,
+    GIT_MISSING_EXIT,
+    HISTORY_FULL_EXIT,
+    LOG_FORMAT,
+    NOT_FOUND_EXIT,
+    REQUIRE_GIT,
+    Checkpoint,
+    SkippedFile,
+    commit_message,
+    commit_script,
+    git,
+    history_script,
+    parse_history_bytes,
+    parse_log,
+    parse_stage,
+    recover_script,
+    restore_script,
+    stage_script,
+)
+
 if TYPE_CHECKING:
     from amicable_protocol.runtime import ExecResult
 
     from amicable_agent.loop.api import RuntimeClient
+
+__all__ = [
+    "BASELINE_TITLE",
+    "EXCLUDES",
+    "GIT_ENV",
+    "Checkpoint",
+    "CheckpointPolicy",
+    "Checkpoints",
+    "History",
+    "RestoreResult",
+    "SkippedFile",
+    "clean_title",
+    "format_bytes",
+    "parse_log",
+    "valid_sha",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,56 +83,50 @@ MAX_CHECKPOINTS = 100
 BASELINE_TITLE = "Project created"
 SAVED_TITLE = "Changes before restore"
 RESTORED_PREFIX = "Restored to: "
+#: Title prefix of the checkpoint of a turn that was cancelled or failed.
+INTERRUPTED_PREFIX = "interrupted: "
 MAX_TITLE_CHARS = 120
 #: A restore that changes one of these runs :data:`INSTALL_COMMAND`.
 DEPENDENCY_FILES = frozenset({"package.json", "package-lock.json"})
 INSTALL_COMMAND = "npm install --no-audit --no-fund"
 GIT_TIMEOUT_S = 60.0
 INSTALL_TIMEOUT_S = 300.0
-#: Ignored by every checkpoint, whatever the project's ``.gitignore`` says.
-EXCLUDES = (".amicable/", "node_modules/", "/public/amicable-db.js")
-#: Exit code of our scripts when the checkpoint named does not exist.
-_NOT_FOUND_EXIT = 44
-_GIT_MISSING_EXIT = 127
+#: Default of ``AMICABLE_CHECKPOINT_MAX_FILE_BYTES``.
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+#: Default of ``AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES``.
+DEFAULT_MAX_HISTORY_BYTES = 1024 * 1024 * 1024
 _SHA = re.compile(r"[0-9a-f]{7,40}")
-_FILES_CHANGED = re.compile(r"(\d+) files? changed")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_GIT_CONFIG = (
-    "-c", "user.name=Amicable",
-    "-c", "user.email=checkpoints@amicable.invalid",
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "commit.gpgsign=false",
-    "-c", "core.autocrlf=false",
-    "-c", "core.quotepath=false",
-    "-c", "safe.directory=*",
-    "-c", "gc.auto=0",
-)  # fmt: skip
-#: The environment of every git command: no prompts, no system/global config, C messages.
-GIT_ENV = {
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "LC_ALL": "C",
-}
-_LOG_FORMAT = "--format=%x1e%H%x1f%ct%x1f%s"
-_REQUIRE_GIT = 'command -v git >/dev/null 2>&1 || { echo "git is not installed" >&2; exit 127; }'
 
 
 @attrs.frozen
-class Checkpoint:
-    """One checkpoint (a commit in the sandbox's repository).
+class CheckpointPolicy:
+    """What goes into a checkpoint, and how much disk a project's history may use.
 
     Attributes:
-        sha: the full commit id.
-        title: what the turn was asked to do (the commit subject).
-        created_at: unix time (seconds) of the commit.
-        files_changed: how many files differ from the previous checkpoint.
+        max_file_bytes: a file bigger than this is left out of checkpoints (and listed in
+            the checkpoint's ``skipped``); 0 = no limit.
+        max_history_bytes: past this, ``.git`` is garbage-collected; if it stays past it,
+            new checkpoints are refused (``history_full``); 0 = no cap.
     """
 
-    sha: str
-    title: str
-    created_at: int
-    files_changed: int
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES
+
+
+@attrs.frozen
+class History:
+    """A project's checkpoints and the disk they use (the checkpoints list API's body).
+
+    Attributes:
+        checkpoints: the newest checkpoints, newest first.
+        history_bytes: disk used by the repository (``.git``).
+        max_history_bytes: the cap (0 = none).
+    """
+
+    checkpoints: tuple[Checkpoint, ...]
+    history_bytes: int
+    max_history_bytes: int
 
 
 DependencyOutcome = Literal["unchanged", "installed", "failed"]
@@ -131,48 +165,22 @@ def clean_title(text: str) -> str:
     return line or "Update the app"
 
 
-def parse_log(text: str) -> list[Checkpoint]:
-    """Parse ``git log`` output in :data:`_LOG_FORMAT` with ``--shortstat``."""
-    out: list[Checkpoint] = []
-    for record in text.split("\x1e")[1:]:
-        head, _, rest = record.partition("\n")
-        parts = head.split("\x1f")
-        if len(parts) != 3 or not parts[1].strip().isdigit():
-            continue
-        match = _FILES_CHANGED.search(rest)
-        out.append(
-            Checkpoint(
-                sha=parts[0].strip(),
-                title=parts[2].strip(),
-                created_at=int(parts[1]),
-                files_changed=int(match.group(1)) if match else 0,
-            )
-        )
-    return out
+def format_bytes(size: int) -> str:
+    """``1.5 GB``, ``52 MB``, ``900 kB``, ``12 bytes`` (decimal units, for people)."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} bytes"
 
 
-def _git(*args: str) -> str:
-    return shlex.join(["git", *_GIT_CONFIG, "--git-dir=.git", "--work-tree=.", *args])
-
-
-def _ensure_script() -> str:
-    """Create the repository and its baseline if missing; fix ignores; drop a stale lock."""
-    excludes = " ".join(shlex.quote(p) for p in EXCLUDES)
-    return "\n".join(
-        [
-            "set -e",
-            _REQUIRE_GIT,
-            f"[ -d .git ] || {_git('init', '-q', '-b', 'main')}",
-            "mkdir -p .git/info && touch .git/info/exclude",
-            f"for p in {excludes}; do",
-            '  grep -qxF -- "$p" .git/info/exclude || printf "%s\\n" "$p" >> .git/info/exclude',
-            "done",
-            "rm -f .git/index.lock",
-            f"if ! {_git('rev-parse', '-q', '--verify', 'HEAD')} >/dev/null; then",
-            f"  {_git('add', '-A')}",
-            f"  {_git('commit', '-q', '--allow-empty', '-m', BASELINE_TITLE)}",
-            "fi",
-        ]
+def history_full_detail(history_bytes: int, policy: CheckpointPolicy) -> str:
+    """The note shown when new checkpoints are refused because the history is full."""
+    return (
+        f"Checkpoints are paused: this project's history uses {format_bytes(history_bytes)}, "
+        f"more than the {format_bytes(policy.max_history_bytes)} allowed "
+        "(AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES), even after cleaning up. Your files are "
+        "not affected; earlier checkpoints can still be restored."
     )
 
 
@@ -181,33 +189,43 @@ class Checkpoints:
 
     Args:
         runtime: the sandbox's runtime client.
+        policy: size limits (defaults: :data:`DEFAULT_MAX_FILE_BYTES`,
+            :data:`DEFAULT_MAX_HISTORY_BYTES`).
         timeout_s: deadline of each git command (also passed to the runtime).
         install_command: run after a restore that changed the dependencies.
         install_timeout_s: its deadline.
 
     Cancellation: cancelling a call cancels the exec; the runtime kills the command's
-    process group. A lock file it leaves is removed by the next call that writes.
+    process group. What git leaves behind (partial packs, locks) is removed by the next
+    write or by :meth:`recover`.
     """
 
     def __init__(
         self,
         runtime: RuntimeClient,
         *,
+        policy: CheckpointPolicy | None = None,
         timeout_s: float = GIT_TIMEOUT_S,
         install_command: str = INSTALL_COMMAND,
         install_timeout_s: float = INSTALL_TIMEOUT_S,
     ) -> None:
         self._runtime = runtime
+        self._policy = policy or CheckpointPolicy()
         self._timeout_s = timeout_s
         self._install_command = install_command
         self._install_timeout_s = install_timeout_s
+
+    @property
+    def policy(self) -> CheckpointPolicy:
+        """The size limits in force."""
+        return self._policy
 
     async def _run(self, script: str) -> ExecResult:
         try:
             result = await self._runtime.exec(script, env=GIT_ENV, timeout_s=self._timeout_s)
         except RuntimeClientError as exc:
             raise CheckpointError("git_failed", f"the sandbox did not run git: {exc}") from exc
-        if result.exit_code == _GIT_MISSING_EXIT and "not installed" in result.stderr:
+        if result.exit_code == GIT_MISSING_EXIT and "not installed" in result.stderr:
             raise CheckpointError(
                 "git_unavailable",
                 "Checkpoints need git in the sandbox, and it is not installed there.",
@@ -218,8 +236,11 @@ class Checkpoints:
 
     async def _check(self, script: str) -> str:
         result = await self._run(script)
-        if result.exit_code == _NOT_FOUND_EXIT:
+        if result.exit_code == NOT_FOUND_EXIT:
             raise CheckpointError("not_found", "no such checkpoint")
+        if result.exit_code == HISTORY_FULL_EXIT:
+            size = parse_history_bytes(result.stdout)
+            raise CheckpointError("history_full", history_full_detail(size, self._policy))
         if result.exit_code != 0:
             detail = (result.stderr or result.stdout).strip()[-500:]
             raise CheckpointError("git_failed", detail or f"git exited with {result.exit_code}")
@@ -229,9 +250,9 @@ class Checkpoints:
         """Create the repository with its baseline checkpoint if it does not exist yet.
 
         Raises:
-            CheckpointError: git is missing or failed.
+            CheckpointError: git is missing or failed, or ``history_full``.
         """
-        await self._check(_ensure_script())
+        await self._commit(BASELINE_TITLE, baseline_only=True)
 
     async def list(self, limit: int = MAX_CHECKPOINTS) -> list[Checkpoint]:
         """The newest ``limit`` checkpoints, newest first ([] before the first one).
@@ -239,36 +260,64 @@ class Checkpoints:
         Raises:
             CheckpointError: git is missing or failed.
         """
-        script = "\n".join(
-            [
-                _REQUIRE_GIT,
-                "[ -d .git ] || exit 0",
-                f"{_git('rev-parse', '-q', '--verify', 'HEAD')} >/dev/null || exit 0",
-                _git("log", f"-n{max(1, limit)}", _LOG_FORMAT, "--shortstat", "HEAD", "--"),
-            ]
-        )
-        return parse_log(await self._check(script))
+        return list((await self.history(limit)).checkpoints)
 
-    async def create(self, title: str) -> Checkpoint | None:
-        """Commit every change (``git add -A``) as a checkpoint titled ``title``.
-
-        Returns:
-            The new checkpoint, or None when nothing changed since the last one.
+    async def history(self, limit: int = MAX_CHECKPOINTS) -> History:
+        """The newest ``limit`` checkpoints and the disk the history uses.
 
         Raises:
             CheckpointError: git is missing or failed.
         """
-        script = "\n".join(
-            [
-                _ensure_script(),
-                _git("add", "-A"),
-                f"if {_git('diff', '--cached', '--quiet')}; then exit 0; fi",
-                _git("commit", "-q", "-m", clean_title(title)),
-                _git("log", "-1", _LOG_FORMAT, "--shortstat", "HEAD", "--"),
-            ]
+        out = await self._check(history_script(limit))
+        return History(
+            tuple(parse_log(out)), parse_history_bytes(out), self._policy.max_history_bytes
         )
-        found = parse_log(await self._check(script))
+
+    async def create(self, title: str) -> Checkpoint | None:
+        """Commit every change (``git add -A``) as a checkpoint titled ``title``; files over
+        the size limit are left out and listed in its ``skipped``.
+
+        Returns:
+            The new checkpoint, or None when nothing changed since the last one (or the
+            repository was new: the changes went into its baseline).
+
+        Raises:
+            CheckpointError: git is missing or failed, or ``history_full``.
+        """
+        return await self._commit(title, baseline_only=False)
+
+    async def _commit(self, title: str, *, baseline_only: bool) -> Checkpoint | None:
+        policy = self._policy
+        staged = parse_stage(
+            await self._check(
+                stage_script(
+                    max_file_bytes=policy.max_file_bytes,
+                    max_history_bytes=policy.max_history_bytes,
+                    baseline_only=baseline_only,
+                )
+            )
+        )
+        if staged.has_head and (baseline_only or not staged.changed):
+            return None
+        if staged.skipped:
+            shown = ", ".join(f"{s.path} ({format_bytes(s.bytes)})" for s in staged.skipped[:5])
+            log.info("checkpoint leaves out %d big file(s): %s", len(staged.skipped), shown)
+        subject = clean_title(title) if staged.has_head else BASELINE_TITLE
+        message = commit_message(subject, staged.skipped, policy.max_file_bytes)
+        found = parse_log(
+            await self._check(commit_script(message, allow_empty=not staged.has_head))
+        )
+        if not staged.has_head:
+            return None  # the baseline: what changed before it is part of the project
         return found[0] if found else None
+
+    async def recover(self) -> None:
+        """Remove what a cut write left behind (partial packs, locks); no-op otherwise.
+
+        Raises:
+            CheckpointError: the sandbox did not run the command.
+        """
+        await self._check(recover_script())
 
     async def get(self, sha: str) -> Checkpoint:
         """The checkpoint ``sha`` (an abbreviated id is fine).
@@ -283,10 +332,10 @@ class Checkpoints:
         rev = f"{checked}^{{commit}}"
         script = "\n".join(
             [
-                _REQUIRE_GIT,
-                f"[ -d .git ] || exit {_NOT_FOUND_EXIT}",
-                f"full=$({_git('rev-parse', '-q', '--verify', rev)}) || exit {_NOT_FOUND_EXIT}",
-                _git("log", "-1", _LOG_FORMAT, "--shortstat") + ' "$full" --',
+                REQUIRE_GIT,
+                f"[ -d .git ] || exit {NOT_FOUND_EXIT}",
+                f"full=$({git('rev-parse', '-q', '--verify', rev)}) || exit {NOT_FOUND_EXIT}",
+                git("log", "-1", LOG_FORMAT, "--shortstat") + ' "$full" --',
             ]
         )
         found = parse_log(await self._check(script))
@@ -297,37 +346,29 @@ class Checkpoints:
     async def restore(self, sha: str) -> RestoreResult:
         """Make the files equal to checkpoint ``sha`` and record that as a new checkpoint.
 
-        Uncommitted changes are first saved as a checkpoint of their own. Files the target
-        does not have are removed; ignored files (``node_modules``, ``.env*``) are left
-        alone. When ``package.json``/``package-lock.json`` changed, the install command runs
-        (its failure is reported in the result, not raised).
+        Uncommitted changes are first saved as a checkpoint of their own (files over the
+        size limit left out, as always). Files the target does not have are removed; ignored
+        files (``node_modules``, ``.env*``) are left alone. When
+        ``package.json``/``package-lock.json`` changed, the install command runs (its failure
+        is reported in the result, not raised).
 
         Raises:
-            CheckpointError: ``not_found``, or git is missing or failed.
+            CheckpointError: ``not_found``, ``history_full``, or git is missing or failed.
             ValueError: ``sha`` is not 7-40 hex digits.
         """
         await self.ensure()
         target = await self.get(sha)
         saved = await self.create(SAVED_TITLE)
-        before = (await self._check(_git("rev-parse", "HEAD"))).strip()
+        before = (await self._check(git("rev-parse", "HEAD"))).strip()
         message = clean_title(RESTORED_PREFIX + target.title)
-        await self._check(
-            "\n".join(
-                [
-                    "set -e",
-                    "rm -f .git/index.lock",
-                    _git("read-tree", "-u", "--reset", target.sha),
-                    _git("commit", "-q", "--allow-empty", "-m", message),
-                ]
-            )
-        )
+        await self._check(restore_script(target.sha, message))
         after = parse_log(
-            await self._check(_git("log", "-1", _LOG_FORMAT, "--shortstat", "HEAD", "--"))
+            await self._check(git("log", "-1", LOG_FORMAT, "--shortstat", "HEAD", "--"))
         )
         if not after:
             raise CheckpointError("git_failed", "the restore was not recorded")
         names = await self._check(
-            _git("diff", "--name-only", "--no-renames", before, after[0].sha, "--")
+            git("diff", "--name-only", "--no-renames", before, after[0].sha, "--")
         )
         paths = tuple("/" + line for line in names.splitlines() if line)
         dependencies: DependencyOutcome = "unchanged"

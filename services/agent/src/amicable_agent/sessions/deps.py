@@ -13,6 +13,8 @@ from amicable_agent.loop.api import RuntimeClient, TurnEngine
 from amicable_agent.sandboxes import SandboxBackend, SandboxHandle
 from amicable_agent.store import Store
 
+from .checkpoints import CheckpointPolicy
+
 
 @attrs.frozen
 class SessionDeps:
@@ -29,6 +31,7 @@ class SessionDeps:
         provision_timeout_s: deadline for ``backend.ensure``.
         db: the per-app Hasura database (credentials injected at provisioning), or None.
         git_sync: GitLab persistence (a commit after each turn), or None.
+        checkpoints: size limits of the per-turn checkpoints.
     """
 
     store: Store
@@ -41,3 +44,4 @@ class SessionDeps:
     provision_timeout_s: float = 300.0
     db: AppDatabase | None = None
     git_sync: GitSync | None = None
+    checkpoints: CheckpointPolicy = attrs.field(factory=CheckpointPolicy)

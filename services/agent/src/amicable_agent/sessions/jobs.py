@@ -1,9 +1,11 @@
 """A session's turns, one at a time, and the steps after each turn.
 
 Turn-related client messages (``user``, ``hitl_response``, ``runtime_error``) are queued as
-jobs; one worker task serves them in order. A job is the turn, then its checkpoint, then the
-GitLab sync, then the next job: each checkpoint and commit holds exactly one turn's work.
-A restore holds the same lock (:meth:`TurnQueue.hold`), so it never interleaves with a turn.
+jobs; one worker task serves them in order. A job is the turn, then the GitLab sync, then the
+next job: each GitLab commit holds exactly one turn's work. The turn's checkpoint is handed to
+the session's :class:`~.checkpoint_queue.CheckpointQueue` when the turn ends and taken in the
+background, so a slow checkpoint never delays the next prompt. A restore holds the same lock
+and waits for that queue (:meth:`TurnQueue.hold`), so it never interleaves with either.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from amicable_agent.errors import AgentError, TurnRunning
 from amicable_agent.gitsync import TurnObserver, message_callbacks, prepare_sandbox, sync_after_turn
 
 from .attachment import Attachment
-from .checkpoints import Checkpoints
+from .checkpoint_queue import CheckpointQueue
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -46,10 +48,8 @@ MODEL_NOT_CONFIGURED = (
     "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it) "
     "and restart the agent."
 )
-#: How long the INIT waits for the checkpoint baseline (a slow one is left to the turn).
+#: How long the INIT (or the first turn) waits for the checkpoint baseline.
 INIT_CHECKPOINT_S = 5.0
-#: Deadline of the checkpoint taken after each turn (best effort).
-CHECKPOINT_TIMEOUT_S = 30.0
 HITL_PENDING = "HITL approval pending. Approve/reject the pending tool call to continue."
 #: Jobs waiting behind the running turn before ``busy`` is answered.
 QUEUE_SIZE = 32
@@ -89,9 +89,15 @@ class TurnQueue:
         self._turn_scope: trio.CancelScope | None = None
         self._by: Counter[str] = Counter()  # queued or running jobs per user
         self._observer: TurnObserver | None = None
-        # Held while a job (turn + its checkpoint + GitLab sync) runs, and by a restore.
+        # Held while a job (turn + GitLab sync) runs, and by a restore.
         self._lock = trio.Lock()
-        self._checkpoints_ready = False
+        self._checkpoints = CheckpointQueue(
+            host.session_id,
+            deps.store,
+            lambda: sandbox.runtime,
+            host.send,
+            deps.checkpoints,
+        )
 
     @property
     def running(self) -> bool:
@@ -141,10 +147,15 @@ class TurnQueue:
             )
 
     async def prepare_checkpoints(self) -> None:
-        """The repository and its baseline, at most :data:`INIT_CHECKPOINT_S` of the INIT
-        (else the worker tries again before the first turn)."""
+        """The repository and its baseline (and the checkpoint of turns an earlier session
+        left unfinished), at most :data:`INIT_CHECKPOINT_S` of the INIT (else the worker tries
+        again before the first turn)."""
         with trio.move_on_after(INIT_CHECKPOINT_S):
-            self._checkpoints_ready = await self._checkpoint(None)
+            await self._checkpoints.prepare()
+
+    async def serve_checkpoints(self) -> None:
+        """The checkpoint worker: takes each turn's checkpoint in the background."""
+        await self._checkpoints.serve()
 
     async def serve(self) -> None:
         """The worker: serve jobs in order until cancelled."""
@@ -168,11 +179,13 @@ class TurnQueue:
         engine, git_sync = self._deps.engine, self._deps.git_sync
         if engine is None:  # pragma: no cover - submit() never queues then
             return
-        if not self._checkpoints_ready:  # the baseline must not include the first turn
-            self._checkpoints_ready = await self._checkpoint(None)
+        if not self._checkpoints.ready:  # the baseline must not include the first turn
+            await self.prepare_checkpoints()
+        title = _turn_title(job)
+        await self._checkpoints.turn_started(title)
         outcome = "finished"
         if git_sync is not None:
-            self._observer = TurnObserver(_turn_title(job))
+            self._observer = TurnObserver(title)
         with trio.CancelScope() as scope:
             self._turn_scope = scope
             self._changed()
@@ -194,54 +207,36 @@ class TurnQueue:
             outcome = "cancelled"
         self._turn_scope = None
         self._changed()
+        await self._checkpoints.turn_finished(title, interrupted=outcome != "finished")
         await self._record(job.kind, outcome)
-        await self._checkpoint(_turn_title(job))
         observer, self._observer = self._observer, None
         if git_sync is not None and observer is not None:
             await self._sync_to_git(git_sync, observer, outcome)
 
-    async def _checkpoint(self, title: str | None) -> bool:
-        """Commit what the turn changed as a checkpoint (``title`` None: only make sure the
-        repository and its baseline exist). Best effort and bounded: a failure is logged and
-        returns False, never raises."""
-        runtime = self._sandbox.runtime
-        if runtime is None:
-            return False
-        session_id = self._host.session_id
-        with trio.move_on_after(CHECKPOINT_TIMEOUT_S):
-            try:
-                checkpoints = Checkpoints(runtime, timeout_s=CHECKPOINT_TIMEOUT_S)
-                if title is None:
-                    await checkpoints.ensure()
-                else:
-                    await checkpoints.create(title)
-            except Exception as exc:
-                log.warning("checkpoint of session %s failed: %s", session_id, exc)
-                return False
-            return True
-        log.warning("checkpoint of session %s timed out", session_id)
-        return False
-
     @asynccontextmanager
     async def hold(self, wait_s: float) -> AsyncIterator[None]:
-        """Keep turns from starting for the duration of the block (a restore).
+        """Keep turns and checkpoints from starting for the duration of the block (a restore).
 
-        Waits up to ``wait_s`` for a finishing turn's checkpoint/sync; turns submitted
-        meanwhile are queued and start after the block.
+        Waits up to ``wait_s`` for a finishing turn's sync and the checkpoints still due (so
+        the last turn's files get their own checkpoint, not "Changes before restore"); turns
+        submitted meanwhile are queued and start after the block.
 
         Raises:
-            TurnRunning: a turn is running or queued, or did not finish within ``wait_s``.
+            TurnRunning: a turn is running or queued, or it or its checkpoint did not finish
+                within ``wait_s``.
         """
         if self.running:
             raise TurnRunning("a turn is running")
-        with trio.move_on_after(wait_s) as waited:
+        deadline = trio.current_time() + wait_s
+        with trio.move_on_at(deadline) as waited:
             await self._lock.acquire()
         if waited.cancelled_caught:
             raise TurnRunning("the last turn is still finishing")
         try:
             if self.running:  # a prompt arrived while we waited: it goes first
                 raise TurnRunning("a turn is queued")
-            yield
+            async with self._checkpoints.hold(deadline):
+                yield
         finally:
             self._lock.release()
 

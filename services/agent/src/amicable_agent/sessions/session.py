@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
+from amicable_protocol.limits import INIT_PROMPT_CHARS, clip_text, fit_history
 from amicable_protocol.messages import (
     InitData,
     InitReply,
@@ -202,6 +203,7 @@ class Session:
                             return
                         nursery.start_soon(self._idle_watch)
                         nursery.start_soon(self._jobs.serve)
+                        nursery.start_soon(self._jobs.serve_checkpoints)
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
         finally:
             self._closed.set()
@@ -264,6 +266,10 @@ class Session:
             history = await self._deps.store.chat_history(self._session_id)
             pending = None
         info = project.info()
+        if info.project_prompt is not None:  # a client must be able to take the frame
+            info = attrs.evolve(
+                info, project_prompt=clip_text(info.project_prompt, INIT_PROMPT_CHARS)
+            )
         extra: dict[str, Any] = sandbox.db_info.init_fields() if sandbox.db_info else {}
         git_sync = self._deps.git_sync
         if git_sync is not None:
@@ -282,7 +288,7 @@ class Session:
             app_id=self._session_id,
             template_id=project.template_id,
             project=info,
-            conversation_history=tuple(history[-20:]),
+            conversation_history=fit_history(history[-20:]),
             permission_mode=self._permission_mode,
             thinking_level=self._thinking_level,
             hitl_pending=pending,

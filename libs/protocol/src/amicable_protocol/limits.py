@@ -1,0 +1,85 @@
+"""Size limits of the protocol's text fields (documented in ``docs/protocol.md``).
+
+Text is refused where it enters (the ``user`` frame in :func:`~.messages.decode_client_frame`,
+a project's prompt at creation), and what the ``init`` reply echoes is cut to a size every
+client can take: a project created with a 20 MB prompt must still open in an editor whose
+WebSocket accepts 1 MiB frames.
+
+Limits count characters (``len(str)``), as the editor's ``maxLength`` does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import attrs
+
+from .errors import ProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+#: The most characters of a ``user`` message (``text`` plus its text blocks); more is
+#: answered with ``error`` ``too_large`` (the socket stays open).
+MAX_USER_TEXT_CHARS = 100_000
+#: The most characters of a project's prompt at creation (the editor sends it as the first
+#: ``user`` message, so the same limit); the HTTP API answers 413 ``too_large`` above it.
+MAX_PROJECT_PROMPT_CHARS = MAX_USER_TEXT_CHARS
+#: ``init`` echoes at most this many characters of the project's prompt.
+INIT_PROMPT_CHARS = 4_000
+#: ``init`` echoes at most this many characters of one ``conversation_history`` entry...
+INIT_HISTORY_ENTRY_CHARS = 20_000
+#: ... and at most this many of all entries together (older entries are dropped first).
+INIT_HISTORY_CHARS = 100_000
+#: What a cut text ends with.
+CUT_MARK = "…"
+
+
+def check_text(name: str, text: str, max_chars: int) -> None:
+    """Refuse ``text`` longer than ``max_chars`` characters.
+
+    Raises:
+        ProtocolError: ``too_large``, naming the field, its length and the limit.
+    """
+    if len(text) > max_chars:
+        raise ProtocolError(
+            "too_large",
+            f"{name} has {len(text)} characters; at most {max_chars} are accepted",
+        )
+
+
+def clip_text(text: str, max_chars: int) -> str:
+    """``text``, or its first ``max_chars - 1`` characters and :data:`CUT_MARK`."""
+    if len(text) <= max_chars:
+        return text
+    return text[: max(0, max_chars - len(CUT_MARK))] + CUT_MARK
+
+
+class _Entry(Protocol):
+    """A chat entry (:class:`~.messages.HistoryEntry`): an attrs class with ``text``."""
+
+    @property
+    def text(self) -> str: ...
+
+
+E = TypeVar("E", bound=_Entry)
+
+
+def fit_history(
+    entries: Sequence[E],
+    *,
+    entry_chars: int = INIT_HISTORY_ENTRY_CHARS,
+    total_chars: int = INIT_HISTORY_CHARS,
+) -> tuple[E, ...]:
+    """The newest ``entries`` that fit: each cut to ``entry_chars``, together at most
+    ``total_chars`` (the oldest are dropped first). Order is kept."""
+    kept: list[E] = []
+    budget = total_chars
+    for entry in reversed(entries):
+        text = clip_text(entry.text, min(entry_chars, budget))
+        kept.append(entry if text is entry.text else attrs.evolve(entry, text=text))  # type: ignore[misc]
+        budget -= len(text)
+        if budget <= 0:
+            break
+    return tuple(reversed(kept))

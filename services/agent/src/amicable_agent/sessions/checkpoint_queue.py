@@ -1,0 +1,329 @@
+"""A session's checkpoints, taken in the background after its turns.
+
+The turn worker (:mod:`.jobs`) tells :class:`CheckpointQueue` when a turn starts and when it
+ends (after ``update_completed``), and goes on with the next turn at once: a slow checkpoint
+(a big repository, a busy disk) never delays a prompt. One task takes the checkpoints, one at a
+time, in order. The queue is bounded by merging: turns that end while a checkpoint runs are
+taken together by the next one (waiting longer would not separate them — their files are in
+the same working tree), so at most one checkpoint runs and one waits.
+
+Titles: a turn that finished gives its request as the title; a cancelled or failed one
+"interrupted: <request>". The titles of turns whose files are not in a checkpoint yet are kept
+in the store (:data:`PENDING_KEY`, the running turn counting as interrupted), so the files of a
+turn cut by a session close or an agent restart become an "interrupted: …" checkpoint when
+the project opens next, instead of being attributed to the next turn.
+
+A checkpoint that fails or times out is cleaned up at once (partial packs, locks; see
+:mod:`._git_scripts`), logged, told to the editor (``error`` ``checkpoint_failed`` or
+``history_full``, once per session and code), and its turns are carried into the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+from amicable_protocol.messages import ErrorData, MessageType, TraceEvent
+
+from amicable_agent.errors import CheckpointError, TurnRunning
+
+from .checkpoints import INTERRUPTED_PREFIX, Checkpoint, CheckpointPolicy, Checkpoints, format_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+    from amicable_protocol.messages import ServerData
+
+    from amicable_agent.loop.api import RuntimeClient
+    from amicable_agent.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Store state key: titles of turns whose files are not in a checkpoint yet.
+PENDING_KEY = "checkpoints_pending"
+#: Deadline of one checkpoint in the background (``git gc`` included).
+CHECKPOINT_TIMEOUT_S = 120.0
+#: Deadline of the cleanup after a cut checkpoint (shielded when the session closes).
+RECOVER_TIMEOUT_S = 15.0
+#: ``tool_name`` of the ``trace_event`` announcing a new checkpoint.
+CHECKPOINT_TRACE_TOOL = "checkpoint"
+#: Titles remembered for one merged checkpoint (its subject is capped anyway).
+MAX_TITLES = 10
+#: Codes not worth an ``error`` to the editor (the History panel says so itself).
+_QUIET_CODES = frozenset({"git_unavailable"})
+
+
+def merged_title(titles: Sequence[str]) -> str:
+    """One subject for the turns ``titles`` (oldest first) taken in one checkpoint."""
+    if len(titles) <= 1:
+        return titles[0] if titles else "Update the app"
+    return "; ".join(titles)
+
+
+def _bounded(titles: list[str]) -> list[str]:
+    return titles[-MAX_TITLES:]
+
+
+class CheckpointQueue:
+    """The checkpoints of one session: a bounded queue served by :meth:`serve`.
+
+    Args:
+        session_id: the session (== project) id; the pending titles are stored under it.
+        store: where the pending titles are kept.
+        runtime: returns the session's runtime client (None before provisioning).
+        send: broadcasts a message to the session's sockets.
+        policy: size limits of checkpoints.
+        timeout_s: deadline of one checkpoint.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        store: Store,
+        runtime: Callable[[], RuntimeClient | None],
+        send: Callable[[MessageType, ServerData], Awaitable[None]],
+        policy: CheckpointPolicy,
+        *,
+        timeout_s: float = CHECKPOINT_TIMEOUT_S,
+    ) -> None:
+        self._session_id = session_id
+        self._store = store
+        self._runtime = runtime
+        self._send = send
+        self._policy = policy
+        self._timeout_s = timeout_s
+        self._waiting: list[str] = []  # finished turns (and carried ones), oldest first
+        self._taking: list[str] = []  # the turns of the checkpoint being taken
+        self._turn: str | None = None  # the running turn
+        self._due = False  # a checkpoint should run (carried turns alone do not make one)
+        self._wake = trio.Event()
+        self._idle = trio.Event()
+        self._git = trio.Lock()  # held while a checkpoint runs, and by a restore
+        self._save_lock = trio.Lock()
+        self._reported: set[str] = set()
+        self.ready = False
+
+    # --- the turn worker's side ---------------------------------------------------------
+
+    async def turn_started(self, title: str) -> None:
+        """A turn asked for ``title`` starts: until it is checkpointed it counts as
+        interrupted in the store."""
+        self._turn = title
+        await self._save()
+
+    async def turn_finished(self, title: str, *, interrupted: bool) -> None:
+        """The turn ended (after its ``update_completed``): queue its checkpoint. Waits only
+        for the store write, never for the checkpoint."""
+        self._turn = None
+        self._waiting = _bounded([*self._waiting, _titled(title, interrupted)])
+        self._due = True
+        self._wake.set()
+        await self._save()
+
+    @property
+    def busy(self) -> bool:
+        """A checkpoint is running or due."""
+        return self._due or self._git.locked()
+
+    # --- the worker ---------------------------------------------------------------------
+
+    async def prepare(self) -> bool:
+        """Make sure the repository and its baseline exist, after committing what an earlier
+        session left unfinished as "interrupted: …". Returns whether it worked (``ready``).
+
+        Cancellation: as :meth:`serve`: what the cut git command left is cleaned up.
+        """
+        left = await self._load()
+        try:
+            async with self._git:
+                checkpoints = self._checkpoints()
+                if checkpoints is None:
+                    return False
+                if left:
+                    self._waiting = _bounded([*left, *self._waiting])
+                    ok = await self._take(checkpoints, "left by an earlier session")
+                else:
+                    ok = await self._attempt(checkpoints, None)
+        finally:
+            self._poke()
+        self.ready = ok
+        return ok
+
+    async def serve(self) -> None:
+        """Take due checkpoints until cancelled.
+
+        Cancellation: a checkpoint being taken is cut; the runtime kills its git, and a
+        shielded, bounded cleanup removes the partial pack and locks it left. Its turns stay
+        pending in the store for the next session.
+        """
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                async with self._git:
+                    if self._due:
+                        self._due = False
+                        checkpoints = self._checkpoints()
+                        if checkpoints is not None:
+                            await self._take(checkpoints, "turn")
+            finally:
+                self._poke()
+
+    async def _take(self, checkpoints: Checkpoints, why: str) -> bool:
+        self._taking, self._waiting = self._waiting, []
+        ok = await self._attempt(checkpoints, merged_title(self._taking) if self._taking else None)
+        if ok:
+            self._taking = []
+            await self._save()
+        else:
+            log.info("checkpoint (%s) of session %s carried to the next", why, self._session_id)
+            self._waiting = _bounded([*self._taking, *self._waiting])
+            self._taking = []
+        return ok
+
+    async def _attempt(self, checkpoints: Checkpoints, title: str | None) -> bool:
+        """One bounded checkpoint (``title`` None: only the baseline). Never raises but
+        ``Cancelled``."""
+        session_id = self._session_id
+        try:
+            made: Checkpoint | None = None
+            with trio.fail_after(self._timeout_s):
+                if title is None:
+                    await checkpoints.ensure()
+                else:
+                    made = await checkpoints.create(title)
+        except CheckpointError as exc:
+            log.warning(
+                "checkpoint of session %s failed (%s): %s", session_id, exc.code, exc.detail
+            )
+            await self._recover(checkpoints)
+            await self._report(exc.code, exc.detail)
+            return False
+        except trio.TooSlowError:
+            log.warning(
+                "checkpoint of session %s did not finish in %.0f s", session_id, self._timeout_s
+            )
+            await self._recover(checkpoints)
+            await self._report(
+                "checkpoint_failed",
+                f"Saving a checkpoint took longer than {self._timeout_s:.0f} s and was stopped; "
+                "these changes will be part of the next checkpoint.",
+            )
+            return False
+        except Exception as exc:  # best effort: a checkpoint never takes the session down
+            log.warning("checkpoint of session %s failed: %r", session_id, exc)
+            await self._recover(checkpoints)
+            return False
+        except BaseException:  # only to clean up after git: always re-raised
+            await self._recover(checkpoints)
+            raise
+        if made is not None:
+            await self._announce(made)
+        return True
+
+    async def _recover(self, checkpoints: Checkpoints) -> None:
+        # Shielded: the partial pack of a cut ``git add`` is as big as the file it hashed.
+        with trio.CancelScope(shield=True), trio.move_on_after(RECOVER_TIMEOUT_S):
+            try:
+                await checkpoints.recover()
+            except Exception as exc:
+                log.warning("cleanup after a checkpoint of %s failed: %s", self._session_id, exc)
+
+    async def _announce(self, made: Checkpoint) -> None:
+        text = f"Checkpoint saved: {made.title}"
+        if made.skipped:
+            left = ", ".join(f"{s.path} ({format_bytes(s.bytes)})" for s in made.skipped[:5])
+            more = f" and {len(made.skipped) - 5} more" if len(made.skipped) > 5 else ""
+            text += f". Left out as too big: {left}{more}."
+        await self._send(
+            MessageType.TRACE_EVENT,
+            TraceEvent(
+                phase="post_tool_use",
+                tool_name=CHECKPOINT_TRACE_TOOL,
+                output={
+                    "sha": made.sha,
+                    "title": made.title,
+                    "files_changed": made.files_changed,
+                    "skipped": [{"path": s.path, "bytes": s.bytes} for s in made.skipped],
+                },
+                text=text,
+            ),
+        )
+
+    async def _report(self, code: str, detail: str) -> None:
+        if code in self._reported or code in _QUIET_CODES:
+            return
+        self._reported.add(code)
+        error = code if code == "history_full" else "checkpoint_failed"
+        await self._send(MessageType.ERROR, ErrorData(error=error, detail=detail))
+
+    def _checkpoints(self) -> Checkpoints | None:
+        runtime = self._runtime()
+        if runtime is None:
+            return None
+        return Checkpoints(runtime, policy=self._policy, timeout_s=self._timeout_s)
+
+    # --- a restore's side ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def hold(self, deadline: float) -> AsyncIterator[None]:
+        """Wait (until ``deadline``) for the due checkpoints, then keep new ones from
+        starting for the duration of the block (a restore).
+
+        Raises:
+            TurnRunning: the checkpoints did not finish in time.
+        """
+        held = False
+        with trio.move_on_at(deadline):
+            while not held:
+                while self.busy:
+                    await self._idle.wait()
+                await self._git.acquire()
+                held = not self._due  # a turn ended meanwhile: its checkpoint goes first
+                if not held:
+                    self._git.release()
+        if not held:
+            raise TurnRunning("the last checkpoint is still being saved")
+        try:
+            yield
+        finally:
+            self._git.release()
+            self._poke()
+
+    def _poke(self) -> None:
+        self._idle.set()
+        self._idle = trio.Event()
+
+    # --- the store ----------------------------------------------------------------------
+
+    def _pending(self) -> list[str]:
+        running = [_titled(self._turn, True)] if self._turn is not None else []
+        return [*self._taking, *self._waiting, *running]
+
+    async def _save(self) -> None:
+        """Store the pending titles (best effort: a store failure never breaks a turn)."""
+        async with self._save_lock:
+            value = self._pending() or None
+            try:
+                with trio.move_on_after(10):
+                    await self._store.save_state(self._session_id, PENDING_KEY, value)
+            except Exception as exc:
+                log.warning("could not store pending checkpoints of %s: %s", self._session_id, exc)
+
+    async def _load(self) -> list[str]:
+        try:
+            with trio.move_on_after(10):
+                value = await self._store.load_state(self._session_id, PENDING_KEY)
+                if isinstance(value, list):
+                    return [str(v) for v in value][-MAX_TITLES:]
+        except Exception as exc:
+            log.warning("could not load pending checkpoints of %s: %s", self._session_id, exc)
+        return []
+
+
+def _titled(title: str, interrupted: bool) -> str:
+    if interrupted and not title.startswith(INTERRUPTED_PREFIX):
+        return INTERRUPTED_PREFIX + title
+    return title

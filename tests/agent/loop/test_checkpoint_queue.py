@@ -1,0 +1,227 @@
+"""Checkpoints are taken in the background: a slow one never holds up the next prompt, an
+interrupted turn's files get their own "interrupted: …" checkpoint, and a restore waits for
+the checkpoint still being taken. The real server and LLM loop against the fake model, tools
+in a workspace runtime with real git whose commits can be held at a gate."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from amicable_agent.config import AgentConfig
+from amicable_agent.sandboxes.base import SandboxHandle
+from amicable_agent.server import serve
+from amicable_agent.sessions.checkpoint_queue import merged_title
+from amicable_protocol.messages import decode_server_message
+from amicable_testing import FakeSandboxBackend, ws_send
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing.workspace_runtime import WorkspaceRuntime
+from trio_websocket import open_websocket_url
+
+BIG = 1536 * 1024 * 1024  # sparse
+#: AMICABLE_CHECKPOINT_MAX_FILE_BYTES of the test agent.
+LIMIT = 1024 * 1024
+
+
+class GatedRuntime(WorkspaceRuntime):
+    """A workspace runtime whose ``git commit`` scripts wait while :attr:`gate` is closed
+    (a checkpoint that takes as long as the test wants)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = trio.Event()
+        self.gate.set()
+        self.held = trio.Event()
+
+    def close_gate(self) -> None:
+        self.gate = trio.Event()
+        self.held = trio.Event()
+
+    async def exec(self, command: str, **kwargs: Any) -> Any:
+        if " commit " in command and not self.gate.is_set():
+            self.held.set()
+            await self.gate.wait()
+        return await super().exec(command, **kwargs)
+
+
+@pytest.fixture
+def runtime(workspace: Path) -> GatedRuntime:
+    return GatedRuntime(workspace)
+
+
+@pytest.fixture
+async def agent_http(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    fake_llm: Any,
+    make_engine: Any,
+    runtime: GatedRuntime,
+) -> int:
+    _fake, llm_url = fake_llm
+    engine = make_engine(llm_url, qa_enabled=False)
+
+    @asynccontextmanager
+    async def factory(handle: SandboxHandle) -> AsyncIterator[WorkspaceRuntime]:
+        await trio.lowlevel.checkpoint()
+        yield runtime
+
+    config = AgentConfig(
+        host="127.0.0.1", port=0, internal_port=0, data_dir=tmp_path / "data",
+        preview_base_domain="preview.localhost", preview_public_port=8123,
+        checkpoint_max_file_bytes=LIMIT,
+    )  # fmt: skip
+
+    async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(
+            config, backend=FakeSandboxBackend(), engine=engine, runtime_factory=factory,
+            task_status=task_status,
+        )  # fmt: skip
+
+    ports = await nursery.start(run)
+    return int(ports.public)
+
+
+def write(path: str, content: str) -> ToolUse:
+    return ToolUse("write_file", {"file_path": path, "content": content})
+
+
+def is_checkpoint(msg: Any) -> bool:
+    return str(msg.type) == "trace_event" and msg.data.tool_name == "checkpoint"
+
+
+async def read_until(ws: Any, predicate: Any, seen: list[Any]) -> Any:
+    """Read into ``seen`` until a message matches ``predicate``; returns that message."""
+    with trio.fail_after(30):
+        while True:
+            msg = decode_server_message(await ws.get_message())
+            seen.append(msg)
+            if predicate(msg):
+                return msg
+
+
+def of_type(type_: str) -> Any:
+    return lambda msg: str(msg.type) == type_
+
+
+def sparse(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        f.truncate(size)
+
+
+def tracked(root: Path) -> list[str]:
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files"], check=True, capture_output=True, text=True
+    ).stdout
+    return sorted(out.split())
+
+
+def test_merged_title_names_every_turn() -> None:
+    assert merged_title(["Make it blue"]) == "Make it blue"
+    assert merged_title(["Make it blue", "interrupted: Add a footer"]) == (
+        "Make it blue; interrupted: Add a footer"
+    )
+
+
+async def test_a_slow_checkpoint_does_not_hold_up_the_next_turn(
+    agent_http: int, fake_llm: Any, workspace: Path, runtime: GatedRuntime
+) -> None:
+    fake, _ = fake_llm
+    sid = str(uuid.uuid4())
+    base = f"/api/sandbox/{sid}/checkpoints"
+    seen: list[Any] = []
+    async with (
+        open_websocket_url(f"ws://127.0.0.1:{agent_http}/") as ws,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent_http}", trust_env=False) as c,
+        trio.open_nursery() as nursery,
+    ):
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        await read_until(ws, of_type("init"), seen)
+        sparse(workspace / "big.bin", BIG)  # made during the turn, as a model's command would
+        sparse(workspace / "mid.bin", 2 * LIMIT)  # under the default limit, over the configured
+
+        runtime.close_gate()
+        fake.add(Reply([write("/src/App.tsx", "one\n")]), Reply([Text("Done.")]))
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "Make it one"}})
+        await read_until(ws, of_type("update_completed"), seen)
+        with trio.fail_after(30):
+            await runtime.held.wait()  # the first turn's checkpoint is being taken
+
+        fake.add(Reply([Text("Sure.")]))
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "Say hi"}})
+        started = await read_until(ws, of_type("update_in_progress"), seen)
+        await read_until(ws, of_type("update_completed"), seen)
+        assert not runtime.gate.is_set()  # the checkpoint is still held
+
+        # A restore waits for that checkpoint instead of saving the turn's files as
+        # "Changes before restore".
+        [baseline] = (await c.get(base)).json()["checkpoints"]
+        restored: list[httpx.Response] = []
+
+        async def restore_baseline() -> None:
+            restored.append(await c.post(f"{base}/{baseline['sha']}/restore"))
+
+        nursery.start_soon(restore_baseline)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert not restored
+        runtime.gate.set()
+        made = await read_until(ws, is_checkpoint, seen)
+
+    # The second turn started (and ended) before the slow checkpoint was done.
+    assert seen.index(started) < seen.index(made)
+    assert made.data.output["title"] == "Make it one"
+    assert sorted(made.data.output["skipped"], key=lambda s: s["path"]) == [
+        {"path": "/big.bin", "bytes": BIG},
+        {"path": "/mid.bin", "bytes": 2 * LIMIT},
+    ]
+    assert "big.bin" in made.data.text
+    assert not {"big.bin", "mid.bin"} & set(tracked(workspace))
+    assert not list((workspace / ".git" / "objects").rglob("tmp_*"))
+    [response] = restored
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["saved"] is None  # the turn's files were already in their own checkpoint
+    assert body["restored_to"]["title"] == "Project created"
+
+
+async def test_an_interrupted_turn_gets_its_own_checkpoint(
+    agent_http: int, fake_llm: Any, workspace: Path
+) -> None:
+    fake, _ = fake_llm
+    sid = str(uuid.uuid4())
+    seen: list[Any] = []
+    hold = trio.Event()
+    async with (
+        open_websocket_url(f"ws://127.0.0.1:{agent_http}/") as ws,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent_http}", trust_env=False) as c,
+    ):
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        await read_until(ws, of_type("init"), seen)
+        fake.add(
+            Reply([write("/src/Half.tsx", "half\n")]),
+            Reply([Text("Still" + " working" * 20, chunk=4)], hold=hold),
+        )
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "Rebuild it"}})
+        await read_until(ws, of_type("agent_partial"), seen)  # the file is written by now
+        await ws_send(ws, {"type": "cancel", "data": {"session_id": sid}})
+        await read_until(ws, of_type("update_completed"), seen)
+        first = await read_until(ws, is_checkpoint, seen)
+        assert first.data.output["title"] == "interrupted: Rebuild it"
+
+        fake.add(Reply([write("/src/Next.tsx", "next\n")]), Reply([Text("Done.")]))
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "Add Next"}})
+        await read_until(ws, is_checkpoint, seen)
+        listed = (await c.get(f"/api/sandbox/{sid}/checkpoints")).json()["checkpoints"]
+        hold.set()
+    assert [(e["title"], e["files_changed"]) for e in listed] == [
+        ("Add Next", 1),
+        ("interrupted: Rebuild it", 1),
+        ("Project created", 3),
+    ]
