@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from amicable_sandbox_runtime.testing import free_port, wait_for_exit, wait_until
+from amicable_testing.processes import free_port, wait_for_exit, wait_until
 
 CLI = [sys.executable, "-m", "amicable_sandbox_runtime"]
 

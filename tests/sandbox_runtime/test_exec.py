@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 import trio_websocket
-from amicable_sandbox_runtime.testing import wait_for_exit
+from amicable_testing.processes import wait_for_exit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -10,7 +10,7 @@ import trio
 from amicable_protocol.runtime import ExecRequest, ExecResult
 from amicable_sandbox_runtime import execs, procs
 from amicable_sandbox_runtime.errors import CallerGone
-from amicable_sandbox_runtime.testing import wait_for_exit
+from amicable_testing.processes import wait_for_exit
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -16,7 +16,7 @@ import trio
 from amicable_sandbox_runtime import httplane
 from amicable_sandbox_runtime.config import RuntimeConfig
 from amicable_sandbox_runtime.server import serve
-from amicable_sandbox_runtime.testing import wait_for_exit, wait_until
+from amicable_testing.processes import wait_for_exit, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 from amicable_sandbox_runtime.config import load_config
-from amicable_sandbox_runtime.testing import free_port, process_alive, wait_for_exit, wait_until
+from amicable_testing.processes import free_port, process_alive, wait_for_exit, wait_until
 
 if TYPE_CHECKING:
     from conftest import Runtime, StartRuntime

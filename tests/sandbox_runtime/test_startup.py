@@ -15,7 +15,7 @@ import trio
 from amicable_sandbox_runtime import server
 from amicable_sandbox_runtime.config import RuntimeConfig
 from amicable_sandbox_runtime.supervisor import PreviewSupervisor
-from amicable_sandbox_runtime.testing import free_port, wait_for_exit, wait_until
+from amicable_testing.processes import free_port, wait_for_exit, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path

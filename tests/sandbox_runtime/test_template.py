@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio_websocket
 from amicable_sandbox_runtime.templates import cache_key, template_ids
-from amicable_sandbox_runtime.testing import free_port, wait_until
+from amicable_testing.processes import free_port, wait_until
 
 if TYPE_CHECKING:
     from conftest import StartRuntime

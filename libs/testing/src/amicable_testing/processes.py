@@ -1,4 +1,4 @@
-"""Helpers for tests that run the real runtime (also usable by other packages' tests)."""
+"""Waiting for processes and ports in tests that run real servers (shared by every suite)."""
 
 from __future__ import annotations
 
