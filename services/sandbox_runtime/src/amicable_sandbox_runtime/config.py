@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
+from amicable_settings import errors_as, integer, seconds, secret, string
 
 from .errors import ConfigError
 
@@ -64,39 +65,6 @@ class RuntimeConfig:
             raise ConfigError("output and file size limits must be positive")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _token(env: Mapping[str, str]) -> str | None:
-    token = env.get("AMICABLE_RUNTIME_TOKEN", "").strip()
-    if token:
-        return token
-    token_file = env.get("AMICABLE_RUNTIME_TOKEN_FILE", "").strip()
-    if token_file:
-        try:
-            return Path(token_file).read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise ConfigError(f"cannot read AMICABLE_RUNTIME_TOKEN_FILE: {exc}") from exc
-    return None
-
-
 def load_config(
     env: Mapping[str, str],
     *,
@@ -111,26 +79,48 @@ def load_config(
     Raises:
         ConfigError: a malformed value, or no token without ``insecure_no_auth``.
     """
-    preview_host = env.get("AMICABLE_PREVIEW_HOST", "").strip() or "0.0.0.0"
-    preview_port = _int(env, "AMICABLE_PREVIEW_PORT", 3000)
+    with errors_as(ConfigError):
+        return _load(
+            env,
+            insecure_no_auth=insecure_no_auth,
+            no_preview=no_preview,
+            ready_file=ready_file,
+            port=port,
+            workspace=workspace,
+        )
+
+
+def _load(
+    env: Mapping[str, str],
+    *,
+    insecure_no_auth: bool,
+    no_preview: bool,
+    ready_file: Path | None,
+    port: int | None,
+    workspace: Path | None,
+) -> RuntimeConfig:
+    preview_host = string(env, "AMICABLE_PREVIEW_HOST", "0.0.0.0")
+    preview_port = integer(env, "AMICABLE_PREVIEW_PORT", 3000, minimum=1, maximum=65535)
     if "AMICABLE_PREVIEW_CMD" in env:
         preview_cmd: str | None = env["AMICABLE_PREVIEW_CMD"].strip() or None
     else:
         preview_cmd = DEFAULT_PREVIEW_CMD.format(host=preview_host, port=preview_port)
-    log_path = env.get("AMICABLE_PREVIEW_LOG_PATH", "").strip()
+    log_path = string(env, "AMICABLE_PREVIEW_LOG_PATH", "")
     return RuntimeConfig(
-        workspace=workspace or Path(env.get("AMICABLE_WORKSPACE", "").strip() or "/app"),
-        token=_token(env),
-        host=env.get("AMICABLE_RUNTIME_HOST", "").strip() or "0.0.0.0",
-        port=port if port is not None else _int(env, "AMICABLE_RUNTIME_PORT", 8888),
+        workspace=workspace or Path(string(env, "AMICABLE_WORKSPACE", "/app")),
+        token=secret(env, "AMICABLE_RUNTIME_TOKEN"),
+        host=string(env, "AMICABLE_RUNTIME_HOST", "0.0.0.0"),
+        port=port
+        if port is not None
+        else integer(env, "AMICABLE_RUNTIME_PORT", 8888, minimum=0, maximum=65535),
         insecure_no_auth=insecure_no_auth,
         preview_cmd=None if no_preview else preview_cmd,
         preview_host=preview_host,
         preview_port=preview_port,
-        preview_max_restarts=_int(env, "AMICABLE_PREVIEW_MAX_RESTARTS", 100),
+        preview_max_restarts=integer(env, "AMICABLE_PREVIEW_MAX_RESTARTS", 100, minimum=0),
         preview_log_path=Path(log_path) if log_path else None,
-        exec_timeout_s=_float(env, "SANDBOX_EXEC_TIMEOUT_S", 600.0),
-        exec_max_output_chars=_int(env, "SANDBOX_EXEC_MAX_OUTPUT_CHARS", 200_000),
-        max_file_bytes=_int(env, "AMICABLE_MAX_FILE_BYTES", 20 * 1024 * 1024),
+        exec_timeout_s=seconds(env, "SANDBOX_EXEC_TIMEOUT_S", 600.0),
+        exec_max_output_chars=integer(env, "SANDBOX_EXEC_MAX_OUTPUT_CHARS", 200_000, minimum=0),
+        max_file_bytes=integer(env, "AMICABLE_MAX_FILE_BYTES", 20 * 1024 * 1024, minimum=0),
         ready_file=ready_file,
     )

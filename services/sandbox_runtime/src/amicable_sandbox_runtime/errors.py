@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from amicable_settings import SettingsError
+
 
 class RuntimeApiError(Exception):
     """Root of the errors answered on the wire as :class:`~amicable_protocol.http.ErrorBody`.
@@ -87,7 +89,7 @@ class TooLarge(RuntimeApiError):
     status = 413
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingsError):
     """The environment or command line does not form a valid configuration."""
 
 
