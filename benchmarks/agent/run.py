@@ -255,12 +255,12 @@ def _stamp_sockets() -> None:
     """Route the agent's WebSocket route through :class:`_StampingSocket`."""
     from amicable_agent.http import app, ws
 
-    async def serve_socket(manager: Any, socket: Any, *, queue_size: int) -> None:
+    async def serve_socket(manager: Any, socket: Any, **kwargs: Any) -> None:
         stamping = _StampingSocket(socket)
         if not hasattr(socket, "send_frames"):  # quart's socket: the one-frame path
             stamping.send_frames = None  # type: ignore[assignment,method-assign]
             stamping.write_now = None  # type: ignore[assignment,method-assign]
-        await ws.serve_socket(manager, stamping, queue_size=queue_size)
+        await ws.serve_socket(manager, stamping, **kwargs)
 
     app.serve_socket = serve_socket  # type: ignore[assignment]
 
