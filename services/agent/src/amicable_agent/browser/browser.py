@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from .capture import DEVICES, Progress, ShotRequest, prepare_page, shoot
+from .capture import DEVICES, Progress, ShotRequest, prepare_page, shoot, watching
 from .cdp import Event
 from .errors import BrowserCrashed, BrowserUnavailable, CaptureFailed, CdpError
 from .process import Chromium, find_chromium, open_chromium
@@ -202,7 +202,9 @@ class PreviewBrowser:
     async def _new_page(self, gen: _Generation) -> _Page:
         cdp = gen.chromium.cdp
         target = await cdp.call(
-            "Target.createTarget", {"url": "about:blank", "browserContextId": gen.context_id}
+            # Its own window: a background tab would not paint, and captures run side by side.
+            "Target.createTarget",
+            {"url": "about:blank", "browserContextId": gen.context_id, "newWindow": True},
         )
         target_id = str(target["targetId"])
         attached = await cdp.call("Target.attachToTarget", {"targetId": target_id, "flatten": True})
@@ -220,22 +222,18 @@ class PreviewBrowser:
     async def _rest_page(self, gen: _Generation, page: _Page) -> None:
         """Park the page on ``about:blank`` (its load seen) and keep it for the next capture."""
         progress = Progress(main_frame=page.target_id)
+
+        async def blank() -> None:
+            answer = await gen.chromium.cdp.call(
+                "Page.navigate", {"url": "about:blank"}, session_id=page.session_id
+            )
+            progress.loader_id = str(answer.get("loaderId", ""))
+            if progress.loader_id:
+                await progress.wait_loaded()
+
         try:
             with trio.fail_after(_CLEANUP_TIMEOUT_S):
-                async with trio.open_nursery() as nursery:
-
-                    async def collect() -> None:
-                        async for method, params in page.events:
-                            progress.note(method, params)
-
-                    nursery.start_soon(collect)
-                    blank = await gen.chromium.cdp.call(
-                        "Page.navigate", {"url": "about:blank"}, session_id=page.session_id
-                    )
-                    progress.loader_id = str(blank.get("loaderId", ""))
-                    if progress.loader_id:
-                        await progress.wait_loaded()
-                    nursery.cancel_scope.cancel()
+                await watching(page.events, progress, blank)
         except (trio.TooSlowError, BrowserCrashed, CdpError):
             await self._close_page(gen, page)
             return

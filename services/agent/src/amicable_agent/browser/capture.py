@@ -8,7 +8,7 @@ deadline cut through :attr:`Progress.loaded`.
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -16,7 +16,11 @@ import trio
 from .errors import CaptureFailed
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .cdp import CdpConnection, Event
+
+T = TypeVar("T")
 
 #: JPEG quality and scale tried in order until the image fits the byte cap.
 QUALITY_LADDER = ((70, 1.0), (50, 1.0), (35, 1.0), (35, 0.75), (35, 0.5), (30, 0.35))
@@ -233,13 +237,8 @@ async def shoot(
         except (trio.WouldBlock, trio.EndOfChannel):
             break
     await _emulate(cdp, session_id, request)
-    async with trio.open_nursery() as nursery:
 
-        async def collect() -> None:
-            async for method, params in events:
-                progress.note(method, params)
-
-        nursery.start_soon(collect)
+    async def load_and_capture() -> Shot:
         navigated = await cdp.call("Page.navigate", {"url": request.url}, session_id=session_id)
         if navigated.get("errorText"):
             raise CaptureFailed(f"{request.url} did not load: {navigated['errorText']}")
@@ -251,9 +250,37 @@ async def shoot(
             await cdp.call("Runtime.evaluate", {"expression": FREEZE_SCRIPT, "awaitPromise": True,
                                                 "returnByValue": True}, session_id=session_id)  # fmt: skip
         await trio.sleep(request.settle_s)
-        shot = await _capture(cdp, session_id, request, progress)
+        return await _capture(cdp, session_id, request, progress)
+
+    return await watching(events, progress, load_and_capture)
+
+
+async def watching(
+    events: trio.MemoryReceiveChannel[Event],
+    progress: Progress,
+    body: Callable[[], Awaitable[T]],
+) -> T:
+    """Run ``body`` while a task feeds the page's events to ``progress``.
+
+    ``body``'s exceptions come out as they are, not wrapped in an exception group.
+    """
+    result: list[T] = []
+    error: list[Exception] = []
+    async with trio.open_nursery() as nursery:
+
+        async def collect() -> None:
+            async for method, params in events:
+                progress.note(method, params)
+
+        nursery.start_soon(collect)
+        try:
+            result.append(await body())
+        except Exception as exc:  # re-raised below, outside the nursery's group
+            error.append(exc)
         nursery.cancel_scope.cancel()
-    return shot
+    if error:
+        raise error[0]
+    return result[0]
 
 
 async def _capture(

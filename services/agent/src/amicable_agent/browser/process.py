@@ -41,7 +41,8 @@ _LAUNCHER = (
 
 #: Flags of every launch. Background services, sync, extensions and QUIC off (nothing talks
 #: to the internet on its own); no proxy from the environment (it would resolve names itself);
-#: WebRTC may not send UDP (it bypasses the host-resolver rules).
+#: WebRTC may not send UDP (it bypasses the host-resolver rules). Pages are never throttled as
+#: background tabs: several capture at once and each must paint.
 BASE_FLAGS = (
     "--headless",
     "--disable-gpu",
@@ -56,6 +57,9 @@ BASE_FLAGS = (
     "--disable-default-apps",
     "--disable-breakpad",
     "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
+    "--disable-renderer-backgrounding",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
     "--mute-audio",
     "--hide-scrollbars",
     "--no-proxy-server",
