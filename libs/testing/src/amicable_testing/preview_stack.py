@@ -44,9 +44,13 @@ class StubSite:
         hang: paths that get no answer until :attr:`release` is set.
         requests: every request target received, in order.
         release: set it to let hung requests answer (their page, or 404).
+        redirects: path -> Location answered with a 302.
+        host: the loopback address to listen on (any of 127.0.0.0/8).
     """
 
     pages: dict[str, Page] = attrs.Factory(dict)
+    redirects: dict[str, str] = attrs.Factory(dict)
+    host: str = "127.0.0.1"
     hang: set[str] = attrs.Factory(set)
     requests: list[str] = attrs.Factory(list)
     release: trio.Event = attrs.Factory(trio.Event)
@@ -55,7 +59,7 @@ class StubSite:
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve on a free loopback port until cancelled; ``started()`` gets the port."""
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = await trio.open_tcp_listeners(0, host=self.host)
         self.port = int(listeners[0].socket.getsockname()[1])
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._handle, listeners)
@@ -102,6 +106,9 @@ class StubSite:
         status, kind, body = self.pages.get(path, (404, "text/plain", b"not found"))
         headers = [("content-type", kind), ("content-length", str(len(body))),
                    ("cache-control", "no-store")]  # fmt: skip
+        if path in self.redirects:
+            status = 302
+            headers.append(("location", self.redirects[path]))
         for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body),
                       h11.EndOfMessage()):  # fmt: skip
             await stream.send_all(conn.send(event) or b"")

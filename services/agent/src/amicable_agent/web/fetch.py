@@ -91,9 +91,19 @@ async def fetch(
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            return b"".join(chunks)[:limit], True
-    return b"".join(chunks), False
+    truncated = False
+    try:
+        async for chunk in response.aiter_bytes():
+            if truncated:
+                continue
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                # Closing the connection ends the stream with an error that runs through
+                # httpx's nested generators (breaking out would leave them to the GC).
+                truncated = True
+                await response.aclose()
+    except (httpx.StreamClosed, httpx.ReadError, httpx.RemoteProtocolError):
+        if not truncated:
+            raise
+    return b"".join(chunks)[:limit], truncated
