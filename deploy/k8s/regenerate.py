@@ -33,6 +33,7 @@ FILES = {
     "preview-router/deployment.yaml": "preview-router/deployment.yaml",
     "preview-router/service.yaml": "preview-router/service.yaml",
     "preview-router/ingress.yaml": "preview-router/ingress.yaml",
+    "preview-router/networkpolicy.yaml": "networkpolicies.yaml",
 }
 #: Written by hand (secrets must never come out of a render).
 HAND_WRITTEN = {"internal-secret.yaml"}

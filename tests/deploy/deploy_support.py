@@ -303,7 +303,8 @@ def check_secure_defaults(docs: list[Doc]) -> None:
 
 def check_network_isolation(docs: list[Doc]) -> None:
     """Only the agent reaches sandbox :8888, only the router reaches sandbox :3000 and the
-    agent's internal port; sandboxes reach neither each other nor the agent's internal port.
+    agent's internal port; sandboxes reach neither each other nor the agent's internal port;
+    the agent (its screenshot browser) reaches previews only through the router's port.
     Pods are identified by the labels their Deployment/SandboxTemplate really gives them."""
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     if not policies:
@@ -341,7 +342,11 @@ def check_network_isolation(docs: list[Doc]) -> None:
     assert reach("router", "sandbox", 3000)
     assert reach("router", "agent", 8001)
     assert reach("other", "agent", 8000)
+    # The agent's browser loads previews through the router, never from a sandbox directly.
+    assert reach("agent", "router", 8080)
+    assert reach("other", "router", 8080)
     for src, dst, port in [
+        ("agent", "router", 8081),
         ("router", "sandbox", 8888),
         ("agent", "sandbox", 3000),
         ("sandbox", "sandbox", 8888),

@@ -656,3 +656,21 @@ async def test_a_postgres_store_drops_the_single_pod_volume(render) -> None:
     env = container_env(agent)
     ref = env["AMICABLE_DATABASE_URL"]["secretKeyRef"]
     assert ref == {"name": "amicable-agent-secrets", "key": "DATABASE_URL"}
+
+
+async def test_the_agent_browser_reaches_previews_through_the_router_service(render) -> None:
+    docs = await render(*OIDC_FLAGS)
+    env = container_env(find(docs, "Deployment", "amicable-agent"))
+    router = find(docs, "Service", "amicable-preview-router")
+    port = router["spec"]["ports"][0]["port"]
+    assert env["AMICABLE_SCREENSHOTS"] == "true"
+    assert env["AMICABLE_SCREENSHOT_ROUTER_URL"] == (
+        f"http://amicable-preview-router.amicable.svc.cluster.local:{port}"
+    )
+    assert env["AMICABLE_WEB_TOOLS_ENABLED"] == "false"  # off unless enabled
+    agent = find(docs, "Deployment", "amicable-agent")["spec"]["template"]["spec"]["containers"][0]
+    assert agent["resources"]["limits"]["memory"] == "2Gi"  # room for Chromium
+    off = container_env(find(await render(*OIDC_FLAGS, "--set", "agent.screenshots.enabled=false"),
+                             "Deployment", "amicable-agent"))  # fmt: skip
+    assert off["AMICABLE_SCREENSHOTS"] == "false"
+    assert "AMICABLE_SCREENSHOT_ROUTER_URL" not in off

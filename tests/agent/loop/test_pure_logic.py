@@ -293,6 +293,9 @@ def test_fit_context_drops_old_images_last() -> None:
         {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
         {"role": "user", "content": [{"type": "text", "text": "and this"}, image]},
     ]
-    fitted = fit_context(messages, 150_000)
+    # An image counts as what the model is billed for (IMAGE_CHARS), not its base64 length:
+    # two 100 kB images fit a 150 k budget untouched.
+    assert fit_context(messages, 150_000) is messages
+    fitted = fit_context(messages, 10_000)
     assert fitted[0]["content"][1] == {"type": "text", "text": "[image omitted from the history]"}
     assert fitted[2]["content"][1] == image

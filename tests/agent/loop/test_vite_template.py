@@ -3,72 +3,14 @@ QA passes -> the dev server serves the change."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trio
-from amicable_agent.sandboxes.runtime_client import open_runtime_client
 from amicable_protocol.messages import UserData
 from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[3]
-TOKEN = "vite-test-token-0123456789"
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def vite_runtime(tmp_path: Path) -> AsyncIterator[tuple[Any, Path, int]]:
-    ws = tmp_path / "app"
-    # node_modules come from the runtime's cache (npm ci once per package-lock hash).
-    await trio.run_process(
-        [str(BIN / "amicable-sandbox-runtime"), "init-workspace", str(ws),
-         "--cache-dir", str(REPO / ".cache" / "node_modules")],
-        stdout=-3, start_new_session=True,
-    )  # fmt: skip
-    ready = tmp_path / "ready.json"
-    preview_port = _free_port()
-    env = {**os.environ, "AMICABLE_RUNTIME_TOKEN": TOKEN, "AMICABLE_RUNTIME_HOST": "127.0.0.1",
-           "AMICABLE_PREVIEW_HOST": "127.0.0.1", "AMICABLE_PREVIEW_PORT": str(preview_port)}  # fmt: skip
-    proc = await trio.lowlevel.open_process(
-        [str(BIN / "amicable-sandbox-runtime"), "--port", "0", "--ready-file", str(ready),
-         "--workspace", str(ws)],
-        env=env, start_new_session=True,
-    )  # fmt: skip
-    try:
-        with trio.fail_after(60):
-            while not ready.exists():
-                await trio.sleep(0.05)
-        port = json.loads(ready.read_text())["port"]
-        async with open_runtime_client(f"http://127.0.0.1:{port}", TOKEN) as client:
-            with trio.fail_after(120):
-                while not (await client.preview_status()).ready:
-                    await trio.sleep(0.2)
-            yield client, ws, preview_port
-    finally:
-        with trio.CancelScope(shield=True):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with trio.move_on_after(10):
-                await proc.wait()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
 
 
 async def test_self_heal_on_the_real_template(

@@ -7,7 +7,8 @@ Shared by tests and benchmarks, never by a service. One module per thing stood i
 - :mod:`.ws_client`: ``ws_send``/``ws_recv``/``ws_recv_until``/``ws_expect_close``, the
   client side of the agent's WebSocket;
 - ``fake_anthropic``, ``fake_kube``, ``fake_hasura``, ``fake_gitlab``, ``fake_resolver``,
-  ``postgres``, ``workspace_runtime``: import those from their modules (they pull in
+  ``postgres``, ``workspace_runtime``, ``preview_stack`` (the real preview router in front of
+  a scripted site, for screenshots): import those from their modules (they pull in
   servers and clients a test may not need).
 """
 

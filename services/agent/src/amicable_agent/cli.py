@@ -144,12 +144,19 @@ async def up(
     token = config.preview_resolver_token or random_token()
     async with trio.open_nursery() as nursery:
         router_port, router_pid = await nursery.start(run_router, options, internal_port, token)
+        router_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "localhost") else config.host
+        router_host = f"[{router_host}]" if ":" in router_host else router_host
         agent_config = attrs.evolve(
             config,
             internal_port=internal_port,
             internal_host="127.0.0.1",
             preview_resolver_token=token,
             preview_public_port=router_port,
+            # Screenshots load previews through this router, as the person's browser does.
+            browser=attrs.evolve(
+                config.browser,
+                router_url=config.browser.router_url or f"http://{router_host}:{router_port}",
+            ),
         )
         if config.hasura is not None and not config.hasura.public_base_url:
             # Previews call the DB proxy on the agent: amicable-db.js needs its absolute URL.

@@ -13,6 +13,7 @@ import attrs
 from amicable_settings import choice, errors_as, integer, seconds, secret, string
 
 from .auth.config import AuthConfig
+from .browser.config import BrowserConfig
 from .db.config import HasuraConfig
 from .errors import ConfigError
 from .gitsync.config import GitSyncConfig
@@ -100,6 +101,8 @@ class AgentConfig:
         checkpoint_max_history_bytes: ``AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES``: past this a
             project's checkpoint history is garbage-collected, then new checkpoints are
             refused (0 = no cap).
+        browser: the preview browser for screenshots (``AMICABLE_SCREENSHOT*``,
+            ``AMICABLE_CHROMIUM_*``; see :class:`amicable_agent.browser.BrowserConfig`).
     """
 
     host: str = "127.0.0.1"
@@ -131,6 +134,7 @@ class AgentConfig:
     # The defaults of amicable_agent.sessions.checkpoints.CheckpointPolicy.
     checkpoint_max_file_bytes: int = 50 * 1024 * 1024
     checkpoint_max_history_bytes: int = 1024 * 1024 * 1024
+    browser: BrowserConfig = attrs.field(factory=BrowserConfig)
 
     @property
     def postgres_url(self) -> str | None:
@@ -215,6 +219,7 @@ class AgentConfig:
                 checkpoint_max_history_bytes=integer(
                     env, "AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES", 1024**3, minimum=0
                 ),
+                browser=BrowserConfig.from_env(env),
             )
 
 

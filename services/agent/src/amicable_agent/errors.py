@@ -41,6 +41,18 @@ Exception tree::
     │   └── QuotaExceeded            429: a per-user or global limit is reached
     ├── LoginError                   a login could not complete; ``detail`` is shown
     │                                [auth/oidc.py]
+    ├── BrowserError                 the preview browser could not take a screenshot; the
+    │   │                            message is fit for the model [browser/errors.py]
+    │   ├── BrowserUnavailable       Chromium is missing or did not start
+    │   ├── BrowserCrashed           Chromium died (or closed its pipe) during a call
+    │   ├── CdpError                 a DevTools call was answered with an error
+    │   ├── CaptureFailed            the page did not load or could not be captured
+    │   └── PreviewPathRefused       the path leaves the preview (also a ValueError)
+    ├── WebError                     a web tool failed; the message is fit for the model
+    │   │                            [web/errors.py]
+    │   ├── FetchRefused             the URL or a redirect target is not public (SSRF guard)
+    │   ├── FetchFailed              DNS, connection, TLS, timeout, redirects, not text
+    │   └── SearchFailed             the search provider failed or refused
     ├── GitSyncError                 GitLab persistence failed (``code``, ``detail``: never
     │   │                            the token) [gitsync/errors.py]
     │   ├── GitLabApiError           the GitLab REST API answered >= 400 or not at all

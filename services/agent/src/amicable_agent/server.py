@@ -23,6 +23,7 @@ from .auth.config import is_loopback
 from .auth.cookies import CookieSigner
 from .auth.oidc import OidcClient
 from .auth.origins import OriginPolicy
+from .browser import PreviewAddress, open_preview_browser
 from .db import open_app_database, store_origin_lookup
 from .errors import ConfigError
 from .gitsync import open_git_sync
@@ -169,6 +170,14 @@ async def serve(
             log.info(
                 "GitLab persistence to %s/%s", config.git_sync.base_url, config.git_sync.group_path
             )
+        browser = await stack.enter_async_context(
+            open_preview_browser(
+                config.browser,
+                PreviewAddress(
+                    config.preview_base_domain, config.preview_url, config.browser.router_url
+                ),
+            )
+        )
         deps = SessionDeps(
             store=store,
             backend=backend,
@@ -184,6 +193,7 @@ async def serve(
                 max_file_bytes=config.checkpoint_max_file_bytes,
                 max_history_bytes=config.checkpoint_max_history_bytes,
             ),
+            browser=browser,
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))

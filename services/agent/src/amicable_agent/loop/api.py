@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         WriteResult,
     )
 
+    from amicable_agent.browser import PreviewCamera
     from amicable_agent.db.tools import AppDbTools
 
 
@@ -156,9 +157,11 @@ class ConversationStore(Protocol):
 class SessionHost(Protocol):
     """What a turn sees of its session (implemented by ``sessions.Session``).
 
-    Optional member (read with :func:`app_db_of`, so hosts without it still qualify):
-    ``app_db``, the session's :class:`~amicable_agent.db.tools.AppDbTools` when its app
-    has a database (Hasura configured and the database prepared at INIT), else None.
+    Optional members (read with :func:`app_db_of` / :func:`preview_of`, so hosts without
+    them still qualify): ``app_db``, the session's :class:`~amicable_agent.db.tools.AppDbTools`
+    when its app has a database (Hasura configured and the database prepared at INIT), else
+    None; ``preview``, a :class:`~amicable_agent.browser.PreviewCamera` on the session's
+    preview when the agent has a browser, else None.
     """
 
     @property
@@ -191,6 +194,12 @@ def app_db_of(host: SessionHost) -> AppDbTools | None:
     """The optional ``app_db`` member of ``host`` (None when absent): the model gets the DB
     tools only when this is not None."""
     return cast("AppDbTools | None", getattr(host, "app_db", None))
+
+
+def preview_of(host: SessionHost) -> PreviewCamera | None:
+    """The optional ``preview`` member of ``host`` (None when absent): screenshots of the
+    session's preview are possible only when this is not None."""
+    return cast("PreviewCamera | None", getattr(host, "preview", None))
 
 
 class TurnEngine(Protocol):

@@ -174,9 +174,29 @@ def summarise(messages: list[dict[str, Any]], previous_summary: str = "") -> str
     return text
 
 
+#: What one image counts for in :func:`request_size`: the model is billed by pixels (about
+#: 1,600 tokens for a capped image), not by its base64 length.
+IMAGE_CHARS = 6_400
+
+
+def _image_bytes(value: Any) -> tuple[int, int]:
+    """(count, base64 characters) of the images inside ``value``."""
+    if isinstance(value, list):
+        found = [_image_bytes(v) for v in value]
+        return sum(f[0] for f in found), sum(f[1] for f in found)
+    if isinstance(value, dict):
+        if value.get("type") == "image":
+            return 1, len(str((value.get("source") or {}).get("data", "")))
+        if isinstance(value.get("content"), list):
+            return _image_bytes(value["content"])
+    return 0, 0
+
+
 def request_size(messages: list[dict[str, Any]]) -> int:
-    """Approximate size of ``messages`` in characters (base64 images count in full)."""
-    return len(json.dumps(messages, ensure_ascii=False))
+    """Approximate size of ``messages`` in characters; an image counts :data:`IMAGE_CHARS`
+    whatever its base64 length (a screenshot would otherwise crowd out all history)."""
+    count, data = _image_bytes([m.get("content") for m in messages])
+    return len(json.dumps(messages, ensure_ascii=False)) - data + count * IMAGE_CHARS
 
 
 def fit_context(messages: list[dict[str, Any]], budget_chars: int) -> list[dict[str, Any]]:

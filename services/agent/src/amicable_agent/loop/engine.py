@@ -20,6 +20,7 @@ from amicable_protocol.messages import (
     ErrorData,
     HistoryEntry,
     HitlRequestData,
+    ImageBlock,
     MessageType,
     TextData,
     TraceEvent,
@@ -53,6 +54,8 @@ from .safety import needs_approval
 from .state import TurnState, reasoning_summary, send_status, send_trace
 from .stream import stream_answer
 from .tool_calls import qa_round, run_tools
+from .toolbox import Toolbox
+from .visual import autoheal_screenshot
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -87,11 +90,20 @@ class Engine:
     Args:
         settings: loop settings.
         llm: the model client (tests may pass one; otherwise created from ``settings``).
+        toolbox: the tools offered beyond the workspace's (tests may pass one; otherwise
+            created from ``settings``).
     """
 
-    def __init__(self, settings: LoopSettings, *, llm: LlmClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: LoopSettings,
+        *,
+        llm: LlmClient | None = None,
+        toolbox: Toolbox | None = None,
+    ) -> None:
         self.settings = settings
         self.llm = llm or LlmClient(settings)
+        self.toolbox = toolbox or Toolbox(settings)
         self._limiters: dict[str, AutoHealLimiter] = {}
         self._secrets = tuple(s for s in (settings.api_key,) if s)
 
@@ -181,9 +193,14 @@ class Engine:
             except (RuntimeClientError, trio.TooSlowError):
                 log_tail = None
         prompt = build_prompt(error, log_tail)
+        shot = await autoheal_screenshot(host, self.settings, error.url)
+        images = None
+        if shot is not None:  # the text line right before the image marks it as a screenshot
+            prompt = f"{prompt}\n\n{shot[0]}"
+            images = (ImageBlock(shot[1], "image/jpeg"),)
         await self._user_turn(
             host,
-            UserData(session_id=data.session_id, text=prompt),
+            UserData(session_id=data.session_id, text=prompt, content_blocks=images),
             f"Auto-fix runtime error ({error.kind}): {error.message[:200]}",
         )
 
@@ -391,6 +408,8 @@ class Engine:
             await load_workspace_instructions(host.runtime),
             with_db=app_db_of(host) is not None,
         )
+        if extra := self.toolbox.prompt(host):
+            system = f"{system}\n\n{extra}"
         while True:
             budget = self._budget_note(state)
             if budget is not None:
@@ -428,7 +447,8 @@ class Engine:
     async def _stream(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, system: str
     ) -> AssistantMessage:
-        return await stream_answer(self.llm, self.settings, host, messages, state, system)
+        tools = self.toolbox.definitions(host)
+        return await stream_answer(self.llm, self.settings, host, messages, state, system, tools)
 
     async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
         pending = build_pending(gated, state.to_json())
@@ -458,7 +478,7 @@ class Engine:
         rejected: dict[str, str] | None = None,
     ) -> None:
         await run_tools(host, messages, tool_uses, state, settings=self.settings,
-                        secrets=self._secrets, rejected=rejected)  # fmt: skip
+                        secrets=self._secrets, toolbox=self.toolbox, rejected=rejected)  # fmt: skip
 
     async def _qa_round(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState

@@ -28,6 +28,9 @@ AMICABLE_RUNTIME_AUTO_HEAL_DEDUPE_WINDOW_S                 600
 AMICABLE_RUNTIME_AUTO_HEAL_MAX_ATTEMPTS_PER_FINGERPRINT    2
 AMICABLE_COMPACTION_TRIGGER_MESSAGES                       50 (min 5)
 DEEPAGENTS_SUMMARIZATION_KEEP_MESSAGES                     20
+AMICABLE_AUTOHEAL_SCREENSHOT (a screenshot in auto-heal)   true
+AMICABLE_QA_SCREENSHOT (look at the result after QA)       false
+AMICABLE_WEB_* (web_fetch, web_search)                     off; see amicable_agent.web
 =========================================================  ============================
 """
 
@@ -39,6 +42,7 @@ import attrs
 from amicable_settings import boolean, comma_list, errors_as, json_value, number, secret, string
 
 from amicable_agent.errors import ConfigError
+from amicable_agent.web import WebConfig
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -107,6 +111,9 @@ class LoopSettings:
         compaction_trigger_messages / compaction_keep_messages: history compaction.
         context_budget_chars: request size (characters) above which old tool output is cut.
         tool_output_max_chars: cap on one tool result fed to the model.
+        autoheal_screenshot / qa_screenshot: attach a screenshot of the preview to auto-heal
+            turns / show one to the model once after QA passed (``loop/visual.py``).
+        web: the web tools' settings (``amicable_agent.web``; both off by default).
     """
 
     model: str = DEFAULT_MODEL
@@ -136,6 +143,9 @@ class LoopSettings:
     compaction_keep_messages: int = 20
     context_budget_chars: int = 400_000
     tool_output_max_chars: int = 30_000
+    autoheal_screenshot: bool = True
+    qa_screenshot: bool = False
+    web: WebConfig = attrs.field(factory=WebConfig)
 
     @property
     def model_configured(self) -> bool:
@@ -188,4 +198,7 @@ class LoopSettings:
             compaction_keep_messages=max(
                 2, _int(env, "DEEPAGENTS_SUMMARIZATION_KEEP_MESSAGES", 20)
             ),
+            autoheal_screenshot=boolean(env, "AMICABLE_AUTOHEAL_SCREENSHOT", True),
+            qa_screenshot=boolean(env, "AMICABLE_QA_SCREENSHOT", False),
+            web=WebConfig.from_env(env),
         )

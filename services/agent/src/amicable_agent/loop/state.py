@@ -32,6 +32,7 @@ class TurnState:
     commands: int = 0
     qa_rounds: int = 0
     qa_passed: bool | None = None
+    qa_looks: int = 0
     streaming: str = attrs.field(default="", metadata={"transient": True})
     pending_results: list[dict[str, Any]] = attrs.field(factory=list)
 

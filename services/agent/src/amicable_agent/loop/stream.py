@@ -17,10 +17,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 from amicable_protocol.messages import MessageType, TextData
 
-from .api import app_db_of
 from .compaction import fit_context
 from .state import send_status
-from .tools import tool_definitions
 
 if TYPE_CHECKING:
     from .api import SessionHost
@@ -87,13 +85,14 @@ async def stream_answer(
     messages: list[dict[str, Any]],
     state: TurnState,
     system: str,
+    tools: list[dict[str, Any]],
 ) -> AssistantMessage:
-    """Stream one model answer for ``messages``, sending partials; adds its usage to
-    ``state`` and returns it (the caller appends it to the conversation)."""
+    """Stream one model answer for ``messages`` offering ``tools``, sending partials; adds
+    its usage to ``state`` and returns it (the caller appends it to the conversation)."""
     throttle = PartialThrottle(host, state, settings.partial_interval_s)
     request = fit_context(messages, settings.context_budget_chars)
     answer = await llm.stream_message(
-        system=system, messages=request, tools=tool_definitions(with_db=app_db_of(host) is not None),
+        system=system, messages=request, tools=tools,
         on_text=throttle.on_text, on_text_done=throttle.flush, on_retry=throttle.on_retry,
     )  # fmt: skip
     await throttle.resumed()

@@ -8,15 +8,16 @@ import trio
 from amicable_protocol.messages import ErrorData, MessageType, QaResult, TraceEvent
 
 from . import qa as qa_mod
-from .api import app_db_of
 from .compaction import repair
 from .redact import redact_payload
 from .state import TurnState, send_status, send_trace
-from .tools import run_tool, status_line
+from .tools import status_line
+from .visual import qa_look, shed_old_screenshots
 
 if TYPE_CHECKING:
     from .api import SessionHost
     from .settings import LoopSettings
+    from .toolbox import Toolbox
 
 
 async def run_tools(
@@ -27,12 +28,12 @@ async def run_tools(
     *,
     settings: LoopSettings,
     secrets: tuple[str, ...],
+    toolbox: Toolbox,
     rejected: dict[str, str] | None = None,
 ) -> None:
     """Run the calls of one assistant message in order and append their results."""
     state.pending_results = []
     rejected = rejected or {}
-    app_db = app_db_of(host)
     for block in tool_uses:
         tid, name = block["id"], block["name"]
         args = dict(block.get("input") or {})
@@ -55,10 +56,7 @@ async def run_tools(
         if line:
             await send_status(host, state, line)
         started = trio.current_time()
-        outcome = await run_tool(
-            host.runtime, name, args, mode=host.permission_mode,
-            output_max_chars=settings.tool_output_max_chars, app_db=app_db,
-        )  # fmt: skip
+        outcome = await toolbox.run(host, name, args)
         if name == "execute":
             state.commands += 1
         if outcome.changed_path:
@@ -74,11 +72,12 @@ async def run_tools(
             duration_ms=int((trio.current_time() - started) * 1000),
         ))  # fmt: skip
         state.pending_results.append({
-            "type": "tool_result", "tool_use_id": tid, "content": outcome.content,
+            "type": "tool_result", "tool_use_id": tid, "content": outcome.result_content(),
             "is_error": outcome.is_error,
         })  # fmt: skip
     messages.append({"role": "user", "content": state.pending_results})
     state.pending_results = []
+    shed_old_screenshots(messages)
     await host.store.save_conversation(host.project.project_id, messages)
 
 
@@ -111,6 +110,9 @@ async def qa_round(
     state.qa_passed = outcome.passed
     failed = outcome.first_failure
     if failed is None:
+        if await qa_look(host, messages, state, settings):
+            await host.store.save_conversation(host.project.project_id, messages)
+            return True
         return False
     await host.send(MessageType.ERROR, ErrorData(
         error="qa_failed", detail=qa_mod.failure_detail(failed),

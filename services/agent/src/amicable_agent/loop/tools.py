@@ -77,11 +77,22 @@ def tool_definitions(*, with_db: bool = False) -> list[dict[str, Any]]:
 
 @attrs.frozen
 class ToolOutcome:
-    """What a tool call produced: the text for the model, and whether files changed."""
+    """What a tool call produced: the text for the model, and whether files changed.
+
+    ``blocks`` are content blocks after the text (a screenshot's ``image``); the result then
+    goes to the model as ``[text, *blocks]``.
+    """
 
     content: str
     is_error: bool = False
     changed_path: str | None = None
+    blocks: tuple[dict[str, Any], ...] = ()
+
+    def result_content(self) -> str | list[dict[str, Any]]:
+        """The ``content`` of the ``tool_result`` block."""
+        if not self.blocks:
+            return self.content
+        return [{"type": "text", "text": self.content}, *self.blocks]
 
 
 class ToolInputError(AgentError):

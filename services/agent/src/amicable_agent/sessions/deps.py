@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 
 import attrs
 
+from amicable_agent.browser import PreviewBrowser
 from amicable_agent.db import AppDatabase
 from amicable_agent.gitsync import GitSync
 from amicable_agent.loop.api import RuntimeClient, TurnEngine
@@ -32,6 +33,7 @@ class SessionDeps:
         db: the per-app Hasura database (credentials injected at provisioning), or None.
         git_sync: GitLab persistence (a commit after each turn), or None.
         checkpoints: size limits of the per-turn checkpoints.
+        browser: the preview browser (screenshots for the model), or None.
     """
 
     store: Store
@@ -45,3 +47,4 @@ class SessionDeps:
     db: AppDatabase | None = None
     git_sync: GitSync | None = None
     checkpoints: CheckpointPolicy = attrs.field(factory=CheckpointPolicy)
+    browser: PreviewBrowser | None = None

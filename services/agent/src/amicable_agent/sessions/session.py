@@ -37,6 +37,7 @@ from .sandbox import SessionSandbox
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from amicable_agent.browser import PreviewCamera
     from amicable_agent.db import AppDbTools
     from amicable_agent.loop.api import RuntimeClient
     from amicable_agent.sandboxes import SandboxHandle
@@ -115,6 +116,14 @@ class Session:
     def app_db(self) -> AppDbTools | None:
         """The model's DB tools when the app's database was prepared at INIT, else None."""
         return self._sandbox.app_db
+
+    @property
+    def preview(self) -> PreviewCamera | None:
+        """The agent's browser pointed at this session's preview, or None without one."""
+        browser = self._deps.browser
+        if browser is None or self._sandbox.project is None:
+            return None
+        return browser.camera(self._sandbox.project.slug)
 
     @property
     def handle(self) -> SandboxHandle | None:

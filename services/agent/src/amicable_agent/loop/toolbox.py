@@ -1,0 +1,76 @@
+"""Which tools a turn offers, in one place: the workspace tools, the DB tools when the app has
+a database, ``capture_preview_screenshot`` when the agent has a browser, and the web tools
+when enabled; and where each call goes.
+
+The engine holds one :class:`Toolbox` (the web tools are process-wide); what depends on the
+session (database, preview) is read from the host on every call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from amicable_agent.web import WEB_PROMPT, WebTools
+
+from .api import app_db_of, preview_of
+from .compaction import truncate_middle
+from .tools import ToolOutcome, run_tool, tool_definitions
+from .visual import (
+    SCREENSHOT_DEFINITION,
+    SCREENSHOT_PROMPT,
+    SCREENSHOT_TOOL,
+    run_screenshot_tool,
+)
+
+if TYPE_CHECKING:
+    from .api import SessionHost
+    from .settings import LoopSettings
+
+
+class Toolbox:
+    """The tools of every turn of one engine.
+
+    Args:
+        settings: loop settings (web tool switches, output caps).
+        web: the web tools (tests pass one with a resolver seam); default from settings.
+    """
+
+    def __init__(self, settings: LoopSettings, *, web: WebTools | None = None) -> None:
+        self.settings = settings
+        self.web = web or WebTools(settings.web)
+
+    def _extra(self, host: SessionHost) -> dict[str, dict[str, Any]]:
+        extra = dict(self.web.definitions)
+        if preview_of(host) is not None:
+            extra[SCREENSHOT_TOOL] = SCREENSHOT_DEFINITION
+        return extra
+
+    def definitions(self, host: SessionHost) -> list[dict[str, Any]]:
+        """The ``tools`` array of a model request for ``host``'s turn."""
+        base = tool_definitions(with_db=app_db_of(host) is not None)
+        return base + [{"name": name, **spec} for name, spec in self._extra(host).items()]
+
+    def prompt(self, host: SessionHost) -> str:
+        """System-prompt paragraphs for the extra tools ``host`` has ("" when none)."""
+        extra = self._extra(host)
+        notes = []
+        if SCREENSHOT_TOOL in extra:
+            notes.append(SCREENSHOT_PROMPT)
+        if self.web.definitions:
+            notes.append(WEB_PROMPT)
+        return "\n\n".join(notes)
+
+    async def run(self, host: SessionHost, name: str, args: dict[str, Any]) -> ToolOutcome:
+        """Run one tool call of ``host``'s turn; never raises for a tool failure.
+
+        Cancellation: propagates (a running command or capture is stopped).
+        """
+        cap = self.settings.tool_output_max_chars
+        camera = preview_of(host)
+        if name == SCREENSHOT_TOOL and camera is not None:
+            return await run_screenshot_tool(camera, args)
+        if name in self.web.definitions:
+            result = await self.web.run(name, args)
+            return ToolOutcome(truncate_middle(result.content, cap), result.is_error)
+        return await run_tool(host.runtime, name, args, mode=host.permission_mode,
+                              output_max_chars=cap, app_db=app_db_of(host))  # fmt: skip
