@@ -10,6 +10,9 @@ No I/O happens here. Services and the frontend (via generated JSON Schema,
 - ``limits``: size limits of text fields, and the cutting of what ``init`` echoes;
 - ``errors``: :class:`ProtocolError`, raised for anything that does not decode.
 
+:func:`load_json` is the strict JSON reader every peer decodes bodies and frames with
+(UTF-8, no ``NaN``, no lone surrogates, at most :data:`MAX_JSON_DEPTH` levels).
+
 :func:`structure` (JSON-ready data -> a wire type, ``strict=True`` for peers we own; raises
 :class:`ProtocolError`) and :func:`unstructure` (a wire type -> JSON-ready data) are the
 public entry points of the package's one converter; other members never import its private
@@ -17,6 +20,7 @@ modules.
 """
 
 from ._converter import structure, unstructure
+from ._strict_json import MAX_JSON_DEPTH, load_json
 from .errors import ProtocolError, ProtocolErrorCode
 from .http import ErrorBody
 from .limits import (
@@ -107,6 +111,7 @@ __all__ = [
     "INIT_HISTORY_ENTRY_CHARS",
     "INIT_PROMPT_CHARS",
     "MAX_FRAME_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_PROJECT_PROMPT_CHARS",
     "MAX_USER_TEXT_CHARS",
     "PREVIEW_TOKEN_HEADER",
@@ -182,6 +187,7 @@ __all__ = [
     "decode_server_message",
     "encode_server_message",
     "fit_history",
+    "load_json",
     "server_message_to_json",
     "structure",
     "unstructure",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import time
 import uuid
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from ._converter import converter, register_omit_none, structure
+from ._strict_json import load_json
 from ._validation import structure_items, wrong_type
 from .errors import ProtocolError
 from .limits import MAX_USER_TEXT_CHARS, check_text
@@ -209,25 +209,9 @@ def _structure_blocks(obj: Any, _: Any) -> tuple[ContentBlock, ...]:
 converter.register_structure_hook_func(lambda t: t == _CONTENT_BLOCKS, _structure_blocks)
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number out of range: {text}")
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _load_json(frame: str | bytes) -> Any:
-    """``json.loads`` without NaN/Infinity, every failure as ``invalid_json``."""
-    try:
-        return json.loads(frame, parse_float=_finite_float, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise ProtocolError("invalid_json", "frame is nested too deeply") from exc
-    except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
-        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from exc
+    """:func:`load_json` of a frame (every failure is ``invalid_json``)."""
+    return load_json(frame, what="frame")
 
 
 def _frame_size(frame: str | bytes) -> int:
