@@ -1,5 +1,6 @@
 """Size limits of text fields: a ``user`` text over the limit is refused at decoding, and
-what ``init`` echoes is cut to a size every client can take."""
+what ``init`` echoes is cut to a size every client can take. The length limits of
+workspace paths every peer checks (``path_length_problem``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from amicable_protocol import (
     INIT_HISTORY_CHARS,
     INIT_HISTORY_ENTRY_CHARS,
+    MAX_NAME_BYTES,
+    MAX_PATH_BYTES,
     MAX_USER_TEXT_CHARS,
     HistoryEntry,
     ProtocolError,
@@ -17,6 +20,7 @@ from amicable_protocol import (
     clip_text,
     decode_client_frame,
     fit_history,
+    path_length_problem,
 )
 
 
@@ -63,3 +67,33 @@ def test_fit_history_keeps_the_newest_within_both_budgets() -> None:
     assert [e.text.split(":")[0] for e in fitted] == ["15", "16", "17", "18", "19"]
     small = [HistoryEntry(role="assistant", text="hi")] * 3
     assert fit_history(small) == tuple(small)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/src/App.tsx",
+        "/" + "a" * MAX_NAME_BYTES,
+        "/" + "é" * (MAX_NAME_BYTES // 2),  # 254 bytes
+        "/".join(["d" * 200] * 20),  # 4,019 bytes
+        "x" * 63,
+    ],
+)
+def test_paths_within_the_limits(path: str) -> None:
+    assert path_length_problem(path) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/" + "a" * (MAX_NAME_BYTES + 1), "has 256 bytes; at most 255 are allowed in one"),
+        ("/src/" + "é" * 128, "has 256 bytes"),
+        ("/" + "😀" * 64, "has 256 bytes"),  # 64 characters
+        ("/".join(["d" * 200] * 21), f"the path has 4220 bytes; at most {MAX_PATH_BYTES}"),
+        ("\ud800" * 100, "has 300 bytes"),  # counted, not refused here
+    ],
+)
+def test_paths_over_the_limits(path: str, problem: str) -> None:
+    found = path_length_problem(path)
+    assert found is not None
+    assert problem in found

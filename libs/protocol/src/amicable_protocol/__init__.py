@@ -7,7 +7,8 @@ No I/O happens here. Services and the frontend (via generated JSON Schema,
 - ``runtime``: bodies of the sandbox runtime API (``/v1``);
 - ``preview``: the preview resolver's answer to the router;
 - ``http``: the error body of every HTTP API;
-- ``limits``: size limits of text fields, and the cutting of what ``init`` echoes;
+- ``limits``: size limits of text fields (and the cutting of what ``init`` echoes), of
+  workspace paths and exec commands;
 - ``errors``: :class:`ProtocolError`, raised for anything that does not decode.
 
 :func:`load_json` is the strict JSON reader every peer decodes bodies and frames with
@@ -27,11 +28,15 @@ from .limits import (
     INIT_HISTORY_CHARS,
     INIT_HISTORY_ENTRY_CHARS,
     INIT_PROMPT_CHARS,
+    MAX_COMMAND_BYTES,
+    MAX_NAME_BYTES,
+    MAX_PATH_BYTES,
     MAX_PROJECT_PROMPT_CHARS,
     MAX_USER_TEXT_CHARS,
     check_text,
     clip_text,
     fit_history,
+    path_length_problem,
 )
 from .messages import (
     MAX_FRAME_BYTES,
@@ -110,8 +115,11 @@ __all__ = [
     "INIT_HISTORY_CHARS",
     "INIT_HISTORY_ENTRY_CHARS",
     "INIT_PROMPT_CHARS",
+    "MAX_COMMAND_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_JSON_DEPTH",
+    "MAX_NAME_BYTES",
+    "MAX_PATH_BYTES",
     "MAX_PROJECT_PROMPT_CHARS",
     "MAX_USER_TEXT_CHARS",
     "PREVIEW_TOKEN_HEADER",
@@ -188,6 +196,7 @@ __all__ = [
     "encode_server_message",
     "fit_history",
     "load_json",
+    "path_length_problem",
     "server_message_to_json",
     "structure",
     "unstructure",

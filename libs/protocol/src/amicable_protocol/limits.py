@@ -5,7 +5,10 @@ a project's prompt at creation), and what the ``init`` reply echoes is cut to a 
 client can take: a project created with a 20 MB prompt must still open in an editor whose
 WebSocket accepts 1 MiB frames.
 
-Limits count characters (``len(str)``), as the editor's ``maxLength`` does.
+Limits of text fields count characters (``len(str)``), as the editor's ``maxLength`` does.
+The runtime API's path and command limits count UTF-8 bytes, as the kernel does: every peer
+checks them with :func:`path_length_problem` and :data:`MAX_COMMAND_BYTES` before a path
+reaches a file system (which would fail with ``ENAMETOOLONG``) or a command a process.
 """
 
 from __future__ import annotations
@@ -83,3 +86,31 @@ def fit_history(
         if budget <= 0:
             break
     return tuple(reversed(kept))
+
+
+#: The longest workspace path, in UTF-8 bytes (Linux's ``PATH_MAX``).
+MAX_PATH_BYTES = 4096
+#: The longest name in a path (one segment), in UTF-8 bytes (Linux's ``NAME_MAX``).
+MAX_NAME_BYTES = 255
+#: The longest exec command, in UTF-8 bytes (longer ones are ``command_too_long``).
+MAX_COMMAND_BYTES = 1024 * 1024
+
+
+def path_length_problem(path: str) -> str | None:
+    """Why ``path`` is too long to be a workspace path (a sentence), or None when it is not.
+
+    Pure; every peer checks paths with it before they reach a file system, which would fail
+    with ``ENAMETOOLONG``.
+    """
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        return f"the path has {size} bytes; at most {MAX_PATH_BYTES} are allowed"
+    if len(path) > MAX_NAME_BYTES // 4:  # a shorter path cannot hold a long name
+        for name in path.split("/"):
+            size = len(name.encode("utf-8", "surrogatepass"))
+            if size > MAX_NAME_BYTES:
+                return (
+                    f"the name {name[:40]!r}… has {size} bytes; at most {MAX_NAME_BYTES} "
+                    "are allowed in one path segment"
+                )
+    return None

@@ -14,7 +14,14 @@ not_found          404     no such file or directory
 is_directory       400     a file operation on a directory
 conflict           409     ``If-Match`` mismatch, or an edit matching 0 / several times
 too_large          413     body over ``AMICABLE_MAX_FILE_BYTES``
+path_too_long      400     a path over :data:`~.limits.MAX_PATH_BYTES` or a name
+                           over :data:`~.limits.MAX_NAME_BYTES` (UTF-8 bytes)
+command_too_long   413     an exec command over :data:`~.limits.MAX_COMMAND_BYTES`
+exec_failed        500     the command could not be started (``detail``: why)
 =================  ======  ==========================================================
+
+Bodies are read with :func:`amicable_protocol.load_json`; one that is not JSON is
+``invalid_request``.
 """
 
 from __future__ import annotations
