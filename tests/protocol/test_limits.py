@@ -41,10 +41,10 @@ def test_user_text_up_to_the_limit_is_accepted() -> None:
     ("text", "blocks"),
     [("a" * (MAX_USER_TEXT_CHARS + 1), None), ("a" * 60_000, ["b" * 50_000])],
 )
-def test_user_text_over_the_limit_is_too_large(text: str, blocks: list[str] | None) -> None:
+def test_user_text_over_the_limit_is_text_too_long(text: str, blocks: list[str] | None) -> None:
     with pytest.raises(ProtocolError) as info:
         decode_client_frame(user_frame(text, blocks))
-    assert info.value.code == "too_large"
+    assert info.value.code == "text_too_long"
     assert info.value.message == (
         f"data.text has {MAX_USER_TEXT_CHARS + 1 if blocks is None else 110_000} characters; "
         f"at most {MAX_USER_TEXT_CHARS} are accepted"
@@ -53,8 +53,12 @@ def test_user_text_over_the_limit_is_too_large(text: str, blocks: list[str] | No
 
 def test_check_and_clip_text() -> None:
     check_text("prompt", "x" * 10, 10)
-    with pytest.raises(ProtocolError, match="prompt has 11 characters; at most 10"):
+    with pytest.raises(ProtocolError, match="prompt has 11 characters; at most 10") as info:
         check_text("prompt", "x" * 11, 10)
+    assert info.value.code == "too_large"
+    with pytest.raises(ProtocolError) as info:
+        check_text("prompt", "x" * 11, 10, code="text_too_long")
+    assert info.value.code == "text_too_long"
     assert clip_text("short", 10) == "short"
     assert clip_text("x" * 20, 10) == "x" * 9 + "…"
 

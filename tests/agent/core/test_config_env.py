@@ -20,6 +20,12 @@ def test_defaults_leave_the_integrations_off_and_keep_one_spare() -> None:
     assert not config.git_sync.enabled
     assert config.spare_workspaces == 1
     assert LocalBackendConfig.from_agent_config(config).spare_workspaces == 1
+    assert config.max_prompt_chars == 100_000
+
+
+def test_the_prompt_limit_from_env() -> None:
+    config = AgentConfig.from_env({"HOME": "/home/u", "AMICABLE_MAX_PROMPT_CHARS": "5000"})
+    assert config.max_prompt_chars == 5000
 
 
 def test_spares_and_integrations_from_env() -> None:
@@ -73,6 +79,8 @@ def test_checkpoint_limits_from_env() -> None:
         ("AMICABLE_PREVIEW_RESOLVER_TOKEN_FILE", "/nonexistent/token"),
         ("AMICABLE_CHECKPOINT_MAX_FILE_BYTES", "50MB"),
         ("AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES", "-1"),
+        ("AMICABLE_MAX_PROMPT_CHARS", "0"),
+        ("AMICABLE_MAX_PROMPT_CHARS", "100001"),  # over the protocol's limit
     ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:

@@ -90,7 +90,9 @@ async def test_ping_gets_pong_never_ping(agent) -> None:
         ),
         ('{"type": 3}', "invalid_field"),
         (json.dumps({"type": "user", "data": {"session_id": "x", "text": "a" * 100_001}}),
-         "too_large"),
+         "text_too_long"),
+        ('{"type": "user", "data": {"session_id": "s", "text": "\\ud800"}}', "invalid_json"),
+        ('{"type": "ping", "data": {"x": ' + "[" * 100 + "]" * 100 + "}}", "invalid_json"),
     ],
 )  # fmt: skip
 async def test_bad_frames_get_error_and_socket_stays_open(agent, frame: str, code: str) -> None:
@@ -255,3 +257,33 @@ def test_origin_rules(origin: str | None, allowed: tuple[str, ...], ok: bool) ->
     policy = OriginPolicy(AuthConfig(allowed_origins=allowed))
     policy.listening("127.0.0.1", 8000)
     assert policy.origin_allowed(origin) is ok
+
+
+async def test_user_text_over_the_limit_is_refused_and_not_queued(agent_factory) -> None:
+    sid = str(uuid.uuid4())
+    async with (
+        agent_factory(engine=EchoEngine(), config={"max_prompt_chars": 1_000}) as agent,
+        open_websocket_url(agent.ws) as ws,
+    ):
+        await ws_send(ws, editor_init(sid))
+        await ws_recv_until(ws, "init")
+        for data, limit in (
+            ({"text": "x" * 1_001}, 1_000),  # the agent's AMICABLE_MAX_PROMPT_CHARS
+            ({"text": "x" * 600, "content_blocks": [{"type": "text", "text": "y" * 401}]}, 1_000),
+            ({"text": "x" * 100_001}, 100_000),  # the protocol's, when decoding
+        ):
+            await ws_send(ws, {"type": "user", "data": {"session_id": sid, **data}})
+            error = await ws_recv(ws)
+            assert (str(error.type), error.data.error) == ("error", "text_too_long")
+            assert f"at most {limit} are accepted" in error.data.detail
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "é" * 1_000}})
+        turn = await ws_recv_until(ws, "update_completed")
+        # Only the message that fits ran: the refused ones were never queued.
+        assert [str(m.type) for m in turn] == [
+            "update_in_progress",
+            "agent_final",
+            "update_completed",
+        ]
+        assert [m.data.text for m in turn if str(m.type) == "agent_final"] == [
+            "echo " + "é" * 1_000
+        ]

@@ -4,14 +4,16 @@ Exception tree::
 
     ProtocolError            a frame or body that is not a valid protocol message
                              (``code`` is one of ``invalid_json``, ``unknown_message_type``,
-                             ``invalid_field``, ``too_large``)
+                             ``invalid_field``, ``too_large``, ``text_too_long``)
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-ProtocolErrorCode = Literal["invalid_json", "unknown_message_type", "invalid_field", "too_large"]
+ProtocolErrorCode = Literal[
+    "invalid_json", "unknown_message_type", "invalid_field", "too_large", "text_too_long"
+]
 
 
 class ProtocolError(ValueError):

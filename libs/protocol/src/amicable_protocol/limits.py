@@ -17,17 +17,19 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import attrs
 
-from .errors import ProtocolError
+from .errors import ProtocolError, ProtocolErrorCode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
 #: The most characters of a ``user`` message (``text`` plus its text blocks); more is
-#: answered with ``error`` ``too_large`` (the socket stays open).
+#: answered with ``error`` ``text_too_long`` (the socket stays open). The agent's
+#: ``AMICABLE_MAX_PROMPT_CHARS`` may lower it.
 MAX_USER_TEXT_CHARS = 100_000
 #: The most characters of a project's prompt at creation (the editor sends it as the first
-#: ``user`` message, so the same limit); the HTTP API answers 413 ``too_large`` above it.
+#: ``user`` message, so the same limit); the HTTP API answers 413 ``prompt_too_long`` above
+#: it (or above a lower ``AMICABLE_MAX_PROMPT_CHARS``).
 MAX_PROJECT_PROMPT_CHARS = MAX_USER_TEXT_CHARS
 #: ``init`` echoes at most this many characters of the project's prompt.
 INIT_PROMPT_CHARS = 4_000
@@ -39,16 +41,17 @@ INIT_HISTORY_CHARS = 100_000
 CUT_MARK = "…"
 
 
-def check_text(name: str, text: str, max_chars: int) -> None:
+def check_text(
+    name: str, text: str, max_chars: int, *, code: ProtocolErrorCode = "too_large"
+) -> None:
     """Refuse ``text`` longer than ``max_chars`` characters.
 
     Raises:
-        ProtocolError: ``too_large``, naming the field, its length and the limit.
+        ProtocolError: ``code``, naming the field, its length and the limit.
     """
     if len(text) > max_chars:
         raise ProtocolError(
-            "too_large",
-            f"{name} has {len(text)} characters; at most {max_chars} are accepted",
+            code, f"{name} has {len(text)} characters; at most {max_chars} are accepted"
         )
 
 

@@ -229,7 +229,7 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
     ``data.type``. Unknown keys are ignored.
 
     Raises:
-        ProtocolError: ``too_large`` (the frame, or a ``user`` text over
+        ProtocolError: ``too_large`` (the frame), ``text_too_long`` (a ``user`` text over
             :data:`~.limits.MAX_USER_TEXT_CHARS`), ``invalid_json``,
             ``unknown_message_type`` or ``invalid_field`` with a message naming the problem.
     """
@@ -272,7 +272,7 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
     if isinstance(payload, UserData):
         blocks = payload.content_blocks or ()
         text = payload.text + "".join(b.text for b in blocks if isinstance(b, TextBlock))
-        check_text("data.text", text, MAX_USER_TEXT_CHARS)
+        check_text("data.text", text, MAX_USER_TEXT_CHARS, code="text_too_long")
     return ClientMessage(
         type=mtype,
         data=payload,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
+from amicable_protocol import MAX_USER_TEXT_CHARS
 from amicable_settings import choice, errors_as, integer, seconds, secret, string
 
 from .auth.config import AuthConfig
@@ -89,6 +90,10 @@ class AgentConfig:
         node_modules_cache_dir: ``AMICABLE_NODE_MODULES_CACHE_DIR`` (local backend npm
             cache; default ``<data_dir>/cache``).
         ws_send_queue_size: messages queued per socket before it counts as slow.
+        max_prompt_chars: ``AMICABLE_MAX_PROMPT_CHARS``: the longest project prompt
+            (``POST /api/projects``, 413 ``prompt_too_long``) and ``user`` message text
+            (``error`` ``text_too_long``), in characters; at most the protocol's
+            ``MAX_USER_TEXT_CHARS`` (the default), which decoding enforces anyway.
         hasura: the per-app database settings (``HASURA_*``, see
             :class:`amicable_agent.db.HasuraConfig`); None = feature off.
         git_sync: GitLab persistence settings (``GITLAB_*``, ``AMICABLE_GIT_SYNC_*``, see
@@ -128,6 +133,7 @@ class AgentConfig:
     provision_timeout_s: float = 600.0
     node_modules_cache_dir: Path | None = None
     ws_send_queue_size: int = 256
+    max_prompt_chars: int = MAX_USER_TEXT_CHARS
     hasura: HasuraConfig | None = attrs.field(default=None, repr=False)
     git_sync: GitSyncConfig | None = attrs.field(default=None, repr=False)
     auth: AuthConfig = attrs.field(factory=AuthConfig, repr=False)
@@ -210,6 +216,13 @@ class AgentConfig:
                 runtime_command=runtime_cmd or ("amicable-sandbox-runtime",),
                 template_id=string(env, "AMICABLE_DEFAULT_TEMPLATE", "vite"),
                 node_modules_cache_dir=Path(cache_dir) if cache_dir else None,
+                max_prompt_chars=integer(
+                    env,
+                    "AMICABLE_MAX_PROMPT_CHARS",
+                    MAX_USER_TEXT_CHARS,
+                    minimum=1,
+                    maximum=MAX_USER_TEXT_CHARS,
+                ),
                 hasura=hasura_config_from_env(env),
                 git_sync=_GitSyncConfig.from_env(env),
                 auth=AuthConfig.from_env(env),

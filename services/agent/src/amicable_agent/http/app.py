@@ -11,7 +11,7 @@ import logging
 import mimetypes
 from typing import TYPE_CHECKING, Any
 
-from quart import Response, jsonify, websocket
+from quart import Response, jsonify, request, websocket
 from quart_trio import QuartTrio
 
 from amicable_agent.auth.access import AccessDenied
@@ -26,7 +26,7 @@ from . import members as api_members
 from . import projects as api_projects
 from . import resolver
 from .authz import denied
-from .bodies import HttpError
+from .bodies import HttpError, install_error_handlers, read_json_body
 from .guard import credentials, install_guard
 from .ws import CLOSE_POLICY, SocketLike, serve_socket
 
@@ -71,11 +71,14 @@ def create_public_app(state: AppState) -> QuartTrio:
     app.register_blueprint(api_checkpoints.bp)
     api_git.init_app(app, state.git_sync)
     install_guard(app, state)
+    install_error_handlers(app)
     config = state.config
 
-    @app.errorhandler(HttpError)
-    async def http_error(exc: HttpError) -> Response:
-        return exc.response()
+    @app.before_request
+    async def parse_api_body() -> None:
+        # After the guard; the DB proxy's body is Hasura's business.
+        if request.path.startswith("/api/"):
+            await read_json_body()
 
     @app.errorhandler(AccessDenied)
     async def access_denied(exc: AccessDenied) -> Response:
@@ -189,6 +192,7 @@ async def serve_checked(state: AppState, socket: SocketLike, headers: Any) -> No
         queue_size=state.config.ws_send_queue_size,
         caller=caller,
         access=state.access,
+        max_text_chars=state.config.max_prompt_chars,
     )
 
 
@@ -197,10 +201,7 @@ def create_internal_app(state: AppState) -> QuartTrio:
     app = QuartTrio("amicable_agent_internal")
     app.config["AMICABLE_STATE"] = state
     app.register_blueprint(resolver.bp)
-
-    @app.errorhandler(HttpError)
-    async def http_error(exc: HttpError) -> Response:
-        return exc.response()
+    install_error_handlers(app)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -1,8 +1,14 @@
 """``/api/sandbox/{id}/…``: the editor Code pane's file API (upstream §2.5 shapes).
 
 Paths are public workspace paths (``/src/App.tsx``); relative input gets a leading ``/``;
-``..``, NUL and empty paths are 400 ``invalid_path`` (upstream answered 500). Mutating
+``..``, NUL and empty paths are 400 ``invalid_path`` (upstream answered 500); a path over
+4096 bytes or with a name over 255 bytes (UTF-8) is 400 ``path_too_long``. Mutating
 ``/src/main.tsx``, ``/node_modules`` or ``/.git`` is 403 ``permission_denied``.
+
+The runtime's own errors keep their status and code (``not_found``, ``conflict``,
+``too_large`` for content over its ``AMICABLE_MAX_FILE_BYTES`` …); only a runtime that does
+not answer (or answers 5xx) is 502 ``sandbox_unreachable``, 504 ``sandbox_timeout`` when it
+took too long.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import trio
+from amicable_protocol import path_length_problem
 from quart import Blueprint, Response, current_app, jsonify, request
 
 from amicable_agent.errors import RuntimeClientError, SandboxError
@@ -43,6 +50,9 @@ def public_path(raw: str | None) -> str:
         raise HttpError(400, "invalid_path", "path is required")
     if "\x00" in raw:
         raise HttpError(400, "invalid_path", "path contains a NUL byte")
+    too_long = path_length_problem(raw)
+    if too_long is not None:
+        raise HttpError(400, "path_too_long", too_long)
     parts = [p for p in raw.strip().split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise HttpError(400, "invalid_path", "path must not contain '..'")
@@ -62,8 +72,12 @@ def mutable_path(raw: str | None) -> str:
 
 
 def _translate(exc: RuntimeClientError) -> HttpError:
-    if exc.status in (400, 403, 404, 409, 413):
+    """The runtime's error for the editor: its own 4xx answer as it is (a 401 means our
+    token is wrong: that is ours, not the caller's), the rest as the sandbox failing."""
+    if 400 <= exc.status < 500 and exc.status != 401:
         return HttpError(exc.status, exc.code, exc.detail or None)
+    if exc.status == 0 and exc.code == "timeout":
+        return HttpError(504, "sandbox_timeout", "the sandbox runtime did not answer in time")
     return HttpError(502, "sandbox_unreachable", "the sandbox runtime did not answer")
 
 

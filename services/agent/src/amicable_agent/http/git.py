@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify
 
 from amicable_agent.errors import SandboxError
 from amicable_agent.gitsync.commits import ui_sync_message, user_message
@@ -25,7 +25,7 @@ from amicable_agent.gitsync.pull import NoBaseline
 from amicable_agent.gitsync.workspace import open_workspace
 
 from .authz import checked_project, requires
-from .bodies import HttpError
+from .bodies import HttpError, optional_json_object
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -120,8 +120,7 @@ async def sync(project_id: str) -> Response:
     """
     git_sync = _git_sync()
     project = await checked_project(project_id, "viewer")
-    raw = await request.get_json(force=True, silent=True)
-    body = raw if isinstance(raw, dict) else {}
+    body = await optional_json_object()
     text = body.get("commit_message")
     if text is not None and not isinstance(text, str):
         raise HttpError(400, "invalid_request", "commit_message must be a string")

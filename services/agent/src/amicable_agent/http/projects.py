@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import trio
+from amicable_protocol import ProtocolError, check_text
 from quart import Blueprint, Response, current_app, jsonify
 
 from amicable_agent.auth.access import AccessDenied
@@ -81,6 +82,11 @@ async def create_project() -> Response:
     body = await json_object()
     name = (optional_str(body, "name") or "").strip()[:80] or "Untitled"
     prompt = optional_str(body, "prompt")
+    if prompt is not None:
+        try:
+            check_text("prompt", prompt, state.config.max_prompt_chars)
+        except ProtocolError as exc:
+            raise HttpError(413, "prompt_too_long", exc.message) from None
     template_id = optional_str(body, "template_id") or state.config.template_id
     if template_id not in TEMPLATES:
         raise HttpError(400, "invalid_template_id", f"known templates: {', '.join(TEMPLATES)}")

@@ -4,6 +4,8 @@ One :class:`Connection` per socket owns a reader (this task) and a writer task d
 :class:`~amicable_agent.sessions.session.Attachment`. Bad frames are answered with an ``error`` naming
 the problem and the socket stays open; a missing session id on ``init`` and a foreign
 ``Origin`` close it with 1008; a slow socket is closed (1013, try again) by the session.
+A ``user`` message whose text is longer than ``AMICABLE_MAX_PROMPT_CHARS`` (at most the
+protocol's limit, which decoding enforces) is answered ``text_too_long`` and not queued.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 import trio
+from amicable_protocol import MAX_USER_TEXT_CHARS, check_text
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.messages import (
+    ClientData,
     ClientMessage,
     Empty,
     ErrorData,
@@ -22,6 +26,8 @@ from amicable_protocol.messages import (
     MessageType,
     ServerData,
     ServerMessage,
+    TextBlock,
+    UserData,
     decode_client_frame,
 )
 
@@ -89,8 +95,10 @@ class Connection:
         queue_size: int,
         caller: Caller,
         access: Access,
+        max_text_chars: int = MAX_USER_TEXT_CHARS,
     ) -> None:
         self._manager = manager
+        self._max_text_chars = max_text_chars
         self._socket = socket
         self._caller = caller
         self._access = access
@@ -195,9 +203,23 @@ class Connection:
             if kind is not MessageType.RUNTIME_ERROR:  # a viewer's preview never heals
                 self._error("read_only", "you can view this project but not change it")
             return
-        if kind is MessageType.USER and self._turns_exceeded():
+        if kind is MessageType.USER and (
+            self._text_too_long(message.data) or self._turns_exceeded()
+        ):
             return
         session.submit(kind, message.data, self._attachment, by=self._caller.sub)
+
+    def _text_too_long(self, data: ClientData) -> bool:
+        """A ``user`` text over a limit lower than the protocol's (which decoding checks)."""
+        assert isinstance(data, UserData)
+        blocks = data.content_blocks or ()
+        text = data.text + "".join(b.text for b in blocks if isinstance(b, TextBlock))
+        try:
+            check_text("data.text", text, self._max_text_chars, code="text_too_long")
+        except ProtocolError as exc:
+            self._error(exc.code, exc.message)
+            return True
+        return False
 
     def _turns_exceeded(self) -> bool:
         limit = self._access.config.quotas.concurrent_turns_per_user
@@ -291,6 +313,19 @@ async def serve_socket(
     queue_size: int,
     caller: Caller,
     access: Access,
+    max_text_chars: int = MAX_USER_TEXT_CHARS,
 ) -> None:
-    """Serve one accepted WebSocket of an authenticated caller until it closes."""
-    await Connection(manager, socket, queue_size=queue_size, caller=caller, access=access).run()
+    """Serve one accepted WebSocket of an authenticated caller until it closes.
+
+    Args:
+        max_text_chars: the longest ``user`` text (with its text blocks) accepted.
+    """
+    connection = Connection(
+        manager,
+        socket,
+        queue_size=queue_size,
+        caller=caller,
+        access=access,
+        max_text_chars=max_text_chars,
+    )
+    await connection.run()
