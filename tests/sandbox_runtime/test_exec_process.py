@@ -9,7 +9,7 @@ import pytest
 import trio
 from amicable_protocol.runtime import ExecRequest, ExecResult
 from amicable_sandbox_runtime import execs, procs
-from amicable_sandbox_runtime.errors import CallerGone
+from amicable_sandbox_runtime.errors import CallerGone, ExecFailed
 from amicable_testing.processes import wait_for_exit
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ async def test_output_held_open_outside_the_group_is_cut_after_the_drain(
 
 async def test_spawn_failure_leaves_nothing_open(tmp_path: Path) -> None:
     before = open_fds()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ExecFailed, match="No such file or directory"):
         await run(tmp_path / "gone", "true")
     assert open_fds() == before
 

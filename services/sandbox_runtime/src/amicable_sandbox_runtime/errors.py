@@ -9,7 +9,10 @@ Exception tree::
     ├── NotFound               404 not_found      no such file or directory
     ├── IsDirectory            400 is_directory   a file operation on a directory
     ├── Conflict               409 conflict       If-Match mismatch, edit matched 0 / >1 times
-    └── TooLarge               413 too_large      body over ``AMICABLE_MAX_FILE_BYTES``
+    ├── TooLarge               413 too_large      body over ``AMICABLE_MAX_FILE_BYTES``
+    ├── PathTooLong            400 path_too_long  a path over 4096 bytes or a name over 255
+    ├── CommandTooLong         413 command_too_long  an exec command over 1 MiB
+    └── ExecFailed             500 exec_failed    the command could not be started
 
     ConfigError                invalid configuration (raised by ``config.load_config``)
     TemplateError              unknown template or a failed ``npm ci`` (``init-workspace``)
@@ -87,6 +90,27 @@ class TooLarge(RuntimeApiError):
 
     code = "too_large"
     status = 413
+
+
+class PathTooLong(RuntimeApiError):
+    """A path over ``MAX_PATH_BYTES`` or with a name over ``MAX_NAME_BYTES`` (UTF-8)."""
+
+    code = "path_too_long"
+    status = 400
+
+
+class CommandTooLong(RuntimeApiError):
+    """An exec command over ``MAX_COMMAND_BYTES``."""
+
+    code = "command_too_long"
+    status = 413
+
+
+class ExecFailed(RuntimeApiError):
+    """The command could not be started (``fork``/``exec`` failed); ``detail`` says why."""
+
+    code = "exec_failed"
+    status = 500
 
 
 class ConfigError(SettingsError):

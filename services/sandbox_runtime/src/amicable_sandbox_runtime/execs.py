@@ -5,21 +5,37 @@ exec'd directly with the same result: ``plaincmd.py``) in a new session (so its 
 pid). When the shell exits, when the timeout fires, or when the caller is cancelled (client
 disconnect), the *whole group* is killed with SIGKILL, so background jobs and grandchildren
 never outlive the request.
+
+Linux refuses a single argument over 128 KiB (``E2BIG``), so a command over
+``_ARGV_COMMAND_BYTES`` reaches the shell on its stdin instead (an anonymous in-memory file)
+and is run with stdin from ``/dev/null``, as ``sh -c`` would run it; one over
+``MAX_COMMAND_BYTES`` (1 MiB) is refused with ``command_too_long``. A command that cannot be
+started is ``exec_failed``, never a crash.
 """
 
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import signal
 import stat
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
 import trio
+from amicable_protocol import MAX_COMMAND_BYTES
 from amicable_protocol.runtime import ExecExit, ExecRequest, ExecResult
 
-from .errors import CallerGone, InvalidRequest, NotFound
+from .errors import (
+    CallerGone,
+    CommandTooLong,
+    ExecFailed,
+    InvalidRequest,
+    NotFound,
+    PathTooLong,
+)
 from .plaincmd import plain_argv
 from .procs import Child, child_env, kill_group
 
@@ -38,6 +54,12 @@ SHELL = "/bin/sh"
 _DRAIN_TIMEOUT_S = 2.0
 #: A command still running after this long gets a task watching for its caller to leave.
 _WATCH_AFTER_S = 0.05
+#: Commands longer than this (UTF-8 bytes) are given to the shell on its stdin, not as an
+#: argument (Linux's limit for one argument is 128 KiB).
+_ARGV_COMMAND_BYTES = 64 * 1024
+#: The shell's script for a command on its stdin: read all of it, then run it with stdin
+#: from /dev/null (the command never reads its own text), ``$0`` and the rest as ``sh -c``.
+_RUN_STDIN = 'eval "$(command -p cat)" </dev/null'
 
 
 def resolve_cwd(jail: Jail, cwd: str | None) -> Path:
@@ -117,6 +139,7 @@ async def run_command(
     timeout = request.timeout_s if request.timeout_s is not None else default_timeout_s
     if not timeout > 0:
         raise InvalidRequest("timeout_s must be positive")
+    _check(request)
     env = child_env(request.env)
     started = trio.current_time()
     child = _spawn(request.command, cwd, env)
@@ -181,16 +204,76 @@ async def _pump_watched(
         raise CallerGone("the caller went away; the command was killed")
 
 
+def _check(request: ExecRequest) -> None:
+    """Refuse what cannot become a process: too long, or a NUL byte (argv and environment
+    strings end at one).
+
+    Raises:
+        CommandTooLong: over ``MAX_COMMAND_BYTES``.
+        InvalidRequest: a NUL byte in the command or the environment, ``=`` in a name.
+    """
+    command = request.command
+    if _longer_than(command, MAX_COMMAND_BYTES):
+        size = len(command.encode("utf-8", "surrogatepass"))
+        raise CommandTooLong(f"the command has {size} bytes; at most {MAX_COMMAND_BYTES} are "
+                             "allowed (write a script file and run it instead)")  # fmt: skip
+    if "\x00" in command:
+        raise InvalidRequest("the command contains a NUL byte")
+    for name, value in (request.env or {}).items():
+        if not name or "=" in name or "\x00" in name or "\x00" in value:
+            raise InvalidRequest(f"invalid environment variable {name[:40]!r}")
+
+
+def _longer_than(text: str, limit: int) -> bool:
+    """Whether ``text`` has more than ``limit`` bytes in UTF-8 (encoded only when it may)."""
+    return len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit
+
+
 def _spawn(command: str, cwd: Path, env: dict[str, str]) -> Child:
-    """Start ``command``: exec'd directly when it is a plain word list, else via the shell."""
-    plain = plain_argv(command, str(cwd), env)
-    if plain is not None:
-        program, argv = plain
-        try:
-            return Child(argv, cwd, env, executable=program)
-        except OSError:
-            pass  # e.g. a script without "#!": the shell runs it (nothing ran yet)
-    return Child([SHELL, "-c", command], cwd, env)
+    """Start ``command``: exec'd directly when it is a plain word list, else via the shell
+    (on its stdin when it is too long to be an argument).
+
+    Raises:
+        ExecFailed: the process could not be started (``fork``/``exec`` failed).
+        PathTooLong: the working directory's path is too long for the kernel.
+    """
+    try:
+        if _longer_than(command, _ARGV_COMMAND_BYTES):
+            return _spawn_from_stdin(command, cwd, env)
+        plain = plain_argv(command, str(cwd), env)
+        if plain is not None:
+            program, argv = plain
+            try:
+                return Child(argv, cwd, env, executable=program)
+            except OSError:
+                pass  # e.g. a script without "#!": the shell runs it (nothing ran yet)
+        return Child([SHELL, "-c", command], cwd, env)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise PathTooLong("the working directory's path is too long") from None
+        raise ExecFailed(f"could not start the command: {exc.strerror or exc}") from None
+
+
+def _spawn_from_stdin(command: str, cwd: Path, env: dict[str, str]) -> Child:
+    fd = _anonymous_file()
+    try:
+        data = memoryview(command.encode("utf-8", "surrogatepass"))
+        while data:
+            data = data[os.write(fd, data) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return Child([SHELL, "-c", _RUN_STDIN], cwd, env, stdin=fd)
+    finally:
+        os.close(fd)
+
+
+def _anonymous_file() -> int:
+    """A file descriptor of a new file with no name (memfd; else an unlinked temp file)."""
+    try:
+        return os.memfd_create("amicable-command", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd (an old kernel, a strict seccomp profile)
+        fd, name = tempfile.mkstemp(prefix="amicable-command-")
+        os.unlink(name)
+        return fd
 
 
 async def run_collected(

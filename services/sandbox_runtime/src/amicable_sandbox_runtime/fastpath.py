@@ -24,11 +24,11 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
-from amicable_protocol import structure, unstructure
+from amicable_protocol import load_json, structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.http import ErrorBody
 from amicable_protocol.runtime import ExecRequest
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Headers = list[tuple[bytes, bytes]]
 #: Returns when the client has gone away (watched while a command runs).
 Watch = Callable[[], Awaitable[None]]
@@ -273,12 +274,7 @@ class FastRoutes:
         return Reply(200, _json(self.supervisor.status()))
 
     async def _exec(self, path: str, headers: Headers, body: bytes, watch: Watch | None) -> Reply:
-        try:
-            request = structure(json.loads(body or b"null"), ExecRequest, strict=True)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"body is not JSON: {exc}") from None
-        except ProtocolError as exc:
-            raise InvalidRequest(exc.message) from None
+        request = decode_body(body, ExecRequest)
         cwd = execs.resolve_cwd(self.jail, request.cwd)
         result = await execs.run_collected(
             request,
@@ -316,6 +312,20 @@ class FastRoutes:
         if result is None:  # big, conditional, or another write holds the lock
             result = await trio.to_thread.run_sync(write, limiter=self.limiter)
         return Reply(200, _json(result))
+
+
+def decode_body(raw: str | bytes, cls: type[T], *, what: str = "body") -> T:
+    """A JSON request body (or WebSocket frame) as the wire type ``cls`` (strict: unknown
+    keys are refused), read with :func:`amicable_protocol.load_json`.
+
+    Raises:
+        InvalidRequest: not strict JSON (not UTF-8, a lone surrogate, nested too deeply …),
+            or not a ``cls``.
+    """
+    try:
+        return structure(load_json(raw or b"null", what=what), cls, strict=True)
+    except ProtocolError as exc:
+        raise InvalidRequest(exc.message) from None
 
 
 def header(headers: Headers, name: bytes) -> bytes | None:

@@ -68,6 +68,17 @@ def exchange(dir_fd: int, a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
+#: Bytes of the file's own name kept in its temporary name (``.<name>.amicable-<8 hex>.tmp``
+#: must stay within the 255 bytes a name may have).
+_TEMP_STEM_BYTES = 200
+
+
+def _temporary_name(name: str) -> str:
+    """The name a write creates before it renames: hidden, unique, never too long."""
+    stem = os.fsdecode(os.fsencode(name)[:_TEMP_STEM_BYTES])
+    return f".{stem}.amicable-{secrets.token_hex(4)}.tmp"
+
+
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data`` (the ``X-Content-SHA256`` / ``If-Match`` form)."""
     return hashlib.sha256(data).hexdigest()
@@ -195,7 +206,7 @@ class Files:
             if stat.S_ISREG(st.st_mode):  # a symlink's 0777 is not a file mode to copy
                 mode = stat.S_IMODE(st.st_mode)
             existed = True
-        tmp = f".{loc.name}.amicable-{secrets.token_hex(4)}.tmp"
+        tmp = _temporary_name(loc.name)
         fd = os.open(
             tmp,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

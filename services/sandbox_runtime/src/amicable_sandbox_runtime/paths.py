@@ -20,13 +20,16 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .errors import InvalidPath, IsDirectory, NotFound
+from .errors import InvalidPath, IsDirectory, NotFound, PathTooLong
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 _MAX_SYMLINK_HOPS = 40
+#: A path of at most this many characters is within every length limit (a name needs more
+#: than 255 // 4 characters to exceed 255 bytes).
+_SHORTER_PATHS_FIT = 63
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -35,9 +38,19 @@ def split_path(path: str) -> list[str]:
 
     Raises:
         InvalidPath: NUL byte, or not a string path.
+        PathTooLong: over ``MAX_PATH_BYTES``, or a name over ``MAX_NAME_BYTES`` (the file
+            system would answer ``ENAMETOOLONG``).
     """
     if "\x00" in path:
         raise InvalidPath("path contains a NUL byte")
+    if len(path) > _SHORTER_PATHS_FIT:
+        # imported here: the jail is loaded before the web stack (and the protocol library
+        # with it), which only requests need; by then it is loaded
+        from amicable_protocol import path_length_problem
+
+        too_long = path_length_problem(path)
+        if too_long is not None:
+            raise PathTooLong(too_long)
     return [part for part in path.strip().split("/") if part not in ("", ".")]
 
 

@@ -87,15 +87,17 @@ def _report_exit(pid: int, write_fd: int) -> None:
 class Child:
     """A spawned command in its own session (so its process group id is its pid).
 
-    Stdin is ``/dev/null``; stdout and stderr are pipes read by :meth:`pump`. The process
-    must be finished with :meth:`aclose` (kill the group, reap, close the fds), also on
-    cancellation.
+    Stdin is ``/dev/null`` unless ``stdin`` is given; stdout and stderr are pipes read by
+    :meth:`pump`. The process must be finished with :meth:`aclose` (kill the group, reap,
+    close the fds), also on cancellation.
 
     Args:
         argv: program and arguments (``argv[0]`` searched on the ``PATH`` of ``env``).
         cwd: working directory.
         env: the complete environment.
         executable: the program to run instead of searching for ``argv[0]``.
+        stdin: a file descriptor to give the child as its stdin (the caller keeps and
+            closes it).
 
     Raises:
         OSError: the program could not be executed (nothing is left running or open).
@@ -108,6 +110,7 @@ class Child:
         env: dict[str, str],
         *,
         executable: str | None = None,
+        stdin: int | None = None,
     ) -> None:
         self.exited = False
         self._drain_until = 0.0
@@ -121,7 +124,7 @@ class Child:
                 executable=executable,
                 cwd=cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
                 stdout=out_w,
                 stderr=err_w,
                 start_new_session=True,

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
-from amicable_protocol import structure, unstructure
-from amicable_protocol.errors import ProtocolError
+from amicable_protocol import unstructure
 from amicable_protocol.http import ErrorBody
 from quart import Response, current_app, request
 from werkzeug.routing import PathConverter
 
 from amicable_sandbox_runtime.config import RuntimeConfig
 from amicable_sandbox_runtime.errors import InvalidRequest
+from amicable_sandbox_runtime.fastpath import decode_body
 from amicable_sandbox_runtime.files import Files
 from amicable_sandbox_runtime.paths import Jail
 from amicable_sandbox_runtime.supervisor import PreviewSupervisor
@@ -103,12 +103,7 @@ async def body(cls: type[T]) -> T:
     """The request body as a ``cls`` (strict).
 
     Raises:
-        InvalidRequest: not JSON, or not a ``cls``.
+        InvalidRequest: not strict JSON, or not a ``cls`` (see :func:`.fastpath.decode_body`).
     """
-    raw = await request.get_data()
-    try:
-        return structure(json.loads(raw or b"null"), cls, strict=True)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"body is not JSON: {exc}") from None
-    except ProtocolError as exc:
-        raise InvalidRequest(exc.message) from None
+    raw = await request.get_data(as_text=False)
+    return decode_body(raw, cls)
