@@ -75,3 +75,98 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+def _heredoc(size: int) -> tuple[str, str]:
+    """A command that writes ``size`` bytes of text to ``big.txt``, and that text."""
+    line = "0123456789abcdef" * 4 + "\n"
+    text = line * (size // len(line))
+    return f"cat > big.txt <<'EOF'\n{text}EOF\nwc -c < big.txt", text
+
+
+async def test_the_runtime_client_runs_a_200_kib_command(
+    real_runtime: Any, workspace: Path
+) -> None:
+    command, text = _heredoc(200 * 1024)
+    result = await real_runtime.exec(command)
+    assert (result.exit_code, result.stdout.strip()) == (0, str(len(text)))
+    items = []
+    async with real_runtime.open_exec_stream(command) as stream:
+        items = [item async for item in stream]
+    assert items[-1].exit_code == 0
+    assert (workspace / "big.txt").read_text() == text
+
+
+async def test_runtime_errors_keep_their_codes_in_the_client(real_runtime: Any) -> None:
+    from amicable_agent.errors import RuntimeClientError
+    from amicable_protocol import MAX_COMMAND_BYTES
+
+    too_long = "true " + "x" * MAX_COMMAND_BYTES
+    huge = "true " + "x" * (20 * 1024 * 1024)  # more than a runtime frame may carry
+    attempts = {
+        "exec": lambda: real_runtime.exec(too_long),
+        "huge exec": lambda: real_runtime.exec(huge),
+        "stream": lambda: _drain(real_runtime, too_long),
+        "huge stream": lambda: _drain(real_runtime, huge),
+        "write": lambda: real_runtime.write_file("/" + "a" * 256, b"x"),
+        "read": lambda: real_runtime.read_file("/src/" + "é" * 128),
+        "mkdir": lambda: real_runtime.mkdir("/".join(["d" * 200] * 21)),
+        "cwd": lambda: real_runtime.exec("true", cwd="/" + "c" * 300),
+        "env": lambda: real_runtime.exec("true", env={"BIG": "x" * 200_000}),
+    }
+    codes = {}
+    for name, attempt in attempts.items():
+        try:
+            await attempt()
+        except RuntimeClientError as exc:
+            codes[name] = exc.code
+    assert codes == {
+        "exec": "command_too_long",
+        "huge exec": "command_too_long",
+        "stream": "command_too_long",
+        "huge stream": "command_too_long",
+        "write": "path_too_long",
+        "read": "path_too_long",
+        "mkdir": "path_too_long",
+        "cwd": "path_too_long",
+        "env": "exec_failed",
+    }
+
+
+async def _drain(runtime: Any, command: str) -> None:
+    async with runtime.open_exec_stream(command) as stream:
+        async for _ in stream:
+            pass
+
+
+async def test_the_model_and_the_editor_see_the_runtimes_codes(
+    fake_llm: Any, make_engine: Any, host: Any, real_runtime: Any, workspace: Path
+) -> None:
+    from amicable_protocol import MAX_COMMAND_BYTES
+
+    host.runtime = real_runtime
+    fake, url = fake_llm
+    long_command, text = _heredoc(200 * 1024)
+    fake.add(
+        Reply([ToolUse("execute", {"command": long_command}),
+               ToolUse("execute", {"command": "true " + "x" * MAX_COMMAND_BYTES}),
+               ToolUse("write_file", {"file_path": "/" + "a" * 256, "content": "x"}),
+               ToolUse("read_file", {"file_path": "/src/" + "é" * 128})]),
+        Reply([Text("Done.")]),
+    )  # fmt: skip
+    await make_engine(url).run_user_turn(host, user("go"))
+    results = fake.requests[1].body["messages"][-1]["content"]
+    assert [r["is_error"] for r in results] == [False, True, True, True]
+    assert results[0]["content"].endswith("[Command exited with code 0]")
+    assert (workspace / "big.txt").read_text() == text
+    for result, code in zip(
+        results[1:], ["command_too_long", "path_too_long", "path_too_long"], strict=True
+    ):
+        assert result["content"].startswith(f"Error: {code}: "), result["content"][:200]
+    errors = [t.error for t in host.traces("tool_error")]
+    assert [e.split(":")[1].strip() for e in errors] == [
+        "command_too_long",
+        "path_too_long",
+        "path_too_long",
+    ]
+    assert not any("not reachable" in (e or "") for e in errors)

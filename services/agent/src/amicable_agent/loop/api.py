@@ -47,7 +47,9 @@ class RuntimeClient(Protocol):
 
     Paths are workspace paths (``/src/App.tsx``). Errors raise
     :class:`amicable_agent.errors.RuntimeClientError` carrying the runtime's error code
-    (``not_found``, ``conflict``, ``invalid_path`` …, or ``unreachable`` with status 0).
+    (``not_found``, ``conflict``, ``invalid_path``, ``path_too_long``, ``command_too_long``,
+    ``exec_failed`` …); only ``unreachable`` and ``timeout`` (status 0) mean the runtime did
+    not answer.
     """
 
     async def read_file(self, path: str) -> tuple[bytes, str]:

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx2
 import trio
-from amicable_protocol import structure, unstructure
+from amicable_protocol import MAX_COMMAND_BYTES, structure, unstructure
 from amicable_protocol.errors import ProtocolError
 from amicable_protocol.runtime import (
     EditRequest,
@@ -80,6 +80,21 @@ class _Response:
 
     def json(self) -> Any:
         return json.loads(self.content)
+
+
+def _check_command(command: str) -> None:
+    """Refuse a command the runtime would refuse, before sending it (one far over the
+    limit would not even fit the runtime's largest WebSocket frame).
+
+    Raises:
+        RuntimeClientError: 413 ``command_too_long``, as the runtime answers it.
+    """
+    if len(command) * 4 > MAX_COMMAND_BYTES:
+        size = len(command.encode("utf-8", "surrogatepass"))
+        if size > MAX_COMMAND_BYTES:
+            raise RuntimeClientError(413, "command_too_long", f"the command has {size} bytes; "
+                                     f"at most {MAX_COMMAND_BYTES} are allowed (write a script "
+                                     "file and run it instead)")  # fmt: skip
 
 
 def _file_url(path: str) -> str:
@@ -258,6 +273,7 @@ class HttpRuntimeClient:
         timeout_s: float | None = None,
     ) -> ExecResult:
         """Run a command to completion (cancelling closes the request; the runtime kills)."""
+        _check_command(command)
         body = unstructure(ExecRequest(command, cwd, env, timeout_s))
         limit = (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S
         return await self._json("POST", "/v1/exec", ExecResult, json=body, timeout_s=limit)
@@ -275,6 +291,7 @@ class HttpRuntimeClient:
         Cancellation: leaving the block early (or being cancelled) closes the WebSocket and
         the runtime kills the command's process group (see :func:`open_exec_stream`).
         """
+        _check_command(command)
         return open_exec_stream(
             self._url,
             self._token,
