@@ -322,3 +322,27 @@ async def test_every_http_exception_becomes_a_json_error(
     assert body["error"] == code
     assert body["detail"]
     assert "<" not in body["detail"]  # text, not werkzeug's HTML page
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "answer"),
+    [
+        (400, "path_too_long", (400, "path_too_long")),
+        (404, "not_found", (404, "not_found")),
+        (408, "http_error", (408, "http_error")),
+        (409, "conflict", (409, "conflict")),
+        (413, "too_large", (413, "too_large")),  # content over AMICABLE_MAX_FILE_BYTES
+        (401, "unauthorized", (502, "sandbox_unreachable")),  # our token, not the caller's
+        (500, "http_error", (502, "sandbox_unreachable")),
+        (0, "unreachable", (502, "sandbox_unreachable")),
+        (0, "timeout", (504, "sandbox_timeout")),
+    ],
+)
+def test_the_file_api_keeps_the_runtimes_codes(
+    status: int, code: str, answer: tuple[int, str]
+) -> None:
+    from amicable_agent.errors import RuntimeClientError
+    from amicable_agent.http.files import _translate
+
+    translated = _translate(RuntimeClientError(status, code, "why"))
+    assert (translated.status, translated.code) == answer
