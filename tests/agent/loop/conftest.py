@@ -27,14 +27,16 @@ from amicable_protocol.messages import (
     ThinkingLevel,
     server_message_to_json,
 )
+from amicable_testing import MemorySpend
 from amicable_testing.fake_anthropic import FakeAnthropic
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 
-class MemoryStore:
+class MemoryStore(MemorySpend):
     """A ConversationStore in memory; values are deep-copied like a real store would."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.conversations: dict[str, list[dict[str, Any]]] = {}
         self.chat: dict[str, list[tuple[str, str]]] = {}
         self.state: dict[tuple[str, str], Any] = {}

@@ -273,13 +273,13 @@ async def _run_job(engine: TurnEngine, host: SessionHost, job: _Job) -> None:
             return
         if job.kind is MessageType.USER:
             assert isinstance(job.data, UserData)
-            await engine.run_user_turn(host, job.data)
+            await engine.run_user_turn(host, job.data, by=job.by)
         else:
             assert isinstance(job.data, RuntimeErrorData)
-            await engine.run_runtime_error(host, job.data)
+            await engine.run_runtime_error(host, job.data, by=job.by)
     elif job.kind is MessageType.HITL_RESPONSE:
         assert isinstance(job.data, HitlResponseData)
-        await engine.resume_hitl(host, job.data)
+        await engine.resume_hitl(host, job.data, by=job.by)
 
 
 def _turn_title(job: _Job) -> str:
