@@ -7,7 +7,8 @@ Shared by tests and benchmarks, never by a service. One module per thing stood i
   :class:`MemorySpend` alone for hosts that keep only a conversation);
 - :mod:`.ws_client`: ``ws_send``/``ws_recv``/``ws_recv_until``/``ws_expect_close``, the
   client side of the agent's WebSocket;
-- ``fake_anthropic``, ``fake_kube``, ``fake_hasura``, ``fake_gitlab``, ``fake_resolver``,
+- ``fake_anthropic``, ``fake_openai`` (one script, :mod:`.model_script`, drives both),
+  ``fake_kube``, ``fake_hasura``, ``fake_gitlab``, ``fake_resolver``,
   ``postgres``, ``workspace_runtime``: import those from their modules (they pull in
   servers and clients a test may not need).
 """
