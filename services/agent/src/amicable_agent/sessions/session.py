@@ -266,9 +266,11 @@ class Session:
         if engine is not None:
             history = await engine.history(self)
             pending = await engine.hitl_pending(self)
-            extra["models"] = engine.model_choices()
-            extra["model"] = await engine.project_model(self, data.model if may_edit else None)
-            extra["spend"] = await engine.project_spend(self)
+            choices = engine.model_choices()
+            if choices:  # an engine without models (tests) leaves the extension out
+                extra["models"] = choices
+                extra["model"] = await engine.project_model(self, data.model if may_edit else None)
+                extra["spend"] = await engine.project_spend(self)
         else:
             history = await self._deps.store.chat_history(self._session_id)
             pending = None
