@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 
 MODEL_NOT_CONFIGURED = (
     "No language model is configured. Set ANTHROPIC_API_KEY in the agent's environment "
-    "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it) "
-    "and restart the agent."
+    "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it), or use "
+    "an OpenAI-compatible or local model (DEEPAGENTS_MODEL=openai:<model> with "
+    "OPENAI_BASE_URL, see docs/models.md), and restart the agent."
 )
 #: How long the INIT (or the first turn) waits for the checkpoint baseline.
 INIT_CHECKPOINT_S = 5.0
