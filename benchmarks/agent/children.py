@@ -1,10 +1,10 @@
-"""Child processes of the agent benchmark (see run.py): the fake Messages API and the
-WebSocket clients. Kept apart from run.py so that these processes stay light (no anthropic
-SDK import) and their CPU is never the agent's.
+"""Child processes of the agent benchmark (see run.py): the fake model API (Messages or Chat
+Completions) and the WebSocket clients. Kept apart from run.py so that these processes stay
+light (no anthropic SDK import) and their CPU is never the agent's.
 
 Usage (run.py starts these itself)::
 
-    python benchmarks/agent/children.py serve-fake --deltas 200 --interval 0.01
+    python benchmarks/agent/children.py serve-fake --deltas 200 --interval 0.01 [--provider openai]
     python benchmarks/agent/children.py ws-clients ws://127.0.0.1:PORT/ --sessions 50
 """
 
@@ -20,14 +20,16 @@ import uuid
 
 import trio
 from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text
+from amicable_testing.fake_openai import FakeOpenAI
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not export it
 
 
-async def serve_fake(deltas: int, interval_s: float) -> None:
+async def serve_fake(deltas: int, interval_s: float, provider: str = "anthropic") -> None:
     """Run the fake API (child process mode); prints its base URL on stdout."""
     text = "abcd" * deltas
-    fake = FakeAnthropic(responder=lambda body: Reply([Text(text, chunk=4)], delay_s=interval_s))
+    fake_class = FakeOpenAI if provider == "openai" else FakeAnthropic
+    fake = fake_class(responder=lambda body: Reply([Text(text, chunk=4)], delay_s=interval_s))
     async with trio.open_nursery() as nursery:
         url = await nursery.start(fake.serve)
         print(url, flush=True)
@@ -134,6 +136,7 @@ def main() -> None:
     fake = sub.add_parser("serve-fake", help="run the fake API; prints its base URL")
     fake.add_argument("--deltas", type=int, default=200, help="text deltas per reply")
     fake.add_argument("--interval", type=float, default=0.01, help="seconds between deltas")
+    fake.add_argument("--provider", choices=("anthropic", "openai"), default="anthropic")
     clients = sub.add_parser(
         "ws-clients", help="run WebSocket clients; prints one line per partial"
     )
@@ -142,7 +145,7 @@ def main() -> None:
     clients.add_argument("--client", choices=("raw", "trio-websocket"), default="raw")
     args = parser.parse_args()
     if args.mode == "serve-fake":
-        trio.run(serve_fake, args.deltas, args.interval)
+        trio.run(serve_fake, args.deltas, args.interval, args.provider)
     else:
         trio.run(ws_clients, args.url, args.sessions, args.client)
 

@@ -39,6 +39,7 @@ from amicable_agent.loop.qa import run_qa
 from amicable_agent.loop.settings import LoopSettings
 from amicable_protocol.messages import MessageType, ProjectInfo, UserData
 from amicable_protocol.runtime import ExecResult
+from amicable_testing import MemorySpend
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,10 +68,11 @@ class RemoteLikeRuntime(WorkspaceRuntime):
                           timed_out=False, duration_ms=0)  # fmt: skip
 
 
-class Store:
-    """A minimal in-memory ConversationStore."""
+class Store(MemorySpend):
+    """A minimal in-memory ConversationStore (usage kept in memory, as the store would)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.data: dict[tuple[str, str], Any] = {}
 
     async def load_conversation(self, project_id: str) -> list[dict[str, Any]]:
@@ -114,23 +116,28 @@ class BenchHost:
 
 
 class TimedLlm(LlmClient):
-    """Stamps each parsed text delta for the current session."""
+    """Stamps each parsed text delta for the current session (either provider: the stamp
+    is taken when the provider hands the grown text to the loop, right after parsing)."""
 
-    async def _on_event(self, event: Any, *args: Any) -> None:
-        if event.type == "content_block_delta":
-            host = _host.get()
+    async def stream_message(self, *, on_text: Any, **kwargs: Any) -> Any:
+        host = _host.get()
+
+        async def stamped(text: str) -> None:
             host.last_delta = time.perf_counter()
             host.deltas += 1
-        await super()._on_event(event, *args)
+            await on_text(text)
+
+        return await super().stream_message(on_text=stamped, **kwargs)
 
 
 async def fake_process(
     deltas: int, interval_s: float, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the fake API in a child process (its CPU is not the agent's); started(url)."""
+    provider = str(_overrides.get("provider", "anthropic"))
     proc = await trio.lowlevel.open_process(
         [sys.executable, str(CHILDREN), "serve-fake", "--deltas", str(deltas),
-         "--interval", str(interval_s)],
+         "--interval", str(interval_s), "--provider", provider],
         stdout=-1, start_new_session=True,
     )  # fmt: skip
     try:
@@ -178,19 +185,17 @@ _stamps: dict[tuple[str, int], float] = {}
 
 
 class StampLlm(LlmClient):
-    """Stamps each parsed text delta by (session, cumulative text length)."""
+    """Stamps each parsed text delta by (session, cumulative text length), when the
+    provider hands the grown text to the loop (the same point for both providers)."""
 
-    async def _on_event(self, event: Any, acc: Any, base: str, *args: Any) -> None:
-        delta = event.data.get("delta") if event.type == "content_block_delta" else None
-        if delta is not None and delta.get("type") == "text_delta":
-            # The cumulative length after this delta (as cheaply as possible: this
-            # instrumentation runs in the agent process).
-            length = len(base) + len(delta.get("text") or "")
-            for block in acc.blocks.values():
-                if block["type"] == "text":
-                    length += len(block["text"])
-            _stamps[(_sid.get(), length)] = time.perf_counter()
-        await super()._on_event(event, acc, base, *args)
+    async def stream_message(self, *, on_text: Any, **kwargs: Any) -> Any:
+        sid = _sid.get()
+
+        async def stamped(text: str) -> None:
+            _stamps[(sid, len(text))] = time.perf_counter()
+            await on_text(text)
+
+        return await super().stream_message(on_text=stamped, **kwargs)
 
 
 _sent: dict[tuple[str, int], float] = {}
@@ -260,7 +265,7 @@ def _stamp_sockets() -> None:
         if not hasattr(socket, "send_frames"):  # quart's socket: the one-frame path
             stamping.send_frames = None  # type: ignore[assignment,method-assign]
             stamping.write_now = None  # type: ignore[assignment,method-assign]
-        await ws.serve_socket(manager, stamping, **kwargs)
+        await ws.serve_socket(manager, stamping, **kwargs)  # queue size, caller, access
 
     app.serve_socket = serve_socket  # type: ignore[assignment]
 
@@ -460,6 +465,12 @@ def main() -> None:
         "--profile", metavar="PATH", help="cProfile the agent during the (first) WebSocket run"
     )
     parser.add_argument(
+        "--provider",
+        choices=("anthropic", "openai"),
+        default="anthropic",
+        help="the model API the fake speaks and the agent calls (Messages or Chat Completions)",
+    )
+    parser.add_argument(
         "--partial-interval",
         type=float,
         help="LoopSettings.partial_interval_s (default: the product default)",
@@ -467,6 +478,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.partial_interval is not None:
         _overrides["partial_interval_s"] = args.partial_interval
+    if args.provider == "openai":
+        _overrides.update(provider="openai", model="gpt-4.1")
     if not args.skip_streaming:
         if not args.skip_engine:
             trio.run(bench_streaming, args.sessions, args.deltas, args.interval)

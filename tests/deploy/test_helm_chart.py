@@ -128,7 +128,7 @@ async def test_guide_install_commands_render_and_validate(render, validate) -> N
     assert sandbox_env["AMICABLE_HMR_PROTOCOL"] == "wss"
 
 
-@pytest.mark.parametrize("doc", ["kubernetes.md", "local_kind.md"])
+@pytest.mark.parametrize("doc", ["kubernetes.md", "local_kind.md", "models.md"])
 async def test_docs_helm_commands_render(doc: str, render, validate) -> None:
     """Every `helm upgrade --install` in the install guides works as written."""
     text = (REPO / "docs" / doc).read_text()
@@ -674,3 +674,49 @@ async def test_the_agent_browser_reaches_previews_through_the_router_service(ren
                              "Deployment", "amicable-agent"))  # fmt: skip
     assert off["AMICABLE_SCREENSHOTS"] == "false"
     assert "AMICABLE_SCREENSHOT_ROUTER_URL" not in off
+
+
+async def test_models_budgets_and_the_optional_keys(render, validate, tmp_path: Path) -> None:
+    """agent.model/models/budgets become the agent's variables; the OpenAI key is never
+    required, the Anthropic key only while the default model is an Anthropic one."""
+    values = tmp_path / "models.yaml"
+    values.write_text(
+        "agent:\n"
+        "  model: {default: 'openai:gpt-4.1', openaiBaseUrl: 'http://litellm.llm.svc:4000/v1',"
+        " small: local}\n"
+        "  models:\n"
+        "    - {id: local, provider: openai, model: 'qwen2.5-coder:14b', label: Qwen,"
+        " baseUrl: 'http://ollama.llm.svc:11434/v1', apiKeyEnv: OLLAMA_KEY,"
+        " priceInputPerMtok: 0, contextWindow: 32768, images: false}\n"
+        "  budgets: {user: {dailyUsd: 5}, project: {monthlyTokens: 2000000}}\n"
+        "  secret: {extraEnv: {OLLAMA_KEY: ollama-key}}\n"
+    )
+    docs = await render(*OIDC_FLAGS, "-f", str(values))
+    await validate(docs)
+    env = container_env(find(docs, "Deployment", "amicable-agent"))
+    assert env["DEEPAGENTS_MODEL"] == "openai:gpt-4.1"
+    assert env["OPENAI_BASE_URL"] == "http://litellm.llm.svc:4000/v1"
+    assert env["AMICABLE_SMALL_MODEL"] == "local"
+    assert json.loads(env["AMICABLE_MODELS"]) == [{
+        "id": "local", "provider": "openai", "model": "qwen2.5-coder:14b", "label": "Qwen",
+        "base_url": "http://ollama.llm.svc:11434/v1", "api_key_env": "OLLAMA_KEY",
+        "price_input_per_mtok": 0, "context_window": 32768, "images": False,
+    }]  # fmt: skip
+    assert env["AMICABLE_BUDGET_USER_DAILY_USD"] == "5"
+    assert env["AMICABLE_BUDGET_PROJECT_MONTHLY_TOKENS"] == "2000000"
+    assert "AMICABLE_BUDGET_USER_MONTHLY_USD" not in env  # 0: no budget, no variable
+    assert env["OPENAI_API_KEY"]["secretKeyRef"]["optional"] is True
+    assert env["ANTHROPIC_API_KEY"]["secretKeyRef"]["optional"] is True
+    assert env["OLLAMA_KEY"]["secretKeyRef"]["key"] == "ollama-key"
+
+    default = container_env(find(await render(*OIDC_FLAGS), "Deployment", "amicable-agent"))
+    assert "optional" not in default["ANTHROPIC_API_KEY"]["secretKeyRef"]
+    assert default["OPENAI_API_KEY"]["secretKeyRef"]["optional"] is True
+    assert not {"DEEPAGENTS_MODEL", "AMICABLE_MODELS", "OPENAI_BASE_URL"} & set(default)
+
+
+async def test_unknown_model_keys_are_refused(render) -> None:
+    with pytest.raises(CommandFailed, match="base_url"):
+        await render(*OIDC_FLAGS, "--set", "agent.models[0].id=x", "--set",
+                     "agent.models[0].provider=openai", "--set", "agent.models[0].model=m",
+                     "--set", "agent.models[0].base_url=http://x")  # fmt: skip

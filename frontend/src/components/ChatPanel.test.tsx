@@ -4,7 +4,7 @@ import type { InitReply } from "../protocol/messages";
 import { VIEWER_NOTE } from "../state/roles";
 import { initialSession, type SessionState } from "../state/session";
 import type { SessionHandle } from "../state/useSession";
-import { cleanup, queryTestId, render } from "../test/dom";
+import { byTestId, change, cleanup, queryTestId, render } from "../test/dom";
 import { ChatPanel } from "./ChatPanel";
 
 const INIT: InitReply = {
@@ -23,6 +23,7 @@ function session(state: Partial<SessionState>): SessionHandle {
     dispatch: vi.fn(),
     send: vi.fn(() => true),
     reconnect: vi.fn(),
+    chooseModel: vi.fn(),
   };
 }
 
@@ -48,5 +49,42 @@ describe("chat panel for a viewer", () => {
     render(<ChatPanel session={session({})} onSend={() => true} />);
     expect(queryTestId("chat-input")).not.toBeNull();
     expect(queryTestId("viewer-note")).toBeNull();
+  });
+});
+
+const MODELS = [
+  { id: "anthropic:claude-sonnet-5-5", label: "Claude Sonnet", provider: "anthropic", price_input_per_mtok: 3, price_output_per_mtok: 15 },
+  { id: "local", label: "Qwen (Ollama)", provider: "openai", images: false, price_input_per_mtok: 0, price_output_per_mtok: 0 },
+];
+
+describe("model picker and running cost", () => {
+  it("offers the deployment's models, shows the project's and reports a choice", () => {
+    const handle = session({ init: { ...INIT, models: MODELS, model: "local" }, model: "local" });
+    render(<ChatPanel session={handle} onSend={() => true} />);
+    const picker = byTestId<HTMLSelectElement>("model-picker");
+    expect(picker.value).toBe("local");
+    expect(Array.from(picker.options).map((o) => o.textContent)).toEqual([
+      "Claude Sonnet · $3/$15 per Mtok",
+      "Qwen (Ollama)",
+    ]);
+    change(picker, "anthropic:claude-sonnet-5-5");
+    expect(handle.chooseModel).toHaveBeenCalledWith("anthropic:claude-sonnet-5-5");
+  });
+
+  it("hides the picker without a choice and locks it while a turn runs", () => {
+    render(<ChatPanel session={session({ init: { ...INIT, models: MODELS.slice(0, 1) } })} onSend={() => true} />);
+    expect(queryTestId("model-picker")).toBeNull();
+    cleanup();
+    render(<ChatPanel session={session({ init: { ...INIT, models: MODELS }, busy: true })} onSend={() => true} />);
+    expect(byTestId<HTMLSelectElement>("model-picker").disabled).toBe(true);
+  });
+
+  it("shows the project's running cost, the last turn in the tooltip", () => {
+    const usage = { input_tokens: 900, output_tokens: 100, cost_usd: 0.0042 };
+    const state = { projectSpend: { cost_usd: 0.0421, input_tokens: 12000, output_tokens: 345 }, lastUsage: usage };
+    render(<ChatPanel session={session(state)} onSend={() => true} />);
+    const total = byTestId("usage-total");
+    expect(total.textContent).toBe("Project: $0.0421 · 12,345 tokens");
+    expect(total.title).toBe("Last turn: 1,000 tokens · $0.0042");
   });
 });

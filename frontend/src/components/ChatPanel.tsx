@@ -1,7 +1,7 @@
 /** The chat column: connection state, messages, approvals and the prompt input. */
 import { useEffect, useRef } from "react";
 import type { ContentBlock } from "../protocol/messages";
-import { canSend } from "../state/session";
+import { canSend, modelChoices } from "../state/session";
 import { VIEWER_NOTE } from "../state/roles";
 import type { SessionHandle } from "../state/useSession";
 import { AssistantBubble, ErrorBubble, UserBubble } from "./Bubbles";
@@ -144,6 +144,10 @@ export function ChatPanel({ session, onSend, readOnly = false }: Props) {
           onSend={onSend}
           onCancel={cancel}
           usage={state.lastUsage}
+          projectSpend={state.projectSpend}
+          models={modelChoices(state)}
+          model={state.model}
+          onModel={session.chooseModel}
         />
       )}
     </aside>

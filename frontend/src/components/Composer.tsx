@@ -1,6 +1,9 @@
-/** The prompt input: Enter sends, Shift+Enter adds a line, image attachments, Stop. */
+/**
+ * The prompt input: Enter sends, Shift+Enter adds a line, image attachments, Stop; the
+ * project's model picker and its running cost.
+ */
 import { useRef, useState } from "react";
-import type { ContentBlock, ImageBlock, Usage } from "../protocol/messages";
+import type { ContentBlock, ImageBlock, ModelChoice, SpendSummary, Usage } from "../protocol/messages";
 import { ClipIcon, StopIcon } from "./Icons";
 
 const MAX_IMAGES = 4;
@@ -17,6 +20,42 @@ interface Props {
   onSend: (text: string, blocks: ContentBlock[]) => boolean;
   onCancel: () => void;
   usage: Usage | undefined;
+  /** The project's tokens and cost so far. */
+  projectSpend?: SpendSummary;
+  /** The models on offer (the picker shows when there is a choice) and the project's. */
+  models?: ModelChoice[];
+  model?: string;
+  onModel?: (id: string) => void;
+}
+
+function money(usd: number): string {
+  return `$${usd < 10 ? usd.toFixed(4) : usd.toFixed(2)}`;
+}
+
+function priceHint(m: ModelChoice): string {
+  const p = (v: number | undefined) => (v ?? 0).toFixed(2).replace(/\.00$/, "");
+  if (!m.price_input_per_mtok && !m.price_output_per_mtok) return "";
+  return ` · $${p(m.price_input_per_mtok)}/$${p(m.price_output_per_mtok)} per Mtok`;
+}
+
+/** "Project: $0.0421 · 12,345 tokens" (the running total); the last turn in the tooltip. */
+function SpendLine({ usage, spend }: { usage: Usage | undefined; spend: SpendSummary | undefined }) {
+  const last = usage
+    ? `Last turn: ${(usage.input_tokens + usage.output_tokens).toLocaleString()} tokens · ${money(usage.cost_usd ?? 0)}`
+    : undefined;
+  if (spend) {
+    const tokens = (spend.input_tokens ?? 0) + (spend.output_tokens ?? 0);
+    return (
+      <span className="usage muted small" data-testid="usage-total" title={last}>
+        Project: {money(spend.cost_usd ?? 0)} · {tokens.toLocaleString()} tokens
+      </span>
+    );
+  }
+  return (
+    <span className="usage muted small" data-testid="usage-total">
+      {usage ? `${usage.input_tokens + usage.output_tokens} tokens · $${(usage.cost_usd ?? 0).toFixed(4)}` : ""}
+    </span>
+  );
 }
 
 function readImage(file: File): Promise<ImageBlock> {
@@ -31,7 +70,9 @@ function readImage(file: File): Promise<ImageBlock> {
   });
 }
 
-export function Composer({ enabled, typable, busy, cancelling, placeholder, onSend, onCancel, usage }: Props) {
+export function Composer(props: Props) {
+  const { enabled, typable, busy, cancelling, placeholder, onSend, onCancel, usage } = props;
+  const { projectSpend, models = [], model, onModel } = props;
   const [text, setText] = useState("");
   const [images, setImages] = useState<ImageBlock[]>([]);
   const [attachError, setAttachError] = useState<string | undefined>();
@@ -129,9 +170,24 @@ export function Composer({ enabled, typable, busy, cancelling, placeholder, onSe
           >
             <ClipIcon />
           </button>
-          <span className="usage muted small" data-testid="usage-total">
-            {usage ? `${usage.input_tokens + usage.output_tokens} tokens · $${(usage.cost_usd ?? 0).toFixed(4)}` : ""}
-          </span>
+          {models.length > 1 && onModel && (
+            <select
+              className="model-picker small"
+              data-testid="model-picker"
+              aria-label="Model"
+              title="The model this project's next prompts run on"
+              value={model ?? models[0]?.id}
+              disabled={busy || !typable}
+              onChange={(e) => onModel(e.target.value)}
+            >
+              {models.map((m) => (
+                <option key={m.id} value={m.id}>
+                  {m.label + priceHint(m)}
+                </option>
+              ))}
+            </select>
+          )}
+          <SpendLine usage={usage} spend={projectSpend} />
           {busy ? (
             <button
               className="btn danger small"

@@ -100,6 +100,7 @@ export interface AmicableProtocol {
   InitData?: InitData;
   InitReply?: InitReply;
   MessageType?: MessageType;
+  ModelChoice?: ModelChoice;
   MoveRequest?: MoveRequest;
   PathRequest?: PathRequest;
   PathResult?: PathResult;
@@ -127,6 +128,7 @@ export interface AmicableProtocol {
   ServerUpdateFileMessage?: ServerUpdateFileMessage;
   ServerUpdateInProgressMessage?: ServerUpdateInProgressMessage;
   ServerUsageMessage?: ServerUsageMessage;
+  SpendSummary?: SpendSummary;
   TextBlock?: TextBlock;
   TextData?: TextData;
   TraceEvent?: TraceEvent;
@@ -231,6 +233,7 @@ export interface ClientInitMessage {
  * via the `definition` "InitData".
  */
 export interface InitData {
+  model?: string | null;
   permission_mode?: ("default" | "accept_edits" | "bypass") | null;
   session_id: string;
   thinking_level?: ("none" | "think" | "think_hard" | "ultrathink") | null;
@@ -310,6 +313,7 @@ export interface ClientUserMessage {
  */
 export interface UserData {
   content_blocks?: (TextBlock | ImageBlock)[] | null;
+  model?: string | null;
   session_id: string;
   text?: string;
   ui_context?: UiContext | null;
@@ -585,12 +589,30 @@ export interface InitReply {
   exists: boolean;
   git?: GitInfo | null;
   hitl_pending?: HitlPending | null;
+  model?: string | null;
+  models?: ModelChoice[] | null;
   permission_mode?: "default" | "accept_edits" | "bypass";
   project: ProjectInfo;
   sandbox_id: string;
+  spend?: SpendSummary | null;
   template_id: string;
   thinking_level?: "none" | "think" | "think_hard" | "ultrathink";
   url: string;
+}
+/**
+ * A model the deployment offers (INIT ``models``): no URL, no key.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "ModelChoice".
+ */
+export interface ModelChoice {
+  context_window?: number | null;
+  id: string;
+  images?: boolean;
+  label: string;
+  price_input_per_mtok?: number;
+  price_output_per_mtok?: number;
+  provider: string;
 }
 /**
  * This interface was referenced by `AmicableProtocol`'s JSON-Schema
@@ -605,6 +627,17 @@ export interface ProjectInfo {
   project_prompt?: string | null;
   slug: string;
   template_id: string;
+}
+/**
+ * Tokens and estimated cost so far (a project's running total).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "SpendSummary".
+ */
+export interface SpendSummary {
+  cost_usd?: number;
+  input_tokens?: number;
+  output_tokens?: number;
 }
 /**
  * ``POST /v1/fs/move`` — JSON keys are ``from`` and ``to``.
@@ -900,7 +933,9 @@ export interface Usage {
   cost_usd?: number;
   input_tokens: number;
   model?: string;
+  model_id?: string | null;
   output_tokens: number;
+  project?: SpendSummary | null;
 }
 /**
  * One entry of ``GET /v1/fs/tree?path=&depth=&include_hidden=``.

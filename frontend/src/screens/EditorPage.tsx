@@ -1,7 +1,7 @@
 /** The editor of one project: chat on the right, preview or code on the left. */
 import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 import { ApiError, downloadUrl, projectsApi, type ProjectSummary } from "../api/http";
-import type { ContentBlock, UiContext } from "../protocol/messages";
+import type { ClientDataMap, ContentBlock, UiContext } from "../protocol/messages";
 import { useSession } from "../state/useSession";
 import { useSignOutOnPolicyClose } from "../state/useAuth";
 import type { Theme } from "../theme";
@@ -87,12 +87,14 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
         ui.viewport_width = parseInt(size.width, 10);
         ui.viewport_height = parseInt(size.height, 10);
       }
-      const data = blocks.length > 0 ? { text, content_blocks: blocks, ui_context: ui } : { text, ui_context: ui };
+      const data: ClientDataMap["user"] =
+        blocks.length > 0 ? { text, content_blocks: blocks, ui_context: ui } : { text, ui_context: ui };
+      if (state.model && (state.init?.models ?? []).length > 0) data.model = state.model;
       if (!send("user", data)) return false;
       dispatch({ type: "local/user", key: localKey(), text, blocks });
       return true;
     },
-    [send, dispatch, view, previewPath, device],
+    [send, dispatch, view, previewPath, device, state.model, state.init?.models],
   );
 
   // The first prompt from the projects page is sent once the new project's sandbox exists.

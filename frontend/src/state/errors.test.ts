@@ -39,3 +39,12 @@ describe("identity and sharing errors", () => {
     expect(describeError("some_new_code", "x")).toEqual({ title: "some new code", action: "See the details below." });
   });
 });
+
+describe("spend budgets", () => {
+  it("says which budget is used up and when it resets, in the agent's words", () => {
+    const detail = "Your daily budget of $5.00 is used up ($5.02 spent today). It resets at midnight UTC; an admin can raise it.";
+    expect(describeError("budget_exceeded", detail)).toEqual({ title: "A spend budget is used up", action: detail });
+    expect(describeError("budget_exceeded").action).toMatch(/token budget/);
+    expect(describeError("unknown_model").title).toBe("That model is not offered any more");
+  });
+});

@@ -37,9 +37,9 @@ const KNOWN: Record<string, ErrorExplanation> = {
     title: "The turn took too long and was stopped",
     action: "Split the request into smaller steps and send it again.",
   },
-  budget_exceeded: {
-    title: "The token budget for this turn is used up",
-    action: "Send a narrower request, or raise the budget in the agent's configuration.",
+  unknown_model: {
+    title: "That model is not offered any more",
+    action: "Pick another model above the prompt; the project's current model was used.",
   },
   llm_error: {
     title: "The language model could not be reached",
@@ -68,7 +68,8 @@ const KNOWN: Record<string, ErrorExplanation> = {
   busy: { title: "The agent is busy with earlier requests", action: "Wait for them to finish, then send again." },
   model_not_configured: {
     title: "No language model is configured",
-    action: "Set ANTHROPIC_API_KEY (and optionally AMICABLE_MODEL) for the agent, then restart it.",
+    action:
+      "Set ANTHROPIC_API_KEY, or DEEPAGENTS_MODEL=openai:<model> with OPENAI_BASE_URL / OPENAI_API_KEY, for the agent, then restart it.",
   },
   not_initialized: { title: "The session is not open yet", action: "Reload the page." },
   sandbox_error: {
@@ -102,10 +103,21 @@ function quotaExceeded(detail: string | undefined): ErrorExplanation {
   };
 }
 
+/** A spend budget is used up: the server's detail says which, how much and when it resets. */
+function budgetExceeded(detail: string | undefined): ErrorExplanation {
+  return {
+    title: "A spend budget is used up",
+    action:
+      detail?.trim() ||
+      "This turn's token budget is used up. Send a narrower request, or ask an admin to raise the budget.",
+  };
+}
+
 /** The explanation for `code` (codes and legacy free-text errors alike). */
 export function describeError(code: string, detail?: string): ErrorExplanation {
   const known = KNOWN[code];
   if (known) return known;
+  if (code === "budget_exceeded") return budgetExceeded(detail);
   if (code === "quota_exceeded") return quotaExceeded(detail);
   if (code.startsWith("HITL approval pending")) return KNOWN.hitl_pending as ErrorExplanation;
   if (code.startsWith("git_sync_failed")) {

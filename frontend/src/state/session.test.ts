@@ -148,6 +148,22 @@ describe("turn lifecycle", () => {
     expect(bubble?.usage?.output_tokens).toBe(5);
   });
 
+  it("the project's model and running cost come from init and every usage", () => {
+    const models = [{ id: "a", label: "A", provider: "openai" }];
+    const spend = { cost_usd: 1.5, input_tokens: 100, output_tokens: 10 };
+    let state = run([msg("init", { ...INIT_NO_HITL.data, models, model: "a", spend }, "i2")]);
+    expect(state.model).toBe("a");
+    expect(state.projectSpend?.cost_usd).toBe(1.5);
+    state = reduce(state, { type: "local/model", id: "b" });
+    expect(state.model).toBe("b");
+    const project = { cost_usd: 1.75, input_tokens: 110, output_tokens: 15 };
+    const usage = { input_tokens: 10, output_tokens: 5, cost_usd: 0.25, model_id: "b", project };
+    state = run([msg("update_in_progress", {}, "u"), msg("usage", usage, "us")], state);
+    expect(state.projectSpend).toEqual(project);
+    expect(state.model).toBe("b");
+    expect(state.lastUsage?.cost_usd).toBe(0.25);
+  });
+
   it("a HITL request blocks sending until answered", () => {
     let state = run([INIT_NO_HITL, golden("hitl_request.json")]);
     expect(state.hitl?.request.action_requests).toHaveLength(2);

@@ -8,8 +8,10 @@ import type {
   HitlPending,
   InitReply,
   QaResult,
+  ModelChoice,
   SandboxStatus,
   ServerMessage,
+  SpendSummary,
   TraceEvent,
   Usage,
 } from "../protocol/messages";
@@ -93,6 +95,10 @@ export interface SessionState {
   /** Public path -> how many times the agent wrote it (the code pane compares counters). */
   agentWrites: Record<string, number>;
   lastUsage?: Usage;
+  /** The project's model (its id in `init.models`): the agent's, or the picker's choice. */
+  model?: string;
+  /** The project's tokens and cost so far (INIT, then every `usage`). */
+  projectSpend?: SpendSummary;
   /** Bumped whenever the checkpoint list may have changed (a turn ended, a restore). */
   historyVersion: number;
 }
@@ -110,6 +116,7 @@ export type LocalAction =
   | { type: "local/user"; key: string; text: string; blocks?: ContentBlock[] }
   | { type: "local/cancel" }
   | { type: "local/hitl_answered" }
+  | { type: "local/model"; id: string }
   | { type: "local/error"; key: string; code: string; detail?: string };
 
 export type SessionAction = { type: "server"; msg: ServerMessage } | LocalAction;
@@ -248,6 +255,8 @@ function applyInit(state: SessionState, init: InitReply): SessionState {
     items,
     hitl: init.hitl_pending ?? undefined,
     sandbox: { stage: "ready", sandbox_id: init.sandbox_id },
+    model: init.model ?? state.model,
+    projectSpend: init.spend ?? state.projectSpend,
   };
 }
 
@@ -322,7 +331,12 @@ function applyServer(state: SessionState, msg: ServerMessage): SessionState {
     case "hitl_request":
       return { ...state, hitl: { interrupt_id: msg.data.interrupt_id, request: msg.data.request } };
     case "usage": {
-      const s = { ...state, lastUsage: msg.data };
+      const s = {
+        ...state,
+        lastUsage: msg.data,
+        projectSpend: msg.data.project ?? state.projectSpend,
+        model: msg.data.model_id ?? state.model,
+      };
       const turn = s.items.find(
         (it): it is AssistantItem => it.kind === "assistant" && it.key === s.turnKey,
       );
@@ -372,6 +386,8 @@ export function reduce(state: SessionState, action: SessionAction): SessionState
       return state.busy ? { ...state, cancelling: true } : state;
     case "local/hitl_answered":
       return { ...state, hitl: undefined, busy: true };
+    case "local/model":
+      return { ...state, model: action.id };
     case "local/error":
       return applyError(state, action.key, { error: action.code, detail: action.detail ?? null });
   }
@@ -380,4 +396,9 @@ export function reduce(state: SessionState, action: SessionAction): SessionState
 /** Whether the prompt input accepts a new message. */
 export function canSend(state: SessionState, connected: boolean): boolean {
   return connected && state.init !== undefined && state.hitl === undefined && !state.busy;
+}
+
+/** The models the picker offers (none: an agent without the extension, or no loop). */
+export function modelChoices(state: SessionState): ModelChoice[] {
+  return state.init?.models ?? [];
 }

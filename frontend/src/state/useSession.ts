@@ -11,6 +11,8 @@ export interface SessionHandle {
   dispatch: (action: SessionAction) => void;
   send: <K extends ClientMessageType>(type: K, data: ClientDataMap[K]) => boolean;
   reconnect: () => void;
+  /** Pick the project's model: told to the agent at once (in `init`) and on reconnects. */
+  chooseModel: (id: string) => void;
 }
 
 export function useSession(sessionId: string | undefined): SessionHandle {
@@ -47,5 +49,9 @@ export function useSession(sessionId: string | undefined): SessionHandle {
     [],
   );
   const reconnect = useCallback(() => socketRef.current?.connect(), []);
-  return { state, connection, dispatch, send, reconnect };
+  const chooseModel = useCallback((id: string) => {
+    dispatch({ type: "local/model", id });
+    socketRef.current?.updateInit({ model: id });
+  }, []);
+  return { state, connection, dispatch, send, reconnect, chooseModel };
 }

@@ -44,8 +44,17 @@ export class AgentSocket {
   private readonly dedupe = new MessageDeduper();
   private readonly policy: ReconnectPolicy;
 
-  constructor(private readonly opts: AgentSocketOptions) {
+  constructor(private opts: AgentSocketOptions) {
     this.policy = opts.policy ?? DEFAULT_POLICY;
+  }
+
+  /**
+   * Change what `init` carries (the model picker's choice): sent now when the socket is
+   * open, and on every reconnect. Returns whether it was sent now.
+   */
+  updateInit(patch: Partial<ClientDataMap["init"]>): boolean {
+    this.opts.init = { ...this.opts.init, ...patch };
+    return this.send("init", this.opts.init);
   }
 
   /** Open the socket (again); resets the retry counter. */

@@ -9,12 +9,9 @@ from amicable_testing.errors_tree import drawn_tree, tree_problems
 
 #: Exceptions that do not derive from AgentError, and why.
 EXEMPT = {
-    "amicable_agent.loop.llm._Retryable": (
-        "private to loop/llm.py: carries a retryable failure to the retry loop, never leaves it"
-    ),
-    "amicable_agent.loop.llm._DroppedStream": (
-        "private to loop/llm.py: must be an anthropic.APIConnectionError so that a dropped "
-        "SSE stream is retried exactly like the SDK's own connection errors"
+    "amicable_agent.loop.anthropic_api._DroppedStream": (
+        "private to loop/anthropic_api.py: must be an anthropic.APIConnectionError so that a "
+        "dropped SSE stream is retried exactly like the SDK's own connection errors"
     ),
 }
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 from amicable_protocol.messages import Empty, HistoryEntry, MessageType, server_message_to_json
-from amicable_testing import ws_recv, ws_recv_until, ws_send
+from amicable_testing import StubEngine, ws_recv, ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 
 GOLDEN = Path(__file__).resolve().parents[2] / "protocol" / "golden"
@@ -20,7 +20,7 @@ EDITOR_INIT = json.loads((GOLDEN / "editor" / "init.json").read_text())
 GOLDEN_INIT = json.loads((GOLDEN / "server" / "init.fresh.json").read_text())
 
 
-class RecordingEngine:
+class RecordingEngine(StubEngine):
     """A TurnEngine that records what the session routed to it."""
 
     def __init__(self) -> None:
@@ -31,15 +31,15 @@ class RecordingEngine:
         self.calls.append((kind, data))
         self.called.set()
 
-    async def run_user_turn(self, host: Any, data: Any) -> None:
+    async def run_user_turn(self, host: Any, data: Any, *, by: str | None = None) -> None:
         self._record("user", data)
         await host.send(MessageType.UPDATE_COMPLETED, Empty())
 
-    async def resume_hitl(self, host: Any, data: Any) -> None:
+    async def resume_hitl(self, host: Any, data: Any, *, by: str | None = None) -> None:
         self._record("hitl_response", data)
         await trio.lowlevel.checkpoint()
 
-    async def run_runtime_error(self, host: Any, data: Any) -> None:
+    async def run_runtime_error(self, host: Any, data: Any, *, by: str | None = None) -> None:
         self._record("runtime_error", data)
         await trio.lowlevel.checkpoint()
 

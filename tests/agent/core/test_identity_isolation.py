@@ -45,6 +45,9 @@ ROUTES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/api/tokens"): None,
     ("POST", "/api/tokens"): {"name": "t"},
     ("DELETE", "/api/tokens/<token_id>"): None,
+    ("GET", "/api/admin/users/<sub>/budget"): None,
+    ("PUT", "/api/admin/users/<sub>/budget"): {"daily_usd": 1000},
+    ("DELETE", "/api/admin/users/<sub>/budget"): None,
 }
 
 
@@ -76,6 +79,7 @@ def _url(rule: str, project_id: str, slug: str) -> str:
         "user_sub": "alice-sub",
         "email": "alice@example.com",
         "token_id": "0123456789abcdef",
+        "sub": "bob-sub",
     }
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], rule)
 

@@ -29,10 +29,10 @@ from amicable_protocol.messages import (
     UserData,
     encode_server_message,
 )
-from amicable_testing import FakeSandboxBackend, MemoryStore, unused_runtime_factory
+from amicable_testing import FakeSandboxBackend, MemoryStore, StubEngine, unused_runtime_factory
 
 
-class FakeEngine:
+class FakeEngine(StubEngine):
     """A TurnEngine that records calls and blocks each turn until released."""
 
     def __init__(self) -> None:
@@ -42,7 +42,7 @@ class FakeEngine:
         self.release = trio.Event()
         self.pending: Any = None
 
-    async def run_user_turn(self, host: Any, data: UserData) -> None:
+    async def run_user_turn(self, host: Any, data: UserData, *, by: str | None = None) -> None:
         self.started.append(data.text)
         await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())
         try:
@@ -54,10 +54,10 @@ class FakeEngine:
         await host.send(MessageType.UPDATE_COMPLETED, Empty())
         self.finished.append(data.text)
 
-    async def resume_hitl(self, host: Any, data: Any) -> None:
+    async def resume_hitl(self, host: Any, data: Any, *, by: str | None = None) -> None:
         await trio.lowlevel.checkpoint()
 
-    async def run_runtime_error(self, host: Any, data: Any) -> None:
+    async def run_runtime_error(self, host: Any, data: Any, *, by: str | None = None) -> None:
         await trio.lowlevel.checkpoint()
 
     async def hitl_pending(self, host: Any) -> Any:

@@ -109,7 +109,8 @@ async def test_a_store_from_an_older_build_is_migrated(tmp_path: Path) -> None:
     async with open_sqlite_store(path) as store:
         assert (await store.get_project("p-1")).name == "Old"  # type: ignore[union-attr]
     conn = sqlite3.connect(path)
-    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [1, 2, 3]
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
     indexes = {r[1] for r in conn.execute("PRAGMA index_list('turn_events')")}
     assert "turn_events_project" in indexes
     # A project from before logins has no owner; the first user to log in inherits it.
@@ -155,3 +156,31 @@ async def test_identity_rows_on_both_stores(open_store: OpenStore) -> None:
         assert await store.project_role(mine.project_id, "bob-sub") is None
         await store.soft_delete_project(mine.project_id)
         assert await store.project_role(mine.project_id, "alice-sub") is None
+
+
+async def test_usage_and_budget_overrides_on_both_stores(open_store: OpenStore) -> None:
+    from amicable_agent.store.spend import SpendTotals, UsageRecord
+
+    async with open_store() as store:
+        await store.create_project("A", template_id="vite", project_id="p-a")
+        for project, sub, tokens, cost, at in [
+            ("p-a", "u-1", 100, 0.5, 1000.0), ("p-a", "u-2", 200, 0.25, 2000.0),
+            ("p-b", "u-1", 400, 1.0, 3000.0), ("p-a", None, 800, 0.125, 4000.0),
+        ]:  # fmt: skip
+            await store.record_usage(UsageRecord(
+                project, sub, "turn", "model", input_tokens=tokens, output_tokens=1,
+                cache_read_tokens=2, cost_usd=cost, created_at=at))  # fmt: skip
+        assert await store.spend_since(0, project_id="p-a") == SpendTotals(
+            tokens=1100 + 9, cost_usd=0.875, input_tokens=1100 + 6, output_tokens=3)  # fmt: skip
+        assert (await store.spend_since(1500, user_sub="u-1")).cost_usd == 1.0
+        assert (await store.spend_since(0, project_id="p-a", user_sub="u-1")).tokens == 103
+        assert await store.spend_since(5000) == SpendTotals()
+        # Spend outlives its project: a user's budget still counts it.
+        await store.purge_project("p-a")
+        assert (await store.spend_since(0, user_sub="u-2")).cost_usd == 0.25
+        assert await store.user_limits("u-1") is None
+        await store.set_user_limits("u-1", {"daily_usd": 20})
+        await store.set_user_limits("u-1", {"daily_usd": 30, "monthly_tokens": 10})
+        assert await store.user_limits("u-1") == {"daily_usd": 30, "monthly_tokens": 10}
+        await store.set_user_limits("u-1", None)
+        assert await store.user_limits("u-1") is None

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 from amicable_agent.loop.engine import create_engine
 from amicable_agent.loop.settings import LoopSettings
@@ -92,4 +93,58 @@ async def test_user_turn_cancel_and_history(agent_factory: Any, tmp_path: Path) 
                 await ws_send(ws, {"type": "ping", "data": {}})
                 assert str((await ws_recv(ws)).type) == "pong"
         hold.set()
+        nursery.cancel_scope.cancel()
+
+
+async def test_models_on_offer_the_choice_sticks_and_spend_adds_up(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    """Anthropic is the default, an OpenAI-compatible server the other model: INIT offers
+    both, a picker choice in ``init`` is stored with the project, turns run on it, and the
+    project's running cost comes back in ``usage`` and on the next INIT."""
+    from amicable_agent.loop.models import ModelSpec
+    from amicable_testing.fake_openai import FakeOpenAI
+
+    @asynccontextmanager
+    async def factory(handle: SandboxHandle) -> AsyncIterator[WorkspaceRuntime]:
+        root = tmp_path / "ws" / handle.sandbox_id
+        root.mkdir(parents=True, exist_ok=True)
+        await trio.lowlevel.checkpoint()
+        yield WorkspaceRuntime(root)
+
+    claude = FakeAnthropic([Reply([Text("From Claude.")])])
+    local = FakeOpenAI([Reply([Text("From the local model.")], input_tokens=1_000_000)] * 2)
+    sid = str(uuid.uuid4())
+    async with trio.open_nursery() as nursery:
+        claude_url = await nursery.start(claude.serve)
+        local_url = await nursery.start(local.serve)
+        other = ModelSpec(id="local", provider="openai", model="qwen", label="Qwen (local)",
+                          base_url=local_url, price_input_per_mtok=0.5)  # fmt: skip
+        engine = create_engine(attrs.evolve(settings(claude_url), models=(other,)))
+        async with agent_factory(engine=engine, runtime_factory=factory) as agent:
+            async with open_websocket_url(agent.ws) as ws:
+                await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+                init = (await ws_recv_until(ws, "init"))[-1].data
+                assert [m.id for m in init.models] == ["anthropic:claude-sonnet-5-5", "local"]
+                assert init.model == "anthropic:claude-sonnet-5-5"
+                assert init.spend.cost_usd == 0
+                await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "one"}})
+                first = await ws_recv_until(ws, "update_completed", timeout_s=60)
+                assert len(claude.requests) == 1
+                # The picker: a new init with the model, then an old-style user message.
+                await ws_send(ws, {"type": "init", "data": {"session_id": sid, "model": "local"}})
+                assert (await ws_recv_until(ws, "init"))[-1].data.model == "local"
+                await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "two"}})
+                second = await ws_recv_until(ws, "update_completed", timeout_s=60)
+            assert local.requests[0].body["model"] == "qwen"
+            assert len(claude.requests) == 1
+            usage = [m.data for m in first + second if str(m.type) == "usage"]
+            assert usage[1].model_id == "local"
+            assert usage[1].cost_usd == 0.5
+            assert usage[1].project.cost_usd == round(usage[0].cost_usd + 0.5, 6)
+            async with open_websocket_url(agent.ws) as ws:
+                await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+                again = (await ws_recv_until(ws, "init"))[-1].data
+                assert again.model == "local"  # stored with the project
+                assert again.spend == usage[1].project
         nursery.cancel_scope.cancel()

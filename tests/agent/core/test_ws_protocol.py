@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 from amicable_protocol.messages import MAX_FRAME_BYTES
-from amicable_testing import ws_expect_close, ws_recv, ws_recv_until, ws_send
+from amicable_testing import StubEngine, ws_expect_close, ws_recv, ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
@@ -192,19 +192,21 @@ async def test_failed_provisioning_reports_failed_stage(agent) -> None:
     assert closed.code == 1011
 
 
-class EchoEngine:
+class EchoEngine(StubEngine):
     """Answers every user turn with update_in_progress / agent_final / update_completed."""
 
-    async def run_user_turn(self, host: object, data: object) -> None:
+    async def run_user_turn(self, host: object, data: object, *, by: str | None = None) -> None:
         from amicable_protocol.messages import Empty, MessageType, TextData
 
         await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())  # type: ignore[attr-defined]
         await host.send(MessageType.AGENT_FINAL, TextData(text=f"echo {data.text}"))  # type: ignore[attr-defined]
         await host.send(MessageType.UPDATE_COMPLETED, Empty())  # type: ignore[attr-defined]
 
-    async def resume_hitl(self, host: object, data: object) -> None: ...
+    async def resume_hitl(self, host: object, data: object, *, by: str | None = None) -> None: ...
 
-    async def run_runtime_error(self, host: object, data: object) -> None: ...
+    async def run_runtime_error(
+        self, host: object, data: object, *, by: str | None = None
+    ) -> None: ...
 
     async def hitl_pending(self, host: object) -> None:
         return None

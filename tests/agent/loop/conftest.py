@@ -1,4 +1,9 @@
-"""Helpers for the agent-loop tests: an in-memory store and session host, the fake model."""
+"""Helpers for the agent-loop tests: an in-memory store and session host, the fake model.
+
+Every test that uses ``fake_llm`` and ``make_engine`` runs twice: against the fake Messages
+API (``anthropic``) and the fake Chat Completions API (``openai``), driven by the same
+script; ``fake.view(i)`` reads request ``i`` in the Messages format either way.
+"""
 
 from __future__ import annotations
 
@@ -28,14 +33,18 @@ from amicable_protocol.messages import (
     ThinkingLevel,
     server_message_to_json,
 )
+from amicable_testing import MemorySpend
 from amicable_testing.fake_anthropic import FakeAnthropic
+from amicable_testing.fake_openai import FakeOpenAI
+from amicable_testing.model_script import ScriptedServer
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 
-class MemoryStore:
+class MemoryStore(MemorySpend):
     """A ConversationStore in memory; values are deep-copied like a real store would."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.conversations: dict[str, list[dict[str, Any]]] = {}
         self.chat: dict[str, list[tuple[str, str]]] = {}
         self.state: dict[tuple[str, str], Any] = {}
@@ -110,11 +119,38 @@ class Host:
                 await self.changed.wait()
 
 
+PROVIDERS = ("anthropic", "openai")
+
+
+@pytest.fixture(params=PROVIDERS)
+def provider(request: pytest.FixtureRequest) -> str:
+    """The model provider a turn test runs against (each test runs once per provider)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def fake_llm(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeAnthropic, str]]:
-    fake = FakeAnthropic()
+async def fake_llm(nursery: trio.Nursery, provider: str) -> tuple[ScriptedServer, str]:
+    fake: ScriptedServer = FakeAnthropic() if provider == "anthropic" else FakeOpenAI()
     base_url = await nursery.start(fake.serve)
     return fake, base_url
+
+
+def error_text(fake: ScriptedServer, text: str) -> str:
+    """A failed tool result's text as the model receives it: Chat Completions has no
+    ``is_error``, so the text says so."""
+    if fake.provider == "openai" and not text.startswith("Error"):
+        return f"Error: {text}"
+    return text
+
+
+def continued_text(fake: ScriptedServer, index: int) -> str:
+    """The partial answer request ``index`` asks the model to continue (Messages: the
+    assistant prefill; Chat Completions: the assistant message before the request to go
+    on)."""
+    messages = fake.view(index)["messages"]
+    last = messages[-1] if fake.provider == "anthropic" else messages[-2]
+    assert last["role"] == "assistant", messages[-2:]
+    return str(last["content"][0]["text"])
 
 
 @pytest.fixture
@@ -129,8 +165,10 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def settings_for(base_url: str, **overrides: Any) -> LoopSettings:
+def settings_for(base_url: str, provider: str = "anthropic", **overrides: Any) -> LoopSettings:
     base: dict[str, Any] = {
+        "provider": provider,
+        "model": "gpt-4.1" if provider == "openai" else "claude-sonnet-5-5",
         "api_key": "sk-ant-test-key-123456",
         "base_url": base_url,
         "llm_retry_base_s": 0.01,
@@ -143,11 +181,11 @@ def settings_for(base_url: str, **overrides: Any) -> LoopSettings:
 
 
 @pytest.fixture
-async def make_engine() -> AsyncIterator[Any]:
+async def make_engine(provider: str) -> AsyncIterator[Any]:
     engines: list[Engine] = []
 
     def make(base_url: str, **overrides: Any) -> Engine:
-        settings = settings_for(base_url, **overrides)
+        settings = settings_for(base_url, provider, **overrides)
         engine = Engine(settings, llm=LlmClient(settings))
         engines.append(engine)
         return engine

@@ -17,7 +17,7 @@ from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 from amicable_testing.fake_hasura import FakeHasura
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
-from .conftest import PROJECT, Host, MemoryStore
+from .conftest import PROJECT, Host, MemoryStore, error_text
 
 ADMIN_SECRET = "admin-secret-for-loop-tests"
 JWT_KEY = b"loop-tests-hs256-key-long-enough-0123"
@@ -96,7 +96,7 @@ async def test_without_a_database_the_model_sees_the_seven_tools(
     fake, url = fake_llm
     fake.add(Reply([Text("Hello.")]))
     await make_engine(url).run_user_turn(host, user("hi"))
-    body = fake.requests[0].body
+    body = fake.view(0)
     assert [t["name"] for t in body["tools"]] == BASE_TOOLS
     assert "db_create_table" not in body["system"][0]["text"]
     assert "__AMICABLE_DB__" not in body["system"][0]["text"]
@@ -111,12 +111,12 @@ async def test_the_model_creates_a_table_and_the_app_can_use_it(
         Reply([Text("Done.")]),
     )
     await make_engine(url).run_user_turn(db_host, user("make a todo list"))
-    first = fake.requests[0].body
+    first = fake.view(0)
     assert [t["name"] for t in first["tools"]] == BASE_TOOLS + DB_TOOLS
     system = first["system"][0]["text"]
     assert "db_create_table" in system
     assert "/public/amicable-db.js" in system
-    (result,) = results_of(fake.requests[1].body)
+    (result,) = results_of(fake.view(1))
     assert result["is_error"] is False
     assert result["content"].startswith("Created table todos with columns: id bigint")
     assert "insert_todos_one" in result["content"]
@@ -171,7 +171,7 @@ async def test_destructive_db_tools_wait_for_approval(
         db_host,
         HitlResponseData("sess-1", request.interrupt_id, approve),  # type: ignore[union-attr]
     )
-    (result,) = results_of(fake.requests[2].body)
+    (result,) = results_of(fake.view(2))
     assert result["is_error"] is False
     if tool == "db_truncate_table":
         assert await _rows(db) == 0
@@ -201,9 +201,9 @@ async def test_rejected_destructive_db_tools_do_not_run(
     reject = HitlResponse((HitlDecision(type="reject", message="keep my data"),))
     db_host.sent.clear()
     await engine.resume_hitl(db_host, HitlResponseData("sess-1", interrupt_id, reject))
-    (result,) = results_of(fake.requests[2].body)
+    (result,) = results_of(fake.view(2))
     assert result == {"type": "tool_result", "tool_use_id": result["tool_use_id"],
-                      "content": "User rejected this tool call: keep my data",
+                      "content": error_text(fake, "User rejected this tool call: keep my data"),
                       "is_error": True}  # fmt: skip
     assert await _rows(db) == 1
     assert (db.schema, "todos") in db.fake.tracked
@@ -244,7 +244,7 @@ async def test_unreachable_hasura_is_a_tool_error_and_the_turn_goes_on(
             Reply([Text("The database is down; I will try later.")]),
         )
         await make_engine(url).run_user_turn(host, user("make a todo list"))
-    (result,) = results_of(fake.requests[1].body)
+    (result,) = results_of(fake.view(1))
     assert result["is_error"] is True
     assert result["content"].startswith("Error: the app database is not reachable right now")
     (error,) = host.traces("tool_error")
@@ -264,6 +264,7 @@ async def test_without_a_database_a_db_call_is_an_unknown_tool_not_an_approval(
     fake.add(Reply([ToolUse("db_drop_table", {"table": "todos"})]), Reply([Text("Sorry.")]))
     await make_engine(url).run_user_turn(host, user("drop todos"))
     assert host.of("hitl_request") == []
-    (result,) = results_of(fake.requests[1].body)
-    assert (result["is_error"], result["content"]) == (True, "Error: unknown tool 'db_drop_table'")
+    (result,) = results_of(fake.view(1))
+    assert result["is_error"]
+    assert result["content"].startswith("Error: unknown tool 'db_drop_table'. The tools are: ls,")
     assert host.types()[-1] == "update_completed"

@@ -17,6 +17,8 @@ from amicable_protocol.messages import (
 )
 from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 
+from .conftest import error_text
+
 
 def user(text: str) -> UserData:
     return UserData(session_id="sess-1", text=text)
@@ -99,7 +101,7 @@ async def test_hitl_edit_runs_the_edited_action(
     await engine.resume_hitl(host, response(interrupt_id, decision("edit", edited_action=edited)))
     assert (workspace / "victim.txt").exists()
     assert not (workspace / "other.txt").exists()
-    call = fake.requests[-1].body["messages"][-2]["content"][-1]
+    call = fake.view(-1)["messages"][-2]["content"][-1]
     assert call["input"] == {"command": "rm other.txt"}
 
 
@@ -113,9 +115,9 @@ async def test_hitl_reject_feeds_the_refusal_back(
         host, response(interrupt_id, decision("reject", message="keep that file"))
     )
     assert (workspace / "victim.txt").exists()
-    results = last_results(fake.requests[-1].body)
+    results = last_results(fake.view(-1))
     assert results[1] == {"type": "tool_result", "tool_use_id": results[1]["tool_use_id"],
-                          "content": "User rejected this tool call: keep that file",
+                          "content": error_text(fake, "User rejected this tool call: keep that file"),
                           "is_error": True}  # fmt: skip
     assert host.types()[-1] == "update_completed"
 
@@ -169,7 +171,7 @@ async def test_qa_failure_self_heals_then_passes(
                          qa_commands=("test -f page.txt", "test -f fixed.txt || (echo 'error TS2304: missing fixed.txt' >&2; exit 2)"))  # fmt: skip
     await engine.run_user_turn(host, user("make a page"))
     assert len(fake.requests) == 4
-    heal = fake.requests[2].body["messages"][-1]["content"]
+    heal = fake.view(2)["messages"][-1]["content"]
     heal_text = heal if isinstance(heal, str) else heal[-1]["text"]
     assert heal_text.startswith("QA failed on `test -f fixed.txt")
     assert "(exit 2)" in heal_text
@@ -252,7 +254,7 @@ async def test_runtime_error_auto_heal_policy(
     engine = make_engine(url, auto_heal_cooldown_s=30, auto_heal_max_attempts_per_fingerprint=2)
     await engine.run_runtime_error(host, runtime_error())
     assert len(fake.requests) == 1
-    prompt = fake.requests[0].body["messages"][-1]["content"]
+    prompt = fake.view(0)["messages"][-1]["content"]
     assert "Runtime error detected in the running preview" in prompt
     assert "boom is not defined" in prompt
     assert host.store.chat["proj-1"][0][1].startswith("Auto-fix runtime error (console_error)")
@@ -284,7 +286,7 @@ async def test_preview_load_failed_includes_the_dev_server_log(
         "[vite] Internal server error: Unexpected token",
     ]
     await make_engine(url).run_runtime_error(host, runtime_error("preview_load_failed", None))
-    prompt = fake.requests[0].body["messages"][-1]["content"]
+    prompt = fake.view(0)["messages"][-1]["content"]
     assert "Dev server log (last lines):" in prompt
     assert "Internal server error: Unexpected token" in prompt
 

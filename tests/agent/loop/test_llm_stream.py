@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import trio
-from amicable_agent.loop.llm import LlmClient, LlmError, SseParser, StreamEvent
+from amicable_agent.loop.llm import LlmClient, LlmError
 from amicable_agent.loop.settings import LoopSettings
+from amicable_agent.loop.sse import SseParser, StreamEvent
 from amicable_testing.fake_anthropic import FakeAnthropic, Fault, Reply, Text, ToolUse
 
 

@@ -32,7 +32,7 @@ async def test_turn_with_the_real_runtime(
     engine = make_engine(url, qa_enabled=True, qa_commands=("test -f src/Hello.tsx",))
     await engine.run_user_turn(host, user("go"))
     assert (workspace / "src" / "Hello.tsx").read_text() == "export const A = 1;\n"
-    results = [b for b in fake.requests[1].body["messages"][-1]["content"]]
+    results = [b for b in fake.view(1)["messages"][-1]["content"]]
     by_index = [r["content"] for r in results]
     assert [r["is_error"] for r in results] == [False, True, False, False, False, False, True]
     assert "exactly once" in by_index[1]

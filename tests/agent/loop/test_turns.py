@@ -1,4 +1,8 @@
-"""The turn engine end to end against the fake Messages API and a real local workspace."""
+"""The turn engine end to end against a fake model API and a real local workspace.
+
+Each test runs against both providers (``conftest.provider``): the fake Messages API and the
+fake Chat Completions API play the same script.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import trio
 from amicable_agent.loop.engine import Engine
 from amicable_protocol.messages import UserData
 from amicable_testing.fake_anthropic import Fault, Reply, Text, ToolUse
+
+from .conftest import continued_text
 
 
 def user(text: str) -> UserData:
@@ -57,13 +63,13 @@ async def test_prompt_writes_a_file_with_the_documented_wire_order(
     assert usage.input_tokens == 200
     assert usage.cost_usd > 0
     # The second request carries the tool result; the system prompt and the tools are set.
-    second = fake.requests[1].body
+    second = fake.view(1)
     assert tool_results(second)[0]["content"].startswith("Wrote 24 bytes")
     assert {t["name"] for t in second["tools"]} == {
         "ls", "read_file", "write_file", "edit_file", "glob", "grep", "execute"}  # fmt: skip
-    first_user = fake.requests[0].body["messages"][0]["content"]
+    first_user = fake.view(0)["messages"][0]["content"]
     assert first_user == "add a hello page"
-    assert "Always use TypeScript." in fake.requests[0].body["system"][0]["text"]
+    assert "Always use TypeScript." in fake.view(0)["system"][0]["text"]
     headers = fake.requests[0].headers
     assert "sk-ant-test-key-123456" in headers.get("x-api-key", headers.get("authorization", ""))
     # The conversation and the user-visible history are stored.
@@ -91,7 +97,7 @@ async def test_tool_errors_go_back_to_the_model(
     )  # fmt: skip
     engine = make_engine(url)
     await engine.run_user_turn(host, user("change the heading"))
-    results = tool_results(fake.requests[1].body)
+    results = tool_results(fake.view(1))
     assert [r["is_error"] for r in results] == [True, True, False, True, True, True]
     assert "exactly once" in results[0]["content"]
     assert "not found" in results[1]["content"]
@@ -116,8 +122,8 @@ async def test_edit_file_replace_all_and_conflict_on_several_matches(
         Reply([Text("ok")]),
     )  # fmt: skip
     await make_engine(url).run_user_turn(host, user("rename"))
-    assert "occurs 3 times" in tool_results(fake.requests[1].body)[0]["content"]
-    assert tool_results(fake.requests[2].body)[0]["content"] == "Edited /src/x.ts: 3 replacement(s)"
+    assert "occurs 3 times" in tool_results(fake.view(1))[0]["content"]
+    assert tool_results(fake.view(2))[0]["content"] == "Edited /src/x.ts: 3 replacement(s)"
     assert (workspace / "src" / "x.ts").read_text() == "b b b\n"
 
 
@@ -151,9 +157,7 @@ async def test_retries_keep_streamed_text(fake_llm: Any, make_engine: Any, host:
     assert len(fake.requests) == 5
     assert fake.dropped_streams == 1
     # The retry after the drop continues the text already streamed.
-    prefill = fake.requests[4].body["messages"][-1]
-    assert prefill["role"] == "assistant"
-    shown = prefill["content"][0]["text"]
+    shown = continued_text(fake, 4)
     assert shown
     assert "Here is the first part of the answer".startswith(shown)
     final = host.of("agent_final")[0].data.text
@@ -193,9 +197,8 @@ async def test_retries_are_shown_to_the_editor_and_logged(
     assert len(warned) == 2, warned
     assert re.search(r"dropped \(HTTP 200, request-id req_fake\d+, .*after \d+ events\)", warned[0])
     assert "retrying 1/4" in warned[0]
-    assert re.search(
-        r"\(HTTP 529, request-id req_fake\d+, error type overloaded_error\)", warned[1]
-    )
+    detail = "error type overloaded_error" if fake.provider == "anthropic" else "fake failure"
+    assert re.search(rf"\(HTTP 529, request-id req_fake\d+, {detail}\)", warned[1])
     assert "retrying 2/4" in warned[1]
     assert all("sk-ant-test-key" not in r.getMessage() for r in caplog.records)
 
@@ -205,6 +208,7 @@ async def test_a_final_model_failure_is_logged(
 ) -> None:
     fake, url = fake_llm
     fake.add(*[Fault(500, message="boom")] * 2)
+    detail = "error type api_error" if fake.provider == "anthropic" else "boom"
     caplog.set_level(logging.INFO, logger="amicable_agent.loop.llm")
     await make_engine(url, llm_max_retries=1).run_user_turn(host, user("hi"))
     assert host.of("error")[0].data.error == "llm_api_error"
@@ -212,7 +216,7 @@ async def test_a_final_model_failure_is_logged(
     assert status.startswith("Model API error (500), retrying 1/1 in ")
     [failed] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert "failed for good after 2 attempts" in failed
-    assert re.search(r"\(HTTP 500, request-id req_fake\d+, error type api_error\)", failed)
+    assert re.search(rf"\(HTTP 500, request-id req_fake\d+, {detail}\)", failed)
 
 
 # The SDK raises on an SSE ``error`` event while its own SSE generators are suspended; trio
@@ -300,7 +304,7 @@ async def test_restart_continues_the_conversation(
     await make_engine(url).run_user_turn(host, user("my favourite colour is teal"))
     # A new engine (agent restart) with the same store continues the same conversation.
     await make_engine(url).run_user_turn(host, user("what is my favourite colour?"))
-    messages = fake.requests[1].body["messages"]
+    messages = fake.view(1)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[1]["content"][0]["text"] == "Your favourite colour is noted: teal."
 
@@ -317,7 +321,7 @@ async def test_restart_mid_tool_round_is_repaired(
     fake, url = fake_llm
     fake.add(Reply([Text("Continuing.")]))
     await make_engine(url).run_user_turn(host, user("go on"))
-    messages = fake.requests[0].body["messages"]
+    messages = fake.view(0)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     blocks = messages[2]["content"]
     assert blocks[0]["type"] == "tool_result"
@@ -337,7 +341,7 @@ async def test_long_history_is_compacted(fake_llm: Any, make_engine: Any, host: 
     await make_engine(
         url, compaction_trigger_messages=50, compaction_keep_messages=20
     ).run_user_turn(host, user("next"))
-    body = fake.requests[0].body
+    body = fake.view(0)
     assert len(body["messages"]) == 21
     assert "The user asked: request 0" in body["system"][0]["text"]
     assert host.traces("pre_compact")[0].output["history_before"] == 60
@@ -350,7 +354,7 @@ async def test_images_are_sent_as_image_blocks(fake_llm: Any, make_engine: Any, 
     data = UserData(session_id="sess-1", content_blocks=(
         TextBlock("make it look like this"), ImageBlock(base64="iVBORw0KGgo=", mime_type="image/png")))  # fmt: skip
     await make_engine(url).run_user_turn(host, data)
-    content = fake.requests[0].body["messages"][0]["content"]
+    content = fake.view(0)["messages"][0]["content"]
     assert content[1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                       "data": "iVBORw0KGgo="}}  # fmt: skip
     assert content[0]["text"].endswith("make it look like this")
@@ -439,7 +443,7 @@ async def test_unexpected_tool_failure_becomes_a_tool_error(
     fake, url = fake_llm
     fake.add(Reply([ToolUse("glob", {"pattern": "*.ts"})]), Reply([Text("ok")]))
     await make_engine(url).run_user_turn(host, user("find"))
-    result = tool_results(fake.requests[1].body)[0]
+    result = tool_results(fake.view(1))[0]
     assert result["is_error"]
     assert result["content"] == "Error: glob failed unexpectedly (OSError)"
     assert host.types()[-1] == "update_completed"
@@ -452,5 +456,5 @@ async def test_answer_cut_by_max_tokens_is_continued(
     fake.add(Reply([Text("First half")], stop_reason="max_tokens"), Reply([Text("second half.")]))
     await make_engine(url).run_user_turn(host, user("long answer"))
     assert len(fake.requests) == 2
-    assert fake.requests[1].body["messages"][-1]["content"].startswith("Your last answer was cut")
+    assert fake.view(1)["messages"][-1]["content"].startswith("Your last answer was cut")
     assert host.of("agent_final")[0].data.text == "First half\n\nsecond half."

@@ -67,6 +67,9 @@ class FakeProject:
     hitl_event: trio.Event | None = None
     hitl_answer: dict[str, Any] | None = None
     received: list[dict[str, Any]] = attrs.Factory(list)
+    #: The project's model (set by the picker's init) and what its turns cost so far.
+    model: str | None = None
+    spend: float = 0.0
 
 
 def slugify(name: str) -> str:
@@ -93,6 +96,8 @@ class FakeAgent:
         #: When set, provisioning pauses at ``starting_runtime`` until the event is set, so a
         #: test can look at the progress indicator without racing the fake's timing.
         self.provisioning_gate: trio.Event | None = None
+        #: The models INIT offers (the picker's extension); none: an agent without it.
+        self.models: list[dict[str, Any]] = []
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -171,6 +176,10 @@ class FakeAgent:
         }
         if p.hitl is not None:
             data["hitl_pending"] = p.hitl
+        if self.models:  # the model picker's extension
+            data["models"] = self.models
+            data["model"] = p.model or self.models[0]["id"]
+            data["spend"] = {"cost_usd": p.spend, "input_tokens": 0, "output_tokens": 0}
         return data
 
     # -- turns -------------------------------------------------------------------------
@@ -294,17 +303,14 @@ class FakeAgent:
                 "assistant_msg_id": plan_id,
             },
         )
-        self.broadcast(
-            p,
-            "usage",
-            {
-                "input_tokens": 1200,
-                "output_tokens": 340,
-                "cache_read_input_tokens": 800,
-                "cost_usd": 0.0123,
-                "model": "claude-fake",
-            },
-        )
+        p.spend = round(p.spend + 0.0123, 6)
+        usage: dict[str, Any] = {"input_tokens": 1200, "output_tokens": 340,
+                                 "cache_read_input_tokens": 800, "cost_usd": 0.0123,
+                                 "model": "claude-fake"}  # fmt: skip
+        if self.models:
+            usage["project"] = {"cost_usd": p.spend, "input_tokens": 2000 * int(p.spend / 0.0123),
+                                "output_tokens": 340 * int(p.spend / 0.0123)}  # fmt: skip
+        self.broadcast(p, "usage", usage)
         return text
 
     async def _turn_slow(self, p: FakeProject, plan_id: str) -> str:
@@ -431,6 +437,8 @@ class FakeAgent:
                             await websocket.close(1008)
                             return
                         project.received.append(msg)
+                        if data.get("model"):
+                            project.model = data["model"]
                         await self._attach(project, send)
                         continue
                     assert project is not None
@@ -482,6 +490,12 @@ class FakeAgent:
                 )
                 return
             text = data.get("text") or ""
+            if "over budget" in text:
+                detail = ("Your daily budget of $0.02 is used up ($0.0246 spent today). It resets "
+                          "at midnight UTC; an admin can raise it.")  # fmt: skip
+                await send.send(self.envelope(p, "error", {"error": "budget_exceeded",
+                                                           "detail": detail}))  # fmt: skip
+                return
             if "drop" in text:
                 await send.send(CLOSE_SENTINEL)
                 return

@@ -210,3 +210,35 @@ empty for the SQLite file. */}}
 {{- fail (printf "previewRouter.ingress.wildcardHost (%s) must be \"*.\" + agent.env.previewBaseDomain (%s)" $wild (include "amicable.previewBaseDomain" .)) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+AMICABLE_MODELS: agent.models with the agent's (snake_case) keys, as one JSON line.
+*/}}
+{{- define "amicable.modelsJson" -}}
+{{- $keys := dict "baseUrl" "base_url" "apiKeyEnv" "api_key_env" "apiKeyHeader" "api_key_header" "priceInputPerMtok" "price_input_per_mtok" "priceOutputPerMtok" "price_output_per_mtok" "priceCacheReadPerMtok" "price_cache_read_per_mtok" "priceCacheWritePerMtok" "price_cache_write_per_mtok" "contextWindow" "context_window" "maxTokensField" "max_tokens_field" -}}
+{{- $out := list -}}
+{{- range .Values.agent.models -}}
+{{- $entry := dict -}}
+{{- range $key, $value := . -}}
+{{- $_ := set $entry (get $keys $key | default $key) $value -}}
+{{- end -}}
+{{- $out = append $out $entry -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+Whether the default model is an Anthropic one (then ANTHROPIC_API_KEY is required).
+*/}}
+{{- define "amicable.anthropicDefault" -}}
+{{- $default := .Values.agent.model.default | default "" -}}
+{{- $named := false -}}
+{{- range .Values.agent.models -}}
+{{- if eq .id $default -}}{{- $named = . -}}{{- end -}}
+{{- end -}}
+{{- if $named -}}
+{{- if eq $named.provider "anthropic" -}}true{{- end -}}
+{{- else if or (eq $default "") (hasPrefix "anthropic:" $default) (not (contains ":" $default)) -}}
+true
+{{- end -}}
+{{- end -}}

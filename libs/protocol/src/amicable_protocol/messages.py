@@ -67,6 +67,8 @@ class InitData:
     session_id: str
     permission_mode: PermissionMode | None = None
     thinking_level: ThinkingLevel | None = None
+    #: Extension: the project's model (an ``InitReply.models`` id); older editors omit it.
+    model: str | None = None
 
 
 @attrs.frozen
@@ -104,6 +106,8 @@ class UserData:
     text: str = ""
     content_blocks: tuple[ContentBlock, ...] | None = None
     ui_context: UiContext | None = None
+    #: Extension: run this turn (and the project's next ones) on this model.
+    model: str | None = None
 
 
 @attrs.frozen
@@ -362,6 +366,28 @@ class DbInfo:
 
 
 @attrs.frozen
+class ModelChoice:
+    """A model the deployment offers (INIT ``models``): no URL, no key."""
+
+    id: str
+    label: str
+    provider: str
+    images: bool = True
+    context_window: int | None = None
+    price_input_per_mtok: float = 0.0
+    price_output_per_mtok: float = 0.0
+
+
+@attrs.frozen
+class SpendSummary:
+    """Tokens and estimated cost so far (a project's running total)."""
+
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@attrs.frozen
 class InitReply:
     """The ``init`` answer: only public fields (the existing agent leaked internal state)."""
 
@@ -379,6 +405,10 @@ class InitReply:
     db_schema: str | None = None
     db_role: str | None = None
     git: GitInfo | None = None
+    #: Extensions: the models on offer, the project's model, the project's spend so far.
+    models: tuple[ModelChoice, ...] | None = None
+    model: str | None = None
+    spend: SpendSummary | None = None
 
 
 TracePhase = Literal[
@@ -457,6 +487,9 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cost_usd: float = 0.0
     model: str = ""
+    #: Extensions: the model's id in ``InitReply.models``; the project's total so far.
+    model_id: str | None = None
+    project: SpendSummary | None = None
 
 
 ServerData = (
@@ -480,7 +513,15 @@ SERVER_DATA: dict[MessageType, type[Any]] = {
 }
 
 register_omit_none(
-    InitReply, TraceEvent, ErrorData, SandboxStatus, ProjectInfo, QaResult, HitlDecision
+    InitReply,
+    TraceEvent,
+    ErrorData,
+    SandboxStatus,
+    ProjectInfo,
+    QaResult,
+    HitlDecision,
+    Usage,
+    ModelChoice,
 )
 
 

@@ -9,16 +9,56 @@ from typing import Any
 import attrs
 import trio
 from amicable_agent.store.base import Project, slug_candidates, slugify
+from amicable_agent.store.spend import SpendTotals, UsageRecord, total_of
 from amicable_protocol.messages import HistoryEntry
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemorySpend", "MemoryStore"]
 
 
-class MemoryStore:
+class MemorySpend:
+    """The spend part of a store in memory (:class:`~amicable_agent.store.base.SpendStore`)."""
+
+    def __init__(self) -> None:
+        self.usage: list[UsageRecord] = []
+        self.limits: dict[str, dict[str, Any]] = {}
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        """Keep one model call's usage."""
+        await trio.lowlevel.checkpoint()
+        self.usage.append(record)
+
+    async def spend_since(
+        self, since: float, *, project_id: str | None = None, user_sub: str | None = None
+    ) -> SpendTotals:
+        """Sums of the usage since ``since`` of a project and/or a user."""
+        await trio.lowlevel.checkpoint()
+        return total_of([
+            r for r in self.usage
+            if r.created_at >= since
+            and (project_id is None or r.project_id == project_id)
+            and (user_sub is None or r.user_sub == user_sub)
+        ])  # fmt: skip
+
+    async def user_limits(self, sub: str) -> dict[str, Any] | None:
+        """A user's budget overrides."""
+        await trio.lowlevel.checkpoint()
+        return self.limits.get(sub)
+
+    async def set_user_limits(self, sub: str, limits: dict[str, Any] | None) -> None:
+        """Set or drop a user's budget overrides."""
+        await trio.lowlevel.checkpoint()
+        if limits is None:
+            self.limits.pop(sub, None)
+        else:
+            self.limits[sub] = dict(limits)
+
+
+class MemoryStore(MemorySpend):
     """An in-memory :class:`~amicable_agent.store.base.Store` (no threads: safe on
     ``autojump_clock``)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.projects: dict[str, Project] = {}
         self.chat: dict[str, list[tuple[str, str]]] = {}
         self.conversations: dict[str, list[dict[str, Any]]] = {}

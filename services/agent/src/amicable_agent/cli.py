@@ -277,7 +277,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         ready_file=args.ready_file,
     )
     if engine is None:
-        print("note: ANTHROPIC_API_KEY is not set; the editor works but cannot run the agent.")
+        print(
+            "note: no model is configured (ANTHROPIC_API_KEY, or DEEPAGENTS_MODEL=openai:<model> "
+            "with OPENAI_BASE_URL, docs/models.md); the editor works but cannot run the agent."
+        )
     try:
         trio.run(_main, options, engine)
     except* (ConfigError, StoreUnavailable) as group:

@@ -81,8 +81,9 @@ class AgentConfig:
         preview_public_port: port shown in preview URLs (``AMICABLE_PREVIEW_PUBLIC_PORT``;
             ``amicable up`` sets the router's port; None = scheme default).
         preview_resolver_token: ``AMICABLE_PREVIEW_RESOLVER_TOKEN`` (or ``_FILE``).
-        model_configured: ``ANTHROPIC_API_KEY`` (or ``_FILE``) is set (the key itself is not
-            kept here).
+        model_configured: ``ANTHROPIC_API_KEY`` (or ``_FILE``) is set, or the default model is
+            an ``openai:`` one with a key or a base URL (the keys themselves are not kept
+            here; the loop's settings decide, see ``loop/settings.py``).
         editor_dist: ``AMICABLE_EDITOR_DIST`` — the built editor served on ``/`` locally.
         runtime_command: how to start ``amicable-sandbox-runtime`` (``AMICABLE_RUNTIME_COMMAND``).
         template_id: default project template.
@@ -190,6 +191,12 @@ class AgentConfig:
             api_key_set = any(
                 string(env, name, None) for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_FILE")
             )
+            model = string(env, "DEEPAGENTS_MODEL", string(env, "AMICABLE_MODEL", ""))
+            if model.startswith("openai:"):
+                api_key_set = any(
+                    string(env, name, None)
+                    for name in ("OPENAI_API_KEY", "OPENAI_API_KEY_FILE", "OPENAI_BASE_URL")
+                )
             return cls(
                 host=string(env, "AMICABLE_AGENT_HOST", "127.0.0.1"),
                 port=integer(env, "AMICABLE_AGENT_PORT", 8000, minimum=0, maximum=65535),

@@ -27,7 +27,13 @@ Exception tree::
     ├── HttpError                    a route answers ``{error, detail}`` with ``status``
     │                                [http/bodies.py]
     ├── LlmError                     the model API failed for good, after retries; ``message``
-    │                                is fit for the user [loop/llm.py]
+    │                                is fit for the user [loop/model_api.py]
+    ├── Retryable                    a model call failed in a way worth another try; never
+    │                                leaves the loop's retry loop [loop/model_api.py]
+    ├── ChunkError                   a Chat Completions stream sent an error chunk mid-way
+    │                                (retried) [loop/openai_wire.py]
+    ├── UnknownModel                 a model id the deployment does not offer; the editor
+    │                                is told, the project's model is used [loop/selection.py]
     ├── HitlValidationError          a ``hitl_response`` that cannot be applied [loop/hitl.py]
     ├── ToolInputError               the model called a tool with missing or mistyped
     │                                arguments; the model is told [loop/tools.py]
@@ -70,8 +76,9 @@ Exception tree::
         ├── KubeInvalid              422: the object failed validation
         └── KubeUnavailable          no answer: refused, reset, timeout, or a 5xx
 
-Private exceptions (``loop/llm.py``'s ``_Retryable`` and ``_DroppedStream``) never leave
-their module; the test lists why each is not an AgentError.
+Private exceptions (``loop/anthropic_api.py``'s ``_DroppedStream``, ``loop/openai_api.py``'s
+``_StatusError`` and ``_EndedEarly``) never leave their module; the test lists why one is
+not an AgentError.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from amicable_agent.db.http import answer_db_request
 from amicable_agent.errors import StoreUnavailable
 
 from . import auth as api_auth
+from . import budgets as api_budgets
 from . import checkpoints as api_checkpoints
 from . import files as api_sandbox
 from . import git as api_git
@@ -67,6 +68,7 @@ def create_public_app(state: AppState) -> QuartTrio:
     app.register_blueprint(api_auth.bp)
     app.register_blueprint(api_projects.bp)
     app.register_blueprint(api_members.bp)
+    app.register_blueprint(api_budgets.bp)
     app.register_blueprint(api_sandbox.bp)
     app.register_blueprint(api_checkpoints.bp)
     api_git.init_app(app, state.git_sync)

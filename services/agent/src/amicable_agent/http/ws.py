@@ -246,7 +246,7 @@ class Connection:
             self._session.detach(self._attachment)
             self._session = None
         try:
-            await self._authorize_init(session_id)
+            role = await self._authorize_init(session_id)
         except AccessDenied as exc:
             self._error(exc.code, exc.detail)
             return
@@ -258,7 +258,7 @@ class Connection:
             self._session = session
         # Provisioning can take a while: answer pings and queue messages meanwhile.
         assert self._nursery is not None
-        self._nursery.start_soon(self._finish_init, session, data)
+        self._nursery.start_soon(self._finish_init, session, data, role != "viewer")
 
     async def _authorize_init(self, project_id: str) -> Role:
         """The caller's role in the project ``init`` names; creates it (owned by the caller)
@@ -294,9 +294,9 @@ class Connection:
             )
         return role
 
-    async def _finish_init(self, session: Session, data: InitData) -> None:
+    async def _finish_init(self, session: Session, data: InitData, may_edit: bool) -> None:
         try:
-            reply = await session.init_reply(data)
+            reply = await session.init_reply(data, may_edit=may_edit)
         except SandboxProvisionError as exc:
             if self._session is session:
                 self._session = None

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
         HitlPending,
         HitlResponseData,
         MessageType,
+        ModelChoice,
         PermissionMode,
         ProjectInfo,
         RuntimeErrorData,
         ServerData,
+        SpendSummary,
         ThinkingLevel,
         UserData,
     )
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
     from amicable_agent.browser import PreviewCamera
     from amicable_agent.db.tools import AppDbTools
+    from amicable_agent.store.spend import SpendTotals, UsageRecord
 
 
 class RuntimeClient(Protocol):
@@ -133,7 +136,7 @@ class RuntimeClient(Protocol):
 
 
 class ConversationStore(Protocol):
-    """Durable per-project conversation state (implemented by ``store.py``)."""
+    """Durable per-project conversation state and spend (implemented by ``store/``)."""
 
     async def load_conversation(self, project_id: str) -> list[dict[str, Any]]:
         """The model-level message list (Anthropic ``messages`` JSON), oldest first."""
@@ -153,6 +156,20 @@ class ConversationStore(Protocol):
 
     async def save_state(self, project_id: str, key: str, value: Any) -> None:
         """Store (``value`` not None) or clear (None) a small JSON value."""
+        ...
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        """Store one model call's usage (tokens and estimated cost)."""
+        ...
+
+    async def spend_since(
+        self, since: float, *, project_id: str | None = None, user_sub: str | None = None
+    ) -> SpendTotals:
+        """Sums of usage since ``since`` (epoch seconds) of a project and/or a user."""
+        ...
+
+    async def user_limits(self, sub: str) -> dict[str, Any] | None:
+        """A user's budget overrides (set by an admin), or None."""
         ...
 
 
@@ -205,23 +222,45 @@ def preview_of(host: SessionHost) -> PreviewCamera | None:
 
 
 class TurnEngine(Protocol):
-    """The LLM loop (``turns.py``). The session serialises calls and owns cancellation:
+    """The LLM loop (``engine.py``). The session serialises calls and owns cancellation:
 
     a ``cancel`` message, the turn deadline or the session closing cancels the task that
     awaits these methods; the engine must leave the conversation consistent (keep what was
     done, record that the turn was stopped) in a shielded cleanup, then re-raise.
+
+    ``by`` is the ``sub`` of the user who sent the message (None without logins): their
+    spend is recorded and their budgets apply.
     """
 
-    async def run_user_turn(self, host: SessionHost, data: UserData) -> None:
+    async def run_user_turn(
+        self, host: SessionHost, data: UserData, *, by: str | None = None
+    ) -> None:
         """One ``user`` turn: ``update_in_progress`` … ``update_completed``."""
         ...
 
-    async def resume_hitl(self, host: SessionHost, data: HitlResponseData) -> None:
+    async def resume_hitl(
+        self, host: SessionHost, data: HitlResponseData, *, by: str | None = None
+    ) -> None:
         """Resume a turn paused by ``hitl_request`` (errors go out as ``error`` messages)."""
         ...
 
-    async def run_runtime_error(self, host: SessionHost, data: RuntimeErrorData) -> None:
+    async def run_runtime_error(
+        self, host: SessionHost, data: RuntimeErrorData, *, by: str | None = None
+    ) -> None:
         """Maybe start an auto-heal turn (cooldown, dedupe, per-fingerprint cap)."""
+        ...
+
+    def model_choices(self) -> tuple[ModelChoice, ...]:
+        """The models on offer (INIT ``models``), the deployment default first."""
+        ...
+
+    async def project_model(self, host: SessionHost, requested: str | None = None) -> str:
+        """The project's model id (INIT ``model``), after storing ``requested`` when it is
+        on offer (an ``init`` that carries the picker's choice)."""
+        ...
+
+    async def project_spend(self, host: SessionHost) -> SpendSummary:
+        """The project's tokens and cost so far (INIT ``spend``)."""
         ...
 
     async def hitl_pending(self, host: SessionHost) -> HitlPending | None:

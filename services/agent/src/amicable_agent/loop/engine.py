@@ -24,12 +24,12 @@ from amicable_protocol.messages import (
     MessageType,
     TextData,
     TraceEvent,
-    Usage,
     UserData,
 )
 
 from amicable_agent.errors import RuntimeClientError
 
+from .accounting import project_spend, record_call
 from .api import app_db_of
 from .autoheal import AutoHealLimiter, build_prompt, fingerprint_of, paused_detail
 from .compaction import append_user, compact, repair
@@ -42,7 +42,7 @@ from .hitl import (
     rejection_message,
     validate_response,
 )
-from .llm import AssistantMessage, LlmClient, LlmError, estimate_cost_usd
+from .model_api import AssistantMessage, LlmError
 from .prompts import (
     load_workspace_instructions,
     request_text,
@@ -51,11 +51,15 @@ from .prompts import (
     wrap_user_text,
 )
 from .safety import needs_approval
-from .state import TurnState, reasoning_summary, send_status, send_trace
+from .selection import ModelClients, UnknownModel
+from .spend import SpendGuard
+from .state import TurnState, send_trace
 from .stream import stream_answer
+from .summaries import small_summary
 from .tool_calls import qa_round, run_tools
 from .toolbox import Toolbox
 from .visual import autoheal_screenshot
+from .turn_end import append_chat, chat_history, close_round, send_final, turn_limit_note
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -63,17 +67,19 @@ if TYPE_CHECKING:
     from amicable_protocol.messages import (
         HitlPending,
         HitlResponseData,
+        ModelChoice,
         RuntimeErrorData,
+        SpendSummary,
     )
 
     from .api import SessionHost, TurnEngine
+    from .llm import LlmClient
+    from .models import ModelSpec
     from .settings import LoopSettings
 
 HITL_PENDING_ERROR = "HITL approval pending. Approve/reject the pending tool call to continue."
 CONTINUE_PROMPT = "Your last answer was cut off by the output limit. Continue where you stopped."
-CHAT_KEY = "chat_history"
 SUMMARY_KEY = "conversation_summary"
-CHAT_TAIL = 20
 _CLEANUP_TIMEOUT_S = 10.0
 
 Outcome = Literal["done", "paused"]
@@ -89,7 +95,8 @@ class Engine:
 
     Args:
         settings: loop settings.
-        llm: the model client (tests may pass one; otherwise created from ``settings``).
+        llm: the default model's client (tests may pass one; otherwise opened from
+            ``settings``, like the clients of the other models, on first use).
         toolbox: the tools offered beyond the workspace's (tests may pass one; otherwise
             created from ``settings``).
     """
@@ -102,28 +109,56 @@ class Engine:
         toolbox: Toolbox | None = None,
     ) -> None:
         self.settings = settings
-        self.llm = llm or LlmClient(settings)
+        self.models = ModelClients(settings, default_client=llm)
         self.toolbox = toolbox or Toolbox(settings)
         self._limiters: dict[str, AutoHealLimiter] = {}
-        self._secrets = tuple(s for s in (settings.api_key,) if s)
+        self._secrets = self.models.catalog.secrets()
+
+    @property
+    def llm(self) -> LlmClient:
+        """The default model's client."""
+        return self.models.client(self.models.catalog.default)
 
     async def aclose(self) -> None:
-        """Close the model client's connections."""
-        await self.llm.aclose()
+        """Close the model clients' connections."""
+        await self.models.aclose()
 
     # --- TurnEngine ----------------------------------------------------------------------
 
-    async def run_user_turn(self, host: SessionHost, data: UserData) -> None:
-        """One ``user`` turn: ``update_in_progress`` … ``update_completed``.
+    async def run_user_turn(
+        self, host: SessionHost, data: UserData, *, by: str | None = None
+    ) -> None:
+        """One ``user`` turn: ``update_in_progress`` … ``update_completed`` (or only an
+        ``error`` when a spend budget is used up before it starts).
 
         Cancellation: the conversation keeps what was done plus a note that the turn was
         stopped; ``agent_final``, ``usage`` and ``update_completed`` are still sent
         (shielded, bounded), then ``Cancelled`` propagates.
         """
-        await self._user_turn(host, data, request_text(data))
+        await self._user_turn(host, data, request_text(data), by=by, requested=data.model)
 
-    async def resume_hitl(self, host: SessionHost, data: HitlResponseData) -> None:
-        """Apply the approval decisions and continue the paused turn."""
+    def model_choices(self) -> tuple[ModelChoice, ...]:
+        """The models on offer, the deployment default first."""
+        return self.models.catalog.choices()
+
+    async def project_model(self, host: SessionHost, requested: str | None = None) -> str:
+        """The project's model id, after storing ``requested`` when it is on offer."""
+        pid = host.project.project_id
+        try:
+            spec = await self.models.choose(host.store, pid, requested)
+        except UnknownModel:
+            spec = await self.models.project_model(host.store, pid)
+        return spec.id
+
+    async def project_spend(self, host: SessionHost) -> SpendSummary:
+        """The project's tokens and cost so far."""
+        return await project_spend(host.store, host.project.project_id)
+
+    async def resume_hitl(
+        self, host: SessionHost, data: HitlResponseData, *, by: str | None = None
+    ) -> None:
+        """Apply the approval decisions and continue the paused turn (on its model; its
+        spend counts for the user who started it)."""
         pid = host.project.project_id
         pending = PendingHitl.from_json(await host.store.load_state(pid, STATE_KEY))
         try:
@@ -134,11 +169,16 @@ class Engine:
         assert pending is not None
         await host.store.save_state(pid, STATE_KEY, None)
         state = TurnState.from_json(pending.turn)
+        if state.user_sub is None:
+            state.user_sub = by
+        state.guard = await SpendGuard.load(
+            host.store, self.settings.budgets, project_id=pid, user_sub=state.user_sub
+        )
         messages = await host.store.load_conversation(pid)
         decided = {c.tool_use_id: (c, d) for c, d in zip(pending.calls, decisions, strict=True)}
         last = messages[-1] if messages else {}
         if last.get("role") != "assistant":  # conversation changed under us: nothing to run
-            await self._send_final(host, state)
+            await send_final(host, state, self.models.catalog.resolve(state.model_id))
             return
 
         async def body() -> Outcome:
@@ -158,7 +198,9 @@ class Engine:
 
         await self._drive(host, messages, state, body)
 
-    async def run_runtime_error(self, host: SessionHost, data: RuntimeErrorData) -> None:
+    async def run_runtime_error(
+        self, host: SessionHost, data: RuntimeErrorData, *, by: str | None = None
+    ) -> None:
         """Start an auto-heal turn unless cooldown, dedupe cap or settings say no."""
         if not self.settings.auto_heal_enabled:
             return
@@ -202,6 +244,7 @@ class Engine:
             host,
             UserData(session_id=data.session_id, text=prompt, content_blocks=images),
             f"Auto-fix runtime error ({error.kind}): {error.message[:200]}",
+            by=by,
         )
 
     async def hitl_pending(self, host: SessionHost) -> HitlPending | None:
@@ -212,31 +255,57 @@ class Engine:
 
     async def history(self, host: SessionHost) -> list[HistoryEntry]:
         """The last 20 user-visible ``{role, text}`` entries."""
-        value = await host.store.load_state(host.project.project_id, CHAT_KEY)
-        entries = []
-        for item in value if isinstance(value, list) else []:
-            if isinstance(item, dict) and item.get("role") in ("user", "assistant"):
-                entries.append(HistoryEntry(role=item["role"], text=str(item.get("text", ""))))
-        return entries[-CHAT_TAIL:]
+        return await chat_history(host)
 
     # --- turn plumbing -------------------------------------------------------------------
 
-    async def _user_turn(self, host: SessionHost, data: UserData, display_text: str) -> None:
+    async def _user_turn(
+        self,
+        host: SessionHost,
+        data: UserData,
+        display_text: str,
+        *,
+        by: str | None = None,
+        requested: str | None = None,
+    ) -> None:
         if await self.hitl_pending(host) is not None:  # the session checks too; be safe
             await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING_ERROR))
             return
+        spec = await self._turn_model(host, requested)
+        state = TurnState(model_id=spec.id, user_sub=by)
+        pid = host.project.project_id
+        state.guard = await SpendGuard.load(
+            host.store, self.settings.budgets, project_id=pid, user_sub=by
+        )
+        refused = state.guard.exceeded()
+        if refused is not None:  # nothing starts: the editor shows why
+            await host.send(MessageType.ERROR, ErrorData(error="budget_exceeded", detail=refused))
+            return
         await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())
         messages: list[dict[str, Any]] = []  # filled by body(); cleanup saves it only then
-        state = TurnState()
 
         async def body() -> Outcome:
-            messages[:] = await self._prepare(host, data, display_text)
+            messages[:] = await self._prepare(host, data, display_text, state)
             return await self._loop(host, messages, state)
 
         await self._drive(host, messages, state, body)
 
+    async def _turn_model(self, host: SessionHost, requested: str | None) -> ModelSpec:
+        """The turn's model: ``requested`` (then stored as the project's), else the
+        project's; an unknown request is answered with an error and ignored."""
+        pid = host.project.project_id
+        try:
+            return await self.models.choose(host.store, pid, requested)
+        except UnknownModel:
+            spec = await self.models.project_model(host.store, pid)
+            await host.send(MessageType.ERROR, ErrorData(
+                error="unknown_model",
+                detail=f"The model {requested!r} is not offered here; using {spec.id}.",
+            ))  # fmt: skip
+            return spec
+
     async def _prepare(
-        self, host: SessionHost, data: UserData, display_text: str
+        self, host: SessionHost, data: UserData, display_text: str, state: TurnState
     ) -> list[dict[str, Any]]:
         """Load (repair, compact) the conversation and append the wrapped request."""
         pid = host.project.project_id
@@ -250,7 +319,13 @@ class Engine:
         )
         if compacted is not None:
             before = len(messages)
-            messages, summary = compacted
+            kept, folded_summary = compacted
+            folded = messages[: before - len(kept)]
+            summary = (
+                await small_summary(self.models, host, state, folded, str(summary))
+                or folded_summary
+            )
+            messages = kept
             await host.store.save_state(pid, SUMMARY_KEY, summary)
             await self._trace(host, None, TraceEvent(
                 phase="pre_compact", tool_name="compaction",
@@ -263,7 +338,7 @@ class Engine:
         )
         append_user(messages, user_content(data, wrapped))
         await host.store.save_conversation(pid, messages)
-        await self._chat(host, "user", display_text)
+        await append_chat(host, "user", display_text)
         return messages
 
     async def _drive(
@@ -307,72 +382,16 @@ class Engine:
                 else "This turn failed with an internal error. What was done so far is kept."
             )
             with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
-                await self._close_round(host, messages, state, note)
-                await self._send_final(host, state)
+                await close_round(host, messages, state, note)
+                await send_final(host, state, self.models.catalog.resolve(state.model_id))
             raise
         if outcome == "paused":
             return
-        await self._close_round(host, messages, state, note)
-        await self._send_final(host, state)
-
-    async def _close_round(
-        self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, note: str
-    ) -> None:
-        """Make the conversation consistent after an interrupted turn and save it."""
-        if state.pending_results:
-            messages.append({"role": "user", "content": state.pending_results})
-            state.pending_results = []
-        if state.streaming.strip():
-            state.commit(state.streaming)
-            messages.append(
-                {"role": "assistant", "content": [{"type": "text", "text": state.streaming}]}
-            )
-            state.streaming = ""
-        if not messages:  # the conversation was never loaded: nothing to save
-            return
-        messages[:] = repair(messages)  # answers every dangling tool call first
-        if note:
-            state.commit(f"_{note}_")
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": note}]})
-        await host.store.save_conversation(host.project.project_id, messages)
-
-    async def _send_final(self, host: SessionHost, state: TurnState) -> None:
-        if state.text:
-            await host.send(
-                MessageType.AGENT_FINAL, TextData(state.text), msg_id=state.assistant_msg_id
-            )
-            await self._chat(host, "assistant", state.text)
-        await self._trace(host, state, TraceEvent(
-            phase="reasoning_summary", tool_name="reasoning_summary",
-            text=reasoning_summary(state),
-        ))  # fmt: skip
-        usage = state.usage
-        await host.send(
-            MessageType.USAGE,
-            Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cost_usd=estimate_cost_usd(self.settings.model, usage),
-                model=self.settings.model,
-            ),
-        )
-        await host.send(MessageType.UPDATE_COMPLETED, Empty())
-
-    async def _chat(self, host: SessionHost, role: str, text: str) -> None:
-        pid = host.project.project_id
-        await host.store.append_chat(pid, role, text)
-        value = await host.store.load_state(pid, CHAT_KEY)
-        tail = value if isinstance(value, list) else []
-        tail = [*tail, {"role": role, "text": text}][-CHAT_TAIL:]
-        await host.store.save_state(pid, CHAT_KEY, tail)
+        await close_round(host, messages, state, note)
+        await send_final(host, state, self.models.catalog.resolve(state.model_id))
 
     async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
         await send_trace(host, state, event)
-
-    async def _status(self, host: SessionHost, state: TurnState, text: str) -> None:
-        await send_status(host, state, text)
 
     def _system(self, summary: str, instructions: str, *, with_db: bool = False) -> str:
         # Workspace instructions live in the system prompt (re-read every turn) rather than
@@ -383,20 +402,6 @@ class Engine:
         if summary:
             parts.append(f"Summary of the earlier conversation:\n{summary}")
         return "\n\n".join(parts)
-
-    def _budget_note(self, state: TurnState) -> str | None:
-        s = self.settings
-        if state.tool_calls >= s.turn_max_tool_calls:
-            return (
-                f"I stopped because this turn reached its budget of {s.turn_max_tool_calls} "
-                "tool calls. What was done so far is kept; send another message to continue."
-            )
-        if state.usage.total >= s.turn_max_tokens:
-            return (
-                f"I stopped because this turn reached its budget of {s.turn_max_tokens} "
-                "tokens. What was done so far is kept; send another message to continue."
-            )
-        return None
 
     async def _loop(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
@@ -411,7 +416,11 @@ class Engine:
         if extra := self.toolbox.prompt(host):
             system = f"{system}\n\n{extra}"
         while True:
-            budget = self._budget_note(state)
+            budget = turn_limit_note(state, self.settings)
+            spent = state.guard.exceeded() if state.guard is not None else None
+            if budget is None and spent is not None:
+                await host.send(MessageType.ERROR, ErrorData(error="budget_exceeded", detail=spent))
+                budget = f"I stopped because a spend budget is reached. {spent}"
             if budget is not None:
                 state.commit(f"_{budget}_")
                 messages.append(
@@ -447,8 +456,13 @@ class Engine:
     async def _stream(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, system: str
     ) -> AssistantMessage:
+        spec = self.models.catalog.resolve(state.model_id)
+        client = self.models.client(spec)
         tools = self.toolbox.definitions(host)
-        return await stream_answer(self.llm, self.settings, host, messages, state, system, tools)
+        answer = await stream_answer(client, self.settings, host, messages, state, system, tools,
+                                     context_chars=context_chars(spec, self.settings))  # fmt: skip
+        await record_call(host, state, spec, answer.usage)
+        return answer
 
     async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
         pending = build_pending(gated, state.to_json())
@@ -484,6 +498,15 @@ class Engine:
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
     ) -> bool:
         return await qa_round(host, messages, state, settings=self.settings, secrets=self._secrets)
+
+
+def context_chars(spec: ModelSpec, settings: LoopSettings) -> int:
+    """The request size (characters) that fits ``spec``'s context window with room for the
+    answer (about 3 characters a token; code and JSON tokenise densely)."""
+    if not spec.context_window:
+        return settings.context_budget_chars
+    room = max(1000, spec.context_window - settings.max_output_tokens) * 3
+    return min(settings.context_budget_chars, room)
 
 
 def _is_cancellation(exc: BaseException) -> bool:

@@ -1,15 +1,22 @@
-"""Settings of the LLM loop (model, budgets, QA, HITL, auto-heal), read once from the env.
+"""Settings of the LLM loop (models, budgets, QA, HITL, auto-heal), read once from the env.
 
 Names follow the upstream implementation where it has one (``DEEPAGENTS_*``,
 ``AMICABLE_RUNTIME_AUTO_HEAL*``) and ``AMICABLE_*`` otherwise. ``ANTHROPIC_BASE_URL`` is
-honoured by passing it to the SDK client explicitly.
+honoured by passing it to the SDK client explicitly. The model variables are described in
+:mod:`.models`, the spend budgets in :mod:`.spend`.
 
 =========================================================  ============================
 variable                                                   default
 =========================================================  ============================
-DEEPAGENTS_MODEL (``anthropic:<id>`` ok) / AMICABLE_MODEL  claude-sonnet-5-5
+DEEPAGENTS_MODEL / AMICABLE_MODEL: ``anthropic:<model>``,  anthropic:claude-sonnet-5-5
+``openai:<model>`` or an AMICABLE_MODELS id
 ANTHROPIC_API_KEY / ANTHROPIC_API_KEY_FILE                 unset (no model: no engine)
 ANTHROPIC_BASE_URL                                         SDK default
+OPENAI_API_KEY / OPENAI_API_KEY_FILE                       unset (optional for local servers)
+OPENAI_BASE_URL                                            https://api.openai.com/v1
+AMICABLE_MODELS (JSON list, see models.py)                 unset (only the default)
+AMICABLE_SMALL_MODEL (id or provider:model)                the default model
+AMICABLE_BUDGET_* (see spend.py)                           no budgets
 AMICABLE_MAX_OUTPUT_TOKENS                                 8192
 AMICABLE_TURN_TIMEOUT_S                                    900
 AMICABLE_TURN_MAX_TOOL_CALLS                               60
@@ -39,13 +46,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from amicable_settings import boolean, comma_list, errors_as, json_value, number, secret, string
+from amicable_settings import boolean, comma_list, errors_as, json_value, number, string
 
 from amicable_agent.errors import ConfigError
 from amicable_agent.web import WebConfig
 
+from .models import ModelCatalog, ModelSpec, ProviderName, parse_models, spec_for, split_model
+from .spend import Budgets
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
 
 #: Default model: a current Claude Sonnet.
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -65,15 +76,35 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return int(_num(env, name, default, minimum=minimum))
 
 
-def _model(env: Mapping[str, str]) -> str:
-    fallback = string(env, "AMICABLE_MODEL", DEFAULT_MODEL)
-    raw = string(env, "DEEPAGENTS_MODEL", fallback)
-    provider, sep, name = raw.partition(":")
-    if sep:
-        if provider != "anthropic":
-            raise LoopConfigError(f"only anthropic models are supported, got {raw!r}")
-        return name
-    return raw
+def _default_model(
+    env: Mapping[str, str], models: tuple[ModelSpec, ...]
+) -> tuple[ModelSpec, dict[str, Any]]:
+    """The deployment default and the settings fields that describe it."""
+    raw = string(env, "DEEPAGENTS_MODEL", string(env, "AMICABLE_MODEL", DEFAULT_MODEL))
+    named = next((m for m in models if m.id == raw), None)
+    if named is not None:
+        spec = named
+    else:
+        try:
+            provider, name = split_model(raw)
+        except ConfigError as exc:
+            raise LoopConfigError(f"DEEPAGENTS_MODEL: {exc}") from exc
+        spec = spec_for(env, f"{provider}:{name}", provider, name)
+    fields = {"provider": spec.provider, "model": spec.model, "api_key": spec.api_key,
+              "base_url": spec.base_url, "model_id": spec.id}  # fmt: skip
+    return spec, fields
+
+
+def _small_model(env: Mapping[str, str], models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
+    """``AMICABLE_SMALL_MODEL`` as a spec, when it names no configured model."""
+    raw = string(env, "AMICABLE_SMALL_MODEL", None)
+    if raw is None or any(m.id == raw for m in models):
+        return ()
+    try:
+        provider, name = split_model(raw)
+    except ConfigError as exc:
+        raise LoopConfigError(f"AMICABLE_SMALL_MODEL: {exc}") from exc
+    return (spec_for(env, f"{provider}:{name}", provider, name),)
 
 
 def _interrupt_on(env: Mapping[str, str]) -> frozenset[str]:
@@ -93,9 +124,16 @@ class LoopSettings:
     """Everything the turn engine needs to know about its environment.
 
     Attributes:
-        model: Anthropic model id (``anthropic:`` prefix stripped).
-        api_key: ``ANTHROPIC_API_KEY`` (or ``ANTHROPIC_API_KEY_FILE``); never logged.
-        base_url: ``ANTHROPIC_BASE_URL`` (tests point it at the fake server).
+        provider: the default model's provider (``anthropic`` or ``openai``).
+        model: the default model's name at its provider (prefix stripped).
+        api_key: the default model's key (``ANTHROPIC_API_KEY`` or ``OPENAI_API_KEY``, or
+            the ``_FILE`` variants); never logged.
+        base_url: the default model's API (``ANTHROPIC_BASE_URL`` / ``OPENAI_BASE_URL``;
+            tests point it at a fake server).
+        model_id: the default model's id (None: ``provider:model``).
+        models: the other models on offer (``AMICABLE_MODELS``, and the small model).
+        small_model_id: the model of small tasks (None: the default).
+        budgets: spend budgets per user and project (``AMICABLE_BUDGET_*``).
         max_output_tokens: ``max_tokens`` of each model request.
         turn_timeout_s: wall-clock bound of one turn (``AMICABLE_TURN_TIMEOUT_S``).
         turn_max_tool_calls / turn_max_tokens: per-turn budget; exceeding it stops the turn
@@ -119,6 +157,11 @@ class LoopSettings:
     model: str = DEFAULT_MODEL
     api_key: str | None = attrs.field(default=None, repr=False)
     base_url: str | None = None
+    provider: ProviderName = "anthropic"
+    model_id: str | None = None
+    models: tuple[ModelSpec, ...] = ()
+    small_model_id: str | None = None
+    budgets: Budgets = attrs.field(factory=Budgets)
     max_output_tokens: int = 8192
     turn_timeout_s: float = 900.0
     turn_max_tool_calls: int = 60
@@ -149,8 +192,34 @@ class LoopSettings:
 
     @property
     def model_configured(self) -> bool:
-        """True when an Anthropic API key is configured."""
+        """True when the default model can be called: an Anthropic key, or for an
+        OpenAI-compatible server a key or a base URL (local servers need no key)."""
+        if self.provider == "openai":
+            return bool(self.api_key or self.base_url)
         return bool(self.api_key)
+
+    def catalog(self) -> ModelCatalog:
+        """Every model on offer, the default first."""
+        default = self.default_spec()
+        rest = tuple(m for m in self.models if m.id != default.id)
+        return ModelCatalog((default, *rest), small_id=self.small_model_id)
+
+    def default_spec(self) -> ModelSpec:
+        """The deployment default model."""
+        model_id = self.model_id or f"{self.provider}:{self.model}"
+        named = next((m for m in self.models if m.id == model_id), None)
+        if named is not None:
+            return named
+        from .models import default_max_tokens_field
+
+        return ModelSpec(
+            id=model_id,
+            provider=self.provider,
+            model=self.model,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            max_tokens_field=default_max_tokens_field(self.provider, self.base_url),
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LoopSettings:
@@ -169,10 +238,17 @@ class LoopSettings:
         qa_enabled = boolean(env, "DEEPAGENTS_QA", True) or boolean(
             env, "DEEPAGENTS_VALIDATE", False
         )
+        models = parse_models(env)
+        _, default_fields = _default_model(env, models)
+        models += _small_model(env, models)
+        small = string(env, "AMICABLE_SMALL_MODEL", None)
+        if small is not None and ":" in small and not any(m.id == small for m in models):
+            small = ":".join(split_model(small))
         return cls(
-            model=_model(env),
-            api_key=secret(env, "ANTHROPIC_API_KEY"),
-            base_url=string(env, "ANTHROPIC_BASE_URL", None),
+            **default_fields,
+            models=models,
+            small_model_id=small,
+            budgets=Budgets.from_env(env),
             max_output_tokens=_int(env, "AMICABLE_MAX_OUTPUT_TOKENS", 8192, minimum=256),
             turn_timeout_s=_num(env, "AMICABLE_TURN_TIMEOUT_S", 900.0, minimum=1),
             turn_max_tool_calls=_int(env, "AMICABLE_TURN_MAX_TOOL_CALLS", 60, minimum=1),

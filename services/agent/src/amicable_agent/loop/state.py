@@ -9,7 +9,8 @@ import attrs
 from amicable_protocol import structure, unstructure
 from amicable_protocol.messages import MessageType, TextData, TraceEvent
 
-from .llm import TokenUsage
+from .model_api import TokenUsage
+from .spend import SpendGuard
 
 if TYPE_CHECKING:
     from .api import SessionHost
@@ -33,8 +34,14 @@ class TurnState:
     qa_rounds: int = 0
     qa_passed: bool | None = None
     qa_looks: int = 0
+    #: The model the turn runs on (its id) and who asked for it (None: nobody logged in).
+    model_id: str = ""
+    user_sub: str | None = None
+    cost_usd: float = 0.0
     streaming: str = attrs.field(default="", metadata={"transient": True})
     pending_results: list[dict[str, Any]] = attrs.field(factory=list)
+    #: The budgets of this turn (reloaded when a paused turn resumes).
+    guard: SpendGuard | None = attrs.field(default=None, metadata={"transient": True})
 
     @property
     def usage(self) -> TokenUsage:
@@ -62,9 +69,10 @@ class TurnState:
             self.text = self.visible(text.strip())
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = unstructure(self)
+        data: dict[str, Any] = unstructure(attrs.evolve(self, guard=None))
         data.pop("streaming", None)
         data.pop("pending_results", None)
+        data.pop("guard", None)
         return data
 
     @classmethod

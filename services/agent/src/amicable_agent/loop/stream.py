@@ -22,7 +22,8 @@ from .state import send_status
 
 if TYPE_CHECKING:
     from .api import SessionHost
-    from .llm import AssistantMessage, LlmClient, RetryNotice
+    from .llm import LlmClient
+    from .model_api import AssistantMessage, RetryNotice
     from .settings import LoopSettings
     from .state import TurnState
 
@@ -86,17 +87,19 @@ async def stream_answer(
     state: TurnState,
     system: str,
     tools: list[dict[str, Any]],
+    *,
+    context_chars: int | None = None,
 ) -> AssistantMessage:
-    """Stream one model answer for ``messages`` offering ``tools``, sending partials; adds
-    its usage to ``state`` and returns it (the caller appends it to the conversation)."""
+    """Stream one model answer for ``messages`` offering ``tools``, sending partials, and
+    return it (the caller records its usage and appends it to the conversation). Old tool
+    output is cut to fit ``context_chars`` (default: the settings' budget)."""
     throttle = PartialThrottle(host, state, settings.partial_interval_s)
-    request = fit_context(messages, settings.context_budget_chars)
+    request = fit_context(messages, context_chars or settings.context_budget_chars)
     answer = await llm.stream_message(
         system=system, messages=request, tools=tools,
         on_text=throttle.on_text, on_text_done=throttle.flush, on_retry=throttle.on_retry,
     )  # fmt: skip
     await throttle.resumed()
-    state.add_usage(answer.usage)
     state.streaming = ""
     final = state.visible(answer.text.strip())
     if final != throttle.sent_text and answer.text.strip():

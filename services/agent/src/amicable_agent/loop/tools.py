@@ -19,6 +19,7 @@ from amicable_agent.db.tools import status_line as db_status_line
 from amicable_agent.errors import AgentError, RuntimeClientError
 
 from .compaction import truncate_middle
+from .model_api import UNPARSED_KEY
 from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
 
 if TYPE_CHECKING:
@@ -73,6 +74,34 @@ def tool_definitions(*, with_db: bool = False) -> list[dict[str, Any]]:
     the session's app has a database)."""
     specs = {**TOOL_DEFINITIONS, **DB_TOOL_DEFINITIONS} if with_db else TOOL_DEFINITIONS
     return [{"name": name, **spec} for name, spec in specs.items()]
+
+
+def call_problem(name: str, args: dict[str, Any], *, with_db: bool = False) -> str | None:
+    """Why a tool call cannot run as the model wrote it (no tool, an unknown tool, arguments
+    that are not a JSON object, required arguments missing), as a tool error the model can
+    act on; None when it can run. Models behind some OpenAI-compatible servers get these
+    wrong more often than Claude does."""
+    specs = {**TOOL_DEFINITIONS, **DB_TOOL_DEFINITIONS} if with_db else TOOL_DEFINITIONS
+    names = ", ".join(specs)
+    if not name:
+        return f"Error: this tool call names no tool. The tools are: {names}."
+    spec = specs.get(name)
+    if spec is None:
+        return f"Error: unknown tool {name!r}. The tools are: {names}."
+    if UNPARSED_KEY in args:
+        return (
+            f"Error: the arguments of this {name} call are not a valid JSON object (they begin "
+            f"{str(args[UNPARSED_KEY])[:80]!r}). Call {name} again with a JSON object."
+        )
+    required = spec.get("input_schema", {}).get("required", [])
+    missing = [p for p in required if p not in args]
+    if missing:
+        given = ", ".join(sorted(args)) or "none"
+        return (
+            f"Error: {name} needs the argument(s) {', '.join(missing)} (this call had: "
+            f"{given}). Call it again with them."
+        )
+    return None
 
 
 @attrs.frozen

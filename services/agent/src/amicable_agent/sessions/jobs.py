@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 
 MODEL_NOT_CONFIGURED = (
     "No language model is configured. Set ANTHROPIC_API_KEY in the agent's environment "
-    "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it) "
-    "and restart the agent."
+    "(for `amicable up`: `export ANTHROPIC_API_KEY=sk-ant-...` before starting it), or use "
+    "an OpenAI-compatible or local model (DEEPAGENTS_MODEL=openai:<model> with "
+    "OPENAI_BASE_URL, see docs/models.md), and restart the agent."
 )
 #: How long the INIT (or the first turn) waits for the checkpoint baseline.
 INIT_CHECKPOINT_S = 5.0
@@ -273,13 +274,13 @@ async def _run_job(engine: TurnEngine, host: SessionHost, job: _Job) -> None:
             return
         if job.kind is MessageType.USER:
             assert isinstance(job.data, UserData)
-            await engine.run_user_turn(host, job.data)
+            await engine.run_user_turn(host, job.data, by=job.by)
         else:
             assert isinstance(job.data, RuntimeErrorData)
-            await engine.run_runtime_error(host, job.data)
+            await engine.run_runtime_error(host, job.data, by=job.by)
     elif job.kind is MessageType.HITL_RESPONSE:
         assert isinstance(job.data, HitlResponseData)
-        await engine.resume_hitl(host, job.data)
+        await engine.resume_hitl(host, job.data, by=job.by)
 
 
 def _turn_title(job: _Job) -> str:

@@ -251,8 +251,11 @@ class Session:
 
     # --- client messages ----------------------------------------------------------------
 
-    async def init_reply(self, data: InitData) -> InitReply:
+    async def init_reply(self, data: InitData, *, may_edit: bool = True) -> InitReply:
         """Apply ``init`` controls and build the INIT answer (waits for provisioning).
+
+        ``may_edit``: the caller may change the project, so the model ``init`` names (the
+        editor's picker) becomes the project's model.
 
         Raises:
             SandboxProvisionError: provisioning failed (the session is closing).
@@ -268,9 +271,15 @@ class Session:
             raise SandboxProvisionError(sandbox.failed or "the session closed")
         await self._deps.backend.touch(handle.sandbox_id)
         engine = self._deps.engine
+        extra: dict[str, Any] = sandbox.db_info.init_fields() if sandbox.db_info else {}
         if engine is not None:
             history = await engine.history(self)
             pending = await engine.hitl_pending(self)
+            choices = engine.model_choices()
+            if choices:  # an engine without models (tests) leaves the extension out
+                extra["models"] = choices
+                extra["model"] = await engine.project_model(self, data.model if may_edit else None)
+                extra["spend"] = await engine.project_spend(self)
         else:
             history = await self._deps.store.chat_history(self._session_id)
             pending = None
@@ -279,7 +288,6 @@ class Session:
             info = attrs.evolve(
                 info, project_prompt=clip_text(info.project_prompt, INIT_PROMPT_CHARS)
             )
-        extra: dict[str, Any] = sandbox.db_info.init_fields() if sandbox.db_info else {}
         git_sync = self._deps.git_sync
         if git_sync is not None:
             record = await git_sync.repo_record(self._session_id)

@@ -18,6 +18,8 @@ from amicable_agent.auth.identity import Role, User
 if TYPE_CHECKING:
     from amicable_protocol.messages import HistoryEntry, ProjectInfo
 
+    from .spend import SpendTotals, UsageRecord
+
 
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")
 SLUG_MAX = 50
@@ -174,7 +176,29 @@ class IdentityStore(Protocol):
         ...
 
 
-class Store(IdentityStore, Protocol):
+class SpendStore(Protocol):
+    """Model usage and per-user budget overrides (see :mod:`.spend`)."""
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        """Store one model call's usage."""
+        ...
+
+    async def spend_since(
+        self, since: float, *, project_id: str | None = None, user_sub: str | None = None
+    ) -> SpendTotals:
+        """Sums of usage since ``since`` (epoch seconds) of a project and/or a user."""
+        ...
+
+    async def user_limits(self, sub: str) -> dict[str, Any] | None:
+        """A user's budget overrides, or None."""
+        ...
+
+    async def set_user_limits(self, sub: str, limits: dict[str, Any] | None) -> None:
+        """Set (None: drop) a user's budget overrides."""
+        ...
+
+
+class Store(IdentityStore, SpendStore, Protocol):
     """Durable agent state. Every method is a checkpoint."""
 
     async def create_project(

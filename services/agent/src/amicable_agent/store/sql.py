@@ -19,6 +19,7 @@ from amicable_protocol.messages import HistoryEntry
 
 from .base import COLUMNS, Project, slug_candidates, slugify
 from .identity import IDENTITY_MIGRATION, IdentityQueries
+from .spend import SPEND_MIGRATION, SpendQueries
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -75,6 +76,8 @@ MIGRATION_TEMPLATES: tuple[str, ...] = (
     "CREATE INDEX turn_events_project ON turn_events(project_id, seq);",
     # 3: users, login sessions, API tokens, project owners, members and invites
     IDENTITY_MIGRATION,
+    # 4: model usage per call, per-user budget overrides
+    SPEND_MIGRATION,
 )
 
 
@@ -87,7 +90,7 @@ def _row(row: Sequence[Any] | None) -> Project | None:
     return Project(*row) if row is not None else None
 
 
-class SqlStore(IdentityQueries, ABC):
+class SqlStore(IdentityQueries, SpendQueries, ABC):
     """The shared queries; see the module docstring for what a subclass provides."""
 
     #: ``True`` for drivers with ``%s`` placeholders (psycopg), ``False`` for ``?`` (sqlite3).
