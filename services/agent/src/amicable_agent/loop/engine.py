@@ -58,8 +58,8 @@ from .stream import stream_answer
 from .summaries import small_summary
 from .tool_calls import qa_round, run_tools
 from .toolbox import Toolbox
-from .visual import autoheal_screenshot
 from .turn_end import append_chat, chat_history, close_round, send_final, turn_limit_note
+from .visual import autoheal_screenshot
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -227,19 +227,7 @@ class Engine:
         if decision == "cooldown":
             return
         limiter.record(fingerprint, now)
-        log_tail: list[str] | None = None
-        if error.kind == "preview_load_failed":
-            try:
-                with trio.fail_after(10):
-                    log_tail = list((await host.runtime.preview_logs(200)).lines)
-            except (RuntimeClientError, trio.TooSlowError):
-                log_tail = None
-        prompt = build_prompt(error, log_tail)
-        shot = await autoheal_screenshot(host, self.settings, error.url)
-        images = None
-        if shot is not None:  # the text line right before the image marks it as a screenshot
-            prompt = f"{prompt}\n\n{shot[0]}"
-            images = (ImageBlock(shot[1], "image/jpeg"),)
+        prompt, images = await _autoheal_request(host, self.settings, data)
         await self._user_turn(
             host,
             UserData(session_id=data.session_id, text=prompt, content_blocks=images),
@@ -515,3 +503,24 @@ def _is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_is_cancellation(e) for e in exc.exceptions)
     return False
+
+
+async def _autoheal_request(
+    host: SessionHost, settings: LoopSettings, data: RuntimeErrorData
+) -> tuple[str, tuple[ImageBlock, ...] | None]:
+    """The auto-heal prompt (with the dev server's log for a page that did not load) and a
+    screenshot of the page when one can be taken."""
+    error = data.error
+    log_tail: list[str] | None = None
+    if error.kind == "preview_load_failed":
+        try:
+            with trio.fail_after(10):
+                log_tail = list((await host.runtime.preview_logs(200)).lines)
+        except (RuntimeClientError, trio.TooSlowError):
+            log_tail = None
+    prompt = build_prompt(error, log_tail)
+    shot = await autoheal_screenshot(host, settings, error.url)
+    if shot is None:
+        return prompt, None
+    # The text line right before the image marks it as a screenshot.
+    return f"{prompt}\n\n{shot[0]}", (ImageBlock(shot[1], "image/jpeg"),)

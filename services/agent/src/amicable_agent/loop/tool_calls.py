@@ -11,7 +11,7 @@ from . import qa as qa_mod
 from .compaction import repair
 from .redact import redact_payload
 from .state import TurnState, send_status, send_trace
-from .tools import call_problem, run_tool, status_line
+from .tools import status_line
 from .visual import qa_look, shed_old_screenshots
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ async def run_tools(
                       "content": rejected[tid], "is_error": True}  # fmt: skip
             state.pending_results.append(result)
             continue
-        problem = call_problem(name, args, with_db=app_db is not None)
+        problem = toolbox.problem(host, name, args)
         if problem is not None:  # a malformed call: the model hears why, nothing runs
             await send_trace(host, state, TraceEvent(
                 phase="tool_error", tool_name=name or "(none)", run_id=tid,

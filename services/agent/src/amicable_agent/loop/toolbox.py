@@ -14,7 +14,7 @@ from amicable_agent.web import WEB_PROMPT, WebTools
 
 from .api import app_db_of, preview_of
 from .compaction import truncate_middle
-from .tools import ToolOutcome, run_tool, tool_definitions
+from .tools import ToolOutcome, call_problem, run_tool, tool_definitions
 from .visual import (
     SCREENSHOT_DEFINITION,
     SCREENSHOT_PROMPT,
@@ -49,6 +49,13 @@ class Toolbox:
         """The ``tools`` array of a model request for ``host``'s turn."""
         base = tool_definitions(with_db=app_db_of(host) is not None)
         return base + [{"name": name, **spec} for name, spec in self._extra(host).items()]
+
+    def problem(self, host: SessionHost, name: str, args: dict[str, Any]) -> str | None:
+        """Why a call cannot run as the model wrote it (see :func:`.tools.call_problem`),
+        knowing every tool this turn offers; None when it can run."""
+        return call_problem(
+            name, args, with_db=app_db_of(host) is not None, extra=self._extra(host)
+        )
 
     def prompt(self, host: SessionHost) -> str:
         """System-prompt paragraphs for the extra tools ``host`` has ("" when none)."""

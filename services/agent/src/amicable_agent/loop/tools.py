@@ -23,6 +23,8 @@ from .model_api import UNPARSED_KEY
 from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from amicable_protocol.messages import PermissionMode
 
     from amicable_agent.db.tools import AppDbTools
@@ -76,12 +78,18 @@ def tool_definitions(*, with_db: bool = False) -> list[dict[str, Any]]:
     return [{"name": name, **spec} for name, spec in specs.items()]
 
 
-def call_problem(name: str, args: dict[str, Any], *, with_db: bool = False) -> str | None:
+def call_problem(
+    name: str,
+    args: dict[str, Any],
+    *,
+    with_db: bool = False,
+    extra: Mapping[str, dict[str, Any]] | None = None,
+) -> str | None:
     """Why a tool call cannot run as the model wrote it (no tool, an unknown tool, arguments
     that are not a JSON object, required arguments missing), as a tool error the model can
     act on; None when it can run. Models behind some OpenAI-compatible servers get these
     wrong more often than Claude does."""
-    specs = {**TOOL_DEFINITIONS, **DB_TOOL_DEFINITIONS} if with_db else TOOL_DEFINITIONS
+    specs = {**TOOL_DEFINITIONS, **(DB_TOOL_DEFINITIONS if with_db else {}), **(extra or {})}
     names = ", ".join(specs)
     if not name:
         return f"Error: this tool call names no tool. The tools are: {names}."
