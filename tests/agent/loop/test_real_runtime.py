@@ -155,7 +155,7 @@ async def test_the_model_and_the_editor_see_the_runtimes_codes(
         Reply([Text("Done.")]),
     )  # fmt: skip
     await make_engine(url).run_user_turn(host, user("go"))
-    results = fake.requests[1].body["messages"][-1]["content"]
+    results = fake.view(1)["messages"][-1]["content"]
     assert [r["is_error"] for r in results] == [False, True, True, True]
     assert results[0]["content"].endswith("[Command exited with code 0]")
     assert (workspace / "big.txt").read_text() == text
