@@ -15,6 +15,7 @@ from amicable_agent.browser import BrowserConfig, open_preview_browser
 from amicable_agent.browser.process import find_chromium
 from amicable_protocol.messages import UserData
 from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing.model_script import tool_results_with_images
 from amicable_testing.preview_stack import open_preview_stack
 from PIL import Image
 
@@ -75,8 +76,8 @@ async def test_the_model_sees_the_element_it_just_wrote(
         host.preview = browser.camera("demo")
         await make_engine(url).run_user_turn(host, UserData(session_id="sess-1", text="go"))
     assert "rgb(0, 200, 0)" in (ws_path / "src" / "App.tsx").read_text()
-    (before,) = fake.requests[1].body["messages"][-1]["content"]
-    desktop, mobile = fake.requests[3].body["messages"][-1]["content"]
+    (before,) = tool_results_with_images(fake.view(1)["messages"])
+    desktop, mobile = tool_results_with_images(fake.view(3)["messages"])
     for result in (before, desktop, mobile):
         assert not result["is_error"], result["content"]
         assert "HTTP 200" in result["content"][0]["text"]

@@ -17,6 +17,7 @@ from amicable_agent.browser.process import find_chromium
 from amicable_agent.loop.visual import SCREENSHOT_MARK, SHED_TEXT, shed_old_screenshots
 from amicable_protocol.messages import RuntimeErrorData, RuntimeErrorInfo, UserData
 from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing.model_script import tool_results_with_images
 from amicable_testing.preview_stack import StubSite, open_preview_stack
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ async def test_an_autoheal_turn_carries_a_screenshot(
                              url="http://demo.preview.localhost:5173/broken?tab=1")  # fmt: skip
     engine = make_engine(url, auto_heal_cooldown_s=0)
     await engine.run_runtime_error(host, RuntimeErrorData(session_id="sess-1", error=error))
-    request = fake.requests[0].body["messages"][-1]
+    request = fake.view(0)["messages"][-1]
     (image,) = images_in(request["content"])
     jpeg = base64.b64decode(image["source"]["data"])
     assert jpeg[:2] == b"\xff\xd8"
@@ -68,14 +69,14 @@ async def test_an_autoheal_turn_carries_a_screenshot(
     assert "TypeError: x is undefined" in text
     assert f"{SCREENSHOT_MARK}http://demo.preview.localhost:" in text
     assert "/broken?tab=1 (desktop, 1280x800 JPEG" in text  # the failing page, its viewport
-    tools = {t["name"] for t in fake.requests[0].body["tools"]}
+    tools = {t["name"] for t in fake.view(0)["tools"]}
     assert "capture_preview_screenshot" in tools
-    assert "capture_preview_screenshot" in fake.requests[0].body["system"][0]["text"]
+    assert "capture_preview_screenshot" in fake.view(0)["system"][0]["text"]
 
     # Switched off: the same error goes without an image.
     engine = make_engine(url, auto_heal_cooldown_s=0, autoheal_screenshot=False)
     await engine.run_runtime_error(host, RuntimeErrorData(session_id="sess-1", error=error))
-    assert images_in(fake.requests[1].body["messages"][-1]["content"]) == []
+    assert images_in(fake.view(1)["messages"][-1]["content"]) == []
 
 
 @pytest.mark.slow
@@ -93,7 +94,7 @@ async def test_the_tool_result_is_text_and_image_and_qa_looks_once(
     )  # fmt: skip
     engine = make_engine(url, qa_enabled=True, qa_commands=("true",), qa_screenshot=True)
     await engine.run_user_turn(host, UserData(session_id="sess-1", text="go"))
-    results = fake.requests[1].body["messages"][-1]["content"]
+    results = tool_results_with_images(fake.view(1)["messages"])
     shot = results[0]["content"]
     assert shot[0]["type"] == "text"
     assert "mobile, 390x" in shot[0]["text"]
@@ -104,7 +105,7 @@ async def test_the_tool_result_is_text_and_image_and_qa_looks_once(
     assert "base64" not in str(ends[0].output)
     # QA passed, so the model was shown the result once, then answered.
     assert len(fake.requests) == 3
-    look = fake.requests[2].body["messages"][-1]
+    look = fake.view(2)["messages"][-1]
     assert look["content"][0]["text"].startswith("QA passed. " + SCREENSHOT_MARK)
     assert len(images_in(look["content"])) == 1
     assert host.types()[-1] == "update_completed"
@@ -121,7 +122,7 @@ async def test_a_failed_screenshot_is_an_error_result(
                     ToolUse("capture_preview_screenshot", {"device": "watch"})]),
              Reply([Text("ok")]))  # fmt: skip
     await make_engine(url).run_user_turn(host, UserData(session_id="sess-1", text="go"))
-    first, second = fake.requests[1].body["messages"][-1]["content"]
+    first, second = fake.view(1)["messages"][-1]["content"]
     assert first["is_error"]
     assert "not URLs" in first["content"]
     assert second["is_error"]
@@ -134,7 +135,7 @@ async def test_without_a_browser_the_tool_is_not_offered(
     fake, url = fake_llm
     fake.add(Reply([Text("hi")]))
     await make_engine(url).run_user_turn(host, UserData(session_id="sess-1", text="go"))
-    tools = {t["name"] for t in fake.requests[0].body["tools"]}
+    tools = {t["name"] for t in fake.view(0)["tools"]}
     assert "capture_preview_screenshot" not in tools
     assert not {"web_fetch", "web_search"} & tools  # off unless enabled
 

@@ -208,9 +208,9 @@ async def test_web_tools_in_a_turn_show_in_the_trace(
     engine.toolbox = Toolbox(settings, web=WebTools(CONFIG, resolver=resolver_for(site),
                                                     allow=ALLOW))  # fmt: skip
     await engine.run_user_turn(host, UserData(session_id="sess-1", text="read"))
-    tools = {t["name"] for t in fake.requests[0].body["tools"]}
+    tools = {t["name"] for t in fake.view(0)["tools"]}
     assert {"web_fetch", "web_search"} <= tools
-    ok, refused = fake.requests[1].body["messages"][-1]["content"]
+    ok, refused = fake.view(1)["messages"][-1]["content"]
     assert "wait until the task says it is ready" in ok["content"]
     assert refused["is_error"]
     assert "127.0.0.1" in refused["content"]

@@ -242,3 +242,28 @@ class ScriptedServer:
             *headers]))  # fmt: skip
         await self._send(conn, stream, h11.Data(data=data))
         await self._send(conn, stream, h11.EndOfMessage())
+
+
+def tool_results_with_images(
+    messages: list[dict[str, Any]], image_tools: tuple[str, ...] = ("capture_preview_screenshot",)
+) -> list[dict[str, Any]]:
+    """The tool results of the last user message of a request (as ``view`` gives it), each
+    with its images inside, whichever provider carried them: the Messages API puts a
+    screenshot in its tool result, Chat Completions (text-only tool messages) sends the images
+    right after, in order. Each comes back as ``{tool_use_id, is_error, content: [blocks]}``."""
+    asked, answer = messages[-2], messages[-1]
+    imaging = {
+        block["id"]
+        for block in asked["content"]
+        if block.get("type") == "tool_use" and block.get("name") in image_tools
+    }
+    loose = [block for block in answer["content"] if block.get("type") == "image"]
+    out = []
+    for result in (b for b in answer["content"] if b.get("type") == "tool_result"):
+        inner = result["content"]
+        if isinstance(inner, str):
+            inner = [{"type": "text", "text": inner}]
+            if result["tool_use_id"] in imaging and not result.get("is_error") and loose:
+                inner.append(loose.pop(0))
+        out.append({**result, "content": inner})
+    return out
