@@ -41,6 +41,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/projects/<project_id>/git/sync"): {"commit_message": "save"},
     ("POST", "/api/projects/<project_id>/git/pull"): {},
     ("POST", "/api/tokens"): {"name": "ci"},
+    ("PUT", "/api/admin/users/<sub>/budget"): {"daily_usd": 5},
 }
 
 #: Nested deeper than the 64 levels a body may have, but not so deep that Python's parser
@@ -98,7 +99,7 @@ def test_the_invalid_utf8_body_is_invalid_utf8() -> None:
 
 
 def _url(rule: str, project_id: str) -> str:
-    values = {"project_id": project_id, "sha": "a" * 40}
+    values = {"project_id": project_id, "sha": "a" * 40, "sub": "local"}
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], rule)
 
 
