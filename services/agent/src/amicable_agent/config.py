@@ -16,6 +16,7 @@ from .auth.config import AuthConfig
 from .db.config import HasuraConfig
 from .errors import ConfigError
 from .gitsync.config import GitSyncConfig
+from .snapshots.config import SnapshotConfig
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -100,6 +101,9 @@ class AgentConfig:
         checkpoint_max_history_bytes: ``AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES``: past this a
             project's checkpoint history is garbage-collected, then new checkpoints are
             refused (0 = no cap).
+        snapshots: where project snapshots go (``AMICABLE_SNAPSHOT_*``, see
+            :class:`amicable_agent.snapshots.SnapshotConfig`); None = the defaults (the store
+            database, the cache under ``data_dir``). Snapshots are always on.
     """
 
     host: str = "127.0.0.1"
@@ -131,6 +135,12 @@ class AgentConfig:
     # The defaults of amicable_agent.sessions.checkpoints.CheckpointPolicy.
     checkpoint_max_file_bytes: int = 50 * 1024 * 1024
     checkpoint_max_history_bytes: int = 1024 * 1024 * 1024
+    snapshots: SnapshotConfig | None = attrs.field(default=None, repr=False)
+
+    @property
+    def snapshot_config(self) -> SnapshotConfig:
+        """:attr:`snapshots`, or the defaults for :attr:`data_dir`."""
+        return self.snapshots or SnapshotConfig(cache_dir=self.data_dir / "snapshot-cache")
 
     @property
     def postgres_url(self) -> str | None:
@@ -172,6 +182,7 @@ class AgentConfig:
 
         with errors_as(ConfigError):
             data_dir = string(env, "AMICABLE_DATA_DIR", None)
+            data_path = Path(data_dir) if data_dir else default_data_dir(env)
             dist = string(env, "AMICABLE_EDITOR_DIST", None)
             cache_dir = string(env, "AMICABLE_NODE_MODULES_CACHE_DIR", None)
             runtime_cmd = tuple(string(env, "AMICABLE_RUNTIME_COMMAND", "").split())
@@ -187,7 +198,7 @@ class AgentConfig:
                     env, "AMICABLE_AGENT_INTERNAL_PORT", 8001, minimum=0, maximum=65535
                 ),
                 internal_host=string(env, "AMICABLE_AGENT_INTERNAL_HOST", "127.0.0.1"),
-                data_dir=Path(data_dir) if data_dir else default_data_dir(env),
+                data_dir=data_path,
                 database_url=parse_database_url(env),
                 sandbox_backend=choice(
                     env, "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
@@ -215,6 +226,7 @@ class AgentConfig:
                 checkpoint_max_history_bytes=integer(
                     env, "AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES", 1024**3, minimum=0
                 ),
+                snapshots=SnapshotConfig.from_env(env, data_dir=data_path),
             )
 
 

@@ -32,6 +32,8 @@ from .http.ws_server import WebSocketLane
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
+from .sessions.snapshots import Snapshots
+from .snapshots import open_snapshot_store
 from .store import open_store
 
 if TYPE_CHECKING:
@@ -151,6 +153,16 @@ async def serve(
         if engine_close is not None:
             stack.push_async_callback(engine_close)  # serve owns the engine it was given
         store = await stack.enter_async_context(open_store(config))
+        snapshot_config = config.snapshot_config
+        snapshot_store = await stack.enter_async_context(
+            open_snapshot_store(snapshot_config, store)
+        )
+        log.info(
+            "project snapshots in %s",
+            f"s3://{snapshot_config.s3.bucket}/{snapshot_config.s3.prefix}"
+            if snapshot_config.s3
+            else "the store database",
+        )
         if backend is None:
             backend = await open_backend(config, store, stack, kube_config)
         db = await stack.enter_async_context(
@@ -184,6 +196,7 @@ async def serve(
                 max_file_bytes=config.checkpoint_max_file_bytes,
                 max_history_bytes=config.checkpoint_max_history_bytes,
             ),
+            snapshots=Snapshots(snapshot_store),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))

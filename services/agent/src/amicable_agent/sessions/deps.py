@@ -14,6 +14,7 @@ from amicable_agent.sandboxes import SandboxBackend, SandboxHandle
 from amicable_agent.store import Store
 
 from .checkpoints import CheckpointPolicy
+from .snapshots import Snapshots
 
 
 @attrs.frozen
@@ -32,6 +33,8 @@ class SessionDeps:
         db: the per-app Hasura database (credentials injected at provisioning), or None.
         git_sync: GitLab persistence (a commit after each turn), or None.
         checkpoints: size limits of the per-turn checkpoints.
+        snapshots: copies each checkpoint out of the sandbox and restores re-created
+            sandboxes (None: off, as in tests that do not need it).
     """
 
     store: Store
@@ -45,3 +48,4 @@ class SessionDeps:
     db: AppDatabase | None = None
     git_sync: GitSync | None = None
     checkpoints: CheckpointPolicy = attrs.field(factory=CheckpointPolicy)
+    snapshots: Snapshots | None = None
