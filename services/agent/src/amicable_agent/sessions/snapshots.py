@@ -30,6 +30,7 @@ from amicable_agent.errors import RuntimeClientError, SnapshotError
 from ._git_scripts import GIT_ENV, GIT_MISSING_EXIT
 from ._snapshot_scripts import (
     BUNDLE_DIR,
+    RESTORE_DIR,
     bundle_script,
     check_script,
     parse_bundle,
@@ -212,6 +213,11 @@ class Snapshots:
                 return None
             if on_stage is not None:
                 await on_stage("restoring", "Restoring your project and its history…")
+            try:  # parts an earlier, cut restore left
+                await runtime.delete(f"/{RESTORE_DIR}", recursive=True)
+            except RuntimeClientError as exc:
+                if exc.code != "not_found":
+                    raise SnapshotError("failed", f"cannot prepare the restore: {exc}") from exc
             size = 0
             for record in chain:
                 size += await self._copy_in(runtime, record)
