@@ -9,7 +9,10 @@ runtime at ``http://<sandbox>.<ns>.svc.cluster.local:8888/healthz``.
 Idle TTL: claims carry ``spec.lifecycle.shutdownTime`` = last activity + idle TTL (both
 claim API versions have it), renewed by :meth:`~KubernetesBackend.touch`; the
 :mod:`~amicable_agent.sandboxes.kubernetes.reaper` deletes idle and orphaned claims in case the
-controller does not.
+controller does not. With ``idle_action="pause"`` claims carry no shutdown time: the reaper
+scales an idle claim's Sandbox to zero instead (its volumes kept), and :meth:`~KubernetesBackend.
+ensure` scales it back up. Either way the project's snapshots are the source of truth: a
+sandbox that comes back without its files is restored from them.
 
 Runtime token: with ``AMICABLE_RUNTIME_TOKEN_SECRET`` set, every sandbox gets its own token,
 ``HMAC-SHA256(secret, sandbox id)``, passed to the sandbox in the claim's ``spec.env``
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -46,6 +49,7 @@ from amicable_agent.sandboxes.kubernetes.objects import (
     LAST_ACTIVE_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    PAUSED_ANNOTATION,
     PROJECT_ANNOTATION,
     PROJECT_LABEL,
     SESSION_ANNOTATION,
@@ -56,6 +60,8 @@ from amicable_agent.sandboxes.kubernetes.objects import (
     describe_conditions,
     format_time,
     is_ready,
+    pause_patch,
+    paused_at,
     ready_condition,
     sandboxes,
     templates,
@@ -116,8 +122,8 @@ class KubernetesBackend:
         )
 
     def _lifecycle(self) -> Obj:
-        if self.config.idle_ttl_s <= 0:
-            return {}
+        if self.config.idle_ttl_s <= 0 or self.config.idle_action == "pause":
+            return {}  # paused by the reaper, never deleted by the controller
         expires = format_time(self._clock() + self.config.idle_ttl_s)
         return {"lifecycle": {"shutdownTime": expires, "shutdownPolicy": "Delete"}}
 
@@ -246,7 +252,11 @@ class KubernetesBackend:
                 await self._wait_gone(claim)
                 continue
             if claim is not None:
-                await self._renew(name)
+                if paused_at(claim) is not None:
+                    await on_stage("creating", "Resuming the paused sandbox…")
+                    claim = await self._resume(claim)
+                else:
+                    await self._renew(name)
                 return claim, True
             await self._check_template(template_id)
             await on_stage("creating", "Creating sandbox…")
@@ -255,6 +265,62 @@ class KubernetesBackend:
                 return await self._api.create(self._claims, ns, body), False
             except kube.KubeConflict:
                 continue  # another replica created it first: reconnect to theirs
+
+    def _bound_name(self, claim: Obj) -> str:
+        meta = claim["metadata"]
+        return str((claim.get("status") or {}).get("sandbox", {}).get("name") or meta["name"])
+
+    async def _resume(self, claim: Obj) -> Obj:
+        """Scale a paused claim's Sandbox back up and drop the claim's pause mark."""
+        ns, name = self.config.namespace, str(claim["metadata"]["name"])
+        # A missing Sandbox is fine: the controller makes a new one for the claim.
+        with suppress(kube.KubeNotFound):
+            await self._api.patch(
+                self._sandboxes,
+                ns,
+                self._bound_name(claim),
+                pause_patch(self.config.claim_api_version, paused=False),
+            )
+        patch: Obj = {
+            "metadata": {
+                "annotations": {
+                    PAUSED_ANNOTATION: None,
+                    LAST_ACTIVE_ANNOTATION: format_time(self._clock()),
+                }
+            }
+        }
+        resumed = await self._api.patch(self._claims, ns, name, patch)
+        self._last_touch[name] = self._clock()
+        logger.info("resumed paused sandbox claim %s", name)
+        return resumed
+
+    async def pause_if_unchanged(self, claim: Obj) -> None:
+        """Pause a claim's Sandbox (scaled to zero, volumes kept), only if the claim still
+        has the ``resourceVersion`` it was listed with (the reaper's compare-and-swap).
+
+        Raises:
+            KubeConflict: the claim changed since it was listed (renewed: kept running).
+            KubeNotFound: it is gone.
+        """
+        meta = claim["metadata"]
+        name = str(meta["name"])
+        mark: Obj = {
+            "metadata": {
+                "resourceVersion": str(meta["resourceVersion"]),
+                "annotations": {PAUSED_ANNOTATION: format_time(self._clock())},
+            }
+        }
+        await self._api.patch(self._claims, self.config.namespace, name, mark)
+        self._last_touch.pop(name, None)
+        self._bound.pop(name, None)
+        # No Sandbox to pause is fine: the mark alone makes the next ensure resume.
+        with suppress(kube.KubeNotFound):
+            await self._api.patch(
+                self._sandboxes,
+                self.config.namespace,
+                self._bound_name(claim),
+                pause_patch(self.config.claim_api_version, paused=True),
+            )
 
     async def _check_template(self, template_id: str) -> None:
         beta = self.config.claim_api_version == "v1beta1"
@@ -375,7 +441,12 @@ class KubernetesBackend:
             logger.warning("lookup of %s failed, using its last known Sandbox: %s", sandbox_id, exc)
             return self._handle(sandbox_id, known, existed=True)
         bound = ((claim or {}).get("status") or {}).get("sandbox", {}).get("name")
-        if claim is None or claim["metadata"].get("deletionTimestamp") or not bound:
+        if (
+            claim is None
+            or claim["metadata"].get("deletionTimestamp")
+            or not bound
+            or paused_at(claim) is not None
+        ):
             self._bound.pop(sandbox_id, None)
             return None
         self._bound[sandbox_id] = str(bound)
