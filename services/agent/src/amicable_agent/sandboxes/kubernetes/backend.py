@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -49,7 +49,6 @@ from amicable_agent.sandboxes.kubernetes.objects import (
     LAST_ACTIVE_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
-    PAUSED_ANNOTATION,
     PROJECT_ANNOTATION,
     PROJECT_LABEL,
     SESSION_ANNOTATION,
@@ -60,13 +59,13 @@ from amicable_agent.sandboxes.kubernetes.objects import (
     describe_conditions,
     format_time,
     is_ready,
-    pause_patch,
     paused_at,
     ready_condition,
     sandboxes,
     templates,
     warm_pools,
 )
+from amicable_agent.sandboxes.kubernetes.pause import pause_claim, resume_claim
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -76,6 +75,44 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+
+
+def api_error(
+    exc: kube.KubeApiError, action: str, *, namespace: str, claims_res: kube.Resource
+) -> SandboxProvisionError:
+    """A Kubernetes API error as a sentence for the user."""
+    ns = namespace
+    if isinstance(exc, kube.KubeForbidden):
+        return SandboxProvisionError(
+            f"The agent is not allowed to {action} in namespace {ns!r} (RBAC): {exc.message}"
+        )
+    if isinstance(exc, kube.KubeNotFound) and not exc.named:
+        return SandboxProvisionError(
+            "The agent-sandbox CRDs are not installed in this cluster (the API server does "
+            f"not serve {claims_res.plural}.{claims_res.group}/{claims_res.version}); "
+            "install agent-sandbox with its extensions."
+        )
+    if isinstance(exc, kube.KubeInvalid):
+        return SandboxProvisionError(f"The cluster rejected the sandbox claim: {exc.message}")
+    return SandboxProvisionError(f"Kubernetes API error while trying to {action}: {exc}")
+
+
+async def check_template(
+    api: kube.KubeApi, config: KubernetesBackendConfig, template_id: str
+) -> None:
+    """Fail clearly when the template (or warm pool) a claim would name does not exist."""
+    beta = config.claim_api_version == "v1beta1"
+    res = (warm_pools if beta else templates)(config.claim_api_version)
+    wanted = config.template_for(template_id)
+    try:
+        found = await api.find(res, config.namespace, wanted)
+    except (kube.KubeForbidden, kube.KubeNotFound):
+        return  # not allowed to look (RBAC) or type not served: the claim will tell
+    if found is None:
+        raise SandboxProvisionError(
+            f"{res.kind} {wanted!r} (for template {template_id!r}) does not exist in "
+            f"namespace {config.namespace!r}; apply the sandbox templates first."
+        )
 
 
 class KubernetesBackend:
@@ -154,20 +191,7 @@ class KubernetesBackend:
         }
 
     def _api_error(self, exc: kube.KubeApiError, action: str) -> SandboxProvisionError:
-        ns = self.config.namespace
-        if isinstance(exc, kube.KubeForbidden):
-            return SandboxProvisionError(
-                f"The agent is not allowed to {action} in namespace {ns!r} (RBAC): {exc.message}"
-            )
-        if isinstance(exc, kube.KubeNotFound) and not exc.named:
-            return SandboxProvisionError(
-                "The agent-sandbox CRDs are not installed in this cluster (the API server does "
-                f"not serve {self._claims.plural}.{self._claims.group}/{self._claims.version}); "
-                "install agent-sandbox with its extensions."
-            )
-        if isinstance(exc, kube.KubeInvalid):
-            return SandboxProvisionError(f"The cluster rejected the sandbox claim: {exc.message}")
-        return SandboxProvisionError(f"Kubernetes API error while trying to {action}: {exc}")
+        return api_error(exc, action, namespace=self.config.namespace, claims_res=self._claims)
 
     # ----- SandboxBackend -------------------------------------------------------------
 
@@ -254,11 +278,12 @@ class KubernetesBackend:
             if claim is not None:
                 if paused_at(claim) is not None:
                     await on_stage("creating", "Resuming the paused sandbox…")
-                    claim = await self._resume(claim)
+                    claim = await resume_claim(self._api, self.config, claim, now=self._clock())
+                    logger.info("resumed paused sandbox claim %s", name)
                 else:
                     await self._renew(name)
                 return claim, True
-            await self._check_template(template_id)
+            await check_template(self._api, self.config, template_id)
             await on_stage("creating", "Creating sandbox…")
             body = self.claim_body(session_id, project_id=project_id, template_id=template_id)
             try:
@@ -266,75 +291,18 @@ class KubernetesBackend:
             except kube.KubeConflict:
                 continue  # another replica created it first: reconnect to theirs
 
-    def _bound_name(self, claim: Obj) -> str:
-        meta = claim["metadata"]
-        return str((claim.get("status") or {}).get("sandbox", {}).get("name") or meta["name"])
-
-    async def _resume(self, claim: Obj) -> Obj:
-        """Scale a paused claim's Sandbox back up and drop the claim's pause mark."""
-        ns, name = self.config.namespace, str(claim["metadata"]["name"])
-        # A missing Sandbox is fine: the controller makes a new one for the claim.
-        with suppress(kube.KubeNotFound):
-            await self._api.patch(
-                self._sandboxes,
-                ns,
-                self._bound_name(claim),
-                pause_patch(self.config.claim_api_version, paused=False),
-            )
-        patch: Obj = {
-            "metadata": {
-                "annotations": {
-                    PAUSED_ANNOTATION: None,
-                    LAST_ACTIVE_ANNOTATION: format_time(self._clock()),
-                }
-            }
-        }
-        resumed = await self._api.patch(self._claims, ns, name, patch)
-        self._last_touch[name] = self._clock()
-        logger.info("resumed paused sandbox claim %s", name)
-        return resumed
-
     async def pause_if_unchanged(self, claim: Obj) -> None:
-        """Pause a claim's Sandbox (scaled to zero, volumes kept), only if the claim still
-        has the ``resourceVersion`` it was listed with (the reaper's compare-and-swap).
+        """Pause a claim's Sandbox (scaled to zero, volumes kept) if the claim still has the
+        ``resourceVersion`` it was listed with (see :func:`.pause.pause_claim`).
 
         Raises:
             KubeConflict: the claim changed since it was listed (renewed: kept running).
             KubeNotFound: it is gone.
         """
-        meta = claim["metadata"]
-        name = str(meta["name"])
-        mark: Obj = {
-            "metadata": {
-                "resourceVersion": str(meta["resourceVersion"]),
-                "annotations": {PAUSED_ANNOTATION: format_time(self._clock())},
-            }
-        }
-        await self._api.patch(self._claims, self.config.namespace, name, mark)
+        name = str(claim["metadata"]["name"])
+        await pause_claim(self._api, self.config, claim, now=self._clock())
         self._last_touch.pop(name, None)
         self._bound.pop(name, None)
-        # No Sandbox to pause is fine: the mark alone makes the next ensure resume.
-        with suppress(kube.KubeNotFound):
-            await self._api.patch(
-                self._sandboxes,
-                self.config.namespace,
-                self._bound_name(claim),
-                pause_patch(self.config.claim_api_version, paused=True),
-            )
-
-    async def _check_template(self, template_id: str) -> None:
-        beta = self.config.claim_api_version == "v1beta1"
-        res = (warm_pools if beta else templates)(self.config.claim_api_version)
-        wanted = self.config.template_for(template_id)
-        try:
-            found = await self._api.find(res, self.config.namespace, wanted)
-        except (kube.KubeForbidden, kube.KubeNotFound):
-            return  # not allowed to look (RBAC) or type not served: the claim will tell
-        if found is None:
-            raise SandboxProvisionError(
-                f"{res.kind} {wanted!r} (for template {template_id!r}) does not exist in "
-                f"namespace {self.config.namespace!r}; apply the sandbox templates first."
-            )
 
     async def _wait_gone(self, obj: Obj) -> None:
         await self._wait_for(
