@@ -220,18 +220,23 @@ async def test_a_bundle_that_does_not_verify_is_refused(
 
 
 async def test_a_forged_history_on_top_is_refused(tmp_path: Path, store: SnapshotStore) -> None:
-    # The sandbox bundles a valid pack whose head is not the one it named.
+    # Once a history is stored, the sandbox hands over valid bundles of another history.
     runtime = CountingRuntime(template(tmp_path / "one"))
     await Checkpoints(runtime).ensure()
+    assert await Snapshots(store).take(PID, runtime) is not None
+    await _turn(runtime, "Real work", {"src/App.tsx": "real\n"})
     other = CountingRuntime(template(tmp_path / "other"))
     (other.root / "evil.js").write_text("steal()\n")
     await Checkpoints(other).ensure()
-    git(other.root, "update-ref", "refs/amicable/snapshot", "HEAD")
-    git(other.root, "bundle", "create", str(tmp_path / "forged"), "refs/amicable/snapshot")
-    forged = TamperingRuntime(runtime.root, (tmp_path / "forged").read_bytes())
-    with pytest.raises(SnapshotError) as refused:
-        await Snapshots(store).take(PID, forged)
-    assert refused.value.code == "invalid_bundle"
+    await _turn(other, "Forged", {"src/App.tsx": "forged\n"})
+    git(other.root, "bundle", "create", str(tmp_path / "incremental"), "HEAD", "^HEAD~1")
+    git(other.root, "bundle", "create", str(tmp_path / "full"), "HEAD")
+    for forged in ("incremental", "full"):
+        tampering = TamperingRuntime(runtime.root, (tmp_path / forged).read_bytes())
+        with pytest.raises(SnapshotError) as refused:
+            await Snapshots(store).take(PID, tampering)
+        assert refused.value.code == "invalid_bundle", forged
+    assert len(await store.chain(PID)) == 1
 
 
 async def test_bundles_over_the_cap_are_refused(tmp_path: Path) -> None:

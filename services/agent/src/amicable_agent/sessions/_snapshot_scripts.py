@@ -10,7 +10,6 @@ through the file API in parts; a restore's parts are written to ``.amicable/rest
 from __future__ import annotations
 
 import re
-import shlex
 from typing import TYPE_CHECKING
 
 import attrs
@@ -24,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Where a snapshot bundle is made, in the sandbox.
 BUNDLE_DIR = ".git/amicable-snap"
+#: The bundle as made (its first part, when it is split).
+FIRST_PART = f"{BUNDLE_DIR}/p.aaaa"
 #: Where a restore's parts are written, in the sandbox (a workspace path without the ``/``).
 RESTORE_DIR = ".amicable/restore"
 #: The old history's head, kept as a ref when a restore replaces a different history.
@@ -31,7 +32,6 @@ REPLACED_REF = "refs/amicable/replaced"
 #: The files whose change (against the template's) makes a restore reinstall dependencies.
 LOCK_FILES = ("package.json", "package-lock.json")
 _PART_NAME = re.compile(r"p\.[a-z]{4}")
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @attrs.frozen
@@ -41,52 +41,66 @@ class BundleOutput:
     Attributes:
         state: ``none`` (no history yet), ``same`` (nothing after ``base``), ``diverged``
             (the history does not continue ``base``), ``too_large``, ``failed`` or ``ready``.
-        head: the sandbox's head, when it has one.
         size: the size the sandbox claims for the bundle (never trusted for reading).
         parts: the names of the bundle's parts in ``BUNDLE_DIR``, in order.
         detail: git's complaint when ``failed``.
     """
 
     state: str
-    head: str | None = None
     size: int = 0
     parts: tuple[str, ...] = ()
     detail: str = ""
 
 
-def bundle_script(base: str | None, *, part_bytes: int, max_bytes: int) -> str:
-    """Bundle the commits after ``base`` (all of them when None) up to ``HEAD`` as
-    :data:`SNAPSHOT_REF`, split into parts of ``part_bytes``; see :func:`parse_bundle`."""
-    rev = [SNAPSHOT_REF, *([f"^{base}"] if base else [])]
+def bundle_script(base: str | None) -> str:
+    """Bundle the commits after ``base`` (all of them when None) up to ``HEAD`` (the bundle's
+    one ref) as :data:`FIRST_PART`; see :func:`parse_bundle`.
+
+    A snapshot follows every checkpoint, so the common path is one ``git bundle create``:
+    the head is read from the bundle's header by the agent, "nothing new" is git refusing an
+    empty bundle, and a history that does not continue ``base`` is told apart only when the
+    bundle cannot be made (or by the agent's fast-forward check). A bundle too big to read
+    in one part is split by :func:`split_script`.
+    """
+    has_head = git("rev-parse", "-q", "--verify", "HEAD")
+    rev = ["HEAD", *([f"^{base}"] if base else [])]
     lines = [
         REQUIRE_GIT,
         "[ -d .git ] || { echo 'state none'; exit 0; }",
-        f"head=$({git('rev-parse', '-q', '--verify', 'HEAD^{commit}')}) || "
-        "{ echo 'state none'; exit 0; }",
-        'echo "head $head"',
+        f"[ -d {BUNDLE_DIR} ] || mkdir -p {BUNDLE_DIR}",
+        f'for f in {BUNDLE_DIR}/p.*; do [ -e "$f" ] && rm -f {BUNDLE_DIR}/p.*; break; done',
+        f"if ! {git('bundle', 'create', FIRST_PART, *rev)} 2>{BUNDLE_DIR}/err; then",
+        f"  if ! {has_head} >/dev/null; then echo 'state none'; exit 0; fi",
+        f"  if grep -q 'empty bundle' {BUNDLE_DIR}/err; then echo 'state same'; exit 0; fi",
     ]
-    if base:
-        lines += [
-            f'if [ "$head" = {shlex.quote(base)} ]; then echo "state same"; exit 0; fi',
-            f"{git('merge-base', '--is-ancestor', base, 'HEAD')} 2>/dev/null || "
-            "{ echo 'state diverged'; exit 0; }",
-        ]
+    if base:  # the base is unknown here (a history that started over)
+        lines.append(
+            f"  if ! {git('cat-file', '-e', f'{base}^{{commit}}')} 2>/dev/null; then "
+            "echo 'state diverged'; exit 0; fi"
+        )
     lines += [
-        f"rm -rf {BUNDLE_DIR} && mkdir -p {BUNDLE_DIR}",
-        f'{git("update-ref", SNAPSHOT_REF)} "$head"',
-        f"if ! {git('bundle', 'create', f'{BUNDLE_DIR}/b', *rev)} 2>{BUNDLE_DIR}/err; then",
         f"  echo 'state failed'; tail -c 400 {BUNDLE_DIR}/err; exit 0",
         "fi",
-        f"size=$(wc -c < {BUNDLE_DIR}/b | tr -d ' ')",
-        'echo "size $size"',
-        f'if [ "$size" -gt {int(max_bytes)} ]; then rm -rf {BUNDLE_DIR}; echo "state too_large"; exit 0; fi',
-        f'if [ "$size" -gt {int(part_bytes)} ]; then',
-        f"  (cd {BUNDLE_DIR} && split -b {int(part_bytes)} -a 4 b p. && rm -f b)",
-        f"else mv {BUNDLE_DIR}/b {BUNDLE_DIR}/p.aaaa; fi",
         "echo 'state ready'",
-        f'for f in {BUNDLE_DIR}/p.*; do echo "part ${{f##*/}}"; done',
+        "echo 'part p.aaaa'",
     ]
     return "\n".join(lines)
+
+
+def split_script(*, part_bytes: int, max_bytes: int) -> str:
+    """Split the bundle :func:`bundle_script` made into parts of ``part_bytes`` (or refuse it
+    as ``too_large`` over ``max_bytes``); see :func:`parse_bundle`."""
+    return "\n".join(
+        [
+            "set -e",
+            f"size=$(( $(wc -c < {FIRST_PART}) ))",
+            'echo "size $size"',
+            f'if [ "$size" -gt {int(max_bytes)} ]; then rm -f {FIRST_PART}; echo "state too_large"; exit 0; fi',
+            f"cd {BUNDLE_DIR} && mv p.aaaa b && split -b {int(part_bytes)} -a 4 b p. && rm -f b",
+            "echo 'state ready'",
+            'for f in p.*; do echo "part $f"; done',
+        ]
+    )
 
 
 def parse_bundle(text: str) -> BundleOutput:
@@ -98,19 +112,16 @@ def parse_bundle(text: str) -> BundleOutput:
         key, _, value = line.partition(" ")
         if key == "part" and _PART_NAME.fullmatch(value):
             parts.append(value)
-        elif key in ("state", "head", "size") and key not in fields:
+        elif key in ("state", "size") and key not in fields:
             fields[key] = value.strip()
         else:
             rest.append(line)
     state = fields.get("state", "failed")
-    head = fields.get("head")
-    if head is not None and not _OID.fullmatch(head):
-        return BundleOutput("failed", detail="the sandbox named a malformed head")
     size = fields.get("size", "0")
-    if state == "ready" and (head is None or not parts or not size.isdigit()):
-        return BundleOutput("failed", head, detail="the sandbox's bundle listing is incomplete")
+    if state == "ready" and not parts:
+        return BundleOutput("failed", detail="the sandbox's bundle listing is incomplete")
     return BundleOutput(
-        state, head, int(size) if size.isdigit() else 0, tuple(parts), "\n".join(rest)[-400:]
+        state, int(size) if size.isdigit() else 0, tuple(parts), "\n".join(rest)[-400:]
     )
 
 

@@ -30,12 +30,14 @@ from amicable_agent.errors import RuntimeClientError, SnapshotError
 from ._git_scripts import GIT_ENV, GIT_MISSING_EXIT
 from ._snapshot_scripts import (
     BUNDLE_DIR,
+    FIRST_PART,
     RESTORE_DIR,
     bundle_script,
     check_script,
     parse_bundle,
     part_path,
     restore_script,
+    split_script,
 )
 from .checkpoints import INSTALL_COMMAND, INSTALL_TIMEOUT_S
 
@@ -138,53 +140,68 @@ class Snapshots:
                 one: nothing stored), ``too_large``, ``invalid_bundle``, ``conflict``,
                 ``storage``, ``failed``.
         """
-        config = self.store.config
         async with self._locked(project_id):
+            try:
+                return await self._take(project_id, runtime, await self.store.head(project_id))
+            except SnapshotError as exc:
+                if exc.code != "conflict":
+                    raise
+            # another replica moved the chain: once more from the stored head
             chain = await self.store.chain(project_id)
-            base = chain[-1].head_sha if chain else None
-            out = parse_bundle(
-                await self._exec(
-                    runtime,
-                    bundle_script(
-                        base, part_bytes=config.part_bytes, max_bytes=config.max_bundle_bytes
-                    ),
-                )
-            )
-            if out.state in ("none", "same"):
-                return None
-            if out.state == "diverged":
-                raise SnapshotError(
-                    "diverged",
-                    f"the sandbox's history does not continue the stored one (at {base})",
-                )
-            if out.state == "too_large":
-                raise SnapshotError(
-                    "too_large", f"{out.size} bytes, over {config.max_bundle_bytes}"
-                )
-            if out.state != "ready" or out.head is None:
-                raise SnapshotError("failed", out.detail or f"the sandbox answered {out.state}")
-            async with self.store.spool() as path:
-                await self._copy_out(runtime, out.parts, path)
-                return await self.store.add(project_id, path, head=out.head, base=base)
+            return await self._take(project_id, runtime, chain[-1].head_sha if chain else None)
 
-    async def _copy_out(self, runtime: RuntimeClient, parts: tuple[str, ...], path: Path) -> None:
+    async def _take(
+        self, project_id: str, runtime: RuntimeClient, base: str | None
+    ) -> SnapshotRecord | None:
+        out = parse_bundle(await self._exec(runtime, bundle_script(base)))
+        if out.state in ("none", "same"):
+            return None
+        if out.state == "diverged":
+            raise SnapshotError(
+                "diverged",
+                f"the sandbox's history does not continue the stored one (at {base})",
+            )
+        if out.state != "ready":
+            raise SnapshotError("failed", out.detail or f"the sandbox answered {out.state}")
+        async with self.store.spool() as path:
+            data = await self._copy_out(runtime, path)
+            return await self.store.add(project_id, path, base=base, data=data)
+
+    async def _copy_out(self, runtime: RuntimeClient, path: Path) -> bytes | None:
+        """Read the bundle into ``path``: its one part when small (the common case: its
+        bytes are returned too), else split first (None)."""
         config = self.store.config
+        try:
+            data, _ = await runtime.read_file(f"/{FIRST_PART}", max_bytes=config.part_bytes)
+        except RuntimeClientError as exc:
+            if exc.code != "too_large":
+                raise SnapshotError("failed", f"cannot read the bundle: {exc}") from exc
+        else:
+            await trio.to_thread.run_sync(_append, path, data)
+            return data
+        out = parse_bundle(
+            await self._exec(
+                runtime,
+                split_script(part_bytes=config.part_bytes, max_bytes=config.max_bundle_bytes),
+            )
+        )
+        if out.state == "too_large":
+            raise SnapshotError("too_large", f"{out.size} bytes, over {config.max_bundle_bytes}")
+        if out.state != "ready":
+            raise SnapshotError("failed", out.detail or f"the sandbox answered {out.state}")
         total = 0
-        for name in parts:
+        for name in out.parts:
             try:
                 data, _ = await runtime.read_file(
                     f"/{BUNDLE_DIR}/{name}", max_bytes=config.part_bytes
                 )
             except RuntimeClientError as exc:
-                if exc.code == "too_large":
-                    raise SnapshotError(
-                        "too_large", f"a part of the bundle is over {config.part_bytes} bytes"
-                    ) from exc
                 raise SnapshotError("failed", f"cannot read the bundle: {exc}") from exc
             total += len(data)
             if total > config.max_bundle_bytes:
                 raise SnapshotError("too_large", f"over {config.max_bundle_bytes} bytes")
             await trio.to_thread.run_sync(_append, path, data)
+        return None
 
     # --- restore ------------------------------------------------------------------------
 

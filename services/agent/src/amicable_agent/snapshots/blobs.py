@@ -35,6 +35,11 @@ class BlobStore(Protocol):
         """
         ...
 
+    def inline_name(self, size: int) -> str | None:
+        """A new blob's name when ``size`` bytes can be stored with the record, in its
+        transaction (one write per snapshot), else None (then :meth:`put` them)."""
+        ...
+
     def read(self, blob: str, size: int) -> AsyncGenerator[bytes, None]:
         """The blob's parts in order (use with ``aclosing``); raises ``SnapshotError``
         ``storage`` when it is missing or not ``size`` bytes long."""
@@ -81,6 +86,9 @@ class DbBlobs:
                 return blob
             await self._index.put_snapshot_part(project_id, blob, part, data)
             part += 1
+
+    def inline_name(self, size: int) -> str | None:
+        return f"{DB_BLOB_PREFIX}{uuid.uuid4().hex}" if size <= self._part_bytes else None
 
     async def read(self, blob: str, size: int) -> AsyncGenerator[bytes, None]:
         if not blob.startswith(DB_BLOB_PREFIX):

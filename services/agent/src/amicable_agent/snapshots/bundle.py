@@ -75,16 +75,21 @@ def parse_header(head: bytes) -> BundleHeader:
     return BundleHeader(2 if signature.startswith(b"# v2") else 3, frozenset(prerequisites), refs)
 
 
-def check_snapshot_header(header: BundleHeader, *, head: str, base: str | None) -> None:
-    """A snapshot bundle carries :data:`SNAPSHOT_REF` = ``head`` and nothing else; a full
-    one (``base`` None) has no prerequisites, an incremental one needs some.
+def check_snapshot_header(header: BundleHeader, *, base: str | None) -> tuple[str, str]:
+    """A snapshot bundle carries one ref (``HEAD`` as a sandbox makes it, or
+    :data:`SNAPSHOT_REF` as the agent's compaction does); a full one (``base`` None) has no
+    prerequisites, an incremental one needs some. Returns the ref's name and its commit.
 
     Raises:
         SnapshotError: ``invalid_bundle`` with what is wrong.
     """
-    if header.refs != {SNAPSHOT_REF: head}:
-        raise SnapshotError("invalid_bundle", f"the bundle should carry only {SNAPSHOT_REF}")
+    if len(header.refs) != 1 or not set(header.refs) <= {"HEAD", SNAPSHOT_REF}:
+        raise SnapshotError(
+            "invalid_bundle", f"the bundle should carry only HEAD or {SNAPSHOT_REF}"
+        )
     if base is None and header.prerequisites:
         raise SnapshotError("invalid_bundle", "a full bundle must not need other commits")
     if base is not None and not header.prerequisites:
         raise SnapshotError("invalid_bundle", "an incremental bundle without prerequisites")
+    ((name, head),) = header.refs.items()
+    return name, head

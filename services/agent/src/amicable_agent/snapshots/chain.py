@@ -85,6 +85,7 @@ class SnapshotStore:
         self._locks: dict[str, trio.Lock] = {}
         self._heads: dict[str, str] = {}  # the mirror's head, where known
         self._stats = {"added": 0, "compacted": 0, "rebuilt": 0, "refused": 0}
+        self._spool_made = False
 
     def statistics(self) -> dict[str, int]:
         """Counts since start: bundles added, compactions, mirrors rebuilt, bundles refused."""
@@ -105,7 +106,9 @@ class SnapshotStore:
     async def spool(self) -> AsyncIterator[Path]:
         """A fresh path for a temporary bundle, removed after the block."""
         tmp = self.config.cache_dir / "tmp"
-        await trio.to_thread.run_sync(lambda: tmp.mkdir(parents=True, exist_ok=True))
+        if not self._spool_made:
+            await trio.to_thread.run_sync(lambda: tmp.mkdir(parents=True, exist_ok=True))
+            self._spool_made = True
         path = tmp / f"{secrets.token_hex(8)}.bundle"
         try:
             yield path
@@ -129,6 +132,16 @@ class SnapshotStore:
         except Exception as exc:  # the database: StoreUnavailable, driver errors
             raise SnapshotError("storage", f"cannot read the snapshot chain: {exc}") from exc
 
+    async def head(self, project_id: str) -> str | None:
+        """The chain's head: what this replica stored last, else read from the store. (A
+        stale answer only makes :meth:`add` refuse with ``conflict``.)"""
+        known = self._heads.get(project_id)
+        if known is not None:
+            await trio.lowlevel.checkpoint()
+            return known
+        chain = await self.chain(project_id)
+        return chain[-1].head_sha if chain else None
+
     async def _synced_mirror(self, project_id: str, chain: list[SnapshotRecord]) -> Mirror:
         """The project's mirror holding exactly ``chain`` (rebuilt from it when not)."""
         mirror = self._mirror(project_id)
@@ -143,53 +156,69 @@ class SnapshotStore:
                 async with aclosing(self.read(record)) as parts:
                     async for part in parts:
                         await trio.to_thread.run_sync(_append, path, part)
-                await mirror.apply(path, head=record.head_sha)
+                header = parse_header(await trio.to_thread.run_sync(_head_bytes, path))
+                await mirror.apply(path, ref=next(iter(header.refs)))
         if chain:
             self._stats["rebuilt"] += 1
             self._heads[project_id] = chain[-1].head_sha
         return mirror
 
     async def add(
-        self, project_id: str, bundle: Path, *, head: str, base: str | None
+        self, project_id: str, bundle: Path, *, base: str | None, data: bytes | None = None
     ) -> SnapshotRecord:
-        """Check the bundle a sandbox made (the commits after ``base``, up to ``head``) and
-        append it to the project's chain.
+        """Check the bundle a sandbox made (the commits after ``base``; its one ref names the
+        new head) and append it to the project's chain. ``data``: the file's bytes, when the
+        caller holds them (a small bundle: no reading it back).
 
         Raises:
             SnapshotError: ``too_large``, ``invalid_bundle`` (refused: nothing stored),
                 ``conflict`` (the chain's head is not ``base``), ``storage``.
         """
         async with self._locked(project_id):
-            size, digest = await trio.to_thread.run_sync(_size_and_digest, bundle)
+            if data is not None:
+                size, digest = len(data), hashlib.sha256(data).hexdigest()
+                start = data[:MAX_HEADER_BYTES]
+            else:
+                size, digest = await trio.to_thread.run_sync(_size_and_digest, bundle)
+                start = await trio.to_thread.run_sync(_head_bytes, bundle)
             try:
                 if size > self.config.max_bundle_bytes:
                     raise SnapshotError(
                         "too_large", f"{size} bytes, over {self.config.max_bundle_bytes}"
                     )
-                header = parse_header(await trio.to_thread.run_sync(_head_bytes, bundle))
-                check_snapshot_header(header, head=head, base=base)
+                header = parse_header(start)
+                ref, head = check_snapshot_header(header, base=base)
                 chain = await self.chain(project_id)
                 stored = chain[-1].head_sha if chain else None
                 if stored != base:
                     raise SnapshotError("conflict", f"the stored history is at {stored}")
                 mirror = await self._synced_mirror(project_id, chain)
                 self._heads.pop(project_id, None)  # until the record is written
-                await mirror.apply(bundle, head=head)
+                await mirror.apply(bundle, ref=ref)
             except SnapshotError as exc:
                 if exc.code in ("too_large", "invalid_bundle"):
                     self._stats["refused"] += 1
                 raise
-            blob = await self._blobs.put(project_id, bundle)
+            inline = self._blobs.inline_name(size)
+            parts: tuple[bytes, ...] = ()
+            if inline is not None:  # small: its bytes go in the record's transaction
+                blob = inline
+                parts = (
+                    data if data is not None else await trio.to_thread.run_sync(bundle.read_bytes),
+                )
+            else:
+                blob = await self._blobs.put(project_id, bundle)
             try:
                 record = await self._index.append_snapshot(
                     project_id,
                     kind="full" if base is None else "incremental",
                     head_sha=head, base_sha=base, size_bytes=size, sha256=digest,
-                    blob=blob, expect_head=stored,
+                    blob=blob, expect_head=stored, parts=parts,
                 )  # fmt: skip
             except BaseException:
-                with trio.CancelScope(shield=True), trio.move_on_after(30):
-                    await self._blobs.discard(project_id, [blob])
+                if inline is None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(30):
+                        await self._blobs.discard(project_id, [blob])
                 raise
             self._heads[project_id] = head
             self._stats["added"] += 1

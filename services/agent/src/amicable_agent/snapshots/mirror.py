@@ -126,26 +126,44 @@ class Mirror:
         """Delete the mirror (the project was deleted)."""
         await trio.to_thread.run_sync(lambda: shutil.rmtree(self.path, ignore_errors=True))
 
-    async def apply(self, bundle: Path, *, head: str) -> None:
-        """Verify ``bundle`` against the history and add it (fast-forward only).
+    async def apply(self, bundle: Path, *, ref: str) -> None:
+        """Verify ``bundle`` against the history and add it: its ``ref`` (checked against
+        the header by the caller) becomes the history's head, fast-forward only. When this
+        raises, the mirror may hold the bundle anyway: the caller treats it as unknown.
 
         Raises:
             SnapshotError: ``invalid_bundle`` when git refuses it (prerequisites missing,
-                a corrupt or malicious pack, not a fast-forward, another head); ``failed``
-                when git could not run.
+                a corrupt or malicious pack), ``diverged`` when it is not a fast-forward,
+                ``failed`` when git could not run.
         """
-        code, _, err = await self._run("bundle", "verify", "-q", str(bundle), check=False)
+        refspec = f"{ref}:{SNAPSHOT_REF}"  # no "+": only a fast-forward
+        results: dict[str, tuple[int, str, str]] = {}
+
+        async def run(key: str, *args: str) -> None:
+            results[key] = await self._run(*args, check=False)
+
+        # Side by side (a snapshot follows every checkpoint): the fetch runs the same
+        # prerequisite check before its own, and a refused verify wins either way.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "verify", "bundle", "verify", "-q", str(bundle))
+            nursery.start_soon(
+                run,
+                "fetch",
+                "fetch",
+                "-q",
+                "--no-tags",
+                "--no-write-fetch-head",
+                str(bundle),
+                refspec,
+            )
+        code, _, err = results["verify"]
         if code != 0:
             raise SnapshotError("invalid_bundle", f"git bundle verify refused it: {err[-300:]}")
-        refspec = f"{SNAPSHOT_REF}:{SNAPSHOT_REF}"  # no "+": only a fast-forward
-        code, _, err = await self._run(
-            "fetch", "-q", "--no-tags", "--no-write-fetch-head", str(bundle), refspec, check=False
-        )
+        code, _, err = results["fetch"]
+        if code != 0 and "non-fast-forward" in err:
+            raise SnapshotError("diverged", "the bundle does not continue the stored history")
         if code != 0:
             raise SnapshotError("invalid_bundle", f"git fetch refused the bundle: {err[-300:]}")
-        got = await self.head()
-        if got != head:
-            raise SnapshotError("invalid_bundle", f"the bundle brought {got}, not {head}")
 
     async def write_full(self, dest: Path) -> None:
         """Write a bundle of the whole history to ``dest``."""

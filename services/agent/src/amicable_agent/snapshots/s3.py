@@ -73,6 +73,9 @@ class S3Blobs:
         await self._call(self._client.upload_file, str(source), self._bucket, key)
         return PREFIX + key
 
+    def inline_name(self, size: int) -> str | None:
+        return None  # bytes always go to the bucket
+
     def _key(self, blob: str) -> str:
         if not blob.startswith(PREFIX):
             raise SnapshotError("storage", f"{blob} is not kept in the bucket")

@@ -16,6 +16,8 @@ import attrs
 from amicable_agent.auth.identity import Role, User
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from amicable_protocol.messages import HistoryEntry, ProjectInfo
 
     from .snapshots import SnapshotKind, SnapshotRecord
@@ -195,8 +197,10 @@ class SnapshotIndex(Protocol):
         sha256: str,
         blob: str,
         expect_head: str | None,
+        parts: Sequence[bytes] = (),
     ) -> SnapshotRecord:
-        """Append a snapshot if the chain's head is still ``expect_head``."""
+        """Append a snapshot if the chain's head is still ``expect_head`` (with the bytes of
+        a small database blob)."""
         ...
 
     async def compact_snapshots(

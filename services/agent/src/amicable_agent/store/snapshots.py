@@ -142,8 +142,10 @@ class SnapshotQueries:
         sha256: str,
         blob: str,
         expect_head: str | None,
+        parts: Sequence[bytes] = (),
     ) -> SnapshotRecord:
-        """Append a snapshot if the chain's head is still ``expect_head`` (None: no chain).
+        """Append a snapshot if the chain's head is still ``expect_head`` (None: no chain);
+        ``parts``: the bytes of a small database blob, stored in the same transaction.
 
         Raises:
             SnapshotError: ``conflict`` when the head moved (another writer, or a history
@@ -165,6 +167,12 @@ class SnapshotQueries:
                 f"INSERT INTO snapshots ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 attrs.astuple(record),
             )
+            for index, data in enumerate(parts):
+                self._execute(
+                    conn,
+                    "INSERT INTO snapshot_parts (blob, part, project_id, data) VALUES (?,?,?,?)",
+                    (blob, index, project_id, data),
+                )
             return record
 
         return await self._run(insert)
