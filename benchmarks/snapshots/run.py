@@ -32,7 +32,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import kubernetes
@@ -90,7 +89,7 @@ async def runtime_on(workspace: Path, token: str = TOKEN) -> AsyncIterator[int]:
     )  # fmt: skip
     try:
         with trio.fail_after(60):
-            while not ready.exists():
+            while not ready.exists():  # noqa: ASYNC110 - another process writes it
                 await trio.sleep(0.05)
         yield int(json.loads(ready.read_text())["port"])
     finally:
@@ -121,7 +120,9 @@ async def per_turn(base: Path, turns: int) -> None:
         first = await snapshots.take("p", runtime)
         full_s = time.perf_counter() - start
         for n in range(turns):
-            await runtime.write_file("/src/App.tsx", f"export default () => <h1>Turn {n}</h1>;\n".encode())
+            await runtime.write_file(
+                "/src/App.tsx", f"export default () => <h1>Turn {n}</h1>;\n".encode()
+            )
             await runtime.write_file(f"/src/part{n}.ts", f"export const n = {n};\n".encode() * 20)
             start = time.perf_counter()
             await checkpoints.create(f"Turn {n}")
@@ -130,7 +131,9 @@ async def per_turn(base: Path, turns: int) -> None:
             checkpoint_s.append(middle - start)
             snapshot_s.append(time.perf_counter() - middle)
     ratios = [s / c for s, c in zip(snapshot_s, checkpoint_s, strict=True)]
-    print(f"first (full) snapshot of the template: {full_s * 1000:.1f} ms, {first.size_bytes if first else 0} bytes")
+    print(
+        f"first (full) snapshot of the template: {full_s * 1000:.1f} ms, {first.size_bytes if first else 0} bytes"
+    )
     print(f"checkpoint commit    median {median_ms(checkpoint_s)}")
     print(f"snapshot after it    median {median_ms(snapshot_s)}")
     print(f"ratio snapshot/checkpoint per turn: median {statistics.median(ratios):.2f}x "
@@ -171,7 +174,9 @@ async def restored_init(base: Path, runs: int, turns: int) -> None:
                                 partial_interval_s=0.0, qa_enabled=False)  # fmt: skip
         engine = Engine(settings, llm=LlmClient(settings))
         ports = await nursery.start(
-            lambda task_status: serve(config, backend=backend, engine=engine, task_status=task_status)
+            lambda task_status: serve(
+                config, backend=backend, engine=engine, task_status=task_status
+            )
         )
         ws_url = f"ws://127.0.0.1:{ports.public}/"
 
@@ -196,9 +201,13 @@ async def restored_init(base: Path, runs: int, turns: int) -> None:
                            "content": f"export const Page{n} = () => <p>{n}</p>;\n"})]),
                     Reply([Text("done")]),
                 )  # fmt: skip
-                await ws_send(ws, {"type": "user", "data": {"session_id": project, "text": f"page {n}"}})
+                await ws_send(
+                    ws, {"type": "user", "data": {"session_id": project, "text": f"page {n}"}}
+                )
                 await ws_recv_until(ws, "update_completed", timeout_s=60)
-                while (await ws_recv_until(ws, "trace_event", timeout_s=60))[-1].data.tool_name != "checkpoint":
+                while (await ws_recv_until(ws, "trace_event", timeout_s=60))[
+                    -1
+                ].data.tool_name != "checkpoint":
                     pass
         await trio.sleep(1)  # the last snapshot, taken in the background
         for _ in range(runs):
@@ -211,9 +220,15 @@ async def restored_init(base: Path, runs: int, turns: int) -> None:
             assert "restoring" in stages, stages
             restored.append(took)
         nursery.cancel_scope.cancel()
-    print(f"init->200 cold (new project)       median {median_ms(cold)}  runs {[round(x, 2) for x in cold]}")
-    print(f"init->200 restored ({turns} turns)     median {median_ms(restored)}  runs {[round(x, 2) for x in restored]}")
-    print(f"ratio restored/cold {statistics.median(restored) / statistics.median(cold):.2f}x (target <= 2x)")
+    print(
+        f"init->200 cold (new project)       median {median_ms(cold)}  runs {[round(x, 2) for x in cold]}"
+    )
+    print(
+        f"init->200 restored ({turns} turns)     median {median_ms(restored)}  runs {[round(x, 2) for x in restored]}"
+    )
+    print(
+        f"ratio restored/cold {statistics.median(restored) / statistics.median(cold):.2f}x (target <= 2x)"
+    )
 
 
 # --- resume vs re-create --------------------------------------------------------------------
@@ -251,7 +266,9 @@ async def resume_vs_recreate(base: Path, runs: int, turns: int, ready_delay_s: f
         open_sqlite_store(root / "store.db") as db,
         open_snapshot_store(SnapshotConfig(cache_dir=root / "cache"), db) as store,
     ):
-        fake.put(TEMPLATES, "v1alpha1", NS, {"metadata": {"name": "t"}, "spec": {"podTemplate": {}}})
+        fake.put(
+            TEMPLATES, "v1alpha1", NS, {"metadata": {"name": "t"}, "spec": {"podTemplate": {}}}
+        )
         config = KubernetesBackendConfig(
             namespace=NS, template_name="t", service_host_template="127.0.0.1", runtime_port=port,
             runtime_token_secret="s3cret", reap_interval_s=0.0, idle_action="pause",
@@ -265,13 +282,17 @@ async def resume_vs_recreate(base: Path, runs: int, turns: int, ready_delay_s: f
         await db.create_project("Bench", template_id="vite", project_id=sid)
         snapshots = Snapshots(store)
         configuration = kubernetes.client.Configuration(host=fake.url)
-        async with open_kubernetes_backend(config, project_exists=exists, configuration=configuration) as backend:
+        async with open_kubernetes_backend(
+            config, project_exists=exists, configuration=configuration
+        ) as backend:
             handle = await backend.ensure(sid, project_id=sid, template_id="vite")
             async with open_runtime_client(handle.runtime_url, handle.runtime_token) as runtime:
                 checkpoints = Checkpoints(runtime)
                 await checkpoints.ensure()
                 for n in range(turns):
-                    await runtime.write_file(f"/src/Page{n}.tsx", f"export const P = {n};\n".encode())
+                    await runtime.write_file(
+                        f"/src/Page{n}.tsx", f"export const P = {n};\n".encode()
+                    )
                     await checkpoints.create(f"Turn {n}")
                     await snapshots.take(sid, runtime)
 
@@ -285,18 +306,22 @@ async def resume_vs_recreate(base: Path, runs: int, turns: int, ready_delay_s: f
             for _ in range(runs):
                 await backend.delete(name)
                 with trio.fail_after(30):
-                    while fake.get(CLAIMS, NS, name) is not None:
+                    while fake.get(CLAIMS, NS, name) is not None:  # noqa: ASYNC110
                         await trio.sleep(0.01)
                 await trio.to_thread.run_sync(lay_template, template, workspace)
                 recreate.append(await up_and_restored())
                 claim = fake.get(CLAIMS, NS, name)
                 await backend.pause_if_unchanged(claim)  # type: ignore[arg-type]
                 with trio.fail_after(30):
-                    while not is_paused(fake.get(SANDBOXES, NS, name)):
+                    while not is_paused(fake.get(SANDBOXES, NS, name)):  # noqa: ASYNC110
                         await trio.sleep(0.01)
                 resume.append(await up_and_restored())
-    print(f"fake pod start (ready delay) {ready_delay_s * 1000:.0f} ms, history of {turns} checkpoints")
-    print(f"re-create + restore  median {median_ms(recreate)}  runs {[round(x, 3) for x in recreate]}")
+    print(
+        f"fake pod start (ready delay) {ready_delay_s * 1000:.0f} ms, history of {turns} checkpoints"
+    )
+    print(
+        f"re-create + restore  median {median_ms(recreate)}  runs {[round(x, 3) for x in recreate]}"
+    )
     print(f"resume (volume kept) median {median_ms(resume)}  runs {[round(x, 3) for x in resume]}")
     print(f"ratio resume/re-create {statistics.median(resume) / statistics.median(recreate):.2f}x")
 
@@ -320,7 +345,9 @@ async def main(runs: int, turns: int, ready_delays: list[float], only: str | Non
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="measurements per variant")
-    parser.add_argument("--turns", type=int, default=10, help="checkpoints in the project's history")
+    parser.add_argument(
+        "--turns", type=int, default=10, help="checkpoints in the project's history"
+    )
     parser.add_argument("--ready-delay", type=float, action="append", default=None,
                         help="fake pod start seconds (repeatable; default 0 and 1)")  # fmt: skip
     parser.add_argument("--only", choices=("turn", "init", "kube"), help="run one benchmark")
