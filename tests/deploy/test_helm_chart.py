@@ -230,6 +230,17 @@ MATRIX: dict[str, list[str]] = {
         "agent.database.urlSecretKey=DATABASE_URL",
     ],
     "kind": ["-f", str(CHART / "values.kind.yaml")],
+    "pause-workspace-volume-s3-snapshots": [
+        *OIDC_FLAGS,
+        "--set",
+        "agent.env.sandboxIdleAction=pause",
+        "--set",
+        "sandboxTemplate.workspaceVolume.enabled=true",
+        "--set",
+        "agent.snapshots.url=s3://amicable-snapshots/prod",
+        "--set",
+        "agent.snapshots.endpointUrl=http://minio.storage:9000",
+    ],
 }
 
 
@@ -720,3 +731,37 @@ async def test_unknown_model_keys_are_refused(render) -> None:
         await render(*OIDC_FLAGS, "--set", "agent.models[0].id=x", "--set",
                      "agent.models[0].provider=openai", "--set", "agent.models[0].model=m",
                      "--set", "agent.models[0].base_url=http://x")  # fmt: skip
+
+
+async def test_pause_keeps_a_workspace_volume_and_may_scale_sandboxes(render, validate) -> None:
+    docs = await render(*MATRIX["pause-workspace-volume-s3-snapshots"])
+    await validate(docs)
+    role = find(docs, "Role")
+    sandboxes = next(r for r in role["rules"] if r["resources"] == ["sandboxes"])
+    assert sorted(sandboxes["verbs"]) == ["get", "list", "patch", "watch"]
+    template = find(docs, "SandboxTemplate")
+    (claim_template,) = template["spec"]["volumeClaimTemplates"]
+    assert claim_template["metadata"]["name"] == "workspace"
+    assert claim_template["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    pod = template["spec"]["podTemplate"]["spec"]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "workspace", "mountPath": "/app"}]
+    (init,) = pod["initContainers"]
+    assert "cp -a /app/. /workspace/" in init["command"][-1]
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = {
+        e["name"]: e.get("value") for e in find(docs, "Deployment", "amicable-agent")["spec"][
+            "template"]["spec"]["containers"][0]["env"]
+    }  # fmt: skip
+    assert env["AMICABLE_SANDBOX_IDLE_ACTION"] == "pause"
+    assert env["AMICABLE_SANDBOX_PAUSED_TTL_S"] == "604800"
+    assert env["AMICABLE_SNAPSHOT_URL"] == "s3://amicable-snapshots/prod"
+    assert env["AMICABLE_SNAPSHOT_S3_ENDPOINT_URL"] == "http://minio.storage:9000"
+    # the defaults: delete, no volume, snapshots in the database
+    plain = await render(*OIDC_FLAGS)
+    assert "volumeClaimTemplates" not in find(plain, "SandboxTemplate")["spec"]
+    plain_env = {
+        e["name"] for e in find(plain, "Deployment", "amicable-agent")["spec"]["template"][
+            "spec"]["containers"][0]["env"]
+    }  # fmt: skip
+    assert "AMICABLE_SNAPSHOT_URL" not in plain_env
+    assert "AMICABLE_SANDBOX_IDLE_ACTION" in plain_env

@@ -6,6 +6,7 @@ const STAGES: { stage: SandboxStage; label: string }[] = [
   { stage: "creating", label: "Creating sandbox" },
   { stage: "starting_runtime", label: "Starting runtime" },
   { stage: "starting_preview", label: "Starting dev server" },
+  { stage: "restoring", label: "Restoring your project" },
   { stage: "ready", label: "Ready" },
 ];
 
@@ -17,8 +18,11 @@ interface Props {
 export function Provisioning({ status, failedAt }: Props) {
   const failed = status?.stage === "failed";
   const shown = failed ? (failedAt ?? "queued") : status?.stage;
-  const current = shown ? STAGES.findIndex((s) => s.stage === shown) : -1;
-  const percent = failed ? 100 : Math.round(((current + 1) / STAGES.length) * 100);
+  // Only a sandbox that was re-created (reaped, restarted) restores its project: the step is
+  // listed while it runs (or where it failed), not on every start.
+  const stages = STAGES.filter((s) => s.stage !== "restoring" || shown === "restoring");
+  const current = shown ? stages.findIndex((s) => s.stage === shown) : -1;
+  const percent = failed ? 100 : Math.round(((current + 1) / stages.length) * 100);
   return (
     <div className="provisioning card" data-testid="provisioning" data-stage={status?.stage ?? "connecting"}>
       <h3>{failed ? "The sandbox could not start" : "Preparing your workspace"}</h3>
@@ -26,7 +30,7 @@ export function Provisioning({ status, failedAt }: Props) {
         <div className="progress-fill" style={{ width: `${Math.max(percent, 4)}%` }} />
       </div>
       <ol className="stage-list">
-        {STAGES.map((s, idx) => {
+        {stages.map((s, idx) => {
           const state = failed && idx === current ? "error" : idx < current ? "done" : idx === current ? "active" : "todo";
           return (
             <li key={s.stage} className={`stage ${state}`} data-testid={`stage-${s.stage}`}>

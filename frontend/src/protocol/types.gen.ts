@@ -714,7 +714,7 @@ export interface SandboxStatus {
   elapsed_ms?: number | null;
   message?: string;
   sandbox_id?: string | null;
-  stage: "queued" | "creating" | "starting_runtime" | "starting_preview" | "ready" | "failed";
+  stage: "queued" | "creating" | "starting_runtime" | "starting_preview" | "restoring" | "ready" | "failed";
 }
 /**
  * Server message 'agent_final'.

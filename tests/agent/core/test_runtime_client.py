@@ -174,6 +174,28 @@ async def test_bearer_token_body_and_keep_alive(script: Script) -> None:
     assert script.seen[2].target == "/v1/files/a%20dir/x.ts"
 
 
+async def test_a_capped_read_refuses_a_body_over_the_cap(script: Script) -> None:
+    # A sandbox is untrusted: a capped read stops at the cap whatever the answer claims.
+    big = b"x" * 300_000
+    script.actions = [
+        reply(200, b"small", content_type="application/octet-stream"),
+        reply(200, big, content_type="application/octet-stream"),
+        reply_json(404, {"error": "not_found", "detail": "/nope"}),
+        reply(200, b"again", content_type="application/octet-stream"),
+    ]
+    async with open_runtime_client(script.url, TOKEN) as client:
+        assert (await client.read_file("/a", max_bytes=5))[0] == b"small"
+        with pytest.raises(RuntimeClientError) as too_big:
+            await client.read_file("/b", max_bytes=100_000)
+        with pytest.raises(RuntimeClientError) as missing:
+            await client.read_file("/nope", max_bytes=10)
+        assert (await client.read_file("/c", max_bytes=5))[0] == b"again"
+    assert (too_big.value.status, too_big.value.code) == (413, "too_large")
+    assert (missing.value.status, missing.value.code) == (404, "not_found")
+    assert script.seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+    assert script.connections == 2  # the refused body's connection was dropped, not reused
+
+
 async def test_no_token_no_authorization_header(script: Script) -> None:
     script.actions = [reply_json(200, PREVIEW)]
     async with open_runtime_client(script.url, None) as client:

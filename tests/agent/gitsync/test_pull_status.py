@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from amicable_agent.gitsync import CommitMessage, GitSync, NoBaseline
@@ -96,3 +98,24 @@ async def test_pull_without_a_baseline_or_without_a_branch(
     with pytest.raises(NoBaseline) as info:
         await git_sync.pull(project, workspace)
     assert info.value.remote_sha == synced.commit_sha
+
+
+async def test_a_snapshot_restored_sandbox_keeps_its_newer_files_and_syncs_them(
+    git_sync: GitSync, workspace: DirWorkspace, tmp_path: Path
+) -> None:
+    # GitLab is a mirror now: it missed the last turn (a failed sync), the sandbox was
+    # reaped and restored from its snapshot (which has that turn), without a baseline.
+    project = make_project()
+    synced = await git_sync.sync(project, workspace, CommitMessage("first"))
+    fresh_dir = tmp_path / "restored"
+    shutil.copytree(workspace.root, fresh_dir, ignore=shutil.ignore_patterns(".amicable"))
+    (fresh_dir / "src/App.tsx").write_text("the newest turn\n")
+    fresh = DirWorkspace(fresh_dir)
+    assert await git_sync.adopt_remote_head(project, fresh) == synced.commit_sha
+    # nothing was overwritten with GitLab's older copy; the baseline is GitLab's head
+    assert (fresh_dir / "src/App.tsx").read_text() == "the newest turn\n"
+    assert await git_sync.restore_if_fresh(project, fresh) is None
+    after = await git_sync.sync(project, fresh, CommitMessage("catch up"))
+    assert after.pushed
+    assert after.name_status == "M\tsrc/App.tsx"
+    assert await git_sync.adopt_remote_head(project, fresh) is None  # has a baseline

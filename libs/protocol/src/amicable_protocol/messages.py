@@ -466,8 +466,10 @@ class HitlRequestData:
     request: HitlRequest
 
 
+#: ``restoring``: the sandbox was re-created (reaped, restarted, deleted) and the project's
+#: files and history are copied back from its snapshots before the preview is shown.
 SandboxStage = Literal[
-    "queued", "creating", "starting_runtime", "starting_preview", "ready", "failed"
+    "queued", "creating", "starting_runtime", "starting_preview", "restoring", "ready", "failed"
 ]
 
 

@@ -115,13 +115,15 @@ class WorkspaceRuntime:
 
     # --- files -------------------------------------------------------------------------
 
-    async def read_file(self, path: str) -> tuple[bytes, str]:
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
         await trio.lowlevel.checkpoint()
         real = self._real(path)
         if real.is_dir():
             raise RuntimeClientError(400, "is_directory", path)
         if not real.is_file():
             raise RuntimeClientError(404, "not_found", path)
+        if max_bytes is not None and real.stat().st_size > max_bytes:
+            raise RuntimeClientError(413, "too_large", f"{path} is over {max_bytes} bytes")
         data = real.read_bytes()
         return data, hashlib.sha256(data).hexdigest()
 

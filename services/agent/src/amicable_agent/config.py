@@ -18,6 +18,7 @@ from .browser.config import BrowserConfig
 from .db.config import HasuraConfig
 from .errors import ConfigError
 from .gitsync.config import GitSyncConfig
+from .snapshots.config import SnapshotConfig
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -109,6 +110,9 @@ class AgentConfig:
             refused (0 = no cap).
         browser: the preview browser for screenshots (``AMICABLE_SCREENSHOT*``,
             ``AMICABLE_CHROMIUM_*``; see :class:`amicable_agent.browser.BrowserConfig`).
+        snapshots: where project snapshots go (``AMICABLE_SNAPSHOT_*``, see
+            :class:`amicable_agent.snapshots.SnapshotConfig`); None = the defaults (the store
+            database, the cache under ``data_dir``). Snapshots are always on.
     """
 
     host: str = "127.0.0.1"
@@ -142,6 +146,12 @@ class AgentConfig:
     checkpoint_max_file_bytes: int = 50 * 1024 * 1024
     checkpoint_max_history_bytes: int = 1024 * 1024 * 1024
     browser: BrowserConfig = attrs.field(factory=BrowserConfig)
+    snapshots: SnapshotConfig | None = attrs.field(default=None, repr=False)
+
+    @property
+    def snapshot_config(self) -> SnapshotConfig:
+        """:attr:`snapshots`, or the defaults for :attr:`data_dir`."""
+        return self.snapshots or SnapshotConfig(cache_dir=self.data_dir / "snapshot-cache")
 
     @property
     def postgres_url(self) -> str | None:
@@ -183,6 +193,7 @@ class AgentConfig:
 
         with errors_as(ConfigError):
             data_dir = string(env, "AMICABLE_DATA_DIR", None)
+            data_path = Path(data_dir) if data_dir else default_data_dir(env)
             dist = string(env, "AMICABLE_EDITOR_DIST", None)
             cache_dir = string(env, "AMICABLE_NODE_MODULES_CACHE_DIR", None)
             runtime_cmd = tuple(string(env, "AMICABLE_RUNTIME_COMMAND", "").split())
@@ -204,7 +215,7 @@ class AgentConfig:
                     env, "AMICABLE_AGENT_INTERNAL_PORT", 8001, minimum=0, maximum=65535
                 ),
                 internal_host=string(env, "AMICABLE_AGENT_INTERNAL_HOST", "127.0.0.1"),
-                data_dir=Path(data_dir) if data_dir else default_data_dir(env),
+                data_dir=data_path,
                 database_url=parse_database_url(env),
                 sandbox_backend=choice(
                     env, "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
@@ -240,6 +251,7 @@ class AgentConfig:
                     env, "AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES", 1024**3, minimum=0
                 ),
                 browser=BrowserConfig.from_env(env),
+                snapshots=SnapshotConfig.from_env(env, data_dir=data_path),
             )
 
 

@@ -24,6 +24,9 @@ Exception tree::
     ├── CheckpointError              a checkpoint (git in the sandbox) operation failed
     │                                (``code``: ``not_found``, ``git_unavailable``,
     │                                ``git_failed``)
+    ├── SnapshotError                a project snapshot could not be taken, stored or
+    │                                restored (``code``: ``conflict``, ``diverged``,
+    │                                ``too_large``, ``invalid_bundle``, ``storage``, ``failed``)
     ├── HttpError                    a route answers ``{error, detail}`` with ``status``
     │                                [http/bodies.py]
     ├── LlmError                     the model API failed for good, after retries; ``message``
@@ -147,6 +150,22 @@ class CheckpointError(AgentError):
     installed in the sandbox), ``history_full`` (the history uses more disk than allowed,
     even after ``git gc``; ``detail`` says so for people) or ``git_failed`` (git answered
     with an error; ``detail`` holds its message).
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+class SnapshotError(AgentError):
+    """A project snapshot (a git bundle copied out of the sandbox) failed.
+
+    ``code``: ``conflict`` (the stored history moved under the writer), ``diverged`` (the
+    sandbox's history does not continue the stored one: never stored over it),
+    ``too_large`` (over the size cap), ``invalid_bundle`` (the sandbox's bundle did not
+    verify), ``storage`` (the snapshot store failed) or ``failed`` (git or the sandbox
+    failed); ``detail`` says more.
     """
 
     def __init__(self, code: str, detail: str = "") -> None:

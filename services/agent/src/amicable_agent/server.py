@@ -33,6 +33,8 @@ from .http.ws_server import WebSocketLane
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
+from .sessions.snapshots import Snapshots
+from .snapshots import open_snapshot_store
 from .store import open_store
 
 if TYPE_CHECKING:
@@ -135,23 +137,23 @@ async def serve(
     Cancellation: sessions are closed (turns cancelled), the backend stops its sandboxes,
     the store is closed.
     """
+    config, policy = _checked(config)
     auth = config.auth
-    check_exposure(config)
-    quotas = auth.quotas.with_default_cap(config.sandbox_backend)
-    if quotas != auth.quotas:
-        auth = attrs.evolve(auth, quotas=quotas)
-        config = attrs.evolve(config, auth=auth)
-        log.info("at most %d sandboxes run at once (AMICABLE_MAX_RUNNING_SANDBOXES)",
-                 quotas.running_sandboxes)  # fmt: skip
-    auth.check_preview_domain(config.preview_base_domain)
-    policy = OriginPolicy(auth)
-    if config.port:
-        policy.listening(config.host, config.port)
     async with AsyncExitStack() as stack:
         engine_close = getattr(engine, "aclose", None)
         if engine_close is not None:
             stack.push_async_callback(engine_close)  # serve owns the engine it was given
         store = await stack.enter_async_context(open_store(config))
+        snapshot_config = config.snapshot_config
+        snapshot_store = await stack.enter_async_context(
+            open_snapshot_store(snapshot_config, store)
+        )
+        log.info(
+            "project snapshots in %s",
+            f"s3://{snapshot_config.s3.bucket}/{snapshot_config.s3.prefix}"
+            if snapshot_config.s3
+            else "the store database",
+        )
         if backend is None:
             backend = await open_backend(config, store, stack, kube_config)
         db = await stack.enter_async_context(
@@ -194,6 +196,7 @@ async def serve(
                 max_history_bytes=config.checkpoint_max_history_bytes,
             ),
             browser=browser,
+            snapshots=Snapshots(snapshot_store),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))
@@ -223,6 +226,23 @@ async def serve(
             # which otherwise stall every stream for a few hundred ms now and then.
             gc.freeze()
             task_status.started(ServerPorts(public_port, _port(internal_binds)))
+
+
+def _checked(config: AgentConfig) -> tuple[AgentConfig, OriginPolicy]:
+    """The config with its defaults filled in, and the origin policy, after the start-up
+    checks (no open agent on a public address, no preview among the allowed origins)."""
+    check_exposure(config)
+    auth = config.auth
+    quotas = auth.quotas.with_default_cap(config.sandbox_backend)
+    if quotas != auth.quotas:
+        config = attrs.evolve(config, auth=attrs.evolve(auth, quotas=quotas))
+        log.info("at most %d sandboxes run at once (AMICABLE_MAX_RUNNING_SANDBOXES)",
+                 quotas.running_sandboxes)  # fmt: skip
+    config.auth.check_preview_domain(config.preview_base_domain)
+    policy = OriginPolicy(config.auth)
+    if config.port:
+        policy.listening(config.host, config.port)
+    return config, policy
 
 
 def check_exposure(config: AgentConfig) -> None:

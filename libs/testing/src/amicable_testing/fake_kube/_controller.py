@@ -2,7 +2,9 @@
 
 A new ``SandboxClaim`` gets a ``Sandbox`` (owned by the claim) after ``bind_delay_s``, marked
 ``Ready`` after ``ready_delay_s`` (``None`` = never); a claim whose template has a warm pool
-binds to one of its pre-warmed sandboxes at once, and the pool is replenished.
+binds to one of its pre-warmed sandboxes at once, and the pool is replenished. A Sandbox
+scaled to zero (``spec.replicas: 0``, or ``spec.operatingMode: Suspended``) turns not Ready
+(it and its claim) at once, and Ready again ``ready_delay_s`` after it is scaled back up.
 """
 
 from __future__ import annotations
@@ -61,12 +63,57 @@ class SandboxController:
         self._store = store
         self._nursery = nursery
         self._pool_seq = itertools.count(1)
+        self._paused: set[tuple[str, str]] = set()
         store.listeners.append(self._on_change)
 
     def _on_change(self, event: WatchEvent) -> None:
-        if event.type == "ADDED" and event.res == CLAIMS and self._nursery is not None:
-            meta = event.obj["metadata"]
+        if self._nursery is None:
+            return
+        meta = event.obj["metadata"]
+        if event.type == "ADDED" and event.res == CLAIMS:
             self._nursery.start_soon(self._provision, meta["namespace"], meta["name"], meta["uid"])
+        elif event.type == "MODIFIED" and event.res == SANDBOXES:
+            key = (meta["namespace"], meta["name"])
+            spec = event.obj.get("spec") or {}
+            paused = spec.get("replicas") == 0 or spec.get("operatingMode") == "Suspended"
+            if paused and key not in self._paused:
+                self._paused.add(key)
+                self._nursery.start_soon(self._scale, *key, True)
+            elif not paused and key in self._paused:
+                self._paused.discard(key)
+                self._nursery.start_soon(self._scale, *key, False)
+
+    async def _scale(self, ns: str, name: str, paused: bool) -> None:
+        """A Sandbox scaled down is not Ready (nor its claim); scaled up, it is Ready again
+        after ``ready_delay_s`` (a new pod starting)."""
+        if paused:
+            await trio.lowlevel.checkpoint()
+            down = _condition("False", "SandboxSuspended", "Sandbox is scaled to zero")
+            if (*SANDBOXES, ns, name) in self._store.objects:
+                self._store.set_status(SANDBOXES, ns, name, {"conditions": [down], "replicas": 0})
+            for (g, p, cns, cname), claim in list(self._store.objects.items()):
+                if (
+                    (g, p) == CLAIMS
+                    and cns == ns
+                    and claim.get("status", {}).get("sandbox", {}).get("name") == name
+                ):
+                    status = {**claim.get("status", {}), "conditions": [down]}
+                    self._set_claim_status(ns, cname, claim["metadata"]["uid"], status)
+            return
+        if self.ready_delay_s is None:
+            return
+        await trio.sleep(self.ready_delay_s)
+        if (ns, name) in self._paused:
+            return  # paused again meanwhile
+        for (g, p, cns, cname), claim in list(self._store.objects.items()):
+            if (
+                (g, p) == CLAIMS
+                and cns == ns
+                and claim.get("status", {}).get("sandbox", {}).get("name") == name
+            ):
+                self.mark_ready(ns, cname)
+                return
+        self._mark_sandbox_ready(ns, name)
 
     def add_warm_pool(self, namespace: str, name: str, template: str, replicas: int) -> None:
         """A SandboxWarmPool with ``replicas`` pre-warmed, already Ready sandboxes."""

@@ -300,6 +300,22 @@ class GitSync:
 
         return await restore(self, project, workspace)
 
+    async def adopt_remote_head(self, project: ProjectRef, workspace: Workspace) -> str | None:
+        """Take the remote branch's head as the sandbox's baseline without touching its
+        files (after a snapshot restore: the sandbox has the project's newest state, and the
+        next sync commits what the branch lacks on top of it). Returns that head, or None
+        when the branch does not exist yet or the sandbox already has a baseline."""
+        async with self.locked(project.project_id):
+            state = await self.read_state(workspace)
+            if state is not None and state.remote_head_sha:
+                return None
+            record = await self.ensure_repo(project)
+            git = await self.open_git(project.project_id, writing=True)
+            remote = await self.fetch(git, record)
+            if remote is not None:
+                await self.write_state(workspace, remote)
+            return remote
+
     async def _commit_and_push(
         self, git: Git, record: RepoRecord, tree: Path, message: CommitMessage, *, guard: bool
     ) -> SyncResult:

@@ -131,20 +131,28 @@ async def prepare_sandbox(
     project: ProjectRef,
     handle: SandboxHandle,
     *,
+    restored: bool = False,
     timeout_s: float = TURN_SYNC_TIMEOUT_S,
 ) -> None:
     """INIT step (best effort): a sandbox without a baseline is restored from the branch when
     it has commits (a reset sandbox must not overwrite the project), and an empty repository
     gets the sandbox as its baseline commit. Failures are logged, never raised.
 
+    ``restored``: the sandbox was just restored from the project's snapshot, which is the
+    source of truth (GitLab is a mirror and may be behind): the branch's head becomes the
+    sandbox's baseline instead, so the next sync pushes what GitLab is missing.
+
     Cancellation: the running git command is killed.
     """
 
     async def steps() -> None:
         async with open_workspace(handle) as workspace:
-            restored = await git_sync.restore_if_fresh(project, workspace)
-            if restored is not None:
-                log.info("restored %s from GitLab at %s", project.project_id, restored.remote_sha)
+            if restored:
+                await git_sync.adopt_remote_head(project, workspace)
+            else:
+                pulled = await git_sync.restore_if_fresh(project, workspace)
+                if pulled is not None:
+                    log.info("restored %s from GitLab at %s", project.project_id, pulled.remote_sha)
             await git_sync.bootstrap_if_empty(project, workspace)
 
     await best_effort("sandbox preparation", steps, timeout_s=timeout_s)

@@ -137,6 +137,7 @@ async def restore(project_id: str, sha: str) -> Response:
             await _tell_the_model(state.store, project_id, note)
             body = _result_json(result)
             if session is not None:
+                session.snapshot_soon()  # the restore is a checkpoint of its own
                 session.broadcast(
                     MessageType.TRACE_EVENT,
                     TraceEvent(

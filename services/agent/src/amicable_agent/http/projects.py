@@ -174,6 +174,13 @@ async def _purge(state: AppState, project: Project) -> None:
         log.warning("could not delete sandbox %s of a deleted project", sandbox_id)
     if state.git_sync is not None:
         await best_effort("delete", state.git_sync.project_deleted, project.project_id)
+    snapshots = state.manager.deps.snapshots
+    if snapshots is not None:  # the records go with the row; the bytes may be in a bucket
+        try:
+            with trio.fail_after(DELETE_STEP_TIMEOUT_S):
+                await snapshots.store.delete_project(project.project_id)
+        except Exception as exc:
+            log.warning("could not delete the snapshots of %s: %s", project.project_id, exc)
     db = state.db
     if db is not None:
         try:

@@ -55,8 +55,9 @@ class RuntimeClient(Protocol):
     not answer.
     """
 
-    async def read_file(self, path: str) -> tuple[bytes, str]:
-        """Content and sha256 hex of a file."""
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """Content and sha256 hex of a file; with ``max_bytes``, a bigger file (or answer)
+        raises ``RuntimeClientError`` ``too_large`` instead of being read."""
         ...
 
     async def write_file(

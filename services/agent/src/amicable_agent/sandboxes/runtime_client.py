@@ -199,10 +199,60 @@ class HttpRuntimeClient:
 
     # --- files ------------------------------------------------------------------------
 
-    async def read_file(self, path: str) -> tuple[bytes, str]:
-        """Content and sha256 hex of a file."""
-        response = await self._request("GET", _file_url(path))
-        return response.content, response.headers.get("x-content-sha256", "")
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """Content and sha256 hex of a file.
+
+        ``max_bytes``: read at most this much of the answer (the runtime is untrusted: a
+        bigger body raises ``413 too_large`` and the connection is dropped unread).
+        """
+        if max_bytes is None:
+            response = await self._request("GET", _file_url(path))
+            return response.content, response.headers.get("x-content-sha256", "")
+        return await self._read_capped(_file_url(path), max_bytes)
+
+    async def _read_capped(self, url: str, max_bytes: int) -> tuple[bytes, str]:
+        headers = {"Accept-Encoding": "identity"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        limit = self._timeout_s
+        request = httpx2.Request(
+            "GET",
+            self._base_url + url,
+            headers=headers,
+            extensions={"timeout": {"connect": limit, "read": limit, "write": limit}},
+        )
+        parts: list[bytes] = []
+        try:
+            with trio.fail_after(limit):
+                response = await self._transport.handle_async_request(request)
+                body = response.extensions[BODY]
+                try:
+                    size = 0
+                    async for chunk in body:
+                        size += len(chunk)
+                        if size > max(max_bytes, 65536 if response.status_code >= 400 else 0):
+                            raise RuntimeClientError(
+                                413, "too_large", f"GET {url} answered over {max_bytes} bytes"
+                            )
+                        parts.append(chunk)
+                finally:
+                    await body.aclose()
+        except trio.TooSlowError as exc:
+            raise RuntimeClientError(0, "timeout", f"GET {url} took over {limit}s") from exc
+        except httpx2.HTTPError as exc:
+            raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+        content = b"".join(parts)
+        if response.status_code >= 400:
+            answer = _Response(response.status_code, [], content)
+            code, detail = "http_error", answer.text[:500]
+            try:
+                err = answer.json()
+            except ValueError:
+                err = None
+            if isinstance(err, dict) and isinstance(err.get("error"), str):
+                code, detail = err["error"], str(err.get("detail") or "")
+            raise RuntimeClientError(response.status_code, code, detail)
+        return content, response.headers.get("x-content-sha256", "")
 
     async def write_file(
         self, path: str, content: bytes, *, if_match: str | None = None

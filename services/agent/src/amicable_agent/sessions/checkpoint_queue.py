@@ -16,6 +16,11 @@ the project opens next, instead of being attributed to the next turn.
 A checkpoint that fails or times out is cleaned up at once (partial packs, locks; see
 :mod:`._git_scripts`), logged, told to the editor (``error`` ``checkpoint_failed`` or
 ``history_full``, once per session and code), and its turns are carried into the next one.
+
+After every checkpoint (and after :meth:`CheckpointQueue.prepare`, which catches up on
+commits an earlier snapshot missed) the new commits are copied out of the sandbox as a
+snapshot (:mod:`.snapshots`), still under the queue's lock. A snapshot that fails is logged
+and told to the editor once (``snapshot_failed``); the next one carries its commits.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import TYPE_CHECKING
 import trio
 from amicable_protocol.messages import ErrorData, MessageType, TraceEvent
 
-from amicable_agent.errors import CheckpointError, TurnRunning
+from amicable_agent.errors import CheckpointError, SnapshotError, TurnRunning
 
 from .checkpoints import INTERRUPTED_PREFIX, Checkpoint, CheckpointPolicy, Checkpoints, format_bytes
 
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
 
     from amicable_agent.loop.api import RuntimeClient
     from amicable_agent.store import Store
+
+    from .snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ CHECKPOINT_TRACE_TOOL = "checkpoint"
 MAX_TITLES = 10
 #: Codes not worth an ``error`` to the editor (the History panel says so itself).
 _QUIET_CODES = frozenset({"git_unavailable"})
+#: Deadline of one snapshot in the background.
+SNAPSHOT_TIMEOUT_S = 300.0
 
 
 def merged_title(titles: Sequence[str]) -> str:
@@ -76,6 +85,8 @@ class CheckpointQueue:
         send: broadcasts a message to the session's sockets.
         policy: size limits of checkpoints.
         timeout_s: deadline of one checkpoint.
+        snapshots: copies each checkpoint out of the sandbox (None: no snapshots).
+        snapshot_timeout_s: deadline of one snapshot.
     """
 
     def __init__(
@@ -87,8 +98,13 @@ class CheckpointQueue:
         policy: CheckpointPolicy,
         *,
         timeout_s: float = CHECKPOINT_TIMEOUT_S,
+        snapshots: Snapshots | None = None,
+        snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S,
     ) -> None:
         self._session_id = session_id
+        self._snapshots = snapshots
+        self._snapshot_timeout_s = snapshot_timeout_s
+        self._snapshot_due = False
         self._store = store
         self._runtime = runtime
         self._send = send
@@ -122,10 +138,16 @@ class CheckpointQueue:
         self._wake.set()
         await self._save()
 
+    def snapshot_soon(self) -> None:
+        """Take a snapshot in the background (a restore made a checkpoint of its own)."""
+        if self._snapshots is not None:
+            self._snapshot_due = True
+            self._wake.set()
+
     @property
     def busy(self) -> bool:
-        """A checkpoint is running or due."""
-        return self._due or self._git.locked()
+        """A checkpoint or a snapshot is running or due."""
+        return self._due or self._snapshot_due or self._git.locked()
 
     # --- the worker ---------------------------------------------------------------------
 
@@ -146,6 +168,8 @@ class CheckpointQueue:
                     ok = await self._take(checkpoints, "left by an earlier session")
                 else:
                     ok = await self._attempt(checkpoints, None)
+                if ok:
+                    await self._snapshot()
         finally:
             self._poke()
         self.ready = ok
@@ -168,6 +192,8 @@ class CheckpointQueue:
                         checkpoints = self._checkpoints()
                         if checkpoints is not None:
                             await self._take(checkpoints, "turn")
+                    if self._snapshot_due:
+                        await self._snapshot()
             finally:
                 self._poke()
 
@@ -221,7 +247,39 @@ class CheckpointQueue:
             raise
         if made is not None:
             await self._announce(made)
+            await self._snapshot()
         return True
+
+    async def _snapshot(self) -> None:
+        """Copy the new commits out of the sandbox (bounded; never raises but
+        ``Cancelled``). Called with the lock held."""
+        self._snapshot_due = False
+        runtime = self._runtime()
+        if self._snapshots is None or runtime is None:
+            return
+        try:
+            with trio.fail_after(self._snapshot_timeout_s):
+                await self._snapshots.take(self._session_id, runtime)
+        except SnapshotError as exc:
+            log.warning(
+                "snapshot of session %s failed (%s): %s", self._session_id, exc.code, exc.detail
+            )
+            await self._report_snapshot(exc.detail or exc.code)
+        except trio.TooSlowError:
+            log.warning("snapshot of session %s did not finish in time", self._session_id)
+            await self._report_snapshot("it took too long")
+        except Exception as exc:  # best effort: a snapshot never takes the session down
+            log.warning("snapshot of session %s failed: %r", self._session_id, exc)
+
+    async def _report_snapshot(self, why: str) -> None:
+        if "snapshot_failed" in self._reported:
+            return
+        self._reported.add("snapshot_failed")
+        detail = (
+            f"This project's latest changes could not be saved outside the sandbox ({why}); "
+            "they are in its checkpoints and will be saved with the next one."
+        )
+        await self._send(MessageType.ERROR, ErrorData(error="snapshot_failed", detail=detail))
 
     async def _recover(self, checkpoints: Checkpoints) -> None:
         # Shielded: the partial pack of a cut ``git add`` is as big as the file it hashed.

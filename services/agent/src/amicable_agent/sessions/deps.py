@@ -15,6 +15,7 @@ from amicable_agent.sandboxes import SandboxBackend, SandboxHandle
 from amicable_agent.store import Store
 
 from .checkpoints import CheckpointPolicy
+from .snapshots import Snapshots
 
 
 @attrs.frozen
@@ -34,6 +35,8 @@ class SessionDeps:
         git_sync: GitLab persistence (a commit after each turn), or None.
         checkpoints: size limits of the per-turn checkpoints.
         browser: the preview browser (screenshots for the model), or None.
+        snapshots: copies each checkpoint out of the sandbox and restores re-created
+            sandboxes (None: off, as in tests that do not need it).
     """
 
     store: Store
@@ -48,3 +51,4 @@ class SessionDeps:
     git_sync: GitSync | None = None
     checkpoints: CheckpointPolicy = attrs.field(factory=CheckpointPolicy)
     browser: PreviewBrowser | None = None
+    snapshots: Snapshots | None = None

@@ -98,6 +98,7 @@ class TurnQueue:
             lambda: sandbox.runtime,
             host.send,
             deps.checkpoints,
+            snapshots=deps.snapshots,
         )
 
     @property
@@ -163,9 +164,12 @@ class TurnQueue:
         git_sync = self._deps.git_sync
         sandbox = self._sandbox
         if git_sync is not None and sandbox.handle is not None and sandbox.project is not None:
-            # Before the first turn: a reset sandbox is restored from GitLab, an empty
-            # repository gets the template as its baseline (best effort, never raises).
-            await prepare_sandbox(git_sync, sandbox.project, sandbox.handle)
+            # Before the first turn: a reset sandbox is restored from GitLab (unless its
+            # snapshot was restored: that is newer), an empty repository gets the sandbox as
+            # its baseline (best effort, never raises).
+            await prepare_sandbox(
+                git_sync, sandbox.project, sandbox.handle, restored=sandbox.restored is not None
+            )
         async for job in self._recv:
             try:
                 async with self._lock:
@@ -213,6 +217,10 @@ class TurnQueue:
         observer, self._observer = self._observer, None
         if git_sync is not None and observer is not None:
             await self._sync_to_git(git_sync, observer, outcome)
+
+    def snapshot_soon(self) -> None:
+        """Take a snapshot in the background (after a restore's own checkpoint)."""
+        self._checkpoints.snapshot_soon()
 
     @asynccontextmanager
     async def hold(self, wait_s: float) -> AsyncIterator[None]:

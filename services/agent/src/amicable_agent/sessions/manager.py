@@ -10,6 +10,7 @@ import trio
 
 from amicable_agent.auth.access import QuotaExceeded
 
+from .sandbox import restore_snapshot
 from .session import Session
 
 if TYPE_CHECKING:
@@ -83,8 +84,12 @@ class SessionManager:
                 del self._sessions[session.session_id]
 
     async def ensure_runtime(self, project: Project) -> AbstractAsyncContextManager[RuntimeClient]:
-        """A runtime client for a project's sandbox (for the file API), provisioning it if
-        needed. Returned as a context manager the caller closes."""
+        """A runtime client for a project's sandbox (for the file API), provisioning it (and
+        restoring its snapshot) if needed. Returned as a context manager the caller closes.
+
+        Raises:
+            SandboxProvisionError: the sandbox could not be started or restored.
+        """
         session = self.get(project.project_id)
         handle = session.handle if session is not None else None
         if handle is None:
@@ -94,6 +99,11 @@ class SessionManager:
                     project_id=project.project_id,
                     template_id=project.template_id,
                 )
+            if self._deps.snapshots is not None:
+                # Without a session nobody restored this sandbox: a file written into a
+                # re-created one before its restore would be cleaned away by it.
+                async with self._deps.runtime_factory(handle) as runtime:
+                    await restore_snapshot(self._deps, project.project_id, runtime)
         else:
             await self._deps.backend.touch(handle.sandbox_id)
         return self._deps.runtime_factory(handle)

@@ -1,9 +1,12 @@
 """A session's sandbox: provisioned once, with ``sandbox_status`` stages, then kept alive.
 
 Provisioning finds (or creates) the project row, asks the backend for a running sandbox,
-opens the runtime client and prepares the app's database. Each step is reported to the
-editor as a stage; a failure is a ``failed`` stage with a readable reason, never an
-exception out of the session.
+opens the runtime client, restores the project's snapshot when the sandbox does not have its
+history (it was reaped, its pod restarted, its workspace deleted: stage ``restoring``) and
+prepares the app's database. Each step is reported to the editor as a stage; a failure is a
+``failed`` stage with a readable reason, never an exception out of the session. A restore
+that fails fails provisioning: the template must not be shown (and then checkpointed) in
+place of the project.
 """
 
 from __future__ import annotations
@@ -13,16 +16,16 @@ import time
 from typing import TYPE_CHECKING
 
 import trio
-from amicable_protocol.messages import MessageType, SandboxStage, SandboxStatus
+from amicable_protocol.messages import MessageType, SandboxStatus
 
-from amicable_agent.errors import AgentError, SandboxProvisionError
+from amicable_agent.errors import AgentError, SandboxProvisionError, SnapshotError
 from amicable_agent.sandboxes import sandbox_id_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from contextlib import AsyncExitStack
 
-    from amicable_protocol.messages import ServerData
+    from amicable_protocol.messages import SandboxStage, ServerData
 
     from amicable_agent.db import AppDbInfo, AppDbTools
     from amicable_agent.loop.api import RuntimeClient
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from amicable_agent.store import Project
 
     from .deps import SessionDeps
+    from .snapshots import Restored
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ class SessionSandbox:
         self.runtime: RuntimeClient | None = None
         self.db_info: AppDbInfo | None = None
         self.app_db: AppDbTools | None = None
+        #: What the snapshot restore did, when the sandbox needed one.
+        self.restored: Restored | None = None
 
     @property
     def ready(self) -> bool:
@@ -118,6 +124,9 @@ class SessionSandbox:
             if project.sandbox_id != handle.sandbox_id:
                 await deps.store.set_sandbox_id(project.project_id, handle.sandbox_id)
             self.runtime = await stack.enter_async_context(deps.runtime_factory(handle))
+            self.restored = await restore_snapshot(
+                deps, project.project_id, self.runtime, self.stage
+            )
             async with trio.open_nursery() as nursery:
                 if prepare is not None:
                     nursery.start_soon(prepare)
@@ -157,6 +166,33 @@ class SessionSandbox:
             if handle is not None and busy():
                 with trio.move_on_after(KEEPALIVE_INTERVAL_S):
                     await self._deps.backend.touch(handle.sandbox_id)
+
+
+async def restore_snapshot(
+    deps: SessionDeps,
+    project_id: str,
+    runtime: RuntimeClient,
+    on_stage: Callable[[SandboxStage, str], Awaitable[None]] | None = None,
+) -> Restored | None:
+    """Restore the project's snapshot into the sandbox when it lacks the stored history
+    (see :meth:`.snapshots.Snapshots.restore`); None when there was nothing to do.
+
+    Raises:
+        SandboxProvisionError: the restore failed (nothing stored was changed).
+    """
+    snapshots = deps.snapshots
+    if snapshots is None:
+        return None
+    try:
+        with trio.fail_after(snapshots.store.config.timeout_s):
+            return await snapshots.restore(project_id, runtime, on_stage)
+    except (SnapshotError, trio.TooSlowError) as exc:
+        why = exc.detail if isinstance(exc, SnapshotError) else "it took too long"
+        log.warning("restoring the snapshot of %s failed: %s", project_id, why)
+        raise SandboxProvisionError(
+            f"Your project's saved files could not be restored into its new sandbox ({why}). "
+            "Nothing was lost; try opening the project again."
+        ) from exc
 
 
 def _failure_reason(exc: Exception) -> str:

@@ -334,6 +334,11 @@ class Session:
             return
         self._jobs.submit(kind, data, origin, by=by)
 
+    def snapshot_soon(self) -> None:
+        """Copy the project's new commits out of the sandbox in the background (called
+        after a checkpoint restore, which records a checkpoint of its own)."""
+        self._jobs.snapshot_soon()
+
     @asynccontextmanager
     async def hold_turns(self, wait_s: float) -> AsyncIterator[None]:
         """Keep turns from starting for the duration of the block (a restore); see

@@ -10,7 +10,17 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from .base import ApiToken, Invite, Member, Project, Store, slug_candidates, slugify
+from .base import (
+    ApiToken,
+    Invite,
+    Member,
+    Project,
+    SnapshotIndex,
+    Store,
+    slug_candidates,
+    slugify,
+)
+from .snapshots import DB_BLOB_PREFIX, SnapshotKind, SnapshotRecord
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -18,10 +28,14 @@ if TYPE_CHECKING:
     from amicable_agent.config import AgentConfig
 
 __all__ = [
+    "DB_BLOB_PREFIX",
     "ApiToken",
     "Invite",
     "Member",
     "Project",
+    "SnapshotIndex",
+    "SnapshotKind",
+    "SnapshotRecord",
     "Store",
     "open_store",
     "slug_candidates",

@@ -16,8 +16,11 @@ import attrs
 from amicable_agent.auth.identity import Role, User
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from amicable_protocol.messages import HistoryEntry, ProjectInfo
 
+    from .snapshots import SnapshotKind, SnapshotRecord
     from .spend import SpendTotals, UsageRecord
 
 
@@ -198,7 +201,55 @@ class SpendStore(Protocol):
         ...
 
 
-class Store(IdentityStore, SpendStore, Protocol):
+class SnapshotIndex(Protocol):
+    """Each project's chain of snapshots, and bundle bytes kept in the database (see
+    :mod:`.snapshots`)."""
+
+    async def snapshot_chain(self, project_id: str) -> list[SnapshotRecord]:
+        """The newest full snapshot and the incrementals after it, oldest first."""
+        ...
+
+    async def append_snapshot(
+        self,
+        project_id: str,
+        *,
+        kind: SnapshotKind,
+        head_sha: str,
+        base_sha: str | None,
+        size_bytes: int,
+        sha256: str,
+        blob: str,
+        expect_head: str | None,
+        parts: Sequence[bytes] = (),
+    ) -> SnapshotRecord:
+        """Append a snapshot if the chain's head is still ``expect_head`` (with the bytes of
+        a small database blob)."""
+        ...
+
+    async def compact_snapshots(
+        self, project_id: str, *, head_sha: str, size_bytes: int, sha256: str, blob: str
+    ) -> list[str]:
+        """Replace the chain by one full snapshot of its head; the blobs to delete."""
+        ...
+
+    async def referenced_snapshot_blobs(self, project_id: str) -> set[str]:
+        """Every blob a stored snapshot of the project refers to."""
+        ...
+
+    async def put_snapshot_part(self, project_id: str, blob: str, part: int, data: bytes) -> None:
+        """Store one part of a database blob."""
+        ...
+
+    async def snapshot_part(self, blob: str, part: int) -> bytes | None:
+        """One part of a database blob (None past its end)."""
+        ...
+
+    async def delete_snapshot_blobs(self, project_id: str, keep: set[str]) -> int:
+        """Delete the project's database blobs not in ``keep``."""
+        ...
+
+
+class Store(IdentityStore, SpendStore, SnapshotIndex, Protocol):
     """Durable agent state. Every method is a checkpoint."""
 
     async def create_project(

@@ -44,7 +44,9 @@ PING_AFTER_S = 30.0
 #: Connect timeout per attempt.
 CONNECT_TIMEOUT_S = 10
 
-MIGRATIONS = render_migrations(serial_pk="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION")
+MIGRATIONS = render_migrations(
+    serial_pk="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA"
+)
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:

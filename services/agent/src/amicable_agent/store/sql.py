@@ -19,6 +19,7 @@ from amicable_protocol.messages import HistoryEntry
 
 from .base import COLUMNS, Project, slug_candidates, slugify
 from .identity import IDENTITY_MIGRATION, IdentityQueries
+from .snapshots import SNAPSHOT_MIGRATION, SnapshotQueries
 from .spend import SPEND_MIGRATION, SpendQueries
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Schema changes, numbered from 1, in either dialect: ``{serial_pk}`` is an auto-increment
-#: integer primary key, ``{real}`` a double-precision float (see :func:`render_migrations`).
+#: integer primary key, ``{real}`` a double-precision float, ``{bytes}`` a byte string (see
+#: :func:`render_migrations`).
 MIGRATION_TEMPLATES: tuple[str, ...] = (
     # 1: projects, chat, conversation, state, turn events
     """
@@ -78,19 +80,21 @@ MIGRATION_TEMPLATES: tuple[str, ...] = (
     IDENTITY_MIGRATION,
     # 4: model usage per call, per-user budget overrides
     SPEND_MIGRATION,
+    # 5: project snapshots (git bundles of each project's history) and their bytes
+    SNAPSHOT_MIGRATION,
 )
 
 
-def render_migrations(*, serial_pk: str, real: str) -> tuple[str, ...]:
+def render_migrations(*, serial_pk: str, real: str, blob: str) -> tuple[str, ...]:
     """:data:`MIGRATION_TEMPLATES` in one dialect."""
-    return tuple(t.format(serial_pk=serial_pk, real=real) for t in MIGRATION_TEMPLATES)
+    return tuple(t.format(serial_pk=serial_pk, real=real, bytes=blob) for t in MIGRATION_TEMPLATES)
 
 
 def _row(row: Sequence[Any] | None) -> Project | None:
     return Project(*row) if row is not None else None
 
 
-class SqlStore(IdentityQueries, SpendQueries, ABC):
+class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, ABC):
     """The shared queries; see the module docstring for what a subclass provides."""
 
     #: ``True`` for drivers with ``%s`` placeholders (psycopg), ``False`` for ``?`` (sqlite3).

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MIGRATIONS = render_migrations(serial_pk="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL")
+MIGRATIONS = render_migrations(
+    serial_pk="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", blob="BLOB"
+)
 
 
 def migrate(conn: sqlite3.Connection) -> int:

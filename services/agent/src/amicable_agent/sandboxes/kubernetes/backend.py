@@ -9,7 +9,10 @@ runtime at ``http://<sandbox>.<ns>.svc.cluster.local:8888/healthz``.
 Idle TTL: claims carry ``spec.lifecycle.shutdownTime`` = last activity + idle TTL (both
 claim API versions have it), renewed by :meth:`~KubernetesBackend.touch`; the
 :mod:`~amicable_agent.sandboxes.kubernetes.reaper` deletes idle and orphaned claims in case the
-controller does not.
+controller does not. With ``idle_action="pause"`` claims carry no shutdown time: the reaper
+scales an idle claim's Sandbox to zero instead (its volumes kept), and :meth:`~KubernetesBackend.
+ensure` scales it back up. Either way the project's snapshots are the source of truth: a
+sandbox that comes back without its files is restored from them.
 
 Runtime token: with ``AMICABLE_RUNTIME_TOKEN_SECRET`` set, every sandbox gets its own token,
 ``HMAC-SHA256(secret, sandbox id)``, passed to the sandbox in the claim's ``spec.env``
@@ -56,11 +59,13 @@ from amicable_agent.sandboxes.kubernetes.objects import (
     describe_conditions,
     format_time,
     is_ready,
+    paused_at,
     ready_condition,
     sandboxes,
     templates,
     warm_pools,
 )
+from amicable_agent.sandboxes.kubernetes.pause import pause_claim, resume_claim
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -70,6 +75,44 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+
+
+def api_error(
+    exc: kube.KubeApiError, action: str, *, namespace: str, claims_res: kube.Resource
+) -> SandboxProvisionError:
+    """A Kubernetes API error as a sentence for the user."""
+    ns = namespace
+    if isinstance(exc, kube.KubeForbidden):
+        return SandboxProvisionError(
+            f"The agent is not allowed to {action} in namespace {ns!r} (RBAC): {exc.message}"
+        )
+    if isinstance(exc, kube.KubeNotFound) and not exc.named:
+        return SandboxProvisionError(
+            "The agent-sandbox CRDs are not installed in this cluster (the API server does "
+            f"not serve {claims_res.plural}.{claims_res.group}/{claims_res.version}); "
+            "install agent-sandbox with its extensions."
+        )
+    if isinstance(exc, kube.KubeInvalid):
+        return SandboxProvisionError(f"The cluster rejected the sandbox claim: {exc.message}")
+    return SandboxProvisionError(f"Kubernetes API error while trying to {action}: {exc}")
+
+
+async def check_template(
+    api: kube.KubeApi, config: KubernetesBackendConfig, template_id: str
+) -> None:
+    """Fail clearly when the template (or warm pool) a claim would name does not exist."""
+    beta = config.claim_api_version == "v1beta1"
+    res = (warm_pools if beta else templates)(config.claim_api_version)
+    wanted = config.template_for(template_id)
+    try:
+        found = await api.find(res, config.namespace, wanted)
+    except (kube.KubeForbidden, kube.KubeNotFound):
+        return  # not allowed to look (RBAC) or type not served: the claim will tell
+    if found is None:
+        raise SandboxProvisionError(
+            f"{res.kind} {wanted!r} (for template {template_id!r}) does not exist in "
+            f"namespace {config.namespace!r}; apply the sandbox templates first."
+        )
 
 
 class KubernetesBackend:
@@ -116,8 +159,8 @@ class KubernetesBackend:
         )
 
     def _lifecycle(self) -> Obj:
-        if self.config.idle_ttl_s <= 0:
-            return {}
+        if self.config.idle_ttl_s <= 0 or self.config.idle_action == "pause":
+            return {}  # paused by the reaper, never deleted by the controller
         expires = format_time(self._clock() + self.config.idle_ttl_s)
         return {"lifecycle": {"shutdownTime": expires, "shutdownPolicy": "Delete"}}
 
@@ -148,20 +191,7 @@ class KubernetesBackend:
         }
 
     def _api_error(self, exc: kube.KubeApiError, action: str) -> SandboxProvisionError:
-        ns = self.config.namespace
-        if isinstance(exc, kube.KubeForbidden):
-            return SandboxProvisionError(
-                f"The agent is not allowed to {action} in namespace {ns!r} (RBAC): {exc.message}"
-            )
-        if isinstance(exc, kube.KubeNotFound) and not exc.named:
-            return SandboxProvisionError(
-                "The agent-sandbox CRDs are not installed in this cluster (the API server does "
-                f"not serve {self._claims.plural}.{self._claims.group}/{self._claims.version}); "
-                "install agent-sandbox with its extensions."
-            )
-        if isinstance(exc, kube.KubeInvalid):
-            return SandboxProvisionError(f"The cluster rejected the sandbox claim: {exc.message}")
-        return SandboxProvisionError(f"Kubernetes API error while trying to {action}: {exc}")
+        return api_error(exc, action, namespace=self.config.namespace, claims_res=self._claims)
 
     # ----- SandboxBackend -------------------------------------------------------------
 
@@ -246,9 +276,14 @@ class KubernetesBackend:
                 await self._wait_gone(claim)
                 continue
             if claim is not None:
-                await self._renew(name)
+                if paused_at(claim) is not None:
+                    await on_stage("creating", "Resuming the paused sandbox…")
+                    claim = await resume_claim(self._api, self.config, claim, now=self._clock())
+                    logger.info("resumed paused sandbox claim %s", name)
+                else:
+                    await self._renew(name)
                 return claim, True
-            await self._check_template(template_id)
+            await check_template(self._api, self.config, template_id)
             await on_stage("creating", "Creating sandbox…")
             body = self.claim_body(session_id, project_id=project_id, template_id=template_id)
             try:
@@ -256,19 +291,18 @@ class KubernetesBackend:
             except kube.KubeConflict:
                 continue  # another replica created it first: reconnect to theirs
 
-    async def _check_template(self, template_id: str) -> None:
-        beta = self.config.claim_api_version == "v1beta1"
-        res = (warm_pools if beta else templates)(self.config.claim_api_version)
-        wanted = self.config.template_for(template_id)
-        try:
-            found = await self._api.find(res, self.config.namespace, wanted)
-        except (kube.KubeForbidden, kube.KubeNotFound):
-            return  # not allowed to look (RBAC) or type not served: the claim will tell
-        if found is None:
-            raise SandboxProvisionError(
-                f"{res.kind} {wanted!r} (for template {template_id!r}) does not exist in "
-                f"namespace {self.config.namespace!r}; apply the sandbox templates first."
-            )
+    async def pause_if_unchanged(self, claim: Obj) -> None:
+        """Pause a claim's Sandbox (scaled to zero, volumes kept) if the claim still has the
+        ``resourceVersion`` it was listed with (see :func:`.pause.pause_claim`).
+
+        Raises:
+            KubeConflict: the claim changed since it was listed (renewed: kept running).
+            KubeNotFound: it is gone.
+        """
+        name = str(claim["metadata"]["name"])
+        await pause_claim(self._api, self.config, claim, now=self._clock())
+        self._last_touch.pop(name, None)
+        self._bound.pop(name, None)
 
     async def _wait_gone(self, obj: Obj) -> None:
         await self._wait_for(
@@ -375,7 +409,12 @@ class KubernetesBackend:
             logger.warning("lookup of %s failed, using its last known Sandbox: %s", sandbox_id, exc)
             return self._handle(sandbox_id, known, existed=True)
         bound = ((claim or {}).get("status") or {}).get("sandbox", {}).get("name")
-        if claim is None or claim["metadata"].get("deletionTimestamp") or not bound:
+        if (
+            claim is None
+            or claim["metadata"].get("deletionTimestamp")
+            or not bound
+            or paused_at(claim) is not None
+        ):
             self._bound.pop(sandbox_id, None)
             return None
         self._bound[sandbox_id] = str(bound)

@@ -19,7 +19,7 @@ from amicable_settings import (
 
 from amicable_agent.errors import ConfigError
 
-from .objects import ClaimApiVersion
+from .objects import ClaimApiVersion, IdleAction
 
 
 @attrs.frozen
@@ -35,6 +35,12 @@ class KubernetesBackendConfig:
         ready_timeout_s: bound on claim -> Sandbox Ready (``K8S_SANDBOX_READY_TIMEOUT``).
         claim_api_version: ``v1alpha1`` | ``v1beta1`` (``AMICABLE_SANDBOX_CLAIM_API_VERSION``).
         idle_ttl_s: idle lifetime of a sandbox (``AMICABLE_SANDBOX_IDLE_TTL_S``; 0 = forever).
+        idle_action: what happens to an idle sandbox (``AMICABLE_SANDBOX_IDLE_ACTION``):
+            ``delete`` its claim, or ``pause`` it (the Sandbox scaled to zero, its volumes
+            kept; resumed by the next ``ensure``). The project's snapshots are the source of
+            truth either way.
+        paused_ttl_s: a sandbox paused this long is deleted after all
+            (``AMICABLE_SANDBOX_PAUSED_TTL_S``; 0 = keep paused sandboxes).
         runtime_port / preview_port: ``SANDBOX_RUNTIME_PORT`` / ``SANDBOX_PREVIEW_PORT``.
         service_host_template: host of a sandbox's Service, ``{name}`` and ``{namespace}``
             substituted (``AMICABLE_K8S_SERVICE_HOST_TEMPLATE``; tests point it at loopback).
@@ -56,6 +62,8 @@ class KubernetesBackendConfig:
     ready_timeout_s: float = 180.0
     claim_api_version: ClaimApiVersion = "v1alpha1"
     idle_ttl_s: float = 1800.0
+    idle_action: IdleAction = "delete"
+    paused_ttl_s: float = 7 * 24 * 3600.0
     runtime_port: int = 8888
     preview_port: int = 3000
     service_host_template: str = "{name}.{namespace}.svc.cluster.local"
@@ -94,6 +102,10 @@ class KubernetesBackendConfig:
                     env, "AMICABLE_SANDBOX_CLAIM_API_VERSION", "v1alpha1", ("v1alpha1", "v1beta1")
                 ),
                 idle_ttl_s=seconds(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
+                idle_action=choice(
+                    env, "AMICABLE_SANDBOX_IDLE_ACTION", "delete", ("delete", "pause")
+                ),
+                paused_ttl_s=seconds(env, "AMICABLE_SANDBOX_PAUSED_TTL_S", 7 * 24 * 3600.0),
                 runtime_port=integer(env, "SANDBOX_RUNTIME_PORT", 8888, minimum=1, maximum=65535),
                 preview_port=integer(env, "SANDBOX_PREVIEW_PORT", 3000, minimum=1, maximum=65535),
                 service_host_template=string(

@@ -17,6 +17,7 @@ from amicable_agent.sandboxes.kubernetes.api import Resource
 
 Obj = dict[str, Any]
 ClaimApiVersion = Literal["v1alpha1", "v1beta1"]
+IdleAction = Literal["delete", "pause"]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "amicable"
@@ -24,6 +25,8 @@ PROJECT_LABEL = "amicable.dev/project-id"
 SESSION_ANNOTATION = "amicable.dev/session-id"
 PROJECT_ANNOTATION = "amicable.dev/project-id"
 LAST_ACTIVE_ANNOTATION = "amicable.dev/last-active"
+#: When the reaper paused the claim's Sandbox (``AMICABLE_SANDBOX_IDLE_ACTION=pause``).
+PAUSED_ANNOTATION = "amicable.dev/paused-at"
 TOKEN_ENV = "AMICABLE_RUNTIME_TOKEN"
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -106,3 +109,24 @@ def claim_info(claim: Obj) -> SandboxInfo:
         last_active_s=parse_time(annotations.get(LAST_ACTIVE_ANNOTATION)),
         ready=is_ready(claim),
     )
+
+
+def pause_patch(version: ClaimApiVersion, *, paused: bool) -> Obj:
+    """The merge patch that pauses (or resumes) a Sandbox: ``spec.replicas`` 0/1 in
+    ``v1alpha1``, ``spec.operatingMode`` ``Suspended``/``Running`` in ``v1beta1``. Its
+    volumes (``volumeClaimTemplates``) are kept either way."""
+    if version == "v1beta1":
+        return {"spec": {"operatingMode": "Suspended" if paused else "Running"}}
+    return {"spec": {"replicas": 0 if paused else 1}}
+
+
+def is_paused(sandbox: Obj | None) -> bool:
+    """The Sandbox is scaled to zero (either API version's way)."""
+    spec = (sandbox or {}).get("spec") or {}
+    return spec.get("replicas") == 0 or spec.get("operatingMode") == "Suspended"
+
+
+def paused_at(claim: Obj) -> float | None:
+    """When the reaper paused the claim's Sandbox, or None when it is not paused."""
+    annotations = (claim.get("metadata") or {}).get("annotations") or {}
+    return parse_time(annotations.get(PAUSED_ANNOTATION))

@@ -1,11 +1,15 @@
-"""The sandbox reaper: deletes managed SandboxClaims that are idle or orphaned.
+"""The sandbox reaper: deletes (or pauses) managed SandboxClaims that are idle or orphaned.
 
 A claim is reaped when its project no longer exists, or when its last activity (the
 ``amicable.dev/last-active`` annotation that :meth:`KubernetesBackend.touch` renews) is
 older than the idle TTL. The controller should already have honoured
 ``spec.lifecycle.shutdownTime``; the reaper is the safety net for clusters where it did not,
 and the only thing that notices deleted projects. A reaped project comes back on its next
-INIT (a new claim with the same deterministic name).
+INIT (a new claim with the same deterministic name), restored from its snapshots.
+
+With ``AMICABLE_SANDBOX_IDLE_ACTION=pause`` an idle claim is not deleted: its Sandbox is
+scaled to zero (volumes kept) and the claim annotated ``amicable.dev/paused-at``; the next
+INIT resumes it. A claim paused longer than ``paused_ttl_s`` is deleted after all.
 
 Several agent replicas run a reaper each. They do not fight:
 
@@ -30,8 +34,10 @@ from amicable_agent.sandboxes.kubernetes.objects import (
     LAST_ACTIVE_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    IdleAction,
     claim_info,
     parse_time,
+    paused_at,
 )
 
 if TYPE_CHECKING:
@@ -54,19 +60,46 @@ def format_micro_time(epoch_s: float) -> str:
 def reap_reason(
     claim: Obj, *, now: float, idle_ttl_s: float, project_exists: bool | None
 ) -> str | None:
-    """Why a claim should be deleted now (``None`` = keep it). Pure.
+    """Why a claim should be deleted now (``None`` = keep it), idle claims being deleted.
+    Pure; see :func:`reap_verdict`."""
+    verdict = reap_verdict(claim, now=now, idle_ttl_s=idle_ttl_s, project_exists=project_exists)
+    return verdict[1] if verdict is not None else None
+
+
+def reap_verdict(
+    claim: Obj,
+    *,
+    now: float,
+    idle_ttl_s: float,
+    project_exists: bool | None,
+    idle_action: IdleAction = "delete",
+    paused_ttl_s: float = 0.0,
+) -> tuple[IdleAction, str] | None:
+    """What to do with a claim now, and why (``None`` = keep it as it is). Pure.
 
     Args:
         claim: the SandboxClaim object.
         now: wall-clock epoch seconds.
         idle_ttl_s: idle lifetime (0 = never idle out).
         project_exists: whether the claim's project exists (``None`` = unknown: keep).
+        idle_action: ``delete`` or ``pause`` an idle claim.
+        paused_ttl_s: delete a claim paused longer than this (0 = never).
     """
     meta = claim.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return None  # already going
     if project_exists is False:
-        return "project deleted"
+        return "delete", "project deleted"
+    paused = paused_at(claim)
+    if paused is not None:
+        if paused_ttl_s > 0 and now - paused > paused_ttl_s:
+            return "delete", f"paused for {now - paused:.0f} s (TTL {paused_ttl_s:g} s)"
+        return None
+    reason = _idle_reason(meta, now=now, idle_ttl_s=idle_ttl_s)
+    return (idle_action, reason) if reason is not None else None
+
+
+def _idle_reason(meta: Obj, *, now: float, idle_ttl_s: float) -> str | None:
     if idle_ttl_s > 0:
         annotations = meta.get("annotations") or {}
         last = parse_time(annotations.get(LAST_ACTIVE_ANNOTATION))
@@ -171,6 +204,10 @@ class ReapedBackend(Protocol):
         """Delete a claim only if it still has the ``resourceVersion`` it was listed with."""
         ...
 
+    async def pause_if_unchanged(self, claim: Obj) -> None:
+        """Pause a claim's Sandbox only if the claim is unchanged since it was listed."""
+        ...
+
 
 class SandboxReaper:
     """Periodically deletes idle and orphaned claims while holding the reaper Lease.
@@ -204,6 +241,8 @@ class SandboxReaper:
         )
         #: every claim this reaper deleted (for tests and ``statistics()``-style reporting)
         self.reaped: list[str] = []
+        #: every claim this reaper paused
+        self.paused: list[str] = []
         self._reaped_event = trio.Event()
 
     async def _exists(self, project_id: str | None) -> bool | None:
@@ -219,7 +258,7 @@ class SandboxReaper:
         """One pass (without the Lease check): delete what :func:`reap_reason` selects.
 
         Returns:
-            The names of the claims this pass deleted.
+            The names of the claims this pass deleted (paused ones are in :attr:`paused`).
 
         Raises:
             SandboxError: the claims cannot be listed or a deletion failed.
@@ -232,23 +271,33 @@ class SandboxReaper:
         deleted: list[str] = []
         for claim in claims:
             info = claim_info(claim)
-            reason = reap_reason(
+            verdict = reap_verdict(
                 claim,
                 now=self._clock(),
                 idle_ttl_s=config.idle_ttl_s,
                 project_exists=await self._exists(info.project_id),
+                idle_action=config.idle_action,
+                paused_ttl_s=config.paused_ttl_s,
             )
-            if reason is None:
+            if verdict is None:
                 continue
+            action, reason = verdict
             try:
-                await self._backend.delete_if_unchanged(claim)
+                if action == "pause":
+                    await self._backend.pause_if_unchanged(claim)
+                else:
+                    await self._backend.delete_if_unchanged(claim)
             except kube.KubeConflict:
                 logger.info("reaper: %s changed since listed; kept", info.sandbox_id)
                 continue
             except kube.KubeNotFound:
                 continue  # someone else reaped it
             except kube.KubeApiError as exc:
-                raise SandboxError(f"reaper cannot delete {info.sandbox_id}: {exc}") from exc
+                raise SandboxError(f"reaper cannot {action} {info.sandbox_id}: {exc}") from exc
+            if action == "pause":
+                logger.info("reaper: paused sandbox claim %s (%s)", info.sandbox_id, reason)
+                self.paused.append(info.sandbox_id)
+                continue
             logger.info("reaper: deleted sandbox claim %s (%s)", info.sandbox_id, reason)
             deleted.append(info.sandbox_id)
             self.reaped.append(info.sandbox_id)
