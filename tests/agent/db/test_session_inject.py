@@ -134,6 +134,10 @@ async def test_store_origin_lookup_follows_slug_and_sandbox_id() -> None:
     assert set(await lookup("no-such-project")) == set()
 
 
+#: A session manager whose sessions keep no snapshots (the purge asks it).
+NO_SNAPSHOTS = types.SimpleNamespace(deps=types.SimpleNamespace(snapshots=None))
+
+
 async def test_project_purge_drops_the_app_database(hasura: Hasura) -> None:
     store = MemoryStore()
     project = await store.create_project("Todo app", template_id="vite")
@@ -141,7 +145,9 @@ async def test_project_purge_drops_the_app_database(hasura: Hasura) -> None:
         assert db is not None
         await db.provisioner.ensure_app(project.project_id)
         backend = FakeSandboxBackend()
-        state = types.SimpleNamespace(store=store, backend=backend, db=db, git_sync=None)
+        state = types.SimpleNamespace(
+            store=store, backend=backend, db=db, git_sync=None, manager=NO_SNAPSHOTS
+        )
         await api_projects._purge(state, project)  # type: ignore[arg-type]
         assert await db.provisioner.get_app(project.project_id) is None
     assert app_schema_name(project.project_id) not in hasura.fake.schemas
@@ -155,7 +161,7 @@ async def test_project_purge_survives_hasura_being_down(closed_port_url: str) ->
     project = await store.create_project("Todo app", template_id="vite")
     async with open_app_database(hasura_config(closed_port_url), origins=static_origins({})) as db:
         state = types.SimpleNamespace(
-            store=store, backend=FakeSandboxBackend(), db=db, git_sync=None
+            store=store, backend=FakeSandboxBackend(), db=db, git_sync=None, manager=NO_SNAPSHOTS
         )
         await api_projects._purge(state, project)  # type: ignore[arg-type]
     assert project.project_id not in store.projects  # the row is purged anyway
