@@ -93,7 +93,9 @@ class Engine:
         self.settings = settings
         self.llm = llm or LlmClient(settings)
         self._limiters: dict[str, AutoHealLimiter] = {}
-        self._secrets = tuple(s for s in (settings.api_key,) if s)
+        self._secrets = tuple(
+            dict.fromkeys([*settings.known_secrets, *(s for s in (settings.api_key,) if s)])
+        )
 
     async def aclose(self) -> None:
         """Close the model client's connections."""

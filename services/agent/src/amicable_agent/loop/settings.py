@@ -41,6 +41,8 @@ import attrs
 
 from amicable_agent.errors import AgentError
 
+from .redact import known_secrets, looks_secret
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -150,6 +152,9 @@ class LoopSettings:
         compaction_trigger_messages / compaction_keep_messages: history compaction.
         context_budget_chars: request size (characters) above which old tool output is cut.
         tool_output_max_chars: cap on one tool result fed to the model.
+        known_secrets: values redacted from tool results and traces wherever they appear:
+            the API key and every environment variable whose name looks secret (see
+            :func:`amicable_agent.loop.redact.known_secrets`); never logged.
     """
 
     model: str = DEFAULT_MODEL
@@ -179,6 +184,7 @@ class LoopSettings:
     compaction_keep_messages: int = 20
     context_budget_chars: int = 400_000
     tool_output_max_chars: int = 30_000
+    known_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
     @property
     def model_configured(self) -> bool:
@@ -224,4 +230,20 @@ class LoopSettings:
             compaction_keep_messages=max(
                 2, _int(env, "DEEPAGENTS_SUMMARIZATION_KEEP_MESSAGES", 20)
             ),
+            known_secrets=known_secrets(_with_secret_files(env)),
         )
+
+
+def _with_secret_files(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus the contents of ``*_FILE`` variables (``HASURA_GRAPHQL_ADMIN_SECRET_FILE``
+    -> ``HASURA_GRAPHQL_ADMIN_SECRET``) that are readable; the rest is ignored here."""
+    out = dict(env)
+    for name, path in env.items():
+        stem = name.removesuffix("_FILE")
+        if stem == name or stem in env or not path or not looks_secret(stem):
+            continue
+        try:
+            out[stem] = Path(path).read_text(encoding="utf-8")[:65536].strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+    return out

@@ -10,7 +10,7 @@ from amicable_protocol.messages import ErrorData, MessageType, QaResult, TraceEv
 from . import qa as qa_mod
 from .api import app_db_of
 from .compaction import repair
-from .redact import redact_payload
+from .redact import redact_payload, redact_secrets
 from .state import TurnState, send_status, send_trace
 from .tools import run_tool, status_line
 
@@ -58,6 +58,7 @@ async def run_tools(
         outcome = await run_tool(
             host.runtime, name, args, mode=host.permission_mode,
             output_max_chars=settings.tool_output_max_chars, app_db=app_db,
+            redact=lambda text: redact_secrets(text, secrets=secrets),
         )  # fmt: skip
         if name == "execute":
             state.commands += 1
@@ -113,7 +114,7 @@ async def qa_round(
     if failed is None:
         return False
     await host.send(MessageType.ERROR, ErrorData(
-        error="qa_failed", detail=qa_mod.failure_detail(failed),
+        error="qa_failed", detail=redact_secrets(qa_mod.failure_detail(failed), secrets=secrets),
         qa_results=tuple(QaResult(c.command, c.exit_code, c.truncated, c.duration_ms)
                          for c in outcome.checks),
     ))  # fmt: skip
@@ -126,7 +127,8 @@ async def qa_round(
     elif state.qa_rounds < settings.self_heal_max_rounds:
         state.qa_rounds += 1
         await send_status(host, state, "QA failed, attempting self-heal...")
-        messages.append({"role": "user", "content": qa_mod.self_heal_message(failed)})
+        heal = redact_secrets(qa_mod.self_heal_message(failed), secrets=secrets)
+        messages.append({"role": "user", "content": heal})
         await host.store.save_conversation(pid, messages)
         return True
     else:
