@@ -8,6 +8,9 @@ the runtime's own work), with the sandbox's bearer token and a deadline on every
 directly on a Trio stream, so the iterator needs no nursery and closing it early closes the
 socket (the runtime then kills the process group). Foreign errors become
 :class:`~amicable_agent.errors.RuntimeClientError` here and nowhere else.
+
+The runtime runs inside the sandbox, so a compromised project controls what it answers:
+every read here is bounded (:class:`ResponseLimits`; code ``too_large`` beyond).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
+import attrs
 import httpx2
 import trio
 from amicable_protocol._converter import structure, unstructure
@@ -51,7 +55,7 @@ from wsproto.events import (
 )
 
 from amicable_agent.errors import RuntimeClientError
-from amicable_agent.lean_http import BODY, LeanTransport
+from amicable_agent.lean_http import BODY, BodyTooLarge, LeanTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -63,6 +67,29 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 30.0
 EXEC_SLACK_S = 30.0
 DEFAULT_EXEC_TIMEOUT_S = 600.0
+MIB = 1024 * 1024
+
+
+@attrs.frozen
+class ResponseLimits:
+    """The most the client reads from a runtime.
+
+    Attributes:
+        response_bytes: one HTTP answer (a file of up to the runtime's 20 MiB, a tree …).
+        archive_bytes: a streamed archive, compressed.
+        exec_message_bytes: one ``/v1/exec/stream`` message.
+        exec_stream_bytes: everything one exec stream sends (the runtime caps output at
+            200,000 characters per stream; this bounds a runtime that does not).
+    """
+
+    response_bytes: int = 32 * MIB
+    archive_bytes: int = 512 * MIB
+    exec_message_bytes: int = 4 * MIB
+    exec_stream_bytes: int = 64 * MIB
+
+
+def _too_large(what: str, limit: int) -> RuntimeClientError:
+    return RuntimeClientError(0, "too_large", f"{what} is larger than {limit} bytes")
 
 
 _PORTS = {"http": 80, "https": 443}
@@ -102,12 +129,18 @@ class HttpRuntimeClient:
     """
 
     def __init__(
-        self, transport: LeanTransport, base_url: str, token: str | None, timeout_s: float
+        self,
+        transport: LeanTransport,
+        base_url: str,
+        token: str | None,
+        timeout_s: float,
+        limits: ResponseLimits | None = None,
     ) -> None:
         self._transport = transport
         self._base_url = base_url.rstrip("/")
         self._token = token
         self._timeout_s = timeout_s
+        self._limits = limits or ResponseLimits()
         url = urlsplit(self._base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) runtime URL: {base_url!r}")
@@ -152,7 +185,9 @@ class HttpRuntimeClient:
             + self._fixed
             + "\r\n".join(extra).encode("latin-1")
         )
-        status, raw_headers, payload = await self._transport.fetch(self._origin, head, body)
+        status, raw_headers, payload = await self._transport.fetch(
+            self._origin, head, body, max_body=self._limits.response_bytes
+        )
         return _Response(status, raw_headers, payload)
 
     async def _request(
@@ -169,6 +204,8 @@ class HttpRuntimeClient:
                 response = await self._send(method, url, **kwargs)
         except trio.TooSlowError as exc:
             raise RuntimeClientError(0, "timeout", f"{method} {url} took over {limit}s") from exc
+        except BodyTooLarge as exc:
+            raise _too_large(f"the answer to {method} {url}", self._limits.response_bytes) from exc
         except httpx2.HTTPError as exc:
             raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
@@ -284,6 +321,7 @@ class HttpRuntimeClient:
             self._token,
             ExecRequest(command, cwd, env, timeout_s),
             (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S,
+            self._limits,
         )
 
     # --- archive ------------------------------------------------------------------------
@@ -339,8 +377,12 @@ class HttpRuntimeClient:
                         response.status_code, err["error"], str(err.get("detail") or "")
                     )
                 raise RuntimeClientError(response.status_code, "http_error", raw[:500].decode())
+            received = 0
             try:
                 async for chunk in body:
+                    received += len(chunk)
+                    if received > self._limits.archive_bytes:
+                        raise _too_large("the archive", self._limits.archive_bytes)
                     yield chunk
             except httpx2.HTTPError as exc:
                 raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
@@ -366,6 +408,8 @@ class HttpRuntimeClient:
         try:
             with trio.fail_after(self._timeout_s):
                 response = await self._send("GET", "/readyz")
+        except BodyTooLarge as exc:
+            raise _too_large("the answer to GET /readyz", self._limits.response_bytes) from exc
         except (httpx2.HTTPError, trio.TooSlowError) as exc:
             raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
         try:
@@ -383,8 +427,15 @@ class ExecStream:
     """
 
     def __init__(
-        self, base_url: str, token: str | None, request: ExecRequest, total_timeout_s: float
+        self,
+        base_url: str,
+        token: str | None,
+        request: ExecRequest,
+        total_timeout_s: float,
+        limits: ResponseLimits | None = None,
     ) -> None:
+        self._limits = limits or ResponseLimits()
+        self._received = 0
         self._url = urlsplit(base_url)
         self._token = token
         self._request = request
@@ -393,6 +444,7 @@ class ExecStream:
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._pending: list[ExecOutput | ExecExit] = []
         self._buffer: list[str] = []
+        self._buffered = 0
         self._done = False
 
     def __aiter__(self) -> ExecStream:
@@ -444,6 +496,10 @@ class ExecStream:
                 raise RuntimeClientError(0, "timeout", "exec stream deadline passed") from exc
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
+            self._received += len(data)
+            if self._received > self._limits.exec_stream_bytes:
+                await self.aclose()
+                raise _too_large("the exec stream", self._limits.exec_stream_bytes)
             self._ws.receive_data(data or None)
             await self._process_events()
             if not data and not self._pending and not self._done:
@@ -474,7 +530,11 @@ class ExecStream:
                     raise RuntimeClientError(reject_status, code, detail)
             elif isinstance(event, TextMessage):
                 self._buffer.append(event.data)
+                self._buffered += len(event.data)
+                if self._buffered > self._limits.exec_message_bytes:
+                    raise _too_large("an exec stream message", self._limits.exec_message_bytes)
                 if event.message_finished:
+                    self._buffered = 0
                     self._frame("".join(self._buffer))
                     self._buffer.clear()
             elif isinstance(event, Ping):
@@ -513,12 +573,16 @@ class ExecStream:
 
 @asynccontextmanager
 async def open_runtime_client(
-    base_url: str, token: str | None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    base_url: str,
+    token: str | None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    limits: ResponseLimits | None = None,
 ) -> AsyncIterator[HttpRuntimeClient]:
     """A client of the runtime at ``base_url`` for the duration of the block."""
     transport = LeanTransport()
     try:
-        yield HttpRuntimeClient(transport, base_url, token, timeout_s)
+        yield HttpRuntimeClient(transport, base_url, token, timeout_s, limits)
     finally:
         with trio.CancelScope(shield=True):
             await transport.aclose()
