@@ -316,7 +316,10 @@ async def _serve(
 
     async def quota() -> None:
         usage = await watch_disk(
-            config.limits.disk_bytes, partial(disk_usage, root), partial(free_bytes, root), record
+            config.limits.disk_bytes,
+            partial(trio.to_thread.run_sync, disk_usage, root),
+            partial(free_bytes, root),
+            record,
         )
         log.warning(
             "sandbox %s uses %d MiB of disk, over its quota of %d MiB: stopping it",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def free_bytes(path: Path) -> int:
 
 async def watch_disk(
     limit_bytes: int,
-    measure: Callable[[], int],
+    measure: Callable[[], Awaitable[int]],
     free: Callable[[], int],
     on_usage: Callable[[int], None],
     *,
@@ -81,7 +81,7 @@ async def watch_disk(
 
     Args:
         limit_bytes: the quota.
-        measure: a full walk (blocking; run in a thread).
+        measure: a full walk (:func:`disk_usage` in a worker thread).
         free: the filesystem's free bytes (cheap; called every ``poll_s``).
         on_usage: told every measured usage (statistics).
 
@@ -89,7 +89,7 @@ async def watch_disk(
 
     Cancellation: stops at the next poll; a walk in progress finishes in its thread.
     """
-    usage = await trio.to_thread.run_sync(measure)
+    usage = await measure()
     on_usage(usage)
     allowed = max(limit_bytes, usage + GRACE_BYTES) if usage > limit_bytes else limit_bytes
     task_status.started(usage)
@@ -102,7 +102,7 @@ async def watch_disk(
             now_free <= last_free - trigger_bytes
             or trio.current_time() - last_scan >= scan_interval_s
         ):
-            usage = await trio.to_thread.run_sync(measure)
+            usage = await measure()
             on_usage(usage)
             last_free, last_scan = free(), trio.current_time()
     return usage
