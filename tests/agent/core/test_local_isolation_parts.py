@@ -16,6 +16,7 @@ from amicable_agent.cli import sandbox_mode
 from amicable_agent.config import AgentConfig
 from amicable_agent.sandboxes.local.environment import inherited_env, sandbox_env
 from amicable_agent.sandboxes.local.isolation import (
+    OWNER_ENV,
     IsolationTools,
     bwrap_argv,
     prepare_filesystem,
@@ -28,6 +29,7 @@ from amicable_agent.sandboxes.local.network import (
     pasta_argv,
     sandbox_resolv_conf,
 )
+from amicable_agent.sandboxes.local.procs import kill_orphans
 from amicable_agent.sandboxes.local.unshare import MARKER, unshare_node_modules
 from amicable_agent.sandboxes.local.watchdog import GRACE_BYTES, disk_usage, watch_disk
 
@@ -151,8 +153,11 @@ def test_bubblewrap_binds_only_the_system_the_runtime_and_the_sandbox_dir(tmp_pa
         assert not inside or "/.venv" in src or src.endswith("/src"), src
     assert (tmp_path / "etc" / "passwd").read_text().count("\n") == 1
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                 "--unshare-net", "--die-with-parent"):  # fmt: skip
+                 "--unshare-net"):  # fmt: skip
         assert flag in argv
+    # PR_SET_PDEATHSIG follows the forking *thread* (a Trio worker that idles out)
+    assert "--die-with-parent" not in argv
+    assert argv[argv.index("--unsetenv") + 1] == OWNER_ENV, "the owner mark stays outside"
     assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert argv[argv.index("--size") + 1 : argv.index("--size") + 4] == ["1024", "--tmpfs", "/tmp"]
 
@@ -283,3 +288,24 @@ def test_hard_linked_node_modules_get_their_own_copies(tmp_path: Path) -> None:
 )
 def test_amicable_up_says_how_sandboxes_run(isolation: str, shown: str) -> None:
     assert sandbox_mode(AgentConfig(local_isolation=isolation)).startswith(shown)  # type: ignore[arg-type]
+
+
+async def test_an_agent_kills_what_a_crashed_one_left_running(tmp_path: Path) -> None:
+    dead_agent = 4_194_305  # above the kernel's largest pid: no such process
+    sandboxes = tmp_path / "sandboxes"
+    procs = {}
+    for who, agent in (("orphan", dead_agent), ("alive", os.getpid()), ("other", dead_agent)):
+        root = sandboxes if who != "other" else tmp_path / "elsewhere"
+        procs[who] = await trio.lowlevel.open_process(
+            ["sleep", "300"], env={OWNER_ENV: f"{root}:{agent}"}, start_new_session=True
+        )
+    try:
+        assert kill_orphans(OWNER_ENV, sandboxes) == 1
+        with trio.fail_after(10):
+            await procs["orphan"].wait()
+        assert procs["alive"].returncode is None, "a live agent's sandboxes stay"
+        assert procs["other"].returncode is None, "another data directory's stay"
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            await proc.wait()

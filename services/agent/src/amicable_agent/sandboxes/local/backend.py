@@ -1,10 +1,13 @@
 """``LocalBackend``: sandboxes as local ``amicable-sandbox-runtime`` processes (embedded mode).
 
-Each sandbox is a workspace directory ``<data>/sandboxes/<sandbox id>/workspace`` and one
-runtime process on free loopback ports with a random bearer token; the runtime supervises
-Vite. Processes are children of the agent, each in its own process group (optionally inside
-bubblewrap) and stop with it; after a restart the next ``ensure`` brings the same workspace
-back. Sandboxes idle for ``idle_ttl_s`` are stopped (not deleted).
+Each sandbox is a directory ``<data>/sandboxes/<sandbox id>`` (``workspace``, ``home``,
+``run``) and one runtime process with a random bearer token; the runtime supervises Vite.
+By default every sandbox runs isolated (bubblewrap + pasta, cgroup limits, a disk
+watchdog: :mod:`.runner`, :mod:`.isolation`, :mod:`.network`, :mod:`.limits`,
+:mod:`.watchdog`); ``isolation="none"`` runs plain processes. Processes are children of the
+agent, each sandbox in its own process group, and stop with it; after a restart the next
+``ensure`` brings the same workspace back. Sandboxes idle for ``idle_ttl_s`` are stopped
+(not deleted).
 
 Cold start, fastest first:
 
@@ -12,14 +15,17 @@ Cold start, fastest first:
   for a new session adopts one (its directory is linked under the new sandbox id);
 * **spare workspace** (``spare_workspaces``, :mod:`.spares`): a complete project tree made
   in the background; ``ensure`` renames it into place and starts the runtime on it;
-* otherwise the runtime's ``init-workspace`` (template copy + node_modules hard-linked from
-  a cache prepared once with ``npm ci``) runs *while* the runtime process boots.
+* otherwise the runtime's ``init-workspace`` (template copy + the project's own copy of a
+  node_modules cache prepared once with ``npm ci``) runs *while* the runtime process boots.
+  The template is only ever copied into an empty workspace (the host never writes into a
+  directory the sandbox filled).
 
 Either way the runtime runs the dev script without npm (:func:`.sandbox.dev_command`).
 
-Other modules: :mod:`.sandbox` (a sandbox's state, argv, bubblewrap, environment),
-:mod:`.procs` (process groups, leftover sweeps), :mod:`.readiness` (is the
-dev server up), :mod:`.warm_pool`, :mod:`.spares`.
+Other modules: :mod:`.sandbox` (a sandbox's state, view and environment),
+:mod:`.environment` (the allow-list), :mod:`.procs` (process groups, leftover sweeps),
+:mod:`.readiness` (is the dev server up), :mod:`.unshare` (workspaces from before private
+node_modules), :mod:`.warm_pool`, :mod:`.spares`.
 """
 
 from __future__ import annotations
@@ -49,9 +55,9 @@ from amicable_agent.sandboxes.base import (
 )
 
 from .environment import inherited_env
-from .isolation import IsolationMode
+from .isolation import OWNER_ENV, IsolationMode
 from .limits import SandboxLimits
-from .procs import free_port, host_pid, interrupt_group, tail
+from .procs import free_port, host_pid, interrupt_group, kill_orphans, tail
 from .readiness import restart_preview, wait_preview
 from .runner import Isolation, RunnerConfig, prepare_isolation, run_sandbox
 from .sandbox import LocalSandbox
@@ -260,7 +266,12 @@ class LocalBackend:
             await trio.to_thread.run_sync(self._remove_sandbox_dir, sandbox_id)
 
     def remove_trash(self) -> None:
-        """Remove what a deletion interrupted (e.g. by a stop of the agent) left behind."""
+        """Remove what a deletion interrupted (e.g. by a stop of the agent) left behind, and
+        stop sandboxes an agent that crashed left running."""
+        if self.isolation is not None:
+            stale = kill_orphans(OWNER_ENV, self._root)
+            if stale:
+                log.warning("stopped %d sandbox process groups a previous agent left", stale)
         if self._root.is_dir():
             for entry in self._root.glob(_TRASH_PREFIX + "*"):
                 shutil.rmtree(entry, ignore_errors=True)

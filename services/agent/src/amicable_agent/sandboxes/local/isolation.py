@@ -60,6 +60,10 @@ ETC_ENTRIES = (
 ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: Packages of the runtime whose editable-install source directories are bound.
 RUNTIME_PACKAGES = ("amicable_sandbox_runtime", "amicable_protocol")
+#: Set on bubblewrap's and pasta's own processes (not inside the sandbox):
+#: ``<sandboxes dir>:<agent pid>``, so an agent that starts after a crash finds what the
+#: dead one left running (see :func:`.procs.kill_orphans`).
+OWNER_ENV = "AMICABLE_SANDBOX_OWNER"
 
 
 @attrs.frozen
@@ -255,13 +259,19 @@ def bwrap_argv(
     """bubblewrap around ``command`` for the sandbox directory ``root`` (see the module
     docstring). bubblewrap reports the sandbox's pid on ``info_fd`` and waits for a byte on
     ``block_fd`` before the sandbox runs anything (the backend attaches limits and the
-    network meanwhile)."""
+    network meanwhile).
+
+    No ``--die-with-parent``: it is ``PR_SET_PDEATHSIG``, which fires when the *thread*
+    that forked bubblewrap exits, and Trio forks from worker threads that idle out after
+    seconds; the sandbox would be killed under a live agent. The sandbox stops with the
+    agent through its process group instead, and what a crashed agent left behind is
+    killed when the next one starts."""
     argv = [
         tools.bwrap,
         "--unshare-user", "--uid", "0", "--gid", "0",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
         "--unshare-cgroup-try", "--hostname", "amicable-sandbox",
-        "--die-with-parent",
+        "--unsetenv", OWNER_ENV,
         "--cap-drop", "ALL", "--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_SETPCAP",
         "--info-fd", str(info_fd), "--block-fd", str(block_fd),
     ]  # fmt: skip
@@ -284,7 +294,7 @@ async def probe(tools: IsolationTools) -> str | None:
     """None when bubblewrap can make the namespaces here (run once), else why not."""
     argv = [
         tools.bwrap, "--unshare-user", "--uid", "0", "--gid", "0", "--unshare-pid",
-        "--unshare-net", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+        "--unshare-net", "--unshare-ipc", "--unshare-uts",
         "--cap-drop", "ALL", "--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_SETPCAP",
         "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--",
         tools.sh, "-c", setup_script(tools, ["169.254.169.254/32"]), "probe", tools.sh, "-c", "true",

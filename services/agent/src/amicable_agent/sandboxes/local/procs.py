@@ -135,6 +135,41 @@ async def run_process_group(
     )
 
 
+def kill_orphans(name: str, sandboxes: Path) -> int:
+    """SIGKILL the process groups of bubblewrap and pasta processes whose environment has
+    ``name=<sandboxes>:<pid>`` for an agent pid that is gone (what a crashed agent left
+    running); returns how many groups. A live agent's sandboxes are left alone."""
+    prefix = f"{name}={sandboxes}:".encode()
+    killed = 0
+    with os.scandir("/proc") as entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                owner = next((v for v in fh.read().split(b"\0") if v.startswith(prefix)), None)
+            if owner is None:
+                continue
+            agent = int(owner[len(prefix) :])
+            if agent == os.getpid() or _alive(agent):
+                continue
+            pgid = os.getpgid(pid)
+        except (OSError, ValueError):
+            continue
+        kill_group(pgid, signal.SIGKILL)
+        killed += 1
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def read_capped(path: Path, limit: int = 64 * 1024) -> bytes:
     """At most ``limit`` bytes of a regular file a sandbox may have written, never through
     a symlink (a planted link cannot make the agent read another file).

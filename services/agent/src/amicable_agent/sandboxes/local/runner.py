@@ -35,6 +35,7 @@ from amicable_agent.errors import ConfigError, SandboxProvisionError
 from . import network
 from .isolation import (
     HOME,
+    OWNER_ENV,
     RUN_DIR,
     WORKSPACE,
     IsolationTools,
@@ -189,6 +190,9 @@ async def run_sandbox(
         workspace_pending=not workspace_complete,
         passthrough=config.env_passthrough,
     )
+    if config.isolation is not None:
+        # bubblewrap's and pasta's own processes; bubblewrap unsets it for the sandbox
+        env[OWNER_ENV] = f"{sandbox.root.parent}:{os.getpid()}"
     runtime = [*config.runtime_command, "--ready-file", view.ready_file]
     with (sandbox.root / "runtime.log").open("ab") as log_file:
         try:
@@ -280,12 +284,14 @@ async def _run_isolated(
                 (network_port, network.RUNTIME_PORT),
                 (sandbox.preview_port, network.PREVIEW_PORT),
             ]
-            pasta_argv = [
-                iso.tools.setpriv, "--pdeathsig", "SIGKILL", "--",
-                *network.pasta_argv(iso.tools.pasta, child, forwards, dns_forward=iso.filesystem.dns_forward),
-            ]  # fmt: skip
+            pasta_argv = network.pasta_argv(
+                iso.tools.pasta, child, forwards, dns_forward=iso.filesystem.dns_forward
+            )
+            pasta_env = {OWNER_ENV: env[OWNER_ENV]}
             pasta: trio.Process = await nursery.start(
-                partial(run_process_group, pasta_argv, env, sandbox.root, log_file, lambda: None)
+                partial(
+                    run_process_group, pasta_argv, pasta_env, sandbox.root, log_file, lambda: None
+                )
             )
             nursery.start_soon(
                 _stop_when_exits, pasta, sandbox, "the sandbox's network (pasta) stopped"
