@@ -14,6 +14,9 @@ import trio
 import trio.testing
 from amicable_agent.cli import sandbox_mode
 from amicable_agent.config import AgentConfig
+from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sandboxes.local.backend import LocalBackendConfig, open_local_backend
 from amicable_agent.sandboxes.local.environment import inherited_env, sandbox_env
 from amicable_agent.sandboxes.local.isolation import (
     OWNER_ENV,
@@ -309,3 +312,21 @@ async def test_an_agent_kills_what_a_crashed_one_left_running(tmp_path: Path) ->
         for proc in procs.values():
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "none"])
+async def test_a_runtime_that_exits_at_once_is_a_provision_error(
+    tmp_path: Path, isolation: str
+) -> None:
+    """The reason reaches the user as a SandboxProvisionError, not an exception group."""
+    config = LocalBackendConfig(
+        data_dir=tmp_path, runtime_command=("/bin/sh", "-c", "echo no runtime here; exit 3", "x"),
+        warm_pool_size=0, spare_workspaces=0, isolation=isolation,  # type: ignore[arg-type]
+    )  # fmt: skip
+    workspace = tmp_path / "sandboxes" / sandbox_id_for("s") / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "package.json").write_text("{}")
+    async with open_local_backend(config) as backend:
+        with pytest.raises(SandboxProvisionError) as failed:
+            await backend.ensure("s", project_id="s", template_id="vite")
+    assert "no runtime here" in failed.value.reason

@@ -172,12 +172,16 @@ def _node_binds() -> tuple[list[Path], list[str]]:
 
 
 def _outermost(paths: Iterable[Path]) -> tuple[str, ...]:
-    """Existing paths (absolute, links kept), without those inside another one."""
-    kept: list[Path] = []
-    for path in sorted({Path(os.path.abspath(p)) for p in paths if p.exists()}):
-        if not any(path.is_relative_to(k) for k in kept):
-            kept.append(path)
-    return tuple(str(p) for p in kept)
+    """Existing paths (absolute, links kept), without those inside another one by name or
+    once resolved (``/bin/sh`` is ``/usr/bin/dash``: bound with ``/usr`` already)."""
+    found = sorted({Path(os.path.abspath(p)) for p in paths if p.exists()})
+
+    def inside(path: Path, other: Path) -> bool:
+        return path != other and (
+            path.is_relative_to(other) or path.resolve().is_relative_to(other)
+        )
+
+    return tuple(str(p) for p in found if not any(inside(p, o) for o in found))
 
 
 def _credential_free_npmrc(text: str) -> str:

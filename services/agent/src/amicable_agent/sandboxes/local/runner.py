@@ -202,6 +202,8 @@ async def run_sandbox(
                 await _run_isolated(
                     config, config.isolation, sandbox, runtime, env, log_file, task_status
                 )
+        except* SandboxProvisionError as failed:  # raised inside a nursery: not a group
+            raise failed.exceptions[0] from None
         finally:
             with trio.CancelScope(shield=True):
                 await sweep_leftovers(sandbox.root, sandbox.marker)
@@ -278,7 +280,10 @@ async def _run_isolated(
             try:
                 await trio.to_thread.run_sync(cgroup.attach, child, config.limits)
             except OSError as exc:
-                raise SandboxProvisionError(f"cannot limit the sandbox: {exc}") from exc
+                with trio.move_on_after(2):  # gone already: bubblewrap says why in the log
+                    await process.wait()
+                reason = exit_reason(sandbox) if process.returncode is not None else str(exc)
+                raise SandboxProvisionError(f"cannot limit the sandbox: {reason}") from exc
             os.write(block_w, b"1")  # limits in place: let the sandbox run
             forwards = [
                 (network_port, network.RUNTIME_PORT),
@@ -294,7 +299,7 @@ async def _run_isolated(
                 )
             )
             nursery.start_soon(
-                _stop_when_exits, pasta, sandbox, "the sandbox's network (pasta) stopped"
+                _stop_when_exits, pasta, process, sandbox, "its network (pasta) stopped"
             )
             await _wait_ready_file(sandbox, process)
             await _wait_accepts(network_port, process, sandbox)
@@ -391,9 +396,17 @@ async def _wait_accepts(port: int, process: trio.Process, sandbox: LocalSandbox)
     raise SandboxProvisionError("the sandbox's network did not come up in time")
 
 
-async def _stop_when_exits(process: trio.Process, sandbox: LocalSandbox, reason: str) -> None:
-    await process.wait()
-    log.warning("sandbox %s: %s (exit %s)", sandbox.sandbox_id, reason, process.returncode)
+async def _stop_when_exits(
+    helper: trio.Process, sandbox_process: trio.Process, sandbox: LocalSandbox, reason: str
+) -> None:
+    """Stop the sandbox when ``helper`` (pasta) exits, unless the sandbox ended first
+    (then pasta lost its namespace, and the sandbox's own exit is the story)."""
+    await helper.wait()
+    with trio.move_on_after(1):
+        await sandbox_process.wait()
+    if sandbox_process.returncode is not None:
+        return
+    log.warning("sandbox %s: %s (exit %s)", sandbox.sandbox_id, reason, helper.returncode)
     sandbox.stop_reason = reason
     sandbox.scope.cancel()
 
