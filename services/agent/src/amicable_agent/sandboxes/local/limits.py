@@ -11,8 +11,9 @@ cgroup of its own before anything runs in it, so every process of the sandbox is
   enabled below).
 * **cgroup v1** (a hybrid machine): the same directory in each writable hierarchy:
   ``memory.limit_in_bytes``, ``pids.max``, ``cpu.shares``.
-* **otherwise**, per controller that is not available: ``RLIMIT_NPROC`` (per user, not
-  enforced for root), ``RLIMIT_DATA`` per process, and ``nice`` 10, with a logged note.
+* **otherwise**, per controller that is not available: ``RLIMIT_NPROC`` (it counts every
+  task of the user, so: the user's tasks at the start plus ``pids_max``; not enforced for
+  root), ``RLIMIT_DATA`` per process, and ``nice`` 10, with a logged note.
 
 Always: ``RLIMIT_FSIZE`` (no single file above the disk quota) and no core dumps. The disk
 quota itself is watched by :mod:`.watchdog`.
@@ -256,10 +257,23 @@ def apply_rlimits(pid: int, limits: SandboxLimits, missing: Iterable[str]) -> No
     wanted = [(resource.RLIMIT_FSIZE, limits.disk_bytes), (resource.RLIMIT_CORE, 0)]
     missing = set(missing)
     if "pids" in missing:
-        wanted.append((resource.RLIMIT_NPROC, limits.pids_max))
+        # counts every task of the user (the agent's, the desktop's …), not the sandbox's
+        wanted.append((resource.RLIMIT_NPROC, _user_tasks() + limits.pids_max))
     if "memory" in missing:
         wanted.append((resource.RLIMIT_DATA, limits.memory_bytes))
     for kind, value in wanted:
         resource.prlimit(pid, kind, (value, value))
     if "cpu" in missing:
         os.setpriority(os.PRIO_PROCESS, pid, _NICE)
+
+
+def _user_tasks() -> int:
+    """Tasks (threads) of this user now: what RLIMIT_NPROC counts."""
+    uid, count = os.getuid(), 0
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == uid:
+                        count += len(os.listdir(f"/proc/{entry.name}/task"))
+    return count

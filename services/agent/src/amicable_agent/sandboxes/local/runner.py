@@ -119,6 +119,13 @@ async def prepare_isolation(
     blocked = await trio.to_thread.run_sync(network.read_local_addresses)
     iso = Isolation(tools, filesystem, cgroups, tuple(network.blocked_destinations(blocked)))
     log.info("sandboxes are isolated: %s", iso.describe())
+    if cgroups.missing:
+        log.warning(
+            "no writable cgroup for %s here: sandboxes get rlimits/nice instead, which are "
+            "weaker (RLIMIT_NPROC counts all of this user's tasks and does not bind root; "
+            "RLIMIT_DATA is per process)",
+            ", ".join(cgroups.missing),
+        )
     return iso
 
 
