@@ -242,6 +242,18 @@ async def test_the_disk_watchdog_stops_at_the_quota(autojump_clock: trio.testing
     assert disk.walks <= 6, "a walk per 200 MiB written, not one per poll"
 
 
+async def test_the_first_walk_waits_for_the_start_to_be_over(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    disk = Disk(100 * MIB)
+    with trio.move_on_after(5):
+        await watch_disk(1024**3, disk.measure, lambda: disk.free, lambda _: None)
+    assert disk.walks == 0, "nothing written: no walk while the dev server starts"
+    with trio.move_on_after(11):
+        await watch_disk(1024**3, disk.measure, lambda: disk.free, lambda _: None)
+    assert disk.walks == 1
+
+
 async def test_a_project_over_its_quota_may_start_but_not_grow(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
