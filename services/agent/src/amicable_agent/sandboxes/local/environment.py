@@ -23,7 +23,7 @@ ALLOWED_NAMES = frozenset({"LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM", "NO_CO
 ALLOWED_PREFIXES = ("LC_", "NODE_")
 #: A name that looks like it holds a secret is never copied, allow-listed or not.
 SECRET_NAME = re.compile(
-    r"(?i)(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|_KEY$|^KEY$|AUTH(?!OR))"
+    r"(?i)(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|_KEY$|^KEY$|AUTH(?!ORS?(?![A-Z])))"
 )
 #: ``PATH`` inside an isolated sandbox (plus the directory of a ``node`` found elsewhere).
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
