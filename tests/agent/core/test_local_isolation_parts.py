@@ -14,7 +14,7 @@ import trio
 import trio.testing
 from amicable_agent.cli import sandbox_mode
 from amicable_agent.config import AgentConfig
-from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.errors import ConfigError, SandboxProvisionError
 from amicable_agent.sandboxes.base import sandbox_id_for
 from amicable_agent.sandboxes.local.backend import LocalBackendConfig, open_local_backend
 from amicable_agent.sandboxes.local.environment import inherited_env, sandbox_env
@@ -342,3 +342,18 @@ async def test_a_runtime_that_exits_at_once_is_a_provision_error(
         with pytest.raises(SandboxProvisionError) as failed:
             await backend.ensure("s", project_id="s", template_id="vite")
     assert "no runtime here" in failed.value.reason
+
+
+async def test_auto_refuses_where_it_cannot_isolate_and_none_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from amicable_agent.sandboxes.local import runner
+
+    monkeypatch.setattr(runner, "find_tools", lambda: "missing pasta (package passt)")
+    for mode in ("auto", "bwrap"):
+        with pytest.raises(ConfigError) as refused:
+            await runner.prepare_isolation(mode, ("x",), tmp_path)  # type: ignore[arg-type]
+        assert "missing pasta (package passt)" in str(refused.value)
+        assert "AMICABLE_LOCAL_ISOLATION=none" in str(refused.value)
+    assert await runner.prepare_isolation("none", ("x",), tmp_path) is None
+    assert "AMICABLE_LOCAL_ISOLATION=none" in caplog.text
