@@ -7,7 +7,9 @@ ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
 STAMPS := $(ROOT)/.stamps
 UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
-APT_PACKAGES := chromium chromium-driver nginx wrk bubblewrap git openssl postgresql
+# What isolates local sandboxes (`make up` installs these): bubblewrap, pasta, ip, setpriv.
+SANDBOX_PACKAGES := bubblewrap passt iproute2 util-linux
+APT_PACKAGES := chromium chromium-driver nginx wrk git openssl postgresql $(SANDBOX_PACKAGES)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 # Installed packages are byte-compiled once at install time, and our own modules may cache
@@ -15,12 +17,12 @@ export PATH := $(VENV)/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help up test schema-check deps py-deps node-deps apt-deps lint typecheck pytest frontend frontend-test schema bench clean
+.PHONY: help up test schema-check deps py-deps node-deps apt-deps sandbox-deps install-apt lint typecheck pytest frontend frontend-test schema bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-up: py-deps frontend ## install what is missing, then run agent + preview router + editor locally
+up: sandbox-deps py-deps frontend ## install what is missing, then run agent + preview router + editor locally
 	$(VENV)/bin/amicable up $(ARGS)
 
 test: deps lint typecheck schema-check frontend-test pytest ## install what is missing, then lint, type-check and run every test
@@ -34,8 +36,14 @@ $(ROOT)/.tools/bin/uv:
 py-deps: $(UV) ## the uv workspace in .venv (uv sync --locked)
 	$(UV) sync --locked --all-packages --quiet
 
-apt-deps: ## Debian packages the tests use (Chromium, nginx, wrk, bubblewrap, PostgreSQL)
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+apt-deps: ## Debian packages: sandbox isolation (bubblewrap, passt, iproute2), Chromium, nginx, wrk, PostgreSQL
+	@$(MAKE) --no-print-directory install-apt PACKAGES="$(APT_PACKAGES)"
+
+sandbox-deps: ## Debian packages that isolate local sandboxes (on other systems: install them yourself)
+	@if command -v dpkg >/dev/null; then $(MAKE) --no-print-directory install-apt PACKAGES="$(SANDBOX_PACKAGES)"; fi
+
+install-apt:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -15,9 +15,12 @@ then all cold, then all warm). ``bare`` reuses one workspace, so from its second
 finds its deps cache (``node_modules/.vite``), which cold workspaces do not have; measured
 separately, that cache does not change the time to the first 200 of ``/``.
 
-Prints medians and the ratios against *bare* (targets: warm <= 0.2x, cold <= 1.5x).
+Prints medians and the ratios against *bare* (targets: warm <= 0.2x, cold <= 1.5x), then
+what one sandbox costs: memory (PSS of every process the agents started, sandboxes and
+their pasta, router excluded, per sandbox; and what the sandboxes' memory cgroups count)
+and disk (its directory). ``--isolation none`` measures sandboxes without bubblewrap.
 ``timeline.py`` prints where the time of one cold start goes.
-Run: ``.venv/bin/python benchmarks/provisioning/run.py [--runs N]``.
+Run: ``.venv/bin/python benchmarks/provisioning/run.py [--runs N] [--isolation auto|none]``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import trio
 from amicable_agent.cli import UpOptions, up
 from amicable_agent.config import AgentConfig
 from amicable_agent.sandboxes.local.backend import free_port
+from amicable_agent.sandboxes.local.watchdog import disk_usage
 from amicable_testing import ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 
@@ -97,12 +101,13 @@ async def wait_prepared(client: httpx.AsyncClient, port: int | None, kind: str) 
             await trio.sleep(0.2)
 
 
-def up_options(data_dir: Path, warm: bool) -> UpOptions:
+def up_options(data_dir: Path, warm: bool, isolation: str) -> UpOptions:
     config = attrs.evolve(
         AgentConfig.from_env({}),
         port=0,
         internal_port=0,
         data_dir=data_dir,
+        local_isolation=isolation,
         warm_pool_size=1 if warm else 0,
         node_modules_cache_dir=CACHE,
         runtime_command=(str(BIN / "amicable-sandbox-runtime"),),
@@ -135,7 +140,84 @@ async def at_rest(client: httpx.AsyncClient, cold: int | None, warm: int | None)
     await trio.sleep(1)
 
 
-async def main(runs: int) -> None:
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def sandboxes_pss() -> int:
+    """PSS of every process started below this one except the preview routers."""
+    total = 0
+    routers: set[int] = set()
+    for pid in _descendants(os.getpid()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"amicable-preview-router" in cmdline:
+            routers.add(pid)
+            routers.update(_descendants(pid))
+    for pid in _descendants(os.getpid()):
+        if pid not in routers:
+            total += _pss(pid)
+    return total
+
+
+def sandbox_dirs(data_dirs: list[Path]) -> list[Path]:
+    """Every sandbox directory (running, warm, stopped) and spare workspace on disk."""
+    found = []
+    for data in data_dirs:
+        root = data / "sandboxes"
+        found += [p for p in root.iterdir() if p.name.startswith(("amicable-", "pool-"))
+                  and not p.is_symlink()]  # fmt: skip
+        if (root / ".spares").is_dir():
+            found += list((root / ".spares").iterdir())
+    return found
+
+
+async def report_cost(
+    client: httpx.AsyncClient, ports: list[int | None], data_dirs: list[Path]
+) -> None:
+    """Per-sandbox memory (from /proc and the agents' /healthz) and disk (walked here)."""
+    count = cgroup_memory = 0
+    for port in ports:
+        stats = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()["sandboxes"]
+        count += stats["running"] + stats["warm"]
+        cgroup_memory += stats.get("memory_bytes", 0)
+    pss = await trio.to_thread.run_sync(sandboxes_pss)
+    dirs = await trio.to_thread.run_sync(sandbox_dirs, data_dirs)
+    sizes = [await trio.to_thread.run_sync(disk_usage, d) for d in dirs]
+    mib = 1024 * 1024
+    print(f"sandboxes running    {count}")
+    print(f"memory per sandbox   {pss / count / mib:8.0f} MiB PSS (processes incl. pasta)"
+          f"; cgroup count {cgroup_memory / count / mib:.0f} MiB (0 = no memory cgroup)")  # fmt: skip
+    print(f"disk per sandbox     {statistics.median(sizes) / mib:8.0f} MiB median of "
+          f"{len(sizes)} directories (workspaces and spares)")  # fmt: skip
+
+
+async def main(runs: int, isolation: str) -> None:
     load = [f"{os.getloadavg()[0]:.2f}"]
     bare: list[float] = []
     cold: list[float] = []
@@ -154,8 +236,10 @@ async def main(runs: int) -> None:
             capture_stdout=True,
         )
         async with trio.open_nursery() as nursery, httpx.AsyncClient(trust_env=False) as client:
-            cold_port = urlsplit(await nursery.start(up, up_options(base / "cold", False), None))
-            warm_port = urlsplit(await nursery.start(up, up_options(base / "warm", True), None))
+            cold_options = up_options(base / "cold", False, isolation)
+            warm_options = up_options(base / "warm", True, isolation)
+            cold_port = urlsplit(await nursery.start(up, cold_options, None))
+            warm_port = urlsplit(await nursery.start(up, warm_options, None))
             # Interleaved rounds: the machine is shared, so each variant of a round sees
             # about the same background load.
             for _ in range(runs):
@@ -165,6 +249,10 @@ async def main(runs: int) -> None:
                 cold.append(await init_to_200(cold_port.port))
                 await at_rest(client, cold_port.port, warm_port.port)
                 warm.append(await init_to_200(warm_port.port))
+            await at_rest(client, cold_port.port, warm_port.port)
+            await report_cost(
+                client, [cold_port.port, warm_port.port], [base / "cold", base / "warm"]
+            )
             nursery.cancel_scope.cancel()
     load.append(f"{os.getloadavg()[0]:.2f}")
     b, c, w = (statistics.median(x) for x in (bare, cold, warm))
@@ -174,9 +262,12 @@ async def main(runs: int) -> None:
     print(f"ratio cold/bare {c / b:.2f}x (target <= 1.5x)")
     print(f"ratio warm/bare {w / b:.2f}x (target <= 0.2x)")
     print(f"load average (1 min) before/after: {' / '.join(load)}")
+    print(f"isolation: {isolation}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="measurements per variant")
-    trio.run(main, parser.parse_args().runs)
+    parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "none"))
+    args = parser.parse_args()
+    trio.run(main, args.runs, args.isolation)

@@ -104,8 +104,8 @@ def scan(tl: Timeline, root: Path) -> None:
             ("workspace/package.json", "template copied (package.json)"),
             ("workspace/node_modules", "node_modules in place"),
             ("workspace/node_modules/.vite", "node_modules/.vite exists"),
-            ("runtime.ready.json", "runtime listening (ready file)"),
-            ("preview.log", "preview.log created"),
+            ("run/runtime.ready.json", "runtime listening (ready file)"),
+            ("run/preview.log", "preview.log created"),
         ):
             if (sandbox / rel).exists():
                 tl.mark(name, now)

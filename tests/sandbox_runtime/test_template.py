@@ -1,4 +1,4 @@
-"""The Vite template: init-workspace (cache + hard links), build, dev server with HMR."""
+"""The Vite template: init-workspace (cache + private copies), build, dev server with HMR."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def prepared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vite_workspace(prepared_cache: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "app"
     out = init_workspace(dest)
-    assert "linked node_modules" in out.stdout
+    assert "copied node_modules" in out.stdout
     return dest
 
 
@@ -94,13 +94,37 @@ def test_init_workspace_never_clobbers(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_node_modules_hard_linked_from_cache(vite_workspace: Path) -> None:
+def test_node_modules_are_the_workspace_s_own(vite_workspace: Path, tmp_path: Path) -> None:
+    """A write through node_modules in one workspace changes no byte another workspace or
+    the cache reads (they used to be hard links of one cache)."""
     entry = NODE_CACHE / cache_key("vite", vite_workspace)
     cached = entry / "node_modules" / "vite" / "package.json"
-    linked = vite_workspace / "node_modules" / "vite" / "package.json"
-    assert os.stat(cached).st_ino == os.stat(linked).st_ino
+    other = tmp_path / "other"
+    init_workspace(other)
+    before = cached.read_bytes()
+    with (vite_workspace / "node_modules" / "vite" / "package.json").open("ab") as fh:
+        fh.write(b"// changed in one workspace\n")
+    assert cached.read_bytes() == before
+    assert (other / "node_modules" / "vite" / "package.json").read_bytes() == before
+    for root, _, files in os.walk(vite_workspace / "node_modules"):
+        for name in files:
+            st = os.lstat(os.path.join(root, name))
+            assert st.st_nlink == 1 or not os.path.isfile(os.path.join(root, name)), name
     assert (vite_workspace / "src" / "App.tsx").is_file()
     assert (vite_workspace / "AGENTS.md").is_file()
+
+
+def test_hardlink_option_links_for_a_single_image_workspace(tmp_path: Path) -> None:
+    entry = tmp_path / "cache" / "vite-0"
+    (entry / "node_modules" / "pkg").mkdir(parents=True)
+    (entry / "node_modules" / "pkg" / "index.js").write_text("x")
+    from amicable_sandbox_runtime.templates import copy_node_modules
+
+    for hardlink, dest in ((True, tmp_path / "image"), (False, tmp_path / "copy")):
+        dest.mkdir()
+        trio.run(lambda d=dest, h=hardlink: copy_node_modules(entry, d, lambda _: None, hardlink=h))
+        linked = os.stat(dest / "node_modules" / "pkg" / "index.js").st_nlink > 1
+        assert linked is hardlink
 
 
 @pytest.mark.slow
@@ -201,8 +225,9 @@ async def test_concurrent_init_runs_npm_ci_once(
     entries = [p for p in cache.iterdir() if p.is_dir()]
     assert len(entries) == 1
     for name in ("a", "b"):
-        linked = tmp_path / name / "node_modules/pkg/index.js"
-        assert linked.stat().st_ino == (entries[0] / "node_modules/pkg/index.js").stat().st_ino
+        copied = tmp_path / name / "node_modules/pkg/index.js"
+        assert copied.read_text() == "ok\n"
+        assert copied.stat().st_ino != (entries[0] / "node_modules/pkg/index.js").stat().st_ino
 
 
 @pytest.mark.slow
@@ -219,7 +244,7 @@ def test_init_workspace_with_relative_paths(prepared_cache: Path, tmp_path: Path
         timeout=900,
         check=True,
     )
-    assert "linked node_modules" in out.stdout
+    assert "copied node_modules" in out.stdout
     assert (tmp_path / "app" / "node_modules" / ".bin" / "vite").exists()
     # built under another name and renamed: the supervisor starts npm once it exists
     assert not (tmp_path / "app" / ".node_modules.amicable-tmp").exists()

@@ -112,18 +112,18 @@ async def test_create_preview_runtime_api_and_resume_after_restart(tmp_path: Pat
 async def test_exec_stream_closed_early_kills_the_command(tmp_path: Path) -> None:
     async with open_local_backend(backend_config(tmp_path)) as backend:
         handle = await backend.ensure("s-2", project_id="s-2", template_id="vite")
-        marker = tmp_path / "sleeper.pid"
         async with open_runtime_client(handle.runtime_url, handle.runtime_token) as rt:
             async with rt.open_exec_stream(
-                f"echo $$ > {marker}; echo started; sleep 300"
+                "echo $$ > sleeper.pid; echo started; sleep 300"
             ) as stream:
                 async for item in stream:
                     if isinstance(item, ExecOutput) and "started" in item.data:
                         break
-            pid = int(marker.read_text())
+            # the pid in the sandbox's own PID namespace: ask from inside
+            pid = int((await rt.read_file("/sleeper.pid"))[0])
             with trio.fail_after(10):
                 # Another process's death: nothing to wait on but polling.
-                while alive(pid):
+                while (await rt.exec(f"kill -0 {pid} 2>/dev/null")).exit_code == 0:
                     await trio.sleep(0.05)
 
 
@@ -149,7 +149,8 @@ async def test_warm_pool_is_adopted_and_refilled(tmp_path: Path) -> None:
             await rt.write_file("/kept.txt", b"warm")
         with trio.fail_after(300):
             await backend.wait_pool_filled()
-        assert backend.statistics() == {"running": 1, "warm": 1, "spare": 0}
+        counts = {k: backend.statistics()[k] for k in ("running", "warm", "spare")}
+        assert counts == {"running": 1, "warm": 1, "spare": 0}
     link = tmp_path / "sandboxes" / handle.sandbox_id
     assert link.is_symlink()
     assert (link / "workspace" / "kept.txt").read_text() == "warm"

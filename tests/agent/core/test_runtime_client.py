@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing, suppress
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -25,8 +26,9 @@ import pytest
 import trio
 from amicable_agent.errors import RuntimeClientError
 from amicable_agent.sandboxes.exec_stream import open_exec_stream
-from amicable_agent.sandboxes.runtime_client import open_runtime_client
+from amicable_agent.sandboxes.runtime_client import ResponseLimits, open_runtime_client
 from amicable_protocol import ExecExit, ExecOutput, ExecRequest
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 TOKEN = "runtime-client-test-token"
 Action = Callable[[trio.SocketStream], Awaitable[bool]]  # True: keep the connection open
@@ -497,3 +499,57 @@ async def test_an_error_in_the_block_is_not_wrapped_in_a_group(real_runtime_url:
         with pytest.raises(KeyError, match="mine"):
             async with client.open_exec_stream("sleep 30"):
                 raise KeyError("mine")
+
+
+# --- a compromised runtime cannot make the agent read without end -----------------------
+
+
+async def endless_chunked(stream: trio.SocketStream) -> bool:
+    """A 200 whose chunked body never ends."""
+    await stream.send_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % 65536 + b"x" * 65536 + b"\r\n"
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while True:
+            await stream.send_all(chunk)
+    return False
+
+
+async def huge_length(stream: trio.SocketStream) -> bool:
+    """A head declaring a terabyte (a client that trusted it would try to hold it)."""
+    await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000000000\r\n\r\nxx")
+    return False
+
+
+async def test_answers_are_capped(script: Script) -> None:
+    script.actions = [endless_chunked, huge_length, endless_chunked, reply_json(200, PREVIEW)]
+    limits = ResponseLimits(response_bytes=1024 * 1024, archive_bytes=2 * 1024 * 1024)
+    async with open_runtime_client(script.url, TOKEN, limits=limits) as client:
+        for _ in range(2):
+            with pytest.raises(RuntimeClientError) as big:
+                await client.read_file("/big.bin")
+            assert big.value.code == "too_large"
+        with pytest.raises(RuntimeClientError) as archive:
+            await drain(client.archive())
+        assert archive.value.code == "too_large"
+        assert (await client.preview_status()).ready, "the client keeps working"
+
+
+async def test_exec_stream_messages_are_capped(nursery: trio.Nursery) -> None:
+    async def flood(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.get_message()  # the ExecRequest
+        with suppress(ConnectionClosed):
+            await ws.send_message("x" * (5 * 1024 * 1024))
+
+    server = await nursery.start(serve_websocket, flood, "127.0.0.1", 0, None)
+    url = f"http://127.0.0.1:{server.port}"
+    async with open_runtime_client(url, TOKEN) as client:
+        with pytest.raises(RuntimeClientError) as big:
+            await _drain(client.open_exec_stream("yes"))
+    assert big.value.code == "too_large"
+
+
+async def drain(items: Any) -> None:
+    async with aclosing(items) as opened:
+        async for _ in opened:
+            pass

@@ -16,7 +16,7 @@ from amicable_agent.loop.qa import (
     is_environment_failure,
     select_qa_commands,
 )
-from amicable_agent.loop.redact import redact_payload, redact_text
+from amicable_agent.loop.redact import known_secrets, redact_payload, redact_secrets, redact_text
 from amicable_agent.loop.safety import is_catastrophic, is_destructive, needs_approval, write_denied
 from amicable_agent.loop.settings import LoopConfigError, LoopSettings
 from amicable_agent.loop.tools import number_lines, status_line
@@ -177,6 +177,37 @@ def test_redaction() -> None:
     assert len(payload["content"]) < 2100
     assert payload["nested"] == [{"b": "c"}]
     assert "base64 data" in redact_text("data:image/png;base64," + "A" * 300)
+
+
+def test_redaction_replaces_whole_values() -> None:
+    jwt = '{"type":"HS256","key":"k3y,with,commas"}'
+    text = (
+        f"HASURA_GRAPHQL_JWT_SECRET={jwt}\n"
+        '  "apiKey": "abc,def\\"ghi",\n'
+        "url=https://x.test/?token=t0k3n,more&page=2\n"
+        "psql postgresql://u:p4ss,word@db/x\n"
+        "GIT_AUTHOR_NAME=Ada\n"
+    )
+    out = redact_text(text)
+    for part in ("k3y", "commas", "abc", "ghi", "t0k3n", "more", "p4ss", "word@"):
+        assert part not in out, (part, out)
+    assert "page=2" in out
+    assert "GIT_AUTHOR_NAME=Ada" in out
+    model = redact_secrets("const token = getToken();\nOPENAI_API_KEY=sk-x,y\n")
+    assert model == "const token = getToken();\nOPENAI_API_KEY=[REDACTED]\n"
+
+
+def test_known_secrets_come_from_secret_looking_names_and_json_leaves() -> None:
+    env = {
+        "HASURA_GRAPHQL_JWT_SECRET": '{"type":"HS256","key":"jwt-key-value"}',
+        "OPENAI_API_KEY": "sk-openai-123456",
+        "PATH": "/usr/bin:/bin",
+        "GIT_AUTHOR_NAME": "Ada Lovelace",
+        "SHORT_TOKEN": "abc",
+    }
+    found = known_secrets(env)
+    assert set(found) == {env["HASURA_GRAPHQL_JWT_SECRET"], "jwt-key-value", "sk-openai-123456"}
+    assert redact_secrets("the key is jwt-key-value", secrets=found) == "the key is [REDACTED]"
 
 
 def test_repair_closes_dangling_tool_calls() -> None:

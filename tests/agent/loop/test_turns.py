@@ -144,6 +144,37 @@ async def test_secrets_and_base64_are_redacted_in_traces(
     assert "more chars" in traced
 
 
+async def test_tool_results_reach_the_model_without_secret_values(
+    fake_llm: Any, make_engine: Any, host: Any, workspace: Path
+) -> None:
+    """What a command prints goes to the model provider and the editor: secrets in it are
+    replaced whole, also one with a comma inside (the trace redactor once stopped there)."""
+    jwt = '{"type":"HS256","key":"jwt-key-2b9d,with-a-comma"}'
+    (workspace / "leak.txt").write_text(
+        f"HASURA_GRAPHQL_JWT_SECRET={jwt}\n"
+        "export AWS_SECRET_ACCESS_KEY='aws-secret-1a2b3c4d5e6f'\n"
+        "DATABASE_URL=postgresql://app:pg-pass-778899@db:5432/app\n"
+        "echo key jwt-key-2b9d,with-a-comma and sk-openai-9f8e7d6c5b4a\n"
+        "const token = getToken();\n"
+    )
+    fake, url = fake_llm
+    fake.add(Reply([ToolUse("read_file", {"file_path": "/leak.txt"}),
+                    ToolUse("execute", {"command": "cat leak.txt"})]),
+             Reply([Text("ok")]))  # fmt: skip
+    engine = make_engine(url, known_secrets=(jwt, "jwt-key-2b9d,with-a-comma",
+                                             "sk-openai-9f8e7d6c5b4a"))  # fmt: skip
+    await engine.run_user_turn(host, user("show me"))
+    sent = str(tool_results(fake.requests[1].body)) + str(
+        [t.output for t in host.traces("tool_end")]
+    )
+    for secret in ("jwt-key", "with-a-comma", "aws-secret-1a2b", "pg-pass-7788", "sk-openai"):
+        assert secret not in sent
+    assert "[REDACTED]" in sent
+    assert "const token = getToken();" in str(tool_results(fake.requests[1].body)), (
+        "code the model reads keeps its assignments"
+    )
+
+
 async def test_retries_keep_streamed_text(fake_llm: Any, make_engine: Any, host: Any) -> None:
     fake, url = fake_llm
     fake.add(

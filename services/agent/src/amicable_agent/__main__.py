@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             trio.run(partial(serve, config, engine=engine, kube_config=kube_config))
-    except* StoreUnavailable as group:
+    except* (StoreUnavailable, ConfigError) as group:
         sys.exit(f"amicable-agent: {group.exceptions[0]}")
 
 

@@ -130,6 +130,23 @@ async def run_router(
             raise ConfigError(f"the preview router exited ({process.returncode})")
 
 
+def sandbox_mode(config: AgentConfig) -> str:
+    """How this run's sandboxes are isolated, for the start-up banner (the local backend
+    refuses to start when ``auto``/``bwrap`` isolation is impossible, so running means it
+    is on)."""
+    if config.sandbox_backend != "local":
+        return f"{config.sandbox_backend} backend"
+    if config.local_isolation == "none":
+        return (
+            "NOT isolated (AMICABLE_LOCAL_ISOLATION=none): project code runs as this user, "
+            "with its files and network"
+        )
+    return (
+        "isolated (bubblewrap: own user, PID, IPC, UTS and network namespaces, only the "
+        "workspace writable; pasta: internet only, nothing of this machine)"
+    )
+
+
 async def up(
     options: UpOptions,
     engine: TurnEngine | None,
@@ -186,6 +203,7 @@ async def up(
             )
             tmp.replace(options.ready_file)
         print(f"Amicable is running: open {url}", flush=True)
+        print(f"Sandboxes: {sandbox_mode(config)}", flush=True)
         print(
             f"Previews: http://<project>.{config.preview_base_domain}:{router_port}/ "
             "- press Ctrl-C to stop.",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 from amicable_protocol import MAX_USER_TEXT_CHARS
-from amicable_settings import choice, errors_as, integer, seconds, secret, string
+from amicable_settings import choice, comma_list, errors_as, integer, seconds, secret, string
 
 from .auth.config import AuthConfig
 from .browser.config import BrowserConfig
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SandboxBackendName = Literal["local", "kubernetes"]
-LocalIsolation = Literal["none", "bwrap"]
+LocalIsolation = Literal["auto", "bwrap", "none"]
 
 
 #: URL prefixes of the PostgreSQL store.
@@ -76,7 +76,15 @@ class AgentConfig:
             trees kept on disk for cold starts, no process; 0 disables).
         sandbox_idle_ttl_s: ``AMICABLE_SANDBOX_IDLE_TTL_S`` (0 = never stop idle sandboxes).
         session_idle_timeout_s: ``AMICABLE_SESSION_IDLE_TIMEOUT_S``.
-        local_isolation: ``AMICABLE_LOCAL_ISOLATION`` (``none`` | ``bwrap``).
+        local_isolation: ``AMICABLE_LOCAL_ISOLATION``: ``auto`` (default: bubblewrap + pasta,
+            refusing to start where the machine cannot), ``bwrap`` (required) or ``none``
+            (unsafe, explicit only).
+        sandbox_memory_bytes: ``AMICABLE_SANDBOX_MEMORY_BYTES`` (local: per sandbox).
+        sandbox_pids_max: ``AMICABLE_SANDBOX_PIDS_MAX`` (local: processes and threads).
+        sandbox_cpu_weight: ``AMICABLE_SANDBOX_CPU_WEIGHT`` (local: CPU share, 100 = normal).
+        sandbox_disk_bytes: ``AMICABLE_SANDBOX_DISK_BYTES`` (local: the sandbox directory).
+        sandbox_env_passthrough: ``AMICABLE_SANDBOX_ENV_PASSTHROUGH`` (local: comma list of
+            extra environment variable names sandboxes see; secret-looking names never).
         preview_base_domain: ``PREVIEW_BASE_DOMAIN``.
         preview_scheme: ``PREVIEW_SCHEME``.
         preview_public_port: port shown in preview URLs (``AMICABLE_PREVIEW_PUBLIC_PORT``;
@@ -126,7 +134,12 @@ class AgentConfig:
     spare_workspaces: int = 1
     sandbox_idle_ttl_s: float = 1800.0
     session_idle_timeout_s: float = 600.0
-    local_isolation: LocalIsolation = "none"
+    local_isolation: LocalIsolation = "auto"
+    sandbox_memory_bytes: int = 2 * 1024**3
+    sandbox_pids_max: int = 1024
+    sandbox_cpu_weight: int = 50
+    sandbox_disk_bytes: int = 4 * 1024**3
+    sandbox_env_passthrough: tuple[str, ...] = ()
     preview_base_domain: str = "preview.localhost"
     preview_scheme: str = "http"
     preview_public_port: int | None = None
@@ -224,7 +237,20 @@ class AgentConfig:
                 spare_workspaces=integer(env, "AMICABLE_SPARE_WORKSPACES", 1, minimum=0),
                 sandbox_idle_ttl_s=seconds(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
                 session_idle_timeout_s=seconds(env, "AMICABLE_SESSION_IDLE_TIMEOUT_S", 600.0),
-                local_isolation=choice(env, "AMICABLE_LOCAL_ISOLATION", "none", ("none", "bwrap")),
+                local_isolation=choice(
+                    env, "AMICABLE_LOCAL_ISOLATION", "auto", ("auto", "bwrap", "none")
+                ),
+                sandbox_memory_bytes=integer(
+                    env, "AMICABLE_SANDBOX_MEMORY_BYTES", 2 * 1024**3, minimum=0
+                ),
+                sandbox_pids_max=integer(env, "AMICABLE_SANDBOX_PIDS_MAX", 1024, minimum=0),
+                sandbox_cpu_weight=integer(
+                    env, "AMICABLE_SANDBOX_CPU_WEIGHT", 50, minimum=1, maximum=10000
+                ),
+                sandbox_disk_bytes=integer(
+                    env, "AMICABLE_SANDBOX_DISK_BYTES", 4 * 1024**3, minimum=0
+                ),
+                sandbox_env_passthrough=comma_list(env, "AMICABLE_SANDBOX_ENV_PASSTHROUGH", ()),
                 preview_base_domain=base_domain,
                 preview_scheme=string(env, "PREVIEW_SCHEME", "http"),
                 preview_public_port=public_port or None,

@@ -16,6 +16,9 @@ Exception tree::
     │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
     ├── RuntimeClientError           the sandbox runtime API answered with an error
     │                                (``status``, ``code``, ``detail`` from its error body)
+    ├── UnsafeArchive                an archive from a sandbox is too large or holds an
+    │                                entry leaving the project (``code``: ``too_large``,
+    │                                ``unsafe_archive``)
     ├── HasuraError                  Hasura answered with an error or not at all
     │                                (``status`` 0 = unreachable/timeout, ``code``, ``detail``)
     ├── StoreUnavailable             the projects store (PostgreSQL) cannot be reached or
@@ -119,6 +122,16 @@ class RuntimeClientError(AgentError):
     def __init__(self, status: int, code: str, detail: str = "") -> None:
         super().__init__(f"{status} {code}: {detail}" if detail else f"{status} {code}")
         self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class UnsafeArchive(AgentError):
+    """An archive a sandbox produced breaks the agent's limits or rules (``code``
+    ``too_large`` or ``unsafe_archive``; ``detail`` names the entry)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
 

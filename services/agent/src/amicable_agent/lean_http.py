@@ -40,6 +40,10 @@ _Origin = tuple[bytes, bytes, int]
 BODY = "amicable_lean_body"
 
 
+class BodyTooLarge(httpx2.RemoteProtocolError):
+    """A response body is larger than the caller accepts (:meth:`LeanTransport.fetch`)."""
+
+
 class _Connection:
     """One HTTP/1.1 connection; ``buffer`` holds bytes read past the previous message."""
 
@@ -124,9 +128,18 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         )
 
     async def fetch(
-        self, origin: tuple[bytes, bytes, int], head: bytes, body: bytes
+        self,
+        origin: tuple[bytes, bytes, int],
+        head: bytes,
+        body: bytes,
+        *,
+        max_body: int | None = None,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Send a prebuilt request and read the whole response: (status, headers, body).
+
+        With ``max_body``, a response declaring or sending more raises
+        :class:`BodyTooLarge` (the connection is closed): the peer may be a compromised
+        sandbox, and the body is held in memory.
 
         ``origin`` is ``(b"http" | b"https", host, port)``; ``head`` is the complete request
         head (request line, ``Host``, ``Content-Length`` …, ending in an empty line). No
@@ -144,8 +157,14 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         )
         stream = LeanResponseStream(self, conn, None, headers, inf, is_head=head[:5] == b"HEAD ")
         parts: list[bytes] = []
+        size = 0
         try:
+            if max_body is not None and (stream.declared_length or 0) > max_body:
+                raise BodyTooLarge(f"the response declares more than {max_body} bytes")
             async for piece in stream:
+                size += len(piece)
+                if max_body is not None and size > max_body:
+                    raise BodyTooLarge(f"the response is larger than {max_body} bytes")
                 parts.append(piece)
         except BaseException:
             await stream.aclose()
@@ -361,6 +380,11 @@ class LeanResponseStream(httpx2.AsyncByteStream):
         self._need_crlf = False  # a chunk's data was read; its CRLF was not
         self._done = False
 
+    @property
+    def declared_length(self) -> int | None:
+        """The ``Content-Length`` of the body, if it has one."""
+        return self._length
+
     def __aiter__(self) -> LeanResponseStream:
         return self
 
@@ -460,6 +484,10 @@ class LeanResponseStream(httpx2.AsyncByteStream):
                 if stop < 0:
                     if out:
                         break
+                    if len(data) > _MAX_HEAD:
+                        raise httpx2.RemoteProtocolError(
+                            "trailers too large", request=self._request
+                        )
                     data += await self._more(conn)
                     continue
                 data = data[stop + 4 :]

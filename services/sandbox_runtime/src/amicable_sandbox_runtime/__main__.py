@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CACHE_DIR,
         help=f"node_modules cache (default {DEFAULT_CACHE_DIR})",
     )
+    init_p.add_argument(
+        "--hardlink",
+        action="store_true",
+        help="hard-link node_modules from the cache instead of copying (only where DEST is "
+        "the cache's one workspace, e.g. an image: a write would change the cache)",
+    )
     sub.add_parser("templates", help="list the bundled template ids")
     return parser
 
@@ -77,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             # absolute: the helpers run cp/npm with another cwd, where relative paths break
             dest, cache_dir = args.dest.absolute(), args.cache_dir.absolute()
-            trio.run(partial(init_workspace, dest, args.template, cache_dir, log))
+            trio.run(
+                partial(init_workspace, dest, args.template, cache_dir, log, hardlink=args.hardlink)
+            )
         except TemplateError as exc:
             sys.exit(f"init-workspace: {exc}")
         return

@@ -1,8 +1,12 @@
 """Workspace templates (package data) and ``init-workspace``: copy a template, add node_modules.
 
 ``node_modules`` comes from a cache prepared once per (template, ``package-lock.json`` sha256)
-with ``npm ci`` under a file lock (concurrent callers wait for the first), then hard-linked into
-the workspace (``cp -al``; a plain copy when the cache is on another filesystem).
+with ``npm ci`` under a file lock (concurrent callers wait for the first), then copied into
+the workspace with ``cp -a --reflink=auto``: copy-on-write clones where the filesystem has
+them (btrfs, XFS), plain copies otherwise (ext4). Every workspace owns its files, so a write
+in one project never changes a byte of another project or of the cache (hard links did).
+``--hardlink`` keeps the old hard links for the one case where they are safe: an image that
+holds exactly one workspace next to its cache.
 """
 
 from __future__ import annotations
@@ -137,28 +141,44 @@ async def ensure_cache(
     return entry
 
 
-async def link_node_modules(entry: Path, dest: Path, log: Callable[[str], None] = print) -> None:
-    """Hard-link ``entry/node_modules`` to ``dest/node_modules``; copy across filesystems.
+def _clear(path: Path) -> None:
+    """Remove ``path`` whatever it is, never following a symlink."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+async def copy_node_modules(
+    entry: Path, dest: Path, log: Callable[[str], None] = print, *, hardlink: bool = False
+) -> None:
+    """Copy ``entry/node_modules`` to ``dest/node_modules`` (reflinks where possible).
 
     ``dest/node_modules`` appears complete or not at all (built under another name, then
     renamed): the dev-server supervisor starts ``npm`` commands once it exists.
 
+    Args:
+        hardlink: hard-link instead (copy across filesystems); only for a single workspace.
+
     Raises:
-        TemplateError: neither linking nor copying worked.
+        TemplateError: copying failed.
     """
     src, target = entry / "node_modules", dest / "node_modules"
     staging = dest / ".node_modules.amicable-tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    if await _run(["cp", "-al", str(src), str(staging)], cwd=dest) == 0:
-        os.replace(staging, target)
-        log(f"linked node_modules from {entry}")
-        return
-    shutil.rmtree(staging, ignore_errors=True)
-    log("hard links not possible (another filesystem?); copying node_modules …")
-    if await _run(["cp", "-a", str(src), str(staging)], cwd=dest) != 0:
-        shutil.rmtree(staging, ignore_errors=True)
+    _clear(staging)
+    if hardlink:
+        if await _run(["cp", "-al", str(src), str(staging)], cwd=dest) == 0:
+            os.replace(staging, target)
+            log(f"linked node_modules from {entry}")
+            return
+        _clear(staging)
+        log("hard links not possible (another filesystem?); copying node_modules …")
+    if await _run(["cp", "-a", "--reflink=auto", str(src), str(staging)], cwd=dest) != 0:
+        _clear(staging)
         raise TemplateError(f"could not copy {src} to {target}")
     os.replace(staging, target)
+    if not hardlink:
+        log(f"copied node_modules from {entry}")
 
 
 async def init_workspace(
@@ -166,11 +186,16 @@ async def init_workspace(
     template_id: str = DEFAULT_TEMPLATE,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     log: Callable[[str], None] = print,
+    *,
+    hardlink: bool = False,
 ) -> None:
     """Make ``dest`` a ready-to-run project: template files plus ``node_modules``.
 
     An existing project (``package.json`` present) is never overwritten; existing
     ``node_modules`` are kept.
+
+    Args:
+        hardlink: hard-link ``node_modules`` from the cache (see the module docstring).
 
     Raises:
         TemplateError: unknown template, missing lockfile or a failed install.
@@ -184,4 +209,4 @@ async def init_workspace(
         log("node_modules already present")
         return
     entry = await ensure_cache(template_id, dest, cache_dir, log)
-    await link_node_modules(entry, dest, log)
+    await copy_node_modules(entry, dest, log, hardlink=hardlink)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from amicable_agent.errors import RuntimeClientError
+from amicable_agent.errors import RuntimeClientError, UnsafeArchive
+from amicable_agent.sandboxes.archives import ArchiveGuard, ArchiveLimits
 from amicable_agent.sandboxes.runtime_client import open_runtime_client
 
 from .errors import GitSyncError
@@ -66,17 +67,31 @@ def runtime_excludes(patterns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(p.strip("/") for p in patterns if p.strip("/")))
 
 
-def extract_tree(archive: Path, dest: Path, patterns: Sequence[str]) -> list[str]:
+def extract_tree(
+    archive: Path, dest: Path, patterns: Sequence[str], limits: ArchiveLimits | None = None
+) -> list[str]:
     """Extract a workspace tar.gz into ``dest`` (sync; run in a thread).
 
     Returns the member names skipped because the tar filter refused them (links leaving the
     tree, device files); excluded paths are skipped silently.
+
+    Raises:
+        UnsafeArchive: more members or unpacked bytes than ``limits`` allow (counted before
+            each member is written, so a small archive of a huge sparse file stops here).
     """
     refused: list[str] = []
     dest.mkdir(exist_ok=True)
+    guard = ArchiveGuard(limits or ArchiveLimits())
 
     def keep(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
         if is_excluded(member.name, member.isdir(), patterns):
+            return None
+        try:
+            guard.check_tar(member)
+        except UnsafeArchive as exc:
+            if exc.code == "too_large":
+                raise
+            refused.append(member.name)
             return None
         try:
             return tarfile.data_filter(member, path)
@@ -173,6 +188,8 @@ class RuntimeWorkspace:
             raise GitSyncError("sandbox_unavailable", detail) from exc
         try:
             return await trio.to_thread.run_sync(extract_tree, archive, dest, patterns)
+        except UnsafeArchive as exc:
+            raise GitSyncError("workspace_too_large", exc.detail) from exc
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise GitSyncError("sandbox_unavailable", f"bad archive: {exc}") from exc
         finally:

@@ -22,13 +22,13 @@ import trio
 from amicable_protocol import path_length_problem
 from quart import Blueprint, Response, current_app, jsonify, request
 
-from amicable_agent.errors import RuntimeClientError, SandboxError
+from amicable_agent.errors import RuntimeClientError, SandboxError, UnsafeArchive
+from amicable_agent.sandboxes.archives import spool_checked, stream_file
 
 from .authz import checked_project, requires
 from .bodies import HttpError, json_object, optional_str
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from contextlib import AbstractAsyncContextManager
 
     from amicable_agent.loop.api import RuntimeClient
@@ -236,8 +236,10 @@ DOWNLOAD_FORMATS = {"zip": ("application/zip", "zip"), "tar.gz": ("application/g
 @requires("viewer")
 async def download(project_id: str) -> Response:
     """``?format=zip|tar.gz`` (default zip): the project's files as an attachment named after
-    its slug, streamed from the sandbox. Dependencies, VCS data, build output, ``.env*`` and
-    caches are left out (the runtime's default archive excludes)."""
+    its slug. Dependencies, VCS data, build output, ``.env*`` and caches are left out (the
+    runtime's default archive excludes). The sandbox made the archive, so it is spooled and
+    checked first (size, entry count, no entry or link leaving the project): 502
+    ``too_large`` / ``unsafe_archive`` otherwise."""
     fmt = request.args.get("format", "zip")
     if fmt not in DOWNLOAD_FORMATS:
         raise HttpError(400, "invalid_request", "format must be zip or tar.gz")
@@ -246,20 +248,16 @@ async def download(project_id: str) -> Response:
         runtime = await stack.enter_async_context(await _runtime(project_id))
         chunks = await stack.enter_async_context(aclosing(runtime.archive(fmt)))
         try:
-            first = await anext(chunks, b"")
+            spooled = await spool_checked(chunks, fmt)
         except RuntimeClientError as exc:
             raise _translate(exc) from exc
-        owned = stack.pop_all()  # the body's generator closes the runtime and the stream
-
-    async def body() -> AsyncIterator[bytes]:
-        async with owned:
-            if first:
-                yield first
-            async for chunk in chunks:
-                yield chunk
+        except UnsafeArchive as exc:
+            raise HttpError(
+                502, exc.code, f"the sandbox's archive was refused: {exc.detail}"
+            ) from exc
 
     media, suffix = DOWNLOAD_FORMATS[fmt]
-    response = Response(body(), mimetype=media)
+    response = Response(stream_file(spooled), mimetype=media)
     response.headers["Content-Disposition"] = f'attachment; filename="{project.slug}.{suffix}"'
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -112,7 +112,9 @@ class Engine:
         self.models = ModelClients(settings, default_client=llm)
         self.toolbox = toolbox or Toolbox(settings)
         self._limiters: dict[str, AutoHealLimiter] = {}
-        self._secrets = self.models.catalog.secrets()
+        self._secrets = tuple(
+            dict.fromkeys([*self.models.catalog.secrets(), *settings.known_secrets])
+        )
 
     @property
     def llm(self) -> LlmClient:

@@ -43,6 +43,7 @@ AMICABLE_WEB_* (web_fetch, web_search)                     off; see amicable_age
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -52,6 +53,7 @@ from amicable_agent.errors import ConfigError
 from amicable_agent.web import WebConfig
 
 from .models import ModelCatalog, ModelSpec, ProviderName, parse_models, spec_for, split_model
+from .redact import known_secrets, looks_secret
 from .spend import Budgets
 
 if TYPE_CHECKING:
@@ -152,6 +154,9 @@ class LoopSettings:
         autoheal_screenshot / qa_screenshot: attach a screenshot of the preview to auto-heal
             turns / show one to the model once after QA passed (``loop/visual.py``).
         web: the web tools' settings (``amicable_agent.web``; both off by default).
+        known_secrets: values redacted from tool results and traces wherever they appear:
+            the API key and every environment variable whose name looks secret (see
+            :func:`amicable_agent.loop.redact.known_secrets`); never logged.
     """
 
     model: str = DEFAULT_MODEL
@@ -189,6 +194,7 @@ class LoopSettings:
     autoheal_screenshot: bool = True
     qa_screenshot: bool = False
     web: WebConfig = attrs.field(factory=WebConfig)
+    known_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
     @property
     def model_configured(self) -> bool:
@@ -277,4 +283,20 @@ class LoopSettings:
             autoheal_screenshot=boolean(env, "AMICABLE_AUTOHEAL_SCREENSHOT", True),
             qa_screenshot=boolean(env, "AMICABLE_QA_SCREENSHOT", False),
             web=WebConfig.from_env(env),
+            known_secrets=known_secrets(_with_secret_files(env)),
         )
+
+
+def _with_secret_files(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus the contents of ``*_FILE`` variables (``HASURA_GRAPHQL_ADMIN_SECRET_FILE``
+    -> ``HASURA_GRAPHQL_ADMIN_SECRET``) that are readable; the rest is ignored here."""
+    out = dict(env)
+    for name, path in env.items():
+        stem = name.removesuffix("_FILE")
+        if stem == name or stem in env or not path or not looks_secret(stem):
+            continue
+        try:
+            out[stem] = Path(path).read_text(encoding="utf-8")[:65536].strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+    return out

@@ -9,7 +9,7 @@ from amicable_protocol.messages import ErrorData, MessageType, QaResult, TraceEv
 
 from . import qa as qa_mod
 from .compaction import repair
-from .redact import redact_payload
+from .redact import redact_payload, redact_secrets
 from .state import TurnState, send_status, send_trace
 from .tools import status_line
 from .visual import qa_look, shed_old_screenshots
@@ -65,7 +65,9 @@ async def run_tools(
         if line:
             await send_status(host, state, line)
         started = trio.current_time()
-        outcome = await toolbox.run(host, name, args)
+        outcome = await toolbox.run(
+            host, name, args, redact=lambda text: redact_secrets(text, secrets=secrets)
+        )
         if name == "execute":
             state.commands += 1
         if outcome.changed_path:
@@ -124,7 +126,7 @@ async def qa_round(
             return True
         return False
     await host.send(MessageType.ERROR, ErrorData(
-        error="qa_failed", detail=qa_mod.failure_detail(failed),
+        error="qa_failed", detail=redact_secrets(qa_mod.failure_detail(failed), secrets=secrets),
         qa_results=tuple(QaResult(c.command, c.exit_code, c.truncated, c.duration_ms)
                          for c in outcome.checks),
     ))  # fmt: skip
@@ -137,7 +139,8 @@ async def qa_round(
     elif state.qa_rounds < settings.self_heal_max_rounds:
         state.qa_rounds += 1
         await send_status(host, state, "QA failed, attempting self-heal...")
-        messages.append({"role": "user", "content": qa_mod.self_heal_message(failed)})
+        heal = redact_secrets(qa_mod.self_heal_message(failed), secrets=secrets)
+        messages.append({"role": "user", "content": heal})
         await host.store.save_conversation(pid, messages)
         return True
     else:

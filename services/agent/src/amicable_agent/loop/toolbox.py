@@ -23,6 +23,8 @@ from .visual import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .api import SessionHost
     from .settings import LoopSettings
 
@@ -67,7 +69,14 @@ class Toolbox:
             notes.append(WEB_PROMPT)
         return "\n\n".join(notes)
 
-    async def run(self, host: SessionHost, name: str, args: dict[str, Any]) -> ToolOutcome:
+    async def run(
+        self,
+        host: SessionHost,
+        name: str,
+        args: dict[str, Any],
+        *,
+        redact: Callable[[str], str] | None = None,
+    ) -> ToolOutcome:
         """Run one tool call of ``host``'s turn; never raises for a tool failure.
 
         Cancellation: propagates (a running command or capture is stopped).
@@ -78,6 +87,8 @@ class Toolbox:
             return await run_screenshot_tool(camera, args)
         if name in self.web.definitions:
             result = await self.web.run(name, args)
-            return ToolOutcome(truncate_middle(result.content, cap), result.is_error)
+            content = redact(result.content) if redact is not None else result.content
+            return ToolOutcome(truncate_middle(content, cap), result.is_error)
         return await run_tool(host.runtime, name, args, mode=host.permission_mode,
-                              output_max_chars=cap, app_db=app_db_of(host))  # fmt: skip
+                              output_max_chars=cap, app_db=app_db_of(host),
+                              redact=redact)  # fmt: skip

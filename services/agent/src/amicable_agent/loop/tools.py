@@ -23,7 +23,7 @@ from .model_api import UNPARSED_KEY
 from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from amicable_protocol.messages import PermissionMode
 
@@ -205,15 +205,21 @@ async def run_tool(
     mode: PermissionMode,
     output_max_chars: int = 30_000,
     app_db: AppDbTools | None = None,
+    redact: Callable[[str], str] | None = None,
 ) -> ToolOutcome:
     """Execute one tool call against the runtime (DB tools against ``app_db``).
+
+    ``redact`` is applied to the result before it is cut to ``output_max_chars`` (so a
+    secret is never half cut off and half kept).
 
     Cancellation: propagates; a running ``execute`` leaves its ``open_exec_stream`` block
     early, which kills the command's process group in the sandbox.
     """
+    clean = redact or (lambda text: text)
     if name in DB_TOOL_NAMES and app_db is not None:
         result = await app_db.run(name, args)
-        return ToolOutcome(truncate_middle(result.content, output_max_chars), result.is_error)
+        content = truncate_middle(clean(result.content), output_max_chars)
+        return ToolOutcome(content, result.is_error)
     if name not in TOOL_DEFINITIONS:
         return ToolOutcome(f"Error: unknown tool {name!r}", is_error=True)
     try:
@@ -221,11 +227,12 @@ async def run_tool(
     except ToolInputError as exc:
         return ToolOutcome(f"Error: invalid input for {name}: {exc}", is_error=True)
     except RuntimeClientError as exc:
-        return ToolOutcome(_runtime_error_text(name, args, exc), is_error=True)
+        return ToolOutcome(clean(_runtime_error_text(name, args, exc)), is_error=True)
     except Exception as exc:  # a tool never crashes the turn; the model hears about it
         log.exception("tool %s failed unexpectedly", name)
         return ToolOutcome(f"Error: {name} failed unexpectedly ({type(exc).__name__})", True)
-    return attrs.evolve(outcome, content=truncate_middle(outcome.content, output_max_chars))
+    content = truncate_middle(clean(outcome.content), output_max_chars)
+    return attrs.evolve(outcome, content=content)
 
 
 async def _dispatch(

@@ -53,10 +53,14 @@ class ExecStream:
             that is not the protocol), or the runtime's error frame (status 400, its code).
     """
 
-    def __init__(self, ws: WebSocketConnection, deadline: float) -> None:
+    def __init__(
+        self, ws: WebSocketConnection, deadline: float, max_bytes: int | None = None
+    ) -> None:
         self._ws = ws
         self._deadline = deadline
         self._done = False
+        self._max_bytes = max_bytes
+        self._received = 0
 
     @property
     def finished(self) -> bool:
@@ -75,9 +79,16 @@ class ExecStream:
                 raise RuntimeClientError(0, "timeout", "exec stream deadline passed") from exc
             except ConnectionClosed as exc:
                 code = exc.reason.code if exc.reason is not None else 1006
+                if code == 1009:  # a message over max_message_size (the runtime is untrusted)
+                    raise RuntimeClientError(0, "too_large", "an exec stream message") from exc
                 raise RuntimeClientError(
                     0, "unreachable", f"exec stream closed ({code}) before exit"
                 ) from exc
+            self._received += len(message)
+            if self._max_bytes is not None and self._received > self._max_bytes:
+                raise RuntimeClientError(
+                    0, "too_large", f"the exec stream is larger than {self._max_bytes} bytes"
+                )
             item = _frame(message)
             if item is not None:
                 self._done = isinstance(item, ExecExit)
@@ -161,7 +172,13 @@ async def _connect(url: SplitResult) -> trio.SocketStream | trio.SSLStream[trio.
 
 @asynccontextmanager
 async def open_exec_stream(
-    url: SplitResult, token: str | None, request: ExecRequest, total_timeout_s: float
+    url: SplitResult,
+    token: str | None,
+    request: ExecRequest,
+    total_timeout_s: float,
+    *,
+    message_bytes: int = MAX_FRAME_BYTES,
+    stream_bytes: int | None = None,
 ) -> AsyncIterator[ExecStream]:
     """Start ``request`` on the runtime at ``url``; the block iterates its frames.
 
@@ -175,6 +192,8 @@ async def open_exec_stream(
         token: the sandbox's bearer token.
         request: the command.
         total_timeout_s: deadline of the whole stream, from now.
+        message_bytes: the largest message read (the runtime is untrusted).
+        stream_bytes: the most read in all (None: no cap); beyond, ``too_large``.
 
     Raises:
         RuntimeClientError: the runtime is unreachable or did not complete the handshake
@@ -202,13 +221,13 @@ async def open_exec_stream(
                         host_header,
                         url.path.rstrip("/") + "/v1/exec/stream",
                         extra_headers=headers,
-                        max_message_size=MAX_FRAME_BYTES,
+                        max_message_size=message_bytes,
                         receive_buffer_size=_RECEIVE_BYTES,
                     )
                     await ws.send_message(json.dumps(unstructure(request)))
             except (trio.TooSlowError, ConnectionClosed) as exc:
                 raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
-            items = ExecStream(ws, deadline)
+            items = ExecStream(ws, deadline, stream_bytes)
             try:
                 yield items
             finally:

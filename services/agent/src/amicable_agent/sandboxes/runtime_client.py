@@ -10,6 +10,9 @@ the runtime's own work), with the sandbox's bearer token and a deadline on every
 runtime kills the process group. Foreign errors become
 :class:`~amicable_agent.errors.RuntimeClientError` here and in :mod:`.exec_stream`, nowhere
 else.
+
+The runtime runs inside the sandbox, so a compromised project controls what it answers:
+every read here is bounded (:class:`ResponseLimits`; code ``too_large`` beyond).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
+import attrs
 import httpx2
 import trio
 from amicable_protocol import MAX_COMMAND_BYTES, structure, unstructure
@@ -41,7 +45,7 @@ from amicable_protocol.runtime import (
 )
 
 from amicable_agent.errors import RuntimeClientError
-from amicable_agent.lean_http import BODY, LeanTransport
+from amicable_agent.lean_http import BODY, BodyTooLarge, LeanTransport
 
 from .exec_stream import ExecStream, open_exec_stream
 
@@ -55,6 +59,29 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 30.0
 EXEC_SLACK_S = 30.0
 DEFAULT_EXEC_TIMEOUT_S = 600.0
+MIB = 1024 * 1024
+
+
+@attrs.frozen
+class ResponseLimits:
+    """The most the client reads from a runtime.
+
+    Attributes:
+        response_bytes: one HTTP answer (a file of up to the runtime's 20 MiB, a tree …).
+        archive_bytes: a streamed archive, compressed.
+        exec_message_bytes: one ``/v1/exec/stream`` message.
+        exec_stream_bytes: everything one exec stream sends (the runtime caps output at
+            200,000 characters per stream; this bounds a runtime that does not).
+    """
+
+    response_bytes: int = 32 * MIB
+    archive_bytes: int = 512 * MIB
+    exec_message_bytes: int = 4 * MIB
+    exec_stream_bytes: int = 64 * MIB
+
+
+def _too_large(what: str, limit: int) -> RuntimeClientError:
+    return RuntimeClientError(0, "too_large", f"{what} is larger than {limit} bytes")
 
 
 _PORTS = {"http": 80, "https": 443}
@@ -109,12 +136,18 @@ class HttpRuntimeClient:
     """
 
     def __init__(
-        self, transport: LeanTransport, base_url: str, token: str | None, timeout_s: float
+        self,
+        transport: LeanTransport,
+        base_url: str,
+        token: str | None,
+        timeout_s: float,
+        limits: ResponseLimits | None = None,
     ) -> None:
         self._transport = transport
         self._base_url = base_url.rstrip("/")
         self._token = token
         self._timeout_s = timeout_s
+        self._limits = limits or ResponseLimits()
         url = self._url = urlsplit(self._base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) runtime URL: {base_url!r}")
@@ -159,7 +192,9 @@ class HttpRuntimeClient:
             + self._fixed
             + "\r\n".join(extra).encode("latin-1")
         )
-        status, raw_headers, payload = await self._transport.fetch(self._origin, head, body)
+        status, raw_headers, payload = await self._transport.fetch(
+            self._origin, head, body, max_body=self._limits.response_bytes
+        )
         return _Response(status, raw_headers, payload)
 
     async def _request(
@@ -176,6 +211,8 @@ class HttpRuntimeClient:
                 response = await self._send(method, url, **kwargs)
         except trio.TooSlowError as exc:
             raise RuntimeClientError(0, "timeout", f"{method} {url} took over {limit}s") from exc
+        except BodyTooLarge as exc:
+            raise _too_large(f"the answer to {method} {url}", self._limits.response_bytes) from exc
         except httpx2.HTTPError as exc:
             raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
@@ -347,6 +384,8 @@ class HttpRuntimeClient:
             self._token,
             ExecRequest(command, cwd, env, timeout_s),
             (timeout_s or DEFAULT_EXEC_TIMEOUT_S) + EXEC_SLACK_S,
+            message_bytes=self._limits.exec_message_bytes,
+            stream_bytes=self._limits.exec_stream_bytes,
         )
 
     # --- archive ------------------------------------------------------------------------
@@ -402,8 +441,12 @@ class HttpRuntimeClient:
                         response.status_code, err["error"], str(err.get("detail") or "")
                     )
                 raise RuntimeClientError(response.status_code, "http_error", raw[:500].decode())
+            received = 0
             try:
                 async for chunk in body:
+                    received += len(chunk)
+                    if received > self._limits.archive_bytes:
+                        raise _too_large("the archive", self._limits.archive_bytes)
                     yield chunk
             except httpx2.HTTPError as exc:
                 raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
@@ -429,6 +472,8 @@ class HttpRuntimeClient:
         try:
             with trio.fail_after(self._timeout_s):
                 response = await self._send("GET", "/readyz")
+        except BodyTooLarge as exc:
+            raise _too_large("the answer to GET /readyz", self._limits.response_bytes) from exc
         except (httpx2.HTTPError, trio.TooSlowError) as exc:
             raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
         try:
@@ -440,12 +485,16 @@ class HttpRuntimeClient:
 
 @asynccontextmanager
 async def open_runtime_client(
-    base_url: str, token: str | None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    base_url: str,
+    token: str | None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    limits: ResponseLimits | None = None,
 ) -> AsyncIterator[HttpRuntimeClient]:
     """A client of the runtime at ``base_url`` for the duration of the block."""
     transport = LeanTransport()
     try:
-        yield HttpRuntimeClient(transport, base_url, token, timeout_s)
+        yield HttpRuntimeClient(transport, base_url, token, timeout_s, limits)
     finally:
         with trio.CancelScope(shield=True):
             await transport.aclose()

@@ -1,10 +1,13 @@
 """``LocalBackend``: sandboxes as local ``amicable-sandbox-runtime`` processes (embedded mode).
 
-Each sandbox is a workspace directory ``<data>/sandboxes/<sandbox id>/workspace`` and one
-runtime process on free loopback ports with a random bearer token; the runtime supervises
-Vite. Processes are children of the agent, each in its own process group (optionally inside
-bubblewrap) and stop with it; after a restart the next ``ensure`` brings the same workspace
-back. Sandboxes idle for ``idle_ttl_s`` are stopped (not deleted).
+Each sandbox is a directory ``<data>/sandboxes/<sandbox id>`` (``workspace``, ``home``,
+``run``) and one runtime process with a random bearer token; the runtime supervises Vite.
+By default every sandbox runs isolated (bubblewrap + pasta, cgroup limits, a disk
+watchdog: :mod:`.runner`, :mod:`.isolation`, :mod:`.network`, :mod:`.limits`,
+:mod:`.watchdog`); ``isolation="none"`` runs plain processes. Processes are children of the
+agent, each sandbox in its own process group, and stop with it; after a restart the next
+``ensure`` brings the same workspace back. Sandboxes idle for ``idle_ttl_s`` are stopped
+(not deleted).
 
 Cold start, fastest first:
 
@@ -12,27 +15,31 @@ Cold start, fastest first:
   for a new session adopts one (its directory is linked under the new sandbox id);
 * **spare workspace** (``spare_workspaces``, :mod:`.spares`): a complete project tree made
   in the background; ``ensure`` renames it into place and starts the runtime on it;
-* otherwise the runtime's ``init-workspace`` (template copy + node_modules hard-linked from
-  a cache prepared once with ``npm ci``) runs *while* the runtime process boots.
+* otherwise the runtime's ``init-workspace`` (template copy + the project's own copy of a
+  node_modules cache prepared once with ``npm ci``) runs *while* the runtime process boots.
+  The template is only ever copied into an empty workspace (the host never writes into a
+  directory the sandbox filled).
 
 Either way the runtime runs the dev script without npm (:func:`.sandbox.dev_command`).
 
-Other modules: :mod:`.sandbox` (a sandbox's state, argv, bubblewrap, environment),
-:mod:`.procs` (process groups, leftover sweeps), :mod:`.readiness` (is the
-dev server up), :mod:`.warm_pool`, :mod:`.spares`.
+Other modules: :mod:`.sandbox` (a sandbox's state, view and environment),
+:mod:`.environment` (the allow-list), :mod:`.procs` (process groups, leftover sweeps),
+:mod:`.readiness` (is the dev server up), :mod:`.unshare` (workspaces from before private
+node_modules), :mod:`.warm_pool`, :mod:`.spares`.
 """
 
 from __future__ import annotations
 
 import builtins  # noqa: TC003 - `list` is a method name here
-import json
 import logging
+import os
 import secrets
 import shutil
+import sys
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import attrs
 import httpx
@@ -47,10 +54,15 @@ from amicable_agent.sandboxes.base import (
     sandbox_id_for,
 )
 
-from .procs import free_port, interrupt_group, run_process_group, sweep_leftovers, tail
-from .readiness import exit_reason, restart_preview, wait_preview
-from .sandbox import LocalSandbox, runtime_argv, runtime_env
+from .environment import inherited_env
+from .isolation import OWNER_ENV, IsolationMode
+from .limits import SandboxLimits
+from .procs import free_port, host_pid, interrupt_group, kill_orphans, tail
+from .readiness import restart_preview, wait_preview
+from .runner import Isolation, RunnerConfig, prepare_isolation, run_sandbox
+from .sandbox import LocalSandbox
 from .spares import SpareWorkspaces
+from .unshare import mark_private, unshare_node_modules
 from .warm_pool import POOL_PREFIX, WarmPool
 
 if TYPE_CHECKING:
@@ -83,8 +95,12 @@ class LocalBackendConfig:
         runtime_command: argv prefix of ``amicable-sandbox-runtime``.
         preview_base_domain: allowed as a host suffix by Vite.
         hmr_client_port: the preview router's port (the browser's HMR socket goes there).
-        isolation: ``none`` or ``bwrap`` (bubblewrap: read-only system, private /tmp and PID
-            namespace, only the sandbox directory writable).
+        isolation: ``auto`` (the default: bubblewrap + pasta, refusing to start where
+            that is not possible), ``bwrap`` (the same, required) or ``none`` (plain
+            processes of the agent's user; a warning is logged). See :mod:`.isolation`.
+        limits: memory, processes, CPU share and disk of each sandbox (:mod:`.limits`).
+        env_passthrough: extra environment variable names sandboxes may see (besides the
+            allow-list of :mod:`.environment`).
         warm_pool_size: sandboxes kept ready (dev server running) for new sessions.
         spare_workspaces: complete workspaces of the default template kept on disk for new
             sessions (no process; 0 disables).
@@ -100,7 +116,9 @@ class LocalBackendConfig:
     runtime_command: tuple[str, ...] = ("amicable-sandbox-runtime",)
     preview_base_domain: str = "preview.localhost"
     hmr_client_port: int | None = None
-    isolation: Literal["none", "bwrap"] = "none"
+    isolation: IsolationMode = "auto"
+    limits: SandboxLimits = attrs.field(factory=SandboxLimits)
+    env_passthrough: tuple[str, ...] = ()
     warm_pool_size: int = 1
     spare_workspaces: int = 1
     idle_ttl_s: float = 1800.0
@@ -117,6 +135,13 @@ class LocalBackendConfig:
             preview_base_domain=config.preview_base_domain,
             hmr_client_port=config.preview_public_port,
             isolation=config.local_isolation,
+            limits=SandboxLimits(
+                memory_bytes=config.sandbox_memory_bytes,
+                pids_max=config.sandbox_pids_max,
+                cpu_weight=config.sandbox_cpu_weight,
+                disk_bytes=config.sandbox_disk_bytes,
+            ),
+            env_passthrough=config.sandbox_env_passthrough,
             warm_pool_size=config.warm_pool_size,
             spare_workspaces=config.spare_workspaces,
             idle_ttl_s=config.sandbox_idle_ttl_s,
@@ -131,11 +156,23 @@ class LocalBackend:
     server, then SIGKILL to both process groups) and leaves the workspaces on disk.
     """
 
-    def __init__(self, config: LocalBackendConfig, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, config: LocalBackendConfig, nursery: trio.Nursery, isolation: Isolation | None
+    ) -> None:
         self._config = config
         self._nursery = nursery
         self._root = config.data_dir / "sandboxes"
         self._cache = config.cache_dir or config.data_dir / "cache"
+        self.isolation = isolation
+        self._runner = RunnerConfig(
+            runtime_command=config.runtime_command,
+            preview_base_domain=config.preview_base_domain,
+            hmr_client_port=config.hmr_client_port,
+            limits=config.limits,
+            env_passthrough=config.env_passthrough,
+            isolation=isolation,
+            python=sys.executable,
+        )
         self._running: dict[str, LocalSandbox] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
@@ -148,6 +185,7 @@ class LocalBackend:
             config.spare_workspaces,
             self._init_argv,
             config.refill_delay_s,
+            self._init_env(),
         )
 
     # --- SandboxBackend ---------------------------------------------------------------
@@ -174,7 +212,7 @@ class LocalBackend:
                 await trio.lowlevel.checkpoint()
                 return running.handle(existed=True)
             root = self._root / sandbox_id
-            existed = (root / "workspace" / "package.json").exists()
+            existed = await trio.to_thread.run_sync(_holds_project, root / "workspace")
             create_from: str | None = None
             if not existed:
                 if template_id == DEFAULT_TEMPLATE:
@@ -184,7 +222,9 @@ class LocalBackend:
                         await on_stage("starting_preview", "Using a prepared workspace")
                         return adopted.handle(existed=False)
                 await on_stage("creating", "Creating the workspace from the template")
-                if not self.spares.take(template_id, root / "workspace"):
+                if self.spares.take(template_id, root / "workspace"):
+                    await trio.to_thread.run_sync(mark_private, root)
+                else:
                     create_from = template_id
             try:
                 with trio.fail_after(self._config.start_timeout_s):
@@ -226,7 +266,12 @@ class LocalBackend:
             await trio.to_thread.run_sync(self._remove_sandbox_dir, sandbox_id)
 
     def remove_trash(self) -> None:
-        """Remove what a deletion interrupted (e.g. by a stop of the agent) left behind."""
+        """Remove what a deletion interrupted (e.g. by a stop of the agent) left behind, and
+        stop sandboxes an agent that crashed left running."""
+        if self.isolation is not None:
+            stale = kill_orphans(OWNER_ENV, self._root)
+            if stale:
+                log.warning("stopped %d sandbox process groups a previous agent left", stale)
         if self._root.is_dir():
             for entry in self._root.glob(_TRASH_PREFIX + "*"):
                 shutil.rmtree(entry, ignore_errors=True)
@@ -292,18 +337,26 @@ class LocalBackend:
             await self._http.aclose()
 
     def process_ids(self, sandbox_id: str) -> builtins.list[int]:
-        """Process-group ids of a running sandbox (runtime, dev server), for diagnostics."""
+        """Host pids of a running sandbox's runtime group (bubblewrap's when isolated) and
+        dev server, for diagnostics."""
         sandbox = self._running.get(sandbox_id)
         if sandbox is None:
             return []
-        return [p for p in (sandbox.pid, sandbox.preview_pid) if p is not None]
+        preview = sandbox.preview_pid
+        if preview is not None and sandbox.namespace_pid is not None:
+            preview = host_pid(preview, sandbox.namespace_pid)
+        return [p for p in (sandbox.pid, preview) if p is not None]
 
     def statistics(self) -> dict[str, int]:
-        """Running and warm sandbox counts, and spare workspaces ready."""
+        """Running and warm sandbox counts, spare workspaces ready, and the memory (where a
+        cgroup counts it) and disk the running and warm sandboxes use together."""
+        sandboxes = [*self._running.values(), *self.pool.sandboxes]
         return {
             "running": len(self._running),
             "warm": len(self.pool.sandboxes),
             "spare": self.spares.statistics(),
+            "memory_bytes": sum(s.memory_bytes() or 0 for s in sandboxes),
+            "disk_bytes": sum(s.disk_bytes for s in sandboxes),
         }
 
     # --- processes --------------------------------------------------------------------
@@ -321,6 +374,16 @@ class LocalBackend:
             "--cache-dir",
             str(self._cache),
         ]
+
+    def _init_env(self) -> dict[str, str]:
+        """``init-workspace`` runs on the host (it fills the cache with the template's
+        locked dependencies): the sandbox allow-list plus the user's ``PATH`` and ``HOME``
+        (npm's cache and configuration), never the agent's secrets."""
+        env = inherited_env(os.environ, self._config.env_passthrough)
+        for name in ("PATH", "HOME"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        return env
 
     async def _start(
         self,
@@ -340,6 +403,8 @@ class LocalBackend:
             preview_port=free_port(),
         )
         await trio.to_thread.run_sync(partial(sandbox.workspace.mkdir, parents=True, exist_ok=True))
+        if create_from is None:
+            await trio.to_thread.run_sync(unshare_node_modules, sandbox.workspace, root)
         init: trio.Process | None = None
         try:
             if create_from is not None:
@@ -355,6 +420,7 @@ class LocalBackend:
                     raise SandboxProvisionError(
                         "creating the workspace failed: " + tail(sandbox.root / "init.log")
                     )
+                await trio.to_thread.run_sync(mark_private, root)
                 await restart_preview(self._http, sandbox)
             await on_stage("starting_preview", "Starting the dev server")
             await wait_preview(self._http, sandbox, trust_port=init is None)
@@ -363,6 +429,8 @@ class LocalBackend:
                 if init is not None and init.returncode is None:
                     await interrupt_group(init)
                 await self.stop(sandbox_id)
+                if create_from is not None:  # half a template is no project: start over next time
+                    await trio.to_thread.run_sync(shutil.rmtree, sandbox.workspace, True)
             raise
         sandbox.ready = True
         sandbox.last_active = trio.current_time()  # a slow start is no idleness
@@ -373,7 +441,11 @@ class LocalBackend:
         with (sandbox.root / "init.log").open("wb") as log_file:
             try:
                 return await trio.lowlevel.open_process(
-                    argv, stdout=log_file, stderr=log_file, start_new_session=True
+                    argv,
+                    stdout=log_file,
+                    stderr=log_file,
+                    start_new_session=True,
+                    env=self._init_env(),
                 )
             except OSError as exc:
                 raise SandboxProvisionError(f"cannot run the sandbox runtime: {exc}") from exc
@@ -385,75 +457,29 @@ class LocalBackend:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run one runtime process until cancelled; started() once its port is known.
+        """Run one sandbox (:func:`.runner.run_sandbox`) until it stops; bookkeeping after.
 
         Raises:
-            SandboxProvisionError: the runtime exited or stalled before listening.
+            SandboxProvisionError: the sandbox stopped before its runtime answered.
         """
-        config = self._config
-        ready_file = sandbox.root / "runtime.ready.json"
-        with suppress(FileNotFoundError):
-            ready_file.unlink()
-        argv = runtime_argv(
-            config.runtime_command, sandbox, ready_file, config.isolation, [self._cache]
-        )
-        env = runtime_env(
-            sandbox,
-            preview_base_domain=config.preview_base_domain,
-            hmr_client_port=config.hmr_client_port,
-            workspace_pending=not workspace_complete,
-        )
-        log_file = (sandbox.root / "runtime.log").open("ab")
-        failure: str | None = None
-        started = False
         try:
             with sandbox.scope:
-                async with trio.open_nursery() as nursery:
-                    process = await nursery.start(
-                        run_process_group,
-                        argv,
-                        env,
-                        sandbox.workspace,
-                        log_file,
-                        # Inside bubblewrap the reported pid is in another PID namespace;
-                        # there the namespace dies with bwrap and takes the dev server along.
-                        (lambda: None)
-                        if config.isolation == "bwrap"
-                        else (lambda: sandbox.preview_pid),
-                    )
-                    sandbox.pid = process.pid
-                    with trio.move_on_after(60) as waiting:
-                        # Another process writes the file: poll (no event to wait on).
-                        while not ready_file.exists() and process.returncode is None:  # noqa: ASYNC110
-                            await trio.sleep(0.02)
-                    if waiting.cancelled_caught or process.returncode is not None:
-                        failure = (
-                            "the sandbox runtime did not start in time"
-                            if waiting.cancelled_caught
-                            else exit_reason(sandbox)
-                        )
-                        nursery.cancel_scope.cancel()
-                    else:
-                        info = json.loads(ready_file.read_text())
-                        sandbox.runtime_port = int(info["port"])
-                        started = True
-                        task_status.started()
-                        await process.wait()
-                        log.warning(
-                            "sandbox %s runtime exited (%s)", sandbox.sandbox_id, process.returncode
-                        )
-                        nursery.cancel_scope.cancel()
+                await run_sandbox(
+                    self._runner, sandbox, workspace_complete=workspace_complete,
+                    task_status=task_status,
+                )  # fmt: skip
         finally:
-            log_file.close()
-            with trio.CancelScope(shield=True):
-                await sweep_leftovers(sandbox.root, sandbox.marker)
             if self._running.get(sandbox.sandbox_id) is sandbox:
                 del self._running[sandbox.sandbox_id]
             self.pool.discard(sandbox)
             sandbox.ready = False
             sandbox.stopped.set()
-        if not started:
-            raise SandboxProvisionError(failure or "the sandbox was stopped while starting")
+        if not sandbox.serving:
+            raise SandboxProvisionError(
+                sandbox.stop_reason or "the sandbox was stopped while starting"
+            )
+        if sandbox.stop_reason:
+            log.warning("sandbox %s stopped: %s", sandbox.sandbox_id, sandbox.stop_reason)
 
     # --- warm pool --------------------------------------------------------------------
 
@@ -506,6 +532,22 @@ class LocalBackend:
                 await self.stop(sandbox_id)
 
 
+def _holds_project(workspace: Path) -> bool:
+    """Whether ``workspace`` is a project: it has a ``package.json``, or any file at all.
+
+    A workspace with files but no ``package.json`` (the model deleted it) is still the
+    project: the template is only ever copied into an empty directory, because the host
+    must never write into a directory the sandbox filled (a planted symlink would redirect
+    the copy).
+    """
+    if (workspace / "package.json").exists():
+        return True
+    try:
+        return any(workspace.iterdir())
+    except OSError:
+        return False
+
+
 def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> builtins.list[str]:
     """The ids whose last activity is more than ``ttl_s`` before ``now`` (0 = never idle)."""
     if ttl_s <= 0:
@@ -518,10 +560,16 @@ async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalB
     """Run a :class:`LocalBackend` (with its warm pool, spare workspaces and idle reaper)
     for the block.
 
+    Raises:
+        ConfigError: isolation was asked for (or left on ``auto``) where it cannot work.
+
     Cancellation: leaving the block stops every sandbox process; workspaces stay on disk.
     """
+    isolation = await prepare_isolation(
+        config.isolation, config.runtime_command, config.data_dir / "sandbox-etc"
+    )
     async with trio.open_nursery() as nursery:
-        backend = LocalBackend(config, nursery)
+        backend = LocalBackend(config, nursery, isolation)
         try:
             nursery.start_soon(trio.to_thread.run_sync, backend.remove_trash)
             await nursery.start(backend.spares.run)
@@ -531,4 +579,6 @@ async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalB
         finally:
             with trio.CancelScope(shield=True):
                 await backend.aclose()
+                if isolation is not None:
+                    await trio.to_thread.run_sync(isolation.cgroups.remove_parents)
             nursery.cancel_scope.cancel()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
+import subprocess
 from contextlib import suppress
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -44,9 +46,13 @@ async def interrupt_group(process: trio.Process) -> None:
 
 
 def tail(path: Path, size: int = 600) -> str:
-    """The last ``size`` characters of a log file ('' when unreadable)."""
+    """About the last ``size`` characters of a log file ('' when unreadable); reads only
+    the end (sandbox processes write these logs, they may be large)."""
     try:
-        return path.read_text(errors="replace")[-size:].strip()
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4 * size))
+            return fh.read().decode(errors="replace")[-size:].strip()
     except OSError:
         return ""
 
@@ -94,10 +100,16 @@ async def run_process_group(
     log_file: BinaryIO,
     preview_pid: Callable[[], int | None],
     *,
+    pass_fds: tuple[int, ...] = (),
     task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run ``argv`` in a new session; on cancellation SIGINT the group (the runtime stops
-    its dev server), then SIGKILL it and the dev server's group (``preview_pid()``)."""
+    """Run ``argv`` in a new session with stdin on ``/dev/null``; on cancellation SIGINT
+    the group (the runtime stops its dev server), then SIGKILL it and the dev server's
+    group (``preview_pid()``).
+
+    Args:
+        pass_fds: descriptors the child inherits (bubblewrap's info and block pipes).
+    """
 
     async def deliver_cancel(process: trio.Process) -> None:
         kill_group(process.pid, signal.SIGINT)
@@ -112,11 +124,85 @@ async def run_process_group(
         argv,
         env=env,
         cwd=str(cwd),
-        stdin=None,
+        stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=log_file,
         check=False,
         start_new_session=True,
         deliver_cancel=deliver_cancel,
+        pass_fds=pass_fds,
         task_status=task_status,
     )
+
+
+def kill_orphans(name: str, sandboxes: Path) -> int:
+    """SIGKILL the process groups of bubblewrap and pasta processes whose environment has
+    ``name=<sandboxes>:<pid>`` for an agent pid that is gone (what a crashed agent left
+    running); returns how many groups. A live agent's sandboxes are left alone."""
+    prefix = f"{name}={sandboxes}:".encode()
+    killed = 0
+    with os.scandir("/proc") as entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                owner = next((v for v in fh.read().split(b"\0") if v.startswith(prefix)), None)
+            if owner is None:
+                continue
+            agent = int(owner[len(prefix) :])
+            if agent == os.getpid() or _alive(agent):
+                continue
+            pgid = os.getpgid(pid)
+        except (OSError, ValueError):
+            continue
+        kill_group(pgid, signal.SIGKILL)
+        killed += 1
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_capped(path: Path, limit: int = 64 * 1024) -> bytes:
+    """At most ``limit`` bytes of a regular file a sandbox may have written, never through
+    a symlink (a planted link cannot make the agent read another file).
+
+    Raises:
+        OSError: missing, a symlink or not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def host_pid(ns_pid: int, member: int) -> int | None:
+    """The host pid of the process known as ``ns_pid`` in the PID namespace of the host
+    process ``member`` (None when not found)."""
+    try:
+        ns = os.readlink(f"/proc/{member}/ns/pid")
+    except OSError:
+        return None
+    with os.scandir("/proc") as entries:
+        names = [e.name for e in entries if e.name.isdigit()]
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{name}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{name}/status", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"NSpid:") and int(line.split()[-1]) == ns_pid:
+                        return int(name)
+        except (OSError, ValueError):
+            continue
+    return None

@@ -14,6 +14,7 @@ import trio
 
 from amicable_agent.errors import SandboxProvisionError
 
+from .network import PREVIEW_PORT
 from .procs import tail
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ async def wait_preview(http: httpx.AsyncClient, sandbox: LocalSandbox, *, trust_
         while not status.done.is_set():
             if sandbox.stopped.is_set():
                 raise SandboxProvisionError(exit_reason(sandbox))
-            if await _accepts(sandbox.preview_port):
+            if await _listens(sandbox):
                 if trust_port and status.state in ("starting", "running"):
                     break
                 status.poke.set()
@@ -119,7 +120,7 @@ async def _preview_state(http: httpx.AsyncClient, sandbox: LocalSandbox, url: st
         return "ready"
     if body.get("state") == "exhausted":
         raise SandboxProvisionError(
-            "the dev server keeps crashing; see preview.log in the sandbox directory"
+            "the dev server keeps crashing; see run/preview.log in the sandbox directory"
         )
     state = body.get("state")
     return state if isinstance(state, str) else None
@@ -132,6 +133,32 @@ class _PreviewWatch:
     error: SandboxProvisionError | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
     poke: trio.Event = attrs.field(factory=trio.Event)
+
+
+async def _listens(sandbox: LocalSandbox) -> bool:
+    """Whether the dev server listens. Isolated, pasta accepts on the host port whether or
+    not anything listens inside, so the sandbox's own TCP table is read instead (through
+    ``/proc/<pid>/net``, which shows the network namespace of that process)."""
+    if sandbox.namespace_pid is None:
+        return await _accepts(sandbox.preview_port)
+    await trio.lowlevel.checkpoint()
+    return listening_in(sandbox.namespace_pid, PREVIEW_PORT)
+
+
+def listening_in(pid: int, port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` in the network namespace of ``pid``."""
+    needle = f":{port:04X} "
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}", encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == "0A" and (fields[1] + " ").endswith(needle):
+                        return True
+        except OSError:
+            continue
+    return False
 
 
 async def _accepts(port: int) -> bool:

@@ -1,4 +1,4 @@
-"""One local sandbox's state and how its runtime is launched (argv, bubblewrap, environment).
+"""One local sandbox's state, its view of itself and its environment; the dev command.
 
 The dev-server command: the runtime's default is ``npm run dev -- --host H --port P``. Starting
 npm costs about 0.3-0.45 s of CPU on every start before it runs the script, which is a third of
@@ -14,17 +14,21 @@ and ``node_modules`` exist, as the runtime does for ``npm`` commands.
 
 from __future__ import annotations
 
-import os
+import secrets
 import shlex
-import shutil
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from amicable_agent.sandboxes.base import SandboxHandle
+
+from .environment import sandbox_env
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Prints ``scripts.dev`` of ./package.json (exit 1 with a message when there is none).
 _READ_DEV_SCRIPT = (
@@ -52,7 +56,18 @@ class LocalSandbox:
     session_id: str | None = None
     last_active: float = attrs.field(factory=trio.current_time)
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    mark: str = attrs.field(factory=lambda: secrets.token_hex(8))
     stopped: trio.Event = attrs.field(factory=trio.Event)
+    #: isolated: the host pid of the sandbox's first process (its PID namespace's init)
+    namespace_pid: int | None = None
+    #: the runtime answers (set just before the start counts as done)
+    serving: bool = False
+    #: why the backend stopped it (disk quota, network gone), for the log and the user
+    stop_reason: str | None = None
+    #: last measured size of its directory
+    disk_bytes: int = 0
+    #: current memory use, when a memory cgroup counts it
+    memory_bytes: Callable[[], int | None] = lambda: None
 
     @property
     def workspace(self) -> Path:
@@ -60,9 +75,19 @@ class LocalSandbox:
         return self.root / "workspace"
 
     @property
+    def home(self) -> Path:
+        """The sandbox's private home directory (``<root>/home``)."""
+        return self.root / "home"
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the runtime writes its ready file and the dev-server log (``<root>/run``)."""
+        return self.root / "run"
+
+    @property
     def marker(self) -> bytes:
         """An environment entry only this sandbox's processes carry."""
-        return f"AMICABLE_PREVIEW_PORT={self.preview_port}".encode()
+        return f"AMICABLE_SANDBOX_MARK={self.mark}".encode()
 
     def handle(self, existed: bool) -> SandboxHandle:
         """The handle the agent uses to reach the runtime and the preview."""
@@ -94,79 +119,76 @@ def dev_command(python: str, host: str, port: int, *, wait_for_workspace_s: floa
     )
 
 
-def runtime_argv(
-    runtime_command: tuple[str, ...],
-    sandbox: LocalSandbox,
-    ready_file: Path,
-    isolation: Literal["none", "bwrap"],
-    extra_ro: list[Path],
-) -> list[str]:
-    """The runtime's argv, wrapped in bubblewrap when ``isolation`` is ``bwrap``."""
-    runtime = [*runtime_command, "--ready-file", str(ready_file)]
-    if isolation != "bwrap":
-        return runtime
-    bwrap = shutil.which("bwrap") or "bwrap"
-    return [
-        bwrap,
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        *tmp_binds([Path(runtime_command[0]).parent.parent, *extra_ro]),
-        "--bind", str(sandbox.root), str(sandbox.root),
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--die-with-parent",
-        "--chdir", str(sandbox.workspace),
-        "--",
-        *runtime,
-    ]  # fmt: skip
+@attrs.frozen
+class SandboxView:
+    """Where a sandbox's runtime finds its directories and ports, as seen from inside.
 
+    Without isolation that is the host's view (the runtime picks a free port and reports it
+    in its ready file); inside bubblewrap the workspace is ``/app`` and the ports are the
+    fixed ones of a Kubernetes sandbox, forwarded from free host ports.
+    """
 
-def tmp_binds(extra: list[Path]) -> list[str]:
-    """Read-only binds for what the runtime needs that lives under /tmp (hidden by the
-    sandbox's private /tmp): a checkout or virtualenv there, editable sources on sys.path,
-    the node_modules cache."""
-    wanted = {Path(sys.prefix), *extra}
-    wanted.update(Path(p) for p in sys.path if p)
-    bound: list[Path] = []
-    for path in sorted({p.resolve() for p in wanted if p.exists()}):  # parents first
-        inside_bound = any(path.is_relative_to(b) for b in bound)
-        if path.is_relative_to("/tmp") and path != Path("/tmp") and not inside_bound:
-            bound.append(path)
-    return [arg for path in bound for arg in ("--ro-bind", str(path), str(path))]
+    workspace: str
+    home: str
+    run_dir: str
+    runtime_port: int
+    preview_port: int
+    path: str
+
+    @classmethod
+    def host(cls, sandbox: LocalSandbox, path: str) -> SandboxView:
+        """The view of a sandbox run as a plain process."""
+        return cls(
+            workspace=str(sandbox.workspace),
+            home=str(sandbox.home),
+            run_dir=str(sandbox.run_dir),
+            runtime_port=0,
+            preview_port=sandbox.preview_port,
+            path=path,
+        )
+
+    @property
+    def ready_file(self) -> str:
+        """The runtime's ready file (``{"port", "pid"}`` once it listens)."""
+        return f"{self.run_dir}/runtime.ready.json"
 
 
 def runtime_env(
     sandbox: LocalSandbox,
+    view: SandboxView,
+    agent_env: Mapping[str, str],
     *,
+    python: str,
     preview_base_domain: str,
     hmr_client_port: int | None,
     workspace_pending: bool,
+    passthrough: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """The runtime's environment: ours minus agent secrets, plus the sandbox's settings."""
-    env = dict(os.environ)
-    for key in list(env):
-        if key.startswith(("AMICABLE_", "ANTHROPIC_")) or key.endswith("_TOKEN"):
-            del env[key]  # no agent secrets inside the sandbox
-    env.update(
-        AMICABLE_RUNTIME_PORT="0",
-        AMICABLE_RUNTIME_HOST="127.0.0.1",
-        AMICABLE_WORKSPACE=str(sandbox.workspace),
-        AMICABLE_RUNTIME_TOKEN=sandbox.token,
-        AMICABLE_PREVIEW_HOST="127.0.0.1",
-        AMICABLE_PREVIEW_PORT=str(sandbox.preview_port),
-        AMICABLE_PREVIEW_LOG_PATH=str(sandbox.root / "preview.log"),
-        __VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS="." + preview_base_domain,
-        AMICABLE_HMR_PROTOCOL="ws",
-        BROWSER="none",
-    )
-    env["AMICABLE_PREVIEW_CMD"] = dev_command(
-        sys.executable,
-        "127.0.0.1",
-        sandbox.preview_port,
-        wait_for_workspace_s=WORKSPACE_WAIT_S if workspace_pending else 0,
-    )
+    """The runtime's environment: an allow-list of the agent's (no agent secret, see
+    :mod:`.environment`) plus the sandbox's own settings.
+
+    Args:
+        python: a Python interpreter visible inside the sandbox (reads the dev script).
+    """
+    settings = {
+        "AMICABLE_RUNTIME_PORT": str(view.runtime_port),
+        "AMICABLE_RUNTIME_HOST": "127.0.0.1",
+        "AMICABLE_WORKSPACE": view.workspace,
+        "AMICABLE_RUNTIME_TOKEN": sandbox.token,
+        "AMICABLE_PREVIEW_HOST": "127.0.0.1",
+        "AMICABLE_PREVIEW_PORT": str(view.preview_port),
+        "AMICABLE_PREVIEW_LOG_PATH": f"{view.run_dir}/preview.log",
+        "AMICABLE_SANDBOX_MARK": sandbox.mark,
+        "__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS": "." + preview_base_domain,
+        "AMICABLE_HMR_PROTOCOL": "ws",
+        "BROWSER": "none",
+        "AMICABLE_PREVIEW_CMD": dev_command(
+            python,
+            "127.0.0.1",
+            view.preview_port,
+            wait_for_workspace_s=WORKSPACE_WAIT_S if workspace_pending else 0,
+        ),
+    }
     if hmr_client_port:
-        env["AMICABLE_HMR_CLIENT_PORT"] = str(hmr_client_port)
-    return env
+        settings["AMICABLE_HMR_CLIENT_PORT"] = str(hmr_client_port)
+    return sandbox_env(agent_env, settings, path=view.path, home=view.home, passthrough=passthrough)

@@ -42,6 +42,7 @@ class SpareWorkspaces:
         template_id: the template spares are made from (the default template).
         count: spares to keep (0 disables).
         init_argv: ``init-workspace`` argv for a destination directory.
+        init_env: its environment (None: the agent's).
         refill_delay_s: wait this long after a spare was taken before making the next one,
             so the refill does not compete with that cold start for CPU.
     """
@@ -53,12 +54,14 @@ class SpareWorkspaces:
         count: int,
         init_argv: Callable[[Path, str], list[str]],
         refill_delay_s: float,
+        init_env: dict[str, str] | None = None,
     ) -> None:
         self._dir = root / SPARES_DIR
         self._template = template_id
         self._count = count
         self._init_argv = init_argv
         self._refill_delay_s = refill_delay_s
+        self._init_env = init_env
         self._ready: list[Path] = []
         self._taken = trio.Event()
         self._filled = trio.Event()
@@ -128,6 +131,7 @@ class SpareWorkspaces:
             check=False,
             start_new_session=True,
             deliver_cancel=interrupt_group,
+            env=self._init_env,
         )
         if result.returncode != 0:
             log.warning(
