@@ -59,7 +59,12 @@ ETC_ENTRIES = (
 #: Top-level host entries that are links into ``/usr`` or directories needed to run binaries.
 ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: Packages of the runtime whose editable-install source directories are bound.
-RUNTIME_PACKAGES = ("amicable_sandbox_runtime", "amicable_protocol")
+RUNTIME_PACKAGES = (
+    "amicable_sandbox_runtime",
+    "amicable_protocol",
+    "amicable_frontdoor",
+    "amicable_settings",
+)
 #: Set on bubblewrap's and pasta's own processes (not inside the sandbox):
 #: ``<sandboxes dir>:<agent pid>``, so an agent that starts after a crash finds what the
 #: dead one left running (see :func:`.procs.kill_orphans`).
@@ -279,11 +284,13 @@ def bwrap_argv(
         "--cap-drop", "ALL", "--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_SETPCAP",
         "--info-fd", str(info_fd), "--block-fd", str(block_fd),
     ]  # fmt: skip
+    # The private /tmp first: a checkout (and so the runtime's virtualenv) may itself live
+    # under /tmp, and its read-only binds must land on top of the tmpfs, not under it.
+    argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     for path in fs.ro_binds:
         argv += ["--ro-bind", path, path]
     for target, link in fs.root_links:
         argv += ["--symlink", target, link]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     argv += ["--symlink", "/tmp", "/var/tmp"]
     for host, inside in fs.etc_binds:
         argv += ["--ro-bind", host, inside]
