@@ -13,6 +13,10 @@ EXEMPT = {
         "private to loop/anthropic_api.py: must be an anthropic.APIConnectionError so that a "
         "dropped SSE stream is retried exactly like the SDK's own connection errors"
     ),
+    "amicable_agent.lean_http._BodyTooLarge": (
+        "raised inside the lean transport under httpx2's own exception tree (the SDK and the "
+        "runtime client translate httpx2 errors at their edge); never leaves as itself"
+    ),
 }
 
 

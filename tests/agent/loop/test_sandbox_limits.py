@@ -102,7 +102,7 @@ async def test_a_fork_bomb_a_memory_hog_and_a_disk_filler_leave_the_others_worki
             host = Host(runtime=clients["worker"], store=MemoryStore())
             with trio.fail_after(600):
                 await make_engine(url).run_user_turn(host, UserData(session_id="s", text="go"))
-            results = fake.requests[1].body["messages"][-1]["content"]
+            results = fake.view(1)["messages"][-1]["content"]
             assert [r["is_error"] for r in results] == [False, False], results
             assert "typechecked" in results[1]["content"]
             assert host.types()[-1] == "update_completed"

@@ -164,13 +164,11 @@ async def test_tool_results_reach_the_model_without_secret_values(
     engine = make_engine(url, known_secrets=(jwt, "jwt-key-2b9d,with-a-comma",
                                              "sk-openai-9f8e7d6c5b4a"))  # fmt: skip
     await engine.run_user_turn(host, user("show me"))
-    sent = str(tool_results(fake.requests[1].body)) + str(
-        [t.output for t in host.traces("tool_end")]
-    )
+    sent = str(tool_results(fake.view(1))) + str([t.output for t in host.traces("tool_end")])
     for secret in ("jwt-key", "with-a-comma", "aws-secret-1a2b", "pg-pass-7788", "sk-openai"):
         assert secret not in sent
     assert "[REDACTED]" in sent
-    assert "const token = getToken();" in str(tool_results(fake.requests[1].body)), (
+    assert "const token = getToken();" in str(tool_results(fake.view(1))), (
         "code the model reads keeps its assignments"
     )
 

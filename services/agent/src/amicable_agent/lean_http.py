@@ -40,7 +40,7 @@ _Origin = tuple[bytes, bytes, int]
 BODY = "amicable_lean_body"
 
 
-class BodyTooLarge(httpx2.RemoteProtocolError):
+class _BodyTooLarge(httpx2.RemoteProtocolError):
     """A response body is larger than the caller accepts (:meth:`LeanTransport.fetch`)."""
 
 
@@ -138,7 +138,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         """Send a prebuilt request and read the whole response: (status, headers, body).
 
         With ``max_body``, a response declaring or sending more raises
-        :class:`BodyTooLarge` (the connection is closed): the peer may be a compromised
+        :class:`_BodyTooLarge` (the connection is closed): the peer may be a compromised
         sandbox, and the body is held in memory.
 
         ``origin`` is ``(b"http" | b"https", host, port)``; ``head`` is the complete request
@@ -160,11 +160,11 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         size = 0
         try:
             if max_body is not None and (stream.declared_length or 0) > max_body:
-                raise BodyTooLarge(f"the response declares more than {max_body} bytes")
+                raise _BodyTooLarge(f"the response declares more than {max_body} bytes")
             async for piece in stream:
                 size += len(piece)
                 if max_body is not None and size > max_body:
-                    raise BodyTooLarge(f"the response is larger than {max_body} bytes")
+                    raise _BodyTooLarge(f"the response is larger than {max_body} bytes")
                 parts.append(piece)
         except BaseException:
             await stream.aclose()

@@ -45,7 +45,7 @@ from amicable_protocol.runtime import (
 )
 
 from amicable_agent.errors import RuntimeClientError
-from amicable_agent.lean_http import BODY, BodyTooLarge, LeanTransport
+from amicable_agent.lean_http import BODY, LeanTransport, _BodyTooLarge
 
 from .exec_stream import ExecStream, open_exec_stream
 
@@ -211,7 +211,7 @@ class HttpRuntimeClient:
                 response = await self._send(method, url, **kwargs)
         except trio.TooSlowError as exc:
             raise RuntimeClientError(0, "timeout", f"{method} {url} took over {limit}s") from exc
-        except BodyTooLarge as exc:
+        except _BodyTooLarge as exc:
             raise _too_large(f"the answer to {method} {url}", self._limits.response_bytes) from exc
         except httpx2.HTTPError as exc:
             raise RuntimeClientError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
@@ -472,7 +472,7 @@ class HttpRuntimeClient:
         try:
             with trio.fail_after(self._timeout_s):
                 response = await self._send("GET", "/readyz")
-        except BodyTooLarge as exc:
+        except _BodyTooLarge as exc:
             raise _too_large("the answer to GET /readyz", self._limits.response_bytes) from exc
         except (httpx2.HTTPError, trio.TooSlowError) as exc:
             raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
