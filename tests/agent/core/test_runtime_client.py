@@ -150,8 +150,11 @@ async def script(nursery: trio.Nursery) -> Script:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 state.seen.append(Seen(method, target, headers, body, conn))
-                if not await state.actions.pop(0)(stream):
-                    return
+                try:
+                    if not await state.actions.pop(0)(stream):
+                        return
+                except trio.BrokenResourceError:
+                    return  # the client hung up mid-answer (e.g. it refused a big body)
 
     await nursery.start(trio.serve_listeners, handle, listeners)
     return state
