@@ -42,7 +42,7 @@ from .hitl import (
     rejection_message,
     validate_response,
 )
-from .model_api import AssistantMessage, LlmError
+from .model_api import AssistantMessage, LlmError, UsageMeter
 from .prompts import (
     load_workspace_instructions,
     request_text,
@@ -449,10 +449,17 @@ class Engine:
         spec = self.models.catalog.resolve(state.model_id)
         client = self.models.client(spec)
         tools = self.toolbox.definitions(host)
-        answer = await stream_answer(client, self.settings, host, messages, state, system, tools,
-                                     context_chars=context_chars(spec, self.settings))  # fmt: skip
-        await record_call(host, state, spec, answer.usage)
-        return answer
+        meter = UsageMeter()
+        try:
+            return await stream_answer(
+                client, self.settings, host, messages, state, system, tools,
+                context_chars=context_chars(spec, self.settings), meter=meter,
+            )  # fmt: skip
+        finally:
+            # Failed, retried and cancelled attempts cost too: count them however this ends.
+            if meter.attempts:
+                with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
+                    await record_call(host, state, spec, meter.usage)
 
     async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
         pending = build_pending(gated, state.to_json())

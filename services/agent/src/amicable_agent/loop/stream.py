@@ -23,7 +23,7 @@ from .state import send_status
 if TYPE_CHECKING:
     from .api import SessionHost
     from .llm import LlmClient
-    from .model_api import AssistantMessage, RetryNotice
+    from .model_api import AssistantMessage, RetryNotice, UsageMeter
     from .settings import LoopSettings
     from .state import TurnState
 
@@ -89,6 +89,7 @@ async def stream_answer(
     tools: list[dict[str, Any]],
     *,
     context_chars: int | None = None,
+    meter: UsageMeter | None = None,
 ) -> AssistantMessage:
     """Stream one model answer for ``messages`` offering ``tools``, sending partials, and
     return it (the caller records its usage and appends it to the conversation). Old tool
@@ -98,6 +99,7 @@ async def stream_answer(
     answer = await llm.stream_message(
         system=system, messages=request, tools=tools,
         on_text=throttle.on_text, on_text_done=throttle.flush, on_retry=throttle.on_retry,
+        meter=meter,
     )  # fmt: skip
     await throttle.resumed()
     state.streaming = ""
