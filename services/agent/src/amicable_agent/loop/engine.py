@@ -52,6 +52,7 @@ from .prompts import (
 )
 from .safety import needs_approval
 from .selection import ModelClients, UnknownModel
+from .small_tasks import SmallTasks
 from .spend import SpendGuard
 from .state import TurnState, send_trace
 from .stream import stream_answer
@@ -110,7 +111,8 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.models = ModelClients(settings, default_client=llm)
-        self.toolbox = toolbox or Toolbox(settings)
+        self.small = SmallTasks(self.models)
+        self.toolbox = toolbox or Toolbox(settings, small=self.small)
         self._limiters: dict[str, AutoHealLimiter] = {}
         self._secrets = tuple(
             dict.fromkeys([*self.models.catalog.secrets(), *settings.known_secrets])
