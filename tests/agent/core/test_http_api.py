@@ -52,7 +52,7 @@ async def test_projects_crud(api: Any) -> None:
     untitled = (await c.post("/api/projects", json={})).json()
     assert untitled["name"] == "Untitled"
     # Without a small model, a prompt without a name names the project by its first words.
-    named = (await c.post("/api/projects", json={"prompt": "Build me a todo app with tags"}))
+    named = await c.post("/api/projects", json={"prompt": "Build me a todo app with tags"})
     assert named.json()["name"] == "Todo App With Tags"
 
     deleted = await c.delete(f"/api/projects/{pid}")
