@@ -6,7 +6,6 @@ hostile drafts are refused before any SQL, and a viewer reads but cannot change.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -221,13 +220,14 @@ async def test_review_flags_drops_and_narrowing_but_not_additions(project: Proje
     assert got["destructive"] is True
     assert got["review"]["destructive"] is True
     assert len(got["destructive_details"]) == 2
-    assert f'ALTER TABLE "{project.schema}"."customers" ADD COLUMN "email" text;' in (
-        got["sql_preview"]
+    assert (
+        f'ALTER TABLE "{project.schema}"."customers" ADD COLUMN "email" text;'
+        in (got["sql_preview"])
     )
     assert got["base_version"] == body["version"]
     draft["tables"] = [t for t in draft["tables"] if t["name"] != "orders"]
     draft["relationships"] = []
-    dropped = (await project.client.post(project.url("schema/review"), json={"draft": draft}))
+    dropped = await project.client.post(project.url("schema/review"), json={"draft": draft})
     assert [op["kind"] for op in dropped.json()["operations"] if op["destructive"]] == [
         "drop_column", "drop_table"]  # fmt: skip
 
@@ -259,15 +259,16 @@ async def test_apply_adds_the_column_in_postgres_and_commits_a_migration(
     assert [t["name"] for t in got["schema"]["tables"]] == ["customers", "orders", "products"]
     # The migration file is in the project, committed as a checkpoint.
     [path] = got["migration_files"]
-    assert path.startswith("/db/migrations/") and path.endswith(".sql")
+    assert path.startswith("/db/migrations/")
+    assert path.endswith(".sql")
     root = next(stack.workspaces.iterdir())
     text = (root / path.lstrip("/")).read_text()
     assert 'ADD COLUMN "email" text NOT NULL DEFAULT' in text
     assert 'CREATE TABLE "' in text
     assert got["checkpoint"]["title"].startswith("Database schema update")
-    log = subprocess.run(["git", "--git-dir", str(root / ".git"), "log", "--format=%s",
-                          "--name-only", "-1"], capture_output=True, text=True, check=True)  # fmt: skip
-    assert path.lstrip("/") in log.stdout
+    log = await trio.run_process(["git", "--git-dir", str(root / ".git"), "log", "--format=%s",
+                                  "--name-only", "-1"], capture_stdout=True)  # fmt: skip
+    assert path.lstrip("/") in log.stdout.decode()
     # An old base version now conflicts.
     again = await project.client.post(project.url("schema/apply"), json={
         "base_version": body["version"], "draft": draft})  # fmt: skip
