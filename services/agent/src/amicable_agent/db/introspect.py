@@ -14,7 +14,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from .schema_model import ColumnDef, RelationshipDef, SchemaDef, TableDef
+from .schema_model import NUMERIC_TYPES, ColumnDef, RelationshipDef, SchemaDef, TableDef
 from .sql import quote_ident, quote_literal
 
 if TYPE_CHECKING:
@@ -67,7 +67,11 @@ def _default(expr: str | None, data_type: str) -> tuple[str, Any]:
     if text in ("true", "false"):
         return data_type, text == "true"
     if m := _STRING_DEFAULT.fullmatch(text):
-        return data_type, m.group(1).replace("''", "'")
+        value = m.group(1).replace("''", "'")
+        if data_type in NUMERIC_TYPES and _NUMBER.fullmatch(value):
+            text = value  # PostgreSQL quotes negative numbers: '-3'::integer
+        else:
+            return data_type, value
     if m := _NUMBER.fullmatch(text):
         number = m.group(1)
         return data_type, float(number) if any(ch in number for ch in ".eE") else int(number)
