@@ -21,6 +21,7 @@ from amicable_agent.db import app_schema_name
 from amicable_agent.loop.engine import Engine
 from amicable_agent.loop.llm import LlmClient
 from amicable_agent.loop.settings import LoopSettings
+from amicable_agent.loop.spend import Budgets, Limits
 from amicable_agent.sandboxes.base import SandboxHandle
 from amicable_agent.server import serve
 from amicable_testing import FakeSandboxBackend
@@ -59,7 +60,7 @@ class Stack:
 
 
 @asynccontextmanager
-async def open_stack(tmp_path: Path, pg_url: str) -> AsyncIterator[Stack]:
+async def open_stack(tmp_path: Path, pg_url: str, **loop: Any) -> AsyncIterator[Stack]:
     workspaces = tmp_path / "ws"
 
     @asynccontextmanager
@@ -74,7 +75,8 @@ async def open_stack(tmp_path: Path, pg_url: str) -> AsyncIterator[Stack]:
         model_url = await nursery.start(model.serve)
         settings = LoopSettings(provider="anthropic", model="claude-sonnet-5-5",
                                 api_key="sk-ant-test-key-123456", base_url=model_url,
-                                llm_retry_base_s=0.01, llm_retry_max_s=0.05, qa_enabled=False)  # fmt: skip
+                                llm_retry_base_s=0.01, llm_retry_max_s=0.05, qa_enabled=False,
+                                **loop)  # fmt: skip
         engine = Engine(settings, llm=LlmClient(settings))
         hasura = FakeHasura(admin_secret=ADMIN_SECRET, jwt_key=JWT_KEY, postgres_url=pg_url)
         hasura_url = await nursery.start(hasura.serve)
@@ -404,3 +406,30 @@ async def test_intent_turns_words_into_a_reviewable_draft(stack: Stack, project:
     assert (bad.status_code, bad.json()["error"]) == (502, "intent_failed")
     empty = await project.client.post(project.url("schema/intent"), json={"draft": _draft(body)})
     assert (empty.status_code, empty.json()["error"]) == (400, "missing_intent_text")
+
+
+async def test_intent_counts_in_the_budget_and_stops_when_it_is_spent(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    budgets = Budgets(project=Limits(daily_tokens=1))
+    async with (
+        open_stack(tmp_path, pg_server.create_database(), budgets=budgets) as stack,
+        stack.site.signed_in(ALICE) as alice,
+    ):
+        pid = (await alice.post("/api/projects", json={"name": "B"})).json()["project_id"]
+        url = f"/api/db/{pid}/schema/intent"
+        body = {"draft": {"tables": [], "relationships": []}, "intent_text": "a todos table"}
+        reply = {"assistant_message": "?", "needs_clarification": True,
+                 "clarification_question": "Which columns?",
+                 "clarification_options": ["title only", "title and done"]}  # fmt: skip
+        stack.model.add(Reply([Text(json.dumps(reply))]))
+        first = await alice.post(url, json=body)
+        assert first.status_code == 200, first.text
+        assert first.json()["needs_clarification"] is True
+        assert first.json()["clarification_options"] == [
+            {"id": "option_1", "label": "title only"},
+            {"id": "option_2", "label": "title and done"},
+        ]
+        over = await alice.post(url, json=body)
+        assert (over.status_code, over.json()["error"]) == (429, "budget_exceeded")
+        assert len(stack.model.requests) == 1

@@ -11,13 +11,16 @@
   409 ``destructive_confirmation_required`` / ``version_conflict`` / ``turn_running`` /
   ``apply_failed`` (PostgreSQL refused; nothing changed).
 * ``POST …/schema/intent`` (editor) ``{base_version?, draft, intent_text}`` -> upstream's
-  intent answer; 503 ``model_unavailable``, 502 ``intent_failed``.
+  intent answer; 503 ``model_unavailable``, 429 ``budget_exceeded``, 502 ``intent_failed``;
+  the model call counts in the caller's and the project's spend.
 
 Errors are ``{error, detail}``; 404 ``db_disabled`` when the agent has no Hasura, 400
 ``invalid_draft`` for anything :func:`~amicable_agent.db.schema_model.parse_draft` refuses.
 """
 
 from __future__ import annotations
+
+import secrets
 
 import trio
 from quart import Blueprint, Response, jsonify, request
@@ -40,6 +43,8 @@ from amicable_agent.db.schema_model import (
 from amicable_agent.db.sql import app_schema_name
 from amicable_agent.errors import HasuraError
 from amicable_agent.loop.model_api import LlmError
+from amicable_agent.loop.spend import SpendGuard
+from amicable_agent.store.spend import UsageRecord
 
 from .authz import checked_project, current_role, requires
 from .bodies import HttpError, json_object
@@ -51,6 +56,7 @@ from .dbschema_apply import (
     editor,
     hasura_failed,
 )
+from .guard import current_caller
 
 bp = Blueprint("dbschema", __name__)
 MAX_PAGE = 200
@@ -132,6 +138,41 @@ async def apply(project_id: str) -> Response:
     return jsonify(await apply_draft(project, body, confirm=confirm))
 
 
+async def ask_model(project_id: str, prompt: str) -> str:
+    """The project's model's answer to ``prompt``, within the caller's and the project's
+    budgets; the call is recorded in the spend like a turn's.
+
+    Raises:
+        HttpError: 503 ``model_unavailable``, 429 ``budget_exceeded``.
+        LlmError: the model failed.
+    """
+    state = _state()
+    engine = state.manager.deps.engine
+    models, settings = getattr(engine, "models", None), getattr(engine, "settings", None)
+    if models is None or settings is None:
+        raise HttpError(503, "model_unavailable", "no model is configured on this agent")
+    sub = current_caller().user.sub
+    guard = await SpendGuard.load(
+        state.store, settings.budgets, project_id=project_id, user_sub=sub
+    )
+    over = guard.exceeded()
+    if over is not None:
+        raise HttpError(429, "budget_exceeded", over)
+    spec = await models.project_model(state.store, project_id)
+    answer = await models.client(spec).complete(SYSTEM, prompt, max_output_tokens=8192)
+    usage = answer.usage
+    await state.store.record_usage(
+        UsageRecord(
+            project_id=project_id, user_sub=sub, turn_id=f"schema-intent-{secrets.token_hex(6)}",
+            model_id=spec.id, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens,
+            cache_write_tokens=usage.cache_creation_input_tokens, cost_usd=spec.cost_usd(usage),
+        )
+    )  # fmt: skip
+    text: str = answer.text
+    return text
+
+
 @bp.post("/api/db/<project_id>/schema/intent")
 @requires("editor")
 async def intent(project_id: str) -> Response:
@@ -143,17 +184,10 @@ async def intent(project_id: str) -> Response:
         raise HttpError(400, "missing_intent_text", str(exc)) from exc
     current = await current_schema(project_id)
     draft = checked_draft(body, current)
-    state = _state()
-    models = getattr(state.manager.deps.engine, "models", None)
-    if models is None:
-        raise HttpError(503, "model_unavailable", "no model is configured on this agent")
-    spec = await models.project_model(state.store, project_id)
     try:
         with trio.fail_after(INTENT_TIMEOUT_S):
-            answer = await models.client(spec).complete(
-                SYSTEM, intent_prompt(current, draft, text), max_output_tokens=8192
-            )
-        reply = parse_intent_reply(answer.text, current, draft)
+            answer = await ask_model(project_id, intent_prompt(current, draft, text))
+        reply = parse_intent_reply(answer, current, draft)
     except (LlmError, trio.TooSlowError, IntentReplyError) as exc:
         detail = exc.message if isinstance(exc, LlmError) else str(exc) or "timed out"
         raise HttpError(502, "intent_failed", detail[:600]) from exc
