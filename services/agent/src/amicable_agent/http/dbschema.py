@@ -49,7 +49,7 @@ from amicable_agent.store.spend import UsageRecord
 from .authz import checked_project, current_role, requires
 from .bodies import HttpError, json_object
 from .dbschema_apply import (
-    _state,
+    app_state,
     apply_draft,
     checked_draft,
     current_schema,
@@ -146,7 +146,7 @@ async def ask_model(project_id: str, prompt: str) -> str:
         HttpError: 503 ``model_unavailable``, 429 ``budget_exceeded``.
         LlmError: the model failed.
     """
-    state = _state()
+    state = app_state()
     engine = state.manager.deps.engine
     models, settings = getattr(engine, "models", None), getattr(engine, "settings", None)
     if models is None or settings is None:

@@ -58,14 +58,14 @@ class RichError(HttpError):
         return resp
 
 
-def _state() -> AppState:
+def app_state() -> AppState:
     state: AppState = current_app.config["AMICABLE_STATE"]
     return state
 
 
 def editor() -> SchemaEditor:
     """The schema editor, or 404 ``db_disabled``."""
-    db = _state().db
+    db = app_state().db
     if db is None:
         raise HttpError(404, "db_disabled", "this agent has no database (HASURA_BASE_URL unset)")
     return SchemaEditor(db)
@@ -115,7 +115,7 @@ def _plan(current: SchemaDef, draft: SchemaDef) -> list[Operation]:
 
 async def _record(project: Project, path: str, text: str, title: str) -> tuple[Any, list[str]]:
     """Write the migration file and commit it as a checkpoint: ``(checkpoint, warnings)``."""
-    state = _state()
+    state = app_state()
     try:
         with trio.fail_after(state.config.provision_timeout_s + 120):
             async with await state.manager.ensure_runtime(project) as runtime:
@@ -129,7 +129,7 @@ async def _record(project: Project, path: str, text: str, title: str) -> tuple[A
 
 
 async def _announce(project_id: str, session: Any, note: str, body: dict[str, Any]) -> None:
-    store = _state().store
+    store = app_state().store
     messages = await store.load_conversation(project_id)
     append_user(messages, note)
     await store.save_conversation(project_id, messages)
@@ -195,7 +195,7 @@ async def apply_draft(project: Project, body: dict[str, Any], *, confirm: bool) 
             ``destructive_confirmation_required``, ``turn_running``, ``apply_failed``;
             502/504 when the database fails.
     """
-    state = _state()
+    state = app_state()
     try:
         async with state.manager.hold_turns(project.project_id, wait_s=HOLD_WAIT_S) as session:
             return await _apply_held(project, body, confirm, session)
