@@ -242,7 +242,7 @@ def _table(item: Any, current: SchemaDef) -> TableDef:
 
 
 def _rule(value: Any, what: str) -> str:
-    if value is None:
+    if value is None or value == "":  # upstream's editor may send "" for "not set"
         return "NO ACTION"
     key = " ".join(value.upper().split()) if isinstance(value, str) else None
     if key not in FK_RULES:
