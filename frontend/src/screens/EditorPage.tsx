@@ -1,32 +1,12 @@
 /** The editor of one project: chat on the right, preview or code on the left. */
-import {
-  lazy,
-  Suspense,
-  useCallback,
-  useEffect,
-  useRef,
-  useState,
-} from "react";
-import {
-  ApiError,
-  downloadUrl,
-  projectsApi,
-  type ProjectSummary,
-} from "../api/http";
-import type {
-  ClientDataMap,
-  ContentBlock,
-  UiContext,
-} from "../protocol/messages";
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
+import { ApiError, downloadUrl, projectsApi, type ProjectSummary } from "../api/http";
+import type { ClientDataMap, ContentBlock, UiContext } from "../protocol/messages";
 import { useSession } from "../state/useSession";
 import { useSignOutOnPolicyClose } from "../state/useAuth";
 import type { Theme } from "../theme";
 import { ChatPanel } from "../components/ChatPanel";
-import {
-  DEVICE_SIZES,
-  PreviewPane,
-  type Device,
-} from "../components/PreviewPane";
+import { DEVICE_SIZES, PreviewPane, type Device } from "../components/PreviewPane";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
 import { UserMenu } from "../components/UserMenu";
 import { DownloadIcon, HistoryIcon } from "../components/Icons";
@@ -53,9 +33,7 @@ function readInitialPrompt(): string | undefined {
 }
 
 // CodeMirror is most of the bundle: load it with the first visit of the Code tab.
-const CodePane = lazy(() =>
-  import("../components/CodePane").then((m) => ({ default: m.CodePane })),
-);
+const CodePane = lazy(() => import("../components/CodePane").then((m) => ({ default: m.CodePane })));
 
 let keyCounter = 0;
 const localKey = () => `local-${Date.now()}-${keyCounter++}`;
@@ -71,9 +49,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   };
   const [device, setDevice] = useState<Device>("desktop");
   const [previewPath, setPreviewPath] = useState("/");
-  const [chatWidth, setChatWidth] = useState(
-    () => Number(window.localStorage.getItem("amicable-chat-width")) || 440,
-  );
+  const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
   const session = useSession(project?.project_id);
   const { state, send, dispatch } = session;
   useSignOutOnPolicyClose(session.connection);
@@ -83,8 +59,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const role = project ? roleOf(project) : undefined;
   // A viewer, or someone the agent just answered `read_only` (their access changed meanwhile).
   const readOnly =
-    (role !== undefined && !canEdit(role)) ||
-    state.items.some((it) => it.kind === "error" && it.code === "read_only");
+    (role !== undefined && !canEdit(role)) || state.items.some((it) => it.kind === "error" && it.code === "read_only");
   const restoreBlocked = readOnly
     ? "You can view the history. Ask the owner for edit access to restore a checkpoint."
     : state.hitl
@@ -101,45 +76,26 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
         document.title = `${p.name} · Amicable`;
       })
       .catch((err: unknown) =>
-        setLoadError(
-          err instanceof ApiError && err.status === 404
-            ? "Project not found"
-            : String(err),
-        ),
+        setLoadError(err instanceof ApiError && err.status === 404 ? "Project not found" : String(err)),
       );
   }, [slug]);
 
   const sendPrompt = useCallback(
     (text: string, blocks: ContentBlock[]) => {
-      const ui: UiContext = {
-        active_view: view,
-        preview_path: previewPath,
-        device_type: device,
-      };
+      const ui: UiContext = { active_view: view, preview_path: previewPath, device_type: device };
       const size = DEVICE_SIZES[device];
       if (size.width.endsWith("px")) {
         ui.viewport_width = parseInt(size.width, 10);
         ui.viewport_height = parseInt(size.height, 10);
       }
       const data: ClientDataMap["user"] =
-        blocks.length > 0
-          ? { text, content_blocks: blocks, ui_context: ui }
-          : { text, ui_context: ui };
-      if (state.model && (state.init?.models ?? []).length > 0)
-        data.model = state.model;
+        blocks.length > 0 ? { text, content_blocks: blocks, ui_context: ui } : { text, ui_context: ui };
+      if (state.model && (state.init?.models ?? []).length > 0) data.model = state.model;
       if (!send("user", data)) return false;
       dispatch({ type: "local/user", key: localKey(), text, blocks });
       return true;
     },
-    [
-      send,
-      dispatch,
-      view,
-      previewPath,
-      device,
-      state.model,
-      state.init?.models,
-    ],
+    [send, dispatch, view, previewPath, device, state.model, state.init?.models],
   );
 
   // The first prompt from the projects page is sent once the new project's sandbox exists.
@@ -158,10 +114,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     const startX = event.clientX;
     const startWidth = chatWidth;
     const move = (e: PointerEvent) => {
-      const w = Math.min(
-        Math.max(340, startWidth - (e.clientX - startX)),
-        window.innerWidth - 360,
-      );
+      const w = Math.min(Math.max(340, startWidth - (e.clientX - startX)), window.innerWidth - 360);
       setChatWidth(w);
       window.localStorage.setItem("amicable-chat-width", String(w));
     };
@@ -180,9 +133,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
       <div className="center-page">
         <div className="card notice-card">
           <h2>{loadError}</h2>
-          <p className="muted">
-            The project “{slug}” does not exist or you cannot open it.
-          </p>
+          <p className="muted">The project “{slug}” does not exist or you cannot open it.</p>
           <a className="btn primary" href="/">
             Back to projects
           </a>
@@ -192,23 +143,14 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   }
 
   return (
-    <div
-      className="editor-page"
-      style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}
-    >
+    <div className="editor-page" style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}>
       <header className="topbar">
         <Logo />
         <div className="project-title">
-          <strong data-testid="project-name">
-            {state.init?.project.name ?? project?.name ?? slug}
-          </strong>
+          <strong data-testid="project-name">{state.init?.project.name ?? project?.name ?? slug}</strong>
           <span className="muted">/{state.init?.project.slug ?? slug}</span>
           {readOnly && (
-            <span
-              className="badge"
-              data-testid="read-only-badge"
-              title="Ask the owner for edit access to make changes"
-            >
+            <span className="badge" data-testid="read-only-badge" title="Ask the owner for edit access to make changes">
               View only
             </span>
           )}
@@ -245,13 +187,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           )}
         </nav>
         <div className="topbar-right">
-          {project && role && (
-            <ShareButton
-              projectId={project.project_id}
-              projectName={project.name}
-              role={role}
-            />
-          )}
+          {project && role && <ShareButton projectId={project.project_id} projectName={project.name} role={role} />}
           {project && (
             <button
               className="icon-btn"
@@ -289,18 +225,10 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             path={previewPath}
             onPath={setPreviewPath}
             // A viewer's preview does not report errors: the agent may start a turn to fix them.
-            onRuntimeError={(error) =>
-              !readOnly && send("runtime_error", { error })
-            }
+            onRuntimeError={(error) => !readOnly && send("runtime_error", { error })}
           />
           {project && state.init && (codeVisited || view === "code") && (
-            <Suspense
-              fallback={
-                <div className="pane-placeholder muted">
-                  Loading the code editor…
-                </div>
-              }
-            >
+            <Suspense fallback={<div className="pane-placeholder muted">Loading the code editor…</div>}>
               <CodePane
                 hidden={view !== "code"}
                 projectId={project.project_id}
@@ -310,11 +238,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
               />
             </Suspense>
           )}
-          {view === "code" && !state.init && (
-            <div className="pane-placeholder muted">
-              Waiting for the sandbox…
-            </div>
-          )}
+          {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
           {project && state.init?.db && (
             <DatabasePane
               hidden={view !== "database"}
@@ -324,12 +248,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             />
           )}
         </main>
-        <div
-          className="divider"
-          onPointerDown={startResize}
-          role="separator"
-          aria-orientation="vertical"
-        />
+        <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
         <ChatPanel session={session} onSend={sendPrompt} readOnly={readOnly} />
       </div>
       {project && historyOpen && (
