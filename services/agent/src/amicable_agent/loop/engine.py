@@ -29,7 +29,7 @@ from amicable_protocol.messages import (
 
 from amicable_agent.errors import RuntimeClientError
 
-from .accounting import project_spend, record_call
+from .accounting import project_spend
 from .api import app_db_of
 from .autoheal import AutoHealLimiter, build_prompt, fingerprint_of, paused_detail
 from .compaction import append_user, compact, repair
@@ -42,7 +42,7 @@ from .hitl import (
     rejection_message,
     validate_response,
 )
-from .model_api import AssistantMessage, LlmError, UsageMeter
+from .model_api import AssistantMessage, LlmError
 from .prompts import (
     load_workspace_instructions,
     request_text,
@@ -55,7 +55,7 @@ from .selection import ModelClients, UnknownModel
 from .small_tasks import SmallTasks
 from .spend import SpendGuard
 from .state import TurnState, send_trace
-from .stream import stream_answer
+from .stream import metered_answer
 from .summaries import small_summary
 from .tool_calls import qa_round, run_tools
 from .toolbox import Toolbox
@@ -449,19 +449,8 @@ class Engine:
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, system: str
     ) -> AssistantMessage:
         spec = self.models.catalog.resolve(state.model_id)
-        client = self.models.client(spec)
-        tools = self.toolbox.definitions(host)
-        meter = UsageMeter()
-        try:
-            return await stream_answer(
-                client, self.settings, host, messages, state, system, tools,
-                context_chars=context_chars(spec, self.settings), meter=meter,
-            )  # fmt: skip
-        finally:
-            # Failed, retried and cancelled attempts cost too: count them however this ends.
-            if meter.attempts:
-                with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
-                    await record_call(host, state, spec, meter.usage)
+        return await metered_answer(self.models.client(spec), spec, self.settings, host,
+                                    messages, state, system, self.toolbox.definitions(host))  # fmt: skip
 
     async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
         pending = build_pending(gated, state.to_json())
@@ -497,15 +486,6 @@ class Engine:
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
     ) -> bool:
         return await qa_round(host, messages, state, settings=self.settings, secrets=self._secrets)
-
-
-def context_chars(spec: ModelSpec, settings: LoopSettings) -> int:
-    """The request size (characters) that fits ``spec``'s context window with room for the
-    answer (about 3 characters a token; code and JSON tokenise densely)."""
-    if not spec.context_window:
-        return settings.context_budget_chars
-    room = max(1000, spec.context_window - settings.max_output_tokens) * 3
-    return min(settings.context_budget_chars, room)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
