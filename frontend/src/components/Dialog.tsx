@@ -125,13 +125,15 @@ interface ConfirmProps {
 
 export function ConfirmDialog({ title, body, confirmLabel, danger, onConfirm, onCancel, extra, testId }: ConfirmProps) {
   const confirmRef = useRef<HTMLButtonElement>(null);
-  useEffect(() => confirmRef.current?.focus(), []);
+  const cancelRef = useRef<HTMLButtonElement>(null);
+  // A destructive confirmation starts on Cancel, so Enter (or a stray Space) keeps things as they are.
+  useEffect(() => (danger ? cancelRef : confirmRef).current?.focus(), [danger]);
   return (
     <Modal label={title} testId={testId ?? "confirm-dialog"} onClose={onCancel}>
       <h3>{title}</h3>
       <div className="dialog-body">{body}</div>
       <div className="dialog-actions">
-        <button className="btn" onClick={onCancel} data-testid="dialog-cancel">
+        <button ref={cancelRef} className="btn" onClick={onCancel} data-testid="dialog-cancel">
           Cancel
         </button>
         {extra && (

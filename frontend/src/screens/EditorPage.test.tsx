@@ -101,7 +101,7 @@ describe("viewer mode", () => {
     serve("viewer");
     await openEditor();
     click(byTestId("tab-code"));
-    await waitForTestId("tree-file");
+    await waitForTestId("tree-file", 1000); // the lazy CodeMirror chunk: slow to transform on a busy machine
     expect(byTestId("code-read-only").textContent).toBe("Read-only");
     expect(queryTestId("code-new-file")).toBeNull();
     expect(queryTestId("code-save")).toBeNull();

@@ -13,6 +13,7 @@ import { DownloadIcon, HistoryIcon } from "../components/Icons";
 import { HistoryPanel } from "../components/HistoryPanel";
 import { ShareButton } from "../components/ShareButton";
 import { canEdit, roleOf } from "../state/roles";
+import { tabProps } from "../components/roving";
 
 interface Props {
   slug: string;
@@ -21,6 +22,10 @@ interface Props {
 }
 
 type View = "preview" | "code";
+/** On phones one pane at a time: the chat, or the main view (preview or code). */
+type PhonePane = "chat" | View;
+const VIEWS: readonly View[] = ["preview", "code"];
+const PHONE_PANES: readonly PhonePane[] = ["chat", "preview", "code"];
 
 function readInitialPrompt(): string | undefined {
   const state: unknown = window.history.state;
@@ -45,6 +50,12 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const setView = (v: View) => {
     if (v === "code") setCodeVisited(true);
     setViewState(v);
+  };
+  const [phoneChat, setPhoneChat] = useState(true);
+  const phonePane: PhonePane = phoneChat ? "chat" : view;
+  const setPhonePane = (p: PhonePane) => {
+    setPhoneChat(p === "chat");
+    if (p !== "chat") setView(p);
   };
   const [device, setDevice] = useState<Device>("desktop");
   const [previewPath, setPreviewPath] = useState("/");
@@ -131,7 +142,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     return (
       <div className="center-page">
         <div className="card notice-card">
-          <h2>{loadError}</h2>
+          <h1>{loadError}</h1>
           <p className="muted">The project “{slug}” does not exist or you cannot open it.</p>
           <a className="btn primary" href="/">
             Back to projects
@@ -142,12 +153,17 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   }
 
   return (
-    <div className="editor-page" style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}>
+    <div
+      className={`editor-page phone-${phoneChat ? "chat" : "main"}`}
+      style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}
+    >
       <header className="topbar">
         <Logo />
         <div className="project-title">
-          <strong data-testid="project-name">{state.init?.project.name ?? project?.name ?? slug}</strong>
-          <span className="muted">/{state.init?.project.slug ?? slug}</span>
+          <h1 className="project-name" data-testid="project-name">
+            {state.init?.project.name ?? project?.name ?? slug}
+          </h1>
+          <span className="muted project-slug">/{state.init?.project.slug ?? slug}</span>
           {readOnly && (
             <span className="badge" data-testid="read-only-badge" title="Ask the owner for edit access to make changes">
               View only
@@ -155,24 +171,16 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           )}
         </div>
         <nav className="view-tabs" role="tablist" aria-label="Main view">
-          <button
-            role="tab"
-            aria-selected={view === "preview"}
-            className={view === "preview" ? "tab active" : "tab"}
-            data-testid="tab-preview"
-            onClick={() => setView("preview")}
-          >
-            Preview
-          </button>
-          <button
-            role="tab"
-            aria-selected={view === "code"}
-            className={view === "code" ? "tab active" : "tab"}
-            data-testid="tab-code"
-            onClick={() => setView("code")}
-          >
-            Code
-          </button>
+          {VIEWS.map((v) => (
+            <button
+              key={v}
+              className={view === v ? "tab active" : "tab"}
+              data-testid={`tab-${v}`}
+              {...tabProps("view", VIEWS, view, setView, v)}
+            >
+              {v === "preview" ? "Preview" : "Code"}
+            </button>
+          ))}
         </nav>
         <div className="topbar-right">
           {project && role && <ShareButton projectId={project.project_id} projectName={project.name} role={role} />}
@@ -203,6 +211,18 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           <UserMenu />
         </div>
       </header>
+      <nav className="phone-tabs" role="tablist" aria-label="Pane">
+        {PHONE_PANES.map((p) => (
+          <button
+            key={p}
+            className={phonePane === p ? "tab active" : "tab"}
+            data-testid={`phone-tab-${p}`}
+            {...tabProps("phone", PHONE_PANES, phonePane, setPhonePane, p)}
+          >
+            {p === "chat" ? "Chat" : p === "preview" ? "Preview" : "Code"}
+          </button>
+        ))}
+      </nav>
       <div className="editor-body">
         <main className="main-view">
           <PreviewPane
@@ -221,6 +241,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
                 hidden={view !== "code"}
                 projectId={project.project_id}
                 agentWrites={state.agentWrites}
+                restoreWrites={state.restoreWrites}
                 theme={theme}
                 readOnly={readOnly}
               />

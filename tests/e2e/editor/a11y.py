@@ -1,0 +1,94 @@
+"""Accessibility checks for the editor e2e tests: axe-core in the page, overflow, themes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import ROOT, screenshot
+
+AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+PHONES = ({"width": 390, "height": 844}, {"width": 360, "height": 740})
+
+
+def _axe_source() -> str:
+    if not AXE.is_file():
+        raise AssertionError("axe-core is missing: run `make node-deps` (frontend devDependency)")
+    return AXE.read_text()
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations of the page as it is now."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(_axe_source())
+    # Colours are measured as they end up: no half-finished theme transition or blinking dot.
+    page.evaluate(
+        """() => {
+          if (document.getElementById('a11y-still')) return;
+          const style = document.createElement('style');
+          style.id = 'a11y-still';
+          style.textContent = '*, *::before, *::after { transition: none !important; animation: none !important; }';
+          document.head.appendChild(style);
+        }"""
+    )
+    result = page.evaluate(
+        """async () => {
+          const r = await window.axe.run(document, {resultTypes: ['violations']});
+          return r.violations.map(v => ({
+            id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.map(n => ({target: n.target.join(' '), summary: n.failureSummary}))
+          }));
+        }"""
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+def assert_accessible(page: Any, screen: str) -> None:
+    """No serious or critical axe-core violation on `screen` (a name for the failure message)."""
+    found = axe_violations(page)
+    lines = [
+        f"{v['id']} ({v['impact']}): {v['help']}\n    "
+        + "\n    ".join(f"{n['target']}: {n['summary']}" for n in v["nodes"][:6])
+        for v in found
+    ]
+    assert not found, f"axe-core on {screen}:\n" + "\n".join(lines)
+
+
+def set_theme(page: Any, theme: str) -> None:
+    """Switch the editor to `theme` the way a person does (the toggle), if it is not already."""
+    current = page.evaluate("document.documentElement.dataset.theme")
+    if current == theme:
+        pass
+    elif page.locator("[role=dialog]").count() == 0:
+        page.get_by_test_id("theme-toggle").click()
+    else:
+        # A modal dialog covers the toggle; the stylesheet keys every colour on this attribute.
+        page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
+    page.wait_for_function(f"document.documentElement.dataset.theme === '{theme}'")
+
+
+def both_themes(page: Any, screen: str) -> None:
+    """axe-core on `screen` in the dark and the light theme (ends in the theme it started in)."""
+    start = page.evaluate("document.documentElement.dataset.theme") or "dark"
+    other = "light" if start == "dark" else "dark"
+    assert_accessible(page, f"{screen} ({start})")
+    set_theme(page, other)
+    assert_accessible(page, f"{screen} ({other})")
+    set_theme(page, start)
+
+
+def assert_no_overflow(page: Any, screen: str) -> None:
+    """Nothing sticks out sideways: the page is no wider than the viewport."""
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"{screen}: page is {width[0]} px wide in a {width[1]} px viewport"
+
+
+def phone_shots(page: Any, screen: str, restore: dict[str, int] | None = None) -> None:
+    """Screenshots at 390 and 360 px wide, each without horizontal overflow."""
+    for size in PHONES:
+        page.set_viewport_size(size)
+        page.wait_for_timeout(50)  # one layout pass after the resize (not a timing assertion)
+        assert_no_overflow(page, f"{screen} at {size['width']} px")
+        screenshot(page, f"phone-{size['width']}-{screen}")
+    if restore:
+        page.set_viewport_size(restore)
+
