@@ -29,6 +29,28 @@ function focusables(root: HTMLElement): HTMLElement[] {
 /** Open dialogs, innermost last: only that one traps Tab. */
 const openDialogs: HTMLElement[] = [];
 
+/**
+ * The element that last had the focus. A dialog opened by an async action (Save, then a
+ * conflict) finds the focus on <body> because the button was disabled meanwhile; focus goes
+ * back to that button, not nowhere.
+ */
+let lastFocused: HTMLElement | null = null;
+if (typeof document !== "undefined") {
+  document.addEventListener(
+    "focusin",
+    (e) => {
+      if (e.target instanceof HTMLElement && e.target !== document.body) lastFocused = e.target;
+    },
+    true,
+  );
+}
+
+function currentOpener(): HTMLElement | null {
+  const active = document.activeElement;
+  if (active instanceof HTMLElement && active !== document.body) return active;
+  return lastFocused?.isConnected ? lastFocused : null;
+}
+
 function focusInto(dialog: HTMLElement): void {
   (focusables(dialog)[0] ?? dialog).focus();
 }
@@ -40,7 +62,7 @@ function focusInto(dialog: HTMLElement): void {
  */
 function useFocusTrap(ref: React.RefObject<HTMLElement | null>): void {
   // Read during render, i.e. before a child's autoFocus moves the focus.
-  const [opener] = useState(() => (document.activeElement instanceof HTMLElement ? document.activeElement : null));
+  const [opener] = useState(currentOpener);
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;

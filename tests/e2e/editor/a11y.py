@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from conftest import ROOT, screenshot
+from playwright.sync_api import expect
 
 AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 PHONES = ({"width": 390, "height": 844}, {"width": 360, "height": 740})
@@ -55,25 +57,30 @@ def assert_accessible(page: Any, screen: str) -> None:
 
 def set_theme(page: Any, theme: str) -> None:
     """Switch the editor to `theme` the way a person does (the toggle), if it is not already."""
-    current = page.evaluate("document.documentElement.dataset.theme")
-    if current == theme:
-        pass
-    elif page.locator("[role=dialog]").count() == 0:
+    if page.evaluate("document.documentElement.dataset.theme") != theme:
         page.get_by_test_id("theme-toggle").click()
-    else:
-        # A modal dialog covers the toggle; the stylesheet keys every colour on this attribute.
-        page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
     page.wait_for_function(f"document.documentElement.dataset.theme === '{theme}'")
 
 
-def both_themes(page: Any, screen: str) -> None:
-    """axe-core on `screen` in the dark and the light theme (ends in the theme it started in)."""
+def both_themes(page: Any, screen: str, reopen: Callable[[], None] | None = None) -> None:
+    """axe-core on `screen` in the dark and the light theme, ending in the theme it started in.
+
+    For a dialog (which covers the theme toggle) pass `reopen`: the dialog is closed with
+    Escape, the theme switched with the toggle, and `reopen` opens it again.
+    """
     start = page.evaluate("document.documentElement.dataset.theme") or "dark"
     other = "light" if start == "dark" else "dark"
     assert_accessible(page, f"{screen} ({start})")
-    set_theme(page, other)
-    assert_accessible(page, f"{screen} ({other})")
-    set_theme(page, start)
+    for theme in (other, start):
+        if reopen is not None:
+            page.keyboard.press("Escape")
+            expect(page.locator("[role=dialog]")).to_have_count(0)
+        set_theme(page, theme)
+        if reopen is not None:
+            reopen()
+            expect(page.locator("[role=dialog]").first).to_be_visible()
+        if theme == other:
+            assert_accessible(page, f"{screen} ({other})")
 
 
 def assert_no_overflow(page: Any, screen: str) -> None:
