@@ -98,4 +98,3 @@ def phone_shots(page: Any, screen: str, restore: dict[str, int] | None = None) -
         screenshot(page, f"phone-{size['width']}-{screen}")
     if restore:
         page.set_viewport_size(restore)
-

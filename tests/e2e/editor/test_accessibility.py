@@ -26,7 +26,8 @@ def within_viewport(page: Any, testid: str) -> None:
     box = page.get_by_test_id(testid).bounding_box()
     width = page.evaluate("window.innerWidth")
     assert box is not None, f"{testid} is not rendered"
-    assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{testid} is off screen: {box}"
+    assert box["x"] >= 0, f"{testid} is off screen: {box}"
+    assert box["x"] + box["width"] <= width, f"{testid} is off screen: {box}"
 
 
 def test_projects_page_and_delete_confirmation(page: Any, fake_agent: FakeAgentHandle) -> None:
@@ -143,9 +144,7 @@ def test_editor_screens_pass_axe_and_the_tabs_rove(page: Any, fake_agent: FakeAg
     expect(page.get_by_test_id("preview-frame")).to_be_visible()
 
 
-def test_phone_layout_and_the_scaled_device_preview(
-    page: Any, fake_agent: FakeAgentHandle
-) -> None:
+def test_phone_layout_and_the_scaled_device_preview(page: Any, fake_agent: FakeAgentHandle) -> None:
     project = provisioned_project(fake_agent, "A project with quite a long name for a phone")
     page.goto(f"/p/{project.slug}")
     expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
@@ -161,9 +160,11 @@ def test_phone_layout_and_the_scaled_device_preview(
     expect(inner).to_have_text("width 390")  # the app still sees a 390 px wide phone
     stage = page.locator(".preview-stage").bounding_box()
     shown = frame.bounding_box()
-    assert stage is not None and shown is not None
+    assert stage is not None
+    assert shown is not None
     assert shown["y"] + shown["height"] <= stage["y"] + stage["height"] + 1, (shown, stage)
-    assert shown["x"] >= stage["x"] - 1 and shown["x"] + shown["width"] <= stage["x"] + stage["width"] + 1
+    assert shown["x"] >= stage["x"] - 1
+    assert shown["x"] + shown["width"] <= stage["x"] + stage["width"] + 1
     assert abs(shown["width"] / shown["height"] - 406 / 860) < 0.01
     assert float(frame.get_attribute("data-scale") or "1") < 1
     screenshot(page, "preview-mobile-scaled")
