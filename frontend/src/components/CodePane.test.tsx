@@ -94,7 +94,8 @@ function editorText(): string {
   return (content && EditorView.findFromDOM(content)?.state.doc.toString()) ?? "";
 }
 
-describe("CodePane", () => {
+// CodeMirror in jsdom is slow on a loaded 2-core machine: a generous per-test limit (not a timing check).
+describe("CodePane", { timeout: 30_000 }, () => {
   it("hides node_modules and build output until asked", async () => {
     render(pane());
     await waitForTestId("tree-dir");

@@ -112,7 +112,7 @@ describe("viewer mode", () => {
     expect(queryTestId("code-rename")).toBeNull();
     expect(queryTestId("code-delete")).toBeNull();
     expect(calls.some((c) => c.method !== "GET")).toBe(false);
-  });
+  }, 30_000); // loads the lazy CodeMirror chunk: slow on a loaded machine (a limit, not a timing check)
 
   it("disables restoring in the history", async () => {
     serve("viewer");

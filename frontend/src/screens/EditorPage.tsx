@@ -24,8 +24,7 @@ interface Props {
 type View = "preview" | "code";
 /** On phones one pane at a time: the chat, or the main view (preview or code). */
 type PhonePane = "chat" | View;
-const VIEWS: readonly View[] = ["preview", "code"];
-const PHONE_PANES: readonly PhonePane[] = ["chat", "preview", "code"];
+const VIEW_LABELS: Record<View, string> = { preview: "Preview", code: "Code" };
 
 function readInitialPrompt(): string | undefined {
   const state: unknown = window.history.state;
@@ -51,6 +50,9 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     if (v === "code") setCodeVisited(true);
     setViewState(v);
   };
+  // The main view's tabs (a view that is not always offered is added here conditionally).
+  const views: View[] = ["preview", "code"];
+  const phonePanes: PhonePane[] = ["chat", ...views];
   const [phoneChat, setPhoneChat] = useState(true);
   const phonePane: PhonePane = phoneChat ? "chat" : view;
   const setPhonePane = (p: PhonePane) => {
@@ -171,14 +173,14 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           )}
         </div>
         <nav className="view-tabs" role="tablist" aria-label="Main view">
-          {VIEWS.map((v) => (
+          {views.map((v) => (
             <button
               key={v}
               className={view === v ? "tab active" : "tab"}
               data-testid={`tab-${v}`}
-              {...tabProps("view", VIEWS, view, setView, v)}
+              {...tabProps("view", views, view, setView, v)}
             >
-              {v === "preview" ? "Preview" : "Code"}
+              {VIEW_LABELS[v]}
             </button>
           ))}
         </nav>
@@ -212,14 +214,14 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
         </div>
       </header>
       <nav className="phone-tabs" role="tablist" aria-label="Pane">
-        {PHONE_PANES.map((p) => (
+        {phonePanes.map((p) => (
           <button
             key={p}
             className={phonePane === p ? "tab active" : "tab"}
             data-testid={`phone-tab-${p}`}
-            {...tabProps("phone", PHONE_PANES, phonePane, setPhonePane, p)}
+            {...tabProps("phone", phonePanes, phonePane, setPhonePane, p)}
           >
-            {p === "chat" ? "Chat" : p === "preview" ? "Preview" : "Code"}
+            {p === "chat" ? "Chat" : VIEW_LABELS[p]}
           </button>
         ))}
       </nav>
