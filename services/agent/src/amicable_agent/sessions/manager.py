@@ -92,6 +92,8 @@ class SessionManager:
         """
         session = self.get(project.project_id)
         handle = session.handle if session is not None else None
+        if handle is not None and await self._deps.backend.lookup(handle.sandbox_id) is None:
+            handle = None  # died (its session restarts it; ensure waits for that or does it)
         if handle is None:
             with trio.fail_after(self._deps.provision_timeout_s):
                 handle = await self._deps.backend.ensure(

@@ -214,6 +214,7 @@ class Session:
                         nursery.start_soon(self._jobs.serve)
                         nursery.start_soon(self._jobs.serve_checkpoints)
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
+                        nursery.start_soon(self._supervise, stack)
         finally:
             self._closed.set()
             self._sandbox.set_ready()
@@ -235,6 +236,10 @@ class Session:
     async def wait_ready(self) -> None:
         """Wait until provisioning finished (successfully or not)."""
         await self._sandbox.wait_ready()
+
+    async def _supervise(self, stack: AsyncExitStack) -> None:
+        await self._sandbox.supervise(stack, self._busy)
+        self.close()  # its sandbox died unused, or could not be restarted
 
     async def _idle_watch(self) -> None:
         while True:

@@ -247,6 +247,15 @@ class LocalBackend:
             return None
         return sandbox.handle(existed=True)
 
+    async def wait_stopped(self, sandbox_id: str) -> None:
+        """Return once the sandbox running as ``sandbox_id`` now has stopped, however it
+        stopped (at once when none runs). Sessions supervise their sandbox with it."""
+        sandbox = self._running.get(sandbox_id)
+        if sandbox is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await sandbox.stopped.wait()
+
     async def touch(self, sandbox_id: str) -> None:
         """Restart the idle clock."""
         await trio.lowlevel.checkpoint()
