@@ -131,23 +131,38 @@ class SessionManager:
         async with session.hold_turns(wait_s):
             yield session
 
-    def check_sandbox_limits(self, sub: str, *, per_user: int, total: int) -> None:
-        """Refuse to start one more session (and so one more running sandbox) when ``sub``
-        already started ``per_user`` of them or ``total`` run in all (0 = no limit).
+    async def check_sandbox_limits(self, sub: str, *, per_user: int, total: int) -> None:
+        """Make room for one more session (and so one more running sandbox) or refuse:
+        ``sub`` may have ``per_user`` of them and ``total`` may run in all (0 = no limit).
+        At ``total``, the least recently used idle session (no socket attached, no turn
+        running or queued) is closed and its sandbox stopped first.
 
         Raises:
-            QuotaExceeded: a limit is reached.
+            QuotaExceeded: a limit is reached (and, for ``total``, nothing is idle).
         """
         live = [s for s in self._sessions.values() if not s.closed]
-        if total and len(live) >= total:
-            raise QuotaExceeded(
-                f"{total} projects are open on this server, the most it runs at once; "
-                "try again when someone closes one"
-            )
         if per_user and sum(1 for s in live if s.started_by == sub) >= per_user:
             raise QuotaExceeded(
                 f"you have {per_user} projects open, the most allowed at once; close one first"
             )
+        if total and len(live) >= total:
+            idle = [s for s in live if s.attachment_count == 0 and not s.turn_running]
+            if not idle:
+                raise QuotaExceeded(
+                    f"{total} projects are open on this server, the most it runs at once; "
+                    "try again when someone closes one"
+                )
+            await self._stop_idle(min(idle, key=lambda s: s.last_used))
+
+    async def _stop_idle(self, session: Session) -> None:
+        handle = session.handle
+        log.info("at the sandbox cap: stopping the least recently used idle session %s",
+                 session.session_id)  # fmt: skip
+        session.close()
+        await session.wait_closed()
+        stop = getattr(self._deps.backend, "stop", None)
+        if handle is not None and stop is not None:
+            await stop(handle.sandbox_id)
 
     def turns_by(self, sub: str) -> int:
         """Turns running or queued that ``sub`` asked for, in every session."""

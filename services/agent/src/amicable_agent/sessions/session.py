@@ -73,6 +73,8 @@ class Session:
         self._cancel_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._init_replies = 0
+        #: When a socket came or went or a turn changed state (least recently used first).
+        self.last_used = trio.current_time()
         self._sandbox = SessionSandbox(session_id, deps, self.send)
         self._jobs = TurnQueue(self, deps, self._sandbox, self._poke)
 
@@ -181,6 +183,7 @@ class Session:
         self._poke()
 
     def _poke(self) -> None:
+        self.last_used = trio.current_time()
         self._changed.set()
         self._changed = trio.Event()
 
