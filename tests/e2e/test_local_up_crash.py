@@ -96,7 +96,9 @@ async def open_project(info: dict[str, object]) -> None:
 
 
 async def test_kill_9_of_the_agent_alone_takes_every_child(tmp_path: Path) -> None:
-    process, info = await start_up(tmp_path / "data", "--port", "0", "--preview-port", "0")
+    data_dir = tmp_path / "data"
+    ports = ("--port", str(free_port()), "--preview-port", str(free_port()))
+    process, info = await start_up(data_dir, *ports)
     try:
         await open_project(info)
         below = descendants(process.pid)
@@ -111,6 +113,15 @@ async def test_kill_9_of_the_agent_alone_takes_every_child(tmp_path: Path) -> No
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+    again, info = await start_up(data_dir, *ports)  # the same ports are free again
+    try:
+        assert str(info["port"]) == ports[1]
+        assert str(info["preview_port"]) == ports[3]
+        await open_project(info)
+    finally:
+        await stop(again)
+    assert again.returncode == 0
 
 
 def leave_a_leftover(data_dir: Path, port: int) -> subprocess.Popen[bytes]:

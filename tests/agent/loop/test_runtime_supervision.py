@@ -165,3 +165,22 @@ async def test_a_runtime_killed_while_attached_is_restarted_without_a_reload(
             page = await client.get(handle.preview_upstream + "/")
             assert page.status_code == 200
             assert "/@vite/client" in page.text
+
+
+@pytest.mark.parametrize("provider", ["anthropic"])
+async def test_the_file_api_never_gets_a_dead_runtime(agent: Running) -> None:
+    sid = str(uuid.uuid4())
+    sandbox_id = sandbox_id_for(sid)
+    async with open_websocket_url(f"ws://127.0.0.1:{agent.port}/") as ws:
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        await ws_recv_until(ws, "init", timeout_s=300)
+    victim = runtime_pid(agent.backend, sandbox_id)  # its session lives on, unattended
+    os.kill(victim, signal.SIGKILL)
+    async with httpx.AsyncClient(trust_env=False, timeout=120) as client:
+        wrote = await client.put(
+            f"http://127.0.0.1:{agent.port}/api/sandbox/{sid}/write",
+            json={"path": "/src/late.txt", "content": "after the crash"},
+        )
+        assert wrote.status_code == 200, wrote.text
+    assert not process_alive(victim)
+    assert runtime_pid(agent.backend, sandbox_id) != victim

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from amicable_agent.auth.access import QuotaExceeded
+from amicable_agent.errors import RuntimeClientError
 
 from .sandbox import restore_snapshot
 from .session import Session
@@ -17,12 +18,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from amicable_agent.loop.api import RuntimeClient
+    from amicable_agent.sandboxes import SandboxHandle
     from amicable_agent.store import Project
 
     from .attachment import Attachment
     from .deps import SessionDeps
 
 log = logging.getLogger(__name__)
+
+#: How long the file API's check that a sandbox's runtime answers may take.
+PROBE_S = 5.0
 
 
 class SessionManager:
@@ -86,29 +91,59 @@ class SessionManager:
     async def ensure_runtime(self, project: Project) -> AbstractAsyncContextManager[RuntimeClient]:
         """A runtime client for a project's sandbox (for the file API), provisioning it (and
         restoring its snapshot) if needed. Returned as a context manager the caller closes.
+        Never a client of a runtime known to be dead: where the backend can tell when a
+        sandbox stopped, a runtime that does not answer is waited out and started again.
 
         Raises:
             SandboxProvisionError: the sandbox could not be started or restored.
         """
+        handle = await self._handle(project)
+        if not await self._answers(handle):
+            handle = await self._handle(project)  # started again
+        return self._deps.runtime_factory(handle)
+
+    async def _handle(self, project: Project) -> SandboxHandle:
         session = self.get(project.project_id)
         handle = session.handle if session is not None else None
         if handle is not None and await self._deps.backend.lookup(handle.sandbox_id) is None:
-            handle = None  # died (its session restarts it; ensure waits for that or does it)
+            handle = None  # died: its session restarts it, or ensure below does
         if handle is None:
-            with trio.fail_after(self._deps.provision_timeout_s):
-                handle = await self._deps.backend.ensure(
-                    project.project_id,
-                    project_id=project.project_id,
-                    template_id=project.template_id,
-                )
-            if self._deps.snapshots is not None:
-                # Without a session nobody restored this sandbox: a file written into a
-                # re-created one before its restore would be cleaned away by it.
+            return await self._ensure_restored(project)
+        await self._deps.backend.touch(handle.sandbox_id)
+        return handle
+
+    async def _ensure_restored(self, project: Project) -> SandboxHandle:
+        with trio.fail_after(self._deps.provision_timeout_s):
+            handle = await self._deps.backend.ensure(
+                project.project_id, project_id=project.project_id, template_id=project.template_id
+            )
+        if self._deps.snapshots is not None:
+            # Without a session nobody restored this sandbox: a file written into a
+            # re-created one before its restore would be cleaned away by it.
+            async with self._deps.runtime_factory(handle) as runtime:
+                await restore_snapshot(self._deps, project.project_id, runtime)
+        return handle
+
+    async def _answers(self, handle: SandboxHandle) -> bool:
+        """False when the backend can tell when a sandbox stopped and this one's runtime
+        does not answer (it died an instant ago): then wait until the backend saw it stop."""
+        wait_stopped = getattr(self._deps.backend, "wait_stopped", None)
+        if wait_stopped is None:
+            return True
+        try:
+            with trio.fail_after(PROBE_S):
                 async with self._deps.runtime_factory(handle) as runtime:
-                    await restore_snapshot(self._deps, project.project_id, runtime)
+                    await runtime.preview_status()
+        except RuntimeClientError as exc:
+            if exc.status != 0:
+                return True  # it answered
+        except trio.TooSlowError:
+            pass
         else:
-            await self._deps.backend.touch(handle.sandbox_id)
-        return self._deps.runtime_factory(handle)
+            return True
+        with trio.move_on_after(PROBE_S):
+            await wait_stopped(handle.sandbox_id)
+        return False
 
     def turn_running(self, session_id: str) -> bool:
         """Whether the live session of ``session_id`` has a turn running or queued."""
