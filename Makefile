@@ -17,7 +17,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help up test schema-check deps py-deps node-deps apt-deps sandbox-deps install-apt lint typecheck pytest frontend frontend-test schema bench clean
+.PHONY: help up test soak schema-check deps py-deps node-deps apt-deps sandbox-deps install-apt lint typecheck pytest frontend frontend-test schema bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ typecheck: py-deps ## mypy strict on libs/ and services/
 
 pytest: py-deps ## every Python test (real servers, real Vite, real Chromium)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+soak: py-deps ## the soak test: 20 sessions, random kills and model drops (a few minutes)
+	$(VENV)/bin/pytest -m soak tests/soak -s $(PYTEST_ARGS)
 
 schema: py-deps ## regenerate frontend/src/protocol/schema.json + TypeScript types
 	$(VENV)/bin/python -m amicable_protocol.schema --out frontend/src/protocol/schema.json

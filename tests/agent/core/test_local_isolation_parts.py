@@ -160,8 +160,9 @@ def test_bubblewrap_binds_only_the_system_the_runtime_and_the_sandbox_dir(tmp_pa
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                  "--unshare-net"):  # fmt: skip
         assert flag in argv
-    # PR_SET_PDEATHSIG follows the forking *thread* (a Trio worker that idles out)
-    assert "--die-with-parent" not in argv
+    # the agent forks bubblewrap on its long-lived leash thread (amicable_agent.leash), so
+    # PR_SET_PDEATHSIG is safe: the sandbox dies with the agent
+    assert "--die-with-parent" in argv
     assert argv[argv.index("--unsetenv") + 1] == OWNER_ENV, "the owner mark stays outside"
     assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert argv[argv.index("--size") + 1 : argv.index("--size") + 4] == ["1024", "--tmpfs", "/tmp"]

@@ -10,7 +10,9 @@ Exception tree::
     AgentError
     ├── ConfigError                  an environment variable has a value the agent cannot use
     │   │                            (also an ``amicable_settings.SettingsError``, a ValueError)
-    │   └── LoopConfigError          ... a variable of the LLM loop [loop/settings.py]
+    │   ├── LoopConfigError          ... a variable of the LLM loop [loop/settings.py]
+    │   ├── PortInUse                a port to listen on is taken (names the flag to change)
+    │   └── RunDirInUse              another live agent runs on the same data directory
     ├── SandboxError                 a sandbox backend could not do what was asked
     │   ├── SandboxNotFound          no such sandbox (unknown id, already deleted)
     │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
@@ -98,6 +100,15 @@ class AgentError(Exception):
 
 class ConfigError(AgentError, SettingsError):
     """An environment variable has a value the agent cannot use (a ``ValueError``)."""
+
+
+class PortInUse(ConfigError):
+    """A port the agent (or its preview router) must listen on is taken; the message names
+    the port and the flag or variable that changes it."""
+
+
+class RunDirInUse(ConfigError):
+    """Another live agent runs children from the same data directory."""
 
 
 class SandboxError(AgentError):

@@ -73,6 +73,8 @@ class Session:
         self._cancel_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._init_replies = 0
+        #: When a socket came or went or a turn changed state (least recently used first).
+        self.last_used = trio.current_time()
         self._sandbox = SessionSandbox(session_id, deps, self.send)
         self._jobs = TurnQueue(self, deps, self._sandbox, self._poke)
 
@@ -181,6 +183,7 @@ class Session:
         self._poke()
 
     def _poke(self) -> None:
+        self.last_used = trio.current_time()
         self._changed.set()
         self._changed = trio.Event()
 
@@ -214,6 +217,7 @@ class Session:
                         nursery.start_soon(self._jobs.serve)
                         nursery.start_soon(self._jobs.serve_checkpoints)
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
+                        nursery.start_soon(self._supervise, stack)
         finally:
             self._closed.set()
             self._sandbox.set_ready()
@@ -235,6 +239,10 @@ class Session:
     async def wait_ready(self) -> None:
         """Wait until provisioning finished (successfully or not)."""
         await self._sandbox.wait_ready()
+
+    async def _supervise(self, stack: AsyncExitStack) -> None:
+        await self._sandbox.supervise(stack, self._busy)
+        self.close()  # its sandbox died unused, or could not be restarted
 
     async def _idle_watch(self) -> None:
         while True:

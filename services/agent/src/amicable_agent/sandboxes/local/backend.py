@@ -46,6 +46,7 @@ import httpx
 import trio
 
 from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.leash import sweep_run_dir
 from amicable_agent.sandboxes.base import (
     SandboxHandle,
     SandboxInfo,
@@ -57,7 +58,7 @@ from amicable_agent.sandboxes.base import (
 from .environment import inherited_env
 from .isolation import OWNER_ENV, IsolationMode
 from .limits import SandboxLimits
-from .procs import free_port, host_pid, interrupt_group, kill_orphans, tail
+from .procs import free_port, host_pid, interrupt_group, kill_marked, kill_orphans, tail
 from .readiness import restart_preview, wait_preview
 from .runner import Isolation, RunnerConfig, prepare_isolation, run_sandbox
 from .sandbox import LocalSandbox
@@ -172,6 +173,7 @@ class LocalBackend:
             env_passthrough=config.env_passthrough,
             isolation=isolation,
             python=sys.executable,
+            record_dir=run_dir(config.data_dir),
         )
         self._running: dict[str, LocalSandbox] = {}
         self._locks: dict[str, trio.Lock] = {}
@@ -244,6 +246,15 @@ class LocalBackend:
         if sandbox is None or not sandbox.ready:
             return None
         return sandbox.handle(existed=True)
+
+    async def wait_stopped(self, sandbox_id: str) -> None:
+        """Return once the sandbox running as ``sandbox_id`` now has stopped, however it
+        stopped (at once when none runs). Sessions supervise their sandbox with it."""
+        sandbox = self._running.get(sandbox_id)
+        if sandbox is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await sandbox.stopped.wait()
 
     async def touch(self, sandbox_id: str) -> None:
         """Restart the idle clock."""
@@ -555,6 +566,27 @@ def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> b
     return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
 
 
+def run_dir(data_dir: Path) -> Path:
+    """Where the agent records the children it runs (see :mod:`amicable_agent.leash`)."""
+    return data_dir / "run"
+
+
+def sweep_at_start(data_dir: Path) -> None:
+    """End what an earlier agent on ``data_dir`` left running, before any sandbox starts:
+    its recorded children (with their process groups) and, without isolation, the dev
+    servers of its runtimes (marked processes working under the sandboxes directory).
+
+    Raises:
+        RunDirInUse: another live agent runs on ``data_dir``.
+    """
+    stopped = sweep_run_dir(run_dir(data_dir))
+    sandboxes = data_dir / "sandboxes"
+    if sandboxes.is_dir():
+        stopped += kill_marked(str(sandboxes.resolve()), b"AMICABLE_SANDBOX_MARK=")
+    if stopped:
+        log.warning("stopped %d processes an earlier run on %s left running", stopped, data_dir)
+
+
 @asynccontextmanager
 async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalBackend]:
     """Run a :class:`LocalBackend` (with its warm pool, spare workspaces and idle reaper)
@@ -565,6 +597,7 @@ async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalB
 
     Cancellation: leaving the block stops every sandbox process; workspaces stay on disk.
     """
+    await trio.to_thread.run_sync(sweep_at_start, config.data_dir)
     isolation = await prepare_isolation(
         config.isolation, config.runtime_command, config.data_dir / "sandbox-etc"
     )

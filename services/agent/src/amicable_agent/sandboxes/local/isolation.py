@@ -307,17 +307,17 @@ def bwrap_argv(
     ``block_fd`` before the sandbox runs anything (the backend attaches limits and the
     network meanwhile).
 
-    No ``--die-with-parent``: it is ``PR_SET_PDEATHSIG``, which fires when the *thread*
-    that forked bubblewrap exits, and Trio forks from worker threads that idle out after
-    seconds; the sandbox would be killed under a live agent. The sandbox stops with the
-    agent through its process group instead, and what a crashed agent left behind is
-    killed when the next one starts."""
+    ``--die-with-parent``: bubblewrap (and so the sandbox's PID namespace, every process
+    in it) dies with the agent. It is ``PR_SET_PDEATHSIG``, which follows the *thread* that
+    forked bubblewrap: the agent forks it on its one long-lived leash thread
+    (:mod:`amicable_agent.leash`), never on a Trio worker that idles out. A setuid
+    bubblewrap drops the leash's own setting at exec; this flag puts it back."""
     argv = [
         tools.bwrap,
         "--unshare-user", "--uid", "0", "--gid", "0",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
         "--unshare-cgroup-try", "--hostname", "amicable-sandbox",
-        "--unsetenv", OWNER_ENV,
+        "--die-with-parent", "--unsetenv", OWNER_ENV,
         "--cap-drop", "ALL", "--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_SETPCAP",
         "--info-fd", str(info_fd), "--block-fd", str(block_fd),
     ]  # fmt: skip
