@@ -53,7 +53,7 @@ from .prompts import (
 from .safety import needs_approval
 from .selection import ModelClients, UnknownModel
 from .spend import SpendGuard
-from .state import TurnState, send_trace
+from .state import PLATFORM_SUMMARY_TAGS, TurnState, send_trace
 from .stream import stream_answer
 from .summaries import small_summary
 from .tool_calls import qa_round, run_tools
@@ -344,6 +344,7 @@ class Engine:
         ``update_completed`` are sent in a shielded, bounded cleanup; then it re-raises.
         """
         note = ""
+        show_note = True  # a model error is shown as its own error bubble, not twice
         try:
             outcome: Outcome = "done"
             with trio.move_on_after(self.settings.turn_timeout_s) as deadline:
@@ -354,6 +355,7 @@ class Engine:
                         MessageType.ERROR, ErrorData(error=exc.code, detail=exc.message)
                     )
                     note = f"The model API failed ({exc.message}). What was done so far is kept."
+                    show_note = False
                 except RuntimeClientError as exc:
                     await host.send(
                         MessageType.ERROR, ErrorData(error="sandbox_error", detail=str(exc))
@@ -366,18 +368,20 @@ class Engine:
                     "send another message to continue."
                 )
         except BaseException as exc:  # only to finish the turn; always re-raised
+            stopped = _is_cancellation(exc)
             note = (
                 "This turn was stopped. What was done so far is kept."
-                if _is_cancellation(exc)
+                if stopped
                 else "This turn failed with an internal error. What was done so far is kept."
             )
+            spec = self.models.catalog.resolve(state.model_id)
             with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
-                await close_round(host, messages, state, note)
-                await send_final(host, state, self.models.catalog.resolve(state.model_id))
+                await close_round(host, messages, state, note, show_note=not stopped)
+                await send_final(host, state, spec, stopped=stopped)
             raise
         if outcome == "paused":
             return
-        await close_round(host, messages, state, note)
+        await close_round(host, messages, state, note, show_note=show_note)
         await send_final(host, state, self.models.catalog.resolve(state.model_id))
 
     async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
@@ -469,7 +473,7 @@ class Engine:
         await self._trace(host, state, TraceEvent(
             phase="reasoning_summary", tool_name="reasoning_summary",
             text="I paused to ask for your approval before running a tool call that can "
-                 "delete or change things.",
+                 "delete or change things.", tags=PLATFORM_SUMMARY_TAGS,
         ))  # fmt: skip
 
     async def _run_tools(
