@@ -316,6 +316,7 @@ export interface ClientRuntimeErrorMessage {
  */
 export interface RuntimeErrorData {
   error: RuntimeErrorInfo;
+  requested?: boolean | null;
   session_id: string;
 }
 /**

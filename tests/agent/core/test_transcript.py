@@ -147,7 +147,7 @@ async def test_a_reloaded_tab_gets_the_running_turn_and_the_queue() -> None:
         ]
         assert running.events[-1]["data"]["phase"] == "tool_start"
         assert [(q.id, q.text) for q in reply.queued or ()] == [("c-2", "second")]
-        assert reply.turns == ()
+        assert reply.turns is None
 
         engine.release.set()
         await trio.testing.wait_all_tasks_blocked()
@@ -221,3 +221,53 @@ def test_cap_value_cuts_strings_and_oversized_payloads() -> None:
     assert isinstance(many, str)
     assert len(many) == MAX_PAYLOAD_CHARS
     assert many.endswith("…")
+
+
+def test_sandbox_paths_are_shown_as_project_paths() -> None:
+    from amicable_agent.sessions.transcript import project_paths
+
+    host = "/home/u/.local/share/amicable/sandboxes/sb-1/workspace/src/App.tsx:3:7"
+    assert project_paths(f"Failed to parse {host}") == "Failed to parse /src/App.tsx:3:7"
+    assert project_paths("at /app/src/main.tsx (file:///app/src/x.ts)") == (
+        "at /src/main.tsx (/src/x.ts)"
+    )
+    assert project_paths("/application/x and /apple") == "/application/x and /apple"
+
+
+class HealEngine(ToolEngine):
+    """Auto-heal that declines (cooldown) unless requested, then runs a visible turn."""
+
+    async def run_runtime_error(self, host: Any, data: Any, *, by: str | None = None) -> None:
+        if not data.requested:
+            await trio.lowlevel.checkpoint()
+            return
+        await host.send(MessageType.UPDATE_IN_PROGRESS, Empty())
+        await host.send(MessageType.AGENT_FINAL, TextData(text="Fixed."), msg_id="h1")
+        await host.send(MessageType.UPDATE_COMPLETED, Empty())
+
+
+async def test_only_an_auto_heal_that_runs_shows_a_system_prompt() -> None:
+    from amicable_protocol.messages import RuntimeErrorData, RuntimeErrorInfo
+
+    engine = HealEngine()
+    async with manager(engine=engine) as mgr:
+        a = Attachment()
+        session = await mgr.attach("s1", a)
+        await session.init_reply(InitData(session_id="s1"))
+        drain(a)
+        error = RuntimeErrorInfo(kind="vite_error", message="Unexpected token in /app/src/App.tsx")
+        session.submit(MessageType.RUNTIME_ERROR, RuntimeErrorData(session_id="s1", error=error), a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert drain(a) == [], "a declined auto-heal leaves no trace in the chat"
+        fix = RuntimeErrorData(session_id="s1", error=error, requested=True)
+        session.submit(MessageType.RUNTIME_ERROR, fix, a)
+        await trio.testing.wait_all_tasks_blocked()
+        got = drain(a)
+        reply = await session.init_reply(InitData(session_id="s1"))
+    assert types(got)[0] == "turn_started"
+    start = got[0].data
+    assert start.author == "system"  # type: ignore[union-attr]
+    assert start.trigger == "runtime_error"  # type: ignore[union-attr]
+    assert start.text == "Fix this error in the preview: Unexpected token in /src/App.tsx"  # type: ignore[union-attr]
+    (turn,) = reply.turns or ()
+    assert _types(turn.events)[0] == "turn_started"

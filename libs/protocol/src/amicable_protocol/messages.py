@@ -159,6 +159,9 @@ class RuntimeErrorInfo:
 class RuntimeErrorData:
     session_id: str
     error: RuntimeErrorInfo
+    #: Extension: a person pressed "Fix it": heal even when automatic healing is off, paused
+    #: or cooling down, and queue it behind a running turn.
+    requested: bool | None = None
 
 
 @attrs.frozen

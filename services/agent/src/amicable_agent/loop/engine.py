@@ -203,8 +203,10 @@ class Engine:
     async def run_runtime_error(
         self, host: SessionHost, data: RuntimeErrorData, *, by: str | None = None
     ) -> None:
-        """Start an auto-heal turn unless cooldown, dedupe cap or settings say no."""
-        if not self.settings.auto_heal_enabled:
+        """Start an auto-heal turn unless cooldown, dedupe cap or settings say no (a
+        ``requested`` one — "Fix it" — always runs)."""
+        requested = bool(data.requested)
+        if not (self.settings.auto_heal_enabled or requested):
             return
         if await self.hitl_pending(host) is not None:
             await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING_ERROR))
@@ -215,7 +217,7 @@ class Engine:
             host.session_id, AutoHealLimiter.from_settings(self.settings)
         )
         now = trio.current_time()
-        decision = limiter.decide(fingerprint, now)
+        decision = "run" if requested else limiter.decide(fingerprint, now)
         if decision == "paused":
             await host.send(
                 MessageType.ERROR,

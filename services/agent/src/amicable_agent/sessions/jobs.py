@@ -40,7 +40,7 @@ from amicable_agent.gitsync import TurnObserver, message_callbacks, prepare_sand
 
 from .attachment import Attachment
 from .checkpoint_queue import CheckpointQueue
-from .transcript import RECORD_KIND, TurnTranscript, record_payload
+from .transcript import RECORD_KIND, TurnTranscript, project_paths, record_payload
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -175,6 +175,13 @@ class TurnQueue:
         stored)."""
         return self._last_record
 
+    def announce(self) -> None:
+        """``turn_started`` of the running job to every tab, once."""
+        transcript = self._transcript
+        if transcript is not None and not transcript.announced:
+            transcript.announced = True
+            self._broadcast(MessageType.TURN_STARTED, transcript.start)
+
     def queued_prompts(self) -> tuple[QueuedPrompt, ...]:
         """The prompts waiting behind the running turn, in order."""
         return tuple(job.queued() for job in self._waiting)
@@ -223,8 +230,8 @@ class TurnQueue:
             if kind is MessageType.USER:
                 self._answer(origin, "model_not_configured", MODEL_NOT_CONFIGURED)
             return
-        if kind is MessageType.RUNTIME_ERROR and self.running:
-            return  # auto-heal only when idle, as upstream
+        if kind is MessageType.RUNTIME_ERROR and self.running and not data.requested:
+            return  # auto-heal only when idle, as upstream ("Fix it" is queued)
         job = _Job(kind, data, origin, by)
         if msg_id and not any(j.id == msg_id for j in self._waiting):
             job = attrs.evolve(job, id=msg_id[:128])
@@ -300,10 +307,11 @@ class TurnQueue:
         outcome: TurnOutcome = "finished"
         if git_sync is not None:
             self._observer = TurnObserver(title)
-        self._transcript = TurnTranscript(job.id)
+        self._transcript = TurnTranscript(job.id, job.started())
         if self._waiting or self._queue_shown:
             self._broadcast_queue()
-        self._broadcast(MessageType.TURN_STARTED, job.started())
+        if job.kind is not MessageType.RUNTIME_ERROR:
+            self.announce()  # an auto-heal is announced when it really starts (it may not)
         with trio.CancelScope() as scope:
             self._turn_scope = scope
             self._changed()
@@ -377,11 +385,14 @@ class TurnQueue:
         )  # fmt: skip
 
     async def _end_transcript(self, job: _Job, outcome: TurnOutcome) -> None:
-        """``turn_ended`` to every tab, then the turn's transcript into the store."""
-        self._broadcast(MessageType.TURN_ENDED, TurnEnded(turn_id=job.id, outcome=outcome))
-        transcript, self._transcript = self._transcript, None
-        if transcript is None:  # pragma: no cover - set for every job
+        """``turn_ended`` to every tab, then the turn's transcript into the store (not for
+        an auto-heal that never started a turn)."""
+        transcript = self._transcript
+        if transcript is None or not transcript.announced:
+            self._transcript = None
             return
+        self._broadcast(MessageType.TURN_ENDED, TurnEnded(turn_id=job.id, outcome=outcome))
+        self._transcript = None
         record = self._last_record = transcript.record()
         session_id = self._host.session_id
         try:
@@ -433,7 +444,7 @@ def _prompt_text(job: _Job) -> str:
     if isinstance(job.data, UserData):
         return job.data.text
     if isinstance(job.data, RuntimeErrorData):
-        return f"Fix this error in the preview: {job.data.error.message}"
+        return f"Fix this error in the preview: {project_paths(job.data.error.message)}"
     return ""
 
 

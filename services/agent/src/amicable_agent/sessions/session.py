@@ -157,8 +157,10 @@ class Session:
         observer = self._jobs.observer
         if observer is not None:
             observer.observe(type, data)
-        message = self.message(type, data, msg_id=msg_id)
         transcript = self._jobs.transcript
+        if transcript is not None and type is MessageType.UPDATE_IN_PROGRESS:
+            self._jobs.announce()  # an auto-heal turn really starts: its prompt goes first
+        message = self.message(type, data, msg_id=msg_id)
         if transcript is not None:
             transcript.observe(message)
         out = Outgoing(message)
@@ -319,10 +321,11 @@ class Session:
             permission_mode=self._permission_mode,
             thinking_level=self._thinking_level,
             hitl_pending=pending,
-            turns=turns,
+            # Absent when empty: an agent's INIT with nothing to show keeps its old shape.
+            turns=turns or None,
             turns_before=page.before,
             running_turn=self._jobs.running_record(),
-            queued=self._jobs.queued_prompts(),
+            queued=self._jobs.queued_prompts() or None,
             **extra,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -23,6 +24,7 @@ from amicable_protocol.messages import (
     TraceEvent,
     TurnPage,
     TurnRecord,
+    TurnStarted,
     server_message_to_json,
 )
 
@@ -59,6 +61,16 @@ _RECORDED = frozenset(
 )
 
 
+_SANDBOX_ROOT = re.compile(r"(?:file://)?(?:/[^\s'\"():]*)?/sandboxes/[^/\s]+/workspace(?=/)")
+_APP_ROOT = re.compile(r"(^|[\s'\"(\[])(?:file://)?(?:/@fs)?/app(?=/)")
+
+
+def project_paths(text: str) -> str:
+    """``text`` with sandbox paths (``/app/src/App.tsx``, a local sandbox's host directory)
+    shown as project paths (``/src/App.tsx``)."""
+    return _APP_ROOT.sub(r"\1", _SANDBOX_ROOT.sub("", text))
+
+
 def cap_value(value: Any, chars: int = MAX_VALUE_CHARS, total: int = MAX_PAYLOAD_CHARS) -> Any:
     """``value`` with every string cut to ``chars`` (ending in ``…``); a value whose JSON is
     still longer than ``total`` becomes its JSON text, cut."""
@@ -90,15 +102,20 @@ def _capped(msg: ServerMessage) -> ServerMessage:
 
 
 class TurnTranscript:
-    """What one turn broadcast, as the editors rendered it (see the module docstring)."""
+    """What one turn broadcast, as the editors rendered it (see the module docstring).
 
-    def __init__(self, turn_id: str) -> None:
+    ``start`` is the turn's ``turn_started``; ``announced`` says it was broadcast (an
+    auto-heal is announced only when it really starts a turn)."""
+
+    def __init__(self, turn_id: str, start: TurnStarted) -> None:
         self.turn_id = turn_id
+        self.start = start
+        self.announced = False
         self._events: list[ServerMessage] = []
 
     def observe(self, msg: ServerMessage) -> None:
         """Record one broadcast envelope (sync, cheap: partials replace each other)."""
-        if msg.type not in _RECORDED:
+        if msg.type not in _RECORDED or not self.announced:
             return
         events = self._events
         if (
