@@ -84,7 +84,8 @@ describe("model picker and running cost", () => {
     const state = { projectSpend: { cost_usd: 0.0421, input_tokens: 12000, output_tokens: 345 }, lastUsage: usage };
     render(<ChatPanel session={session(state)} onSend={() => true} />);
     const total = byTestId("usage-total");
-    expect(total.textContent).toBe("Project: $0.0421 · 12,345 tokens");
-    expect(total.title).toBe("Last turn: 1,000 tokens · $0.0042");
+    // One token format everywhere (the bubbles' usage line reads the same).
+    expect(total.textContent).toBe("Project: $0.0421 · 12,000 in · 345 out");
+    expect(total.title).toBe("Last turn: 900 in · 100 out · $0.0042");
   });
 });

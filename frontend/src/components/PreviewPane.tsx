@@ -54,8 +54,8 @@ export function frameUrl(base: string, path: string): string {
 
 /** The address "Open in new tab" opens: the app itself, without the editor's bridge key. */
 export function openUrl(base: string, path: string): string {
-  const url = new URL(frameUrl(base, path));
-  url.searchParams.delete("amicableParentOrigin");
+  const url = new URL(base);
+  url.pathname = url.pathname.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`);
   return url.toString();
 }
 
