@@ -159,7 +159,8 @@ def test_the_chat_as_it_happened(browser: Any, chat_stack: Any) -> None:
             expect(tab.get_by_test_id("queued-prompt")).to_have_count(0)
         expect(title).to_have_text("Queued one", timeout=PREVIEW_TIMEOUT_MS)
         expect(page.get_by_test_id("chat-send")).to_be_visible()
-        assert page.get_by_test_id("error-message").count() == 0
+        shown = page.get_by_test_id("error-message").all_inner_texts()
+        assert shown == [], shown
         other.close()
 
         # The model is down: a readable error with Retry, and no cost line for it.
