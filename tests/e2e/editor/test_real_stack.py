@@ -85,12 +85,9 @@ def respond(body: dict[str, Any]) -> Reply:
 class RealStack:
     """The fake model server and an `amicable up` child, run from a background Trio loop."""
 
-    def __init__(
-        self, data_dir: Path, responder: Any = respond, extra_env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, data_dir: Path, responder: Any = respond) -> None:
         self.data_dir = data_dir
         self.fake = FakeAnthropic(responder=responder)
-        self.extra_env = extra_env or {}
         self.info: dict[str, Any] = {}
         self.returncode: int | None = None
         self._ready = threading.Event()
@@ -126,7 +123,6 @@ class RealStack:
                 DEEPAGENTS_HITL_INTERRUPT_ON_JSON='["execute"]',
                 AMICABLE_RUNTIME_AUTO_HEAL="false",
             )
-            env.update(self.extra_env)
             argv = [AMICABLE, "up", "--data-dir", str(self.data_dir), "--port", "0"]
             argv += ["--preview-port", "0", "--ready-file", str(ready)]
             process: trio.Process = await nursery.start(
