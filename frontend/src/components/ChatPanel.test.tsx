@@ -141,7 +141,7 @@ describe("honest chat states", () => {
     click(byTestId("suggestion"));
     expect(onSend).toHaveBeenCalledTimes(1);
     cleanup();
-    render(<ChatPanel session={{ ...session({}), connection: { kind: "closed", code: 1006 } }} onSend={onSend} />);
+    render(<ChatPanel session={{ ...session({}), connection: { kind: "closed", code: 1006, reason: "", final: false } }} onSend={onSend} />);
     expect(byTestId<HTMLTextAreaElement>("chat-input").placeholder).toBe("");
     expect(byTestId("connection").textContent).toContain("Disconnected");
   });
