@@ -346,6 +346,10 @@ function lastPrompt(state: SessionState): UserItem | undefined {
 
 function applyError(state: SessionState, key: string, data: ErrorData): SessionState {
   if (state.items.some((it) => it.key === key)) return state; // replayed and live: once
+  // A stop is not an error: the same calm marker, once (agents that say it as an `error`).
+  if (data.error === "cancelled" || data.error === "turn_cancelled") {
+    return { ...noteStopped(state, `stopped-${state.turnId ?? key}`), cancelling: false };
+  }
   const item: ErrorItem = {
     kind: "error",
     key,
