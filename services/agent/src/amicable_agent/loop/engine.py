@@ -345,8 +345,7 @@ class Engine:
         Cancellation: the conversation is closed consistently and ``agent_final`` …
         ``update_completed`` are sent in a shielded, bounded cleanup; then it re-raises.
         """
-        note = ""
-        show_note = True  # a model error is shown as its own error bubble, not twice
+        note, show_note = "", True  # a model error has its own error bubble: not twice
         try:
             outcome: Outcome = "done"
             with trio.move_on_after(self.settings.turn_timeout_s) as deadline:
@@ -371,11 +370,7 @@ class Engine:
                 )
         except BaseException as exc:  # only to finish the turn; always re-raised
             stopped = _is_cancellation(exc)
-            note = (
-                "This turn was stopped. What was done so far is kept."
-                if stopped
-                else "This turn failed with an internal error. What was done so far is kept."
-            )
+            note = STOPPED_NOTE if stopped else FAILED_NOTE
             spec = self.models.catalog.resolve(state.model_id)
             with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
                 await close_round(host, messages, state, note, show_note=not stopped)
@@ -503,6 +498,11 @@ def context_chars(spec: ModelSpec, settings: LoopSettings) -> int:
         return settings.context_budget_chars
     room = max(1000, spec.context_window - settings.max_output_tokens) * 3
     return min(settings.context_budget_chars, room)
+
+
+#: What the model reads after a stopped or crashed turn (the editor shows its own marker).
+STOPPED_NOTE = "This turn was stopped. What was done so far is kept."
+FAILED_NOTE = "This turn failed with an internal error. What was done so far is kept."
 
 
 def _is_cancellation(exc: BaseException) -> bool:
