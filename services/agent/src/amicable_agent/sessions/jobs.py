@@ -43,7 +43,7 @@ from .checkpoint_queue import CheckpointQueue
 from .transcript import RECORD_KIND, TurnTranscript, project_paths, record_payload
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from amicable_protocol.messages import ServerData
 
@@ -148,6 +148,7 @@ class TurnQueue:
             host.send,
             deps.checkpoints,
             snapshots=deps.snapshots,
+            subject=_subject_writer(deps, host.session_id),
         )
 
     @property
@@ -446,6 +447,27 @@ def _prompt_text(job: _Job) -> str:
     if isinstance(job.data, RuntimeErrorData):
         return f"Fix this error in the preview: {project_paths(job.data.error.message)}"
     return ""
+
+
+def _subject_writer(
+    deps: SessionDeps, project_id: str
+) -> Callable[[Sequence[str]], Awaitable[str | None]] | None:
+    """The small model writing commit subjects, when one is configured (its cost recorded)."""
+    small = deps.small
+    if small is None or not small.enabled:
+        return None
+
+    async def write(requests: Sequence[str]) -> str | None:
+        answer = await small.commit_subject(requests)
+        if answer is None:
+            return None
+        try:
+            await deps.store.record_usage(answer.usage_record(project_id, "commit", None))
+        except Exception:  # the subject is still good; the store logs its own trouble
+            log.warning("could not record the commit subject's usage for %s", project_id)
+        return answer.text
+
+    return write
 
 
 def _turn_title(job: _Job) -> str:
