@@ -104,8 +104,10 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
       const data: ClientDataMap["user"] =
         blocks.length > 0 ? { text, content_blocks: blocks, ui_context: ui } : { text, ui_context: ui };
       if (state.model && (state.init?.models ?? []).length > 0) data.model = state.model;
-      if (!send("user", data)) return false;
-      dispatch({ type: "local/user", key: localKey(), text, blocks });
+      // The frame's id becomes the turn's id: its queue entry and bubble are this one.
+      const key = localKey();
+      if (!send("user", data, key)) return false;
+      dispatch({ type: "local/user", key, text, blocks });
       return true;
     },
     [send, dispatch, view, previewPath, device, state.model, state.init?.models],
@@ -237,6 +239,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             onPath={setPreviewPath}
             // A viewer's preview does not report errors: the agent may start a turn to fix them.
             onRuntimeError={(error) => !readOnly && send("runtime_error", { error })}
+            onFixError={readOnly ? undefined : (error) => send("runtime_error", { error, requested: true })}
           />
           {project && state.init && (codeVisited || view === "code") && (
             <Suspense fallback={<div className="pane-placeholder muted">Loading the code editor…</div>}>

@@ -243,3 +243,28 @@ async def test_preview_resolver_answers_503_when_the_backend_fails(
         )
     assert r.status_code == 503
     assert r.json() == {"error": "backend_unavailable", "detail": "the Kubernetes API answered 500"}
+
+
+async def test_older_turns_are_paged_over_http(api: Any) -> None:
+    from amicable_agent.sessions.transcript import RECORD_KIND
+    from amicable_agent.store import open_store
+
+    c = api.client
+    pid = (await c.post("/api/projects", json={"name": "Paged"})).json()["project_id"]
+    async with open_store(api.config) as store:  # the agent's own SQLite file
+        for i in range(23):
+            record = {"turn_id": f"t{i}", "events": [{"type": "turn_started", "data": {}}]}
+            await store.append_turn_event(pid, RECORD_KIND, record)
+        newest = await store.turn_records(pid, limit=20)
+    cursor = newest[-1][0]  # INIT's turns_before: the oldest turn it carried
+    page = (await c.get(f"/api/projects/{pid}/turns", params={"before": cursor})).json()
+    assert [t["turn_id"] for t in page["turns"]] == ["t0", "t1", "t2"]
+    assert "before" not in page  # the oldest page
+    first = (await c.get(f"/api/projects/{pid}/turns")).json()
+    assert len(first["turns"]) == 20
+    assert first["before"] == cursor
+    for bad in ("0", "-1", "x", "1" * 30):
+        r = await c.get(f"/api/projects/{pid}/turns", params={"before": bad})
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_cursor")
+    r = await c.get("/api/projects/no-such-project/turns")
+    assert r.status_code == 404

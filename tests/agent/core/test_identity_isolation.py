@@ -39,6 +39,7 @@ ROUTES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/api/sandbox/<project_id>/download"): None,
     ("GET", "/api/sandbox/<project_id>/checkpoints"): None,
     ("POST", "/api/sandbox/<project_id>/checkpoints/<sha>/restore"): {},
+    ("GET", "/api/projects/<project_id>/turns"): None,
     ("GET", "/api/db/<project_id>/schema"): None,
     ("GET", "/api/db/<project_id>/tables/<table>/rows"): None,
     ("POST", "/api/db/<project_id>/schema/review"): {"draft": {"tables": []}},

@@ -207,7 +207,7 @@ class Connection:
             self._text_too_long(message.data) or self._turns_exceeded()
         ):
             return
-        session.submit(kind, message.data, self._attachment, by=self._caller.sub)
+        session.submit(kind, message.data, self._attachment, by=self._caller.sub, msg_id=message.id)
 
     def _text_too_long(self, data: ClientData) -> bool:
         """A ``user`` text over a limit lower than the protocol's (which decoding checks)."""

@@ -54,7 +54,7 @@ from .safety import needs_approval
 from .selection import ModelClients, UnknownModel
 from .small_tasks import SmallTasks
 from .spend import SpendGuard
-from .state import TurnState, send_trace
+from .state import PLATFORM_SUMMARY_TAGS, TurnState, send_trace
 from .stream import metered_answer
 from .summaries import small_summary
 from .tool_calls import qa_round, run_tools
@@ -205,8 +205,10 @@ class Engine:
     async def run_runtime_error(
         self, host: SessionHost, data: RuntimeErrorData, *, by: str | None = None
     ) -> None:
-        """Start an auto-heal turn unless cooldown, dedupe cap or settings say no."""
-        if not self.settings.auto_heal_enabled:
+        """Start an auto-heal turn unless cooldown, dedupe cap or settings say no (a
+        ``requested`` one — "Fix it" — always runs)."""
+        requested = bool(data.requested)
+        if not (self.settings.auto_heal_enabled or requested):
             return
         if await self.hitl_pending(host) is not None:
             await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING_ERROR))
@@ -217,7 +219,7 @@ class Engine:
             host.session_id, AutoHealLimiter.from_settings(self.settings)
         )
         now = trio.current_time()
-        decision = limiter.decide(fingerprint, now)
+        decision = "run" if requested else limiter.decide(fingerprint, now)
         if decision == "paused":
             await host.send(
                 MessageType.ERROR,
@@ -345,7 +347,7 @@ class Engine:
         Cancellation: the conversation is closed consistently and ``agent_final`` …
         ``update_completed`` are sent in a shielded, bounded cleanup; then it re-raises.
         """
-        note = ""
+        note, show_note = "", True  # a model error has its own error bubble: not twice
         try:
             outcome: Outcome = "done"
             with trio.move_on_after(self.settings.turn_timeout_s) as deadline:
@@ -356,6 +358,7 @@ class Engine:
                         MessageType.ERROR, ErrorData(error=exc.code, detail=exc.message)
                     )
                     note = f"The model API failed ({exc.message}). What was done so far is kept."
+                    show_note = False
                 except RuntimeClientError as exc:
                     await host.send(
                         MessageType.ERROR, ErrorData(error="sandbox_error", detail=str(exc))
@@ -368,18 +371,16 @@ class Engine:
                     "send another message to continue."
                 )
         except BaseException as exc:  # only to finish the turn; always re-raised
-            note = (
-                "This turn was stopped. What was done so far is kept."
-                if _is_cancellation(exc)
-                else "This turn failed with an internal error. What was done so far is kept."
-            )
+            stopped = _is_cancellation(exc)
+            note = STOPPED_NOTE if stopped else FAILED_NOTE
+            spec = self.models.catalog.resolve(state.model_id)
             with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
-                await close_round(host, messages, state, note)
-                await send_final(host, state, self.models.catalog.resolve(state.model_id))
+                await close_round(host, messages, state, note, show_note=not stopped)
+                await send_final(host, state, spec, stopped=stopped)
             raise
         if outcome == "paused":
             return
-        await close_round(host, messages, state, note)
+        await close_round(host, messages, state, note, show_note=show_note)
         await send_final(host, state, self.models.catalog.resolve(state.model_id))
 
     async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
@@ -467,7 +468,7 @@ class Engine:
         await self._trace(host, state, TraceEvent(
             phase="reasoning_summary", tool_name="reasoning_summary",
             text="I paused to ask for your approval before running a tool call that can "
-                 "delete or change things.",
+                 "delete or change things.", tags=PLATFORM_SUMMARY_TAGS,
         ))  # fmt: skip
 
     async def _run_tools(
@@ -486,6 +487,11 @@ class Engine:
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
     ) -> bool:
         return await qa_round(host, messages, state, settings=self.settings, secrets=self._secrets)
+
+
+#: What the model reads after a stopped or crashed turn (the editor shows its own marker).
+STOPPED_NOTE = "This turn was stopped. What was done so far is kept."
+FAILED_NOTE = "This turn failed with an internal error. What was done so far is kept."
 
 
 def _is_cancellation(exc: BaseException) -> bool:
