@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from amicable_agent.errors import AgentError
+
 from .schema_model import DRAFT_TYPES, FK_RULES, InvalidDraft, SchemaDef, parse_draft, schema_json
 
 MAX_INTENT_CHARS = 4000
@@ -35,7 +37,7 @@ SYSTEM = (
 )
 
 
-class IntentReplyError(ValueError):
+class IntentReplyError(AgentError, ValueError):
     """The model's answer is not a usable reply; ``str(exc)`` says why."""
 
 
