@@ -74,7 +74,12 @@ def test_multi_stage_non_root_tini(name: str) -> None:
     assert users[-1].split(":")[0] not in ("0", "root"), users[-1]
     entrypoint = [args for word, args in tail if word == "ENTRYPOINT"]
     assert entrypoint
-    assert "tini" in entrypoint[-1]
+    if name == "editor":
+        # Its entrypoint renders /config.js, then execs nginx, whose master reaps its workers.
+        assert entrypoint[-1] == '["/usr/local/bin/amicable-editor-entrypoint"]'
+        assert 'exec "$@"' in (IMAGES / "editor" / "entrypoint.sh").read_text()
+    else:
+        assert "tini" in entrypoint[-1]
     assert not [a for w, a in tail if w == "ADD"], "COPY, not ADD"
     # Every base image is pinned to a tag (no implicit :latest).
     for args in froms:
@@ -212,6 +217,13 @@ async def test_editor_nginx_config_serves_the_spa(tmp_path: Path) -> None:
                 assert config.status_code == 200
                 assert config.headers["cache-control"] == "no-store"
                 assert "javascript" in config.headers["content-type"]
+                # A config rendered from environment (the entrypoint's) wins over the image's.
+                rendered = tmp_path / "amicable-editor"
+                rendered.mkdir()
+                (rendered / "config.js").write_text("window.__AMICABLE_CONFIG__ = {};//env")
+                config = await client.get("/config.js")
+                assert config.text.endswith("//env")
+                assert config.headers["cache-control"] == "no-store"
                 asset = await client.get("/assets/app-1234.js")
                 assert "immutable" in asset.headers["cache-control"]
                 missing = await client.get("/assets/nope.js")
