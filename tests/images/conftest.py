@@ -72,6 +72,8 @@ def podman_socket(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "podman system service did not start"
             time.sleep(0.05)
+        # The agent's container (uid 10001) is given this socket in the end-to-end tests.
+        path.chmod(0o666)
         yield os.fspath(path)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import attrs
 import httpx
 import pytest
-from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.errors import ConfigError, SandboxProvisionError
 from amicable_agent.sandboxes.base import SandboxHandle, sandbox_id_for
 from amicable_agent.sandboxes.container.backend import ContainerBackend, open_container_backend
 from amicable_agent.sandboxes.container.config import ContainerBackendConfig
@@ -154,6 +154,6 @@ async def test_missing_image_and_engine_are_clear_errors(config: ContainerBacken
         with pytest.raises(SandboxProvisionError, match="not on this engine"):
             await backend.ensure("s-missing", project_id="p", template_id="vite")
     gone = attrs.evolve(config, socket_path=config.socket_path + ".absent")
-    with pytest.raises(SandboxProvisionError, match="No container engine"):
+    with pytest.raises(ConfigError, match="no container engine"):
         async with open_container_backend(gone):
             pass

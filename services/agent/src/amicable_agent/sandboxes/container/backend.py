@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
-from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.errors import ConfigError, SandboxProvisionError
 from amicable_agent.sandboxes.base import (
     SandboxHandle,
     SandboxInfo,
@@ -251,13 +251,20 @@ async def _reap(backend: ContainerBackend) -> None:
 
 @asynccontextmanager
 async def open_container_backend(config: ContainerBackendConfig) -> AsyncIterator[ContainerBackend]:
-    """The backend with its idle reaper; checks the engine answers first."""
+    """The backend with its idle reaper; checks the engine answers first.
+
+    Raises:
+        ConfigError: the engine does not answer on the configured socket.
+    """
     engine = Engine(config.socket_path)
     try:
         await engine.ping()
     except EngineError as exc:
         await engine.aclose()
-        raise SandboxProvisionError(f"No container engine: {exc}") from exc
+        raise ConfigError(
+            f"no container engine for AMICABLE_SANDBOX_BACKEND=container: {exc} "
+            "(start one: `podman system service`, or set AMICABLE_CONTAINER_SOCKET)"
+        ) from exc
     backend = ContainerBackend(config, engine)
     try:
         async with trio.open_nursery() as nursery:
