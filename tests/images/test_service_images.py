@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 from amicable_testing.podman import (
+    agent_args,
     container_ip,
     image_ref,
     logs,
@@ -63,21 +64,6 @@ def test_editor_refuses_a_multi_line_setting(network: str, unique: str) -> None:
     assert "alert" not in proc
     state = podman("ps", "-a", "--filter", f"name={name}", "--format", "{{.Names}}")
     assert state == "", "the container exited instead of serving"
-
-
-AGENT_ENV = {"AMICABLE_INSECURE_NO_AUTH": "1", "PUBLIC_BASE_URL": "http://agent.test:8000"}
-
-
-def agent_args(socket: str, network: str) -> tuple[list[str], dict[str, str]]:
-    """The agent container with the container backend on the engine socket ``socket``."""
-    env = {
-        **AGENT_ENV,
-        "AMICABLE_SANDBOX_BACKEND": "container",
-        "AMICABLE_CONTAINER_IMAGE": image_ref("sandbox"),
-        "AMICABLE_CONTAINER_NETWORK": network,
-        "AMICABLE_CONTAINER_ADDRESS": "name",
-    }
-    return ["--volume", f"{socket}:/run/podman/podman.sock"], env
 
 
 def test_agent_refuses_an_open_port_without_a_login(network: str, unique: str) -> None:

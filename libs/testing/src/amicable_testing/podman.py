@@ -114,3 +114,18 @@ def wait_http(url: str, *, timeout: float = 120, **kwargs: object) -> httpx.Resp
             last = exc
         time.sleep(0.25)
     raise TimeoutError(f"{url} did not answer within {timeout}s (last: {last!r})")
+
+
+AGENT_ENV = {"AMICABLE_INSECURE_NO_AUTH": "1", "PUBLIC_BASE_URL": "http://agent.test:8000"}
+
+
+def agent_args(socket: str, network: str) -> tuple[list[str], dict[str, str]]:
+    """The agent container with the container backend on the engine socket ``socket``."""
+    env = {
+        **AGENT_ENV,
+        "AMICABLE_SANDBOX_BACKEND": "container",
+        "AMICABLE_CONTAINER_IMAGE": image_ref("sandbox"),
+        "AMICABLE_CONTAINER_NETWORK": network,
+        "AMICABLE_CONTAINER_ADDRESS": "name",
+    }
+    return ["--volume", f"{socket}:/run/podman/podman.sock"], env
