@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
 SANDBOX_PACKAGES := bubblewrap passt iproute2 util-linux
 # What builds and runs the images (`make images`, the container tests): podman with runc,
 # buildah, and mmdebstrap for the local Debian base when no registry base is reachable.
-IMAGE_PACKAGES := podman buildah runc mmdebstrap uidmap passt slirp4netns
+IMAGE_PACKAGES := podman buildah runc netavark aardvark-dns mmdebstrap uidmap passt slirp4netns
 # The container tests run in `make test` in CI and whenever the image cache is warm (a previous
 # `make images` finished here); otherwise `make test-images` runs them (README: what it costs).
 IMAGE_TESTS ?= $(if $(CI),1,$(if $(wildcard $(ROOT)/.images/sizes-dev.tsv),1,0))

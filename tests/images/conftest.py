@@ -59,17 +59,20 @@ def unique() -> str:
 @pytest.fixture(scope="session")
 def podman_socket(images: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``podman system service`` (Docker-compatible API) on a Unix socket of its own."""
-    path = tmp_path_factory.mktemp("podman") / "podman.sock"
-    proc = subprocess.Popen(
-        ["podman", "--runtime", "runc", "system", "service", "--time=0", f"unix://{path}"],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    folder = tmp_path_factory.mktemp("podman")
+    path = folder / "podman.sock"
+    log = folder / "service.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["podman", "--runtime", "runc", "system", "service", "--time=0", f"unix://{path}"],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
     try:
         deadline = time.monotonic() + 60
         while not path.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "podman system service did not start"
             time.sleep(0.05)
         # The agent's container (uid 10001) is given this socket in the end-to-end tests.

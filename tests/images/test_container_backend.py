@@ -4,6 +4,7 @@ volume, idle stop and a warm restart, reconnection, deletion, and its refusals."
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from amicable_agent.errors import ConfigError, SandboxProvisionError
 from amicable_agent.sandboxes.base import SandboxHandle, sandbox_id_for
 from amicable_agent.sandboxes.container.backend import ContainerBackend, open_container_backend
 from amicable_agent.sandboxes.container.config import ContainerBackendConfig
-from amicable_testing.podman import image_ref, podman, remove
+from amicable_testing.podman import image_ref, podman, remove, ulimit_args
 
 
 @pytest.fixture
@@ -84,15 +85,20 @@ async def test_a_project_gets_a_limited_isolated_container(config: ContainerBack
         routes = [line.split()[1] for line in out.splitlines() if line.startswith("eth")]
         assert routes, out
         assert "00000000" not in routes, "no default route out of the sandbox network"
-        inspected = podman(
-            "inspect", "--format",
-            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} "
-            "{{.HostConfig.CapDrop}} {{index .Config.Labels \"org.amicable.project\"}}",
-            handle.sandbox_id,
-        ).split(" ", 4)  # fmt: skip
-        assert inspected[:3] == [str(768 * 1024**2), "1500000000", "300"]
-        assert "CAP_SYS_ADMIN" in inspected[3] or "ALL" in inspected[3].upper()
-        assert inspected[4] == "p1"
+        inspected = json.loads(podman("inspect", handle.sandbox_id))[0]
+        host = inspected["HostConfig"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (
+            768 * 1024**2, 1_500_000_000, 300,
+        )  # fmt: skip
+        assert {"CAP_CHOWN", "CAP_SETUID", "CAP_DAC_OVERRIDE"} <= set(host["CapDrop"])
+        assert not host.get("CapAdd")
+        assert any("no-new-privileges" in opt for opt in host["SecurityOpt"])
+        assert inspected["Config"]["Labels"]["org.amicable.project"] == "p1"
+        mounts = {m["Destination"]: m.get("Name") for m in inspected["Mounts"]}
+        assert mounts["/app"] == f"{handle.sandbox_id}-workspace"
+        status = str((await run(handle, "grep -E 'CapBnd|NoNewPrivs' /proc/self/status"))["stdout"])
+        assert "CapBnd:\t0000000000000000" in status, "every capability dropped, bounding set too"
+        assert "NoNewPrivs:\t1" in status
         network = podman("network", "inspect", "--format", "{{.Internal}}", config.network)
         assert network == "true"
         # Reconnecting gives the same sandbox and token.
@@ -135,7 +141,7 @@ async def test_strangers_containers_are_never_handed_out(
 ) -> None:
     session = f"s-{secrets.token_hex(4)}"
     stranger = sandbox_id_for(session)
-    podman("run", "-d", "--name", stranger, "--network", network,
+    podman("run", "-d", "--name", stranger, "--network", network, *ulimit_args(),
            "--env", "AMICABLE_RUNTIME_TOKEN=x", image_ref("sandbox"))  # fmt: skip
     try:
         async with backend_for(config) as backend:

@@ -14,6 +14,8 @@ AMICABLE_CONTAINER_ADDRESS             ``ip``                          ``name`` 
 AMICABLE_CONTAINER_CPUS                ``2``                           CPUs per sandbox
 AMICABLE_CONTAINER_READY_TIMEOUT_S     ``180``                         create -> dev server ready
 AMICABLE_CONTAINER_REAP_INTERVAL_S     ``30``                          idle check period
+AMICABLE_CONTAINER_NOFILE              ``16384``                       open files (soft = hard)
+AMICABLE_CONTAINER_NPROC               ``8192``                        RLIMIT_NPROC (per uid)
 AMICABLE_SANDBOX_MEMORY_BYTES          ``2 GiB``                       memory (and swap) limit
 AMICABLE_SANDBOX_PIDS_MAX              ``1024``                        processes and threads
 AMICABLE_SANDBOX_IDLE_TTL_S            ``1800``                        idle containers are stopped
@@ -53,6 +55,10 @@ class ContainerBackendConfig:
     idle_ttl_s: float = 1800.0
     reap_interval_s: float = 30.0
     ready_timeout_s: float = 180.0
+    #: RLIMIT_NOFILE / RLIMIT_NPROC of the sandbox (an engine's defaults can exceed the hard
+    #: limits the engine itself runs under, and runc then refuses to start the container)
+    nofile: int = 16384
+    nproc: int = 8192
     #: extra environment of every sandbox (the HMR settings of the preview's public URL)
     sandbox_env: Mapping[str, str] = attrs.field(factory=dict)
 
@@ -74,6 +80,8 @@ class ContainerBackendConfig:
             idle_ttl_s=seconds(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
             reap_interval_s=seconds(env, "AMICABLE_CONTAINER_REAP_INTERVAL_S", 30.0),
             ready_timeout_s=seconds(env, "AMICABLE_CONTAINER_READY_TIMEOUT_S", 180.0),
+            nofile=integer(env, "AMICABLE_CONTAINER_NOFILE", 16384, minimum=64),
+            nproc=integer(env, "AMICABLE_CONTAINER_NPROC", 8192, minimum=64),
         )
 
 

@@ -56,6 +56,10 @@ def create_body(
             "MemorySwap": config.memory_bytes or 0,  # no swap beyond the memory limit
             "NanoCpus": int(config.cpus * 1e9),
             "PidsLimit": config.pids_max or 0,
+            "Ulimits": [
+                {"Name": "nofile", "Soft": config.nofile, "Hard": config.nofile},
+                {"Name": "nproc", "Soft": config.nproc, "Hard": config.nproc},
+            ],
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],
             "Init": False,  # the image's tini is PID 1
