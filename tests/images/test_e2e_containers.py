@@ -51,15 +51,16 @@ async def test_init_preview_and_a_turn_across_containers(
     }
     sandbox_id = ""
     async with trio.open_nursery() as nursery:
-        llm_url = await nursery.start(partial(model.serve, host=gateway))
-        env["ANTHROPIC_BASE_URL"] = llm_url
-        run_detached(agent, image_ref("agent"), "--ip", agent_ip, *args, network=network, env=env)
         run_detached(
             router, image_ref("preview-router"), network=network,
             env={"AMICABLE_PREVIEW_RESOLVER_URL":
                      f"http://{agent_ip}:8001/internal/preview/resolve",
                  "AMICABLE_PREVIEW_RESOLVER_TOKEN": RESOLVER_TOKEN},
         )  # fmt: skip
+        # The router's start brought the bridge (and the host's address on it) up.
+        llm_url = await nursery.start(partial(model.serve, host=gateway))
+        env["ANTHROPIC_BASE_URL"] = llm_url
+        run_detached(agent, image_ref("agent"), "--ip", agent_ip, *args, network=network, env=env)
         try:
             assert (await wait_http(f"http://{agent_ip}:8000/healthz")).status_code == 200
             router_base = f"http://{container_ip(router, network)}:8080"
