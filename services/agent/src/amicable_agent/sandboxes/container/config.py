@@ -31,6 +31,8 @@ import attrs
 from amicable_settings import boolean, choice, integer, number, seconds, string
 
 DEFAULT_SOCKET = "/run/podman/podman.sock"
+DEFAULT_IMAGE = "localhost/amicable-sandbox:dev"
+DEFAULT_NETWORK = "amicable-sandboxes"
 
 
 def _default_socket(env: Mapping[str, str]) -> str:
@@ -45,8 +47,8 @@ class ContainerBackendConfig:
     """See the module docstring for the environment names."""
 
     socket_path: str = DEFAULT_SOCKET
-    image: str = "localhost/amicable-sandbox:dev"
-    network: str = "amicable-sandboxes"
+    image: str = DEFAULT_IMAGE
+    network: str = DEFAULT_NETWORK
     internal_network: bool = True
     address: Literal["ip", "name"] = "ip"
     cpus: float = 2.0
@@ -70,8 +72,8 @@ class ContainerBackendConfig:
             raise ValueError(f"AMICABLE_CONTAINER_SOCKET must be an absolute path: {socket_path!r}")
         return cls(
             socket_path=socket_path,
-            image=string(env, "AMICABLE_CONTAINER_IMAGE", cls.image),
-            network=string(env, "AMICABLE_CONTAINER_NETWORK", cls.network),
+            image=string(env, "AMICABLE_CONTAINER_IMAGE", DEFAULT_IMAGE),
+            network=string(env, "AMICABLE_CONTAINER_NETWORK", DEFAULT_NETWORK),
             internal_network=boolean(env, "AMICABLE_CONTAINER_NETWORK_INTERNAL", True),
             address=choice(env, "AMICABLE_CONTAINER_ADDRESS", "ip", ("ip", "name")),
             cpus=number(env, "AMICABLE_CONTAINER_CPUS", 2.0, minimum=0.1),
