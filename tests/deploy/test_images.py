@@ -231,3 +231,27 @@ async def test_editor_nginx_config_serves_the_spa(tmp_path: Path) -> None:
                 assert asset.headers["x-content-type-options"] == "nosniff"
         finally:
             proc.terminate()
+
+
+BASES = sorted((IMAGES / "base").glob("*.Dockerfile"))
+
+
+@pytest.mark.parametrize("path", BASES, ids=[p.name for p in BASES])
+async def test_local_base_dockerfiles_are_hadolint_clean(path: Path) -> None:
+    await run_tool([VENV_BIN / "hadolint", "--no-color", "--failure-threshold", "info", path])
+
+
+def test_local_bases_replace_every_public_base() -> None:
+    """`make images` on a machine without a registry overrides every public base the four
+    Dockerfiles name, and only ARGs they declare; the defaults stay public images."""
+    script = (IMAGES / "build.sh").read_text()
+    overridden = set(re.findall(r'--build-arg "([A-Z_]+_IMAGE)=localhost/amicable-base/', script))
+    declared = set()
+    for name in NAMES:
+        for word, args in instructions(dockerfile(name)):
+            if word == "ARG" and "_IMAGE=" in args:
+                key, default = args.split("=", 1)
+                declared.add(key)
+                assert not default.startswith("localhost/"), f"{name}: {args} must stay public"
+    assert overridden == declared
+    assert "registry_reachable" in script, "public bases are used when a registry answers"
