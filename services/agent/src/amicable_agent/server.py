@@ -87,7 +87,11 @@ def _port(binds: list[str]) -> int:
 
 
 async def open_backend(
-    config: AgentConfig, store: Store, stack: AsyncExitStack, kube_config: Any = None
+    config: AgentConfig,
+    store: Store,
+    stack: AsyncExitStack,
+    kube_config: Any = None,
+    container_config: Any = None,
 ) -> SandboxBackend:
     """The configured sandbox backend, closed when ``stack`` closes.
 
@@ -107,6 +111,12 @@ async def open_backend(
             open_kubernetes_backend(kube_config, project_exists=project_exists)
         )
         return backend
+    if config.sandbox_backend == "container":
+        from amicable_agent.sandboxes.container.backend import open_container_backend
+
+        if container_config is None:
+            raise ConfigError("AMICABLE_SANDBOX_BACKEND=container needs its configuration")
+        return await stack.enter_async_context(open_container_backend(container_config))
     from amicable_agent.sandboxes.local.backend import LocalBackendConfig, open_local_backend
 
     return await stack.enter_async_context(
@@ -122,6 +132,7 @@ async def serve(
     runtime_factory: Callable[[SandboxHandle], AbstractAsyncContextManager[RuntimeClient]]
     | None = None,
     kube_config: Any = None,
+    container_config: Any = None,
     task_status: trio.TaskStatus[ServerPorts] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the agent until cancelled.
@@ -133,6 +144,7 @@ async def serve(
             closed (``aclose``) when the server stops.
         runtime_factory: how to open a runtime client for a handle (tests).
         kube_config: ``KubernetesBackendConfig`` when the backend is ``kubernetes``.
+        container_config: ``ContainerBackendConfig`` when the backend is ``container``.
         task_status: receives :class:`ServerPorts` once both ports listen.
 
     Cancellation: sessions are closed (turns cancelled), the backend stops its sandboxes,
@@ -156,7 +168,7 @@ async def serve(
             else "the store database",
         )
         if backend is None:
-            backend = await open_backend(config, store, stack, kube_config)
+            backend = await open_backend(config, store, stack, kube_config, container_config)
         db = await stack.enter_async_context(
             open_app_database(config.hasura, origins=store_origin_lookup(store, config.preview_url))
         )
