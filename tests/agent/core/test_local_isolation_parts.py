@@ -4,7 +4,9 @@ disk watchdog (on a mock clock) and the migration of hard-linked node_modules.""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sys
 import tomllib
 from functools import partial
@@ -376,3 +378,39 @@ def test_the_runtime_packages_bound_are_those_the_runtime_depends_on() -> None:
     assert found == {"amicable_sandbox_runtime", *members}
     assert "amicable_agent" not in found
     assert runtime_packages("no-such-distribution") == ()
+
+
+async def test_a_bubblewrap_set_up_failure_is_tried_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bubblewrap's own set-up can fail transiently (seen under load: its loopback's netlink
+    request answered ECHILD); nothing ran yet, so the start is tried again once."""
+    real = shutil.which("bwrap")
+    assert real is not None
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    starts = tmp_path / "starts"
+    (tools / "bwrap").write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" --info-fd "*) echo start >> ' + str(starts) + " ;; esac\n"
+        "if [ -f " + str(starts) + " ] && [ $(wc -l < " + str(starts) + ") = 1 ]; then\n"
+        "  echo 'bwrap: loopback: Failed RTM_NEWADDR: No child processes' >&2; exit 1\n"
+        "fi\n"
+        f'exec {real} "$@"\n'
+    )
+    (tools / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    config = LocalBackendConfig(
+        data_dir=tmp_path, runtime_command=("/bin/sh", "-c", "echo second start ran; exit 3", "x"),
+        warm_pool_size=0, spare_workspaces=0, isolation="bwrap",
+    )  # fmt: skip
+    workspace = tmp_path / "sandboxes" / sandbox_id_for("s") / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "package.json").write_text("{}")
+    caplog.set_level(logging.WARNING, logger="amicable_agent.sandboxes.local.runner")
+    async with open_local_backend(config) as backend:
+        with pytest.raises(SandboxProvisionError) as failed:
+            await backend.ensure("s", project_id="s", template_id="vite")
+    assert starts.read_text().count("start") == 2
+    assert "second start ran" in failed.value.reason
+    assert any("starting it again" in r.getMessage() for r in caplog.records)

@@ -172,6 +172,13 @@ def _prepare_dirs(sandbox: LocalSandbox) -> None:
             log_path.replace(sandbox.root / "runtime.log.1")
 
 
+#: Starts of an isolated sandbox when bubblewrap's own set-up fails (its messages start with
+#: :data:`BWRAP_SETUP`), and the pause between them.
+BWRAP_ATTEMPTS = 2
+BWRAP_SETUP = "exited: bwrap: "
+BWRAP_RETRY_DELAY_S = 0.5
+
+
 async def run_sandbox(
     config: RunnerConfig,
     sandbox: LocalSandbox,
@@ -209,10 +216,21 @@ async def run_sandbox(
         try:
             if config.isolation is None:
                 await _run_plain(config, sandbox, runtime, env, log_file, task_status)
-            else:
-                await _run_isolated(
-                    config, config.isolation, sandbox, runtime, env, log_file, task_status
-                )
+                return
+            for attempt in range(1, BWRAP_ATTEMPTS + 1):
+                try:
+                    await _run_isolated(
+                        config, config.isolation, sandbox, runtime, env, log_file, task_status
+                    )
+                    return
+                except* SandboxProvisionError as group:  # raised inside a nursery
+                    failed = group.exceptions[0]
+                if attempt == BWRAP_ATTEMPTS or sandbox.serving or BWRAP_SETUP not in str(failed):
+                    raise failed
+                # bubblewrap failed setting up the namespaces (seen: its loopback's netlink
+                # request refused under load): nothing ran yet, so try once more.
+                log.warning("sandbox %s: %s; starting it again", sandbox.sandbox_id, failed)
+                await trio.sleep(BWRAP_RETRY_DELAY_S)
         except* SandboxProvisionError as failed:  # raised inside a nursery: not a group
             raise failed.exceptions[0] from None
         finally:
