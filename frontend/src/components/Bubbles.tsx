@@ -105,7 +105,14 @@ function MarkdownText({ text }: { text: string }) {
   );
 }
 
-function AssistantBubbleInner({ item, streaming }: { item: AssistantItem; streaming: boolean }) {
+interface AssistantProps {
+  item: AssistantItem;
+  streaming: boolean;
+  /** Open the changes of this turn's checkpoint (shown once the checkpoint is saved). */
+  onViewChanges?: (sha: string, title: string) => void;
+}
+
+function AssistantBubbleInner({ item, streaming, onViewChanges }: AssistantProps) {
   const { markdown, blocks } = parseAssistantText(item.text);
   const segments: React.ReactNode[] = [];
   let cursor = 0;
@@ -140,6 +147,18 @@ function AssistantBubbleInner({ item, streaming }: { item: AssistantItem; stream
             <summary>Reasoning summary</summary>
             <p>{item.reasoning}</p>
           </details>
+        )}
+        {item.checkpoint && onViewChanges && (
+          <div className="turn-actions">
+            <button
+              className="btn small ghost"
+              data-testid="view-changes"
+              data-sha={item.checkpoint.sha}
+              onClick={() => item.checkpoint && onViewChanges(item.checkpoint.sha, item.checkpoint.title)}
+            >
+              View changes ({item.checkpoint.filesChanged} file{item.checkpoint.filesChanged === 1 ? "" : "s"})
+            </button>
+          </div>
         )}
         {item.usage && (
           <div className="usage-line muted small" data-testid="usage">

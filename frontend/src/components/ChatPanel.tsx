@@ -13,6 +13,8 @@ interface Props {
   onSend: (text: string, blocks: ContentBlock[]) => boolean;
   /** A viewer: a calm note instead of the prompt input, approvals left to editors. */
   readOnly?: boolean;
+  /** Open a turn's changes (its checkpoint's diff). */
+  onViewChanges?: (sha: string, title: string) => void;
 }
 
 function ConnectionPill({ session }: { session: SessionHandle }) {
@@ -41,7 +43,7 @@ function ConnectionPill({ session }: { session: SessionHandle }) {
   );
 }
 
-export function ChatPanel({ session, onSend, readOnly = false }: Props) {
+export function ChatPanel({ session, onSend, readOnly = false, onViewChanges }: Props) {
   const { state } = session;
   const listRef = useRef<HTMLDivElement>(null);
   const stickRef = useRef(true);
@@ -90,6 +92,7 @@ export function ChatPanel({ session, onSend, readOnly = false }: Props) {
                   key={item.key}
                   item={item}
                   streaming={working && item.key === state.turnKey}
+                  onViewChanges={onViewChanges}
                 />
               );
             case "error":

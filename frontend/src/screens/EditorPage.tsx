@@ -11,6 +11,7 @@ import { Logo, ThemeToggle } from "../components/ThemeToggle";
 import { UserMenu } from "../components/UserMenu";
 import { DownloadIcon, HistoryIcon } from "../components/Icons";
 import { HistoryPanel } from "../components/HistoryPanel";
+import { DiffDialog } from "../components/DiffView";
 import { ShareButton } from "../components/ShareButton";
 import { canEdit, roleOf } from "../state/roles";
 
@@ -55,6 +56,8 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const initialPromptSent = useRef(false);
   const [historyOpen, setHistoryOpen] = useState(false);
   const closeHistory = useCallback(() => setHistoryOpen(false), []);
+  const [changes, setChanges] = useState<{ sha: string; title: string } | undefined>();
+  const viewChanges = useCallback((sha: string, title: string) => setChanges({ sha, title }), []);
   const role = project ? roleOf(project) : undefined;
   // A viewer, or someone the agent just answered `read_only` (their access changed meanwhile).
   const readOnly =
@@ -229,8 +232,17 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
         </main>
         <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
-        <ChatPanel session={session} onSend={sendPrompt} readOnly={readOnly} />
+        <ChatPanel session={session} onSend={sendPrompt} readOnly={readOnly} onViewChanges={viewChanges} />
       </div>
+      {project && changes && (
+        <DiffDialog
+          key={changes.sha}
+          projectId={project.project_id}
+          sha={changes.sha}
+          title={changes.title}
+          onClose={() => setChanges(undefined)}
+        />
+      )}
       {project && historyOpen && (
         <HistoryPanel
           projectId={project.project_id}
