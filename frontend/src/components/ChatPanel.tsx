@@ -15,6 +15,8 @@ interface Props {
   readOnly?: boolean;
   /** Open a turn's changes (its checkpoint's diff). */
   onViewChanges?: (sha: string, title: string) => void;
+  /** Chips shown in the composer (context the next message carries). */
+  composerChips?: React.ReactNode;
 }
 
 function ConnectionPill({ session }: { session: SessionHandle }) {
@@ -43,7 +45,7 @@ function ConnectionPill({ session }: { session: SessionHandle }) {
   );
 }
 
-export function ChatPanel({ session, onSend, readOnly = false, onViewChanges }: Props) {
+export function ChatPanel({ session, onSend, readOnly = false, onViewChanges, composerChips }: Props) {
   const { state } = session;
   const listRef = useRef<HTMLDivElement>(null);
   const stickRef = useRef(true);
@@ -151,6 +153,7 @@ export function ChatPanel({ session, onSend, readOnly = false, onViewChanges }: 
           models={modelChoices(state)}
           model={state.model}
           onModel={session.chooseModel}
+          chips={composerChips}
         />
       )}
     </aside>
