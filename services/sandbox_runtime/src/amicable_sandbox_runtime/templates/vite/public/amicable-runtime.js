@@ -195,12 +195,11 @@
 
   function picked(el) {
     var stamped = el.closest ? el.closest("[data-amicable-source]") : null;
-    return {
-      tag: el.tagName.toLowerCase(),
-      text: text((el.innerText || el.textContent || "").replace(/\s+/g, " ").trim(), 500) || undefined,
-      selector: text(selectorOf(el), 1000),
-      source: stamped ? stamped.getAttribute("data-amicable-source") : undefined,
-    };
+    var element = { tag: el.tagName.toLowerCase(), selector: text(selectorOf(el), 1000) };
+    var words = text((el.innerText || el.textContent || "").replace(/\s+/g, " ").trim(), 500);
+    if (words) element.text = words;
+    if (stamped) element.source = stamped.getAttribute("data-amicable-source");
+    return element;
   }
 
   document.addEventListener("mouseover", function (event) {
