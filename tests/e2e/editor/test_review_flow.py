@@ -14,6 +14,8 @@ from playwright.sync_api import expect
 from test_real_stack import APP, PREVIEW_TIMEOUT_MS, RealStack, real_stack, send
 
 pytestmark = pytest.mark.slow
+#: How long an expectation waits for the server (a loaded CI machine is slow; not a timing).
+WAIT = 60_000
 __all__ = ["real_stack"]  # the fixture, imported for this module
 
 #: A page on another origin, opened by the editor, that posts a forged pick to its opener.
@@ -48,38 +50,44 @@ def test_diff_of_a_turn_and_selecting_an_element(browser: Any, real_stack: RealS
         page.get_by_test_id("new-project-name").fill("Review")
         page.get_by_test_id("new-project-prompt").fill("Title: Hello review")
         page.get_by_test_id("new-project").click()
-        expect(page).to_have_url(re.compile(r"/p/review$"))
+        expect(page).to_have_url(re.compile(r"/p/review$"), timeout=WAIT)
         expect(frame.locator("#title")).to_have_text("Hello review", timeout=PREVIEW_TIMEOUT_MS)
 
         # The turn's card offers its changes once the checkpoint is saved.
         view = page.get_by_test_id("assistant-message").first.get_by_test_id("view-changes")
-        expect(view).to_contain_text("1 file")
+        expect(view).to_contain_text("1 file", timeout=WAIT)
         view.click()
         dialog = page.get_by_test_id("diff-dialog")
-        expect(dialog).to_contain_text("Title: Hello review")
+        expect(dialog).to_contain_text("Title: Hello review", timeout=WAIT)
         app = dialog.locator("[data-testid=diff-file][data-path='/src/App.tsx']")
-        expect(app).to_have_attribute("data-status", "modified")
-        expect(dialog.get_by_test_id("diff-view")).to_have_attribute("data-layout", "split")
-        expect(app.locator(".diff-code.add").filter(has_text="Hello review")).to_have_count(1)
+        expect(app).to_have_attribute("data-status", "modified", timeout=WAIT)
+        expect(dialog.get_by_test_id("diff-view")).to_have_attribute(
+            "data-layout", "split", timeout=WAIT
+        )
+        expect(app.locator(".diff-code.add").filter(has_text="Hello review")).to_have_count(
+            1, timeout=WAIT
+        )
         expect(app.locator(".diff-code.del").filter(has_text="Your app starts here")).to_have_count(
-            1
+            1, timeout=WAIT
         )
         screenshot(page, "review-diff")
         dialog.get_by_test_id("diff-layout-unified").click()
-        expect(app.locator("tr[data-kind=add]").filter(has_text="Hello review")).to_have_count(1)
+        expect(app.locator("tr[data-kind=add]").filter(has_text="Hello review")).to_have_count(
+            1, timeout=WAIT
+        )
         page.keyboard.press("Escape")
-        expect(dialog).to_be_hidden()
+        expect(dialog).to_be_hidden(timeout=WAIT)
 
         # The same diff from History; Escape closes the diff, not the history under it.
         page.get_by_test_id("history").click()
         history = page.get_by_test_id("history-panel")
         history.get_by_test_id("checkpoint").first.get_by_test_id("checkpoint-changes").click()
-        expect(dialog.locator("[data-path='/src/App.tsx']")).to_be_visible()
+        expect(dialog.locator("[data-path='/src/App.tsx']")).to_be_visible(timeout=WAIT)
         page.keyboard.press("Escape")
-        expect(dialog).to_be_hidden()
-        expect(history).to_be_visible()
+        expect(dialog).to_be_hidden(timeout=WAIT)
+        expect(history).to_be_visible(timeout=WAIT)
         page.keyboard.press("Escape")
-        expect(history).to_be_hidden()
+        expect(history).to_be_hidden(timeout=WAIT)
 
         # A forged pick from another origin is ignored.
         page.evaluate(
@@ -96,28 +104,28 @@ def test_diff_of_a_turn_and_selecting_an_element(browser: Any, real_stack: RealS
         popup.value.close()
         select = page.get_by_test_id("preview-select")
         select.click()  # renders after the forged message was handled
-        expect(select).to_have_attribute("aria-pressed", "true")
-        expect(page.get_by_test_id("selection-chip")).to_have_count(0)
+        expect(select).to_have_attribute("aria-pressed", "true", timeout=WAIT)
+        expect(page.get_by_test_id("selection-chip")).to_have_count(0, timeout=WAIT)
 
         # Select the heading in the preview: it becomes a chip in the composer.
         heading = frame.locator("#title")
         heading.hover()
-        expect(frame.locator("[data-amicable-select-box]")).to_be_visible()
+        expect(frame.locator("[data-amicable-select-box]")).to_be_visible(timeout=WAIT)
         heading.click()
         chip = page.get_by_test_id("selection-chip")
-        expect(chip).to_have_attribute("data-tag", "h1")
-        expect(chip).to_contain_text("Hello review")
-        expect(chip).to_contain_text(re.compile(r"src/App\.tsx:\d+"))
-        expect(select).to_have_attribute("aria-pressed", "false")
+        expect(chip).to_have_attribute("data-tag", "h1", timeout=WAIT)
+        expect(chip).to_contain_text("Hello review", timeout=WAIT)
+        expect(chip).to_contain_text(re.compile(r"src/App\.tsx:\d+"), timeout=WAIT)
+        expect(select).to_have_attribute("aria-pressed", "false", timeout=WAIT)
         screenshot(page, "review-selection")
         # The click was the editor's: the app still shows its page, nothing navigated.
-        expect(heading).to_have_text("Hello review")
+        expect(heading).to_have_text("Hello review", timeout=WAIT)
 
         asked = len(real_stack.fake.requests)
         send(page, "Make this heading blue")
-        expect(chip).to_have_count(0)  # it went with the message
+        expect(chip).to_have_count(0, timeout=WAIT)  # it went with the message
         expect(page.get_by_test_id("assistant-message").last).to_contain_text(
-            "Done: the change is in place."
+            "Done: the change is in place.", timeout=WAIT
         )
         texts = _user_texts(real_stack)[asked:]
         prompt = next(t for t in texts if "Make this heading blue" in t)
