@@ -136,7 +136,7 @@ function AssistantBubbleInner({ item, streaming, onViewChanges }: AssistantProps
         {segments}
         {empty && streaming && <div className="thinking muted">Thinking…</div>}
         {streaming && (
-          <span className="typing" aria-label="The agent is writing">
+          <span className="typing" role="img" aria-label="The agent is writing">
             <i />
             <i />
             <i />

@@ -74,6 +74,10 @@ export function ChatPanel({ session, onSend, readOnly = false, onViewChanges, co
         ref={listRef}
         data-testid="chat-list"
         aria-live="polite"
+        // Scrollable: keyboard users must be able to focus it to scroll (axe: scrollable-region-focusable).
+        tabIndex={0}
+        role="log"
+        aria-label="Messages"
         onScroll={(e) => {
           const el = e.currentTarget;
           stickRef.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;

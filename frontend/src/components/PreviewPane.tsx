@@ -17,6 +17,7 @@ import {
   type ProbeStep,
 } from "../runtimeErrors";
 import { Provisioning } from "./Provisioning";
+import { fitScale, scaledFrameStyle, useContentSize } from "./fitScale";
 import {
   DesktopIcon,
   ExternalIcon,
@@ -205,6 +206,12 @@ export function PreviewPane({
 
   const size = DEVICE_SIZES[device];
   const ready = src !== undefined;
+  // Mobile and tablet frames shrink to fit the stage (8 px bezel each side, see styles.css).
+  const stageRef = useRef<HTMLDivElement>(null);
+  const stage = useContentSize(stageRef);
+  const fixed = size.width.endsWith("px") ? { w: parseInt(size.width, 10), h: parseInt(size.height, 10) } : undefined;
+  const scale = fixed ? fitScale(stage.width, stage.height, fixed.w + 16, fixed.h + 16) : 1;
+  const frameStyle = fixed ? scaledFrameStyle(fixed.w, fixed.h, 8, scale) : { width: size.width, height: size.height };
   return (
     <section className="preview-pane" hidden={hidden} aria-label="Preview">
       <div className="preview-toolbar">
@@ -283,7 +290,7 @@ export function PreviewPane({
           ))}
         </div>
       </div>
-      <div className={`preview-stage device-${device}`}>
+      <div className={`preview-stage device-${device}`} ref={stageRef}>
         {state.busy && state.statusLine && (
           <div
             className="updating-pill"
@@ -307,7 +314,8 @@ export function PreviewPane({
             onError={() => report(previewLoadFailed(src, Date.now()))}
             title="Preview"
             src={src}
-            style={{ width: size.width, height: size.height }}
+            style={frameStyle}
+            data-scale={scale}
             sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals"
           />
         ) : (

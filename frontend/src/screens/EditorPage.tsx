@@ -16,6 +16,8 @@ import { HistoryPanel } from "../components/HistoryPanel";
 import { DiffDialog } from "../components/DiffView";
 import { ShareButton } from "../components/ShareButton";
 import { canEdit, roleOf } from "../state/roles";
+import { DatabasePane } from "../components/DatabasePane";
+import { tabProps } from "../components/roving";
 
 interface Props {
   slug: string;
@@ -23,7 +25,10 @@ interface Props {
   onToggleTheme: () => void;
 }
 
-type View = "preview" | "code";
+type View = "preview" | "code" | "database";
+/** On phones one pane at a time: the chat, or the main view (preview, code or database). */
+type PhonePane = "chat" | View;
+const VIEW_LABELS: Record<View, string> = { preview: "Preview", code: "Code", database: "Database" };
 
 function readInitialPrompt(): string | undefined {
   const state: unknown = window.history.state;
@@ -49,6 +54,12 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     if (v === "code") setCodeVisited(true);
     setViewState(v);
   };
+  const [phoneChat, setPhoneChat] = useState(true);
+  const phonePane: PhonePane = phoneChat ? "chat" : view;
+  const setPhonePane = (p: PhonePane) => {
+    setPhoneChat(p === "chat");
+    if (p !== "chat") setView(p);
+  };
   const [device, setDevice] = useState<Device>("desktop");
   const [previewPath, setPreviewPath] = useState("/");
   // Click-to-select: the preview's Select mode, and the element picked for the next message.
@@ -57,6 +68,9 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
   const session = useSession(project?.project_id);
   const { state, send, dispatch } = session;
+  // The main view's tabs: the database only for a project that has one.
+  const views: View[] = state.init?.db ? ["preview", "code", "database"] : ["preview", "code"];
+  const phonePanes: PhonePane[] = ["chat", ...views];
   useSignOutOnPolicyClose(session.connection);
   const initialPromptSent = useRef(false);
   const [historyOpen, setHistoryOpen] = useState(false);
@@ -150,7 +164,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     return (
       <div className="center-page">
         <div className="card notice-card">
-          <h2>{loadError}</h2>
+          <h1>{loadError}</h1>
           <p className="muted">The project “{slug}” does not exist or you cannot open it.</p>
           <a className="btn primary" href="/">
             Back to projects
@@ -161,12 +175,17 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   }
 
   return (
-    <div className="editor-page" style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}>
+    <div
+      className={`editor-page phone-${phoneChat ? "chat" : "main"}`}
+      style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}
+    >
       <header className="topbar">
         <Logo />
         <div className="project-title">
-          <strong data-testid="project-name">{state.init?.project.name ?? project?.name ?? slug}</strong>
-          <span className="muted">/{state.init?.project.slug ?? slug}</span>
+          <h1 className="project-name" data-testid="project-name">
+            {state.init?.project.name ?? project?.name ?? slug}
+          </h1>
+          <span className="muted project-slug">/{state.init?.project.slug ?? slug}</span>
           {readOnly && (
             <span className="badge" data-testid="read-only-badge" title="Ask the owner for edit access to make changes">
               View only
@@ -174,24 +193,16 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           )}
         </div>
         <nav className="view-tabs" role="tablist" aria-label="Main view">
-          <button
-            role="tab"
-            aria-selected={view === "preview"}
-            className={view === "preview" ? "tab active" : "tab"}
-            data-testid="tab-preview"
-            onClick={() => setView("preview")}
-          >
-            Preview
-          </button>
-          <button
-            role="tab"
-            aria-selected={view === "code"}
-            className={view === "code" ? "tab active" : "tab"}
-            data-testid="tab-code"
-            onClick={() => setView("code")}
-          >
-            Code
-          </button>
+          {views.map((v) => (
+            <button
+              key={v}
+              className={view === v ? "tab active" : "tab"}
+              data-testid={`tab-${v}`}
+              {...tabProps("view", views, view, setView, v)}
+            >
+              {VIEW_LABELS[v]}
+            </button>
+          ))}
         </nav>
         <div className="topbar-right">
           {project && role && <ShareButton projectId={project.project_id} projectName={project.name} role={role} />}
@@ -222,6 +233,18 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           <UserMenu />
         </div>
       </header>
+      <nav className="phone-tabs" role="tablist" aria-label="Pane">
+        {phonePanes.map((p) => (
+          <button
+            key={p}
+            className={phonePane === p ? "tab active" : "tab"}
+            data-testid={`phone-tab-${p}`}
+            {...tabProps("phone", phonePanes, phonePane, setPhonePane, p)}
+          >
+            {p === "chat" ? "Chat" : VIEW_LABELS[p]}
+          </button>
+        ))}
+      </nav>
       <div className="editor-body">
         <main className="main-view">
           <PreviewPane
@@ -243,12 +266,21 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
                 hidden={view !== "code"}
                 projectId={project.project_id}
                 agentWrites={state.agentWrites}
+                restoreWrites={state.restoreWrites}
                 theme={theme}
                 readOnly={readOnly}
               />
             </Suspense>
           )}
           {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
+          {project && state.init?.db && (
+            <DatabasePane
+              hidden={view !== "database"}
+              projectId={project.project_id}
+              readOnly={readOnly}
+              version={state.historyVersion}
+            />
+          )}
         </main>
         <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
         <ChatPanel

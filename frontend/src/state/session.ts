@@ -103,6 +103,8 @@ export interface SessionState {
   previewReloads: number;
   /** Public path -> how many times the agent wrote it (the code pane compares counters). */
   agentWrites: Record<string, number>;
+  /** Public path -> how many History restores changed it (so the code pane can say which). */
+  restoreWrites: Record<string, number>;
   lastUsage?: Usage;
   /** The project's model (its id in `init.models`): the agent's, or the picker's choice. */
   model?: string;
@@ -118,6 +120,7 @@ export const initialSession: SessionState = {
   cancelling: false,
   previewReloads: 0,
   agentWrites: {},
+  restoreWrites: {},
   historyVersion: 0,
 };
 
@@ -302,13 +305,13 @@ function attachCheckpoint(state: SessionState, event: TraceEvent): SessionState 
 
 /** The files were restored to a checkpoint: say so, reload the preview and changed files. */
 function applyRestore(state: SessionState, notice: RestoreNotice, id: string): SessionState {
-  const agentWrites = { ...state.agentWrites };
-  for (const path of notice.changedPaths) agentWrites[path] = (agentWrites[path] ?? 0) + 1;
+  const restoreWrites = { ...state.restoreWrites };
+  for (const path of notice.changedPaths) restoreWrites[path] = (restoreWrites[path] ?? 0) + 1;
   const item: NoticeItem = { kind: "notice", key: `notice-${id}`, text: notice.text };
   return {
     ...state,
     items: [...state.items, item],
-    agentWrites,
+    restoreWrites,
     previewReloads: state.previewReloads + 1,
     historyVersion: state.historyVersion + 1,
   };

@@ -85,7 +85,9 @@ def test_device_toggles_resize_the_preview(page: Any, fake_agent: FakeAgentHandl
 
     page.get_by_test_id("device-mobile").click()
     expect(inner_width).to_have_text("width 390")
-    assert round(frame.bounding_box()["width"]) == 390 + 16  # 8px device bezel on each side
+    # 8px device bezel on each side, scaled down to fit the stage's height (see data-scale).
+    scale = float(frame.get_attribute("data-scale") or "1")
+    assert round(frame.bounding_box()["width"]) == round((390 + 16) * scale)
     screenshot(page, "preview-mobile")
 
     page.get_by_test_id("device-tablet").click()

@@ -30,6 +30,7 @@ from .gitsync import open_git_sync
 from .http.app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
 from .http.state import AppState
 from .http.ws_server import WebSocketLane
+from .loop.small_tasks import SmallTasks
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
@@ -197,6 +198,7 @@ async def serve(
             ),
             browser=browser,
             snapshots=Snapshots(snapshot_store),
+            small=_small_tasks(engine),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))
@@ -267,3 +269,9 @@ def check_exposure(config: AgentConfig) -> None:
         "address (AMICABLE_INSECURE_NO_AUTH=1)",
         config.host,
     )
+
+
+def _small_tasks(engine: TurnEngine | None) -> SmallTasks | None:
+    """The engine's small-model tasks (commit subjects), when it has them."""
+    small = getattr(engine, "small", None)
+    return small if isinstance(small, SmallTasks) else None
