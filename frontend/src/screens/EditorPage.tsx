@@ -76,7 +76,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const [historyOpen, setHistoryOpen] = useState(false);
   const closeHistory = useCallback(() => setHistoryOpen(false), []);
   const [changes, setChanges] = useState<{ sha: string; title: string } | undefined>();
-  const viewChanges = useCallback((sha: string, title: string) => setChanges({ sha, title }), []);
+  const viewChanges = useCallback((sha: string, title: string) => setChanges({ sha, title }), [setChanges]);
   const role = project ? roleOf(project) : undefined;
   // A viewer, or someone the agent just answered `read_only` (their access changed meanwhile).
   const readOnly =
