@@ -27,13 +27,16 @@ FORGE = (
 
 
 def _user_texts(stack: RealStack) -> list[str]:
-    """The text of the last user message of every request the fake model received."""
+    """The text of every user message of every request the fake model received."""
     out = []
-    for request in list(stack.fake.requests):
-        content = request.body["messages"][-1]["content"]
-        if isinstance(content, list):
-            content = "\n".join(b.get("text", "") for b in content if isinstance(b, dict))
-        out.append(content)
+    for index in range(len(stack.fake.requests)):
+        for message in stack.fake.view(index)["messages"]:
+            content = message["content"]
+            if message["role"] != "user":
+                continue
+            if isinstance(content, list):
+                content = "\n".join(b.get("text", "") for b in content if isinstance(b, dict))
+            out.append(content)
     return out
 
 
@@ -121,14 +124,15 @@ def test_diff_of_a_turn_and_selecting_an_element(browser: Any, real_stack: RealS
         # The click was the editor's: the app still shows its page, nothing navigated.
         expect(heading).to_have_text("Hello review", timeout=WAIT)
 
-        asked = len(real_stack.fake.requests)
         send(page, "Make this heading blue")
         expect(chip).to_have_count(0, timeout=WAIT)  # it went with the message
-        expect(page.get_by_test_id("assistant-message").last).to_contain_text(
-            "Done: the change is in place.", timeout=WAIT
-        )
-        texts = _user_texts(real_stack)[asked:]
-        prompt = next(t for t in texts if "Make this heading blue" in t)
+        # The second turn's own bubble (the first one also ends with "Done").
+        answers = page.get_by_test_id("assistant-message")
+        expect(answers).to_have_count(2, timeout=WAIT)
+        expect(answers.nth(1)).to_contain_text("Done: the change is in place.", timeout=WAIT)
+        texts = _user_texts(real_stack)
+        prompt = next((t for t in texts if "Make this heading blue" in t), None)
+        assert prompt is not None, texts
         assert "- selected_element: the user picked this element in the preview" in prompt
         assert '  - tag: "h1"\n  - selector: "#title"\n' in prompt
         assert '  - text: "Hello review"' in prompt
