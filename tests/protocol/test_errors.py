@@ -159,3 +159,24 @@ def test_repr_shows_code_and_message() -> None:
     assert (
         repr(_error("{}")) == "ProtocolError(code='invalid_field', message='type must be a string')"
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"), [("tag", 64), ("selector", 1000), ("text", 500), ("source", 500)]
+)
+def test_a_selected_element_over_its_limits_is_refused(field: str, limit: int) -> None:
+    selected = {"tag": "h1", "selector": "#title", field: "x" * (limit + 1)}
+    error = _error(_user(text="make it blue", ui_context={"selected_element": selected}))
+    assert error.code == "too_large"
+    assert error.message == (
+        f"data.ui_context.selected_element.{field} has {limit + 1} characters; "
+        f"at most {limit} are accepted"
+    )
+    selected[field] = "x" * limit
+    decode_client_frame(_user(text="make it blue", ui_context={"selected_element": selected}))
+
+
+def test_a_selected_element_needs_a_tag_and_a_selector() -> None:
+    error = _error(_user(text="hi", ui_context={"selected_element": {"tag": "h1"}}))
+    assert error.code == "invalid_field"
+    assert "selected_element.selector" in error.message

@@ -212,3 +212,91 @@ def _overlay_paths(page: Any, sites: tuple[str, str, Path, Path]) -> None:
     assert error["stack"] == "/src/App.tsx:3:7"
     shown = page.frame_locator("#preview").locator("vite-error-overlay .message-body")
     assert shown.inner_text() == "Unexpected token (3:7) in /src/App.tsx"
+
+
+SELECT_CHILD = """<!doctype html><html><head>
+<script src="/amicable-runtime.js"></script>
+</head><body>
+<main><section>
+<h1 data-amicable-source="src/App.tsx:7">Pick   me</h1>
+<button id="b" onclick="window.clicks = (window.clicks || 0) + 1">Press</button>
+<p>one</p><p>two</p>
+</section></main>
+</body></html>"""
+
+
+def test_select_mode_reports_the_clicked_element_to_the_editor_only(
+    sites: tuple[str, str, Path, Path],
+) -> None:
+    _with_page(lambda page: _select_mode(page, sites))
+
+
+def _select_mode(page: Any, sites: tuple[str, str, Path, Path]) -> None:
+    parent_origin, child_origin, parent_dir, child_dir = sites
+    (child_dir / "select.html").write_text(SELECT_CHILD)
+    child_url = f"{child_origin}/select.html?amicableParentOrigin={parent_origin}"
+    (parent_dir / "index.html").write_text(PARENT.replace("CHILD_URL", child_url))
+    page.goto(f"{parent_origin}/index.html")
+    frame = page.frame_locator("#preview")
+    frame.locator("h1").wait_for()
+    child = next(f for f in page.frames if f.url.startswith(child_origin))
+
+    def post_from_parent(enabled: bool) -> None:
+        page.evaluate(
+            "([origin, enabled]) => document.getElementById('preview').contentWindow"
+            ".postMessage({type: 'amicable_select_mode', enabled}, origin)",
+            [child_origin, enabled],
+        )
+
+    # A page of another origin (here: the preview itself, as a nested window of a foreign
+    # page would) cannot turn Select mode on: clicks still reach the app.
+    child.evaluate("window.postMessage({type: 'amicable_select_mode', enabled: true}, '*')")
+    frame.locator("#b").click()
+    assert child.evaluate("window.clicks") == 1
+    assert child.evaluate("document.documentElement.style.cursor") == ""
+
+    post_from_parent(True)
+    child.wait_for_function("() => document.documentElement.style.cursor === 'crosshair'")
+    frame.locator("p").nth(1).hover()
+    box = frame.locator("[data-amicable-select-box]")
+    box.wait_for()
+    # The click picks the element; the app's own handler never runs.
+    frame.locator("#b").click()
+    page.wait_for_function(
+        "() => window.__msgs.some(m => m.data.type === 'amicable_element_selected')"
+    )
+    assert child.evaluate("window.clicks") == 1
+    post_from_parent(True)
+    child.wait_for_function("() => document.documentElement.style.cursor === 'crosshair'")
+    frame.locator("h1").click()
+    page.wait_for_function(
+        "() => window.__msgs.filter(m => m.data.type === 'amicable_element_selected').length === 2"
+    )
+    picks = [
+        m
+        for m in page.evaluate("window.__msgs")
+        if m["data"]["type"] == "amicable_element_selected"
+    ]
+    assert {m["origin"] for m in picks} == {child_origin}
+    button, heading = (m["data"]["element"] for m in picks)
+    assert button == {"tag": "button", "text": "Press", "selector": "#b"}
+    assert heading == {
+        "tag": "h1",
+        "text": "Pick me",
+        "selector": "body > main:nth-of-type(1) > section:nth-of-type(1) > h1:nth-of-type(1)",
+        "source": "src/App.tsx:7",
+    }
+    # The selector finds the element again; Select mode ended with the pick.
+    assert (
+        child.evaluate(f"document.querySelector({heading['selector']!r}).textContent")
+        == "Pick   me"
+    )
+    assert child.evaluate("document.documentElement.style.cursor") == ""
+
+    # Escape leaves Select mode and says so.
+    post_from_parent(True)
+    child.wait_for_function("() => document.documentElement.style.cursor === 'crosshair'")
+    frame.locator("h1").press("Escape")
+    page.wait_for_function(
+        "() => window.__msgs.some(m => m.data.type === 'amicable_select_cancelled')"
+    )

@@ -2,7 +2,7 @@
  * JSON API of the agent: projects (upstream §2.3) and the sandbox file system (§2.5).
  */
 import { editorConfig } from "../config";
-import type { TurnPage } from "../protocol/types.gen";
+import type { CheckpointDiff, TurnPage } from "../protocol/types.gen";
 
 export class ApiError extends Error {
   constructor(
@@ -167,6 +167,8 @@ export function checkpointsApi(projectId: string) {
   return {
     list: () => request<{ checkpoints: Checkpoint[] }>("GET", base).then((r) => r.checkpoints),
     restore: (sha: string) => request<RestoreResult>("POST", `${base}/${encodeURIComponent(sha)}/restore`),
+    /** What the checkpoint changed against the one before it (size-capped by the agent). */
+    diff: (sha: string) => request<CheckpointDiff>("GET", `${base}/${encodeURIComponent(sha)}/diff`),
   };
 }
 

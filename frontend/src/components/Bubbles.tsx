@@ -143,7 +143,14 @@ function MarkdownText({ text }: { text: string }) {
   );
 }
 
-function AssistantBubbleInner({ item, streaming }: { item: AssistantItem; streaming: boolean }) {
+interface AssistantProps {
+  item: AssistantItem;
+  streaming: boolean;
+  /** Open the changes of this turn's checkpoint (shown once the checkpoint is saved). */
+  onViewChanges?: (sha: string, title: string) => void;
+}
+
+function AssistantBubbleInner({ item, streaming, onViewChanges }: AssistantProps) {
   const { markdown, blocks } = parseAssistantText(item.text);
   const segments: React.ReactNode[] = [];
   let cursor = 0;
@@ -181,6 +188,18 @@ function AssistantBubbleInner({ item, streaming }: { item: AssistantItem; stream
               <p className="muted small">Written by Amicable from the turn's tool calls, not by the model.</p>
             )}
           </details>
+        )}
+        {item.checkpoint && onViewChanges && (
+          <div className="turn-actions">
+            <button
+              className="btn small ghost"
+              data-testid="view-changes"
+              data-sha={item.checkpoint.sha}
+              onClick={() => item.checkpoint && onViewChanges(item.checkpoint.sha, item.checkpoint.title)}
+            >
+              View changes ({item.checkpoint.filesChanged} file{item.checkpoint.filesChanged === 1 ? "" : "s"})
+            </button>
+          </div>
         )}
         {item.usage && (item.usage.input_tokens > 0 || item.usage.output_tokens > 0) && (
           <div className="usage-line muted small" data-testid="usage">

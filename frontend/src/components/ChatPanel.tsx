@@ -23,6 +23,10 @@ interface Props {
   onSend: (text: string, blocks: ContentBlock[]) => boolean;
   /** A viewer: a calm note instead of the prompt input, approvals left to editors. */
   readOnly?: boolean;
+  /** Open a turn's changes (its checkpoint's diff). */
+  onViewChanges?: (sha: string, title: string) => void;
+  /** Chips shown in the composer (context the next message carries). */
+  composerChips?: React.ReactNode;
 }
 
 function ConnectionPill({ session }: { session: SessionHandle }) {
@@ -51,7 +55,7 @@ function ConnectionPill({ session }: { session: SessionHandle }) {
   );
 }
 
-export function ChatPanel({ session, onSend, readOnly = false }: Props) {
+export function ChatPanel({ session, onSend, readOnly = false, onViewChanges, composerChips }: Props) {
   const { state } = session;
   const listRef = useRef<HTMLDivElement>(null);
   const stickRef = useRef(true);
@@ -141,6 +145,7 @@ export function ChatPanel({ session, onSend, readOnly = false }: Props) {
                   key={item.key}
                   item={item}
                   streaming={working && item.key === state.turnKey}
+                  onViewChanges={onViewChanges}
                 />
               );
             case "error":
@@ -226,6 +231,7 @@ export function ChatPanel({ session, onSend, readOnly = false }: Props) {
           models={modelChoices(state)}
           model={state.model}
           onModel={session.chooseModel}
+          chips={composerChips}
         />
       )}
     </aside>

@@ -2,7 +2,7 @@
  * The prompt input: Enter sends, Shift+Enter adds a line, image attachments, Stop; the
  * project's model picker and its running cost.
  */
-import { useRef, useState } from "react";
+import { useRef, useState, type ReactNode } from "react";
 import type { ContentBlock, ImageBlock, ModelChoice, SpendSummary, Usage } from "../protocol/messages";
 import { ClipIcon, StopIcon } from "./Icons";
 import { formatMoney, formatTokens } from "../state/format";
@@ -27,6 +27,8 @@ interface Props {
   models?: ModelChoice[];
   model?: string;
   onModel?: (id: string) => void;
+  /** Context the next message carries (e.g. the element picked in the preview), as chips. */
+  chips?: ReactNode;
 }
 
 const money = formatMoney;
@@ -101,6 +103,7 @@ export function Composer(props: Props) {
 
   return (
     <div className="composer">
+      {props.chips && <div className="composer-chips">{props.chips}</div>}
       {images.length > 0 && (
         <div className="attachments" data-testid="attachments">
           {images.map((img, idx) => (

@@ -1,12 +1,13 @@
 /**
  * The project's history: its checkpoints (one per turn that changed files, newest first),
- * each with a Restore button. Restoring asks for confirmation; it is disabled while a turn
+ * each with its changes (a diff) and a Restore button. Restoring asks for confirmation; it is disabled while a turn
  * runs or an approval is pending. The list reloads when `version` changes.
  */
 import { useCallback, useEffect, useState } from "react";
 import { ApiError, checkpointsApi, type Checkpoint } from "../api/http";
 import { filesChanged, historyErrorMessage, relativeTime, skippedNote } from "../state/checkpoints";
 import { ConfirmDialog, Modal } from "./Dialog";
+import { DiffDialog } from "./DiffView";
 
 interface Props {
   projectId: string;
@@ -26,6 +27,7 @@ function describe(err: unknown): string {
 export function HistoryPanel({ projectId, blockedReason, version, onClose }: Props) {
   const [load, setLoad] = useState<Load>({ kind: "loading" });
   const [confirming, setConfirming] = useState<Checkpoint | undefined>();
+  const [viewing, setViewing] = useState<Checkpoint | undefined>();
   const [restoring, setRestoring] = useState(false);
   const [message, setMessage] = useState<{ text: string; bad: boolean } | undefined>();
   const api = checkpointsApi(projectId);
@@ -67,7 +69,7 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
   const disabled = restoring || blockedReason !== undefined;
   return (
     <>
-      <Modal label="History" testId="history-panel" className="history-dialog" onClose={onClose} escape={!confirming}>
+      <Modal label="History" testId="history-panel" className="history-dialog" onClose={onClose} escape={!confirming && !viewing}>
         <div className="history-head">
           <h3>History</h3>
           <button className="btn small ghost" onClick={onClose} data-testid="history-close">
@@ -121,6 +123,14 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
                   )}
                 </div>
                 <button
+                  className="btn small ghost"
+                  title="See what this checkpoint changed"
+                  onClick={() => setViewing(cp)}
+                  data-testid="checkpoint-changes"
+                >
+                  Changes
+                </button>
+                <button
                   className="btn small"
                   disabled={disabled}
                   title={blockedReason ?? "Bring back the files of this checkpoint"}
@@ -134,6 +144,11 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
           </ul>
         )}
       </Modal>
+      {viewing && (
+        <DiffDialog
+          key={viewing.sha}
+          projectId={projectId} sha={viewing.sha} title={viewing.title} onClose={() => setViewing(undefined)} />
+      )}
       {confirming && (
         <ConfirmDialog
           title="Restore this checkpoint?"

@@ -1,6 +1,13 @@
 /** The live preview: provisioning progress, address bar, device toggles and the iframe. */
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { RuntimeErrorInfo } from "../protocol/messages";
+import type { SelectedElement } from "../protocol/types.gen";
+import {
+  normaliseSelection,
+  SELECT_CANCELLED_MESSAGE,
+  SELECT_MODE_MESSAGE,
+  SELECTED_MESSAGE,
+} from "../selection";
 import type { SessionState } from "../state/session";
 import {
   BridgeProbe,
@@ -41,6 +48,10 @@ interface Props {
   onRuntimeError: (error: RuntimeErrorInfo) => void;
   /** "Fix it" on the error banner: start a repair turn for this error (absent: viewers). */
   onFixError?: (error: RuntimeErrorInfo) => void;
+  /** "Select" mode: the preview outlines elements and reports the one clicked. */
+  selecting?: boolean;
+  onSelecting?: (on: boolean) => void;
+  onSelect?: (element: SelectedElement) => void;
 }
 
 /** The iframe URL: `path` below the preview base URL (which may itself have a path). */
@@ -110,6 +121,9 @@ export function PreviewPane({
   onPath,
   onRuntimeError,
   onFixError,
+  selecting = false,
+  onSelecting,
+  onSelect,
 }: Props) {
   const [manualReloads, setManualReloads] = useState(0);
   const [draftPath, setDraftPath] = useState(path);
@@ -182,7 +196,22 @@ export function PreviewPane({
     };
   }, [frameKey, probe]);
 
-  // Runtime errors and location updates from the injected bridge (only from the preview origin).
+  /** Tell the preview's bridge to enter or leave Select mode (only the preview's origin hears it). */
+  const postSelectMode = useCallback(
+    (on: boolean) => {
+      if (!previewOrigin) return;
+      try {
+        iframeRef.current?.contentWindow?.postMessage({ type: SELECT_MODE_MESSAGE, enabled: on }, previewOrigin);
+      } catch {
+        /* the frame went away; its next load gets the mode again */
+      }
+    },
+    [previewOrigin],
+  );
+  useEffect(() => postSelectMode(selecting), [selecting, postSelectMode, frameKey]);
+
+  // Runtime errors, locations and picked elements from the injected bridge (only from the
+  // preview origin and the preview's own frame: anything else is ignored).
   useEffect(() => {
     if (!previewOrigin) return;
     const onMessage = (event: MessageEvent) => {
@@ -206,6 +235,12 @@ export function PreviewPane({
           clearTimeout(probeTimer.current);
           setBridgeResult({ key: frameKeyRef.current, state: "ok" });
         }
+      } else if (rec.type === SELECTED_MESSAGE) {
+        const element = normaliseSelection((data as { element?: unknown }).element);
+        if (element) onSelect?.(element);
+        onSelecting?.(false);
+      } else if (rec.type === SELECT_CANCELLED_MESSAGE) {
+        onSelecting?.(false);
       } else if (
         rec.type === "amicable_location" &&
         typeof rec.path === "string"
@@ -217,7 +252,7 @@ export function PreviewPane({
     };
     window.addEventListener("message", onMessage);
     return () => window.removeEventListener("message", onMessage);
-  }, [base, previewOrigin, probe, report]);
+  }, [base, previewOrigin, probe, report, onSelect, onSelecting]);
 
   const size = DEVICE_SIZES[device];
   const ready = src !== undefined;
@@ -271,6 +306,18 @@ export function PreviewPane({
         >
           <ExternalIcon />
         </a>
+        {onSelecting && (
+          <button
+            className={selecting ? "btn small active" : "btn small ghost"}
+            aria-pressed={selecting}
+            title={selecting ? "Stop selecting (Esc)" : "Select an element in the preview to ask for a change to it"}
+            data-testid="preview-select"
+            disabled={!ready}
+            onClick={() => onSelecting(!selecting)}
+          >
+            {selecting ? "Selecting…" : "Select"}
+          </button>
+        )}
         <div className="device-toggles" role="group" aria-label="Device">
           {(Object.keys(DEVICE_SIZES) as Device[]).map((d) => (
             <button
@@ -324,6 +371,7 @@ export function PreviewPane({
             data-bridge={bridge}
             onLoad={() => {
               setBridgeResult({ key: frameKey, state: "probing" });
+              if (selecting) postSelectMode(true);
               runProbe(frameKey, probe.start("load", src));
             }}
             onError={() => report(previewLoadFailed(src, Date.now()))}

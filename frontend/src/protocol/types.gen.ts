@@ -73,6 +73,7 @@ export type ServerMessage =
 export interface AmicableProtocol {
   ActionRequest?: ActionRequest;
   CancelData?: CancelData;
+  CheckpointDiff?: CheckpointDiff;
   ClientCancelMessage?: ClientCancelMessage;
   ClientDequeueMessage?: ClientDequeueMessage;
   ClientHitlResponseMessage?: ClientHitlResponseMessage;
@@ -83,6 +84,7 @@ export interface AmicableProtocol {
   ClientUserMessage?: ClientUserMessage;
   DbInfo?: DbInfo;
   DequeueData?: DequeueData;
+  DiffHunk?: DiffHunk;
   EditRequest?: EditRequest;
   EditResult?: EditResult;
   EditedAction?: EditedAction;
@@ -93,6 +95,7 @@ export interface AmicableProtocol {
   ExecOutput?: ExecOutput;
   ExecRequest?: ExecRequest;
   ExecResult?: ExecResult;
+  FileDiff?: FileDiff;
   GitInfo?: GitInfo;
   GlobRequest?: GlobRequest;
   GlobResult?: GlobResult;
@@ -126,6 +129,7 @@ export interface AmicableProtocol {
   RuntimeErrorData?: RuntimeErrorData;
   RuntimeErrorInfo?: RuntimeErrorInfo;
   SandboxStatus?: SandboxStatus;
+  SelectedElement?: SelectedElement;
   ServerAgentFinalMessage?: ServerAgentFinalMessage;
   ServerAgentPartialMessage?: ServerAgentPartialMessage;
   ServerErrorMessage?: ServerErrorMessage;
@@ -175,6 +179,81 @@ export interface ActionRequest {
  */
 export interface CancelData {
   session_id?: string | null;
+}
+/**
+ * ``GET /api/sandbox/<id>/checkpoints/<sha>/diff``: what a checkpoint changed.
+ *
+ * Attributes:
+ *     sha: the checkpoint's full id.
+ *     parent: the checkpoint before it (None for the first: the diff is against nothing).
+ *     title: the checkpoint's title.
+ *     files_changed: how many files changed (all of them, even when ``files`` lists fewer).
+ *     additions: lines added in all files.
+ *     deletions: lines removed in all files.
+ *     files: the changed files, in git's order (path order).
+ *     truncated: something was left out: a file's hunks (``too_large``) or files past
+ *         the listing cap (``files_changed > len(files)``).
+ *     max_diff_bytes: the cap of the whole diff's text.
+ *     max_file_diff_bytes: the cap of one file's diff text.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "CheckpointDiff".
+ */
+export interface CheckpointDiff {
+  additions: number;
+  deletions: number;
+  files: FileDiff[];
+  files_changed: number;
+  max_diff_bytes: number;
+  max_file_diff_bytes: number;
+  parent: string | null;
+  sha: string;
+  title: string;
+  truncated: boolean;
+}
+/**
+ * One changed file of a checkpoint.
+ *
+ * Attributes:
+ *     path: its workspace path after the change (``/src/App.tsx``).
+ *     status: how it changed.
+ *     old_path: the path before a rename or copy.
+ *     binary: git treats it as binary (no hunks; named only).
+ *     additions: lines added (0 for binary files).
+ *     deletions: lines removed.
+ *     too_large: its hunks were left out (the file's diff, or the checkpoint's, is over
+ *         the size cap); the counts are still right.
+ *     hunks: the unified diff.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "FileDiff".
+ */
+export interface FileDiff {
+  additions?: number;
+  binary?: boolean;
+  deletions?: number;
+  hunks?: DiffHunk[];
+  old_path?: string | null;
+  path: string;
+  status: "added" | "modified" | "deleted" | "renamed" | "copied" | "type_changed";
+  too_large?: boolean;
+}
+/**
+ * One ``@@ -old_start,old_lines +new_start,new_lines @@ header`` block of a unified diff.
+ *
+ * ``lines`` are the hunk's lines as git prints them: each starts with ``" "`` (context),
+ * ``"+"``, ``"-"`` or ``"\"`` (``\ No newline at end of file``).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "DiffHunk".
+ */
+export interface DiffHunk {
+  header: string;
+  lines: string[];
+  new_lines: number;
+  new_start: number;
+  old_lines: number;
+  old_start: number;
 }
 /**
  * Client message 'cancel'.
@@ -389,8 +468,28 @@ export interface UiContext {
   device_type?: string | null;
   preview_path?: string | null;
   selected_design_approach_id?: string | null;
+  selected_element?: SelectedElement | null;
   viewport_height?: number | null;
   viewport_width?: number | null;
+}
+/**
+ * Extension: an element the user picked in the preview ("Select" mode).
+ *
+ * Attributes:
+ *     tag: its tag name, lower case (``h1``).
+ *     selector: a CSS selector that finds it again (ids and ``data-testid`` first, else
+ *         ``nth-of-type`` steps from the nearest such ancestor).
+ *     text: the start of its visible text.
+ *     source: ``src/App.tsx:12`` when the dev build stamped ``data-amicable-source`` on it.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "SelectedElement".
+ */
+export interface SelectedElement {
+  selector: string;
+  source?: string | null;
+  tag: string;
+  text?: string | null;
 }
 /**
  * The app database of an INIT (present when the agent has Hasura configured).

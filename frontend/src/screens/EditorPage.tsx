@@ -2,6 +2,8 @@
 import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 import { ApiError, downloadUrl, projectsApi, type ProjectSummary } from "../api/http";
 import type { ClientDataMap, ContentBlock, UiContext } from "../protocol/messages";
+import type { SelectedElement } from "../protocol/types.gen";
+import { SelectionChip } from "../components/SelectionChip";
 import { useSession } from "../state/useSession";
 import { useSignOutOnPolicyClose } from "../state/useAuth";
 import type { Theme } from "../theme";
@@ -11,6 +13,7 @@ import { Logo, ThemeToggle } from "../components/ThemeToggle";
 import { UserMenu } from "../components/UserMenu";
 import { DownloadIcon, HistoryIcon } from "../components/Icons";
 import { HistoryPanel } from "../components/HistoryPanel";
+import { DiffDialog } from "../components/DiffView";
 import { ShareButton } from "../components/ShareButton";
 import { canEdit, roleOf } from "../state/roles";
 import { DatabasePane } from "../components/DatabasePane";
@@ -59,6 +62,9 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   };
   const [device, setDevice] = useState<Device>("desktop");
   const [previewPath, setPreviewPath] = useState("/");
+  // Click-to-select: the preview's Select mode, and the element picked for the next message.
+  const [selecting, setSelecting] = useState(false);
+  const [selected, setSelected] = useState<SelectedElement | undefined>();
   const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
   const session = useSession(project?.project_id);
   const { state, send, dispatch } = session;
@@ -69,6 +75,8 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const initialPromptSent = useRef(false);
   const [historyOpen, setHistoryOpen] = useState(false);
   const closeHistory = useCallback(() => setHistoryOpen(false), []);
+  const [changes, setChanges] = useState<{ sha: string; title: string } | undefined>();
+  const viewChanges = useCallback((sha: string, title: string) => setChanges({ sha, title }), [setChanges]);
   const role = project ? roleOf(project) : undefined;
   // A viewer, or someone the agent just answered `read_only` (their access changed meanwhile).
   const readOnly =
@@ -96,6 +104,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   const sendPrompt = useCallback(
     (text: string, blocks: ContentBlock[]) => {
       const ui: UiContext = { active_view: view, preview_path: previewPath, device_type: device };
+      if (selected) ui.selected_element = selected;
       const size = DEVICE_SIZES[device];
       if (size.width.endsWith("px")) {
         ui.viewport_width = parseInt(size.width, 10);
@@ -110,7 +119,17 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
       dispatch({ type: "local/user", key, text, blocks });
       return true;
     },
-    [send, dispatch, view, previewPath, device, state.model, state.init?.models],
+    [send, dispatch, view, previewPath, device, selected, state.model, state.init?.models],
+  );
+
+  // A message from the composer takes the picked element with it.
+  const sendFromComposer = useCallback(
+    (text: string, blocks: ContentBlock[]) => {
+      const sent = sendPrompt(text, blocks);
+      if (sent) setSelected(undefined);
+      return sent;
+    },
+    [sendPrompt],
   );
 
   // The first prompt from the projects page is sent once the new project's sandbox exists.
@@ -240,6 +259,9 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             // A viewer's preview does not report errors: the agent may start a turn to fix them.
             onRuntimeError={(error) => !readOnly && send("runtime_error", { error })}
             onFixError={readOnly ? undefined : (error) => send("runtime_error", { error, requested: true })}
+            selecting={selecting}
+            onSelecting={readOnly ? undefined : setSelecting}
+            onSelect={setSelected}
           />
           {project && state.init && (codeVisited || view === "code") && (
             <Suspense fallback={<div className="pane-placeholder muted">Loading the code editor…</div>}>
@@ -264,8 +286,25 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           )}
         </main>
         <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
-        <ChatPanel session={session} onSend={sendPrompt} readOnly={readOnly} />
+        <ChatPanel
+          session={session}
+          onSend={sendFromComposer}
+          readOnly={readOnly}
+          onViewChanges={viewChanges}
+          composerChips={
+            selected && <SelectionChip element={selected} onRemove={() => setSelected(undefined)} />
+          }
+        />
       </div>
+      {project && changes && (
+        <DiffDialog
+          key={changes.sha}
+          projectId={project.project_id}
+          sha={changes.sha}
+          title={changes.title}
+          onClose={() => setChanges(undefined)}
+        />
+      )}
       {project && historyOpen && (
         <HistoryPanel
           projectId={project.project_id}

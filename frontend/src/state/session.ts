@@ -57,6 +57,15 @@ export interface AssistantItem {
   /** Who wrote `reasoning`: the platform (from what the turn did) or the model itself. */
   reasoningBy?: "platform" | "model";
   usage?: Usage;
+  /** The checkpoint saved after this turn (its changes can be viewed). */
+  checkpoint?: TurnCheckpoint;
+}
+
+/** The checkpoint a turn's changes were saved in (from the `checkpoint` trace_event). */
+export interface TurnCheckpoint {
+  sha: string;
+  title: string;
+  filesChanged: number;
 }
 
 export interface UserItem {
@@ -411,6 +420,25 @@ function applyTurnEnded(state: SessionState, data: TurnEnded): SessionState {
   return { ...s, busy: false, cancelling: false, turnKey: undefined, turnId: undefined };
 }
 
+/** A turn's checkpoint was saved: its bubble (the latest assistant one) offers its changes. */
+function attachCheckpoint(state: SessionState, event: TraceEvent): SessionState {
+  const out = event.output;
+  if (typeof out !== "object" || out === null) return state;
+  const rec = out as Record<string, unknown>;
+  if (typeof rec.sha !== "string" || !/^[0-9a-f]{4,64}$/.test(rec.sha)) return state;
+  // The checkpoint follows the turn's end: a turn started since then is not the one it saved.
+  const bubble = [...state.items]
+    .reverse()
+    .find((it): it is AssistantItem => it.kind === "assistant" && !(state.busy && it.key === state.turnKey));
+  if (!bubble) return state;
+  const checkpoint: TurnCheckpoint = {
+    sha: rec.sha,
+    title: typeof rec.title === "string" ? rec.title : "",
+    filesChanged: typeof rec.files_changed === "number" ? rec.files_changed : 0,
+  };
+  return replaceItem(state, { ...bubble, checkpoint });
+}
+
 /** The files were restored to a checkpoint: say so, reload the preview and changed files. */
 function applyRestore(state: SessionState, notice: RestoreNotice, id: string): SessionState {
   const restoreWrites = { ...state.restoreWrites };
@@ -465,7 +493,7 @@ function applyServer(state: SessionState, msg: ServerMessage): SessionState {
       const notice = restoreNotice(msg.data);
       if (notice) return applyRestore(state, notice, msg.id);
       // Checkpoints are saved after the turn ended: the History list reloads once it is.
-      if (isCheckpointSaved(msg.data)) return { ...state, historyVersion: state.historyVersion + 1 };
+      if (isCheckpointSaved(msg.data)) return attachCheckpoint({ ...state, historyVersion: state.historyVersion + 1 }, msg.data);
       return applyTrace(state, msg.data, msg.timestamp);
     }
     case "hitl_request":

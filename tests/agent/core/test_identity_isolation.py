@@ -38,6 +38,7 @@ ROUTES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("DELETE", "/api/sandbox/<project_id>/rm"): None,
     ("GET", "/api/sandbox/<project_id>/download"): None,
     ("GET", "/api/sandbox/<project_id>/checkpoints"): None,
+    ("GET", "/api/sandbox/<project_id>/checkpoints/<sha>/diff"): None,
     ("POST", "/api/sandbox/<project_id>/checkpoints/<sha>/restore"): {},
     ("GET", "/api/projects/<project_id>/turns"): None,
     ("GET", "/api/db/<project_id>/schema"): None,

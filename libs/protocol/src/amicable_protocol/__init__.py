@@ -6,7 +6,7 @@ No I/O happens here. Services and the frontend (via generated JSON Schema,
 - ``messages``: the editor <-> agent WebSocket envelope and every message type;
 - ``runtime``: bodies of the sandbox runtime API (``/v1``);
 - ``preview``: the preview resolver's answer to the router;
-- ``http``: the error body of every HTTP API;
+- ``http``: the error body of every HTTP API, and the agent's checkpoint diff;
 - ``limits``: size limits of text fields (and the cutting of what ``init`` echoes), of
   workspace paths and exec commands;
 - ``errors``: :class:`ProtocolError`, raised for anything that does not decode.
@@ -23,7 +23,7 @@ modules.
 from ._converter import structure, unstructure
 from ._strict_json import MAX_JSON_DEPTH, load_json
 from .errors import ProtocolError, ProtocolErrorCode
-from .http import ErrorBody
+from .http import CheckpointDiff, DiffHunk, ErrorBody, FileDiff
 from .limits import (
     INIT_HISTORY_CHARS,
     INIT_HISTORY_ENTRY_CHARS,
@@ -32,6 +32,7 @@ from .limits import (
     MAX_NAME_BYTES,
     MAX_PATH_BYTES,
     MAX_PROJECT_PROMPT_CHARS,
+    MAX_SELECTION_CHARS,
     MAX_USER_TEXT_CHARS,
     check_text,
     clip_text,
@@ -76,6 +77,7 @@ from .messages import (
     RuntimeErrorInfo,
     SandboxStage,
     SandboxStatus,
+    SelectedElement,
     ServerData,
     ServerMessage,
     SpendSummary,
@@ -133,16 +135,19 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "MAX_PROJECT_PROMPT_CHARS",
+    "MAX_SELECTION_CHARS",
     "MAX_USER_TEXT_CHARS",
     "PREVIEW_TOKEN_HEADER",
     "ActionRequest",
     "ActiveView",
     "CancelData",
+    "CheckpointDiff",
     "ClientData",
     "ClientMessage",
     "ContentBlock",
     "DbInfo",
     "DequeueData",
+    "DiffHunk",
     "EditRequest",
     "EditResult",
     "EditedAction",
@@ -154,6 +159,7 @@ __all__ = [
     "ExecOutput",
     "ExecRequest",
     "ExecResult",
+    "FileDiff",
     "GitInfo",
     "GlobRequest",
     "GlobResult",
@@ -193,6 +199,7 @@ __all__ = [
     "RuntimeErrorInfo",
     "SandboxStage",
     "SandboxStatus",
+    "SelectedElement",
     "ServerData",
     "ServerMessage",
     "SpendSummary",

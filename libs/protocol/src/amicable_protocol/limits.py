@@ -91,6 +91,36 @@ def fit_history(
     return tuple(reversed(kept))
 
 
+#: Limits of a ``user`` message's ``ui_context.selected_element`` (characters); more is
+#: answered with ``error`` ``too_large``. The editor cuts the text before it sends it.
+MAX_SELECTION_CHARS = {"tag": 64, "selector": 1_000, "text": 500, "source": 500}
+
+
+class _Selection(Protocol):
+    """A picked element (:class:`~.messages.SelectedElement`)."""
+
+    @property
+    def tag(self) -> str: ...
+    @property
+    def selector(self) -> str: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+
+
+def check_selection(selection: _Selection) -> None:
+    """Refuse a selected element whose fields are over :data:`MAX_SELECTION_CHARS`.
+
+    Raises:
+        ProtocolError: ``too_large``, naming the field.
+    """
+    for name, limit in MAX_SELECTION_CHARS.items():
+        value = getattr(selection, name)
+        if value is not None:
+            check_text(f"data.ui_context.selected_element.{name}", value, limit)
+
+
 #: The longest workspace path, in UTF-8 bytes (Linux's ``PATH_MAX``).
 MAX_PATH_BYTES = 4096
 #: The longest name in a path (one segment), in UTF-8 bytes (Linux's ``NAME_MAX``).

@@ -24,7 +24,7 @@ from ._converter import converter, register_omit_none, structure
 from ._strict_json import load_json
 from ._validation import structure_items, wrong_type
 from .errors import ProtocolError
-from .limits import MAX_USER_TEXT_CHARS, check_text
+from .limits import MAX_USER_TEXT_CHARS, check_selection, check_text
 
 #: Largest frame the agent accepts (the server closes the socket with 1009 above it).
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -94,6 +94,24 @@ ContentBlock = TextBlock | ImageBlock
 
 
 @attrs.frozen
+class SelectedElement:
+    """Extension: an element the user picked in the preview ("Select" mode).
+
+    Attributes:
+        tag: its tag name, lower case (``h1``).
+        selector: a CSS selector that finds it again (ids and ``data-testid`` first, else
+            ``nth-of-type`` steps from the nearest such ancestor).
+        text: the start of its visible text.
+        source: ``src/App.tsx:12`` when the dev build stamped ``data-amicable-source`` on it.
+    """
+
+    tag: str
+    selector: str
+    text: str | None = None
+    source: str | None = None
+
+
+@attrs.frozen
 class UiContext:
     active_view: ActiveView | None = None
     preview_path: str | None = None
@@ -104,6 +122,8 @@ class UiContext:
     design_total_iterations: int | None = None
     design_iteration: int | None = None
     database_editor: bool | None = None
+    #: Extension: the element picked in the preview; the model is told to edit that one.
+    selected_element: SelectedElement | None = None
 
 
 @attrs.frozen
@@ -297,6 +317,8 @@ def decode_client_frame(frame: str | bytes) -> ClientMessage:
         blocks = payload.content_blocks or ()
         text = payload.text + "".join(b.text for b in blocks if isinstance(b, TextBlock))
         check_text("data.text", text, MAX_USER_TEXT_CHARS, code="text_too_long")
+        if payload.ui_context is not None and payload.ui_context.selected_element is not None:
+            check_selection(payload.ui_context.selected_element)
     return ClientMessage(
         type=mtype,
         data=payload,

@@ -4,6 +4,11 @@
   skipped: [{path, bytes}]}], history_bytes, max_history_bytes}``, newest first (at most 100;
   empty before the first turn); ``skipped`` lists files left out as too big,
   ``history_bytes`` is the disk the history uses (``max_history_bytes`` its cap, 0 = none).
+* ``GET …/checkpoints/<sha>/diff`` -> :class:`~amicable_protocol.http.CheckpointDiff`: what
+  the checkpoint changed against the one before it (paths, ``+``/``-`` counts, unified
+  hunks, binary files named), size-capped: a file whose diff is too big is listed with
+  ``too_large`` and no hunks. 400 ``invalid_sha`` (not exactly 4-64 hex digits), 404
+  ``not_found``, 503 ``git_unavailable``. Viewers may read it.
 * ``POST …/checkpoints/<sha>/restore`` -> ``{checkpoint, restored_to, saved,
   changed_paths, dependencies}``: the files become those of ``<sha>`` and the restore is
   recorded as a new checkpoint. 400 ``invalid_sha`` (not 7-40 hex digits), 404
@@ -26,7 +31,12 @@ from quart import Blueprint, Response, current_app, jsonify
 from amicable_agent.errors import CheckpointError, SandboxError, TurnRunning
 from amicable_agent.loop.compaction import append_user
 from amicable_agent.loop.hitl import STATE_KEY as HITL_STATE_KEY
-from amicable_agent.sessions.checkpoints import Checkpoints, RestoreResult, valid_sha
+from amicable_agent.sessions.checkpoints import (
+    Checkpoints,
+    RestoreResult,
+    valid_diff_sha,
+    valid_sha,
+)
 
 from .authz import checked_project, requires
 from .bodies import HttpError
@@ -111,6 +121,22 @@ async def list_checkpoints(project_id: str) -> Response:
         except CheckpointError as exc:
             raise _translate(exc) from exc
     return jsonify(unstructure(history))
+
+
+@bp.get("/api/sandbox/<project_id>/checkpoints/<sha>/diff")
+@requires("viewer")
+async def diff(project_id: str, sha: str) -> Response:
+    """What checkpoint ``sha`` changed; see the module docstring."""
+    checked = valid_diff_sha(sha)
+    if checked is None:
+        raise HttpError(400, "invalid_sha", "a checkpoint id is 4-64 hex digits")
+    project = await checked_project(project_id, "viewer")
+    async with await _runtime(project) as runtime:
+        try:
+            body = await _checkpoints(runtime).diff(checked)
+        except CheckpointError as exc:
+            raise _translate(exc) from exc
+    return jsonify(unstructure(body))
 
 
 @bp.post("/api/sandbox/<project_id>/checkpoints/<sha>/restore")

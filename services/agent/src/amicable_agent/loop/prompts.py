@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
 from amicable_agent.errors import RuntimeClientError
 
 if TYPE_CHECKING:
-    from amicable_protocol.messages import ThinkingLevel, UiContext, UserData
+    from amicable_protocol.messages import SelectedElement, ThinkingLevel, UiContext, UserData
 
     from .api import RuntimeClient
 
@@ -113,6 +114,24 @@ def _ui_context_lines(ctx: UiContext) -> list[str]:
         value = getattr(ctx, name)
         if value is not None:
             lines.append(f"- {name}: {value}")
+    if ctx.selected_element is not None:
+        lines += _selection_lines(ctx.selected_element)
+    return lines
+
+
+def _selection_lines(selected: SelectedElement) -> list[str]:
+    """The element the user picked in the preview: the request is about that one."""
+    # json.dumps: the page's text and selector are the user's app content, quoted as data.
+    lines = [
+        "- selected_element: the user picked this element in the preview; their request is "
+        "about it, so change this element (find it by its source location or selector)",
+        f"  - tag: {json.dumps(selected.tag)}",
+        f"  - selector: {json.dumps(selected.selector)}",
+    ]
+    if selected.text:
+        lines.append(f"  - text: {json.dumps(selected.text, ensure_ascii=False)}")
+    if selected.source:
+        lines.append(f"  - source: {json.dumps(selected.source)} (file:line in the project)")
     return lines
 
 

@@ -33,6 +33,7 @@ import attrs
 
 from amicable_agent.errors import CheckpointError, RuntimeClientError
 
+from ._diff_scripts import DiffLimits, diff_script, parse_diff
 from ._git_scripts import (
     EXCLUDES,
     GIT_ENV,
@@ -58,6 +59,7 @@ from ._git_scripts import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from amicable_protocol.http import CheckpointDiff
     from amicable_protocol.runtime import ExecResult
 
     from amicable_agent.loop.api import RuntimeClient
@@ -69,12 +71,14 @@ __all__ = [
     "Checkpoint",
     "CheckpointPolicy",
     "Checkpoints",
+    "DiffLimits",
     "History",
     "RestoreResult",
     "SkippedFile",
     "clean_title",
     "format_bytes",
     "parse_log",
+    "valid_diff_sha",
     "valid_sha",
 ]
 
@@ -98,6 +102,7 @@ DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 #: Default of ``AMICABLE_CHECKPOINT_MAX_HISTORY_BYTES``.
 DEFAULT_MAX_HISTORY_BYTES = 1024 * 1024 * 1024
 _SHA = re.compile(r"[0-9a-f]{7,40}")
+_DIFF_SHA = re.compile(r"[0-9a-fA-F]{4,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -157,6 +162,12 @@ def valid_sha(raw: str) -> str | None:
     """``raw`` lower-cased if it is 7-40 hex digits, else None (checked before any command)."""
     sha = raw.strip().lower()
     return sha if _SHA.fullmatch(sha) else None
+
+
+def valid_diff_sha(raw: str) -> str | None:
+    """``raw`` lower-cased if it is exactly 4-64 hex digits (an abbreviated or full SHA-1 or
+    SHA-256 id; nothing stripped), else None."""
+    return raw.lower() if _DIFF_SHA.fullmatch(raw) else None
 
 
 def clean_title(text: str) -> str:
@@ -357,6 +368,25 @@ class Checkpoints:
         if not found:
             raise CheckpointError("not_found", "no such checkpoint")
         return found[0]
+
+    async def diff(self, sha: str, limits: DiffLimits | None = None) -> CheckpointDiff:
+        """What checkpoint ``sha`` changed (against the one before it), size-capped.
+
+        Raises:
+            CheckpointError: ``not_found``, or git is missing or failed.
+            ValueError: ``sha`` is not 4-64 hex digits.
+        """
+        checked = valid_diff_sha(sha)
+        if checked is None:
+            raise ValueError("a checkpoint id is 4-64 hex digits")
+        limits = limits or DiffLimits()
+        result = await self._run(diff_script(checked, limits))
+        if result.exit_code == NOT_FOUND_EXIT:
+            raise CheckpointError("not_found", "no such checkpoint")
+        if result.exit_code != 0:
+            detail = (result.stderr or result.stdout).strip()[-500:]
+            raise CheckpointError("git_failed", detail or f"git exited with {result.exit_code}")
+        return parse_diff(result.stdout, limits, output_cut=result.truncated)
 
     async def restore(self, sha: str) -> RestoreResult:
         """Make the files equal to checkpoint ``sha`` and record that as a new checkpoint.

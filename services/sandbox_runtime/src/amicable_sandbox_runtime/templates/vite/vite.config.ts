@@ -1,6 +1,7 @@
 import tailwindcss from '@tailwindcss/vite'
 import react from '@vitejs/plugin-react'
 import { defineConfig } from 'vite'
+import amicableSource from './amicable-source.ts'
 
 // Everything environment-specific comes from the sandbox's environment, so the same project
 // works in the local embedded mode and in Kubernetes behind the preview router.
@@ -25,7 +26,8 @@ const hmrProtocol =
     : undefined
 
 export default defineConfig({
-  plugins: [react(), tailwindcss()],
+  // amicableSource: dev only (never in `vite build`); lets the editor's Select mode name file:line.
+  plugins: [amicableSource(), react(), tailwindcss()],
   server: {
     host,
     port,

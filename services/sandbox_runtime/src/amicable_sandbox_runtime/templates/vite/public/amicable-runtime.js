@@ -3,8 +3,11 @@
  *
  * When the app runs inside the Amicable editor's preview iframe, it reports runtime errors
  * (uncaught errors, unhandled promise rejections, console.error, Vite build errors) and the
- * current path to the editor with postMessage, so the agent can fix errors by itself. It only
- * ever talks to the origin named by the `amicableParentOrigin` query parameter, never "*".
+ * current path to the editor with postMessage, so the agent can fix errors by itself. In the
+ * editor's "Select" mode it outlines the element under the pointer and reports the one clicked
+ * (tag, text, a selector, and the `data-amicable-source` file:line the dev build stamps). It
+ * only ever talks to the origin named by the `amicableParentOrigin` query parameter, never "*",
+ * and only listens to messages from that origin.
  * Outside the editor (no parent frame) it does nothing.
  */
 (function () {
@@ -154,11 +157,100 @@
   window.addEventListener("hashchange", postLocation);
   window.addEventListener("load", postLocation);
 
-  // The editor asks whether the bridge is present after loads and turns.
+  // --- Select mode: outline the element under the pointer, report the one clicked. ---
+  var selecting = false;
+  var box = null;
+
+  function cssId(value) {
+    return window.CSS && CSS.escape ? CSS.escape(value) : value.replace(/[^\w-]/g, "\\$&");
+  }
+
+  // A selector that finds the element again: an id or data-testid where there is one, else
+  // nth-of-type steps up to the nearest ancestor that has one (or <body>).
+  function selectorOf(el) {
+    var steps = [];
+    for (var node = el; node && node.nodeType === 1 && node !== document.body; node = node.parentElement) {
+      if (node.id && document.querySelectorAll("#" + cssId(node.id)).length === 1) {
+        steps.unshift("#" + cssId(node.id));
+        return steps.join(" > ");
+      }
+      var testId = node.getAttribute("data-testid");
+      if (testId) {
+        steps.unshift(node.tagName.toLowerCase() + '[data-testid="' + testId.replace(/["\\]/g, "\\$&") + '"]');
+        return steps.join(" > ");
+      }
+      var index = 1;
+      for (var sib = node.previousElementSibling; sib; sib = sib.previousElementSibling) {
+        if (sib.tagName === node.tagName) index += 1;
+      }
+      steps.unshift(node.tagName.toLowerCase() + ":nth-of-type(" + index + ")");
+    }
+    steps.unshift("body");
+    return steps.join(" > ");
+  }
+
+  function outline(el) {
+    if (!box) {
+      box = document.createElement("div");
+      box.setAttribute("data-amicable-select-box", "");
+      box.style.cssText =
+        "position:fixed;z-index:2147483647;pointer-events:none;border:2px solid #6366f1;" +
+        "background:rgba(99,102,241,.12);border-radius:3px;transition:all 60ms ease-out";
+      document.documentElement.appendChild(box);
+    }
+    var r = el.getBoundingClientRect();
+    box.style.left = r.left + "px";
+    box.style.top = r.top + "px";
+    box.style.width = r.width + "px";
+    box.style.height = r.height + "px";
+    box.style.display = "block";
+  }
+
+  function setSelecting(on) {
+    selecting = on;
+    document.documentElement.style.cursor = on ? "crosshair" : "";
+    if (!on && box) box.style.display = "none";
+  }
+
+  function picked(el) {
+    var stamped = el.closest ? el.closest("[data-amicable-source]") : null;
+    var element = { tag: el.tagName.toLowerCase(), selector: text(selectorOf(el), 1000) };
+    var words = text((el.innerText || el.textContent || "").replace(/\s+/g, " ").trim(), 500);
+    if (words) element.text = words;
+    if (stamped) element.source = stamped.getAttribute("data-amicable-source");
+    return element;
+  }
+
+  document.addEventListener("mouseover", function (event) {
+    if (selecting && event.target && event.target.nodeType === 1) outline(event.target);
+  }, true);
+  // Capture phase: the app's own handlers never see a click meant to pick an element.
+  ["mousedown", "mouseup", "click"].forEach(function (name) {
+    document.addEventListener(name, function (event) {
+      if (!selecting) return;
+      event.preventDefault();
+      event.stopPropagation();
+      if (name === "click" && event.target && event.target.nodeType === 1) {
+        setSelecting(false);
+        post({ type: "amicable_element_selected", element: picked(event.target) });
+      }
+    }, true);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (selecting && event.key === "Escape") {
+      setSelecting(false);
+      post({ type: "amicable_select_cancelled" });
+    }
+  }, true);
+
+  // The editor asks whether the bridge is present after loads and turns, and turns Select
+  // mode on and off. Only the editor's origin is listened to.
   window.addEventListener("message", function (event) {
-    if (event.origin !== parentOrigin || !event.data) return;
+    if (event.origin !== parentOrigin || event.source !== window.parent || !event.data) return;
     if (event.data.type === "amicable_runtime_probe") {
       post({ type: "amicable_runtime_probe_ack", probe_id: event.data.probe_id });
+    } else if (event.data.type === "amicable_select_mode") {
+      setSelecting(event.data.enabled === true);
     }
   });
 })();
