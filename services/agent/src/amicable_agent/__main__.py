@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from functools import partial
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from .config import AgentConfig
 from .errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from .loop.api import TurnEngine
 
@@ -90,9 +91,34 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            trio.run(partial(serve, config, engine=engine, kube_config=kube_config))
+            trio.run(
+                partial(
+                    _serve_until_drained,
+                    partial(serve, config, engine=engine, kube_config=kube_config),
+                )
+            )
     except* (StoreUnavailable, ConfigError) as group:
         sys.exit(f"amicable-agent: {group.exceptions[0]}")
+
+
+async def _serve_until_drained(serve: Callable[..., Awaitable[None]]) -> None:
+    """Run the server; the first SIGTERM drains it (readiness fails, running turns finish
+    within ``AMICABLE_SHUTDOWN_GRACE_S``, leases are handed over), a second one stops it."""
+    drain = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            await serve(drain=drain)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                if drain.is_set():
+                    nursery.cancel_scope.cancel()
+                    return
+                log.info("SIGTERM: draining")
+                drain.set()
 
 
 if __name__ == "__main__":

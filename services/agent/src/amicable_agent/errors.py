@@ -156,6 +156,10 @@ class TurnRunning(AgentError):
     """The project's session has a turn running or queued (the request must wait for it)."""
 
 
+class LeaseLost(AgentError):
+    """A write carried a stale turn-lease token: another replica took the project over."""
+
+
 class CheckpointError(AgentError):
     """A checkpoint operation in the sandbox failed.
 

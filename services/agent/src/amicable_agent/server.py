@@ -33,6 +33,7 @@ from .http.ws_server import WebSocketLane
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
+from .sessions.lease import LeaseSettings
 from .sessions.snapshots import Snapshots
 from .snapshots import open_snapshot_store
 from .store import open_store
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .config import AgentConfig
     from .loop.api import RuntimeClient, TurnEngine
     from .sandboxes.base import SandboxBackend, SandboxHandle
+    from .sessions.manager import SessionManager
     from .store.base import Store
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,7 @@ async def serve(
     runtime_factory: Callable[[SandboxHandle], AbstractAsyncContextManager[RuntimeClient]]
     | None = None,
     kube_config: Any = None,
+    drain: trio.Event | None = None,
     task_status: trio.TaskStatus[ServerPorts] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the agent until cancelled.
@@ -132,6 +135,9 @@ async def serve(
             closed (``aclose``) when the server stops.
         runtime_factory: how to open a runtime client for a handle (tests).
         kube_config: ``KubernetesBackendConfig`` when the backend is ``kubernetes``.
+        drain: set on SIGTERM: ``/readyz`` fails, no new turns start here, running ones
+            get ``AMICABLE_SHUTDOWN_GRACE_S`` to finish, then every lease is handed over
+            and the server returns.
         task_status: receives :class:`ServerPorts` once both ports listen.
 
     Cancellation: sessions are closed (turns cancelled), the backend stops its sandboxes,
@@ -197,6 +203,7 @@ async def serve(
             ),
             browser=browser,
             snapshots=Snapshots(snapshot_store),
+            leases=_lease_settings(config),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))
@@ -205,6 +212,8 @@ async def serve(
             http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
             oidc = OidcClient(auth, "", http)
         async with trio.open_nursery() as nursery:
+            await nursery.start(partial(store.listen, deps.notifier.notify))
+            nursery.start_soon(_drain_on, drain, manager, config.shutdown_grace_s, nursery)
             state = AppState(
                 config=config, store=store, backend=backend, manager=manager,
                 background=nursery, access=access, policy=policy, db=db, git_sync=git_sync,
@@ -226,6 +235,27 @@ async def serve(
             # which otherwise stall every stream for a few hundred ms now and then.
             gc.freeze()
             task_status.started(ServerPorts(public_port, _port(internal_binds)))
+
+
+def _lease_settings(config: AgentConfig) -> LeaseSettings:
+    """How this replica shares projects with the others (see :mod:`.sessions.lease`)."""
+    settings = LeaseSettings(ttl_s=config.turn_lease_ttl_s, auto_retry=config.turn_auto_retry)
+    if config.replica_id:
+        settings = attrs.evolve(settings, replica_id=config.replica_id)
+    log.info("agent replica %s (turn lease %.0f s)", settings.replica_id, settings.ttl_s)
+    return settings
+
+
+async def _drain_on(
+    drain: trio.Event | None, manager: SessionManager, grace_s: float, nursery: trio.Nursery
+) -> None:
+    if drain is None:
+        return
+    await drain.wait()
+    log.info("draining: finishing running turns (at most %.0f s), then handing over", grace_s)
+    await manager.drain(grace_s)
+    log.info("drained")
+    nursery.cancel_scope.cancel()
 
 
 def _checked(config: AgentConfig) -> tuple[AgentConfig, OriginPolicy]:

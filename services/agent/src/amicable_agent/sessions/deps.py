@@ -15,6 +15,7 @@ from amicable_agent.sandboxes import SandboxBackend, SandboxHandle
 from amicable_agent.store import Store
 
 from .checkpoints import CheckpointPolicy
+from .lease import LeaseSettings, Notifier
 from .snapshots import Snapshots
 
 
@@ -52,3 +53,5 @@ class SessionDeps:
     checkpoints: CheckpointPolicy = attrs.field(factory=CheckpointPolicy)
     browser: PreviewBrowser | None = None
     snapshots: Snapshots | None = None
+    leases: LeaseSettings | None = None
+    notifier: Notifier = attrs.field(factory=Notifier)

@@ -31,14 +31,17 @@ from amicable_agent.gitsync import TurnObserver, message_callbacks, prepare_sand
 
 from .attachment import Attachment
 from .checkpoint_queue import CheckpointQueue
+from .takeover import mark_turn, take_over, unmark_turn
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from amicable_agent.gitsync import GitSync
     from amicable_agent.loop.api import SessionHost, TurnEngine
+    from amicable_agent.store import Store
 
     from .deps import SessionDeps
+    from .relay import TurnRelay
     from .sandbox import SessionSandbox
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class TurnQueue:
         deps: the server's dependencies (engine, store, GitLab sync).
         sandbox: the session's sandbox (runtime client for checkpoints, handle for sync).
         changed: called whenever :attr:`running` may have changed (the idle watch).
+        store: the session's (fenced) store; ``deps.store`` by default.
     """
 
     def __init__(
@@ -80,8 +84,10 @@ class TurnQueue:
         deps: SessionDeps,
         sandbox: SessionSandbox,
         changed: Callable[[], None],
+        store: Store | None = None,
     ) -> None:
         self._host = host
+        self._store = store if store is not None else deps.store
         self._deps = deps
         self._sandbox = sandbox
         self._changed = changed
@@ -92,9 +98,11 @@ class TurnQueue:
         self._observer: TurnObserver | None = None
         # Held while a job (turn + GitLab sync) runs, and by a restore.
         self._lock = trio.Lock()
+        #: The cross-replica relay when turns are leased (set by the session).
+        self.relay: TurnRelay | None = None
         self._checkpoints = CheckpointQueue(
             host.session_id,
-            deps.store,
+            self._store,
             lambda: sandbox.runtime,
             host.send,
             deps.checkpoints,
@@ -105,6 +113,11 @@ class TurnQueue:
     def running(self) -> bool:
         """A turn is running or queued."""
         return self._turn_scope is not None or self._queued > 0
+
+    @property
+    def checkpoint_busy(self) -> bool:
+        """A checkpoint or snapshot is running or due."""
+        return self._checkpoints.busy
 
     @property
     def observer(self) -> TurnObserver | None:
@@ -188,6 +201,7 @@ class TurnQueue:
             await self.prepare_checkpoints()
         title = _turn_title(job)
         await self._checkpoints.turn_started(title)
+        await self._mark(job, title)
         outcome = "finished"
         if git_sync is not None:
             self._observer = TurnObserver(title)
@@ -214,9 +228,27 @@ class TurnQueue:
         self._changed()
         await self._checkpoints.turn_finished(title, interrupted=outcome != "finished")
         await self._record(job.kind, outcome)
+        await self._unmark()
         observer, self._observer = self._observer, None
         if git_sync is not None and observer is not None:
             await self._sync_to_git(git_sync, observer, outcome)
+
+    async def take_over(self) -> None:
+        """This session just took the project's lease: checkpoint what a dead holder's turn
+        left in the sandbox, and tell everyone that turn was interrupted (see
+        :mod:`.takeover`)."""
+        await self.prepare_checkpoints()
+        if self.relay is not None:
+            await take_over(self._host, self._store, self._deps, self.relay, self.submit)
+
+    async def _mark(self, job: _Job, title: str) -> None:
+        """Record the running turn (a replica taking over after this one died finds it)."""
+        if self.relay is not None:
+            await mark_turn(self._host, self.relay, str(job.kind), job.data, job.by, title)
+
+    async def _unmark(self) -> None:
+        if self.relay is not None:
+            await unmark_turn(self._host)
 
     def snapshot_soon(self) -> None:
         """Take a snapshot in the background (after a restore's own checkpoint)."""
@@ -267,7 +299,7 @@ class TurnQueue:
         session_id = self._host.session_id
         try:
             with trio.move_on_after(10):
-                await self._deps.store.append_turn_event(
+                await self._store.append_turn_event(
                     session_id, f"turn_{outcome}", {"trigger": str(kind)}
                 )
         except Exception:

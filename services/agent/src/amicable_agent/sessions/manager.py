@@ -32,6 +32,8 @@ class SessionManager:
         self._deps = deps
         self._nursery = nursery
         self._sessions: dict[str, Session] = {}
+        #: SIGTERM arrived: readiness fails, running turns finish, then leases go.
+        self.draining = False
 
     @property
     def deps(self) -> SessionDeps:
@@ -151,6 +153,15 @@ class SessionManager:
         """Turns running or queued that ``sub`` asked for, in every session."""
         return sum(s.turns_by(sub) for s in self._sessions.values() if not s.closed)
 
+    async def drain(self, grace_s: float) -> None:
+        """Graceful shutdown: stop taking turns, let running ones finish within
+        ``grace_s``, then close every session (each hands its lease over)."""
+        self.draining = True
+        deadline = trio.current_time() + grace_s
+        async with trio.open_nursery() as nursery:
+            for session in list(self._sessions.values()):
+                nursery.start_soon(session.drain, deadline)
+
     def close_session(self, session_id: str) -> None:
         """Close a session if it is live (project deleted)."""
         session = self.get(session_id)
@@ -164,6 +175,10 @@ class SessionManager:
             "sessions": len(live),
             "sockets": sum(s.attachment_count for s in live),
             "turns": sum(1 for s in live if s.turn_running),
+            "leases": sum(1 for s in live if s.holds_lease),
+            "refused_writes": self._deps.store.refused_writes
+            if self._deps.leases is not None
+            else 0,
         }
 
 

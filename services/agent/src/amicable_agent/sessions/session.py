@@ -28,10 +28,12 @@ from amicable_protocol.messages import (
     ThinkingLevel,
 )
 
-from amicable_agent.errors import AgentError, SandboxProvisionError
+from amicable_agent.errors import AgentError, SandboxProvisionError, TurnRunning
 
 from .attachment import Attachment, Outgoing
 from .jobs import TurnQueue
+from .lease import TurnLease
+from .relay import TurnRelay
 from .sandbox import SessionSandbox
 
 if TYPE_CHECKING:
@@ -73,8 +75,21 @@ class Session:
         self._cancel_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._init_replies = 0
+        self._draining = False
         self._sandbox = SessionSandbox(session_id, deps, self.send)
-        self._jobs = TurnQueue(self, deps, self._sandbox, self._poke)
+        self._lease: TurnLease | None = None
+        self._relay: TurnRelay | None = None
+        self._store: Store = deps.store
+        if deps.leases is not None:
+            self._lease = TurnLease(session_id, deps.store, deps.leases, deps.notifier)
+            self._store = deps.store.fenced(session_id, self._lease.fence)
+        self._jobs = TurnQueue(self, deps, self._sandbox, self._poke, self._store)
+        if self._lease is not None:
+            self._relay = TurnRelay(
+                session_id, deps.store, self._store, self._lease, deps.notifier,
+                self._deliver, self._take_request,
+            )  # fmt: skip
+            self._jobs.relay = self._relay
 
     # --- SessionHost ------------------------------------------------------------------
 
@@ -109,8 +124,14 @@ class Session:
 
     @property
     def store(self) -> Store:
-        """The conversation store."""
-        return self._deps.store
+        """The conversation store (fenced by the turn lease: a write after another replica
+        took the project over is refused)."""
+        return self._store
+
+    @property
+    def holds_lease(self) -> bool:
+        """This session runs the project's turns (always, without leases)."""
+        return self._lease is None or self._lease.holding
 
     @property
     def app_db(self) -> AppDbTools | None:
@@ -155,7 +176,14 @@ class Session:
         observer = self._jobs.observer
         if observer is not None:
             observer.observe(type, data)
-        out = Outgoing(self.message(type, data, msg_id=msg_id))
+        message = self.message(type, data, msg_id=msg_id)
+        if self._relay is not None:
+            self._relay.offer(message)
+        self._deliver(message)
+
+    def _deliver(self, message: ServerMessage) -> None:
+        """Send to this replica's sockets only (a relayed event, or a broadcast)."""
+        out = Outgoing(message)
         for attachment in list(self._attachments):
             if not attachment.send_nowait(out):
                 self.detach(attachment)
@@ -204,15 +232,23 @@ class Session:
                         # while provisioning (beside the database) so the first prompt does
                         # not wait for git. With GitLab sync it follows the restore from
                         # GitLab (turn worker).
+                        # Under a lease the baseline waits for the lease (another replica's
+                        # turn may be running).
                         prepare = (
-                            self._jobs.prepare_checkpoints if self._deps.git_sync is None else None
+                            self._jobs.prepare_checkpoints
+                            if self._deps.git_sync is None and self._lease is None
+                            else None
                         )
                         if not await self._sandbox.provision(stack, prepare=prepare):
                             self.close()
                             return
                         nursery.start_soon(self._idle_watch)
-                        nursery.start_soon(self._jobs.serve)
-                        nursery.start_soon(self._jobs.serve_checkpoints)
+                        if self._lease is None or self._relay is None:
+                            nursery.start_soon(self._jobs.serve)
+                            nursery.start_soon(self._jobs.serve_checkpoints)
+                        else:
+                            nursery.start_soon(self._relay.follow)
+                            nursery.start_soon(self._hold_turns, self._lease, self._relay)
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
         finally:
             self._closed.set()
@@ -227,6 +263,45 @@ class Session:
     def close(self) -> None:
         """Close the session now (sync; the session's task finishes shortly)."""
         self._cancel_scope.cancel()
+
+    async def _hold_turns(self, lease: TurnLease, relay: TurnRelay) -> None:
+        """Run the project's turns whenever this session holds its lease (see
+        :mod:`.lease`): take it, catch up on a turn a dead holder left, serve the queue and
+        the requests of other replicas; when the lease is lost, stop all of it and wait to
+        take it again."""
+        while True:
+            await lease.acquire()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(lease.heartbeat, nursery.cancel_scope.cancel)
+                    nursery.start_soon(relay.publish)
+                    await self._jobs.take_over()
+                    nursery.start_soon(self._jobs.serve)
+                    nursery.start_soon(self._jobs.serve_checkpoints)
+                    nursery.start_soon(relay.pump)
+            finally:
+                await lease.release()
+                self._poke()
+
+    def _take_request(self, kind: MessageType, data: Any, by: str | None) -> None:
+        """A frame another replica queued for this holder."""
+        if kind is MessageType.CANCEL:
+            self._jobs.cancel()
+        else:
+            self._jobs.submit(kind, data, None, by=by)
+
+    async def drain(self, deadline: float) -> None:
+        """Stop taking turns here (frames go to the store for the next holder), let the
+        running one finish until ``deadline``, then close (releasing the lease)."""
+        self._draining = True
+        if self._relay is not None:
+            self._relay.paused = True
+        with trio.move_on_at(deadline):
+            while self._jobs.running or self._jobs.checkpoint_busy:
+                with trio.move_on_after(0.2):
+                    await self._changed.wait()
+        self.close()
+        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the session has ended."""
@@ -329,6 +404,15 @@ class Session:
         if handle is not None and self._nursery is not None:
             # Activity keeps the sandbox's idle TTL fresh; touch must not block the caller.
             self._nursery.start_soon(self._deps.backend.touch, handle.sandbox_id)
+        relay = self._relay
+        if (
+            relay is not None
+            and (not self.holds_lease or self._draining)
+            and self._deps.engine is not None
+            and self._nursery is not None
+        ):
+            self._nursery.start_soon(relay.forward, kind, data, by)
+            return
         if kind is MessageType.CANCEL:
             self._jobs.cancel()
             return
@@ -347,5 +431,7 @@ class Session:
         Raises:
             TurnRunning: a turn is running or queued, or did not finish within ``wait_s``.
         """
+        if not self.holds_lease:
+            raise TurnRunning("another agent replica runs this project's turns")
         async with self._jobs.hold(wait_s):
             yield
