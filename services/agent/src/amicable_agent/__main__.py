@@ -39,7 +39,19 @@ def build_engine(env: Mapping[str, str]) -> TurnEngine | None:
     if not settings.model_configured:
         return None
     engine: TurnEngine = create_engine(settings)
+    _load_providers({settings.provider, *(spec.provider for spec in settings.models)})
     return engine
+
+
+def _load_providers(providers: set[str]) -> None:
+    """Import the model SDKs now, before serving: importing one at the first turn blocks
+    the event loop for seconds on a busy machine (long enough to miss a turn-lease
+    heartbeat and lose the project to another replica)."""
+    import importlib
+
+    for provider in sorted(providers):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"amicable_agent.loop.{provider}_api")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
