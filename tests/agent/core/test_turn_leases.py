@@ -18,9 +18,7 @@ from amicable_testing.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Any]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     if request.param == "sqlite":
         async with open_sqlite_store(tmp_path / "leases.db") as sqlite:
             yield sqlite

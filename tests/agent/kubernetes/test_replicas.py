@@ -144,9 +144,11 @@ async def test_two_replicas_see_one_turn_in_order_and_prompts_never_interleave(
         # Never interleaved: turn two's first model call saw all of turn one.
         assert len(model.requests) == 4
         second_call = json.dumps(model.requests[2].body["messages"])
-        assert "Done one." in second_call and "second" in second_call
+        assert "Done one." in second_call
+        assert "second" in second_call
         assert "second" not in json.dumps(model.requests[1].body["messages"])
-        assert (await a.health())["leases"] == 1 and (await b.health())["leases"] == 0
+        assert (await a.health())["leases"] == 1
+        assert (await b.health())["leases"] == 0
 
 
 async def test_killing_the_holder_in_a_tool_call_hands_the_turn_to_another_replica(
@@ -182,7 +184,8 @@ async def test_killing_the_holder_in_a_tool_call_hands_the_turn_to_another_repli
                 seen = await wait_for(ws, is_error("turn_interrupted"), LEASE_TTL_S * 3 + 60)
                 notices.append(seen[-1].data.detail)
             lease = await cluster.holder(sid)
-            assert lease is not None and lease[0] in ("agent-b", "agent-c")
+            assert lease is not None
+            assert lease[0] in ("agent-b", "agent-c")
             assert lease[1] > first
             new = b if lease[0] == "agent-b" else c
             # What the dead turn wrote is in a checkpoint of its own.
@@ -194,7 +197,8 @@ async def test_killing_the_holder_in_a_tool_call_hands_the_turn_to_another_repli
             (conversation,) = cluster.query(
                 "SELECT messages_json FROM conversations WHERE project_id=%s", sid
             )[0]
-            assert "Making it blue." in conversation and "/src/App.tsx" in conversation
+            assert "Making it blue." in conversation
+            assert "/src/App.tsx" in conversation
             # The user continues from there, on any replica.
             model.add(Reply([Text("Carrying on.")]))
             await ws_send(ws_c, {"type": "user", "data": {"session_id": sid, "text": "go on"}})

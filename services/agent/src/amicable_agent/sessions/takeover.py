@@ -20,6 +20,8 @@ import trio
 from amicable_protocol import structure, unstructure
 from amicable_protocol.messages import ErrorData, MessageType
 
+from amicable_agent.loop.turn_end import append_chat
+
 from .relay import REQUEST_TYPES
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ async def take_over(
     log.warning("taking over %s: its last turn (%r) was interrupted", pid, title)
     with trio.fail_after(STORE_CALL_S):
         text = await relay.last_text(int(record.get("events") or 0))
-        await store.append_chat(pid, "assistant", f"{text}\n\n{notice}" if text else notice)
+        await append_chat(host, "assistant", f"{text}\n\n{notice}" if text else notice)
         await store.append_turn_event(
             pid, INTERRUPTED_ERROR, {"trigger": record.get("kind"), "title": title}
         )
