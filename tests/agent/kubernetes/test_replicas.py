@@ -135,8 +135,10 @@ async def test_two_replicas_see_one_turn_in_order_and_prompts_never_interleave(
         view_a, view_b = turn_view(seen_a), turn_view(seen_b)
         finals = [text for kind, text in view_a if kind == "agent_final"]
         assert len(finals) == 2, view_a
-        assert finals[0].endswith("Done one.") and "Two." not in finals[0], finals
-        assert finals[1].endswith("Done two.") and "One" not in finals[1], finals
+        assert finals[0].endswith("Done one."), finals
+        assert "Two." not in finals[0], finals
+        assert finals[1].endswith("Done two."), finals
+        assert "One" not in finals[1], finals
         assert view_b == view_a  # the other replica's socket saw the same turn, in order
         for seen in (seen_a, seen_b):
             partials = [m.data.text for m in seen if str(m.type) == "agent_partial"]
@@ -247,34 +249,39 @@ async def test_killing_the_holder_while_streaming_keeps_what_was_streamed(
 async def test_a_paused_holder_cannot_write_after_another_replica_took_over(
     cluster: Cluster, model: FakeAnthropic, sid: str
 ) -> None:
-    async with cluster.replica("agent-a") as a, cluster.replica("agent-b") as b:
-        async with open_websocket_url(a.ws) as ws_a, open_websocket_url(b.ws) as ws_b:
-            await open_project(a, ws_a, sid)
-            await cluster.wait_holder(sid, "agent-a")
-            await open_project(b, ws_b, sid)
-            model.add(
-                Reply([Text("Waiting."), ToolUse("execute", {"command": "sleep 1; echo late"})]),
-                Reply([Text("Stale holder text.")]),
-            )
-            await ws_send(ws_a, {"type": "user", "data": {"session_id": sid, "text": "wait"}})
-            await wait_for(ws_b, lambda m: "sleep 1" in str(getattr(m.data, "text", "")))
-            a.signal(signal.SIGSTOP)
-            await wait_for(ws_b, is_error("turn_interrupted"), LEASE_TTL_S * 3 + 60)
-            assert await cluster.holder(sid) == ("agent-b", 2)
-            before = cluster.query(
-                "SELECT messages_json FROM conversations WHERE project_id=%s", sid
-            )
-            a.signal(signal.SIGCONT)
-            # A wakes up mid-turn, finishes its tool call and tries to store it: refused.
-            with trio.fail_after(60):
-                while (await a.health())["refused_writes"] < 1:
-                    await trio.sleep(0.1)
-            with trio.fail_after(60):
-                while (await a.health())["leases"] != 0:
-                    await trio.sleep(0.1)
-            after = cluster.query(
-                "SELECT messages_json FROM conversations WHERE project_id=%s", sid
-            )
-            assert after == before
-            assert await cluster.holder(sid) == ("agent-b", 2)
-            assert "late" not in json.dumps(after)
+    async with (
+        cluster.replica("agent-a") as a,
+        cluster.replica("agent-b") as b,
+        open_websocket_url(a.ws) as ws_a,
+        open_websocket_url(b.ws) as ws_b,
+    ):
+        await open_project(a, ws_a, sid)
+        await cluster.wait_holder(sid, "agent-a")
+        await open_project(b, ws_b, sid)
+        model.add(
+            Reply(
+                [
+                    Text("Waiting."),
+                    ToolUse("execute", {"command": "sleep 1; echo LATE_$((6*7))"}),
+                ]
+            ),
+            Reply([Text("Stale holder text.")]),
+        )
+        await ws_send(ws_a, {"type": "user", "data": {"session_id": sid, "text": "wait"}})
+        await wait_for(ws_b, lambda m: "sleep 1" in str(getattr(m.data, "text", "")))
+        a.signal(signal.SIGSTOP)
+        await wait_for(ws_b, is_error("turn_interrupted"), LEASE_TTL_S * 3 + 60)
+        assert await cluster.holder(sid) == ("agent-b", 2)
+        before = cluster.query("SELECT messages_json FROM conversations WHERE project_id=%s", sid)
+        a.signal(signal.SIGCONT)
+        # A wakes up mid-turn, finishes its tool call and tries to store it: refused.
+        with trio.fail_after(60):
+            while (await a.health())["refused_writes"] < 1:
+                await trio.sleep(0.1)
+        with trio.fail_after(60):
+            while (await a.health())["leases"] != 0:
+                await trio.sleep(0.1)
+        after = cluster.query("SELECT messages_json FROM conversations WHERE project_id=%s", sid)
+        assert after == before
+        assert await cluster.holder(sid) == ("agent-b", 2)
+        assert "LATE_42" not in json.dumps(after)
