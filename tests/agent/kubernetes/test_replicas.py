@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from amicable_agent.sandboxes.base import sandbox_id_for
@@ -285,3 +286,43 @@ async def test_a_paused_holder_cannot_write_after_another_replica_took_over(
         assert after == before
         assert await cluster.holder(sid) == ("agent-b", 2)
         assert "LATE_42" not in json.dumps(after)
+
+
+async def test_sigterm_drains_the_holder_and_hands_the_project_over(
+    cluster: Cluster, model: FakeAnthropic, sid: str
+) -> None:
+    async with (
+        cluster.replica("agent-a", AMICABLE_SHUTDOWN_GRACE_S="60") as a,
+        cluster.replica("agent-b") as b,
+        open_websocket_url(a.ws) as ws_a,
+        open_websocket_url(b.ws) as ws_b,
+    ):
+        await open_project(a, ws_a, sid)
+        await cluster.wait_holder(sid, "agent-a")
+        await open_project(b, ws_b, sid)
+        model.add(
+            Reply([Text("Working."), ToolUse("execute", {"command": "sleep 2"})]),
+            Reply([Text("Finished on A.")]),
+            Reply([Text("Ran on B.")]),
+        )
+        await ws_send(ws_a, {"type": "user", "data": {"session_id": sid, "text": "work"}})
+        await wait_for(ws_b, lambda m: "sleep 2" in str(getattr(m.data, "text", "")))
+        a.signal(signal.SIGTERM)
+        async with httpx.AsyncClient(timeout=5) as client:
+            with trio.fail_after(30):  # readiness fails while A drains
+                while (await client.get(f"{a.http}/readyz")).status_code != 503:
+                    await trio.sleep(0.05)
+            body = (await client.get(f"{a.http}/readyz")).json()
+        assert body["error"] == "draining"
+        # A prompt arriving meanwhile waits for the next holder instead of starting on A.
+        await ws_send(ws_b, {"type": "user", "data": {"session_id": sid, "text": "next"}})
+        first = await collect_until(ws_b, "update_completed", 1)
+        assert any(k == "agent_final" and t.endswith("Finished on A.") for k, t in turn_view(first))
+        assert not any(is_error("turn_interrupted")(m) for m in first)
+        with trio.fail_after(60):
+            await a.process.wait()
+        assert a.process.returncode == 0
+        second = await collect_until(ws_b, "update_completed", 1)
+        assert any(k == "agent_final" and t.endswith("Ran on B.") for k, t in turn_view(second))
+        assert not any(is_error("turn_interrupted")(m) for m in second)
+        assert await cluster.holder(sid) == ("agent-b", 2)
