@@ -101,7 +101,24 @@ class Cluster:
 
     @asynccontextmanager
     async def replica(self, name: str, **extra: str) -> AsyncIterator[Replica]:
-        """Start ``python -m amicable_agent`` and wait until ``/readyz`` answers 200."""
+        """Start ``python -m amicable_agent`` and wait until ``/readyz`` answers 200 (again
+        on other ports if a free port was taken meanwhile by someone else)."""
+        for _attempt in range(3):
+            replica = await self._start(name, extra)
+            if replica is not None:
+                break
+        else:
+            raise AssertionError(f"{name} could not find free ports")
+        try:
+            yield replica
+        finally:
+            with trio.CancelScope(shield=True):
+                replica.signal(signal.SIGCONT)
+                replica.kill()
+                with trio.move_on_after(20):
+                    await replica.process.wait()
+
+    async def _start(self, name: str, extra: dict[str, str]) -> Replica | None:
         env = self.env(name, **extra)
         log = self.tmp_path / f"{name}.log"
         with log.open("ab") as out:
@@ -114,18 +131,20 @@ class Cluster:
             async with httpx.AsyncClient(timeout=5) as client:
                 with trio.fail_after(90):
                     while True:
-                        assert proc.poll() is None, log.read_text()[-3000:]
+                        if proc.poll() is not None:
+                            text = log.read_text()
+                            if "Address already in use" in text:
+                                return None
+                            raise AssertionError(text[-3000:])
                         with contextlib.suppress(httpx.TransportError):
                             if (await client.get(f"{replica.http}/readyz")).status_code == 200:
-                                break
+                                return replica
                         await trio.sleep(0.1)
-            yield replica
-        finally:
+        except BaseException:
             with trio.CancelScope(shield=True):
-                replica.signal(signal.SIGCONT)
                 replica.kill()
-                with trio.move_on_after(20):
-                    await proc.wait()
+                await proc.wait()
+            raise
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.db_url, autocommit=True) as conn:

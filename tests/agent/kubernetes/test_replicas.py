@@ -326,3 +326,44 @@ async def test_sigterm_drains_the_holder_and_hands_the_project_over(
         assert any(k == "agent_final" and t.endswith("Ran on B.") for k, t in turn_view(second))
         assert not any(is_error("turn_interrupted")(m) for m in second)
         assert await cluster.holder(sid) == ("agent-b", 2)
+
+
+async def test_a_pending_approval_survives_its_replica(
+    cluster: Cluster, model: FakeAnthropic, sid: str, tmp_path: Path
+) -> None:
+    review = {"DEEPAGENTS_HITL_INTERRUPT_ON_JSON": '["write_file"]'}
+    green = "export default () => <h1>Green</h1>;\n"
+    async with (
+        cluster.replica("agent-a", **review) as a,
+        cluster.replica("agent-b", **review) as b,
+        open_websocket_url(a.ws) as ws_a,
+        open_websocket_url(b.ws) as ws_b,
+    ):
+        await open_project(a, ws_a, sid)
+        await cluster.wait_holder(sid, "agent-a")
+        await open_project(b, ws_b, sid)
+        model.add(Reply([Text("May I?"), write("/src/App.tsx", green)]))
+        await ws_send(ws_b, {"type": "user", "data": {"session_id": sid, "text": "green"}})
+        asked = (await wait_for(ws_b, lambda m: str(m.type) == "hitl_request"))[-1]
+        interrupt_id = asked.data.interrupt_id
+        # The turn ends waiting for the review (its running-turn record is cleared).
+        with trio.fail_after(60):
+            while cluster.query(
+                "SELECT 1 FROM project_state WHERE project_id=%s AND key='turn_running'", sid
+            ):
+                await trio.sleep(0.05)
+        a.kill()
+        await wait_dead(a)
+        await cluster.wait_holder(sid, "agent-b", LEASE_TTL_S * 3 + 60)
+        async with open_websocket_url(b.ws) as ws:
+            await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+            init = (await ws_recv_until(ws, "init", timeout_s=60))[-1]
+            assert init.data.hitl_pending is not None
+            assert init.data.hitl_pending.interrupt_id == interrupt_id
+            model.add(Reply([Text("Applied.")]))
+            decision = {"decisions": [{"type": "approve"}]}
+            await ws_send(ws, {"type": "hitl_response", "data": {
+                "session_id": sid, "interrupt_id": interrupt_id, "response": decision}})  # fmt: skip
+            done = await collect_until(ws, "update_completed", 1)
+        assert any(k == "agent_final" and t.endswith("Applied.") for k, t in turn_view(done))
+        assert (tmp_path / "workspace" / "src" / "App.tsx").read_text() == green

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
 
 from amicable_agent.auth.access import QuotaExceeded
+from amicable_agent.errors import TurnRunning
 
 from .sandbox import restore_snapshot
 from .session import Session
@@ -126,10 +128,29 @@ class SessionManager:
         """
         session = self.get(session_id)
         if session is None:
+            await self._check_lease_free(session_id)
             yield None
             return
         async with session.hold_turns(wait_s):
             yield session
+
+    async def _check_lease_free(self, session_id: str) -> None:
+        """Without a session here, a live lease means another replica runs this project's
+        turns: a restore must not run under them.
+
+        Raises:
+            TurnRunning: another replica holds the project's lease.
+        """
+        leases = self._deps.leases
+        if leases is None:
+            return
+        lease = await self._deps.store.lease_of(session_id)
+        if (
+            lease is not None
+            and lease[0] not in (None, leases.replica_id)
+            and lease[2] > time.time()
+        ):
+            raise TurnRunning("another agent replica runs this project's turns")
 
     def check_sandbox_limits(self, sub: str, *, per_user: int, total: int) -> None:
         """Refuse to start one more session (and so one more running sandbox) when ``sub``
