@@ -108,6 +108,12 @@ async def test_relayed_events_are_read_after_an_id_in_order(store: Any) -> None:
     ids = [seq for seq, _ in events]
     assert ids == sorted(ids)
     assert [p["f"] for _, p in await store.wire_events_after(pid, ids[0])] == ["b", "c"]
+    # Relayed events are not part of the audit trail, and old ones are pruned.
+    assert await store.turn_events(pid) == [("turn_started", {})]
+    assert await store.prune_wire_events(pid, 3600.0) == 0
+    assert await store.prune_wire_events(pid, -1.0) == 3
+    assert await store.wire_events_after(pid, start) == []
+    assert await store.turn_events(pid) == [("turn_started", {})]
 
 
 async def test_postgres_notifies_listeners_of_events_requests_and_releases(

@@ -367,3 +367,32 @@ async def test_a_pending_approval_survives_its_replica(
             done = await collect_until(ws, "update_completed", 1)
         assert any(k == "agent_final" and t.endswith("Applied.") for k, t in turn_view(done))
         assert (tmp_path / "workspace" / "src" / "App.tsx").read_text() == green
+
+
+async def test_auto_retry_runs_the_cut_turn_again_on_the_new_holder(
+    cluster: Cluster, model: FakeAnthropic, sid: str
+) -> None:
+    retry = {"AMICABLE_TURN_AUTO_RETRY": "1"}
+    async with (
+        cluster.replica("agent-a", **retry) as a,
+        cluster.replica("agent-b", **retry) as b,
+        open_websocket_url(a.ws) as ws_a,
+        open_websocket_url(b.ws) as ws_b,
+    ):
+        await open_project(a, ws_a, sid)
+        await cluster.wait_holder(sid, "agent-a")
+        await open_project(b, ws_b, sid)
+        model.add(Reply([Text("Starting."), ToolUse("execute", {"command": "sleep 120"})]))
+        await ws_send(ws_a, {"type": "user", "data": {"session_id": sid, "text": "retry me"}})
+        await wait_for(ws_b, lambda m: "sleep 120" in str(getattr(m.data, "text", "")))
+        model.add(Reply([Text("Retried.")]))
+        a.kill()
+        await wait_dead(a)
+        seen = await wait_for(ws_b, is_error("turn_interrupted"), LEASE_TTL_S * 3 + 60)
+        assert "being run again" in seen[-1].data.detail
+        done = await collect_until(ws_b, "update_completed", 1)
+        assert any(k == "agent_final" and t.endswith("Retried.") for k, t in turn_view(done))
+        assert len(model.requests) == 2
+        last_user = model.requests[1].body["messages"][-1]
+        assert "retry me" in json.dumps(last_user)
+        assert await cluster.holder(sid) == ("agent-b", 2)

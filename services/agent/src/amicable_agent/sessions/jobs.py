@@ -190,6 +190,9 @@ class TurnQueue:
             finally:
                 if job.by is not None:
                     self._by[job.by] -= 1
+                if self._turn_scope is not None:  # cut from outside (the lease was lost)
+                    self._turn_scope = self._observer = None
+                    self._changed()
 
     async def _serve_job(self, job: _Job) -> None:
         """One queued job: the turn, then its checkpoint, then the GitLab sync."""
@@ -239,7 +242,10 @@ class TurnQueue:
         :mod:`.takeover`)."""
         await self.prepare_checkpoints()
         if self.relay is not None:
-            await take_over(self._host, self._store, self._deps, self.relay, self.submit)
+            try:
+                await take_over(self._host, self._store, self._deps, self.relay, self.submit)
+            except Exception:
+                log.exception("could not close the turn left in %s", self._host.session_id)
 
     async def _mark(self, job: _Job, title: str) -> None:
         """Record the running turn (a replica taking over after this one died finds it)."""

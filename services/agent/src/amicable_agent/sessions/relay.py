@@ -49,6 +49,8 @@ REQUEST_TYPES: dict[MessageType, type[Any]] = {
     MessageType.RUNTIME_ERROR: RuntimeErrorData,
     MessageType.CANCEL: CancelData,
 }
+#: Relayed events are kept this long (a reader far behind that has reconnected anyway).
+WIRE_EVENTS_KEEP_S = 3600.0
 #: Deadline of one relay call to the store.
 RELAY_CALL_S = 10.0
 
@@ -165,6 +167,15 @@ class TurnRelay:
             if msg.type in (MessageType.AGENT_PARTIAL, MessageType.AGENT_FINAL):
                 text = str(getattr(msg.data, "text", "") or text)
         return text
+
+    async def prune(self) -> None:
+        """Drop relayed events older than :data:`WIRE_EVENTS_KEEP_S` (at each turn start)."""
+        if self.relays:
+            try:
+                with trio.fail_after(RELAY_CALL_S):
+                    await self._fenced.prune_wire_events(self._project_id, WIRE_EVENTS_KEEP_S)
+            except Exception as exc:
+                log.warning("could not prune relayed events of %s: %s", self._project_id, exc)
 
     async def newest_id(self) -> int:
         """The newest turn-event id of the project (0 without a shared store)."""

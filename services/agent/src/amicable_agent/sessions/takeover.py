@@ -55,7 +55,9 @@ STORE_CALL_S = 10.0
 async def mark_turn(
     host: SessionHost, relay: TurnRelay, kind: str, data: Any, by: str | None, title: str
 ) -> None:
-    """Record the turn that starts (a failed write is logged: the turn runs anyway)."""
+    """Record the turn that starts (a failed write is logged: the turn runs anyway), after
+    dropping relayed events nobody needs any more."""
+    await relay.prune()
     try:
         with trio.fail_after(STORE_CALL_S):
             record = {

@@ -297,6 +297,10 @@ class LeaseStore(Protocol):
         """Append relayed broadcasts and announce them."""
         ...
 
+    async def prune_wire_events(self, project_id: str, older_than_s: float) -> int:
+        """Delete relayed events older than ``older_than_s``."""
+        ...
+
     async def wire_events_after(self, project_id: str, seq: int) -> list[tuple[int, Any]]:
         """Relayed events after ``seq`` (``seq`` < 0: the newest id only)."""
         ...

@@ -274,6 +274,21 @@ class LeaseQueries:
 
         await self._run(insert)
 
+    async def prune_wire_events(self, project_id: str, older_than_s: float) -> int:
+        """Delete the project's relayed events older than ``older_than_s`` (every reader
+        has long read them); returns how many went."""
+        cutoff = time.time() - older_than_s
+
+        def delete(conn: Connection) -> int:
+            cur = self._execute(
+                conn,
+                "DELETE FROM turn_events WHERE project_id=? AND kind=? AND created_at<?",
+                (project_id, WIRE_EVENT, cutoff),
+            )
+            return max(0, cur.rowcount)
+
+        return await self._run(delete)
+
     async def wire_events_after(self, project_id: str, seq: int) -> list[tuple[int, Any]]:
         """The relayed events of ``project_id`` after event id ``seq``, in order (with
         ``seq`` < 0: none, only the newest id, as ``[(id, None)]``)."""

@@ -291,7 +291,11 @@ class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, LeaseQueries, ABC
         await self._run(lambda c: self._execute(c, query, params))
 
     async def turn_events(self, project_id: str) -> list[tuple[str, Any]]:
-        query = "SELECT kind, payload_json FROM turn_events WHERE project_id=? ORDER BY seq"
+        # Relayed wire messages (``leases.WIRE_EVENT``) are not part of the audit trail.
+        query = (
+            "SELECT kind, payload_json FROM turn_events WHERE project_id=? AND kind<>'wire' "
+            "ORDER BY seq"
+        )
 
         def select(conn: Connection) -> list[tuple[str, Any]]:
             rows = self._execute(conn, query, (project_id,)).fetchall()
