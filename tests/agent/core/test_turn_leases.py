@@ -170,3 +170,27 @@ async def test_a_waiting_session_takes_the_lease_when_the_holder_releases_it(
             nursery.cancel_scope.cancel()
         assert acquired == [token + 1]
         assert waiter.holding
+
+
+async def test_snapshot_writes_of_a_stale_holder_are_refused(store: Any) -> None:
+    pid = await project(store)
+    fence = Fence()
+    store.register_fence(pid, fence)
+    fence.token = await store.acquire_lease(pid, "old", 0.05)
+    snap = {"kind": "full", "head_sha": "a" * 40, "base_sha": None, "size_bytes": 3,
+            "sha256": "0" * 64, "blob": "db:one", "expect_head": None}  # fmt: skip
+    await store.put_snapshot_part(pid, "db:one", 0, b"abc")
+    await store.append_snapshot(pid, **snap)
+    await trio.sleep(0.1)
+    assert await store.acquire_lease(pid, "new", 60.0) == 2  # the old holder was paused
+    with pytest.raises(LeaseLost):
+        await store.put_snapshot_part(pid, "db:two", 0, b"def")
+    with pytest.raises(LeaseLost):
+        await store.append_snapshot(
+            pid, **{**snap, "kind": "incremental", "head_sha": "b" * 40, "base_sha": "a" * 40,
+                    "blob": "db:two", "expect_head": "a" * 40},
+        )  # fmt: skip
+    assert [r.head_sha for r in await store.snapshot_chain(pid)] == ["a" * 40]
+    assert await store.snapshot_part("db:two", 0) is None
+    store.unregister_fence(pid, fence)
+    await store.put_snapshot_part(pid, "db:two", 0, b"def")  # no session here holds it now

@@ -83,6 +83,7 @@ class Session:
         if deps.leases is not None:
             self._lease = TurnLease(session_id, deps.store, deps.leases, deps.notifier)
             self._store = deps.store.fenced(session_id, self._lease.fence)
+            deps.store.register_fence(session_id, self._lease.fence)
         self._jobs = TurnQueue(self, deps, self._sandbox, self._poke, self._store)
         if self._lease is not None:
             self._relay = TurnRelay(
@@ -251,6 +252,8 @@ class Session:
                             nursery.start_soon(self._hold_turns, self._lease, self._relay)
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
         finally:
+            if self._lease is not None:
+                self._deps.store.unregister_fence(self._session_id, self._lease.fence)
             self._closed.set()
             self._sandbox.set_ready()
             if self._sandbox.failed is None:

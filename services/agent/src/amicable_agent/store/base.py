@@ -267,6 +267,14 @@ class LeaseStore(Protocol):
         """A view of the store whose calls check ``fence.token`` against the lease."""
         ...
 
+    def register_fence(self, project_id: str, fence: Any) -> None:
+        """Fence this process's snapshot writes of the project with ``fence``."""
+        ...
+
+    def unregister_fence(self, project_id: str, fence: Any) -> None:
+        """Drop the fence registered for the project (if it is ``fence``)."""
+        ...
+
     async def acquire_lease(self, project_id: str, holder: str, ttl_s: float) -> int | None:
         """Take a free or expired lease; the new token, or None."""
         ...

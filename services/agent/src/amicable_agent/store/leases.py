@@ -69,6 +69,8 @@ class LeaseQueries:
     _fence: tuple[str, Any] | None = None
     #: Fenced calls refused since the process started (all views of one store share it).
     _refused: list[int]
+    #: Project id -> the fence of the session holding its lease here (shared by views).
+    _fences: dict[str, Any]
 
     def _execute(self, conn: Connection, query: str, params: tuple[Any, ...] = ()) -> Cursor:
         raise NotImplementedError
@@ -110,13 +112,34 @@ class LeaseQueries:
         view._fence = (project_id, fence)
         return view
 
+    def register_fence(self, project_id: str, fence: Any) -> None:
+        """Fence this process's snapshot writes of ``project_id`` (which go through the
+        shared snapshot store, not a session's view) with the holding session's ``fence``."""
+        self._fences[project_id] = fence
+
+    def unregister_fence(self, project_id: str, fence: Any) -> None:
+        """The session of ``fence`` ended."""
+        if self._fences.get(project_id) is fence:
+            del self._fences[project_id]
+
+    def _project_fenced(self, project_id: str, fn: Callable[[Any], T]) -> Callable[[Any], T]:
+        """``fn`` behind the registered fence of ``project_id``, if any."""
+        fence = self._fences.get(project_id)
+        return fn if fence is None else self._checked(project_id, fence.token, fn)
+
     def _guarded(self, fn: Callable[[Any], T]) -> Callable[[Any], T]:
-        """``fn`` preceded by the fence check (in the same transaction)."""
+        """``fn`` preceded by the fence check of a :meth:`fenced` view."""
         fence = self._fence
         if fence is None:
             return fn
         project_id, holder = fence
-        token = holder.token
+        return self._checked(project_id, holder.token, fn)
+
+    def _checked(
+        self, project_id: str, token: int | None, fn: Callable[[Any], T]
+    ) -> Callable[[Any], T]:
+        """``fn`` preceded by the check that the lease still carries ``token`` (in the same
+        transaction, the lease row locked); ``token`` None: unchecked."""
         if token is None:
             return fn
 

@@ -108,6 +108,7 @@ class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, LeaseQueries, ABC
     def __init__(self) -> None:
         self._queries: dict[str, str] = {}
         self._refused = [0]
+        self._fences: dict[str, Any] = {}
 
     def q(self, query: str) -> str:
         """``query`` in the driver's placeholder style."""
