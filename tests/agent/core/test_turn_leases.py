@@ -194,3 +194,18 @@ async def test_snapshot_writes_of_a_stale_holder_are_refused(store: Any) -> None
     assert await store.snapshot_part("db:two", 0) is None
     store.unregister_fence(pid, fence)
     await store.put_snapshot_part(pid, "db:two", 0, b"def")  # no session here holds it now
+
+
+async def test_a_restarted_single_process_takes_its_predecessors_lease_at_once(
+    tmp_path: Path,
+) -> None:
+    """SQLite is one process's store: a lease left by a process that died (no release)
+    belongs to nobody alive, so the restarted agent does not wait for it to expire."""
+    async with open_sqlite_store(tmp_path / "one.db") as before:
+        pid = await project(before)
+        assert await before.acquire_lease(pid, "agent-before", 600.0) == 1
+    async with open_sqlite_store(tmp_path / "one.db") as after:
+        lease = TurnLease(pid, after, LeaseSettings(replica_id="agent-after"), Notifier())
+        with trio.fail_after(10):
+            assert await lease.acquire() == 2
+        assert (await after.lease_of(pid))[0] == "agent-after"

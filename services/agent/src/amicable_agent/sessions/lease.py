@@ -131,9 +131,12 @@ class TurnLease:
         while True:
             try:
                 with trio.fail_after(LEASE_CALL_S):
+                    # One process on its own store: a lease held by someone else is a
+                    # dead predecessor's (a restart), never a live replica's.
                     token = await self._store.acquire_lease(
-                        self._project_id, self._settings.replica_id, ttl
-                    )
+                        self._project_id, self._settings.replica_id, ttl,
+                        steal=not self._store.shared,
+                    )  # fmt: skip
             except Exception as exc:
                 log.warning("could not ask for the lease of %s: %s", self._project_id, exc)
                 token = None

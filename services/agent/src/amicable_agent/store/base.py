@@ -275,7 +275,9 @@ class LeaseStore(Protocol):
         """Drop the fence registered for the project (if it is ``fence``)."""
         ...
 
-    async def acquire_lease(self, project_id: str, holder: str, ttl_s: float) -> int | None:
+    async def acquire_lease(
+        self, project_id: str, holder: str, ttl_s: float, *, steal: bool = False
+    ) -> int | None:
         """Take a free or expired lease; the new token, or None."""
         ...
 

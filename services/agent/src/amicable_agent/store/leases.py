@@ -161,10 +161,13 @@ class LeaseQueries:
 
     # --- the lease ------------------------------------------------------------------------
 
-    async def acquire_lease(self, project_id: str, holder: str, ttl_s: float) -> int | None:
-        """Take ``project_id``'s lease when it is free, expired or already ``holder``'s;
-        returns the new token (always larger than any before), or None when another
-        replica holds it."""
+    async def acquire_lease(
+        self, project_id: str, holder: str, ttl_s: float, *, steal: bool = False
+    ) -> int | None:
+        """Take ``project_id``'s lease when it is free, expired or already ``holder``'s (or
+        always, with ``steal``: a store only this process uses, whose other holders can only
+        be its own dead predecessors); returns the new token (always larger than any
+        before), or None when another replica holds it."""
 
         def acquire(conn: Connection) -> int | None:
             now = time.time()
@@ -187,7 +190,7 @@ class LeaseQueries:
                 ).fetchone()  # fmt: skip
                 return 1 if row is not None and row[0] == holder and int(row[1]) == 1 else None
             current, token, expires_at = row
-            if current is not None and current != holder and float(expires_at) > now:
+            if not steal and current is not None and current != holder and float(expires_at) > now:
                 return None
             token = int(token) + 1
             self._execute(
