@@ -13,6 +13,7 @@ import { DownloadIcon, HistoryIcon } from "../components/Icons";
 import { HistoryPanel } from "../components/HistoryPanel";
 import { ShareButton } from "../components/ShareButton";
 import { canEdit, roleOf } from "../state/roles";
+import { DatabasePane } from "../components/DatabasePane";
 
 interface Props {
   slug: string;
@@ -20,7 +21,7 @@ interface Props {
   onToggleTheme: () => void;
 }
 
-type View = "preview" | "code";
+type View = "preview" | "code" | "database";
 
 function readInitialPrompt(): string | undefined {
   const state: unknown = window.history.state;
@@ -173,6 +174,17 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           >
             Code
           </button>
+          {state.init?.db && (
+            <button
+              role="tab"
+              aria-selected={view === "database"}
+              className={view === "database" ? "tab active" : "tab"}
+              data-testid="tab-database"
+              onClick={() => setView("database")}
+            >
+              Database
+            </button>
+          )}
         </nav>
         <div className="topbar-right">
           {project && role && <ShareButton projectId={project.project_id} projectName={project.name} role={role} />}
@@ -227,6 +239,14 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             </Suspense>
           )}
           {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
+          {project && state.init?.db && (
+            <DatabasePane
+              hidden={view !== "database"}
+              projectId={project.project_id}
+              readOnly={readOnly}
+              version={state.historyVersion}
+            />
+          )}
         </main>
         <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
         <ChatPanel session={session} onSend={sendPrompt} readOnly={readOnly} />

@@ -51,6 +51,9 @@ async def test_projects_crud(api: Any) -> None:
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     untitled = (await c.post("/api/projects", json={})).json()
     assert untitled["name"] == "Untitled"
+    # Without a small model, a prompt without a name names the project by its first words.
+    named = await c.post("/api/projects", json={"prompt": "Build me a todo app with tags"})
+    assert named.json()["name"] == "Todo App With Tags"
 
     deleted = await c.delete(f"/api/projects/{pid}")
     assert (deleted.status_code, deleted.json()) == (202, {"status": "deleting"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from amicable_agent.sandboxes.local.isolation import (
     IsolationTools,
     bwrap_argv,
     prepare_filesystem,
+    runtime_packages,
     setup_script,
 )
 from amicable_agent.sandboxes.local.limits import Cgroups, SandboxLimits, parse_hierarchies
@@ -357,3 +359,19 @@ async def test_auto_refuses_where_it_cannot_isolate_and_none_warns(
         assert "AMICABLE_LOCAL_ISOLATION=none" in str(refused.value)
     assert await runner.prepare_isolation("none", ("x",), tmp_path) is None
     assert "AMICABLE_LOCAL_ISOLATION=none" in caplog.text
+
+
+def test_the_runtime_packages_bound_are_those_the_runtime_depends_on() -> None:
+    """Read from the installed metadata: the runtime and every workspace member it needs,
+    directly or not; nothing else of the workspace (the agent's code stays out)."""
+    root = Path(__file__).resolve().parents[3]
+    declared = tomllib.loads((root / "services/sandbox_runtime/pyproject.toml").read_text())
+    members = {
+        dep.replace("-", "_")
+        for dep in declared["project"]["dependencies"]
+        if dep.startswith("amicable-")
+    }
+    found = set(runtime_packages())
+    assert found == {"amicable_sandbox_runtime", *members}
+    assert "amicable_agent" not in found
+    assert runtime_packages("no-such-distribution") == ()

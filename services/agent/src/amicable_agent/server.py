@@ -30,6 +30,7 @@ from .gitsync import open_git_sync
 from .http.app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
 from .http.state import AppState
 from .http.ws_server import WebSocketLane
+from .loop.small_tasks import SmallTasks
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
@@ -203,6 +204,7 @@ async def serve(
             ),
             browser=browser,
             snapshots=Snapshots(snapshot_store),
+            small=_small_tasks(engine),
             leases=_lease_settings(config),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
@@ -212,8 +214,7 @@ async def serve(
             http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
             oidc = OidcClient(auth, "", http)
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(store.listen, deps.notifier.notify))
-            nursery.start_soon(_drain_on, drain, manager, config.shutdown_grace_s, nursery)
+            await _replicas(nursery, store, manager, config, drain)
             state = AppState(
                 config=config, store=store, backend=backend, manager=manager,
                 background=nursery, access=access, policy=policy, db=db, git_sync=git_sync,
@@ -244,6 +245,19 @@ def _lease_settings(config: AgentConfig) -> LeaseSettings:
         settings = attrs.evolve(settings, replica_id=config.replica_id)
     log.info("agent replica %s (turn lease %.0f s)", settings.replica_id, settings.ttl_s)
     return settings
+
+
+async def _replicas(
+    nursery: trio.Nursery,
+    store: Store,
+    manager: SessionManager,
+    config: AgentConfig,
+    drain: trio.Event | None,
+) -> None:
+    """What this replica runs beside the others: the store's notifications (other
+    replicas' turn events, requests, released leases) and the drain on SIGTERM."""
+    await nursery.start(partial(store.listen, manager.deps.notifier.notify))
+    nursery.start_soon(_drain_on, drain, manager, config.shutdown_grace_s, nursery)
 
 
 async def _drain_on(
@@ -297,3 +311,9 @@ def check_exposure(config: AgentConfig) -> None:
         "address (AMICABLE_INSECURE_NO_AUTH=1)",
         config.host,
     )
+
+
+def _small_tasks(engine: TurnEngine | None) -> SmallTasks | None:
+    """The engine's small-model tasks (commit subjects), when it has them."""
+    small = getattr(engine, "small", None)
+    return small if isinstance(small, SmallTasks) else None

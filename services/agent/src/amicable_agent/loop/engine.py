@@ -29,7 +29,7 @@ from amicable_protocol.messages import (
 
 from amicable_agent.errors import RuntimeClientError
 
-from .accounting import project_spend, record_call
+from .accounting import project_spend
 from .api import app_db_of
 from .autoheal import AutoHealLimiter, build_prompt, fingerprint_of, paused_detail
 from .compaction import append_user, compact, repair
@@ -52,9 +52,10 @@ from .prompts import (
 )
 from .safety import needs_approval
 from .selection import ModelClients, UnknownModel
+from .small_tasks import SmallTasks
 from .spend import SpendGuard
 from .state import TurnState, send_trace
-from .stream import stream_answer
+from .stream import metered_answer
 from .summaries import small_summary
 from .tool_calls import qa_round, run_tools
 from .toolbox import Toolbox
@@ -110,7 +111,8 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.models = ModelClients(settings, default_client=llm)
-        self.toolbox = toolbox or Toolbox(settings)
+        self.small = SmallTasks(self.models)
+        self.toolbox = toolbox or Toolbox(settings, small=self.small)
         self._limiters: dict[str, AutoHealLimiter] = {}
         self._secrets = tuple(
             dict.fromkeys([*self.models.catalog.secrets(), *settings.known_secrets])
@@ -447,12 +449,8 @@ class Engine:
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, system: str
     ) -> AssistantMessage:
         spec = self.models.catalog.resolve(state.model_id)
-        client = self.models.client(spec)
-        tools = self.toolbox.definitions(host)
-        answer = await stream_answer(client, self.settings, host, messages, state, system, tools,
-                                     context_chars=context_chars(spec, self.settings))  # fmt: skip
-        await record_call(host, state, spec, answer.usage)
-        return answer
+        return await metered_answer(self.models.client(spec), spec, self.settings, host,
+                                    messages, state, system, self.toolbox.definitions(host))  # fmt: skip
 
     async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
         pending = build_pending(gated, state.to_json())
@@ -488,15 +486,6 @@ class Engine:
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
     ) -> bool:
         return await qa_round(host, messages, state, settings=self.settings, secrets=self._secrets)
-
-
-def context_chars(spec: ModelSpec, settings: LoopSettings) -> int:
-    """The request size (characters) that fits ``spec``'s context window with room for the
-    answer (about 3 characters a token; code and JSON tokenise densely)."""
-    if not spec.context_window:
-        return settings.context_budget_chars
-    room = max(1000, spec.context_window - settings.max_output_tokens) * 3
-    return min(settings.context_budget_chars, room)
 
 
 def _is_cancellation(exc: BaseException) -> bool:

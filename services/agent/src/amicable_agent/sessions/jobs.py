@@ -34,7 +34,7 @@ from .checkpoint_queue import CheckpointQueue
 from .takeover import mark_turn, take_over, unmark_turn
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from amicable_agent.gitsync import GitSync
     from amicable_agent.loop.api import SessionHost, TurnEngine
@@ -107,6 +107,7 @@ class TurnQueue:
             host.send,
             deps.checkpoints,
             snapshots=deps.snapshots,
+            subject=_subject_writer(deps, host.session_id),
         )
 
     @property
@@ -327,6 +328,27 @@ async def _run_job(engine: TurnEngine, host: SessionHost, job: _Job) -> None:
     elif job.kind is MessageType.HITL_RESPONSE:
         assert isinstance(job.data, HitlResponseData)
         await engine.resume_hitl(host, job.data, by=job.by)
+
+
+def _subject_writer(
+    deps: SessionDeps, project_id: str
+) -> Callable[[Sequence[str]], Awaitable[str | None]] | None:
+    """The small model writing commit subjects, when one is configured (its cost recorded)."""
+    small = deps.small
+    if small is None or not small.enabled:
+        return None
+
+    async def write(requests: Sequence[str]) -> str | None:
+        answer = await small.commit_subject(requests)
+        if answer is None:
+            return None
+        try:
+            await deps.store.record_usage(answer.usage_record(project_id, "commit", None))
+        except Exception:  # the subject is still good; the store logs its own trouble
+            log.warning("could not record the commit subject's usage for %s", project_id)
+        return answer.text
+
+    return write
 
 
 def _turn_title(job: _Job) -> str:
