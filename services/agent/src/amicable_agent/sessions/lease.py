@@ -123,30 +123,33 @@ class TurnLease:
         return self._settings
 
     async def acquire(self) -> int:
-        """Wait until this session holds the lease; returns the token.
-
-        A store failure is logged and retried at the poll interval.
-        """
-        ttl = self._settings.ttl_s
+        """Wait until this session holds the lease (at once if it does); returns the token."""
         while True:
-            try:
-                with trio.fail_after(LEASE_CALL_S):
-                    # One process on its own store: a lease held by someone else is a
-                    # dead predecessor's (a restart), never a live replica's.
-                    token = await self._store.acquire_lease(
-                        self._project_id, self._settings.replica_id, ttl,
-                        steal=not self._store.shared,
-                    )  # fmt: skip
-            except Exception as exc:
-                log.warning("could not ask for the lease of %s: %s", self._project_id, exc)
-                token = None
+            token = self.fence.token if self.holding else await self.try_acquire()
             if token is not None:
-                self.fence.token = token
-                self.tokens.add(token)
-                self.lost = False
-                log.info("holding the turn lease of %s (token %d)", self._project_id, token)
                 return token
-            await self._notifier.wait("lease", self._project_id, ttl / 3)
+            await self._notifier.wait("lease", self._project_id, self._settings.ttl_s / 3)
+
+    async def try_acquire(self) -> int | None:
+        """One attempt at the lease: the token, or None (held by another replica, or the
+        store failed: logged)."""
+        try:
+            with trio.fail_after(LEASE_CALL_S):
+                # One process on its own store: a lease held by someone else is a dead
+                # predecessor's (a restart), never a live replica's.
+                token = await self._store.acquire_lease(
+                    self._project_id, self._settings.replica_id, self._settings.ttl_s,
+                    steal=not self._store.shared,
+                )  # fmt: skip
+        except Exception as exc:
+            log.warning("could not ask for the lease of %s: %s", self._project_id, exc)
+            return None
+        if token is not None:
+            self.fence.token = token
+            self.tokens.add(token)
+            self.lost = False
+            log.info("holding the turn lease of %s (token %d)", self._project_id, token)
+        return token
 
     async def heartbeat(self, on_lost: Callable[[], Any]) -> None:
         """Renew the lease every third of its time until cancelled; calls ``on_lost`` (and

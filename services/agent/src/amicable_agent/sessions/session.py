@@ -233,13 +233,15 @@ class Session:
                         # while provisioning (beside the database) so the first prompt does
                         # not wait for git. With GitLab sync it follows the restore from
                         # GitLab (turn worker).
-                        # Under a lease the baseline waits for the lease (another replica's
-                        # turn may be running).
-                        prepare = (
-                            self._jobs.prepare_checkpoints
-                            if self._deps.git_sync is None and self._lease is None
-                            else None
-                        )
+                        # The checkpoint baseline is made under the lease: at once when
+                        # no other replica holds it, else when this session takes it over.
+                        prepare = None
+                        if self._deps.git_sync is None:
+                            prepare = (
+                                self._jobs.prepare_checkpoints
+                                if self._lease is None
+                                else self._prepare_leased
+                            )
                         if not await self._sandbox.provision(stack, prepare=prepare):
                             self.close()
                             return
@@ -267,18 +269,26 @@ class Session:
         """Close the session now (sync; the session's task finishes shortly)."""
         self._cancel_scope.cancel()
 
+    async def _prepare_leased(self) -> None:
+        """At provisioning: the checkpoint baseline, if the lease is free to take."""
+        lease = self._lease
+        if lease is not None and await lease.try_acquire() is not None:
+            await self._jobs.prepare_checkpoints()
+
     async def _hold_turns(self, lease: TurnLease, relay: TurnRelay) -> None:
         """Run the project's turns whenever this session holds its lease (see
         :mod:`.lease`): take it, catch up on a turn a dead holder left, serve the queue and
         the requests of other replicas; when the lease is lost, stop all of it and wait to
         take it again."""
+        prepared = self._jobs.checkpoints_ready  # at provisioning, under this lease
         while True:
             await lease.acquire()
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(lease.heartbeat, nursery.cancel_scope.cancel)
                     nursery.start_soon(relay.publish)
-                    await self._jobs.take_over()
+                    await self._jobs.take_over(prepare=not prepared)
+                    prepared = False  # a later take-over catches up on the other holder
                     nursery.start_soon(self._jobs.serve)
                     nursery.start_soon(self._jobs.serve_checkpoints)
                     nursery.start_soon(relay.pump)
