@@ -765,3 +765,44 @@ async def test_pause_keeps_a_workspace_volume_and_may_scale_sandboxes(render, va
     }  # fmt: skip
     assert "AMICABLE_SNAPSHOT_URL" not in plain_env
     assert "AMICABLE_SANDBOX_IDLE_ACTION" in plain_env
+
+
+async def test_replicas_drain_and_keep_a_disruption_budget(render, validate) -> None:
+    one = await render(*OIDC_FLAGS)
+    assert not [d for d in one if d["kind"] == "PodDisruptionBudget"]  # one replica: none
+    agent = find(one, "Deployment", "amicable-agent")
+    spec = agent["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 60
+    env = container_env(agent)
+    # The agent drains within the pod's grace period, leaving it 5 s to exit.
+    assert env["AMICABLE_SHUTDOWN_GRACE_S"] == "55"
+    assert env["AMICABLE_TURN_LEASE_TTL_S"] == "15"
+    assert env["AMICABLE_TURN_AUTO_RETRY"] == "0"
+    # Readiness is the draining-aware endpoint; liveness stays on /healthz.
+    container = spec["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+    flags = [
+        *MATRIX["db-url-from-secret-three-replicas"],
+        "--set", "agent.terminationGracePeriodSeconds=120",
+        "--set", "agent.turnLease.ttlSeconds=8",
+        "--set", "agent.turnLease.autoRetry=true",
+    ]  # fmt: skip
+    three = await render(*flags)
+    await validate(three)
+    (pdb,) = [d for d in three if d["kind"] == "PodDisruptionBudget"]
+    agent = find(three, "Deployment", "amicable-agent")
+    assert pdb["metadata"]["name"] == "amicable-agent"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == agent["spec"]["selector"]["matchLabels"]
+    assert agent["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 120
+    env = container_env(agent)
+    assert env["AMICABLE_SHUTDOWN_GRACE_S"] == "115"
+    assert env["AMICABLE_TURN_LEASE_TTL_S"] == "8"
+    assert env["AMICABLE_TURN_AUTO_RETRY"] == "1"
+
+    off = await render(*flags, "--set", "agent.podDisruptionBudget.enabled=false")
+    assert not [d for d in off if d["kind"] == "PodDisruptionBudget"]
+    with pytest.raises(CommandFailed, match="terminationGracePeriodSeconds"):
+        await render(*OIDC_FLAGS, "--set", "agent.terminationGracePeriodSeconds=3")

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from functools import partial
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from .config import AgentConfig
 from .errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from .loop.api import TurnEngine
 
@@ -39,7 +40,19 @@ def build_engine(env: Mapping[str, str]) -> TurnEngine | None:
     if not settings.model_configured:
         return None
     engine: TurnEngine = create_engine(settings)
+    _load_providers({settings.provider, *(spec.provider for spec in settings.models)})
     return engine
+
+
+def _load_providers(providers: set[str]) -> None:
+    """Import the model SDKs now, before serving: importing one at the first turn blocks
+    the event loop for seconds on a busy machine (long enough to miss a turn-lease
+    heartbeat and lose the project to another replica)."""
+    import importlib
+
+    for provider in sorted(providers):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"amicable_agent.loop.{provider}_api")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -109,15 +122,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             trio.run(
                 partial(
-                    serve,
-                    config,
-                    engine=engine,
-                    kube_config=kube_config,
-                    container_config=container_config,
+                    _serve_until_drained,
+                    partial(
+                        serve,
+                        config,
+                        engine=engine,
+                        kube_config=kube_config,
+                        container_config=container_config,
+                    ),
                 )
             )
     except* (StoreUnavailable, ConfigError) as group:
         sys.exit(f"amicable-agent: {group.exceptions[0]}")
+
+
+async def _serve_until_drained(serve: Callable[..., Awaitable[None]]) -> None:
+    """Run the server; the first SIGTERM drains it (readiness fails, running turns finish
+    within ``AMICABLE_SHUTDOWN_GRACE_S``, leases are handed over), a second one stops it."""
+    drain = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            await serve(drain=drain)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                if drain.is_set():
+                    nursery.cancel_scope.cancel()
+                    return
+                log.info("SIGTERM: draining")
+                drain.set()
 
 
 if __name__ == "__main__":

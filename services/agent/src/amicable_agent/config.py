@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 from amicable_protocol import MAX_USER_TEXT_CHARS
-from amicable_settings import choice, comma_list, errors_as, integer, seconds, secret, string
+from amicable_settings import (
+    boolean,
+    choice,
+    comma_list,
+    errors_as,
+    integer,
+    seconds,
+    secret,
+    string,
+)
 
 from .auth.config import AuthConfig
 from .browser.config import BrowserConfig
@@ -76,6 +85,14 @@ class AgentConfig:
             trees kept on disk for cold starts, no process; 0 disables).
         sandbox_idle_ttl_s: ``AMICABLE_SANDBOX_IDLE_TTL_S`` (0 = never stop idle sandboxes).
         session_idle_timeout_s: ``AMICABLE_SESSION_IDLE_TIMEOUT_S``.
+        replica_id: ``AMICABLE_REPLICA_ID``: this process in the turn-lease table (default:
+            host name, pid and a random tail).
+        turn_lease_ttl_s: ``AMICABLE_TURN_LEASE_TTL_S`` (15): a replica that stopped
+            renewing a project's lease this long ago loses it to another replica.
+        turn_auto_retry: ``AMICABLE_TURN_AUTO_RETRY`` (off): the replica taking over a
+            turn cut by its replica's death runs the request again.
+        shutdown_grace_s: ``AMICABLE_SHUTDOWN_GRACE_S`` (25): after SIGTERM, how long
+            running turns may finish before their leases are handed over.
         local_isolation: ``AMICABLE_LOCAL_ISOLATION``: ``auto`` (default: bubblewrap + pasta,
             refusing to start where the machine cannot), ``bwrap`` (required) or ``none``
             (unsafe, explicit only).
@@ -134,6 +151,10 @@ class AgentConfig:
     spare_workspaces: int = 1
     sandbox_idle_ttl_s: float = 1800.0
     session_idle_timeout_s: float = 600.0
+    replica_id: str | None = None
+    turn_lease_ttl_s: float = 15.0
+    turn_auto_retry: bool = False
+    shutdown_grace_s: float = 25.0
     local_isolation: LocalIsolation = "auto"
     sandbox_memory_bytes: int = 2 * 1024**3
     sandbox_pids_max: int = 1024
@@ -237,6 +258,10 @@ class AgentConfig:
                 spare_workspaces=integer(env, "AMICABLE_SPARE_WORKSPACES", 1, minimum=0),
                 sandbox_idle_ttl_s=seconds(env, "AMICABLE_SANDBOX_IDLE_TTL_S", 1800.0),
                 session_idle_timeout_s=seconds(env, "AMICABLE_SESSION_IDLE_TIMEOUT_S", 600.0),
+                replica_id=env.get("AMICABLE_REPLICA_ID") or None,
+                turn_lease_ttl_s=seconds(env, "AMICABLE_TURN_LEASE_TTL_S", 15.0, positive=True),
+                turn_auto_retry=boolean(env, "AMICABLE_TURN_AUTO_RETRY", False),
+                shutdown_grace_s=seconds(env, "AMICABLE_SHUTDOWN_GRACE_S", 25.0),
                 local_isolation=choice(
                     env, "AMICABLE_LOCAL_ISOLATION", "auto", ("auto", "bwrap", "none")
                 ),

@@ -26,6 +26,8 @@ Exception tree::
     ├── StoreUnavailable             the projects store (PostgreSQL) cannot be reached or
     │                                failed in the middle of a call
     ├── TurnRunning                  the project's session has a turn running or queued
+    ├── LeaseLost                    a write carried a stale turn-lease token (another
+    │                                replica took the project over)
     ├── CheckpointError              a checkpoint (git in the sandbox) operation failed
     │                                (``code``: ``not_found``, ``git_unavailable``,
     │                                ``git_failed``)
@@ -172,6 +174,10 @@ class StoreUnavailable(AgentError):
 
 class TurnRunning(AgentError):
     """The project's session has a turn running or queued (the request must wait for it)."""
+
+
+class LeaseLost(AgentError):
+    """A write carried a stale turn-lease token: another replica took the project over."""
 
 
 class CheckpointError(AgentError):

@@ -34,6 +34,7 @@ from .loop.small_tasks import SmallTasks
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
+from .sessions.lease import LeaseSettings
 from .sessions.snapshots import Snapshots
 from .snapshots import open_snapshot_store
 from .store import open_store
@@ -42,9 +43,14 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
+    from .browser import PreviewBrowser
     from .config import AgentConfig
+    from .db import AppDatabase
+    from .gitsync import GitSync
     from .loop.api import RuntimeClient, TurnEngine
     from .sandboxes.base import SandboxBackend, SandboxHandle
+    from .sessions.manager import SessionManager
+    from .snapshots import SnapshotStore
     from .store.base import Store
 
 log = logging.getLogger(__name__)
@@ -133,6 +139,7 @@ async def serve(
     | None = None,
     kube_config: Any = None,
     container_config: Any = None,
+    drain: trio.Event | None = None,
     task_status: trio.TaskStatus[ServerPorts] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the agent until cancelled.
@@ -145,6 +152,9 @@ async def serve(
         runtime_factory: how to open a runtime client for a handle (tests).
         kube_config: ``KubernetesBackendConfig`` when the backend is ``kubernetes``.
         container_config: ``ContainerBackendConfig`` when the backend is ``container``.
+        drain: set on SIGTERM: ``/readyz`` fails, no new turns start here, running ones
+            get ``AMICABLE_SHUTDOWN_GRACE_S`` to finish, then every lease is handed over
+            and the server returns.
         task_status: receives :class:`ServerPorts` once both ports listen.
 
     Cancellation: sessions are closed (turns cancelled), the backend stops its sandboxes,
@@ -157,42 +167,9 @@ async def serve(
         if engine_close is not None:
             stack.push_async_callback(engine_close)  # serve owns the engine it was given
         store = await stack.enter_async_context(open_store(config))
-        snapshot_config = config.snapshot_config
-        snapshot_store = await stack.enter_async_context(
-            open_snapshot_store(snapshot_config, store)
-        )
-        log.info(
-            "project snapshots in %s",
-            f"s3://{snapshot_config.s3.bucket}/{snapshot_config.s3.prefix}"
-            if snapshot_config.s3
-            else "the store database",
-        )
+        snapshot_store, db, git_sync, browser = await _open_integrations(config, store, stack)
         if backend is None:
             backend = await open_backend(config, store, stack, kube_config, container_config)
-        db = await stack.enter_async_context(
-            open_app_database(config.hasura, origins=store_origin_lookup(store, config.preview_url))
-        )
-        git_sync = (
-            await stack.enter_async_context(open_git_sync(config.git_sync, store))
-            if config.git_sync is not None
-            else None
-        )
-        if db is not None:
-            log.info(
-                "per-app databases through Hasura at %s", config.hasura and config.hasura.base_url
-            )
-        if git_sync is not None and config.git_sync is not None:
-            log.info(
-                "GitLab persistence to %s/%s", config.git_sync.base_url, config.git_sync.group_path
-            )
-        browser = await stack.enter_async_context(
-            open_preview_browser(
-                config.browser,
-                PreviewAddress(
-                    config.preview_base_domain, config.preview_url, config.browser.router_url
-                ),
-            )
-        )
         deps = SessionDeps(
             store=store,
             backend=backend,
@@ -211,6 +188,7 @@ async def serve(
             browser=browser,
             snapshots=Snapshots(snapshot_store),
             small=_small_tasks(engine),
+            leases=_lease_settings(config),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))
@@ -219,6 +197,7 @@ async def serve(
             http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
             oidc = OidcClient(auth, "", http)
         async with trio.open_nursery() as nursery:
+            await _replicas(nursery, store, manager, config, drain)
             state = AppState(
                 config=config, store=store, backend=backend, manager=manager,
                 background=nursery, access=access, policy=policy, db=db, git_sync=git_sync,
@@ -240,6 +219,78 @@ async def serve(
             # which otherwise stall every stream for a few hundred ms now and then.
             gc.freeze()
             task_status.started(ServerPorts(public_port, _port(internal_binds)))
+
+
+async def _open_integrations(
+    config: AgentConfig, store: Store, stack: AsyncExitStack
+) -> tuple[SnapshotStore, AppDatabase | None, GitSync | None, PreviewBrowser | None]:
+    """The snapshot store, the per-app databases, GitLab sync and the preview browser (each
+    owned by ``stack``; the optional ones None when off)."""
+    snapshot_config = config.snapshot_config
+    snapshot_store = await stack.enter_async_context(open_snapshot_store(snapshot_config, store))
+    log.info(
+        "project snapshots in %s",
+        f"s3://{snapshot_config.s3.bucket}/{snapshot_config.s3.prefix}"
+        if snapshot_config.s3
+        else "the store database",
+    )
+    db = await stack.enter_async_context(
+        open_app_database(config.hasura, origins=store_origin_lookup(store, config.preview_url))
+    )
+    git_sync = (
+        await stack.enter_async_context(open_git_sync(config.git_sync, store))
+        if config.git_sync is not None
+        else None
+    )
+    if db is not None:
+        log.info("per-app databases through Hasura at %s", config.hasura and config.hasura.base_url)
+    if git_sync is not None and config.git_sync is not None:
+        log.info(
+            "GitLab persistence to %s/%s", config.git_sync.base_url, config.git_sync.group_path
+        )
+    browser = await stack.enter_async_context(
+        open_preview_browser(
+            config.browser,
+            PreviewAddress(
+                config.preview_base_domain, config.preview_url, config.browser.router_url
+            ),
+        )
+    )
+    return snapshot_store, db, git_sync, browser
+
+
+def _lease_settings(config: AgentConfig) -> LeaseSettings:
+    """How this replica shares projects with the others (see :mod:`.sessions.lease`)."""
+    settings = LeaseSettings(ttl_s=config.turn_lease_ttl_s, auto_retry=config.turn_auto_retry)
+    if config.replica_id:
+        settings = attrs.evolve(settings, replica_id=config.replica_id)
+    log.info("agent replica %s (turn lease %.0f s)", settings.replica_id, settings.ttl_s)
+    return settings
+
+
+async def _replicas(
+    nursery: trio.Nursery,
+    store: Store,
+    manager: SessionManager,
+    config: AgentConfig,
+    drain: trio.Event | None,
+) -> None:
+    """What this replica runs beside the others: the store's notifications (other
+    replicas' turn events, requests, released leases) and the drain on SIGTERM."""
+    await nursery.start(partial(store.listen, manager.deps.notifier.notify))
+    nursery.start_soon(_drain_on, drain, manager, config.shutdown_grace_s, nursery)
+
+
+async def _drain_on(
+    drain: trio.Event | None, manager: SessionManager, grace_s: float, nursery: trio.Nursery
+) -> None:
+    if drain is None:
+        return
+    await drain.wait()
+    log.info("draining: finishing running turns (at most %.0f s), then handing over", grace_s)
+    await manager.drain(grace_s)
+    log.info("drained")
+    nursery.cancel_scope.cancel()
 
 
 def _checked(config: AgentConfig) -> tuple[AgentConfig, OriginPolicy]:

@@ -104,6 +104,10 @@ def create_public_app(state: AppState) -> QuartTrio:
             body["sandboxes"] = stats()
         return jsonify(body)
 
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        return _readiness(state)
+
     # The browser DB proxy of a preview (seed guide §7). Not under /api: the caller is the
     # generated app, checked by its own Origin policy and app key, not the editor's origins.
     @app.route("/db/apps/<app_id>/graphql", methods=["POST", "OPTIONS"])
@@ -213,4 +217,16 @@ def create_internal_app(state: AppState) -> QuartTrio:
     async def healthz() -> Response:
         return jsonify({"status": "ok"})
 
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        return _readiness(state)
+
     return app
+
+
+def _readiness(state: AppState) -> Response:
+    """200 while this replica takes new work; 503 once it drains (SIGTERM), so the
+    Service sends new editors to the other replicas."""
+    if state.manager.draining:
+        return HttpError(503, "draining", "this agent replica is shutting down").response()
+    return jsonify({"status": "ready"})

@@ -16,6 +16,7 @@ from amicable_agent.sandboxes import SandboxBackend, SandboxHandle
 from amicable_agent.store import Store
 
 from .checkpoints import CheckpointPolicy
+from .lease import LeaseSettings, Notifier
 from .snapshots import Snapshots
 
 
@@ -55,3 +56,5 @@ class SessionDeps:
     browser: PreviewBrowser | None = None
     snapshots: Snapshots | None = None
     small: SmallTasks | None = None
+    leases: LeaseSettings | None = None
+    notifier: Notifier = attrs.field(factory=Notifier)

@@ -40,6 +40,7 @@ from amicable_agent.gitsync import TurnObserver, message_callbacks, prepare_sand
 
 from .attachment import Attachment
 from .checkpoint_queue import CheckpointQueue
+from .takeover import mark_turn, take_over, unmark_turn
 from .transcript import RECORD_KIND, TurnTranscript, project_paths, record_payload
 
 if TYPE_CHECKING:
@@ -49,8 +50,10 @@ if TYPE_CHECKING:
 
     from amicable_agent.gitsync import GitSync
     from amicable_agent.loop.api import SessionHost, TurnEngine
+    from amicable_agent.store import Store
 
     from .deps import SessionDeps
+    from .relay import TurnRelay
     from .sandbox import SessionSandbox
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,7 @@ class TurnQueue:
         sandbox: the session's sandbox (runtime client for checkpoints, handle for sync).
         changed: called whenever :attr:`running` may have changed (the idle watch).
         broadcast: sends a message to every attached socket now (sync).
+        store: the session's (fenced) store; ``deps.store`` by default.
     """
 
     def __init__(
@@ -123,9 +127,11 @@ class TurnQueue:
         sandbox: SessionSandbox,
         changed: Callable[[], None],
         broadcast: Callable[[MessageType, ServerData], None],
+        store: Store | None = None,
     ) -> None:
         self._host = host
         self._broadcast = broadcast
+        self._store = store if store is not None else deps.store
         self._deps = deps
         self._sandbox = sandbox
         self._changed = changed
@@ -141,9 +147,11 @@ class TurnQueue:
         self._queue_shown = False  # the last ``queue`` broadcast listed prompts
         # Held while a job (turn + GitLab sync) runs, and by a restore.
         self._lock = trio.Lock()
+        #: The cross-replica relay when turns are leased (set by the session).
+        self.relay: TurnRelay | None = None
         self._checkpoints = CheckpointQueue(
             host.session_id,
-            deps.store,
+            self._store,
             lambda: sandbox.runtime,
             host.send,
             deps.checkpoints,
@@ -155,6 +163,11 @@ class TurnQueue:
     def running(self) -> bool:
         """A turn is running or queued."""
         return self._turn_scope is not None or self._queued > 0
+
+    @property
+    def checkpoint_busy(self) -> bool:
+        """A checkpoint or snapshot is running or due."""
+        return self._checkpoints.busy
 
     @property
     def observer(self) -> TurnObserver | None:
@@ -170,11 +183,13 @@ class TurnQueue:
         """The running turn's events so far (for INIT), or None."""
         return self._transcript.record() if self._transcript is not None else None
 
-    @property
-    def last_record(self) -> TurnRecord | None:
-        """The last finished turn (INIT adds it when the store page was read before it was
-        stored)."""
-        return self._last_record
+    def with_last(self, turns: tuple[TurnRecord, ...]) -> tuple[TurnRecord, ...]:
+        """``turns`` (a page read from the store) plus the last finished turn when it ended
+        after the page was read."""
+        last = self._last_record
+        if last is None or any(t.turn_id == last.turn_id for t in turns):
+            return turns
+        return (*turns, last)
 
     def announce(self) -> None:
         """``turn_started`` of the running job to every tab, once."""
@@ -288,6 +303,9 @@ class TurnQueue:
             finally:
                 if job.by is not None:
                     self._by[job.by] -= 1
+                if self._turn_scope is not None:  # cut from outside (the lease was lost)
+                    self._turn_scope = self._observer = None
+                    self._changed()
 
     async def _serve_job(self, job: _Job) -> None:
         """One queued job: the turn, then its checkpoint, then the GitLab sync."""
@@ -305,6 +323,7 @@ class TurnQueue:
             await self.prepare_checkpoints()
         title = _turn_title(job)
         await self._checkpoints.turn_started(title)
+        await self._mark(job, title)
         outcome: TurnOutcome = "finished"
         if git_sync is not None:
             self._observer = TurnObserver(title)
@@ -337,9 +356,36 @@ class TurnQueue:
         self._changed()
         await self._checkpoints.turn_finished(title, interrupted=outcome != "finished")
         await self._record(job.kind, outcome)
+        await self._unmark()
         observer, self._observer = self._observer, None
         if git_sync is not None and observer is not None:
             await self._sync_to_git(git_sync, observer, outcome)
+
+    @property
+    def checkpoints_ready(self) -> bool:
+        """The checkpoint repository and its baseline exist."""
+        return self._checkpoints.ready
+
+    async def take_over(self, *, prepare: bool = True) -> None:
+        """This session just took the project's lease: checkpoint what a dead holder's turn
+        left in the sandbox (``prepare``: not done at provisioning already), and tell
+        everyone that turn was interrupted (see :mod:`.takeover`)."""
+        if prepare:
+            await self.prepare_checkpoints()
+        if self.relay is not None:
+            try:
+                await take_over(self._host, self._store, self._deps, self.relay, self.submit)
+            except Exception:
+                log.exception("could not close the turn left in %s", self._host.session_id)
+
+    async def _mark(self, job: _Job, title: str) -> None:
+        """Record the running turn (a replica taking over after this one died finds it)."""
+        if self.relay is not None:
+            await mark_turn(self._host, self.relay, str(job.kind), job.data, job.by, title)
+
+    async def _unmark(self) -> None:
+        if self.relay is not None:
+            await unmark_turn(self._host)
 
     def snapshot_soon(self) -> None:
         """Take a snapshot in the background (after a restore's own checkpoint)."""
@@ -409,7 +455,7 @@ class TurnQueue:
         session_id = self._host.session_id
         try:
             with trio.move_on_after(10):
-                await self._deps.store.append_turn_event(
+                await self._store.append_turn_event(
                     session_id, f"turn_{outcome}", {"trigger": str(kind)}
                 )
         except Exception:

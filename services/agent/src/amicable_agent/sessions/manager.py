@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
 
 from amicable_agent.auth.access import QuotaExceeded
-from amicable_agent.errors import RuntimeClientError
+from amicable_agent.errors import RuntimeClientError, TurnRunning
 
 from .sandbox import restore_snapshot
 from .session import Session
@@ -37,6 +38,8 @@ class SessionManager:
         self._deps = deps
         self._nursery = nursery
         self._sessions: dict[str, Session] = {}
+        #: SIGTERM arrived: readiness fails, running turns finish, then leases go.
+        self.draining = False
 
     @property
     def deps(self) -> SessionDeps:
@@ -161,10 +164,29 @@ class SessionManager:
         """
         session = self.get(session_id)
         if session is None:
+            await self._check_lease_free(session_id)
             yield None
             return
         async with session.hold_turns(wait_s):
             yield session
+
+    async def _check_lease_free(self, session_id: str) -> None:
+        """Without a session here, a live lease means another replica runs this project's
+        turns: a restore must not run under them.
+
+        Raises:
+            TurnRunning: another replica holds the project's lease.
+        """
+        leases = self._deps.leases
+        if leases is None:
+            return
+        lease = await self._deps.store.lease_of(session_id)
+        if (
+            lease is not None
+            and lease[0] not in (None, leases.replica_id)
+            and lease[2] > time.time()
+        ):
+            raise TurnRunning("another agent replica runs this project's turns")
 
     async def check_sandbox_limits(self, sub: str, *, per_user: int, total: int) -> None:
         """Make room for one more session (and so one more running sandbox) or refuse:
@@ -203,6 +225,15 @@ class SessionManager:
         """Turns running or queued that ``sub`` asked for, in every session."""
         return sum(s.turns_by(sub) for s in self._sessions.values() if not s.closed)
 
+    async def drain(self, grace_s: float) -> None:
+        """Graceful shutdown: stop taking turns, let running ones finish within
+        ``grace_s``, then close every session (each hands its lease over)."""
+        self.draining = True
+        deadline = trio.current_time() + grace_s
+        async with trio.open_nursery() as nursery:
+            for session in list(self._sessions.values()):
+                nursery.start_soon(session.drain, deadline)
+
     def close_session(self, session_id: str) -> None:
         """Close a session if it is live (project deleted)."""
         session = self.get(session_id)
@@ -216,6 +247,10 @@ class SessionManager:
             "sessions": len(live),
             "sockets": sum(s.attachment_count for s in live),
             "turns": sum(1 for s in live if s.turn_running),
+            "leases": sum(1 for s in live if s.holds_lease),
+            "refused_writes": self._deps.store.refused_writes
+            if self._deps.leases is not None
+            else 0,
         }
 
 

@@ -14,9 +14,8 @@ import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
-from amicable_protocol.limits import INIT_PROMPT_CHARS, clip_text, fit_history
+from amicable_protocol.limits import fit_history
 from amicable_protocol.messages import (
     InitData,
     InitReply,
@@ -26,18 +25,20 @@ from amicable_protocol.messages import (
     ServerData,
     ServerMessage,
     ThinkingLevel,
-    TurnRecord,
 )
 
-from amicable_agent.errors import AgentError, SandboxProvisionError
+from amicable_agent.errors import AgentError, SandboxProvisionError, TurnRunning
 
 from .attachment import Attachment, Outgoing
+from .init_fields import project_fields
 from .jobs import TurnQueue
+from .lease import TurnLease
+from .relay import TurnRelay
 from .sandbox import SessionSandbox
 from .transcript import load_turn_page
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from amicable_agent.browser import PreviewCamera
     from amicable_agent.db import AppDbTools
@@ -77,8 +78,22 @@ class Session:
         self._init_replies = 0
         #: When a socket came or went or a turn changed state (least recently used first).
         self.last_used = trio.current_time()
+        self._draining = False
         self._sandbox = SessionSandbox(session_id, deps, self.send)
-        self._jobs = TurnQueue(self, deps, self._sandbox, self._poke, self.broadcast)
+        self._lease: TurnLease | None = None
+        self._relay: TurnRelay | None = None
+        self._store: Store = deps.store
+        if deps.leases is not None:
+            self._lease = TurnLease(session_id, deps.store, deps.leases, deps.notifier)
+            self._store = deps.store.fenced(session_id, self._lease.fence)
+            deps.store.register_fence(session_id, self._lease.fence)
+        self._jobs = TurnQueue(self, deps, self._sandbox, self._poke, self.broadcast, self._store)
+        if self._lease is not None:
+            self._relay = TurnRelay(
+                session_id, deps.store, self._store, self._lease, deps.notifier,
+                self._deliver, self._take_request,
+            )  # fmt: skip
+            self._jobs.relay = self._relay
 
     # --- SessionHost ------------------------------------------------------------------
 
@@ -113,8 +128,14 @@ class Session:
 
     @property
     def store(self) -> Store:
-        """The conversation store."""
-        return self._deps.store
+        """The conversation store (fenced by the turn lease: a write after another replica
+        took the project over is refused)."""
+        return self._store
+
+    @property
+    def holds_lease(self) -> bool:
+        """This session runs the project's turns (always, without leases)."""
+        return self._lease is None or self._lease.holding
 
     @property
     def app_db(self) -> AppDbTools | None:
@@ -165,6 +186,12 @@ class Session:
         message = self.message(type, data, msg_id=msg_id)
         if transcript is not None:
             transcript.observe(message)
+        if self._relay is not None:
+            self._relay.offer(message)
+        self._deliver(message)
+
+    def _deliver(self, message: ServerMessage) -> None:
+        """Send to this replica's sockets only (a relayed event, or a broadcast)."""
         out = Outgoing(message)
         for attachment in list(self._attachments):
             if not attachment.send_nowait(out):
@@ -213,20 +240,32 @@ class Session:
                         task_status.started()
                         # The checkpoint baseline is the state the session opened with; made
                         # while provisioning (beside the database) so the first prompt does
-                        # not wait for git. With GitLab sync it follows the restore from
-                        # GitLab (turn worker).
-                        prepare = (
-                            self._jobs.prepare_checkpoints if self._deps.git_sync is None else None
-                        )
+                        # not wait for git; under the lease, only if it is free (else when
+                        # taking over). With GitLab sync it follows the restore (turn worker).
+                        prepare = None
+                        if self._deps.git_sync is None:
+                            prepare = (
+                                self._jobs.prepare_checkpoints
+                                if self._lease is None
+                                else self._prepare_leased
+                            )
                         if not await self._sandbox.provision(stack, prepare=prepare):
                             self.close()
                             return
                         nursery.start_soon(self._idle_watch)
-                        nursery.start_soon(self._jobs.serve)
-                        nursery.start_soon(self._jobs.serve_checkpoints)
+                        if self._lease is None or self._relay is None:
+                            nursery.start_soon(self._jobs.serve)
+                            nursery.start_soon(self._jobs.serve_checkpoints)
+                        else:
+                            nursery.start_soon(self._relay.follow)
+                            nursery.start_soon(
+                                serve_while_held, self._lease, self._relay, self._jobs, self._poke
+                            )
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
                         nursery.start_soon(self._supervise, stack)
         finally:
+            if self._lease is not None:
+                self._deps.store.unregister_fence(self._session_id, self._lease.fence)
             self._closed.set()
             self._sandbox.set_ready()
             if self._sandbox.failed is None:
@@ -239,6 +278,32 @@ class Session:
     def close(self) -> None:
         """Close the session now (sync; the session's task finishes shortly)."""
         self._cancel_scope.cancel()
+
+    async def _prepare_leased(self) -> None:
+        """At provisioning: the checkpoint baseline, if the lease is free to take."""
+        lease = self._lease
+        if lease is not None and await lease.try_acquire() is not None:
+            await self._jobs.prepare_checkpoints()
+
+    def _take_request(self, kind: MessageType, data: Any, by: str | None) -> None:
+        """A frame another replica queued for this holder."""
+        if kind is MessageType.CANCEL:
+            self._jobs.cancel()
+        else:
+            self._jobs.submit(kind, data, None, by=by)
+
+    async def drain(self, deadline: float) -> None:
+        """Stop taking turns here (frames go to the store for the next holder), let the
+        running one finish until ``deadline``, then close (releasing the lease)."""
+        self._draining = True
+        if self._relay is not None:
+            self._relay.paused = True
+        with trio.move_on_at(deadline):
+            while self._jobs.running or self._jobs.checkpoint_busy:
+                with trio.move_on_after(0.2):
+                    await self._changed.wait()
+        self.close()
+        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the session has ended."""
@@ -286,30 +351,9 @@ class Session:
         if sandbox.failed is not None or handle is None or project is None:
             raise SandboxProvisionError(sandbox.failed or "the session closed")
         await self._deps.backend.touch(handle.sandbox_id)
-        engine = self._deps.engine
-        extra: dict[str, Any] = sandbox.db_info.init_fields() if sandbox.db_info else {}
-        if engine is not None:
-            history = await engine.history(self)
-            pending = await engine.hitl_pending(self)
-            choices = engine.model_choices()
-            if choices:  # an engine without models (tests) leaves the extension out
-                extra["models"] = choices
-                extra["model"] = await engine.project_model(self, data.model if may_edit else None)
-                extra["spend"] = await engine.project_spend(self)
-        else:
-            history = await self._deps.store.chat_history(self._session_id)
-            pending = None
-        info = project.info()
-        if info.project_prompt is not None:  # a client must be able to take the frame
-            info = attrs.evolve(
-                info, project_prompt=clip_text(info.project_prompt, INIT_PROMPT_CHARS)
-            )
-        git_sync = self._deps.git_sync
-        if git_sync is not None:
-            record = await git_sync.repo_record(self._session_id)
-            if record is not None:
-                info = attrs.evolve(info, **record.project_fields())
-                extra["git"] = record.to_git_info()
+        info, extra, history, pending = await project_fields(
+            self, self._deps, sandbox, project, data.model if may_edit else None
+        )
         page = await load_turn_page(self._deps.store, self._session_id)
         # Only the very first INIT of a fresh sandbox says "new": a reload must not make the
         # editor send the creation prompt again.
@@ -317,7 +361,7 @@ class Session:
         self._init_replies += 1
         # No await from here on: the running turn's events and the queue are those of the
         # moment the reply is sent (later broadcasts reach the socket after it).
-        turns = self._with_last(page.turns)
+        turns = self._jobs.with_last(page.turns)
         return InitReply(
             url=self._deps.preview_url(project.slug),
             sandbox_id=handle.sandbox_id,
@@ -336,13 +380,6 @@ class Session:
             queued=self._jobs.queued_prompts() or None,
             **extra,
         )
-
-    def _with_last(self, turns: tuple[TurnRecord, ...]) -> tuple[TurnRecord, ...]:
-        """``turns`` plus the last finished turn when it ended after the page was read."""
-        last = self._jobs.last_record
-        if last is None or any(t.turn_id == last.turn_id for t in turns):
-            return turns
-        return (*turns, last)
 
     def refresh_project(self, project: Project) -> None:
         """Take a renamed project row (the sandbox id stays)."""
@@ -368,6 +405,15 @@ class Session:
         if handle is not None and self._nursery is not None:
             # Activity keeps the sandbox's idle TTL fresh; touch must not block the caller.
             self._nursery.start_soon(self._deps.backend.touch, handle.sandbox_id)
+        relay = self._relay
+        if (
+            relay is not None
+            and (not self.holds_lease or self._draining)
+            and self._deps.engine is not None
+            and self._nursery is not None
+        ):
+            self._nursery.start_soon(relay.forward, kind, data, by)
+            return
         if kind is MessageType.CANCEL:
             self._jobs.cancel()
             return
@@ -389,5 +435,30 @@ class Session:
         Raises:
             TurnRunning: a turn is running or queued, or did not finish within ``wait_s``.
         """
+        if not self.holds_lease:
+            raise TurnRunning("another agent replica runs this project's turns")
         async with self._jobs.hold(wait_s):
             yield
+
+
+async def serve_while_held(
+    lease: TurnLease, relay: TurnRelay, jobs: TurnQueue, released: Callable[[], None]
+) -> None:
+    """Run the project's turns whenever this session holds ``lease``: take it, catch up on a
+    turn a dead holder left, serve the queue and the requests of other replicas; when the
+    lease is lost, stop all of it, call ``released()`` and wait to take it again."""
+    prepared = jobs.checkpoints_ready  # at provisioning, under this lease
+    while True:
+        await lease.acquire()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lease.heartbeat, nursery.cancel_scope.cancel)
+                nursery.start_soon(relay.publish)
+                await jobs.take_over(prepare=not prepared)
+                prepared = False  # a later take-over catches up on the other holder
+                nursery.start_soon(jobs.serve)
+                nursery.start_soon(jobs.serve_checkpoints)
+                nursery.start_soon(relay.pump)
+        finally:
+            await lease.release()
+            released()

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+import trio
 
 from amicable_agent.auth.identity import Role, User
 
@@ -249,7 +250,79 @@ class SnapshotIndex(Protocol):
         ...
 
 
-class Store(IdentityStore, SpendStore, SnapshotIndex, Protocol):
+class LeaseStore(Protocol):
+    """Turn leases, requests for the holder and relayed events (see :mod:`.leases`)."""
+
+    @property
+    def shared(self) -> bool:
+        """Several processes may share this store (PostgreSQL)."""
+        ...
+
+    @property
+    def refused_writes(self) -> int:
+        """Fenced calls refused because the lease had moved on."""
+        ...
+
+    def fenced(self, project_id: str, fence: Any) -> Any:
+        """A view of the store whose calls check ``fence.token`` against the lease."""
+        ...
+
+    def register_fence(self, project_id: str, fence: Any) -> None:
+        """Fence this process's snapshot writes of the project with ``fence``."""
+        ...
+
+    def unregister_fence(self, project_id: str, fence: Any) -> None:
+        """Drop the fence registered for the project (if it is ``fence``)."""
+        ...
+
+    async def acquire_lease(
+        self, project_id: str, holder: str, ttl_s: float, *, steal: bool = False
+    ) -> int | None:
+        """Take a free or expired lease; the new token, or None."""
+        ...
+
+    async def renew_lease(self, project_id: str, token: int, ttl_s: float) -> bool:
+        """Push the expiry forward; False when the token is stale."""
+        ...
+
+    async def release_lease(self, project_id: str, token: int) -> bool:
+        """Give the lease up."""
+        ...
+
+    async def lease_of(self, project_id: str) -> tuple[str | None, int, float] | None:
+        """(holder, token, expires_at), or None."""
+        ...
+
+    async def queue_turn_request(
+        self, project_id: str, kind: str, payload: Any, by: str | None
+    ) -> None:
+        """Queue a client frame for the holder."""
+        ...
+
+    async def take_turn_requests(self, project_id: str) -> list[tuple[str, Any, str | None]]:
+        """Take the queued requests, oldest first."""
+        ...
+
+    async def append_wire_events(self, project_id: str, messages: list[Any]) -> None:
+        """Append relayed broadcasts and announce them."""
+        ...
+
+    async def prune_wire_events(self, project_id: str, older_than_s: float) -> int:
+        """Delete relayed events older than ``older_than_s``."""
+        ...
+
+    async def wire_events_after(self, project_id: str, seq: int) -> list[tuple[int, Any]]:
+        """Relayed events after ``seq`` (``seq`` < 0: the newest id only)."""
+        ...
+
+    async def listen(
+        self, on_notify: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Call ``on_notify(payload)`` for each notification until cancelled."""
+        ...
+
+
+class Store(IdentityStore, SpendStore, SnapshotIndex, LeaseStore, Protocol):
     """Durable agent state. Every method is a checkpoint."""
 
     async def create_project(

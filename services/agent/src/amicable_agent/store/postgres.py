@@ -23,6 +23,7 @@ import contextlib
 import threading
 import time
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -30,6 +31,7 @@ import trio
 
 from amicable_agent.errors import StoreUnavailable
 
+from .leases import CHANNEL
 from .sql import SqlStore, render_migrations
 
 if TYPE_CHECKING:
@@ -138,8 +140,64 @@ class PostgresStore(SqlStore):
         super().__init__()
         self._pool = pool
 
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def _notify(self, conn: Any, what: str, project_id: str) -> None:
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{what}:{project_id}"))
+
+    async def listen(
+        self,
+        on_notify: Callable[[str], None],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """``LISTEN`` on :data:`CHANNEL` on a connection of its own (a worker thread waits
+        for notifications) and call ``on_notify(payload)`` in Trio for each, until cancelled.
+        A dropped connection is reopened after a second (notifications meanwhile are lost:
+        the sessions' polls cover them)."""
+        stop = threading.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def deliver(payload: str) -> None:
+            trio.from_thread.run_sync(on_notify, payload, trio_token=token)
+
+        def loop(ready: Callable[[], None]) -> None:
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(
+                        self._pool.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                    ) as conn:
+                        conn.execute(f"LISTEN {CHANNEL}")
+                        ready()
+                        while not stop.is_set():
+                            for note in conn.notifies(timeout=0.25, stop_after=64):
+                                deliver(note.payload)
+                except (psycopg.Error, trio.RunFinishedError):
+                    if not stop.wait(1.0):
+                        continue
+
+        started = trio.Event()
+
+        def ready() -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(started.set, trio_token=token)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(trio.to_thread.run_sync, loop, ready, abandon_on_cancel=True)
+                )
+                with trio.fail_after(CONNECT_TIMEOUT_S + 5):
+                    await started.wait()
+                task_status.started()
+        finally:
+            stop.set()
+
     async def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         pool = self._pool
+        fn = self._guarded(fn)
 
         def call() -> T:
             try:

@@ -122,6 +122,10 @@ class SnapshotQueries:
             self, conn: Connection, query: str, params: tuple[Any, ...] = ()
         ) -> Cursor: ...
 
+        def _project_fenced(  # provided by LeaseQueries
+            self, project_id: str, fn: Callable[[Any], T]
+        ) -> Callable[[Any], T]: ...
+
     def _rows(self, conn: Connection, project_id: str) -> list[SnapshotRecord]:
         query = f"SELECT {_COLUMNS} FROM snapshots WHERE project_id=? ORDER BY seq"
         return [_record(r) for r in self._execute(conn, query, (project_id,)).fetchall()]
@@ -175,7 +179,7 @@ class SnapshotQueries:
                 )
             return record
 
-        return await self._run(insert)
+        return await self._run(self._project_fenced(project_id, insert))
 
     async def compact_snapshots(
         self, project_id: str, *, head_sha: str, size_bytes: int, sha256: str, blob: str
@@ -213,7 +217,7 @@ class SnapshotQueries:
                     others.append(row.blob)
             return others
 
-        return await self._run(replace)
+        return await self._run(self._project_fenced(project_id, replace))
 
     async def referenced_snapshot_blobs(self, project_id: str) -> set[str]:
         """Every blob a stored snapshot of the project refers to."""
@@ -227,7 +231,8 @@ class SnapshotQueries:
     async def put_snapshot_part(self, project_id: str, blob: str, part: int, data: bytes) -> None:
         """Store one part of a database blob (one transaction per part)."""
         query = "INSERT INTO snapshot_parts (blob, part, project_id, data) VALUES (?,?,?,?)"
-        await self._run(lambda c: self._execute(c, query, (blob, part, project_id, data)))
+        params = (blob, part, project_id, data)
+        await self._run(self._project_fenced(project_id, lambda c: self._execute(c, query, params)))
 
     async def snapshot_part(self, blob: str, part: int) -> bytes | None:
         """One part of a database blob, None past its end."""

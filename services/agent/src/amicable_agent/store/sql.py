@@ -19,6 +19,7 @@ from amicable_protocol.messages import HistoryEntry
 
 from .base import COLUMNS, Project, slug_candidates, slugify
 from .identity import IDENTITY_MIGRATION, IdentityQueries
+from .leases import LEASE_MIGRATION, LeaseQueries
 from .snapshots import SNAPSHOT_MIGRATION, SnapshotQueries
 from .spend import SPEND_MIGRATION, SpendQueries
 
@@ -82,6 +83,8 @@ MIGRATION_TEMPLATES: tuple[str, ...] = (
     SPEND_MIGRATION,
     # 5: project snapshots (git bundles of each project's history) and their bytes
     SNAPSHOT_MIGRATION,
+    # 6: turn leases (one replica runs a project's turns) and requests queued for the holder
+    LEASE_MIGRATION,
 )
 
 
@@ -94,7 +97,7 @@ def _row(row: Sequence[Any] | None) -> Project | None:
     return Project(*row) if row is not None else None
 
 
-class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, ABC):
+class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, LeaseQueries, ABC):
     """The shared queries; see the module docstring for what a subclass provides."""
 
     #: ``True`` for drivers with ``%s`` placeholders (psycopg), ``False`` for ``?`` (sqlite3).
@@ -104,6 +107,8 @@ class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, ABC):
 
     def __init__(self) -> None:
         self._queries: dict[str, str] = {}
+        self._refused = [0]
+        self._fences: dict[str, Any] = {}
 
     def q(self, query: str) -> str:
         """``query`` in the driver's placeholder style."""
@@ -116,7 +121,8 @@ class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, ABC):
 
     @abstractmethod
     async def _run(self, fn: Callable[[Any], T]) -> T:
-        """Call ``fn(connection)`` inside one transaction (in a worker thread)."""
+        """Call ``fn(connection)`` inside one transaction (in a worker thread), after the
+        fence check of a :meth:`fenced` view (``self._guarded(fn)``)."""
 
     @abstractmethod
     def _insert_slug(self, conn: Any, query: str, params: tuple[Any, ...]) -> Cursor | None:
@@ -302,7 +308,11 @@ class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, ABC):
         return await self._run(select)
 
     async def turn_events(self, project_id: str) -> list[tuple[str, Any]]:
-        query = "SELECT kind, payload_json FROM turn_events WHERE project_id=? ORDER BY seq"
+        # Relayed wire messages (``leases.WIRE_EVENT``) are not part of the audit trail.
+        query = (
+            "SELECT kind, payload_json FROM turn_events WHERE project_id=? AND kind<>'wire' "
+            "ORDER BY seq"
+        )
 
         def select(conn: Connection) -> list[tuple[str, Any]]:
             rows = self._execute(conn, query, (project_id,)).fetchall()

@@ -51,6 +51,8 @@ class SqliteStore(SqlStore):
         self._limiter = trio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        fn = self._guarded(fn)
+
         def call() -> T:
             with self._conn:
                 return fn(self._conn)
