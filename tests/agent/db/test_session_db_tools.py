@@ -20,7 +20,7 @@ from .conftest import Hasura, hasura_config, static_origins
 
 TEMPLATE = (
     Path(__file__).resolve().parents[3]
-    / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite"
+    / "libs/templates/src/amicable_templates/stacks/vite"
 )
 
 

@@ -1,0 +1,145 @@
+/*
+ * Amicable runtime bridge. Keep this file and its <script> tag in index.html.
+ *
+ * When the app runs inside the Amicable editor's preview iframe, it reports runtime errors
+ * (uncaught errors, unhandled promise rejections, console.error, Vite build errors) and the
+ * current path to the editor with postMessage, so the agent can fix errors by itself. It only
+ * ever talks to the origin named by the `amicableParentOrigin` query parameter, never "*".
+ * Outside the editor (no parent frame) it does nothing.
+ */
+(function () {
+  "use strict";
+  if (window.parent === window) return;
+  var KEY = "amicableParentOrigin";
+  var parentOrigin = new URLSearchParams(window.location.search).get(KEY);
+  // Remember it across in-app navigations; storage may be blocked in third-party frames.
+  try {
+    if (parentOrigin) sessionStorage.setItem(KEY, parentOrigin);
+    else parentOrigin = sessionStorage.getItem(KEY);
+  } catch (e) {
+    /* keep what the query said */
+  }
+  try {
+    parentOrigin = parentOrigin ? new URL(parentOrigin).origin : null;
+  } catch (e) {
+    parentOrigin = null;
+  }
+  if (!parentOrigin || parentOrigin === "null") return;
+
+  function post(message) {
+    try {
+      window.parent.postMessage(message, parentOrigin);
+    } catch (e) {
+      /* the editor went away; nothing to do */
+    }
+  }
+
+  function text(value, max) {
+    var s;
+    if (value === undefined || value === null) return undefined;
+    if (typeof value === "string") s = value;
+    else if (value instanceof Error) s = value.name + ": " + value.message;
+    else {
+      try {
+        s = JSON.stringify(value);
+      } catch (e) {
+        s = String(value);
+      }
+    }
+    return s.length > max ? s.slice(0, max) : s;
+  }
+
+  function report(kind, message, extra) {
+    var payload = {
+      kind: kind,
+      message: text(message, 2000) || "(no message)",
+      url: window.location.href.slice(0, 2000),
+      ts_ms: Date.now(),
+      source: "amicable-runtime-bridge",
+    };
+    extra = extra || {};
+    if (extra.stack) payload.stack = text(extra.stack, 8000);
+    if (extra.level) payload.level = extra.level;
+    if (extra.args_preview) payload.args_preview = text(extra.args_preview, 4000);
+    post({ type: "amicable_runtime_error", payload: payload });
+  }
+
+  window.addEventListener("error", function (event) {
+    var err = event.error;
+    report("window_error", (err && err.message) || event.message, {
+      stack: err && err.stack,
+      level: "error",
+    });
+  });
+
+  window.addEventListener("unhandledrejection", function (event) {
+    var reason = event.reason;
+    report("unhandled_rejection", reason instanceof Error ? reason.message : text(reason, 2000), {
+      stack: reason && reason.stack,
+      level: "error",
+    });
+  });
+
+  var originalError = console.error;
+  console.error = function () {
+    var args = Array.prototype.slice.call(arguments);
+    try {
+      var first = args[0];
+      var stack = first instanceof Error ? first.stack : undefined;
+      report("console_error", text(first, 2000), {
+        stack: stack,
+        level: "error",
+        args_preview: args.length > 1 ? text(args.slice(1).map(function (a) {
+          return text(a, 500);
+        }), 4000) : undefined,
+      });
+    } catch (e) {
+      /* never break the app's logging */
+    }
+    return originalError.apply(console, args);
+  };
+
+  // Vite shows build errors (syntax errors, missing imports) in an overlay element.
+  function watchViteOverlay() {
+    var seen = typeof WeakSet === "function" ? new WeakSet() : null;
+    new MutationObserver(function () {
+      var overlay = document.querySelector("vite-error-overlay");
+      if (!overlay || (seen && seen.has(overlay))) return;
+      if (seen) seen.add(overlay);
+      var root = overlay.shadowRoot;
+      var message = root && root.querySelector(".message-body");
+      var file = root && root.querySelector(".file");
+      report("vite_error", message ? message.textContent : "Vite reported a build error", {
+        stack: file ? file.textContent : undefined,
+        level: "error",
+      });
+    }).observe(document.documentElement, { childList: true, subtree: true });
+  }
+  if (document.documentElement) watchViteOverlay();
+
+  function postLocation() {
+    post({
+      type: "amicable_location",
+      path: window.location.pathname + window.location.search.replace(/([?&])amicableParentOrigin=[^&]*&?/, "$1").replace(/[?&]$/, "") + window.location.hash,
+    });
+  }
+  ["pushState", "replaceState"].forEach(function (name) {
+    var original = history[name];
+    history[name] = function () {
+      var result = original.apply(this, arguments);
+      postLocation();
+      return result;
+    };
+  });
+  window.addEventListener("popstate", postLocation);
+  window.addEventListener("hashchange", postLocation);
+  window.addEventListener("load", postLocation);
+
+  // The editor asks whether the bridge is present after loads and turns.
+  window.addEventListener("message", function (event) {
+    if (event.origin !== parentOrigin || !event.data) return;
+    if (event.data.type === "amicable_runtime_probe") {
+      post({ type: "amicable_runtime_probe_ack", probe_id: event.data.probe_id });
+    }
+  });
+})();
