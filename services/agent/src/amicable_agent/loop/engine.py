@@ -46,6 +46,7 @@ from .model_api import AssistantMessage, LlmError
 from .prompts import (
     load_workspace_instructions,
     request_text,
+    stack_prompt,
     system_prompt,
     user_content,
     wrap_user_text,
@@ -383,10 +384,14 @@ class Engine:
     async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
         await send_trace(host, state, event)
 
-    def _system(self, summary: str, instructions: str, *, with_db: bool = False) -> str:
+    def _system(
+        self, summary: str, instructions: str, *, with_db: bool = False, template_id: str = ""
+    ) -> str:
         # Workspace instructions live in the system prompt (re-read every turn) rather than
         # in each request, so they do not pile up in the stored history.
         parts = [system_prompt(with_db=with_db)]
+        if stack := stack_prompt(template_id, instructions):
+            parts.append(stack)
         if instructions:
             parts.append(f"Workspace instructions (follow them):\n{instructions}")
         if summary:
@@ -402,6 +407,7 @@ class Engine:
             summary,
             await load_workspace_instructions(host.runtime),
             with_db=app_db_of(host) is not None,
+            template_id=host.project.template_id,
         )
         if extra := self.toolbox.prompt(host):
             system = f"{system}\n\n{extra}"
