@@ -64,6 +64,7 @@ RUNTIME_PACKAGES = (
     "amicable_protocol",
     "amicable_frontdoor",
     "amicable_settings",
+    "amicable_templates",
 )
 #: Set on bubblewrap's and pasta's own processes (not inside the sandbox):
 #: ``<sandboxes dir>:<agent pid>``, so an agent that starts after a crash finds what the
