@@ -28,7 +28,7 @@ import pytest
 import trio
 from amicable_templates import Template, get_template, registry
 from amicable_testing import ws_recv_until, ws_send
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
 pytestmark = pytest.mark.slow
 
@@ -110,14 +110,15 @@ class Preview:
                 await trio.sleep(0.5)
         raise AssertionError(f"{path} never showed {text!r}; last answer {last}")
 
-    def ws_url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.base.rsplit(':', 1)[1]}{path}"
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
 
 
 @asynccontextmanager
 async def hmr_socket(preview: Preview, template: Template) -> AsyncIterator[WebSocketConnection]:
     """The stack's HMR WebSocket, opened through the router with the preview's Host."""
-    headers = [("Host", preview.netloc), ("Origin", f"http://{preview.netloc}")]
+    origin = [("Origin", f"http://{preview.netloc}")]
     if template.id == "nextjs15":
         path, protocols = "/_next/webpack-hmr", None
     else:  # Vite (React, SvelteKit, React Router): the token the client script carries
@@ -125,10 +126,19 @@ async def hmr_socket(preview: Preview, template: Template) -> AsyncIterator[WebS
         token = re.search(r'const wsToken = "([^"]+)"', client)
         assert token is not None
         path, protocols = f"/?token={token.group(1)}", ["vite-hmr"]
-    async with open_websocket_url(
-        preview.ws_url(path), extra_headers=headers, subprotocols=protocols
-    ) as ws:
-        yield ws
+        # as the browser does: load the module, so it is in the client's module graph
+        assert (await preview.get("/" + template.edit_file)).status_code == 200
+    async with trio.open_nursery() as nursery:
+        # the router picks the sandbox by Host: connect to it, name the preview's host
+        stream = await trio.open_tcp_stream("127.0.0.1", preview.port)
+        ws = await wrap_client_stream(
+            nursery, stream, preview.netloc, path, subprotocols=protocols, extra_headers=origin
+        )
+        try:
+            yield ws
+        finally:
+            await ws.aclose()
+            nursery.cancel_scope.cancel()
 
 
 async def edit(client: httpx.AsyncClient, api: str, template: Template) -> None:
