@@ -107,6 +107,7 @@ class LocalBackendConfig:
         warm_pool_size: sandboxes kept ready (dev server running) for new sessions, per
             template of ``warm_pool_templates``.
         warm_pool_templates: the templates with a warm pool (``AMICABLE_WARM_POOL_TEMPLATES``).
+        spare_template: the template spare workspaces are made of (the default template).
         spare_workspaces: complete workspaces of the default template kept on disk for new
             sessions (no process; 0 disables).
         idle_ttl_s: stop a sandbox after this long without activity (0 = never).
@@ -126,6 +127,7 @@ class LocalBackendConfig:
     env_passthrough: tuple[str, ...] = ()
     warm_pool_size: int = 1
     warm_pool_templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
+    spare_template: str = DEFAULT_TEMPLATE
     spare_workspaces: int = 1
     idle_ttl_s: float = 1800.0
     start_timeout_s: float = 600.0
@@ -150,6 +152,7 @@ class LocalBackendConfig:
             env_passthrough=config.sandbox_env_passthrough,
             warm_pool_size=config.warm_pool_size,
             warm_pool_templates=config.pooled_templates,
+            spare_template=config.template_id,
             spare_workspaces=config.spare_workspaces,
             idle_ttl_s=config.sandbox_idle_ttl_s,
             cache_dir=config.node_modules_cache_dir,
@@ -195,7 +198,7 @@ class LocalBackend:
         }
         self.spares = SpareWorkspaces(
             self._root,
-            DEFAULT_TEMPLATE,
+            config.spare_template,
             config.spare_workspaces,
             self._init_argv,
             config.refill_delay_s,
