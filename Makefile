@@ -9,6 +9,12 @@ STAMPS := $(ROOT)/.stamps
 UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
 # What isolates local sandboxes (`make up` installs these): bubblewrap, pasta, ip, setpriv.
 SANDBOX_PACKAGES := bubblewrap passt iproute2 util-linux
+# What builds and runs the images (`make images`, the container tests): podman with runc,
+# buildah, and mmdebstrap for the local Debian base when no registry base is reachable.
+IMAGE_PACKAGES := podman buildah runc netavark aardvark-dns mmdebstrap uidmap passt slirp4netns
+# The container tests run in `make test` in CI and whenever the image cache is warm (a previous
+# `make images` finished here); otherwise `make test-images` runs them (README: what it costs).
+IMAGE_TESTS ?= $(if $(CI),1,$(if $(wildcard $(ROOT)/.images/sizes-dev.tsv),1,0))
 APT_PACKAGES := chromium chromium-driver nginx wrk git openssl postgresql $(SANDBOX_PACKAGES)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
@@ -17,7 +23,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help up test schema-check deps py-deps node-deps apt-deps sandbox-deps install-apt lint typecheck pytest frontend frontend-test schema bench clean
+.PHONY: images image-deps test-images help up test soak schema-check deps py-deps node-deps apt-deps sandbox-deps install-apt lint typecheck pytest frontend frontend-test schema bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,7 +31,7 @@ help: ## list the targets
 up: sandbox-deps py-deps frontend ## install what is missing, then run agent + preview router + editor locally
 	$(VENV)/bin/amicable up $(ARGS)
 
-test: deps lint typecheck schema-check frontend-test pytest ## install what is missing, then lint, type-check and run every test
+test: deps $(if $(filter 1,$(IMAGE_TESTS)),image-deps) lint typecheck schema-check frontend-test pytest ## install what is missing, then lint, type-check and run every test
 
 deps: apt-deps py-deps node-deps frontend
 
@@ -68,8 +74,21 @@ lint: py-deps ## ruff (lint + format check)
 typecheck: py-deps ## mypy strict on libs/ and services/
 	$(VENV)/bin/mypy
 
+pytest: export AMICABLE_IMAGE_TESTS := $(IMAGE_TESTS)
 pytest: py-deps ## every Python test (real servers, real Vite, real Chromium)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+soak: py-deps ## the soak test: 20 sessions, random kills and model drops (a few minutes)
+	$(VENV)/bin/pytest -m soak tests/soak -s $(PYTEST_ARGS)
+
+image-deps: ## Debian packages that build and run the images (podman, runc, buildah, mmdebstrap)
+	@$(MAKE) --no-print-directory install-apt PACKAGES="$(IMAGE_PACKAGES)"
+
+images: image-deps ## build the four images with podman (a local Debian base when no registry answers)
+	bash deploy/images/build.sh
+
+test-images: image-deps py-deps ## container tests: build the images (cached by content), run them
+	AMICABLE_IMAGE_TESTS=1 $(VENV)/bin/pytest tests/images $(PYTEST_ARGS)
 
 schema: py-deps ## regenerate frontend/src/protocol/schema.json + TypeScript types
 	$(VENV)/bin/python -m amicable_protocol.schema --out frontend/src/protocol/schema.json

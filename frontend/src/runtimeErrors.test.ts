@@ -31,3 +31,19 @@ describe("HITL argument editing", () => {
     expect("error" in parseArgs("{bad")).toBe(true);
   });
 });
+
+describe("project paths", () => {
+  it("shows sandbox and host paths as project paths", async () => {
+    const { projectPaths } = await import("./runtimeErrors");
+    expect(projectPaths("Failed to parse /app/src/App.tsx:3:7")).toBe("Failed to parse /src/App.tsx:3:7");
+    expect(projectPaths("/home/u/.local/share/amicable/sandboxes/sb-1/workspace/src/App.tsx")).toBe("/src/App.tsx");
+    expect(projectPaths("see /apple and /application/x")).toBe("see /apple and /application/x");
+  });
+});
+
+describe("open in new tab", () => {
+  it("opens the app without the editor's bridge parameter", async () => {
+    const { openUrl } = await import("./components/PreviewPane");
+    expect(openUrl("http://p.preview.localhost:8080/", "/about")).toBe("http://p.preview.localhost:8080/about");
+  });
+});

@@ -164,3 +164,11 @@ export class BridgeProbe {
     return { action: "probe", probeId, waitMs: PROBE_GRACE_MS };
   }
 }
+
+/** Sandbox paths (`/app/src/App.tsx`, a local sandbox's host directory) as project paths
+ * (`/src/App.tsx`), as the agent writes them too. */
+export function projectPaths(text: string): string {
+  return text
+    .replace(/(?:file:\/\/)?(?:\/[^\s'"():]*)?\/sandboxes\/[^/\s]+\/workspace(?=\/)/g, "")
+    .replace(/(^|[\s'"([])(?:file:\/\/)?(?:\/@fs)?\/app(?=\/)/g, "$1");
+}

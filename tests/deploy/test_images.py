@@ -74,7 +74,12 @@ def test_multi_stage_non_root_tini(name: str) -> None:
     assert users[-1].split(":")[0] not in ("0", "root"), users[-1]
     entrypoint = [args for word, args in tail if word == "ENTRYPOINT"]
     assert entrypoint
-    assert "tini" in entrypoint[-1]
+    if name == "editor":
+        # Its entrypoint renders /config.js, then execs nginx, whose master reaps its workers.
+        assert entrypoint[-1] == '["/usr/local/bin/amicable-editor-entrypoint"]'
+        assert 'exec "$@"' in (IMAGES / "editor" / "entrypoint.sh").read_text()
+    else:
+        assert "tini" in entrypoint[-1]
     assert not [a for w, a in tail if w == "ADD"], "COPY, not ADD"
     # Every base image is pinned to a tag (no implicit :latest).
     for args in froms:
@@ -213,6 +218,13 @@ async def test_editor_nginx_config_serves_the_spa(tmp_path: Path) -> None:
                 assert config.status_code == 200
                 assert config.headers["cache-control"] == "no-store"
                 assert "javascript" in config.headers["content-type"]
+                # A config rendered from environment (the entrypoint's) wins over the image's.
+                rendered = tmp_path / "amicable-editor"
+                rendered.mkdir()
+                (rendered / "config.js").write_text("window.__AMICABLE_CONFIG__ = {};//env")
+                config = await client.get("/config.js")
+                assert config.text.endswith("//env")
+                assert config.headers["cache-control"] == "no-store"
                 asset = await client.get("/assets/app-1234.js")
                 assert "immutable" in asset.headers["cache-control"]
                 missing = await client.get("/assets/nope.js")
@@ -220,3 +232,27 @@ async def test_editor_nginx_config_serves_the_spa(tmp_path: Path) -> None:
                 assert asset.headers["x-content-type-options"] == "nosniff"
         finally:
             proc.terminate()
+
+
+BASES = sorted((IMAGES / "base").glob("*.Dockerfile"))
+
+
+@pytest.mark.parametrize("path", BASES, ids=[p.name for p in BASES])
+async def test_local_base_dockerfiles_are_hadolint_clean(path: Path) -> None:
+    await run_tool([VENV_BIN / "hadolint", "--no-color", "--failure-threshold", "info", path])
+
+
+def test_local_bases_replace_every_public_base() -> None:
+    """`make images` on a machine without a registry overrides every public base the four
+    Dockerfiles name, and only ARGs they declare; the defaults stay public images."""
+    script = (IMAGES / "build.sh").read_text()
+    overridden = set(re.findall(r'--build-arg "([A-Z_]+_IMAGE)=localhost/amicable-base/', script))
+    declared = set()
+    for name in NAMES:
+        for word, args in instructions(dockerfile(name)):
+            if word == "ARG" and "_IMAGE=" in args:
+                key, default = args.split("=", 1)
+                declared.add(key)
+                assert not default.startswith("localhost/"), f"{name}: {args} must stay public"
+    assert overridden == declared
+    assert "registry_reachable" in script, "public bases are used when a registry answers"

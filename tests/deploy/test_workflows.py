@@ -72,6 +72,24 @@ def test_images_are_published_only_from_main_with_main_and_sha_tags() -> None:
     assert login["if"] == "env.PUBLISH == 'true'"
 
 
+def test_images_workflow_builds_what_make_images_builds_with_provenance_and_sbom() -> None:
+    flow = load("images.yml")
+    job = flow["jobs"]["build"]
+    matrix = {m["image"]: m["dockerfile"] for m in job["strategy"]["matrix"]["include"]}
+    script = (REPO / "deploy" / "images" / "build.sh").read_text()
+    default = re.search(r'IMAGES=\$\{IMAGES:-"([^"]+)"\}', script)
+    assert default, "build.sh names its images"
+    built = {f"amicable-{n}": f"deploy/images/{n}/Dockerfile" for n in default.group(1).split()}
+    assert built == matrix
+    build = next(
+        s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action")
+    )
+    assert build["with"]["provenance"] == "mode=max"
+    assert build["with"]["sbom"] is True
+    # Public bases: the workflow passes no base build-args (local bases are for `make images`).
+    assert "build-args" not in build["with"]
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     flow = load("test.yml")
     steps = flow["jobs"]["test"]["steps"]

@@ -169,3 +169,46 @@ def _tells_nothing_to_another_origin(page: Any, sites: tuple[str, str, Path, Pat
     frame.locator("p").wait_for()
     page.wait_for_timeout(300)  # give would-be messages the chance to arrive
     assert page.evaluate("window.__msgs") == []
+
+
+OVERLAY_CHILD = """<!doctype html><html><head>
+<script src="/amicable-runtime.js"></script>
+</head><body><p>child</p>
+<script>
+customElements.define("vite-error-overlay", class extends HTMLElement {
+  constructor() {
+    super();
+    this.attachShadow({mode: "open"}).innerHTML =
+      '<pre class="message-body">Unexpected token (3:7) in /app/src/App.tsx</pre>' +
+      '<div class="file">/srv/data/sandboxes/sb-1/workspace/src/App.tsx:3:7</div>';
+  }
+});
+setTimeout(() => document.body.appendChild(document.createElement("vite-error-overlay")), 20);
+</script>
+</body></html>"""
+
+
+def test_bridge_shows_project_paths_in_vites_overlay(sites: tuple[str, str, Path, Path]) -> None:
+    _with_page(lambda page: _overlay_paths(page, sites))
+
+
+def _overlay_paths(page: Any, sites: tuple[str, str, Path, Path]) -> None:
+    parent_origin, child_origin, parent_dir, child_dir = sites
+    (child_dir / "overlay.html").write_text(OVERLAY_CHILD)
+    child_url = f"{child_origin}/overlay.html?amicableParentOrigin={parent_origin}"
+    (parent_dir / "index.html").write_text(PARENT.replace("CHILD_URL", child_url))
+    page.goto(f"{parent_origin}/index.html")
+    page.wait_for_function(
+        "() => window.__msgs.some(m => m.data.type === 'amicable_runtime_error'"
+        " && m.data.payload.kind === 'vite_error')"
+    )
+    msgs = page.evaluate("window.__msgs")
+    (error,) = [
+        m["data"]["payload"]
+        for m in msgs
+        if m["data"].get("payload", {}).get("kind") == "vite_error"
+    ]
+    assert error["message"] == "Unexpected token (3:7) in /src/App.tsx"
+    assert error["stack"] == "/src/App.tsx:3:7"
+    shown = page.frame_locator("#preview").locator("vite-error-overlay .message-body")
+    assert shown.inner_text() == "Unexpected token (3:7) in /src/App.tsx"

@@ -2,6 +2,7 @@
  * JSON API of the agent: projects (upstream §2.3) and the sandbox file system (§2.5).
  */
 import { editorConfig } from "../config";
+import type { TurnPage } from "../protocol/types.gen";
 
 export class ApiError extends Error {
   constructor(
@@ -170,6 +171,14 @@ export function checkpointsApi(projectId: string) {
 }
 
 /** The role an invite gives: the owner is never invited. */
+/** Older turns of a project's chat, as they were shown (INIT carries the newest page). */
+export function turnsApi(projectId: string) {
+  const base = `/api/projects/${encodeURIComponent(projectId)}/turns`;
+  return {
+    before: (cursor: number) => request<TurnPage>("GET", `${base}?before=${cursor}`),
+  };
+}
+
 export type InviteRole = Exclude<ProjectRole, "owner">;
 
 export interface Member {

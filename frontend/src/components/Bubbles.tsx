@@ -2,13 +2,20 @@
 import { memo, useState } from "react";
 import Markdown from "react-markdown";
 import type { AssistantItem, ErrorItem, ToolRun, UserItem } from "../state/session";
+import { formatTokens } from "../state/format";
 import { parseAssistantText } from "../state/uiBlocks";
 import { UiBlockView } from "./UiBlocks";
 
 export function UserBubble({ item }: { item: UserItem }) {
+  const system = item.author === "system";
   return (
-    <div className="msg user" data-testid="user-message">
+    <div className={`msg user${system ? " system" : ""}`} data-testid="user-message" data-author={item.author ?? "user"}>
       <div className="bubble">
+        {system && (
+          <div className="system-label small" data-testid="system-prompt-label">
+            Automatic fix · sent by Amicable, not by you
+          </div>
+        )}
         {item.images.length > 0 && (
           <div className="bubble-images">
             {item.images.map((img, idx) => (
@@ -17,6 +24,11 @@ export function UserBubble({ item }: { item: UserItem }) {
           </div>
         )}
         {item.text && <div className="user-text">{item.text}</div>}
+        {item.images.length === 0 && item.imageCount ? (
+          <div className="muted small">
+            {item.imageCount} image{item.imageCount === 1 ? "" : "s"} attached
+          </div>
+        ) : null}
       </div>
     </div>
   );
@@ -31,6 +43,32 @@ function pretty(value: unknown): string {
   if (typeof value === "string") return value;
   return JSON.stringify(value, null, 2);
 }
+
+/** A tool's input as readable rows (`command  npm run build`), not escaped JSON. */
+function KeyValues({ value }: { value: unknown }) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return <pre>{pretty(value)}</pre>;
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length === 0) return <pre className="muted">(no input)</pre>;
+  return (
+    <dl className="tool-kv" data-testid="tool-input">
+      {entries.map(([key, v]) => (
+        <div key={key} className="tool-kv-row">
+          <dt>{key.replace(/_/g, " ")}</dt>
+          <dd>
+            <pre>{typeof v === "string" ? v : pretty(v)}</pre>
+          </dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
+const STATUS_LABELS: Record<ToolRun["status"], string> = {
+  running: "Running",
+  ok: "Done",
+  error: "Failed",
+  stopped: "Stopped",
+};
 
 function toolSummary(run: ToolRun): string {
   const input = run.input;
@@ -64,7 +102,7 @@ function ToolCard({ run }: { run: ToolRun }) {
         <span className="tool-name">{run.name}</span>
         <span className="tool-summary">{summary}</span>
         <span className={`badge ${run.status}`}>
-          {run.status === "running" ? <span className="spinner" /> : run.status === "ok" ? "OK" : "Error"}
+          {run.status === "running" ? <span className="spinner" aria-label="Running" /> : STATUS_LABELS[run.status]}
         </span>
         <span className="tool-duration">{formatDuration(run.durationMs)}</span>
         <span className="chevron">{open ? "▾" : "▸"}</span>
@@ -75,7 +113,7 @@ function ToolCard({ run }: { run: ToolRun }) {
           {run.input !== undefined && (
             <>
               <div className="tool-label">Input</div>
-              <pre>{pretty(run.input)}</pre>
+              <KeyValues value={run.input} />
             </>
           )}
           {run.output !== undefined && (
@@ -129,22 +167,25 @@ function AssistantBubbleInner({ item, streaming }: { item: AssistantItem; stream
         {segments}
         {empty && streaming && <div className="thinking muted">Thinking…</div>}
         {streaming && (
-          <span className="typing" aria-label="The agent is writing">
+          <span className="typing" role="img" aria-label="The agent is writing">
             <i />
             <i />
             <i />
           </span>
         )}
         {item.reasoning && (
-          <details className="reasoning" data-testid="reasoning">
-            <summary>Reasoning summary</summary>
+          <details className="reasoning" data-testid="reasoning" data-by={item.reasoningBy ?? "platform"}>
+            <summary>{item.reasoningBy === "model" ? "The model's thinking" : "What Amicable saw this turn do"}</summary>
             <p>{item.reasoning}</p>
+            {item.reasoningBy !== "model" && (
+              <p className="muted small">Written by Amicable from the turn's tool calls, not by the model.</p>
+            )}
           </details>
         )}
-        {item.usage && (
+        {item.usage && (item.usage.input_tokens > 0 || item.usage.output_tokens > 0) && (
           <div className="usage-line muted small" data-testid="usage">
-            {item.usage.input_tokens.toLocaleString()} in · {item.usage.output_tokens.toLocaleString()} out
-            {item.usage.cache_read_input_tokens ? ` · ${item.usage.cache_read_input_tokens.toLocaleString()} cached` : ""}
+            {formatTokens(item.usage.input_tokens, item.usage.output_tokens)}
+            {item.usage.cache_read_input_tokens ? ` · ${item.usage.cache_read_input_tokens.toLocaleString("en-US")} cached` : ""}
             {` · $${(item.usage.cost_usd ?? 0).toFixed(4)}`}
             {item.usage.model ? ` · ${item.usage.model}` : ""}
           </div>
@@ -156,12 +197,22 @@ function AssistantBubbleInner({ item, streaming }: { item: AssistantItem; stream
 
 export const AssistantBubble = memo(AssistantBubbleInner);
 
-export function ErrorBubble({ item }: { item: ErrorItem }) {
+export function ErrorBubble({ item, onRetry }: { item: ErrorItem; onRetry?: (text: string) => void }) {
   return (
     <div className="msg error" data-testid="error-message" data-code={item.code} role="alert">
       <div className="bubble">
         <div className="error-title">⚠ {item.explanation.title}</div>
         <div className="error-action">{item.explanation.action}</div>
+        {item.retry && onRetry && (
+          <button
+            className="btn small"
+            data-testid="error-retry"
+            onClick={() => item.retry && onRetry(item.retry.text)}
+            title="Send the same prompt again"
+          >
+            Retry
+          </button>
+        )}
         {item.qaResults && item.qaResults.length > 0 && (
           <ul className="qa-results" data-testid="qa-results">
             {item.qaResults.map((r, idx) => (

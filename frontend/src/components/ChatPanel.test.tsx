@@ -84,7 +84,65 @@ describe("model picker and running cost", () => {
     const state = { projectSpend: { cost_usd: 0.0421, input_tokens: 12000, output_tokens: 345 }, lastUsage: usage };
     render(<ChatPanel session={session(state)} onSend={() => true} />);
     const total = byTestId("usage-total");
-    expect(total.textContent).toBe("Project: $0.0421 · 12,345 tokens");
-    expect(total.title).toBe("Last turn: 1,000 tokens · $0.0042");
+    // One token format everywhere (the bubbles' usage line reads the same).
+    expect(total.textContent).toBe("Project: $0.0421 · 12,000 in · 345 out");
+    expect(total.title).toBe("Last turn: 900 in · 100 out · $0.0042");
+  });
+});
+
+describe("honest chat states", () => {
+  it("Retry sends the same prompt again; a stopped tool card says Stopped; input reads as key/values", async () => {
+    const { click } = await import("../test/dom");
+    const onSend = vi.fn(() => true);
+    const state: Partial<SessionState> = {
+      items: [
+        { kind: "user", key: "u", text: "make it blue", images: [] },
+        {
+          kind: "assistant",
+          key: "a",
+          serverIds: [],
+          text: "On it.",
+          final: true,
+          runs: { r: { runId: "r", name: "execute", status: "stopped", input: { command: "npm run build" }, startedAt: 0 } },
+          timeline: [{ runId: "r", anchor: 6 }],
+        },
+        {
+          kind: "error",
+          key: "e",
+          code: "llm_connection",
+          explanation: { title: "The model could not be reached", action: "Retry once it is back." },
+          retry: { text: "make it blue" },
+        },
+      ],
+    };
+    render(<ChatPanel session={session(state)} onSend={onSend} />);
+    expect(byTestId("tool-card").dataset.status).toBe("stopped");
+    expect(byTestId("tool-card").textContent).toContain("Stopped");
+    click(byTestId("tool-card").querySelector("button") as Element);
+    expect(byTestId("tool-input").textContent).toBe("commandnpm run build");
+    click(byTestId("error-retry"));
+    expect(onSend).toHaveBeenCalledWith("make it blue", []);
+  });
+
+  it("shows queued prompts with a remove button that tells the agent", async () => {
+    const { click } = await import("../test/dom");
+    const handle = session({ busy: true, queued: [{ id: "c-2", text: "then this" }] });
+    render(<ChatPanel session={handle} onSend={() => true} />);
+    expect(byTestId("queued-prompt").textContent).toContain("then this");
+    click(byTestId("queued-remove"));
+    expect(handle.send).toHaveBeenCalledWith("dequeue", { id: "c-2" });
+    expect(handle.dispatch).toHaveBeenCalledWith({ type: "local/dequeue", id: "c-2" });
+  });
+
+  it("offers suggested prompts in an empty chat, and no second 'waiting' line when disconnected", async () => {
+    const { click } = await import("../test/dom");
+    const onSend = vi.fn(() => true);
+    render(<ChatPanel session={session({})} onSend={onSend} />);
+    click(byTestId("suggestion"));
+    expect(onSend).toHaveBeenCalledTimes(1);
+    cleanup();
+    render(<ChatPanel session={{ ...session({}), connection: { kind: "closed", code: 1006, reason: "", final: false } }} onSend={onSend} />);
+    expect(byTestId<HTMLTextAreaElement>("chat-input").placeholder).toBe("");
+    expect(byTestId("connection").textContent).toContain("Disconnected");
   });
 });

@@ -8,8 +8,8 @@ import { css } from "@codemirror/lang-css";
 import { html } from "@codemirror/lang-html";
 import { json } from "@codemirror/lang-json";
 import { markdown } from "@codemirror/lang-markdown";
-import { oneDark } from "@codemirror/theme-one-dark";
 import type { Theme } from "../theme";
+import { editorTheme } from "./codeTheme";
 
 function language(path: string): Extension[] {
   const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
@@ -81,7 +81,9 @@ export function CodeEditor({ path, content, version, theme, onChange, onSave, re
           basicSetup,
           EditorState.readOnly.of(readOnly),
           ...language(path),
-          ...(theme === "dark" ? [oneDark] : []),
+          ...editorTheme(theme),
+          // Screen readers name the editing area after the file (axe: aria-input-field-name).
+          EditorView.contentAttributes.of({ "aria-label": `Contents of ${path}` }),
           EditorView.updateListener.of((update) => {
             if (update.docChanged) onChangeRef.current(update.state.doc.toString());
           }),

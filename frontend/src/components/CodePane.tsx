@@ -1,38 +1,49 @@
-/** The Code tab: file tree, CodeMirror editor, save with conflict detection, file operations. */
-import { useCallback, useMemo, useRef, useState } from "react";
+/**
+ * The Code tab: file tree, tabs of open files, CodeMirror editor, save with conflict detection
+ * (a diff, "keep mine as a copy"), file operations, and a transient toast for saves.
+ */
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { ApiError, sandboxFs, type FsEntry } from "../api/http";
+import {
+  baseName,
+  closeTab,
+  closeUnder,
+  fileIcon,
+  isDirty,
+  mineCopyPath,
+  NO_TABS,
+  openTab,
+  renameTabs,
+  updateTab,
+  type OpenFile,
+  type Tabs,
+} from "../code/files";
 import type { Theme } from "../theme";
 import { CodeEditor } from "./CodeEditor";
+import { ConflictDialog } from "./ConflictDialog";
 import { ConfirmDialog, PromptDialog } from "./Dialog";
 import { FileTree } from "./FileTree";
 import { ReloadIcon } from "./Icons";
+import { tabProps } from "./roving";
 
 interface Props {
   hidden: boolean;
   projectId: string;
+  /** Writes per path by the agent's tools, and by History restores (told apart in the notice). */
   agentWrites: Record<string, number>;
+  restoreWrites?: Record<string, number>;
   theme: Theme;
   /** A viewer's project: browse and read files, change nothing. */
   readOnly?: boolean;
-}
-
-interface OpenFile {
-  path: string;
-  /** Content as loaded / last saved. */
-  saved: string;
-  sha256: string;
-  binary: boolean;
-  /** Bumped when the editor document must be replaced (reload). */
-  version: number;
-  /** agentWrites[path] when the file was loaded. */
-  agentSeen: number;
 }
 
 type Dialog =
   | { kind: "new"; dirKind: "file" | "dir"; base: string }
   | { kind: "rename"; entry: FsEntry }
   | { kind: "delete"; entry: FsEntry }
-  | { kind: "conflict" };
+  | { kind: "conflict"; path: string };
+
+const TOAST_MS = 2500;
 
 function parentDir(path: string): string {
   const idx = path.lastIndexOf("/");
@@ -44,64 +55,122 @@ function join(dir: string, name: string): string {
   return dir === "/" ? `/${name}` : `${dir}/${name}`;
 }
 
-export function CodePane({ hidden, projectId, agentWrites, theme, readOnly = false }: Props) {
+export function CodePane({ hidden, projectId, agentWrites, restoreWrites = {}, theme, readOnly = false }: Props) {
   const fs = useMemo(() => sandboxFs(projectId), [projectId]);
-  const [file, setFile] = useState<OpenFile | undefined>();
-  const [draft, setDraft] = useState("");
+  const [tabs, setTabs] = useState<Tabs>(NO_TABS);
+  // The editor's text as typed, per path: Ctrl+S may come before React re-rendered the last keystroke.
+  const drafts = useRef<Record<string, string>>({});
   const [saving, setSaving] = useState(false);
-  const [message, setMessage] = useState<{ kind: "ok" | "error"; text: string } | undefined>();
+  const [error, setError] = useState<string | undefined>();
+  const [toast, setToast] = useState<{ text: string; id: number } | undefined>();
   const [dialog, setDialog] = useState<Dialog | undefined>();
   const [treeToken, setTreeToken] = useState(0);
+  const [showHidden, setShowHidden] = useState(false);
   const agentTotal = Object.values(agentWrites).reduce((a, b) => a + b, 0);
-  const draftRef = useRef("");
-  const edit = useCallback((content: string) => {
-    draftRef.current = content;
-    setDraft(content);
-  }, []);
+  const restoreTotal = Object.values(restoreWrites).reduce((a, b) => a + b, 0);
+  const file = tabs.files.find((f) => f.path === tabs.active);
+
+  useEffect(() => {
+    if (!toast) return;
+    const timer = setTimeout(() => setToast(undefined), TOAST_MS);
+    return () => clearTimeout(timer);
+  }, [toast]);
 
   const open = useCallback(
-    async (path: string, keepVersion?: number) => {
+    async (path: string) => {
       try {
         const res = await fs.read(path);
-        setFile({
+        const loaded: OpenFile = {
           path: res.path,
           saved: res.content ?? "",
+          draft: res.content ?? "",
           sha256: res.sha256,
           binary: res.is_binary,
-          version: (keepVersion ?? 0) + 1,
+          version: 1,
           agentSeen: agentWrites[res.path] ?? 0,
+          restoreSeen: restoreWrites[res.path] ?? 0,
+        };
+        drafts.current[res.path] = loaded.draft;
+        setTabs((t) => {
+          const existing = t.files.find((f) => f.path === res.path);
+          return openTab(t, { ...loaded, version: (existing?.version ?? 0) + 1 });
         });
-        edit(res.content ?? "");
-        setMessage(undefined);
+        setError(undefined);
       } catch (err) {
-        setMessage({ kind: "error", text: `Could not open ${path}: ${String(err)}` });
+        setError(`Could not open ${path}: ${String(err)}`);
       }
     },
-    [fs, agentWrites, edit],
+    [fs, agentWrites, restoreWrites, setTabs],
   );
 
-  const dirty = !readOnly && file !== undefined && !file.binary && draft !== file.saved;
+  /** A tree click: switch to an open tab as it is (keeping edits), or load the file. */
+  const show = useCallback(
+    (path: string) => {
+      if (tabs.files.some((f) => f.path === path)) setTabs((t) => ({ ...t, active: path }));
+      else void open(path);
+    },
+    [open, tabs.files],
+  );
+
+  const edit = useCallback(
+    (path: string, content: string) => {
+      drafts.current[path] = content;
+      setTabs((t) => updateTab(t, path, (f) => ({ ...f, draft: content })));
+    },
+    [],
+  );
+
+  const dirty = !readOnly && file !== undefined && isDirty(file);
   const agentChanged = file !== undefined && (agentWrites[file.path] ?? 0) > file.agentSeen;
+  const restoreChanged = file !== undefined && (restoreWrites[file.path] ?? 0) > file.restoreSeen;
 
   const save = useCallback(
     async (force = false) => {
-      if (!file || file.binary || saving || readOnly) return;
+      const current = file;
+      if (!current || current.binary || saving || readOnly) return;
       setSaving(true);
-      const content = draftRef.current;
+      const content = drafts.current[current.path] ?? current.draft;
       try {
-        const res = await fs.write(file.path, content, force ? undefined : file.sha256);
-        setFile({ ...file, saved: content, sha256: res.sha256, agentSeen: agentWrites[file.path] ?? file.agentSeen });
-        setMessage({ kind: "ok", text: `Saved ${file.path}` });
+        const res = await fs.write(current.path, content, force ? undefined : current.sha256);
+        setTabs((t) =>
+          updateTab(t, current.path, (f) => ({
+            ...f,
+            saved: content,
+            sha256: res.sha256,
+            agentSeen: agentWrites[f.path] ?? f.agentSeen,
+            restoreSeen: restoreWrites[f.path] ?? f.restoreSeen,
+          })),
+        );
+        setToast({ text: `Saved ${current.path}`, id: Date.now() });
+        setError(undefined);
         setDialog(undefined);
       } catch (err) {
-        if (err instanceof ApiError && err.status === 409) setDialog({ kind: "conflict" });
-        else setMessage({ kind: "error", text: `Saving failed: ${String(err)}` });
+        if (err instanceof ApiError && err.status === 409) setDialog({ kind: "conflict", path: current.path });
+        else setError(`Saving failed: ${String(err)}`);
       } finally {
         setSaving(false);
       }
     },
-    [file, fs, saving, agentWrites, readOnly],
+    [file, fs, saving, agentWrites, restoreWrites, readOnly],
   );
+
+  /** Save your text next to the file (`App.mine.tsx`), then load theirs. */
+  const keepMineAsCopy = async (path: string) => {
+    const mine = tabs.files.find((f) => f.path === path);
+    if (!mine) return;
+    const text = drafts.current[path] ?? mine.draft;
+    setDialog(undefined);
+    try {
+      const siblings = await fs.ls(parentDir(path));
+      const copy = mineCopyPath(path, new Set(siblings.entries.map((e) => e.path)));
+      await fs.write(copy, text);
+      await open(path);
+      setTreeToken((t) => t + 1);
+      setToast({ text: `Your version is saved as ${baseName(copy)}`, id: Date.now() });
+    } catch (err) {
+      setError(`Could not save your copy: ${String(err)}`);
+    }
+  };
 
   const runDialog = async (value?: string) => {
     const d = dialog;
@@ -117,21 +186,23 @@ export function CodePane({ hidden, projectId, agentWrites, theme, readOnly = fal
         const to = join(parentDir(d.entry.path), value);
         await fs.rename(d.entry.path, to);
         setTreeToken((t) => t + 1);
-        if (file?.path === d.entry.path) await open(to);
+        setTabs((t) => renameTabs(t, d.entry.path, to));
       } else if (d.kind === "delete") {
         await fs.rm(d.entry.path, d.entry.is_dir);
         setTreeToken((t) => t + 1);
-        if (file && (file.path === d.entry.path || file.path.startsWith(`${d.entry.path}/`))) setFile(undefined);
+        setTabs((t) => closeUnder(t, d.entry.path));
       }
     } catch (err) {
-      setMessage({ kind: "error", text: String(err) });
+      setError(String(err));
     }
   };
 
-  const selectedEntry: FsEntry | undefined = file
-    ? { path: file.path, name: file.path.slice(file.path.lastIndexOf("/") + 1), is_dir: false }
-    : undefined;
+  const selectedEntry: FsEntry | undefined = file ? { path: file.path, name: baseName(file.path), is_dir: false } : undefined;
   const baseDir = file ? parentDir(file.path) : "/";
+  const paths = tabs.files.map((f) => f.path);
+  const select = (path: string) => setTabs((t) => ({ ...t, active: path }));
+  const close = (path: string) => setTabs((t) => closeTab(t, path));
+  const conflictFile = dialog?.kind === "conflict" ? tabs.files.find((f) => f.path === dialog.path) : undefined;
 
   return (
     <section className="code-pane" aria-label="Code" hidden={hidden}>
@@ -154,12 +225,64 @@ export function CodePane({ hidden, projectId, agentWrites, theme, readOnly = fal
         <FileTree
           fs={fs}
           selected={file?.path}
-          refreshToken={treeToken + agentTotal}
-          onOpen={(path) => void open(path)}
+          refreshToken={treeToken + agentTotal + restoreTotal}
+          onOpen={show}
           onContext={readOnly ? undefined : (entry) => setDialog({ kind: "rename", entry })}
+          showHidden={showHidden}
         />
+        <label className="code-show-hidden small">
+          <input
+            type="checkbox"
+            checked={showHidden}
+            onChange={(e) => setShowHidden(e.target.checked)}
+            data-testid="code-show-hidden"
+          />
+          Show node_modules and build output
+        </label>
       </div>
       <div className="code-main">
+        {tabs.files.length > 0 && (
+          <div className="code-tabs" role="tablist" aria-label="Open files" data-testid="code-tabs">
+            {tabs.files.map((f) => {
+              const icon = fileIcon(f.path);
+              return (
+                <button
+                  key={f.path}
+                  className={`code-tab${f.path === tabs.active ? " active" : ""}`}
+                  title={`${f.path} (Delete closes the tab)`}
+                  data-testid="code-tab"
+                  data-path={f.path}
+                  aria-keyshortcuts="Delete"
+                  {...tabProps("code-tab", paths, tabs.active, select, f.path, "code-editor-panel")}
+                  onKeyDown={(e) => {
+                    if (e.key === "Delete") {
+                      e.preventDefault();
+                      close(f.path);
+                    } else tabProps("code-tab", paths, tabs.active, select, f.path).onKeyDown(e);
+                  }}
+                  onAuxClick={(e) => e.button === 1 && close(f.path)}
+                >
+                  <span className={`file-icon file-icon-${icon.kind}`} aria-hidden="true">
+                    {icon.label}
+                  </span>
+                  {baseName(f.path)}
+                  {!readOnly && isDirty(f) && <span className="dirty-dot" aria-label="unsaved" role="img" />}
+                  <span
+                    className="code-tab-close"
+                    aria-hidden="true"
+                    data-testid="code-tab-close"
+                    onClick={(e) => {
+                      e.stopPropagation();
+                      close(f.path);
+                    }}
+                  >
+                    ×
+                  </span>
+                </button>
+              );
+            })}
+          </div>
+        )}
         <div className="code-toolbar">
           <span className="code-path" data-testid="code-path">
             {file ? file.path : "No file open"}
@@ -192,45 +315,56 @@ export function CodePane({ hidden, projectId, agentWrites, theme, readOnly = fal
             </button>
           )}
         </div>
-        {agentChanged && (
-          <div className="banner warn" data-testid="code-agent-changed" role="status">
-            The agent changed this file.{dirty ? " Your unsaved edits are based on the old version." : ""}
-            <button className="link-btn" data-testid="code-reload" onClick={() => file && void open(file.path, file.version)}>
+        {(agentChanged || restoreChanged) && file && (
+          <div className="banner warn" data-testid="code-agent-changed" data-cause={agentChanged ? "agent" : "restore"} role="status">
+            {agentChanged ? "The agent changed this file." : "This file was restored from History."}
+            {dirty ? " Your unsaved edits are based on the old version." : ""}
+            <button className="link-btn" data-testid="code-reload" onClick={() => void open(file.path)}>
               Reload
             </button>
           </div>
         )}
-        {message && (
-          <div className={`banner ${message.kind}`} data-testid="code-message" role="status">
-            {message.text}
+        {error && (
+          <div className="banner error" data-testid="code-error" role="alert">
+            {error}
           </div>
         )}
-        {file === undefined ? (
-          <div className="pane-placeholder muted">Select a file to view or edit it.</div>
-        ) : file.binary ? (
-          <div className="pane-placeholder muted">This file is binary or too large to edit here.</div>
-        ) : (
-          <CodeEditor
-            path={file.path}
-            content={file.saved}
-            version={file.version}
-            theme={theme}
-            onChange={edit}
-            onSave={() => void save()}
-            readOnly={readOnly}
-          />
-        )}
+        <div className="code-editor-panel" id="code-editor-panel" role={tabs.files.length > 0 ? "tabpanel" : undefined} aria-labelledby={file ? `code-tab-${file.path}` : undefined}>
+          {toast && (
+            <div className="code-toast" role="status" data-testid="code-message" key={toast.id}>
+              {toast.text}
+            </div>
+          )}
+          {file === undefined ? (
+            <div className="pane-placeholder muted">Select a file to view or edit it.</div>
+          ) : file.binary ? (
+            <div className="pane-placeholder muted">This file is binary or too large to edit here.</div>
+          ) : (
+            <CodeEditor
+              key={file.path}
+              path={file.path}
+              content={file.draft}
+              version={file.version}
+              theme={theme}
+              onChange={(content) => edit(file.path, content)}
+              onSave={() => void save()}
+              readOnly={readOnly}
+            />
+          )}
+        </div>
       </div>
-      {dialog?.kind === "conflict" && file && (
-        <ConfirmDialog
-          testId="conflict-dialog"
-          title="This file changed on disk"
-          body={`Someone (probably the agent) saved ${file.path} after you opened it. Overwrite their version with yours, or reload and lose your edits?`}
-          confirmLabel="Overwrite"
-          danger
-          onConfirm={() => void save(true)}
+      {conflictFile && (
+        <ConflictDialog
+          fs={fs}
+          path={conflictFile.path}
+          mine={conflictFile.draft}
+          onOverwrite={() => void save(true)}
+          onKeepCopy={() => void keepMineAsCopy(conflictFile.path)}
+          onReload={() => {
+            setDialog(undefined);
+            void open(conflictFile.path);
+          }}
           onCancel={() => setDialog(undefined)}
-          extra={{ label: "Reload theirs", testId: "conflict-reload", onClick: () => { setDialog(undefined); void open(file.path, file.version); } }}
         />
       )}
       {dialog?.kind === "new" && (

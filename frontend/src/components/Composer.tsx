@@ -5,6 +5,7 @@
 import { useRef, useState } from "react";
 import type { ContentBlock, ImageBlock, ModelChoice, SpendSummary, Usage } from "../protocol/messages";
 import { ClipIcon, StopIcon } from "./Icons";
+import { formatMoney, formatTokens } from "../state/format";
 
 const MAX_IMAGES = 4;
 const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
@@ -28,9 +29,7 @@ interface Props {
   onModel?: (id: string) => void;
 }
 
-function money(usd: number): string {
-  return `$${usd < 10 ? usd.toFixed(4) : usd.toFixed(2)}`;
-}
+const money = formatMoney;
 
 function priceHint(m: ModelChoice): string {
   const p = (v: number | undefined) => (v ?? 0).toFixed(2).replace(/\.00$/, "");
@@ -38,22 +37,19 @@ function priceHint(m: ModelChoice): string {
   return ` · $${p(m.price_input_per_mtok)}/$${p(m.price_output_per_mtok)} per Mtok`;
 }
 
-/** "Project: $0.0421 · 12,345 tokens" (the running total); the last turn in the tooltip. */
+/** "Project: $0.0421 · 12,345 in · 678 out" (the running total); the last turn in the tooltip. */
 function SpendLine({ usage, spend }: { usage: Usage | undefined; spend: SpendSummary | undefined }) {
-  const last = usage
-    ? `Last turn: ${(usage.input_tokens + usage.output_tokens).toLocaleString()} tokens · ${money(usage.cost_usd ?? 0)}`
-    : undefined;
+  const last = usage ? `Last turn: ${formatTokens(usage.input_tokens, usage.output_tokens)} · ${money(usage.cost_usd)}` : undefined;
   if (spend) {
-    const tokens = (spend.input_tokens ?? 0) + (spend.output_tokens ?? 0);
     return (
       <span className="usage muted small" data-testid="usage-total" title={last}>
-        Project: {money(spend.cost_usd ?? 0)} · {tokens.toLocaleString()} tokens
+        Project: {money(spend.cost_usd)} · {formatTokens(spend.input_tokens, spend.output_tokens)}
       </span>
     );
   }
   return (
     <span className="usage muted small" data-testid="usage-total">
-      {usage ? `${usage.input_tokens + usage.output_tokens} tokens · $${(usage.cost_usd ?? 0).toFixed(4)}` : ""}
+      {usage ? `${formatTokens(usage.input_tokens, usage.output_tokens)} · ${money(usage.cost_usd)}` : ""}
     </span>
   );
 }
@@ -188,6 +184,11 @@ export function Composer(props: Props) {
             </select>
           )}
           <SpendLine usage={usage} spend={projectSpend} />
+          {busy && enabled && (text.trim() !== "" || images.length > 0) && (
+            <button className="btn small" data-testid="chat-queue" onClick={submit} title="Send it after the running turn">
+              Queue ↵
+            </button>
+          )}
           {busy ? (
             <button
               className="btn danger small"

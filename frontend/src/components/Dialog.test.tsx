@@ -77,4 +77,16 @@ describe("Modal focus", () => {
     expect(document.querySelector('[data-testid="confirm-dialog"]')).toBeNull();
     expect(document.activeElement).toBe(last);
   });
+
+  it("a destructive confirmation starts on Cancel, so Enter does not destroy", () => {
+    const onConfirm = vi.fn();
+    const onCancel = vi.fn();
+    render(
+      <ConfirmDialog title="Delete it?" body="Gone for good." confirmLabel="Delete" danger onConfirm={onConfirm} onCancel={onCancel} />,
+    );
+    expect(document.activeElement).toBe(byTestId("dialog-cancel"));
+    (document.activeElement as HTMLButtonElement).click(); // what Enter on a focused button does
+    expect(onCancel).toHaveBeenCalledTimes(1);
+    expect(onConfirm).not.toHaveBeenCalled();
+  });
 });

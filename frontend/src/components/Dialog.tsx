@@ -29,6 +29,28 @@ function focusables(root: HTMLElement): HTMLElement[] {
 /** Open dialogs, innermost last: only that one traps Tab. */
 const openDialogs: HTMLElement[] = [];
 
+/**
+ * The element that last had the focus. A dialog opened by an async action (Save, then a
+ * conflict) finds the focus on <body> because the button was disabled meanwhile; focus goes
+ * back to that button, not nowhere.
+ */
+let lastFocused: HTMLElement | null = null;
+if (typeof document !== "undefined") {
+  document.addEventListener(
+    "focusin",
+    (e) => {
+      if (e.target instanceof HTMLElement && e.target !== document.body) lastFocused = e.target;
+    },
+    true,
+  );
+}
+
+function currentOpener(): HTMLElement | null {
+  const active = document.activeElement;
+  if (active instanceof HTMLElement && active !== document.body) return active;
+  return lastFocused?.isConnected ? lastFocused : null;
+}
+
 function focusInto(dialog: HTMLElement): void {
   (focusables(dialog)[0] ?? dialog).focus();
 }
@@ -40,7 +62,7 @@ function focusInto(dialog: HTMLElement): void {
  */
 function useFocusTrap(ref: React.RefObject<HTMLElement | null>): void {
   // Read during render, i.e. before a child's autoFocus moves the focus.
-  const [opener] = useState(() => (document.activeElement instanceof HTMLElement ? document.activeElement : null));
+  const [opener] = useState(currentOpener);
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
@@ -125,13 +147,15 @@ interface ConfirmProps {
 
 export function ConfirmDialog({ title, body, confirmLabel, danger, onConfirm, onCancel, extra, testId }: ConfirmProps) {
   const confirmRef = useRef<HTMLButtonElement>(null);
-  useEffect(() => confirmRef.current?.focus(), []);
+  const cancelRef = useRef<HTMLButtonElement>(null);
+  // A destructive confirmation starts on Cancel, so Enter (or a stray Space) keeps things as they are.
+  useEffect(() => (danger ? cancelRef : confirmRef).current?.focus(), [danger]);
   return (
     <Modal label={title} testId={testId ?? "confirm-dialog"} onClose={onCancel}>
       <h3>{title}</h3>
       <div className="dialog-body">{body}</div>
       <div className="dialog-actions">
-        <button className="btn" onClick={onCancel} data-testid="dialog-cancel">
+        <button ref={cancelRef} className="btn" onClick={onCancel} data-testid="dialog-cancel">
           Cancel
         </button>
         {extra && (

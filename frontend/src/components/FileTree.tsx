@@ -1,6 +1,7 @@
 /** Lazy file tree of the sandbox workspace (directories load when opened). */
 import { useCallback, useEffect, useState } from "react";
 import type { FsEntry, SandboxFs } from "../api/http";
+import { fileIcon, isHiddenEntry } from "../code/files";
 
 interface Props {
   fs: SandboxFs;
@@ -9,11 +10,11 @@ interface Props {
   onOpen: (path: string) => void;
   /** Right click (rename); none in a read-only project. */
   onContext?: (entry: FsEntry) => void;
+  /** Show dependencies and build output (node_modules, dist, .next, …), hidden by default. */
+  showHidden?: boolean;
 }
 
-const HIDDEN = new Set(["node_modules", ".git"]);
-
-export function FileTree({ fs, selected, refreshToken, onOpen, onContext }: Props) {
+export function FileTree({ fs, selected, refreshToken, onOpen, onContext, showHidden = false }: Props) {
   const [children, setChildren] = useState<Record<string, FsEntry[]>>({});
   const [open, setOpen] = useState<Set<string>>(() => new Set(["/"]));
   const [error, setError] = useState<string | undefined>();
@@ -51,15 +52,19 @@ export function FileTree({ fs, selected, refreshToken, onOpen, onContext }: Prop
     });
   };
 
-  const render = (dir: string, depth: number): React.ReactNode =>
-    (children[dir] ?? []).map((entry) => {
+  const render = (dir: string, depth: number): React.ReactNode[] =>
+    (children[dir] ?? []).flatMap((entry) => {
+      const hiddenKind = isHiddenEntry(entry.name, entry.is_dir);
+      if (hiddenKind && !showHidden) return [];
       const isOpen = open.has(entry.path);
+      const icon = entry.is_dir ? undefined : fileIcon(entry.path);
       return (
         <li key={entry.path}>
           <button
-            className={`tree-row${selected === entry.path ? " selected" : ""}${HIDDEN.has(entry.name) ? " dim" : ""}`}
+            className={`tree-row${selected === entry.path ? " selected" : ""}${hiddenKind ? " dim" : ""}`}
             style={{ paddingLeft: `${8 + depth * 14}px` }}
             data-path={entry.path}
+            aria-expanded={entry.is_dir ? isOpen : undefined}
             data-testid={entry.is_dir ? "tree-dir" : "tree-file"}
             onClick={() => (entry.is_dir ? toggle(entry.path) : onOpen(entry.path))}
             onContextMenu={(e) => {
@@ -69,8 +74,16 @@ export function FileTree({ fs, selected, refreshToken, onOpen, onContext }: Prop
             }}
             title={entry.path}
           >
-            <span className="tree-icon">{entry.is_dir ? (isOpen ? "▾" : "▸") : "·"}</span>
-            {entry.name}
+            {icon ? (
+              <span className={`file-icon file-icon-${icon.kind}`} aria-hidden="true">
+                {icon.label}
+              </span>
+            ) : (
+              <span className="tree-icon" aria-hidden="true">
+                {isOpen ? "▾" : "▸"}
+              </span>
+            )}
+            <span className="tree-name">{entry.name}</span>
           </button>
           {entry.is_dir && isOpen && <ul>{render(entry.path, depth + 1)}</ul>}
         </li>

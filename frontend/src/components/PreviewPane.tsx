@@ -6,10 +6,12 @@ import {
   BridgeProbe,
   normaliseRuntimeError,
   previewLoadFailed,
+  projectPaths,
   RuntimeErrorDeduper,
   type ProbeStep,
 } from "../runtimeErrors";
 import { Provisioning } from "./Provisioning";
+import { fitScale, scaledFrameStyle, useContentSize } from "./fitScale";
 import {
   DesktopIcon,
   ExternalIcon,
@@ -37,6 +39,8 @@ interface Props {
   path: string;
   onPath: (p: string) => void;
   onRuntimeError: (error: RuntimeErrorInfo) => void;
+  /** "Fix it" on the error banner: start a repair turn for this error (absent: viewers). */
+  onFixError?: (error: RuntimeErrorInfo) => void;
 }
 
 /** The iframe URL: `path` below the preview base URL (which may itself have a path). */
@@ -47,6 +51,46 @@ export function frameUrl(base: string, path: string): string {
     (path.startsWith("/") ? path : `/${path}`);
   url.searchParams.set("amicableParentOrigin", window.location.origin);
   return url.toString();
+}
+
+/** The address "Open in new tab" opens: the app itself, without the editor's bridge key. */
+export function openUrl(base: string, path: string): string {
+  const url = new URL(base);
+  url.pathname = url.pathname.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`);
+  return url.toString();
+}
+
+/** The compact banner over the preview: the error, "Fix it", dismiss. */
+function ErrorBanner({
+  error,
+  onFix,
+  onDismiss,
+}: {
+  error: RuntimeErrorInfo;
+  onFix?: () => void;
+  onDismiss: () => void;
+}) {
+  const message = projectPaths(error.message);
+  const where = error.stack ? projectPaths(error.stack).split("\n")[0] : undefined;
+  return (
+    <div className="preview-error" role="alert" data-testid="preview-error">
+      <div className="preview-error-text">
+        <strong>{error.kind === "vite_error" ? "Build error" : "Error in the app"}</strong>
+        <span className="preview-error-message" data-testid="preview-error-message">
+          {message.length > 300 ? `${message.slice(0, 300)}…` : message}
+        </span>
+        {where && <code className="small">{where.slice(0, 200)}</code>}
+      </div>
+      {onFix && (
+        <button className="btn primary small" data-testid="preview-fix" onClick={onFix}>
+          Fix it
+        </button>
+      )}
+      <button className="icon-btn small" aria-label="Dismiss the error" data-testid="preview-error-dismiss" onClick={onDismiss}>
+        ×
+      </button>
+    </div>
+  );
 }
 
 /** A path reported by the bridge, relative to the preview base URL's path. */
@@ -65,6 +109,7 @@ export function PreviewPane({
   path,
   onPath,
   onRuntimeError,
+  onFixError,
 }: Props) {
   const [manualReloads, setManualReloads] = useState(0);
   const [draftPath, setDraftPath] = useState(path);
@@ -87,6 +132,9 @@ export function PreviewPane({
   }>();
   const bridge =
     bridgeResult?.key === frameKey ? bridgeResult.state : "probing";
+  // The latest error the app reported in this frame (a reload or a new turn clears it).
+  const [shownError, setShownError] = useState<{ key: string; error: RuntimeErrorInfo }>();
+  const bannerError = shownError?.key === frameKey ? shownError.error : undefined;
 
   /** Forward a runtime error through the shared fingerprint dedupe. */
   const report = useCallback(
@@ -148,7 +196,10 @@ export function PreviewPane({
       const rec = data as { type?: unknown; payload?: unknown; path?: unknown };
       if (rec.type === "amicable_runtime_error") {
         const info = normaliseRuntimeError(rec.payload, Date.now());
-        if (info) report(info);
+        if (info) {
+          setShownError({ key: frameKeyRef.current, error: info });
+          report(info);
+        }
       } else if (rec.type === "amicable_runtime_probe_ack") {
         const probeId = (data as { probe_id?: unknown }).probe_id;
         if (typeof probeId === "string" && probe.ack(probeId)) {
@@ -170,6 +221,12 @@ export function PreviewPane({
 
   const size = DEVICE_SIZES[device];
   const ready = src !== undefined;
+  // Mobile and tablet frames shrink to fit the stage (8 px bezel each side, see styles.css).
+  const stageRef = useRef<HTMLDivElement>(null);
+  const stage = useContentSize(stageRef);
+  const fixed = size.width.endsWith("px") ? { w: parseInt(size.width, 10), h: parseInt(size.height, 10) } : undefined;
+  const scale = fixed ? fitScale(stage.width, stage.height, fixed.w + 16, fixed.h + 16) : 1;
+  const frameStyle = fixed ? scaledFrameStyle(fixed.w, fixed.h, 8, scale) : { width: size.width, height: size.height };
   return (
     <section className="preview-pane" hidden={hidden} aria-label="Preview">
       <div className="preview-toolbar">
@@ -205,7 +262,7 @@ export function PreviewPane({
         </form>
         <a
           className={`icon-btn${ready ? "" : " disabled"}`}
-          href={src}
+          href={base ? openUrl(base, path) : undefined}
           target="_blank"
           rel="noreferrer"
           title="Open in new tab"
@@ -236,7 +293,7 @@ export function PreviewPane({
           ))}
         </div>
       </div>
-      <div className={`preview-stage device-${device}`}>
+      <div className={`preview-stage device-${device}`} ref={stageRef}>
         {state.busy && state.statusLine && (
           <div
             className="updating-pill"
@@ -245,6 +302,19 @@ export function PreviewPane({
           >
             <span className="spinner" /> {state.statusLine}
           </div>
+        )}
+        {ready && bannerError && !state.busy && (
+          <ErrorBanner
+            error={bannerError}
+            onDismiss={() => setShownError(undefined)}
+            onFix={
+              onFixError &&
+              (() => {
+                onFixError(bannerError);
+                setShownError(undefined);
+              })
+            }
+          />
         )}
         {ready ? (
           <iframe
@@ -259,7 +329,8 @@ export function PreviewPane({
             onError={() => report(previewLoadFailed(src, Date.now()))}
             title="Preview"
             src={src}
-            style={{ width: size.width, height: size.height }}
+            style={frameStyle}
+            data-scale={scale}
             sandbox="allow-scripts allow-same-origin allow-forms allow-popups allow-modals"
           />
         ) : (

@@ -23,6 +23,10 @@ export const MessageType = {
   SANDBOX_STATUS: "sandbox_status",
   USAGE: "usage",
   PONG: "pong",
+  TURN_STARTED: "turn_started",
+  TURN_ENDED: "turn_ended",
+  QUEUE: "queue",
+  DEQUEUE: "dequeue",
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -40,6 +44,7 @@ export type {
   ModelChoice,
   ProjectInfo,
   QaResult,
+  QueuedPrompt,
   ReviewConfig,
   RuntimeErrorInfo,
   SandboxStatus,
@@ -47,6 +52,9 @@ export type {
   TextBlock,
   TextData,
   TraceEvent,
+  TurnEnded,
+  TurnRecord,
+  TurnStarted,
   UiContext,
   Usage,
 } from "./types.gen";
@@ -87,6 +95,9 @@ const SERVER_TYPES: ReadonlySet<string> = new Set<ServerMessageType>([
   "pong",
   "sandbox_status",
   "usage",
+  "turn_started",
+  "turn_ended",
+  "queue",
 ]);
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -105,6 +116,11 @@ export function decodeServerFrame(frame: string): ServerMessage | undefined {
   } catch {
     return undefined;
   }
+  return decodeServerObject(raw);
+}
+
+/** `decodeServerFrame` of an already parsed envelope (a stored turn's events). */
+export function decodeServerObject(raw: unknown): ServerMessage | undefined {
   if (!isObject(raw)) return undefined;
   let data: Record<string, unknown> = isObject(raw.data) ? raw.data : {};
   let type = raw.type;

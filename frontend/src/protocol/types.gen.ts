@@ -10,6 +10,7 @@
  */
 export type ClientMessage =
   | ClientCancelMessage
+  | ClientDequeueMessage
   | ClientHitlResponseMessage
   | ClientInitMessage
   | ClientPingMessage
@@ -40,7 +41,11 @@ export type MessageType =
   | "cancel"
   | "sandbox_status"
   | "usage"
-  | "pong";
+  | "pong"
+  | "turn_started"
+  | "turn_ended"
+  | "queue"
+  | "dequeue";
 /**
  * One server -> client envelope.
  *
@@ -55,8 +60,11 @@ export type ServerMessage =
   | ServerInitMessage
   | ServerPingMessage
   | ServerPongMessage
+  | ServerQueueMessage
   | ServerSandboxStatusMessage
   | ServerTraceEventMessage
+  | ServerTurnEndedMessage
+  | ServerTurnStartedMessage
   | ServerUpdateCompletedMessage
   | ServerUpdateFileMessage
   | ServerUpdateInProgressMessage
@@ -66,6 +74,7 @@ export interface AmicableProtocol {
   ActionRequest?: ActionRequest;
   CancelData?: CancelData;
   ClientCancelMessage?: ClientCancelMessage;
+  ClientDequeueMessage?: ClientDequeueMessage;
   ClientHitlResponseMessage?: ClientHitlResponseMessage;
   ClientInitMessage?: ClientInitMessage;
   ClientMessage?: ClientMessage;
@@ -73,6 +82,7 @@ export interface AmicableProtocol {
   ClientRuntimeErrorMessage?: ClientRuntimeErrorMessage;
   ClientUserMessage?: ClientUserMessage;
   DbInfo?: DbInfo;
+  DequeueData?: DequeueData;
   EditRequest?: EditRequest;
   EditResult?: EditResult;
   EditedAction?: EditedAction;
@@ -110,6 +120,8 @@ export interface AmicableProtocol {
   PreviewStatus?: PreviewStatus;
   ProjectInfo?: ProjectInfo;
   QaResult?: QaResult;
+  QueueData?: QueueData;
+  QueuedPrompt?: QueuedPrompt;
   ReviewConfig?: ReviewConfig;
   RuntimeErrorData?: RuntimeErrorData;
   RuntimeErrorInfo?: RuntimeErrorInfo;
@@ -122,8 +134,11 @@ export interface AmicableProtocol {
   ServerMessage?: ServerMessage;
   ServerPingMessage?: ServerPingMessage;
   ServerPongMessage?: ServerPongMessage;
+  ServerQueueMessage?: ServerQueueMessage;
   ServerSandboxStatusMessage?: ServerSandboxStatusMessage;
   ServerTraceEventMessage?: ServerTraceEventMessage;
+  ServerTurnEndedMessage?: ServerTurnEndedMessage;
+  ServerTurnStartedMessage?: ServerTurnStartedMessage;
   ServerUpdateCompletedMessage?: ServerUpdateCompletedMessage;
   ServerUpdateFileMessage?: ServerUpdateFileMessage;
   ServerUpdateInProgressMessage?: ServerUpdateInProgressMessage;
@@ -134,6 +149,10 @@ export interface AmicableProtocol {
   TraceEvent?: TraceEvent;
   TreeEntry?: TreeEntry;
   TreeResult?: TreeResult;
+  TurnEnded?: TurnEnded;
+  TurnPage?: TurnPage;
+  TurnRecord?: TurnRecord;
+  TurnStarted?: TurnStarted;
   UiContext?: UiContext;
   Usage?: Usage;
   UserData?: UserData;
@@ -168,6 +187,28 @@ export interface ClientCancelMessage {
   id?: string | null;
   timestamp?: number | null;
   type: "cancel";
+}
+/**
+ * Client message 'dequeue'.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "ClientDequeueMessage".
+ */
+export interface ClientDequeueMessage {
+  data: DequeueData;
+  id?: string | null;
+  timestamp?: number | null;
+  type: "dequeue";
+}
+/**
+ * ``dequeue``: remove a queued prompt (``QueuedPrompt.id``) before it runs.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "DequeueData".
+ */
+export interface DequeueData {
+  id: string;
+  session_id?: string | null;
 }
 /**
  * Client message 'hitl_response'.
@@ -275,6 +316,7 @@ export interface ClientRuntimeErrorMessage {
  */
 export interface RuntimeErrorData {
   error: RuntimeErrorInfo;
+  requested?: boolean | null;
   session_id: string;
 }
 /**
@@ -593,10 +635,14 @@ export interface InitReply {
   models?: ModelChoice[] | null;
   permission_mode?: "default" | "accept_edits" | "bypass";
   project: ProjectInfo;
+  queued?: QueuedPrompt[] | null;
+  running_turn?: TurnRecord | null;
   sandbox_id: string;
   spend?: SpendSummary | null;
   template_id: string;
   thinking_level?: "none" | "think" | "think_hard" | "ultrathink";
+  turns?: TurnRecord[] | null;
+  turns_before?: number | null;
   url: string;
 }
 /**
@@ -627,6 +673,34 @@ export interface ProjectInfo {
   project_prompt?: string | null;
   slug: string;
   template_id: string;
+}
+/**
+ * A prompt waiting behind the running turn (``queue``, INIT's ``queued``).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "QueuedPrompt".
+ */
+export interface QueuedPrompt {
+  author?: "user" | "system";
+  by?: string | null;
+  id: string;
+  text: string;
+  trigger?: "user" | "runtime_error" | "hitl_response";
+}
+/**
+ * One turn as the editors were shown it: the server envelopes it broadcast, in order,
+ * from ``turn_started`` to ``turn_ended`` (cumulative partials coalesced, tool inputs and
+ * outputs capped). ``seq`` orders stored turns (the paging cursor); None while running.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "TurnRecord".
+ */
+export interface TurnRecord {
+  events?: {
+    [k: string]: unknown | undefined;
+  }[];
+  seq?: number | null;
+  turn_id: string;
 }
 /**
  * Tokens and estimated cost so far (a project's running total).
@@ -705,6 +779,15 @@ export interface PreviewStatus {
   ready: boolean;
   restarts: number;
   state: "starting" | "running" | "backoff" | "exhausted" | "stopped";
+}
+/**
+ * ``queue``: the prompts now waiting behind the running turn (the whole list).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "QueueData".
+ */
+export interface QueueData {
+  items?: QueuedPrompt[];
 }
 /**
  * This interface was referenced by `AmicableProtocol`'s JSON-Schema
@@ -817,6 +900,19 @@ export interface ServerPongMessage {
   type: "pong";
 }
 /**
+ * Server message 'queue'.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "ServerQueueMessage".
+ */
+export interface ServerQueueMessage {
+  data: QueueData;
+  id: string;
+  session_id: string;
+  timestamp: number;
+  type: "queue";
+}
+/**
  * Server message 'sandbox_status'.
  *
  * This interface was referenced by `AmicableProtocol`'s JSON-Schema
@@ -870,6 +966,56 @@ export interface TraceEvent {
   tags?: string[] | null;
   text?: string | null;
   tool_name: string;
+}
+/**
+ * Server message 'turn_ended'.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "ServerTurnEndedMessage".
+ */
+export interface ServerTurnEndedMessage {
+  data: TurnEnded;
+  id: string;
+  session_id: string;
+  timestamp: number;
+  type: "turn_ended";
+}
+/**
+ * ``turn_ended``: how the turn ended (after its ``update_completed``).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "TurnEnded".
+ */
+export interface TurnEnded {
+  outcome: "finished" | "failed" | "cancelled";
+  turn_id: string;
+}
+/**
+ * Server message 'turn_started'.
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "ServerTurnStartedMessage".
+ */
+export interface ServerTurnStartedMessage {
+  data: TurnStarted;
+  id: string;
+  session_id: string;
+  timestamp: number;
+  type: "turn_started";
+}
+/**
+ * ``turn_started``: a queued prompt became the running turn (every tab shows it).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "TurnStarted".
+ */
+export interface TurnStarted {
+  author?: "user" | "system";
+  by?: string | null;
+  images?: number;
+  text?: string;
+  trigger?: "user" | "runtime_error" | "hitl_response";
+  turn_id: string;
 }
 /**
  * Server message 'update_completed'.
@@ -958,6 +1104,17 @@ export interface TreeResult {
   entries: TreeEntry[];
   path: string;
   truncated?: boolean;
+}
+/**
+ * ``GET /api/projects/{id}/turns?before=``: older turns (oldest first) and the cursor
+ * for the page before them (None: this is the oldest).
+ *
+ * This interface was referenced by `AmicableProtocol`'s JSON-Schema
+ * via the `definition` "TurnPage".
+ */
+export interface TurnPage {
+  before?: number | null;
+  turns: TurnRecord[];
 }
 /**
  * Answer of ``PUT /v1/files/{path}`` (raw body; optional ``If-Match: <sha256>``).

@@ -101,7 +101,7 @@ describe("viewer mode", () => {
     serve("viewer");
     await openEditor();
     click(byTestId("tab-code"));
-    await waitForTestId("tree-file");
+    await waitForTestId("tree-file", 1000); // the lazy CodeMirror chunk: slow to transform on a busy machine
     expect(byTestId("code-read-only").textContent).toBe("Read-only");
     expect(queryTestId("code-new-file")).toBeNull();
     expect(queryTestId("code-save")).toBeNull();
@@ -112,7 +112,7 @@ describe("viewer mode", () => {
     expect(queryTestId("code-rename")).toBeNull();
     expect(queryTestId("code-delete")).toBeNull();
     expect(calls.some((c) => c.method !== "GET")).toBe(false);
-  });
+  }, 30_000); // loads the lazy CodeMirror chunk: slow on a loaded machine (a limit, not a timing check)
 
   it("disables restoring in the history", async () => {
     serve("viewer");

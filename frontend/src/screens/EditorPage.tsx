@@ -13,6 +13,8 @@ import { DownloadIcon, HistoryIcon } from "../components/Icons";
 import { HistoryPanel } from "../components/HistoryPanel";
 import { ShareButton } from "../components/ShareButton";
 import { canEdit, roleOf } from "../state/roles";
+import { DatabasePane } from "../components/DatabasePane";
+import { tabProps } from "../components/roving";
 
 interface Props {
   slug: string;
@@ -20,7 +22,10 @@ interface Props {
   onToggleTheme: () => void;
 }
 
-type View = "preview" | "code";
+type View = "preview" | "code" | "database";
+/** On phones one pane at a time: the chat, or the main view (preview, code or database). */
+type PhonePane = "chat" | View;
+const VIEW_LABELS: Record<View, string> = { preview: "Preview", code: "Code", database: "Database" };
 
 function readInitialPrompt(): string | undefined {
   const state: unknown = window.history.state;
@@ -46,11 +51,20 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     if (v === "code") setCodeVisited(true);
     setViewState(v);
   };
+  const [phoneChat, setPhoneChat] = useState(true);
+  const phonePane: PhonePane = phoneChat ? "chat" : view;
+  const setPhonePane = (p: PhonePane) => {
+    setPhoneChat(p === "chat");
+    if (p !== "chat") setView(p);
+  };
   const [device, setDevice] = useState<Device>("desktop");
   const [previewPath, setPreviewPath] = useState("/");
   const [chatWidth, setChatWidth] = useState(() => Number(window.localStorage.getItem("amicable-chat-width")) || 440);
   const session = useSession(project?.project_id);
   const { state, send, dispatch } = session;
+  // The main view's tabs: the database only for a project that has one.
+  const views: View[] = state.init?.db ? ["preview", "code", "database"] : ["preview", "code"];
+  const phonePanes: PhonePane[] = ["chat", ...views];
   useSignOutOnPolicyClose(session.connection);
   const initialPromptSent = useRef(false);
   const [historyOpen, setHistoryOpen] = useState(false);
@@ -90,8 +104,10 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
       const data: ClientDataMap["user"] =
         blocks.length > 0 ? { text, content_blocks: blocks, ui_context: ui } : { text, ui_context: ui };
       if (state.model && (state.init?.models ?? []).length > 0) data.model = state.model;
-      if (!send("user", data)) return false;
-      dispatch({ type: "local/user", key: localKey(), text, blocks });
+      // The frame's id becomes the turn's id: its queue entry and bubble are this one.
+      const key = localKey();
+      if (!send("user", data, key)) return false;
+      dispatch({ type: "local/user", key, text, blocks });
       return true;
     },
     [send, dispatch, view, previewPath, device, state.model, state.init?.models],
@@ -131,7 +147,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
     return (
       <div className="center-page">
         <div className="card notice-card">
-          <h2>{loadError}</h2>
+          <h1>{loadError}</h1>
           <p className="muted">The project “{slug}” does not exist or you cannot open it.</p>
           <a className="btn primary" href="/">
             Back to projects
@@ -142,12 +158,17 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
   }
 
   return (
-    <div className="editor-page" style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}>
+    <div
+      className={`editor-page phone-${phoneChat ? "chat" : "main"}`}
+      style={{ "--chat-width": `${chatWidth}px` } as React.CSSProperties}
+    >
       <header className="topbar">
         <Logo />
         <div className="project-title">
-          <strong data-testid="project-name">{state.init?.project.name ?? project?.name ?? slug}</strong>
-          <span className="muted">/{state.init?.project.slug ?? slug}</span>
+          <h1 className="project-name" data-testid="project-name">
+            {state.init?.project.name ?? project?.name ?? slug}
+          </h1>
+          <span className="muted project-slug">/{state.init?.project.slug ?? slug}</span>
           {readOnly && (
             <span className="badge" data-testid="read-only-badge" title="Ask the owner for edit access to make changes">
               View only
@@ -155,24 +176,16 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           )}
         </div>
         <nav className="view-tabs" role="tablist" aria-label="Main view">
-          <button
-            role="tab"
-            aria-selected={view === "preview"}
-            className={view === "preview" ? "tab active" : "tab"}
-            data-testid="tab-preview"
-            onClick={() => setView("preview")}
-          >
-            Preview
-          </button>
-          <button
-            role="tab"
-            aria-selected={view === "code"}
-            className={view === "code" ? "tab active" : "tab"}
-            data-testid="tab-code"
-            onClick={() => setView("code")}
-          >
-            Code
-          </button>
+          {views.map((v) => (
+            <button
+              key={v}
+              className={view === v ? "tab active" : "tab"}
+              data-testid={`tab-${v}`}
+              {...tabProps("view", views, view, setView, v)}
+            >
+              {VIEW_LABELS[v]}
+            </button>
+          ))}
         </nav>
         <div className="topbar-right">
           {project && role && <ShareButton projectId={project.project_id} projectName={project.name} role={role} />}
@@ -203,6 +216,18 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
           <UserMenu />
         </div>
       </header>
+      <nav className="phone-tabs" role="tablist" aria-label="Pane">
+        {phonePanes.map((p) => (
+          <button
+            key={p}
+            className={phonePane === p ? "tab active" : "tab"}
+            data-testid={`phone-tab-${p}`}
+            {...tabProps("phone", phonePanes, phonePane, setPhonePane, p)}
+          >
+            {p === "chat" ? "Chat" : VIEW_LABELS[p]}
+          </button>
+        ))}
+      </nav>
       <div className="editor-body">
         <main className="main-view">
           <PreviewPane
@@ -214,6 +239,7 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
             onPath={setPreviewPath}
             // A viewer's preview does not report errors: the agent may start a turn to fix them.
             onRuntimeError={(error) => !readOnly && send("runtime_error", { error })}
+            onFixError={readOnly ? undefined : (error) => send("runtime_error", { error, requested: true })}
           />
           {project && state.init && (codeVisited || view === "code") && (
             <Suspense fallback={<div className="pane-placeholder muted">Loading the code editor…</div>}>
@@ -221,12 +247,21 @@ export function EditorPage({ slug, theme, onToggleTheme }: Props) {
                 hidden={view !== "code"}
                 projectId={project.project_id}
                 agentWrites={state.agentWrites}
+                restoreWrites={state.restoreWrites}
                 theme={theme}
                 readOnly={readOnly}
               />
             </Suspense>
           )}
           {view === "code" && !state.init && <div className="pane-placeholder muted">Waiting for the sandbox…</div>}
+          {project && state.init?.db && (
+            <DatabasePane
+              hidden={view !== "database"}
+              projectId={project.project_id}
+              readOnly={readOnly}
+              version={state.historyVersion}
+            />
+          )}
         </main>
         <div className="divider" onPointerDown={startResize} role="separator" aria-orientation="vertical" />
         <ChatPanel session={session} onSend={sendPrompt} readOnly={readOnly} />

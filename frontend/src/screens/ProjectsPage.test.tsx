@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { allTestId, cleanup, flush, render, stubFetch, submit } from "../test/dom";
+import { allTestId, byTestId, change, cleanup, flush, press, render, stubFetch, submit } from "../test/dom";
 import { ProjectsPage } from "./ProjectsPage";
 
 const project = (id: string, role?: string) => ({
@@ -57,5 +57,24 @@ describe("projects list roles", () => {
     expect(document.querySelector('[data-testid="create-form"] [role="alert"]')?.textContent).toBe(
       "You have reached a limit: You can have at most 100 projects.",
     );
+  });
+
+  it("sends the first prompt on Enter, like the chat (Shift+Enter is a new line)", async () => {
+    const calls = stubFetch({
+      "GET /api/projects": { body: { projects: [] } },
+      "POST /api/projects": { status: 429, body: { error: "quota_exceeded", detail: "stop here" } },
+    });
+    render(<ProjectsPage theme="dark" onToggleTheme={() => undefined} />);
+    await flush();
+    const prompt = byTestId<HTMLTextAreaElement>("new-project-prompt");
+    change(prompt, "A habit tracker");
+    press("Enter", prompt, true);
+    await flush();
+    expect(calls.filter((c) => c.method === "POST")).toHaveLength(0);
+    press("Enter", prompt);
+    await flush();
+    const posts = calls.filter((c) => c.method === "POST");
+    expect(posts).toHaveLength(1);
+    expect(posts[0]?.body).toMatchObject({ prompt: "A habit tracker" });
   });
 });

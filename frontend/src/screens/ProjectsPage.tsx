@@ -132,7 +132,11 @@ export function ProjectsPage({ theme, onToggleTheme }: Props) {
               rows={4}
               onChange={(e) => setPrompt(e.target.value)}
               onKeyDown={(e) => {
-                if (e.key === "Enter" && (e.metaKey || e.ctrlKey)) void create(e);
+                // As in the chat: Enter sends, Shift+Enter starts a new line.
+                if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+                  e.preventDefault();
+                  void create(e);
+                }
               }}
               aria-label="First prompt"
             />

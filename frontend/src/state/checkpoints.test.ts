@@ -81,7 +81,9 @@ describe("a restore announced by the agent", () => {
     ]);
     expect(after.previewReloads).toBe(1);
     expect(after.historyVersion).toBe(1);
-    expect(after.agentWrites).toEqual({ "/src/App.tsx": 3, "/src/Extra.tsx": 1 });
+    // A restore is not the agent: the code pane says "restored from History" for these.
+    expect(after.agentWrites).toEqual({ "/src/App.tsx": 2 });
+    expect(after.restoreWrites).toEqual({ "/src/App.tsx": 1, "/src/Extra.tsx": 1 });
     expect(after.busy).toBe(false);
   });
 

@@ -42,8 +42,37 @@ const KNOWN: Record<string, ErrorExplanation> = {
     action: "Pick another model above the prompt; the project's current model was used.",
   },
   llm_error: {
-    title: "The language model could not be reached",
-    action: "Check the agent's API key and network, then send the prompt again.",
+    title: "The model ran into an unexpected problem",
+    action: "Nothing was lost: files written before the error are kept. Retry to send the same prompt again.",
+  },
+  llm_connection: {
+    title: "The model could not be reached",
+    action:
+      "The connection to the model's server failed (it may be down, or the network is). Files written before the error are kept. Retry once it is back.",
+  },
+  llm_timeout: {
+    title: "The model did not answer in time",
+    action: "It may be overloaded. Files written before the error are kept. Retry in a moment.",
+  },
+  llm_rate_limited: {
+    title: "The model is rate limiting this deployment",
+    action: "Too many requests in a short time. Files written before the error are kept. Retry in a minute.",
+  },
+  llm_overloaded: {
+    title: "The model is overloaded right now",
+    action: "Files written before the error are kept. Retry in a minute.",
+  },
+  llm_api_error: {
+    title: "The model's server reported an error",
+    action: "Files written before the error are kept. Retry; if it keeps failing, try another model.",
+  },
+  llm_auth_failed: {
+    title: "The model rejected the agent's API key",
+    action: "An administrator has to fix the key (ANTHROPIC_API_KEY or OPENAI_API_KEY) and restart the agent.",
+  },
+  llm_request_rejected: {
+    title: "The model refused this request",
+    action: "Files written before the error are kept. Try rephrasing the prompt, or pick another model.",
   },
   sandbox_failed: {
     title: "The sandbox could not be started",
@@ -94,6 +123,23 @@ const KNOWN: Record<string, ErrorExplanation> = {
     action: "Try again. If it keeps failing, ask your administrator whether your account may use Amicable.",
   },
 };
+
+/** Errors worth a Retry button (re-sends the turn's prompt): the model or the network, not
+ * the request itself. */
+const RETRYABLE = new Set([
+  "llm_error",
+  "llm_connection",
+  "llm_timeout",
+  "llm_rate_limited",
+  "llm_overloaded",
+  "llm_api_error",
+  "turn_failed",
+  "sandbox_error",
+]);
+
+export function isRetryable(code: string): boolean {
+  return RETRYABLE.has(code);
+}
 
 /** At a limit the server's detail says which one (projects, sandboxes, turns). */
 function quotaExceeded(detail: string | undefined): ErrorExplanation {

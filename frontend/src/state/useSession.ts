@@ -9,7 +9,7 @@ export interface SessionHandle {
   state: SessionState;
   connection: ConnectionStatus;
   dispatch: (action: SessionAction) => void;
-  send: <K extends ClientMessageType>(type: K, data: ClientDataMap[K]) => boolean;
+  send: <K extends ClientMessageType>(type: K, data: ClientDataMap[K], id?: string) => boolean;
   reconnect: () => void;
   /** Pick the project's model: told to the agent at once (in `init`) and on reconnects. */
   chooseModel: (id: string) => void;
@@ -45,7 +45,8 @@ export function useSession(sessionId: string | undefined): SessionHandle {
   }, [sessionId]);
 
   const send = useCallback(
-    <K extends ClientMessageType>(type: K, data: ClientDataMap[K]) => socketRef.current?.send(type, data) ?? false,
+    <K extends ClientMessageType>(type: K, data: ClientDataMap[K], id?: string) =>
+      socketRef.current?.send(type, data, id) ?? false,
     [],
   );
   const reconnect = useCallback(() => socketRef.current?.connect(), []);

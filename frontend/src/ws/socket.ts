@@ -112,14 +112,16 @@ export class AgentSocket {
     };
   }
 
-  /** Send one message (session_id merged into data); false when not connected. */
-  send<K extends ClientMessageType>(type: K, data: ClientDataMap[K]): boolean {
+  /** Send one message (session_id merged into data); false when not connected. `id`: the
+   * frame's id (a prompt's, so its turn and queue entry carry it); a random one otherwise. */
+  send<K extends ClientMessageType>(type: K, data: ClientDataMap[K], frameId?: string): boolean {
     const ws = this.ws;
     if (ws === undefined || ws.readyState !== WebSocket.OPEN) return false;
     const id =
-      typeof crypto !== "undefined" && "randomUUID" in crypto
+      frameId ??
+      (typeof crypto !== "undefined" && "randomUUID" in crypto
         ? crypto.randomUUID()
-        : `${Date.now()}-${Math.random()}`;
+        : `${Date.now()}-${Math.random()}`);
     ws.send(
       JSON.stringify({
         id,

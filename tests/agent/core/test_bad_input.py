@@ -42,6 +42,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/projects/<project_id>/git/pull"): {},
     ("POST", "/api/tokens"): {"name": "ci"},
     ("PUT", "/api/admin/users/<sub>/budget"): {"daily_usd": 5},
+    ("POST", "/api/db/<project_id>/schema/review"): {"draft": {"tables": []}},
+    ("POST", "/api/db/<project_id>/schema/apply"): {"draft": {"tables": []}},
+    ("POST", "/api/db/<project_id>/schema/intent"): {"intent_text": "add a table"},
 }
 
 #: Nested deeper than the 64 levels a body may have, but not so deep that Python's parser

@@ -51,6 +51,9 @@ async def test_projects_crud(api: Any) -> None:
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     untitled = (await c.post("/api/projects", json={})).json()
     assert untitled["name"] == "Untitled"
+    # Without a small model, a prompt without a name names the project by its first words.
+    named = await c.post("/api/projects", json={"prompt": "Build me a todo app with tags"})
+    assert named.json()["name"] == "Todo App With Tags"
 
     deleted = await c.delete(f"/api/projects/{pid}")
     assert (deleted.status_code, deleted.json()) == (202, {"status": "deleting"})
@@ -275,3 +278,28 @@ async def test_only_enabled_templates_are_offered_and_accepted(
             "error": "invalid_template_id",
             "detail": "known templates: vite, fastapi",
         }
+
+
+async def test_older_turns_are_paged_over_http(api: Any) -> None:
+    from amicable_agent.sessions.transcript import RECORD_KIND
+    from amicable_agent.store import open_store
+
+    c = api.client
+    pid = (await c.post("/api/projects", json={"name": "Paged"})).json()["project_id"]
+    async with open_store(api.config) as store:  # the agent's own SQLite file
+        for i in range(23):
+            record = {"turn_id": f"t{i}", "events": [{"type": "turn_started", "data": {}}]}
+            await store.append_turn_event(pid, RECORD_KIND, record)
+        newest = await store.turn_records(pid, limit=20)
+    cursor = newest[-1][0]  # INIT's turns_before: the oldest turn it carried
+    page = (await c.get(f"/api/projects/{pid}/turns", params={"before": cursor})).json()
+    assert [t["turn_id"] for t in page["turns"]] == ["t0", "t1", "t2"]
+    assert "before" not in page  # the oldest page
+    first = (await c.get(f"/api/projects/{pid}/turns")).json()
+    assert len(first["turns"]) == 20
+    assert first["before"] == cursor
+    for bad in ("0", "-1", "x", "1" * 30):
+        r = await c.get(f"/api/projects/{pid}/turns", params={"before": bad})
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_cursor")
+    r = await c.get("/api/projects/no-such-project/turns")
+    assert r.status_code == 404

@@ -39,6 +39,12 @@ ROUTES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/api/sandbox/<project_id>/download"): None,
     ("GET", "/api/sandbox/<project_id>/checkpoints"): None,
     ("POST", "/api/sandbox/<project_id>/checkpoints/<sha>/restore"): {},
+    ("GET", "/api/projects/<project_id>/turns"): None,
+    ("GET", "/api/db/<project_id>/schema"): None,
+    ("GET", "/api/db/<project_id>/tables/<table>/rows"): None,
+    ("POST", "/api/db/<project_id>/schema/review"): {"draft": {"tables": []}},
+    ("POST", "/api/db/<project_id>/schema/apply"): {"draft": {"tables": []}},
+    ("POST", "/api/db/<project_id>/schema/intent"): {"draft": {}, "intent_text": "drop all"},
     ("POST", "/api/projects/<project_id>/git/sync"): {},
     ("GET", "/api/projects/<project_id>/git/status"): None,
     ("POST", "/api/projects/<project_id>/git/pull"): {},
@@ -80,6 +86,7 @@ def _url(rule: str, project_id: str, slug: str) -> str:
         "email": "alice@example.com",
         "token_id": "0123456789abcdef",
         "sub": "bob-sub",
+        "table": "users",
     }
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], rule)
 

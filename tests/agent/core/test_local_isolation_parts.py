@@ -4,8 +4,11 @@ disk watchdog (on a mock clock) and the migration of hard-linked node_modules.""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sys
+import tomllib
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from amicable_agent.sandboxes.local.isolation import (
     IsolationTools,
     bwrap_argv,
     prepare_filesystem,
+    runtime_packages,
     setup_script,
 )
 from amicable_agent.sandboxes.local.limits import Cgroups, SandboxLimits, parse_hierarchies
@@ -158,8 +162,9 @@ def test_bubblewrap_binds_only_the_system_the_runtime_and_the_sandbox_dir(tmp_pa
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                  "--unshare-net"):  # fmt: skip
         assert flag in argv
-    # PR_SET_PDEATHSIG follows the forking *thread* (a Trio worker that idles out)
-    assert "--die-with-parent" not in argv
+    # the agent forks bubblewrap on its long-lived leash thread (amicable_agent.leash), so
+    # PR_SET_PDEATHSIG is safe: the sandbox dies with the agent
+    assert "--die-with-parent" in argv
     assert argv[argv.index("--unsetenv") + 1] == OWNER_ENV, "the owner mark stays outside"
     assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert argv[argv.index("--size") + 1 : argv.index("--size") + 4] == ["1024", "--tmpfs", "/tmp"]
@@ -357,3 +362,55 @@ async def test_auto_refuses_where_it_cannot_isolate_and_none_warns(
         assert "AMICABLE_LOCAL_ISOLATION=none" in str(refused.value)
     assert await runner.prepare_isolation("none", ("x",), tmp_path) is None
     assert "AMICABLE_LOCAL_ISOLATION=none" in caplog.text
+
+
+def test_the_runtime_packages_bound_are_those_the_runtime_depends_on() -> None:
+    """Read from the installed metadata: the runtime and every workspace member it needs,
+    directly or not; nothing else of the workspace (the agent's code stays out)."""
+    root = Path(__file__).resolve().parents[3]
+    declared = tomllib.loads((root / "services/sandbox_runtime/pyproject.toml").read_text())
+    members = {
+        dep.replace("-", "_")
+        for dep in declared["project"]["dependencies"]
+        if dep.startswith("amicable-")
+    }
+    found = set(runtime_packages())
+    assert found == {"amicable_sandbox_runtime", *members}
+    assert "amicable_agent" not in found
+    assert runtime_packages("no-such-distribution") == ()
+
+
+async def test_a_bubblewrap_set_up_failure_is_tried_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bubblewrap's own set-up can fail transiently (seen under load: its loopback's netlink
+    request answered ECHILD); nothing ran yet, so the start is tried again once."""
+    real = shutil.which("bwrap")
+    assert real is not None
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    starts = tmp_path / "starts"
+    (tools / "bwrap").write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" --info-fd "*) echo start >> ' + str(starts) + " ;; esac\n"
+        "if [ -f " + str(starts) + " ] && [ $(wc -l < " + str(starts) + ") = 1 ]; then\n"
+        "  echo 'bwrap: loopback: Failed RTM_NEWADDR: No child processes' >&2; exit 1\n"
+        "fi\n"
+        f'exec {real} "$@"\n'
+    )
+    (tools / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    config = LocalBackendConfig(
+        data_dir=tmp_path, runtime_command=("/bin/sh", "-c", "echo second start ran; exit 3", "x"),
+        warm_pool_size=0, spare_workspaces=0, isolation="bwrap",
+    )  # fmt: skip
+    workspace = tmp_path / "sandboxes" / sandbox_id_for("s") / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "package.json").write_text("{}")
+    caplog.set_level(logging.WARNING, logger="amicable_agent.sandboxes.local.runner")
+    async with open_local_backend(config) as backend:
+        with pytest.raises(SandboxProvisionError) as failed:
+            await backend.ensure("s", project_id="s", template_id="vite")
+    assert starts.read_text().count("start") == 2
+    assert "second start ran" in failed.value.reason
+    assert any("starting it again" in r.getMessage() for r in caplog.records)

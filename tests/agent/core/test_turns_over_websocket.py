@@ -70,7 +70,7 @@ async def test_user_turn_cancel_and_history(agent_factory: Any, tmp_path: Path) 
                 )
                 turn = await ws_recv_until(ws, "update_completed", timeout_s=60)
                 kinds = [str(m.type) for m in turn]
-                assert kinds[0] == "update_in_progress"
+                assert kinds[:2] == ["turn_started", "update_in_progress"]
                 assert "agent_final" in kinds
                 assert "error" not in kinds, [m.data for m in turn if str(m.type) == "error"]
                 written = workspaces / init.data.sandbox_id / "src" / "hello.txt"
@@ -89,6 +89,13 @@ async def test_user_turn_cancel_and_history(agent_factory: Any, tmp_path: Path) 
                 reloaded = (await ws_recv_until(ws, "init"))[-1]
                 texts = [(h.role, h.text) for h in reloaded.data.conversation_history]
                 assert ("user", "add hello") in texts
+                # ...and the turns as they were shown, the stopped one with its marker.
+                turns = reloaded.data.turns
+                assert [t.events[0]["data"]["text"] for t in turns] == [
+                    "add hello", "slow one", "again"
+                ]  # fmt: skip
+                outcomes = [t.events[-1]["data"]["outcome"] for t in turns]
+                assert outcomes == ["finished", "cancelled", "finished"]
                 assert reloaded.data.exists is True
                 await ws_send(ws, {"type": "ping", "data": {}})
                 assert str((await ws_recv(ws)).type) == "pong"

@@ -282,6 +282,7 @@ async def test_user_text_over_the_limit_is_refused_and_not_queued(agent_factory)
         turn = await ws_recv_until(ws, "update_completed")
         # Only the message that fits ran: the refused ones were never queued.
         assert [str(m.type) for m in turn] == [
+            "turn_started",
             "update_in_progress",
             "agent_final",
             "update_completed",

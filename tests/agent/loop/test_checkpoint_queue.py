@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 from amicable_agent.config import AgentConfig
+from amicable_agent.loop.models import ModelSpec
 from amicable_agent.sandboxes.base import SandboxHandle
 from amicable_agent.server import serve
 from amicable_agent.sessions.checkpoint_queue import merged_title
@@ -58,15 +59,22 @@ def runtime(workspace: Path) -> GatedRuntime:
 
 
 @pytest.fixture
+def engine_overrides() -> Any:
+    """Extra engine settings for the fake model's URL (tests parametrise this fixture)."""
+    return lambda fake, url: {}
+
+
+@pytest.fixture
 async def agent_http(
     nursery: trio.Nursery,
     tmp_path: Path,
     fake_llm: Any,
     make_engine: Any,
     runtime: GatedRuntime,
+    engine_overrides: Any,
 ) -> int:
-    _fake, llm_url = fake_llm
-    engine = make_engine(llm_url, qa_enabled=False)
+    fake, llm_url = fake_llm
+    engine = make_engine(llm_url, qa_enabled=False, **engine_overrides(fake, llm_url))
 
     @asynccontextmanager
     async def factory(handle: SandboxHandle) -> AsyncIterator[WorkspaceRuntime]:
@@ -225,3 +233,59 @@ async def test_an_interrupted_turn_gets_its_own_checkpoint(
         ("interrupted: Rebuild it", 1),
         ("Project created", 3),
     ]
+
+
+def with_small_model(fake: Any, url: str) -> dict[str, Any]:
+    """A second configured model, on the same fake server, for small tasks."""
+    spec = ModelSpec(id="small", provider=fake.provider, model="small-model", base_url=url,
+                     api_key="sk-ant-test-key-123456")  # fmt: skip
+    return {"models": (spec,), "small_model_id": "small"}
+
+
+LONG_REQUEST = (
+    "Please build me a todo list where every item can carry coloured tags, and let me filter "
+    "the list by tag from a row of chips above it"
+)
+
+
+@pytest.mark.parametrize("engine_overrides", [with_small_model])
+async def test_the_small_model_writes_the_subject_of_a_long_request(
+    agent_http: int, fake_llm: Any, workspace: Path
+) -> None:
+    fake, _ = fake_llm
+    sid = str(uuid.uuid4())
+    seen: list[Any] = []
+    fake.add(Reply([write("/src/App.tsx", "tags\n")]), Reply([Text("Done.")]),
+             Reply([Text('"Add a tagged todo list with filters."')], input_tokens=120))  # fmt: skip
+    async with open_websocket_url(f"ws://127.0.0.1:{agent_http}/") as ws:
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        await read_until(ws, of_type("init"), seen)
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": LONG_REQUEST}})
+        made = await read_until(ws, is_checkpoint, seen)
+    asked = fake.requests[-1].body
+    assert asked["model"] == "small-model"
+    assert not asked.get("tools")
+    assert "coloured tags" in str(asked["messages"])
+    assert made.data.output["title"] == "Add a tagged todo list with filters"
+    done = await trio.run_process(["git", "-C", str(workspace), "log", "-1", "--format=%B"],
+                                  capture_stdout=True)  # fmt: skip
+    subject, _, body = done.stdout.decode().partition("\n\n")
+    assert subject == "Add a tagged todo list with filters"
+    assert LONG_REQUEST in " ".join(body.split())  # the request itself stays in the message
+
+
+@pytest.mark.parametrize("engine_overrides", [with_small_model])
+async def test_a_short_request_stays_the_subject_and_costs_no_call(
+    agent_http: int, fake_llm: Any
+) -> None:
+    fake, _ = fake_llm
+    sid = str(uuid.uuid4())
+    seen: list[Any] = []
+    fake.add(Reply([write("/src/App.tsx", "blue\n")]), Reply([Text("Done.")]))
+    async with open_websocket_url(f"ws://127.0.0.1:{agent_http}/") as ws:
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        await read_until(ws, of_type("init"), seen)
+        await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "Make it blue"}})
+        made = await read_until(ws, is_checkpoint, seen)
+    assert made.data.output["title"] == "Make it blue"
+    assert all(r.body["model"] != "small-model" for r in fake.requests)

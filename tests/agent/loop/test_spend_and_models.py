@@ -11,7 +11,7 @@ from amicable_agent.loop.models import ModelSpec
 from amicable_agent.loop.spend import Budgets, Limits
 from amicable_agent.store.spend import UsageRecord
 from amicable_protocol.messages import UserData
-from amicable_testing.model_script import Reply, Text, ToolUse
+from amicable_testing.model_script import Fault, Reply, Text, ToolUse
 
 
 def user(text: str, **extra: Any) -> UserData:
@@ -174,3 +174,40 @@ async def test_a_small_context_window_cuts_old_tool_output(
     sent = fake.view(0)["messages"][2]["content"][0]["content"]
     assert len(sent) < 3000
     assert "chars omitted" in sent
+
+
+async def test_failed_attempts_are_counted_when_the_model_gives_up(
+    fake_llm: Any, make_engine: Any, host: Any
+) -> None:
+    """A stream that drops after the provider reported its input tokens cost them: the retries
+    and the final failure are recorded, not only successful answers."""
+    fake, url = fake_llm
+    drop = Fault(drop_after_events=8, reply=Reply([Text("Half an answer that never ends")],
+                                                  input_tokens=700, output_tokens=5))  # fmt: skip
+    fake.add(drop, drop)
+    await make_engine(url, llm_max_retries=1).run_user_turn(host, user("hi"), by="user-1")
+    assert host.of("error")[0].data.error.startswith("llm_")
+    assert len(fake.requests) == 2
+    records = host.store.usage
+    assert len(records) == 1, "one model call, however many attempts it took"
+    if fake.provider == "anthropic":  # message_start reported the input tokens of each attempt
+        assert records[0].input_tokens == 1400
+        assert records[0].cost_usd > 0
+    else:  # Chat Completions report usage only in the last chunk, which never came
+        assert records[0].input_tokens == 0
+
+
+async def test_retried_attempts_count_in_the_successful_call(
+    fake_llm: Any, make_engine: Any, host: Any
+) -> None:
+    fake, url = fake_llm
+    fake.add(
+        Fault(drop_after_events=8, reply=Reply([Text("The first part of it")], input_tokens=300)),
+        Reply([Text(" and the end.")], input_tokens=400, output_tokens=20),
+    )
+    await make_engine(url).run_user_turn(host, user("hi"), by="user-1")
+    assert not host.of("error")
+    [record] = host.store.usage
+    expected = 700 if fake.provider == "anthropic" else 400
+    assert record.input_tokens == expected
+    assert host.of("usage")[0].data.input_tokens == expected

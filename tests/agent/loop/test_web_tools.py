@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+from amicable_agent.loop.models import ModelSpec
 from amicable_agent.loop.toolbox import Toolbox
 from amicable_agent.web import (
     FetchFailed,
@@ -26,7 +27,7 @@ from amicable_agent.web import (
 from amicable_agent.web.guard import IPAddress
 from amicable_agent.web.search import DuckDuckGoHtml, SearxngApi, parse_duckduckgo
 from amicable_protocol.messages import UserData
-from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from amicable_testing.model_script import Fault, Reply, Text, ToolUse
 from amicable_testing.preview_stack import StubSite
 
 ALLOW = (ipaddress.IPv4Network("127.0.0.2/32"),)
@@ -217,3 +218,57 @@ async def test_web_tools_in_a_turn_show_in_the_trace(
     names = [(t.phase, t.tool_name) for t in host.traces("tool_start")]
     assert names == [("tool_start", "web_fetch")] * 2
     assert [t.tool_name for t in host.traces("tool_error")] == ["web_fetch"]
+
+
+def small_engine(make_engine: Any, fake: Any, url: str, site: StubSite) -> Any:
+    small = ModelSpec(id="small", provider=fake.provider, model="small-model", base_url=url,
+                      api_key="sk-ant-test-key-123456")  # fmt: skip
+    engine = make_engine(url, models=(small,), small_model_id="small")
+    engine.toolbox = Toolbox(engine.settings, web=WebTools(CONFIG, resolver=resolver_for(site),
+                             allow=ALLOW), small=engine.small)  # fmt: skip
+    return engine
+
+
+async def test_a_fetch_prompt_is_answered_by_the_small_model(
+    fake_llm: Any, make_engine: Any, host: Any, servers: Any
+) -> None:
+    site, _inner = servers
+    fake, url = fake_llm
+    question = "How do I wait until a started task is ready?"
+    fake.add(Reply([ToolUse("web_fetch", {"url": f"http://site.test:{site.port}/article",
+                                          "prompt": question})]),
+             Reply([Text("Use nursery.start: it waits until the task says it is ready.")],
+                   input_tokens=800, output_tokens=20),
+             Reply([Text("Use nursery.start.")]))  # fmt: skip
+    engine = small_engine(make_engine, fake, url, site)
+    await engine.run_user_turn(host, UserData(session_id="sess-1", text="read"), by="user-1")
+    asked = fake.view(1)
+    assert fake.requests[1].body["model"] == "small-model"
+    assert question in str(asked["messages"])
+    assert "Structured concurrency" in str(asked["messages"])  # the page's text
+    [result] = fake.view(2)["messages"][-1]["content"]
+    text = result["content"] if isinstance(result, dict) else str(result)
+    assert "Use nursery.start: it waits until the task says it is ready." in text
+    assert "by small" in text
+    assert "Copyright footer" not in text  # not the page itself
+    # The small model's call counts in the turn.
+    assert [r.model_id for r in host.store.usage].count("small") == 1
+    assert host.of("usage")[0].data.input_tokens >= 800
+
+
+async def test_without_an_answer_the_model_reads_the_page(
+    fake_llm: Any, make_engine: Any, host: Any, servers: Any
+) -> None:
+    site, _inner = servers
+    fake, url = fake_llm
+    fake.add(Reply([ToolUse("web_fetch", {"url": f"http://site.test:{site.port}/article",
+                                          "prompt": "what is a nursery?"})]),
+             Fault(401, message="invalid x-api-key"),
+             Reply([Text("Read it.")]))  # fmt: skip
+    engine = small_engine(make_engine, fake, url, site)
+    await engine.run_user_turn(host, UserData(session_id="sess-1", text="read"))
+    [result] = fake.view(2)["messages"][-1]["content"]
+    text = result["content"] if isinstance(result, dict) else str(result)
+    assert "wait until the task says it is ready" in text
+    assert "Looking for: what is a nursery?" in text
+    assert not host.of("error")

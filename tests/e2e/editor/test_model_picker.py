@@ -33,7 +33,7 @@ def test_the_picker_chooses_the_projects_model_and_the_cost_adds_up(
     expect(picker.locator("option")).to_have_text(
         ["Claude Sonnet 4.5 · $3/$15 per Mtok", "Qwen 2.5 Coder (Ollama)"]
     )
-    expect(page.get_by_test_id("usage-total")).to_have_text("Project: $0.0000 · 0 tokens")
+    expect(page.get_by_test_id("usage-total")).to_have_text("Project: $0.0000 · 0 in · 0 out")
 
     picker.select_option("local")
     # The choice goes to the agent at once (init), so it is the project's even before a prompt.
@@ -46,8 +46,8 @@ def test_the_picker_chooses_the_projects_model_and_the_cost_adds_up(
     users = _frames(fake_agent, project, "user")
     assert users[-1]["data"]["model"] == "local"
     total = page.get_by_test_id("usage-total")
-    expect(total).to_have_text("Project: $0.0123 · 2,340 tokens")
-    expect(total).to_have_attribute("title", "Last turn: 1,540 tokens · $0.0123")
+    expect(total).to_have_text("Project: $0.0123 · 2,000 in · 340 out")
+    expect(total).to_have_attribute("title", "Last turn: 1,200 in · 340 out · $0.0123")
     screenshot(page, "model-picker")
 
     # A reload shows the stored choice; the running cost continues.
@@ -56,7 +56,7 @@ def test_the_picker_chooses_the_projects_model_and_the_cost_adds_up(
     expect(page.get_by_test_id("model-picker")).to_have_value("local")
     expect(page.get_by_test_id("usage-total")).to_contain_text("Project: $0.0123")
     send(page, "Another change")
-    expect(page.get_by_test_id("usage-total")).to_have_text("Project: $0.0246 · 4,680 tokens")
+    expect(page.get_by_test_id("usage-total")).to_have_text("Project: $0.0246 · 4,000 in · 680 out")
 
     # A used-up budget is explained in the chat with the agent's own sentence.
     send(page, "one more, over budget")
@@ -70,6 +70,6 @@ def test_an_agent_without_models_shows_no_picker(page: Any, fake_agent: FakeAgen
     project = provisioned_project(fake_agent, "No picker")
     open_editor(page, project.slug)
     send(page, "Make the heading blue")
-    expect(page.get_by_test_id("usage-total")).to_have_text("1540 tokens · $0.0123")
+    expect(page.get_by_test_id("usage-total")).to_have_text("1,200 in · 340 out · $0.0123")
     expect(page.get_by_test_id("model-picker")).to_have_count(0)
     assert "model" not in _frames(fake_agent, project, "user")[-1]["data"]

@@ -85,9 +85,9 @@ def respond(body: dict[str, Any]) -> Reply:
 class RealStack:
     """The fake model server and an `amicable up` child, run from a background Trio loop."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, responder: Any = respond) -> None:
         self.data_dir = data_dir
-        self.fake = FakeAnthropic(responder=respond)
+        self.fake = FakeAnthropic(responder=responder)
         self.info: dict[str, Any] = {}
         self.returncode: int | None = None
         self._ready = threading.Event()

@@ -4,7 +4,9 @@ Wire-compatible with the existing Amicable editor: every server message is the e
 ``{id, type, data, timestamp, session_id}`` (timestamp in epoch milliseconds); the editor
 sends ``{type, data, id?, timestamp?}`` with the session id inside ``data``.
 
-Our additive extensions: client ``cancel``; server ``sandbox_status``, ``usage`` and ``pong``.
+Our additive extensions: client ``cancel`` and ``dequeue``; server ``sandbox_status``,
+``usage``, ``pong``, ``turn_started``, ``turn_ended`` and ``queue``; INIT's ``turns``,
+``turns_before``, ``running_turn`` and ``queued`` (the conversation as it was shown).
 A client that ignores unknown types keeps working.
 """
 
@@ -51,6 +53,10 @@ class MessageType(enum.StrEnum):
     SANDBOX_STATUS = "sandbox_status"
     USAGE = "usage"
     PONG = "pong"
+    TURN_STARTED = "turn_started"
+    TURN_ENDED = "turn_ended"
+    QUEUE = "queue"
+    DEQUEUE = "dequeue"
 
 
 PermissionMode = Literal["default", "accept_edits", "bypass"]
@@ -153,6 +159,9 @@ class RuntimeErrorInfo:
 class RuntimeErrorData:
     session_id: str
     error: RuntimeErrorInfo
+    #: Extension: a person pressed "Fix it": heal even when automatic healing is off, paused
+    #: or cooling down, and queue it behind a running turn.
+    requested: bool | None = None
 
 
 @attrs.frozen
@@ -165,7 +174,17 @@ class CancelData:
     session_id: str | None = None
 
 
-ClientData = InitData | UserData | HitlResponseData | RuntimeErrorData | PingData | CancelData
+@attrs.frozen
+class DequeueData:
+    """``dequeue``: remove a queued prompt (``QueuedPrompt.id``) before it runs."""
+
+    id: str
+    session_id: str | None = None
+
+
+ClientData = (
+    InitData | UserData | HitlResponseData | RuntimeErrorData | PingData | CancelData | DequeueData
+)
 
 _CLIENT_DATA: dict[MessageType, type[Any]] = {
     MessageType.INIT: InitData,
@@ -174,6 +193,7 @@ _CLIENT_DATA: dict[MessageType, type[Any]] = {
     MessageType.RUNTIME_ERROR: RuntimeErrorData,
     MessageType.PING: PingData,
     MessageType.CANCEL: CancelData,
+    MessageType.DEQUEUE: DequeueData,
 }
 
 
@@ -387,6 +407,43 @@ class SpendSummary:
     output_tokens: int = 0
 
 
+TurnTrigger = Literal["user", "runtime_error", "hitl_response"]
+TurnOutcome = Literal["finished", "failed", "cancelled"]
+#: ``system``: the platform asked (auto-heal, "Fix it" on a preview error), not a person.
+PromptAuthor = Literal["user", "system"]
+
+
+@attrs.frozen
+class QueuedPrompt:
+    """A prompt waiting behind the running turn (``queue``, INIT's ``queued``)."""
+
+    id: str
+    text: str
+    trigger: TurnTrigger = "user"
+    author: PromptAuthor = "user"
+    by: str | None = None
+
+
+@attrs.frozen
+class TurnRecord:
+    """One turn as the editors were shown it: the server envelopes it broadcast, in order,
+    from ``turn_started`` to ``turn_ended`` (cumulative partials coalesced, tool inputs and
+    outputs capped). ``seq`` orders stored turns (the paging cursor); None while running."""
+
+    turn_id: str
+    events: tuple[dict[str, Any], ...] = ()
+    seq: int | None = None
+
+
+@attrs.frozen
+class TurnPage:
+    """``GET /api/projects/{id}/turns?before=``: older turns (oldest first) and the cursor
+    for the page before them (None: this is the oldest)."""
+
+    turns: tuple[TurnRecord, ...]
+    before: int | None = None
+
+
 @attrs.frozen
 class InitReply:
     """The ``init`` answer: only public fields (the existing agent leaked internal state)."""
@@ -409,6 +466,13 @@ class InitReply:
     models: tuple[ModelChoice, ...] | None = None
     model: str | None = None
     spend: SpendSummary | None = None
+    #: Extensions: the newest turns as they were shown (oldest first), the cursor for older
+    #: ones (``GET /api/projects/{id}/turns?before=``; None: there are none), the running
+    #: turn's events so far, and the prompts queued behind it.
+    turns: tuple[TurnRecord, ...] | None = None
+    turns_before: int | None = None
+    running_turn: TurnRecord | None = None
+    queued: tuple[QueuedPrompt, ...] | None = None
 
 
 TracePhase = Literal[
@@ -494,8 +558,45 @@ class Usage:
     project: SpendSummary | None = None
 
 
+@attrs.frozen
+class TurnStarted:
+    """``turn_started``: a queued prompt became the running turn (every tab shows it)."""
+
+    turn_id: str
+    trigger: TurnTrigger = "user"
+    text: str = ""
+    author: PromptAuthor = "user"
+    by: str | None = None
+    images: int = 0
+
+
+@attrs.frozen
+class TurnEnded:
+    """``turn_ended``: how the turn ended (after its ``update_completed``)."""
+
+    turn_id: str
+    outcome: TurnOutcome
+
+
+@attrs.frozen
+class QueueData:
+    """``queue``: the prompts now waiting behind the running turn (the whole list)."""
+
+    items: tuple[QueuedPrompt, ...] = ()
+
+
 ServerData = (
-    Empty | TextData | InitReply | TraceEvent | ErrorData | HitlRequestData | SandboxStatus | Usage
+    Empty
+    | TextData
+    | InitReply
+    | TraceEvent
+    | ErrorData
+    | HitlRequestData
+    | SandboxStatus
+    | Usage
+    | TurnStarted
+    | TurnEnded
+    | QueueData
 )
 
 SERVER_DATA: dict[MessageType, type[Any]] = {
@@ -512,6 +613,9 @@ SERVER_DATA: dict[MessageType, type[Any]] = {
     MessageType.SANDBOX_STATUS: SandboxStatus,
     MessageType.USAGE: Usage,
     MessageType.PONG: Empty,
+    MessageType.TURN_STARTED: TurnStarted,
+    MessageType.TURN_ENDED: TurnEnded,
+    MessageType.QUEUE: QueueData,
 }
 
 register_omit_none(
@@ -524,6 +628,10 @@ register_omit_none(
     HitlDecision,
     Usage,
     ModelChoice,
+    QueuedPrompt,
+    TurnRecord,
+    TurnStarted,
+    TurnPage,
 )
 
 

@@ -151,6 +151,18 @@ class MemoryStore(MemorySpend):
         await trio.lowlevel.checkpoint()
         return list(self.events.get(project_id, []))
 
+    async def turn_records(
+        self, project_id: str, *, before: int | None = None, limit: int = 20
+    ) -> list[tuple[int, Any]]:
+        """``(seq, payload)`` of stored turn records (seq: position + 1), newest first."""
+        await trio.lowlevel.checkpoint()
+        rows = [
+            (seq, payload)
+            for seq, (kind, payload) in enumerate(self.events.get(project_id, []), 1)
+            if kind == "turn_record" and (before is None or seq < before)
+        ]
+        return rows[::-1][:limit]
+
     async def load_conversation(self, project_id: str) -> list[dict[str, Any]]:
         """The stored model messages."""
         await trio.lowlevel.checkpoint()

@@ -10,6 +10,7 @@ import sys
 from functools import partial
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from .config import AgentConfig
@@ -66,7 +67,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         engine = build_engine(env)
     except ConfigError as exc:
         sys.exit(f"amicable-agent: {exc}")
-    import attrs
 
     if args.port is not None:
         config = attrs.evolve(config, port=args.port)
@@ -86,11 +86,36 @@ def main(argv: Sequence[str] | None = None) -> None:
             kube_config = KubernetesBackendConfig.from_env(env)
         except ValueError as exc:
             sys.exit(f"amicable-agent: invalid Kubernetes backend setting: {exc}")
+    container_config = None
+    if config.sandbox_backend == "container":
+        from amicable_agent.sandboxes.container.config import (
+            ContainerBackendConfig,
+            sandbox_hmr_env,
+        )
+
+        try:
+            container_config = ContainerBackendConfig.from_env(env)
+        except ValueError as exc:
+            sys.exit(f"amicable-agent: invalid container backend setting: {exc}")
+        hmr = sandbox_hmr_env(
+            preview_base_domain=config.preview_base_domain,
+            preview_scheme=config.preview_scheme,
+            preview_public_port=config.preview_public_port,
+        )
+        container_config = attrs.evolve(container_config, sandbox_env=hmr)
     from .server import serve
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            trio.run(partial(serve, config, engine=engine, kube_config=kube_config))
+            trio.run(
+                partial(
+                    serve,
+                    config,
+                    engine=engine,
+                    kube_config=kube_config,
+                    container_config=container_config,
+                )
+            )
     except* (StoreUnavailable, ConfigError) as group:
         sys.exit(f"amicable-agent: {group.exceptions[0]}")
 

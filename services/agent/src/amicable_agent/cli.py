@@ -3,12 +3,15 @@
 The agent runs in-process; ``amicable-preview-router`` runs as a child in its own process
 group, resolving preview hosts through the agent's internal port with a random shared token.
 Ctrl-C or SIGTERM stops everything: sessions, sandboxes (runtime + Vite process groups), the
-router. Nothing is left running.
+router. Nothing is left running. Every child is on a leash (:mod:`.leash`): a ``kill -9`` of
+the agent takes them along, and what an earlier run left behind anyway is ended before this
+one binds a port. A port in use is one readable line naming the flag that changes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -18,14 +21,15 @@ import tempfile
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 import trio
 from amicable_settings import errors_as, integer, string
 
 from .config import AgentConfig, random_token
-from .errors import ConfigError, StoreUnavailable
+from .errors import ConfigError, PortInUse, StoreUnavailable
+from .leash import LeashedProcess, run_leashed, sweep_run_dir
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("amicable")
 
 ROUTER_START_TIMEOUT_S = 30.0
+_E = TypeVar("_E", bound=BaseException)
 
 
 @attrs.frozen
@@ -72,7 +77,7 @@ def _free_port(host: str) -> int:
         return port
 
 
-async def _kill_group_gracefully(process: trio.Process) -> None:
+async def _kill_group_gracefully(process: LeashedProcess) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGTERM)
     with trio.move_on_after(5):
@@ -108,14 +113,13 @@ async def run_router(
         env.pop("AMICABLE_PREVIEW_RESOLVER_TOKEN_FILE", None)
         argv = [*options.router_command, "--ready-file", str(ready)]
         async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(
+            process: LeashedProcess = await nursery.start(
                 partial(
-                    trio.run_process,
+                    run_leashed,
                     argv,
                     env=env,
-                    check=False,
-                    start_new_session=True,
                     deliver_cancel=_kill_group_gracefully,
+                    record_dir=config.data_dir / "run",
                 )
             )
             with trio.fail_after(ROUTER_START_TIMEOUT_S):
@@ -128,6 +132,36 @@ async def run_router(
             task_status.started((port, process.pid))
             await process.wait()
             raise ConfigError(f"the preview router exited ({process.returncode})")
+
+
+def check_ports_free(options: UpOptions) -> None:
+    """Raise :class:`PortInUse` naming the port and its flag when a fixed port is taken
+    (before anything starts, so the answer is one line, not a failed nursery)."""
+    import socket
+
+    config = options.config
+    wanted = [
+        (config.host, config.port, "--port or AMICABLE_AGENT_PORT"),
+        (config.host, options.preview_port, "--preview-port or AMICABLE_PREVIEW_ROUTER_PORT"),
+        ("127.0.0.1", config.internal_port, "AMICABLE_AGENT_INTERNAL_PORT"),
+    ]
+    for host, port, flag in wanted:
+        if not port:
+            continue
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            continue  # an unusable host is reported by the bind itself
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise PortInUse(
+                    f"port {port} on {host} is in use ({exc.strerror}); stop what uses it "
+                    f"or choose another with {flag}"
+                ) from None
 
 
 def sandbox_mode(config: AgentConfig) -> str:
@@ -157,6 +191,10 @@ async def up(
     from .server import serve
 
     config = options.config
+    stale = await trio.to_thread.run_sync(sweep_run_dir, config.data_dir / "run")
+    if stale:
+        log.warning("stopped %d processes an earlier run left running", stale)
+    check_ports_free(options)
     internal_port = config.internal_port or _free_port("127.0.0.1")
     token = config.preview_resolver_token or random_token()
     async with trio.open_nursery() as nursery:
@@ -302,7 +340,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         trio.run(_main, options, engine)
     except* (ConfigError, StoreUnavailable) as group:
-        sys.exit(f"amicable: {group.exceptions[0]}")
+        sys.exit(f"amicable: {_first(group)}")
+    except* OSError as group:
+        first = _first(group)
+        if first.errno != errno.EADDRINUSE:
+            raise
+        sys.exit(
+            f"amicable: a port is in use ({first}); choose others with --port and "
+            "--preview-port (AMICABLE_AGENT_PORT, AMICABLE_PREVIEW_ROUTER_PORT)"
+        )
+
+
+def _first(group: BaseExceptionGroup[_E]) -> _E:
+    """The first leaf of a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .snapshots.config import SnapshotConfig
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-SandboxBackendName = Literal["local", "kubernetes"]
+SandboxBackendName = Literal["local", "kubernetes", "container"]
 LocalIsolation = Literal["auto", "bwrap", "none"]
 
 
@@ -71,7 +71,7 @@ class AgentConfig:
         database_url: ``AMICABLE_DATABASE_URL``: ``sqlite:///<path>`` (default
             ``<data_dir>/amicable.db``) or ``postgresql://user:pass@host/db`` (a store several
             agent replicas can share).
-        sandbox_backend: ``AMICABLE_SANDBOX_BACKEND`` (``local`` | ``kubernetes``).
+        sandbox_backend: ``AMICABLE_SANDBOX_BACKEND`` (``local`` | ``kubernetes`` | ``container``).
         warm_pool_size: ``AMICABLE_WARM_POOL_SIZE`` (local backend).
         spare_workspaces: ``AMICABLE_SPARE_WORKSPACES`` (local backend: complete project
             trees kept on disk for cold starts, no process; 0 disables).
@@ -264,7 +264,7 @@ class AgentConfig:
                 data_dir=data_path,
                 database_url=parse_database_url(env),
                 sandbox_backend=choice(
-                    env, "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes")
+                    env, "AMICABLE_SANDBOX_BACKEND", "local", ("local", "kubernetes", "container")
                 ),
                 warm_pool_size=integer(env, "AMICABLE_WARM_POOL_SIZE", 1, minimum=0),
                 spare_workspaces=integer(env, "AMICABLE_SPARE_WORKSPACES", 1, minimum=0),

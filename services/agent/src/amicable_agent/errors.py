@@ -10,7 +10,9 @@ Exception tree::
     AgentError
     ├── ConfigError                  an environment variable has a value the agent cannot use
     │   │                            (also an ``amicable_settings.SettingsError``, a ValueError)
-    │   └── LoopConfigError          ... a variable of the LLM loop [loop/settings.py]
+    │   ├── LoopConfigError          ... a variable of the LLM loop [loop/settings.py]
+    │   ├── PortInUse                a port to listen on is taken (names the flag to change)
+    │   └── RunDirInUse              another live agent runs on the same data directory
     ├── SandboxError                 a sandbox backend could not do what was asked
     │   ├── SandboxNotFound          no such sandbox (unknown id, already deleted)
     │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
@@ -31,7 +33,9 @@ Exception tree::
     │                                restored (``code``: ``conflict``, ``diverged``,
     │                                ``too_large``, ``invalid_bundle``, ``storage``, ``failed``)
     ├── HttpError                    a route answers ``{error, detail}`` with ``status``
-    │                                [http/bodies.py]
+    │   │                            [http/bodies.py]
+    │   └── RichError                ... with fields besides ``{error, detail}`` (upstream's
+    │                                409 bodies of a schema apply) [http/dbschema_apply.py]
     ├── LlmError                     the model API failed for good, after retries; ``message``
     │                                is fit for the user [loop/model_api.py]
     ├── Retryable                    a model call failed in a way worth another try; never
@@ -47,6 +51,11 @@ Exception tree::
     │                                told (also a ValueError) [db/tools.py]
     ├── InvalidJwt                   a Hasura token that does not verify: shape, algorithm,
     │                                signature or expiry (also a ValueError) [db/jwt.py]
+    ├── InvalidDraft                 a database schema draft the editor cannot use: a name,
+    │                                type, default or change refused (also a ValueError)
+    │                                [db/schema_model.py]
+    ├── IntentReplyError             the model's answer to a schema intent is not a usable
+    │                                draft (also a ValueError) [db/schema_intent.py]
     ├── AccessDenied                 the caller may not do this (``status``, ``code``:
     │   │                            ``read_only``, ``owner_only``) [auth/access.py]
     │   ├── ProjectNotFound          404: no such project, or one the caller may not see
@@ -98,6 +107,15 @@ class AgentError(Exception):
 
 class ConfigError(AgentError, SettingsError):
     """An environment variable has a value the agent cannot use (a ``ValueError``)."""
+
+
+class PortInUse(ConfigError):
+    """A port the agent (or its preview router) must listen on is taken; the message names
+    the port and the flag or variable that changes it."""
+
+
+class RunDirInUse(ConfigError):
+    """Another live agent runs children from the same data directory."""
 
 
 class SandboxError(AgentError):

@@ -30,6 +30,7 @@ from .gitsync import open_git_sync
 from .http.app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
 from .http.state import AppState
 from .http.ws_server import WebSocketLane
+from .loop.small_tasks import SmallTasks
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
@@ -86,7 +87,11 @@ def _port(binds: list[str]) -> int:
 
 
 async def open_backend(
-    config: AgentConfig, store: Store, stack: AsyncExitStack, kube_config: Any = None
+    config: AgentConfig,
+    store: Store,
+    stack: AsyncExitStack,
+    kube_config: Any = None,
+    container_config: Any = None,
 ) -> SandboxBackend:
     """The configured sandbox backend, closed when ``stack`` closes.
 
@@ -106,6 +111,12 @@ async def open_backend(
             open_kubernetes_backend(kube_config, project_exists=project_exists)
         )
         return backend
+    if config.sandbox_backend == "container":
+        from amicable_agent.sandboxes.container.backend import open_container_backend
+
+        if container_config is None:
+            raise ConfigError("AMICABLE_SANDBOX_BACKEND=container needs its configuration")
+        return await stack.enter_async_context(open_container_backend(container_config))
     from amicable_agent.sandboxes.local.backend import LocalBackendConfig, open_local_backend
 
     return await stack.enter_async_context(
@@ -121,6 +132,7 @@ async def serve(
     runtime_factory: Callable[[SandboxHandle], AbstractAsyncContextManager[RuntimeClient]]
     | None = None,
     kube_config: Any = None,
+    container_config: Any = None,
     task_status: trio.TaskStatus[ServerPorts] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the agent until cancelled.
@@ -132,6 +144,7 @@ async def serve(
             closed (``aclose``) when the server stops.
         runtime_factory: how to open a runtime client for a handle (tests).
         kube_config: ``KubernetesBackendConfig`` when the backend is ``kubernetes``.
+        container_config: ``ContainerBackendConfig`` when the backend is ``container``.
         task_status: receives :class:`ServerPorts` once both ports listen.
 
     Cancellation: sessions are closed (turns cancelled), the backend stops its sandboxes,
@@ -155,7 +168,7 @@ async def serve(
             else "the store database",
         )
         if backend is None:
-            backend = await open_backend(config, store, stack, kube_config)
+            backend = await open_backend(config, store, stack, kube_config, container_config)
         db = await stack.enter_async_context(
             open_app_database(config.hasura, origins=store_origin_lookup(store, config.preview_url))
         )
@@ -197,6 +210,7 @@ async def serve(
             ),
             browser=browser,
             snapshots=Snapshots(snapshot_store),
+            small=_small_tasks(engine),
         )
         manager = await stack.enter_async_context(open_session_manager(deps))
         access = Access(auth, store, CookieSigner(auth.session_secret, auth.session_max_age_s))
@@ -267,3 +281,9 @@ def check_exposure(config: AgentConfig) -> None:
         "address (AMICABLE_INSECURE_NO_AUTH=1)",
         config.host,
     )
+
+
+def _small_tasks(engine: TurnEngine | None) -> SmallTasks | None:
+    """The engine's small-model tasks (commit subjects), when it has them."""
+    small = getattr(engine, "small", None)
+    return small if isinstance(small, SmallTasks) else None

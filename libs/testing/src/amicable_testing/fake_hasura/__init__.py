@@ -5,7 +5,8 @@
   ``information_schema.tables`` is a view over them, ``E'...'`` literals, ``now()``,
   ``serial``, ``CREATE/DROP SCHEMA``, ``TRUNCATE`` and ``DROP TABLE … CASCADE`` are
   translated. Enough for the agent's
-  provisioning SQL and for tests that create tables.
+  provisioning SQL and for tests that create tables. With ``postgres_url=`` the SQL runs
+  on a real PostgreSQL instead, as sent (``_real_postgres``; no GraphQL then).
 - ``POST /v1/metadata``: ``pg_track_table``, ``pg_untrack_table``,
   ``pg_create_{select,insert,update,delete}_permission``, ``bulk``; Hasura's error codes.
 - ``POST /v1/graphql``: verifies the HS256 JWT (signature, expiry, claims namespace,
@@ -21,7 +22,8 @@ Use::
 
 Modules, each importing only those below it: ``_server`` (:class:`FakeHasura` and its HTTP
 routes), ``_graphql`` (JWT roles, queries and mutations), ``_metadata`` (tracking and
-permissions), ``_postgres`` (the PostgreSQL side, on SQLite), ``_errors``.
+permissions), ``_postgres`` (the PostgreSQL side, on SQLite), ``_real_postgres`` (on PostgreSQL),
+``_errors``.
 """
 
 from ._errors import GraphqlError

@@ -21,7 +21,7 @@ from ._errors import GraphqlError
 
 if TYPE_CHECKING:
     from ._metadata import Metadata
-    from ._postgres import PostgresSource
+    from ._postgres import Source
 
 
 class GraphqlEngine:
@@ -36,7 +36,7 @@ class GraphqlEngine:
 
     def __init__(
         self,
-        source: PostgresSource,
+        source: Source,
         metadata: Metadata,
         *,
         jwt_key: bytes,

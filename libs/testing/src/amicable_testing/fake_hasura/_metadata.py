@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import HasuraError
 
 if TYPE_CHECKING:
-    from ._postgres import PostgresSource
+    from ._postgres import Source
 
 
 class Metadata:
@@ -23,7 +23,7 @@ class Metadata:
         permissions: ``(schema, table, role) -> {operations}``.
     """
 
-    def __init__(self, source: PostgresSource, *, source_name: str) -> None:
+    def __init__(self, source: Source, *, source_name: str) -> None:
         self.tracked: set[tuple[str, str]] = set()
         self.permissions: dict[tuple[str, str, str], set[str]] = {}
         self._pg = source

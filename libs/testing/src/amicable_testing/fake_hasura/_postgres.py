@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Any
+from typing import Any, Protocol
 
 from ._errors import HasuraError
 
@@ -28,6 +28,18 @@ _TRUNCATE = re.compile(
 _DROP_TABLE_CASCADE = re.compile(
     r"^(\s*DROP\s+TABLE\s+.+?)\s+(?:CASCADE|RESTRICT)\s*$", re.I | re.S
 )
+
+
+class Source(Protocol):
+    """What the metadata and GraphQL parts need of the database (SQLite or PostgreSQL)."""
+
+    @property
+    def schemas(self) -> set[str]: ...
+    def table_names(self, schema: str) -> list[str]: ...
+    def run_sql(self, sql: str, read_only: bool = False) -> dict[str, Any]: ...
+    def columns(self, ref: tuple[str, str]) -> list[str]: ...
+    def rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]: ...
+    def execute(self, sql: str, params: list[Any]) -> Any: ...
 
 
 def _split_literals(sql: str) -> list[tuple[bool, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -17,6 +17,10 @@ from ._errors import GraphqlError, HasuraError
 from ._graphql import GraphqlEngine
 from ._metadata import Metadata
 from ._postgres import PostgresSource
+from ._real_postgres import RealPostgresSource
+
+if TYPE_CHECKING:
+    from ._postgres import Source
 
 
 @attrs.frozen
@@ -46,12 +50,16 @@ class FakeHasura:
         jwt_key: bytes,
         claims_namespace: str = DEFAULT_CLAIMS_NAMESPACE,
         source_name: str = "default",
+        postgres_url: str | None = None,
     ) -> None:
         self._admin_secret = admin_secret
         self._source = source_name
         self.requests: list[RecordedRequest] = []
         self.graphql_delay_s = 0.0
-        self._pg = PostgresSource()
+        # A real PostgreSQL when given (``postgres_url``), else the SQLite stand-in.
+        self._pg: Source = (
+            PostgresSource() if postgres_url is None else RealPostgresSource(postgres_url)
+        )
         self._metadata = Metadata(self._pg, source_name=source_name)
         self._graphql = GraphqlEngine(
             self._pg, self._metadata, jwt_key=jwt_key, claims_namespace=claims_namespace
@@ -84,6 +92,8 @@ class FakeHasura:
 
     @schemas.setter
     def schemas(self, value: set[str]) -> None:
+        if not isinstance(self._pg, PostgresSource):
+            raise TypeError("the schemas of a real PostgreSQL are changed with SQL")
         self._pg.schemas = value
 
     def table_names(self, schema: str) -> list[str]:
@@ -135,9 +145,11 @@ class FakeHasura:
                 args = body.get("args") or {}
                 if args.get("source", "default") != self._source:
                     raise HasuraError(400, "not-exists", "source does not exist")
-                return reply(
-                    200, self.run_sql(str(args.get("sql", "")), bool(args.get("read_only")))
-                )
+                sql, read_only = str(args.get("sql", "")), bool(args.get("read_only"))
+                if isinstance(self._pg, RealPostgresSource):  # blocking I/O: off the loop
+                    done = await trio.to_thread.run_sync(self.run_sql, sql, read_only)
+                    return reply(200, done)
+                return reply(200, self.run_sql(sql, read_only))
             except HasuraError as exc:
                 return reply(exc.status, exc.body)
 

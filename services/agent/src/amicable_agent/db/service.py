@@ -94,13 +94,14 @@ class AppDatabase:
         client: the Hasura API client.
         provisioner: schema/key/cleanup operations.
         proxy: the ``/db/apps/<app_id>/graphql`` handler.
+        ddl_lock: serialises DDL and metadata changes (the DB tools and the schema editor).
     """
 
     def __init__(self, config: HasuraConfig, client: HasuraClient, origins: OriginLookup) -> None:
         self.config = config
         self.client = client
         self.provisioner = Provisioner(client)
-        self._ddl_lock = trio.Lock()
+        self.ddl_lock = trio.Lock()
         self.proxy = DbProxy(
             config=config,
             client=client,
@@ -188,7 +189,7 @@ class AppDatabase:
             schema=info.db_schema,
             provisioner=self.provisioner,
             client=self.client,
-            lock=self._ddl_lock,
+            lock=self.ddl_lock,
             deadline_s=3 * self.config.timeout_s,
         )
 

@@ -21,12 +21,14 @@ from amicable_agent.errors import StoreUnavailable
 from . import auth as api_auth
 from . import budgets as api_budgets
 from . import checkpoints as api_checkpoints
+from . import dbschema as api_dbschema
 from . import files as api_sandbox
 from . import git as api_git
 from . import members as api_members
 from . import projects as api_projects
 from . import resolver
 from . import templates as api_templates
+from . import turns as api_turns
 from .authz import denied
 from .bodies import HttpError, install_error_handlers, read_json_body
 from .guard import credentials, install_guard
@@ -73,6 +75,8 @@ def create_public_app(state: AppState) -> QuartTrio:
     app.register_blueprint(api_budgets.bp)
     app.register_blueprint(api_sandbox.bp)
     app.register_blueprint(api_checkpoints.bp)
+    app.register_blueprint(api_turns.bp)
+    app.register_blueprint(api_dbschema.bp)
     api_git.init_app(app, state.git_sync)
     install_guard(app, state)
     install_error_handlers(app)

@@ -13,6 +13,7 @@ from quart import Blueprint, Response, current_app, jsonify
 
 from amicable_agent.auth.access import AccessDenied
 from amicable_agent.gitsync import best_effort
+from amicable_agent.loop.small_tasks import SmallAnswer, name_from_prompt
 from amicable_agent.sandboxes.base import sandbox_id_for
 
 from .authz import checked_project, current_role, denied, requires
@@ -79,7 +80,7 @@ async def create_project() -> Response:
     except AccessDenied as exc:
         raise denied(exc) from exc
     body = await json_object()
-    name = (optional_str(body, "name") or "").strip()[:80] or "Untitled"
+    name = (optional_str(body, "name") or "").strip()[:80]
     prompt = optional_str(body, "prompt")
     if prompt is not None:
         try:
@@ -90,12 +91,21 @@ async def create_project() -> Response:
     if template_id not in state.config.templates:
         known = ", ".join(state.config.templates)
         raise HttpError(400, "invalid_template_id", f"known templates: {known}")
+    named: SmallAnswer | None = None
+    if not name and prompt and prompt.strip():
+        small = state.manager.deps.small
+        named = await small.project_name(prompt) if small is not None else None
+        name = named.text if named is not None else name_from_prompt(prompt)
     project = await state.store.create_project(
-        name,
+        name or "Untitled",
         template_id=template_id,
         prompt=prompt,
         owner_sub=None if caller.local else caller.sub,
     )
+    if named is not None:  # what naming it cost counts in the project's spend
+        await state.store.record_usage(
+            named.usage_record(project.project_id, "name", None if caller.local else caller.sub)
+        )
     if state.git_sync is not None:  # the GitLab repository, in the background (best effort)
         state.background.start_soon(best_effort, "create", state.git_sync.project_created, project)
     return jsonify(

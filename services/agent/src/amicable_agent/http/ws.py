@@ -207,7 +207,7 @@ class Connection:
             self._text_too_long(message.data) or self._turns_exceeded()
         ):
             return
-        session.submit(kind, message.data, self._attachment, by=self._caller.sub)
+        session.submit(kind, message.data, self._attachment, by=self._caller.sub, msg_id=message.id)
 
     def _text_too_long(self, data: ClientData) -> bool:
         """A ``user`` text over a limit lower than the protocol's (which decoding checks)."""
@@ -287,7 +287,7 @@ class Connection:
                     raise AccessDenied("not_found", "no such project") from exc
                 role = "owner"
         if self._manager.get(project_id) is None:
-            self._manager.check_sandbox_limits(
+            await self._manager.check_sandbox_limits(
                 caller.sub,
                 per_user=0 if caller.local else access.config.quotas.running_sandboxes_per_user,
                 total=access.config.quotas.running_sandboxes or 0,

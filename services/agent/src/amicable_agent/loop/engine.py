@@ -29,7 +29,7 @@ from amicable_protocol.messages import (
 
 from amicable_agent.errors import RuntimeClientError
 
-from .accounting import project_spend, record_call
+from .accounting import project_spend
 from .api import app_db_of
 from .autoheal import AutoHealLimiter, build_prompt, fingerprint_of, paused_detail
 from .compaction import append_user, compact, repair
@@ -53,9 +53,10 @@ from .prompts import (
 )
 from .safety import needs_approval
 from .selection import ModelClients, UnknownModel
+from .small_tasks import SmallTasks
 from .spend import SpendGuard
-from .state import TurnState, send_trace
-from .stream import stream_answer
+from .state import PLATFORM_SUMMARY_TAGS, TurnState, send_trace
+from .stream import metered_answer
 from .summaries import small_summary
 from .tool_calls import qa_round, run_tools
 from .toolbox import Toolbox
@@ -111,7 +112,8 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.models = ModelClients(settings, default_client=llm)
-        self.toolbox = toolbox or Toolbox(settings)
+        self.small = SmallTasks(self.models)
+        self.toolbox = toolbox or Toolbox(settings, small=self.small)
         self._limiters: dict[str, AutoHealLimiter] = {}
         self._secrets = tuple(
             dict.fromkeys([*self.models.catalog.secrets(), *settings.known_secrets])
@@ -204,8 +206,10 @@ class Engine:
     async def run_runtime_error(
         self, host: SessionHost, data: RuntimeErrorData, *, by: str | None = None
     ) -> None:
-        """Start an auto-heal turn unless cooldown, dedupe cap or settings say no."""
-        if not self.settings.auto_heal_enabled:
+        """Start an auto-heal turn unless cooldown, dedupe cap or settings say no (a
+        ``requested`` one — "Fix it" — always runs)."""
+        requested = bool(data.requested)
+        if not (self.settings.auto_heal_enabled or requested):
             return
         if await self.hitl_pending(host) is not None:
             await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING_ERROR))
@@ -216,7 +220,7 @@ class Engine:
             host.session_id, AutoHealLimiter.from_settings(self.settings)
         )
         now = trio.current_time()
-        decision = limiter.decide(fingerprint, now)
+        decision = "run" if requested else limiter.decide(fingerprint, now)
         if decision == "paused":
             await host.send(
                 MessageType.ERROR,
@@ -344,7 +348,7 @@ class Engine:
         Cancellation: the conversation is closed consistently and ``agent_final`` …
         ``update_completed`` are sent in a shielded, bounded cleanup; then it re-raises.
         """
-        note = ""
+        note, show_note = "", True  # a model error has its own error bubble: not twice
         try:
             outcome: Outcome = "done"
             with trio.move_on_after(self.settings.turn_timeout_s) as deadline:
@@ -355,6 +359,7 @@ class Engine:
                         MessageType.ERROR, ErrorData(error=exc.code, detail=exc.message)
                     )
                     note = f"The model API failed ({exc.message}). What was done so far is kept."
+                    show_note = False
                 except RuntimeClientError as exc:
                     await host.send(
                         MessageType.ERROR, ErrorData(error="sandbox_error", detail=str(exc))
@@ -367,18 +372,16 @@ class Engine:
                     "send another message to continue."
                 )
         except BaseException as exc:  # only to finish the turn; always re-raised
-            note = (
-                "This turn was stopped. What was done so far is kept."
-                if _is_cancellation(exc)
-                else "This turn failed with an internal error. What was done so far is kept."
-            )
+            stopped = _is_cancellation(exc)
+            note = STOPPED_NOTE if stopped else FAILED_NOTE
+            spec = self.models.catalog.resolve(state.model_id)
             with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT_S):
-                await close_round(host, messages, state, note)
-                await send_final(host, state, self.models.catalog.resolve(state.model_id))
+                await close_round(host, messages, state, note, show_note=not stopped)
+                await send_final(host, state, spec, stopped=stopped)
             raise
         if outcome == "paused":
             return
-        await close_round(host, messages, state, note)
+        await close_round(host, messages, state, note, show_note=show_note)
         await send_final(host, state, self.models.catalog.resolve(state.model_id))
 
     async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
@@ -449,12 +452,8 @@ class Engine:
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState, system: str
     ) -> AssistantMessage:
         spec = self.models.catalog.resolve(state.model_id)
-        client = self.models.client(spec)
-        tools = self.toolbox.definitions(host)
-        answer = await stream_answer(client, self.settings, host, messages, state, system, tools,
-                                     context_chars=context_chars(spec, self.settings))  # fmt: skip
-        await record_call(host, state, spec, answer.usage)
-        return answer
+        return await metered_answer(self.models.client(spec), spec, self.settings, host,
+                                    messages, state, system, self.toolbox.definitions(host))  # fmt: skip
 
     async def _pause(self, host: SessionHost, state: TurnState, gated: list[PendingCall]) -> None:
         pending = build_pending(gated, state.to_json())
@@ -471,7 +470,7 @@ class Engine:
         await self._trace(host, state, TraceEvent(
             phase="reasoning_summary", tool_name="reasoning_summary",
             text="I paused to ask for your approval before running a tool call that can "
-                 "delete or change things.",
+                 "delete or change things.", tags=PLATFORM_SUMMARY_TAGS,
         ))  # fmt: skip
 
     async def _run_tools(
@@ -492,13 +491,9 @@ class Engine:
         return await qa_round(host, messages, state, settings=self.settings, secrets=self._secrets)
 
 
-def context_chars(spec: ModelSpec, settings: LoopSettings) -> int:
-    """The request size (characters) that fits ``spec``'s context window with room for the
-    answer (about 3 characters a token; code and JSON tokenise densely)."""
-    if not spec.context_window:
-        return settings.context_budget_chars
-    room = max(1000, spec.context_window - settings.max_output_tokens) * 3
-    return min(settings.context_budget_chars, room)
+#: What the model reads after a stopped or crashed turn (the editor shows its own marker).
+STOPPED_NOTE = "This turn was stopped. What was done so far is kept."
+FAILED_NOTE = "This turn failed with an internal error. What was done so far is kept."
 
 
 def _is_cancellation(exc: BaseException) -> bool:

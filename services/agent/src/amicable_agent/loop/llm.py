@@ -24,6 +24,7 @@ from .model_api import (
     ModelRequest,
     RetryNotice,
     TokenUsage,
+    UsageMeter,
     merge_prefix,
 )
 
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AssistantMessage", "LlmClient", "LlmError", "RetryNotice", "TokenUsage"]
+__all__ = [
+    "AssistantMessage", "LlmClient", "LlmError", "RetryNotice", "TokenUsage", "UsageMeter",
+]  # fmt: skip
 
 
 def open_provider(spec: ModelSpec, settings: LoopSettings) -> Provider:
@@ -106,6 +109,7 @@ class LlmClient:
         on_text_done: Callable[[], Awaitable[None]] | None = None,
         on_retry: Callable[[RetryNotice], Awaitable[None]] | None = None,
         max_output_tokens: int | None = None,
+        meter: UsageMeter | None = None,
     ) -> AssistantMessage:
         """Stream one assistant message, calling ``on_text(text_so_far)`` as text arrives.
 
@@ -113,6 +117,8 @@ class LlmClient:
         ``on_text_done()`` is called when a text block ends (callers that throttle
         ``on_text`` flush then, instead of waiting for the end of the message).
         ``on_retry(notice)`` is called before waiting to retry a failed attempt.
+        ``meter`` counts every attempt's usage as it ends, however it ends (the caller
+        records what failed attempts cost even when this raises or is cancelled).
 
         Raises:
             LlmError: a non-retryable error, or retries exhausted.
@@ -120,6 +126,7 @@ class LlmClient:
         Cancellation: closes the HTTP stream (the API stops generating) and re-raises.
         """
         provider = self.provider
+        meter = meter if meter is not None else UsageMeter()
         prefix = ""  # text streamed by failed attempts, kept on screen
         resume = True  # continue ``prefix`` (some models refuse it: then from scratch)
         usage = TokenUsage()
@@ -138,7 +145,10 @@ class LlmClient:
 
             try:
                 await provider.stream_once(request, attempt, show, on_text_done)
-            except Exception as exc:
+            except BaseException as exc:
+                meter.add(attempt.usage)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: what the attempt cost is in the meter
                 usage = usage + attempt.usage
                 if base and provider.refused_continuation(exc):
                     log.info("the model refused to continue after a retry; asking from scratch")
@@ -151,6 +161,7 @@ class LlmClient:
                 delay = await self._after_failure(exc, attempt, failures, on_retry)
                 await trio.sleep(delay)
                 continue
+            meter.add(attempt.usage)
             usage = usage + attempt.usage
             content = attempt.content()
             if base:

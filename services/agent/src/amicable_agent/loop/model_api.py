@@ -63,6 +63,22 @@ class TokenUsage:
         )
 
 
+@attrs.define
+class UsageMeter:
+    """The usage of every attempt of one model call, failed ones included: a dropped stream,
+    an error mid-way or a cancel still cost what the provider reported before it ended (the
+    input tokens of an Anthropic ``message_start``; Chat Completions servers report usage only
+    at the end, so their failed attempts count nothing)."""
+
+    usage: TokenUsage = TokenUsage()
+    attempts: int = 0
+
+    def add(self, usage: TokenUsage) -> None:
+        """Count one attempt's usage."""
+        self.usage = self.usage + usage
+        self.attempts += 1
+
+
 @attrs.frozen
 class AssistantMessage:
     """A complete model answer: ``content`` is Anthropic JSON (text and tool_use blocks)."""

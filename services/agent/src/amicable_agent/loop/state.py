@@ -97,8 +97,19 @@ async def send_status(host: SessionHost, state: TurnState, text: str) -> None:
     await host.send(MessageType.UPDATE_FILE, TextData(text), msg_id=state.file_msg_id)
 
 
-def reasoning_summary(state: TurnState) -> str:
-    """The heuristic one-sentence ``reasoning_summary`` of a turn."""
+#: ``tags`` of a ``reasoning_summary`` the platform wrote from what the turn did (not the
+#: model's own reasoning; the editor labels it so).
+PLATFORM_SUMMARY_TAGS = ("platform",)
+
+
+def had_model_output(state: TurnState) -> bool:
+    """The model answered at least once in this turn (tokens out, text or a tool call)."""
+    return bool(state.output_tokens or state.text.strip() or state.tool_calls)
+
+
+def reasoning_summary(state: TurnState, *, stopped: bool = False) -> str:
+    """The heuristic one-sentence ``reasoning_summary`` of a turn (``stopped``: it was
+    cut short, so "answered" would be wrong)."""
     parts = []
     if state.changed_files:
         shown = ", ".join(state.changed_files[:5])
@@ -111,5 +122,8 @@ def reasoning_summary(state: TurnState) -> str:
     elif state.qa_passed is False:
         parts.append("QA checks still fail")
     if not parts:
+        if stopped:
+            return "The turn was stopped before it changed any files."
         return "I looked into your request and answered without changing files."
-    return "I " + "; ".join(parts) + f" ({state.tool_calls} tool call(s))."
+    done = "I " + "; ".join(parts) + f" ({state.tool_calls} tool call(s))"
+    return f"{done}, then the turn was stopped." if stopped else f"{done}."

@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 import trio
 from amicable_protocol.messages import MessageType, TextData
 
+from .accounting import record_call
 from .compaction import fit_context
+from .model_api import UsageMeter
 from .state import send_status
 
 if TYPE_CHECKING:
     from .api import SessionHost
     from .llm import LlmClient
     from .model_api import AssistantMessage, RetryNotice
+    from .models import ModelSpec
     from .settings import LoopSettings
     from .state import TurnState
 
@@ -89,6 +92,7 @@ async def stream_answer(
     tools: list[dict[str, Any]],
     *,
     context_chars: int | None = None,
+    meter: UsageMeter | None = None,
 ) -> AssistantMessage:
     """Stream one model answer for ``messages`` offering ``tools``, sending partials, and
     return it (the caller records its usage and appends it to the conversation). Old tool
@@ -98,6 +102,7 @@ async def stream_answer(
     answer = await llm.stream_message(
         system=system, messages=request, tools=tools,
         on_text=throttle.on_text, on_text_done=throttle.flush, on_retry=throttle.on_retry,
+        meter=meter,
     )  # fmt: skip
     await throttle.resumed()
     state.streaming = ""
@@ -105,3 +110,40 @@ async def stream_answer(
     if final != throttle.sent_text and answer.text.strip():
         await host.send(MessageType.AGENT_PARTIAL, TextData(final), msg_id=state.assistant_msg_id)
     return answer
+
+
+#: Deadline of recording a call's usage after the call failed or was cancelled.
+_RECORD_TIMEOUT_S = 10.0
+
+
+async def metered_answer(
+    llm: LlmClient,
+    spec: ModelSpec,
+    settings: LoopSettings,
+    host: SessionHost,
+    messages: list[dict[str, Any]],
+    state: TurnState,
+    system: str,
+    tools: list[dict[str, Any]],
+) -> AssistantMessage:
+    """:func:`stream_answer` with ``spec``'s model, recording what the call cost however it
+    ends: failed, retried and cancelled attempts cost too."""
+    meter = UsageMeter()
+    try:
+        return await stream_answer(
+            llm, settings, host, messages, state, system, tools,
+            context_chars=context_chars(spec, settings), meter=meter,
+        )  # fmt: skip
+    finally:
+        if meter.attempts:
+            with trio.CancelScope(shield=True), trio.move_on_after(_RECORD_TIMEOUT_S):
+                await record_call(host, state, spec, meter.usage)
+
+
+def context_chars(spec: ModelSpec, settings: LoopSettings) -> int:
+    """The request size (characters) that fits ``spec``'s context window with room for the
+    answer (about 3 characters a token; code and JSON tokenise densely)."""
+    if not spec.context_window:
+        return settings.context_budget_chars
+    room = max(1000, spec.context_window - settings.max_output_tokens) * 3
+    return min(settings.context_budget_chars, room)

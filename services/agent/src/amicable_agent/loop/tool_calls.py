@@ -8,6 +8,7 @@ import trio
 from amicable_protocol.messages import ErrorData, MessageType, QaResult, TraceEvent
 
 from . import qa as qa_mod
+from .accounting import record_call
 from .compaction import repair
 from .redact import redact_payload, redact_secrets
 from .state import TurnState, send_status, send_trace
@@ -66,8 +67,9 @@ async def run_tools(
             await send_status(host, state, line)
         started = trio.current_time()
         outcome = await toolbox.run(
-            host, name, args, redact=lambda text: redact_secrets(text, secrets=secrets)
-        )
+            host, name, args, redact=lambda text: redact_secrets(text, secrets=secrets),
+            on_usage=lambda spec, usage: record_call(host, state, spec, usage),
+        )  # fmt: skip
         if name == "execute":
             state.commands += 1
         if outcome.changed_path:

@@ -23,10 +23,13 @@ from .visual import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from .api import SessionHost
+    from .model_api import TokenUsage
+    from .models import ModelSpec
     from .settings import LoopSettings
+    from .small_tasks import SmallTasks
 
 
 class Toolbox:
@@ -35,11 +38,19 @@ class Toolbox:
     Args:
         settings: loop settings (web tool switches, output caps).
         web: the web tools (tests pass one with a resolver seam); default from settings.
+        small: the small model's tasks (answers ``web_fetch`` prompts when configured).
     """
 
-    def __init__(self, settings: LoopSettings, *, web: WebTools | None = None) -> None:
+    def __init__(
+        self,
+        settings: LoopSettings,
+        *,
+        web: WebTools | None = None,
+        small: SmallTasks | None = None,
+    ) -> None:
         self.settings = settings
         self.web = web or WebTools(settings.web)
+        self.small = small
 
     def _extra(self, host: SessionHost) -> dict[str, dict[str, Any]]:
         extra = dict(self.web.definitions)
@@ -76,8 +87,10 @@ class Toolbox:
         args: dict[str, Any],
         *,
         redact: Callable[[str], str] | None = None,
+        on_usage: Callable[[ModelSpec, TokenUsage], Awaitable[None]] | None = None,
     ) -> ToolOutcome:
         """Run one tool call of ``host``'s turn; never raises for a tool failure.
+        ``on_usage(model, usage)`` counts a model call a tool made (a ``web_fetch`` prompt).
 
         Cancellation: propagates (a running command or capture is stopped).
         """
@@ -86,9 +99,26 @@ class Toolbox:
         if name == SCREENSHOT_TOOL and camera is not None:
             return await run_screenshot_tool(camera, args)
         if name in self.web.definitions:
-            result = await self.web.run(name, args)
+            result = await self.web.run(name, args, reader=self._reader(on_usage))
             content = redact(result.content) if redact is not None else result.content
             return ToolOutcome(truncate_middle(content, cap), result.is_error)
         return await run_tool(host.runtime, name, args, mode=host.permission_mode,
                               output_max_chars=cap, app_db=app_db_of(host),
                               redact=redact)  # fmt: skip
+
+    def _reader(
+        self, on_usage: Callable[[ModelSpec, TokenUsage], Awaitable[None]] | None
+    ) -> Callable[[str, str], Awaitable[tuple[str, str] | None]] | None:
+        small = self.small
+        if small is None or not small.enabled:
+            return None
+
+        async def read(question: str, text: str) -> tuple[str, str] | None:
+            answer = await small.page_answer(question, text)
+            if answer is None:
+                return None
+            if on_usage is not None:
+                await on_usage(answer.spec, answer.usage)
+            return answer.text, answer.spec.id
+
+        return read

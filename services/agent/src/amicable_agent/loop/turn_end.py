@@ -12,7 +12,7 @@ from amicable_protocol.messages import Empty, HistoryEntry, MessageType, TextDat
 
 from .accounting import usage_message
 from .compaction import repair
-from .state import reasoning_summary, send_trace
+from .state import PLATFORM_SUMMARY_TAGS, had_model_output, reasoning_summary, send_trace
 
 if TYPE_CHECKING:
     from .api import SessionHost
@@ -26,9 +26,17 @@ CHAT_TAIL = 20
 
 
 async def close_round(
-    host: SessionHost, messages: list[dict[str, Any]], state: TurnState, note: str
+    host: SessionHost,
+    messages: list[dict[str, Any]],
+    state: TurnState,
+    note: str,
+    *,
+    show_note: bool = True,
 ) -> None:
-    """Make the conversation consistent after an interrupted turn and save it."""
+    """Make the conversation consistent after an interrupted turn and save it.
+
+    ``show_note``: the note also ends the turn's visible text (not for a stop: the editor
+    shows its own "Stopped" marker, once)."""
     if state.pending_results:
         messages.append({"role": "user", "content": state.pending_results})
         state.pending_results = []
@@ -42,23 +50,28 @@ async def close_round(
         return
     messages[:] = repair(messages)  # answers every dangling tool call first
     if note:
-        state.commit(f"_{note}_")
+        if show_note:
+            state.commit(f"_{note}_")
         messages.append({"role": "assistant", "content": [{"type": "text", "text": note}]})
     await host.store.save_conversation(host.project.project_id, messages)
 
 
-async def send_final(host: SessionHost, state: TurnState, spec: ModelSpec) -> None:
-    """``agent_final`` (if the turn said anything), ``reasoning_summary``, ``usage`` (the
-    turn's and the project's spend on ``spec``), ``update_completed``."""
+async def send_final(
+    host: SessionHost, state: TurnState, spec: ModelSpec, *, stopped: bool = False
+) -> None:
+    """``agent_final`` (if the turn said anything), ``reasoning_summary`` (the platform's,
+    tagged so, and only when the model answered at all), ``usage`` (the turn's and the
+    project's spend on ``spec``), ``update_completed``."""
     if state.text:
         await host.send(
             MessageType.AGENT_FINAL, TextData(state.text), msg_id=state.assistant_msg_id
         )
         await append_chat(host, "assistant", state.text)
-    await send_trace(host, state, TraceEvent(
-        phase="reasoning_summary", tool_name="reasoning_summary",
-        text=reasoning_summary(state),
-    ))  # fmt: skip
+    if had_model_output(state):
+        await send_trace(host, state, TraceEvent(
+            phase="reasoning_summary", tool_name="reasoning_summary",
+            text=reasoning_summary(state, stopped=stopped), tags=PLATFORM_SUMMARY_TAGS,
+        ))  # fmt: skip
     await host.send(MessageType.USAGE, await usage_message(host, state, spec))
     await host.send(MessageType.UPDATE_COMPLETED, Empty())
 

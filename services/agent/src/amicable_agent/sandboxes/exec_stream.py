@@ -116,6 +116,20 @@ def _frame(message: str | bytes) -> ExecOutput | ExecExit | None:
     return None
 
 
+async def _refusal(ws: WebSocketConnection | None) -> RuntimeClientError | None:
+    """The error frame a closed connection received before it closed, if any."""
+    if ws is None:
+        return None
+    try:
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            _frame(await ws.get_message())
+    except RuntimeClientError as exc:
+        return exc if exc.status else None
+    except ConnectionClosed:
+        return None
+    return None
+
+
 def _rejected(exc: ConnectionRejected) -> RuntimeClientError:
     """The runtime refused the upgrade: its JSON error body, if it sent one."""
     body = exc.body or b""
@@ -211,6 +225,7 @@ async def open_exec_stream(
     host = url.hostname or "127.0.0.1"
     host_header = host if port == _PORTS.get(url.scheme) else f"{host}:{port}"
     stream = await _connect(url)
+    ws: WebSocketConnection | None = None
     try:
         async with trio.open_nursery() as nursery:
             try:
@@ -226,7 +241,13 @@ async def open_exec_stream(
                     )
                     await ws.send_message(json.dumps(unstructure(request)))
             except (trio.TooSlowError, ConnectionClosed) as exc:
+                # A runtime that refuses the request (a wrong token) may answer and close
+                # before our request is sent: its error frame is still in the queue.
+                refusal = await _refusal(ws) if isinstance(exc, ConnectionClosed) else None
+                if refusal is not None:
+                    raise refusal from exc
                 raise RuntimeClientError(0, "unreachable", type(exc).__name__) from exc
+            assert ws is not None
             items = ExecStream(ws, deadline, stream_bytes)
             try:
                 yield items

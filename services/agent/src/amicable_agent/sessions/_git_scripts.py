@@ -299,10 +299,28 @@ def history_script(limit: int) -> str:
     )
 
 
-def commit_message(title: str, skipped: Sequence[SkippedFile], max_file_bytes: int) -> str:
-    """The subject ``title`` and, when files were left out, a body listing them."""
+#: Longest commit body kept (the requests behind a written subject).
+MAX_BODY_CHARS = 4_000
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _plain_body(body: str) -> str:
+    """``body`` without control characters (the log format's separators), without lines that
+    would read as a skipped-file note, capped."""
+    text = _BODY_CONTROL.sub(" ", body).strip()
+    text = text.replace(SKIPPED_PREFIX, SKIPPED_PREFIX.rstrip(": ") + " - ")
+    return text[:MAX_BODY_CHARS].rstrip()
+
+
+def commit_message(
+    title: str, skipped: Sequence[SkippedFile], max_file_bytes: int, *, body: str = ""
+) -> str:
+    """The subject ``title``, then ``body`` and, when files were left out, lines listing
+    them."""
+    body = _plain_body(body)
+    head = f"{title}\n\n{body}" if body else title
     if not skipped:
-        return title
+        return head
     lines = [
         "",
         f"Left out of this checkpoint: {len(skipped)} file(s) over {max_file_bytes} bytes.",
@@ -310,7 +328,7 @@ def commit_message(title: str, skipped: Sequence[SkippedFile], max_file_bytes: i
     for item in skipped[:MAX_SKIPPED_LISTED]:
         entry = json.dumps({"path": item.path, "bytes": item.bytes}, ensure_ascii=True)
         lines.append(SKIPPED_PREFIX + entry)
-    return title + "\n" + "\n".join(lines)
+    return head + "\n" + "\n".join(lines)
 
 
 def _skipped_in(body: str) -> tuple[SkippedFile, ...]:

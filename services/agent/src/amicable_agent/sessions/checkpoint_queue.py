@@ -60,6 +60,8 @@ CHECKPOINT_TRACE_TOOL = "checkpoint"
 MAX_TITLES = 10
 #: Codes not worth an ``error`` to the editor (the History panel says so itself).
 _QUIET_CODES = frozenset({"git_unavailable"})
+#: A single request longer than this gets a written subject (when a writer is configured).
+SUBJECT_MIN_REWRITE = 72
 #: Deadline of one snapshot in the background.
 SNAPSHOT_TIMEOUT_S = 300.0
 
@@ -87,6 +89,8 @@ class CheckpointQueue:
         timeout_s: deadline of one checkpoint.
         snapshots: copies each checkpoint out of the sandbox (None: no snapshots).
         snapshot_timeout_s: deadline of one snapshot.
+        subject: writes a commit subject for the requests of a checkpoint whose title would
+            be long or merged (the small model; None: the requests are the subject).
     """
 
     def __init__(
@@ -100,8 +104,10 @@ class CheckpointQueue:
         timeout_s: float = CHECKPOINT_TIMEOUT_S,
         snapshots: Snapshots | None = None,
         snapshot_timeout_s: float = SNAPSHOT_TIMEOUT_S,
+        subject: Callable[[Sequence[str]], Awaitable[str | None]] | None = None,
     ) -> None:
         self._session_id = session_id
+        self._subject = subject
         self._snapshots = snapshots
         self._snapshot_timeout_s = snapshot_timeout_s
         self._snapshot_due = False
@@ -219,7 +225,7 @@ class CheckpointQueue:
                 if title is None:
                     await checkpoints.ensure()
                 else:
-                    made = await checkpoints.create(title)
+                    made = await checkpoints.create(title, subject=self._writer(title))
         except CheckpointError as exc:
             log.warning(
                 "checkpoint of session %s failed (%s): %s", session_id, exc.code, exc.detail
@@ -249,6 +255,25 @@ class CheckpointQueue:
             await self._announce(made)
             await self._snapshot()
         return True
+
+    def _writer(self, title: str) -> Callable[[], Awaitable[str | None]] | None:
+        """Asks :attr:`_subject` for a subject when ``title`` would make a poor one (several
+        requests, or one long or multi-line request); keeps the "interrupted: " mark."""
+        write, requests = self._subject, list(self._taking)
+        if write is None or not requests:
+            return None
+        if len(requests) == 1 and len(title) <= SUBJECT_MIN_REWRITE and "\n" not in title:
+            return None
+        interrupted = requests[-1].startswith(INTERRUPTED_PREFIX)
+
+        async def subject() -> str | None:
+            plain = [r.removeprefix(INTERRUPTED_PREFIX) for r in requests]
+            written = await write(plain)
+            if written and interrupted:
+                return INTERRUPTED_PREFIX + written
+            return written
+
+        return subject
 
     async def _snapshot(self) -> None:
         """Copy the new commits out of the sandbox (bounded; never raises but

@@ -56,6 +56,8 @@ from ._git_scripts import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from amicable_protocol.runtime import ExecResult
 
     from amicable_agent.loop.api import RuntimeClient
@@ -273,9 +275,13 @@ class Checkpoints:
             tuple(parse_log(out)), parse_history_bytes(out), self._policy.max_history_bytes
         )
 
-    async def create(self, title: str) -> Checkpoint | None:
+    async def create(
+        self, title: str, *, subject: Callable[[], Awaitable[str | None]] | None = None
+    ) -> Checkpoint | None:
         """Commit every change (``git add -A``) as a checkpoint titled ``title``; files over
-        the size limit are left out and listed in its ``skipped``.
+        the size limit are left out and listed in its ``skipped``. When something changed,
+        ``subject()`` may write a better subject (the small model); ``title`` then becomes
+        the commit's body.
 
         Returns:
             The new checkpoint, or None when nothing changed since the last one (or the
@@ -284,9 +290,15 @@ class Checkpoints:
         Raises:
             CheckpointError: git is missing or failed, or ``history_full``.
         """
-        return await self._commit(title, baseline_only=False)
+        return await self._commit(title, baseline_only=False, subject=subject)
 
-    async def _commit(self, title: str, *, baseline_only: bool) -> Checkpoint | None:
+    async def _commit(
+        self,
+        title: str,
+        *,
+        baseline_only: bool,
+        subject: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> Checkpoint | None:
         policy = self._policy
         staged = parse_stage(
             await self._check(
@@ -302,8 +314,11 @@ class Checkpoints:
         if staged.skipped:
             shown = ", ".join(f"{s.path} ({format_bytes(s.bytes)})" for s in staged.skipped[:5])
             log.info("checkpoint leaves out %d big file(s): %s", len(staged.skipped), shown)
-        subject = clean_title(title) if staged.has_head else BASELINE_TITLE
-        message = commit_message(subject, staged.skipped, policy.max_file_bytes)
+        body = ""
+        if subject is not None and staged.has_head and (written := await subject()):
+            title, body = written, title
+        line = clean_title(title) if staged.has_head else BASELINE_TITLE
+        message = commit_message(line, staged.skipped, policy.max_file_bytes, body=body)
         found = parse_log(
             await self._check(commit_script(message, allow_empty=not staged.has_head))
         )

@@ -11,6 +11,7 @@ from amicable_agent.browser import PreviewBrowser
 from amicable_agent.db import AppDatabase
 from amicable_agent.gitsync import GitSync
 from amicable_agent.loop.api import RuntimeClient, TurnEngine
+from amicable_agent.loop.small_tasks import SmallTasks
 from amicable_agent.sandboxes import SandboxBackend, SandboxHandle
 from amicable_agent.store import Store
 
@@ -37,6 +38,7 @@ class SessionDeps:
         browser: the preview browser (screenshots for the model), or None.
         snapshots: copies each checkpoint out of the sandbox and restores re-created
             sandboxes (None: off, as in tests that do not need it).
+        small: the small model's tasks (commit subjects), or None.
     """
 
     store: Store
@@ -52,3 +54,4 @@ class SessionDeps:
     checkpoints: CheckpointPolicy = attrs.field(factory=CheckpointPolicy)
     browser: PreviewBrowser | None = None
     snapshots: Snapshots | None = None
+    small: SmallTasks | None = None

@@ -11,6 +11,7 @@ and waits for that queue (:meth:`TurnQueue.hold`), so it never interleaves with 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,17 @@ import trio
 from amicable_protocol.messages import (
     ErrorData,
     HitlResponseData,
+    ImageBlock,
     MessageType,
+    PromptAuthor,
+    QueueData,
+    QueuedPrompt,
     RuntimeErrorData,
     ServerMessage,
+    TurnEnded,
+    TurnOutcome,
+    TurnRecord,
+    TurnStarted,
     UserData,
 )
 
@@ -31,9 +40,12 @@ from amicable_agent.gitsync import TurnObserver, message_callbacks, prepare_sand
 
 from .attachment import Attachment
 from .checkpoint_queue import CheckpointQueue
+from .transcript import RECORD_KIND, TurnTranscript, project_paths, record_payload
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+    from amicable_protocol.messages import ServerData
 
     from amicable_agent.gitsync import GitSync
     from amicable_agent.loop.api import SessionHost, TurnEngine
@@ -62,6 +74,35 @@ class _Job:
     data: Any
     origin: Attachment | None
     by: str | None = None
+    id: str = attrs.field(factory=lambda: f"t-{uuid.uuid4().hex[:12]}")
+
+    def started(self) -> TurnStarted:
+        """The ``turn_started`` of this job (what every tab shows as the turn's prompt)."""
+        trigger = _TRIGGERS[self.kind]
+        author: PromptAuthor = "system" if self.kind is MessageType.RUNTIME_ERROR else "user"
+        images = 0
+        if isinstance(self.data, UserData):
+            blocks = self.data.content_blocks or ()
+            images = sum(1 for b in blocks if isinstance(b, ImageBlock))
+        return TurnStarted(
+            turn_id=self.id, trigger=trigger, text=_prompt_text(self), author=author,
+            by=self.by, images=images,
+        )  # fmt: skip
+
+    def queued(self) -> QueuedPrompt:
+        """This job as a ``queue`` entry."""
+        started = self.started()
+        return QueuedPrompt(
+            id=self.id, text=started.text, trigger=started.trigger, author=started.author,
+            by=self.by,
+        )  # fmt: skip
+
+
+_TRIGGERS: dict[MessageType, Any] = {
+    MessageType.USER: "user",
+    MessageType.RUNTIME_ERROR: "runtime_error",
+    MessageType.HITL_RESPONSE: "hitl_response",
+}
 
 
 class TurnQueue:
@@ -72,6 +113,7 @@ class TurnQueue:
         deps: the server's dependencies (engine, store, GitLab sync).
         sandbox: the session's sandbox (runtime client for checkpoints, handle for sync).
         changed: called whenever :attr:`running` may have changed (the idle watch).
+        broadcast: sends a message to every attached socket now (sync).
     """
 
     def __init__(
@@ -80,8 +122,10 @@ class TurnQueue:
         deps: SessionDeps,
         sandbox: SessionSandbox,
         changed: Callable[[], None],
+        broadcast: Callable[[MessageType, ServerData], None],
     ) -> None:
         self._host = host
+        self._broadcast = broadcast
         self._deps = deps
         self._sandbox = sandbox
         self._changed = changed
@@ -90,6 +134,11 @@ class TurnQueue:
         self._turn_scope: trio.CancelScope | None = None
         self._by: Counter[str] = Counter()  # queued or running jobs per user
         self._observer: TurnObserver | None = None
+        self._waiting: list[_Job] = []  # queued, in order (the ``queue`` broadcast)
+        self._removed: set[str] = set()  # dequeued ids still in the channel
+        self._transcript: TurnTranscript | None = None
+        self._last_record: TurnRecord | None = None
+        self._queue_shown = False  # the last ``queue`` broadcast listed prompts
         # Held while a job (turn + GitLab sync) runs, and by a restore.
         self._lock = trio.Lock()
         self._checkpoints = CheckpointQueue(
@@ -99,6 +148,7 @@ class TurnQueue:
             host.send,
             deps.checkpoints,
             snapshots=deps.snapshots,
+            subject=_subject_writer(deps, host.session_id),
         )
 
     @property
@@ -111,6 +161,51 @@ class TurnQueue:
         """What the running turn sent so far (for its GitLab commit), or None."""
         return self._observer
 
+    @property
+    def transcript(self) -> TurnTranscript | None:
+        """The running turn's transcript (every broadcast goes into it), or None."""
+        return self._transcript
+
+    def running_record(self) -> TurnRecord | None:
+        """The running turn's events so far (for INIT), or None."""
+        return self._transcript.record() if self._transcript is not None else None
+
+    @property
+    def last_record(self) -> TurnRecord | None:
+        """The last finished turn (INIT adds it when the store page was read before it was
+        stored)."""
+        return self._last_record
+
+    def announce(self) -> None:
+        """``turn_started`` of the running job to every tab, once."""
+        transcript = self._transcript
+        if transcript is not None and not transcript.announced:
+            transcript.announced = True
+            self._broadcast(MessageType.TURN_STARTED, transcript.start)
+
+    def queued_prompts(self) -> tuple[QueuedPrompt, ...]:
+        """The prompts waiting behind the running turn, in order."""
+        return tuple(job.queued() for job in self._waiting)
+
+    def dequeue(self, job_id: str) -> bool:
+        """Remove a waiting prompt; False when it is not waiting (running or unknown)."""
+        job = next((j for j in self._waiting if j.id == job_id), None)
+        if job is None:
+            return False
+        self._waiting.remove(job)
+        self._removed.add(job_id)
+        self._queued -= 1
+        if job.by is not None:
+            self._by[job.by] -= 1
+        self._changed()
+        self._broadcast_queue()
+        return True
+
+    def _broadcast_queue(self) -> None:
+        items = self.queued_prompts()
+        self._queue_shown = bool(items)
+        self._broadcast(MessageType.QUEUE, QueueData(items=items))
+
     def cancel(self) -> None:
         """Cancel the running turn (queued ones still run)."""
         if self._turn_scope is not None:
@@ -121,25 +216,38 @@ class TurnQueue:
         return self._by[sub]
 
     def submit(
-        self, kind: MessageType, data: Any, origin: Attachment | None, *, by: str | None = None
+        self,
+        kind: MessageType,
+        data: Any,
+        origin: Attachment | None,
+        *,
+        by: str | None = None,
+        msg_id: str | None = None,
     ) -> None:
         """Queue a ``user``, ``hitl_response`` or ``runtime_error`` message. Never blocks;
-        a full queue or a missing model is answered to ``origin`` only."""
+        a full queue or a missing model is answered to ``origin`` only. ``msg_id`` (the
+        frame's ``id``) becomes the turn's id, so the sending tab knows its prompt."""
         if self._deps.engine is None:
             if kind is MessageType.USER:
                 self._answer(origin, "model_not_configured", MODEL_NOT_CONFIGURED)
             return
-        if kind is MessageType.RUNTIME_ERROR and self.running:
-            return  # auto-heal only when idle, as upstream
+        if kind is MessageType.RUNTIME_ERROR and self.running and not data.requested:
+            return  # auto-heal only when idle, as upstream ("Fix it" is queued)
+        job = _Job(kind, data, origin, by)
+        if msg_id and not any(j.id == msg_id for j in self._waiting):
+            job = attrs.evolve(job, id=msg_id[:128])
         try:
-            self._send.send_nowait(_Job(kind, data, origin, by))
+            self._send.send_nowait(job)
         except trio.WouldBlock:
             self._answer(origin, "busy", "Too many queued requests; try again.")
             return
         self._queued += 1
         if by is not None:
             self._by[by] += 1
+        self._waiting.append(job)
         self._changed()
+        if self._turn_scope is not None or len(self._waiting) > 1:
+            self._broadcast_queue()  # it waits: every tab shows it as queued
 
     def _answer(self, origin: Attachment | None, error: str, detail: str) -> None:
         if origin is not None:
@@ -171,6 +279,9 @@ class TurnQueue:
                 git_sync, sandbox.project, sandbox.handle, restored=sandbox.restored is not None
             )
         async for job in self._recv:
+            if job.id in self._removed:  # dequeued while it waited (already uncounted)
+                self._removed.discard(job.id)
+                continue
             try:
                 async with self._lock:
                     await self._serve_job(job)
@@ -181,16 +292,27 @@ class TurnQueue:
     async def _serve_job(self, job: _Job) -> None:
         """One queued job: the turn, then its checkpoint, then the GitLab sync."""
         self._queued -= 1
+        if job in self._waiting:
+            self._waiting.remove(job)
         engine, git_sync = self._deps.engine, self._deps.git_sync
         if engine is None:  # pragma: no cover - submit() never queues then
+            return
+        if await _refused(engine, self._host, job):
+            if self._waiting or self._queue_shown:
+                self._broadcast_queue()
             return
         if not self._checkpoints.ready:  # the baseline must not include the first turn
             await self.prepare_checkpoints()
         title = _turn_title(job)
         await self._checkpoints.turn_started(title)
-        outcome = "finished"
+        outcome: TurnOutcome = "finished"
         if git_sync is not None:
             self._observer = TurnObserver(title)
+        self._transcript = TurnTranscript(job.id, job.started())
+        if self._waiting or self._queue_shown:
+            self._broadcast_queue()
+        if job.kind is not MessageType.RUNTIME_ERROR:
+            self.announce()  # an auto-heal is announced when it really starts (it may not)
         with trio.CancelScope() as scope:
             self._turn_scope = scope
             self._changed()
@@ -211,6 +333,7 @@ class TurnQueue:
         if scope.cancelled_caught:
             outcome = "cancelled"
         self._turn_scope = None
+        await self._end_transcript(job, outcome)
         self._changed()
         await self._checkpoints.turn_finished(title, interrupted=outcome != "finished")
         await self._record(job.kind, outcome)
@@ -262,6 +385,25 @@ class TurnQueue:
             on_progress=on_progress, on_error=on_error,
         )  # fmt: skip
 
+    async def _end_transcript(self, job: _Job, outcome: TurnOutcome) -> None:
+        """``turn_ended`` to every tab, then the turn's transcript into the store (not for
+        an auto-heal that never started a turn)."""
+        transcript = self._transcript
+        if transcript is None or not transcript.announced:
+            self._transcript = None
+            return
+        self._broadcast(MessageType.TURN_ENDED, TurnEnded(turn_id=job.id, outcome=outcome))
+        self._transcript = None
+        record = self._last_record = transcript.record()
+        session_id = self._host.session_id
+        try:
+            with trio.move_on_after(10):
+                await self._deps.store.append_turn_event(
+                    session_id, RECORD_KIND, record_payload(record)
+                )
+        except Exception:
+            log.warning("could not store the transcript of a turn of %s", session_id)
+
     async def _record(self, kind: MessageType, outcome: str) -> None:
         """Append a turn event (audit trail); a store failure never breaks the session."""
         session_id = self._host.session_id
@@ -274,12 +416,19 @@ class TurnQueue:
             log.warning("could not record a turn event for %s", session_id)
 
 
+async def _refused(engine: TurnEngine, host: SessionHost, job: _Job) -> bool:
+    """A prompt while an approval is pending is refused (not a turn: nothing recorded)."""
+    if job.kind not in (MessageType.USER, MessageType.RUNTIME_ERROR):
+        return False
+    if await engine.hitl_pending(host) is None:
+        return False
+    if job.kind is MessageType.USER:
+        await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING))
+    return True
+
+
 async def _run_job(engine: TurnEngine, host: SessionHost, job: _Job) -> None:
     if job.kind in (MessageType.USER, MessageType.RUNTIME_ERROR):
-        if await engine.hitl_pending(host) is not None:
-            if job.kind is MessageType.USER:
-                await host.send(MessageType.ERROR, ErrorData(error=HITL_PENDING))
-            return
         if job.kind is MessageType.USER:
             assert isinstance(job.data, UserData)
             await engine.run_user_turn(host, job.data, by=job.by)
@@ -289,6 +438,36 @@ async def _run_job(engine: TurnEngine, host: SessionHost, job: _Job) -> None:
     elif job.kind is MessageType.HITL_RESPONSE:
         assert isinstance(job.data, HitlResponseData)
         await engine.resume_hitl(host, job.data, by=job.by)
+
+
+def _prompt_text(job: _Job) -> str:
+    """What the turn's prompt bubble says."""
+    if isinstance(job.data, UserData):
+        return job.data.text
+    if isinstance(job.data, RuntimeErrorData):
+        return f"Fix this error in the preview: {project_paths(job.data.error.message)}"
+    return ""
+
+
+def _subject_writer(
+    deps: SessionDeps, project_id: str
+) -> Callable[[Sequence[str]], Awaitable[str | None]] | None:
+    """The small model writing commit subjects, when one is configured (its cost recorded)."""
+    small = deps.small
+    if small is None or not small.enabled:
+        return None
+
+    async def write(requests: Sequence[str]) -> str | None:
+        answer = await small.commit_subject(requests)
+        if answer is None:
+            return None
+        try:
+            await deps.store.record_usage(answer.usage_record(project_id, "commit", None))
+        except Exception:  # the subject is still good; the store logs its own trouble
+            log.warning("could not record the commit subject's usage for %s", project_id)
+        return answer.text
+
+    return write
 
 
 def _turn_title(job: _Job) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from amicable_agent.auth.access import QuotaExceeded
+from amicable_agent.errors import RuntimeClientError
 
 from .sandbox import restore_snapshot
 from .session import Session
@@ -17,12 +18,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from amicable_agent.loop.api import RuntimeClient
+    from amicable_agent.sandboxes import SandboxHandle
     from amicable_agent.store import Project
 
     from .attachment import Attachment
     from .deps import SessionDeps
 
 log = logging.getLogger(__name__)
+
+#: How long the file API's check that a sandbox's runtime answers may take.
+PROBE_S = 5.0
 
 
 class SessionManager:
@@ -86,27 +91,59 @@ class SessionManager:
     async def ensure_runtime(self, project: Project) -> AbstractAsyncContextManager[RuntimeClient]:
         """A runtime client for a project's sandbox (for the file API), provisioning it (and
         restoring its snapshot) if needed. Returned as a context manager the caller closes.
+        Never a client of a runtime known to be dead: where the backend can tell when a
+        sandbox stopped, a runtime that does not answer is waited out and started again.
 
         Raises:
             SandboxProvisionError: the sandbox could not be started or restored.
         """
+        handle = await self._handle(project)
+        if not await self._answers(handle):
+            handle = await self._handle(project)  # started again
+        return self._deps.runtime_factory(handle)
+
+    async def _handle(self, project: Project) -> SandboxHandle:
         session = self.get(project.project_id)
         handle = session.handle if session is not None else None
+        if handle is not None and await self._deps.backend.lookup(handle.sandbox_id) is None:
+            handle = None  # died: its session restarts it, or ensure below does
         if handle is None:
-            with trio.fail_after(self._deps.provision_timeout_s):
-                handle = await self._deps.backend.ensure(
-                    project.project_id,
-                    project_id=project.project_id,
-                    template_id=project.template_id,
-                )
-            if self._deps.snapshots is not None:
-                # Without a session nobody restored this sandbox: a file written into a
-                # re-created one before its restore would be cleaned away by it.
+            return await self._ensure_restored(project)
+        await self._deps.backend.touch(handle.sandbox_id)
+        return handle
+
+    async def _ensure_restored(self, project: Project) -> SandboxHandle:
+        with trio.fail_after(self._deps.provision_timeout_s):
+            handle = await self._deps.backend.ensure(
+                project.project_id, project_id=project.project_id, template_id=project.template_id
+            )
+        if self._deps.snapshots is not None:
+            # Without a session nobody restored this sandbox: a file written into a
+            # re-created one before its restore would be cleaned away by it.
+            async with self._deps.runtime_factory(handle) as runtime:
+                await restore_snapshot(self._deps, project.project_id, runtime)
+        return handle
+
+    async def _answers(self, handle: SandboxHandle) -> bool:
+        """False when the backend can tell when a sandbox stopped and this one's runtime
+        does not answer (it died an instant ago): then wait until the backend saw it stop."""
+        wait_stopped = getattr(self._deps.backend, "wait_stopped", None)
+        if wait_stopped is None:
+            return True
+        try:
+            with trio.fail_after(PROBE_S):
                 async with self._deps.runtime_factory(handle) as runtime:
-                    await restore_snapshot(self._deps, project.project_id, runtime)
+                    await runtime.preview_status()
+        except RuntimeClientError as exc:
+            if exc.status != 0:
+                return True  # it answered
+        except trio.TooSlowError:
+            pass
         else:
-            await self._deps.backend.touch(handle.sandbox_id)
-        return self._deps.runtime_factory(handle)
+            return True
+        with trio.move_on_after(PROBE_S):
+            await wait_stopped(handle.sandbox_id)
+        return False
 
     def turn_running(self, session_id: str) -> bool:
         """Whether the live session of ``session_id`` has a turn running or queued."""
@@ -129,23 +166,38 @@ class SessionManager:
         async with session.hold_turns(wait_s):
             yield session
 
-    def check_sandbox_limits(self, sub: str, *, per_user: int, total: int) -> None:
-        """Refuse to start one more session (and so one more running sandbox) when ``sub``
-        already started ``per_user`` of them or ``total`` run in all (0 = no limit).
+    async def check_sandbox_limits(self, sub: str, *, per_user: int, total: int) -> None:
+        """Make room for one more session (and so one more running sandbox) or refuse:
+        ``sub`` may have ``per_user`` of them and ``total`` may run in all (0 = no limit).
+        At ``total``, the least recently used idle session (no socket attached, no turn
+        running or queued) is closed and its sandbox stopped first.
 
         Raises:
-            QuotaExceeded: a limit is reached.
+            QuotaExceeded: a limit is reached (and, for ``total``, nothing is idle).
         """
         live = [s for s in self._sessions.values() if not s.closed]
-        if total and len(live) >= total:
-            raise QuotaExceeded(
-                f"{total} projects are open on this server, the most it runs at once; "
-                "try again when someone closes one"
-            )
         if per_user and sum(1 for s in live if s.started_by == sub) >= per_user:
             raise QuotaExceeded(
                 f"you have {per_user} projects open, the most allowed at once; close one first"
             )
+        if total and len(live) >= total:
+            idle = [s for s in live if s.attachment_count == 0 and not s.turn_running]
+            if not idle:
+                raise QuotaExceeded(
+                    f"{total} projects are open on this server, the most it runs at once; "
+                    "try again when someone closes one"
+                )
+            await self._stop_idle(min(idle, key=lambda s: s.last_used))
+
+    async def _stop_idle(self, session: Session) -> None:
+        handle = session.handle
+        log.info("at the sandbox cap: stopping the least recently used idle session %s",
+                 session.session_id)  # fmt: skip
+        session.close()
+        await session.wait_closed()
+        stop = getattr(self._deps.backend, "stop", None)
+        if handle is not None and stop is not None:
+            await stop(handle.sandbox_id)
 
     def turns_by(self, sub: str) -> int:
         """Turns running or queued that ``sub`` asked for, in every session."""

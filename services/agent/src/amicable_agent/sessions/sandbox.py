@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import trio
 from amicable_protocol.messages import MessageType, SandboxStatus
 
 from amicable_agent.errors import AgentError, SandboxProvisionError, SnapshotError
 from amicable_agent.sandboxes import sandbox_id_for
+
+from .supervision import RuntimeSlot, SupervisedRuntime, supervise
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
     from .deps import SessionDeps
     from .snapshots import Restored
+    from .supervision import StopWatcher
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ class SessionSandbox:
         self.app_db: AppDbTools | None = None
         #: What the snapshot restore did, when the sandbox needed one.
         self.restored: Restored | None = None
+        #: The current runtime client across restarts (``runtime`` follows it).
+        self.slot = RuntimeSlot()
 
     @property
     def ready(self) -> bool:
@@ -123,10 +128,13 @@ class SessionSandbox:
             self.handle = handle
             if project.sandbox_id != handle.sandbox_id:
                 await deps.store.set_sandbox_id(project.project_id, handle.sandbox_id)
-            self.runtime = await stack.enter_async_context(deps.runtime_factory(handle))
-            self.restored = await restore_snapshot(
-                deps, project.project_id, self.runtime, self.stage
+            client = await stack.enter_async_context(deps.runtime_factory(handle))
+            self.slot.set_client(client)
+            supervised = hasattr(deps.backend, "wait_stopped")
+            self.runtime = (
+                cast("RuntimeClient", SupervisedRuntime(self.slot)) if supervised else client
             )
+            self.restored = await restore_snapshot(deps, project.project_id, client, self.stage)
             async with trio.open_nursery() as nursery:
                 if prepare is not None:
                     nursery.start_soon(prepare)
@@ -156,6 +164,33 @@ class SessionSandbox:
             )
         except ValueError as exc:  # the id belongs to a deleted project
             raise SandboxProvisionError("this project was deleted; create a new project") from exc
+
+    async def supervise(self, stack: AsyncExitStack, busy: Callable[[], bool]) -> None:
+        """Restart the sandbox when it dies while ``busy()`` (:mod:`.supervision`); returns
+        when the session should close. Never returns for backends that cannot tell when a
+        sandbox stopped."""
+        deps = self._deps
+        if not hasattr(deps.backend, "wait_stopped") or self.project is None:
+            await trio.sleep_forever()
+        watcher = cast("StopWatcher", deps.backend)
+        project = self.project
+        assert project is not None
+
+        async def restart() -> None:
+            with trio.fail_after(deps.provision_timeout_s):
+                handle = await deps.backend.ensure(
+                    self._session_id,
+                    project_id=project.project_id,
+                    template_id=project.template_id,
+                    on_stage=self.stage,
+                )
+            client = await stack.enter_async_context(deps.runtime_factory(handle))
+            self.handle = handle
+            self.slot.set_client(client)
+
+        await supervise(
+            watcher, lambda: self.handle, self.slot, busy=busy, restart=restart, stage=self.stage
+        )
 
     async def keep_alive(self, busy: Callable[[], bool]) -> None:
         """Refresh the sandbox's idle TTL while ``busy()`` (an open editor may sit quietly,

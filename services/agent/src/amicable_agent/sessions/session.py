@@ -26,6 +26,7 @@ from amicable_protocol.messages import (
     ServerData,
     ServerMessage,
     ThinkingLevel,
+    TurnRecord,
 )
 
 from amicable_agent.errors import AgentError, SandboxProvisionError
@@ -33,6 +34,7 @@ from amicable_agent.errors import AgentError, SandboxProvisionError
 from .attachment import Attachment, Outgoing
 from .jobs import TurnQueue
 from .sandbox import SessionSandbox
+from .transcript import load_turn_page
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -73,8 +75,10 @@ class Session:
         self._cancel_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._init_replies = 0
+        #: When a socket came or went or a turn changed state (least recently used first).
+        self.last_used = trio.current_time()
         self._sandbox = SessionSandbox(session_id, deps, self.send)
-        self._jobs = TurnQueue(self, deps, self._sandbox, self._poke)
+        self._jobs = TurnQueue(self, deps, self._sandbox, self._poke, self.broadcast)
 
     # --- SessionHost ------------------------------------------------------------------
 
@@ -155,7 +159,13 @@ class Session:
         observer = self._jobs.observer
         if observer is not None:
             observer.observe(type, data)
-        out = Outgoing(self.message(type, data, msg_id=msg_id))
+        transcript = self._jobs.transcript
+        if transcript is not None and type is MessageType.UPDATE_IN_PROGRESS:
+            self._jobs.announce()  # an auto-heal turn really starts: its prompt goes first
+        message = self.message(type, data, msg_id=msg_id)
+        if transcript is not None:
+            transcript.observe(message)
+        out = Outgoing(message)
         for attachment in list(self._attachments):
             if not attachment.send_nowait(out):
                 self.detach(attachment)
@@ -181,6 +191,7 @@ class Session:
         self._poke()
 
     def _poke(self) -> None:
+        self.last_used = trio.current_time()
         self._changed.set()
         self._changed = trio.Event()
 
@@ -214,6 +225,7 @@ class Session:
                         nursery.start_soon(self._jobs.serve)
                         nursery.start_soon(self._jobs.serve_checkpoints)
                         nursery.start_soon(self._sandbox.keep_alive, self._busy)
+                        nursery.start_soon(self._supervise, stack)
         finally:
             self._closed.set()
             self._sandbox.set_ready()
@@ -235,6 +247,10 @@ class Session:
     async def wait_ready(self) -> None:
         """Wait until provisioning finished (successfully or not)."""
         await self._sandbox.wait_ready()
+
+    async def _supervise(self, stack: AsyncExitStack) -> None:
+        await self._sandbox.supervise(stack, self._busy)
+        self.close()  # its sandbox died unused, or could not be restarted
 
     async def _idle_watch(self) -> None:
         while True:
@@ -294,10 +310,14 @@ class Session:
             if record is not None:
                 info = attrs.evolve(info, **record.project_fields())
                 extra["git"] = record.to_git_info()
+        page = await load_turn_page(self._deps.store, self._session_id)
         # Only the very first INIT of a fresh sandbox says "new": a reload must not make the
         # editor send the creation prompt again.
         exists = handle.existed or self._init_replies > 0
         self._init_replies += 1
+        # No await from here on: the running turn's events and the queue are those of the
+        # moment the reply is sent (later broadcasts reach the socket after it).
+        turns = self._with_last(page.turns)
         return InitReply(
             url=self._deps.preview_url(project.slug),
             sandbox_id=handle.sandbox_id,
@@ -309,8 +329,20 @@ class Session:
             permission_mode=self._permission_mode,
             thinking_level=self._thinking_level,
             hitl_pending=pending,
+            # Absent when empty: an agent's INIT with nothing to show keeps its old shape.
+            turns=turns or None,
+            turns_before=page.before,
+            running_turn=self._jobs.running_record(),
+            queued=self._jobs.queued_prompts() or None,
             **extra,
         )
+
+    def _with_last(self, turns: tuple[TurnRecord, ...]) -> tuple[TurnRecord, ...]:
+        """``turns`` plus the last finished turn when it ended after the page was read."""
+        last = self._jobs.last_record
+        if last is None or any(t.turn_id == last.turn_id for t in turns):
+            return turns
+        return (*turns, last)
 
     def refresh_project(self, project: Project) -> None:
         """Take a renamed project row (the sandbox id stays)."""
@@ -321,10 +353,17 @@ class Session:
         return self._jobs.count_by(sub)
 
     def submit(
-        self, kind: MessageType, data: Any, origin: Attachment | None, *, by: str | None = None
+        self,
+        kind: MessageType,
+        data: Any,
+        origin: Attachment | None,
+        *,
+        by: str | None = None,
+        msg_id: str | None = None,
     ) -> None:
         """Route a turn-related client message (``user``, ``hitl_response``,
-        ``runtime_error``, ``cancel``). Never blocks."""
+        ``runtime_error``, ``cancel``, ``dequeue``). Never blocks. ``msg_id``: the frame's
+        ``id`` (the turn's id, see :meth:`~.jobs.TurnQueue.submit`)."""
         handle = self._sandbox.handle
         if handle is not None and self._nursery is not None:
             # Activity keeps the sandbox's idle TTL fresh; touch must not block the caller.
@@ -332,7 +371,10 @@ class Session:
         if kind is MessageType.CANCEL:
             self._jobs.cancel()
             return
-        self._jobs.submit(kind, data, origin, by=by)
+        if kind is MessageType.DEQUEUE:
+            self._jobs.dequeue(data.id)
+            return
+        self._jobs.submit(kind, data, origin, by=by, msg_id=msg_id)
 
     def snapshot_soon(self) -> None:
         """Copy the project's new commits out of the sandbox in the background (called

@@ -304,6 +304,13 @@ class Store(IdentityStore, SpendStore, SnapshotIndex, Protocol):
         """Every recorded ``(kind, payload)``, oldest first."""
         ...
 
+    async def turn_records(
+        self, project_id: str, *, before: int | None = None, limit: int = 20
+    ) -> list[tuple[int, Any]]:
+        """``(seq, payload)`` of the ``turn_record`` events before ``seq`` ``before`` (all
+        when None), newest first, at most ``limit``."""
+        ...
+
     # ConversationStore (turn_api)
     async def load_conversation(self, project_id: str) -> list[dict[str, Any]]: ...
 

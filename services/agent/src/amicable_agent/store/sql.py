@@ -285,6 +285,22 @@ class SqlStore(IdentityQueries, SpendQueries, SnapshotQueries, ABC):
         params = (project_id, kind, json.dumps(payload), time.time())
         await self._run(lambda c: self._execute(c, query, params))
 
+    async def turn_records(
+        self, project_id: str, *, before: int | None = None, limit: int = 20
+    ) -> list[tuple[int, Any]]:
+        query = (
+            "SELECT seq, payload_json FROM turn_events WHERE project_id=? AND kind=? "
+            "AND seq < ? ORDER BY seq DESC LIMIT ?"
+        )
+        # seq is an integer column: 2**62 is past any row.
+        params = (project_id, "turn_record", 2**62 if before is None else before, limit)
+
+        def select(conn: Connection) -> list[tuple[int, Any]]:
+            rows = self._execute(conn, query, params).fetchall()
+            return [(int(seq), json.loads(p)) for seq, p in rows]
+
+        return await self._run(select)
+
     async def turn_events(self, project_id: str) -> list[tuple[str, Any]]:
         query = "SELECT kind, payload_json FROM turn_events WHERE project_id=? ORDER BY seq"
 

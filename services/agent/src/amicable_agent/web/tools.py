@@ -29,7 +29,7 @@ from .search import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from .config import WebConfig
     from .guard import IPNetwork, Resolver
@@ -122,18 +122,32 @@ class WebTools:
         enabled = {WEB_FETCH: self.config.fetch_enabled, WEB_SEARCH: self.config.search_enabled}
         return {n: d for n, d in WEB_TOOL_DEFINITIONS.items() if enabled[n]}
 
-    async def run(self, name: str, args: dict[str, Any]) -> WebResult:
-        """Run ``name`` (an enabled web tool) with the model's ``args``."""
+    async def run(
+        self,
+        name: str,
+        args: dict[str, Any],
+        *,
+        reader: Callable[[str, str], Awaitable[tuple[str, str] | None]] | None = None,
+    ) -> WebResult:
+        """Run ``name`` (an enabled web tool) with the model's ``args``.
+
+        ``reader(question, text)`` answers a ``web_fetch`` prompt from the page's text (the
+        small model), returning ``(answer, who answered)``; on None the model gets the text.
+        """
         try:
             if name == WEB_FETCH:
-                return await self._fetch(args)
+                return await self._fetch(args, reader)
             return await self._search(args)
         except WebError as exc:
             return WebResult(f"Error: {name}: {exc}", is_error=True)
         except ValueError as exc:
             return WebResult(f"Error: invalid input for {name}: {exc}", is_error=True)
 
-    async def _fetch(self, args: dict[str, Any]) -> WebResult:
+    async def _fetch(
+        self,
+        args: dict[str, Any],
+        reader: Callable[[str, str], Awaitable[tuple[str, str] | None]] | None,
+    ) -> WebResult:
         url = args.get("url")
         prompt = args.get("prompt")
         if not isinstance(url, str) or not url.strip():
@@ -153,6 +167,13 @@ class WebTools:
             head.append(f"Looking for: {prompt[:1000]}")
         if fetched.truncated:
             head.append(f"(the response was cut at {self.config.fetch_max_bytes} bytes)")
+        if prompt and text and reader is not None and fetched.status < 400:
+            answered = await reader(prompt, text)
+            if answered is not None:
+                answer, by = answered
+                head.append(f"Answered from the page's {len(text):,} characters by {by}; call "
+                            "web_fetch without a prompt to read the text itself.")  # fmt: skip
+                return WebResult("\n".join(head) + "\n\n" + answer)
         if len(text) > cap:
             text = text[:cap] + f"\n… [{len(text) - cap} more characters not shown]"
         body = text or "(no readable text on this page)"

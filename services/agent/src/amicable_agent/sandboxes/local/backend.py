@@ -50,6 +50,7 @@ import trio
 from amicable_templates import DEFAULT_TEMPLATE
 
 from amicable_agent.errors import SandboxProvisionError
+from amicable_agent.leash import sweep_run_dir
 from amicable_agent.sandboxes.base import (
     SandboxHandle,
     SandboxInfo,
@@ -61,7 +62,7 @@ from amicable_agent.sandboxes.base import (
 from .environment import inherited_env
 from .isolation import OWNER_ENV, IsolationMode
 from .limits import SandboxLimits
-from .procs import free_port, host_pid, interrupt_group, kill_orphans, tail
+from .procs import free_port, host_pid, interrupt_group, kill_marked, kill_orphans, tail
 from .readiness import restart_preview, wait_preview
 from .runner import Isolation, RunnerConfig, prepare_isolation, run_sandbox
 from .sandbox import LocalSandbox
@@ -182,19 +183,15 @@ class LocalBackend:
             env_passthrough=config.env_passthrough,
             isolation=isolation,
             python=sys.executable,
+            record_dir=run_dir(config.data_dir),
         )
         self._running: dict[str, LocalSandbox] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
-        self.pools = {
-            template: WarmPool(
-                self._root,
-                config.warm_pool_size,
-                config.refill_delay_s,
-                partial(self._start_pooled, template),
-                template_id=template,
-            )
-            for template in dict.fromkeys(config.warm_pool_templates)
+        start, size, delay = self._start_pooled, config.warm_pool_size, config.refill_delay_s
+        self.pools = {  # one warm pool per template of AMICABLE_WARM_POOL_TEMPLATES
+            t: WarmPool(self._root, size, delay, partial(start, t), template_id=t)
+            for t in dict.fromkeys(config.warm_pool_templates)
         }
         self.spares = SpareWorkspaces(
             self._root,
@@ -263,6 +260,15 @@ class LocalBackend:
         if sandbox is None or not sandbox.ready:
             return None
         return sandbox.handle(existed=True)
+
+    async def wait_stopped(self, sandbox_id: str) -> None:
+        """Return once the sandbox running as ``sandbox_id`` now has stopped, however it
+        stopped (at once when none runs). Sessions supervise their sandbox with it."""
+        sandbox = self._running.get(sandbox_id)
+        if sandbox is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await sandbox.stopped.wait()
 
     async def touch(self, sandbox_id: str) -> None:
         """Restart the idle clock."""
@@ -348,7 +354,7 @@ class LocalBackend:
         """Stop every sandbox (the owning context manager calls this)."""
         for sandbox_id in list(self._running):
             await self.stop(sandbox_id)
-        for sandbox in self._warm():
+        for sandbox in _warm(self.pools):
             sandbox.scope.cancel()
             with trio.CancelScope(shield=True):
                 await sandbox.stopped.wait()
@@ -369,10 +375,10 @@ class LocalBackend:
     def statistics(self) -> dict[str, int]:
         """Running and warm sandbox counts, spare workspaces ready, and the memory (where a
         cgroup counts it) and disk the running and warm sandboxes use together."""
-        sandboxes = [*self._running.values(), *self._warm()]
+        sandboxes = [*self._running.values(), *_warm(self.pools)]
         return {
             "running": len(self._running),
-            "warm": len(self._warm()),
+            "warm": len(_warm(self.pools)),
             "spare": self.spares.statistics(),
             "memory_bytes": sum(s.memory_bytes() or 0 for s in sandboxes),
             "disk_bytes": sum(s.disk_bytes for s in sandboxes),
@@ -505,9 +511,6 @@ class LocalBackend:
 
     # --- warm pool --------------------------------------------------------------------
 
-    def _warm(self) -> builtins.list[LocalSandbox]:
-        return [s for pool in self.pools.values() for s in pool.sandboxes]
-
     def _adopt_warm(self, sandbox_id: str, link: Path, template_id: str) -> LocalSandbox | None:
         sandbox = self.pools[template_id].take()
         if sandbox is None:
@@ -574,11 +577,36 @@ def _holds_project(workspace: Path) -> bool:
         return False
 
 
+def _warm(pools: dict[str, WarmPool]) -> list[LocalSandbox]:
+    return [s for pool in pools.values() for s in pool.sandboxes]
+
+
 def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> builtins.list[str]:
     """The ids whose last activity is more than ``ttl_s`` before ``now`` (0 = never idle)."""
     if ttl_s <= 0:
         return []
     return sorted(sid for sid, seen in last_active.items() if now - seen > ttl_s)
+
+
+def run_dir(data_dir: Path) -> Path:
+    """Where the agent records the children it runs (see :mod:`amicable_agent.leash`)."""
+    return data_dir / "run"
+
+
+def sweep_at_start(data_dir: Path) -> None:
+    """End what an earlier agent on ``data_dir`` left running, before any sandbox starts:
+    its recorded children (with their process groups) and, without isolation, the dev
+    servers of its runtimes (marked processes working under the sandboxes directory).
+
+    Raises:
+        RunDirInUse: another live agent runs on ``data_dir``.
+    """
+    stopped = sweep_run_dir(run_dir(data_dir))
+    sandboxes = data_dir / "sandboxes"
+    if sandboxes.is_dir():
+        stopped += kill_marked(str(sandboxes.resolve()), b"AMICABLE_SANDBOX_MARK=")
+    if stopped:
+        log.warning("stopped %d processes an earlier run on %s left running", stopped, data_dir)
 
 
 @asynccontextmanager
@@ -591,6 +619,7 @@ async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalB
 
     Cancellation: leaving the block stops every sandbox process; workspaces stay on disk.
     """
+    await trio.to_thread.run_sync(sweep_at_start, config.data_dir)
     isolation = await prepare_isolation(
         config.isolation, config.runtime_command, config.data_dir / "sandbox-etc"
     )

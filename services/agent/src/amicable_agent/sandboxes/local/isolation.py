@@ -25,8 +25,11 @@ before the runtime is executed (bubblewrap also sets ``no_new_privs``).
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -58,14 +61,46 @@ ETC_ENTRIES = (
 )  # fmt: skip
 #: Top-level host entries that are links into ``/usr`` or directories needed to run binaries.
 ROOT_ENTRIES = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-#: Packages of the runtime whose editable-install source directories are bound.
-RUNTIME_PACKAGES = (
-    "amicable_sandbox_runtime",
-    "amicable_protocol",
-    "amicable_frontdoor",
-    "amicable_settings",
-    "amicable_templates",
-)
+#: The runtime's distribution: it and its editable (workspace) dependencies are bound.
+RUNTIME_DISTRIBUTION = "amicable-sandbox-runtime"
+
+
+def _editable(dist: importlib.metadata.Distribution) -> bool:
+    raw = dist.read_text("direct_url.json")
+    try:
+        return bool(raw and json.loads(raw).get("dir_info", {}).get("editable"))
+    except ValueError:
+        return False
+
+
+def runtime_packages(root: str = RUNTIME_DISTRIBUTION) -> tuple[str, ...]:
+    """Import names of ``root`` and of every editable install it depends on (directly or
+    not): the packages whose source directories an isolated runtime needs, read from the
+    installed metadata so a new workspace member is never forgotten. Empty when ``root`` is
+    not installed."""
+    seen: dict[str, None] = {}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        module = name.replace("-", "_").lower()
+        if module in seen:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if not _editable(dist):
+            continue
+        seen[module] = None
+        for requirement in dist.requires or ():
+            if ";" in requirement and "extra ==" in requirement:
+                continue  # an optional extra, not installed for the runtime
+            if match := _REQUIREMENT_NAME.match(requirement):
+                todo.append(match.group(0))
+    return tuple(seen)
+
+
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: Set on bubblewrap's and pasta's own processes (not inside the sandbox):
 #: ``<sandboxes dir>:<agent pid>``, so an agent that starts after a crash finds what the
 #: dead one left running (see :func:`.procs.kill_orphans`).
@@ -145,6 +180,7 @@ def _python_binds(python: str) -> list[Path]:
     """The interpreter's virtualenv, the installation it was made from, and the editable
     source directories of the runtime's packages."""
     binds: list[Path] = []
+    packages = runtime_packages() or (RUNTIME_DISTRIBUTION.replace("-", "_"),)
     venv = Path(python).parent.parent
     cfg = venv / "pyvenv.cfg"
     if cfg.is_file():
@@ -156,7 +192,7 @@ def _python_binds(python: str) -> list[Path]:
         for pth in venv.glob("lib/python*/site-packages/*.pth"):
             for entry in pth.read_text(errors="replace").splitlines():
                 src = Path(entry.strip())
-                if src.is_absolute() and any((src / p).is_dir() for p in RUNTIME_PACKAGES):
+                if src.is_absolute() and any((src / p).is_dir() for p in packages):
                     binds.append(src)
     else:
         binds.append(Path(python).resolve().parent.parent)
@@ -271,17 +307,17 @@ def bwrap_argv(
     ``block_fd`` before the sandbox runs anything (the backend attaches limits and the
     network meanwhile).
 
-    No ``--die-with-parent``: it is ``PR_SET_PDEATHSIG``, which fires when the *thread*
-    that forked bubblewrap exits, and Trio forks from worker threads that idle out after
-    seconds; the sandbox would be killed under a live agent. The sandbox stops with the
-    agent through its process group instead, and what a crashed agent left behind is
-    killed when the next one starts."""
+    ``--die-with-parent``: bubblewrap (and so the sandbox's PID namespace, every process
+    in it) dies with the agent. It is ``PR_SET_PDEATHSIG``, which follows the *thread* that
+    forked bubblewrap: the agent forks it on its one long-lived leash thread
+    (:mod:`amicable_agent.leash`), never on a Trio worker that idles out. A setuid
+    bubblewrap drops the leash's own setting at exec; this flag puts it back."""
     argv = [
         tools.bwrap,
         "--unshare-user", "--uid", "0", "--gid", "0",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
         "--unshare-cgroup-try", "--hostname", "amicable-sandbox",
-        "--unsetenv", OWNER_ENV,
+        "--die-with-parent", "--unsetenv", OWNER_ENV,
         "--cap-drop", "ALL", "--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_SETPCAP",
         "--info-fd", str(info_fd), "--block-fd", str(block_fd),
     ]  # fmt: skip

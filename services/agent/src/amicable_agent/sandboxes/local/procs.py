@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import trio
 
+from amicable_agent.leash import LeashedProcess, run_leashed
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
@@ -58,9 +60,10 @@ def tail(path: Path, size: int = 600) -> str:
 
 
 def kill_marked(root: str, marker: bytes) -> int:
-    """SIGKILL processes working under ``root`` whose environment carries ``marker``;
-    returns how many were found. (The marker keeps a person's shell that merely ``cd``-ed
-    into the workspace safe.)"""
+    """SIGKILL processes working under ``root`` whose environment carries ``marker``
+    (a ``NAME=`` marker: any value); returns how many were found. (The marker keeps a
+    person's shell that merely ``cd``-ed into the workspace safe.)"""
+    any_value = marker.endswith(b"=")
     found = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -69,8 +72,9 @@ def kill_marked(root: str, marker: bytes) -> int:
             if not os.readlink(f"/proc/{entry.name}/cwd").startswith(root):
                 continue
             with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                if marker not in fh.read().split(b"\0"):
-                    continue
+                names = fh.read().split(b"\0")
+            if not any(v == marker or (any_value and v.startswith(marker)) for v in names):
+                continue
             with open(f"/proc/{entry.name}/stat", "rb") as fh:
                 if fh.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
                     continue  # already dead, waiting to be reaped
@@ -101,17 +105,19 @@ async def run_process_group(
     preview_pid: Callable[[], int | None],
     *,
     pass_fds: tuple[int, ...] = (),
-    task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED,
+    record_dir: Path | None = None,
+    task_status: trio.TaskStatus[LeashedProcess] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run ``argv`` in a new session with stdin on ``/dev/null``; on cancellation SIGINT
-    the group (the runtime stops its dev server), then SIGKILL it and the dev server's
-    group (``preview_pid()``).
+    """Run ``argv`` on the leash (:mod:`amicable_agent.leash`: it dies with the agent) in a
+    new session with stdin on ``/dev/null``; on cancellation SIGINT the group (the runtime
+    stops its dev server), then SIGKILL it and the dev server's group (``preview_pid()``).
 
     Args:
         pass_fds: descriptors the child inherits (bubblewrap's info and block pipes).
+        record_dir: the agent's run directory (the child is recorded there while it runs).
     """
 
-    async def deliver_cancel(process: trio.Process) -> None:
+    async def deliver_cancel(process: LeashedProcess) -> None:
         kill_group(process.pid, signal.SIGINT)
         with trio.move_on_after(5):
             await process.wait()
@@ -120,17 +126,16 @@ async def run_process_group(
         if isinstance(pid, int):
             kill_group(pid, signal.SIGKILL)
 
-    await trio.run_process(
+    await run_leashed(
         argv,
         env=env,
         cwd=str(cwd),
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=log_file,
-        check=False,
-        start_new_session=True,
         deliver_cancel=deliver_cancel,
         pass_fds=pass_fds,
+        record_dir=record_dir,
         task_status=task_status,
     )
 

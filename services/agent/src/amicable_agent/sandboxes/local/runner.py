@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping
 from contextlib import suppress
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -55,8 +56,9 @@ from .sandbox import SandboxView, runtime_env
 from .watchdog import disk_usage, free_bytes, watch_disk
 
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import BinaryIO
+
+    from amicable_agent.leash import LeashedProcess
 
     from .isolation import IsolationMode
     from .limits import SandboxCgroup
@@ -141,6 +143,8 @@ class RunnerConfig:
     isolation: Isolation | None = None
     agent_env: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ), repr=False)
     python: str = ""
+    #: The agent's run directory (children recorded for the next start's sweep).
+    record_dir: Path | None = None
 
 
 def _view(config: RunnerConfig, sandbox: LocalSandbox) -> SandboxView:
@@ -166,6 +170,13 @@ def _prepare_dirs(sandbox: LocalSandbox) -> None:
     with suppress(OSError):
         if log_path.stat().st_size > 4 * 1024**2:  # keep one older log, not an ever-growing one
             log_path.replace(sandbox.root / "runtime.log.1")
+
+
+#: Starts of an isolated sandbox when bubblewrap's own set-up fails (its messages start with
+#: :data:`BWRAP_SETUP`), and the pause between them.
+BWRAP_ATTEMPTS = 2
+BWRAP_SETUP = "exited: bwrap: "
+BWRAP_RETRY_DELAY_S = 0.5
 
 
 async def run_sandbox(
@@ -205,10 +216,21 @@ async def run_sandbox(
         try:
             if config.isolation is None:
                 await _run_plain(config, sandbox, runtime, env, log_file, task_status)
-            else:
-                await _run_isolated(
-                    config, config.isolation, sandbox, runtime, env, log_file, task_status
-                )
+                return
+            for attempt in range(1, BWRAP_ATTEMPTS + 1):
+                try:
+                    await _run_isolated(
+                        config, config.isolation, sandbox, runtime, env, log_file, task_status
+                    )
+                    return
+                except* SandboxProvisionError as group:  # raised inside a nursery
+                    failed = group.exceptions[0]
+                if attempt == BWRAP_ATTEMPTS or sandbox.serving or BWRAP_SETUP not in str(failed):
+                    raise failed
+                # bubblewrap failed setting up the namespaces (seen: its loopback's netlink
+                # request refused under load): nothing ran yet, so try once more.
+                log.warning("sandbox %s: %s; starting it again", sandbox.sandbox_id, failed)
+                await trio.sleep(BWRAP_RETRY_DELAY_S)
         except* SandboxProvisionError as failed:  # raised inside a nursery: not a group
             raise failed.exceptions[0] from None
         finally:
@@ -225,13 +247,16 @@ async def _run_plain(
     task_status: trio.TaskStatus[None],
 ) -> None:
     async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            run_process_group,
-            runtime,
-            env,
-            sandbox.workspace,
-            log_file,
-            lambda: sandbox.preview_pid,
+        process: LeashedProcess = await nursery.start(
+            partial(
+                run_process_group,
+                runtime,
+                env,
+                sandbox.workspace,
+                log_file,
+                lambda: sandbox.preview_pid,
+                record_dir=config.record_dir,
+            )
         )
         sandbox.pid = process.pid
         port = await _wait_ready_file(sandbox, process)
@@ -267,7 +292,7 @@ async def _run_isolated(
     try:
         async with trio.open_nursery() as nursery:
             try:
-                process: trio.Process = await nursery.start(
+                process: LeashedProcess = await nursery.start(
                     partial(
                         run_process_group,
                         argv,
@@ -276,6 +301,7 @@ async def _run_isolated(
                         log_file,
                         lambda: None,  # the PID namespace takes the dev server along
                         pass_fds=(info_w, block_r),
+                        record_dir=config.record_dir,
                     )
                 )
             finally:
@@ -300,9 +326,15 @@ async def _run_isolated(
                 iso.tools.pasta, child, forwards, dns_forward=iso.filesystem.dns_forward
             )
             pasta_env = {OWNER_ENV: env[OWNER_ENV]}
-            pasta: trio.Process = await nursery.start(
+            pasta: LeashedProcess = await nursery.start(
                 partial(
-                    run_process_group, pasta_argv, pasta_env, sandbox.root, log_file, lambda: None
+                    run_process_group,
+                    pasta_argv,
+                    pasta_env,
+                    sandbox.root,
+                    log_file,
+                    lambda: None,
+                    record_dir=config.record_dir,
                 )
             )
             nursery.start_soon(
@@ -322,7 +354,7 @@ async def _run_isolated(
 async def _serve(
     config: RunnerConfig,
     sandbox: LocalSandbox,
-    process: trio.Process,
+    process: LeashedProcess,
     nursery: trio.Nursery,
     task_status: trio.TaskStatus[None],
 ) -> None:
@@ -373,7 +405,7 @@ async def _read_child_pid(info_r: int, sandbox: LocalSandbox) -> int:
     return pid
 
 
-async def _wait_ready_file(sandbox: LocalSandbox, process: trio.Process) -> int:
+async def _wait_ready_file(sandbox: LocalSandbox, process: LeashedProcess) -> int:
     """The port in the runtime's ready file, once it is there."""
     ready = sandbox.run_dir / "runtime.ready.json"
     with trio.move_on_after(RUNTIME_START_S):
@@ -388,7 +420,7 @@ async def _wait_ready_file(sandbox: LocalSandbox, process: trio.Process) -> int:
     raise SandboxProvisionError("the sandbox runtime did not start in time")
 
 
-async def _wait_accepts(port: int, process: trio.Process, sandbox: LocalSandbox) -> None:
+async def _wait_accepts(port: int, process: LeashedProcess, sandbox: LocalSandbox) -> None:
     """Wait until pasta forwards the runtime's port."""
     with trio.move_on_after(RUNTIME_START_S):
         while process.returncode is None:
@@ -404,7 +436,7 @@ async def _wait_accepts(port: int, process: trio.Process, sandbox: LocalSandbox)
 
 
 async def _stop_when_exits(
-    helper: trio.Process, sandbox_process: trio.Process, sandbox: LocalSandbox, reason: str
+    helper: LeashedProcess, sandbox_process: LeashedProcess, sandbox: LocalSandbox, reason: str
 ) -> None:
     """Stop the sandbox when ``helper`` (pasta) exits, unless the sandbox ended first
     (then pasta lost its namespace, and the sandbox's own exit is the story)."""

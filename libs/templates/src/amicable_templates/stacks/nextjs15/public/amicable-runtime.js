@@ -99,6 +99,24 @@
     return originalError.apply(console, args);
   };
 
+  // Paths as the person knows them: "/src/App.tsx", not the sandbox's "/app/src/App.tsx"
+  // (or a local sandbox's directory on the host).
+  function projectPaths(value) {
+    return String(value)
+      .replace(/(?:file:\/\/)?(?:\/[^\s'"():]*)?\/sandboxes\/[^\/\s]+\/workspace(?=\/)/g, "")
+      .replace(/(^|[\s'"(\[])(?:file:\/\/)?(?:\/@fs)?\/app(?=\/)/g, "$1");
+  }
+
+  function rewriteOverlayPaths(root) {
+    if (!root || typeof document.createTreeWalker !== "function") return;
+    var walker = document.createTreeWalker(root, 4 /* NodeFilter.SHOW_TEXT */);
+    var node;
+    while ((node = walker.nextNode())) {
+      var rewritten = projectPaths(node.nodeValue);
+      if (rewritten !== node.nodeValue) node.nodeValue = rewritten;
+    }
+  }
+
   // Vite shows build errors (syntax errors, missing imports) in an overlay element.
   function watchViteOverlay() {
     var seen = typeof WeakSet === "function" ? new WeakSet() : null;
@@ -107,6 +125,7 @@
       if (!overlay || (seen && seen.has(overlay))) return;
       if (seen) seen.add(overlay);
       var root = overlay.shadowRoot;
+      rewriteOverlayPaths(root);
       var message = root && root.querySelector(".message-body");
       var file = root && root.querySelector(".file");
       report("vite_error", message ? message.textContent : "Vite reported a build error", {

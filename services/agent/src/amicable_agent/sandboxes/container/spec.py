@@ -1,0 +1,87 @@
+"""What one sandbox container is: its engine create body, names and labels.
+
+The container runs the sandbox image as its own user (the image's ``USER 10001``), with every
+capability dropped, ``no-new-privileges``, CPU/memory/pids limits, and the workspace ``/app``
+on a named volume of its own, so the files survive the container being removed and created
+again. An empty named volume is filled from the image's ``/app`` when first mounted (Docker and
+Podman both copy it up), so a new sandbox starts with the baked template and node_modules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ContainerBackendConfig
+
+MANAGED_BY_LABEL = "org.amicable.managed-by"
+MANAGED_BY = "amicable-agent-container-backend"
+SESSION_LABEL = "org.amicable.session"
+PROJECT_LABEL = "org.amicable.project"
+TEMPLATE_LABEL = "org.amicable.template"
+TOKEN_ENV = "AMICABLE_RUNTIME_TOKEN"
+RUNTIME_PORT = 8888
+PREVIEW_PORT = 3000
+WORKSPACE = "/app"
+
+
+def volume_name(sandbox_id: str) -> str:
+    return f"{sandbox_id}-workspace"
+
+
+def labels(session_id: str, project_id: str, template_id: str) -> dict[str, str]:
+    return {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        SESSION_LABEL: session_id,
+        PROJECT_LABEL: project_id,
+        TEMPLATE_LABEL: template_id,
+    }
+
+
+def create_body(
+    config: ContainerBackendConfig, sandbox_id: str, token: str, sandbox_labels: dict[str, str]
+) -> dict[str, Any]:
+    """The ``POST /containers/create`` body of one sandbox."""
+    env = {**config.sandbox_env, TOKEN_ENV: token}
+    return {
+        "Image": config.image,
+        "Hostname": sandbox_id,
+        "Env": [f"{key}={value}" for key, value in env.items()],
+        "Labels": sandbox_labels,
+        "ExposedPorts": {f"{RUNTIME_PORT}/tcp": {}, f"{PREVIEW_PORT}/tcp": {}},
+        "HostConfig": {
+            "NetworkMode": config.network,
+            "Mounts": [{"Type": "volume", "Source": volume_name(sandbox_id), "Target": WORKSPACE}],
+            "Memory": config.memory_bytes or 0,
+            "MemorySwap": config.memory_bytes or 0,  # no swap beyond the memory limit
+            "NanoCpus": int(config.cpus * 1e9),
+            "PidsLimit": config.pids_max or 0,
+            "Ulimits": [
+                {"Name": "nofile", "Soft": config.nofile, "Hard": config.nofile},
+                {"Name": "nproc", "Soft": config.nproc, "Hard": config.nproc},
+            ],
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "Init": False,  # the image's tini is PID 1
+            "RestartPolicy": {"Name": "no"},
+        },
+        "NetworkingConfig": {"EndpointsConfig": {config.network: {}}},
+    }
+
+
+def token_of(inspected: dict[str, Any]) -> str | None:
+    """The runtime token in an inspected container's environment."""
+    for item in inspected.get("Config", {}).get("Env") or []:
+        key, _, value = str(item).partition("=")
+        if key == TOKEN_ENV:
+            return value
+    return None
+
+
+def address_of(inspected: dict[str, Any], config: ContainerBackendConfig) -> str | None:
+    """How the agent reaches the container: its IP on the network, or its name."""
+    if config.address == "name":
+        return str(inspected.get("Name", "")).lstrip("/") or None
+    networks = inspected.get("NetworkSettings", {}).get("Networks") or {}
+    ip = (networks.get(config.network) or {}).get("IPAddress")
+    return str(ip) if ip else None

@@ -1,0 +1,90 @@
+"""The container backend's settings and the container it asks the engine for (no engine
+needed: the create body is data; tests/images runs it against real podman)."""
+
+from __future__ import annotations
+
+import pytest
+from amicable_agent.config import AgentConfig
+from amicable_agent.sandboxes.container.config import ContainerBackendConfig, sandbox_hmr_env
+from amicable_agent.sandboxes.container.spec import create_body, labels, token_of
+
+
+def test_defaults_and_overrides() -> None:
+    assert ContainerBackendConfig.from_env({}) == ContainerBackendConfig()
+    config = ContainerBackendConfig.from_env(
+        {
+            "DOCKER_HOST": "unix:///var/run/docker.sock",
+            "AMICABLE_CONTAINER_IMAGE": "ghcr.io/acme/amicable-sandbox:main",
+            "AMICABLE_CONTAINER_NETWORK_INTERNAL": "false",
+            "AMICABLE_CONTAINER_ADDRESS": "name",
+            "AMICABLE_CONTAINER_CPUS": "0.5",
+            "AMICABLE_SANDBOX_PIDS_MAX": "200",
+        }
+    )
+    assert config.socket_path == "/var/run/docker.sock"
+    assert config.image == "ghcr.io/acme/amicable-sandbox:main"
+    assert (config.internal_network, config.address, config.cpus, config.pids_max) == (
+        False, "name", 0.5, 200,
+    )  # fmt: skip
+    explicit = ContainerBackendConfig.from_env(
+        {"DOCKER_HOST": "tcp://10.0.0.1:2375", "AMICABLE_CONTAINER_SOCKET": "/run/e.sock"}
+    )
+    assert explicit.socket_path == "/run/e.sock"
+    assert ContainerBackendConfig.from_env({"DOCKER_HOST": "tcp://h:1"}).socket_path == (
+        "/run/podman/podman.sock"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("AMICABLE_CONTAINER_SOCKET", "relative.sock", "absolute path"),
+        ("AMICABLE_CONTAINER_ADDRESS", "dns", "AMICABLE_CONTAINER_ADDRESS"),
+        ("AMICABLE_CONTAINER_CPUS", "0", "AMICABLE_CONTAINER_CPUS"),
+        ("AMICABLE_CONTAINER_NOFILE", "10", "AMICABLE_CONTAINER_NOFILE"),
+        ("AMICABLE_CONTAINER_NETWORK_INTERNAL", "perhaps", "AMICABLE_CONTAINER_NETWORK_INTERNAL"),
+    ],
+)
+def test_bad_settings_name_the_variable(name: str, value: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ContainerBackendConfig.from_env({name: value})
+
+
+def test_the_agent_accepts_the_container_backend() -> None:
+    config = AgentConfig.from_env({"AMICABLE_SANDBOX_BACKEND": "container"})
+    assert config.sandbox_backend == "container"
+
+
+def test_create_body_limits_and_isolates() -> None:
+    config = ContainerBackendConfig(memory_bytes=512 * 1024**2, cpus=1.5, pids_max=100)
+    body = create_body(config, "amicable-0123456789ab", "secret", labels("s", "p", "vite"))
+    host = body["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (
+        512 * 1024**2, 512 * 1024**2, 1_500_000_000, 100,
+    )  # fmt: skip
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["NetworkMode"] == config.network
+    assert "Privileged" not in host
+    assert "Binds" not in host, "no host paths: only the named workspace volume"
+    assert host["Mounts"] == [
+        {"Type": "volume", "Source": "amicable-0123456789ab-workspace", "Target": "/app"}
+    ]
+    assert "User" not in body, "the image's own non-root user"
+    assert token_of({"Config": {"Env": body["Env"]}}) == "secret"
+    assert token_of({"Config": {"Env": ["A=b"]}}) is None
+
+
+def test_hmr_settings_follow_the_preview_url() -> None:
+    plain = sandbox_hmr_env(
+        preview_base_domain="preview.localhost", preview_scheme="http", preview_public_port=8080
+    )
+    assert plain == {
+        "__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS": ".preview.localhost",
+        "AMICABLE_HMR_PROTOCOL": "ws",
+        "AMICABLE_HMR_CLIENT_PORT": "8080",
+    }
+    tls = sandbox_hmr_env(
+        preview_base_domain="p.example.com", preview_scheme="https", preview_public_port=None
+    )
+    assert (tls["AMICABLE_HMR_PROTOCOL"], tls["AMICABLE_HMR_CLIENT_PORT"]) == ("wss", "443")

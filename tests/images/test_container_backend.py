@@ -1,0 +1,165 @@
+"""The ``container`` sandbox backend against a real ``podman system service``: one container
+per project from the sandbox image, limits, an internal network, the workspace on a named
+volume, idle stop and a warm restart, reconnection, deletion, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import httpx
+import pytest
+from amicable_agent.errors import ConfigError, SandboxProvisionError
+from amicable_agent.sandboxes.base import SandboxHandle, sandbox_id_for
+from amicable_agent.sandboxes.container.backend import ContainerBackend, open_container_backend
+from amicable_agent.sandboxes.container.config import ContainerBackendConfig
+from amicable_testing.podman import image_ref, podman, remove, ulimit_args
+
+
+@pytest.fixture
+def config(podman_socket: str) -> ContainerBackendConfig:
+    return ContainerBackendConfig(
+        socket_path=podman_socket,
+        image=image_ref("sandbox"),
+        network=f"amicable-sbx-{secrets.token_hex(3)}",
+        memory_bytes=768 * 1024**2,
+        cpus=1.5,
+        pids_max=300,
+        reap_interval_s=3600,
+    )
+
+
+@asynccontextmanager
+async def backend_for(config: ContainerBackendConfig) -> AsyncIterator[ContainerBackend]:
+    try:
+        async with open_container_backend(config) as backend:
+            yield backend
+    finally:
+        names = podman(
+            "ps", "-a", "--filter", f"network={config.network}", "--format", "{{.Names}}"
+        )
+        remove(*names.split())
+        for name in names.split():
+            podman("volume", "rm", "--force", f"{name}-workspace", check=False)
+        podman("network", "rm", "--force", config.network, check=False)
+
+
+async def run(handle: SandboxHandle, command: str) -> dict[str, object]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(
+            f"{handle.runtime_url}/v1/exec",
+            headers={"Authorization": f"Bearer {handle.runtime_token}"},
+            json={"command": command},
+        )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def test_a_project_gets_a_limited_isolated_container(config: ContainerBackendConfig) -> None:
+    stages: list[str] = []
+
+    async def on_stage(stage: str, message: str) -> None:
+        stages.append(stage)
+
+    session = f"s-{secrets.token_hex(4)}"
+    async with backend_for(config) as backend:
+        handle = await backend.ensure(
+            session, project_id="p1", template_id="vite", on_stage=on_stage
+        )
+        assert handle.sandbox_id == sandbox_id_for(session)
+        assert not handle.existed
+        assert stages[:2] == ["creating", "starting_runtime"]
+        async with httpx.AsyncClient(timeout=30) as client:
+            page = await client.get(f"{handle.preview_upstream}/")
+            assert page.status_code == 200
+            assert "/@vite/client" in page.text
+            refused = await client.get(f"{handle.runtime_url}/v1/preview")
+            assert refused.status_code == 401
+        who = await run(handle, "id -u; cat /proc/net/route; cat /sys/fs/cgroup/pids.max "
+                                "/sys/fs/cgroup/pids/pids.max 2>/dev/null")  # fmt: skip
+        out = str(who["stdout"])
+        assert out.splitlines()[0] == "10001"
+        routes = [line.split()[1] for line in out.splitlines() if line.startswith("eth")]
+        assert routes, out
+        assert "00000000" not in routes, "no default route out of the sandbox network"
+        inspected = json.loads(podman("inspect", handle.sandbox_id))[0]
+        host = inspected["HostConfig"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (
+            768 * 1024**2, 1_500_000_000, 300,
+        )  # fmt: skip
+        assert {"CAP_CHOWN", "CAP_SETUID", "CAP_DAC_OVERRIDE"} <= set(host["CapDrop"])
+        assert not host.get("CapAdd")
+        assert any("no-new-privileges" in opt for opt in host["SecurityOpt"])
+        assert inspected["Config"]["Labels"]["org.amicable.project"] == "p1"
+        mounts = {m["Destination"]: m.get("Name") for m in inspected["Mounts"]}
+        assert mounts["/app"] == f"{handle.sandbox_id}-workspace"
+        status = str((await run(handle, "grep -E 'CapBnd|NoNewPrivs' /proc/self/status"))["stdout"])
+        assert "CapBnd:\t0000000000000000" in status, "every capability dropped, bounding set too"
+        assert "NoNewPrivs:\t1" in status
+        network = podman("network", "inspect", "--format", "{{.Internal}}", config.network)
+        assert network == "true"
+        # Reconnecting gives the same sandbox and token.
+        again = await backend.ensure(session, project_id="p1", template_id="vite")
+        assert again.existed
+        assert again.runtime_token == handle.runtime_token
+        assert await backend.lookup(handle.sandbox_id) == again
+        listed = await backend.list()
+        assert [(i.sandbox_id, i.project_id, i.ready) for i in listed] == [
+            (handle.sandbox_id, "p1", True)
+        ]
+
+
+async def test_workspace_survives_recreation_and_idle_stop(config: ContainerBackendConfig) -> None:
+    session = f"s-{secrets.token_hex(4)}"
+    async with backend_for(attrs.evolve(config, idle_ttl_s=0)) as backend:
+        handle = await backend.ensure(session, project_id="p2", template_id="vite")
+        await run(handle, "echo kept > /app/marker.txt")
+        # Idle stop keeps the container; ensure starts it again (warm) with its files.
+        assert await backend.stop_idle() == [handle.sandbox_id]
+        assert await backend.lookup(handle.sandbox_id) is None
+        warm = await backend.ensure(session, project_id="p2", template_id="vite")
+        assert warm.existed
+        assert str((await run(warm, "cat /app/marker.txt"))["stdout"]).strip() == "kept"
+        # The container removed behind the backend's back: created again on the same volume.
+        remove(handle.sandbox_id)
+        cold = await backend.ensure(session, project_id="p2", template_id="vite")
+        assert not cold.existed
+        assert cold.runtime_token != handle.runtime_token
+        assert str((await run(cold, "cat /app/marker.txt"))["stdout"]).strip() == "kept"
+        await backend.delete(handle.sandbox_id)
+        await backend.delete(handle.sandbox_id)  # idempotent
+        assert await backend.lookup(handle.sandbox_id) is None
+        volumes = podman("volume", "ls", "--format", "{{.Name}}").split()
+        assert f"{handle.sandbox_id}-workspace" not in volumes
+
+
+async def test_strangers_containers_are_never_handed_out(
+    config: ContainerBackendConfig, network: str
+) -> None:
+    session = f"s-{secrets.token_hex(4)}"
+    stranger = sandbox_id_for(session)
+    podman("run", "-d", "--name", stranger, "--network", network, *ulimit_args(),
+           "--env", "AMICABLE_RUNTIME_TOKEN=x", image_ref("sandbox"))  # fmt: skip
+    try:
+        async with backend_for(config) as backend:
+            assert await backend.lookup(stranger) is None
+            with pytest.raises(SandboxProvisionError, match="not an Amicable sandbox"):
+                await backend.delete(stranger)
+            assert stranger not in [i.sandbox_id for i in await backend.list()]
+            with pytest.raises(SandboxProvisionError, match="not an Amicable sandbox"):
+                await backend.ensure(session, project_id="p", template_id="vite")
+    finally:
+        remove(stranger)
+
+
+async def test_missing_image_and_engine_are_clear_errors(config: ContainerBackendConfig) -> None:
+    async with backend_for(attrs.evolve(config, image="localhost/amicable-nope:x")) as backend:
+        with pytest.raises(SandboxProvisionError, match="not on this engine"):
+            await backend.ensure("s-missing", project_id="p", template_id="vite")
+    gone = attrs.evolve(config, socket_path=config.socket_path + ".absent")
+    with pytest.raises(ConfigError, match="no container engine"):
+        async with open_container_backend(gone):
+            pass
