@@ -1,8 +1,10 @@
 """Provisioning benchmark: time from ``init`` to the first 200 from the preview URL.
 
-Three measurements of the same Vite template in one run, on this machine:
+Three measurements of the same template (``--template``, default ``vite``) in one run, on this
+machine:
 
-* **bare**: ``vite`` started directly in a prepared workspace, spawn -> first 200 on ``/``;
+* **bare**: the stack's dev server (``vite``; for another template its registry ``[dev]
+  command``) started directly in a prepared workspace, spawn -> first 200 on its page;
 * **cold**: ``amicable up`` (in-process agent + router child, no warm pool): WebSocket
   ``init`` for a new session -> first 200 from the preview URL through the router;
 * **warm**: the same with ``AMICABLE_WARM_POOL_SIZE=1`` after the pool is filled.
@@ -20,7 +22,8 @@ what one sandbox costs: memory (PSS of every process the agents started, sandbox
 their pasta, router excluded, per sandbox; and what the sandboxes' memory cgroups count)
 and disk (its directory). ``--isolation none`` measures sandboxes without bubblewrap.
 ``timeline.py`` prints where the time of one cold start goes.
-Run: ``.venv/bin/python benchmarks/provisioning/run.py [--runs N] [--isolation auto|none]``.
+Run: ``.venv/bin/python benchmarks/provisioning/run.py [--runs N] [--isolation auto|none]
+[--template ID]``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from amicable_agent.cli import UpOptions, up
 from amicable_agent.config import AgentConfig
 from amicable_agent.sandboxes.local.backend import free_port
 from amicable_agent.sandboxes.local.watchdog import disk_usage
+from amicable_templates import get_template
 from amicable_testing import ws_recv_until, ws_send
 from trio_websocket import open_websocket_url
 
@@ -93,6 +97,39 @@ async def bare_vite(workspace: Path) -> float:
     return elapsed
 
 
+async def bare_stack(workspace: Path, template_id: str) -> float:
+    """The template's own dev command (what the sandbox runs), spawn -> first 200."""
+    template = get_template(template_id)
+    port = free_port()
+    path = f"{workspace}/node_modules/.bin:{os.environ.get('PATH', '')}"
+    env = dict(
+        os.environ,
+        BROWSER="none",
+        PATH=path,
+        AMICABLE_PREVIEW_HOST="127.0.0.1",
+        AMICABLE_PREVIEW_PORT=str(port),
+    )
+    async with trio.open_nursery() as nursery:
+        start = time.perf_counter()
+        proc: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                ["sh", "-c", template.dev_command],
+                cwd=str(workspace),
+                env=env,
+                check=False,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        await first_200(f"http://127.0.0.1:{port}{template.dev_path}")
+        elapsed = time.perf_counter() - start
+        os.killpg(proc.pid, signal.SIGKILL)
+        nursery.cancel_scope.cancel()
+    return elapsed
+
+
 async def wait_prepared(client: httpx.AsyncClient, port: int | None, kind: str) -> None:
     health = f"http://127.0.0.1:{port}/healthz"
     with trio.fail_after(300):
@@ -101,7 +138,7 @@ async def wait_prepared(client: httpx.AsyncClient, port: int | None, kind: str) 
             await trio.sleep(0.2)
 
 
-def up_options(data_dir: Path, warm: bool, isolation: str) -> UpOptions:
+def up_options(data_dir: Path, warm: bool, isolation: str, template_id: str) -> UpOptions:
     config = attrs.evolve(
         AgentConfig.from_env({}),
         port=0,
@@ -109,6 +146,8 @@ def up_options(data_dir: Path, warm: bool, isolation: str) -> UpOptions:
         data_dir=data_dir,
         local_isolation=isolation,
         warm_pool_size=1 if warm else 0,
+        template_id=template_id,
+        warm_pool_templates=(template_id,),
         node_modules_cache_dir=CACHE,
         runtime_command=(str(BIN / "amicable-sandbox-runtime"),),
     )
@@ -217,7 +256,7 @@ async def report_cost(
           f"{len(sizes)} directories (workspaces and spares)")  # fmt: skip
 
 
-async def main(runs: int, isolation: str) -> None:
+async def main(runs: int, isolation: str, template_id: str) -> None:
     load = [f"{os.getloadavg()[0]:.2f}"]
     bare: list[float] = []
     cold: list[float] = []
@@ -230,21 +269,26 @@ async def main(runs: int, isolation: str) -> None:
                 str(BIN / "amicable-sandbox-runtime"),
                 "init-workspace",
                 str(workspace),
+                "--template",
+                template_id,
                 "--cache-dir",
                 str(CACHE),
             ],
             capture_stdout=True,
         )
         async with trio.open_nursery() as nursery, httpx.AsyncClient(trust_env=False) as client:
-            cold_options = up_options(base / "cold", False, isolation)
-            warm_options = up_options(base / "warm", True, isolation)
+            cold_options = up_options(base / "cold", False, isolation, template_id)
+            warm_options = up_options(base / "warm", True, isolation, template_id)
             cold_port = urlsplit(await nursery.start(up, cold_options, None))
             warm_port = urlsplit(await nursery.start(up, warm_options, None))
             # Interleaved rounds: the machine is shared, so each variant of a round sees
             # about the same background load.
             for _ in range(runs):
                 await at_rest(client, cold_port.port, warm_port.port)
-                bare.append(await bare_vite(workspace))
+                if template_id == "vite":
+                    bare.append(await bare_vite(workspace))
+                else:
+                    bare.append(await bare_stack(workspace, template_id))
                 await at_rest(client, cold_port.port, warm_port.port)
                 cold.append(await init_to_200(cold_port.port))
                 await at_rest(client, cold_port.port, warm_port.port)
@@ -256,7 +300,8 @@ async def main(runs: int, isolation: str) -> None:
             nursery.cancel_scope.cancel()
     load.append(f"{os.getloadavg()[0]:.2f}")
     b, c, w = (statistics.median(x) for x in (bare, cold, warm))
-    print(f"bare vite start      median {b * 1000:8.0f} ms  runs {[round(x, 2) for x in bare]}")
+    print(f"template {template_id}")
+    print(f"bare dev-server start median {b * 1000:8.0f} ms  runs {[round(x, 2) for x in bare]}")
     print(f"init->200 cold       median {c * 1000:8.0f} ms  runs {[round(x, 2) for x in cold]}")
     print(f"init->200 warm pool  median {w * 1000:8.0f} ms  runs {[round(x, 2) for x in warm]}")
     print(f"ratio cold/bare {c / b:.2f}x (target <= 1.5x)")
@@ -269,5 +314,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="measurements per variant")
     parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "none"))
+    parser.add_argument("--template", default="vite", help="template id (amicable_templates)")
     args = parser.parse_args()
-    trio.run(main, args.runs, args.isolation)
+    trio.run(main, args.runs, args.isolation, args.template)

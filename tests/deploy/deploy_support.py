@@ -205,11 +205,21 @@ Validate = Callable[[list[Doc]], Awaitable[None]]
 Render = Callable[..., Awaitable[list[Doc]]]
 
 
+#: The chart's annotation on the default template's SandboxTemplate.
+DEFAULT_MARK = "amicable.dev/default-template"
+
+
 def find(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
-    """The one document of ``kind`` (and ``name``); fails the test if absent or ambiguous."""
+    """The one document of ``kind`` (and ``name``); fails the test if absent or ambiguous.
+
+    Without a name, ``SandboxTemplate`` means the default template's (the chart renders one
+    per project template; the others are checked by name).
+    """
     hits = [
         d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
     ]
+    if kind == "SandboxTemplate" and name is None and len(hits) > 1:
+        hits = [d for d in hits if d["metadata"].get("annotations", {}).get(DEFAULT_MARK)]
     assert len(hits) == 1, f"expected one {kind} {name or ''}, found {len(hits)}"
     return hits[0]
 
@@ -309,7 +319,7 @@ def check_network_isolation(docs: list[Doc]) -> None:
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     if not policies:
         return
-    template = next(d for d in docs if d["kind"] == "SandboxTemplate")
+    template = find(docs, "SandboxTemplate")
     assert template["spec"]["networkPolicyManagement"] == "Unmanaged"
     agent_deploy = next(
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-agent")

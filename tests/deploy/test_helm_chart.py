@@ -806,3 +806,49 @@ async def test_replicas_drain_and_keep_a_disruption_budget(render, validate) -> 
     assert not [d for d in off if d["kind"] == "PodDisruptionBudget"]
     with pytest.raises(CommandFailed, match="terminationGracePeriodSeconds"):
         await render(*OIDC_FLAGS, "--set", "agent.terminationGracePeriodSeconds=3")
+
+
+async def test_one_sandbox_template_per_enabled_project_template(render, validate) -> None:
+    """The chart's templates are the registry's: one SandboxTemplate each (its own image, its
+    AMICABLE_TEMPLATE), and the agent offers exactly those and maps each to its template."""
+    from amicable_templates import registry
+
+    docs = await render(*OIDC_FLAGS)
+    await validate(docs)
+    templates = [d for d in docs if d["kind"] == "SandboxTemplate"]
+    by_id = {d["metadata"]["labels"]["amicable.dev/template"]: d for d in templates}
+    assert list(by_id) == list(registry().ids)
+    agent = container_env(find(docs, "Deployment", "amicable-agent"))
+    assert agent["AMICABLE_TEMPLATES"] == ",".join(registry().ids)
+    assert agent["AMICABLE_DEFAULT_TEMPLATE"] == "vite"
+    mapping = json.loads(agent["AMICABLE_TEMPLATE_K8S_TEMPLATE_MAP_JSON"])
+    for template_id, doc in by_id.items():
+        assert mapping[template_id] == doc["metadata"]["name"]
+        container = doc["spec"]["podTemplate"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AMICABLE_TEMPLATE"] == template_id
+        repository = (
+            "amicable-sandbox" if template_id == "vite" else f"amicable-sandbox-{template_id}"
+        )
+        assert container["image"].rsplit(":", 1)[0].endswith(repository)
+    assert by_id["vite"]["metadata"]["name"] == agent["K8S_SANDBOX_TEMPLATE_NAME"]
+
+    fewer = await render(*OIDC_FLAGS, "--set-json", _templates_json(disabled={"nextjs15"}))
+    names = [d["metadata"]["name"] for d in fewer if d["kind"] == "SandboxTemplate"]
+    assert "amicable-sandbox-nextjs15" not in names
+    assert "nextjs15" not in container_env(find(fewer, "Deployment", "amicable-agent"))[
+        "AMICABLE_TEMPLATES"
+    ].split(",")
+
+
+def _templates_json(disabled: set[str]) -> str:
+    from amicable_templates import registry
+
+    entries = [{"id": t, "enabled": t not in disabled} for t in registry().ids]
+    return "sandboxTemplates=" + json.dumps(entries)
+
+
+async def test_the_default_template_must_be_enabled(render) -> None:
+    flags = ["--set", "defaultTemplate=hono", "--set-json", _templates_json(disabled={"hono"})]
+    with pytest.raises(CommandFailed, match="defaultTemplate hono is not an enabled entry"):
+        await render(*OIDC_FLAGS, *flags)

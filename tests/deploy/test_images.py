@@ -107,9 +107,10 @@ def test_python_images_install_exactly_the_lockfile(name: str) -> None:
 def test_sandbox_image_bakes_the_template() -> None:
     text = dockerfile("sandbox")
     assert (
-        "amicable-sandbox-runtime init-workspace /app --template vite "
+        'amicable-sandbox-runtime init-workspace /app --template "${TEMPLATE}" '
         "--cache-dir /opt/amicable/cache" in text
     )
+    assert "ARG TEMPLATE=vite" in text, "one image per stack, vite by default"
     steps = instructions(text)
     bake = next(i for i, (w, a) in enumerate(steps) if "init-workspace" in a)
     user_before = [a for w, a in steps[:bake] if w == "USER"]
@@ -120,6 +121,7 @@ def test_sandbox_image_bakes_the_template() -> None:
         "AMICABLE_WORKSPACE=/app",
         "AMICABLE_RUNTIME_PORT=8888",
         "AMICABLE_PREVIEW_PORT=3000",
+        "AMICABLE_TEMPLATE=${TEMPLATE}",
     ):
         assert var in env
 
@@ -160,9 +162,8 @@ async def test_uv_step_of_the_image_works(name: str, tmp_path: Path) -> None:
     out = await run_tool([venv / "bin" / script, "--help"])
     assert "usage:" in out
     if name == "sandbox":
-        assert (
-            site / "amicable_sandbox_runtime" / "templates" / "vite" / "package-lock.json"
-        ).is_file()
+        assert (site / "amicable_templates" / "stacks" / "vite" / "package-lock.json").is_file()
+        assert (site / "amicable_templates" / "stacks" / "fastapi" / "requirements.lock").is_file()
     shutil.rmtree(venv)  # ~100 MiB each; pytest would keep three runs of them
 
 

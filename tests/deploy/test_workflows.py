@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import yaml
+from amicable_templates import registry
 from deploy_support import CHART, REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -21,12 +22,17 @@ def test_images_workflow_builds_every_image_from_its_dockerfile() -> None:
     flow = load("images.yml")
     job = flow["jobs"]["build"]
     matrix = {m["image"]: m["dockerfile"] for m in job["strategy"]["matrix"]["include"]}
+    stacks = {f"amicable-sandbox-{t}" for t in registry().ids if t != "vite"}
     assert set(matrix) == {
         "amicable-agent",
         "amicable-sandbox",
         "amicable-preview-router",
         "amicable-editor",
+        *stacks,
     }
+    # one sandbox image per stack: the same Dockerfile with its TEMPLATE
+    built = {m.get("template") for m in job["strategy"]["matrix"]["include"]}
+    assert built - {None} == set(registry().ids) - {"vite"}
     for dockerfile in matrix.values():
         assert (REPO / dockerfile).is_file(), dockerfile
     build = next(
@@ -41,7 +47,11 @@ def test_images_workflow_builds_every_image_from_its_dockerfile() -> None:
         values[c]["image"]["repository"]
         for c in ("agent", "previewRouter", "editor", "sandboxTemplate")
     }
+    chart_images |= {
+        t["image"]["repository"] for t in values["sandboxTemplates"] if t["image"]["repository"]
+    }
     assert chart_images == set(matrix)
+    assert "matrix.template" in build["with"]["build-args"]
 
 
 def test_images_are_published_only_from_main_with_main_and_sha_tags() -> None:
@@ -70,14 +80,17 @@ def test_images_workflow_builds_what_make_images_builds_with_provenance_and_sbom
     default = re.search(r'IMAGES=\$\{IMAGES:-"([^"]+)"\}', script)
     assert default, "build.sh names its images"
     built = {f"amicable-{n}": f"deploy/images/{n}/Dockerfile" for n in default.group(1).split()}
-    assert built == matrix
+    # plus one sandbox image per further stack (the same Dockerfile, its TEMPLATE build-arg)
+    stacks = {m["image"] for m in job["strategy"]["matrix"]["include"] if m.get("template")}
+    assert built == {k: v for k, v in matrix.items() if k not in stacks}
     build = next(
         s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action")
     )
     assert build["with"]["provenance"] == "mode=max"
     assert build["with"]["sbom"] is True
-    # Public bases: the workflow passes no base build-args (local bases are for `make images`).
-    assert "build-args" not in build["with"]
+    # Public bases: the workflow passes no base build-args (local bases are for `make images`);
+    # its one build-arg is the sandbox stack (TEMPLATE).
+    assert "_IMAGE" not in build["with"].get("build-args", "")
 
 
 def test_ci_runs_the_readme_test_command() -> None:

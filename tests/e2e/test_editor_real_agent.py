@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trio
+from amicable_templates import registry
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +156,18 @@ def _create_project_and_see_preview(url: str) -> list[str]:
         box.fill("Make it blue")
         box.press("Enter")
         expect(page.get_by_text(re.compile("ANTHROPIC_API_KEY")).first).to_be_visible()
+        # the dialog offers the agent's templates (GET /api/templates), and another stack works
+        page.goto("/")
+        choice = page.get_by_test_id("new-project-template")
+        expect(choice.locator("option")).to_have_count(len(registry().ids))
+        offered = [o.get_attribute("value") for o in choice.locator("option").all()]
+        assert offered == list(registry().ids)
+        page.get_by_test_id("new-project-name").fill("Hono api")
+        choice.select_option("hono")
+        page.get_by_test_id("new-project").click()
+        expect(page).to_have_url(re.compile(r"/p/hono-api$"))
+        frame = page.frame_locator("[data-testid=preview-frame]")
+        expect(frame.locator("h1")).to_have_text("Your API starts here", timeout=240000)
         context.close()
         browser.close()
     return errors

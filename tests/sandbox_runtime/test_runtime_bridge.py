@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite"
+TEMPLATE = ROOT / "libs/templates/src/amicable_templates/stacks/vite"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

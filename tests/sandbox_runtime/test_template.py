@@ -73,7 +73,7 @@ def test_templates_listed() -> None:
 
 
 def test_template_files() -> None:
-    root = REPO / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite"
+    root = REPO / "libs/templates/src/amicable_templates/stacks/vite"
     package = json.loads((root / "package.json").read_text())
     assert {"dev", "build", "lint", "typecheck"} <= set(package["scripts"])
     assert (root / "package-lock.json").is_file()

@@ -16,6 +16,7 @@ MEMBERS = {
     "libs/protocol": "amicable_protocol",
     "libs/frontdoor": "amicable_frontdoor",
     "libs/settings": "amicable_settings",
+    "libs/templates": "amicable_templates",
     "services/agent": "amicable_agent",
     "services/sandbox_runtime": "amicable_sandbox_runtime",
     "services/preview_router": "amicable_preview_router",
@@ -42,6 +43,8 @@ def _declared(member: str) -> set[str]:
 def _imports(package_dir: Path) -> set[str]:
     found: set[str] = set()
     for path in package_dir.rglob("*.py") if package_dir.is_dir() else [package_dir]:
+        if "stacks" in path.relative_to(package_dir).parts:
+            continue  # project templates (their own dependencies), package data
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

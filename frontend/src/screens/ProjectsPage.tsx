@@ -2,7 +2,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { ApiError, projectsApi, type ProjectSummary } from "../api/http";
 import { navigate } from "../router";
-import { DEFAULT_TEMPLATE, TEMPLATES } from "../templates";
+import { templateTitle, useTemplates } from "../templates";
 import type { Theme } from "../theme";
 import { Logo, ThemeToggle } from "../components/ThemeToggle";
 import { UserMenu } from "../components/UserMenu";
@@ -36,7 +36,10 @@ export function ProjectsPage({ theme, onToggleTheme }: Props) {
   const [loadError, setLoadError] = useState<string | undefined>();
   const [name, setName] = useState("");
   const [prompt, setPrompt] = useState("");
-  const [template, setTemplate] = useState(DEFAULT_TEMPLATE);
+  const offered = useTemplates();
+  const [chosen, setTemplate] = useState<string | undefined>();
+  // the agent's default until the person picks one it offers
+  const template = chosen && offered.templates.some((t) => t.id === chosen) ? chosen : offered.defaultId;
   const [creating, setCreating] = useState(false);
   const [createError, setCreateError] = useState<string | undefined>();
   const [renaming, setRenaming] = useState<{ id: string; name: string } | undefined>();
@@ -153,7 +156,7 @@ export function ProjectsPage({ theme, onToggleTheme }: Props) {
                 onChange={(e) => setTemplate(e.target.value)}
                 aria-label="Template"
               >
-                {TEMPLATES.map((t) => (
+                {offered.templates.map((t) => (
                   <option key={t.id} value={t.id}>
                     {t.title} — {t.description}
                   </option>
@@ -216,7 +219,7 @@ export function ProjectsPage({ theme, onToggleTheme }: Props) {
                       >
                         <span className="project-name">{p.name}</span>
                         <span className="project-meta">
-                          /{p.slug} · {TEMPLATES.find((t) => t.id === p.template_id)?.title ?? p.template_id}
+                          /{p.slug} · {templateTitle(p.template_id, offered.templates)}
                           {p.updated_at ? ` · ${relativeTime(p.updated_at)}` : ""}
                         </span>
                       </a>

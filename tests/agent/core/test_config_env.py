@@ -115,3 +115,24 @@ def test_blank_values_mean_the_default() -> None:
     config = AgentConfig.from_env({"HOME": "/home/u", "AMICABLE_AGENT_HOST": " "})
     assert config.host == "127.0.0.1"
     assert LoopSettings.from_env({"DEEPAGENTS_QA": ""}).qa_enabled is True
+
+
+def test_templates_from_env_and_their_checks() -> None:
+    from amicable_templates import registry
+
+    default = AgentConfig.from_env({})
+    assert default.templates == registry().ids
+    assert default.pooled_templates == ("vite",)
+    chosen = AgentConfig.from_env(
+        {"AMICABLE_TEMPLATES": "vite,hono", "AMICABLE_WARM_POOL_TEMPLATES": "hono,vite,fastapi"}
+    )
+    assert chosen.templates == ("vite", "hono")
+    assert chosen.pooled_templates == ("hono", "vite")  # only offered templates get a pool
+    for env, message in (
+        ({"AMICABLE_TEMPLATES": "vite,cobol"}, "AMICABLE_TEMPLATES: unknown template"),
+        ({"AMICABLE_WARM_POOL_TEMPLATES": "rails"}, "AMICABLE_WARM_POOL_TEMPLATES: unknown"),
+        ({"AMICABLE_TEMPLATES": "hono"}, "AMICABLE_DEFAULT_TEMPLATE 'vite' is not in"),
+        ({"AMICABLE_DEFAULT_TEMPLATE": "cobol"}, "AMICABLE_DEFAULT_TEMPLATE: unknown"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            AgentConfig.from_env(env)

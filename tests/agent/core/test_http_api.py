@@ -245,6 +245,41 @@ async def test_preview_resolver_answers_503_when_the_backend_fails(
     assert r.json() == {"error": "backend_unavailable", "detail": "the Kubernetes API answered 500"}
 
 
+async def test_templates_route_lists_what_projects_may_use(api: Any) -> None:
+    from amicable_templates import registry
+
+    c = api.client
+    answer = (await c.get("/api/templates")).json()
+    assert answer["default"] == "vite"
+    assert [t["id"] for t in answer["templates"]] == list(registry().ids)
+    assert {"id", "name", "description", "deps", "reload", "qa"} <= set(answer["templates"][0])
+    for offered in answer["templates"]:  # everything listed can be created
+        made = await c.post(
+            "/api/projects", json={"name": offered["id"], "template_id": offered["id"]}
+        )
+        assert (made.status_code, made.json()["template_id"]) == (200, offered["id"])
+
+
+async def test_only_enabled_templates_are_offered_and_accepted(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    from amicable_testing.fake_sandbox_backend import FakeSandboxBackend
+
+    config = {"templates": ("vite", "fastapi"), "preview_resolver_token": "sekrit"}
+    async with (
+        agent_factory(backend=FakeSandboxBackend(), config=config) as running,
+        httpx.AsyncClient(base_url=running.http, trust_env=False) as c,
+    ):
+        listed = (await c.get("/api/templates")).json()["templates"]
+        assert [t["id"] for t in listed] == ["vite", "fastapi"]
+        refused = await c.post("/api/projects", json={"template_id": "nextjs15"})
+        assert refused.status_code == 400
+        assert refused.json() == {
+            "error": "invalid_template_id",
+            "detail": "known templates: vite, fastapi",
+        }
+
+
 async def test_older_turns_are_paged_over_http(api: Any) -> None:
     from amicable_agent.sessions.transcript import RECORD_KIND
     from amicable_agent.store import open_store

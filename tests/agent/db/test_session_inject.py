@@ -23,10 +23,7 @@ from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 from .conftest import Hasura, static_origins
 
-TEMPLATE = (
-    Path(__file__).resolve().parents[3]
-    / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite"
-)
+TEMPLATE = Path(__file__).resolve().parents[3] / "libs/templates/src/amicable_templates/stacks/vite"
 PREVIEW_URL = "http://todo-app.preview.localhost:8123/"
 
 

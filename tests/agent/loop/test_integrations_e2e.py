@@ -181,6 +181,6 @@ def test_amicable_db_js_is_never_committed() -> None:
     config = GitSyncConfig()
     assert "amicable-db.js" in config.effective_excludes
     assert "amicable-db.js" in attrs.evolve(config, excludes=("dist/",)).effective_excludes
-    template = Path(__file__).parents[3] / "services" / "sandbox_runtime" / "src"
-    gitignore = template / "amicable_sandbox_runtime" / "templates" / "vite" / ".gitignore"
+    stacks = Path(__file__).parents[3] / "libs" / "templates" / "src" / "amicable_templates"
+    gitignore = stacks / "stacks" / "vite" / ".gitignore"
     assert "public/amicable-db.js" in gitignore.read_text().splitlines()

@@ -714,7 +714,7 @@ def build_app(agent: FakeAgent) -> QuartTrio:
 #: The real runtime bridge the sandbox template ships; the fake preview pages load it.
 RUNTIME_BRIDGE = (
     Path(__file__).resolve().parents[3]
-    / "services/sandbox_runtime/src/amicable_sandbox_runtime/templates/vite/public/amicable-runtime.js"
+    / "libs/templates/src/amicable_templates/stacks/vite/public/amicable-runtime.js"
 )
 
 

@@ -169,7 +169,33 @@ empty for the SQLite file. */}}
 {{- end -}}
 
 {{/* Fail early on combinations that cannot work. */}}
+{{/*
+The SandboxTemplate of a project template: sandboxTemplate.name for the default template,
+<sandboxTemplate.name without its "-vite" suffix>-<id> for the others.
+*/}}
+{{- define "amicable.sandboxTemplateName" -}}
+{{- $t := .root.Values.sandboxTemplate -}}
+{{- if eq .id .root.Values.defaultTemplate -}}{{ $t.name }}{{- else -}}{{ printf "%s-%s" (trimSuffix "-vite" $t.name) .id }}{{- end -}}
+{{- end -}}
+
+{{/* The enabled template ids, comma-separated (AMICABLE_TEMPLATES). */}}
+{{- define "amicable.enabledTemplates" -}}
+{{- $ids := list -}}
+{{- range .Values.sandboxTemplates -}}{{- if .enabled -}}{{- $ids = append $ids .id -}}{{- end -}}{{- end -}}
+{{- join "," $ids -}}
+{{- end -}}
+
+{{/* {template id: SandboxTemplate name} of the enabled templates, as JSON. */}}
+{{- define "amicable.templateMap" -}}
+{{- $map := dict -}}
+{{- range .Values.sandboxTemplates -}}{{- if .enabled -}}{{- $_ := set $map .id (include "amicable.sandboxTemplateName" (dict "root" $ "id" .id)) -}}{{- end -}}{{- end -}}
+{{- toJson $map -}}
+{{- end -}}
+
 {{- define "amicable.validate" -}}
+{{- if not (has .Values.defaultTemplate (splitList "," (include "amicable.enabledTemplates" .))) -}}
+{{- fail (printf "defaultTemplate %s is not an enabled entry of sandboxTemplates" .Values.defaultTemplate) -}}
+{{- end -}}
 {{- $db := .Values.agent.database -}}
 {{- if and $db.url (not (or (hasPrefix "sqlite:///" $db.url) (hasPrefix "postgresql://" $db.url) (hasPrefix "postgres://" $db.url))) -}}
 {{- fail "agent.database.url must be sqlite:///<path> or postgresql://user@host/db (put a password in the agent Secret and name its key in agent.database.urlSecretKey)" -}}

@@ -21,6 +21,7 @@ from amicable_settings import (
     secret,
     string,
 )
+from amicable_templates import DEFAULT_TEMPLATE, registry
 
 from .auth.config import AuthConfig
 from .browser.config import BrowserConfig
@@ -112,7 +113,12 @@ class AgentConfig:
             here; the loop's settings decide, see ``loop/settings.py``).
         editor_dist: ``AMICABLE_EDITOR_DIST`` — the built editor served on ``/`` locally.
         runtime_command: how to start ``amicable-sandbox-runtime`` (``AMICABLE_RUNTIME_COMMAND``).
-        template_id: default project template.
+        template_id: default project template (``AMICABLE_DEFAULT_TEMPLATE``).
+        templates: ``AMICABLE_TEMPLATES``: the template ids new projects may use (default
+            every template of the registry, ``amicable_templates``); ``GET /api/templates``
+            lists these. On Kubernetes the chart sets it to its enabled ``sandboxTemplates``.
+        warm_pool_templates: ``AMICABLE_WARM_POOL_TEMPLATES``: local templates with a warm
+            pool of ``warm_pool_size`` each (default the default template only).
         provision_timeout_s: deadline for creating/starting a sandbox.
         node_modules_cache_dir: ``AMICABLE_NODE_MODULES_CACHE_DIR`` (local backend npm
             cache; default ``<data_dir>/cache``).
@@ -169,6 +175,8 @@ class AgentConfig:
     editor_dist: Path | None = None
     runtime_command: tuple[str, ...] = ("amicable-sandbox-runtime",)
     template_id: str = "vite"
+    templates: tuple[str, ...] = attrs.field(factory=lambda: registry().ids)
+    warm_pool_templates: tuple[str, ...] | None = None
     provision_timeout_s: float = 600.0
     node_modules_cache_dir: Path | None = None
     ws_send_queue_size: int = 256
@@ -181,6 +189,31 @@ class AgentConfig:
     checkpoint_max_history_bytes: int = 1024 * 1024 * 1024
     browser: BrowserConfig = attrs.field(factory=BrowserConfig)
     snapshots: SnapshotConfig | None = attrs.field(default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        known = registry()
+        for name, ids in (
+            ("AMICABLE_TEMPLATES", self.templates),
+            ("AMICABLE_WARM_POOL_TEMPLATES", self.warm_pool_templates or ()),
+            ("AMICABLE_DEFAULT_TEMPLATE", (self.template_id,)),
+        ):
+            unknown = [t for t in ids if t not in known]
+            if unknown:
+                raise ConfigError(
+                    f"{name}: unknown template(s) {', '.join(unknown)}; known: "
+                    f"{', '.join(known.ids)}"
+                )
+        if not self.templates or self.template_id not in self.templates:
+            raise ConfigError(
+                f"AMICABLE_DEFAULT_TEMPLATE {self.template_id!r} is not in AMICABLE_TEMPLATES"
+            )
+
+    @property
+    def pooled_templates(self) -> tuple[str, ...]:
+        """The templates the local warm pool keeps sandboxes of."""
+        if self.warm_pool_templates is None:
+            return (self.template_id,)
+        return tuple(t for t in self.warm_pool_templates if t in self.templates)
 
     @property
     def snapshot_config(self) -> SnapshotConfig:
@@ -283,7 +316,9 @@ class AgentConfig:
                 model_configured=api_key_set,
                 editor_dist=Path(dist) if dist else None,
                 runtime_command=runtime_cmd or ("amicable-sandbox-runtime",),
-                template_id=string(env, "AMICABLE_DEFAULT_TEMPLATE", "vite"),
+                template_id=string(env, "AMICABLE_DEFAULT_TEMPLATE", DEFAULT_TEMPLATE),
+                templates=tuple(comma_list(env, "AMICABLE_TEMPLATES", registry().ids)),
+                warm_pool_templates=_optional_ids(env, "AMICABLE_WARM_POOL_TEMPLATES"),
                 node_modules_cache_dir=Path(cache_dir) if cache_dir else None,
                 max_prompt_chars=integer(
                     env,
@@ -304,6 +339,11 @@ class AgentConfig:
                 browser=BrowserConfig.from_env(env),
                 snapshots=SnapshotConfig.from_env(env, data_dir=data_path),
             )
+
+
+def _optional_ids(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    value = comma_list(env, name, None)
+    return None if value is None else tuple(value)
 
 
 def random_token() -> str:

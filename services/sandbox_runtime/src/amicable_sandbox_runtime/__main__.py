@@ -55,12 +55,14 @@ def _parser() -> argparse.ArgumentParser:
         "init-workspace", help="copy a template into DEST and provide its node_modules"
     )
     init_p.add_argument("dest", type=Path, metavar="DEST")
-    init_p.add_argument("--template", default=DEFAULT_TEMPLATE, help="template id (default vite)")
+    init_p.add_argument(
+        "--template", default=DEFAULT_TEMPLATE, help="template id (default vite; list: templates)"
+    )
     init_p.add_argument(
         "--cache-dir",
         type=Path,
         default=DEFAULT_CACHE_DIR,
-        help=f"node_modules cache (default {DEFAULT_CACHE_DIR})",
+        help=f"dependency cache: node_modules, .venv (default {DEFAULT_CACHE_DIR})",
     )
     init_p.add_argument(
         "--hardlink",

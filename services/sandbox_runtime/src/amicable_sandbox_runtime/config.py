@@ -90,6 +90,17 @@ def load_config(
         )
 
 
+def _template_dev_command(template_id: str) -> str:
+    """The registry's dev-server command of ``AMICABLE_TEMPLATE`` (it reads the preview host
+    and port from the environment the supervisor sets)."""
+    from amicable_templates import TemplateError, get_template
+
+    try:
+        return get_template(template_id).dev_command
+    except TemplateError as exc:
+        raise ConfigError(f"AMICABLE_TEMPLATE: {exc}") from None
+
+
 def _load(
     env: Mapping[str, str],
     *,
@@ -101,8 +112,11 @@ def _load(
 ) -> RuntimeConfig:
     preview_host = string(env, "AMICABLE_PREVIEW_HOST", "0.0.0.0")
     preview_port = integer(env, "AMICABLE_PREVIEW_PORT", 3000, minimum=1, maximum=65535)
+    template_id = string(env, "AMICABLE_TEMPLATE", "")
     if "AMICABLE_PREVIEW_CMD" in env:
         preview_cmd: str | None = env["AMICABLE_PREVIEW_CMD"].strip() or None
+    elif template_id:
+        preview_cmd = _template_dev_command(template_id)
     else:
         preview_cmd = DEFAULT_PREVIEW_CMD.format(host=preview_host, port=preview_port)
     log_path = string(env, "AMICABLE_PREVIEW_LOG_PATH", "")

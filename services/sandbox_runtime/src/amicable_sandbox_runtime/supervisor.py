@@ -252,9 +252,12 @@ class PreviewSupervisor:
     def _workspace_incomplete(self) -> bool:
         # ``npm run dev`` in a workspace that init-workspace is still filling (the local
         # backend starts both at once) would only burn CPU the init and the real start need
+        # (a Python template's command runs .venv/bin/python: it waits for the .venv)
         command = self.config.preview_cmd or ""
         workspace = self.config.workspace
-        return command.lstrip().startswith("npm ") and not (
+        if ".venv/bin/" in command:
+            return not (workspace / ".venv").exists()
+        return command.lstrip().startswith(("npm ", "node_modules/")) and not (
             (workspace / "package.json").exists() and (workspace / "node_modules").exists()
         )
 

@@ -27,6 +27,7 @@ from . import git as api_git
 from . import members as api_members
 from . import projects as api_projects
 from . import resolver
+from . import templates as api_templates
 from . import turns as api_turns
 from .authz import denied
 from .bodies import HttpError, install_error_handlers, read_json_body
@@ -69,6 +70,7 @@ def create_public_app(state: AppState) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
     app.register_blueprint(api_auth.bp)
     app.register_blueprint(api_projects.bp)
+    app.register_blueprint(api_templates.bp)
     app.register_blueprint(api_members.bp)
     app.register_blueprint(api_budgets.bp)
     app.register_blueprint(api_sandbox.bp)

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TEMPLATES: tuple[str, ...] = ("vite",)
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DELETE_STEP_TIMEOUT_S = 60.0
 
@@ -89,8 +88,9 @@ async def create_project() -> Response:
         except ProtocolError as exc:
             raise HttpError(413, "prompt_too_long", exc.message) from None
     template_id = optional_str(body, "template_id") or state.config.template_id
-    if template_id not in TEMPLATES:
-        raise HttpError(400, "invalid_template_id", f"known templates: {', '.join(TEMPLATES)}")
+    if template_id not in state.config.templates:
+        known = ", ".join(state.config.templates)
+        raise HttpError(400, "invalid_template_id", f"known templates: {known}")
     named: SmallAnswer | None = None
     if not name and prompt and prompt.strip():
         small = state.manager.deps.small

@@ -46,6 +46,7 @@ from .model_api import AssistantMessage, LlmError
 from .prompts import (
     load_workspace_instructions,
     request_text,
+    stack_prompt,
     system_prompt,
     user_content,
     wrap_user_text,
@@ -386,15 +387,15 @@ class Engine:
     async def _trace(self, host: SessionHost, state: TurnState | None, event: TraceEvent) -> None:
         await send_trace(host, state, event)
 
-    def _system(self, summary: str, instructions: str, *, with_db: bool = False) -> str:
+    def _system(self, summary: str, instructions: str, *, with_db: bool, template: str) -> str:
         # Workspace instructions live in the system prompt (re-read every turn) rather than
         # in each request, so they do not pile up in the stored history.
-        parts = [system_prompt(with_db=with_db)]
+        parts = [system_prompt(with_db=with_db), stack_prompt(template, instructions)]
         if instructions:
             parts.append(f"Workspace instructions (follow them):\n{instructions}")
         if summary:
             parts.append(f"Summary of the earlier conversation:\n{summary}")
-        return "\n\n".join(parts)
+        return "\n\n".join(p for p in parts if p)
 
     async def _loop(
         self, host: SessionHost, messages: list[dict[str, Any]], state: TurnState
@@ -405,6 +406,7 @@ class Engine:
             summary,
             await load_workspace_instructions(host.runtime),
             with_db=app_db_of(host) is not None,
+            template=host.project.template_id,
         )
         if extra := self.toolbox.prompt(host):
             system = f"{system}\n\n{extra}"

@@ -6,6 +6,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from amicable_templates import TemplateError, get_template
+
 from amicable_agent.errors import RuntimeClientError
 
 if TYPE_CHECKING:
@@ -68,6 +70,32 @@ def system_prompt(*, with_db: bool = False) -> str:
     """The system prompt; ``with_db`` adds how the app reaches its database and the DB tools
     (only for sessions that have them)."""
     return f"{SYSTEM_PROMPT}\n\n{DB_PROMPT}" if with_db else SYSTEM_PROMPT
+
+
+def stack_prompt(template_id: str, instructions: str) -> str:
+    """What the registry says about the project's stack (``amicable_templates``): its name,
+    how the preview reloads, the QA commands and the files not to delete; plus the
+    template's ``AGENTS.md`` when the workspace has no ``/AGENTS.md`` of its own (the model
+    deleted it), so the stack's conventions are never lost. Empty for an unknown id."""
+    try:
+        template = get_template(template_id)
+    except TemplateError:
+        return ""
+    reload = (
+        "saved changes hot-reload in the preview (HMR)"
+        if template.reload == "hmr"
+        else "the server restarts on every saved change and the preview page reloads itself"
+    )
+    lines = [
+        f"Stack: {template.name} (template `{template.id}`): {template.description}",
+        f"The dev server already runs on port {template.dev_port}; {reload}. "
+        "Never start another one.",
+        "QA runs: " + "; ".join(f"`{cmd}`" for _, cmd in template.qa) + ".",
+        "Never delete: " + ", ".join(f"/{p}" for p in template.protected) + ".",
+    ]
+    if "# /AGENTS.md" not in instructions:
+        lines.append(f"The stack's conventions:\n{template.agents_md().strip()}")
+    return "\n".join(lines)
 
 
 async def load_workspace_instructions(runtime: RuntimeClient) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
+from amicable_templates import TemplateError, get_template
 
 from amicable_agent.errors import RuntimeClientError
 
@@ -81,16 +82,32 @@ class QaOutcome:
         return "environment" if is_environment_failure(failed) else "code"
 
 
-def select_qa_commands(probe: WorkspaceProbe, settings: LoopSettings) -> list[str] | QaCheck:
+def template_qa_commands(template_id: str, *, run_tests: bool) -> list[str] | None:
+    """The registry's QA commands of a template (``amicable_templates``), None if unknown."""
+    try:
+        template = get_template(template_id)
+    except TemplateError:
+        return None
+    return template.qa_commands(run_tests=run_tests)
+
+
+def select_qa_commands(
+    probe: WorkspaceProbe, settings: LoopSettings, template_qa: list[str] | None = None
+) -> list[str] | QaCheck:
     """The QA commands for a workspace, or an immediate failing check.
 
-    ``DEEPAGENTS_QA_COMMANDS`` overrides everything; an unreadable ``package.json`` fails at
-    once; package scripts ``lint``, ``typecheck``, ``test`` (only with
+    ``DEEPAGENTS_QA_COMMANDS`` overrides everything. A workspace without ``package.json``
+    whose template brings QA commands (``template_qa``, e.g. ``fastapi``) runs those: Node
+    templates name their checks as package scripts, so detection below finds the same
+    commands and follows the model's changes to the scripts. An unreadable ``package.json``
+    fails at once; package scripts ``lint``, ``typecheck``, ``test`` (only with
     ``DEEPAGENTS_QA_RUN_TESTS``), ``build`` in that order; then fallbacks per stack. Returns
     ``[]`` when nothing applies (QA passes with a single ``<none>`` result).
     """
     if settings.qa_commands is not None:
         return list(settings.qa_commands)
+    if template_qa and probe.package_json is None:
+        return list(template_qa)
     tests = settings.qa_run_tests
     if probe.package_json is not None:
         try:
@@ -228,6 +245,7 @@ async def run_qa(
     settings: LoopSettings,
     *,
     on_check: Callable[[QaCheck], Awaitable[None]] | None = None,
+    template_id: str | None = None,
 ) -> QaOutcome:
     """Select and run the QA commands; the whole round is bounded by ``qa_timeout_s``.
 
@@ -238,7 +256,10 @@ async def run_qa(
     Cancellation: cancelling the caller cancels the running ``exec`` calls, which kills
     their process groups in the sandbox.
     """
-    selected = select_qa_commands(await probe_workspace(runtime), settings)
+    template_qa = None
+    if template_id is not None:
+        template_qa = template_qa_commands(template_id, run_tests=settings.qa_run_tests)
+    selected = select_qa_commands(await probe_workspace(runtime), settings, template_qa)
     if isinstance(selected, QaCheck):
         return QaOutcome((selected,))
     if not selected:

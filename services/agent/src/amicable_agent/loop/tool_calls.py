@@ -119,7 +119,9 @@ async def qa_round(
             duration_ms=check.duration_ms,
         ))  # fmt: skip
 
-    outcome = await qa_mod.run_qa(host.runtime, settings, on_check=on_check)
+    outcome = await qa_mod.run_qa(
+        host.runtime, settings, on_check=on_check, template_id=host.project.template_id
+    )
     state.qa_passed = outcome.passed
     failed = outcome.first_failure
     if failed is None:

@@ -11,16 +11,19 @@ agent, each sandbox in its own process group, and stop with it; after a restart 
 
 Cold start, fastest first:
 
-* **warm pool** (``warm_pool_size``): sandboxes with the dev server already running; ``ensure``
-  for a new session adopts one (its directory is linked under the new sandbox id);
-* **spare workspace** (``spare_workspaces``, :mod:`.spares`): a complete project tree made
+* **warm pool** (``warm_pool_size`` per template of ``warm_pool_templates``): sandboxes with
+  the dev server already running; ``ensure`` for a new session of that template adopts one
+  (its directory is linked under the new sandbox id);
+* **spare workspace** (``spare_workspaces``, :mod:`.spares`, default template only): a complete project tree made
   in the background; ``ensure`` renames it into place and starts the runtime on it;
 * otherwise the runtime's ``init-workspace`` (template copy + the project's own copy of a
-  node_modules cache prepared once with ``npm ci``) runs *while* the runtime process boots.
+  dependency cache prepared once per template and lockfile: ``npm ci``, or a ``.venv`` for a
+  Python template) runs *while* the runtime process boots.
   The template is only ever copied into an empty workspace (the host never writes into a
   directory the sandbox filled).
 
-Either way the runtime runs the dev script without npm (:func:`.sandbox.dev_command`).
+Either way the runtime runs the template's dev command (:func:`.sandbox.preview_command`;
+the Vite template's dev script without npm).
 
 Other modules: :mod:`.sandbox` (a sandbox's state, view and environment),
 :mod:`.environment` (the allow-list), :mod:`.procs` (process groups, leftover sweeps),
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING
 import attrs
 import httpx
 import trio
+from amicable_templates import DEFAULT_TEMPLATE
 
 from amicable_agent.errors import SandboxProvisionError
 from amicable_agent.leash import sweep_run_dir
@@ -82,7 +86,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE = "vite"
 _TRASH_PREFIX = ".deleted-"
 
 
@@ -102,7 +105,10 @@ class LocalBackendConfig:
         limits: memory, processes, CPU share and disk of each sandbox (:mod:`.limits`).
         env_passthrough: extra environment variable names sandboxes may see (besides the
             allow-list of :mod:`.environment`).
-        warm_pool_size: sandboxes kept ready (dev server running) for new sessions.
+        warm_pool_size: sandboxes kept ready (dev server running) for new sessions, per
+            template of ``warm_pool_templates``.
+        warm_pool_templates: the templates with a warm pool (``AMICABLE_WARM_POOL_TEMPLATES``).
+        spare_template: the template spare workspaces are made of (the default template).
         spare_workspaces: complete workspaces of the default template kept on disk for new
             sessions (no process; 0 disables).
         idle_ttl_s: stop a sandbox after this long without activity (0 = never).
@@ -121,6 +127,8 @@ class LocalBackendConfig:
     limits: SandboxLimits = attrs.field(factory=SandboxLimits)
     env_passthrough: tuple[str, ...] = ()
     warm_pool_size: int = 1
+    warm_pool_templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
+    spare_template: str = DEFAULT_TEMPLATE
     spare_workspaces: int = 1
     idle_ttl_s: float = 1800.0
     start_timeout_s: float = 600.0
@@ -144,6 +152,8 @@ class LocalBackendConfig:
             ),
             env_passthrough=config.sandbox_env_passthrough,
             warm_pool_size=config.warm_pool_size,
+            warm_pool_templates=config.pooled_templates,
+            spare_template=config.template_id,
             spare_workspaces=config.spare_workspaces,
             idle_ttl_s=config.sandbox_idle_ttl_s,
             cache_dir=config.node_modules_cache_dir,
@@ -178,12 +188,14 @@ class LocalBackend:
         self._running: dict[str, LocalSandbox] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False)
-        self.pool = WarmPool(
-            self._root, config.warm_pool_size, config.refill_delay_s, self._start_pooled
-        )
+        start, size, delay = self._start_pooled, config.warm_pool_size, config.refill_delay_s
+        self.pools = {  # one warm pool per template of AMICABLE_WARM_POOL_TEMPLATES
+            t: WarmPool(self._root, size, delay, partial(start, t), template_id=t)
+            for t in dict.fromkeys(config.warm_pool_templates)
+        }
         self.spares = SpareWorkspaces(
             self._root,
-            DEFAULT_TEMPLATE,
+            config.spare_template,
             config.spare_workspaces,
             self._init_argv,
             config.refill_delay_s,
@@ -217,8 +229,8 @@ class LocalBackend:
             existed = await trio.to_thread.run_sync(_holds_project, root / "workspace")
             create_from: str | None = None
             if not existed:
-                if template_id == DEFAULT_TEMPLATE:
-                    adopted = self._adopt_warm(sandbox_id, root)
+                if template_id in self.pools:
+                    adopted = self._adopt_warm(sandbox_id, root, template_id)
                     if adopted is not None:
                         adopted.session_id = session_id
                         await on_stage("starting_preview", "Using a prepared workspace")
@@ -230,7 +242,9 @@ class LocalBackend:
                     create_from = template_id
             try:
                 with trio.fail_after(self._config.start_timeout_s):
-                    sandbox = await self._start(sandbox_id, root, on_stage, create_from=create_from)
+                    sandbox = await self._start(
+                        sandbox_id, root, on_stage, create_from=create_from, template=template_id
+                    )
             except trio.TooSlowError as exc:
                 raise SandboxProvisionError("the sandbox did not start in time") from exc
             sandbox.session_id = session_id
@@ -340,7 +354,7 @@ class LocalBackend:
         """Stop every sandbox (the owning context manager calls this)."""
         for sandbox_id in list(self._running):
             await self.stop(sandbox_id)
-        for sandbox in list(self.pool.sandboxes):
+        for sandbox in _warm(self.pools):
             sandbox.scope.cancel()
             with trio.CancelScope(shield=True):
                 await sandbox.stopped.wait()
@@ -361,10 +375,10 @@ class LocalBackend:
     def statistics(self) -> dict[str, int]:
         """Running and warm sandbox counts, spare workspaces ready, and the memory (where a
         cgroup counts it) and disk the running and warm sandboxes use together."""
-        sandboxes = [*self._running.values(), *self.pool.sandboxes]
+        sandboxes = [*self._running.values(), *_warm(self.pools)]
         return {
             "running": len(self._running),
-            "warm": len(self.pool.sandboxes),
+            "warm": len(_warm(self.pools)),
             "spare": self.spares.statistics(),
             "memory_bytes": sum(s.memory_bytes() or 0 for s in sandboxes),
             "disk_bytes": sum(s.disk_bytes for s in sandboxes),
@@ -403,6 +417,7 @@ class LocalBackend:
         on_stage: StageCallback,
         *,
         create_from: str | None = None,
+        template: str = DEFAULT_TEMPLATE,
     ) -> LocalSandbox:
         """Start a sandbox's runtime; with ``create_from``, create its workspace from that
         template *while* the runtime process boots (its dev server is restarted once the
@@ -412,6 +427,7 @@ class LocalBackend:
             root=root,
             token=secrets.token_urlsafe(32),
             preview_port=free_port(),
+            template_id=create_from or template,
         )
         await trio.to_thread.run_sync(partial(sandbox.workspace.mkdir, parents=True, exist_ok=True))
         if create_from is None:
@@ -482,7 +498,8 @@ class LocalBackend:
         finally:
             if self._running.get(sandbox.sandbox_id) is sandbox:
                 del self._running[sandbox.sandbox_id]
-            self.pool.discard(sandbox)
+            for pool in self.pools.values():
+                pool.discard(sandbox)
             sandbox.ready = False
             sandbox.stopped.set()
         if not sandbox.serving:
@@ -494,8 +511,8 @@ class LocalBackend:
 
     # --- warm pool --------------------------------------------------------------------
 
-    def _adopt_warm(self, sandbox_id: str, link: Path) -> LocalSandbox | None:
-        sandbox = self.pool.take()
+    def _adopt_warm(self, sandbox_id: str, link: Path, template_id: str) -> LocalSandbox | None:
+        sandbox = self.pools[template_id].take()
         if sandbox is None:
             return None
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -509,12 +526,12 @@ class LocalBackend:
         self._running[sandbox_id] = sandbox
         return sandbox
 
-    async def _start_pooled(self, name: str, root: Path) -> LocalSandbox:
+    async def _start_pooled(self, template_id: str, name: str, root: Path) -> LocalSandbox:
         """Start a warm-pool sandbox and prime it before anyone waits; it is not listed
         as running until adopted."""
         try:
             with trio.fail_after(self._config.start_timeout_s):
-                sandbox = await self._start(name, root, ignore_stage, create_from=DEFAULT_TEMPLATE)
+                sandbox = await self._start(name, root, ignore_stage, create_from=template_id)
                 await self._prime(sandbox)
         except trio.TooSlowError as exc:
             raise SandboxProvisionError("start timed out") from exc
@@ -527,8 +544,9 @@ class LocalBackend:
             await self._http.get(f"http://127.0.0.1:{sandbox.preview_port}/")
 
     async def wait_pool_filled(self) -> None:
-        """Wait until the warm pool holds ``warm_pool_size`` ready sandboxes."""
-        await self.pool.wait_filled()
+        """Wait until every warm pool holds ``warm_pool_size`` ready sandboxes."""
+        for pool in self.pools.values():
+            await pool.wait_filled()
 
     async def run_idle_reaper(self) -> None:
         """Stop sandboxes idle for longer than ``idle_ttl_s``."""
@@ -557,6 +575,10 @@ def _holds_project(workspace: Path) -> bool:
         return any(workspace.iterdir())
     except OSError:
         return False
+
+
+def _warm(pools: dict[str, WarmPool]) -> list[LocalSandbox]:
+    return [s for pool in pools.values() for s in pool.sandboxes]
 
 
 def idle_sandboxes(last_active: dict[str, float], now: float, ttl_s: float) -> builtins.list[str]:
@@ -606,7 +628,8 @@ async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalB
         try:
             nursery.start_soon(trio.to_thread.run_sync, backend.remove_trash)
             await nursery.start(backend.spares.run)
-            await nursery.start(backend.pool.run)
+            for pool in backend.pools.values():
+                await nursery.start(pool.run)
             nursery.start_soon(backend.run_idle_reaper)
             yield backend
         finally:

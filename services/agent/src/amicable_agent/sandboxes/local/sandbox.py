@@ -10,6 +10,10 @@ so a project whose dev script the agent changed runs the new one, as with npm. (
 ``npm_*`` variables are not set; dev servers do not read them.) For a workspace that
 ``init-workspace`` is still filling, the first start waits (bounded) until ``package.json``
 and ``node_modules`` exist, as the runtime does for ``npm`` commands.
+
+Other templates (``amicable_templates``) run their registry ``[dev] command`` the same way
+(:func:`preview_command`): ``node_modules/.bin`` first on ``PATH``, the first start waiting
+for the template's dependency directory (``node_modules`` or ``.venv``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import trio
+from amicable_templates import DEFAULT_TEMPLATE, get_template
 
 from amicable_agent.sandboxes.base import SandboxHandle
 
@@ -49,6 +54,8 @@ class LocalSandbox:
     root: Path
     token: str
     preview_port: int
+    #: the project's template (its dev command; a warm pool's sandboxes are of one template)
+    template_id: str = DEFAULT_TEMPLATE
     runtime_port: int = 0
     pid: int | None = None
     preview_pid: int | None = None
@@ -119,6 +126,26 @@ def dev_command(python: str, host: str, port: int, *, wait_for_workspace_s: floa
     )
 
 
+def preview_command(
+    template_id: str, python: str, host: str, port: int, *, wait_for_workspace_s: float = 0
+) -> str:
+    """The dev-server command of a template: the Vite template's dev script without npm
+    (:func:`dev_command`), otherwise the registry's ``[dev] command`` (it reads
+    ``AMICABLE_PREVIEW_HOST``/``_PORT``), waiting first for the dependency directory."""
+    template = get_template(template_id)
+    if template.dev_command.startswith("npm run dev"):
+        return dev_command(python, host, port, wait_for_workspace_s=wait_for_workspace_s)
+    deps = shlex.quote(template.deps_dir)
+    run = f'PATH="$PWD/node_modules/.bin:$PATH"; exec sh -c {shlex.quote(template.dev_command)}'
+    polls = int(wait_for_workspace_s / 0.05)
+    if polls <= 0:
+        return run
+    return (
+        f"i=0; while [ ! -d {deps} ]; do "
+        f'[ "$i" -ge {polls} ] && break; i=$((i+1)); sleep 0.05; done; {run}'
+    )
+
+
 @attrs.frozen
 class SandboxView:
     """Where a sandbox's runtime finds its directories and ports, as seen from inside.
@@ -182,7 +209,9 @@ def runtime_env(
         "__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS": "." + preview_base_domain,
         "AMICABLE_HMR_PROTOCOL": "ws",
         "BROWSER": "none",
-        "AMICABLE_PREVIEW_CMD": dev_command(
+        "AMICABLE_TEMPLATE": sandbox.template_id,
+        "AMICABLE_PREVIEW_CMD": preview_command(
+            sandbox.template_id,
             python,
             "127.0.0.1",
             view.preview_port,

@@ -37,8 +37,10 @@ class WarmPool:
         root: the backend's sandboxes directory.
         size: sandboxes to keep ready (0 disables).
         refill_delay_s: delay between a take and the start of its replacement.
-        start: starts a sandbox named ``name`` in ``root`` from the default template and
+        start: starts a sandbox named ``name`` in ``root`` from ``template_id`` and
             returns it ready (the backend's start, bounded by its start timeout).
+        template_id: the template of this pool's sandboxes (their directories are
+            ``pool-<template>-<random>``; each pool only ever removes its own).
     """
 
     def __init__(
@@ -47,11 +49,14 @@ class WarmPool:
         size: int,
         refill_delay_s: float,
         start: Callable[[str, Path], Awaitable[LocalSandbox]],
+        *,
+        template_id: str = "vite",
     ) -> None:
         self._root = root
         self._size = size
         self._refill_delay_s = refill_delay_s
         self._start = start
+        self._prefix = f"{POOL_PREFIX}{template_id}-"
         self.sandboxes: list[LocalSandbox] = []
         self._changed = trio.Event()
         self._filled = trio.Event()
@@ -88,7 +93,7 @@ class WarmPool:
         while True:
             self._changed = trio.Event()
             while len(self.sandboxes) < self._size:
-                name = POOL_PREFIX + secrets.token_hex(6)
+                name = self._prefix + secrets.token_hex(6)
                 try:
                     sandbox = await self._start(name, self._root / name)
                 except SandboxProvisionError as exc:
@@ -106,5 +111,9 @@ class WarmPool:
             return
         linked = {os.readlink(p) for p in self._root.iterdir() if p.is_symlink()}
         for entry in self._root.iterdir():
-            if entry.name.startswith(POOL_PREFIX) and entry.name not in linked:
+            rest = entry.name.removeprefix(self._prefix)
+            legacy = (
+                entry.name.startswith(POOL_PREFIX) and "-" not in entry.name[len(POOL_PREFIX) :]
+            )
+            if ((rest != entry.name and "-" not in rest) or legacy) and entry.name not in linked:
                 shutil.rmtree(entry, ignore_errors=True)
