@@ -15,7 +15,11 @@ Exception tree::
     │   └── RunDirInUse              another live agent runs on the same data directory
     ├── SandboxError                 a sandbox backend could not do what was asked
     │   ├── SandboxNotFound          no such sandbox (unknown id, already deleted)
-    │   └── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
+    │   ├── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
+    │   └── EngineError              the container engine's API (Docker/Podman) answered with
+    │       │                        an error or not at all [sandboxes/container/engine.py]
+    │       ├── EngineNotFound       404: no such container, volume, network or image
+    │       └── EngineConflict       409: the name is taken, or the object is in use
     ├── RuntimeClientError           the sandbox runtime API answered with an error
     │                                (``status``, ``code``, ``detail`` from its error body)
     ├── UnsafeArchive                an archive from a sandbox is too large or holds an
