@@ -49,6 +49,7 @@ ROUTES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/api/projects/<project_id>/git/sync"): {},
     ("GET", "/api/projects/<project_id>/git/status"): None,
     ("POST", "/api/projects/<project_id>/git/pull"): {},
+    ("GET", "/api/templates"): None,
     ("GET", "/api/tokens"): None,
     ("POST", "/api/tokens"): {"name": "t"},
     ("DELETE", "/api/tokens/<token_id>"): None,
