@@ -21,6 +21,7 @@ from amicable_agent.loop.models import ModelSpec
 from amicable_agent.sandboxes.base import SandboxHandle
 from amicable_agent.server import serve
 from amicable_agent.sessions.checkpoint_queue import merged_title
+from amicable_protocol import unstructure
 from amicable_protocol.messages import decode_server_message
 from amicable_testing import FakeSandboxBackend, ws_send
 from amicable_testing.fake_anthropic import Reply, Text, ToolUse
@@ -289,3 +290,64 @@ async def test_a_short_request_stays_the_subject_and_costs_no_call(
         made = await read_until(ws, is_checkpoint, seen)
     assert made.data.output["title"] == "Make it blue"
     assert all(r.body["model"] != "small-model" for r in fake.requests)
+
+
+def checkpoint_sha(turn: dict[str, Any]) -> str | None:
+    """The sha of the ``checkpoint`` ``trace_event`` of a stored turn (None: it has none)."""
+    shas = [
+        e["data"]["output"]["sha"]
+        for e in turn["events"]
+        if e["type"] == "trace_event" and e["data"]["tool_name"] == "checkpoint"
+    ]
+    assert len(shas) <= 1
+    return shas[0] if shas else None
+
+
+async def test_a_reopened_project_shows_each_turns_checkpoint(
+    agent_http: int, fake_llm: Any, runtime: GatedRuntime
+) -> None:
+    fake, _ = fake_llm
+    sid = str(uuid.uuid4())
+    seen: list[Any] = []
+    async with (
+        open_websocket_url(f"ws://127.0.0.1:{agent_http}/") as ws,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent_http}", trust_env=False) as c,
+    ):
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        await read_until(ws, of_type("init"), seen)
+        runtime.close_gate()
+        # "One" gets a checkpoint of its own (held); "Two" and "Three" end meanwhile and are
+        # taken together by the next one.
+        for n, text in enumerate(["One", "Two", "Three"]):
+            fake.add(Reply([write(f"/src/{text}.tsx", f"{n}\n")]), Reply([Text("Done.")]))
+            await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": text}})
+            await read_until(ws, of_type("turn_ended"), seen)
+            if n == 0:
+                with trio.fail_after(30):
+                    await runtime.held.wait()
+        runtime.gate.set()
+        first = await read_until(ws, is_checkpoint, seen)
+        merged = await read_until(ws, is_checkpoint, seen)
+        page = (await c.get(f"/api/projects/{sid}/turns")).json()
+
+    assert first.data.output["title"] == "One"
+    assert merged.data.output["title"] == "Two; Three"
+    # Read back after a reload: each checkpoint is on the last turn it saved, as it was live.
+    turns = page["turns"]
+    assert [t["events"][0]["data"]["text"] for t in turns] == ["One", "Two", "Three"]
+    assert [checkpoint_sha(t) for t in turns] == [
+        first.data.output["sha"],
+        None,
+        merged.data.output["sha"],
+    ]
+    # ...after the turn's end, as the editor saw it; and the INIT of a reopened tab agrees.
+    assert turns[0]["events"][-1]["type"] == "trace_event"
+    assert turns[0]["events"][-2]["type"] == "turn_ended"
+    async with open_websocket_url(f"ws://127.0.0.1:{agent_http}/") as ws:
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        init = await read_until(ws, of_type("init"), [])
+    assert [checkpoint_sha(unstructure(t)) for t in init.data.turns] == [
+        first.data.output["sha"],
+        None,
+        merged.data.output["sha"],
+    ]

@@ -13,6 +13,12 @@ in the store (:data:`PENDING_KEY`, the running turn counting as interrupted), so
 turn cut by a session close or an agent restart become an "interrupted: …" checkpoint when
 the project opens next, instead of being attributed to the next turn.
 
+The ids of the turns a checkpoint took travel with their titles (not across a restart): its
+``trace_event`` is stored under the last of them (:func:`.transcript.save_turn_checkpoint`), so
+a reopened project shows that turn's "View changes" as the live chat did — on the newest turn
+of a merged checkpoint, whose diff is the checkpoint's (the earlier turns' files are in it too,
+so a button on each would show the same diff under several requests).
+
 A checkpoint that fails or times out is cleaned up at once (partial packs, locks; see
 :mod:`._git_scripts`), logged, told to the editor (``error`` ``checkpoint_failed`` or
 ``history_full``, once per session and code), and its turns are carried into the next one.
@@ -35,6 +41,7 @@ from amicable_protocol.messages import ErrorData, MessageType, TraceEvent
 from amicable_agent.errors import CheckpointError, SnapshotError, TurnRunning
 
 from .checkpoints import INTERRUPTED_PREFIX, Checkpoint, CheckpointPolicy, Checkpoints, format_bytes
+from .transcript import save_turn_checkpoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -118,6 +125,8 @@ class CheckpointQueue:
         self._timeout_s = timeout_s
         self._waiting: list[str] = []  # finished turns (and carried ones), oldest first
         self._taking: list[str] = []  # the turns of the checkpoint being taken
+        self._waiting_ids: list[str] = []  # ids of the recorded turns among _waiting
+        self._taking_ids: list[str] = []  # ... and among _taking
         self._turn: str | None = None  # the running turn
         self._due = False  # a checkpoint should run (carried turns alone do not make one)
         self._wake = trio.Event()
@@ -135,11 +144,16 @@ class CheckpointQueue:
         self._turn = title
         await self._save()
 
-    async def turn_finished(self, title: str, *, interrupted: bool) -> None:
+    async def turn_finished(
+        self, title: str, *, interrupted: bool, turn_id: str | None = None
+    ) -> None:
         """The turn ended (after its ``update_completed``): queue its checkpoint. Waits only
-        for the store write, never for the checkpoint."""
+        for the store write, never for the checkpoint. ``turn_id``: the turn's stored record
+        (None: it has none), which the checkpoint is remembered under."""
         self._turn = None
         self._waiting = _bounded([*self._waiting, _titled(title, interrupted)])
+        if turn_id is not None:
+            self._waiting_ids = _bounded([*self._waiting_ids, turn_id])
         self._due = True
         self._wake.set()
         await self._save()
@@ -205,6 +219,7 @@ class CheckpointQueue:
 
     async def _take(self, checkpoints: Checkpoints, why: str) -> bool:
         self._taking, self._waiting = self._waiting, []
+        self._taking_ids, self._waiting_ids = self._waiting_ids, []
         ok = await self._attempt(checkpoints, merged_title(self._taking) if self._taking else None)
         if ok:
             self._taking = []
@@ -212,7 +227,9 @@ class CheckpointQueue:
         else:
             log.info("checkpoint (%s) of session %s carried to the next", why, self._session_id)
             self._waiting = _bounded([*self._taking, *self._waiting])
+            self._waiting_ids = _bounded([*self._taking_ids, *self._waiting_ids])
             self._taking = []
+        self._taking_ids = []
         return ok
 
     async def _attempt(self, checkpoints: Checkpoints, title: str | None) -> bool:
@@ -320,20 +337,20 @@ class CheckpointQueue:
             left = ", ".join(f"{s.path} ({format_bytes(s.bytes)})" for s in made.skipped[:5])
             more = f" and {len(made.skipped) - 5} more" if len(made.skipped) > 5 else ""
             text += f". Left out as too big: {left}{more}."
-        await self._send(
-            MessageType.TRACE_EVENT,
-            TraceEvent(
-                phase="post_tool_use",
-                tool_name=CHECKPOINT_TRACE_TOOL,
-                output={
-                    "sha": made.sha,
-                    "title": made.title,
-                    "files_changed": made.files_changed,
-                    "skipped": [{"path": s.path, "bytes": s.bytes} for s in made.skipped],
-                },
-                text=text,
-            ),
+        event = TraceEvent(
+            phase="post_tool_use",
+            tool_name=CHECKPOINT_TRACE_TOOL,
+            output={
+                "sha": made.sha,
+                "title": made.title,
+                "files_changed": made.files_changed,
+                "skipped": [{"path": s.path, "bytes": s.bytes} for s in made.skipped],
+            },
+            text=text,
         )
+        if self._taking_ids:  # stored first: a tab reloaded on the announce finds it
+            await save_turn_checkpoint(self._store, self._session_id, self._taking_ids[-1], event)
+        await self._send(MessageType.TRACE_EVENT, event)
 
     async def _report(self, code: str, detail: str) -> None:
         if code in self._reported or code in _QUIET_CODES:

@@ -352,9 +352,11 @@ class TurnQueue:
         if scope.cancelled_caught:
             outcome = "cancelled"
         self._turn_scope = None
-        await self._end_transcript(job, outcome)
+        recorded = await self._end_transcript(job, outcome)
         self._changed()
-        await self._checkpoints.turn_finished(title, interrupted=outcome != "finished")
+        await self._checkpoints.turn_finished(
+            title, interrupted=outcome != "finished", turn_id=job.id if recorded else None
+        )
         await self._record(job.kind, outcome)
         await self._unmark()
         observer, self._observer = self._observer, None
@@ -431,13 +433,13 @@ class TurnQueue:
             on_progress=on_progress, on_error=on_error,
         )  # fmt: skip
 
-    async def _end_transcript(self, job: _Job, outcome: TurnOutcome) -> None:
+    async def _end_transcript(self, job: _Job, outcome: TurnOutcome) -> bool:
         """``turn_ended`` to every tab, then the turn's transcript into the store (not for
-        an auto-heal that never started a turn)."""
+        an auto-heal that never started a turn). Returns whether the turn has a record."""
         transcript = self._transcript
         if transcript is None or not transcript.announced:
             self._transcript = None
-            return
+            return False
         self._broadcast(MessageType.TURN_ENDED, TurnEnded(turn_id=job.id, outcome=outcome))
         self._transcript = None
         record = self._last_record = transcript.record()
@@ -449,6 +451,7 @@ class TurnQueue:
                 )
         except Exception:
             log.warning("could not store the transcript of a turn of %s", session_id)
+        return True
 
     async def _record(self, kind: MessageType, outcome: str) -> None:
         """Append a turn event (audit trail); a store failure never breaks the session."""

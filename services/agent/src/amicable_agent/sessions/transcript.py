@@ -8,6 +8,11 @@ everything between that the chat renders. Cumulative ``agent_partial`` frames ar
 ``update_file`` status lines are dropped; tool inputs and outputs are capped
 (:func:`cap_value`). Stored turns are read back newest first in pages
 (:func:`load_turn_page`), bounded in count and size.
+
+A turn's checkpoint is taken in the background after the turn ended, so it is not in the
+turn's record: the checkpoint queue stores its ``checkpoint`` ``trace_event`` under the turn
+(:func:`save_turn_checkpoint`, a state key per turn) and :func:`load_turn_page` appends it to
+the record read back, where the editor's replay attaches it as it does live ("View changes").
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 from amicable_protocol.messages import (
     MessageType,
     ServerMessage,
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: ``turn_events.kind`` of a stored turn record.
 RECORD_KIND = "turn_record"
+#: Store state key prefix of the checkpoint that saved a turn's files (+ the turn id).
+CHECKPOINT_KEY_PREFIX = "turn_checkpoint:"
 #: Characters kept of one string in a tool's input or output.
 MAX_VALUE_CHARS = 2000
 #: Characters kept of a whole tool input or output (JSON).
@@ -174,4 +182,32 @@ async def load_turn_page(
         page.append(record)
     page.reverse()
     cursor = page[0].seq if page and more else None
-    return TurnPage(turns=tuple(page), before=cursor)
+    turns = [await _with_checkpoint(store, project_id, r) for r in page]
+    return TurnPage(turns=tuple(turns), before=cursor)
+
+
+async def save_turn_checkpoint(
+    store: Store, project_id: str, turn_id: str, event: TraceEvent
+) -> None:
+    """Remember that the ``checkpoint`` ``event`` saved the files of turn ``turn_id`` (best
+    effort: a store failure only loses the turn's "View changes" after a reload)."""
+    envelope = ServerMessage(type=MessageType.TRACE_EVENT, data=event, session_id=project_id)
+    try:
+        with trio.move_on_after(10):
+            await store.save_state(
+                project_id, CHECKPOINT_KEY_PREFIX + turn_id, server_message_to_json(envelope)
+            )
+    except Exception as exc:
+        log.warning("could not store the checkpoint of turn %s of %s: %s", turn_id, project_id, exc)
+
+
+async def _with_checkpoint(store: Store, project_id: str, record: TurnRecord) -> TurnRecord:
+    """``record`` with its checkpoint's ``trace_event`` last, when one was stored."""
+    try:
+        stored = await store.load_state(project_id, CHECKPOINT_KEY_PREFIX + record.turn_id)
+    except Exception as exc:
+        log.warning("could not load the checkpoint of turn %s: %s", record.turn_id, exc)
+        return record
+    if not isinstance(stored, dict) or stored.get("type") != str(MessageType.TRACE_EVENT):
+        return record
+    return attrs.evolve(record, events=(*record.events, stored))
