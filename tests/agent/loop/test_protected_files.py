@@ -111,3 +111,20 @@ async def test_the_model_cannot_delete_protected_files(
     assert (workspace / "AGENTS.md").read_text() == ""
     if fake.provider == "anthropic":
         assert [r.get("is_error", False) for r in results] == [True, True, True, False, False]
+
+
+async def test_a_refused_delete_is_not_offered_for_approval(
+    fake_llm: Any, make_engine: Any, host: Any, real_runtime: Any, workspace: Path
+) -> None:
+    host.runtime = real_runtime  # permission mode "default": rm needs approval otherwise
+    host.project = attrs.evolve(host.project, template_id="vite")
+    fake, url = fake_llm
+    fake.add(
+        Reply([ToolUse("execute", {"command": "rm -f package.json"})]),
+        Reply([Text("Kept it.")]),
+    )
+    await make_engine(url).run_user_turn(host, UserData(session_id="sess-1", text="go"))
+    assert not host.of("hitl_request")
+    result = fake.view(1)["messages"][-1]["content"][0]["content"]
+    assert result.startswith(error_text(fake, "Policy denied: /package.json is a protected"))
+    assert (workspace / "package.json").exists()

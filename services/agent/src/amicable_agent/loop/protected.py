@@ -13,6 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from typing import Any
 
 from amicable_templates import TemplateError, get_template
 
@@ -95,6 +96,15 @@ def command_problem(command: str, protected: tuple[str, ...]) -> str | None:
             if problem:
                 return problem
     return None
+
+
+def refused_call(name: str, args: dict[str, Any], protected: tuple[str, ...]) -> bool:
+    """Whether tool call ``name(args)`` is refused outright by :func:`command_problem` (such a
+    call is not offered for approval first)."""
+    command = args.get("command")
+    return (
+        name == "execute" and isinstance(command, str) and bool(command_problem(command, protected))
+    )
 
 
 def restore_script(protected: tuple[str, ...]) -> str:
