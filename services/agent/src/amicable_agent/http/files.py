@@ -3,7 +3,9 @@
 Paths are public workspace paths (``/src/App.tsx``); relative input gets a leading ``/``;
 ``..``, NUL and empty paths are 400 ``invalid_path`` (upstream answered 500); a path over
 4096 bytes or with a name over 255 bytes (UTF-8) is 400 ``path_too_long``. Mutating
-``/src/main.tsx``, ``/node_modules`` or ``/.git`` is 403 ``permission_denied``.
+``/src/main.tsx``, ``/node_modules`` or ``/.git`` is 403 ``permission_denied``; deleting or
+renaming away one of the template's protected files (``[files] protected``), or a folder
+holding one, is 409 ``protected_file``.
 
 The runtime's own errors keep their status and code (``not_found``, ``conflict``,
 ``too_large`` for content over its ``AMICABLE_MAX_FILE_BYTES`` …); only a runtime that does
@@ -23,6 +25,7 @@ from amicable_protocol import path_length_problem
 from quart import Blueprint, Response, current_app, jsonify, request
 
 from amicable_agent.errors import RuntimeClientError, SandboxError, UnsafeArchive
+from amicable_agent.loop.protected import protected_paths, protected_problem, protected_under
 from amicable_agent.sandboxes.archives import spool_checked, stream_file
 
 from .authz import checked_project, requires
@@ -69,6 +72,25 @@ def mutable_path(raw: str | None) -> str:
     ):
         raise HttpError(403, "permission_denied", f"{path} is managed by the platform")
     return path
+
+
+async def _refuse_protected(project_id: str, runtime: RuntimeClient, path: str) -> None:
+    """409 ``protected_file`` when removing ``path`` would lose a protected file that is
+    there (a folder whose protected files are missing may go)."""
+    project = await checked_project(project_id, "viewer")
+    present = []
+    for hit in protected_under(path, protected_paths(project.template_id)):
+        try:
+            await runtime.read_file(hit, max_bytes=1)
+        except RuntimeClientError as exc:
+            if exc.code == "not_found":
+                continue
+            if exc.code not in ("too_large", "is_directory"):
+                raise _translate(exc) from exc
+        present.append(hit)
+    problem = protected_problem(path, tuple(present))
+    if problem:
+        raise HttpError(409, "protected_file", problem)
 
 
 def _translate(exc: RuntimeClientError) -> HttpError:
@@ -206,6 +228,8 @@ async def rename(project_id: str) -> Response:
     src = mutable_path(optional_str(body, "from"))
     dst = mutable_path(optional_str(body, "to"))
     async with await _runtime(project_id) as runtime:
+        if src != dst:
+            await _refuse_protected(project_id, runtime, src)
         try:
             await runtime.move(src, dst)
         except RuntimeClientError as exc:
@@ -220,6 +244,7 @@ async def rm(project_id: str) -> Response:
     path = mutable_path(request.args.get("path"))
     recursive = request.args.get("recursive", "0") in ("1", "true")
     async with await _runtime(project_id) as runtime:
+        await _refuse_protected(project_id, runtime, path)
         try:
             await runtime.delete(path, recursive=recursive)
         except RuntimeClientError as exc:

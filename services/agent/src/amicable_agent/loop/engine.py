@@ -51,6 +51,7 @@ from .prompts import (
     user_content,
     wrap_user_text,
 )
+from .protected import protected_paths, refused_call
 from .safety import needs_approval
 from .selection import ModelClients, UnknownModel
 from .small_tasks import SmallTasks
@@ -437,11 +438,13 @@ class Engine:
                     continue
                 return "done"
             with_db = app_db_of(host) is not None
+            protected = protected_paths(host.project.template_id)
             gated = [
                 PendingCall(b["id"], b["name"], dict(b.get("input") or {}))
                 for b in tool_uses
                 if needs_approval(b["name"], b.get("input") or {}, host.permission_mode,
                                   self.settings.hitl_interrupt_on, with_db=with_db)
+                and not refused_call(b["name"], b.get("input") or {}, protected)
             ]  # fmt: skip
             if gated:
                 await self._pause(host, state, gated)

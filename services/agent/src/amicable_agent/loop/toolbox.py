@@ -14,6 +14,7 @@ from amicable_agent.web import WEB_PROMPT, WebTools
 
 from .api import app_db_of, preview_of
 from .compaction import truncate_middle
+from .protected import protected_paths
 from .tools import ToolOutcome, call_problem, run_tool, tool_definitions
 from .visual import (
     SCREENSHOT_DEFINITION,
@@ -104,7 +105,8 @@ class Toolbox:
             return ToolOutcome(truncate_middle(content, cap), result.is_error)
         return await run_tool(host.runtime, name, args, mode=host.permission_mode,
                               output_max_chars=cap, app_db=app_db_of(host),
-                              redact=redact)  # fmt: skip
+                              redact=redact,
+                              protected=protected_paths(host.project.template_id))  # fmt: skip
 
     def _reader(
         self, on_usage: Callable[[ModelSpec, TokenUsage], Awaitable[None]] | None

@@ -20,6 +20,7 @@ from amicable_agent.errors import AgentError, RuntimeClientError
 
 from .compaction import truncate_middle
 from .model_api import UNPARSED_KEY
+from .protected import RESTORE_ENV, command_problem, restore_script, restored_paths
 from .safety import POLICY_DENIED_COMMAND, is_catastrophic, normalise_workspace_path, write_denied
 
 if TYPE_CHECKING:
@@ -206,8 +207,12 @@ async def run_tool(
     output_max_chars: int = 30_000,
     app_db: AppDbTools | None = None,
     redact: Callable[[str], str] | None = None,
+    protected: tuple[str, ...] = (),
 ) -> ToolOutcome:
     """Execute one tool call against the runtime (DB tools against ``app_db``).
+
+    ``protected``: the template's protected files (:mod:`.protected`); ``execute`` refuses a
+    plain delete of one and restores any that a command deleted anyway.
 
     ``redact`` is applied to the result before it is cut to ``output_max_chars`` (so a
     secret is never half cut off and half kept).
@@ -223,7 +228,7 @@ async def run_tool(
     if name not in TOOL_DEFINITIONS:
         return ToolOutcome(f"Error: unknown tool {name!r}", is_error=True)
     try:
-        outcome = await _dispatch(runtime, name, args, mode, output_max_chars)
+        outcome = await _dispatch(runtime, name, args, mode, output_max_chars, protected)
     except ToolInputError as exc:
         return ToolOutcome(f"Error: invalid input for {name}: {exc}", is_error=True)
     except RuntimeClientError as exc:
@@ -236,7 +241,12 @@ async def run_tool(
 
 
 async def _dispatch(
-    runtime: RuntimeClient, name: str, args: dict[str, Any], mode: PermissionMode, cap: int
+    runtime: RuntimeClient,
+    name: str,
+    args: dict[str, Any],
+    mode: PermissionMode,
+    cap: int,
+    protected: tuple[str, ...],
 ) -> ToolOutcome:
     if name == "ls":
         path = normalise_workspace_path(_str(args, "path", "/"))
@@ -282,12 +292,37 @@ async def _dispatch(
         lines = [f"{m.path}:{m.line}: {m.text}" for m in matches.matches]
         text = "\n".join(lines) if lines else "No matches"
         return ToolOutcome(text + ("\n… (truncated)" if matches.truncated else ""))
-    return await _execute(runtime, _str(args, "command"), cap)
+    command = _str(args, "command")
+    if is_catastrophic(command):
+        return ToolOutcome(f"{POLICY_DENIED_COMMAND} (exit 126)", is_error=True)
+    problem = command_problem(command, protected)
+    if problem:
+        return ToolOutcome(f"Policy denied: {problem}. Edit it instead (exit 126)", True)
+    outcome = await _execute(runtime, command, cap)
+    return await _restore_protected(runtime, outcome, protected) if protected else outcome
+
+
+async def _restore_protected(
+    runtime: RuntimeClient, outcome: ToolOutcome, protected: tuple[str, ...]
+) -> ToolOutcome:
+    """``outcome`` with a note when the command deleted protected files (put back from
+    the last checkpoint here). A failed check leaves ``outcome`` as it is."""
+    try:
+        result = await runtime.exec(restore_script(protected), env=RESTORE_ENV, timeout_s=30)
+    except Exception:  # the command's own result stands; a check must not turn it into a failure
+        log.warning("could not check the protected files after a command", exc_info=True)
+        return outcome
+    restored = restored_paths(result.stdout)
+    if not restored:
+        return outcome
+    note = (
+        f"[Policy: this command deleted protected file(s) {', '.join(restored)}; they were "
+        "restored from the last checkpoint. Do not delete or move them; edit them instead.]"
+    )
+    return attrs.evolve(outcome, content=f"{outcome.content}\n{note}", is_error=True)
 
 
 async def _execute(runtime: RuntimeClient, command: str, cap: int) -> ToolOutcome:
-    if is_catastrophic(command):
-        return ToolOutcome(f"{POLICY_DENIED_COMMAND} (exit 126)", is_error=True)
     chunks: list[str] = []
     size = 0
     exit_item: ExecExit | None = None
