@@ -170,7 +170,10 @@ async def test_warm_pool_is_adopted_and_refilled(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spares", [0, 1], ids=["created-while-starting", "spare-workspace"])
 async def test_bwrap_isolation(tmp_path: Path, spares: int) -> None:
-    config = backend_config(tmp_path, isolation="bwrap", spare_workspaces=spares)
+    # No refill while the test looks: a loaded machine's start can outlast the default delay.
+    config = backend_config(
+        tmp_path, isolation="bwrap", spare_workspaces=spares, refill_delay_s=3600
+    )
     async with open_local_backend(config) as backend:
         with trio.fail_after(300):
             await backend.spares.wait_filled()
