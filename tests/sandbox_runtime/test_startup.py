@@ -335,3 +335,31 @@ async def test_full_app_waits_for_the_dev_server_unless_a_request_needs_it(
             assert tree.status_code == 200
             assert built.is_set()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("command", "files", "waits"),
+    [
+        # the local backend's wait loop names the agent's own interpreter by absolute path
+        (
+            'i=0; s=$(/srv/agent/.venv/bin/python -S -c 1) && exec sh -c "$s"',
+            ("package.json", "node_modules/"),
+            False,
+        ),
+        ("npm run dev", ("package.json",), True),
+        ("npm run dev", ("package.json", "node_modules/"), False),
+        (".venv/bin/python -m uvicorn app.main:app --reload", (), True),
+        (".venv/bin/python -m uvicorn app.main:app --reload", (".venv/",), False),
+    ],
+)
+def test_the_dev_server_waits_only_for_its_own_workspace(
+    tmp_path: Path, command: str, files: tuple[str, ...], waits: bool
+) -> None:
+    for name in files:
+        if name.endswith("/"):
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_text("{}")
+    config = RuntimeConfig(workspace=tmp_path, token="t", host="127.0.0.1", port=0,
+                           preview_cmd=command)  # fmt: skip
+    assert PreviewSupervisor(config)._workspace_incomplete() is waits

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,9 @@ _PROBE_TIMEOUT_S = 1.0
 #: bounds how often a chatty dev server can make it probe.
 _MIN_PROBE_GAP_S = 0.02
 #: How long the first start of an ``npm`` command waits for the workspace to be complete.
+#: A command that runs the workspace's own ``.venv`` (relative, not e.g. the agent's
+#: ``/…/.venv/bin/python`` in the local backend's wait loop).
+_WORKSPACE_VENV = re.compile(r"(?:^|[\s;&|(])(?:\./)?\.venv/bin/")
 _WORKSPACE_WAIT_S = 60.0
 _WORKSPACE_POLL_S = 0.05
 
@@ -255,7 +259,7 @@ class PreviewSupervisor:
         # (a Python template's command runs .venv/bin/python: it waits for the .venv)
         command = self.config.preview_cmd or ""
         workspace = self.config.workspace
-        if ".venv/bin/" in command:
+        if _WORKSPACE_VENV.search(command):  # the workspace's own venv, not an absolute one
             return not (workspace / ".venv").exists()
         return command.lstrip().startswith(("npm ", "node_modules/")) and not (
             (workspace / "package.json").exists() and (workspace / "node_modules").exists()
