@@ -133,7 +133,7 @@ async def test_turns_leave_checkpoints_and_a_restore_goes_back(
         await ws_recv_until(ws, "update_completed")
 
         # While an approval is pending, too.
-        fake.add(Reply([ToolUse("execute", {"command": "rm -rf src"})]))
+        fake.add(Reply([ToolUse("execute", {"command": "rm -rf src/components"})]))
         await ws_send(ws, {"type": "user", "data": {"session_id": sid, "text": "delete"}})
         request = (await ws_recv_until(ws, "hitl_request"))[-1]
         pending = await c.post(f"{base}/{one['sha']}/restore")
