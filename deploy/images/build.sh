@@ -73,7 +73,13 @@ local_bases() {
   local dl=$STATE/downloads; mkdir -p "$dl/uv" "$dl/node"
   if [ ! -x "$dl/uv/uv" ]; then
     local arch; arch=$(uname -m)
-    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    # pip: the interpreter's own, else the system's (a uv virtualenv has none), else via uv
+    local pip=(python3 -m pip)
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      if /usr/bin/python3 -m pip --version >/dev/null 2>&1; then pip=(/usr/bin/python3 -m pip)
+      else pip=(uvx pip); fi
+    fi
+    "${pip[@]}" download --quiet --no-deps --only-binary=:all: \
       --platform "manylinux_2_17_$arch" --python-version 3.11 "uv==$UV_VERSION" -d "$dl/uv"
     (cd "$dl/uv" && python3 -m zipfile -e uv-*.whl x && mv "x/uv-$UV_VERSION.data/scripts/uv" uv \
       && chmod +x uv && rm -rf x)

@@ -94,7 +94,11 @@ async def test_user_turn_cancel_and_history(agent_factory: Any, tmp_path: Path) 
                 assert [t.events[0]["data"]["text"] for t in turns] == [
                     "add hello", "slow one", "again"
                 ]  # fmt: skip
-                outcomes = [t.events[-1]["data"]["outcome"] for t in turns]
+                # (a turn's checkpoint, when it has one, follows its ``turn_ended``)
+                outcomes = [
+                    next(e["data"]["outcome"] for e in t.events if e["type"] == "turn_ended")
+                    for t in turns
+                ]
                 assert outcomes == ["finished", "cancelled", "finished"]
                 assert reloaded.data.exists is True
                 await ws_send(ws, {"type": "ping", "data": {}})
