@@ -1,6 +1,6 @@
 """Container tests: the four images ``make images`` builds, run for real with podman.
 
-They run when ``AMICABLE_IMAGE_TESTS=1`` (``make test-images``; ``make test`` sets it in CI and
+They run when ``AMICABLE_IMAGE_TESTS=1`` (``make test-images``; ``make test`` sets it
 whenever the image cache is warm, see the README). The session builds the images once (cached
 by content hash: seconds when nothing changed) and shares one podman network.
 """
