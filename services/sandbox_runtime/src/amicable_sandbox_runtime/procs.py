@@ -74,12 +74,15 @@ def _open_pidfd(pid: int) -> int | None:
 
 
 def _report_exit(pid: int, write_fd: int) -> None:
-    """(worker thread) Wait until ``pid`` can be reaped, without reaping it; then say so."""
+    """(worker thread) Wait until ``pid`` can be reaped, without reaping it; then say so.
+
+    Saying so is closing ``write_fd``: the read end turns readable (end of file) only once
+    this thread holds no fd any more, so a caller that closes everything right after the
+    exit leaves nothing open behind it.
+    """
     try:
         with contextlib.suppress(ChildProcessError):  # already reaped: it has exited too
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        with contextlib.suppress(OSError):
-            os.write(write_fd, b"x")
     finally:
         os.close(write_fd)
 
