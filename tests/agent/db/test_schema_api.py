@@ -1,11 +1,13 @@
 """The database pane's HTTP API on a real agent, against the fake Hasura backed by a real
 PostgreSQL: what ``GET /schema`` reports is what PostgreSQL holds, rows page, review flags
 destructive changes, apply changes PostgreSQL and commits a migration file as a checkpoint,
-hostile drafts are refused before any SQL, and a viewer reads but cannot change."""
+hostile drafts are refused before any SQL, and a viewer reads but cannot change. A schema
+intent's model call is metered like a turn's: dropped, retried and timed-out attempts count."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,12 +26,13 @@ from amicable_agent.loop.settings import LoopSettings
 from amicable_agent.loop.spend import Budgets, Limits
 from amicable_agent.sandboxes.base import SandboxHandle
 from amicable_agent.server import serve
-from amicable_testing import FakeSandboxBackend
+from amicable_testing import FakeSandboxBackend, StubEngine
 from amicable_testing.fake_anthropic import FakeAnthropic
 from amicable_testing.fake_hasura import FakeHasura
 from amicable_testing.fake_oidc import open_fake_oidc
+from amicable_testing.fake_openai import FakeOpenAI
 from amicable_testing.logins import ALICE, BOB, CLIENT_ID, CLIENT_SECRET, Site, oidc_config
-from amicable_testing.model_script import Reply, Text
+from amicable_testing.model_script import Fault, Reply, ScriptedServer, Text
 from amicable_testing.postgres import PostgresServer, postgres_available
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
@@ -49,7 +52,18 @@ class Stack:
     site: Site
     pg_url: str
     workspaces: Path
-    model: FakeAnthropic
+    model: ScriptedServer
+    store_path: Path
+
+    def usage(self) -> list[tuple[str, int, float]]:
+        """The agent's usage records of schema intents: ``(user, input tokens, cost)``."""
+        with sqlite3.connect(self.store_path) as conn:
+            rows = conn.execute(
+                "SELECT user_sub, input_tokens, cost_usd FROM usage_records "
+                "WHERE turn_id LIKE 'schema-intent-%' ORDER BY seq"
+            ).fetchall()
+        conn.close()
+        return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
@@ -60,7 +74,9 @@ class Stack:
 
 
 @asynccontextmanager
-async def open_stack(tmp_path: Path, pg_url: str, **loop: Any) -> AsyncIterator[Stack]:
+async def open_stack(
+    tmp_path: Path, pg_url: str, provider: str = "anthropic", *, model: bool = True, **loop: Any
+) -> AsyncIterator[Stack]:
     workspaces = tmp_path / "ws"
 
     @asynccontextmanager
@@ -71,13 +87,14 @@ async def open_stack(tmp_path: Path, pg_url: str, **loop: Any) -> AsyncIterator[
         yield WorkspaceRuntime(root)
 
     async with trio.open_nursery() as nursery:
-        model = FakeAnthropic()
-        model_url = await nursery.start(model.serve)
-        settings = LoopSettings(provider="anthropic", model="claude-sonnet-5-5",
+        fake: ScriptedServer = FakeAnthropic() if provider == "anthropic" else FakeOpenAI()
+        model_url = await nursery.start(fake.serve)
+        name = "claude-sonnet-5-5" if provider == "anthropic" else "gpt-4.1"
+        settings = LoopSettings(provider=provider, model=name,
                                 api_key="sk-ant-test-key-123456", base_url=model_url,
                                 llm_retry_base_s=0.01, llm_retry_max_s=0.05, qa_enabled=False,
                                 **loop)  # fmt: skip
-        engine = Engine(settings, llm=LlmClient(settings))
+        engine = Engine(settings, llm=LlmClient(settings)) if model else StubEngine()
         hasura = FakeHasura(admin_secret=ADMIN_SECRET, jwt_key=JWT_KEY, postgres_url=pg_url)
         hasura_url = await nursery.start(hasura.serve)
         async with open_fake_oidc(
@@ -94,9 +111,10 @@ async def open_stack(tmp_path: Path, pg_url: str, **loop: Any) -> AsyncIterator[
             )  # fmt: skip
             http = f"http://localhost:{ports.public}"
             oidc.register_client(CLIENT_ID, CLIENT_SECRET, [f"{http}/auth/callback"])
-            yield Stack(Site(http, oidc), pg_url, workspaces, model)
+            yield Stack(Site(http, oidc), pg_url, workspaces, fake, config.sqlite_path)
             nursery.cancel_scope.cancel()
-        await engine.aclose()
+        if isinstance(engine, Engine):
+            await engine.aclose()
 
 
 @pytest.fixture
@@ -433,3 +451,76 @@ async def test_intent_counts_in_the_budget_and_stops_when_it_is_spent(
         over = await alice.post(url, json=body)
         assert (over.status_code, over.json()["error"]) == (429, "budget_exceeded")
         assert len(stack.model.requests) == 1
+
+
+_TODOS = {"draft": {"tables": [], "relationships": []}, "intent_text": "a todos table"}
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_an_intent_whose_model_drops_still_records_its_spend(
+    tmp_path: Path, pg_server: PostgresServer, provider: str
+) -> None:
+    """Both attempts of an intent drop mid-stream: the 502 still leaves one usage record of
+    the caller with every attempt's input tokens (Messages reports them in
+    ``message_start``; Chat Completions only in the last chunk, which never came)."""
+    budgets = Budgets(project=Limits(daily_tokens=1000))
+    async with (
+        open_stack(tmp_path, pg_server.create_database(), provider,
+                   budgets=budgets, llm_max_retries=1) as stack,
+        stack.site.signed_in(ALICE) as alice,
+    ):  # fmt: skip
+        pid = (await alice.post("/api/projects", json={"name": "D"})).json()["project_id"]
+        url = f"/api/db/{pid}/schema/intent"
+        drop = Fault(drop_after_events=6, reply=Reply([Text("{\"assistant_message\": \"Half")],
+                                                      input_tokens=700, output_tokens=5))  # fmt: skip
+        stack.model.add(drop, drop)
+        failed = await alice.post(url, json=_TODOS)
+        assert (failed.status_code, failed.json()["error"]) == (502, "intent_failed")
+        assert len(stack.model.requests) == 2
+        [(who, tokens, cost)] = stack.usage()
+        assert who == ALICE.sub
+        if provider == "anthropic":
+            assert (tokens, cost > 0) == (1400, True)
+            # The person notices: the dropped attempts used up the project's budget.
+            over = await alice.post(url, json=_TODOS)
+            assert (over.status_code, over.json()["error"]) == (429, "budget_exceeded")
+            assert len(stack.model.requests) == 2
+        else:
+            assert (tokens, cost) == (0, 0.0)
+
+
+async def test_an_intent_that_times_out_still_records_its_spend(
+    tmp_path: Path, pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intent's deadline cancels a model call that never finishes: what the provider
+    reported before the cancel (the input tokens of ``message_start``) is recorded."""
+    from amicable_agent.http import dbschema
+
+    monkeypatch.setattr(dbschema, "INTENT_TIMEOUT_S", 1.0)
+    never = trio.Event()
+    async with (
+        open_stack(tmp_path, pg_server.create_database()) as stack,
+        stack.site.signed_in(ALICE) as alice,
+    ):
+        pid = (await alice.post("/api/projects", json={"name": "T"})).json()["project_id"]
+        stack.model.add(Reply([Text('{"assistant_message": ')], input_tokens=900, hold=never))
+        late = await alice.post(f"/api/db/{pid}/schema/intent", json=_TODOS)
+        assert (late.status_code, late.json()["error"]) == (502, "intent_failed")
+        assert late.json()["detail"] == "timed out"
+        [(who, tokens, cost)] = stack.usage()
+        assert (who, tokens, cost > 0) == (ALICE.sub, 900, True)
+        never.set()
+
+
+async def test_an_agent_without_a_model_answers_intents_503(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    async with (
+        open_stack(tmp_path, pg_server.create_database(), model=False) as stack,
+        stack.site.signed_in(ALICE) as alice,
+    ):
+        pid = (await alice.post("/api/projects", json={"name": "N"})).json()["project_id"]
+        got = await alice.post(f"/api/db/{pid}/schema/intent", json=_TODOS)
+        assert (got.status_code, got.json()["error"]) == (503, "model_unavailable")
+        assert (await alice.get(f"/api/db/{pid}/schema")).status_code == 200
+        assert stack.model.requests == []

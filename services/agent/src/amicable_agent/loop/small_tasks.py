@@ -5,6 +5,10 @@ Every one of them is optional: without a small model configured, or when it fail
 badly or takes too long, the caller keeps its plain fallback (the request text as the subject,
 the first words of the prompt as the name, the page's text for the model). A small task never
 fails what it serves, and what it costs is recorded like any model call.
+
+:class:`ModelServices` is what the engine lends to model calls outside a turn
+(:meth:`~amicable_agent.loop.api.TurnEngine.model_services`): the model clients and these
+tasks; :func:`metered_complete` is such a call, counted however it ends.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import trio
 from amicable_agent.store.spend import UsageRecord
 
 from .compaction import truncate_middle
-from .model_api import LlmError, TokenUsage
+from .model_api import RECORD_TIMEOUT_S, LlmError, TokenUsage, UsageMeter
 from .models import ModelSpec
+from .selection import ModelClients
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
-    from .selection import ModelClients
+    from .llm import LlmClient
+    from .spend import Budgets
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +78,54 @@ class SmallAnswer:
 
     def usage_record(self, project_id: str, task: str, user_sub: str | None) -> UsageRecord:
         """What this answer cost, for the store (``task`` stands in for the turn id)."""
-        usage = self.usage
-        return UsageRecord(
-            project_id=project_id,
-            user_sub=user_sub,
-            turn_id=f"small:{task}",
-            model_id=self.spec.id,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens,
-            cache_write_tokens=usage.cache_creation_input_tokens,
-            cost_usd=self.spec.cost_usd(usage),
+        return usage_record(self.spec, self.usage, project_id, f"small:{task}", user_sub)
+
+
+def usage_record(
+    spec: ModelSpec, usage: TokenUsage, project_id: str, turn_id: str, user_sub: str | None
+) -> UsageRecord:
+    """What a call of ``spec`` that used ``usage`` cost, for the store."""
+    return UsageRecord(
+        project_id=project_id,
+        user_sub=user_sub,
+        turn_id=turn_id,
+        model_id=spec.id,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        cache_write_tokens=usage.cache_creation_input_tokens,
+        cost_usd=spec.cost_usd(usage),
+    )
+
+
+async def metered_complete(
+    client: LlmClient,
+    system: str,
+    prompt: str,
+    *,
+    max_output_tokens: int,
+    record: Callable[[TokenUsage], Awaitable[None]],
+) -> str:
+    """``client``'s answer to ``prompt`` (no tools), passing what the call cost to ``record``
+    however it ends - answered, failed after its retries or cancelled - since failed and
+    cancelled attempts cost too (as a turn's calls: :func:`.stream.metered_answer`).
+
+    Raises:
+        LlmError: the model failed (its attempts are recorded first).
+
+    Cancellation: the attempts so far are recorded (shielded, at most
+    :data:`~.model_api.RECORD_TIMEOUT_S`), then the cancellation propagates.
+    """
+    meter = UsageMeter()
+    try:
+        answer = await client.complete(
+            system, prompt, max_output_tokens=max_output_tokens, meter=meter
         )
+    finally:
+        if meter.attempts:
+            with trio.CancelScope(shield=True), trio.move_on_after(RECORD_TIMEOUT_S):
+                await record(meter.usage)
+    return answer.text
 
 
 def name_from_prompt(prompt: str) -> str:
@@ -185,3 +227,22 @@ class SmallTasks:
         if answer is None or not answer.text:
             return None
         return answer
+
+
+@attrs.frozen
+class ModelServices:
+    """The engine's models, for model calls outside a turn (the database pane's schema
+    intents, checkpoints' commit subjects).
+
+    Attributes:
+        models: the model clients and catalog (one client per model and process).
+        small: the small model's tasks.
+    """
+
+    models: ModelClients
+    small: SmallTasks
+
+    @property
+    def budgets(self) -> Budgets:
+        """The spend budgets the engine's turns keep to (``AMICABLE_BUDGET_*``)."""
+        return self.models.settings.budgets
