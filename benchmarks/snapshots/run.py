@@ -347,7 +347,7 @@ async def main(runs: int, turns: int, ready_delays: list[float], only: str | Non
         base = Path(tmp)
         if only in (None, "turn"):
             print("== snapshot cost per turn")
-            await per_turn(base, max(turns, 10) * 2)
+            await per_turn(base, max(turns, 10) * 4)
         if only in (None, "init"):
             print("== init -> preview of a restored project")
             await restored_init(base, runs, turns)

@@ -191,3 +191,27 @@ async def test_a_prepared_bundle_that_is_gone_is_made_again(
     assert made is not None
     assert made.head_sha == git(runtime.root, "rev-parse", "HEAD")
     assert len(runtime.execs) == before + 1
+
+
+async def test_a_bundle_branching_off_an_older_snapshot_is_refused_as_diverged(
+    tmp_path: Path, store: SnapshotStore
+) -> None:
+    # Every object it needs is in the stored history, but its head does not continue the
+    # stored head: a side branch off the first snapshot.
+    runtime = await _stored_twice(tmp_path, store)
+    first, second = await store.chain(PID)
+    root = runtime.root
+    git(root, "checkout", "-q", "-b", "side", first.head_sha)
+    (root / "src" / "App.tsx").write_text("side\n")
+    git(root, "-c", "user.name=x", "-c", "user.email=x@y", "commit", "-qam", "side")
+    git(root, "bundle", "create", "-q", str(tmp_path / "side.bundle"), "HEAD", f"^{first.head_sha}")
+    with pytest.raises(SnapshotError) as refused:
+        await store.add(PID, tmp_path / "side.bundle", base=second.head_sha)
+    assert refused.value.code == "diverged"
+    assert [r.head_sha for r in await store.chain(PID)] == [first.head_sha, second.head_sha]
+    # The history goes on from where it was.
+    git(root, "checkout", "-q", "main")
+    await turn(Checkpoints(runtime), runtime, 2)
+    made = await Snapshots(store).take(PID, runtime)
+    assert made is not None
+    assert made.base_sha == second.head_sha
