@@ -255,18 +255,33 @@ def stage_script(*, max_file_bytes: int, max_history_bytes: int, baseline_only: 
     return "\n".join(lines)
 
 
-def commit_script(message: str, *, allow_empty: bool) -> str:
-    """Commit the index with ``message``, then print the new checkpoint's log record."""
+#: The line between a commit's log record and what its ``after`` script printed.
+AFTER_COMMIT_MARK = "@@amicable-after-commit"
+
+
+def commit_script(message: str, *, allow_empty: bool, after: str | None = None) -> str:
+    """Commit the index with ``message``, then print the new checkpoint's log record; then,
+    when given, run ``after`` in a subshell of the same exec (its output follows
+    :data:`AFTER_COMMIT_MARK`; its failure never fails the commit)."""
     args = ["commit", "-q", *(["--allow-empty"] if allow_empty else []), "-m", message]
-    return "\n".join(
-        [
-            *_write_prelude(),
-            git(*args),
-            f"touch {STAMP_FILE}",
-            git("log", "-1", LOG_FORMAT, "--shortstat", "HEAD", "--"),
-            f"rm -f {PID_FILE}",
-        ]
-    )
+    lines = [
+        *_write_prelude(),
+        git(*args),
+        f"touch {STAMP_FILE}",
+        git("log", "-1", LOG_FORMAT, "--shortstat", "HEAD", "--"),
+        f"rm -f {PID_FILE}",
+    ]
+    if after is not None:
+        lines += [f"echo '{AFTER_COMMIT_MARK}'", "(", after, ") || echo 'state failed'"]
+    return "\n".join(lines)
+
+
+def split_after_commit(stdout: str) -> tuple[str, str | None]:
+    """A commit script's output: its log record, and what ``after`` printed (None: not run)."""
+    log_part, mark, after = stdout.partition(f"\n{AFTER_COMMIT_MARK}\n")
+    if not mark:
+        return stdout, None
+    return log_part + "\n", after
 
 
 def restore_script(target_sha: str, message: str) -> str:

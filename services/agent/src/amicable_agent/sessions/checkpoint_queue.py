@@ -363,7 +363,11 @@ class CheckpointQueue:
         runtime = self._runtime()
         if runtime is None:
             return None
-        return Checkpoints(runtime, policy=self._policy, timeout_s=self._timeout_s)
+        snapshots = self._snapshots
+        return Checkpoints(
+            runtime, policy=self._policy, timeout_s=self._timeout_s,
+            after_commit=snapshots.preparer(self._session_id) if snapshots else None,
+        )  # fmt: skip
 
     # --- a restore's side ---------------------------------------------------------------
 

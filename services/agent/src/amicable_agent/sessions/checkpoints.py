@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import attrs
 
@@ -53,6 +53,7 @@ from ._git_scripts import (
     parse_stage,
     recover_script,
     restore_script,
+    split_after_commit,
     stage_script,
 )
 
@@ -158,6 +159,18 @@ class RestoreResult:
     dependencies: DependencyOutcome
 
 
+class AfterCommit(Protocol):
+    """Shell that runs in a commit's own exec, right after the commit."""
+
+    async def script(self) -> str | None:
+        """The shell to run (None: nothing this time)."""
+        ...
+
+    def printed(self, stdout: str) -> None:
+        """What it printed (only when it ran)."""
+        ...
+
+
 def valid_sha(raw: str) -> str | None:
     """``raw`` lower-cased if it is 7-40 hex digits, else None (checked before any command)."""
     sha = raw.strip().lower()
@@ -207,6 +220,8 @@ class Checkpoints:
         timeout_s: deadline of each git command (also passed to the runtime).
         install_command: run after a restore that changed the dependencies.
         install_timeout_s: its deadline.
+        after_commit: shell run in the same exec right after each commit (the snapshot's
+            bundle: :meth:`.snapshots.Snapshots.preparer`), saving a round trip.
 
     Cancellation: cancelling a call cancels the exec; the runtime kills the command's
     process group. What git leaves behind (partial packs, locks) is removed by the next
@@ -221,8 +236,10 @@ class Checkpoints:
         timeout_s: float = GIT_TIMEOUT_S,
         install_command: str = INSTALL_COMMAND,
         install_timeout_s: float = INSTALL_TIMEOUT_S,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self._runtime = runtime
+        self._after_commit = after_commit
         self._policy = policy or CheckpointPolicy()
         self._timeout_s = timeout_s
         self._install_command = install_command
@@ -330,9 +347,14 @@ class Checkpoints:
             title, body = written, title
         line = clean_title(title) if staged.has_head else BASELINE_TITLE
         message = commit_message(line, staged.skipped, policy.max_file_bytes, body=body)
-        found = parse_log(
-            await self._check(commit_script(message, allow_empty=not staged.has_head))
+        hook = self._after_commit
+        after = await hook.script() if hook is not None else None
+        out, printed = split_after_commit(
+            await self._check(commit_script(message, allow_empty=not staged.has_head, after=after))
         )
+        if hook is not None and printed is not None:
+            hook.printed(printed)
+        found = parse_log(out)
         if not staged.has_head:
             return None  # the baseline: what changed before it is part of the project
         return found[0] if found else None

@@ -68,8 +68,14 @@ class Notifier:
         self._events: dict[tuple[str, str], trio.Event] = {}
 
     def notify(self, payload: str) -> None:
-        """One notification, ``<what>:<project id>`` (from the store's listener)."""
+        """One notification, ``<what>:<project id>`` (from the store's listener); ``*:``
+        (the listener reconnected: notifications may have been lost) wakes every waiter."""
         what, _, project_id = payload.partition(":")
+        if what == "*":
+            waiting, self._events = list(self._events.values()), {}
+            for each in waiting:
+                each.set()
+            return
         event = self._events.pop((what, project_id), None)
         if event is not None:
             event.set()

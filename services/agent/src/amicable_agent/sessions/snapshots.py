@@ -26,12 +26,14 @@ import attrs
 import trio
 
 from amicable_agent.errors import RuntimeClientError, SnapshotError
+from amicable_agent.snapshots.bundle import check_snapshot_header, parse_header
 
 from ._git_scripts import GIT_ENV, GIT_MISSING_EXIT
 from ._snapshot_scripts import (
     BUNDLE_DIR,
     FIRST_PART,
     RESTORE_DIR,
+    BundleOutput,
     bundle_script,
     check_script,
     parse_bundle,
@@ -73,6 +75,23 @@ class Restored:
     dependencies: DependencyOutcome
 
 
+def check_stored_header(record: SnapshotRecord, first: bytes) -> None:
+    """The start of a stored bundle must be a snapshot bundle of the record's head.
+
+    Raises:
+        SnapshotError: ``storage``, saying which snapshot and what is wrong.
+    """
+    where = f"snapshot {record.seq} of {record.project_id}"
+    try:
+        _, head = check_snapshot_header(parse_header(first), base=record.base_sha)
+    except SnapshotError as exc:
+        raise SnapshotError("storage", f"{where} is not a usable bundle: {exc.detail}") from exc
+    if head != record.head_sha:
+        raise SnapshotError(
+            "storage", f"{where} holds {head}, not its recorded head {record.head_sha}"
+        )
+
+
 def _append(path: Path, data: bytes) -> None:
     with path.open("ab") as f:
         f.write(data)
@@ -102,6 +121,14 @@ class Snapshots:
         self._install_command = install_command
         self._install_timeout_s = install_timeout_s
         self._locks: dict[str, trio.Lock] = {}
+        #: Project -> (the base, what the bundle script printed) of a bundle a checkpoint's
+        #: exec already made (:meth:`preparer`).
+        self._prepared: dict[str, tuple[str | None, BundleOutput]] = {}
+
+    def preparer(self, project_id: str) -> BundlePreparer:
+        """The :class:`~.checkpoints.AfterCommit` that makes the next snapshot's bundle in
+        the checkpoint's own exec, so :meth:`take` only reads it."""
+        return BundlePreparer(self, project_id)
 
     @asynccontextmanager
     async def _locked(self, project_id: str) -> AsyncIterator[None]:
@@ -141,19 +168,31 @@ class Snapshots:
                 ``storage``, ``failed``.
         """
         async with self._locked(project_id):
+            prepared = self._prepared.pop(project_id, None)
+            base = await self.store.head(project_id)
+            ready = None
+            if prepared is not None and prepared[0] == base:
+                ready = prepared[1] if prepared[1].state in ("ready", "same", "none") else None
             try:
-                return await self._take(project_id, runtime, await self.store.head(project_id))
+                return await self._take(project_id, runtime, base, ready)
             except SnapshotError as exc:
-                if exc.code != "conflict":
+                if exc.code not in ("conflict", "failed") or (exc.code == "failed" and not ready):
                     raise
+                if exc.code == "failed":  # the prepared bundle is gone (another sandbox?)
+                    log.info("bundling %s again: the prepared bundle failed: %s", project_id, exc)
+                    return await self._take(project_id, runtime, base)
             # another replica moved the chain: once more from the stored head
             chain = await self.store.chain(project_id)
             return await self._take(project_id, runtime, chain[-1].head_sha if chain else None)
 
     async def _take(
-        self, project_id: str, runtime: RuntimeClient, base: str | None
+        self,
+        project_id: str,
+        runtime: RuntimeClient,
+        base: str | None,
+        prepared: BundleOutput | None = None,
     ) -> SnapshotRecord | None:
-        out = parse_bundle(await self._exec(runtime, bundle_script(base)))
+        out = prepared or parse_bundle(await self._exec(runtime, bundle_script(base)))
         if out.state in ("none", "same"):
             return None
         if out.state == "diverged":
@@ -221,6 +260,7 @@ class Snapshots:
                 sandbox changed), ``failed`` (the sandbox refused it).
         """
         async with self._locked(project_id):
+            self._prepared.pop(project_id, None)  # made in a sandbox this one replaces
             chain = await self.store.chain(project_id)
             if not chain:
                 return None
@@ -249,10 +289,15 @@ class Snapshots:
             return Restored(head, len(chain), size, dependencies)
 
     async def _copy_in(self, runtime: RuntimeClient, record: SnapshotRecord) -> int:
+        """Write the stored bundle of ``record`` into the sandbox, a part at a time: its
+        header must carry the recorded head (checked before anything is written), its bytes
+        the recorded digest (checked after the last part, before anything is applied)."""
         size = 0
         async with aclosing(self.store.read(record)) as parts:
             index = 0
             async for part in parts:
+                if index == 0:
+                    check_stored_header(record, part)
                 try:
                     await runtime.write_file(part_path(record.seq, index), part)
                 except RuntimeClientError as exc:
@@ -275,3 +320,26 @@ class Snapshots:
         except RuntimeClientError as exc:
             log.warning("could not restart the dev server after a restore: %s", exc)
         return "installed"
+
+
+class BundlePreparer:
+    """Makes a project's next snapshot bundle inside the checkpoint commit's exec (an
+    :class:`~.checkpoints.AfterCommit`): the bundle of the commits after the stored head,
+    which :meth:`Snapshots.take` then reads without running git in the sandbox again. A
+    bundle made against a head that has moved on by then is ignored (take makes its own)."""
+
+    def __init__(self, snapshots: Snapshots, project_id: str) -> None:
+        self._snapshots = snapshots
+        self._project_id = project_id
+        self._base: str | None = None
+
+    async def script(self) -> str | None:
+        try:
+            self._base = await self._snapshots.store.head(self._project_id)
+        except SnapshotError as exc:  # the take reports it
+            log.debug("no bundle with the checkpoint of %s: %s", self._project_id, exc)
+            return None
+        return bundle_script(self._base)
+
+    def printed(self, stdout: str) -> None:
+        self._snapshots._prepared[self._project_id] = (self._base, parse_bundle(stdout))

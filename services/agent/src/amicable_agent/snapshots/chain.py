@@ -11,8 +11,8 @@ What is stored where:
   every bundle before storing it and to write compacted full bundles.
 
 :meth:`SnapshotStore.add` stores one bundle a sandbox produced: size cap, header (exactly the
-snapshot ref, at the head the sandbox named), ``git bundle verify`` and an fsck'd fast-forward
-fetch into the mirror, then the bytes, then the record. After ``compact_after`` incremental
+snapshot ref, at the head the sandbox named), a strict ``index-pack`` of its pack into the
+mirror and a fast-forward check, then the bytes, then the record. After ``compact_after`` incremental
 bundles the chain is replaced by one full bundle written from the mirror. :meth:`SnapshotStore.
 read` yields a stored bundle's parts and checks its digest at the end.
 """
@@ -157,7 +157,8 @@ class SnapshotStore:
                     async for part in parts:
                         await trio.to_thread.run_sync(_append, path, part)
                 header = parse_header(await trio.to_thread.run_sync(_head_bytes, path))
-                await mirror.apply(path, ref=next(iter(header.refs)))
+                _, head = check_snapshot_header(header, base=record.base_sha)
+                await mirror.apply(path, head=head, base=record.base_sha)
         if chain:
             self._stats["rebuilt"] += 1
             self._heads[project_id] = chain[-1].head_sha
@@ -187,14 +188,14 @@ class SnapshotStore:
                         "too_large", f"{size} bytes, over {self.config.max_bundle_bytes}"
                     )
                 header = parse_header(start)
-                ref, head = check_snapshot_header(header, base=base)
+                _, head = check_snapshot_header(header, base=base)
                 chain = await self.chain(project_id)
                 stored = chain[-1].head_sha if chain else None
                 if stored != base:
                     raise SnapshotError("conflict", f"the stored history is at {stored}")
                 mirror = await self._synced_mirror(project_id, chain)
                 self._heads.pop(project_id, None)  # until the record is written
-                await mirror.apply(bundle, ref=ref)
+                await mirror.apply(bundle, head=head, base=base)
             except SnapshotError as exc:
                 if exc.code in ("too_large", "invalid_bundle"):
                     self._stats["refused"] += 1

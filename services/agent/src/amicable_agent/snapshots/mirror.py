@@ -1,10 +1,10 @@
 """The agent's own copy of a project's history: a bare repository per project, where every
 bundle a sandbox hands over is checked before it is stored.
 
-A bundle from a sandbox is untrusted. Before it is stored, :meth:`Mirror.apply` runs ``git
-bundle verify`` (its prerequisites are commits the stored history already has) and fetches it
-with ``transfer.fsckObjects`` (``index-pack`` checks every object, the pack's checksum and
-that the new head is connected), fast-forward only. The mirror then holds exactly the stored
+A bundle from a sandbox is untrusted. Before it is stored, :meth:`Mirror.apply` indexes its
+pack with ``index-pack --strict`` (every object checked, the pack's checksum, every object
+linked to present: the prerequisites are commits the stored history has) and checks that the
+new head continues the stored one, fast-forward only. The mirror then holds exactly the stored
 history, which also makes compaction cheap (:meth:`Mirror.write_full`).
 
 The mirror is a cache: the store is the truth. A missing or stale mirror (another replica
@@ -19,13 +19,13 @@ import os
 import shutil
 import signal
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from amicable_agent.errors import SnapshotError
 
-from .bundle import SNAPSHOT_REF
+from .bundle import MAX_HEADER_BYTES, SNAPSHOT_REF
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,7 +35,7 @@ _GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,
     "LC_ALL": "C",
-    "GIT_CONFIG_COUNT": "4",
+    "GIT_CONFIG_COUNT": "5",
     "GIT_CONFIG_KEY_0": "core.hooksPath",
     "GIT_CONFIG_VALUE_0": os.devnull,
     "GIT_CONFIG_KEY_1": "transfer.fsckObjects",
@@ -44,12 +44,32 @@ _GIT_ENV = {
     "GIT_CONFIG_VALUE_2": "0",
     "GIT_CONFIG_KEY_3": "safe.directory",
     "GIT_CONFIG_VALUE_3": "*",
+    "GIT_CONFIG_KEY_4": "maintenance.auto",  # never `git maintenance run` behind our back
+    "GIT_CONFIG_VALUE_4": "false",
 }
 
 
 async def _kill_group(process: trio.Process) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _pack_offset(bundle: Path) -> int:
+    """Where the pack starts: after the header's empty line (checked by the caller)."""
+    with bundle.open("rb") as f:
+        start = f.read(MAX_HEADER_BYTES)
+    end = start.find(b"\n\n")
+    if end < 0:
+        raise SnapshotError("invalid_bundle", "the bundle header has no end")
+    return end + 2
+
+
+def _write_ref(path: Path, oid: str) -> None:
+    """Write a loose ref atomically (the mirror never packs its refs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.lock")
+    tmp.write_text(oid + "\n")
+    os.replace(tmp, path)
 
 
 def safe_name(project_id: str) -> str:
@@ -77,13 +97,13 @@ class Mirror:
         self._timeout_s = timeout_s
         self._env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_GIT_ENV}
 
-    async def _run(self, *args: str, check: bool = True) -> tuple[int, str, str]:
+    async def _run(self, *args: str, check: bool = True, stdin: Any = b"") -> tuple[int, str, str]:
         argv = [self._git, f"--git-dir={self.path}", *args]
         try:
             with trio.fail_after(self._timeout_s):
                 proc = await trio.run_process(
                     argv,
-                    stdin=b"",
+                    stdin=stdin,
                     capture_stdout=True,
                     capture_stderr=True,
                     check=False,
@@ -126,44 +146,41 @@ class Mirror:
         """Delete the mirror (the project was deleted)."""
         await trio.to_thread.run_sync(lambda: shutil.rmtree(self.path, ignore_errors=True))
 
-    async def apply(self, bundle: Path, *, ref: str) -> None:
-        """Verify ``bundle`` against the history and add it: its ``ref`` (checked against
-        the header by the caller) becomes the history's head, fast-forward only. When this
-        raises, the mirror may hold the bundle anyway: the caller treats it as unknown.
+    async def apply(self, bundle: Path, *, head: str, base: str | None) -> None:
+        """Check ``bundle`` against the history and add it: ``head`` (its one ref, checked
+        against the header by the caller) becomes the history's head; ``base``, the head
+        it continues (None: a full bundle into an empty mirror), must be its ancestor. When
+        this raises, the mirror may hold the bundle's objects anyway (all of them connected:
+        ``index-pack --strict`` keeps nothing else); the ref is where it was.
+
+        Two git commands: ``index-pack --strict --fix-thin`` on the bundle's pack (every
+        object checked, every object it links to present, in the pack or the history,
+        so the new commits' parents - the prerequisites - are there), then ``merge-base
+        --is-ancestor`` (``head`` is a commit that continues ``base``). The ref is written
+        by the agent. (``git fetch`` of the bundle runs three: fetch, index-pack and a
+        connectivity ``rev-list``.)
 
         Raises:
             SnapshotError: ``invalid_bundle`` when git refuses it (prerequisites missing,
-                a corrupt or malicious pack), ``diverged`` when it is not a fast-forward,
-                ``failed`` when git could not run.
+                a corrupt or malicious pack, a head that is no commit), ``diverged`` when
+                it does not continue ``base``, ``failed`` when git could not run.
         """
-        refspec = f"{ref}:{SNAPSHOT_REF}"  # no "+": only a fast-forward
-        results: dict[str, tuple[int, str, str]] = {}
-
-        async def run(key: str, *args: str) -> None:
-            results[key] = await self._run(*args, check=False)
-
-        # Side by side (a snapshot follows every checkpoint): the fetch runs the same
-        # prerequisite check before its own, and a refused verify wins either way.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, "verify", "bundle", "verify", "-q", str(bundle))
-            nursery.start_soon(
-                run,
-                "fetch",
-                "fetch",
-                "-q",
-                "--no-tags",
-                "--no-write-fetch-head",
-                str(bundle),
-                refspec,
+        offset = await trio.to_thread.run_sync(_pack_offset, bundle)
+        with bundle.open("rb") as pack:
+            pack.seek(offset)
+            code, _, err = await self._run(
+                "index-pack", "--strict", "--fix-thin", "--stdin", check=False, stdin=pack
             )
-        code, _, err = results["verify"]
         if code != 0:
-            raise SnapshotError("invalid_bundle", f"git bundle verify refused it: {err[-300:]}")
-        code, _, err = results["fetch"]
-        if code != 0 and "non-fast-forward" in err:
+            raise SnapshotError("invalid_bundle", f"git refused the bundle: {err[-300:]}")
+        code, _, err = await self._run(
+            "merge-base", "--is-ancestor", base or head, head, check=False
+        )
+        if code == 1:
             raise SnapshotError("diverged", "the bundle does not continue the stored history")
         if code != 0:
-            raise SnapshotError("invalid_bundle", f"git fetch refused the bundle: {err[-300:]}")
+            raise SnapshotError("invalid_bundle", f"the bundle's head is unusable: {err[-300:]}")
+        await trio.to_thread.run_sync(_write_ref, self.path / SNAPSHOT_REF, head)
 
     async def write_full(self, dest: Path) -> None:
         """Write a bundle of the whole history to ``dest``."""

@@ -57,6 +57,9 @@ LEASE_MIGRATION = """
 
 #: The ``LISTEN``/``NOTIFY`` channel (PostgreSQL).
 CHANNEL = "amicable_turns"
+#: What a listener delivers after its connection was lost and is back: notifications may
+#: have been missed meanwhile, so every waiter should look again.
+RECONNECTED = "*:"
 #: ``turn_events.kind`` of a relayed wire message (payload: the server envelope as JSON).
 WIRE_EVENT = "wire"
 

@@ -20,6 +20,7 @@ time do not race.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -28,16 +29,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 import trio
+from psycopg.conninfo import make_conninfo
 
 from amicable_agent.errors import StoreUnavailable
 
-from .leases import CHANNEL
+from .leases import CHANNEL, RECONNECTED
 from .sql import SqlStore, render_migrations
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Arbitrary constant naming the migration lock (``pg_advisory_xact_lock``).
 MIGRATION_LOCK_ID = 0x616D6963  # "amic"
@@ -45,6 +48,8 @@ MIGRATION_LOCK_ID = 0x616D6963  # "amic"
 PING_AFTER_S = 30.0
 #: Connect timeout per attempt.
 CONNECT_TIMEOUT_S = 10
+#: ``application_name`` of the ``LISTEN`` connection (to find it in ``pg_stat_activity``).
+LISTEN_APPLICATION = "amicable-listen"
 
 MIGRATIONS = render_migrations(
     serial_pk="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA"
@@ -135,6 +140,8 @@ class PostgresStore(SqlStore):
 
     percent_placeholders = True
     lock_clause = " FOR UPDATE"
+    #: Seconds before a dropped ``LISTEN`` connection is reopened.
+    listen_retry_s = 1.0
 
     def __init__(self, pool: _Pool) -> None:
         super().__init__()
@@ -154,29 +161,59 @@ class PostgresStore(SqlStore):
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """``LISTEN`` on :data:`CHANNEL` on a connection of its own (a worker thread waits
-        for notifications) and call ``on_notify(payload)`` in Trio for each, until cancelled.
-        A dropped connection is reopened after a second (notifications meanwhile are lost:
-        the sessions' polls cover them)."""
+        for notifications; ``application_name`` :data:`LISTEN_APPLICATION`) and call
+        ``on_notify(payload)`` in Trio for each, until cancelled.
+
+        A dropped connection (a PostgreSQL restart, a failover, a terminated backend) is
+        logged and reopened after :attr:`listen_retry_s`; notifications sent meanwhile are
+        lost, so once listening again it delivers :data:`RECONNECTED`, which wakes every
+        waiter: relayed events are then read from ``turn_events`` after the last id each
+        session saw, queued requests are taken and released leases are tried."""
         stop = threading.Event()
         token = trio.lowlevel.current_trio_token()
+        conninfo = make_conninfo(self._pool.conninfo, application_name=LISTEN_APPLICATION)
 
         def deliver(payload: str) -> None:
             trio.from_thread.run_sync(on_notify, payload, trio_token=token)
 
         def loop(ready: Callable[[], None]) -> None:
+            dropped: float | None = None
             while not stop.is_set():
                 try:
                     with psycopg.connect(
-                        self._pool.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                        conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
                     ) as conn:
                         conn.execute(f"LISTEN {CHANNEL}")
                         ready()
+                        if dropped is not None:
+                            log.info(
+                                "listening to PostgreSQL again after %.1fs; waking every "
+                                "session to catch up on what it missed",
+                                time.monotonic() - dropped,
+                            )
+                            dropped = None
+                            deliver(RECONNECTED)
                         while not stop.is_set():
                             for note in conn.notifies(timeout=0.25, stop_after=64):
                                 deliver(note.payload)
-                except (psycopg.Error, trio.RunFinishedError):
-                    if not stop.wait(1.0):
-                        continue
+                except trio.RunFinishedError:
+                    return
+                except psycopg.Error as exc:
+                    if stop.is_set():
+                        return
+                    # The first failure of an outage is a warning, the retries are debug.
+                    level, dropped = (
+                        (logging.WARNING, time.monotonic())
+                        if dropped is None
+                        else (logging.DEBUG, dropped)
+                    )
+                    log.log(
+                        level,
+                        "the LISTEN connection to PostgreSQL failed (%s); reconnecting every "
+                        "%.1fs (relayed events stay in turn_events and are read on reconnect)",
+                        str(exc).strip() or type(exc).__name__, self.listen_retry_s,
+                    )  # fmt: skip
+                    stop.wait(self.listen_retry_s)
 
         started = trio.Event()
 
