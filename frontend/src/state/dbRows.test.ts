@@ -59,7 +59,7 @@ describe("which rows and cells can be edited", () => {
   });
 
   it("names a row by its primary key", () => {
-    expect(rowKey(PAGE, PAGE.rows[0])).toEqual({ id: 1 });
+    expect(rowKey(PAGE, { id: 1, name: "Ada" })).toEqual({ id: 1 });
     const composite = { ...PAGE, primary_key: ["a", "b"] };
     expect(rowKey(composite, { a: 1, b: "x", c: 3 })).toEqual({ a: 1, b: "x" });
   });
