@@ -171,6 +171,8 @@ export interface SchemaRollback {
   sql: string[];
   data_lost: string[];
   detail: string | null;
+  /** Migration files the restore brought back: not applied again. */
+  not_reapplied?: string[];
 }
 
 /** The project's checkpoints (newest first) and restoring one. */

@@ -160,6 +160,9 @@ describe("a restore that rolls the database schema back", () => {
       "The database schema was not rolled back: kept at your request.",
     );
     expect(schemaRollbackText({ ...rolled, status: "none" })).toBe("");
+    expect(schemaRollbackText({ ...rolled, status: "none", not_reapplied: ["/db/migrations/1_a.sql"] })).toBe(
+      "Migration files that came back were not applied again (/db/migrations/1_a.sql): apply them from the Database pane.",
+    );
     expect(schemaRollbackText(undefined)).toBe("");
     const event = RESTORED.type === "trace_event" ? RESTORED.data : undefined;
     if (!event) throw new Error("not a trace event");

@@ -114,7 +114,16 @@ export function schemaChangesAfter(items: Checkpoint[], target: Checkpoint): Che
 
 /** A sentence on what a restore did to the database schema ("" when it had nothing to do). */
 export function schemaRollbackText(schema: SchemaRollback | undefined): string {
-  if (!schema || typeof schema !== "object" || schema.status === "none") return "";
+  if (!schema || typeof schema !== "object") return "";
+  const back = schema.not_reapplied ?? [];
+  const again = back.length
+    ? ` Migration files that came back were not applied again (${back.join(", ")}): apply them from the Database pane.`
+    : "";
+  return `${rolledBackText(schema)}${again}`.trim();
+}
+
+function rolledBackText(schema: SchemaRollback): string {
+  if (schema.status === "none") return "";
   if (schema.status === "rolled_back") {
     const n = schema.migrations.length;
     const lost = schema.data_lost.length ? ` Not recoverable: ${schema.data_lost.join("; ")}.` : "";

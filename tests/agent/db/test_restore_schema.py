@@ -90,6 +90,13 @@ async def test_restore_before_applied_changes_removes_the_column_and_the_table(
     # Restoring again removes no migration: nothing to roll back.
     again = await _restore(project, await _baseline(project))
     assert again.json()["schema_rollback"]["status"] == "none"
+    # Restoring forward brings the files back but does not re-apply them, and says so.
+    forward = await _restore(project, second["checkpoint"]["sha"])
+    assert forward.status_code == 200, forward.text
+    back = forward.json()["schema_rollback"]
+    assert (back["status"], sorted(back["not_reapplied"])) == (
+        "none", sorted([*first["migration_files"], *second["migration_files"]]))  # fmt: skip
+    assert "email" not in _columns(stack, "customers")
 
 
 async def test_a_dropped_column_comes_back_empty_and_the_loss_is_reported(

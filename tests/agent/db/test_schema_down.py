@@ -11,7 +11,12 @@ from amicable_agent.db.schema_diff import plan
 from amicable_agent.db.schema_down import NoDown, down_line, down_steps, parse_down
 from amicable_agent.db.schema_editor import migration_file
 from amicable_agent.db.schema_model import ColumnDef, RelationshipDef, SchemaDef, TableDef
-from amicable_agent.http.restore_schema import SchemaRollback, rollback_json, rollback_note
+from amicable_agent.http.restore_schema import (
+    SchemaRollback,
+    rollback_json,
+    rollback_note,
+    with_returned,
+)
 
 S = "app_0123456789ab"
 BEFORE = SchemaDef(
@@ -144,3 +149,7 @@ def test_the_note_says_what_was_rolled_back_and_what_was_lost() -> None:
     kept = rollback_json(SchemaRollback(("/db/migrations/1_x.sql",)), "skipped", "kept")
     assert "NOT rolled back" in rollback_note(kept)
     assert rollback_note(rollback_json(SchemaRollback(), "none", None)) == ""
+    back = with_returned(rollback_json(SchemaRollback(), "none", None),
+                         ("/src/App.tsx", "/db/migrations/2_y.sql"))  # fmt: skip
+    assert back["not_reapplied"] == ["/db/migrations/2_y.sql"]
+    assert "were not applied again" in rollback_note(back)

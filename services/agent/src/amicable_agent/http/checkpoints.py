@@ -43,7 +43,7 @@ from amicable_agent.sessions.checkpoints import (
 
 from .authz import checked_project, requires
 from .bodies import HttpError, optional_json_object
-from .restore_schema import plan_rollback, rollback_note, run_rollback
+from .restore_schema import plan_rollback, rollback_note, run_rollback, with_returned
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -169,6 +169,7 @@ async def restore(project_id: str, sha: str) -> Response:
                     result = await checkpoints.restore(checked)
                 except CheckpointError as exc:
                     raise _translate(exc) from exc
+            schema = with_returned(schema, result.changed_paths)
             note = restore_note(result) + rollback_note(schema)
             await _tell_the_model(state.store, project_id, note)
             body = {**_result_json(result), "schema_rollback": schema}

@@ -8,12 +8,13 @@ transaction (all or nothing). Only then are the files restored, so a rollback Po
 refuses leaves both the files and the database as they were.
 
 The restore's answer carries ``schema_rollback``: ``{status, migrations, steps, sql,
-data_lost, detail}`` with ``status`` one of ``none`` (no migration removed), ``rolled_back``,
+data_lost, detail, not_reapplied}`` with ``status`` one of ``none`` (no migration removed), ``rolled_back``,
 ``skipped`` (the caller asked to keep the database as it is) or ``no_database`` (this agent
 has no database). A migration that cannot be undone is 409
 ``schema_rollback_impossible``, a rollback PostgreSQL refuses 409 ``schema_rollback_failed``;
 both say which file and why, and that ``{"skip_schema_rollback": true}`` restores the files
-alone.
+alone. Migration files a restore brings back are listed in ``not_reapplied``: they are not
+run again (the database may lack their changes).
 """
 
 from __future__ import annotations
@@ -133,8 +134,27 @@ async def run_rollback(project_id: str, rollback: SchemaRollback, *, skip: bool)
     return rollback_json(rollback, "rolled_back", None)
 
 
+def with_returned(schema: dict[str, Any], changed_paths: tuple[str, ...]) -> dict[str, Any]:
+    """``schema`` plus ``not_reapplied``: migration files the restore brought back (or
+    changed). Their changes are not applied again; the database may lack them."""
+    back = [p for p in changed_paths
+            if p.startswith(MIGRATIONS_DIR + "/") and p.endswith(".sql")
+            and p not in schema["migrations"]]  # fmt: skip
+    return {**schema, "not_reapplied": back}
+
+
 def rollback_note(schema: dict[str, Any]) -> str:
     """What the model and the chat read about the schema after a restore ("" if nothing)."""
+    back = schema.get("not_reapplied") or []
+    if back:
+        return _rollback_sentence(schema) + (
+            f" Migration files that came back ({', '.join(back)[:300]}) were not applied again:"
+            " the database may not have their changes; apply them again from the Database pane."
+        )
+    return _rollback_sentence(schema)
+
+
+def _rollback_sentence(schema: dict[str, Any]) -> str:
     if schema["status"] == "rolled_back":
         lost = f" Data lost: {'; '.join(schema['data_lost'])}." if schema["data_lost"] else ""
         return (
