@@ -6,6 +6,7 @@ refused (403) and told the rows are read-only."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -106,6 +107,14 @@ async def test_hostile_and_wrong_row_changes_get_specific_errors_and_change_noth
         assert await _refused(project, "POST", {"values": {}}, table) == expected
     huge = {"values": {"name": "x" * 300_000}}
     assert await _refused(project, "POST", huge) == (413, "too_large")
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the real size counts
+        for part in (b'{"values": {"name": "', b"x" * 300_000, b'"}}'):
+            yield part
+
+    got = await project.client.post(project.url(ROWS), content=chunked(),
+                                     headers={"content-type": "application/json"})  # fmt: skip
+    assert (got.status_code, got.json()["error"]) == (413, "too_large")
     for raw in (b"{not json", b"[1]"):
         got = await project.client.post(project.url(ROWS), content=raw,
                                          headers={"content-type": "application/json"})  # fmt: skip

@@ -58,8 +58,10 @@ def _refused(exc: InvalidRow) -> HttpError:
 
 
 async def _body() -> dict[str, Any]:
-    size = request.content_length
-    if size is not None and size > MAX_ROW_BODY_BYTES:
+    # The raw body is already read (and cached) by the app's JSON check; a chunked body
+    # has no Content-Length, so its real size counts.
+    size = len(await request.get_data(cache=True, as_text=False))
+    if size > MAX_ROW_BODY_BYTES:
         raise HttpError(413, "too_large", f"a row change is at most {MAX_ROW_BODY_BYTES} bytes")
     return await json_object()
 
