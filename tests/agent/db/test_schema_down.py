@@ -11,8 +11,10 @@ from amicable_agent.db.schema_diff import plan
 from amicable_agent.db.schema_down import NoDown, down_line, down_steps, parse_down
 from amicable_agent.db.schema_editor import migration_file
 from amicable_agent.db.schema_model import ColumnDef, RelationshipDef, SchemaDef, TableDef
+from amicable_agent.http.bodies import HttpError
 from amicable_agent.http.restore_schema import (
     SchemaRollback,
+    after_rollback,
     rollback_json,
     rollback_note,
     with_returned,
@@ -153,3 +155,15 @@ def test_the_note_says_what_was_rolled_back_and_what_was_lost() -> None:
                          ("/src/App.tsx", "/db/migrations/2_y.sql"))  # fmt: skip
     assert back["not_reapplied"] == ["/db/migrations/2_y.sql"]
     assert "were not applied again" in rollback_note(back)
+
+
+def test_a_file_restore_that_fails_after_the_rollback_says_the_schema_went_back() -> None:
+    steps = tuple(parse_down(down_line([{"op": "drop_table", "table": "c"}]), S))
+    done = rollback_json(SchemaRollback(("/db/migrations/1_x.sql",), steps), "rolled_back", None)
+    failed = after_rollback(HttpError(507, "history_full", "The history is full."), done)
+    assert (failed.status, failed.code) == (507, "history_full")
+    assert failed.detail is not None
+    assert failed.detail.startswith("The history is full. — the database schema was already")
+    assert "Drop table c" in failed.detail
+    untouched = HttpError(404, "not_found", "no such checkpoint")
+    assert after_rollback(untouched, rollback_json(SchemaRollback(), "none", None)) is untouched

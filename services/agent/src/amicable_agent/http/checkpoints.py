@@ -43,7 +43,13 @@ from amicable_agent.sessions.checkpoints import (
 
 from .authz import checked_project, requires
 from .bodies import HttpError, optional_json_object
-from .restore_schema import plan_rollback, rollback_note, run_rollback, with_returned
+from .restore_schema import (
+    after_rollback,
+    plan_rollback,
+    rollback_note,
+    run_rollback,
+    with_returned,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -165,10 +171,13 @@ async def restore(project_id: str, sha: str) -> Response:
                 checkpoints = _checkpoints(runtime)
                 try:
                     plan = await plan_rollback(runtime, checkpoints, project_id, checked)
-                    schema = await run_rollback(project_id, plan, skip=skip)
-                    result = await checkpoints.restore(checked)
                 except CheckpointError as exc:
                     raise _translate(exc) from exc
+                schema = await run_rollback(project_id, plan, skip=skip)
+                try:
+                    result = await checkpoints.restore(checked)
+                except CheckpointError as exc:
+                    raise after_rollback(_translate(exc), schema) from exc
             schema = with_returned(schema, result.changed_paths)
             note = restore_note(result) + rollback_note(schema)
             await _tell_the_model(state.store, project_id, note)

@@ -134,6 +134,18 @@ async def run_rollback(project_id: str, rollback: SchemaRollback, *, skip: bool)
     return rollback_json(rollback, "rolled_back", None)
 
 
+def after_rollback(error: HttpError, schema: dict[str, Any]) -> HttpError:
+    """``error`` of a file restore that failed after the schema was rolled back, saying so."""
+    if schema["status"] != "rolled_back":
+        return error
+    done = "; ".join(schema["steps"])[:300]
+    detail = (
+        f"{error.detail or 'The files could not be restored'} — the database schema was "
+        f"already rolled back ({done}): restore again, or apply those changes again."
+    )
+    return HttpError(error.status, error.code, detail)
+
+
 def with_returned(schema: dict[str, Any], changed_paths: tuple[str, ...]) -> dict[str, Any]:
     """``schema`` plus ``not_reapplied``: migration files the restore brought back (or
     changed). Their changes are not applied again; the database may lack them."""
