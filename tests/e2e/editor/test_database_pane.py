@@ -282,6 +282,7 @@ def test_model_table_in_the_pane_and_a_column_applied_in_postgres(
         page.get_by_test_id("history").click()
         history = page.get_by_test_id("history-panel")
         items = history.get_by_test_id("checkpoint")
+        expect(items.filter(has_text="Database schema update")).to_have_count(1)
         titles = items.get_by_test_id("checkpoint-title").all_inner_texts()
         at = next(i for i, t in enumerate(titles) if t.startswith("Database schema update"))
         items.nth(at + 1).get_by_test_id("checkpoint-restore").click()
