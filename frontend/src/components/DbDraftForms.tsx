@@ -7,6 +7,7 @@ import {
   type DbPaneState,
 } from "../state/dbSchema";
 import type { DbDefault } from "../api/db";
+import { SelectField, TextField } from "./DbField";
 
 type Dispatch = (a: DbAction) => void;
 
@@ -19,13 +20,12 @@ function AddTable({ dispatch }: { dispatch: Dispatch }) {
   };
   return (
     <form className="db-form" onSubmit={submit} aria-label="Add table">
-      <input
-        className="text-input"
+      <TextField
+        label="New table name"
         placeholder="new_table"
-        aria-label="New table name"
         value={name}
-        onChange={(e) => setName(e.target.value)}
-        data-testid="db-new-table"
+        onChange={setName}
+        testId="db-new-table"
       />
       <button
         className="btn small"
@@ -81,25 +81,20 @@ function AddColumn({ table, dispatch }: { table: string; dispatch: Dispatch }) {
   };
   return (
     <form className="db-form" onSubmit={submit} aria-label="Add column">
-      <input
-        className="text-input"
+      <TextField
+        label="New column name"
         placeholder="column_name"
-        aria-label="New column name"
         value={name}
-        onChange={(e) => setName(e.target.value)}
-        data-testid="db-new-column"
+        onChange={setName}
+        testId="db-new-column"
       />
-      <select
-        className="text-input"
-        aria-label="New column type"
+      <SelectField
+        label="New column type"
+        options={COLUMN_TYPES}
         value={type}
-        onChange={(e) => setType(e.target.value)}
-        data-testid="db-new-column-type"
-      >
-        {COLUMN_TYPES.map((t) => (
-          <option key={t}>{t}</option>
-        ))}
-      </select>
+        onChange={setType}
+        testId="db-new-column-type"
+      />
       <label className="small">
         <input
           type="checkbox"
@@ -108,12 +103,11 @@ function AddColumn({ table, dispatch }: { table: string; dispatch: Dispatch }) {
         />{" "}
         nullable
       </label>
-      <input
-        className="text-input"
+      <TextField
+        label="New column default"
         placeholder="default (optional)"
-        aria-label="New column default"
         value={def}
-        onChange={(e) => setDef(e.target.value)}
+        onChange={setDef}
       />
       <button
         className="btn small"
@@ -155,26 +149,18 @@ function ChangeType({
         dispatch({ type: "set_type", table, column: chosen, columnType: type });
       }}
     >
-      <select
-        className="text-input"
-        aria-label="Column"
+      <SelectField
+        label="Column"
+        options={columns.map((c) => c.name)}
         value={chosen}
-        onChange={(e) => setColumn(e.target.value)}
-      >
-        {columns.map((c) => (
-          <option key={c.name}>{c.name}</option>
-        ))}
-      </select>
-      <select
-        className="text-input"
-        aria-label="New type"
+        onChange={setColumn}
+      />
+      <SelectField
+        label="New type"
+        options={COLUMN_TYPES}
         value={type}
-        onChange={(e) => setType(e.target.value)}
-      >
-        {COLUMN_TYPES.map((t) => (
-          <option key={t}>{t}</option>
-        ))}
-      </select>
+        onChange={setType}
+      />
       <button className="btn small" type="submit">
         Change type
       </button>
@@ -220,27 +206,19 @@ function Link({
         });
       }}
     >
-      <select
-        className="text-input"
-        aria-label="Linking column"
+      <SelectField
+        label="Linking column"
+        options={columns.map((c) => c.name)}
         value={from}
-        onChange={(e) => setColumn(e.target.value)}
-      >
-        {columns.map((c) => (
-          <option key={c.name}>{c.name}</option>
-        ))}
-      </select>
+        onChange={setColumn}
+      />
       <span className="muted small">→</span>
-      <select
-        className="text-input"
-        aria-label="Linked table"
+      <SelectField
+        label="Linked table"
+        options={tables.map((t) => t.name)}
         value={to}
-        onChange={(e) => setTarget(e.target.value)}
-      >
-        {tables.map((t) => (
-          <option key={t.name}>{t.name}</option>
-        ))}
-      </select>
+        onChange={setTarget}
+      />
       <span className="muted small">.{toColumn}</span>
       <button className="btn small" type="submit">
         Link
@@ -278,12 +256,11 @@ function Intent({
         if (text.trim()) onSubmit(text.trim());
       }}
     >
-      <input
-        className="text-input"
+      <TextField
+        label="Describe a schema change"
         placeholder="Describe a change, e.g. “customers need a phone number”"
-        aria-label="Describe a schema change"
         value={text}
-        onChange={(e) => setText(e.target.value)}
+        onChange={setText}
       />
       <button
         className="btn small"

@@ -4,6 +4,7 @@ disk watchdog (on a mock clock) and the migration of hard-linked node_modules.""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from amicable_agent.cli import sandbox_mode
 from amicable_agent.config import AgentConfig
 from amicable_agent.errors import ConfigError, SandboxProvisionError
 from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sandboxes.local import limits
 from amicable_agent.sandboxes.local.backend import LocalBackendConfig, open_local_backend
 from amicable_agent.sandboxes.local.environment import inherited_env, sandbox_env
 from amicable_agent.sandboxes.local.isolation import (
@@ -212,6 +214,59 @@ def test_cgroup_v1_limits_are_written_and_the_first_pid_attached(tmp_path: Path)
     assert (mounts["cpu"] / ours / "sbx" / "cpu.shares").read_text() == "512"
     cgroup.dirs = []  # plain directories here: attach would also set rlimits on the pid
     assert "cgroup v1: memory" in cgroups.describe()
+
+
+def test_cgroup_v2_delegates_by_moving_the_agent_into_a_leaf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a unified hierarchy (cgroup v2) as the kernel presents it to a process whose cgroup
+    # holds processes: enabling controllers for children is refused (EBUSY) until the
+    # agent has moved into a leaf of its own; the io controller is not wanted, memory is
+    # not delegated to us (so it falls back to rlimits)
+    proc, mount = tmp_path / "proc", tmp_path / "cgroup2"
+    ours = mount / "user.slice" / "app"
+    proc.mkdir()
+    ours.mkdir(parents=True)
+    (proc / "cgroup").write_text("0::/user.slice/app\n")
+    (proc / "mountinfo").write_text(f"41 31 0:38 / {mount} rw - cgroup2 cgroup2 rw\n")
+    (ours / "cgroup.controllers").write_text("cpuset cpu io pids\n")
+    (ours / "cgroup.subtree_control").write_text("")
+    real_write = limits._write
+
+    def kernel_write(path: Path, value: str) -> None:
+        moved = (ours / "agent" / "cgroup.procs").exists()
+        if path == ours / "cgroup.subtree_control" and not moved:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        real_write(path, value)
+
+    monkeypatch.setattr(limits, "_write", kernel_write)
+    cgroups = Cgroups.detect(proc)
+    assert (ours / "agent" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (ours / "cgroup.subtree_control").read_text() == "+pids +cpu"
+    parent = ours / f"amicable-{os.getpid()}"
+    assert (parent / "cgroup.subtree_control").read_text() == "+pids +cpu"
+    assert cgroups.missing == ("memory",)
+    assert cgroups.describe() == "cgroup v2: pids, cpu; rlimit/nice fallback: memory"
+    sandbox_limits = SandboxLimits(
+        memory_bytes=1 << 30, pids_max=64, cpu_weight=50, disk_bytes=1 << 30
+    )
+    cgroup = cgroups.create("sbx", sandbox_limits)
+    assert (parent / "sbx" / "pids.max").read_text() == "64"
+    assert (parent / "sbx" / "cpu.weight").read_text() == "50"
+    assert not (parent / "sbx" / "memory.max").exists()
+    assert cgroup.missing == ("memory",)
+
+
+def test_cgroup_v2_without_delegation_falls_back_to_rlimits(tmp_path: Path) -> None:
+    proc, mount = tmp_path / "proc", tmp_path / "cgroup2"
+    proc.mkdir()
+    mount.mkdir()
+    (proc / "cgroup").write_text("0::/\n")
+    (proc / "mountinfo").write_text(f"41 31 0:38 / {mount} rw - cgroup2 cgroup2 rw\n")
+    # no cgroup.controllers readable: not ours to manage
+    cgroups = Cgroups.detect(proc)
+    assert cgroups.hierarchies == []
+    assert cgroups.missing == ("memory", "pids", "cpu")
 
 
 class Disk:

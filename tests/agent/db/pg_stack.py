@@ -3,6 +3,7 @@ tests: :func:`open_stack` and the ``stack`` / ``project`` fixtures (``conftest.p
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,11 +19,13 @@ from amicable_agent.loop.llm import LlmClient
 from amicable_agent.loop.settings import LoopSettings
 from amicable_agent.sandboxes.base import SandboxHandle
 from amicable_agent.server import serve
-from amicable_testing import FakeSandboxBackend
+from amicable_testing import FakeSandboxBackend, StubEngine
 from amicable_testing.fake_anthropic import FakeAnthropic
 from amicable_testing.fake_hasura import FakeHasura
 from amicable_testing.fake_oidc import open_fake_oidc
+from amicable_testing.fake_openai import FakeOpenAI
 from amicable_testing.logins import ALICE, BOB, CLIENT_ID, CLIENT_SECRET, Site, oidc_config
+from amicable_testing.model_script import ScriptedServer
 from amicable_testing.workspace_runtime import WorkspaceRuntime
 
 from .conftest import ADMIN_SECRET, JWT_KEY, hasura_config
@@ -33,7 +36,18 @@ class Stack:
     site: Site
     pg_url: str
     workspaces: Path
-    model: FakeAnthropic
+    model: ScriptedServer
+    store_path: Path
+
+    def usage(self) -> list[tuple[str, int, float]]:
+        """The agent's usage records of schema intents: ``(user, input tokens, cost)``."""
+        with sqlite3.connect(self.store_path) as conn:
+            rows = conn.execute(
+                "SELECT user_sub, input_tokens, cost_usd FROM usage_records "
+                "WHERE turn_id LIKE 'schema-intent-%' ORDER BY seq"
+            ).fetchall()
+        conn.close()
+        return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
@@ -44,7 +58,9 @@ class Stack:
 
 
 @asynccontextmanager
-async def open_stack(tmp_path: Path, pg_url: str, **loop: Any) -> AsyncIterator[Stack]:
+async def open_stack(
+    tmp_path: Path, pg_url: str, provider: str = "anthropic", *, model: bool = True, **loop: Any
+) -> AsyncIterator[Stack]:
     workspaces = tmp_path / "ws"
 
     @asynccontextmanager
@@ -55,13 +71,14 @@ async def open_stack(tmp_path: Path, pg_url: str, **loop: Any) -> AsyncIterator[
         yield WorkspaceRuntime(root)
 
     async with trio.open_nursery() as nursery:
-        model = FakeAnthropic()
-        model_url = await nursery.start(model.serve)
-        settings = LoopSettings(provider="anthropic", model="claude-sonnet-5-5",
+        fake: ScriptedServer = FakeAnthropic() if provider == "anthropic" else FakeOpenAI()
+        model_url = await nursery.start(fake.serve)
+        name = "claude-sonnet-5-5" if provider == "anthropic" else "gpt-4.1"
+        settings = LoopSettings(provider=provider, model=name,
                                 api_key="sk-ant-test-key-123456", base_url=model_url,
                                 llm_retry_base_s=0.01, llm_retry_max_s=0.05, qa_enabled=False,
                                 **loop)  # fmt: skip
-        engine = Engine(settings, llm=LlmClient(settings))
+        engine = Engine(settings, llm=LlmClient(settings)) if model else StubEngine()
         hasura = FakeHasura(admin_secret=ADMIN_SECRET, jwt_key=JWT_KEY, postgres_url=pg_url)
         hasura_url = await nursery.start(hasura.serve)
         async with open_fake_oidc(
@@ -78,9 +95,10 @@ async def open_stack(tmp_path: Path, pg_url: str, **loop: Any) -> AsyncIterator[
             )  # fmt: skip
             http = f"http://localhost:{ports.public}"
             oidc.register_client(CLIENT_ID, CLIENT_SECRET, [f"{http}/auth/callback"])
-            yield Stack(Site(http, oidc), pg_url, workspaces, model)
+            yield Stack(Site(http, oidc), pg_url, workspaces, fake, config.sqlite_path)
             nursery.cancel_scope.cancel()
-        await engine.aclose()
+        if isinstance(engine, Engine):
+            await engine.aclose()
 
 
 @attrs.define

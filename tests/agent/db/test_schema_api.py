@@ -1,7 +1,8 @@
 """The database pane's HTTP API on a real agent, against the fake Hasura backed by a real
 PostgreSQL: what ``GET /schema`` reports is what PostgreSQL holds, rows page, review flags
 destructive changes, apply changes PostgreSQL and commits a migration file as a checkpoint,
-hostile drafts are refused before any SQL, and a viewer reads but cannot change."""
+hostile drafts are refused before any SQL, and a viewer reads but cannot change. A schema
+intent's model call is metered like a turn's: dropped, retried and timed-out attempts count."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import trio
 from amicable_agent.loop.spend import Budgets, Limits
 from amicable_testing.logins import ALICE, BOB
-from amicable_testing.model_script import Reply, Text
+from amicable_testing.model_script import Fault, Reply, Text
 from amicable_testing.postgres import PostgresServer, postgres_available
 
 from .pg_stack import Project, Stack, open_stack
@@ -321,3 +322,76 @@ async def test_intent_counts_in_the_budget_and_stops_when_it_is_spent(
         over = await alice.post(url, json=body)
         assert (over.status_code, over.json()["error"]) == (429, "budget_exceeded")
         assert len(stack.model.requests) == 1
+
+
+_TODOS = {"draft": {"tables": [], "relationships": []}, "intent_text": "a todos table"}
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_an_intent_whose_model_drops_still_records_its_spend(
+    tmp_path: Path, pg_server: PostgresServer, provider: str
+) -> None:
+    """Both attempts of an intent drop mid-stream: the 502 still leaves one usage record of
+    the caller with every attempt's input tokens (Messages reports them in
+    ``message_start``; Chat Completions only in the last chunk, which never came)."""
+    budgets = Budgets(project=Limits(daily_tokens=1000))
+    async with (
+        open_stack(tmp_path, pg_server.create_database(), provider,
+                   budgets=budgets, llm_max_retries=1) as stack,
+        stack.site.signed_in(ALICE) as alice,
+    ):  # fmt: skip
+        pid = (await alice.post("/api/projects", json={"name": "D"})).json()["project_id"]
+        url = f"/api/db/{pid}/schema/intent"
+        drop = Fault(drop_after_events=6, reply=Reply([Text("{\"assistant_message\": \"Half")],
+                                                      input_tokens=700, output_tokens=5))  # fmt: skip
+        stack.model.add(drop, drop)
+        failed = await alice.post(url, json=_TODOS)
+        assert (failed.status_code, failed.json()["error"]) == (502, "intent_failed")
+        assert len(stack.model.requests) == 2
+        [(who, tokens, cost)] = stack.usage()
+        assert who == ALICE.sub
+        if provider == "anthropic":
+            assert (tokens, cost > 0) == (1400, True)
+            # The person notices: the dropped attempts used up the project's budget.
+            over = await alice.post(url, json=_TODOS)
+            assert (over.status_code, over.json()["error"]) == (429, "budget_exceeded")
+            assert len(stack.model.requests) == 2
+        else:
+            assert (tokens, cost) == (0, 0.0)
+
+
+async def test_an_intent_that_times_out_still_records_its_spend(
+    tmp_path: Path, pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intent's deadline cancels a model call that never finishes: what the provider
+    reported before the cancel (the input tokens of ``message_start``) is recorded."""
+    from amicable_agent.http import dbschema
+
+    monkeypatch.setattr(dbschema, "INTENT_TIMEOUT_S", 1.0)
+    never = trio.Event()
+    async with (
+        open_stack(tmp_path, pg_server.create_database()) as stack,
+        stack.site.signed_in(ALICE) as alice,
+    ):
+        pid = (await alice.post("/api/projects", json={"name": "T"})).json()["project_id"]
+        stack.model.add(Reply([Text('{"assistant_message": ')], input_tokens=900, hold=never))
+        late = await alice.post(f"/api/db/{pid}/schema/intent", json=_TODOS)
+        assert (late.status_code, late.json()["error"]) == (502, "intent_failed")
+        assert late.json()["detail"] == "timed out"
+        [(who, tokens, cost)] = stack.usage()
+        assert (who, tokens, cost > 0) == (ALICE.sub, 900, True)
+        never.set()
+
+
+async def test_an_agent_without_a_model_answers_intents_503(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    async with (
+        open_stack(tmp_path, pg_server.create_database(), model=False) as stack,
+        stack.site.signed_in(ALICE) as alice,
+    ):
+        pid = (await alice.post("/api/projects", json={"name": "N"})).json()["project_id"]
+        got = await alice.post(f"/api/db/{pid}/schema/intent", json=_TODOS)
+        assert (got.status_code, got.json()["error"]) == (503, "model_unavailable")
+        assert (await alice.get(f"/api/db/{pid}/schema")).status_code == 200
+        assert stack.model.requests == []

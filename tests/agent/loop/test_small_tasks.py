@@ -124,6 +124,28 @@ async def test_a_new_project_is_named_by_the_small_model(agent: Any, fake_llm: A
     assert rows == [("small", 2_000_000, 2.0)]
 
 
+async def test_naming_that_fails_midway_still_counts_in_the_spend(
+    agent: Any, fake_llm: Any
+) -> None:
+    """Every attempt drops after the provider reported its input tokens: the project gets the
+    prompt's words as its name, and what the failed attempts cost is still its spend."""
+    fake, _ = fake_llm
+    drop = Fault(drop_after_events=8, reply=Reply([Text("Half a name that never ends")],
+                                                  input_tokens=500_000))  # fmt: skip
+    fake.add(*[drop] * 5)  # the first try and its four retries
+    created = await agent.post("/api/projects", json={"prompt": "Build a habit tracker"})
+    assert created.json()["name"] == "Habit Tracker"
+    assert len(fake.requests) == 5
+    pid = created.json()["project_id"]
+    with sqlite3.connect(agent.data_dir / "amicable.db") as db:
+        rows = db.execute("SELECT model_id, turn_id, input_tokens FROM usage_records "
+                          "WHERE project_id = ?", (pid,)).fetchall()  # fmt: skip
+    [(model, turn, tokens)] = rows
+    assert (model, turn) == ("small", "small:name")
+    if fake.provider == "anthropic":  # message_start reported each attempt's input tokens
+        assert tokens == 500_000 * len(fake.requests)
+
+
 async def test_a_given_name_is_kept_and_no_model_is_asked(agent: Any, fake_llm: Any) -> None:
     fake, _ = fake_llm
     created = await agent.post("/api/projects", json={"name": "Mine", "prompt": "a todo app"})

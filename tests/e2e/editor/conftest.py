@@ -1,16 +1,24 @@
-"""Fixtures for the editor end-to-end tests: the built editor, a fake agent, real Chromium."""
+"""Fixtures for the editor end-to-end tests: the built editor, a fake agent, real Chromium;
+and `amicable up` with the fake model (:class:`AmicableUp`, started by the ``amicable_up``
+fixture) with a page on its editor (``stack_page``)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import sys
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
+from amicable_testing.fake_anthropic import FakeAnthropic
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: make the fake importable
 
@@ -36,6 +44,14 @@ SCREENSHOTS = (
     if os.environ.get("AMICABLE_UPDATE_SCREENSHOTS") == "1"
     else ROOT / "artifacts" / "screenshots"
 )
+
+
+AMICABLE = str(Path(sys.executable).parent / "amicable")
+NODE_CACHE = ROOT / ".cache" / "node_modules"
+#: How long a first preview may take on a loaded machine (npm install, Vite); not a timing.
+PREVIEW_TIMEOUT_MS = 180_000
+#: Settings `amicable up` must not inherit from whoever runs the tests.
+_OWN_ENV = ("AMICABLE_", "ANTHROPIC_", "DEEPAGENTS_", "HASURA_")
 
 
 def _dist() -> Path:
@@ -144,3 +160,151 @@ def provisioned_project(agent: FakeAgentHandle, name: str) -> FakeProject:
 
     project: FakeProject = agent.call(make)
     return project
+
+
+class AmicableUp:
+    """`amicable up` on ``data_dir`` with the fake Anthropic model answering through
+    ``responder``, run (with the fake) from a background Trio loop.
+
+    Args:
+        data_dir: the agent's data directory (the ready file goes beside it).
+        responder: the fake model's responder (request body -> ``Reply`` or ``Fault``).
+        env: settings added to the child's environment.
+        services: started in the loop before the child (e.g. a fake Hasura); returns more
+            settings for the child's environment.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        responder: Any,
+        *,
+        env: Mapping[str, str] | None = None,
+        services: Callable[[trio.Nursery], Awaitable[dict[str, str]]] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.fake = FakeAnthropic(responder=responder)
+        self.info: dict[str, Any] = {}
+        self.returncode: int | None = None
+        self._env = dict(env or {})
+        self._services = services
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        """The editor's origin (once started)."""
+        return f"http://127.0.0.1:{self.info['port']}"
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    async def _child_env(self, nursery: trio.Nursery) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_ENV)}
+        env.update(
+            ANTHROPIC_API_KEY="sk-fake", ANTHROPIC_BASE_URL=await nursery.start(self.fake.serve),
+            AMICABLE_WARM_POOL_SIZE="0", AMICABLE_NODE_MODULES_CACHE_DIR=str(NODE_CACHE),
+            DEEPAGENTS_QA_COMMANDS="true", AMICABLE_RUNTIME_AUTO_HEAL="false",
+        )  # fmt: skip
+        env.update(self._env)
+        if self._services is not None:
+            env.update(await self._services(nursery))
+        return env
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        ready = self.data_dir.parent / f"ready-{uuid.uuid4().hex}.json"
+        async with trio.open_nursery() as nursery:
+            env = await self._child_env(nursery)
+            argv = [AMICABLE, "up", "--data-dir", str(self.data_dir), "--port", "0"]
+            argv += ["--preview-port", "0", "--ready-file", str(ready)]
+            process: trio.Process = await nursery.start(
+                partial(trio.run_process, argv, env=env, check=False, start_new_session=True)
+            )
+            try:
+                with trio.fail_after(180):
+                    # `amicable up` writes the file when it listens; there is no event to await.
+                    while not ready.exists():
+                        if process.returncode is not None:
+                            raise RuntimeError("amicable up exited early")
+                        await trio.sleep(0.1)
+                self.info = json.loads(ready.read_text())
+                self._ready.set()
+                await self._stop.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    if process.returncode is None:
+                        process.send_signal(signal.SIGINT)
+                        with trio.move_on_after(60):
+                            await process.wait()
+                    if process.returncode is None:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        await process.wait()
+                    self.returncode = process.returncode
+                nursery.cancel_scope.cancel()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(240) or self._error is not None:
+            self.stop()
+            raise RuntimeError("amicable up did not start") from self._error
+
+    def stop(self) -> None:
+        if self._token is not None and self._stop is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(90)
+
+
+Up = TypeVar("Up", bound=AmicableUp)
+
+
+@pytest.fixture
+def amicable_up() -> Iterator[Callable[[Up], Up]]:
+    """Starts an :class:`AmicableUp` (``stack = amicable_up(MyStack(...))``); at the end of the
+    test stops every one it started and fails unless each exited cleanly. Skips without
+    Chromium (every test of a stack drives the editor in it)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    started: list[AmicableUp] = []
+
+    def start(stack: Up) -> Up:
+        started.append(stack)
+        stack.start()
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()
+    for stack in started:
+        assert stack.returncode == 0, "amicable up did not stop cleanly"
+
+
+@pytest.fixture
+def stack_page(browser: Any, amicable_up: Any) -> Iterator[Callable[[AmicableUp], Any]]:
+    """Opens a desktop page on a started stack's editor (``page = stack_page(stack)``); at the
+    end closes it (before the stack stops) and fails on any uncaught error in the editor."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def open_page(stack: AmicableUp) -> Any:
+        context = browser.new_context(viewport={"width": 1440, "height": 900},
+                                      base_url=stack.origin)  # fmt: skip
+        context.set_default_timeout(60_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+    assert errors == [], f"uncaught errors in the editor: {errors}"

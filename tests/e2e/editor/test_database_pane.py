@@ -7,25 +7,18 @@ are refused, and restoring the checkpoint before the schema change rolls the col
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import sys
-import threading
-import uuid
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import trio
-from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
 from amicable_testing.fake_hasura import FakeHasura
 from amicable_testing.postgres import PostgresServer, postgres_available
-from conftest import CHROMIUM, ROOT, screenshot
+from conftest import PREVIEW_TIMEOUT_MS, AmicableUp, screenshot
 from playwright.sync_api import expect
 
 pytestmark = [
@@ -33,9 +26,6 @@ pytestmark = [
     pytest.mark.skipif(not postgres_available(), reason="PostgreSQL not installed"),
 ]
 
-AMICABLE = str(Path(sys.executable).parent / "amicable")
-NODE_CACHE = ROOT / ".cache" / "node_modules"
-PREVIEW_TIMEOUT_MS = 180_000
 ADMIN_SECRET = "e2e-admin-secret"
 JWT_KEY = b"an-hs256-key-long-enough-for-the-db-e2e"
 ORDERS = {
@@ -55,92 +45,20 @@ def respond(body: dict[str, Any]) -> Reply:
     return Reply([Text("Creating the table."), ToolUse("db_create_table", ORDERS)])
 
 
-class DbStack:
+class DbStack(AmicableUp):
     """`amicable up` with HASURA_BASE_URL pointing at a fake Hasura on real PostgreSQL."""
 
     def __init__(self, data_dir: Path, pg_url: str) -> None:
-        self.data_dir = data_dir
+        super().__init__(data_dir, respond, services=self._hasura)
         self.pg_url = pg_url
-        self.fake = FakeAnthropic(responder=respond)
-        self.info: dict[str, Any] = {}
-        self.returncode: int | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._stop: trio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    def _env(self, model_url: str, hasura_url: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AMICABLE_", "ANTHROPIC_", "DEEPAGENTS_", "HASURA_"))
+    async def _hasura(self, nursery: trio.Nursery) -> dict[str, str]:
+        hasura = FakeHasura(admin_secret=ADMIN_SECRET, jwt_key=JWT_KEY, postgres_url=self.pg_url)
+        return {
+            "HASURA_BASE_URL": await nursery.start(hasura.serve),
+            "HASURA_GRAPHQL_ADMIN_SECRET": ADMIN_SECRET,
+            "HASURA_GRAPHQL_JWT_SECRET": json.dumps({"type": "HS256", "key": JWT_KEY.decode()}),
         }
-        env.update(
-            ANTHROPIC_API_KEY="sk-fake", ANTHROPIC_BASE_URL=model_url,
-            AMICABLE_WARM_POOL_SIZE="0", AMICABLE_NODE_MODULES_CACHE_DIR=str(NODE_CACHE),
-            DEEPAGENTS_QA_COMMANDS="true", AMICABLE_RUNTIME_AUTO_HEAL="false",
-            HASURA_BASE_URL=hasura_url, HASURA_GRAPHQL_ADMIN_SECRET=ADMIN_SECRET,
-            HASURA_GRAPHQL_JWT_SECRET=json.dumps({"type": "HS256", "key": JWT_KEY.decode()}),
-        )  # fmt: skip
-        return env
-
-    async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
-        ready = self.data_dir.parent / f"ready-{uuid.uuid4().hex}.json"
-        async with trio.open_nursery() as nursery:
-            model_url = await nursery.start(self.fake.serve)
-            hasura = FakeHasura(
-                admin_secret=ADMIN_SECRET, jwt_key=JWT_KEY, postgres_url=self.pg_url
-            )
-            hasura_url = await nursery.start(hasura.serve)
-            argv = [AMICABLE, "up", "--data-dir", str(self.data_dir), "--port", "0"]
-            argv += ["--preview-port", "0", "--ready-file", str(ready)]
-            process: trio.Process = await nursery.start(
-                partial(trio.run_process, argv, env=self._env(model_url, hasura_url),
-                        check=False, start_new_session=True)
-            )  # fmt: skip
-            try:
-                with trio.fail_after(180):
-                    # `amicable up` writes the file when it listens; there is no event to await.
-                    while not ready.exists():
-                        if process.returncode is not None:
-                            raise RuntimeError("amicable up exited early")
-                        await trio.sleep(0.1)
-                self.info = json.loads(ready.read_text())
-                self._ready.set()
-                await self._stop.wait()
-            finally:
-                with trio.CancelScope(shield=True):
-                    if process.returncode is None:
-                        process.send_signal(signal.SIGINT)
-                        with trio.move_on_after(60):
-                            await process.wait()
-                    if process.returncode is None:
-                        os.killpg(process.pid, signal.SIGKILL)
-                        await process.wait()
-                    self.returncode = process.returncode
-                nursery.cancel_scope.cancel()
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(240) or self._error is not None:
-            self.stop()
-            raise RuntimeError("amicable up did not start") from self._error
-
-    def stop(self) -> None:
-        if self._token is not None and self._stop is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-        self._thread.join(90)
 
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
@@ -162,141 +80,130 @@ class DbStack:
 
 
 @pytest.fixture
-def db_stack(tmp_path: Path) -> Iterator[DbStack]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed")
-    with PostgresServer() as pg:
-        stack = DbStack(tmp_path / "data", pg.create_database())
-        stack.start()
-        try:
-            yield stack
-        finally:
-            stack.stop()
-        assert stack.returncode == 0, "amicable up did not stop cleanly"
+def postgres() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def db_stack(postgres: PostgresServer, amicable_up: Any, tmp_path: Path) -> DbStack:
+    """The stack; it stops (``amicable_up``) before PostgreSQL does (set up first)."""
+    stack: DbStack = amicable_up(DbStack(tmp_path / "data", postgres.create_database()))
+    return stack
 
 
 def test_model_table_in_the_pane_and_a_column_applied_in_postgres(
-    browser: Any, db_stack: DbStack
+    stack_page: Any, db_stack: DbStack
 ) -> None:
-    origin = f"http://127.0.0.1:{db_stack.info['port']}"
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=origin)
-    context.set_default_timeout(60_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto("/")
-        page.get_by_test_id("new-project-name").fill("Shop")
-        page.get_by_test_id("new-project-prompt").fill("Please add an orders table")
-        page.get_by_test_id("new-project").click()
-        bubble = page.get_by_test_id("assistant-message").first
-        expect(bubble).to_contain_text("The orders table is ready.", timeout=PREVIEW_TIMEOUT_MS)
-        expect(bubble.locator("[data-tool=db_create_table]")).to_have_attribute("data-status", "ok")
-        assert [c for c, _ in db_stack.columns("orders")] == ["id", "item", "qty"]
+    origin = db_stack.origin
+    page = stack_page(db_stack)
+    page.goto("/")
+    page.get_by_test_id("new-project-name").fill("Shop")
+    page.get_by_test_id("new-project-prompt").fill("Please add an orders table")
+    page.get_by_test_id("new-project").click()
+    bubble = page.get_by_test_id("assistant-message").first
+    expect(bubble).to_contain_text("The orders table is ready.", timeout=PREVIEW_TIMEOUT_MS)
+    expect(bubble.locator("[data-tool=db_create_table]")).to_have_attribute("data-status", "ok")
+    assert [c for c, _ in db_stack.columns("orders")] == ["id", "item", "qty"]
 
-        # The table the model created is in the pane, with its columns.
-        page.get_by_test_id("tab-database").click()
-        pane = page.get_by_test_id("db-pane")
-        expect(pane.get_by_test_id("db-table-orders")).to_be_visible()
-        pane.get_by_test_id("db-table-orders").click()
-        expect(pane.get_by_test_id("db-column-item")).to_contain_text("text")
-        expect(pane.get_by_test_id("db-column-qty")).to_contain_text("integer")
+    # The table the model created is in the pane, with its columns.
+    page.get_by_test_id("tab-database").click()
+    pane = page.get_by_test_id("db-pane")
+    expect(pane.get_by_test_id("db-table-orders")).to_be_visible()
+    pane.get_by_test_id("db-table-orders").click()
+    expect(pane.get_by_test_id("db-column-item")).to_contain_text("text")
+    expect(pane.get_by_test_id("db-column-qty")).to_contain_text("integer")
 
-        # Add a column: review shows the SQL, apply creates it in PostgreSQL.
-        pane.get_by_test_id("db-new-column").fill("note")
-        pane.get_by_test_id("db-add-column").click()
-        pane.get_by_test_id("db-review-btn").click()
-        expect(pane.get_by_test_id("db-sql")).to_contain_text('ADD COLUMN "note" text;')
-        expect(pane.get_by_test_id("db-destructive")).to_have_count(0)
-        screenshot(page, "database-pane-review")
-        pane.get_by_test_id("db-apply").click()
-        expect(pane.get_by_test_id("db-notice")).to_contain_text("/db/migrations/")
-        assert ("note", "text") in db_stack.columns("orders")
-        workspace = next(db_stack.data_dir.glob("sandboxes/*/workspace"))
-        [migration] = list((workspace / "db" / "migrations").glob("*.sql"))
-        assert 'ADD COLUMN "note" text;' in migration.read_text()
+    # Add a column: review shows the SQL, apply creates it in PostgreSQL.
+    pane.get_by_test_id("db-new-column").fill("note")
+    pane.get_by_test_id("db-add-column").click()
+    pane.get_by_test_id("db-review-btn").click()
+    expect(pane.get_by_test_id("db-sql")).to_contain_text('ADD COLUMN "note" text;')
+    expect(pane.get_by_test_id("db-destructive")).to_have_count(0)
+    screenshot(page, "database-pane-review")
+    pane.get_by_test_id("db-apply").click()
+    expect(pane.get_by_test_id("db-notice")).to_contain_text("/db/migrations/")
+    assert ("note", "text") in db_stack.columns("orders")
+    workspace = next(db_stack.data_dir.glob("sandboxes/*/workspace"))
+    [migration] = list((workspace / "db" / "migrations").glob("*.sql"))
+    assert 'ADD COLUMN "note" text;' in migration.read_text()
 
-        # Rows: the owner (an editor) adds a row, edits a cell and deletes a row; each is in
-        # PostgreSQL, and a value of the wrong type gets a readable error.
-        pane.get_by_test_id("db-tab-rows").click()
-        rows = pane.get_by_test_id("db-rows")
-        expect(rows.get_by_test_id("db-rows-range")).to_have_text("No rows")
-        form = rows.get_by_test_id("db-new-row")
-        for n, (item, qty) in enumerate((("Tea", "3"), ("Cake", "")), start=1):
-            form.locator("[data-column=item]").fill(item)
-            form.locator("[data-column=qty]").fill(qty)
-            rows.get_by_test_id("db-row-add").click()
-            expect(rows.get_by_test_id("db-rows-range")).to_have_text(f"Rows 1–{n} of {n}")
-        assert db_stack.rows("orders") == [(1, "Tea", 3, None), (2, "Cake", 1, None)]
-        rows.locator("[data-testid=db-cell-edit][data-column=item]").first.click()
-        rows.get_by_test_id("db-cell-input").fill("Green tea")
-        rows.get_by_test_id("db-cell-save").click()
-        expect(rows.locator("[data-testid=db-cell-edit][data-column=item]").first).to_have_text(
-            "Green tea"
-        )
-        assert db_stack.rows("orders")[0] == (1, "Green tea", 3, None)
-        rows.locator("[data-testid=db-cell-edit][data-column=qty]").first.click()
-        rows.get_by_test_id("db-cell-input").fill("lots")
-        rows.get_by_test_id("db-cell-save").click()
-        expect(rows.get_by_test_id("db-row-error")).to_contain_text("qty needs a whole number")
-        screenshot(page, "database-pane-rows")
-        rows.get_by_test_id("db-row-delete").nth(1).click()
-        dialog = page.get_by_test_id("db-row-delete-confirm")
-        expect(dialog).to_contain_text("id = 2")
-        dialog.get_by_test_id("dialog-confirm").click()
-        expect(rows.get_by_test_id("db-rows-range")).to_have_text("Rows 1–1 of 1")
-        assert db_stack.rows("orders") == [(1, "Green tea", 3, None)]
-        pane.get_by_role("tab", name="Structure").click()
+    # Rows: the owner (an editor) adds a row, edits a cell and deletes a row; each is in
+    # PostgreSQL, and a value of the wrong type gets a readable error.
+    pane.get_by_test_id("db-tab-rows").click()
+    rows = pane.get_by_test_id("db-rows")
+    expect(rows.get_by_test_id("db-rows-range")).to_have_text("No rows")
+    form = rows.get_by_test_id("db-new-row")
+    for n, (item, qty) in enumerate((("Tea", "3"), ("Cake", "")), start=1):
+        form.locator("[data-column=item]").fill(item)
+        form.locator("[data-column=qty]").fill(qty)
+        rows.get_by_test_id("db-row-add").click()
+        expect(rows.get_by_test_id("db-rows-range")).to_have_text(f"Rows 1–{n} of {n}")
+    assert db_stack.rows("orders") == [(1, "Tea", 3, None), (2, "Cake", 1, None)]
+    rows.locator("[data-testid=db-cell-edit][data-column=item]").first.click()
+    rows.get_by_test_id("db-cell-input").fill("Green tea")
+    rows.get_by_test_id("db-cell-save").click()
+    expect(rows.locator("[data-testid=db-cell-edit][data-column=item]").first).to_have_text(
+        "Green tea"
+    )
+    assert db_stack.rows("orders")[0] == (1, "Green tea", 3, None)
+    rows.locator("[data-testid=db-cell-edit][data-column=qty]").first.click()
+    rows.get_by_test_id("db-cell-input").fill("lots")
+    rows.get_by_test_id("db-cell-save").click()
+    expect(rows.get_by_test_id("db-row-error")).to_contain_text("qty needs a whole number")
+    screenshot(page, "database-pane-rows")
+    rows.get_by_test_id("db-row-delete").nth(1).click()
+    dialog = page.get_by_test_id("db-row-delete-confirm")
+    expect(dialog).to_contain_text("id = 2")
+    dialog.get_by_test_id("dialog-confirm").click()
+    expect(rows.get_by_test_id("db-rows-range")).to_have_text("Rows 1–1 of 1")
+    assert db_stack.rows("orders") == [(1, "Green tea", 3, None)]
+    pane.get_by_role("tab", name="Structure").click()
 
-        # Dropping it is destructive: nothing happens until it is confirmed.
-        pane.get_by_test_id("db-column-note").get_by_role("button", name="Drop column note").click()
-        pane.get_by_test_id("db-review-btn").click()
-        expect(pane.get_by_test_id("db-destructive")).to_contain_text("Drop column orders.note")
-        pane.get_by_test_id("db-apply").click()
-        expect(pane.get_by_test_id("db-confirm-apply")).to_be_visible()
-        assert ("note", "text") in db_stack.columns("orders")
-        pid = page.evaluate("() => window.location.pathname")  # /p/<slug>
-        assert pid.startswith("/p/")
+    # Dropping it is destructive: nothing happens until it is confirmed.
+    pane.get_by_test_id("db-column-note").get_by_role("button", name="Drop column note").click()
+    pane.get_by_test_id("db-review-btn").click()
+    expect(pane.get_by_test_id("db-destructive")).to_contain_text("Drop column orders.note")
+    pane.get_by_test_id("db-apply").click()
+    expect(pane.get_by_test_id("db-confirm-apply")).to_be_visible()
+    assert ("note", "text") in db_stack.columns("orders")
+    pid = page.evaluate("() => window.location.pathname")  # /p/<slug>
+    assert pid.startswith("/p/")
 
-        # The HTTP API refuses a destructive apply without confirmation, and hostile drafts.
-        project_id = page.request.get(f"/api/projects/by-slug/{pid[3:]}").json()["project_id"]
-        schema = page.request.get(f"/api/db/{project_id}/schema").json()
-        draft = schema["schema"]
-        draft["tables"] = [t for t in draft["tables"] if t["name"] != "orders"]
-        draft["relationships"] = []
-        api = f"/api/db/{project_id}/schema/apply"
-        refused = page.request.post(api, data={"draft": draft}, headers={"Origin": origin})
-        assert refused.status == 409
-        assert refused.json()["error"] == "destructive_confirmation_required"
-        hostile = schema["schema"]
-        hostile["tables"].append(
-            {"name": 'x"; DROP SCHEMA amicable_meta CASCADE; --', "columns": []}
-        )
-        bad = page.request.post(api, data={"draft": hostile}, headers={"Origin": origin})
-        assert bad.status == 400
-        assert bad.json()["error"] == "invalid_draft"
-        assert ("note", "text") in db_stack.columns("orders")
+    # The HTTP API refuses a destructive apply without confirmation, and hostile drafts.
+    project_id = page.request.get(f"/api/projects/by-slug/{pid[3:]}").json()["project_id"]
+    schema = page.request.get(f"/api/db/{project_id}/schema").json()
+    draft = schema["schema"]
+    draft["tables"] = [t for t in draft["tables"] if t["name"] != "orders"]
+    draft["relationships"] = []
+    api = f"/api/db/{project_id}/schema/apply"
+    refused = page.request.post(api, data={"draft": draft}, headers={"Origin": origin})
+    assert refused.status == 409
+    assert refused.json()["error"] == "destructive_confirmation_required"
+    hostile = schema["schema"]
+    hostile["tables"].append({"name": 'x"; DROP SCHEMA amicable_meta CASCADE; --', "columns": []})
+    bad = page.request.post(api, data={"draft": hostile}, headers={"Origin": origin})
+    assert bad.status == 400
+    assert bad.json()["error"] == "invalid_draft"
+    assert ("note", "text") in db_stack.columns("orders")
 
-        # Restoring the checkpoint before the schema change says the schema goes back too,
-        # and the note column is gone from PostgreSQL afterwards.
-        page.get_by_test_id("history").click()
-        history = page.get_by_test_id("history-panel")
-        items = history.get_by_test_id("checkpoint")
-        expect(items.filter(has_text="Database schema update")).to_have_count(1)
-        titles = items.get_by_test_id("checkpoint-title").all_inner_texts()
-        at = next(i for i, t in enumerate(titles) if t.startswith("Database schema update"))
-        items.nth(at + 1).get_by_test_id("checkpoint-restore").click()
-        confirm = page.get_by_test_id("restore-confirm")
-        expect(confirm.get_by_test_id("restore-schema-note")).to_contain_text(
-            "The database schema is rolled back too: 1 schema change"
-        )
-        screenshot(page, "restore-schema-confirm")
-        confirm.get_by_test_id("dialog-confirm").click()
-        expect(history.get_by_test_id("history-message")).to_contain_text(
-            "The database schema was rolled back too"
-        )
-        assert "note" not in [c for c, _ in db_stack.columns("orders")]
-        assert not list((workspace / "db" / "migrations").glob("*.sql"))
-    finally:
-        context.close()
-    assert errors == []
+    # Restoring the checkpoint before the schema change says the schema goes back too,
+    # and the note column is gone from PostgreSQL afterwards.
+    page.get_by_test_id("history").click()
+    history = page.get_by_test_id("history-panel")
+    items = history.get_by_test_id("checkpoint")
+    expect(items.filter(has_text="Database schema update")).to_have_count(1)
+    titles = items.get_by_test_id("checkpoint-title").all_inner_texts()
+    at = next(i for i, t in enumerate(titles) if t.startswith("Database schema update"))
+    items.nth(at + 1).get_by_test_id("checkpoint-restore").click()
+    confirm = page.get_by_test_id("restore-confirm")
+    expect(confirm.get_by_test_id("restore-schema-note")).to_contain_text(
+        "The database schema is rolled back too: 1 schema change"
+    )
+    screenshot(page, "restore-schema-confirm")
+    confirm.get_by_test_id("dialog-confirm").click()
+    expect(history.get_by_test_id("history-message")).to_contain_text(
+        "The database schema was rolled back too"
+    )
+    assert "note" not in [c for c, _ in db_stack.columns("orders")]
+    assert not list((workspace / "db" / "migrations").glob("*.sql"))

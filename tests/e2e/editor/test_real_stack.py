@@ -10,30 +10,17 @@ mid-turn.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
-import signal
-import sys
-import threading
-import uuid
 import zipfile
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
-from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
-from conftest import CHROMIUM, ROOT, screenshot
+from amicable_testing.fake_anthropic import Reply, Text, ToolUse
+from conftest import PREVIEW_TIMEOUT_MS, AmicableUp, screenshot
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
-
-AMICABLE = str(Path(sys.executable).parent / "amicable")
-NODE_CACHE = ROOT / ".cache" / "node_modules"
-PREVIEW_TIMEOUT_MS = 180_000
 
 APP = """export default function App() {{
   return (
@@ -82,96 +69,19 @@ def respond(body: dict[str, Any]) -> Reply:
     )
 
 
-class RealStack:
-    """The fake model server and an `amicable up` child, run from a background Trio loop."""
+class RealStack(AmicableUp):
+    """`amicable up` with the scripted model, where running a command needs approval."""
 
     def __init__(self, data_dir: Path, responder: Any = respond) -> None:
-        self.data_dir = data_dir
-        self.fake = FakeAnthropic(responder=responder)
-        self.info: dict[str, Any] = {}
-        self.returncode: int | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._stop: trio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            trio.run(self._main)
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
-        ready = self.data_dir.parent / f"ready-{uuid.uuid4().hex}.json"
-        async with trio.open_nursery() as nursery:
-            base_url = await nursery.start(self.fake.serve)
-            env = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("AMICABLE_", "ANTHROPIC_", "DEEPAGENTS_"))
-            }
-            env.update(
-                ANTHROPIC_API_KEY="sk-fake",
-                ANTHROPIC_BASE_URL=base_url,
-                AMICABLE_WARM_POOL_SIZE="0",
-                AMICABLE_NODE_MODULES_CACHE_DIR=str(NODE_CACHE),
-                DEEPAGENTS_QA_COMMANDS="true",
-                DEEPAGENTS_HITL_INTERRUPT_ON_JSON='["execute"]',
-                AMICABLE_RUNTIME_AUTO_HEAL="false",
-            )
-            argv = [AMICABLE, "up", "--data-dir", str(self.data_dir), "--port", "0"]
-            argv += ["--preview-port", "0", "--ready-file", str(ready)]
-            process: trio.Process = await nursery.start(
-                partial(trio.run_process, argv, env=env, check=False, start_new_session=True)
-            )
-            try:
-                with trio.fail_after(180):
-                    # `amicable up` writes the file when it listens; there is no event to await.
-                    while not ready.exists():
-                        if process.returncode is not None:
-                            raise RuntimeError("amicable up exited early")
-                        await trio.sleep(0.1)
-                self.info = json.loads(ready.read_text())
-                self._ready.set()
-                await self._stop.wait()
-            finally:
-                with trio.CancelScope(shield=True):
-                    if process.returncode is None:
-                        process.send_signal(signal.SIGINT)
-                        with trio.move_on_after(60):
-                            await process.wait()
-                    if process.returncode is None:
-                        os.killpg(process.pid, signal.SIGKILL)
-                        await process.wait()
-                    self.returncode = process.returncode
-                nursery.cancel_scope.cancel()
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(240) or self._error is not None:
-            self.stop()
-            raise RuntimeError("amicable up did not start") from self._error
-
-    def stop(self) -> None:
-        if self._token is not None and self._stop is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-        self._thread.join(90)
+        super().__init__(
+            data_dir, responder, env={"DEEPAGENTS_HITL_INTERRUPT_ON_JSON": '["execute"]'}
+        )
 
 
 @pytest.fixture
-def real_stack(tmp_path: Path) -> Any:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed")
-    stack = RealStack(tmp_path / "data")
-    stack.start()
-    yield stack
-    stack.stop()
-    assert stack.returncode == 0, "amicable up did not stop cleanly"
+def real_stack(amicable_up: Any, tmp_path: Path) -> RealStack:
+    stack: RealStack = amicable_up(RealStack(tmp_path / "data"))
+    return stack
 
 
 def send(page: Any, text: str) -> None:
@@ -182,128 +92,117 @@ def send(page: Any, text: str) -> None:
     expect(page.get_by_test_id("user-message").last).to_have_text(text)
 
 
-def test_full_flow_against_amicable_up(browser: Any, real_stack: RealStack) -> None:
-    origin = f"http://127.0.0.1:{real_stack.info['port']}"
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=origin)
-    context.set_default_timeout(60_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def test_full_flow_against_amicable_up(stack_page: Any, real_stack: RealStack) -> None:
+    page = stack_page(real_stack)
     title = page.frame_locator("[data-testid=preview-frame]").locator("#title")
-    try:
-        page.goto("/")
-        page.get_by_test_id("new-project-name").fill("Real stack")
-        page.get_by_test_id("new-project-prompt").fill("Title: Hello from the real stack")
-        page.get_by_test_id("new-project").click()
-        expect(page).to_have_url(re.compile(r"/p/real-stack$"))
-        expect(page.get_by_test_id("provisioning")).to_be_visible()
+    page.goto("/")
+    page.get_by_test_id("new-project-name").fill("Real stack")
+    page.get_by_test_id("new-project-prompt").fill("Title: Hello from the real stack")
+    page.get_by_test_id("new-project").click()
+    expect(page).to_have_url(re.compile(r"/p/real-stack$"))
+    expect(page.get_by_test_id("provisioning")).to_be_visible()
 
-        # First prompt: streamed text, a write_file card, the preview shows the new title.
-        expect(page.get_by_test_id("preview-frame")).to_be_visible(timeout=PREVIEW_TIMEOUT_MS)
-        expect(page.get_by_test_id("user-message").first).to_have_text(
-            "Title: Hello from the real stack"
-        )
-        bubble = page.get_by_test_id("assistant-message").first
-        expect(bubble).to_contain_text("I'll set the title to Hello from the real stack")
-        expect(bubble.locator("[data-tool=write_file]")).to_have_attribute("data-status", "ok")
-        expect(bubble).to_contain_text("Done: the change is in place.")
-        expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
-        expect(page.get_by_test_id("chat-send")).to_be_visible()
-        screenshot(page, "real-stack-editor")
+    # First prompt: streamed text, a write_file card, the preview shows the new title.
+    expect(page.get_by_test_id("preview-frame")).to_be_visible(timeout=PREVIEW_TIMEOUT_MS)
+    expect(page.get_by_test_id("user-message").first).to_have_text(
+        "Title: Hello from the real stack"
+    )
+    bubble = page.get_by_test_id("assistant-message").first
+    expect(bubble).to_contain_text("I'll set the title to Hello from the real stack")
+    expect(bubble.locator("[data-tool=write_file]")).to_have_attribute("data-status", "ok")
+    expect(bubble).to_contain_text("Done: the change is in place.")
+    expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
+    expect(page.get_by_test_id("chat-send")).to_be_visible()
+    screenshot(page, "real-stack-editor")
 
-        # Device toggle resizes the iframe.
-        page.get_by_test_id("device-mobile").click()
-        frame = page.get_by_test_id("preview-frame")
-        expect(frame).to_have_css("width", "390px")
-        page.get_by_test_id("device-desktop").click()
+    # Device toggle resizes the iframe.
+    page.get_by_test_id("device-mobile").click()
+    frame = page.get_by_test_id("preview-frame")
+    expect(frame).to_have_css("width", "390px")
+    page.get_by_test_id("device-desktop").click()
 
-        # Edit the file in the code pane; Vite updates the preview.
-        page.get_by_test_id("tab-code").click()
-        tree = page.get_by_test_id("file-tree")
-        tree.locator("[data-path='/src']").click()
-        tree.locator("[data-path='/src/App.tsx']").click()
-        expect(page.locator(".cm-content")).to_contain_text("Hello from the real stack")
-        page.locator(".cm-content").click()
-        page.keyboard.press("Control+a")
-        # insert_text, not type: typing would trigger CodeMirror's bracket and tag completion.
-        page.keyboard.insert_text(HAND_EDIT)
-        page.get_by_test_id("code-save").click()
-        expect(page.get_by_test_id("code-message")).to_contain_text("Saved /src/App.tsx")
-        workspace = next(real_stack.data_dir.glob("sandboxes/*/workspace"))
-        assert (workspace / "src" / "App.tsx").read_text() == HAND_EDIT
-        page.get_by_test_id("tab-preview").click()
-        expect(title).to_have_text("Edited by hand", timeout=PREVIEW_TIMEOUT_MS)
+    # Edit the file in the code pane; Vite updates the preview.
+    page.get_by_test_id("tab-code").click()
+    tree = page.get_by_test_id("file-tree")
+    tree.locator("[data-path='/src']").click()
+    tree.locator("[data-path='/src/App.tsx']").click()
+    expect(page.locator(".cm-content")).to_contain_text("Hello from the real stack")
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    # insert_text, not type: typing would trigger CodeMirror's bracket and tag completion.
+    page.keyboard.insert_text(HAND_EDIT)
+    page.get_by_test_id("code-save").click()
+    expect(page.get_by_test_id("code-message")).to_contain_text("Saved /src/App.tsx")
+    workspace = next(real_stack.data_dir.glob("sandboxes/*/workspace"))
+    assert (workspace / "src" / "App.tsx").read_text() == HAND_EDIT
+    page.get_by_test_id("tab-preview").click()
+    expect(title).to_have_text("Edited by hand", timeout=PREVIEW_TIMEOUT_MS)
 
-        # Download the project's files: a zip named after the slug, without node_modules.
-        with page.expect_download() as download_info:
-            page.get_by_test_id("download").click()
-        download = download_info.value
-        assert download.suggested_filename == "real-stack.zip"
-        with zipfile.ZipFile(download.path()) as zf:
-            names = zf.namelist()
-            assert zf.read("src/App.tsx").decode() == HAND_EDIT
-        assert "package.json" in names
-        assert not [n for n in names if n.startswith("node_modules/")]
+    # Download the project's files: a zip named after the slug, without node_modules.
+    with page.expect_download() as download_info:
+        page.get_by_test_id("download").click()
+    download = download_info.value
+    assert download.suggested_filename == "real-stack.zip"
+    with zipfile.ZipFile(download.path()) as zf:
+        names = zf.namelist()
+        assert zf.read("src/App.tsx").decode() == HAND_EDIT
+    assert "package.json" in names
+    assert not [n for n in names if n.startswith("node_modules/")]
 
-        # History: restore the first turn's checkpoint; the hand edit is saved before.
-        first_turn = "Title: Hello from the real stack"
-        page.get_by_test_id("history").click()
-        history = page.get_by_test_id("history-panel")
-        checkpoints = history.get_by_test_id("checkpoint")
-        expect(checkpoints.first).to_contain_text(first_turn)
-        expect(checkpoints.last).to_contain_text("Project created")
-        # Escape closes only the dialog on top (the confirmation), not the history under it.
-        checkpoints.first.get_by_test_id("checkpoint-restore").click()
-        page.keyboard.press("Escape")
-        expect(page.get_by_test_id("restore-confirm")).to_be_hidden()
-        expect(history).to_be_visible()
-        checkpoints.first.get_by_test_id("checkpoint-restore").click()
-        page.get_by_test_id("restore-confirm").get_by_test_id("dialog-confirm").click()
-        expect(history.get_by_test_id("history-message")).to_contain_text(
-            f"Restored to “{first_turn}”"
-        )
-        expect(checkpoints.first).to_contain_text(f"Restored to: {first_turn}")
-        expect(checkpoints.nth(1)).to_contain_text("Changes before restore")
-        screenshot(page, "real-stack-history")
-        page.keyboard.press("Escape")
-        expect(history).to_be_hidden()
-        expect(page.get_by_test_id("chat-notice").last).to_contain_text("restored")
-        expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
-        restored = (workspace / "src" / "App.tsx").read_text()
-        assert restored == APP.format(title="Hello from the real stack")
+    # History: restore the first turn's checkpoint; the hand edit is saved before.
+    first_turn = "Title: Hello from the real stack"
+    page.get_by_test_id("history").click()
+    history = page.get_by_test_id("history-panel")
+    checkpoints = history.get_by_test_id("checkpoint")
+    expect(checkpoints.first).to_contain_text(first_turn)
+    expect(checkpoints.last).to_contain_text("Project created")
+    # Escape closes only the dialog on top (the confirmation), not the history under it.
+    checkpoints.first.get_by_test_id("checkpoint-restore").click()
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("restore-confirm")).to_be_hidden()
+    expect(history).to_be_visible()
+    checkpoints.first.get_by_test_id("checkpoint-restore").click()
+    page.get_by_test_id("restore-confirm").get_by_test_id("dialog-confirm").click()
+    expect(history.get_by_test_id("history-message")).to_contain_text(f"Restored to “{first_turn}”")
+    expect(checkpoints.first).to_contain_text(f"Restored to: {first_turn}")
+    expect(checkpoints.nth(1)).to_contain_text("Changes before restore")
+    screenshot(page, "real-stack-history")
+    page.keyboard.press("Escape")
+    expect(history).to_be_hidden()
+    expect(page.get_by_test_id("chat-notice").last).to_contain_text("restored")
+    expect(title).to_have_text("Hello from the real stack", timeout=PREVIEW_TIMEOUT_MS)
+    restored = (workspace / "src" / "App.tsx").read_text()
+    assert restored == APP.format(title="Hello from the real stack")
 
-        # Approve, then reject, a command the agent wants to run.
-        send(page, "please approve: run a command")
-        panel = page.get_by_test_id("hitl-panel")
-        expect(panel).to_contain_text("echo ok")
-        expect(page.get_by_test_id("chat-input")).to_be_disabled()
-        panel.get_by_test_id("hitl-approve").click()
-        expect(page.get_by_test_id("assistant-message").last).to_contain_text(
-            "Done: the change is in place."
-        )
-        send(page, "approve another command")
-        panel = page.get_by_test_id("hitl-panel")
-        panel.get_by_test_id("hitl-reject-message").fill("not now")
-        panel.get_by_test_id("hitl-reject").click()
-        expect(page.get_by_test_id("assistant-message").last).to_contain_text("Skipped")
+    # Approve, then reject, a command the agent wants to run.
+    send(page, "please approve: run a command")
+    panel = page.get_by_test_id("hitl-panel")
+    expect(panel).to_contain_text("echo ok")
+    expect(page.get_by_test_id("chat-input")).to_be_disabled()
+    panel.get_by_test_id("hitl-approve").click()
+    expect(page.get_by_test_id("assistant-message").last).to_contain_text(
+        "Done: the change is in place."
+    )
+    send(page, "approve another command")
+    panel = page.get_by_test_id("hitl-panel")
+    panel.get_by_test_id("hitl-reject-message").fill("not now")
+    panel.get_by_test_id("hitl-reject").click()
+    expect(page.get_by_test_id("assistant-message").last).to_contain_text("Skipped")
 
-        # Stop a running turn.
-        send(page, "a slow answer")
-        expect(page.get_by_test_id("assistant-message").last).to_contain_text("and steadily")
-        page.get_by_test_id("chat-cancel").click()
-        expect(page.get_by_test_id("chat-send")).to_be_visible()
+    # Stop a running turn.
+    send(page, "a slow answer")
+    expect(page.get_by_test_id("assistant-message").last).to_contain_text("and steadily")
+    page.get_by_test_id("chat-cancel").click()
+    expect(page.get_by_test_id("chat-send")).to_be_visible()
 
-        # Reload mid-turn: the turn keeps streaming into the reloaded page.
-        send(page, "another slow answer")
-        last = page.get_by_test_id("assistant-message").last
-        expect(last).to_contain_text("and steadily")
-        page.reload()
-        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
-        expect(page.get_by_test_id("chat-cancel")).to_be_visible()
-        streamed = page.get_by_test_id("assistant-message").last
-        expect(streamed).to_contain_text("and steadily and steadily and steadily")
-        page.get_by_test_id("chat-cancel").click()
-        expect(page.get_by_test_id("chat-send")).to_be_visible()
-    finally:
-        context.close()
-    assert errors == []
+    # Reload mid-turn: the turn keeps streaming into the reloaded page.
+    send(page, "another slow answer")
+    last = page.get_by_test_id("assistant-message").last
+    expect(last).to_contain_text("and steadily")
+    page.reload()
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+    expect(page.get_by_test_id("chat-cancel")).to_be_visible()
+    streamed = page.get_by_test_id("assistant-message").last
+    expect(streamed).to_contain_text("and steadily and steadily and steadily")
+    page.get_by_test_id("chat-cancel").click()
+    expect(page.get_by_test_id("chat-send")).to_be_visible()

@@ -40,6 +40,10 @@ class StubEngine:
         await trio.lowlevel.checkpoint()
         return []
 
+    def model_services(self) -> None:
+        """No models (schema intents answer 503, checkpoints keep plain subjects)."""
+        return None
+
     def model_choices(self) -> tuple[ModelChoice, ...]:
         """No model choice (INIT carries no ``models``)."""
         return ()

@@ -30,7 +30,6 @@ from .gitsync import open_git_sync
 from .http.app import WS_PATHS, create_internal_app, create_public_app, create_ws_handler
 from .http.state import AppState
 from .http.ws_server import WebSocketLane
-from .loop.small_tasks import SmallTasks
 from .sandboxes.runtime_client import runtime_client_for
 from .sessions import SessionDeps, open_session_manager
 from .sessions.checkpoints import CheckpointPolicy
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     from .db import AppDatabase
     from .gitsync import GitSync
     from .loop.api import RuntimeClient, TurnEngine
+    from .loop.small_tasks import SmallTasks
     from .sandboxes.base import SandboxBackend, SandboxHandle
     from .sessions.manager import SessionManager
     from .snapshots import SnapshotStore
@@ -336,5 +336,5 @@ def check_exposure(config: AgentConfig) -> None:
 
 def _small_tasks(engine: TurnEngine | None) -> SmallTasks | None:
     """The engine's small-model tasks (commit subjects), when it has them."""
-    small = getattr(engine, "small", None)
-    return small if isinstance(small, SmallTasks) else None
+    services = engine.model_services() if engine is not None else None
+    return services.small if services is not None else None

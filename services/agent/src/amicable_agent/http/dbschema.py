@@ -13,7 +13,8 @@
   ``apply_failed`` (PostgreSQL refused; nothing changed).
 * ``POST …/schema/intent`` (editor) ``{base_version?, draft, intent_text}`` -> upstream's
   intent answer; 503 ``model_unavailable``, 429 ``budget_exceeded``, 502 ``intent_failed``;
-  the model call counts in the caller's and the project's spend.
+  the model call counts in the caller's and the project's spend however it ends (answered,
+  failed after its retries, timed out or cancelled: every attempt is metered).
 
 Errors are ``{error, detail}``; 404 ``db_disabled`` when the agent has no Hasura, 400
 ``invalid_draft`` for anything :func:`~amicable_agent.db.schema_model.parse_draft` refuses.
@@ -43,9 +44,9 @@ from amicable_agent.db.schema_model import (
 )
 from amicable_agent.db.sql import app_schema_name
 from amicable_agent.errors import HasuraError
-from amicable_agent.loop.model_api import LlmError
+from amicable_agent.loop.model_api import LlmError, TokenUsage
+from amicable_agent.loop.small_tasks import metered_complete, usage_record
 from amicable_agent.loop.spend import SpendGuard
-from amicable_agent.store.spend import UsageRecord
 
 from .authz import checked_project, current_role, requires
 from .bodies import HttpError, json_object
@@ -142,37 +143,36 @@ async def apply(project_id: str) -> Response:
 
 async def ask_model(project_id: str, prompt: str) -> str:
     """The project's model's answer to ``prompt``, within the caller's and the project's
-    budgets; the call is recorded in the spend like a turn's.
+    budgets; what the call costs is recorded in the spend like a turn's call, however it
+    ends.
 
     Raises:
         HttpError: 503 ``model_unavailable``, 429 ``budget_exceeded``.
-        LlmError: the model failed.
+        LlmError: the model failed (its attempts are recorded).
+
+    Cancellation: the attempts so far are recorded, then the cancellation propagates.
     """
     state = app_state()
     engine = state.manager.deps.engine
-    models, settings = getattr(engine, "models", None), getattr(engine, "settings", None)
-    if models is None or settings is None:
+    services = engine.model_services() if engine is not None else None
+    if services is None:
         raise HttpError(503, "model_unavailable", "no model is configured on this agent")
     sub = current_caller().user.sub
     guard = await SpendGuard.load(
-        state.store, settings.budgets, project_id=project_id, user_sub=sub
+        state.store, services.budgets, project_id=project_id, user_sub=sub
     )
     over = guard.exceeded()
     if over is not None:
         raise HttpError(429, "budget_exceeded", over)
-    spec = await models.project_model(state.store, project_id)
-    answer = await models.client(spec).complete(SYSTEM, prompt, max_output_tokens=8192)
-    usage = answer.usage
-    await state.store.record_usage(
-        UsageRecord(
-            project_id=project_id, user_sub=sub, turn_id=f"schema-intent-{secrets.token_hex(6)}",
-            model_id=spec.id, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens,
-            cache_write_tokens=usage.cache_creation_input_tokens, cost_usd=spec.cost_usd(usage),
-        )
-    )  # fmt: skip
-    text: str = answer.text
-    return text
+    spec = await services.models.project_model(state.store, project_id)
+    turn_id = f"schema-intent-{secrets.token_hex(6)}"
+
+    async def record(usage: TokenUsage) -> None:
+        await state.store.record_usage(usage_record(spec, usage, project_id, turn_id, sub))
+
+    return await metered_complete(
+        services.models.client(spec), SYSTEM, prompt, max_output_tokens=8192, record=record
+    )
 
 
 @bp.post("/api/db/<project_id>/schema/intent")

@@ -13,7 +13,7 @@ from quart import Blueprint, Response, current_app, jsonify
 
 from amicable_agent.auth.access import AccessDenied
 from amicable_agent.gitsync import best_effort
-from amicable_agent.loop.small_tasks import SmallAnswer, name_from_prompt
+from amicable_agent.loop.small_tasks import name_from_prompt, small_usage_record
 from amicable_agent.sandboxes.base import sandbox_id_for
 
 from .authz import checked_project, current_role, denied, requires
@@ -21,6 +21,8 @@ from .bodies import HttpError, json_object, optional_str
 from .guard import current_caller
 
 if TYPE_CHECKING:
+    from amicable_agent.loop.model_api import TokenUsage
+    from amicable_agent.loop.models import ModelSpec
     from amicable_agent.store.base import Project
 
     from .state import AppState
@@ -91,10 +93,14 @@ async def create_project() -> Response:
     if template_id not in state.config.templates:
         known = ", ".join(state.config.templates)
         raise HttpError(400, "invalid_template_id", f"known templates: {known}")
-    named: SmallAnswer | None = None
+    naming_cost: list[tuple[ModelSpec, TokenUsage]] = []  # recorded once the project exists
+
+    async def count(spec: ModelSpec, usage: TokenUsage) -> None:
+        naming_cost.append((spec, usage))
+
     if not name and prompt and prompt.strip():
         small = state.manager.deps.small
-        named = await small.project_name(prompt) if small is not None else None
+        named = await small.project_name(prompt, on_usage=count) if small is not None else None
         name = named.text if named is not None else name_from_prompt(prompt)
     project = await state.store.create_project(
         name or "Untitled",
@@ -102,9 +108,10 @@ async def create_project() -> Response:
         prompt=prompt,
         owner_sub=None if caller.local else caller.sub,
     )
-    if named is not None:  # what naming it cost counts in the project's spend
+    for spec, usage in naming_cost:  # what naming it cost counts in the project's spend
+        sub = None if caller.local else caller.sub
         await state.store.record_usage(
-            named.usage_record(project.project_id, "name", None if caller.local else caller.sub)
+            small_usage_record(spec, usage, project.project_id, "name", sub)
         )
     if state.git_sync is not None:  # the GitLab repository, in the background (best effort)
         state.background.start_soon(best_effort, "create", state.git_sync.project_created, project)

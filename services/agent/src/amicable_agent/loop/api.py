@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from amicable_agent.db.tools import AppDbTools
     from amicable_agent.store.spend import SpendTotals, UsageRecord
 
+    from .small_tasks import ModelServices
+
 
 class RuntimeClient(Protocol):
     """Typed client of one sandbox's runtime API (``amicable_agent.sandboxes.runtime_client``).
@@ -270,4 +272,10 @@ class TurnEngine(Protocol):
 
     async def history(self, host: SessionHost) -> list[HistoryEntry]:
         """The last 20 user-visible ``{role, text}`` entries (for INIT)."""
+        ...
+
+    def model_services(self) -> ModelServices | None:
+        """The engine's model clients, budgets and small tasks, for model calls outside a
+        turn (the database pane's schema intents, checkpoints' commit subjects); None when
+        the engine has no models (test engines)."""
         ...

@@ -54,7 +54,7 @@ from .prompts import (
 from .protected import protected_paths, refused_call
 from .safety import needs_approval
 from .selection import ModelClients, UnknownModel
-from .small_tasks import SmallTasks
+from .small_tasks import ModelServices, SmallTasks
 from .spend import SpendGuard
 from .state import PLATFORM_SUMMARY_TAGS, TurnState, send_trace
 from .stream import metered_answer
@@ -114,16 +114,12 @@ class Engine:
         self.settings = settings
         self.models = ModelClients(settings, default_client=llm)
         self.small = SmallTasks(self.models)
+        self._services = ModelServices(self.models, self.small)
         self.toolbox = toolbox or Toolbox(settings, small=self.small)
         self._limiters: dict[str, AutoHealLimiter] = {}
         self._secrets = tuple(
             dict.fromkeys([*self.models.catalog.secrets(), *settings.known_secrets])
         )
-
-    @property
-    def llm(self) -> LlmClient:
-        """The default model's client."""
-        return self.models.client(self.models.catalog.default)
 
     async def aclose(self) -> None:
         """Close the model clients' connections."""
@@ -142,6 +138,10 @@ class Engine:
         (shielded, bounded), then ``Cancelled`` propagates.
         """
         await self._user_turn(host, data, request_text(data), by=by, requested=data.model)
+
+    def model_services(self) -> ModelServices:
+        """The model clients, budgets and small tasks, for calls outside a turn."""
+        return self._services
 
     def model_choices(self) -> tuple[ModelChoice, ...]:
         """The models on offer, the deployment default first."""

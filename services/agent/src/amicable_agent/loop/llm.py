@@ -83,10 +83,15 @@ class LlmClient:
         await self.provider.aclose()
 
     async def complete(
-        self, system: str, prompt: str, *, max_output_tokens: int = 1024
+        self,
+        system: str,
+        prompt: str,
+        *,
+        max_output_tokens: int = 1024,
+        meter: UsageMeter | None = None,
     ) -> AssistantMessage:
         """A short answer without tools (small tasks: summaries, titles), with the same
-        retries.
+        retries; ``meter`` as in :meth:`stream_message`.
 
         Raises:
             LlmError: a non-retryable error, or retries exhausted.
@@ -97,6 +102,7 @@ class LlmClient:
             tools=[],
             on_text=_ignore_text,
             max_output_tokens=max_output_tokens,
+            meter=meter,
         )
 
     async def stream_message(

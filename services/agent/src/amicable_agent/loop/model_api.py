@@ -79,6 +79,10 @@ class UsageMeter:
         self.attempts += 1
 
 
+#: Deadline of recording a metered call's usage after the call failed or was cancelled.
+RECORD_TIMEOUT_S = 10.0
+
+
 @attrs.frozen
 class AssistantMessage:
     """A complete model answer: ``content`` is Anthropic JSON (text and tool_use blocks)."""

@@ -8,19 +8,27 @@ deployment default (``DEEPAGENTS_MODEL``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from amicable_agent.errors import AgentError
 
 from .llm import LlmClient
 
 if TYPE_CHECKING:
-    from .api import ConversationStore
     from .models import ModelCatalog, ModelSpec
     from .settings import LoopSettings
 
 #: Project state key of the project's model id.
 PROJECT_MODEL_KEY = "model"
+
+
+class ChoiceStore(Protocol):
+    """Where a project's model choice is kept (the loop's ``ConversationStore`` qualifies;
+    typed this narrowly so the loop's seam, ``api.py``, can name :class:`ModelClients`)."""
+
+    async def load_state(self, project_id: str, key: str) -> Any: ...
+
+    async def save_state(self, project_id: str, key: str, value: Any) -> None: ...
 
 
 class UnknownModel(AgentError):
@@ -56,14 +64,12 @@ class ModelClients:
         for client in clients:
             await client.aclose()
 
-    async def project_model(self, store: ConversationStore, project_id: str) -> ModelSpec:
+    async def project_model(self, store: ChoiceStore, project_id: str) -> ModelSpec:
         """The project's model (the default when none is chosen or it is gone)."""
         chosen = await store.load_state(project_id, PROJECT_MODEL_KEY)
         return self.catalog.resolve(chosen if isinstance(chosen, str) else None)
 
-    async def choose(
-        self, store: ConversationStore, project_id: str, requested: str | None
-    ) -> ModelSpec:
+    async def choose(self, store: ChoiceStore, project_id: str, requested: str | None) -> ModelSpec:
         """Store ``requested`` as the project's model (when given) and return the model.
 
         Raises:

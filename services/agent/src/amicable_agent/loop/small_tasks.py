@@ -5,6 +5,10 @@ Every one of them is optional: without a small model configured, or when it fail
 badly or takes too long, the caller keeps its plain fallback (the request text as the subject,
 the first words of the prompt as the name, the page's text for the model). A small task never
 fails what it serves, and what it costs is recorded like any model call.
+
+:class:`ModelServices` is what the engine lends to model calls outside a turn
+(:meth:`~amicable_agent.loop.api.TurnEngine.model_services`): the model clients and these
+tasks; :func:`metered_complete` is such a call, counted however it ends.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import trio
 from amicable_agent.store.spend import UsageRecord
 
 from .compaction import truncate_middle
-from .model_api import LlmError, TokenUsage
+from .model_api import RECORD_TIMEOUT_S, LlmError, TokenUsage, UsageMeter
 from .models import ModelSpec
+from .selection import ModelClients
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
-    from .selection import ModelClients
+    from .llm import LlmClient
+    from .spend import Budgets
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +70,64 @@ _WORD = re.compile(r"[^\W_][\w'’-]*", re.UNICODE)
 
 @attrs.frozen
 class SmallAnswer:
-    """The small model's reply, what it cost and which model gave it."""
+    """The small model's reply and which model gave it (its cost went to the task's sink)."""
 
     text: str
-    usage: TokenUsage
     spec: ModelSpec
 
-    def usage_record(self, project_id: str, task: str, user_sub: str | None) -> UsageRecord:
-        """What this answer cost, for the store (``task`` stands in for the turn id)."""
-        usage = self.usage
-        return UsageRecord(
-            project_id=project_id,
-            user_sub=user_sub,
-            turn_id=f"small:{task}",
-            model_id=self.spec.id,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens,
-            cache_write_tokens=usage.cache_creation_input_tokens,
-            cost_usd=self.spec.cost_usd(usage),
+
+def small_usage_record(
+    spec: ModelSpec, usage: TokenUsage, project_id: str, task: str, user_sub: str | None
+) -> UsageRecord:
+    """What small task ``task`` cost, for the store (``small:<task>`` stands in for the turn)."""
+    return usage_record(spec, usage, project_id, f"small:{task}", user_sub)
+
+
+def usage_record(
+    spec: ModelSpec, usage: TokenUsage, project_id: str, turn_id: str, user_sub: str | None
+) -> UsageRecord:
+    """What a call of ``spec`` that used ``usage`` cost, for the store."""
+    return UsageRecord(
+        project_id=project_id,
+        user_sub=user_sub,
+        turn_id=turn_id,
+        model_id=spec.id,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens,
+        cache_write_tokens=usage.cache_creation_input_tokens,
+        cost_usd=spec.cost_usd(usage),
+    )
+
+
+async def metered_complete(
+    client: LlmClient,
+    system: str,
+    prompt: str,
+    *,
+    max_output_tokens: int,
+    record: Callable[[TokenUsage], Awaitable[None]],
+) -> str:
+    """``client``'s answer to ``prompt`` (no tools), passing what the call cost to ``record``
+    however it ends - answered, failed after its retries or cancelled - since failed and
+    cancelled attempts cost too (as a turn's calls: :func:`.stream.metered_answer`).
+
+    Raises:
+        LlmError: the model failed (its attempts are recorded first).
+
+    Cancellation: the attempts so far are recorded (shielded, at most
+    :data:`~.model_api.RECORD_TIMEOUT_S`), then the cancellation propagates.
+    """
+    meter = UsageMeter()
+    try:
+        answer = await client.complete(
+            system, prompt, max_output_tokens=max_output_tokens, meter=meter
         )
+    finally:
+        if meter.attempts:
+            with trio.CancelScope(shield=True), trio.move_on_after(RECORD_TIMEOUT_S):
+                await record(meter.usage)
+    return answer.text
 
 
 def name_from_prompt(prompt: str) -> str:
@@ -140,48 +184,96 @@ class SmallTasks:
         return self._models.settings.small_model_id is not None
 
     async def ask(
-        self, system: str, prompt: str, *, max_output_tokens: int = 256
+        self,
+        system: str,
+        prompt: str,
+        *,
+        on_usage: Callable[[ModelSpec, TokenUsage], Awaitable[None]],
+        max_output_tokens: int = 256,
     ) -> SmallAnswer | None:
         """The small model's answer to ``prompt``; None when no small model is configured,
-        or it fails or does not answer in time (logged).
+        or it fails or does not answer in time (logged). What every attempt cost goes to
+        ``on_usage`` however the task ends (:func:`metered_complete`).
 
-        Cancellation: propagates.
+        Cancellation: the attempts so far are recorded, then the cancellation propagates.
         """
         if not self.enabled:
             return None
         spec = self._models.catalog.small
         client = self._models.client(spec)
+
+        async def record(usage: TokenUsage) -> None:
+            await on_usage(spec, usage)
+
         with trio.move_on_after(self._timeout_s):
             try:
-                answer = await client.complete(system, prompt, max_output_tokens=max_output_tokens)
+                text = await metered_complete(
+                    client, system, prompt, max_output_tokens=max_output_tokens, record=record
+                )
             except LlmError as exc:
                 log.warning("the small model (%s) failed: %s", spec.id, exc.message)
                 return None
-            return SmallAnswer(answer.text.strip(), answer.usage, spec)
+            return SmallAnswer(text.strip(), spec)
         log.warning("the small model (%s) did not answer within %.0f s", spec.id, self._timeout_s)
         return None
 
-    async def project_name(self, prompt: str) -> SmallAnswer | None:
+    async def project_name(
+        self, prompt: str, *, on_usage: Callable[[ModelSpec, TokenUsage], Awaitable[None]]
+    ) -> SmallAnswer | None:
         """A 2-4 word name for the app ``prompt`` describes (``text`` cleaned), or None."""
-        answer = await self.ask(_NAME_SYSTEM, truncate_middle(prompt, 4_000), max_output_tokens=32)
+        answer = await self.ask(
+            _NAME_SYSTEM, truncate_middle(prompt, 4_000), on_usage=on_usage, max_output_tokens=32
+        )
         if answer is None or (name := clean_name(answer.text)) is None:
             return None
         return attrs.evolve(answer, text=name)
 
-    async def commit_subject(self, requests: Sequence[str]) -> SmallAnswer | None:
+    async def commit_subject(
+        self,
+        requests: Sequence[str],
+        *,
+        on_usage: Callable[[ModelSpec, TokenUsage], Awaitable[None]],
+    ) -> SmallAnswer | None:
         """One commit subject for the turns asked for by ``requests`` (oldest first), or None."""
         listed = "\n".join(f"- {truncate_middle(r, 1_500)}" for r in requests[-10:])
-        answer = await self.ask(_SUBJECT_SYSTEM, f"Requests:\n{listed}", max_output_tokens=48)
+        answer = await self.ask(
+            _SUBJECT_SYSTEM, f"Requests:\n{listed}", on_usage=on_usage, max_output_tokens=48
+        )
         if answer is None or (subject := clean_subject(answer.text)) is None:
             return None
         return attrs.evolve(answer, text=subject)
 
-    async def page_answer(self, question: str, page: str) -> SmallAnswer | None:
+    async def page_answer(
+        self,
+        question: str,
+        page: str,
+        *,
+        on_usage: Callable[[ModelSpec, TokenUsage], Awaitable[None]],
+    ) -> SmallAnswer | None:
         """The answer to ``question`` from the text of a fetched ``page``, or None."""
         prompt = (
             f"Question: {question[:2_000]}\n\nPage text:\n{truncate_middle(page, PAGE_MAX_CHARS)}"
         )
-        answer = await self.ask(_PAGE_SYSTEM, prompt, max_output_tokens=1024)
+        answer = await self.ask(_PAGE_SYSTEM, prompt, on_usage=on_usage, max_output_tokens=1024)
         if answer is None or not answer.text:
             return None
         return answer
+
+
+@attrs.frozen
+class ModelServices:
+    """The engine's models, for model calls outside a turn (the database pane's schema
+    intents, checkpoints' commit subjects).
+
+    Attributes:
+        models: the model clients and catalog (one client per model and process).
+        small: the small model's tasks.
+    """
+
+    models: ModelClients
+    small: SmallTasks
+
+    @property
+    def budgets(self) -> Budgets:
+        """The spend budgets the engine's turns keep to (``AMICABLE_BUDGET_*``)."""
+        return self.models.settings.budgets

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from amicable_settings import number
@@ -31,9 +31,18 @@ if TYPE_CHECKING:
 
     from amicable_agent.store.spend import SpendTotals
 
-    from .api import ConversationStore
-
 LIMIT_NAMES = ("daily_usd", "monthly_usd", "daily_tokens", "monthly_tokens")
+
+
+class SpendReader(Protocol):
+    """What budgets read of the store (the loop's ``ConversationStore`` qualifies; typed this
+    narrowly so the loop's seam, ``api.py``, can name the loop's settings)."""
+
+    async def spend_since(
+        self, since: float, *, project_id: str | None = None, user_sub: str | None = None
+    ) -> SpendTotals: ...
+
+    async def user_limits(self, sub: str) -> dict[str, Any] | None: ...
 
 
 @attrs.frozen
@@ -133,7 +142,7 @@ class SpendGuard:
     @classmethod
     async def load(
         cls,
-        store: ConversationStore,
+        store: SpendReader,
         budgets: Budgets,
         *,
         project_id: str,

@@ -19,7 +19,7 @@ from amicable_protocol.messages import MessageType, TextData
 
 from .accounting import record_call
 from .compaction import fit_context
-from .model_api import UsageMeter
+from .model_api import RECORD_TIMEOUT_S, UsageMeter
 from .state import send_status
 
 if TYPE_CHECKING:
@@ -112,10 +112,6 @@ async def stream_answer(
     return answer
 
 
-#: Deadline of recording a call's usage after the call failed or was cancelled.
-_RECORD_TIMEOUT_S = 10.0
-
-
 async def metered_answer(
     llm: LlmClient,
     spec: ModelSpec,
@@ -136,7 +132,7 @@ async def metered_answer(
         )  # fmt: skip
     finally:
         if meter.attempts:
-            with trio.CancelScope(shield=True), trio.move_on_after(_RECORD_TIMEOUT_S):
+            with trio.CancelScope(shield=True), trio.move_on_after(RECORD_TIMEOUT_S):
                 await record_call(host, state, spec, meter.usage)
 
 

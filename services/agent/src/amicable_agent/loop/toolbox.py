@@ -115,12 +115,12 @@ class Toolbox:
         if small is None or not small.enabled:
             return None
 
-        async def read(question: str, text: str) -> tuple[str, str] | None:
-            answer = await small.page_answer(question, text)
-            if answer is None:
-                return None
+        async def record(spec: ModelSpec, usage: TokenUsage) -> None:
             if on_usage is not None:
-                await on_usage(answer.spec, answer.usage)
-            return answer.text, answer.spec.id
+                await on_usage(spec, usage)
+
+        async def read(question: str, text: str) -> tuple[str, str] | None:
+            answer = await small.page_answer(question, text, on_usage=record)
+            return None if answer is None else (answer.text, answer.spec.id)
 
         return read

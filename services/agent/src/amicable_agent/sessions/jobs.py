@@ -37,6 +37,7 @@ from amicable_protocol.messages import (
 
 from amicable_agent.errors import AgentError, TurnRunning
 from amicable_agent.gitsync import TurnObserver, message_callbacks, prepare_sandbox, sync_after_turn
+from amicable_agent.loop.small_tasks import small_usage_record
 
 from .attachment import Attachment
 from .checkpoint_queue import CheckpointQueue
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 
     from amicable_agent.gitsync import GitSync
     from amicable_agent.loop.api import SessionHost, TurnEngine
+    from amicable_agent.loop.model_api import TokenUsage
+    from amicable_agent.loop.models import ModelSpec
     from amicable_agent.store import Store
 
     from .deps import SessionDeps
@@ -506,15 +509,17 @@ def _subject_writer(
     if small is None or not small.enabled:
         return None
 
-    async def write(requests: Sequence[str]) -> str | None:
-        answer = await small.commit_subject(requests)
-        if answer is None:
-            return None
+    async def record(spec: ModelSpec, usage: TokenUsage) -> None:
         try:
-            await deps.store.record_usage(answer.usage_record(project_id, "commit", None))
+            await deps.store.record_usage(
+                small_usage_record(spec, usage, project_id, "commit", None)
+            )
         except Exception:  # the subject is still good; the store logs its own trouble
             log.warning("could not record the commit subject's usage for %s", project_id)
-        return answer.text
+
+    async def write(requests: Sequence[str]) -> str | None:
+        answer = await small.commit_subject(requests, on_usage=record)
+        return None if answer is None else answer.text
 
     return write
 
