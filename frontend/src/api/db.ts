@@ -110,9 +110,29 @@ export interface RowsAnswer {
   offset: number;
   has_more: boolean;
   read_only: boolean;
+  /** Why rows cannot be changed here (a viewer; a table without a primary key). */
+  read_only_reason?: string | null;
+  primary_key?: string[];
+  column_info?: RowColumn[];
+  /** Longer text values are cut in `rows` (and cannot be edited here). */
+  max_cell_chars?: number;
 }
 
+/** A column of the rows view, as the row editor needs it. */
+export interface RowColumn {
+  name: string;
+  type: string;
+  nullable: boolean;
+  is_primary: boolean;
+  has_default: boolean;
+}
+
+export type RowValues = Record<string, unknown>;
+
 const base = (projectId: string) => `/api/db/${encodeURIComponent(projectId)}`;
+
+const rowsPath = (projectId: string, table: string) =>
+  `${base(projectId)}/tables/${encodeURIComponent(table)}/rows`;
 
 export const dbApi = {
   schema: (projectId: string) =>
@@ -122,6 +142,12 @@ export const dbApi = {
       "GET",
       `${base(projectId)}/tables/${encodeURIComponent(table)}/rows?limit=${limit}&offset=${offset}`,
     ),
+  insertRow: (projectId: string, table: string, values: RowValues) =>
+    request<{ table: string; row: RowValues | null }>("POST", rowsPath(projectId, table), { values }),
+  updateRow: (projectId: string, table: string, key: RowValues, values: RowValues) =>
+    request<{ table: string; row: RowValues | null }>("PATCH", rowsPath(projectId, table), { key, values }),
+  deleteRow: (projectId: string, table: string, key: RowValues) =>
+    request<{ table: string; deleted: number }>("DELETE", rowsPath(projectId, table), { key }),
   review: (projectId: string, baseVersion: string, draft: DbSchema) =>
     request<ReviewAnswer>("POST", `${base(projectId)}/schema/review`, {
       base_version: baseVersion,

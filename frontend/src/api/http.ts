@@ -159,6 +159,20 @@ export interface RestoreResult {
   saved: Checkpoint | null;
   changed_paths: string[];
   dependencies: "unchanged" | "installed" | "failed";
+  /** What the restore did to the database schema (agents before this field send none). */
+  schema_rollback?: SchemaRollback;
+}
+
+/** The schema changes a restore undid: `rolled_back`, `none`, `skipped` or `no_database`. */
+export interface SchemaRollback {
+  status: string;
+  migrations: string[];
+  steps: string[];
+  sql: string[];
+  data_lost: string[];
+  detail: string | null;
+  /** Migration files the restore brought back: not applied again. */
+  not_reapplied?: string[];
 }
 
 /** The project's checkpoints (newest first) and restoring one. */
@@ -166,7 +180,13 @@ export function checkpointsApi(projectId: string) {
   const base = `/api/sandbox/${encodeURIComponent(projectId)}/checkpoints`;
   return {
     list: () => request<{ checkpoints: Checkpoint[] }>("GET", base).then((r) => r.checkpoints),
-    restore: (sha: string) => request<RestoreResult>("POST", `${base}/${encodeURIComponent(sha)}/restore`),
+    /** With `keepSchema`, the files alone go back (the database schema stays as it is). */
+    restore: (sha: string, keepSchema = false) =>
+      request<RestoreResult>(
+        "POST",
+        `${base}/${encodeURIComponent(sha)}/restore`,
+        keepSchema ? { skip_schema_rollback: true } : undefined,
+      ),
     /** What the checkpoint changed against the one before it (size-capped by the agent). */
     diff: (sha: string) => request<CheckpointDiff>("GET", `${base}/${encodeURIComponent(sha)}/diff`),
   };

@@ -5,7 +5,14 @@
  */
 import { useCallback, useEffect, useState } from "react";
 import { ApiError, checkpointsApi, type Checkpoint } from "../api/http";
-import { filesChanged, historyErrorMessage, relativeTime, skippedNote } from "../state/checkpoints";
+import {
+  filesChanged,
+  historyErrorMessage,
+  relativeTime,
+  schemaChangesAfter,
+  schemaRollbackText,
+  skippedNote,
+} from "../state/checkpoints";
 import { ConfirmDialog, Modal } from "./Dialog";
 import { DiffDialog } from "./DiffView";
 
@@ -43,12 +50,14 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
     refresh();
   }, [refresh, version]);
 
-  const restore = (target: Checkpoint) => {
+  const [keepSchemaOf, setKeepSchemaOf] = useState<Checkpoint | undefined>();
+  const restore = (target: Checkpoint, keepSchema = false) => {
     setConfirming(undefined);
+    setKeepSchemaOf(undefined);
     setRestoring(true);
     setMessage(undefined);
     api
-      .restore(target.sha)
+      .restore(target.sha, keepSchema)
       .then((res) => {
         const deps =
           res.dependencies === "installed"
@@ -56,13 +65,17 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
             : res.dependencies === "failed"
               ? " Reinstalling the dependencies failed; ask the agent to run npm install."
               : "";
+        const schema = schemaRollbackText(res.schema_rollback);
         setMessage({
-          text: `Restored to “${res.restored_to.title}”.${deps}`,
+          text: `Restored to “${res.restored_to.title}”.${deps}${schema ? ` ${schema}` : ""}`,
           bad: res.dependencies === "failed",
         });
         refresh();
       })
-      .catch((err: unknown) => setMessage({ text: describe(err), bad: true }))
+      .catch((err: unknown) => {
+        setMessage({ text: describe(err), bad: true });
+        if (err instanceof ApiError && err.code.startsWith("schema_rollback_")) setKeepSchemaOf(target);
+      })
       .finally(() => setRestoring(false));
   };
 
@@ -89,6 +102,16 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
           <p className={`history-message${message.bad ? " bad" : ""}`} role="status" data-testid="history-message">
             {message.text}
           </p>
+        )}
+        {keepSchemaOf && (
+          <button
+            className="btn small"
+            disabled={disabled}
+            onClick={() => restore(keepSchemaOf, true)}
+            data-testid="restore-keep-schema"
+          >
+            Restore the files only (keep the database schema as it is)
+          </button>
         )}
         {load.kind === "loading" && <p className="muted">Loading the history…</p>}
         {load.kind === "failed" && (
@@ -158,6 +181,7 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
                 The project's files go back to “{confirming.title}” ({relativeTime(confirming.created_at)}).
               </span>
               <span>Your current files are saved as a checkpoint first, so you can undo this.</span>
+              {schemaNote(load.kind === "ready" ? schemaChangesAfter(load.items, confirming) : [])}
             </>
           }
           confirmLabel="Restore"
@@ -167,5 +191,16 @@ export function HistoryPanel({ projectId, blockedReason, version, onClose }: Pro
         />
       )}
     </>
+  );
+}
+
+function schemaNote(changes: Checkpoint[]) {
+  if (changes.length === 0) return null;
+  return (
+    <span data-testid="restore-schema-note">
+      The database schema is rolled back too: {changes.length} schema change{changes.length === 1 ? "" : "s"} made
+      since then {changes.length === 1 ? "is" : "are"} undone (tables and columns they added are dropped with their
+      data; what they dropped comes back empty).
+    </span>
   );
 }

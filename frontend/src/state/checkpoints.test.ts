@@ -6,6 +6,8 @@ import {
   historyErrorMessage,
   relativeTime,
   restoreNotice,
+  schemaChangesAfter,
+  schemaRollbackText,
   skippedNote,
 } from "./checkpoints";
 import { initialSession, reduce, type SessionState } from "./session";
@@ -122,5 +124,52 @@ describe("a checkpoint saved after the turn", () => {
       "Not saved in this checkpoint (too big): /f1.zip (60 MB), /f2.zip (60 MB), /f3.zip (60 MB) and 2 more",
     );
     expect([12, 900_000, 52_428_800].map(formatBytes)).toEqual(["12 bytes", "900 kB", "52 MB"]);
+  });
+});
+
+describe("a restore that rolls the database schema back", () => {
+  const [latest, blue, , created] = [
+    checkpoint("c".repeat(40), "Database schema update: 1 change(s): Add column customers.email"),
+    checkpoint("b".repeat(40), "Make it blue"),
+    checkpoint("e".repeat(40), "Database schema update: 1 change(s): Create table products"),
+    checkpoint("a".repeat(40), "Project created"),
+  ];
+  const items = [latest, blue, checkpoint("e".repeat(40), "Database schema update: 1 change(s): Create table products"), created];
+
+  it("the confirmation knows which schema changes are undone", () => {
+    expect(schemaChangesAfter(items, created).map((c) => c.sha[0])).toEqual(["c", "e"]);
+    expect(schemaChangesAfter(items, blue).map((c) => c.sha[0])).toEqual(["c"]);
+    expect(schemaChangesAfter(items, latest)).toEqual([]);
+    expect(schemaChangesAfter(items, checkpoint("f".repeat(40), "gone"))).toEqual([]);
+  });
+
+  it("says what was undone and what cannot come back", () => {
+    const rolled = {
+      status: "rolled_back",
+      migrations: ["/db/migrations/2_b.sql", "/db/migrations/1_a.sql"],
+      steps: ["Drop table products", "Drop column customers.email"],
+      sql: [],
+      data_lost: ["the rows of products are deleted"],
+      detail: null,
+    };
+    expect(schemaRollbackText(rolled)).toBe(
+      "The database schema was rolled back too (2 changes undone: Drop table products; Drop column customers.email). " +
+        "Not recoverable: the rows of products are deleted.",
+    );
+    expect(schemaRollbackText({ ...rolled, status: "skipped", detail: "kept at your request" })).toBe(
+      "The database schema was not rolled back: kept at your request.",
+    );
+    expect(schemaRollbackText({ ...rolled, status: "none" })).toBe("");
+    expect(schemaRollbackText({ ...rolled, status: "none", not_reapplied: ["/db/migrations/1_a.sql"] })).toBe(
+      "Migration files that came back were not applied again (/db/migrations/1_a.sql): apply them from the Database pane.",
+    );
+    expect(schemaRollbackText(undefined)).toBe("");
+    const event = RESTORED.type === "trace_event" ? RESTORED.data : undefined;
+    if (!event) throw new Error("not a trace event");
+    const notice = restoreNotice({ ...event, output: { ...(event.output as object), schema_rollback: rolled } });
+    expect(notice?.text).toMatch(/^Project files restored to “Make it blue”\. The database schema was rolled back too/);
+    expect(historyErrorMessage("schema_rollback_failed", "The database refused to undo x")).toBe(
+      "The database schema could not be rolled back, so nothing was restored. The database refused to undo x",
+    );
   });
 });

@@ -2,7 +2,7 @@
  * Pure helpers of the History panel and the chat notice of a restore: relative times,
  * readable errors, and the `trace_event` the agent broadcasts after a restore.
  */
-import type { SkippedFile } from "../api/http";
+import type { Checkpoint, SchemaRollback, SkippedFile } from "../api/http";
 import type { TraceEvent } from "../protocol/messages";
 
 /** `tool_name` of the `trace_event` announcing a restore. */
@@ -66,6 +66,9 @@ export function historyErrorMessage(code: string, detail?: string): string {
       return "That checkpoint no longer exists. Reload the list and pick another one.";
     case "git_unavailable":
       return detail ?? "Checkpoints need git in the sandbox, and it is not installed there.";
+    case "schema_rollback_impossible":
+    case "schema_rollback_failed":
+      return `The database schema could not be rolled back, so nothing was restored. ${detail ?? ""}`.trim();
     case "sandbox_unavailable":
     case "sandbox_timeout":
       return "The project's workspace is not available right now. Try again in a moment.";
@@ -94,8 +97,37 @@ export function restoreNotice(event: TraceEvent): RestoreNotice | undefined {
   const paths = Array.isArray(out.changed_paths)
     ? out.changed_paths.filter((p): p is string => typeof p === "string")
     : [];
-  return {
-    text: title ? `Project files restored to “${title}”.` : "Project files restored to an earlier checkpoint.",
-    changedPaths: paths,
-  };
+  const files = title ? `Project files restored to “${title}”.` : "Project files restored to an earlier checkpoint.";
+  const schema = schemaRollbackText(out.schema_rollback as SchemaRollback | undefined);
+  return { text: schema ? `${files} ${schema}` : files, changedPaths: paths };
+}
+
+/** Title prefix of the checkpoint of a schema change applied in the database pane. */
+export const SCHEMA_CHECKPOINT_PREFIX = "Database schema update";
+
+/** The schema-change checkpoints newer than `target` (`items` newest first): what a restore
+ * of `target` rolls back in the database. */
+export function schemaChangesAfter(items: Checkpoint[], target: Checkpoint): Checkpoint[] {
+  const at = items.findIndex((c) => c.sha === target.sha);
+  return (at < 0 ? [] : items.slice(0, at)).filter((c) => c.title.startsWith(SCHEMA_CHECKPOINT_PREFIX));
+}
+
+/** A sentence on what a restore did to the database schema ("" when it had nothing to do). */
+export function schemaRollbackText(schema: SchemaRollback | undefined): string {
+  if (!schema || typeof schema !== "object") return "";
+  const back = schema.not_reapplied ?? [];
+  const again = back.length
+    ? ` Migration files that came back were not applied again (${back.join(", ")}): apply them from the Database pane.`
+    : "";
+  return `${rolledBackText(schema)}${again}`.trim();
+}
+
+function rolledBackText(schema: SchemaRollback): string {
+  if (schema.status === "none") return "";
+  if (schema.status === "rolled_back") {
+    const n = schema.migrations.length;
+    const lost = schema.data_lost.length ? ` Not recoverable: ${schema.data_lost.join("; ")}.` : "";
+    return `The database schema was rolled back too (${n} change${n === 1 ? "" : "s"} undone: ${schema.steps.join("; ")}).${lost}`;
+  }
+  return `The database schema was not rolled back: ${schema.detail ?? schema.status}.`;
 }

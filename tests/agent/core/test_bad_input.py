@@ -45,6 +45,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/db/<project_id>/schema/review"): {"draft": {"tables": []}},
     ("POST", "/api/db/<project_id>/schema/apply"): {"draft": {"tables": []}},
     ("POST", "/api/db/<project_id>/schema/intent"): {"intent_text": "add a table"},
+    ("POST", "/api/db/<project_id>/tables/<table>/rows"): {"values": {"name": "a"}},
+    ("PATCH", "/api/db/<project_id>/tables/<table>/rows"): {"key": {"id": 1}, "values": {}},
 }
 
 #: Nested deeper than the 64 levels a body may have, but not so deep that Python's parser
@@ -102,7 +104,7 @@ def test_the_invalid_utf8_body_is_invalid_utf8() -> None:
 
 
 def _url(rule: str, project_id: str) -> str:
-    values = {"project_id": project_id, "sha": "a" * 40, "sub": "local"}
+    values = {"project_id": project_id, "sha": "a" * 40, "sub": "local", "table": "todos"}
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], rule)
 
 

@@ -1,8 +1,9 @@
 """The Database pane in real Chromium against `amicable up`, the fake model and the fake
 Hasura backed by a real PostgreSQL: a table the model creates with its DB tool appears in
 the pane, a column added through review/apply exists in PostgreSQL (and its migration file
-in the project), a destructive change is not applied without confirmation, and hostile
-drafts through the HTTP API are refused."""
+in the project), the owner adds, edits and deletes rows and PostgreSQL holds them, a
+destructive change is not applied without confirmation, hostile drafts through the HTTP API
+are refused, and restoring the checkpoint before the schema change rolls the column back."""
 
 from __future__ import annotations
 
@@ -58,6 +59,15 @@ class DbStack(AmicableUp):
             "HASURA_GRAPHQL_ADMIN_SECRET": ADMIN_SECRET,
             "HASURA_GRAPHQL_JWT_SECRET": json.dumps({"type": "HS256", "key": JWT_KEY.decode()}),
         }
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            [schema] = conn.execute(
+                "SELECT table_schema FROM information_schema.tables WHERE table_name = %s "
+                "AND table_schema LIKE 'app\\_%%'",
+                (table,),
+            ).fetchone() or [None]
+            return conn.execute(f'SELECT * FROM "{schema}"."{table}" ORDER BY 1').fetchall()
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
@@ -118,6 +128,38 @@ def test_model_table_in_the_pane_and_a_column_applied_in_postgres(
     [migration] = list((workspace / "db" / "migrations").glob("*.sql"))
     assert 'ADD COLUMN "note" text;' in migration.read_text()
 
+    # Rows: the owner (an editor) adds a row, edits a cell and deletes a row; each is in
+    # PostgreSQL, and a value of the wrong type gets a readable error.
+    pane.get_by_test_id("db-tab-rows").click()
+    rows = pane.get_by_test_id("db-rows")
+    expect(rows.get_by_test_id("db-rows-range")).to_have_text("No rows")
+    form = rows.get_by_test_id("db-new-row")
+    for n, (item, qty) in enumerate((("Tea", "3"), ("Cake", "")), start=1):
+        form.locator("[data-column=item]").fill(item)
+        form.locator("[data-column=qty]").fill(qty)
+        rows.get_by_test_id("db-row-add").click()
+        expect(rows.get_by_test_id("db-rows-range")).to_have_text(f"Rows 1–{n} of {n}")
+    assert db_stack.rows("orders") == [(1, "Tea", 3, None), (2, "Cake", 1, None)]
+    rows.locator("[data-testid=db-cell-edit][data-column=item]").first.click()
+    rows.get_by_test_id("db-cell-input").fill("Green tea")
+    rows.get_by_test_id("db-cell-save").click()
+    expect(rows.locator("[data-testid=db-cell-edit][data-column=item]").first).to_have_text(
+        "Green tea"
+    )
+    assert db_stack.rows("orders")[0] == (1, "Green tea", 3, None)
+    rows.locator("[data-testid=db-cell-edit][data-column=qty]").first.click()
+    rows.get_by_test_id("db-cell-input").fill("lots")
+    rows.get_by_test_id("db-cell-save").click()
+    expect(rows.get_by_test_id("db-row-error")).to_contain_text("qty needs a whole number")
+    screenshot(page, "database-pane-rows")
+    rows.get_by_test_id("db-row-delete").nth(1).click()
+    dialog = page.get_by_test_id("db-row-delete-confirm")
+    expect(dialog).to_contain_text("id = 2")
+    dialog.get_by_test_id("dialog-confirm").click()
+    expect(rows.get_by_test_id("db-rows-range")).to_have_text("Rows 1–1 of 1")
+    assert db_stack.rows("orders") == [(1, "Green tea", 3, None)]
+    pane.get_by_role("tab", name="Structure").click()
+
     # Dropping it is destructive: nothing happens until it is confirmed.
     pane.get_by_test_id("db-column-note").get_by_role("button", name="Drop column note").click()
     pane.get_by_test_id("db-review-btn").click()
@@ -144,3 +186,24 @@ def test_model_table_in_the_pane_and_a_column_applied_in_postgres(
     assert bad.status == 400
     assert bad.json()["error"] == "invalid_draft"
     assert ("note", "text") in db_stack.columns("orders")
+
+    # Restoring the checkpoint before the schema change says the schema goes back too,
+    # and the note column is gone from PostgreSQL afterwards.
+    page.get_by_test_id("history").click()
+    history = page.get_by_test_id("history-panel")
+    items = history.get_by_test_id("checkpoint")
+    expect(items.filter(has_text="Database schema update")).to_have_count(1)
+    titles = items.get_by_test_id("checkpoint-title").all_inner_texts()
+    at = next(i for i, t in enumerate(titles) if t.startswith("Database schema update"))
+    items.nth(at + 1).get_by_test_id("checkpoint-restore").click()
+    confirm = page.get_by_test_id("restore-confirm")
+    expect(confirm.get_by_test_id("restore-schema-note")).to_contain_text(
+        "The database schema is rolled back too: 1 schema change"
+    )
+    screenshot(page, "restore-schema-confirm")
+    confirm.get_by_test_id("dialog-confirm").click()
+    expect(history.get_by_test_id("history-message")).to_contain_text(
+        "The database schema was rolled back too"
+    )
+    assert "note" not in [c for c, _ in db_stack.columns("orders")]
+    assert not list((workspace / "db" / "migrations").glob("*.sql"))

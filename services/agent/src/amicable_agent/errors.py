@@ -62,6 +62,11 @@ Exception tree::
     │                                [db/schema_model.py]
     ├── IntentReplyError             the model's answer to a schema intent is not a usable
     │                                draft (also a ValueError) [db/schema_intent.py]
+    ├── InvalidRow                   a row change from the database pane that will not be
+    │                                sent: column, value or key refused (``code``; also a
+    │                                ValueError) [db/rows.py]
+    ├── NoDown                       an applied schema change cannot be undone by a restore
+    │                                (no or an invalid undo record) [db/schema_down.py]
     ├── AccessDenied                 the caller may not do this (``status``, ``code``:
     │   │                            ``read_only``, ``owner_only``) [auth/access.py]
     │   ├── ProjectNotFound          404: no such project, or one the caller may not see

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from .introspect import read_schema
+from .schema_down import down_line
 from .service import AppDatabase
 from .sql import app_schema_name, quote_ident
 
@@ -73,9 +74,14 @@ def slug(text: str) -> str:
 
 
 def migration_file(
-    operations: list[Operation], *, base_version: str, now: datetime | None = None
+    operations: list[Operation],
+    *,
+    base_version: str,
+    down: list[dict[str, Any]] | None = None,
+    now: datetime | None = None,
 ) -> tuple[str, str]:
-    """``(path, SQL text)`` of the migration that records ``operations``."""
+    """``(path, SQL text)`` of the migration that records ``operations``; with ``down``
+    (:func:`~.schema_down.down_steps`), the record a checkpoint restore undoes it with."""
     at = now or datetime.now(UTC)
     name = slug(operations[0].summary if len(operations) == 1 else f"{operations[0].summary} etc")
     path = f"{MIGRATIONS_DIR}/{at:%Y%m%d%H%M%S}_{name}.sql"
@@ -87,4 +93,11 @@ def migration_file(
         *(op.sql for op in operations),
         "",
     ]
+    if down is not None:
+        lines += [
+            "-- Undo: restoring a checkpoint from before this change runs these steps (the",
+            "-- record below; SQL is rebuilt from it, this file's SQL is never run).",
+            down_line(down),
+            "",
+        ]
     return path, "\n".join(lines)

@@ -21,6 +21,7 @@ from amicable_agent.errors import StoreUnavailable
 from . import auth as api_auth
 from . import budgets as api_budgets
 from . import checkpoints as api_checkpoints
+from . import dbrows as api_dbrows
 from . import dbschema as api_dbschema
 from . import files as api_sandbox
 from . import git as api_git
@@ -77,6 +78,7 @@ def create_public_app(state: AppState) -> QuartTrio:
     app.register_blueprint(api_checkpoints.bp)
     app.register_blueprint(api_turns.bp)
     app.register_blueprint(api_dbschema.bp)
+    app.register_blueprint(api_dbrows.bp)
     api_git.init_app(app, state.git_sync)
     install_guard(app, state)
     install_error_handlers(app)

@@ -9,10 +9,13 @@
   hunks, binary files named), size-capped: a file whose diff is too big is listed with
   ``too_large`` and no hunks. 400 ``invalid_sha`` (not exactly 4-64 hex digits), 404
   ``not_found``, 503 ``git_unavailable``. Viewers may read it.
-* ``POST …/checkpoints/<sha>/restore`` -> ``{checkpoint, restored_to, saved,
-  changed_paths, dependencies}``: the files become those of ``<sha>`` and the restore is
-  recorded as a new checkpoint. 400 ``invalid_sha`` (not 7-40 hex digits), 404
-  ``not_found``, 409 ``turn_running`` / ``hitl_pending``, 503 ``git_unavailable``, 507
+* ``POST …/checkpoints/<sha>/restore`` ``{skip_schema_rollback?}`` -> ``{checkpoint,
+  restored_to, saved, changed_paths, dependencies, schema_rollback}``: the files become those
+  of ``<sha>`` and the restore is recorded as a new checkpoint. Schema changes whose migration
+  files the restore removes are undone first (:mod:`.restore_schema`; ``schema_rollback``
+  says what was done). 400 ``invalid_sha`` (not 7-40 hex digits), 404 ``not_found``, 409
+  ``turn_running`` / ``hitl_pending`` / ``schema_rollback_impossible`` /
+  ``schema_rollback_failed`` (nothing changed), 503 ``git_unavailable``, 507
   ``history_full`` (the changes could not be saved first: the history is over its cap).
 
 The model learns about a restore on its next turn (a note appended to the stored
@@ -39,7 +42,14 @@ from amicable_agent.sessions.checkpoints import (
 )
 
 from .authz import checked_project, requires
-from .bodies import HttpError
+from .bodies import HttpError, optional_json_object
+from .restore_schema import (
+    after_rollback,
+    plan_rollback,
+    rollback_note,
+    run_rollback,
+    with_returned,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -146,6 +156,9 @@ async def restore(project_id: str, sha: str) -> Response:
     checked = valid_sha(sha)
     if checked is None:
         raise HttpError(400, "invalid_sha", "a checkpoint id is 7-40 hex digits")
+    skip = (await optional_json_object()).get("skip_schema_rollback", False)
+    if not isinstance(skip, bool):
+        raise HttpError(400, "invalid_request", "skip_schema_rollback must be true or false")
     state = _state()
     project = await checked_project(project_id, "viewer")
     if await state.store.load_state(project_id, HITL_STATE_KEY) is not None:
@@ -155,13 +168,20 @@ async def restore(project_id: str, sha: str) -> Response:
     try:
         async with state.manager.hold_turns(project_id, wait_s=RESTORE_WAIT_S) as session:
             async with await _runtime(project) as runtime:
+                checkpoints = _checkpoints(runtime)
                 try:
-                    result = await _checkpoints(runtime).restore(checked)
+                    plan = await plan_rollback(runtime, checkpoints, project_id, checked)
                 except CheckpointError as exc:
                     raise _translate(exc) from exc
-            note = restore_note(result)
+                schema = await run_rollback(project_id, plan, skip=skip)
+                try:
+                    result = await checkpoints.restore(checked)
+                except CheckpointError as exc:
+                    raise after_rollback(_translate(exc), schema) from exc
+            schema = with_returned(schema, result.changed_paths)
+            note = restore_note(result) + rollback_note(schema)
             await _tell_the_model(state.store, project_id, note)
-            body = _result_json(result)
+            body = {**_result_json(result), "schema_rollback": schema}
             if session is not None:
                 session.snapshot_soon()  # the restore is a checkpoint of its own
                 session.broadcast(

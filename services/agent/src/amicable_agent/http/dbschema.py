@@ -3,7 +3,8 @@
 * ``GET …/schema`` (viewer) -> ``{schema, version, db_schema, db_role, template_id,
   read_only}``.
 * ``GET …/tables/<table>/rows?limit=&offset=`` (viewer) -> ``{table, columns, rows, total,
-  limit, offset, has_more, read_only}``; rows are read-only here for every role.
+  limit, offset, has_more, read_only, read_only_reason, primary_key, column_info,
+  max_cell_chars}``; editors change rows through ``http/dbrows.py``, viewers only read.
 * ``POST …/schema/review`` (editor) ``{base_version?, draft}`` -> ``{review, operations,
   warnings, destructive, destructive_details, sql_preview, base_version}``.
 * ``POST …/schema/apply`` (editor) ``{base_version?, draft, confirm_destructive}`` ->
@@ -49,6 +50,7 @@ from amicable_agent.loop.spend import SpendGuard
 
 from .authz import checked_project, current_role, requires
 from .bodies import HttpError, json_object
+from .dbrows import rows_access
 from .dbschema_apply import (
     app_state,
     apply_draft,
@@ -109,7 +111,7 @@ async def get_rows(project_id: str, table: str) -> Response:
     return jsonify({
         "table": name, "columns": [c.name for c in found.columns], "rows": rows,
         "total": total, "limit": limit, "offset": offset,
-        "has_more": offset + len(rows) < total, "read_only": True,
+        "has_more": offset + len(rows) < total, **rows_access(found, current_role()),
     })  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from amicable_protocol.messages import MessageType, TraceEvent
 from quart import Response, current_app, jsonify
 
 from amicable_agent.db.schema_diff import Operation, plan, review
+from amicable_agent.db.schema_down import down_steps
 from amicable_agent.db.schema_editor import SchemaEditor, migration_file
 from amicable_agent.db.schema_model import InvalidDraft, SchemaDef, parse_draft, schema_json
 from amicable_agent.db.schema_model import schema_version as version_of
@@ -174,7 +175,7 @@ async def _apply_held(
         raise hasura_failed(exc, "apply_failed") from exc
     except trio.TooSlowError as exc:
         raise HttpError(504, "apply_timeout", "the database did not finish in time") from exc
-    path, text = migration_file(operations, base_version=base)
+    path, text = migration_file(operations, base_version=base, down=down_steps(current, operations))
     title = f"Database schema update: {reviewed['review']['summary']}"[:200]
     checkpoint, warnings = await _record(project, path, text, title)
     new = version_of(after)

@@ -391,6 +391,25 @@ class Checkpoints:
             raise CheckpointError("not_found", "no such checkpoint")
         return found[0]
 
+    async def removed_by_restore(self, sha: str, under: str) -> tuple[str, ...]:
+        """Workspace paths (``/db/migrations/x.sql``) under the folder ``under`` (``db/migrations``)
+        that restoring ``sha`` would remove: files there now (committed or not, ignored ones
+        left out) that checkpoint ``sha`` does not have.
+
+        Raises:
+            CheckpointError: ``not_found``, or git is missing or failed.
+        """
+        target = (await self.get(sha)).sha
+        script = "\n".join([
+            REQUIRE_GIT, "[ -d .git ] || exit 0",
+            git("ls-files", "--cached", "--others", "--exclude-standard", "--", under),
+            "echo ---",
+            git("ls-tree", "-r", "--name-only", target, "--", under),
+        ])  # fmt: skip
+        now, _, then = (await self._check(script)).partition("---\n")
+        kept = set(then.splitlines())
+        return tuple(sorted("/" + p for p in set(now.splitlines()) - kept if p))
+
     async def diff(self, sha: str, limits: DiffLimits | None = None) -> CheckpointDiff:
         """What checkpoint ``sha`` changed (against the one before it), size-capped.
 
