@@ -5,6 +5,10 @@
 #                                  else local stand-ins built from the Debian archive (base/).
 #   IMAGE_TAG=dev                  tag of localhost/amicable-<image>:<tag>
 #   IMAGES="agent editor preview-router sandbox"   which to build
+#   TEMPLATES=vite                 the templates (libs/templates ids, comma- or space-separated)
+#                                  to build a sandbox image of: localhost/amicable-sandbox-<t>,
+#                                  with --build-arg TEMPLATE=<t> as the images workflow does; the
+#                                  default template's is also tagged localhost/amicable-sandbox
 #
 # Every image carries the label org.amicable.content-hash: a hash of its Dockerfile, build args,
 # base image ids and the content of the files its build context sends. When the existing image
@@ -18,6 +22,9 @@ STATE=$ROOT/.images
 mkdir -p "$STATE"
 TAG=${IMAGE_TAG:-dev}
 IMAGES=${IMAGES:-"agent editor preview-router sandbox"}
+TEMPLATES=${TEMPLATES:-vite}
+TEMPLATES=${TEMPLATES//,/ }
+DEFAULT_TEMPLATE=vite
 UV_VERSION=0.13.9
 NODE_VERSION=20.20.2
 NPM_VERSION=10.8.2
@@ -122,11 +129,23 @@ for arg in "${BASE_ARGS[@]}"; do
 done
 
 # --- the four images ---------------------------------------------------------------------------
+# What each image's build can depend on. The context sends all of libs/ and services/, but the
+# sandbox and router images install only their own package (uv sync --package, non-editable) and
+# keep only the virtualenv, so the agent's sources are not theirs: an agent change rebuilds the
+# agent image alone. The workspace's pyproject.toml files stay in (uv resolves the workspace).
 context_paths() {
   case $1 in
     editor) echo "frontend deploy/images/editor" ;;
+    sandbox) echo "pyproject.toml uv.lock libs services/sandbox_runtime :(glob)services/*/pyproject.toml deploy/images/sandbox" ;;
+    preview-router) echo "pyproject.toml uv.lock libs services/preview_router :(glob)services/*/pyproject.toml deploy/images/preview-router" ;;
     *) echo "pyproject.toml uv.lock libs services deploy/images/$1" ;;
   esac
+}
+# build_image NAME REF HASH [extra build args...]: one image, its size row in the sizes file
+build_image() {
+  local image=$1 ref=$2 hash=$3 dir=$ROOT/deploy/images/$1; shift 3
+  build_cached "$ref" "$hash" -- "${BASE_ARGS[@]}" "$@" -f "$dir/Dockerfile" \
+    --ignorefile "$dir/Dockerfile.dockerignore" "$ROOT"
 }
 sizes=$STATE/sizes-$TAG.tsv
 [ -f "$sizes" ] && cp "$sizes" "$STATE/sizes-$TAG.prev.tsv"
@@ -137,11 +156,26 @@ for image in $IMAGES; do
   # shellcheck disable=SC2046
   hash=$(printf '%s\n' "$(files_hash $(context_paths "$image"))" "${BASE_ARGS[*]}" "$base_ids" \
     | sha256sum | cut -c1-64)
-  ref=localhost/amicable-$image:$TAG
-  build_cached "$ref" "$hash" -- "${BASE_ARGS[@]}" -f "$dir/Dockerfile" \
-    --ignorefile "$dir/Dockerfile.dockerignore" "$ROOT"
-  size=$(amicable_podman image inspect --format '{{.Size}}' "$ref")
-  printf '%s\t%s\t%s\n' "$image" "$size" "$hash" >> "$sizes.new"
+  if [ "$image" != sandbox ]; then
+    ref=localhost/amicable-$image:$TAG
+    build_image "$image" "$ref" "$hash"
+    printf '%s\t%s\t%s\n' "$image" "$(amicable_podman image inspect --format '{{.Size}}' "$ref")" \
+      "$hash" >> "$sizes.new"
+    continue
+  fi
+  # one sandbox image per template, as the images workflow's matrix (ARG TEMPLATE)
+  for template in $TEMPLATES; do
+    [ -d "$ROOT/libs/templates/src/amicable_templates/stacks/$template" ] \
+      || { echo "images: no such template: $template (TEMPLATES=$TEMPLATES)" >&2; exit 64; }
+    ref=localhost/amicable-sandbox-$template:$TAG
+    thash=$(printf '%s\n' "$hash" "TEMPLATE=$template" | sha256sum | cut -c1-64)
+    build_image sandbox "$ref" "$thash" --build-arg "TEMPLATE=$template"
+    if [ "$template" = "$DEFAULT_TEMPLATE" ]; then  # the workflow's amicable-sandbox
+      amicable_podman tag "$ref" "localhost/amicable-sandbox:$TAG"
+    fi
+    printf '%s\t%s\t%s\n' "sandbox-$template" \
+      "$(amicable_podman image inspect --format '{{.Size}}' "$ref")" "$thash" >> "$sizes.new"
+  done
 done
 mv "$sizes.new" "$sizes"
 echo "images ($base bases):"

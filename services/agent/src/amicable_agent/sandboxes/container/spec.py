@@ -19,6 +19,12 @@ MANAGED_BY = "amicable-agent-container-backend"
 SESSION_LABEL = "org.amicable.session"
 PROJECT_LABEL = "org.amicable.project"
 TEMPLATE_LABEL = "org.amicable.template"
+#: on a spare's container and volume: the template it was started for (kept after a claim)
+SPARE_LABEL = "org.amicable.spare"
+#: on a claim record (a volume named :func:`claim_name`): the spare volume that became the
+#: project's workspace
+WORKSPACE_LABEL = "org.amicable.workspace"
+SPARE_PREFIX = "amicable-spare-"
 TOKEN_ENV = "AMICABLE_RUNTIME_TOKEN"
 RUNTIME_PORT = 8888
 PREVIEW_PORT = 3000
@@ -26,7 +32,31 @@ WORKSPACE = "/app"
 
 
 def volume_name(sandbox_id: str) -> str:
+    """The workspace volume of a container created for a project (or a spare)."""
     return f"{sandbox_id}-workspace"
+
+
+def claim_name(sandbox_id: str) -> str:
+    """The claim record of a project whose container was a spare: an empty volume whose
+    labels name the project and the workspace volume it took over (volumes and containers
+    cannot be relabelled, and volumes cannot be renamed)."""
+    return f"{sandbox_id}-claim"
+
+
+def spare_name(template_id: str, suffix: str) -> str:
+    return f"{SPARE_PREFIX}{template_id}-{suffix}"
+
+
+def is_spare_name(name: str) -> bool:
+    return name.startswith(SPARE_PREFIX)
+
+
+def spare_labels(template_id: str) -> dict[str, str]:
+    return {MANAGED_BY_LABEL: MANAGED_BY, SPARE_LABEL: template_id, TEMPLATE_LABEL: template_id}
+
+
+def claim_labels(project_labels: dict[str, str], workspace: str) -> dict[str, str]:
+    return {**project_labels, WORKSPACE_LABEL: workspace}
 
 
 def labels(session_id: str, project_id: str, template_id: str) -> dict[str, str]:
@@ -39,19 +69,25 @@ def labels(session_id: str, project_id: str, template_id: str) -> dict[str, str]
 
 
 def create_body(
-    config: ContainerBackendConfig, sandbox_id: str, token: str, sandbox_labels: dict[str, str]
+    config: ContainerBackendConfig,
+    sandbox_id: str,
+    token: str,
+    sandbox_labels: dict[str, str],
+    *,
+    image: str,
+    volume: str,
 ) -> dict[str, Any]:
-    """The ``POST /containers/create`` body of one sandbox."""
+    """The ``POST /containers/create`` body of one sandbox (its workspace on ``volume``)."""
     env = {**config.sandbox_env, TOKEN_ENV: token}
     return {
-        "Image": config.image,
+        "Image": image,
         "Hostname": sandbox_id,
         "Env": [f"{key}={value}" for key, value in env.items()],
         "Labels": sandbox_labels,
         "ExposedPorts": {f"{RUNTIME_PORT}/tcp": {}, f"{PREVIEW_PORT}/tcp": {}},
         "HostConfig": {
             "NetworkMode": config.network,
-            "Mounts": [{"Type": "volume", "Source": volume_name(sandbox_id), "Target": WORKSPACE}],
+            "Mounts": [{"Type": "volume", "Source": volume, "Target": WORKSPACE}],
             "Memory": config.memory_bytes or 0,
             "MemorySwap": config.memory_bytes or 0,  # no swap beyond the memory limit
             "NanoCpus": int(config.cpus * 1e9),
@@ -62,11 +98,25 @@ def create_body(
             ],
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],
+            # IPv6 link-local addresses are in no subnet the fence could key on (fence.py)
+            "Sysctls": {"net.ipv6.conf.all.disable_ipv6": "1"},
             "Init": False,  # the image's tini is PID 1
             "RestartPolicy": {"Name": "no"},
         },
         "NetworkingConfig": {"EndpointsConfig": {config.network: {}}},
     }
+
+
+def workspace_of(inspected: dict[str, Any]) -> str | None:
+    """The volume an inspected container has on ``/app``."""
+    for mount in inspected.get("Mounts") or []:
+        if mount.get("Destination") == WORKSPACE and mount.get("Name"):
+            return str(mount["Name"])
+    return None
+
+
+def managed(labels: dict[str, Any] | None) -> bool:
+    return bool((labels or {}).get(MANAGED_BY_LABEL) == MANAGED_BY)
 
 
 def token_of(inspected: dict[str, Any]) -> str | None:
