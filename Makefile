@@ -11,8 +11,9 @@ UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
 SANDBOX_PACKAGES := bubblewrap passt iproute2 util-linux
 # What builds and runs the images (`make images`, the container tests): podman with runc,
 # buildah, and mmdebstrap for the local Debian base when no registry base is reachable;
-# nftables for the container backend's network fence (docs/containers.md).
-IMAGE_PACKAGES := podman buildah runc netavark aardvark-dns mmdebstrap uidmap passt slirp4netns nftables
+# iptables for netavark's firewall driver (Debian 12's netavark 1.4 needs it); nftables for
+# the container backend's network fence (docs/containers.md).
+IMAGE_PACKAGES := podman buildah runc netavark aardvark-dns iptables mmdebstrap uidmap passt slirp4netns nftables
 # The container tests run in `make test` whenever the image cache is warm (a previous
 # `make images` finished in this checkout); otherwise `make test-images` runs them (README:
 # what it costs: a cold image build is 6-14 min on this machine, too long for every CI run).

@@ -130,14 +130,17 @@ done
 
 # --- the four images ---------------------------------------------------------------------------
 # What each image's build can depend on. The context sends all of libs/ and services/, but the
-# sandbox and router images install only their own package (uv sync --package, non-editable) and
-# keep only the virtualenv, so the agent's sources are not theirs: an agent change rebuilds the
-# agent image alone. The workspace's pyproject.toml files stay in (uv resolves the workspace).
+# sandbox and router images install only their own package and its libs (uv sync --package,
+# non-editable) and keep only the virtualenv, so the agent's sources (and libs/testing) are not
+# theirs: an agent change rebuilds the agent image alone. Every pyproject.toml of the workspace
+# stays in (uv resolves the whole workspace). Keep the lib lists in step with the services'
+# dependencies (the libs depend on no other lib).
+WORKSPACE_META="pyproject.toml uv.lock :(glob)libs/*/pyproject.toml :(glob)services/*/pyproject.toml"
 context_paths() {
   case $1 in
     editor) echo "frontend deploy/images/editor" ;;
-    sandbox) echo "pyproject.toml uv.lock libs services/sandbox_runtime :(glob)services/*/pyproject.toml deploy/images/sandbox" ;;
-    preview-router) echo "pyproject.toml uv.lock libs services/preview_router :(glob)services/*/pyproject.toml deploy/images/preview-router" ;;
+    sandbox) echo "$WORKSPACE_META libs/protocol libs/frontdoor libs/settings libs/templates services/sandbox_runtime deploy/images/sandbox" ;;
+    preview-router) echo "$WORKSPACE_META libs/protocol libs/settings services/preview_router deploy/images/preview-router" ;;
     *) echo "pyproject.toml uv.lock libs services deploy/images/$1" ;;
   esac
 }

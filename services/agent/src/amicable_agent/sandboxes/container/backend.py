@@ -108,7 +108,7 @@ class ContainerBackend:
         template_id: str,
         on_stage: StageCallback,
     ) -> SandboxHandle:
-        labels = spec.labels(session_id, project_id, template_id)
+        labels = spec.labels(session_id, project_id, template_id, self.config.network)
         found = await self.engine.inspect(sandbox_id)
         if found is not None and not spec.managed(found.get("Config", {}).get("Labels")):
             raise SandboxProvisionError(
@@ -208,7 +208,7 @@ class ContainerBackend:
         """Create, start and wait for a spare; removed again when anything fails."""
         name = spec.spare_name(template_id, secrets.token_hex(4))
         image = await self._image(template_id)
-        labels = spec.spare_labels(template_id)
+        labels = spec.spare_labels(template_id, self.config.network)
         volume = spec.volume_name(name)
         try:
             await self.engine.ensure_volume(volume, labels)
@@ -342,7 +342,7 @@ class ContainerBackend:
 
     async def list(self) -> list[SandboxInfo]:
         """The projects' containers (spares are not listed)."""
-        items = await self.engine.list_containers(f"{spec.MANAGED_BY_LABEL}={spec.MANAGED_BY}")
+        items = await self.engine.list_containers(*spec.scope_filters(self.config.network))
         now = self._clock()
         out = []
         for item in items:

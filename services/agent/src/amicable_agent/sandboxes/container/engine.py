@@ -130,8 +130,9 @@ class Engine:
             return None
         return dict(response.json())
 
-    async def list_volumes(self, label: str) -> list[Obj]:
-        filters = json.dumps({"label": [label]})
+    async def list_volumes(self, *labels: str) -> list[Obj]:
+        """Volumes carrying every ``key=value`` of ``labels``."""
+        filters = json.dumps({"label": list(labels)})
         response = await self._call("GET", "/volumes", "list volumes", params={"filters": filters})
         return [dict(item) for item in response.json().get("Volumes") or []]
 
@@ -176,8 +177,9 @@ class Engine:
             return None
         return dict(response.json())
 
-    async def list_containers(self, label: str) -> list[Obj]:
-        filters = json.dumps({"label": [label]})
+    async def list_containers(self, *labels: str) -> list[Obj]:
+        """Containers (running or not) carrying every ``key=value`` of ``labels``."""
+        filters = json.dumps({"label": list(labels)})
         response = await self._call(
             "GET", "/containers/json", "list containers", params={"all": "true", "filters": filters}
         )

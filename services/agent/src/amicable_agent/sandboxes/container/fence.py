@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 #: Linux interface names: at most 15 bytes, no slash, no whitespace, no quotes.
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+#: The nft binary (a test points it elsewhere to see the backend refuse to start).
+NFT = "nft"
 #: The option that names a bridge on Docker (and that Podman's compat API reports).
 BRIDGE_OPTION = "com.docker.network.bridge.name"
 
@@ -155,10 +157,15 @@ def bridge_of(network: dict[str, Any]) -> str | None:
     return f"br-{ident[:12]}" if len(ident) >= 12 else None
 
 
-def _nft_sync(script: str) -> None:
+def run_nft(script: str) -> None:
+    """`nft -f -` with ``script`` (blocking).
+
+    Raises:
+        FenceError: as :func:`apply`.
+    """
     try:
         proc = subprocess.run(
-            ["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=30
+            [NFT, "-f", "-"], input=script, capture_output=True, text=True, timeout=30
         )
     except FileNotFoundError as exc:
         raise FenceError("`nft` is not installed (Debian: apt-get install nftables)") from exc
@@ -175,12 +182,12 @@ async def apply(network: str, bridge: str, subnets: Sequence[str]) -> None:
         FenceError: no ``nft``, no permission (not root), or the kernel refused the rules.
     """
     script = ruleset(network, bridge, subnets)
-    await trio.to_thread.run_sync(_nft_sync, script)
+    await trio.to_thread.run_sync(run_nft, script)
 
 
 async def remove(network: str) -> None:
     """Remove the fence of ``network`` (idempotent)."""
-    await trio.to_thread.run_sync(_nft_sync, removal(network))
+    await trio.to_thread.run_sync(run_nft, removal(network))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"fence: {exc}")
     if args.apply:
         try:
-            _nft_sync(script)
+            run_nft(script)
         except FenceError as exc:
             sys.exit(f"fence: {exc}")
     else:

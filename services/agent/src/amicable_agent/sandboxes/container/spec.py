@@ -25,6 +25,8 @@ SPARE_LABEL = "org.amicable.spare"
 #: project's workspace
 WORKSPACE_LABEL = "org.amicable.workspace"
 SPARE_PREFIX = "amicable-spare-"
+#: the sandbox network: a backend lists, sweeps and pools only its own network's objects
+NETWORK_LABEL = "org.amicable.network"
 TOKEN_ENV = "AMICABLE_RUNTIME_TOKEN"
 RUNTIME_PORT = 8888
 PREVIEW_PORT = 3000
@@ -51,16 +53,30 @@ def is_spare_name(name: str) -> bool:
     return name.startswith(SPARE_PREFIX)
 
 
-def spare_labels(template_id: str) -> dict[str, str]:
-    return {MANAGED_BY_LABEL: MANAGED_BY, SPARE_LABEL: template_id, TEMPLATE_LABEL: template_id}
+def spare_labels(template_id: str, network: str) -> dict[str, str]:
+    return {
+        MANAGED_BY_LABEL: MANAGED_BY,
+        NETWORK_LABEL: network,
+        SPARE_LABEL: template_id,
+        TEMPLATE_LABEL: template_id,
+    }
+
+
+def scope_filters(network: str) -> list[str]:
+    """The label filters that select one backend's objects (its network's)."""
+    return [f"{MANAGED_BY_LABEL}={MANAGED_BY}", f"{NETWORK_LABEL}={network}"]
 
 
 def claim_labels(project_labels: dict[str, str], workspace: str) -> dict[str, str]:
     return {**project_labels, WORKSPACE_LABEL: workspace}
 
 
-def labels(session_id: str, project_id: str, template_id: str) -> dict[str, str]:
+def labels(
+    session_id: str, project_id: str, template_id: str, network: str | None = None
+) -> dict[str, str]:
+    scope = {NETWORK_LABEL: network} if network else {}
     return {
+        **scope,
         MANAGED_BY_LABEL: MANAGED_BY,
         SESSION_LABEL: session_id,
         PROJECT_LABEL: project_id,

@@ -1,7 +1,8 @@
 """The container backend's start-up sweep: what an earlier run (or a crash) left behind.
 
-Only objects carrying our ``org.amicable.managed-by`` label are looked at (the engine filters
-by it), so nothing of anyone else's is ever touched:
+Only objects carrying our ``org.amicable.managed-by`` label and this backend's network in
+``org.amicable.network`` are looked at (the engine filters by both), so nothing of anyone
+else's (nor another agent's, on another sandbox network of the same engine) is touched:
 
 * spare containers of an earlier run, with their volumes (the pool starts fresh ones; a
   spare's token was never given to any project);
@@ -33,7 +34,7 @@ async def sweep(
 ) -> list[str]:
     """Remove what is leaked (see the module docstring); the names removed."""
     engine = backend.engine
-    managed = f"{spec.MANAGED_BY_LABEL}={spec.MANAGED_BY}"
+    scope = spec.scope_filters(backend.config.network)
     removed: list[str] = []
 
     async def gone(labels: dict[str, str]) -> bool:
@@ -41,7 +42,7 @@ async def sweep(
         return bool(project_exists and project and not await project_exists(project))
 
     kept_mounts: set[str] = set()
-    for item in await engine.list_containers(managed):
+    for item in await engine.list_containers(*scope):
         name = str((item.get("Names") or ["?"])[0]).lstrip("/")
         labels = dict(item.get("Labels") or {})
         mounts = [str(m.get("Name")) for m in item.get("Mounts") or [] if m.get("Name")]
@@ -55,7 +56,7 @@ async def sweep(
             removed.append(name)
         else:
             kept_mounts.update(mounts)
-    volumes = await engine.list_volumes(managed)
+    volumes = await engine.list_volumes(*scope)
     claimed = {
         str((v.get("Labels") or {}).get(spec.WORKSPACE_LABEL))
         for v in volumes
