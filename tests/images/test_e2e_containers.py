@@ -12,6 +12,7 @@ from functools import partial
 import httpx
 import trio
 from amicable_testing import ws_recv_until, ws_send
+from amicable_testing.container_backend import cleanup
 from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
 from amicable_testing.podman import (
     agent_args,
@@ -94,7 +95,6 @@ async def test_init_preview_and_a_turn_across_containers(
             assert podman("inspect", "--format", "{{.State.Running}}", sandbox_id) == "true"
         finally:
             remove(router, agent)
-            if sandbox_id:
-                remove(sandbox_id)
-                podman("volume", "rm", "--force", f"{sandbox_id}-workspace", check=False)
+            # the project's sandbox, the pool's spares and every volume of ours on the network
+            await trio.to_thread.run_sync(partial(cleanup, network, keep_network=True))
             nursery.cancel_scope.cancel()

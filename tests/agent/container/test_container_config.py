@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from amicable_agent.config import AgentConfig
 from amicable_agent.sandboxes.container.config import ContainerBackendConfig, sandbox_hmr_env
-from amicable_agent.sandboxes.container.spec import create_body, labels, token_of
+from amicable_agent.sandboxes.container.spec import (
+    address_of,
+    create_body,
+    labels,
+    spare_labels,
+    token_of,
+)
 
 
 def test_defaults_and_overrides() -> None:
@@ -120,3 +126,17 @@ def test_hmr_settings_follow_the_preview_url() -> None:
         preview_base_domain="p.example.com", preview_scheme="https", preview_public_port=None
     )
     assert (tls["AMICABLE_HMR_PROTOCOL"], tls["AMICABLE_HMR_CLIENT_PORT"]) == ("wss", "443")
+
+
+def test_address_by_ip_or_name_and_claimed_spares_by_ip() -> None:
+    by_name = ContainerBackendConfig(address="name", network="n")
+    inspected = {
+        "Name": "/amicable-0123456789ab",
+        "Config": {"Labels": labels("s", "p", "vite")},
+        "NetworkSettings": {"Networks": {"n": {"IPAddress": "10.89.0.7"}}},
+    }
+    assert address_of(inspected, ContainerBackendConfig(network="n")) == "10.89.0.7"
+    assert address_of(inspected, by_name) == "amicable-0123456789ab"
+    # a renamed spare: the engine's DNS still knows only the spare's name
+    claimed = {**inspected, "Config": {"Labels": spare_labels("vite", "n")}}
+    assert address_of(claimed, by_name) == "10.89.0.7"

@@ -32,7 +32,9 @@ def network_objects(network: str) -> tuple[list[str], list[str]]:
     return containers.split(), volumes.split()
 
 
-def cleanup(network: str) -> None:
+def cleanup(network: str, *, keep_network: bool = False) -> None:
+    """Remove the containers on ``network``, our volumes labelled with it, then (unless
+    ``keep_network``) the network and its fence."""
     containers, _ = network_objects(network)
     remove(*containers)
     for name in containers:
@@ -40,8 +42,9 @@ def cleanup(network: str) -> None:
     _, volumes = network_objects(network)
     if volumes:
         podman("volume", "rm", "--force", *volumes, check=False)
-    podman("network", "rm", "--force", network, check=False)
-    fence.run_nft(fence.removal(network))
+    if not keep_network:
+        podman("network", "rm", "--force", network, check=False)
+        fence.run_nft(fence.removal(network))
 
 
 @asynccontextmanager

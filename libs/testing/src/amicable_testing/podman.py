@@ -127,5 +127,9 @@ def agent_args(socket: str, network: str) -> tuple[list[str], dict[str, str]]:
         "AMICABLE_CONTAINER_IMAGE": image_ref("sandbox"),
         "AMICABLE_CONTAINER_NETWORK": network,
         "AMICABLE_CONTAINER_ADDRESS": "name",
+        # The agent runs in a container (uid 10001) on the sandboxes' own network: it cannot
+        # install nftables rules on the host, and the fence assumes an agent on the host
+        # (docs/containers.md); tests/images/test_container_fence.py tests the fence.
+        "AMICABLE_CONTAINER_FENCE": "off",
     }
     return ["--volume", f"{socket}:/run/podman/podman.sock"], env

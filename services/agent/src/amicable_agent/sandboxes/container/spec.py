@@ -145,9 +145,15 @@ def token_of(inspected: dict[str, Any]) -> str | None:
 
 
 def address_of(inspected: dict[str, Any], config: ContainerBackendConfig) -> str | None:
-    """How the agent reaches the container: its IP on the network, or its name."""
-    if config.address == "name":
-        return str(inspected.get("Name", "")).lstrip("/") or None
+    """How the agent reaches the container: its IP on the network, or its name.
+
+    A claimed spare is reached by IP in ``name`` mode too: the engine's DNS keeps the name a
+    container had when it joined the network (the spare's), so the renamed container's new
+    name does not resolve until it is started again.
+    """
     networks = inspected.get("NetworkSettings", {}).get("Networks") or {}
     ip = (networks.get(config.network) or {}).get("IPAddress")
+    labels = inspected.get("Config", {}).get("Labels") or {}
+    if config.address == "name" and not (SPARE_LABEL in labels and ip):
+        return str(inspected.get("Name", "")).lstrip("/") or None
     return str(ip) if ip else None
