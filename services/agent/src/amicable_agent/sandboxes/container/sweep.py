@@ -17,20 +17,34 @@ A project that ``project_exists`` cannot decide on (no project label, or no call
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import spec
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .backend import ContainerBackend
+    from .config import ContainerBackendConfig
+    from .engine import Engine
 
 logger = logging.getLogger(__name__)
 
 
+class Swept(Protocol):
+    """What the sweep needs of :class:`~.backend.ContainerBackend`."""
+
+    config: ContainerBackendConfig
+    engine: Engine
+
+    async def delete(self, sandbox_id: str) -> None: ...
+
+    async def remove_volume_if_ours(self, volume: str) -> None: ...
+
+    async def project_labels(self, name: str, labels: dict[str, str]) -> dict[str, str]: ...
+
+
 async def sweep(
-    backend: ContainerBackend, project_exists: Callable[[str], Awaitable[bool]] | None
+    backend: Swept, project_exists: Callable[[str], Awaitable[bool]] | None
 ) -> list[str]:
     """Remove what is leaked (see the module docstring); the names removed."""
     engine = backend.engine
