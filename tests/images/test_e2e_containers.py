@@ -94,7 +94,9 @@ async def test_init_preview_and_a_turn_across_containers(
             assert model.requests, "the turn went to the fake model"
             assert podman("inspect", "--format", "{{.State.Running}}", sandbox_id) == "true"
         finally:
+            # a graceful stop: the agent's backend removes its spares as it closes
+            podman("stop", "--time", "30", agent, check=False)
             remove(router, agent)
-            # the project's sandbox, the pool's spares and every volume of ours on the network
+            # the project's sandbox, any spare a killed agent left, and every volume of ours
             await trio.to_thread.run_sync(partial(cleanup, network, keep_network=True))
             nursery.cancel_scope.cancel()
