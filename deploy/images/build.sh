@@ -180,6 +180,12 @@ for image in $IMAGES; do
       "$(amicable_podman image inspect --format '{{.Size}}' "$ref")" "$thash" >> "$sizes.new"
   done
 done
+# images this run did not build keep their row from the last run that did
+if [ -f "$STATE/sizes-$TAG.prev.tsv" ]; then
+  awk -F'\t' 'NR==FNR {built[$1]=1; next} !($1 in built)' "$sizes.new" "$STATE/sizes-$TAG.prev.tsv" \
+    >> "$sizes.new"
+fi
+sort -o "$sizes.new" "$sizes.new"
 mv "$sizes.new" "$sizes"
 echo "images ($base bases):"
 awk -F'\t' '{printf "  amicable-%-15s %6.0f MB\n", $1, $2/1e6}' "$sizes"

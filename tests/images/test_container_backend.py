@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import secrets
+from functools import partial
 
 import attrs
 import httpx
 import pytest
+import trio
 from amicable_agent.errors import ConfigError, SandboxProvisionError
 from amicable_agent.sandboxes.base import sandbox_id_for
 from amicable_agent.sandboxes.container.backend import open_container_backend
 from amicable_agent.sandboxes.container.config import ContainerBackendConfig
+from amicable_templates.registry import get_template
 from amicable_testing.container_backend import backend_for, run
-from amicable_testing.podman import image_ref, podman, remove, ulimit_args
+from amicable_testing.podman import build_images, image_ref, podman, remove, ulimit_args
 
 
 @pytest.fixture
@@ -110,6 +113,34 @@ async def test_workspace_survives_recreation_and_idle_stop(config: ContainerBack
         assert await backend.lookup(handle.sandbox_id) is None
         volumes = podman("volume", "ls", "--format", "{{.Name}}").split()
         assert f"{handle.sandbox_id}-workspace" not in volumes
+
+
+async def test_each_template_runs_its_own_image(config: ContainerBackendConfig) -> None:
+    """``AMICABLE_CONTAINER_IMAGE`` with ``{template}``: a hono project gets the hono image
+    (built here as `TEMPLATES=hono make images` builds it) and serves the hono app."""
+    await trio.to_thread.run_sync(partial(build_images, ["sandbox"], templates=["hono"]))
+    per_template = attrs.evolve(config, image=image_ref("sandbox-{template}"))
+    async with backend_for(per_template) as backend:
+        hono = await backend.ensure(
+            f"s-{secrets.token_hex(4)}", project_id="ph", template_id="hono"
+        )
+        vite = await backend.ensure(
+            f"s-{secrets.token_hex(4)}", project_id="pv", template_id="vite"
+        )
+        images = {
+            h.sandbox_id: json.loads(podman("inspect", h.sandbox_id))[0]["ImageName"]
+            for h in (hono, vite)
+        }
+        assert images == {
+            hono.sandbox_id: image_ref("sandbox-hono"),
+            vite.sandbox_id: image_ref("sandbox-vite"),
+        }
+        async with httpx.AsyncClient(timeout=30) as client:
+            with trio.fail_after(120):  # tsx boots after the runtime answers
+                while (page := await client.get(f"{hono.preview_upstream}/")).status_code != 200:
+                    await trio.sleep(0.5)
+            assert get_template("hono").dev_expect in page.text
+            assert "/@vite/client" in (await client.get(f"{vite.preview_upstream}/")).text
 
 
 async def test_strangers_containers_are_never_handed_out(

@@ -25,7 +25,8 @@ IMAGE_TAG = os.environ.get("IMAGE_TAG", "dev")
 
 
 def image_ref(name: str) -> str:
-    """``localhost/amicable-<name>:<tag>``, as ``deploy/images/build.sh`` tags it."""
+    """``localhost/amicable-<name>:<tag>``, as ``deploy/images/build.sh`` tags it (the sandbox
+    of a template: ``sandbox-<template>``; ``sandbox`` is the default template's)."""
     return f"localhost/amicable-{name}:{IMAGE_TAG}"
 
 
@@ -54,11 +55,14 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> str:
     return proc.stdout.strip()
 
 
-def build_images(names: Sequence[str] = ()) -> str:
-    """``deploy/images/build.sh`` (what ``make images`` runs); its output."""
+def build_images(names: Sequence[str] = (), *, templates: Sequence[str] = ()) -> str:
+    """``deploy/images/build.sh`` (what ``make images`` runs); its output. ``templates``: the
+    sandbox images to build (``TEMPLATES``; the environment's or ``vite`` otherwise)."""
     env = {**os.environ}
     if names:
         env["IMAGES"] = " ".join(names)
+    if templates:
+        env["TEMPLATES"] = " ".join(templates)
     proc = subprocess.run(
         ["bash", os.fspath(REPO / "deploy" / "images" / "build.sh")],
         capture_output=True,
