@@ -119,3 +119,15 @@ async def test_an_unfenceable_network_refuses_to_start(
     finally:
         monkeypatch.undo()
         await trio.to_thread.run_sync(cleanup, config.network)
+
+
+async def test_a_network_amicable_did_not_create_is_never_fenced(podman_socket: str) -> None:
+    config = config_for(podman_socket)
+    podman("network", "create", "--internal", config.network)
+    try:
+        with pytest.raises(ConfigError, match="not created by Amicable"):
+            async with open_container_backend(config):
+                pass
+        assert fence.table_name(config.network) not in podman_nft_tables()
+    finally:
+        podman("network", "rm", "--force", config.network, check=False)

@@ -55,6 +55,13 @@ async def prepare(engine: Engine, config: ContainerBackendConfig) -> Obj:
             config.network,
         )
         return inspected
+    if not spec.managed(inspected.get("Labels")):
+        raise ConfigError(
+            f"the sandbox network {config.network!r} exists and was not created by Amicable: "
+            "the fence would cut every container on it off from this host. Name another "
+            "AMICABLE_CONTAINER_NETWORK (the agent creates it), or set "
+            "AMICABLE_CONTAINER_FENCE=off"
+        )
     bridge = await bridge_of(engine, config.network, inspected)
     try:
         if bridge is None:
