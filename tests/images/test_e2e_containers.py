@@ -1,7 +1,7 @@
 """The whole product across containers on one podman network: the agent image (container
-backend on a real podman socket) creates the sandbox container, the router image proxies the
-preview to it, and a turn against the fake model (on the host's bridge address) changes the
-app the preview serves."""
+backend on a real podman socket) hands the project the spare its warm pool started, the router
+image proxies the preview to it, and a turn against the fake model (on the host's bridge
+address) changes the app the preview serves."""
 
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ async def test_init_preview_and_a_turn_across_containers(
             assert (await wait_http(f"http://{agent_ip}:8000/healthz")).status_code == 200
             router_base = f"http://{container_ip(router, network)}:8080"
             await wait_http(f"{router_base}/healthz")
+            # The agent's warm pool (AMICABLE_WARM_POOL_SIZE=1 by default) has a spare ready:
+            # the init below claims that very container.
+            with trio.fail_after(300):
+                while "warm pool: spare" not in (agent_log := logs(agent)):
+                    await trio.sleep(0.5)
+            spare = agent_log.split("warm pool: spare ", 1)[1].split()[0]
+            spare_id = podman("inspect", "--format", "{{.Id}}", spare)
             sid = str(uuid.uuid4())
             async with open_websocket_url(f"ws://{agent_ip}:8000/ws") as ws:
                 await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
@@ -74,6 +81,8 @@ async def test_init_preview_and_a_turn_across_containers(
                 assert stages[-1] == "ready", logs(agent)
                 reply = seen[-1].data
                 sandbox_id = str(reply.sandbox_id)
+                assert podman("inspect", "--format", "{{.Id}}", sandbox_id) == spare_id
+                assert "creating" not in stages, "a claimed spare: nothing created"
                 host = httpx.URL(str(reply.url)).netloc.decode()
                 async with httpx.AsyncClient(timeout=60) as client:
                     page = await client.get(f"{router_base}/", headers={"Host": host})
