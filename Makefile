@@ -10,8 +10,10 @@ UV := $(shell command -v uv 2>/dev/null || echo $(ROOT)/.tools/bin/uv)
 # What isolates local sandboxes (`make up` installs these): bubblewrap, pasta, ip, setpriv.
 SANDBOX_PACKAGES := bubblewrap passt iproute2 util-linux
 # What builds and runs the images (`make images`, the container tests): podman with runc,
-# buildah, and mmdebstrap for the local Debian base when no registry base is reachable.
-IMAGE_PACKAGES := podman buildah runc netavark aardvark-dns mmdebstrap uidmap passt slirp4netns
+# buildah, and mmdebstrap for the local Debian base when no registry base is reachable;
+# iptables for netavark's firewall driver (Debian 12's netavark 1.4 needs it); nftables for
+# the container backend's network fence (docs/containers.md).
+IMAGE_PACKAGES := podman buildah runc netavark aardvark-dns iptables mmdebstrap uidmap passt slirp4netns nftables
 # The container tests run in `make test` whenever the image cache is warm (a previous
 # `make images` finished in this checkout); otherwise `make test-images` runs them (README:
 # what it costs: a cold image build is 6-14 min on this machine, too long for every CI run).
@@ -85,7 +87,7 @@ soak: py-deps ## the soak test: 20 sessions, random kills and model drops (a few
 image-deps: ## Debian packages that build and run the images (podman, runc, buildah, mmdebstrap)
 	@$(MAKE) --no-print-directory install-apt PACKAGES="$(IMAGE_PACKAGES)"
 
-images: image-deps ## build the four images with podman (a local Debian base when no registry answers)
+images: image-deps ## build the four images with podman (TEMPLATES=vite,hono: one sandbox image each)
 	bash deploy/images/build.sh
 
 test-images: image-deps py-deps ## container tests: build the images (cached by content), run them

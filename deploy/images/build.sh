@@ -5,6 +5,10 @@
 #                                  else local stand-ins built from the Debian archive (base/).
 #   IMAGE_TAG=dev                  tag of localhost/amicable-<image>:<tag>
 #   IMAGES="agent editor preview-router sandbox"   which to build
+#   TEMPLATES=vite                 the templates (libs/templates ids, comma- or space-separated)
+#                                  to build a sandbox image of: localhost/amicable-sandbox-<t>,
+#                                  with --build-arg TEMPLATE=<t> as the images workflow does; the
+#                                  default template's is also tagged localhost/amicable-sandbox
 #
 # Every image carries the label org.amicable.content-hash: a hash of its Dockerfile, build args,
 # base image ids and the content of the files its build context sends. When the existing image
@@ -18,6 +22,9 @@ STATE=$ROOT/.images
 mkdir -p "$STATE"
 TAG=${IMAGE_TAG:-dev}
 IMAGES=${IMAGES:-"agent editor preview-router sandbox"}
+TEMPLATES=${TEMPLATES:-vite}
+TEMPLATES=${TEMPLATES//,/ }
+DEFAULT_TEMPLATE=vite
 UV_VERSION=0.13.9
 NODE_VERSION=20.20.2
 NPM_VERSION=10.8.2
@@ -122,11 +129,26 @@ for arg in "${BASE_ARGS[@]}"; do
 done
 
 # --- the four images ---------------------------------------------------------------------------
+# What each image's build can depend on. The context sends all of libs/ and services/, but the
+# sandbox and router images install only their own package and its libs (uv sync --package,
+# non-editable) and keep only the virtualenv, so the agent's sources (and libs/testing) are not
+# theirs: an agent change rebuilds the agent image alone. Every pyproject.toml of the workspace
+# stays in (uv resolves the whole workspace). Keep the lib lists in step with the services'
+# dependencies (the libs depend on no other lib).
+WORKSPACE_META="pyproject.toml uv.lock :(glob)libs/*/pyproject.toml :(glob)services/*/pyproject.toml"
 context_paths() {
   case $1 in
     editor) echo "frontend deploy/images/editor" ;;
+    sandbox) echo "$WORKSPACE_META libs/protocol libs/frontdoor libs/settings libs/templates services/sandbox_runtime deploy/images/sandbox" ;;
+    preview-router) echo "$WORKSPACE_META libs/protocol libs/settings services/preview_router deploy/images/preview-router" ;;
     *) echo "pyproject.toml uv.lock libs services deploy/images/$1" ;;
   esac
+}
+# build_image NAME REF HASH [extra build args...]: one image, its size row in the sizes file
+build_image() {
+  local image=$1 ref=$2 hash=$3 dir=$ROOT/deploy/images/$1; shift 3
+  build_cached "$ref" "$hash" -- "${BASE_ARGS[@]}" "$@" -f "$dir/Dockerfile" \
+    --ignorefile "$dir/Dockerfile.dockerignore" "$ROOT"
 }
 sizes=$STATE/sizes-$TAG.tsv
 [ -f "$sizes" ] && cp "$sizes" "$STATE/sizes-$TAG.prev.tsv"
@@ -137,12 +159,33 @@ for image in $IMAGES; do
   # shellcheck disable=SC2046
   hash=$(printf '%s\n' "$(files_hash $(context_paths "$image"))" "${BASE_ARGS[*]}" "$base_ids" \
     | sha256sum | cut -c1-64)
-  ref=localhost/amicable-$image:$TAG
-  build_cached "$ref" "$hash" -- "${BASE_ARGS[@]}" -f "$dir/Dockerfile" \
-    --ignorefile "$dir/Dockerfile.dockerignore" "$ROOT"
-  size=$(amicable_podman image inspect --format '{{.Size}}' "$ref")
-  printf '%s\t%s\t%s\n' "$image" "$size" "$hash" >> "$sizes.new"
+  if [ "$image" != sandbox ]; then
+    ref=localhost/amicable-$image:$TAG
+    build_image "$image" "$ref" "$hash"
+    printf '%s\t%s\t%s\n' "$image" "$(amicable_podman image inspect --format '{{.Size}}' "$ref")" \
+      "$hash" >> "$sizes.new"
+    continue
+  fi
+  # one sandbox image per template, as the images workflow's matrix (ARG TEMPLATE)
+  for template in $TEMPLATES; do
+    [ -d "$ROOT/libs/templates/src/amicable_templates/stacks/$template" ] \
+      || { echo "images: no such template: $template (TEMPLATES=$TEMPLATES)" >&2; exit 64; }
+    ref=localhost/amicable-sandbox-$template:$TAG
+    thash=$(printf '%s\n' "$hash" "TEMPLATE=$template" | sha256sum | cut -c1-64)
+    build_image sandbox "$ref" "$thash" --build-arg "TEMPLATE=$template"
+    if [ "$template" = "$DEFAULT_TEMPLATE" ]; then  # the workflow's amicable-sandbox
+      amicable_podman tag "$ref" "localhost/amicable-sandbox:$TAG"
+    fi
+    printf '%s\t%s\t%s\n' "sandbox-$template" \
+      "$(amicable_podman image inspect --format '{{.Size}}' "$ref")" "$thash" >> "$sizes.new"
+  done
 done
+# images this run did not build keep their row from the last run that did
+if [ -f "$STATE/sizes-$TAG.prev.tsv" ]; then
+  awk -F'\t' 'NR==FNR {built[$1]=1; next} !($1 in built)' "$sizes.new" "$STATE/sizes-$TAG.prev.tsv" \
+    >> "$sizes.new"
+fi
+sort -o "$sizes.new" "$sizes.new"
 mv "$sizes.new" "$sizes"
 echo "images ($base bases):"
 awk -F'\t' '{printf "  amicable-%-15s %6.0f MB\n", $1, $2/1e6}' "$sizes"

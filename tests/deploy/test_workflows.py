@@ -32,7 +32,7 @@ def test_images_workflow_builds_every_image_from_its_dockerfile() -> None:
     }
     # one sandbox image per stack: the same Dockerfile with its TEMPLATE
     built = {m.get("template") for m in job["strategy"]["matrix"]["include"]}
-    assert built - {None} == set(registry().ids) - {"vite"}
+    assert built - {None} == set(registry().ids)
     for dockerfile in matrix.values():
         assert (REPO / dockerfile).is_file(), dockerfile
     build = next(
@@ -72,22 +72,51 @@ def test_images_are_published_only_from_main_with_main_and_sha_tags() -> None:
     assert login["if"] == "env.PUBLISH == 'true'"
 
 
-def test_images_workflow_builds_what_make_images_builds_with_provenance_and_sbom() -> None:
-    flow = load("images.yml")
-    job = flow["jobs"]["build"]
-    matrix = {m["image"]: m["dockerfile"] for m in job["strategy"]["matrix"]["include"]}
+def published_names(job: dict) -> dict[str, tuple[str, str | None]]:
+    """Every image name the workflow publishes: (Dockerfile, TEMPLATE build-arg)."""
+    names = {}
+    for m in job["strategy"]["matrix"]["include"]:
+        for name in (m["image"], m.get("alias")):
+            if name:
+                names[name] = (m["dockerfile"], m.get("template"))
+    return names
+
+
+def make_images_names(template_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Every image name `make images` (build.sh) tags, TEMPLATES being ``template_ids``."""
     script = (REPO / "deploy" / "images" / "build.sh").read_text()
     default = re.search(r'IMAGES=\$\{IMAGES:-"([^"]+)"\}', script)
     assert default, "build.sh names its images"
-    built = {f"amicable-{n}": f"deploy/images/{n}/Dockerfile" for n in default.group(1).split()}
-    # plus one sandbox image per further stack (the same Dockerfile, its TEMPLATE build-arg)
-    stacks = {m["image"] for m in job["strategy"]["matrix"]["include"] if m.get("template")}
-    assert built == {k: v for k, v in matrix.items() if k not in stacks}
+    assert re.search(r"TEMPLATES=\$\{TEMPLATES:-vite\}", script)
+    assert "ref=localhost/amicable-sandbox-$template:$TAG" in script
+    assert '--build-arg "TEMPLATE=$template"' in script
+    assert 'amicable_podman tag "$ref" "localhost/amicable-sandbox:$TAG"' in script
+    assert "DEFAULT_TEMPLATE=vite" in script
+    names: dict[str, tuple[str, str | None]] = {}
+    for image in default.group(1).split():
+        dockerfile = f"deploy/images/{image}/Dockerfile"
+        if image != "sandbox":
+            names[f"amicable-{image}"] = (dockerfile, None)
+            continue
+        for template in template_ids:
+            names[f"amicable-sandbox-{template}"] = (dockerfile, template)
+        names["amicable-sandbox"] = (dockerfile, "vite")
+    return names
+
+
+def test_images_workflow_builds_what_make_images_builds_with_provenance_and_sbom() -> None:
+    flow = load("images.yml")
+    job = flow["jobs"]["build"]
+    # the same names, Dockerfiles and TEMPLATE build-args, every template in the workflow
+    assert published_names(job) == make_images_names(list(registry().ids))
     build = next(
         s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action")
     )
     assert build["with"]["provenance"] == "mode=max"
     assert build["with"]["sbom"] is True
+    meta = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/metadata-action"))
+    assert meta["with"]["images"] == "${{ steps.name.outputs.images }}"
+    assert "$ALIAS" in next(s for s in job["steps"] if s.get("id") == "name")["run"]
     # Public bases: the workflow passes no base build-args (local bases are for `make images`);
     # its one build-arg is the sandbox stack (TEMPLATE).
     assert "_IMAGE" not in build["with"].get("build-args", "")

@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from amicable_testing.podman import build_images, podman, podman_available, remove
+from amicable_testing.container_backend import cleanup
+from amicable_testing.podman import build_images, podman, podman_available
 
 ENABLED = os.environ.get("AMICABLE_IMAGE_TESTS") == "1"
 
@@ -46,9 +47,7 @@ def network(images: str) -> Iterator[str]:
     try:
         yield name
     finally:
-        leftovers = podman("ps", "-a", "--filter", f"network={name}", "--format", "{{.Names}}")
-        remove(*leftovers.split())
-        podman("network", "rm", "--force", name, check=False)
+        cleanup(name)  # its containers, our volumes labelled with it, the network
 
 
 @pytest.fixture

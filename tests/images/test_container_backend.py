@@ -1,22 +1,26 @@
 """The ``container`` sandbox backend against a real ``podman system service``: one container
-per project from the sandbox image, limits, an internal network, the workspace on a named
-volume, idle stop and a warm restart, reconnection, deletion, and its refusals."""
+per project from the sandbox image, limits, an internal fenced network, the workspace on a
+named volume, idle stop and a warm restart, reconnection, deletion, and its refusals.
+The fence and the warm pool have their own files (test_container_fence.py,
+test_container_pool.py)."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from functools import partial
 
 import attrs
 import httpx
 import pytest
+import trio
 from amicable_agent.errors import ConfigError, SandboxProvisionError
-from amicable_agent.sandboxes.base import SandboxHandle, sandbox_id_for
-from amicable_agent.sandboxes.container.backend import ContainerBackend, open_container_backend
+from amicable_agent.sandboxes.base import sandbox_id_for
+from amicable_agent.sandboxes.container.backend import open_container_backend
 from amicable_agent.sandboxes.container.config import ContainerBackendConfig
-from amicable_testing.podman import image_ref, podman, remove, ulimit_args
+from amicable_templates.registry import get_template
+from amicable_testing.container_backend import backend_for, run
+from amicable_testing.podman import build_images, image_ref, podman, remove, ulimit_args
 
 
 @pytest.fixture
@@ -29,33 +33,8 @@ def config(podman_socket: str) -> ContainerBackendConfig:
         cpus=1.5,
         pids_max=300,
         reap_interval_s=3600,
+        warm_pool_size=0,
     )
-
-
-@asynccontextmanager
-async def backend_for(config: ContainerBackendConfig) -> AsyncIterator[ContainerBackend]:
-    try:
-        async with open_container_backend(config) as backend:
-            yield backend
-    finally:
-        names = podman(
-            "ps", "-a", "--filter", f"network={config.network}", "--format", "{{.Names}}"
-        )
-        remove(*names.split())
-        for name in names.split():
-            podman("volume", "rm", "--force", f"{name}-workspace", check=False)
-        podman("network", "rm", "--force", config.network, check=False)
-
-
-async def run(handle: SandboxHandle, command: str) -> dict[str, object]:
-    async with httpx.AsyncClient(timeout=60) as client:
-        response = await client.post(
-            f"{handle.runtime_url}/v1/exec",
-            headers={"Authorization": f"Bearer {handle.runtime_token}"},
-            json={"command": command},
-        )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 async def test_a_project_gets_a_limited_isolated_container(config: ContainerBackendConfig) -> None:
@@ -136,6 +115,34 @@ async def test_workspace_survives_recreation_and_idle_stop(config: ContainerBack
         assert f"{handle.sandbox_id}-workspace" not in volumes
 
 
+async def test_each_template_runs_its_own_image(config: ContainerBackendConfig) -> None:
+    """``AMICABLE_CONTAINER_IMAGE`` with ``{template}``: a hono project gets the hono image
+    (built here as `TEMPLATES=hono make images` builds it) and serves the hono app."""
+    await trio.to_thread.run_sync(partial(build_images, ["sandbox"], templates=["hono"]))
+    per_template = attrs.evolve(config, image=image_ref("sandbox-{template}"))
+    async with backend_for(per_template) as backend:
+        hono = await backend.ensure(
+            f"s-{secrets.token_hex(4)}", project_id="ph", template_id="hono"
+        )
+        vite = await backend.ensure(
+            f"s-{secrets.token_hex(4)}", project_id="pv", template_id="vite"
+        )
+        images = {
+            h.sandbox_id: json.loads(podman("inspect", h.sandbox_id))[0]["ImageName"]
+            for h in (hono, vite)
+        }
+        assert images == {
+            hono.sandbox_id: image_ref("sandbox-hono"),
+            vite.sandbox_id: image_ref("sandbox-vite"),
+        }
+        async with httpx.AsyncClient(timeout=30) as client:
+            with trio.fail_after(120):  # tsx boots after the runtime answers
+                while (page := await client.get(f"{hono.preview_upstream}/")).status_code != 200:
+                    await trio.sleep(0.5)
+            assert get_template("hono").dev_expect in page.text
+            assert "/@vite/client" in (await client.get(f"{vite.preview_upstream}/")).text
+
+
 async def test_strangers_containers_are_never_handed_out(
     config: ContainerBackendConfig, network: str
 ) -> None:
@@ -159,6 +166,16 @@ async def test_missing_image_and_engine_are_clear_errors(config: ContainerBacken
     async with backend_for(attrs.evolve(config, image="localhost/amicable-nope:x")) as backend:
         with pytest.raises(SandboxProvisionError, match="not on this engine"):
             await backend.ensure("s-missing", project_id="p", template_id="vite")
+    # One image per template: a template whose image was not built names itself and the fix.
+    per_template = attrs.evolve(config, image="localhost/amicable-nope-{template}:x")
+    async with backend_for(per_template) as backend:
+        with pytest.raises(SandboxProvisionError) as info:
+            await backend.ensure("s-missing", project_id="p", template_id="hono")
+        assert "template 'hono'" in info.value.reason
+        assert "localhost/amicable-nope-hono:x" in info.value.reason
+        assert "TEMPLATES=hono make images" in info.value.reason
+        volumes = podman("volume", "ls", "--format", "{{.Name}}").split()
+        assert f"{sandbox_id_for('s-missing')}-workspace" not in volumes, "nothing leaked"
     gone = attrs.evolve(config, socket_path=config.socket_path + ".absent")
     with pytest.raises(ConfigError, match="no container engine"):
         async with open_container_backend(gone):

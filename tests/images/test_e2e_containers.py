@@ -1,7 +1,7 @@
 """The whole product across containers on one podman network: the agent image (container
-backend on a real podman socket) creates the sandbox container, the router image proxies the
-preview to it, and a turn against the fake model (on the host's bridge address) changes the
-app the preview serves."""
+backend on a real podman socket) hands the project the spare its warm pool started, the router
+image proxies the preview to it, and a turn against the fake model (on the host's bridge
+address) changes the app the preview serves."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from functools import partial
 import httpx
 import trio
 from amicable_testing import ws_recv_until, ws_send
+from amicable_testing.container_backend import cleanup
 from amicable_testing.fake_anthropic import FakeAnthropic, Reply, Text, ToolUse
 from amicable_testing.podman import (
     agent_args,
@@ -65,6 +66,13 @@ async def test_init_preview_and_a_turn_across_containers(
             assert (await wait_http(f"http://{agent_ip}:8000/healthz")).status_code == 200
             router_base = f"http://{container_ip(router, network)}:8080"
             await wait_http(f"{router_base}/healthz")
+            # The agent's warm pool (AMICABLE_WARM_POOL_SIZE=1 by default) has a spare ready:
+            # the init below claims that very container.
+            with trio.fail_after(300):
+                while "warm pool: spare" not in (agent_log := logs(agent)):
+                    await trio.sleep(0.5)
+            spare = agent_log.split("warm pool: spare ", 1)[1].split()[0]
+            spare_id = podman("inspect", "--format", "{{.Id}}", spare)
             sid = str(uuid.uuid4())
             async with open_websocket_url(f"ws://{agent_ip}:8000/ws") as ws:
                 await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
@@ -73,6 +81,8 @@ async def test_init_preview_and_a_turn_across_containers(
                 assert stages[-1] == "ready", logs(agent)
                 reply = seen[-1].data
                 sandbox_id = str(reply.sandbox_id)
+                assert podman("inspect", "--format", "{{.Id}}", sandbox_id) == spare_id
+                assert "creating" not in stages, "a claimed spare: nothing created"
                 host = httpx.URL(str(reply.url)).netloc.decode()
                 async with httpx.AsyncClient(timeout=60) as client:
                     page = await client.get(f"{router_base}/", headers={"Host": host})
@@ -93,8 +103,9 @@ async def test_init_preview_and_a_turn_across_containers(
             assert model.requests, "the turn went to the fake model"
             assert podman("inspect", "--format", "{{.State.Running}}", sandbox_id) == "true"
         finally:
+            # a graceful stop: the agent's backend removes its spares as it closes
+            podman("stop", "--time", "30", agent, check=False)
             remove(router, agent)
-            if sandbox_id:
-                remove(sandbox_id)
-                podman("volume", "rm", "--force", f"{sandbox_id}-workspace", check=False)
+            # the project's sandbox, any spare a killed agent left, and every volume of ours
+            await trio.to_thread.run_sync(partial(cleanup, network, keep_network=True))
             nursery.cancel_scope.cancel()

@@ -25,7 +25,8 @@ IMAGE_TAG = os.environ.get("IMAGE_TAG", "dev")
 
 
 def image_ref(name: str) -> str:
-    """``localhost/amicable-<name>:<tag>``, as ``deploy/images/build.sh`` tags it."""
+    """``localhost/amicable-<name>:<tag>``, as ``deploy/images/build.sh`` tags it (the sandbox
+    of a template: ``sandbox-<template>``; ``sandbox`` is the default template's)."""
     return f"localhost/amicable-{name}:{IMAGE_TAG}"
 
 
@@ -54,11 +55,14 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> str:
     return proc.stdout.strip()
 
 
-def build_images(names: Sequence[str] = ()) -> str:
-    """``deploy/images/build.sh`` (what ``make images`` runs); its output."""
+def build_images(names: Sequence[str] = (), *, templates: Sequence[str] = ()) -> str:
+    """``deploy/images/build.sh`` (what ``make images`` runs); its output. ``templates``: the
+    sandbox images to build (``TEMPLATES``; the environment's or ``vite`` otherwise)."""
     env = {**os.environ}
     if names:
         env["IMAGES"] = " ".join(names)
+    if templates:
+        env["TEMPLATES"] = " ".join(templates)
     proc = subprocess.run(
         ["bash", os.fspath(REPO / "deploy" / "images" / "build.sh")],
         capture_output=True,
@@ -127,5 +131,9 @@ def agent_args(socket: str, network: str) -> tuple[list[str], dict[str, str]]:
         "AMICABLE_CONTAINER_IMAGE": image_ref("sandbox"),
         "AMICABLE_CONTAINER_NETWORK": network,
         "AMICABLE_CONTAINER_ADDRESS": "name",
+        # The agent runs in a container (uid 10001) on the sandboxes' own network: it cannot
+        # install nftables rules on the host, and the fence assumes an agent on the host
+        # (docs/containers.md); tests/images/test_container_fence.py tests the fence.
+        "AMICABLE_CONTAINER_FENCE": "off",
     }
     return ["--volume", f"{socket}:/run/podman/podman.sock"], env

@@ -115,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             preview_scheme=config.preview_scheme,
             preview_public_port=config.preview_public_port,
         )
-        container_config = attrs.evolve(container_config, sandbox_env=hmr)
+        # the agent's own reading of AMICABLE_WARM_POOL_TEMPLATES (known templates only)
+        container_config = attrs.evolve(
+            container_config, sandbox_env=hmr, warm_pool_templates=config.pooled_templates
+        )
     from .server import serve
 
     try:

@@ -16,10 +16,12 @@ Exception tree::
     ├── SandboxError                 a sandbox backend could not do what was asked
     │   ├── SandboxNotFound          no such sandbox (unknown id, already deleted)
     │   ├── SandboxProvisionError    create/start failed; ``reason`` is shown to the user
-    │   └── EngineError              the container engine's API (Docker/Podman) answered with
-    │       │                        an error or not at all [sandboxes/container/engine.py]
-    │       ├── EngineNotFound       404: no such container, volume, network or image
-    │       └── EngineConflict       409: the name is taken, or the object is in use
+    │   ├── EngineError              the container engine's API (Docker/Podman) answered with
+    │   │   │                        an error or not at all [sandboxes/container/engine.py]
+    │   │   ├── EngineNotFound       404: no such container, volume, network or image
+    │   │   └── EngineConflict       409: the name is taken, or the object is in use
+    │   └── FenceError               the sandbox network's nftables fence could not be
+    │                                applied [sandboxes/container/fence.py]
     ├── RuntimeClientError           the sandbox runtime API answered with an error
     │                                (``status``, ``code``, ``detail`` from its error body)
     ├── UnsafeArchive                an archive from a sandbox is too large or holds an

@@ -104,14 +104,15 @@ async def open_backend(
     Raises:
         ConfigError: ``kubernetes`` was chosen without a Kubernetes backend config.
     """
+
+    async def project_exists(project_id: str) -> bool:
+        return await store.get_project(project_id) is not None
+
     if config.sandbox_backend == "kubernetes":
         from amicable_agent.sandboxes.kubernetes.backend import open_kubernetes_backend
 
         if kube_config is None:
             raise ConfigError("AMICABLE_SANDBOX_BACKEND=kubernetes needs its configuration")
-
-        async def project_exists(project_id: str) -> bool:
-            return await store.get_project(project_id) is not None
 
         backend: SandboxBackend = await stack.enter_async_context(
             open_kubernetes_backend(kube_config, project_exists=project_exists)
@@ -122,7 +123,9 @@ async def open_backend(
 
         if container_config is None:
             raise ConfigError("AMICABLE_SANDBOX_BACKEND=container needs its configuration")
-        return await stack.enter_async_context(open_container_backend(container_config))
+        return await stack.enter_async_context(
+            open_container_backend(container_config, project_exists=project_exists)
+        )
     from amicable_agent.sandboxes.local.backend import LocalBackendConfig, open_local_backend
 
     return await stack.enter_async_context(

@@ -5,10 +5,20 @@ variable                               default                         meaning
 =====================================  ==============================  ============================
 AMICABLE_CONTAINER_SOCKET              ``DOCKER_HOST`` (unix://) or    the engine's API socket
                                        ``/run/podman/podman.sock``
-AMICABLE_CONTAINER_IMAGE               ``localhost/amicable-sandbox:   the sandbox image
-                                       dev``
+AMICABLE_CONTAINER_IMAGE               ``localhost/amicable-sandbox-   the sandbox image of a
+                                       {template}:dev``                template (``{template}``
+                                                                       is replaced; without it
+                                                                       one image for all)
 AMICABLE_CONTAINER_NETWORK             ``amicable-sandboxes``          created if missing
 AMICABLE_CONTAINER_NETWORK_INTERNAL    ``true``                        no route out of the network
+AMICABLE_CONTAINER_FENCE               ``nft``                         ``off``: no nftables fence
+                                                                       (sandboxes then reach the
+                                                                       host and each other)
+AMICABLE_WARM_POOL_SIZE                ``1``                           spare started containers
+                                                                       per pooled template
+AMICABLE_WARM_POOL_TEMPLATES           the default template            templates with spares
+AMICABLE_CONTAINER_REFILL_DELAY_S      ``5``                           after a claim, before the
+                                                                       spare's replacement starts
 AMICABLE_CONTAINER_ADDRESS             ``ip``                          ``name`` when the agent runs
                                                                        on the sandboxes' network
 AMICABLE_CONTAINER_CPUS                ``2``                           CPUs per sandbox
@@ -31,7 +41,8 @@ import attrs
 from amicable_settings import boolean, choice, integer, number, seconds, string
 
 DEFAULT_SOCKET = "/run/podman/podman.sock"
-DEFAULT_IMAGE = "localhost/amicable-sandbox:dev"
+DEFAULT_IMAGE = "localhost/amicable-sandbox-{template}:dev"
+FenceMode = Literal["nft", "off"]
 DEFAULT_NETWORK = "amicable-sandboxes"
 
 
@@ -42,14 +53,28 @@ def _default_socket(env: Mapping[str, str]) -> str:
     return DEFAULT_SOCKET
 
 
+def _templates(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("AMICABLE_WARM_POOL_TEMPLATES", "").strip()
+    if not raw:
+        return (env.get("AMICABLE_DEFAULT_TEMPLATE", "").strip() or "vite",)
+    return tuple(dict.fromkeys(t.strip() for t in raw.replace(",", " ").split() if t.strip()))
+
+
 @attrs.frozen
 class ContainerBackendConfig:
     """See the module docstring for the environment names."""
 
     socket_path: str = DEFAULT_SOCKET
+    #: the sandbox image; ``{template}`` in it is replaced by the project's template id
     image: str = DEFAULT_IMAGE
     network: str = DEFAULT_NETWORK
     internal_network: bool = True
+    #: ``nft``: the backend installs the network fence (fence.py) or refuses to start
+    fence: FenceMode = "nft"
+    #: spare started containers kept per template of ``warm_pool_templates`` (0: none)
+    warm_pool_size: int = 1
+    warm_pool_templates: tuple[str, ...] = ("vite",)
+    refill_delay_s: float = 5.0
     address: Literal["ip", "name"] = "ip"
     cpus: float = 2.0
     memory_bytes: int = 2 * 1024**3
@@ -64,6 +89,10 @@ class ContainerBackendConfig:
     #: extra environment of every sandbox (the HMR settings of the preview's public URL)
     sandbox_env: Mapping[str, str] = attrs.field(factory=dict)
 
+    def image_for(self, template_id: str) -> str:
+        """The sandbox image of a template."""
+        return self.image.replace("{template}", template_id)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ContainerBackendConfig:
         """Raises ``amicable_settings`` errors (ValueError) naming the bad variable."""
@@ -75,6 +104,10 @@ class ContainerBackendConfig:
             image=string(env, "AMICABLE_CONTAINER_IMAGE", DEFAULT_IMAGE),
             network=string(env, "AMICABLE_CONTAINER_NETWORK", DEFAULT_NETWORK),
             internal_network=boolean(env, "AMICABLE_CONTAINER_NETWORK_INTERNAL", True),
+            fence=choice(env, "AMICABLE_CONTAINER_FENCE", "nft", ("nft", "off")),
+            warm_pool_size=integer(env, "AMICABLE_WARM_POOL_SIZE", 1, minimum=0),
+            warm_pool_templates=_templates(env),
+            refill_delay_s=seconds(env, "AMICABLE_CONTAINER_REFILL_DELAY_S", 5.0),
             address=choice(env, "AMICABLE_CONTAINER_ADDRESS", "ip", ("ip", "name")),
             cpus=number(env, "AMICABLE_CONTAINER_CPUS", 2.0, minimum=0.1),
             memory_bytes=integer(env, "AMICABLE_SANDBOX_MEMORY_BYTES", 2 * 1024**3, minimum=0),

@@ -86,19 +86,55 @@ class Engine:
             return False
         return True
 
-    async def ensure_network(self, name: str, *, internal: bool, labels: dict[str, str]) -> Obj:
+    async def ensure_network(
+        self,
+        name: str,
+        *,
+        internal: bool,
+        labels: dict[str, str],
+        options: dict[str, str] | None = None,
+    ) -> Obj:
+        """The inspected network ``name``, created first when missing."""
         try:
             return dict((await self._call("GET", f"/networks/{name}", "inspect network")).json())
         except EngineNotFound:
             pass
-        body = {"Name": name, "Driver": "bridge", "Internal": internal, "Labels": labels}
+        body = {
+            "Name": name, "Driver": "bridge", "Internal": internal, "Labels": labels,
+            "Options": options or {},
+        }  # fmt: skip
         with contextlib.suppress(EngineConflict):  # created meanwhile
             await self._call("POST", "/networks/create", "create network", ok=(200, 201), json=body)
         return dict((await self._call("GET", f"/networks/{name}", "inspect network")).json())
 
+    async def podman_network(self, name: str) -> Obj | None:
+        """Podman's own view of a network (``network_interface``, …); None on Docker."""
+        try:
+            response = await self._call(
+                "GET", f"http://engine/v4.0.0/libpod/networks/{name}/json", "inspect network"
+            )
+        except EngineError:
+            return None
+        return dict(response.json())
+
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create the volume (an existing one of that name is kept as it is)."""
         body = {"Name": name, "Labels": labels}
-        await self._call("POST", "/volumes/create", "create volume", ok=(200, 201), json=body)
+        with contextlib.suppress(EngineConflict):
+            await self._call("POST", "/volumes/create", "create volume", ok=(200, 201), json=body)
+
+    async def inspect_volume(self, name: str) -> Obj | None:
+        try:
+            response = await self._call("GET", f"/volumes/{name}", "inspect volume")
+        except EngineNotFound:
+            return None
+        return dict(response.json())
+
+    async def list_volumes(self, *labels: str) -> list[Obj]:
+        """Volumes carrying every ``key=value`` of ``labels``."""
+        filters = json.dumps({"label": list(labels)})
+        response = await self._call("GET", "/volumes", "list volumes", params={"filters": filters})
+        return [dict(item) for item in response.json().get("Volumes") or []]
 
     async def remove_volume(self, name: str) -> None:
         with contextlib.suppress(EngineNotFound):
@@ -113,6 +149,13 @@ class Engine:
 
     async def start(self, name: str) -> None:
         await self._call("POST", f"/containers/{name}/start", "start container", ok=(204, 304))
+
+    async def rename(self, name: str, new_name: str) -> None:
+        """Rename a container (atomic: of two renames of one container, one gets 404)."""
+        await self._call(
+            "POST", f"/containers/{name}/rename", "rename container", ok=(200, 204),
+            params={"name": new_name},
+        )  # fmt: skip
 
     async def stop(self, name: str, *, grace_s: int = 5) -> None:
         await self._call(
@@ -134,8 +177,9 @@ class Engine:
             return None
         return dict(response.json())
 
-    async def list_containers(self, label: str) -> list[Obj]:
-        filters = json.dumps({"label": [label]})
+    async def list_containers(self, *labels: str) -> list[Obj]:
+        """Containers (running or not) carrying every ``key=value`` of ``labels``."""
+        filters = json.dumps({"label": list(labels)})
         response = await self._call(
             "GET", "/containers/json", "list containers", params={"all": "true", "filters": filters}
         )
