@@ -17,7 +17,7 @@ BROWSER = [t.id for t in registry().templates if t.bridge]
 
 def test_every_browser_stack_and_only_those_declare_a_bridge() -> None:
     assert set(BROWSER) == {t.id for t in registry().templates if t.reload == "hmr"}
-    assert {"vite", "nextjs15", "remix", "sveltekit"} <= set(BROWSER)
+    assert {"vite", "nextjs15", "remix", "sveltekit", "vue", "astro"} <= set(BROWSER)
 
 
 @pytest.mark.parametrize("template_id", registry().ids)

@@ -21,11 +21,12 @@ from amicable_templates import (
 )
 
 SIX = ("vite", "nextjs15", "remix", "sveltekit", "fastapi", "hono")
+BEYOND = ("vue", "astro")
 IDS = registry().ids
 
 
 def test_the_editor_s_templates_are_registered_in_order() -> None:
-    assert IDS[: len(SIX)] == SIX
+    assert IDS[: len(SIX) + len(BEYOND)] == SIX + BEYOND
     assert IDS[0] == DEFAULT_TEMPLATE
     assert [t.order for t in registry().templates] == sorted(t.order for t in registry().templates)
 
