@@ -60,6 +60,8 @@ def test_manifest_matches_the_files(template_id: str) -> None:
         assert pins
         assert len([line for line in lines if "--hash=sha256:" in line]) >= len(pins)
     assert not (root / template.deps_dir).exists(), "installed dependencies are not shipped"
+    # the project's own git history (export, GitLab sync) never carries its dependencies
+    assert template.deps_dir in (root / ".gitignore").read_text().split()
 
 
 @pytest.mark.parametrize("template_id", IDS)
