@@ -158,16 +158,21 @@ def up_options(data_dir: Path, warm: bool, isolation: str, template_id: str) -> 
     )
 
 
-async def init_to_200(port: int | None) -> float:
-    """A WebSocket ``init`` for a new session -> first 200 of its preview URL."""
+async def init_to_200(port: int | None, path: str = "/") -> tuple[float, float]:
+    """A WebSocket ``init`` for a new session -> first 200 of its preview URL.
+
+    Returns:
+        ``(init -> first 200, init -> init reply)``, in seconds.
+    """
     sid = str(uuid.uuid4())
     start = time.perf_counter()
     async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
         await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
         init = (await ws_recv_until(ws, "init", timeout_s=300))[-1]
+    replied = time.perf_counter() - start
     preview = urlsplit(init.data.url)
-    await first_200(f"http://127.0.0.1:{preview.port}/", {"Host": preview.netloc})
-    return time.perf_counter() - start
+    await first_200(f"http://127.0.0.1:{preview.port}{path}", {"Host": preview.netloc})
+    return time.perf_counter() - start, replied
 
 
 async def at_rest(client: httpx.AsyncClient, cold: int | None, warm: int | None) -> None:
@@ -261,6 +266,8 @@ async def main(runs: int, isolation: str, template_id: str) -> None:
     bare: list[float] = []
     cold: list[float] = []
     warm: list[float] = []
+    replies: dict[str, list[float]] = {"cold": [], "warm": []}
+    path = get_template(template_id).dev_path
     with tempfile.TemporaryDirectory(prefix="amicable-bench-") as tmp:
         base = Path(tmp)
         workspace = base / "bare" / "workspace"
@@ -290,9 +297,13 @@ async def main(runs: int, isolation: str, template_id: str) -> None:
                 else:
                     bare.append(await bare_stack(workspace, template_id))
                 await at_rest(client, cold_port.port, warm_port.port)
-                cold.append(await init_to_200(cold_port.port))
+                total, replied = await init_to_200(cold_port.port, path)
+                cold.append(total)
+                replies["cold"].append(replied)
                 await at_rest(client, cold_port.port, warm_port.port)
-                warm.append(await init_to_200(warm_port.port))
+                total, replied = await init_to_200(warm_port.port, path)
+                warm.append(total)
+                replies["warm"].append(replied)
             await at_rest(client, cold_port.port, warm_port.port)
             await report_cost(
                 client, [cold_port.port, warm_port.port], [base / "cold", base / "warm"]
@@ -304,6 +315,9 @@ async def main(runs: int, isolation: str, template_id: str) -> None:
     print(f"bare dev-server start median {b * 1000:8.0f} ms  runs {[round(x, 2) for x in bare]}")
     print(f"init->200 cold       median {c * 1000:8.0f} ms  runs {[round(x, 2) for x in cold]}")
     print(f"init->200 warm pool  median {w * 1000:8.0f} ms  runs {[round(x, 2) for x in warm]}")
+    for kind, times in replies.items():
+        print(f"  of which {kind} init reply  median {statistics.median(times) * 1000:5.0f} ms"
+              f"  runs {[round(x, 2) for x in times]}")  # fmt: skip
     print(f"ratio cold/bare {c / b:.2f}x (target <= 1.5x)")
     print(f"ratio warm/bare {w / b:.2f}x (target <= 0.2x)")
     print(f"load average (1 min) before/after: {' / '.join(load)}")

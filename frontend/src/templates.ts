@@ -15,7 +15,7 @@ export interface TemplateInfo {
 
 export const DEFAULT_TEMPLATE = "vite";
 
-/** Titles of the upstream ids (§8.3), for projects whose template the agent no longer lists. */
+/** Titles of the known ids, for projects whose template the agent no longer lists. */
 export const TEMPLATES: readonly TemplateInfo[] = [
   { id: "vite", title: "React + Vite", description: "React, TypeScript and Tailwind CSS on Vite" },
   { id: "nextjs15", title: "Next.js 15", description: "Next.js 15 App Router" },
@@ -23,6 +23,8 @@ export const TEMPLATES: readonly TemplateInfo[] = [
   { id: "sveltekit", title: "SvelteKit", description: "SvelteKit with Svelte 5" },
   { id: "fastapi", title: "FastAPI", description: "A Python API" },
   { id: "hono", title: "Hono API", description: "A TypeScript API on Node" },
+  { id: "vue", title: "Vue + Vite", description: "Vue 3 with TypeScript on Vite" },
+  { id: "astro", title: "Astro", description: "An Astro 5 site with TypeScript" },
 ];
 
 export interface TemplateList {

@@ -1,4 +1,5 @@
-"""The template's runtime bridge (public/amicable-runtime.js) in real Chromium.
+"""The templates' runtime bridge (amicable_templates/bridge/, written into every browser stack)
+in real Chromium.
 
 A parent page on one origin embeds a child page on another origin, as the editor embeds the
 preview. The bridge must report errors and navigation to exactly the parent origin named by
@@ -19,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "libs/templates/src/amicable_templates/stacks/vite"
+BRIDGE = ROOT / "libs/templates/src/amicable_templates/bridge/amicable-runtime.js"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -61,9 +63,7 @@ def sites(tmp_path: Path) -> Iterator[tuple[str, str, Path, Path]]:
     parent_dir, child_dir = tmp_path / "parent", tmp_path / "child"
     parent_dir.mkdir()
     child_dir.mkdir()
-    (child_dir / "amicable-runtime.js").write_bytes(
-        (TEMPLATE / "public/amicable-runtime.js").read_bytes()
-    )
+    (child_dir / "amicable-runtime.js").write_bytes(BRIDGE.read_bytes())
     (child_dir / "child.html").write_text(CHILD)
     servers = []
     for directory in (parent_dir, child_dir):

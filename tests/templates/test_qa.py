@@ -43,6 +43,10 @@ def plant_error(template_id: str, workspace: Path) -> None:
         text += "\n\ndef planted() -> int:\n    return undefined_planted_name\n"
     elif path.suffix == ".svelte":
         text = text.replace("$state(0)", "$state<number>('not a number')")
+    elif path.suffix == ".vue":
+        text = text.replace("ref(0)", "ref<number>('not a number')")
+    elif path.suffix == ".astro":  # in the component's (server-side) code fence
+        text = text.replace("---\n", "---\nconst planted: number = 'not a number'\n", 1)
     else:
         text += "\nexport const planted: number = 'not a number'\n"
     path.write_text(text)

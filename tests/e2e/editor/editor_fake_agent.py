@@ -711,10 +711,11 @@ def build_app(agent: FakeAgent) -> QuartTrio:
     return app
 
 
-#: The real runtime bridge the sandbox template ships; the fake preview pages load it.
+#: The real runtime bridge init-workspace writes into every browser stack; the fake preview
+#: pages load it.
 RUNTIME_BRIDGE = (
     Path(__file__).resolve().parents[3]
-    / "libs/templates/src/amicable_templates/stacks/vite/public/amicable-runtime.js"
+    / "libs/templates/src/amicable_templates/bridge/amicable-runtime.js"
 )
 
 

@@ -5,6 +5,7 @@ The public surface is the registry (:mod:`.registry`): :func:`registry`, :func:`
 """
 
 from .registry import (
+    BRIDGE_SOURCE,
     DEFAULT_TEMPLATE,
     QA_ORDER,
     STACKS_DIR,
@@ -18,6 +19,7 @@ from .registry import (
 )
 
 __all__ = [
+    "BRIDGE_SOURCE",
     "DEFAULT_TEMPLATE",
     "QA_ORDER",
     "STACKS_DIR",

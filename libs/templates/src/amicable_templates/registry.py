@@ -23,6 +23,7 @@ Manifest (every key but the ``[qa]`` commands and ``[files]`` lists is required)
     [qa]                              # lint, typecheck, test, build: shell commands
     [files]
     protected = ["…"]                 # files the model must not delete
+    bridge = "public/amicable-runtime.js"  # browser stacks: where init writes the bridge
     edit = "src/App.tsx"              # a file whose ``edit_from`` text shows on ``path``
     edit_from = "…"
 """
@@ -37,6 +38,9 @@ from typing import Any, Literal
 import attrs
 
 STACKS_DIR = Path(__file__).parent / "stacks"
+#: The runtime-error bridge, one source for every browser stack: ``init-workspace`` writes it
+#: at each manifest's ``[files] bridge`` path (the stacks' folders hold no copy).
+BRIDGE_SOURCE = Path(__file__).parent / "bridge" / "amicable-runtime.js"
 DEFAULT_TEMPLATE = "vite"
 QA_ORDER = ("lint", "typecheck", "test", "build")
 
@@ -68,6 +72,7 @@ class Template:
     protected: tuple[str, ...]
     edit_file: str
     edit_from: str
+    bridge: str | None = None
 
     @property
     def deps_dir(self) -> str:
@@ -82,6 +87,10 @@ class Template:
     def qa_commands(self, *, run_tests: bool) -> list[str]:
         """The QA commands in ``lint, typecheck, test, build`` order (``test`` on request)."""
         return [cmd for name, cmd in self.qa if name != "test" or run_tests]
+
+    def bridge_source(self) -> bytes | None:
+        """The bridge's bytes this template's workspaces get at :attr:`bridge` (or ``None``)."""
+        return BRIDGE_SOURCE.read_bytes() if self.bridge else None
 
     def agents_md(self) -> str:
         """The template's ``AGENTS.md`` (the model's notes on the stack)."""
@@ -133,6 +142,14 @@ def parse_manifest(text: str, directory: Path) -> Template:
     protected = files.get("protected", [])
     if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
         raise TemplateError(f"{where}: files.protected must be a list of paths")
+    bridge = files.get("bridge")
+    if bridge is not None and (
+        not isinstance(bridge, str)
+        or not bridge.endswith("amicable-runtime.js")
+        or bridge.startswith("/")
+        or ".." in Path(bridge).parts
+    ):
+        raise TemplateError(f"{where}: files.bridge must be a relative path to amicable-runtime.js")
     return Template(
         id=template_id,
         name=_need(data, "name", str, where),
@@ -150,6 +167,7 @@ def parse_manifest(text: str, directory: Path) -> Template:
         protected=tuple(protected),
         edit_file=_need(files, "edit", str, where),
         edit_from=_need(files, "edit_from", str, where),
+        bridge=bridge,
     )
 
 

@@ -1,5 +1,8 @@
 """``init-workspace``: copy a template (``amicable_templates``), add its prepared dependencies.
 
+The browser stacks' runtime-error bridge is not in their folders: it is written from its one
+source (``amicable_templates.BRIDGE_SOURCE``) at each manifest's ``[files] bridge`` path.
+
 The dependencies (``node_modules`` for ``npm`` templates, ``.venv`` for ``python`` ones) come
 from a cache prepared once per (template, lockfile sha256) — ``npm ci``, or a virtualenv
 filled from a hash-pinned ``requirements.lock`` — under a file lock (concurrent callers wait
@@ -41,7 +44,7 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "amicable" / "node_modules"
 _LOCK_POLL_S = 0.2
 _NOT_COPIED = (
     "node_modules", "dist", ".vite", ".venv", "__pycache__", ".next", ".svelte-kit",
-    ".react-router", "build", "template.toml",
+    ".react-router", "build", ".astro", "template.toml",
 )  # fmt: skip
 #: Files whose presence means a workspace already holds a project (never copied over).
 _PROJECT_MARKERS = ("package.json", "requirements.lock", "pyproject.toml")
@@ -64,25 +67,24 @@ def template_of(template_id: str) -> Template:
         raise TemplateError(str(exc)) from None
 
 
-def template_path(template_id: str) -> Path:
-    """The directory of a bundled template.
-
-    Raises:
-        TemplateError: unknown id.
-    """
-    return template_of(template_id).directory
-
-
 def copy_template(template_id: str, dest: Path) -> bool:
-    """Copy the template into ``dest`` unless it already holds a project.
+    """Copy the template into ``dest`` unless it already holds a project, and write the
+    runtime-error bridge (one source for every stack) at the template's ``[files] bridge``.
 
     Returns:
         ``True`` when files were copied, ``False`` when ``dest`` held a project.
     """
-    source = template_path(template_id)
+    template = template_of(template_id)
     if any((dest / marker).exists() for marker in _PROJECT_MARKERS):
         return False
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*_NOT_COPIED), dirs_exist_ok=True)
+    shutil.copytree(
+        template.directory, dest, ignore=shutil.ignore_patterns(*_NOT_COPIED), dirs_exist_ok=True
+    )
+    bridge = template.bridge_source()
+    if template.bridge and bridge is not None:  # the one source, at the stack's path
+        target = dest / template.bridge
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(bridge)
     return True
 
 

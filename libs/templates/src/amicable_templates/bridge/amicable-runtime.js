@@ -1,5 +1,8 @@
 /*
- * Amicable runtime bridge. Keep this file and its <script> tag in index.html.
+ * Amicable runtime bridge. Keep this file and its <script src="/amicable-runtime.js"> tag in
+ * the page (index.html, or the stack's root layout).
+ * (Written into every project by Amicable from one source, libs/templates'
+ * amicable_templates/bridge/; edits to a project's copy stay in that project.)
  *
  * When the app runs inside the Amicable editor's preview iframe, it reports runtime errors
  * (uncaught errors, unhandled promise rejections, console.error, Vite build errors) and the

@@ -1,0 +1,35 @@
+import { defineConfig } from 'astro/config'
+
+// Everything environment-specific comes from the sandbox's environment, so the same project
+// works in the local embedded mode and in Kubernetes behind the preview router.
+const env = process.env
+
+const host = env.AMICABLE_PREVIEW_HOST || '0.0.0.0'
+const port = Number(env.AMICABLE_PREVIEW_PORT || 3000)
+
+// Comma list; a leading dot allows every subdomain (".preview.example.com").
+const allowedHosts = (env.__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS || '')
+  .split(',')
+  .map((h) => h.trim())
+  .filter(Boolean)
+
+// Behind the preview router the browser reaches HMR on the router's port/scheme
+// (443 + wss in Kubernetes, the router's port + ws locally), not on the dev server's port.
+const hmrClientPort = env.AMICABLE_HMR_CLIENT_PORT ? Number(env.AMICABLE_HMR_CLIENT_PORT) : undefined
+const hmrProtocol =
+  env.AMICABLE_HMR_PROTOCOL === 'wss' || env.AMICABLE_HMR_PROTOCOL === 'ws'
+    ? env.AMICABLE_HMR_PROTOCOL
+    : undefined
+
+export default defineConfig({
+  server: { host, port, allowedHosts },
+  // the editor is the toolbar: Astro's own dev toolbar would cover the preview
+  devToolbar: { enabled: false },
+  vite: {
+    server: {
+      strictPort: true,
+      allowedHosts,
+      hmr: { clientPort: hmrClientPort, protocol: hmrProtocol },
+    },
+  },
+})
