@@ -492,7 +492,8 @@ async def test_a_turn_cut_by_a_closing_session_is_checkpointed_when_the_project_
     async with open_session_manager(deps(engine)) as mgr:
         a = Attachment()
         session = await mgr.attach("s1", a)
-        await session.init_reply(InitData(session_id="s1"))  # the baseline is made here
+        await session.init_reply(InitData(session_id="s1"))
+        await session.baseline_made()  # made by the worker, after INIT's reply
         session.submit(MessageType.USER, UserData(session_id="s1", text="Big change"), a)
         await trio.testing.wait_all_tasks_blocked()
         assert engine.started == ["Big change"]
@@ -505,6 +506,7 @@ async def test_a_turn_cut_by_a_closing_session_is_checkpointed_when_the_project_
     async with open_session_manager(deps(FakeEngine())) as mgr:
         session = await mgr.attach("s1", Attachment())
         await session.init_reply(InitData(session_id="s1"))
+        await session.baseline_made()  # with the checkpoint of what was left
     assert [(c.title, c.files_changed) for c in await checkpoints.list()] == [
         ("interrupted: Big change", 1),
         ("Project created", 1),

@@ -153,6 +153,7 @@ async def test_a_slow_checkpoint_does_not_hold_up_the_next_turn(
     ):
         await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
         await read_until(ws, of_type("init"), seen)
+        assert len((await c.get(base)).json()["checkpoints"]) == 1  # the API waits for it
         sparse(workspace / "big.bin", BIG)  # made during the turn, as a model's command would
         sparse(workspace / "mid.bin", 2 * LIMIT)  # under the default limit, over the configured
 
@@ -315,6 +316,8 @@ async def test_a_reopened_project_shows_each_turns_checkpoint(
     ):
         await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
         await read_until(ws, of_type("init"), seen)
+        # the baseline is made after INIT's reply; the history API waits for it
+        assert len((await c.get(f"/api/sandbox/{sid}/checkpoints")).json()["checkpoints"]) == 1
         runtime.close_gate()
         # "One" gets a checkpoint of its own (held); "Two" and "Three" end meanwhile and are
         # taken together by the next one.

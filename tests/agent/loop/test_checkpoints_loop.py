@@ -97,7 +97,8 @@ async def test_turns_leave_checkpoints_and_a_restore_goes_back(
     ):
         await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
         await ws_recv_until(ws, "init")
-        # The baseline is made while the session opens, before any prompt.
+        # The baseline is made as the session opens (after INIT's reply, which does not
+        # wait for git), before any prompt; the history API waits for it.
         opened = (await c.get(base)).json()["checkpoints"]
         assert [e["title"] for e in opened] == ["Project created"]
 

@@ -150,6 +150,8 @@ class TurnQueue:
         self._queue_shown = False  # the last ``queue`` broadcast listed prompts
         # Held while a job (turn + GitLab sync) runs, and by a restore.
         self._lock = trio.Lock()
+        #: Set while the checkpoint baseline is being made (the file API waits for it).
+        self._baseline: trio.Event | None = None
         #: The cross-replica relay when turns are leased (set by the session).
         self.relay: TurnRelay | None = None
         self._checkpoints = CheckpointQueue(
@@ -274,12 +276,32 @@ class TurnQueue:
                 ServerMessage(type=MessageType.ERROR, data=data, session_id=self._host.session_id)
             )
 
+    def expect_baseline(self) -> None:
+        """The worker is about to make the baseline: from now on :meth:`baseline_made`
+        waits for it (sync, so no request slips in before the worker starts)."""
+        if not self._checkpoints.ready and self._baseline is None:
+            self._baseline = trio.Event()
+
+    async def baseline_made(self) -> None:
+        """Wait (at most :data:`INIT_CHECKPOINT_S`) while the baseline is being made, so a
+        file written through the API right after INIT is not taken into it."""
+        baseline = self._baseline
+        if baseline is not None:
+            with trio.move_on_after(INIT_CHECKPOINT_S):
+                await baseline.wait()
+
     async def prepare_checkpoints(self) -> None:
         """The repository and its baseline (and the checkpoint of turns an earlier session
-        left unfinished), at most :data:`INIT_CHECKPOINT_S` of the INIT (else the worker tries
+        left unfinished), at most :data:`INIT_CHECKPOINT_S` (else the worker tries
         again before the first turn)."""
-        with trio.move_on_after(INIT_CHECKPOINT_S):
-            await self._checkpoints.prepare()
+        self.expect_baseline()
+        try:
+            with trio.move_on_after(INIT_CHECKPOINT_S):
+                await self._checkpoints.prepare()
+        finally:
+            if self._baseline is not None:
+                self._baseline.set()
+                self._baseline = None
 
     async def serve_checkpoints(self) -> None:
         """The checkpoint worker: takes each turn's checkpoint in the background."""
@@ -296,6 +318,11 @@ class TurnQueue:
             await prepare_sandbox(
                 git_sync, sandbox.project, sandbox.handle, restored=sandbox.restored is not None
             )
+        if not self._checkpoints.ready:
+            # The baseline, before any job (a restore's hold waits for it too): after
+            # provisioning, so the preview never waits for git; a prompt sent meanwhile queues.
+            async with self._lock:
+                await self.prepare_checkpoints()
         async for job in self._recv:
             if job.id in self._removed:  # dequeued while it waited (already uncounted)
                 self._removed.discard(job.id)

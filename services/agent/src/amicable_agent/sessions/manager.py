@@ -113,6 +113,9 @@ class SessionManager:
         if handle is None:
             return await self._ensure_restored(project)
         await self._deps.backend.touch(handle.sandbox_id)
+        if session is not None:
+            # a file written, or the history read, right after INIT sees the baseline made
+            await session.baseline_made()
         return handle
 
     async def _ensure_restored(self, project: Project) -> SandboxHandle:

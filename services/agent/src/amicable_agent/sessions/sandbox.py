@@ -104,14 +104,10 @@ class SessionSandbox:
             SandboxStatus(stage=stage, message=message, sandbox_id=sandbox_id, elapsed_ms=elapsed),
         )
 
-    async def provision(
-        self, stack: AsyncExitStack, *, prepare: Callable[[], Awaitable[None]] | None = None
-    ) -> bool:
+    async def provision(self, stack: AsyncExitStack) -> bool:
         """Bring the sandbox up; returns False (after a ``failed`` stage) when it could not.
 
-        ``prepare`` runs beside the database preparation once the runtime client is open
-        (the checkpoint baseline). The runtime client is entered into ``stack``, so it closes
-        with the session.
+        The runtime client is entered into ``stack``, so it closes with the session.
         """
         deps = self._deps
         try:
@@ -135,15 +131,12 @@ class SessionSandbox:
                 cast("RuntimeClient", SupervisedRuntime(self.slot)) if supervised else client
             )
             self.restored = await restore_snapshot(deps, project.project_id, client, self.stage)
-            async with trio.open_nursery() as nursery:
-                if prepare is not None:
-                    nursery.start_soon(prepare)
-                if deps.db is not None:  # never fails the session: no database this time
-                    self.db_info = await deps.db.try_prepare_session(
-                        self._session_id, self.runtime, preview_url=deps.preview_url(project.slug)
-                    )
-                    if self.db_info is not None:
-                        self.app_db = deps.db.session_tools(self._session_id, self.db_info)
+            if deps.db is not None:  # never fails the session: no database this time
+                self.db_info = await deps.db.try_prepare_session(
+                    self._session_id, self.runtime, preview_url=deps.preview_url(project.slug)
+                )
+                if self.db_info is not None:
+                    self.app_db = deps.db.session_tools(self._session_id, self.db_info)
             await self.stage("ready", "Workspace ready")
         except (SandboxProvisionError, trio.TooSlowError, AgentError, ValueError) as exc:
             self.failed = _failure_reason(exc)

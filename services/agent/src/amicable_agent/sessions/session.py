@@ -238,20 +238,15 @@ class Session:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
                         task_status.started()
-                        # The checkpoint baseline is the state the session opened with; made
-                        # while provisioning (beside the database) so the first prompt does
-                        # not wait for git; under the lease, only if it is free (else when
-                        # taking over). With GitLab sync it follows the restore (turn worker).
-                        prepare = None
-                        if self._deps.git_sync is None:
-                            prepare = (
-                                self._jobs.prepare_checkpoints
-                                if self._lease is None
-                                else self._prepare_leased
-                            )
-                        if not await self._sandbox.provision(stack, prepare=prepare):
+                        # The checkpoint baseline (the state the session opened with) is
+                        # not part of provisioning: the turn worker makes it first thing, in
+                        # the background, so "ready" and the preview do not wait for git (see
+                        # TurnQueue.serve; under the lease, when taking it).
+                        if not await self._sandbox.provision(stack):
                             self.close()
                             return
+                        if self._lease is None and self._deps.git_sync is None:
+                            self._jobs.expect_baseline()
                         nursery.start_soon(self._idle_watch)
                         if self._lease is None or self._relay is None:
                             nursery.start_soon(self._jobs.serve)
@@ -278,12 +273,6 @@ class Session:
     def close(self) -> None:
         """Close the session now (sync; the session's task finishes shortly)."""
         self._cancel_scope.cancel()
-
-    async def _prepare_leased(self) -> None:
-        """At provisioning: the checkpoint baseline, if the lease is free to take."""
-        lease = self._lease
-        if lease is not None and await lease.try_acquire() is not None:
-            await self._jobs.prepare_checkpoints()
 
     def _take_request(self, kind: MessageType, data: Any, by: str | None) -> None:
         """A frame another replica queued for this holder."""
@@ -427,6 +416,11 @@ class Session:
         after a checkpoint restore, which records a checkpoint of its own)."""
         self._jobs.snapshot_soon()
 
+    async def baseline_made(self) -> None:
+        """Wait while the checkpoint baseline is being made (bounded; see
+        :meth:`~.jobs.TurnQueue.baseline_made`)."""
+        await self._jobs.baseline_made()
+
     @asynccontextmanager
     async def hold_turns(self, wait_s: float) -> AsyncIterator[None]:
         """Keep turns from starting for the duration of the block (a restore); see
@@ -447,7 +441,7 @@ async def serve_while_held(
     """Run the project's turns whenever this session holds ``lease``: take it, catch up on a
     turn a dead holder left, serve the queue and the requests of other replicas; when the
     lease is lost, stop all of it, call ``released()`` and wait to take it again."""
-    prepared = jobs.checkpoints_ready  # at provisioning, under this lease
+    prepared = jobs.checkpoints_ready  # by this session's worker, under an earlier hold
     while True:
         await lease.acquire()
         try:
