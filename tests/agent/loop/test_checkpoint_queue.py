@@ -304,6 +304,26 @@ def checkpoint_sha(turn: dict[str, Any]) -> str | None:
     return shas[0] if shas else None
 
 
+async def test_the_init_reply_does_not_wait_for_the_baseline(
+    agent_http: int, runtime: GatedRuntime
+) -> None:
+    sid = str(uuid.uuid4())
+    seen: list[Any] = []
+    runtime.close_gate()  # the baseline's git commit waits until the gate opens
+    async with (
+        open_websocket_url(f"ws://127.0.0.1:{agent_http}/") as ws,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent_http}", trust_env=False) as c,
+    ):
+        await ws_send(ws, {"type": "init", "data": {"session_id": sid}})
+        await read_until(ws, of_type("init"), seen)  # answered while git is held
+        with trio.fail_after(30):
+            await runtime.held.wait()  # the worker makes the baseline after the reply
+        runtime.gate.set()
+        # not cut short by the reply: the history API waits for it and finds it
+        listed = (await c.get(f"/api/sandbox/{sid}/checkpoints")).json()["checkpoints"]
+    assert [e["title"] for e in listed] == ["Project created"]
+
+
 async def test_a_reopened_project_shows_each_turns_checkpoint(
     agent_http: int, fake_llm: Any, runtime: GatedRuntime
 ) -> None:

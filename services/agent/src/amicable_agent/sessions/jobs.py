@@ -393,17 +393,11 @@ class TurnQueue:
         if git_sync is not None and observer is not None:
             await self._sync_to_git(git_sync, observer, outcome)
 
-    @property
-    def checkpoints_ready(self) -> bool:
-        """The checkpoint repository and its baseline exist."""
-        return self._checkpoints.ready
-
-    async def take_over(self, *, prepare: bool = True) -> None:
-        """This session just took the project's lease: checkpoint what a dead holder's turn
-        left in the sandbox (``prepare``: not done at provisioning already), and tell
-        everyone that turn was interrupted (see :mod:`.takeover`)."""
-        if prepare:
-            await self.prepare_checkpoints()
+    async def take_over(self) -> None:
+        """This session just took the project's lease: make the baseline, checkpointing what
+        a dead holder's turn left in the sandbox, and tell everyone that turn was interrupted
+        (see :mod:`.takeover`)."""
+        await self.prepare_checkpoints()
         if self.relay is not None:
             try:
                 await take_over(self._host, self._store, self._deps, self.relay, self.submit)

@@ -441,15 +441,13 @@ async def serve_while_held(
     """Run the project's turns whenever this session holds ``lease``: take it, catch up on a
     turn a dead holder left, serve the queue and the requests of other replicas; when the
     lease is lost, stop all of it, call ``released()`` and wait to take it again."""
-    prepared = jobs.checkpoints_ready  # by this session's worker, under an earlier hold
     while True:
         await lease.acquire()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(lease.heartbeat, nursery.cancel_scope.cancel)
                 nursery.start_soon(relay.publish)
-                await jobs.take_over(prepare=not prepared)
-                prepared = False  # a later take-over catches up on the other holder
+                await jobs.take_over()
                 nursery.start_soon(jobs.serve)
                 nursery.start_soon(jobs.serve_checkpoints)
                 nursery.start_soon(relay.pump)
