@@ -207,15 +207,9 @@ class ContainerBackend:
     async def _start_spare(self, template_id: str) -> str:
         """Create, start and wait for a spare; removed again when anything fails."""
         name = spec.spare_name(template_id, secrets.token_hex(4))
-        image = await self._image(template_id)
         labels = spec.spare_labels(template_id, self.config.network)
-        volume = spec.volume_name(name)
+        await self._create(name, template_id, labels, None)
         try:
-            await self.engine.ensure_volume(volume, labels)
-            token = secrets.token_urlsafe(32)
-            body = spec.create_body(self.config, name, token, labels, image=image, volume=volume)
-            await self.engine.create_container(name, body)
-            self.created += 1
             await self.engine.start(name)
             found = await self.engine.inspect(name)
             if found is None:
@@ -223,7 +217,7 @@ class ContainerBackend:
             await self._wait_ready(name, self._handle(name, found, existed=False))
         except BaseException:
             with trio.CancelScope(shield=True), trio.move_on_after(30):
-                await self._remove_created(name, volume)
+                await self._remove_created(name, spec.volume_name(name))
             raise
         logger.info("warm pool: spare %s ready", name)
         return name
