@@ -74,3 +74,82 @@ async def test_ready_file_reports_the_port(tmp_path: Path) -> None:
         with trio.fail_after(30):
             await proc.wait()
         await wait_for_exit(status["pid"], helper)
+
+
+# Records, in the runtime's own process, whether trio was loaded when the dev server's
+# ``sh -c`` was spawned, then serves as usual.
+_RECORDING_MAIN = """
+import subprocess, sys
+class Recording(subprocess.Popen):
+    def __init__(self, args, *rest, **kwargs):
+        if list(args[:2]) == ["sh", "-c"]:
+            print(f"spawned, trio loaded: {'trio' in sys.modules}", file=sys.stderr, flush=True)
+        super().__init__(args, *rest, **kwargs)
+subprocess.Popen = Recording
+from amicable_sandbox_runtime.__main__ import main
+main(sys.argv[1:])
+"""
+
+
+async def test_the_dev_server_starts_before_trio_is_imported_and_is_supervised(
+    tmp_path: Path,
+) -> None:
+    # On a cold start the dev server's start is the critical path: it is spawned before the
+    # runtime imports trio, and that first process is supervised like every later one
+    # (output kept, restart on request, killed with the runtime).
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    ready = tmp_path / "ready.json"
+    env = {
+        **os.environ,
+        "AMICABLE_RUNTIME_HOST": "127.0.0.1",
+        "AMICABLE_WORKSPACE": str(workspace),
+        "AMICABLE_PREVIEW_PORT": str(free_port()),
+        "AMICABLE_PREVIEW_CMD": "echo run-$$ on $AMICABLE_PREVIEW_PORT; exec sleep 1000",
+    }
+    argv = [sys.executable, "-c", _RECORDING_MAIN, "--insecure-no-auth", "--port", "0"]
+    async with trio.open_nursery() as nursery:
+        proc: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [*argv, "--ready-file", str(ready)],
+                env=env,
+                check=False,
+                start_new_session=True,
+                stderr=subprocess.PIPE,
+            )
+        )
+
+        async def written() -> bool:
+            return await trio.Path(ready).exists()
+
+        await wait_until(written, 60)
+        port = json.loads(ready.read_text())["port"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            first = (await client.get("/v1/preview")).json()["pid"]
+
+            async def said(text: str) -> bool:
+                lines = (await client.get("/v1/preview/logs")).json()["lines"]
+                return any(text in line for line in lines)
+
+            await wait_until(partial(said, f"run-{first} on {env['AMICABLE_PREVIEW_PORT']}"))
+            assert (await client.post("/v1/preview/restart")).status_code in (200, 202)
+
+            async def second_pid() -> bool:
+                pid = (await client.get("/v1/preview")).json()["pid"]
+                return pid not in (None, first)
+
+            await wait_until(second_pid)
+            second = (await client.get("/v1/preview")).json()["pid"]
+            await wait_until(partial(said, f"run-{second} on"))
+            await wait_for_exit(first)  # the adopted one was killed and reaped
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            await proc.wait()
+        await wait_for_exit(second)
+    assert proc.stderr is not None
+    stderr = b""
+    while chunk := await proc.stderr.receive_some():
+        stderr += chunk
+    spawns = [line for line in stderr.decode().splitlines() if line.startswith("spawned")]
+    assert spawns == ["spawned, trio loaded: False", "spawned, trio loaded: True"]

@@ -14,6 +14,7 @@ import pytest
 import trio
 from amicable_sandbox_runtime import server
 from amicable_sandbox_runtime.config import RuntimeConfig
+from amicable_sandbox_runtime.spawn import spawn_early
 from amicable_sandbox_runtime.supervisor import PreviewSupervisor
 from amicable_testing.processes import free_port, wait_for_exit, wait_until
 
@@ -363,3 +364,5 @@ def test_the_dev_server_waits_only_for_its_own_workspace(
     config = RuntimeConfig(workspace=tmp_path, token="t", host="127.0.0.1", port=0,
                            preview_cmd=command)  # fmt: skip
     assert PreviewSupervisor(config)._workspace_incomplete() is waits
+    if waits:  # nor is it spawned early (before trio's import): the supervisor waits first
+        assert spawn_early(config) is None

@@ -1,28 +1,42 @@
-"""Command line: ``amicable-sandbox-runtime [serve] | init-workspace | templates``."""
+"""Command line: ``amicable-sandbox-runtime [serve] | init-workspace | templates``.
+
+``serve`` spawns the dev server before it imports trio (``spawn.py``): on a cold start the
+dev server's own start is the critical path, and trio's import is a good part of ours.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trio
+from .config import load_config
+from .errors import ConfigError
 
-from .config import RuntimeConfig, load_config
-from .errors import ConfigError, TemplateError
-from .templates import DEFAULT_CACHE_DIR, DEFAULT_TEMPLATE, init_workspace, template_ids
+if TYPE_CHECKING:
+    import subprocess
+
+    from .config import RuntimeConfig
 
 
-async def serve_until_signalled(config: RuntimeConfig) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down cleanly (dev server group included)."""
+async def serve_until_signalled(
+    config: RuntimeConfig, spawned: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly (dev server group included).
+
+    ``spawned``: the dev server, already started (see :func:`.spawn.spawn_early`)."""
+    import trio
+
     from .server import serve  # the web stack is only imported when serving
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve, config)
+            await nursery.start(partial(serve, config, spawned=spawned))
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
@@ -56,13 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     init_p.add_argument("dest", type=Path, metavar="DEST")
     init_p.add_argument(
-        "--template", default=DEFAULT_TEMPLATE, help="template id (default vite; list: templates)"
+        "--template", help="template id (default: the registry's default, vite; list: templates)"
     )
     init_p.add_argument(
         "--cache-dir",
         type=Path,
-        default=DEFAULT_CACHE_DIR,
-        help=f"dependency cache: node_modules, .venv (default {DEFAULT_CACHE_DIR})",
+        help="dependency cache: node_modules, .venv (default ~/.cache/amicable/node_modules)",
     )
     init_p.add_argument(
         "--hardlink",
@@ -77,19 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``amicable-sandbox-runtime``."""
     args = _parser().parse_args(argv)
-    if args.command == "templates":
-        print("\n".join(template_ids()))
-        return
-    if args.command == "init-workspace":
-        log = partial(print, flush=True)
-        try:
-            # absolute: the helpers run cp/npm with another cwd, where relative paths break
-            dest, cache_dir = args.dest.absolute(), args.cache_dir.absolute()
-            trio.run(
-                partial(init_workspace, dest, args.template, cache_dir, log, hardlink=args.hardlink)
-            )
-        except TemplateError as exc:
-            sys.exit(f"init-workspace: {exc}")
+    if args.command in ("templates", "init-workspace"):
+        _workspace_commands(args)
         return
     try:
         config = load_config(
@@ -104,7 +106,54 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"amicable-sandbox-runtime: {exc}")
     if not config.workspace.is_dir():
         sys.exit(f"amicable-sandbox-runtime: workspace {config.workspace} is not a directory")
-    trio.run(serve_until_signalled, config)
+    from .spawn import spawn_early
+
+    # until trio's signal receiver is up, SIGTERM unwinds through the finally below (so the
+    # dev server, in a session of its own, does not outlive us)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    spawned = spawn_early(config)  # before trio's import: see the module docstring
+    try:
+        import trio
+
+        trio.run(serve_until_signalled, config, spawned)
+    finally:
+        if spawned is not None and spawned.returncode is None:  # never adopted and reaped
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(spawned.pid, signal.SIGKILL)
+            spawned.wait()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _workspace_commands(args: argparse.Namespace) -> None:
+    """``templates`` and ``init-workspace``."""
+    import trio
+
+    from .errors import TemplateError
+    from .templates import DEFAULT_CACHE_DIR, DEFAULT_TEMPLATE, init_workspace, template_ids
+
+    if args.command == "templates":
+        print("\n".join(template_ids()))
+        return
+    log = partial(print, flush=True)
+    try:
+        # absolute: the helpers run cp/npm with another cwd, where relative paths break
+        dest = args.dest.absolute()
+        cache_dir = (args.cache_dir or DEFAULT_CACHE_DIR).absolute()
+        trio.run(
+            partial(
+                init_workspace,
+                dest,
+                args.template or DEFAULT_TEMPLATE,
+                cache_dir,
+                log,
+                hardlink=args.hardlink,
+            )
+        )
+    except TemplateError as exc:
+        sys.exit(f"init-workspace: {exc}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ from .errors import (
     PathTooLong,
 )
 from .plaincmd import plain_argv
-from .procs import Child, child_env, kill_group
+from .procs import Child, kill_group
+from .spawn import child_env
 
 if TYPE_CHECKING:
     from pathlib import Path

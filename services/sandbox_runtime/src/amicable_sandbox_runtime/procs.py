@@ -25,33 +25,12 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
-#: Never handed to commands or the dev server: the runtime's own credentials.
-PRIVATE_ENV = ("AMICABLE_RUNTIME_TOKEN", "AMICABLE_RUNTIME_TOKEN_FILE")
 #: Bytes read from a pipe per wake-up.
 READ_CHUNK = 65536
 
 #: Whether ``pidfd_open`` works here (Linux >= 5.3; some sandboxes lack it). Decided on first
 #: use; without it a thread waits for the exit and reports it through a pipe.
 _pidfd_usable: bool | None = None
-#: ``os.environ``'s raw bytes mapping when :func:`child_env` last filtered it, and the result.
-_env_cache: tuple[dict[bytes, bytes], dict[str, str]] | None = None
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process: ours minus the runtime's secrets, plus ``extra``.
-
-    Returns a new dict. Filtering ``os.environ`` decodes every variable, so the filtered
-    copy is kept and reused while ``os.environ`` is unchanged (compared as raw bytes).
-    """
-    global _env_cache
-    raw: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
-    if _env_cache is None or raw is None or _env_cache[0] != raw:
-        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
-        _env_cache = (dict(raw) if raw is not None else {}, env)
-    env = dict(_env_cache[1])
-    if extra:
-        env.update(extra)
-    return env
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -85,6 +64,22 @@ def _report_exit(pid: int, write_fd: int) -> None:
             os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     finally:
         os.close(write_fd)
+
+
+async def wait_exitable(pid: int) -> None:
+    """Return once our child ``pid`` has exited, without reaping it (a pidfd where there is
+    one, else a worker thread in ``waitid``)."""
+    pidfd = _open_pidfd(pid)
+    if pidfd is None:
+        with contextlib.suppress(ChildProcessError):  # already reaped: it has exited too
+            await trio.to_thread.run_sync(
+                os.waitid, os.P_PID, pid, os.WEXITED | os.WNOWAIT, abandon_on_cancel=True
+            )
+        return
+    try:
+        await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
 
 
 class Child:

@@ -26,6 +26,7 @@ from .paths import Jail
 from .supervisor import PreviewSupervisor
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
@@ -95,14 +96,18 @@ def _build_full_app(fast: FastRoutes) -> Any:
 
 
 async def serve(
-    config: RuntimeConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    config: RuntimeConfig,
+    *,
+    spawned: subprocess.Popen[bytes] | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the runtime API for ``config.workspace`` until cancelled.
 
     Calls ``task_status.started(port)`` with the bound port once listening (and after writing
     ``config.ready_file`` when set). The dev server is started before the HTTP stack is
     imported, so the two start in parallel; routes other than the fast ones answer once
-    quart has loaded.
+    quart has loaded. ``spawned``: the dev server, already started before trio was imported
+    (``__main__``); the supervisor adopts it as its first run.
 
     Cancellation:
         The front door stops (connections cancelled, bounded by twice the 2 s graceful
@@ -110,7 +115,7 @@ async def serve(
     """
     jail = Jail(config.workspace)
     try:
-        supervisor = PreviewSupervisor(config)
+        supervisor = PreviewSupervisor(config, spawned=spawned)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
             entry, app, hconfig, lane = await trio.to_thread.run_sync(

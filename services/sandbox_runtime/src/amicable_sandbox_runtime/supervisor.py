@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import collections
 import math
-import re
+import os
 import subprocess
 from typing import TYPE_CHECKING
 
 import trio
 
-from .procs import child_env, kill_group
+from .procs import kill_group, wait_exitable
+from .spawn import dev_server_env, workspace_incomplete
 
 if TYPE_CHECKING:
     # the protocol (cattrs) is imported on first use: the supervisor spawns the dev server
@@ -39,9 +40,6 @@ _PROBE_TIMEOUT_S = 1.0
 #: bounds how often a chatty dev server can make it probe.
 _MIN_PROBE_GAP_S = 0.02
 #: How long the first start of an ``npm`` command waits for the workspace to be complete.
-#: A command that runs the workspace's own ``.venv`` (relative, not e.g. the agent's
-#: ``/…/.venv/bin/python`` in the local backend's wait loop).
-_WORKSPACE_VENV = re.compile(r"(?:^|[\s;&|(])(?:\./)?\.venv/bin/")
 _WORKSPACE_WAIT_S = 60.0
 _WORKSPACE_POLL_S = 0.05
 
@@ -109,6 +107,28 @@ class RestartBudget:
         self._at = now
 
 
+class _Adopted:
+    """A dev server spawned with :mod:`subprocess` before trio was imported, with the parts
+    of :class:`trio.Process` the supervisor uses (its pipe is moved to a trio stream)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdout is not None
+        self._popen = popen
+        self.pid = popen.pid
+        self.stdout = trio.lowlevel.FdStream(os.dup(popen.stdout.fileno()))
+        popen.stdout.close()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        """Wait for the exit and reap (as :meth:`trio.Process.wait`)."""
+        if self._popen.poll() is None:
+            await wait_exitable(self.pid)
+        return self._popen.wait()
+
+
 class PreviewSupervisor:
     """Keeps the dev server running; owns its process group.
 
@@ -118,12 +138,19 @@ class PreviewSupervisor:
         config: the runtime config (command, port, restart budget, backoff, log path).
         restart_window_s: the budget's window: ``config.preview_max_restarts`` restarts per
             this many seconds.
+        spawned: the dev server already started by :func:`~.spawn.spawn_early` (before trio
+            was imported): adopted as the first run instead of spawning one.
     """
 
     def __init__(
-        self, config: RuntimeConfig, *, restart_window_s: float = RESTART_WINDOW_S
+        self,
+        config: RuntimeConfig,
+        *,
+        restart_window_s: float = RESTART_WINDOW_S,
+        spawned: subprocess.Popen[bytes] | None = None,
     ) -> None:
         self.config = config
+        self._spawned = spawned if config.preview_cmd is not None else None
         self.state: PreviewState = "stopped" if config.preview_cmd is None else "starting"
         self.pid: int | None = None
         self._budget = RestartBudget(config.preview_max_restarts, restart_window_s)
@@ -203,7 +230,7 @@ class PreviewSupervisor:
             await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._probe_loop)
-            if self._workspace_incomplete():
+            if self._spawned is None and self._workspace_incomplete():
                 task_status.started()
                 task_status = trio.TASK_STATUS_IGNORED
                 await self._wait_for_workspace()
@@ -254,16 +281,8 @@ class PreviewSupervisor:
         return False
 
     def _workspace_incomplete(self) -> bool:
-        # ``npm run dev`` in a workspace that init-workspace is still filling (the local
-        # backend starts both at once) would only burn CPU the init and the real start need
-        # (a Python template's command runs .venv/bin/python: it waits for the .venv)
-        command = self.config.preview_cmd or ""
-        workspace = self.config.workspace
-        if _WORKSPACE_VENV.search(command):  # the workspace's own venv, not an absolute one
-            return not (workspace / ".venv").exists()
-        return command.lstrip().startswith(("npm ", "node_modules/")) and not (
-            (workspace / "package.json").exists() and (workspace / "node_modules").exists()
-        )
+        # the local backend starts init-workspace and the runtime at once (spawn.py)
+        return workspace_incomplete(self.config.preview_cmd or "", self.config.workspace)
 
     async def _wait_for_workspace(self) -> None:
         """Wait (bounded) until ``package.json`` and ``node_modules`` exist, or a restart."""
@@ -277,24 +296,22 @@ class PreviewSupervisor:
     async def _run_once(self, task_status: trio.TaskStatus[None]) -> int:
         config = self.config
         assert config.preview_cmd is not None
-        env = child_env(
-            {
-                "AMICABLE_PREVIEW_HOST": config.preview_host,
-                "AMICABLE_PREVIEW_PORT": str(config.preview_port),
-            }
-        )
         self._set_state("starting")
         self.ready = False
         self._log(f"[amicable] starting: {config.preview_cmd}")
-        proc = await trio.lowlevel.open_process(
-            ["sh", "-c", config.preview_cmd],
-            cwd=config.workspace,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc: trio.Process | _Adopted
+        if self._spawned is not None:  # the first run, spawned before trio was imported
+            proc, self._spawned = _Adopted(self._spawned), None
+        else:
+            proc = await trio.lowlevel.open_process(
+                ["sh", "-c", config.preview_cmd],
+                cwd=config.workspace,
+                env=dev_server_env(config),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         assert proc.stdout is not None
         self.pid = proc.pid
         task_status.started()
