@@ -79,15 +79,16 @@ class Timeline:
 
 def _describe(argv: list[str]) -> str:
     text = " ".join(argv)
-    for needle, label in (
+    for needle, label in (  # the most specific first (bwrap's argv names everything)
+        ("bwrap", "bwrap"),
+        ("pasta", "pasta"),
         ("init-workspace", "init-workspace"),
+        ("amicable-sandbox-runtime", "runtime"),
         ("cp -a", "cp node_modules"),
         ("npm run dev", "sh -c npm run dev"),
-        ("npm", "npm"),
-        ("vite", "node vite"),
         ("esbuild", "esbuild"),
-        ("amicable-sandbox-runtime", "runtime"),
-        ("bwrap", "bwrap"),
+        ("vite", "node vite"),
+        ("npm", "npm"),
     ):
         if needle in text:
             return label
@@ -120,7 +121,13 @@ def scan(tl: Timeline, root: Path) -> None:
             cwd = os.readlink(f"/proc/{pid}/cwd")
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
             argv_l = [a for a in argv.split("\0") if a]
-            if not cwd.startswith(prefix) and prefix not in argv:
+            # inside bubblewrap a process's cwd and paths are the sandbox's own (/app): those
+            # are known by their command lines (nothing else runs them during the timeline)
+            if (
+                not cwd.startswith(prefix)
+                and prefix not in argv
+                and not any(mark in argv for mark in SANDBOX_COMMANDS)
+            ):
                 continue
             stat = Path(f"/proc/{pid}/stat").read_bytes()
         except OSError:
@@ -136,6 +143,10 @@ def scan(tl: Timeline, root: Path) -> None:
     for proc in tl.procs.values():
         if proc.pid not in seen:
             proc.gone = True
+
+
+#: Command-line fragments of the processes a sandbox runs (seen from outside its namespaces).
+SANDBOX_COMMANDS = ("amicable-sandbox-runtime", "/.bin/", "bwrap", "pasta")
 
 
 def port_open(port: int) -> bool:

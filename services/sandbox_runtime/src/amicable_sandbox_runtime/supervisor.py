@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .procs import kill_group, wait_exitable
-from .spawn import dev_server_env, workspace_incomplete
+from .spawn import dev_server, workspace_incomplete
 
 if TYPE_CHECKING:
     # the protocol (cattrs) is imported on first use: the supervisor spawns the dev server
@@ -298,15 +298,18 @@ class PreviewSupervisor:
         assert config.preview_cmd is not None
         self._set_state("starting")
         self.ready = False
+        command, env = dev_server(config)
         self._log(f"[amicable] starting: {config.preview_cmd}")
+        if command != config.preview_cmd:
+            self._log(f"[amicable] (what npm would run, without npm's start-up: {command})")
         proc: trio.Process | _Adopted
         if self._spawned is not None:  # the first run, spawned before trio was imported
             proc, self._spawned = _Adopted(self._spawned), None
         else:
             proc = await trio.lowlevel.open_process(
-                ["sh", "-c", config.preview_cmd],
+                ["sh", "-c", command],
                 cwd=config.workspace,
-                env=dev_server_env(config),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

@@ -38,7 +38,6 @@ import logging
 import os
 import secrets
 import shutil
-import sys
 from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -60,7 +59,7 @@ from amicable_agent.sandboxes.base import (
 )
 
 from .environment import inherited_env
-from .isolation import OWNER_ENV, IsolationMode
+from .isolation import OWNER_ENV, IsolationMode, compile_runtime_sources
 from .limits import SandboxLimits
 from .procs import free_port, host_pid, interrupt_group, kill_marked, kill_orphans, tail
 from .readiness import restart_preview, wait_preview
@@ -182,7 +181,6 @@ class LocalBackend:
             limits=config.limits,
             env_passthrough=config.env_passthrough,
             isolation=isolation,
-            python=sys.executable,
             record_dir=run_dir(config.data_dir),
         )
         self._running: dict[str, LocalSandbox] = {}
@@ -620,6 +618,7 @@ async def open_local_backend(config: LocalBackendConfig) -> AsyncIterator[LocalB
     Cancellation: leaving the block stops every sandbox process; workspaces stay on disk.
     """
     await trio.to_thread.run_sync(sweep_at_start, config.data_dir)
+    await trio.to_thread.run_sync(compile_runtime_sources, config.runtime_command)
     isolation = await prepare_isolation(
         config.isolation, config.runtime_command, config.data_dir / "sandbox-etc"
     )

@@ -142,7 +142,6 @@ class RunnerConfig:
     env_passthrough: tuple[str, ...] = ()
     isolation: Isolation | None = None
     agent_env: Mapping[str, str] = attrs.field(factory=lambda: dict(os.environ), repr=False)
-    python: str = ""
     #: The agent's run directory (children recorded for the next start's sweep).
     record_dir: Path | None = None
 
@@ -202,7 +201,6 @@ async def run_sandbox(
         sandbox,
         view,
         config.agent_env,
-        python=config.isolation.filesystem.python if config.isolation else config.python,
         preview_base_domain=config.preview_base_domain,
         hmr_client_port=config.hmr_client_port,
         workspace_pending=not workspace_complete,

@@ -1,19 +1,12 @@
 """One local sandbox's state, its view of itself and its environment; the dev command.
 
-The dev-server command: the runtime's default is ``npm run dev -- --host H --port P``. Starting
-npm costs about 0.3-0.45 s of CPU on every start before it runs the script, which is a third of
-a bare Vite start. The backend hands the runtime :func:`dev_command` instead: it does what
-``npm run dev`` does for a dev server (read ``scripts.dev`` from ``package.json``, put
-``node_modules/.bin`` first on ``PATH``, run the script with the same appended arguments
-through ``sh -c``) with a ~30 ms interpreter start. It reads ``package.json`` on every start,
-so a project whose dev script the agent changed runs the new one, as with npm. (npm's
-``npm_*`` variables are not set; dev servers do not read them.) For a workspace that
-``init-workspace`` is still filling, the first start waits (bounded) until ``package.json``
-and ``node_modules`` exist, as the runtime does for ``npm`` commands.
-
-Other templates (``amicable_templates``) run their registry ``[dev] command`` the same way
-(:func:`preview_command`): ``node_modules/.bin`` first on ``PATH``, the first start waiting
-for the template's dependency directory (``node_modules`` or ``.venv``).
+The dev-server command is the template's registry ``[dev] command``. The Vite template's is
+``npm run dev -- --host H --port P``: the runtime runs such commands as npm would, without
+npm's 0.3-0.45 s start-up (``amicable_sandbox_runtime.spawn.npm_run``), and on a workspace
+``init-workspace`` is still filling it first waits (bounded) for ``package.json`` and
+``node_modules``. Other templates' commands run with ``node_modules/.bin`` first on ``PATH``,
+the first start waiting here for the template's dependency directory (``node_modules`` or
+``.venv``) (:func:`preview_command`).
 """
 
 from __future__ import annotations
@@ -34,13 +27,6 @@ from .environment import sandbox_env
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-#: Prints ``scripts.dev`` of ./package.json (exit 1 with a message when there is none).
-_READ_DEV_SCRIPT = (
-    'import json,sys;s=json.load(open("package.json")).get("scripts",{}).get("dev");'
-    'sys.exit("package.json has no dev script") if not s else print(s)'
-)
-
 
 #: How long a dev server started with its workspace still being created waits for it.
 WORKSPACE_WAIT_S = 120.0
@@ -107,34 +93,14 @@ class LocalSandbox:
         )
 
 
-def dev_command(python: str, host: str, port: int, *, wait_for_workspace_s: float = 0) -> str:
-    """``npm run dev -- --host HOST --port PORT`` without npm (see the module docstring).
-
-    Args:
-        wait_for_workspace_s: first wait up to this long for ``package.json`` and
-            ``node_modules`` (``node_modules`` appears whole, by a rename).
-    """
-    args = shlex.quote(f" --host {host} --port {port}")
-    read = f"{shlex.quote(python)} -S -c {shlex.quote(_READ_DEV_SCRIPT)}"
-    run = f'PATH="$PWD/node_modules/.bin:$PATH"; s=$({read}) && exec sh -c "$s"{args}'
-    polls = int(wait_for_workspace_s / 0.05)
-    if polls <= 0:
-        return run
-    return (
-        f"i=0; while [ ! -d node_modules ] || [ ! -f package.json ]; do "
-        f'[ "$i" -ge {polls} ] && break; i=$((i+1)); sleep 0.05; done; {run}'
-    )
-
-
-def preview_command(
-    template_id: str, python: str, host: str, port: int, *, wait_for_workspace_s: float = 0
-) -> str:
-    """The dev-server command of a template: the Vite template's dev script without npm
-    (:func:`dev_command`), otherwise the registry's ``[dev] command`` (it reads
-    ``AMICABLE_PREVIEW_HOST``/``_PORT``), waiting first for the dependency directory."""
+def preview_command(template_id: str, *, wait_for_workspace_s: float = 0) -> str:
+    """The dev-server command of a template: the registry's ``[dev] command`` (it reads
+    ``AMICABLE_PREVIEW_HOST``/``_PORT``); an ``npm`` command as it is (the runtime runs it
+    without npm and waits for the workspace itself), any other first waiting for the
+    template's dependency directory."""
     template = get_template(template_id)
-    if template.dev_command.startswith("npm run dev"):
-        return dev_command(python, host, port, wait_for_workspace_s=wait_for_workspace_s)
+    if template.dev_command.startswith("npm "):
+        return template.dev_command
     deps = shlex.quote(template.deps_dir)
     run = f'PATH="$PWD/node_modules/.bin:$PATH"; exec sh -c {shlex.quote(template.dev_command)}'
     polls = int(wait_for_workspace_s / 0.05)
@@ -185,18 +151,13 @@ def runtime_env(
     view: SandboxView,
     agent_env: Mapping[str, str],
     *,
-    python: str,
     preview_base_domain: str,
     hmr_client_port: int | None,
     workspace_pending: bool,
     passthrough: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """The runtime's environment: an allow-list of the agent's (no agent secret, see
-    :mod:`.environment`) plus the sandbox's own settings.
-
-    Args:
-        python: a Python interpreter visible inside the sandbox (reads the dev script).
-    """
+    :mod:`.environment`) plus the sandbox's own settings."""
     settings = {
         "AMICABLE_RUNTIME_PORT": str(view.runtime_port),
         "AMICABLE_RUNTIME_HOST": "127.0.0.1",
@@ -212,9 +173,6 @@ def runtime_env(
         "AMICABLE_TEMPLATE": sandbox.template_id,
         "AMICABLE_PREVIEW_CMD": preview_command(
             sandbox.template_id,
-            python,
-            "127.0.0.1",
-            view.preview_port,
             wait_for_workspace_s=WORKSPACE_WAIT_S if workspace_pending else 0,
         ),
     }
