@@ -37,6 +37,7 @@ from amicable_agent.cli import UpOptions, up
 from amicable_agent.config import AgentConfig
 from amicable_agent.sandboxes.local.backend import LocalBackendConfig
 from amicable_protocol import decode_server_message
+from amicable_templates import get_template
 from amicable_testing import ws_send
 from trio_websocket import open_websocket_url
 
@@ -196,13 +197,16 @@ def without_spares() -> None:
     LocalBackendConfig.from_agent_config = patched  # type: ignore[method-assign]
 
 
-async def one_cold_start(data_dir: Path, spare: bool) -> Timeline:
+async def one_cold_start(data_dir: Path, spare: bool, template_id: str) -> Timeline:
+    template = get_template(template_id)
     config = attrs.evolve(
         AgentConfig.from_env({}),
         port=0,
         internal_port=0,
         data_dir=data_dir,
         warm_pool_size=0,
+        template_id=template_id,
+        warm_pool_templates=(template_id,),
         node_modules_cache_dir=CACHE,
         runtime_command=(str(BIN / "amicable-sandbox-runtime"),),
     )
@@ -234,7 +238,8 @@ async def one_cold_start(data_dir: Path, spare: bool) -> Timeline:
                 while True:
                     try:
                         r = await client.get(
-                            f"http://127.0.0.1:{preview.port}/", headers={"Host": preview.netloc}
+                            f"http://127.0.0.1:{preview.port}{template.dev_path}",
+                            headers={"Host": preview.netloc},
                         )
                         if r.status_code == 200:
                             break
@@ -257,12 +262,12 @@ def report(tl: Timeline) -> None:
         print(f"{at * 1000:7.0f} ms  {name}")
 
 
-async def main(data_dir: Path | None, spare: bool) -> None:
+async def main(data_dir: Path | None, spare: bool, template_id: str) -> None:
     if data_dir is not None:
-        report(await one_cold_start(data_dir, spare))
+        report(await one_cold_start(data_dir, spare, template_id))
         return
     with tempfile.TemporaryDirectory(prefix="amicable-timeline-") as tmp:
-        report(await one_cold_start(Path(tmp), spare))
+        report(await one_cold_start(Path(tmp), spare, template_id))
 
 
 if __name__ == "__main__":
@@ -271,7 +276,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-spare", action="store_true", help="no spare workspace: create it while starting"
     )
+    parser.add_argument("--template", default="vite", help="template id (amicable_templates)")
     args = parser.parse_args()
     if args.no_spare:
         without_spares()
-    trio.run(main, args.data_dir, not args.no_spare)
+    trio.run(main, args.data_dir, not args.no_spare, args.template)

@@ -8,7 +8,8 @@ the fast routes (``fastpath.py``: health, readiness, preview control, exec, file
 are up: ``amicable_frontdoor`` serves them on hypercorn's connection handling, the hot
 requests answered by the raw HTTP/1.1 lane of ``httplane.py`` before hypercorn sees them;
 quart, the slowest import, is loaded after that for the remaining routes — once the
-dev server answers (or has stopped), a request needs it, or :data:`FULL_APP_DEFER_S` passed,
+dev server answers (and had :data:`SETTLE_S` for the preview's first page) or has stopped, a
+request needs it, or :data:`FULL_APP_DEFER_S` passed,
 whichever comes first, so that it does not compete with Vite's start for the CPU.
 """
 
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 #: Longest wait for the dev server before the full (quart) app is built anyway.
 FULL_APP_DEFER_S = 10.0
+#: After the dev server answers, how long the build still waits: the preview's first page
+#: is loaded right then, on the same cores (a request that needs the app ends the wait).
+SETTLE_S = 1.5
 
 
 async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
@@ -50,6 +54,14 @@ async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
 
         for wait in waits:
             nursery.start_soon(run, wait)
+
+
+async def _dev_server_settled(supervisor: PreviewSupervisor) -> None:
+    """The dev server answers and has had :data:`SETTLE_S` to serve its first pages (the
+    preview's first load follows readiness at once), or it is not starting any more."""
+    status = await supervisor.wait_state("running", "backoff", "exhausted", "stopped")
+    if status.state == "running":
+        await trio.sleep(SETTLE_S)
 
 
 def write_ready_file(path: Path, port: int) -> None:
@@ -128,10 +140,7 @@ async def serve(
                 write_ready_file(config.ready_file, port)
             task_status.started(port)
             with trio.move_on_after(FULL_APP_DEFER_S):
-                await _first_of(
-                    entry.app_wanted.wait,
-                    lambda: supervisor.wait_state("running", "backoff", "exhausted", "stopped"),
-                )
+                await _first_of(entry.app_wanted.wait, partial(_dev_server_settled, supervisor))
             # the rest of the API: requests for it wait until it is built
             entry.set_app(await trio.to_thread.run_sync(_build_full_app, entry.fast))
     finally:

@@ -167,6 +167,9 @@ def _write_prelude() -> list[str]:
     return [
         "set -e",
         REQUIRE_GIT,
+        # below the dev server's priority: a checkpoint is written while the preview loads
+        # (the baseline right after the start, one after every turn) on the same cores
+        "renice -n 10 $$ >/dev/null 2>&1 || true",
         f"[ -d .git ] || {git('init', '-q', '-b', 'main')}",
         "mkdir -p .git/info && touch .git/info/exclude",
         f"for p in {excludes}; do",
