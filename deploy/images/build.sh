@@ -20,6 +20,13 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 STATE=$ROOT/.images
 mkdir -p "$STATE"
+# One build at a time per checkout: `make test` starts one in the background while the other
+# suites run, and the container tests' own `build.sh` waits here, then finds it all cached.
+exec 9> "$STATE/build.lock"
+if ! flock --nonblock 9; then
+  echo "images: waiting for the build already running in this checkout (.images/build.log)"
+  flock 9
+fi
 TAG=${IMAGE_TAG:-dev}
 IMAGES=${IMAGES:-"agent editor preview-router sandbox"}
 TEMPLATES=${TEMPLATES:-vite}

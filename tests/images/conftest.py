@@ -1,8 +1,9 @@
 """Container tests: the four images ``make images`` builds, run for real with podman.
 
-They run when ``AMICABLE_IMAGE_TESTS=1`` (``make test-images``; ``make test`` sets it
-whenever the image cache is warm, see the README). The session builds the images once (cached
-by content hash: seconds when nothing changed) and shares one podman network.
+They run when ``AMICABLE_IMAGE_TESTS=1`` (``make test`` and ``make test-images`` set it), after
+every other test. The session builds the images once (cached by content hash: seconds when
+nothing changed; under ``make test`` it waits for the build started in the background) and
+shares one podman network.
 """
 
 from __future__ import annotations
@@ -21,14 +22,23 @@ from amicable_testing.podman import build_images, podman, podman_available
 ENABLED = os.environ.get("AMICABLE_IMAGE_TESTS") == "1"
 
 
+def _is_image_test(item: pytest.Item) -> bool:
+    return "tests/images/" in item.nodeid.replace(os.sep, "/")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if ENABLED:
+        # last: `make test` builds the images in the background meanwhile (build.sh's lock
+        # makes the session's own build wait for it)
+        items[:] = [i for i in items if not _is_image_test(i)] + [
+            i for i in items if _is_image_test(i)
+        ]
         return
     skip = pytest.mark.skip(
         reason="container tests: run `make test-images` (AMICABLE_IMAGE_TESTS=1)"
     )
     for item in items:
-        if "tests/images/" in item.nodeid.replace(os.sep, "/"):
+        if _is_image_test(item):
             item.add_marker(skip)
 
 
