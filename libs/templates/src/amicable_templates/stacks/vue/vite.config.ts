@@ -1,5 +1,6 @@
 import vue from '@vitejs/plugin-vue'
 import { defineConfig } from 'vite'
+import { stampSource } from './amicable-source.ts'
 
 // Everything environment-specific comes from the sandbox's environment, so the same project
 // works in the local embedded mode and in Kubernetes behind the preview router.
@@ -23,8 +24,15 @@ const hmrProtocol =
     ? env.AMICABLE_HMR_PROTOCOL
     : undefined
 
-export default defineConfig({
-  plugins: [vue()],
+export default defineConfig(({ command }) => ({
+  // stampSource: dev only (never in `vite build`); lets the editor's Select mode name file:line.
+  plugins: [
+    vue({
+      template: {
+        compilerOptions: { nodeTransforms: command === 'serve' ? [stampSource(process.cwd())] : [] },
+      },
+    }),
+  ],
   server: {
     host,
     port,
@@ -32,4 +40,4 @@ export default defineConfig({
     allowedHosts,
     hmr: { clientPort: hmrClientPort, protocol: hmrProtocol },
   },
-})
+}))
