@@ -15,15 +15,16 @@ from __future__ import annotations
 import collections
 import math
 import os
-import subprocess
 from typing import TYPE_CHECKING
 
 import trio
 
 from .procs import kill_group, wait_exitable
-from .spawn import dev_server, workspace_incomplete
+from .spawn import spawn_dev_server, workspace_incomplete
 
 if TYPE_CHECKING:
+    import subprocess
+
     # the protocol (cattrs) is imported on first use: the supervisor spawns the dev server
     # before the runtime imports its HTTP stack, and that spawn should not wait for imports
     from amicable_protocol.runtime import PreviewLogs, PreviewState, PreviewStatus
@@ -107,9 +108,9 @@ class RestartBudget:
         self._at = now
 
 
-class _Adopted:
-    """A dev server spawned with :mod:`subprocess` before trio was imported, with the parts
-    of :class:`trio.Process` the supervisor uses (its pipe is moved to a trio stream)."""
+class _DevServer:
+    """A dev server spawned with :mod:`subprocess` (``spawn.py``), with the parts of
+    :class:`trio.Process` the supervisor uses (its pipe is moved to a trio stream)."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         assert popen.stdout is not None
@@ -298,23 +299,14 @@ class PreviewSupervisor:
         assert config.preview_cmd is not None
         self._set_state("starting")
         self.ready = False
-        command, env = dev_server(config)
+        # the first run was spawned before trio was imported (spawn.py); every later one the
+        # same way, now
+        popen, self._spawned = self._spawned or spawn_dev_server(config), None
+        command = str(popen.args[-1]) if isinstance(popen.args, list) else config.preview_cmd
         self._log(f"[amicable] starting: {config.preview_cmd}")
         if command != config.preview_cmd:
             self._log(f"[amicable] (what npm would run, without npm's start-up: {command})")
-        proc: trio.Process | _Adopted
-        if self._spawned is not None:  # the first run, spawned before trio was imported
-            proc, self._spawned = _Adopted(self._spawned), None
-        else:
-            proc = await trio.lowlevel.open_process(
-                ["sh", "-c", command],
-                cwd=config.workspace,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = _DevServer(popen)
         assert proc.stdout is not None
         self.pid = proc.pid
         task_status.started()
