@@ -18,6 +18,29 @@ from amicable_testing.processes import free_port, wait_for_exit, wait_until
 CLI = [sys.executable, "-m", "amicable_sandbox_runtime"]
 
 
+async def start_cli(
+    nursery: trio.Nursery, argv: list[str], env: dict[str, str], ready: Path, *, stderr: int
+) -> tuple[trio.Process, dict[str, int]]:
+    """Run the runtime's command line in a session of its own; the process and its ready
+    file once it is written."""
+    proc: trio.Process = await nursery.start(
+        partial(
+            trio.run_process,
+            [*argv, "--ready-file", str(ready)],
+            env=env,
+            check=False,
+            start_new_session=True,
+            stderr=stderr,
+        )
+    )
+
+    async def written() -> bool:
+        return await trio.Path(ready).exists()
+
+    await wait_until(written, 60)
+    return proc, json.loads(ready.read_text())
+
+
 @pytest.mark.parametrize("sub", [[], ["serve"], ["init-workspace"], ["templates"]])
 async def test_help(sub: list[str]) -> None:
     result = await trio.run_process([*CLI, *sub, "--help"], capture_stdout=True)
@@ -40,22 +63,9 @@ async def test_ready_file_reports_the_port(tmp_path: Path) -> None:
         f"-m http.server --bind 127.0.0.1 {preview_port}",
     }
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                [*CLI, "--port", "0", "--ready-file", str(ready)],
-                env=env,
-                check=False,
-                start_new_session=True,
-                stderr=subprocess.DEVNULL,
-            )
+        proc, info = await start_cli(
+            nursery, [*CLI, "--port", "0"], env, ready, stderr=subprocess.DEVNULL
         )
-
-        async def written() -> bool:
-            return await trio.Path(ready).exists()
-
-        await wait_until(written, 60)
-        info = json.loads(ready.read_text())
         assert info["pid"] == proc.pid
         url = f"http://127.0.0.1:{info['port']}"
         async with httpx.AsyncClient(base_url=url) as client:
@@ -109,22 +119,8 @@ async def test_the_dev_server_starts_before_trio_is_imported_and_is_supervised(
     }
     argv = [sys.executable, "-c", _RECORDING_MAIN, "--insecure-no-auth", "--port", "0"]
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                [*argv, "--ready-file", str(ready)],
-                env=env,
-                check=False,
-                start_new_session=True,
-                stderr=subprocess.PIPE,
-            )
-        )
-
-        async def written() -> bool:
-            return await trio.Path(ready).exists()
-
-        await wait_until(written, 60)
-        port = json.loads(ready.read_text())["port"]
+        proc, info = await start_cli(nursery, argv, env, ready, stderr=subprocess.PIPE)
+        port = info["port"]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             first = (await client.get("/v1/preview")).json()["pid"]
 
@@ -153,3 +149,41 @@ async def test_the_dev_server_starts_before_trio_is_imported_and_is_supervised(
         stderr += chunk
     spawns = [line for line in stderr.decode().splitlines() if line.startswith("spawned")]
     assert spawns == ["spawned, trio loaded: False", "spawned, trio loaded: True"]
+
+
+# Sends itself SIGTERM right after spawning the dev server, before trio (and its signal
+# receiver) is imported, and says which pid the dev server got.
+_SIGTERM_EARLY_MAIN = """
+import os, signal, subprocess, sys
+class Early(subprocess.Popen):
+    def __init__(self, args, *rest, **kwargs):
+        super().__init__(args, *rest, **kwargs)
+        if list(args[:2]) == ["sh", "-c"]:
+            print(f"dev server {self.pid}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+subprocess.Popen = Early
+from amicable_sandbox_runtime.__main__ import main
+main(sys.argv[1:])
+"""
+
+
+async def test_sigterm_before_trio_is_up_still_takes_the_dev_server_along(
+    tmp_path: Path,
+) -> None:
+    # The dev server runs in a session of its own: a runtime killed by the signal's default
+    # action would leave it running with nobody to supervise it.
+    env = {
+        **os.environ,
+        "AMICABLE_WORKSPACE": str(tmp_path),
+        "AMICABLE_PREVIEW_PORT": str(free_port()),
+        "AMICABLE_PREVIEW_CMD": "exec sleep 1000",
+    }
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-c", _SIGTERM_EARLY_MAIN, "--insecure-no-auth", "--port", "0"],
+            env=env, check=False, start_new_session=True, capture_stderr=True,
+        )  # fmt: skip
+    assert done.returncode == 128 + signal.SIGTERM
+    lines = done.stderr.decode().splitlines()
+    dev_server = int(next(line for line in lines if line.startswith("dev server ")).split()[-1])
+    await wait_for_exit(dev_server)

@@ -7,7 +7,6 @@ dev server's own start is the critical path, and trio's import is a good part of
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
@@ -106,21 +105,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"amicable-sandbox-runtime: {exc}")
     if not config.workspace.is_dir():
         sys.exit(f"amicable-sandbox-runtime: workspace {config.workspace} is not a directory")
-    from .spawn import spawn_early
+    from .spawn import kill_children, spawn_early
 
     # until trio's signal receiver is up, SIGTERM unwinds through the finally below (so the
     # dev server, in a session of its own, does not outlive us)
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    spawned = spawn_early(config)  # before trio's import: see the module docstring
     try:
+        spawned = spawn_early(config)  # before trio's import: see the module docstring
         import trio
 
         trio.run(serve_until_signalled, config, spawned)
     finally:
-        if spawned is not None and spawned.returncode is None:  # never adopted and reaped
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(spawned.pid, signal.SIGKILL)
-            spawned.wait()
+        kill_children()  # normally none is left: the supervisor stopped the dev server
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 
 #: Never handed to commands or the dev server: the runtime's own credentials.
 PRIVATE_ENV = ("AMICABLE_RUNTIME_TOKEN", "AMICABLE_RUNTIME_TOKEN_FILE")
-#: A command that runs the workspace's own ``.venv`` (relative, not e.g. the agent's
-#: ``/…/.venv/bin/python`` in the local backend's wait loop).
+#: A command that runs the workspace's own ``.venv`` (relative: an interpreter named by an
+#: absolute path, e.g. ``/srv/agent/.venv/bin/python``, is not the workspace's).
 _WORKSPACE_VENV = re.compile(r"(?:^|[\s;&|(])(?:\./)?\.venv/bin/")
 
 #: ``os.environ``'s raw bytes mapping when :func:`child_env` last filtered it, and the result.
@@ -97,8 +98,9 @@ def npm_run(
     name, args = match.group(1), match.group(2) or ""
     if _SHELL_CONTROL.search(args):
         return None
+    manifest = workspace / "package.json"
     try:
-        package = json.loads((workspace / "package.json").read_bytes())
+        package = json.loads(manifest.read_bytes())
     except (OSError, ValueError):
         return None
     scripts = package.get("scripts") if isinstance(package, dict) else None
@@ -107,7 +109,6 @@ def npm_run(
     script = scripts.get(name)
     if not isinstance(script, str) or not script.strip():
         return None
-    manifest = workspace / "package.json"
     added = {
         "PATH": f"{workspace / 'node_modules' / '.bin'}{os.pathsep}{env.get('PATH', os.defpath)}",
         "npm_lifecycle_event": name,
@@ -161,3 +162,34 @@ def spawn_early(config: RuntimeConfig) -> subprocess.Popen[bytes] | None:
         return spawn_dev_server(config)
     except OSError:
         return None  # the supervisor's own spawn reports it
+
+
+def kill_children() -> int:
+    """SIGKILL every child of this process still running, with its process group (each
+    child the runtime starts leads a session of its own); how many. Reads ``/proc``.
+
+    The last word of ``__main__``: whatever interrupted the runtime (a signal before trio's
+    receiver was up, even one landing inside the dev server's spawn), nothing it started
+    outlives it.
+    """
+    me, killed = os.getpid(), 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) < 2 or int(fields[1]) != me or fields[0] == b"Z":
+            continue
+        pid = int(entry.name)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # not a group leader: itself only
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+        killed += 1
+    return killed
